@@ -1,0 +1,187 @@
+//! Service tree nodes and their members.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiJson, ApiPath};
+use crate::app::AppState;
+use crate::auth::{Action, ApiActor};
+use crate::db::tree::{self as tree_db, Member, Node};
+use crate::domain::tree::Role;
+use crate::error::{Error, ErrorBody, Result};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_nodes, create_node))
+        .routes(routes!(get_node, update_node, delete_node))
+        .routes(routes!(list_members, add_member))
+        .routes(routes!(remove_member))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNode {
+    /// Parent node; a root node when absent (admins only).
+    pub parent_id: Option<i64>,
+    /// Slug: lowercase letters, digits and dashes.
+    pub name: String,
+    pub title: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNode {
+    pub title: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    /// User or service-account name.
+    pub account: String,
+    /// `owner`, `engineer` or `viewer`.
+    pub role: String,
+}
+
+
+/// Every node of the tree, ordered by path.
+#[utoipa::path(
+    get, path = "/api/v1/nodes", tag = "tree", security(("bearer" = [])),
+    responses((status = 200, body = [Node]), (status = 401, body = ErrorBody))
+)]
+async fn list_nodes(State(state): State<AppState>, _actor: ApiActor) -> Result<Json<Vec<Node>>> {
+    Ok(Json(tree_db::list_all(&state.db.pool).await?))
+}
+
+/// Creates a node; its path is computed from the parent's.
+#[utoipa::path(
+    post, path = "/api/v1/nodes", tag = "tree", security(("bearer" = [])),
+    request_body = CreateNode,
+    responses(
+        (status = 201, body = Node),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)
+    )
+)]
+async fn create_node(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    ApiJson(body): ApiJson<CreateNode>,
+) -> Result<(StatusCode, Json<Node>)> {
+    let parent_path = match body.parent_id {
+        Some(id) => tree_db::get(&state.db.pool, id)
+            .await
+            .map_err(|_| Error::validation("parent_id", format!("parent node {id} does not exist")))?
+            .path,
+        None => "/".to_string(),
+    };
+    state.policy.require(&actor, Action::CreateChildNode, &parent_path)?;
+    let node = tree_db::create(&state.db, body.parent_id, body.name.trim(), &body.title).await?;
+    Ok((StatusCode::CREATED, Json(node)))
+}
+
+/// One node.
+#[utoipa::path(
+    get, path = "/api/v1/nodes/{id}", tag = "tree", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Node id")),
+    responses((status = 200, body = Node), (status = 404, body = ErrorBody))
+)]
+async fn get_node(
+    State(state): State<AppState>,
+    _actor: ApiActor,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Node>> {
+    Ok(Json(tree_db::get(&state.db.pool, id).await?))
+}
+
+/// Changes a node's title (its name and path are fixed).
+#[utoipa::path(
+    patch, path = "/api/v1/nodes/{id}", tag = "tree", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Node id")),
+    request_body = UpdateNode,
+    responses((status = 200, body = Node), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn update_node(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<UpdateNode>,
+) -> Result<Json<Node>> {
+    let node = tree_db::get(&state.db.pool, id).await?;
+    state.policy.require(&actor, Action::EditNode, &node.path)?;
+    Ok(Json(tree_db::update_title(&state.db, id, &body.title).await?))
+}
+
+/// Deletes a node that has nothing below it (409 naming what is left).
+#[utoipa::path(
+    delete, path = "/api/v1/nodes/{id}", tag = "tree", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Node id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+async fn delete_node(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode> {
+    let node = tree_db::get(&state.db.pool, id).await?;
+    state.policy.require(&actor, Action::DeleteNode, node.parent_path())?;
+    tree_db::delete(&state.db, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The direct members of a node.
+#[utoipa::path(
+    get, path = "/api/v1/nodes/{id}/members", tag = "tree", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Node id")),
+    responses((status = 200, body = [Member]), (status = 404, body = ErrorBody))
+)]
+async fn list_members(
+    State(state): State<AppState>,
+    _actor: ApiActor,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Vec<Member>>> {
+    tree_db::get(&state.db.pool, id).await?;
+    Ok(Json(tree_db::members(&state.db.pool, id).await?))
+}
+
+/// Adds a member (201) or changes an existing member's role (200).
+#[utoipa::path(
+    post, path = "/api/v1/nodes/{id}/members", tag = "tree", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Node id")),
+    request_body = AddMember,
+    responses((status = 201, body = Member), (status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn add_member(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<AddMember>,
+) -> Result<(StatusCode, Json<Member>)> {
+    let node = tree_db::get(&state.db.pool, id).await?;
+    state.policy.require(&actor, Action::ManageMembers, &node.path)?;
+    let role: Role = body.role.parse().map_err(|m: String| Error::validation("role", m))?;
+    let (member, created) = tree_db::put_member(&state.db, id, body.account.trim(), role).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(member)))
+}
+
+/// Removes a member.
+#[utoipa::path(
+    delete, path = "/api/v1/nodes/{id}/members/{account_id}", tag = "tree", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Node id"), ("account_id" = i64, Path, description = "Account id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+async fn remove_member(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    ApiPath((id, account_id)): ApiPath<(i64, i64)>,
+) -> Result<StatusCode> {
+    let node = tree_db::get(&state.db.pool, id).await?;
+    state.policy.require(&actor, Action::ManageMembers, &node.path)?;
+    tree_db::remove_member(&state.db, id, account_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,195 @@
+//! Application state, router assembly and server start.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum_csrf::{CsrfConfig, Key, SameSite};
+use axum_prometheus::{PrometheusMetricLayer, PrometheusMetricLayerBuilder};
+use axum_prometheus::metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Policy;
+use crate::auth::rate_limit::LoginLimiter;
+use crate::config::ServeConfig;
+use crate::db::Db;
+use crate::secret::SecretKey;
+use crate::{api, http};
+
+/// Everything a request handler may need, shared behind an `Arc`.
+pub struct App {
+    pub db: Db,
+    pub config: ServeConfig,
+    pub policy: Policy,
+    pub login_limiter: LoginLimiter,
+    pub csrf: CsrfConfig,
+}
+
+/// Cheap-to-clone handle on [`App`], passed with axum's `State`.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub async fn new(db: Db, config: ServeConfig, key: &SecretKey) -> anyhow::Result<Self> {
+        let policy = Policy::load(&db).await.context("loading the access policy")?;
+        let secure = config.secure_cookies();
+        let csrf = CsrfConfig::default()
+            .with_key(Some(Key::from(&key.derive_64("csrf-cookie"))))
+            .with_salt(hex::encode(key.derive_64("csrf-salt")))
+            .with_cookie_name("rollway_csrf")
+            .with_cookie_same_site(SameSite::Strict)
+            .with_http_only(true)
+            .with_secure(secure)
+            .with_prefix_with_host(secure)
+            .with_lifetime(time::Duration::hours(12));
+        let login_limiter =
+            LoginLimiter::new(config.login_attempts_per_user, config.login_attempts_per_ip);
+        Ok(AppState(Arc::new(App {
+            db,
+            config,
+            policy,
+            login_limiter,
+            csrf,
+        })))
+    }
+}
+
+/// The whole router: pages, the API, health and metrics.
+pub fn router(state: AppState, metrics: Option<(PrometheusMetricLayer<'static>, PrometheusHandle)>) -> Router {
+    let (api_router, openapi) = api::router().split_for_parts();
+    let openapi = Arc::new(openapi);
+    let mut router = Router::new()
+        .merge(http::router())
+        .merge(api_router)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = openapi.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(http::not_found);
+    if let Some((layer, handle)) = metrics {
+        router = router
+            .route("/metrics", get(move || std::future::ready(handle.render())))
+            .layer(layer);
+    }
+    router
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database answers.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.db.ping().await {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
+    }
+}
+
+/// Binds, prints where it listens, and serves until SIGINT/SIGTERM.
+pub async fn serve(state: AppState) -> anyhow::Result<()> {
+    // Request count and latency histogram per matched route, prefixed
+    // `rollway_http_…`. Installs the process-wide recorder, so only here.
+    let metrics = PrometheusMetricLayerBuilder::new()
+        .with_prefix("rollway")
+        .with_ignore_patterns(&["/metrics", "/static/{*path}"])
+        .with_default_metrics()
+        .build_pair();
+    let listen = state.config.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (--listen / ROLLWAY_LISTEN)"))?;
+    let local = listener.local_addr()?;
+    let housekeeping = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                state.login_limiter.shrink();
+            }
+        })
+    };
+    let app = router(state, Some(metrics));
+    // Printed on stdout (not only logged) so scripts and tests can find
+    // the port when listening on port 0.
+    println!("Rollway listening on http://{local}");
+    tracing::info!(address = %local, "listening");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving")?;
+    housekeeping.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,199 @@
+//! Request extractors that establish who is asking.
+//!
+//! - [`PageActor`]: a browser session (cookie). Missing → redirect to login.
+//! - [`ApiActor`]: a bearer token. `/api/v1` accepts nothing else.
+//! - [`CsrfForm`]: a urlencoded form whose CSRF token was checked; every
+//!   state-changing page route reads its body through it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Form, FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_csrf::CsrfToken;
+use axum_extra::extract::CookieJar;
+use serde::de::DeserializeOwned;
+
+use crate::app::AppState;
+use crate::db::accounts::Account;
+use crate::db::{sessions, tokens};
+use crate::error::Error;
+use crate::http::page_error;
+
+/// Name of the session cookie (`__Host-` prefixed when served over https).
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-rollway_session"
+    } else {
+        "rollway_session"
+    }
+}
+
+/// The client's address: the socket peer, or the first X-Forwarded-For hop
+/// when the server is told to trust its proxy.
+pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for
+        && let Some(ip) = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return ip;
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// A signed-in person, from the session cookie.
+#[derive(Clone)]
+pub struct PageActor {
+    pub account: Account,
+    pub session_id: i64,
+}
+
+impl PageActor {
+    /// The session behind the request, if any. The policy is refreshed so
+    /// the decisions that follow see the latest grants.
+    pub async fn from_parts(parts: &Parts, state: &AppState) -> Result<Option<Self>, Error> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let Some(cookie) = jar.get(session_cookie_name(state.config.secure_cookies())) else {
+            return Ok(None);
+        };
+        let idle_ms = i64::from(state.config.session_idle_hours) * 3600 * 1000;
+        let Some(found) = sessions::authenticate(&state.db, cookie.value(), idle_ms).await? else {
+            return Ok(None);
+        };
+        state.policy.refresh(&state.db).await?;
+        Ok(Some(Self {
+            account: found.account,
+            session_id: found.session_id,
+        }))
+    }
+}
+
+impl FromRequestParts<AppState> for PageActor {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match Self::from_parts(parts, state).await {
+            Ok(Some(actor)) => Ok(actor),
+            Ok(None) => {
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let target = if parts.method == axum::http::Method::GET && next != "/" {
+                    format!("/login?next={}", urlencode(next))
+                } else {
+                    "/login".to_string()
+                };
+                Err(Redirect::to(&target).into_response())
+            }
+            Err(err) => Err(page_error(&err)),
+        }
+    }
+}
+
+fn urlencode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// An API caller, from `Authorization: Bearer rwy_…`.
+#[derive(Clone)]
+pub struct ApiActor(pub Account);
+
+impl FromRequestParts<AppState> for ApiActor {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| {
+                Error::Unauthorized("an API token is required: Authorization: Bearer rwy_…".into())
+            })?
+            .to_str()
+            .map_err(|_| Error::Unauthorized("the Authorization header is not text".into()))?;
+        let presented = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                Error::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
+            })?;
+        match tokens::authenticate(&state.db, presented).await? {
+            Ok(account) => {
+                state.policy.refresh(&state.db).await?;
+                Ok(ApiActor(account))
+            }
+            Err(refusal) => Err(Error::Unauthorized(
+                match refusal {
+                    tokens::TokenRefusal::Unknown => "the API token is not valid",
+                    tokens::TokenRefusal::Revoked => "the API token has been revoked",
+                    tokens::TokenRefusal::Expired => "the API token has expired",
+                    tokens::TokenRefusal::AccountDisabled => "the token's account is disabled",
+                }
+                .into(),
+            )),
+        }
+    }
+}
+
+/// A form that carries the CSRF token it was rendered with.
+pub trait CsrfProtected {
+    fn csrf_token(&self) -> &str;
+}
+
+/// A urlencoded form body whose CSRF token matched the CSRF cookie. A
+/// missing, foreign or stale token is refused with 403 before the handler
+/// runs.
+pub struct CsrfForm<T>(pub T);
+
+impl<T> FromRequest<AppState> for CsrfForm<T>
+where
+    T: DeserializeOwned + CsrfProtected + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let token = CsrfToken::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let req = Request::from_parts(parts, body);
+        let form = match Form::<T>::from_request(req, state).await {
+            Ok(Form(form)) => form,
+            Err(rejection) => {
+                let err = if rejection.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                    Error::UnsupportedMediaType("forms must be sent as application/x-www-form-urlencoded".into())
+                } else {
+                    Error::Validation {
+                        field: None,
+                        message: format!("the form could not be read: {}", rejection.body_text()),
+                    }
+                };
+                return Err(page_error(&err));
+            }
+        };
+        if token.verify(form.csrf_token()).is_err() {
+            return Err(page_error(&Error::Forbidden(
+                "this form has expired or did not come from Rollway; reload the page and try again"
+                    .into(),
+            )));
+        }
+        Ok(CsrfForm(form))
+    }
+}
+
+impl FromRef<AppState> for axum_csrf::CsrfConfig {
+    fn from_ref(state: &AppState) -> Self {
+        state.csrf.clone()
+    }
+}

@@ -1,0 +1,298 @@
+//! THE policy: one call, [`Policy::may`], answers "may this actor do this
+//! action at this tree path". Pages call it to decide which buttons to show
+//! and handlers call the same function to allow the request.
+//!
+//! casbin holds the rules: which role permits which action (static, below)
+//! and who holds which role where (memberships, loaded from the database).
+//! A role granted on `/a/b` covers `/a/b` and every descendant, and not
+//! `/a/bc`: the domain matching function is [`tree::path_covers`]. Admins
+//! hold the `admin` role on `/`, which covers everything.
+
+use std::sync::{Arc, RwLock};
+
+use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
+
+use crate::db::{self, Db, accounts::Account};
+use crate::domain::tree::{self, Role};
+use crate::error::{Error, Result};
+
+/// Something an actor may be allowed to do somewhere in the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// See a node, its members and what hangs below it.
+    ViewNode,
+    /// Create a node under the node at the checked path (`/` for roots).
+    CreateChildNode,
+    /// Change a node's title.
+    EditNode,
+    /// Delete a node; checked at its parent's path, so nobody deletes the
+    /// node that grants them their role.
+    DeleteNode,
+    /// Add, change or remove members of a node.
+    ManageMembers,
+    /// Users, service accounts and their tokens (checked at `/`).
+    ManageAccounts,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ViewNode => "node.view",
+            Action::CreateChildNode => "node.create_child",
+            Action::EditNode => "node.edit",
+            Action::DeleteNode => "node.delete",
+            Action::ManageMembers => "node.manage_members",
+            Action::ManageAccounts => "accounts.manage",
+        }
+    }
+}
+
+/// Which tree role permits which action. Admins may do everything.
+const ROLE_PERMISSIONS: &[(Role, &[Action])] = &[
+    (Role::Viewer, &[Action::ViewNode]),
+    (Role::Engineer, &[Action::ViewNode]),
+    (
+        Role::Owner,
+        &[
+            Action::ViewNode,
+            Action::CreateChildNode,
+            Action::EditNode,
+            Action::DeleteNode,
+            Action::ManageMembers,
+        ],
+    ),
+];
+
+const MODEL: &str = r#"
+[request_definition]
+r = sub, dom, act
+
+[policy_definition]
+p = sub, act
+
+[role_definition]
+g = _, _, _
+
+[policy_effect]
+e = some(where (p.eft == allow))
+
+[matchers]
+m = g(r.sub, p.sub, r.dom) && (p.act == "*" || r.act == p.act)
+"#;
+
+const ADMIN_ROLE: &str = "admin";
+
+fn subject(account_id: i64) -> String {
+    format!("account:{account_id}")
+}
+
+/// The enforcer and the policy version it was built from.
+struct Loaded {
+    version: i64,
+    enforcer: Enforcer,
+}
+
+pub struct Policy {
+    current: RwLock<Arc<Loaded>>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+/// Builds an enforcer from the static role rules and the given grants.
+async fn build_enforcer(
+    memberships: &[tree::Membership<i64>],
+    admin_ids: &[i64],
+) -> anyhow::Result<Enforcer> {
+    let model = DefaultModel::from_str(MODEL).await?;
+    let mut enforcer = Enforcer::new(model, MemoryAdapter::default()).await?;
+    enforcer
+        .get_role_manager()
+        .write()
+        .matching_fn(None, Some(tree::path_covers));
+    let mut rules: Vec<Vec<String>> = vec![vec![ADMIN_ROLE.into(), "*".into()]];
+    for (role, actions) in ROLE_PERMISSIONS {
+        for action in *actions {
+            rules.push(vec![role.as_str().into(), action.as_str().into()]);
+        }
+    }
+    enforcer.add_policies(rules).await?;
+    let mut grants: Vec<Vec<String>> = memberships
+        .iter()
+        .map(|m| vec![subject(m.account), m.role.as_str().into(), m.path.clone()])
+        .collect();
+    grants.extend(
+        admin_ids
+            .iter()
+            .map(|id| vec![subject(*id), ADMIN_ROLE.into(), "/".into()]),
+    );
+    if !grants.is_empty() {
+        enforcer.add_grouping_policies(grants).await?;
+    }
+    enforcer.build_role_links()?;
+    Ok(enforcer)
+}
+
+impl Policy {
+    /// Loads every grant from the database.
+    pub async fn load(db: &Db) -> Result<Self> {
+        let loaded = Self::load_from(db).await?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(loaded)),
+            reload: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn load_from(db: &Db) -> Result<Loaded> {
+        // Read the version first: a change racing with the load bumps it
+        // again, so the next request reloads rather than keeping stale grants.
+        let version = db::tree::policy_version(&db.pool).await?;
+        let memberships = db::tree::all_memberships(&db.pool).await?;
+        let admins = db::tree::admin_ids(&db.pool).await?;
+        let enforcer = build_enforcer(&memberships, &admins)
+            .await
+            .map_err(|e| Error::Internal(e.context("building the policy enforcer")))?;
+        Ok(Loaded { version, enforcer })
+    }
+
+    fn snapshot(&self) -> Arc<Loaded> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reloads the grants when another request or replica changed them.
+    /// Called once per authenticated request, before any decision.
+    pub async fn refresh(&self, db: &Db) -> Result<()> {
+        let latest = db::tree::policy_version(&db.pool).await?;
+        if self.snapshot().version == latest {
+            return Ok(());
+        }
+        let _one_at_a_time = self.reload.lock().await;
+        if self.snapshot().version == latest {
+            return Ok(());
+        }
+        let loaded = Arc::new(Self::load_from(db).await?);
+        match self.current.write() {
+            Ok(mut guard) => *guard = loaded,
+            Err(poisoned) => *poisoned.into_inner() = loaded,
+        }
+        Ok(())
+    }
+
+    /// May `actor` do `action` at the node with `path` (`/` for global
+    /// actions)? Disabled accounts may do nothing.
+    pub fn may(&self, actor: &Account, action: Action, path: &str) -> bool {
+        if actor.is_disabled() {
+            return false;
+        }
+        let loaded = self.snapshot();
+        loaded
+            .enforcer
+            .enforce((subject(actor.id), path, action.as_str()))
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "policy evaluation failed; denying");
+                false
+            })
+    }
+
+    /// [`Policy::may`], as a 403 naming what was refused.
+    pub fn require(&self, actor: &Account, action: Action, path: &str) -> Result<()> {
+        if self.may(actor, action, path) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "{} may not {} at {}",
+                actor.name,
+                describe(action),
+                path
+            )))
+        }
+    }
+}
+
+fn describe(action: Action) -> &'static str {
+    match action {
+        Action::ViewNode => "view this node",
+        Action::CreateChildNode => "create nodes",
+        Action::EditNode => "edit this node",
+        Action::DeleteNode => "delete nodes",
+        Action::ManageMembers => "manage members",
+        Action::ManageAccounts => "manage accounts",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::accounts::AccountKind;
+
+    fn account(id: i64) -> Account {
+        Account {
+            id,
+            kind: AccountKind::User,
+            name: format!("user{id}"),
+            display_name: String::new(),
+            description: String::new(),
+            is_admin: false,
+            created_at: 0,
+            disabled_at: None,
+        }
+    }
+
+    fn grant(account: i64, path: &str, role: Role) -> tree::Membership<i64> {
+        tree::Membership {
+            account,
+            path: path.into(),
+            role,
+        }
+    }
+
+    #[tokio::test]
+    async fn roles_cover_descendants_and_not_lookalike_siblings() {
+        let enforcer = build_enforcer(
+            &[
+                grant(1, "/a/b", Role::Owner),
+                grant(2, "/a", Role::Viewer),
+                grant(3, "/a/b/c", Role::Engineer),
+            ],
+            &[9],
+        )
+        .await
+        .unwrap();
+        let policy = Policy {
+            current: RwLock::new(Arc::new(Loaded {
+                version: 0,
+                enforcer,
+            })),
+            reload: tokio::sync::Mutex::new(()),
+        };
+        use Action::*;
+        let cases = [
+            (1, EditNode, "/a/b", true),
+            (1, EditNode, "/a/b/c", true),
+            (1, EditNode, "/a/b/c/d", true),
+            (1, EditNode, "/a/bc", false),
+            (1, EditNode, "/a", false),
+            (1, ManageAccounts, "/", false),
+            (1, CreateChildNode, "/", false),
+            (2, ViewNode, "/a/bc", true),
+            (2, EditNode, "/a/b", false),
+            (3, ViewNode, "/a/b/c", true),
+            (3, ViewNode, "/a/b", false),
+            (3, ManageMembers, "/a/b/c", false),
+            (9, ManageAccounts, "/", true),
+            (9, DeleteNode, "/x/y", true),
+            (4, ViewNode, "/a", false),
+        ];
+        for (id, action, path, expected) in cases {
+            assert_eq!(
+                policy.may(&account(id), action, path),
+                expected,
+                "account {id} {action:?} at {path}"
+            );
+        }
+        let mut disabled = account(9);
+        disabled.disabled_at = Some(1);
+        assert!(!policy.may(&disabled, ManageAccounts, "/"));
+    }
+}

@@ -1,0 +1,272 @@
+//! What each command does: `serve` and the `admin` subcommands. Bad
+//! configuration exits with code 2, other failures with 1.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+
+use crate::app::{self, AppState};
+use crate::auth::password;
+use crate::config::{
+    AdminCommand, Cli, Command, ConfigError, DatabaseConfig, EXIT_BAD_CONFIG, ServeConfig,
+};
+use crate::db::accounts::{self, AccountKind, NewAccount};
+use crate::db::{self, Db};
+use crate::domain::tree::Role;
+use crate::error::Error;
+use crate::secret::load_secret_key;
+
+/// A failure, and whether it was bad configuration (exit 2).
+enum Failure {
+    Config(String),
+    Other(anyhow::Error),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Config(e.to_string())
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Internal(inner) => Failure::Other(inner),
+            other => Failure::Other(anyhow!(other.to_string())),
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_BAD_CONFIG as u8)
+        }
+        Err(Failure::Other(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open_db(url: &str) -> Result<(DatabaseConfig, Db), Failure> {
+    let config = DatabaseConfig::from_url(url)?;
+    let db = Db::connect(&config).await?;
+    db.migrate().await?;
+    Ok((config, db))
+}
+
+async fn dispatch(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve(args) => {
+            let serve_config = ServeConfig::from_args(&args)?;
+            let db_config = DatabaseConfig::from_url(&cli.global.database_url)?;
+            let key = load_secret_key(
+                std::env::var("ROLLWAY_SECRET_KEY").ok().as_deref(),
+                db_config.sqlite_file.as_deref(),
+            )
+            .map_err(Failure::Config)?;
+            let admin_password = std::env::var("ROLLWAY_ADMIN_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty());
+            if let Some(p) = &admin_password {
+                password::validate(p).map_err(|e| {
+                    Failure::Config(format!("invalid ROLLWAY_ADMIN_PASSWORD: {e}"))
+                })?;
+            }
+            let (_, db) = open_db(&cli.global.database_url).await?;
+            create_first_admin(&db, admin_password).await?;
+            let state = AppState::new(db, serve_config, &key).await?;
+            app::serve(state).await?;
+            Ok(())
+        }
+        Command::Admin(command) => {
+            let (_, db) = open_db(&cli.global.database_url).await?;
+            admin(&db, command).await
+        }
+    }
+}
+
+/// On a database without accounts, creates `admin` with the given password
+/// or a generated one printed once.
+async fn create_first_admin(db: &Db, password: Option<String>) -> Result<(), Failure> {
+    if accounts::count(&db.pool).await? > 0 {
+        return Ok(());
+    }
+    let (password, generated) = match password {
+        Some(p) => (p, false),
+        None => (password::generate(), true),
+    };
+    let hash = password::hash_blocking(password.clone()).await?;
+    let mut tx = db.begin_write().await.context("opening a transaction")?;
+    accounts::insert(
+        &mut tx,
+        &NewAccount {
+            kind: AccountKind::User,
+            name: "admin",
+            display_name: "Administrator",
+            description: "",
+            password_hash: Some(&hash),
+            is_admin: true,
+        },
+    )
+    .await?;
+    tx.commit().await.context("creating the first admin")?;
+    if generated {
+        println!(
+            "Created the first administrator.\n  user:     admin\n  password: {password}\nThis password is shown only now; change it after logging in."
+        );
+    } else {
+        println!("Created the first administrator 'admin' with the password from ROLLWAY_ADMIN_PASSWORD.");
+    }
+    Ok(())
+}
+
+fn format_time(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) => crate::http::format_time(ms),
+    }
+}
+
+async fn admin(db: &Db, command: AdminCommand) -> Result<(), Failure> {
+    match command {
+        AdminCommand::CreateUser {
+            name,
+            admin,
+            password_env,
+            display_name,
+        } => {
+            let (password, generated) = match &password_env {
+                Some(var) => {
+                    let value = std::env::var(var).map_err(|_| {
+                        Failure::Config(format!("--password-env: the variable {var} is not set"))
+                    })?;
+                    (value, false)
+                }
+                None => (password::generate(), true),
+            };
+            password::validate(&password)?;
+            let hash = password::hash_blocking(password.clone()).await?;
+            let mut tx = db.begin_write().await.context("opening a transaction")?;
+            let account = accounts::insert(
+                &mut tx,
+                &NewAccount {
+                    kind: AccountKind::User,
+                    name: &name,
+                    display_name: display_name.as_deref().unwrap_or(""),
+                    description: "",
+                    password_hash: Some(&hash),
+                    is_admin: admin,
+                },
+            )
+            .await?;
+            tx.commit().await.context("creating the user")?;
+            println!(
+                "Created user '{}' (id {}){}.",
+                account.name,
+                account.id,
+                if admin { ", an administrator" } else { "" }
+            );
+            if generated {
+                println!("password: {password}\nThis password is shown only now.");
+            }
+            Ok(())
+        }
+        AdminCommand::CreateServiceAccount {
+            name,
+            node,
+            role,
+            description,
+        } => {
+            let role: Role = role
+                .parse()
+                .map_err(|e: String| Failure::Config(format!("--role: {e}")))?;
+            let node = db::tree::find_by_path(&db.pool, &node)
+                .await?
+                .ok_or_else(|| Failure::Config(format!("--node: no tree node at {node}")))?;
+            let mut tx = db.begin_write().await.context("opening a transaction")?;
+            let account = accounts::insert(
+                &mut tx,
+                &NewAccount {
+                    kind: AccountKind::ServiceAccount,
+                    name: &name,
+                    display_name: "",
+                    description: &description,
+                    password_hash: None,
+                    is_admin: false,
+                },
+            )
+            .await?;
+            tx.commit().await.context("creating the service account")?;
+            db::tree::put_member(db, node.id, &account.name, role).await?;
+            println!(
+                "Created service account '{}' (id {}) as {} on {}.",
+                account.name, account.id, role, node.path
+            );
+            Ok(())
+        }
+        AdminCommand::CreateToken {
+            account,
+            name,
+            expires_in_days,
+        } => {
+            let found = accounts::find_by_name(&db.pool, &account)
+                .await?
+                .ok_or_else(|| Failure::Config(format!("no account named '{account}'")))?;
+            let (info, secret) = db::tokens::create(db, found.id, &name, expires_in_days, None).await?;
+            eprintln!(
+                "Created token {} '{}' for {} (expires: {}). It is shown only now:",
+                info.id,
+                info.name,
+                info.account,
+                format_time(info.expires_at)
+            );
+            println!("{}", secret.expose());
+            Ok(())
+        }
+        AdminCommand::ListTokens { account } => {
+            let account_id = match account {
+                None => None,
+                Some(name) => Some(
+                    accounts::find_by_name(&db.pool, &name)
+                        .await?
+                        .ok_or_else(|| Failure::Config(format!("no account named '{name}'")))?
+                        .id,
+                ),
+            };
+            let list = db::tokens::list(&db.pool, account_id).await?;
+            let now = db::now_ms();
+            println!(
+                "{:>6}  {:<20} {:<20} {:<12} {:<8} {:<17} {:<17}",
+                "ID", "ACCOUNT", "NAME", "PREFIX", "STATE", "EXPIRES", "LAST USED"
+            );
+            for t in list {
+                println!(
+                    "{:>6}  {:<20} {:<20} {:<12} {:<8} {:<17} {:<17}",
+                    t.id,
+                    t.account,
+                    t.name,
+                    t.prefix,
+                    t.state(now),
+                    format_time(t.expires_at),
+                    format_time(t.last_used_at)
+                );
+            }
+            Ok(())
+        }
+        AdminCommand::RevokeToken { id } => {
+            let info = db::tokens::revoke(db, id).await?;
+            println!("Revoked token {} '{}' of {}.", info.id, info.name, info.account);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! Command line and `ROLLWAY_*` environment: parsed by clap, validated once
+//! at start. A bad value is reported naming both the flag and the variable,
+//! and the process exits with code 2.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use url::Url;
+
+use crate::secret::Secret;
+
+/// Exit code for bad configuration, as clap uses for bad arguments.
+pub const EXIT_BAD_CONFIG: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rollway",
+    version,
+    about = "Rollway: release tickets, approvals and staged rollouts to Kubernetes from GitLab",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Database: `sqlite://FILE` (created if missing) or `postgres://…`.
+    #[arg(
+        long,
+        global = true,
+        env = "ROLLWAY_DATABASE_URL",
+        default_value = "sqlite://rollway.db"
+    )]
+    pub database_url: String,
+
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        env = "ROLLWAY_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations, create the first admin if there is none, then serve.
+    Serve(ServeArgs),
+    /// Administration against the configured database.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "ROLLWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// The URL people reach Rollway at. When it is https, cookies are marked
+    /// Secure and use the `__Host-` prefix.
+    #[arg(long, env = "ROLLWAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Take the client address from X-Forwarded-For (only behind a trusted
+    /// reverse proxy).
+    #[arg(long, env = "ROLLWAY_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+
+    /// Login attempts allowed per user name per minute.
+    #[arg(long, env = "ROLLWAY_LOGIN_ATTEMPTS_PER_USER", default_value = "5")]
+    pub login_attempts_per_user: String,
+
+    /// Login attempts allowed per client address per minute.
+    #[arg(long, env = "ROLLWAY_LOGIN_ATTEMPTS_PER_IP", default_value = "20")]
+    pub login_attempts_per_ip: String,
+
+    /// Hours a browser session lasts without activity.
+    #[arg(long, env = "ROLLWAY_SESSION_IDLE_HOURS", default_value = "12")]
+    pub session_idle_hours: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a user who logs in with a password.
+    CreateUser {
+        /// Login name (lowercase letters, digits, `-`, `_`, `.`).
+        name: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from this environment variable instead of
+        /// generating one (a generated password is printed once).
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+        /// Name shown in the UI (defaults to the login name).
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Create a service account (for CI) bound to a tree node.
+    CreateServiceAccount {
+        /// Account name.
+        name: String,
+        /// Path of the tree node to bind it to, e.g. `/acme/payments`.
+        #[arg(long)]
+        node: String,
+        /// Role on that node.
+        #[arg(long, default_value = "engineer")]
+        role: String,
+        /// What the account is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Create an API token for an account and print it once.
+    CreateToken {
+        /// Account (user or service account) name.
+        account: String,
+        /// Label to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Days until the token expires (never, when left out).
+        #[arg(long, value_name = "N")]
+        expires_in_days: Option<u32>,
+    },
+    /// List API tokens (never their secrets).
+    ListTokens {
+        /// Only the tokens of this account.
+        account: Option<String>,
+    },
+    /// Revoke an API token by id; it is refused at once.
+    RevokeToken {
+        /// Token id, as `list-tokens` shows it.
+        id: i64,
+    },
+}
+
+/// Which database engine a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A validated database location.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: Secret<String>,
+    pub kind: DbKind,
+    /// The SQLite file, when the database is SQLite.
+    pub sqlite_file: Option<PathBuf>,
+}
+
+/// A configuration value that failed validation.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {flag} / {env}: {message}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub env: &'static str,
+    pub message: String,
+}
+
+fn bad(flag: &'static str, env: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        flag,
+        env,
+        message: message.into(),
+    }
+}
+
+impl DatabaseConfig {
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        let err = |m: String| bad("--database-url", "ROLLWAY_DATABASE_URL", m);
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let file = rest.trim_start_matches("//");
+            let file = file.split('?').next().unwrap_or_default();
+            if file.is_empty() || file == ":memory:" {
+                return Err(err(
+                    "SQLite needs a file, e.g. sqlite://rollway.db (in-memory databases lose everything)"
+                        .into(),
+                ));
+            }
+            Ok(Self {
+                url: Secret::new(url.to_string()),
+                kind: DbKind::Sqlite,
+                sqlite_file: Some(PathBuf::from(file)),
+            })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Url::parse(url).map_err(|e| err(format!("not a valid PostgreSQL URL ({e})")))?;
+            Ok(Self {
+                url: Secret::new(url.to_string()),
+                kind: DbKind::Postgres,
+                sqlite_file: None,
+            })
+        } else {
+            Err(err(
+                "expected sqlite://FILE or postgres://USER@HOST/DB".into(),
+            ))
+        }
+    }
+}
+
+/// Validated settings of `rollway serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub public_url: Option<Url>,
+    pub trust_forwarded_for: bool,
+    pub login_attempts_per_user: u32,
+    pub login_attempts_per_ip: u32,
+    pub session_idle_hours: u32,
+}
+
+impl ServeConfig {
+    /// Whether cookies must be `Secure` with the `__Host-` prefix.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.as_ref().is_some_and(|u| u.scheme() == "https")
+    }
+
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let listen = args.listen.parse::<SocketAddr>().map_err(|_| {
+            bad(
+                "--listen",
+                "ROLLWAY_LISTEN",
+                format!("'{}' is not an address like 127.0.0.1:8080", args.listen),
+            )
+        })?;
+        let public_url = match args.public_url.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(raw) => {
+                let url = Url::parse(raw).map_err(|e| {
+                    bad(
+                        "--public-url",
+                        "ROLLWAY_PUBLIC_URL",
+                        format!("'{raw}' is not a URL ({e})"),
+                    )
+                })?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(bad(
+                        "--public-url",
+                        "ROLLWAY_PUBLIC_URL",
+                        format!("'{raw}' must be an http or https URL"),
+                    ));
+                }
+                Some(url)
+            }
+        };
+        let positive = |raw: &str, flag, env| -> Result<u32, ConfigError> {
+            raw.parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad(flag, env, format!("'{raw}' is not a positive whole number")))
+        };
+        Ok(Self {
+            listen,
+            public_url,
+            trust_forwarded_for: args.trust_forwarded_for,
+            login_attempts_per_user: positive(
+                &args.login_attempts_per_user,
+                "--login-attempts-per-user",
+                "ROLLWAY_LOGIN_ATTEMPTS_PER_USER",
+            )?,
+            login_attempts_per_ip: positive(
+                &args.login_attempts_per_ip,
+                "--login-attempts-per-ip",
+                "ROLLWAY_LOGIN_ATTEMPTS_PER_IP",
+            )?,
+            session_idle_hours: positive(
+                &args.session_idle_hours,
+                "--session-idle-hours",
+                "ROLLWAY_SESSION_IDLE_HOURS",
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args() -> ServeArgs {
+        ServeArgs {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            trust_forwarded_for: false,
+            login_attempts_per_user: "5".into(),
+            login_attempts_per_ip: "20".into(),
+            session_idle_hours: "12".into(),
+        }
+    }
+
+    #[test]
+    fn database_urls_are_recognised() {
+        let sqlite = DatabaseConfig::from_url("sqlite://data/rollway.db").unwrap();
+        assert_eq!(sqlite.kind, DbKind::Sqlite);
+        assert_eq!(sqlite.sqlite_file, Some(PathBuf::from("data/rollway.db")));
+        let pg = DatabaseConfig::from_url("postgres://postgres@127.0.0.1/rollway").unwrap();
+        assert_eq!(pg.kind, DbKind::Postgres);
+        for bad in ["mysql://x", "rollway.db", "sqlite::memory:", "sqlite://"] {
+            let err = DatabaseConfig::from_url(bad).unwrap_err().to_string();
+            assert!(err.contains("ROLLWAY_DATABASE_URL"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_serve_values_name_flag_and_variable() {
+        let mut args = serve_args();
+        args.listen = "localhost".into();
+        let err = ServeConfig::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("--listen") && err.contains("ROLLWAY_LISTEN"), "{err}");
+
+        let mut args = serve_args();
+        args.public_url = Some("ftp://x".into());
+        let err = ServeConfig::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("ROLLWAY_PUBLIC_URL"), "{err}");
+
+        let mut args = serve_args();
+        args.login_attempts_per_ip = "0".into();
+        assert!(ServeConfig::from_args(&args).is_err());
+    }
+
+    #[test]
+    fn https_public_url_turns_on_secure_cookies() {
+        let mut args = serve_args();
+        assert!(!ServeConfig::from_args(&args).unwrap().secure_cookies());
+        args.public_url = Some("https://rollway.example.com".into());
+        assert!(ServeConfig::from_args(&args).unwrap().secure_cookies());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,165 @@
+//! Persistence: one set of portable queries for SQLite and PostgreSQL through
+//! sqlx's `Any` driver, one module per aggregate. Transactions are opened
+//! here; a multi-row change is always written in one of them.
+
+pub mod accounts;
+pub mod sessions;
+pub mod tokens;
+pub mod tree;
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+use crate::config::{DatabaseConfig, DbKind};
+
+/// A transaction on either backend.
+pub type Tx = Transaction<'static, Any>;
+
+/// Migrations, embedded so the binary carries its schema. Both folders are
+/// kept in step; a unit test checks that every file is listed here.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../../../migrations/sqlite/0001_foundation.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../../../migrations/postgres/0001_foundation.sql"),
+)];
+
+/// The connection pool and which backend it talks to.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub kind: DbKind,
+}
+
+/// Current time as unix milliseconds, the unit of every timestamp column.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Db {
+    /// Connects (creating a missing SQLite file) and prepares each new
+    /// connection: WAL, a busy timeout and foreign keys on SQLite.
+    pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
+        install_default_drivers();
+        let mut url = config.url.expose().clone();
+        if config.kind == DbKind::Sqlite && !url.contains("mode=") {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("mode=rwc");
+        }
+        let options = AnyPoolOptions::new()
+            .max_connections(match config.kind {
+                DbKind::Sqlite => 8,
+                DbKind::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10));
+        let options = if config.kind == DbKind::Sqlite {
+            options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+        } else {
+            options
+        };
+        let pool = options.connect(&url).await.with_context(|| {
+            format!(
+                "cannot open the {} database (check --database-url / ROLLWAY_DATABASE_URL)",
+                match config.kind {
+                    DbKind::Sqlite => "SQLite",
+                    DbKind::Postgres => "PostgreSQL",
+                }
+            )
+        })?;
+        Ok(Self {
+            pool,
+            kind: config.kind,
+        })
+    }
+
+    /// Applies every migration not yet applied.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let list = match self.kind {
+            DbKind::Sqlite => SQLITE_MIGRATIONS,
+            DbKind::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let migrations: Vec<Migration> = list
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    Cow::Borrowed(*sql),
+                    false,
+                )
+            })
+            .collect();
+        let migrator = Migrator {
+            migrations: Cow::Owned(migrations),
+            ..Migrator::DEFAULT
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .context("applying database migrations")
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write
+    /// lock up front (`BEGIN IMMEDIATE`) so two writers queue on the busy
+    /// timeout instead of failing when a read lock cannot be upgraded.
+    pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        match self.kind {
+            DbKind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            DbKind::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files_in(dir: &str) -> Vec<String> {
+        let path = format!("{}/../migrations/{dir}", env!("CARGO_MANIFEST_DIR"));
+        let mut names: Vec<String> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn listed(list: &[(i64, &str, &str)]) -> Vec<String> {
+        list.iter()
+            .map(|(v, d, _)| format!("{v:04}_{d}.sql"))
+            .collect()
+    }
+
+    #[test]
+    fn every_migration_file_is_embedded_and_both_backends_are_in_step() {
+        assert_eq!(files_in("sqlite"), listed(SQLITE_MIGRATIONS));
+        assert_eq!(files_in("postgres"), listed(POSTGRES_MIGRATIONS));
+    }
+}

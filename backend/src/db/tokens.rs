@@ -1,0 +1,208 @@
+//! API tokens. A token is `rwy_` followed by 40 random letters and digits;
+//! the prefix lets secret scanners spot a leaked one. Only its SHA-256 is
+//! stored; the token itself is shown once, when it is created.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+use utoipa::ToSchema;
+
+use super::accounts::{self, Account};
+use super::{Db, now_ms};
+use crate::error::{Error, Result};
+use crate::secret::{Secret, random_alphanumeric, sha256_hex};
+
+/// What every token starts with.
+pub const TOKEN_PREFIX: &str = "rwy_";
+/// `last_used_at` is written at most this often per token.
+const TOUCH_EVERY_MS: i64 = 60 * 1000;
+/// Longest accepted expiry.
+pub const MAX_EXPIRY_DAYS: u32 = 3650;
+
+/// A token's metadata; never its secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub account_id: i64,
+    pub account: String,
+    pub name: String,
+    /// The first characters of the token, to recognise it by.
+    pub prefix: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl TokenInfo {
+    /// `active`, `expired` or `revoked`.
+    pub fn state(&self, now: i64) -> &'static str {
+        if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+const COLUMNS: &str = "t.id, t.account_id, a.name AS account, t.name, t.prefix, t.created_at, \
+                       t.expires_at, t.last_used_at, t.revoked_at";
+
+fn from_row(row: &AnyRow) -> Result<TokenInfo, sqlx::Error> {
+    Ok(TokenInfo {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        account: row.try_get("account")?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+/// Creates a token for an account; returns its metadata and the secret,
+/// which the caller shows once.
+pub async fn create(
+    db: &Db,
+    account_id: i64,
+    name: &str,
+    expires_in_days: Option<u32>,
+    created_by: Option<i64>,
+) -> Result<(TokenInfo, Secret<String>)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Error::validation(
+            "name",
+            "token name must be 1 to 100 characters",
+        ));
+    }
+    if let Some(days) = expires_in_days
+        && !(1..=MAX_EXPIRY_DAYS).contains(&days)
+    {
+        return Err(Error::validation(
+            "expires_in_days",
+            format!("expiry must be between 1 and {MAX_EXPIRY_DAYS} days"),
+        ));
+    }
+    let secret = format!("{TOKEN_PREFIX}{}", random_alphanumeric(40));
+    let prefix: String = secret.chars().take(TOKEN_PREFIX.len() + 6).collect();
+    let now = now_ms();
+    let expires_at = expires_in_days.map(|d| now + i64::from(d) * 24 * 3600 * 1000);
+    let mut tx = db.begin_write().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO api_tokens (account_id, name, prefix, token_hash, created_at, created_by, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(account_id)
+    .bind(name)
+    .bind(&prefix)
+    .bind(sha256_hex(&secret))
+    .bind(now)
+    .bind(created_by)
+    .bind(expires_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let info = get(&db.pool, id)
+        .await?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("token {id} vanished after insert")))?;
+    Ok((info, Secret::new(secret)))
+}
+
+pub async fn get(pool: &AnyPool, id: i64) -> Result<Option<TokenInfo>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
+}
+
+/// Tokens of one account, or of everyone, newest first.
+pub async fn list(pool: &AnyPool, account_id: Option<i64>) -> Result<Vec<TokenInfo>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM api_tokens t JOIN accounts a ON a.id = t.account_id \
+         WHERE ($1 IS NULL OR t.account_id = $1) ORDER BY t.id DESC"
+    ))
+    .bind(account_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+/// Revokes a token; it is refused from the next request on.
+pub async fn revoke(db: &Db, id: i64) -> Result<TokenInfo> {
+    let mut tx = db.begin_write().await?;
+    let changed = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    let info = get(&db.pool, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no token with id {id}")))?;
+    if changed == 0 && info.revoked_at.is_none() {
+        return Err(Error::Internal(anyhow::anyhow!("token {id} was not revoked")));
+    }
+    Ok(info)
+}
+
+/// Why a presented token was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Unknown,
+    Revoked,
+    Expired,
+    AccountDisabled,
+}
+
+/// The account behind a presented token, checking revocation, expiry and
+/// the account's state on every call. Records the last use.
+pub async fn authenticate(db: &Db, presented: &str) -> Result<Result<Account, TokenRefusal>> {
+    if !presented.starts_with(TOKEN_PREFIX) {
+        return Ok(Err(TokenRefusal::Unknown));
+    }
+    let row = sqlx::query(&format!(
+        "SELECT t.id AS token_id, t.expires_at, t.revoked_at, t.last_used_at, {} \
+         FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1",
+        accounts::COLUMNS
+    ))
+    .bind(sha256_hex(presented))
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Err(TokenRefusal::Unknown));
+    };
+    let now = now_ms();
+    let expires_at: Option<i64> = row.try_get("expires_at")?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    let account = accounts::from_row(&row)?;
+    if revoked_at.is_some() {
+        return Ok(Err(TokenRefusal::Revoked));
+    }
+    if expires_at.is_some_and(|e| e <= now) {
+        return Ok(Err(TokenRefusal::Expired));
+    }
+    if account.is_disabled() {
+        return Ok(Err(TokenRefusal::AccountDisabled));
+    }
+    let last_used_at: Option<i64> = row.try_get("last_used_at")?;
+    if last_used_at.is_none_or(|t| now - t > TOUCH_EVERY_MS) {
+        let token_id: i64 = row.try_get("token_id")?;
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(token_id)
+            .execute(&db.pool)
+            .await?;
+    }
+    Ok(Ok(account))
+}

@@ -1,0 +1,430 @@
+//! The service tree: nodes with materialised paths and their members.
+//! Every membership change bumps the policy version in the same transaction
+//! so every server replica reloads its enforcer before the next decision.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+use utoipa::ToSchema;
+
+use super::accounts::{self, Account, AccountKind};
+use super::{Db, Tx, now_ms};
+use crate::domain::tree::{self as rules, Membership, Role};
+use crate::error::{Error, Result, is_unique_violation};
+
+/// A node of the service tree.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Node {
+    pub id: i64,
+    pub parent_id: Option<i64>,
+    /// Slug, unique among siblings.
+    pub name: String,
+    pub title: String,
+    /// Materialised path, e.g. `/acme/payments/checkout-api`.
+    pub path: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Node {
+    /// Where the node's parent sits (`/` for a root): deletion is decided there.
+    pub fn parent_path(&self) -> &str {
+        rules::parent_path(&self.path)
+    }
+
+    /// How deep the node sits (a root is 0).
+    pub fn depth(&self) -> usize {
+        self.path.matches('/').count().saturating_sub(1)
+    }
+}
+
+/// A direct member of a node.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Member {
+    pub node_id: i64,
+    pub account_id: i64,
+    pub account: String,
+    pub display_name: String,
+    pub kind: AccountKind,
+    #[schema(value_type = String, example = "owner")]
+    #[serde(serialize_with = "serialize_role")]
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+fn serialize_role<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(role.as_str())
+}
+
+const NODE_COLUMNS: &str = "n.id, n.parent_id, n.name, n.title, n.path, n.created_at, n.updated_at";
+
+fn node_from_row(row: &AnyRow) -> Result<Node, sqlx::Error> {
+    Ok(Node {
+        id: row.try_get("id")?,
+        parent_id: row.try_get("parent_id")?,
+        name: row.try_get("name")?,
+        title: row.try_get("title")?,
+        path: row.try_get("path")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn parse_role(raw: &str) -> Result<Role, sqlx::Error> {
+    raw.parse()
+        .map_err(|e: String| sqlx::Error::Decode(e.into()))
+}
+
+/// Bumps the policy version; call inside the transaction that changed a
+/// membership or an admin flag.
+pub async fn bump_policy_version(tx: &mut Tx) -> Result<()> {
+    sqlx::query("UPDATE policy_state SET version = version + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The current policy version.
+pub async fn policy_version(pool: &AnyPool) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT version FROM policy_state WHERE id = 1")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+pub async fn get(pool: &AnyPool, id: i64) -> Result<Node> {
+    let row = sqlx::query(&format!("SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref()
+        .map(node_from_row)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound(format!("no tree node with id {id}")))
+}
+
+pub async fn find_by_path(pool: &AnyPool, path: &str) -> Result<Option<Node>> {
+    let row = sqlx::query(&format!("SELECT {NODE_COLUMNS} FROM nodes n WHERE n.path = $1"))
+        .bind(path)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(node_from_row).transpose()?)
+}
+
+/// Every node, ordered by path, so a parent comes before its children.
+pub async fn list_all(pool: &AnyPool) -> Result<Vec<Node>> {
+    let rows = sqlx::query(&format!("SELECT {NODE_COLUMNS} FROM nodes n ORDER BY n.path"))
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(node_from_row).collect::<Result<_, _>>()?)
+}
+
+/// The direct children of a node (roots when `parent_id` is `None`).
+pub async fn children(pool: &AnyPool, parent_id: Option<i64>) -> Result<Vec<Node>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {NODE_COLUMNS} FROM nodes n \
+         WHERE ($1 IS NULL AND n.parent_id IS NULL) OR n.parent_id = $1 ORDER BY n.name"
+    ))
+    .bind(parent_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(node_from_row).collect::<Result<_, _>>()?)
+}
+
+/// The ancestors of a node from the root down, the node itself excluded.
+pub async fn ancestors(pool: &AnyPool, node: &Node) -> Result<Vec<Node>> {
+    let mut chain = rules::ancestor_chain(&node.path);
+    chain.pop();
+    let mut out = Vec::with_capacity(chain.len());
+    for path in chain {
+        if let Some(n) = find_by_path(pool, &path).await? {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// Creates a node under `parent_id` (a root when `None`).
+pub async fn create(db: &Db, parent_id: Option<i64>, name: &str, title: &str) -> Result<Node> {
+    rules::validate_name(name).map_err(|m| Error::validation("name", m))?;
+    let title = title.trim();
+    rules::validate_title(title).map_err(|m| Error::validation("title", m))?;
+    let parent = match parent_id {
+        Some(id) => Some(get(&db.pool, id).await.map_err(|_| {
+            Error::validation("parent_id", format!("parent node {id} does not exist"))
+        })?),
+        None => None,
+    };
+    let path = rules::child_path(parent.as_ref().map(|p| p.path.as_str()), name);
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO nodes (parent_id, name, title, path, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+    )
+    .bind(parent_id)
+    .bind(name)
+    .bind(title)
+    .bind(&path)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::Conflict(format!("a node named '{name}' already exists at {path}"))
+        } else {
+            e.into()
+        }
+    })?;
+    tx.commit().await?;
+    Ok(Node {
+        id,
+        parent_id,
+        name: name.to_string(),
+        title: title.to_string(),
+        path,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Changes a node's title.
+pub async fn update_title(db: &Db, id: i64, title: &str) -> Result<Node> {
+    let title = title.trim();
+    rules::validate_title(title).map_err(|m| Error::validation("title", m))?;
+    let mut tx = db.begin_write().await?;
+    let changed = sqlx::query("UPDATE nodes SET title = $1, updated_at = $2 WHERE id = $3")
+        .bind(title)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if changed == 0 {
+        return Err(Error::NotFound(format!("no tree node with id {id}")));
+    }
+    tx.commit().await?;
+    get(&db.pool, id).await
+}
+
+/// Deletes a node that has nothing hanging below it; otherwise a 409 that
+/// names what is left. Its memberships go with it.
+pub async fn delete(db: &Db, id: i64) -> Result<Node> {
+    let mut tx = db.begin_write().await?;
+    let node = {
+        let row = sqlx::query(&format!("SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        row.as_ref()
+            .map(node_from_row)
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(format!("no tree node with id {id}")))?
+    };
+    let children: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM nodes WHERE parent_id = $1 ORDER BY name LIMIT 6")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    if !children.is_empty() {
+        let more = if children.len() > 5 { ", …" } else { "" };
+        let names: Vec<&str> = children.iter().take(5).map(String::as_str).collect();
+        return Err(Error::Conflict(format!(
+            "{} still has child nodes: {}{more}; delete or move them first",
+            node.path,
+            names.join(", ")
+        )));
+    }
+    sqlx::query("DELETE FROM node_members WHERE node_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM nodes WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    bump_policy_version(&mut tx).await?;
+    tx.commit().await?;
+    Ok(node)
+}
+
+const MEMBER_COLUMNS: &str = "m.node_id, m.account_id, a.name AS account, a.display_name, a.kind, \
+                              m.role, a.disabled_at, m.created_at";
+
+fn member_from_row(row: &AnyRow) -> Result<Member, sqlx::Error> {
+    let kind: String = row.try_get("kind")?;
+    let role: String = row.try_get("role")?;
+    Ok(Member {
+        node_id: row.try_get("node_id")?,
+        account_id: row.try_get("account_id")?,
+        account: row.try_get("account")?,
+        display_name: row.try_get("display_name")?,
+        kind: if kind == "service" {
+            AccountKind::ServiceAccount
+        } else {
+            AccountKind::User
+        },
+        role: parse_role(&role)?,
+        disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// The direct members of a node, owners first.
+pub async fn members(pool: &AnyPool, node_id: i64) -> Result<Vec<Member>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {MEMBER_COLUMNS} FROM node_members m JOIN accounts a ON a.id = m.account_id \
+         WHERE m.node_id = $1 \
+         ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'engineer' THEN 1 ELSE 2 END, a.name"
+    ))
+    .bind(node_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(member_from_row).collect::<Result<_, _>>()?)
+}
+
+/// The memberships of every node on the chain from the root to `path`,
+/// by account name, as the pure tree rules take them. Disabled accounts
+/// hold no role.
+pub async fn memberships_on_chain(pool: &AnyPool, path: &str) -> Result<Vec<Membership<String>>> {
+    let mut out = Vec::new();
+    for node_path in rules::ancestor_chain(path) {
+        let rows = sqlx::query(
+            "SELECT a.name, m.role FROM node_members m JOIN nodes n ON n.id = m.node_id \
+             JOIN accounts a ON a.id = m.account_id \
+             WHERE n.path = $1 AND a.disabled_at IS NULL",
+        )
+        .bind(&node_path)
+        .fetch_all(pool)
+        .await?;
+        for row in rows {
+            let role: String = row.try_get("role")?;
+            out.push(Membership {
+                account: row.try_get("name")?,
+                path: node_path.clone(),
+                role: parse_role(&role)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Every membership of every node (the policy enforcer's grouping rules).
+pub async fn all_memberships(pool: &AnyPool) -> Result<Vec<Membership<i64>>> {
+    let rows = sqlx::query(
+        "SELECT m.account_id, n.path, m.role FROM node_members m JOIN nodes n ON n.id = m.node_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let role: String = row.try_get("role")?;
+            Ok(Membership {
+                account: row.try_get("account_id")?,
+                path: row.try_get("path")?,
+                role: parse_role(&role)?,
+            })
+        })
+        .collect()
+}
+
+/// The nodes an account is a direct member of, with its role there.
+pub async fn memberships_of(pool: &AnyPool, account_id: i64) -> Result<Vec<(Node, Role)>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {NODE_COLUMNS}, m.role FROM node_members m JOIN nodes n ON n.id = m.node_id \
+         WHERE m.account_id = $1 ORDER BY n.path"
+    ))
+    .bind(account_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let role: String = row.try_get("role")?;
+            Ok((node_from_row(row)?, parse_role(&role)?))
+        })
+        .collect()
+}
+
+/// IDs of every admin account (the enforcer's global grants).
+pub async fn admin_ids(pool: &AnyPool) -> Result<Vec<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM accounts WHERE is_admin = 1")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// Adds an account to a node or changes its role there. Returns the member
+/// and whether it was new.
+pub async fn put_member(
+    db: &Db,
+    node_id: i64,
+    account_name: &str,
+    role: Role,
+) -> Result<(Member, bool)> {
+    get(&db.pool, node_id).await?;
+    let account: Account = accounts::find_by_name(&db.pool, account_name)
+        .await?
+        .ok_or_else(|| {
+            Error::validation("account", format!("no user or service account named '{account_name}'"))
+        })?;
+    let mut tx = db.begin_write().await?;
+    let updated = sqlx::query("UPDATE node_members SET role = $1 WHERE node_id = $2 AND account_id = $3")
+        .bind(role.as_str())
+        .bind(node_id)
+        .bind(account.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if updated == 0 {
+        sqlx::query(
+            "INSERT INTO node_members (node_id, account_id, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(node_id)
+        .bind(account.id)
+        .bind(role.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::Conflict(format!("{account_name} was added at the same time; try again"))
+            } else {
+                e.into()
+            }
+        })?;
+    }
+    bump_policy_version(&mut tx).await?;
+    let row = sqlx::query(&format!(
+        "SELECT {MEMBER_COLUMNS} FROM node_members m JOIN accounts a ON a.id = m.account_id \
+         WHERE m.node_id = $1 AND m.account_id = $2"
+    ))
+    .bind(node_id)
+    .bind(account.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let member = member_from_row(&row)?;
+    tx.commit().await?;
+    Ok((member, updated == 0))
+}
+
+/// Removes an account from a node.
+pub async fn remove_member(db: &Db, node_id: i64, account_id: i64) -> Result<()> {
+    let mut tx = db.begin_write().await?;
+    let removed = sqlx::query("DELETE FROM node_members WHERE node_id = $1 AND account_id = $2")
+        .bind(node_id)
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if removed == 0 {
+        return Err(Error::NotFound(format!(
+            "account {account_id} is not a member of node {node_id}"
+        )));
+    }
+    bump_policy_version(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The pure core: rules of the product with no I/O, no async and no database.
+//! Everything here is unit-tested table-driven; the shell (db, http, api)
+//! loads facts, calls these functions and persists what they decide.
+
+pub mod tree;

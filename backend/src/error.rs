@@ -1,0 +1,169 @@
+//! The one error type of the shell. Each variant documents its HTTP status;
+//! the API renders it as SPEC's JSON error and pages show its message in a
+//! notice. Unexpected errors are logged in full and answered with a generic
+//! text: database error text never reaches a client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 400: the request cannot be read (malformed JSON, bad query).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no credentials, or credentials that are wrong, revoked or expired.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: authenticated but not allowed here (also a refused CSRF token).
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: the thing named does not exist (or may not be seen).
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request breaks a rule given the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 415: the body is not of the content type the route reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: well-formed input that fails validation.
+    #[error("{message}")]
+    Validation {
+        field: Option<&'static str>,
+        message: String,
+    },
+    /// 429: too many attempts; try again later.
+    #[error("{0}")]
+    RateLimited(String),
+    /// 500: anything unexpected. Logged in full, answered generically.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Body of every API error: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code, e.g. `not_found`.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The input field at fault, for validation errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+}
+
+impl Error {
+    pub fn validation(field: &'static str, message: impl Into<String>) -> Self {
+        Error::Validation {
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest(_) => "bad_request",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::Validation { .. } => "validation_failed",
+            Error::RateLimited(_) => "rate_limited",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The text a client may see.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Internal(_) => "internal error; the details are in the server log".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Logs unexpected errors with their full chain. Called where a response
+    /// is made so every 500 leaves a trace exactly once.
+    pub fn log_if_internal(&self) {
+        if let Error::Internal(err) = self {
+            tracing::error!(error = format!("{err:#}"), "internal error");
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.public_message(),
+                field: match self {
+                    Error::Validation { field, .. } => *field,
+                    _ => None,
+                },
+            },
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        Error::Internal(anyhow::Error::new(err).context("database"))
+    }
+}
+
+/// Whether a database error is a unique-constraint violation, so the caller
+/// can answer with a 409 naming what already exists.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        self.log_if_internal();
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_hide_their_detail() {
+        let err = Error::Internal(anyhow::anyhow!("password=hunter2 in connection string"));
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!err.public_message().contains("hunter2"));
+    }
+
+    #[test]
+    fn validation_errors_name_their_field() {
+        let body = Error::validation("name", "too long").body();
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["error"]["code"], "validation_failed");
+        assert_eq!(json["error"]["field"], "name");
+        assert_eq!(json["error"]["message"], "too long");
+    }
+}

@@ -1,0 +1,570 @@
+//! Admin pages for users, service accounts and API tokens, and the
+//! signed-in person's own account page.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{Layout, Notice, PageCtx, format_opt_time, format_time, page_error, redirect_with};
+use crate::app::AppState;
+use crate::auth::{Action, CsrfForm, CsrfProtected, password};
+use crate::db::accounts::{self, Account, AccountKind, NewAccount};
+use crate::db::tokens::{self, TokenInfo};
+use crate::db::tree::{self as tree_db, Node};
+use crate::db::now_ms;
+use crate::domain::tree::Role;
+use crate::error::{Error, Result};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/users", get(list_users).post(create_user))
+        .route("/admin/users/{id}/disable", post(disable_user))
+        .route("/admin/users/{id}/enable", post(enable_user))
+        .route("/admin/users/{id}/reset-password", post(reset_user_password))
+        .route(
+            "/admin/service-accounts",
+            get(list_service_accounts).post(create_service_account),
+        )
+        .route("/admin/service-accounts/{id}", get(show_service_account))
+        .route("/admin/service-accounts/{id}/disable", post(disable_service_account))
+        .route("/admin/service-accounts/{id}/enable", post(enable_service_account))
+        .route("/admin/service-accounts/{id}/tokens", post(create_service_account_token))
+        .route("/admin/tokens/{id}/revoke", post(revoke_token))
+        .route("/account", get(show_my_account))
+        .route("/account/password", post(change_my_password))
+}
+
+fn require_admin(ctx: &PageCtx) -> Result<()> {
+    ctx.state
+        .policy
+        .require(&ctx.actor.account, Action::ManageAccounts, "/")
+}
+
+#[derive(Deserialize)]
+struct PlainForm {
+    csrf_token: String,
+}
+
+impl CsrfProtected for PlainForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+struct AccountRow {
+    account: Account,
+    created: String,
+}
+
+fn rows(list: Vec<Account>) -> Vec<AccountRow> {
+    list.into_iter()
+        .map(|account| AccountRow {
+            created: format_time(account.created_at),
+            account,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- users
+
+#[derive(Template)]
+#[template(path = "users.html")]
+struct UsersPage {
+    layout: Layout,
+    users: Vec<AccountRow>,
+    /// A password to show once: (user name, password).
+    one_time_password: Option<(String, String)>,
+    form: NewUserForm,
+    me: i64,
+}
+
+#[derive(Deserialize, Default)]
+struct NewUserForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    is_admin: Option<String>,
+}
+
+impl CsrfProtected for NewUserForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+async fn render_users(
+    ctx: &PageCtx,
+    status: StatusCode,
+    notice: Option<Notice>,
+    one_time_password: Option<(String, String)>,
+    mut form: NewUserForm,
+) -> Response {
+    if let Err(e) = require_admin(ctx) {
+        return page_error(&e);
+    }
+    let users = match accounts::list(&ctx.state.db.pool, AccountKind::User).await {
+        Ok(u) => u,
+        Err(e) => return page_error(&e),
+    };
+    form.password.clear();
+    let page = UsersPage {
+        layout: ctx.layout("Users", "users", notice),
+        users: rows(users),
+        one_time_password,
+        form,
+        me: ctx.actor.account.id,
+    };
+    ctx.render(status, &page)
+}
+
+/// Every user, and the form to add one.
+async fn list_users(ctx: PageCtx) -> Response {
+    render_users(&ctx, StatusCode::OK, None, None, NewUserForm::default()).await
+}
+
+/// Creates a user; a generated password is shown once.
+async fn create_user(ctx: PageCtx, CsrfForm(form): CsrfForm<NewUserForm>) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        let (password, generated) = if form.password.is_empty() {
+            (password::generate(), true)
+        } else {
+            password::validate(&form.password)?;
+            (form.password.clone(), false)
+        };
+        accounts::validate_name(form.name.trim())?;
+        let hash = password::hash_blocking(password.clone()).await?;
+        let mut tx = ctx.state.db.begin_write().await?;
+        let account = accounts::insert(
+            &mut tx,
+            &NewAccount {
+                kind: AccountKind::User,
+                name: form.name.trim(),
+                display_name: &form.display_name,
+                description: "",
+                password_hash: Some(&hash),
+                is_admin: form.is_admin.is_some(),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, Error>((account, generated.then_some(password)))
+    }
+    .await;
+    match result {
+        Ok((account, Some(password))) => {
+            render_users(
+                &ctx,
+                StatusCode::CREATED,
+                Some(Notice::success(format!("Created user {}.", account.name))),
+                Some((account.name, password)),
+                NewUserForm::default(),
+            )
+            .await
+        }
+        Ok((account, None)) => redirect_with(
+            "/admin/users",
+            Notice::success(format!("Created user {}.", account.name)),
+        ),
+        Err(e) => render_users(&ctx, e.status(), Some(Notice::from_error(&e)), None, form).await,
+    }
+}
+
+async fn set_disabled(ctx: &PageCtx, id: i64, kind: AccountKind, disabled: bool) -> Result<Account> {
+    require_admin(ctx)?;
+    let account = accounts::get_of_kind(&ctx.state.db.pool, id, kind).await?;
+    if disabled && account.id == ctx.actor.account.id {
+        return Err(Error::Conflict("you cannot disable your own account".into()));
+    }
+    accounts::set_disabled(&ctx.state.db, id, disabled).await?;
+    Ok(account)
+}
+
+fn disabled_notice(account: &Account, disabled: bool) -> Notice {
+    Notice::success(if disabled {
+        format!("Disabled {}; their sessions and tokens stop working now.", account.name)
+    } else {
+        format!("Enabled {}.", account.name)
+    })
+}
+
+async fn toggle_user(ctx: PageCtx, id: i64, disabled: bool) -> Response {
+    match set_disabled(&ctx, id, AccountKind::User, disabled).await {
+        Ok(account) => redirect_with("/admin/users", disabled_notice(&account, disabled)),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e) => render_users(&ctx, e.status(), Some(Notice::from_error(&e)), None, NewUserForm::default()).await,
+    }
+}
+
+/// Disables a user and ends their sessions.
+async fn disable_user(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): CsrfForm<PlainForm>) -> Response {
+    toggle_user(ctx, id, true).await
+}
+
+/// Re-enables a user.
+async fn enable_user(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): CsrfForm<PlainForm>) -> Response {
+    toggle_user(ctx, id, false).await
+}
+
+/// Sets a new generated password, shown once, and ends the user's sessions.
+async fn reset_user_password(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): CsrfForm<PlainForm>) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        let account = accounts::get_of_kind(&ctx.state.db.pool, id, AccountKind::User).await?;
+        let password = password::generate();
+        let hash = password::hash_blocking(password.clone()).await?;
+        accounts::set_password_hash(&ctx.state.db, id, &hash).await?;
+        Ok::<_, Error>((account, password))
+    }
+    .await;
+    match result {
+        Ok((account, password)) => {
+            render_users(
+                &ctx,
+                StatusCode::OK,
+                Some(Notice::success(format!("Reset the password of {}.", account.name))),
+                Some((account.name, password)),
+                NewUserForm::default(),
+            )
+            .await
+        }
+        Err(e) => page_error(&e),
+    }
+}
+
+// ---------------------------------------------------------- service accounts
+
+#[derive(Template)]
+#[template(path = "service_accounts.html")]
+struct ServiceAccountsPage {
+    layout: Layout,
+    accounts: Vec<AccountRow>,
+    form: NewServiceAccountForm,
+    roles: [Role; 3],
+}
+
+#[derive(Deserialize, Default)]
+struct NewServiceAccountForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    node: String,
+    #[serde(default)]
+    role: String,
+}
+
+impl CsrfProtected for NewServiceAccountForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+async fn render_service_accounts(
+    ctx: &PageCtx,
+    status: StatusCode,
+    notice: Option<Notice>,
+    form: NewServiceAccountForm,
+) -> Response {
+    if let Err(e) = require_admin(ctx) {
+        return page_error(&e);
+    }
+    let list = match accounts::list(&ctx.state.db.pool, AccountKind::ServiceAccount).await {
+        Ok(l) => l,
+        Err(e) => return page_error(&e),
+    };
+    let page = ServiceAccountsPage {
+        layout: ctx.layout("Service accounts", "service-accounts", notice),
+        accounts: rows(list),
+        form,
+        roles: Role::ALL,
+    };
+    ctx.render(status, &page)
+}
+
+/// Every service account, and the form to add one.
+async fn list_service_accounts(ctx: PageCtx) -> Response {
+    render_service_accounts(&ctx, StatusCode::OK, None, NewServiceAccountForm::default()).await
+}
+
+/// Creates a service account and binds it to a node, in one go.
+async fn create_service_account(ctx: PageCtx, CsrfForm(form): CsrfForm<NewServiceAccountForm>) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        let node = match form.node.trim() {
+            "" => None,
+            path => Some(
+                tree_db::find_by_path(&ctx.state.db.pool, path)
+                    .await?
+                    .ok_or_else(|| Error::validation("node", format!("no tree node at {path}")))?,
+            ),
+        };
+        let role: Role = if form.role.is_empty() {
+            Role::Engineer
+        } else {
+            form.role.parse().map_err(|m: String| Error::validation("role", m))?
+        };
+        create_bound_service_account(&ctx.state.db, form.name.trim(), &form.description, node.as_ref(), role).await
+    }
+    .await;
+    match result {
+        Ok(account) => redirect_with(
+            &format!("/admin/service-accounts/{}", account.id),
+            Notice::success(format!("Created service account {}. Create a token for it below.", account.name)),
+        ),
+        Err(e) => render_service_accounts(&ctx, e.status(), Some(Notice::from_error(&e)), form).await,
+    }
+}
+
+/// Creates a service account and, when a node is given, its binding there.
+pub(crate) async fn create_bound_service_account(
+    db: &crate::db::Db,
+    name: &str,
+    description: &str,
+    node: Option<&Node>,
+    role: Role,
+) -> Result<Account> {
+    let mut tx = db.begin_write().await?;
+    let account = accounts::insert(
+        &mut tx,
+        &NewAccount {
+            kind: AccountKind::ServiceAccount,
+            name,
+            display_name: "",
+            description,
+            password_hash: None,
+            is_admin: false,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    if let Some(node) = node {
+        tree_db::put_member(db, node.id, &account.name, role).await?;
+    }
+    Ok(account)
+}
+
+struct TokenRow {
+    token: TokenInfo,
+    state: &'static str,
+    created: String,
+    expires: String,
+    last_used: String,
+}
+
+fn token_rows(list: Vec<TokenInfo>) -> Vec<TokenRow> {
+    let now = now_ms();
+    list.into_iter()
+        .map(|token| TokenRow {
+            state: token.state(now),
+            created: format_time(token.created_at),
+            expires: format_opt_time(&token.expires_at),
+            last_used: format_opt_time(&token.last_used_at),
+            token,
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "service_account.html")]
+struct ServiceAccountPage {
+    layout: Layout,
+    account: Account,
+    bindings: Vec<(Node, Role)>,
+    tokens: Vec<TokenRow>,
+    new_token: Option<String>,
+}
+
+async fn render_service_account(
+    ctx: &PageCtx,
+    id: i64,
+    status: StatusCode,
+    notice: Option<Notice>,
+    new_token: Option<String>,
+) -> Response {
+    let result = async {
+        require_admin(ctx)?;
+        let pool = &ctx.state.db.pool;
+        let account = accounts::get_of_kind(pool, id, AccountKind::ServiceAccount).await?;
+        let bindings = tree_db::memberships_of(pool, id).await?;
+        let tokens = token_rows(tokens::list(pool, Some(id)).await?);
+        Ok::<_, Error>(ServiceAccountPage {
+            layout: ctx.layout(format!("Service account {}", account.name), "service-accounts", notice),
+            account,
+            bindings,
+            tokens,
+            new_token,
+        })
+    }
+    .await;
+    match result {
+        Ok(page) => ctx.render(status, &page),
+        Err(e) => page_error(&e),
+    }
+}
+
+/// One service account: where it is bound, its tokens.
+async fn show_service_account(ctx: PageCtx, Path(id): Path<i64>) -> Response {
+    render_service_account(&ctx, id, StatusCode::OK, None, None).await
+}
+
+async fn toggle_service_account(ctx: PageCtx, id: i64, disabled: bool) -> Response {
+    match set_disabled(&ctx, id, AccountKind::ServiceAccount, disabled).await {
+        Ok(account) => redirect_with(
+            &format!("/admin/service-accounts/{id}"),
+            disabled_notice(&account, disabled),
+        ),
+        Err(e) => page_error(&e),
+    }
+}
+
+/// Disables a service account; its tokens stop working at once.
+async fn disable_service_account(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): CsrfForm<PlainForm>) -> Response {
+    toggle_service_account(ctx, id, true).await
+}
+
+/// Re-enables a service account.
+async fn enable_service_account(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): CsrfForm<PlainForm>) -> Response {
+    toggle_service_account(ctx, id, false).await
+}
+
+#[derive(Deserialize)]
+struct NewTokenForm {
+    csrf_token: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    expires_in_days: String,
+}
+
+impl CsrfProtected for NewTokenForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// Creates a token and shows it once.
+async fn create_service_account_token(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(form): CsrfForm<NewTokenForm>,
+) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        accounts::get_of_kind(&ctx.state.db.pool, id, AccountKind::ServiceAccount).await?;
+        let expires = match form.expires_in_days.trim() {
+            "" => None,
+            raw => Some(raw.parse::<u32>().map_err(|_| {
+                Error::validation("expires_in_days", format!("'{raw}' is not a whole number of days"))
+            })?),
+        };
+        tokens::create(&ctx.state.db, id, &form.name, expires, Some(ctx.actor.account.id)).await
+    }
+    .await;
+    match result {
+        Ok((info, secret)) => {
+            render_service_account(
+                &ctx,
+                id,
+                StatusCode::CREATED,
+                Some(Notice::success(format!("Created token '{}'.", info.name))),
+                Some(secret.expose().clone()),
+            )
+            .await
+        }
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e) => render_service_account(&ctx, id, e.status(), Some(Notice::from_error(&e)), None).await,
+    }
+}
+
+/// Revokes a token.
+async fn revoke_token(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): CsrfForm<PlainForm>) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        tokens::revoke(&ctx.state.db, id).await
+    }
+    .await;
+    match result {
+        Ok(info) => redirect_with(
+            &format!("/admin/service-accounts/{}", info.account_id),
+            Notice::success(format!("Revoked token '{}'.", info.name)),
+        ),
+        Err(e) => page_error(&e),
+    }
+}
+
+// ---------------------------------------------------------- my account
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct MyAccountPage {
+    layout: Layout,
+    account: Account,
+    memberships: Vec<(Node, Role)>,
+}
+
+async fn render_my_account(ctx: &PageCtx, status: StatusCode, notice: Option<Notice>) -> Response {
+    let account = ctx.actor.account.clone();
+    match tree_db::memberships_of(&ctx.state.db.pool, account.id).await {
+        Ok(memberships) => {
+            let page = MyAccountPage {
+                layout: ctx.layout("My account", "account", notice),
+                account,
+                memberships,
+            };
+            ctx.render(status, &page)
+        }
+        Err(e) => page_error(&e),
+    }
+}
+
+/// The signed-in person's roles and password form.
+async fn show_my_account(ctx: PageCtx) -> Response {
+    render_my_account(&ctx, StatusCode::OK, None).await
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    csrf_token: String,
+    current_password: String,
+    new_password: String,
+}
+
+impl CsrfProtected for PasswordForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// Changes one's own password; every session (this one too) ends.
+async fn change_my_password(ctx: PageCtx, CsrfForm(form): CsrfForm<PasswordForm>) -> Response {
+    let result = async {
+        let (_, hash) = accounts::find_for_login(&ctx.state.db.pool, &ctx.actor.account.name)
+            .await?
+            .ok_or_else(|| Error::Forbidden("this account has no password".into()))?;
+        if !password::verify_blocking(form.current_password, hash).await {
+            return Err(Error::validation("current_password", "the current password is wrong"));
+        }
+        password::validate(&form.new_password)?;
+        let new_hash = password::hash_blocking(form.new_password).await?;
+        accounts::set_password_hash(&ctx.state.db, ctx.actor.account.id, &new_hash).await
+    }
+    .await;
+    match result {
+        Ok(()) => redirect_with("/login", Notice::success("Password changed. Log in with the new one.")),
+        Err(e) => render_my_account(&ctx, e.status(), Some(Notice::from_error(&e))).await,
+    }
+}

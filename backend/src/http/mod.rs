@@ -1,0 +1,264 @@
+//! Server-rendered pages (askama). Pages work without JavaScript; htmx only
+//! enhances them. Every state-changing form goes through [`CsrfForm`];
+//! buttons are shown from the same [`Policy::may`] call the POST handler
+//! makes.
+//!
+//! [`CsrfForm`]: crate::auth::CsrfForm
+//! [`Policy::may`]: crate::auth::Policy::may
+
+mod accounts;
+pub(crate) use accounts::create_bound_service_account;
+mod assets;
+mod session;
+mod tree;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum_csrf::CsrfToken;
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+
+use crate::app::AppState;
+use crate::auth::{Action, PageActor};
+use crate::error::Error;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(session::router())
+        .merge(tree::router())
+        .merge(accounts::router())
+        .merge(assets::router())
+}
+
+/// `2026-11-23 07:33 UTC` from unix milliseconds.
+pub fn format_time(ms: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// An optional time, `—` when absent.
+pub fn format_opt_time(ms: &Option<i64>) -> String {
+    ms.map(format_time).unwrap_or_else(|| "—".into())
+}
+
+/// A message shown at the top of the next page.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// `success` or `error`.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl Notice {
+    pub fn success(message: impl Into<String>) -> Self {
+        Self {
+            kind: "success",
+            message: message.into(),
+        }
+    }
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            kind: "error",
+            message: message.into(),
+        }
+    }
+    pub fn from_error(err: &Error) -> Self {
+        err.log_if_internal();
+        Self::error(err.public_message())
+    }
+}
+
+const FLASH_COOKIE: &str = "rollway_flash";
+
+fn encode_flash(notice: &Notice) -> String {
+    let raw = format!("{}:{}", if notice.kind == "error" { 'e' } else { 's' }, notice.message);
+    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
+}
+
+fn decode_flash(value: &str) -> Option<Notice> {
+    let decoded: String = url::form_urlencoded::parse(format!("m={value}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())?;
+    let (kind, message) = decoded.split_once(':')?;
+    let message: String = message.chars().take(500).collect();
+    match kind {
+        "e" => Some(Notice::error(message)),
+        "s" => Some(Notice::success(message)),
+        _ => None,
+    }
+}
+
+/// 303 to `to`, carrying a notice for the page there (post/redirect/get).
+pub fn redirect_with(to: &str, notice: Notice) -> Response {
+    let cookie = Cookie::build((FLASH_COOKIE, encode_flash(&notice)))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .build();
+    let mut response = Redirect::to(to).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// What the layout shows about the signed-in account.
+pub struct NavUser {
+    pub name: String,
+    pub display_name: String,
+    pub is_admin: bool,
+}
+
+/// The frame around every page.
+pub struct Layout {
+    pub title: String,
+    pub section: &'static str,
+    pub user: Option<NavUser>,
+    pub csrf: String,
+    pub notice: Option<Notice>,
+}
+
+/// Everything a signed-in page handler needs: who, the CSRF token for its
+/// forms, and the notice left by the previous request.
+pub struct PageCtx {
+    pub actor: PageActor,
+    pub state: AppState,
+    csrf: CsrfToken,
+    flash: Option<Notice>,
+}
+
+impl FromRequestParts<AppState> for PageCtx {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let actor = PageActor::from_request_parts(parts, state).await?;
+        let csrf = CsrfToken::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let flash = CookieJar::from_headers(&parts.headers)
+            .get(FLASH_COOKIE)
+            .and_then(|c| decode_flash(c.value()));
+        Ok(Self {
+            actor,
+            state: state.clone(),
+            csrf,
+            flash,
+        })
+    }
+}
+
+impl PageCtx {
+    pub fn may(&self, action: Action, path: &str) -> bool {
+        self.state.policy.may(&self.actor.account, action, path)
+    }
+
+    /// The layout for a page titled `title` in nav `section`; `notice`
+    /// replaces the flash left by the previous request.
+    pub fn layout(&self, title: impl Into<String>, section: &'static str, notice: Option<Notice>) -> Layout {
+        let account = &self.actor.account;
+        Layout {
+            title: title.into(),
+            section,
+            user: Some(NavUser {
+                name: account.name.clone(),
+                display_name: account.display_name.clone(),
+                is_admin: self.may(Action::ManageAccounts, "/"),
+            }),
+            csrf: self.csrf.authenticity_token().unwrap_or_default(),
+            notice: notice.or_else(|| self.flash.clone()),
+        }
+    }
+
+    /// Renders a page with `status`, refreshing the CSRF cookie and
+    /// consuming the flash.
+    pub fn render(&self, status: StatusCode, page: &impl Template) -> Response {
+        let html = match page.render() {
+            Ok(html) => html,
+            Err(e) => {
+                return page_error(&Error::Internal(anyhow::Error::new(e).context("rendering a page")));
+            }
+        };
+        let mut response = (status, self.csrf.clone(), Html(html)).into_response();
+        if self.flash.is_some() {
+            let clear = Cookie::build((FLASH_COOKIE, "")).path("/").max_age(time::Duration::ZERO).build();
+            if let Ok(value) = HeaderValue::from_str(&clear.to_string()) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+        }
+        response
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    layout: Layout,
+    status: u16,
+    heading: &'static str,
+    message: String,
+}
+
+/// A standalone error page for a failed request.
+pub fn page_error(err: &Error) -> Response {
+    err.log_if_internal();
+    let status = err.status();
+    let heading = match status {
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+        s if s.is_server_error() => "Something went wrong",
+        _ => "That did not work",
+    };
+    let page = ErrorPage {
+        layout: Layout {
+            title: heading.into(),
+            section: "",
+            user: None,
+            csrf: String::new(),
+            notice: None,
+        },
+        status: status.as_u16(),
+        heading,
+        message: err.public_message(),
+    };
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(_) => (status, err.public_message()).into_response(),
+    }
+}
+
+/// Unknown paths: JSON under `/api`, a page elsewhere.
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    let err = Error::NotFound(format!("nothing at {}", uri.path()));
+    if uri.path().starts_with("/api/") {
+        err.into_response()
+    } else {
+        page_error(&err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flash_survives_the_cookie_round_trip() {
+        let n = Notice::error("Node 'a b' & <c> deleted; 100%");
+        let back = decode_flash(&encode_flash(&n)).unwrap();
+        assert_eq!(back.kind, "error");
+        assert_eq!(back.message, n.message);
+        assert!(decode_flash("garbage").is_none());
+    }
+
+    #[test]
+    fn times_render_in_utc() {
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+    }
+}

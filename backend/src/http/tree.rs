@@ -1,0 +1,333 @@
+//! Service tree pages: browse, node page, children, members.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{Layout, Notice, PageCtx, format_time, page_error, redirect_with};
+use crate::app::AppState;
+use crate::auth::{Action, CsrfForm, CsrfProtected};
+use crate::db::tree::{self as tree_db, Member, Node};
+use crate::domain::tree::{self, Role};
+use crate::error::{Error, Result};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tree", get(show_tree))
+        .route("/tree/nodes", post(create_node))
+        .route("/tree/nodes/{id}", get(show_node))
+        .route("/tree/nodes/{id}/title", post(edit_node_title))
+        .route("/tree/nodes/{id}/delete", post(delete_node))
+        .route("/tree/nodes/{id}/members", post(add_member))
+        .route(
+            "/tree/nodes/{id}/members/{account_id}/delete",
+            post(remove_member),
+        )
+}
+
+#[derive(Template)]
+#[template(path = "tree.html")]
+struct TreePage {
+    layout: Layout,
+    nodes: Vec<Node>,
+    can_create_root: bool,
+    form_name: String,
+    form_title: String,
+}
+
+/// The whole tree, indented by depth.
+async fn show_tree(ctx: PageCtx) -> Response {
+    render_tree(&ctx, StatusCode::OK, None, String::new(), String::new()).await
+}
+
+async fn render_tree(
+    ctx: &PageCtx,
+    status: StatusCode,
+    notice: Option<Notice>,
+    form_name: String,
+    form_title: String,
+) -> Response {
+    let nodes = match tree_db::list_all(&ctx.state.db.pool).await {
+        Ok(n) => n,
+        Err(e) => return page_error(&e),
+    };
+    let page = TreePage {
+        layout: ctx.layout("Service tree", "tree", notice),
+        nodes,
+        can_create_root: ctx.may(Action::CreateChildNode, "/"),
+        form_name,
+        form_title,
+    };
+    ctx.render(status, &page)
+}
+
+/// A member row with what the viewer may do with it.
+struct MemberRow {
+    member: Member,
+    added: String,
+}
+
+#[derive(Template)]
+#[template(path = "node.html")]
+struct NodePage {
+    layout: Layout,
+    node: Node,
+    ancestors: Vec<Node>,
+    children: Vec<Node>,
+    members: Vec<MemberRow>,
+    /// Where the approvers come from and who they are.
+    approvers: Option<(String, Vec<String>)>,
+    my_roles: Vec<&'static str>,
+    roles: [Role; 3],
+    can_edit: bool,
+    can_add_child: bool,
+    can_manage_members: bool,
+    can_delete: bool,
+    form: NodeForms,
+}
+
+/// Values to refill forms with after a refused submission.
+#[derive(Default)]
+struct NodeForms {
+    child_name: String,
+    child_title: String,
+    member_account: String,
+    member_role: String,
+}
+
+
+async fn load_node_page(ctx: &PageCtx, id: i64, notice: Option<Notice>, form: NodeForms) -> Result<NodePage> {
+    let pool = &ctx.state.db.pool;
+    let node = tree_db::get(pool, id).await?;
+    let ancestors = tree_db::ancestors(pool, &node).await?;
+    let children = tree_db::children(pool, Some(id)).await?;
+    let members = tree_db::members(pool, id)
+        .await?
+        .into_iter()
+        .map(|member| MemberRow {
+            added: format_time(member.created_at),
+            member,
+        })
+        .collect();
+    let chain = tree_db::memberships_on_chain(pool, &node.path).await?;
+    let approvers = tree::effective_approvers(&node.path, &chain)
+        .map(|(from, owners)| (from, owners.into_iter().collect()));
+    let my_roles = tree::effective_roles(&ctx.actor.account.name, &node.path, &chain)
+        .into_iter()
+        .map(Role::as_str)
+        .collect();
+    Ok(NodePage {
+        layout: ctx.layout(node.title.clone(), "tree", notice),
+        can_edit: ctx.may(Action::EditNode, &node.path),
+        can_add_child: ctx.may(Action::CreateChildNode, &node.path),
+        can_manage_members: ctx.may(Action::ManageMembers, &node.path),
+        can_delete: ctx.may(Action::DeleteNode, node.parent_path()),
+        node,
+        ancestors,
+        children,
+        members,
+        approvers,
+        my_roles,
+        roles: Role::ALL,
+        form,
+    })
+}
+
+async fn render_node(ctx: &PageCtx, id: i64, status: StatusCode, notice: Option<Notice>, form: NodeForms) -> Response {
+    match load_node_page(ctx, id, notice, form).await {
+        Ok(page) => ctx.render(status, &page),
+        Err(e) => page_error(&e),
+    }
+}
+
+/// One node: children, members, approvers.
+async fn show_node(ctx: PageCtx, Path(id): Path<i64>) -> Response {
+    render_node(&ctx, id, StatusCode::OK, None, NodeForms::default()).await
+}
+
+#[derive(Deserialize)]
+struct CreateNodeForm {
+    csrf_token: String,
+    #[serde(default)]
+    parent_id: Option<String>,
+    name: String,
+    title: String,
+}
+
+impl CsrfProtected for CreateNodeForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// Creates a root node (admins) or a child node (owners of the parent).
+async fn create_node(ctx: PageCtx, CsrfForm(form): CsrfForm<CreateNodeForm>) -> Response {
+    let parent_id = match form.parent_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(id) => Some(id),
+            Err(_) => return page_error(&Error::BadRequest(format!("parent_id '{raw}' is not a number"))),
+        },
+    };
+    let name = form.name.trim().to_string();
+    let result = async {
+        let parent_path = match parent_id {
+            Some(id) => tree_db::get(&ctx.state.db.pool, id).await?.path,
+            None => "/".to_string(),
+        };
+        ctx.state
+            .policy
+            .require(&ctx.actor.account, Action::CreateChildNode, &parent_path)?;
+        tree_db::create(&ctx.state.db, parent_id, &name, &form.title).await
+    }
+    .await;
+    match (result, parent_id) {
+        (Ok(node), None) => redirect_with(
+            &format!("/tree/nodes/{}", node.id),
+            Notice::success(format!("Created {}.", node.path)),
+        ),
+        (Ok(node), Some(parent)) => redirect_with(
+            &format!("/tree/nodes/{parent}"),
+            Notice::success(format!("Created {}.", node.path)),
+        ),
+        (Err(e), None) => render_tree(&ctx, e.status(), Some(Notice::from_error(&e)), name, form.title).await,
+        (Err(e @ Error::NotFound(_)), Some(_)) => page_error(&e),
+        (Err(e), Some(parent)) => {
+            let forms = NodeForms {
+                child_name: name,
+                child_title: form.title,
+                ..Default::default()
+            };
+            render_node(&ctx, parent, e.status(), Some(Notice::from_error(&e)), forms).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TitleForm {
+    csrf_token: String,
+    title: String,
+}
+
+impl CsrfProtected for TitleForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// Changes a node's title.
+async fn edit_node_title(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(form): CsrfForm<TitleForm>) -> Response {
+    let result = async {
+        let node = tree_db::get(&ctx.state.db.pool, id).await?;
+        ctx.state.policy.require(&ctx.actor.account, Action::EditNode, &node.path)?;
+        tree_db::update_title(&ctx.state.db, id, &form.title).await
+    }
+    .await;
+    match result {
+        Ok(_) => redirect_with(&format!("/tree/nodes/{id}"), Notice::success("Title saved.")),
+        Err(e @ Error::NotFound(_)) => page_error(&e),
+        Err(e) => render_node(&ctx, id, e.status(), Some(Notice::from_error(&e)), NodeForms::default()).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct PlainForm {
+    csrf_token: String,
+}
+
+impl CsrfProtected for PlainForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// Deletes a node with nothing below it.
+async fn delete_node(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_form): CsrfForm<PlainForm>) -> Response {
+    let result = async {
+        let node = tree_db::get(&ctx.state.db.pool, id).await?;
+        ctx.state
+            .policy
+            .require(&ctx.actor.account, Action::DeleteNode, node.parent_path())?;
+        tree_db::delete(&ctx.state.db, id).await
+    }
+    .await;
+    match result {
+        Ok(node) => {
+            let to = node.parent_id.map(|p| format!("/tree/nodes/{p}")).unwrap_or_else(|| "/tree".into());
+            redirect_with(&to, Notice::success(format!("Deleted {}.", node.path)))
+        }
+        Err(e @ Error::NotFound(_)) => page_error(&e),
+        Err(e) => render_node(&ctx, id, e.status(), Some(Notice::from_error(&e)), NodeForms::default()).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct MemberForm {
+    csrf_token: String,
+    account: String,
+    role: String,
+}
+
+impl CsrfProtected for MemberForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+/// Adds a member or changes a member's role.
+async fn add_member(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(form): CsrfForm<MemberForm>) -> Response {
+    let account = form.account.trim().to_string();
+    let result = async {
+        let node = tree_db::get(&ctx.state.db.pool, id).await?;
+        ctx.state.policy.require(&ctx.actor.account, Action::ManageMembers, &node.path)?;
+        let role: Role = form.role.parse().map_err(|m: String| Error::validation("role", m))?;
+        if account.is_empty() {
+            return Err(Error::validation("account", "name the user or service account to add"));
+        }
+        let (member, created) = tree_db::put_member(&ctx.state.db, id, &account, role).await?;
+        Ok((member, created))
+    }
+    .await;
+    match result {
+        Ok((member, created)) => redirect_with(
+            &format!("/tree/nodes/{id}"),
+            Notice::success(if created {
+                format!("Added {} as {}.", member.account, member.role)
+            } else {
+                format!("{} is now {}.", member.account, member.role)
+            }),
+        ),
+        Err(e @ Error::NotFound(_)) => page_error(&e),
+        Err(e) => {
+            let forms = NodeForms {
+                member_account: account,
+                member_role: form.role,
+                ..Default::default()
+            };
+            render_node(&ctx, id, e.status(), Some(Notice::from_error(&e)), forms).await
+        }
+    }
+}
+
+/// Removes a member.
+async fn remove_member(
+    ctx: PageCtx,
+    Path((id, account_id)): Path<(i64, i64)>,
+    CsrfForm(_form): CsrfForm<PlainForm>,
+) -> Response {
+    let result = async {
+        let node = tree_db::get(&ctx.state.db.pool, id).await?;
+        ctx.state.policy.require(&ctx.actor.account, Action::ManageMembers, &node.path)?;
+        tree_db::remove_member(&ctx.state.db, id, account_id).await
+    }
+    .await;
+    match result {
+        Ok(()) => redirect_with(&format!("/tree/nodes/{id}"), Notice::success("Member removed.")),
+        Err(e @ Error::NotFound(_)) => page_error(&e),
+        Err(e) => render_node(&ctx, id, e.status(), Some(Notice::from_error(&e)), NodeForms::default()).await,
+    }
+}

@@ -1,0 +1,13 @@
+//! Rollway: release tickets, approvals and staged rollouts to Kubernetes
+//! from GitLab. See ARCHITECTURE.md for the map of this crate.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod secret;

@@ -1,0 +1,188 @@
+//! Secrets and the values derived from them: wrapped so that `Debug` and
+//! `Display` never print them, generated from the OS random source, hashed
+//! for storage.
+
+use std::fmt;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sha2::{Digest, Sha256};
+
+/// A value that must never reach a log line or a page.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+    /// The wrapped value; call only where it is really used.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<T> fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A random string of `len` ASCII letters and digits from the OS generator.
+pub fn random_alphanumeric(len: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// Lower-case hex SHA-256 of `value`: how tokens and session ids are stored.
+pub fn sha256_hex(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2".to_string());
+        assert_eq!(format!("{s:?} {s}"), "*** ***");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn random_strings_differ() {
+        let a = random_alphanumeric(32);
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, random_alphanumeric(32));
+        assert_eq!(sha256_hex("abc").len(), 64);
+    }
+}
+
+/// The server's secret key: signs and encrypts cookies today, encrypts
+/// stored credentials later. Purpose-specific keys are derived from it so a
+/// key used for one purpose is never reused for another.
+#[derive(Clone)]
+pub struct SecretKey(Secret<Vec<u8>>);
+
+/// Shortest accepted `ROLLWAY_SECRET_KEY`.
+pub const MIN_SECRET_KEY_LEN: usize = 32;
+
+impl SecretKey {
+    pub fn new(material: &[u8]) -> Self {
+        Self(Secret::new(material.to_vec()))
+    }
+
+    /// 64 bytes derived for `purpose` (SHA-512 over a labelled input).
+    pub fn derive_64(&self, purpose: &str) -> [u8; 64] {
+        use sha2::Sha512;
+        let mut hasher = Sha512::new();
+        hasher.update(b"rollway-key-derivation\0");
+        hasher.update(purpose.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(self.0.expose());
+        hasher.finalize().into()
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(***)")
+    }
+}
+
+/// Where the key comes from: `ROLLWAY_SECRET_KEY`, or for SQLite a file
+/// beside the database (`<db>.key`, mode 0600) created on the first start.
+pub fn load_secret_key(
+    from_env: Option<&str>,
+    sqlite_file: Option<&std::path::Path>,
+) -> Result<SecretKey, String> {
+    if let Some(value) = from_env.filter(|v| !v.is_empty()) {
+        if value.len() < MIN_SECRET_KEY_LEN {
+            return Err(format!(
+                "invalid ROLLWAY_SECRET_KEY: it must be at least {MIN_SECRET_KEY_LEN} characters (try: openssl rand -hex 32)"
+            ));
+        }
+        return Ok(SecretKey::new(value.as_bytes()));
+    }
+    let Some(db_file) = sqlite_file else {
+        return Err(
+            "ROLLWAY_SECRET_KEY is required with PostgreSQL, so that every replica shares it (try: openssl rand -hex 32)"
+                .into(),
+        );
+    };
+    let mut key_file = db_file.as_os_str().to_owned();
+    key_file.push(".key");
+    let key_file = std::path::PathBuf::from(key_file);
+    match std::fs::read_to_string(&key_file) {
+        Ok(content) if content.trim().len() >= MIN_SECRET_KEY_LEN => {
+            Ok(SecretKey::new(content.trim().as_bytes()))
+        }
+        Ok(_) => Err(format!(
+            "the key file {} is too short; restore it or set ROLLWAY_SECRET_KEY",
+            key_file.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let value = random_alphanumeric(64);
+            write_private_file(&key_file, &value).map_err(|e| {
+                format!("cannot write the key file {}: {e}", key_file.display())
+            })?;
+            Ok(SecretKey::new(value.as_bytes()))
+        }
+        Err(e) => Err(format!("cannot read the key file {}: {e}", key_file.display())),
+    }
+}
+
+fn write_private_file(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(content.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_is_kept_beside_the_database_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("rollway.db");
+        let first = load_secret_key(None, Some(&db)).unwrap();
+        let second = load_secret_key(None, Some(&db)).unwrap();
+        assert_eq!(first.derive_64("x"), second.derive_64("x"));
+        assert_ne!(first.derive_64("x"), first.derive_64("y"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("rollway.db.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn postgres_needs_an_explicit_key_and_short_keys_are_refused() {
+        assert!(load_secret_key(None, None).unwrap_err().contains("ROLLWAY_SECRET_KEY"));
+        assert!(load_secret_key(Some("short"), None).is_err());
+        assert!(load_secret_key(Some(&"k".repeat(32)), None).is_ok());
+    }
+}
