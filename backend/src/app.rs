@@ -12,8 +12,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum_csrf::{CsrfConfig, Key, SameSite};
-use axum_prometheus::{PrometheusMetricLayer, PrometheusMetricLayerBuilder};
 use axum_prometheus::metrics_exporter_prometheus::PrometheusHandle;
+use axum_prometheus::{PrometheusMetricLayer, PrometheusMetricLayerBuilder};
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -48,7 +48,9 @@ impl Deref for AppState {
 
 impl AppState {
     pub async fn new(db: Db, config: ServeConfig, key: &SecretKey) -> anyhow::Result<Self> {
-        let policy = Policy::load(&db).await.context("loading the access policy")?;
+        let policy = Policy::load(&db)
+            .await
+            .context("loading the access policy")?;
         let secure = config.secure_cookies();
         let csrf = CsrfConfig::default()
             .with_key(Some(Key::from(&key.derive_64("csrf-cookie"))))
@@ -72,7 +74,10 @@ impl AppState {
 }
 
 /// The whole router: pages, the API, health and metrics.
-pub fn router(state: AppState, metrics: Option<(PrometheusMetricLayer<'static>, PrometheusHandle)>) -> Router {
+pub fn router(
+    state: AppState,
+    metrics: Option<(PrometheusMetricLayer<'static>, PrometheusHandle)>,
+) -> Router {
     let (api_router, openapi) = api::router().split_for_parts();
     let openapi = Arc::new(openapi);
     let mut router = Router::new()

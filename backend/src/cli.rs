@@ -78,9 +78,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 .ok()
                 .filter(|p| !p.is_empty());
             if let Some(p) = &admin_password {
-                password::validate(p).map_err(|e| {
-                    Failure::Config(format!("invalid ROLLWAY_ADMIN_PASSWORD: {e}"))
-                })?;
+                password::validate(p)
+                    .map_err(|e| Failure::Config(format!("invalid ROLLWAY_ADMIN_PASSWORD: {e}")))?;
             }
             let (_, db) = open_db(&cli.global.database_url).await?;
             create_first_admin(&db, admin_password).await?;
@@ -125,7 +124,9 @@ async fn create_first_admin(db: &Db, password: Option<String>) -> Result<(), Fai
             "Created the first administrator.\n  user:     admin\n  password: {password}\nThis password is shown only now; change it after logging in."
         );
     } else {
-        println!("Created the first administrator 'admin' with the password from ROLLWAY_ADMIN_PASSWORD.");
+        println!(
+            "Created the first administrator 'admin' with the password from ROLLWAY_ADMIN_PASSWORD."
+        );
     }
     Ok(())
 }
@@ -222,7 +223,8 @@ async fn admin(db: &Db, command: AdminCommand) -> Result<(), Failure> {
             let found = accounts::find_by_name(&db.pool, &account)
                 .await?
                 .ok_or_else(|| Failure::Config(format!("no account named '{account}'")))?;
-            let (info, secret) = db::tokens::create(db, found.id, &name, expires_in_days, None).await?;
+            let (info, secret) =
+                db::tokens::create(db, found.id, &name, expires_in_days, None).await?;
             eprintln!(
                 "Created token {} '{}' for {} (expires: {}). It is shown only now:",
                 info.id,
@@ -265,7 +267,10 @@ async fn admin(db: &Db, command: AdminCommand) -> Result<(), Failure> {
         }
         AdminCommand::RevokeToken { id } => {
             let info = db::tokens::revoke(db, id).await?;
-            println!("Revoked token {} '{}' of {}.", info.id, info.name, info.account);
+            println!(
+                "Revoked token {} '{}' of {}.",
+                info.id, info.name, info.account
+            );
             Ok(())
         }
     }

@@ -207,7 +207,7 @@ impl DatabaseConfig {
             })
         } else {
             Err(err(
-                "expected sqlite://FILE or postgres://USER@HOST/DB".into(),
+                "expected sqlite://FILE or postgres://USER@HOST/DB".into()
             ))
         }
     }
@@ -227,7 +227,9 @@ pub struct ServeConfig {
 impl ServeConfig {
     /// Whether cookies must be `Secure` with the `__Host-` prefix.
     pub fn secure_cookies(&self) -> bool {
-        self.public_url.as_ref().is_some_and(|u| u.scheme() == "https")
+        self.public_url
+            .as_ref()
+            .is_some_and(|u| u.scheme() == "https")
     }
 
     pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
@@ -320,7 +322,10 @@ mod tests {
         let mut args = serve_args();
         args.listen = "localhost".into();
         let err = ServeConfig::from_args(&args).unwrap_err().to_string();
-        assert!(err.contains("--listen") && err.contains("ROLLWAY_LISTEN"), "{err}");
+        assert!(
+            err.contains("--listen") && err.contains("ROLLWAY_LISTEN"),
+            "{err}"
+        );
 
         let mut args = serve_args();
         args.public_url = Some("ftp://x".into());

@@ -133,12 +133,14 @@ pub fn load_secret_key(
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let value = random_alphanumeric(64);
-            write_private_file(&key_file, &value).map_err(|e| {
-                format!("cannot write the key file {}: {e}", key_file.display())
-            })?;
+            write_private_file(&key_file, &value)
+                .map_err(|e| format!("cannot write the key file {}: {e}", key_file.display()))?;
             Ok(SecretKey::new(value.as_bytes()))
         }
-        Err(e) => Err(format!("cannot read the key file {}: {e}", key_file.display())),
+        Err(e) => Err(format!(
+            "cannot read the key file {}: {e}",
+            key_file.display()
+        )),
     }
 }
 
@@ -181,7 +183,11 @@ mod key_tests {
 
     #[test]
     fn postgres_needs_an_explicit_key_and_short_keys_are_refused() {
-        assert!(load_secret_key(None, None).unwrap_err().contains("ROLLWAY_SECRET_KEY"));
+        assert!(
+            load_secret_key(None, None)
+                .unwrap_err()
+                .contains("ROLLWAY_SECRET_KEY")
+        );
         assert!(load_secret_key(Some("short"), None).is_err());
         assert!(load_secret_key(Some(&"k".repeat(32)), None).is_ok());
     }

@@ -25,7 +25,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reset_user_password))
         .routes(routes!(list_service_accounts, create_service_account))
         .routes(routes!(get_service_account, update_service_account))
-        .routes(routes!(list_service_account_tokens, create_service_account_token))
+        .routes(routes!(
+            list_service_account_tokens,
+            create_service_account_token
+        ))
         .routes(routes!(revoke_token))
 }
 
@@ -99,9 +102,14 @@ pub struct CreatedToken {
     get, path = "/api/v1/users", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = [Account]), (status = 403, body = ErrorBody))
 )]
-async fn list_users(State(state): State<AppState>, ApiActor(actor): ApiActor) -> Result<Json<Vec<Account>>> {
+async fn list_users(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+) -> Result<Json<Vec<Account>>> {
     require_admin(&state, &actor)?;
-    Ok(Json(accounts::list(&state.db.pool, AccountKind::User).await?))
+    Ok(Json(
+        accounts::list(&state.db.pool, AccountKind::User).await?,
+    ))
 }
 
 /// Creates a user.
@@ -160,7 +168,9 @@ async fn get_user(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Account>> {
     require_admin(&state, &actor)?;
-    Ok(Json(accounts::get_of_kind(&state.db.pool, id, AccountKind::User).await?))
+    Ok(Json(
+        accounts::get_of_kind(&state.db.pool, id, AccountKind::User).await?,
+    ))
 }
 
 async fn update_account(
@@ -174,7 +184,9 @@ async fn update_account(
     accounts::get_of_kind(&state.db.pool, id, kind).await?;
     if let Some(disabled) = body.disabled {
         if disabled && id == actor.id {
-            return Err(Error::Conflict("you cannot disable your own account".into()));
+            return Err(Error::Conflict(
+                "you cannot disable your own account".into(),
+            ));
         }
         accounts::set_disabled(&state.db, id, disabled).await?;
     }
@@ -194,7 +206,9 @@ async fn update_user(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateAccount>,
 ) -> Result<Json<Account>> {
-    Ok(Json(update_account(&state, &actor, id, AccountKind::User, body).await?))
+    Ok(Json(
+        update_account(&state, &actor, id, AccountKind::User, body).await?,
+    ))
 }
 
 /// Sets a generated password (returned once) and ends the user's sessions.
@@ -226,7 +240,9 @@ async fn list_service_accounts(
     ApiActor(actor): ApiActor,
 ) -> Result<Json<Vec<Account>>> {
     require_admin(&state, &actor)?;
-    Ok(Json(accounts::list(&state.db.pool, AccountKind::ServiceAccount).await?))
+    Ok(Json(
+        accounts::list(&state.db.pool, AccountKind::ServiceAccount).await?,
+    ))
 }
 
 /// Creates a service account, optionally bound to a node with a role.
@@ -241,7 +257,12 @@ async fn create_service_account(
     ApiJson(body): ApiJson<CreateServiceAccount>,
 ) -> Result<(StatusCode, Json<Account>)> {
     require_admin(&state, &actor)?;
-    let node = match body.node.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let node = match body
+        .node
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => None,
         Some(path) => Some(
             tree_db::find_by_path(&state.db.pool, path)
@@ -251,11 +272,18 @@ async fn create_service_account(
     };
     let role: Role = match body.role.as_deref() {
         None => Role::Engineer,
-        Some(r) => r.parse().map_err(|m: String| Error::validation("role", m))?,
+        Some(r) => r
+            .parse()
+            .map_err(|m: String| Error::validation("role", m))?,
     };
-    let account =
-        create_bound_service_account(&state.db, body.name.trim(), &body.description, node.as_ref(), role)
-            .await?;
+    let account = create_bound_service_account(
+        &state.db,
+        body.name.trim(),
+        &body.description,
+        node.as_ref(),
+        role,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(account)))
 }
 
@@ -325,8 +353,14 @@ async fn create_service_account_token(
 ) -> Result<(StatusCode, Json<CreatedToken>)> {
     require_admin(&state, &actor)?;
     accounts::get_of_kind(&state.db.pool, id, AccountKind::ServiceAccount).await?;
-    let (info, secret) =
-        tokens::create(&state.db, id, &body.name, body.expires_in_days, Some(actor.id)).await?;
+    let (info, secret) = tokens::create(
+        &state.db,
+        id,
+        &body.name,
+        body.expires_in_days,
+        Some(actor.id),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {

@@ -73,9 +73,10 @@ where
             Err(JsonRejection::MissingJsonContentType(_)) => Err(Error::UnsupportedMediaType(
                 "send a JSON body with Content-Type: application/json".into(),
             )),
-            Err(JsonRejection::JsonSyntaxError(e)) => {
-                Err(Error::BadRequest(format!("malformed JSON: {}", e.body_text())))
-            }
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(Error::BadRequest(format!(
+                "malformed JSON: {}",
+                e.body_text()
+            ))),
             Err(JsonRejection::JsonDataError(e)) => Err(Error::Validation {
                 field: None,
                 message: e.body_text(),
@@ -98,9 +99,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => Ok(ApiPath(value)),
-            Err(PathRejection::FailedToDeserializePathParams(e)) => {
-                Err(Error::BadRequest(format!("bad path parameter: {}", e.body_text())))
-            }
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(Error::BadRequest(
+                format!("bad path parameter: {}", e.body_text()),
+            )),
             Err(other) => Err(Error::BadRequest(other.body_text())),
         }
     }

@@ -48,7 +48,6 @@ pub struct AddMember {
     pub role: String,
 }
 
-
 /// Every node of the tree, ordered by path.
 #[utoipa::path(
     get, path = "/api/v1/nodes", tag = "tree", security(("bearer" = [])),
@@ -73,13 +72,19 @@ async fn create_node(
     ApiJson(body): ApiJson<CreateNode>,
 ) -> Result<(StatusCode, Json<Node>)> {
     let parent_path = match body.parent_id {
-        Some(id) => tree_db::get(&state.db.pool, id)
-            .await
-            .map_err(|_| Error::validation("parent_id", format!("parent node {id} does not exist")))?
-            .path,
+        Some(id) => {
+            tree_db::get(&state.db.pool, id)
+                .await
+                .map_err(|_| {
+                    Error::validation("parent_id", format!("parent node {id} does not exist"))
+                })?
+                .path
+        }
         None => "/".to_string(),
     };
-    state.policy.require(&actor, Action::CreateChildNode, &parent_path)?;
+    state
+        .policy
+        .require(&actor, Action::CreateChildNode, &parent_path)?;
     let node = tree_db::create(&state.db, body.parent_id, body.name.trim(), &body.title).await?;
     Ok((StatusCode::CREATED, Json(node)))
 }
@@ -113,7 +118,9 @@ async fn update_node(
 ) -> Result<Json<Node>> {
     let node = tree_db::get(&state.db.pool, id).await?;
     state.policy.require(&actor, Action::EditNode, &node.path)?;
-    Ok(Json(tree_db::update_title(&state.db, id, &body.title).await?))
+    Ok(Json(
+        tree_db::update_title(&state.db, id, &body.title).await?,
+    ))
 }
 
 /// Deletes a node that has nothing below it (409 naming what is left).
@@ -128,7 +135,9 @@ async fn delete_node(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode> {
     let node = tree_db::get(&state.db.pool, id).await?;
-    state.policy.require(&actor, Action::DeleteNode, node.parent_path())?;
+    state
+        .policy
+        .require(&actor, Action::DeleteNode, node.parent_path())?;
     tree_db::delete(&state.db, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -162,10 +171,19 @@ async fn add_member(
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<(StatusCode, Json<Member>)> {
     let node = tree_db::get(&state.db.pool, id).await?;
-    state.policy.require(&actor, Action::ManageMembers, &node.path)?;
-    let role: Role = body.role.parse().map_err(|m: String| Error::validation("role", m))?;
+    state
+        .policy
+        .require(&actor, Action::ManageMembers, &node.path)?;
+    let role: Role = body
+        .role
+        .parse()
+        .map_err(|m: String| Error::validation("role", m))?;
     let (member, created) = tree_db::put_member(&state.db, id, body.account.trim(), role).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(member)))
 }
 
@@ -181,7 +199,9 @@ async fn remove_member(
     ApiPath((id, account_id)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode> {
     let node = tree_db::get(&state.db.pool, id).await?;
-    state.policy.require(&actor, Action::ManageMembers, &node.path)?;
+    state
+        .policy
+        .require(&actor, Action::ManageMembers, &node.path)?;
     tree_db::remove_member(&state.db, id, account_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

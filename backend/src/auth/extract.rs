@@ -7,12 +7,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Form, FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_csrf::CsrfToken;
 use axum_extra::extract::CookieJar;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
@@ -146,19 +148,18 @@ impl FromRequestParts<AppState> for ApiActor {
     }
 }
 
-/// A form that carries the CSRF token it was rendered with.
-pub trait CsrfProtected {
-    fn csrf_token(&self) -> &str;
-}
-
-/// A urlencoded form body whose CSRF token matched the CSRF cookie. A
-/// missing, foreign or stale token is refused with 403 before the handler
-/// runs.
+/// A urlencoded form body whose `csrf_token` field matched the CSRF
+/// cookie. A missing, foreign or forged token is refused with 403 before the
+/// body is read any further or the handler runs; `T` never sees the token.
 pub struct CsrfForm<T>(pub T);
+
+/// A form with no fields but the CSRF token (for buttons).
+#[derive(Debug, Deserialize)]
+pub struct NoFields {}
 
 impl<T> FromRequest<AppState> for CsrfForm<T>
 where
-    T: DeserializeOwned + CsrfProtected + Send,
+    T: DeserializeOwned + Send,
 {
     type Rejection = Response;
 
@@ -167,28 +168,37 @@ where
         let token = CsrfToken::from_request_parts(&mut parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let req = Request::from_parts(parts, body);
-        let form = match Form::<T>::from_request(req, state).await {
-            Ok(Form(form)) => form,
-            Err(rejection) => {
-                let err = if rejection.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-                    Error::UnsupportedMediaType("forms must be sent as application/x-www-form-urlencoded".into())
-                } else {
-                    Error::Validation {
-                        field: None,
-                        message: format!("the form could not be read: {}", rejection.body_text()),
-                    }
-                };
-                return Err(page_error(&err));
-            }
-        };
-        if token.verify(form.csrf_token()).is_err() {
+        let is_form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(page_error(&Error::UnsupportedMediaType(
+                "forms must be sent as application/x-www-form-urlencoded".into(),
+            )));
+        }
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| page_error(&Error::BadRequest(e.body_text())))?;
+        let presented = url::form_urlencoded::parse(&bytes)
+            .find(|(k, _)| k == "csrf_token")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if presented.is_empty() || token.verify(&presented).is_err() {
             return Err(page_error(&Error::Forbidden(
                 "this form has expired or did not come from Rollway; reload the page and try again"
                     .into(),
             )));
         }
-        Ok(CsrfForm(form))
+        let req = Request::from_parts(parts, Body::from(bytes));
+        match Form::<T>::from_request(req, state).await {
+            Ok(Form(form)) => Ok(CsrfForm(form)),
+            Err(rejection) => Err(page_error(&Error::Validation {
+                field: None,
+                message: format!("the form could not be read: {}", rejection.body_text()),
+            })),
+        }
     }
 }
 

@@ -6,5 +6,5 @@ pub mod password;
 pub mod policy;
 pub mod rate_limit;
 
-pub use extract::{ApiActor, CsrfForm, CsrfProtected, PageActor};
+pub use extract::{ApiActor, CsrfForm, NoFields, PageActor};
 pub use policy::{Action, Policy};

@@ -189,10 +189,12 @@ pub async fn get_of_kind(pool: &AnyPool, id: i64, kind: AccountKind) -> Result<A
 }
 
 pub async fn find_by_name(pool: &AnyPool, name: &str) -> Result<Option<Account>> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM accounts a WHERE a.name = $1"))
-        .bind(name)
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM accounts a WHERE a.name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
@@ -227,15 +229,14 @@ pub async fn list(pool: &AnyPool, kind: AccountKind) -> Result<Vec<Account>> {
 pub async fn set_disabled(db: &Db, id: i64, disabled: bool) -> Result<()> {
     let mut tx = db.begin_write().await?;
     let now = now_ms();
-    let changed = sqlx::query(
-        "UPDATE accounts SET disabled_at = $1, updated_at = $2 WHERE id = $3",
-    )
-    .bind(disabled.then_some(now))
-    .bind(now)
-    .bind(id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let changed =
+        sqlx::query("UPDATE accounts SET disabled_at = $1, updated_at = $2 WHERE id = $3")
+            .bind(disabled.then_some(now))
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     if changed == 0 {
         return Err(Error::NotFound(format!("no account with id {id}")));
     }

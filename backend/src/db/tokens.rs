@@ -138,20 +138,21 @@ pub async fn list(pool: &AnyPool, account_id: Option<i64>) -> Result<Vec<TokenIn
 /// Revokes a token; it is refused from the next request on.
 pub async fn revoke(db: &Db, id: i64) -> Result<TokenInfo> {
     let mut tx = db.begin_write().await?;
-    let changed = sqlx::query(
-        "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-    )
-    .bind(now_ms())
-    .bind(id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let changed =
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     tx.commit().await?;
     let info = get(&db.pool, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no token with id {id}")))?;
     if changed == 0 && info.revoked_at.is_none() {
-        return Err(Error::Internal(anyhow::anyhow!("token {id} was not revoked")));
+        return Err(Error::Internal(anyhow::anyhow!(
+            "token {id} was not revoked"
+        )));
     }
     Ok(info)
 }

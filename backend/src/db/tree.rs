@@ -95,10 +95,12 @@ pub async fn policy_version(pool: &AnyPool) -> Result<i64> {
 }
 
 pub async fn get(pool: &AnyPool, id: i64) -> Result<Node> {
-    let row = sqlx::query(&format!("SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
     row.as_ref()
         .map(node_from_row)
         .transpose()?
@@ -106,18 +108,22 @@ pub async fn get(pool: &AnyPool, id: i64) -> Result<Node> {
 }
 
 pub async fn find_by_path(pool: &AnyPool, path: &str) -> Result<Option<Node>> {
-    let row = sqlx::query(&format!("SELECT {NODE_COLUMNS} FROM nodes n WHERE n.path = $1"))
-        .bind(path)
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(&format!(
+        "SELECT {NODE_COLUMNS} FROM nodes n WHERE n.path = $1"
+    ))
+    .bind(path)
+    .fetch_optional(pool)
+    .await?;
     Ok(row.as_ref().map(node_from_row).transpose()?)
 }
 
 /// Every node, ordered by path, so a parent comes before its children.
 pub async fn list_all(pool: &AnyPool) -> Result<Vec<Node>> {
-    let rows = sqlx::query(&format!("SELECT {NODE_COLUMNS} FROM nodes n ORDER BY n.path"))
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {NODE_COLUMNS} FROM nodes n ORDER BY n.path"
+    ))
+    .fetch_all(pool)
+    .await?;
     Ok(rows.iter().map(node_from_row).collect::<Result<_, _>>()?)
 }
 
@@ -214,10 +220,12 @@ pub async fn update_title(db: &Db, id: i64, title: &str) -> Result<Node> {
 pub async fn delete(db: &Db, id: i64) -> Result<Node> {
     let mut tx = db.begin_write().await?;
     let node = {
-        let row = sqlx::query(&format!("SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
         row.as_ref()
             .map(node_from_row)
             .transpose()?
@@ -368,16 +376,20 @@ pub async fn put_member(
     let account: Account = accounts::find_by_name(&db.pool, account_name)
         .await?
         .ok_or_else(|| {
-            Error::validation("account", format!("no user or service account named '{account_name}'"))
+            Error::validation(
+                "account",
+                format!("no user or service account named '{account_name}'"),
+            )
         })?;
     let mut tx = db.begin_write().await?;
-    let updated = sqlx::query("UPDATE node_members SET role = $1 WHERE node_id = $2 AND account_id = $3")
-        .bind(role.as_str())
-        .bind(node_id)
-        .bind(account.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let updated =
+        sqlx::query("UPDATE node_members SET role = $1 WHERE node_id = $2 AND account_id = $3")
+            .bind(role.as_str())
+            .bind(node_id)
+            .bind(account.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     if updated == 0 {
         sqlx::query(
             "INSERT INTO node_members (node_id, account_id, role, created_at) VALUES ($1, $2, $3, $4)",

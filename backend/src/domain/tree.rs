@@ -292,7 +292,10 @@ mod tests {
         let cases: &[(&str, Option<(&str, &[&str])>)] = &[
             ("/acme", Some(("/acme", &["root-owner"]))),
             // A child's owners replace its parents' owners.
-            ("/acme/pay", Some(("/acme/pay", &["pay-owner", "pay-owner-2"]))),
+            (
+                "/acme/pay",
+                Some(("/acme/pay", &["pay-owner", "pay-owner-2"])),
+            ),
             // Engineers never approve; walk up past nodes without owners.
             (
                 "/acme/pay/api",

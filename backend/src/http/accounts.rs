@@ -11,11 +11,11 @@ use serde::Deserialize;
 
 use super::{Layout, Notice, PageCtx, format_opt_time, format_time, page_error, redirect_with};
 use crate::app::AppState;
-use crate::auth::{Action, CsrfForm, CsrfProtected, password};
+use crate::auth::{Action, CsrfForm, NoFields, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
+use crate::db::now_ms;
 use crate::db::tokens::{self, TokenInfo};
 use crate::db::tree::{self as tree_db, Node};
-use crate::db::now_ms;
 use crate::domain::tree::Role;
 use crate::error::{Error, Result};
 
@@ -24,15 +24,27 @@ pub fn router() -> Router<AppState> {
         .route("/admin/users", get(list_users).post(create_user))
         .route("/admin/users/{id}/disable", post(disable_user))
         .route("/admin/users/{id}/enable", post(enable_user))
-        .route("/admin/users/{id}/reset-password", post(reset_user_password))
+        .route(
+            "/admin/users/{id}/reset-password",
+            post(reset_user_password),
+        )
         .route(
             "/admin/service-accounts",
             get(list_service_accounts).post(create_service_account),
         )
         .route("/admin/service-accounts/{id}", get(show_service_account))
-        .route("/admin/service-accounts/{id}/disable", post(disable_service_account))
-        .route("/admin/service-accounts/{id}/enable", post(enable_service_account))
-        .route("/admin/service-accounts/{id}/tokens", post(create_service_account_token))
+        .route(
+            "/admin/service-accounts/{id}/disable",
+            post(disable_service_account),
+        )
+        .route(
+            "/admin/service-accounts/{id}/enable",
+            post(enable_service_account),
+        )
+        .route(
+            "/admin/service-accounts/{id}/tokens",
+            post(create_service_account_token),
+        )
         .route("/admin/tokens/{id}/revoke", post(revoke_token))
         .route("/account", get(show_my_account))
         .route("/account/password", post(change_my_password))
@@ -42,17 +54,6 @@ fn require_admin(ctx: &PageCtx) -> Result<()> {
     ctx.state
         .policy
         .require(&ctx.actor.account, Action::ManageAccounts, "/")
-}
-
-#[derive(Deserialize)]
-struct PlainForm {
-    csrf_token: String,
-}
-
-impl CsrfProtected for PlainForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
 }
 
 struct AccountRow {
@@ -85,8 +86,6 @@ struct UsersPage {
 #[derive(Deserialize, Default)]
 struct NewUserForm {
     #[serde(default)]
-    csrf_token: String,
-    #[serde(default)]
     name: String,
     #[serde(default)]
     display_name: String,
@@ -94,12 +93,6 @@ struct NewUserForm {
     password: String,
     #[serde(default)]
     is_admin: Option<String>,
-}
-
-impl CsrfProtected for NewUserForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
 }
 
 async fn render_users(
@@ -180,11 +173,18 @@ async fn create_user(ctx: PageCtx, CsrfForm(form): CsrfForm<NewUserForm>) -> Res
     }
 }
 
-async fn set_disabled(ctx: &PageCtx, id: i64, kind: AccountKind, disabled: bool) -> Result<Account> {
+async fn set_disabled(
+    ctx: &PageCtx,
+    id: i64,
+    kind: AccountKind,
+    disabled: bool,
+) -> Result<Account> {
     require_admin(ctx)?;
     let account = accounts::get_of_kind(&ctx.state.db.pool, id, kind).await?;
     if disabled && account.id == ctx.actor.account.id {
-        return Err(Error::Conflict("you cannot disable your own account".into()));
+        return Err(Error::Conflict(
+            "you cannot disable your own account".into(),
+        ));
     }
     accounts::set_disabled(&ctx.state.db, id, disabled).await?;
     Ok(account)
@@ -192,7 +192,10 @@ async fn set_disabled(ctx: &PageCtx, id: i64, kind: AccountKind, disabled: bool)
 
 fn disabled_notice(account: &Account, disabled: bool) -> Notice {
     Notice::success(if disabled {
-        format!("Disabled {}; their sessions and tokens stop working now.", account.name)
+        format!(
+            "Disabled {}; their sessions and tokens stop working now.",
+            account.name
+        )
     } else {
         format!("Enabled {}.", account.name)
     })
@@ -202,22 +205,43 @@ async fn toggle_user(ctx: PageCtx, id: i64, disabled: bool) -> Response {
     match set_disabled(&ctx, id, AccountKind::User, disabled).await {
         Ok(account) => redirect_with("/admin/users", disabled_notice(&account, disabled)),
         Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
-        Err(e) => render_users(&ctx, e.status(), Some(Notice::from_error(&e)), None, NewUserForm::default()).await,
+        Err(e) => {
+            render_users(
+                &ctx,
+                e.status(),
+                Some(Notice::from_error(&e)),
+                None,
+                NewUserForm::default(),
+            )
+            .await
+        }
     }
 }
 
 /// Disables a user and ends their sessions.
-async fn disable_user(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): CsrfForm<PlainForm>) -> Response {
+async fn disable_user(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_f): CsrfForm<NoFields>,
+) -> Response {
     toggle_user(ctx, id, true).await
 }
 
 /// Re-enables a user.
-async fn enable_user(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): CsrfForm<PlainForm>) -> Response {
+async fn enable_user(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_f): CsrfForm<NoFields>,
+) -> Response {
     toggle_user(ctx, id, false).await
 }
 
 /// Sets a new generated password, shown once, and ends the user's sessions.
-async fn reset_user_password(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): CsrfForm<PlainForm>) -> Response {
+async fn reset_user_password(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_f): CsrfForm<NoFields>,
+) -> Response {
     let result = async {
         require_admin(&ctx)?;
         let account = accounts::get_of_kind(&ctx.state.db.pool, id, AccountKind::User).await?;
@@ -232,7 +256,10 @@ async fn reset_user_password(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): Cs
             render_users(
                 &ctx,
                 StatusCode::OK,
-                Some(Notice::success(format!("Reset the password of {}.", account.name))),
+                Some(Notice::success(format!(
+                    "Reset the password of {}.",
+                    account.name
+                ))),
                 Some((account.name, password)),
                 NewUserForm::default(),
             )
@@ -256,8 +283,6 @@ struct ServiceAccountsPage {
 #[derive(Deserialize, Default)]
 struct NewServiceAccountForm {
     #[serde(default)]
-    csrf_token: String,
-    #[serde(default)]
     name: String,
     #[serde(default)]
     description: String,
@@ -265,12 +290,6 @@ struct NewServiceAccountForm {
     node: String,
     #[serde(default)]
     role: String,
-}
-
-impl CsrfProtected for NewServiceAccountForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
 }
 
 async fn render_service_accounts(
@@ -301,7 +320,10 @@ async fn list_service_accounts(ctx: PageCtx) -> Response {
 }
 
 /// Creates a service account and binds it to a node, in one go.
-async fn create_service_account(ctx: PageCtx, CsrfForm(form): CsrfForm<NewServiceAccountForm>) -> Response {
+async fn create_service_account(
+    ctx: PageCtx,
+    CsrfForm(form): CsrfForm<NewServiceAccountForm>,
+) -> Response {
     let result = async {
         require_admin(&ctx)?;
         let node = match form.node.trim() {
@@ -315,17 +337,31 @@ async fn create_service_account(ctx: PageCtx, CsrfForm(form): CsrfForm<NewServic
         let role: Role = if form.role.is_empty() {
             Role::Engineer
         } else {
-            form.role.parse().map_err(|m: String| Error::validation("role", m))?
+            form.role
+                .parse()
+                .map_err(|m: String| Error::validation("role", m))?
         };
-        create_bound_service_account(&ctx.state.db, form.name.trim(), &form.description, node.as_ref(), role).await
+        create_bound_service_account(
+            &ctx.state.db,
+            form.name.trim(),
+            &form.description,
+            node.as_ref(),
+            role,
+        )
+        .await
     }
     .await;
     match result {
         Ok(account) => redirect_with(
             &format!("/admin/service-accounts/{}", account.id),
-            Notice::success(format!("Created service account {}. Create a token for it below.", account.name)),
+            Notice::success(format!(
+                "Created service account {}. Create a token for it below.",
+                account.name
+            )),
         ),
-        Err(e) => render_service_accounts(&ctx, e.status(), Some(Notice::from_error(&e)), form).await,
+        Err(e) => {
+            render_service_accounts(&ctx, e.status(), Some(Notice::from_error(&e)), form).await
+        }
     }
 }
 
@@ -402,7 +438,11 @@ async fn render_service_account(
         let bindings = tree_db::memberships_of(pool, id).await?;
         let tokens = token_rows(tokens::list(pool, Some(id)).await?);
         Ok::<_, Error>(ServiceAccountPage {
-            layout: ctx.layout(format!("Service account {}", account.name), "service-accounts", notice),
+            layout: ctx.layout(
+                format!("Service account {}", account.name),
+                "service-accounts",
+                notice,
+            ),
             account,
             bindings,
             tokens,
@@ -432,28 +472,29 @@ async fn toggle_service_account(ctx: PageCtx, id: i64, disabled: bool) -> Respon
 }
 
 /// Disables a service account; its tokens stop working at once.
-async fn disable_service_account(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): CsrfForm<PlainForm>) -> Response {
+async fn disable_service_account(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_f): CsrfForm<NoFields>,
+) -> Response {
     toggle_service_account(ctx, id, true).await
 }
 
 /// Re-enables a service account.
-async fn enable_service_account(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): CsrfForm<PlainForm>) -> Response {
+async fn enable_service_account(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_f): CsrfForm<NoFields>,
+) -> Response {
     toggle_service_account(ctx, id, false).await
 }
 
 #[derive(Deserialize)]
 struct NewTokenForm {
-    csrf_token: String,
     #[serde(default)]
     name: String,
     #[serde(default)]
     expires_in_days: String,
-}
-
-impl CsrfProtected for NewTokenForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
 }
 
 /// Creates a token and shows it once.
@@ -468,10 +509,20 @@ async fn create_service_account_token(
         let expires = match form.expires_in_days.trim() {
             "" => None,
             raw => Some(raw.parse::<u32>().map_err(|_| {
-                Error::validation("expires_in_days", format!("'{raw}' is not a whole number of days"))
+                Error::validation(
+                    "expires_in_days",
+                    format!("'{raw}' is not a whole number of days"),
+                )
             })?),
         };
-        tokens::create(&ctx.state.db, id, &form.name, expires, Some(ctx.actor.account.id)).await
+        tokens::create(
+            &ctx.state.db,
+            id,
+            &form.name,
+            expires,
+            Some(ctx.actor.account.id),
+        )
+        .await
     }
     .await;
     match result {
@@ -486,12 +537,18 @@ async fn create_service_account_token(
             .await
         }
         Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
-        Err(e) => render_service_account(&ctx, id, e.status(), Some(Notice::from_error(&e)), None).await,
+        Err(e) => {
+            render_service_account(&ctx, id, e.status(), Some(Notice::from_error(&e)), None).await
+        }
     }
 }
 
 /// Revokes a token.
-async fn revoke_token(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_f): CsrfForm<PlainForm>) -> Response {
+async fn revoke_token(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_f): CsrfForm<NoFields>,
+) -> Response {
     let result = async {
         require_admin(&ctx)?;
         tokens::revoke(&ctx.state.db, id).await
@@ -538,15 +595,8 @@ async fn show_my_account(ctx: PageCtx) -> Response {
 
 #[derive(Deserialize)]
 struct PasswordForm {
-    csrf_token: String,
     current_password: String,
     new_password: String,
-}
-
-impl CsrfProtected for PasswordForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
 }
 
 /// Changes one's own password; every session (this one too) ends.
@@ -556,7 +606,10 @@ async fn change_my_password(ctx: PageCtx, CsrfForm(form): CsrfForm<PasswordForm>
             .await?
             .ok_or_else(|| Error::Forbidden("this account has no password".into()))?;
         if !password::verify_blocking(form.current_password, hash).await {
-            return Err(Error::validation("current_password", "the current password is wrong"));
+            return Err(Error::validation(
+                "current_password",
+                "the current password is wrong",
+            ));
         }
         password::validate(&form.new_password)?;
         let new_hash = password::hash_blocking(form.new_password).await?;
@@ -564,7 +617,10 @@ async fn change_my_password(ctx: PageCtx, CsrfForm(form): CsrfForm<PasswordForm>
     }
     .await;
     match result {
-        Ok(()) => redirect_with("/login", Notice::success("Password changed. Log in with the new one.")),
+        Ok(()) => redirect_with(
+            "/login",
+            Notice::success("Password changed. Log in with the new one."),
+        ),
         Err(e) => render_my_account(&ctx, e.status(), Some(Notice::from_error(&e))).await,
     }
 }

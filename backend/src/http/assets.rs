@@ -9,14 +9,26 @@ use axum::routing::get;
 use crate::app::AppState;
 
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("app.css", "text/css; charset=utf-8", include_bytes!("../../../web/static/app.css")),
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../web/static/app.js")),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../web/static/app.css"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../web/static/app.js"),
+    ),
     (
         "htmx.min.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../../web/static/htmx.min.js"),
     ),
-    ("favicon.svg", "image/svg+xml", include_bytes!("../../../web/static/favicon.svg")),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../../../web/static/favicon.svg"),
+    ),
 ];
 
 pub fn router() -> Router<AppState> {

@@ -78,7 +78,11 @@ impl Notice {
 const FLASH_COOKIE: &str = "rollway_flash";
 
 fn encode_flash(notice: &Notice) -> String {
-    let raw = format!("{}:{}", if notice.kind == "error" { 'e' } else { 's' }, notice.message);
+    let raw = format!(
+        "{}:{}",
+        if notice.kind == "error" { 'e' } else { 's' },
+        notice.message
+    );
     url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
 }
 
@@ -161,7 +165,12 @@ impl PageCtx {
 
     /// The layout for a page titled `title` in nav `section`; `notice`
     /// replaces the flash left by the previous request.
-    pub fn layout(&self, title: impl Into<String>, section: &'static str, notice: Option<Notice>) -> Layout {
+    pub fn layout(
+        &self,
+        title: impl Into<String>,
+        section: &'static str,
+        notice: Option<Notice>,
+    ) -> Layout {
         let account = &self.actor.account;
         Layout {
             title: title.into(),
@@ -182,12 +191,17 @@ impl PageCtx {
         let html = match page.render() {
             Ok(html) => html,
             Err(e) => {
-                return page_error(&Error::Internal(anyhow::Error::new(e).context("rendering a page")));
+                return page_error(&Error::Internal(
+                    anyhow::Error::new(e).context("rendering a page"),
+                ));
             }
         };
         let mut response = (status, self.csrf.clone(), Html(html)).into_response();
         if self.flash.is_some() {
-            let clear = Cookie::build((FLASH_COOKIE, "")).path("/").max_age(time::Duration::ZERO).build();
+            let clear = Cookie::build((FLASH_COOKIE, ""))
+                .path("/")
+                .max_age(time::Duration::ZERO)
+                .build();
             if let Ok(value) = HeaderValue::from_str(&clear.to_string()) {
                 response.headers_mut().append(header::SET_COOKIE, value);
             }

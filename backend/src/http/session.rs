@@ -1,20 +1,20 @@
 //! Login and logout.
 
+use askama::Template;
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use axum_csrf::CsrfToken;
 use axum_extra::extract::cookie::{Cookie, SameSite};
-use askama::Template;
 use serde::Deserialize;
 
 use super::{Layout, Notice, PageCtx, page_error, redirect_with};
 use crate::app::AppState;
 use crate::auth::extract::{client_ip, session_cookie_name};
-use crate::auth::{CsrfForm, CsrfProtected, PageActor, password};
+use crate::auth::{CsrfForm, NoFields, PageActor, password};
 use crate::db::{accounts, sessions};
 use crate::error::Error;
 
@@ -51,7 +51,13 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn render_login(csrf: CsrfToken, status: StatusCode, username: String, next: String, notice: Option<Notice>) -> Response {
+fn render_login(
+    csrf: CsrfToken,
+    status: StatusCode,
+    username: String,
+    next: String,
+    notice: Option<Notice>,
+) -> Response {
     let page = LoginPage {
         layout: Layout {
             title: "Log in".into(),
@@ -85,17 +91,10 @@ async fn show_login(
 
 #[derive(Deserialize)]
 struct LoginForm {
-    csrf_token: String,
     username: String,
     password: String,
     #[serde(default)]
     next: Option<String>,
-}
-
-impl CsrfProtected for LoginForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
 }
 
 /// The same words for a wrong name, a wrong password and a disabled account.
@@ -156,10 +155,11 @@ async fn log_in(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let idle_ms = i64::from(state.config.session_idle_hours) * 3600 * 1000;
-    let token = match sessions::create(&state.db, account.id, idle_ms, &ip.to_string(), user_agent).await {
-        Ok(t) => t,
-        Err(e) => return page_error(&e),
-    };
+    let token =
+        match sessions::create(&state.db, account.id, idle_ms, &ip.to_string(), user_agent).await {
+            Ok(t) => t,
+            Err(e) => return page_error(&e),
+        };
     tracing::info!(account = %account.name, %ip, "logged in");
     let secure = state.config.secure_cookies();
     let cookie = Cookie::build((session_cookie_name(secure), token))
@@ -175,19 +175,8 @@ async fn log_in(
     response
 }
 
-#[derive(Deserialize)]
-struct LogoutForm {
-    csrf_token: String,
-}
-
-impl CsrfProtected for LogoutForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 /// Ends the session on the server and clears the cookie.
-async fn log_out(ctx: PageCtx, CsrfForm(_form): CsrfForm<LogoutForm>) -> Response {
+async fn log_out(ctx: PageCtx, CsrfForm(_form): CsrfForm<NoFields>) -> Response {
     if let Err(e) = sessions::delete(&ctx.state.db.pool, ctx.actor.session_id).await {
         return page_error(&e);
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{Layout, Notice, PageCtx, format_time, page_error, redirect_with};
 use crate::app::AppState;
-use crate::auth::{Action, CsrfForm, CsrfProtected};
+use crate::auth::{Action, CsrfForm, NoFields};
 use crate::db::tree::{self as tree_db, Member, Node};
 use crate::domain::tree::{self, Role};
 use crate::error::{Error, Result};
@@ -99,8 +99,12 @@ struct NodeForms {
     member_role: String,
 }
 
-
-async fn load_node_page(ctx: &PageCtx, id: i64, notice: Option<Notice>, form: NodeForms) -> Result<NodePage> {
+async fn load_node_page(
+    ctx: &PageCtx,
+    id: i64,
+    notice: Option<Notice>,
+    form: NodeForms,
+) -> Result<NodePage> {
     let pool = &ctx.state.db.pool;
     let node = tree_db::get(pool, id).await?;
     let ancestors = tree_db::ancestors(pool, &node).await?;
@@ -137,7 +141,13 @@ async fn load_node_page(ctx: &PageCtx, id: i64, notice: Option<Notice>, form: No
     })
 }
 
-async fn render_node(ctx: &PageCtx, id: i64, status: StatusCode, notice: Option<Notice>, form: NodeForms) -> Response {
+async fn render_node(
+    ctx: &PageCtx,
+    id: i64,
+    status: StatusCode,
+    notice: Option<Notice>,
+    form: NodeForms,
+) -> Response {
     match load_node_page(ctx, id, notice, form).await {
         Ok(page) => ctx.render(status, &page),
         Err(e) => page_error(&e),
@@ -151,26 +161,28 @@ async fn show_node(ctx: PageCtx, Path(id): Path<i64>) -> Response {
 
 #[derive(Deserialize)]
 struct CreateNodeForm {
-    csrf_token: String,
     #[serde(default)]
     parent_id: Option<String>,
     name: String,
     title: String,
 }
 
-impl CsrfProtected for CreateNodeForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 /// Creates a root node (admins) or a child node (owners of the parent).
 async fn create_node(ctx: PageCtx, CsrfForm(form): CsrfForm<CreateNodeForm>) -> Response {
-    let parent_id = match form.parent_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let parent_id = match form
+        .parent_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => None,
         Some(raw) => match raw.parse::<i64>() {
             Ok(id) => Some(id),
-            Err(_) => return page_error(&Error::BadRequest(format!("parent_id '{raw}' is not a number"))),
+            Err(_) => {
+                return page_error(&Error::BadRequest(format!(
+                    "parent_id '{raw}' is not a number"
+                )));
+            }
         },
     };
     let name = form.name.trim().to_string();
@@ -194,7 +206,16 @@ async fn create_node(ctx: PageCtx, CsrfForm(form): CsrfForm<CreateNodeForm>) -> 
             &format!("/tree/nodes/{parent}"),
             Notice::success(format!("Created {}.", node.path)),
         ),
-        (Err(e), None) => render_tree(&ctx, e.status(), Some(Notice::from_error(&e)), name, form.title).await,
+        (Err(e), None) => {
+            render_tree(
+                &ctx,
+                e.status(),
+                Some(Notice::from_error(&e)),
+                name,
+                form.title,
+            )
+            .await
+        }
         (Err(e @ Error::NotFound(_)), Some(_)) => page_error(&e),
         (Err(e), Some(parent)) => {
             let forms = NodeForms {
@@ -202,51 +223,62 @@ async fn create_node(ctx: PageCtx, CsrfForm(form): CsrfForm<CreateNodeForm>) -> 
                 child_title: form.title,
                 ..Default::default()
             };
-            render_node(&ctx, parent, e.status(), Some(Notice::from_error(&e)), forms).await
+            render_node(
+                &ctx,
+                parent,
+                e.status(),
+                Some(Notice::from_error(&e)),
+                forms,
+            )
+            .await
         }
     }
 }
 
 #[derive(Deserialize)]
 struct TitleForm {
-    csrf_token: String,
     title: String,
 }
 
-impl CsrfProtected for TitleForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 /// Changes a node's title.
-async fn edit_node_title(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(form): CsrfForm<TitleForm>) -> Response {
+async fn edit_node_title(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(form): CsrfForm<TitleForm>,
+) -> Response {
     let result = async {
         let node = tree_db::get(&ctx.state.db.pool, id).await?;
-        ctx.state.policy.require(&ctx.actor.account, Action::EditNode, &node.path)?;
+        ctx.state
+            .policy
+            .require(&ctx.actor.account, Action::EditNode, &node.path)?;
         tree_db::update_title(&ctx.state.db, id, &form.title).await
     }
     .await;
     match result {
-        Ok(_) => redirect_with(&format!("/tree/nodes/{id}"), Notice::success("Title saved.")),
+        Ok(_) => redirect_with(
+            &format!("/tree/nodes/{id}"),
+            Notice::success("Title saved."),
+        ),
         Err(e @ Error::NotFound(_)) => page_error(&e),
-        Err(e) => render_node(&ctx, id, e.status(), Some(Notice::from_error(&e)), NodeForms::default()).await,
-    }
-}
-
-#[derive(Deserialize)]
-struct PlainForm {
-    csrf_token: String,
-}
-
-impl CsrfProtected for PlainForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
+        Err(e) => {
+            render_node(
+                &ctx,
+                id,
+                e.status(),
+                Some(Notice::from_error(&e)),
+                NodeForms::default(),
+            )
+            .await
+        }
     }
 }
 
 /// Deletes a node with nothing below it.
-async fn delete_node(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_form): CsrfForm<PlainForm>) -> Response {
+async fn delete_node(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_form): CsrfForm<NoFields>,
+) -> Response {
     let result = async {
         let node = tree_db::get(&ctx.state.db.pool, id).await?;
         ctx.state
@@ -257,36 +289,53 @@ async fn delete_node(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(_form): CsrfFor
     .await;
     match result {
         Ok(node) => {
-            let to = node.parent_id.map(|p| format!("/tree/nodes/{p}")).unwrap_or_else(|| "/tree".into());
+            let to = node
+                .parent_id
+                .map(|p| format!("/tree/nodes/{p}"))
+                .unwrap_or_else(|| "/tree".into());
             redirect_with(&to, Notice::success(format!("Deleted {}.", node.path)))
         }
         Err(e @ Error::NotFound(_)) => page_error(&e),
-        Err(e) => render_node(&ctx, id, e.status(), Some(Notice::from_error(&e)), NodeForms::default()).await,
+        Err(e) => {
+            render_node(
+                &ctx,
+                id,
+                e.status(),
+                Some(Notice::from_error(&e)),
+                NodeForms::default(),
+            )
+            .await
+        }
     }
 }
 
 #[derive(Deserialize)]
 struct MemberForm {
-    csrf_token: String,
     account: String,
     role: String,
 }
 
-impl CsrfProtected for MemberForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
 /// Adds a member or changes a member's role.
-async fn add_member(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(form): CsrfForm<MemberForm>) -> Response {
+async fn add_member(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(form): CsrfForm<MemberForm>,
+) -> Response {
     let account = form.account.trim().to_string();
     let result = async {
         let node = tree_db::get(&ctx.state.db.pool, id).await?;
-        ctx.state.policy.require(&ctx.actor.account, Action::ManageMembers, &node.path)?;
-        let role: Role = form.role.parse().map_err(|m: String| Error::validation("role", m))?;
+        ctx.state
+            .policy
+            .require(&ctx.actor.account, Action::ManageMembers, &node.path)?;
+        let role: Role = form
+            .role
+            .parse()
+            .map_err(|m: String| Error::validation("role", m))?;
         if account.is_empty() {
-            return Err(Error::validation("account", "name the user or service account to add"));
+            return Err(Error::validation(
+                "account",
+                "name the user or service account to add",
+            ));
         }
         let (member, created) = tree_db::put_member(&ctx.state.db, id, &account, role).await?;
         Ok((member, created))
@@ -317,17 +366,31 @@ async fn add_member(ctx: PageCtx, Path(id): Path<i64>, CsrfForm(form): CsrfForm<
 async fn remove_member(
     ctx: PageCtx,
     Path((id, account_id)): Path<(i64, i64)>,
-    CsrfForm(_form): CsrfForm<PlainForm>,
+    CsrfForm(_form): CsrfForm<NoFields>,
 ) -> Response {
     let result = async {
         let node = tree_db::get(&ctx.state.db.pool, id).await?;
-        ctx.state.policy.require(&ctx.actor.account, Action::ManageMembers, &node.path)?;
+        ctx.state
+            .policy
+            .require(&ctx.actor.account, Action::ManageMembers, &node.path)?;
         tree_db::remove_member(&ctx.state.db, id, account_id).await
     }
     .await;
     match result {
-        Ok(()) => redirect_with(&format!("/tree/nodes/{id}"), Notice::success("Member removed.")),
+        Ok(()) => redirect_with(
+            &format!("/tree/nodes/{id}"),
+            Notice::success("Member removed."),
+        ),
         Err(e @ Error::NotFound(_)) => page_error(&e),
-        Err(e) => render_node(&ctx, id, e.status(), Some(Notice::from_error(&e)), NodeForms::default()).await,
+        Err(e) => {
+            render_node(
+                &ctx,
+                id,
+                e.status(),
+                Some(Notice::from_error(&e)),
+                NodeForms::default(),
+            )
+            .await
+        }
     }
 }

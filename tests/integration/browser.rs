@@ -1,0 +1,64 @@
+//! Browser journeys: playwright-core driving Debian's chromium against the
+//! real server. The scripts live in tests/browser; screenshots go to
+//! target/test-artifacts.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::common::{ADMIN_PASSWORD, Backend, TestApp};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run_script(app: &TestApp, script: &str) {
+    let root = repo_root();
+    let browser_dir = root.join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run ./scripts/test (it runs npm ci in tests/browser)"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Debian's chromium is not installed: run ./scripts/test (it installs it)"
+    );
+    let artifacts = root.join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let out = Command::new("node")
+        .arg(browser_dir.join(script))
+        .env("ROLLWAY_BASE_URL", &app.base)
+        .env("ROLLWAY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("ROLLWAY_ARTIFACTS", &artifacts)
+        .current_dir(&browser_dir)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- server\n{}",
+        app.output()
+    );
+}
+
+#[tokio::test]
+async fn browser_admin_creates_a_node_and_adds_an_owner() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    run_script(&app, "admin_tree.mjs");
+    // What the browser did is really in the database.
+    let api = app.api(Some(&app.admin_token()));
+    let (_, nodes) = api.get("/api/v1/nodes").await;
+    let payments = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["path"] == "/acme/payments")
+        .expect("/acme/payments created");
+    let (_, members) = api
+        .get(&format!("/api/v1/nodes/{}/members", payments["id"]))
+        .await;
+    assert_eq!(members[0]["account"], "olivia");
+    assert_eq!(members[0]["role"], "owner");
+    let shot = repo_root().join("target/test-artifacts/tree-node-with-owner.png");
+    assert!(shot.exists(), "screenshot saved");
+}

@@ -1,0 +1,13 @@
+//! Integration tests: each starts the real `rollway` binary on a random port
+//! against a fresh SQLite file or PostgreSQL database, and talks HTTP.
+
+mod common;
+
+mod api_errors;
+mod auth;
+mod browser;
+mod cli;
+mod ops;
+mod rbac;
+mod tokens;
+mod tree;

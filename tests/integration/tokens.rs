@@ -1,0 +1,181 @@
+//! API tokens: shown once, stored as a hash, revocable, expiring.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::TestApp;
+use crate::db_test;
+
+async fn service_account_with_token(app: &TestApp) -> (i64, i64, String) {
+    let admin = app.api(Some(&app.admin_token()));
+    let (s, acme) = admin
+        .post("/api/v1/nodes", json!({"name": "acme", "title": "Acme"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, sa) = admin
+        .post("/api/v1/service-accounts", json!({"name": "ci-bot", "node": "/acme", "role": "engineer", "description": "GitLab CI"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{sa}");
+    let sa_id = sa["id"].as_i64().unwrap();
+    let (s, tok) = admin
+        .post(
+            &format!("/api/v1/service-accounts/{sa_id}/tokens"),
+            json!({"name": "gitlab", "expires_in_days": 30}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tok}");
+    let _ = acme;
+    (
+        sa_id,
+        tok["id"].as_i64().unwrap(),
+        tok["token"].as_str().unwrap().to_string(),
+    )
+}
+
+db_test!(
+    a_token_is_shown_once_prefixed_and_stored_only_as_a_hash,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let (sa_id, token_id, token) = service_account_with_token(&app).await;
+        assert!(token.starts_with("rwy_") && token.len() == 44, "{token}");
+        let (s, me) = app.api(Some(&token)).get("/api/v1/me").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(me["account"]["name"], "ci-bot");
+        assert_eq!(me["account"]["kind"], "service_account");
+        assert_eq!(me["admin"], false);
+        assert_eq!(
+            me["roles"],
+            json!([{"node_id": me["roles"][0]["node_id"], "path": "/acme", "role": "engineer"}])
+        );
+        // Listing never shows the secret, only a prefix, and records the use.
+        let admin = app.api(Some(&app.admin_token()));
+        let (_, list) = admin
+            .get(&format!("/api/v1/service-accounts/{sa_id}/tokens"))
+            .await;
+        let listed = serde_json::to_string(&list).unwrap();
+        assert!(!listed.contains(&token), "listing leaked the token");
+        assert_eq!(list[0]["id"], token_id);
+        assert_eq!(list[0]["prefix"].as_str().unwrap(), &token[..10]);
+        assert!(
+            list[0]["last_used_at"].is_i64(),
+            "last use recorded: {list}"
+        );
+        assert!(list[0]["expires_at"].is_i64());
+        // The database holds a SHA-256, never the token.
+        let stored = app
+            .db
+            .query_text(&format!(
+                "SELECT token_hash FROM api_tokens WHERE id = {token_id}"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 64);
+        assert_ne!(stored, token);
+        // Nor the server output.
+        assert!(!app.output().contains(&token), "the token reached the log");
+    }
+);
+
+db_test!(a_revoked_token_is_refused_at_once, |backend| async move {
+    let app = TestApp::start(backend).await;
+    let (_, token_id, token) = service_account_with_token(&app).await;
+    let api = app.api(Some(&token));
+    assert_eq!(api.get("/api/v1/me").await.0, StatusCode::OK);
+    let admin = app.api(Some(&app.admin_token()));
+    let (s, v) = admin.delete(&format!("/api/v1/tokens/{token_id}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["revoked_at"].is_i64());
+    let (s, v) = api.get("/api/v1/me").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error"]["code"], "unauthorized");
+    assert!(v["error"]["message"].as_str().unwrap().contains("revoked"));
+});
+
+db_test!(an_expired_token_is_refused, |backend| async move {
+    let app = TestApp::start(backend).await;
+    let (_, token_id, token) = service_account_with_token(&app).await;
+    let api = app.api(Some(&token));
+    assert_eq!(api.get("/api/v1/me").await.0, StatusCode::OK);
+    app.db
+        .execute(&format!(
+            "UPDATE api_tokens SET expires_at = 1000 WHERE id = {token_id}"
+        ))
+        .await;
+    let (s, v) = api.get("/api/v1/me").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("expired"),
+        "{v}"
+    );
+});
+
+db_test!(
+    tokens_of_a_disabled_service_account_are_refused,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let (sa_id, _, token) = service_account_with_token(&app).await;
+        let admin = app.api(Some(&app.admin_token()));
+        let (s, _) = admin
+            .patch(
+                &format!("/api/v1/service-accounts/{sa_id}"),
+                json!({"disabled": true}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            app.api(Some(&token)).get("/api/v1/me").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+);
+
+db_test!(
+    missing_and_malformed_tokens_get_401_with_a_json_error,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        for token in [None, Some("rwy_notarealtoken"), Some("garbage"), Some("")] {
+            let (s, v) = app.api(token).get("/api/v1/me").await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{token:?}");
+            assert_eq!(v["error"]["code"], "unauthorized", "{v}");
+        }
+        // A Basic header is not a bearer token.
+        let resp = reqwest::Client::new()
+            .get(app.url("/api/v1/me"))
+            .header("authorization", "Basic YWRtaW46eA==")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        // A browser session does not open the API.
+        let browser = app.browser_as("admin", crate::common::ADMIN_PASSWORD).await;
+        assert_eq!(browser.get("/api/v1/me").await.0, StatusCode::UNAUTHORIZED);
+    }
+);
+
+db_test!(token_expiry_and_names_are_validated, |backend| async move {
+    let app = TestApp::start(backend).await;
+    let (sa_id, _, _) = service_account_with_token(&app).await;
+    let admin = app.api(Some(&app.admin_token()));
+    for body in [
+        json!({"name": "x", "expires_in_days": 0}),
+        json!({"name": "", "expires_in_days": 1}),
+        json!({"name": "x", "expires_in_days": 99999}),
+    ] {
+        let (s, v) = admin
+            .post(
+                &format!("/api/v1/service-accounts/{sa_id}/tokens"),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body} → {v}");
+    }
+    let (s, _) = admin
+        .post(
+            "/api/v1/service-accounts/999999/tokens",
+            json!({"name": "x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = admin.delete("/api/v1/tokens/999999").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+});
