@@ -59,7 +59,9 @@ fn every_command_has_help() {
 
 #[test]
 fn bad_configuration_exits_2_naming_the_flag_and_variable() {
-    let cases: &[(&[&str], &[(&str, &str)], &[&str])] = &[
+    /// (arguments, environment, words the error must name)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case] = &[
         (
             &["serve", "--listen", "nonsense"],
             &[],

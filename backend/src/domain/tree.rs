@@ -289,7 +289,9 @@ mod tests {
             m("pay-eng", "/acme/pay/api", Role::Engineer),
             m("hr-viewer", "/acme/hr", Role::Viewer),
         ];
-        let cases: &[(&str, Option<(&str, &[&str])>)] = &[
+        /// (path, expected (source node, approvers))
+        type Case<'a> = (&'a str, Option<(&'a str, &'a [&'a str])>);
+        let cases: &[Case] = &[
             ("/acme", Some(("/acme", &["root-owner"]))),
             // A child's owners replace its parents' owners.
             (
