@@ -3,3 +3,4 @@
 //! loads facts, calls these functions and persists what they decide.
 
 pub mod tree;
+pub mod work_order;
