@@ -187,7 +187,11 @@ pub fn decide(state: State, command: &Command, facts: &Facts) -> Result<Transiti
                     format!(
                         "this work order is {}; only orders waiting for approval can be {}",
                         state.label().to_lowercase(),
-                        if matches!(command, Command::Approve { .. }) { "approved" } else { "rejected" }
+                        if matches!(command, Command::Approve { .. }) {
+                            "approved"
+                        } else {
+                            "rejected"
+                        }
                     ),
                 ));
             }
@@ -204,7 +208,10 @@ pub fn decide(state: State, command: &Command, facts: &Facts) -> Result<Transiti
                 ));
             }
             if facts.actor_already_approved {
-                return Err(refuse(Conflict, "you have already approved this work order"));
+                return Err(refuse(
+                    Conflict,
+                    "you have already approved this work order",
+                ));
             }
             if let Command::Reject { .. } = command {
                 return Ok(Transition {
@@ -219,8 +226,16 @@ pub fn decide(state: State, command: &Command, facts: &Facts) -> Result<Transiti
             let enough = approvals >= facts.required_approvals.max(1);
             Ok(Transition {
                 from: state,
-                to: if enough { State::Approved } else { State::PendingApproval },
-                event: if enough { "approved" } else { "approval_recorded" },
+                to: if enough {
+                    State::Approved
+                } else {
+                    State::PendingApproval
+                },
+                event: if enough {
+                    "approved"
+                } else {
+                    "approval_recorded"
+                },
                 records_approval: true,
                 note: comment.clone(),
             })
@@ -230,7 +245,10 @@ pub fn decide(state: State, command: &Command, facts: &Facts) -> Result<Transiti
             if !state.is_open() {
                 return Err(refuse(
                     Conflict,
-                    format!("this work order is already {}", state.label().to_lowercase()),
+                    format!(
+                        "this work order is already {}",
+                        state.label().to_lowercase()
+                    ),
                 ));
             }
             if !facts.actor_may_close {
@@ -285,13 +303,19 @@ mod tests {
     }
 
     fn approve() -> Command {
-        Command::Approve { comment: "lgtm".into() }
+        Command::Approve {
+            comment: "lgtm".into(),
+        }
     }
     fn reject() -> Command {
-        Command::Reject { comment: "no".into() }
+        Command::Reject {
+            comment: "no".into(),
+        }
     }
     fn close() -> Command {
-        Command::Close { reason: "superseded".into() }
+        Command::Close {
+            reason: "superseded".into(),
+        }
     }
 
     /// Expected outcome for an approver (not the creator) with one approval
@@ -314,7 +338,12 @@ mod tests {
                 let got = decide(state, &command, &approver())
                     .map(|t| t.to)
                     .map_err(|r| r.kind);
-                assert_eq!(got, expected(state, command.name()), "{state} × {}", command.name());
+                assert_eq!(
+                    got,
+                    expected(state, command.name()),
+                    "{state} × {}",
+                    command.name()
+                );
             }
         }
     }
@@ -324,7 +353,10 @@ mod tests {
         let mut facts = approver();
         facts.required_approvals = 2;
         let first = decide(PendingApproval, &approve(), &facts).unwrap();
-        assert_eq!((first.to, first.event, first.records_approval), (PendingApproval, "approval_recorded", true));
+        assert_eq!(
+            (first.to, first.event, first.records_approval),
+            (PendingApproval, "approval_recorded", true)
+        );
         facts.approvals = 1;
         let second = decide(PendingApproval, &approve(), &facts).unwrap();
         assert_eq!((second.to, second.event), (Approved, "approved"));
@@ -345,13 +377,26 @@ mod tests {
     fn only_approvers_decide_and_each_counts_once() {
         let mut facts = approver();
         facts.actor_is_approver = false;
-        assert_eq!(decide(PendingApproval, &approve(), &facts).unwrap_err().kind, NotAllowed);
-        assert_eq!(decide(PendingApproval, &reject(), &facts).unwrap_err().kind, NotAllowed);
+        assert_eq!(
+            decide(PendingApproval, &approve(), &facts)
+                .unwrap_err()
+                .kind,
+            NotAllowed
+        );
+        assert_eq!(
+            decide(PendingApproval, &reject(), &facts).unwrap_err().kind,
+            NotAllowed
+        );
         let mut facts = approver();
         facts.required_approvals = 2;
         facts.actor_already_approved = true;
         facts.approvals = 1;
-        assert_eq!(decide(PendingApproval, &approve(), &facts).unwrap_err().kind, Conflict);
+        assert_eq!(
+            decide(PendingApproval, &approve(), &facts)
+                .unwrap_err()
+                .kind,
+            Conflict
+        );
     }
 
     #[test]
@@ -359,27 +404,45 @@ mod tests {
         let mut facts = approver();
         facts.required_approvals = 3;
         facts.approvals = 2;
-        assert_eq!(decide(PendingApproval, &reject(), &facts).unwrap().to, Rejected);
+        assert_eq!(
+            decide(PendingApproval, &reject(), &facts).unwrap().to,
+            Rejected
+        );
     }
 
     #[test]
     fn closing_needs_a_reason_a_right_and_no_rollout_in_flight() {
         let facts = approver();
-        let blank = Command::Close { reason: "  ".into() };
+        let blank = Command::Close {
+            reason: "  ".into(),
+        };
         assert_eq!(decide(Approved, &blank, &facts).unwrap_err().kind, Invalid);
         let mut outsider = approver();
         outsider.actor_may_close = false;
-        assert_eq!(decide(Approved, &close(), &outsider).unwrap_err().kind, NotAllowed);
+        assert_eq!(
+            decide(Approved, &close(), &outsider).unwrap_err().kind,
+            NotAllowed
+        );
         let mut rolling = approver();
         rolling.stage_mid_rollout = true;
-        assert_eq!(decide(InProgress, &close(), &rolling).unwrap_err().kind, Conflict);
+        assert_eq!(
+            decide(InProgress, &close(), &rolling).unwrap_err().kind,
+            Conflict
+        );
         assert_eq!(decide(Failed, &close(), &facts).unwrap().to, Closed);
     }
 
     #[test]
     fn over_long_comments_are_refused() {
-        let long = Command::Approve { comment: "x".repeat(MAX_NOTE_LEN + 1) };
-        assert_eq!(decide(PendingApproval, &long, &approver()).unwrap_err().kind, Invalid);
+        let long = Command::Approve {
+            comment: "x".repeat(MAX_NOTE_LEN + 1),
+        };
+        assert_eq!(
+            decide(PendingApproval, &long, &approver())
+                .unwrap_err()
+                .kind,
+            Invalid
+        );
     }
 
     #[test]
