@@ -11,6 +11,7 @@ use crate::config::{
     AdminCommand, Cli, Command, ConfigError, DatabaseConfig, EXIT_BAD_CONFIG, ServeConfig,
 };
 use crate::db::accounts::{self, AccountKind, NewAccount};
+use crate::db::audit::AuditActor;
 use crate::db::{self, Db};
 use crate::domain::tree::Role;
 use crate::error::Error;
@@ -116,6 +117,7 @@ async fn create_first_admin(db: &Db, password: Option<String>) -> Result<(), Fai
             password_hash: Some(&hash),
             is_admin: true,
         },
+        &AuditActor::system(),
     )
     .await?;
     tx.commit().await.context("creating the first admin")?;
@@ -168,6 +170,7 @@ async fn admin(db: &Db, command: AdminCommand) -> Result<(), Failure> {
                     password_hash: Some(&hash),
                     is_admin: admin,
                 },
+                &AuditActor::cli(),
             )
             .await?;
             tx.commit().await.context("creating the user")?;
@@ -205,10 +208,11 @@ async fn admin(db: &Db, command: AdminCommand) -> Result<(), Failure> {
                     password_hash: None,
                     is_admin: false,
                 },
+                &AuditActor::cli(),
             )
             .await?;
             tx.commit().await.context("creating the service account")?;
-            db::tree::put_member(db, node.id, &account.name, role).await?;
+            db::tree::put_member(db, node.id, &account.name, role, &AuditActor::cli()).await?;
             println!(
                 "Created service account '{}' (id {}) as {} on {}.",
                 account.name, account.id, role, node.path
@@ -224,7 +228,8 @@ async fn admin(db: &Db, command: AdminCommand) -> Result<(), Failure> {
                 .await?
                 .ok_or_else(|| Failure::Config(format!("no account named '{account}'")))?;
             let (info, secret) =
-                db::tokens::create(db, found.id, &name, expires_in_days, None).await?;
+                db::tokens::create(db, found.id, &name, expires_in_days, &AuditActor::cli())
+                    .await?;
             eprintln!(
                 "Created token {} '{}' for {} (expires: {}). It is shown only now:",
                 info.id,
@@ -265,8 +270,17 @@ async fn admin(db: &Db, command: AdminCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
+        AdminCommand::VerifyAudit => match db::audit::verify(&db.pool).await? {
+            db::audit::Verdict::Intact { rows } => {
+                println!("The audit log is intact: {rows} rows, every link and hash checks out.");
+                Ok(())
+            }
+            db::audit::Verdict::Broken { id, reason } => Err(Failure::Other(anyhow!(
+                "the audit log is broken at row {id}: {reason}"
+            ))),
+        },
         AdminCommand::RevokeToken { id } => {
-            let info = db::tokens::revoke(db, id).await?;
+            let info = db::tokens::revoke(db, id, &AuditActor::cli()).await?;
             println!(
                 "Revoked token {} '{}' of {}.",
                 info.id, info.name, info.account

@@ -146,6 +146,9 @@ pub enum AdminCommand {
         /// Token id, as `list-tokens` shows it.
         id: i64,
     },
+    /// Check the audit log's hash chain; names the first bad row and exits
+    /// 1 when it is broken.
+    VerifyAudit,
 }
 
 /// Which database engine a URL points at.

@@ -50,6 +50,7 @@ const API_ROUTES: &[&str] = &[
     "DELETE /api/v1/nodes/{id}",
     "DELETE /api/v1/nodes/{id}/members/{account_id}",
     "DELETE /api/v1/tokens/{id}",
+    "GET /api/v1/audit",
     "GET /api/v1/me",
     "GET /api/v1/nodes",
     "GET /api/v1/nodes/{id}",

@@ -12,6 +12,7 @@ use super::{ApiJson, ApiPath};
 use crate::app::AppState;
 use crate::auth::{Action, ApiActor, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
+use crate::db::audit::AuditActor;
 use crate::db::tokens::{self, TokenInfo};
 use crate::db::tree as tree_db;
 use crate::domain::tree::Role;
@@ -104,7 +105,7 @@ pub struct CreatedToken {
 )]
 async fn list_users(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, _): ApiActor,
 ) -> Result<Json<Vec<Account>>> {
     require_admin(&state, &actor)?;
     Ok(Json(
@@ -120,7 +121,7 @@ async fn list_users(
 )]
 async fn create_user(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, who): ApiActor,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<CreatedUser>)> {
     require_admin(&state, &actor)?;
@@ -144,6 +145,7 @@ async fn create_user(
             password_hash: Some(&hash),
             is_admin: body.is_admin,
         },
+        &who,
     )
     .await?;
     tx.commit().await?;
@@ -164,7 +166,7 @@ async fn create_user(
 )]
 async fn get_user(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Account>> {
     require_admin(&state, &actor)?;
@@ -176,6 +178,7 @@ async fn get_user(
 async fn update_account(
     state: &AppState,
     actor: &Account,
+    who: &AuditActor,
     id: i64,
     kind: AccountKind,
     body: UpdateAccount,
@@ -188,7 +191,7 @@ async fn update_account(
                 "you cannot disable your own account".into(),
             ));
         }
-        accounts::set_disabled(&state.db, id, disabled).await?;
+        accounts::set_disabled(&state.db, id, disabled, who).await?;
     }
     accounts::get_of_kind(&state.db.pool, id, kind).await
 }
@@ -202,12 +205,12 @@ async fn update_account(
 )]
 async fn update_user(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, who): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateAccount>,
 ) -> Result<Json<Account>> {
     Ok(Json(
-        update_account(&state, &actor, id, AccountKind::User, body).await?,
+        update_account(&state, &actor, &who, id, AccountKind::User, body).await?,
     ))
 }
 
@@ -219,14 +222,14 @@ async fn update_user(
 )]
 async fn reset_user_password(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, who): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<NewPassword>> {
     require_admin(&state, &actor)?;
     accounts::get_of_kind(&state.db.pool, id, AccountKind::User).await?;
     let password = password::generate();
     let hash = password::hash_blocking(password.clone()).await?;
-    accounts::set_password_hash(&state.db, id, &hash).await?;
+    accounts::set_password_hash(&state.db, id, &hash, &who).await?;
     Ok(Json(NewPassword { password }))
 }
 
@@ -237,7 +240,7 @@ async fn reset_user_password(
 )]
 async fn list_service_accounts(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, _): ApiActor,
 ) -> Result<Json<Vec<Account>>> {
     require_admin(&state, &actor)?;
     Ok(Json(
@@ -253,7 +256,7 @@ async fn list_service_accounts(
 )]
 async fn create_service_account(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, who): ApiActor,
     ApiJson(body): ApiJson<CreateServiceAccount>,
 ) -> Result<(StatusCode, Json<Account>)> {
     require_admin(&state, &actor)?;
@@ -282,6 +285,7 @@ async fn create_service_account(
         &body.description,
         node.as_ref(),
         role,
+        &who,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(account)))
@@ -295,7 +299,7 @@ async fn create_service_account(
 )]
 async fn get_service_account(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Account>> {
     require_admin(&state, &actor)?;
@@ -313,12 +317,12 @@ async fn get_service_account(
 )]
 async fn update_service_account(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, who): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateAccount>,
 ) -> Result<Json<Account>> {
     Ok(Json(
-        update_account(&state, &actor, id, AccountKind::ServiceAccount, body).await?,
+        update_account(&state, &actor, &who, id, AccountKind::ServiceAccount, body).await?,
     ))
 }
 
@@ -330,7 +334,7 @@ async fn update_service_account(
 )]
 async fn list_service_account_tokens(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<TokenInfo>>> {
     require_admin(&state, &actor)?;
@@ -347,20 +351,14 @@ async fn list_service_account_tokens(
 )]
 async fn create_service_account_token(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, who): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>)> {
     require_admin(&state, &actor)?;
     accounts::get_of_kind(&state.db.pool, id, AccountKind::ServiceAccount).await?;
-    let (info, secret) = tokens::create(
-        &state.db,
-        id,
-        &body.name,
-        body.expires_in_days,
-        Some(actor.id),
-    )
-    .await?;
+    let (info, secret) =
+        tokens::create(&state.db, id, &body.name, body.expires_in_days, &who).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -378,9 +376,9 @@ async fn create_service_account_token(
 )]
 async fn revoke_token(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, who): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<TokenInfo>> {
     require_admin(&state, &actor)?;
-    Ok(Json(tokens::revoke(&state.db, id).await?))
+    Ok(Json(tokens::revoke(&state.db, id, &who).await?))
 }

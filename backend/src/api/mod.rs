@@ -4,9 +4,11 @@
 //! the routes that exist.
 
 mod accounts;
+mod audit;
 mod me;
 mod nodes;
 
+use axum::extract::Query;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -53,6 +55,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(me::router())
         .merge(nodes::router())
         .merge(accounts::router())
+        .merge(audit::router())
 }
 
 /// A JSON body whose rejections answer in the API's error format:
@@ -104,5 +107,23 @@ where
             )),
             Err(other) => Err(Error::BadRequest(other.body_text())),
         }
+    }
+}
+
+/// Query parameters whose rejections answer in the API's error format.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|e| Error::BadRequest(format!("bad query parameter: {}", e.body_text())))
     }
 }

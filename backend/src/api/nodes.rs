@@ -68,7 +68,7 @@ async fn list_nodes(State(state): State<AppState>, _actor: ApiActor) -> Result<J
 )]
 async fn create_node(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, who): ApiActor,
     ApiJson(body): ApiJson<CreateNode>,
 ) -> Result<(StatusCode, Json<Node>)> {
     let parent_path = match body.parent_id {
@@ -85,7 +85,14 @@ async fn create_node(
     state
         .policy
         .require(&actor, Action::CreateChildNode, &parent_path)?;
-    let node = tree_db::create(&state.db, body.parent_id, body.name.trim(), &body.title).await?;
+    let node = tree_db::create(
+        &state.db,
+        body.parent_id,
+        body.name.trim(),
+        &body.title,
+        &who,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(node)))
 }
 
@@ -112,14 +119,14 @@ async fn get_node(
 )]
 async fn update_node(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, who): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateNode>,
 ) -> Result<Json<Node>> {
     let node = tree_db::get(&state.db.pool, id).await?;
     state.policy.require(&actor, Action::EditNode, &node.path)?;
     Ok(Json(
-        tree_db::update_title(&state.db, id, &body.title).await?,
+        tree_db::update_title(&state.db, id, &body.title, &who).await?,
     ))
 }
 
@@ -131,14 +138,14 @@ async fn update_node(
 )]
 async fn delete_node(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, who): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode> {
     let node = tree_db::get(&state.db.pool, id).await?;
     state
         .policy
         .require(&actor, Action::DeleteNode, node.parent_path())?;
-    tree_db::delete(&state.db, id).await?;
+    tree_db::delete(&state.db, id, &who).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -166,7 +173,7 @@ async fn list_members(
 )]
 async fn add_member(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, who): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<(StatusCode, Json<Member>)> {
@@ -178,7 +185,8 @@ async fn add_member(
         .role
         .parse()
         .map_err(|m: String| Error::validation("role", m))?;
-    let (member, created) = tree_db::put_member(&state.db, id, body.account.trim(), role).await?;
+    let (member, created) =
+        tree_db::put_member(&state.db, id, body.account.trim(), role, &who).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -195,13 +203,13 @@ async fn add_member(
 )]
 async fn remove_member(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiActor(actor, who): ApiActor,
     ApiPath((id, account_id)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode> {
     let node = tree_db::get(&state.db.pool, id).await?;
     state
         .policy
         .require(&actor, Action::ManageMembers, &node.path)?;
-    tree_db::remove_member(&state.db, id, account_id).await?;
+    tree_db::remove_member(&state.db, id, account_id, &who).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
 use crate::db::accounts::Account;
+use crate::db::audit::AuditActor;
 use crate::db::{sessions, tokens};
 use crate::error::Error;
 use crate::http::page_error;
@@ -57,6 +58,14 @@ pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
 pub struct PageActor {
     pub account: Account,
     pub session_id: i64,
+    pub ip: IpAddr,
+}
+
+impl PageActor {
+    /// This person, for the audit log.
+    pub fn who(&self) -> AuditActor {
+        AuditActor::of(&self.account, self.ip)
+    }
 }
 
 impl PageActor {
@@ -75,6 +84,7 @@ impl PageActor {
         Ok(Some(Self {
             account: found.account,
             session_id: found.session_id,
+            ip: client_ip(parts, state.config.trust_forwarded_for),
         }))
     }
 }
@@ -107,9 +117,10 @@ fn urlencode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-/// An API caller, from `Authorization: Bearer rwy_…`.
+/// An API caller, from `Authorization: Bearer rwy_…`, and the same caller
+/// as the audit log records it.
 #[derive(Clone)]
-pub struct ApiActor(pub Account);
+pub struct ApiActor(pub Account, pub AuditActor);
 
 impl FromRequestParts<AppState> for ApiActor {
     type Rejection = Error;
@@ -133,7 +144,9 @@ impl FromRequestParts<AppState> for ApiActor {
         match tokens::authenticate(&state.db, presented).await? {
             Ok(account) => {
                 state.policy.refresh(&state.db).await?;
-                Ok(ApiActor(account))
+                let who =
+                    AuditActor::of(&account, client_ip(parts, state.config.trust_forwarded_for));
+                Ok(ApiActor(account, who))
             }
             Err(refusal) => Err(Error::Unauthorized(
                 match refusal {

@@ -7,6 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
+use super::audit::{self, AuditActor, Change, snapshot};
 use super::{Db, Tx, now_ms};
 use crate::error::{Error, Result, is_unique_violation};
 
@@ -109,7 +110,7 @@ pub struct NewAccount<'a> {
 }
 
 /// Inserts an account; a taken name is a 409.
-pub async fn insert(tx: &mut Tx, new: &NewAccount<'_>) -> Result<Account> {
+pub async fn insert(tx: &mut Tx, new: &NewAccount<'_>, who: &AuditActor) -> Result<Account> {
     validate_name(new.name)?;
     if new.display_name.chars().count() > 200 {
         return Err(Error::validation(
@@ -155,7 +156,7 @@ pub async fn insert(tx: &mut Tx, new: &NewAccount<'_>) -> Result<Account> {
     if new.is_admin {
         super::tree::bump_policy_version(tx).await?;
     }
-    Ok(Account {
+    let account = Account {
         id,
         kind: new.kind,
         name: new.name.to_string(),
@@ -164,7 +165,29 @@ pub async fn insert(tx: &mut Tx, new: &NewAccount<'_>) -> Result<Account> {
         is_admin: new.is_admin,
         created_at: now,
         disabled_at: None,
-    })
+    };
+    audit::record(
+        tx,
+        who,
+        Change {
+            action: "account.create",
+            target_type: "account",
+            target_id: Some(id),
+            summary: format!(
+                "created {} {}{}",
+                match new.kind {
+                    AccountKind::User => "user",
+                    AccountKind::ServiceAccount => "service account",
+                },
+                new.name,
+                if new.is_admin { " (administrator)" } else { "" }
+            ),
+            before: None,
+            after: snapshot(&account),
+        },
+    )
+    .await?;
+    Ok(account)
 }
 
 pub async fn get(pool: &AnyPool, id: i64) -> Result<Option<Account>> {
@@ -226,9 +249,10 @@ pub async fn list(pool: &AnyPool, kind: AccountKind) -> Result<Vec<Account>> {
 
 /// Disables or re-enables an account. Disabling ends its sessions in the
 /// same transaction, so it is logged out at once.
-pub async fn set_disabled(db: &Db, id: i64, disabled: bool) -> Result<()> {
+pub async fn set_disabled(db: &Db, id: i64, disabled: bool, who: &AuditActor) -> Result<()> {
     let mut tx = db.begin_write().await?;
     let now = now_ms();
+    let before = get_in(&mut tx, id).await?;
     let changed =
         sqlx::query("UPDATE accounts SET disabled_at = $1, updated_at = $2 WHERE id = $3")
             .bind(disabled.then_some(now))
@@ -246,12 +270,47 @@ pub async fn set_disabled(db: &Db, id: i64, disabled: bool) -> Result<()> {
             .execute(&mut *tx)
             .await?;
     }
+    let after = get_in(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: if disabled {
+                "account.disable"
+            } else {
+                "account.enable"
+            },
+            target_type: "account",
+            target_id: Some(id),
+            summary: format!(
+                "{} {}",
+                if disabled { "disabled" } else { "enabled" },
+                after.as_ref().map(|a| a.name.as_str()).unwrap_or("?")
+            ),
+            before: before.as_ref().and_then(snapshot),
+            after: after.as_ref().and_then(snapshot),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
+async fn get_in(tx: &mut Tx, id: i64) -> Result<Option<Account>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM accounts a WHERE a.id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
+}
+
 /// Replaces a user's password hash and ends every session of the user.
-pub async fn set_password_hash(db: &Db, id: i64, password_hash: &str) -> Result<()> {
+pub async fn set_password_hash(
+    db: &Db,
+    id: i64,
+    password_hash: &str,
+    who: &AuditActor,
+) -> Result<()> {
     let mut tx = db.begin_write().await?;
     let changed = sqlx::query(
         "UPDATE accounts SET password_hash = $1, updated_at = $2 WHERE id = $3 AND kind = 'user'",
@@ -269,6 +328,27 @@ pub async fn set_password_hash(db: &Db, id: i64, password_hash: &str) -> Result<
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    let name = get_in(&mut tx, id)
+        .await?
+        .map(|a| a.name)
+        .unwrap_or_default();
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "account.set_password",
+            target_type: "account",
+            target_id: Some(id),
+            summary: if who.account_id == Some(id) {
+                format!("{name} changed their password")
+            } else {
+                format!("reset the password of {name}")
+            },
+            before: None,
+            after: None,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

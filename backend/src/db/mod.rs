@@ -3,6 +3,7 @@
 //! here; a multi-row change is always written in one of them.
 
 pub mod accounts;
+pub mod audit;
 pub mod sessions;
 pub mod tokens;
 pub mod tree;
@@ -22,16 +23,30 @@ pub type Tx = Transaction<'static, Any>;
 
 /// Migrations, embedded so the binary carries its schema. Both folders are
 /// kept in step; a unit test checks that every file is listed here.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../../../migrations/sqlite/0001_foundation.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../../../migrations/postgres/0001_foundation.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "audit",
+        include_str!("../../../migrations/sqlite/0002_audit.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../../migrations/postgres/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "audit",
+        include_str!("../../../migrations/postgres/0002_audit.sql"),
+    ),
+];
 
 /// The connection pool and which backend it talks to.
 #[derive(Clone, Debug)]

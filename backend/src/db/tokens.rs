@@ -8,7 +8,8 @@ use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
 use super::accounts::{self, Account};
-use super::{Db, now_ms};
+use super::audit::{self, AuditActor, Change, snapshot};
+use super::{Db, Tx, now_ms};
 use crate::error::{Error, Result};
 use crate::secret::{Secret, random_alphanumeric, sha256_hex};
 
@@ -71,7 +72,7 @@ pub async fn create(
     account_id: i64,
     name: &str,
     expires_in_days: Option<u32>,
-    created_by: Option<i64>,
+    who: &AuditActor,
 ) -> Result<(TokenInfo, Secret<String>)> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -102,15 +103,41 @@ pub async fn create(
     .bind(&prefix)
     .bind(sha256_hex(&secret))
     .bind(now)
-    .bind(created_by)
+    .bind(who.account_id)
     .bind(expires_at)
     .fetch_one(&mut *tx)
     .await?;
-    tx.commit().await?;
-    let info = get(&db.pool, id)
+    let info = get_in(&mut tx, id)
         .await?
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("token {id} vanished after insert")))?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "token.create",
+            target_type: "token",
+            target_id: Some(id),
+            summary: format!(
+                "created token '{}' ({}…) for {}",
+                info.name, info.prefix, info.account
+            ),
+            before: None,
+            after: snapshot(&info),
+        },
+    )
+    .await?;
+    tx.commit().await?;
     Ok((info, Secret::new(secret)))
+}
+
+async fn get_in(tx: &mut Tx, id: i64) -> Result<Option<TokenInfo>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
 }
 
 pub async fn get(pool: &AnyPool, id: i64) -> Result<Option<TokenInfo>> {
@@ -135,8 +162,9 @@ pub async fn list(pool: &AnyPool, account_id: Option<i64>) -> Result<Vec<TokenIn
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
-/// Revokes a token; it is refused from the next request on.
-pub async fn revoke(db: &Db, id: i64) -> Result<TokenInfo> {
+/// Revokes a token; it is refused from the next request on. Revoking a
+/// revoked token changes nothing and records nothing.
+pub async fn revoke(db: &Db, id: i64, who: &AuditActor) -> Result<TokenInfo> {
     let mut tx = db.begin_write().await?;
     let changed =
         sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
@@ -145,15 +173,28 @@ pub async fn revoke(db: &Db, id: i64) -> Result<TokenInfo> {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-    tx.commit().await?;
-    let info = get(&db.pool, id)
+    let info = get_in(&mut tx, id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no token with id {id}")))?;
-    if changed == 0 && info.revoked_at.is_none() {
-        return Err(Error::Internal(anyhow::anyhow!(
-            "token {id} was not revoked"
-        )));
+    if changed > 0 {
+        audit::record(
+            &mut tx,
+            who,
+            Change {
+                action: "token.revoke",
+                target_type: "token",
+                target_id: Some(id),
+                summary: format!(
+                    "revoked token '{}' ({}…) of {}",
+                    info.name, info.prefix, info.account
+                ),
+                before: None,
+                after: snapshot(&info),
+            },
+        )
+        .await?;
     }
+    tx.commit().await?;
     Ok(info)
 }
 

@@ -8,6 +8,7 @@ use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
 use super::accounts::{self, Account, AccountKind};
+use super::audit::{self, AuditActor, Change, snapshot};
 use super::{Db, Tx, now_ms};
 use crate::domain::tree::{self as rules, Membership, Role};
 use crate::error::{Error, Result, is_unique_violation};
@@ -153,7 +154,13 @@ pub async fn ancestors(pool: &AnyPool, node: &Node) -> Result<Vec<Node>> {
 }
 
 /// Creates a node under `parent_id` (a root when `None`).
-pub async fn create(db: &Db, parent_id: Option<i64>, name: &str, title: &str) -> Result<Node> {
+pub async fn create(
+    db: &Db,
+    parent_id: Option<i64>,
+    name: &str,
+    title: &str,
+    who: &AuditActor,
+) -> Result<Node> {
     rules::validate_name(name).map_err(|m| Error::validation("name", m))?;
     let title = title.trim();
     rules::validate_title(title).map_err(|m| Error::validation("title", m))?;
@@ -184,8 +191,7 @@ pub async fn create(db: &Db, parent_id: Option<i64>, name: &str, title: &str) ->
             e.into()
         }
     })?;
-    tx.commit().await?;
-    Ok(Node {
+    let node = Node {
         id,
         parent_id,
         name: name.to_string(),
@@ -193,44 +199,72 @@ pub async fn create(db: &Db, parent_id: Option<i64>, name: &str, title: &str) ->
         path,
         created_at: now,
         updated_at: now,
-    })
+    };
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "node.create",
+            target_type: "node",
+            target_id: Some(id),
+            summary: format!("created {}", node.path),
+            before: None,
+            after: snapshot(&node),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(node)
+}
+
+async fn get_in(tx: &mut Tx, id: i64) -> Result<Node> {
+    let row = sqlx::query(&format!(
+        "SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref()
+        .map(node_from_row)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound(format!("no tree node with id {id}")))
 }
 
 /// Changes a node's title.
-pub async fn update_title(db: &Db, id: i64, title: &str) -> Result<Node> {
+pub async fn update_title(db: &Db, id: i64, title: &str, who: &AuditActor) -> Result<Node> {
     let title = title.trim();
     rules::validate_title(title).map_err(|m| Error::validation("title", m))?;
     let mut tx = db.begin_write().await?;
-    let changed = sqlx::query("UPDATE nodes SET title = $1, updated_at = $2 WHERE id = $3")
+    let before = get_in(&mut tx, id).await?;
+    sqlx::query("UPDATE nodes SET title = $1, updated_at = $2 WHERE id = $3")
         .bind(title)
         .bind(now_ms())
         .bind(id)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if changed == 0 {
-        return Err(Error::NotFound(format!("no tree node with id {id}")));
-    }
+        .await?;
+    let after = get_in(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "node.update",
+            target_type: "node",
+            target_id: Some(id),
+            summary: format!("retitled {} to '{}'", after.path, after.title),
+            before: snapshot(&before),
+            after: snapshot(&after),
+        },
+    )
+    .await?;
     tx.commit().await?;
-    get(&db.pool, id).await
+    Ok(after)
 }
 
 /// Deletes a node that has nothing hanging below it; otherwise a 409 that
 /// names what is left. Its memberships go with it.
-pub async fn delete(db: &Db, id: i64) -> Result<Node> {
+pub async fn delete(db: &Db, id: i64, who: &AuditActor) -> Result<Node> {
     let mut tx = db.begin_write().await?;
-    let node = {
-        let row = sqlx::query(&format!(
-            "SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        row.as_ref()
-            .map(node_from_row)
-            .transpose()?
-            .ok_or_else(|| Error::NotFound(format!("no tree node with id {id}")))?
-    };
+    let node = get_in(&mut tx, id).await?;
     let children: Vec<String> =
         sqlx::query_scalar("SELECT name FROM nodes WHERE parent_id = $1 ORDER BY name LIMIT 6")
             .bind(id)
@@ -254,6 +288,19 @@ pub async fn delete(db: &Db, id: i64) -> Result<Node> {
         .execute(&mut *tx)
         .await?;
     bump_policy_version(&mut tx).await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "node.delete",
+            target_type: "node",
+            target_id: Some(id),
+            summary: format!("deleted {}", node.path),
+            before: snapshot(&node),
+            after: None,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(node)
 }
@@ -371,8 +418,9 @@ pub async fn put_member(
     node_id: i64,
     account_name: &str,
     role: Role,
+    who: &AuditActor,
 ) -> Result<(Member, bool)> {
-    get(&db.pool, node_id).await?;
+    let node = get(&db.pool, node_id).await?;
     let account: Account = accounts::find_by_name(&db.pool, account_name)
         .await?
         .ok_or_else(|| {
@@ -382,6 +430,7 @@ pub async fn put_member(
             )
         })?;
     let mut tx = db.begin_write().await?;
+    let before = member_in(&mut tx, node_id, account.id).await?;
     let updated =
         sqlx::query("UPDATE node_members SET role = $1 WHERE node_id = $2 AND account_id = $3")
             .bind(role.as_str())
@@ -409,22 +458,47 @@ pub async fn put_member(
         })?;
     }
     bump_policy_version(&mut tx).await?;
+    let member = member_in(&mut tx, node_id, account.id)
+        .await?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("membership vanished after writing it")))?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: if before.is_some() {
+                "member.update"
+            } else {
+                "member.add"
+            },
+            target_type: "node",
+            target_id: Some(node_id),
+            summary: format!("{} is {} on {}", member.account, member.role, node.path),
+            before: before.as_ref().and_then(snapshot),
+            after: snapshot(&member),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((member, updated == 0))
+}
+
+async fn member_in(tx: &mut Tx, node_id: i64, account_id: i64) -> Result<Option<Member>> {
     let row = sqlx::query(&format!(
         "SELECT {MEMBER_COLUMNS} FROM node_members m JOIN accounts a ON a.id = m.account_id \
          WHERE m.node_id = $1 AND m.account_id = $2"
     ))
     .bind(node_id)
-    .bind(account.id)
-    .fetch_one(&mut *tx)
+    .bind(account_id)
+    .fetch_optional(&mut **tx)
     .await?;
-    let member = member_from_row(&row)?;
-    tx.commit().await?;
-    Ok((member, updated == 0))
+    Ok(row.as_ref().map(member_from_row).transpose()?)
 }
 
 /// Removes an account from a node.
-pub async fn remove_member(db: &Db, node_id: i64, account_id: i64) -> Result<()> {
+pub async fn remove_member(db: &Db, node_id: i64, account_id: i64, who: &AuditActor) -> Result<()> {
     let mut tx = db.begin_write().await?;
+    let node = get_in(&mut tx, node_id).await?;
+    let before = member_in(&mut tx, node_id, account_id).await?;
     let removed = sqlx::query("DELETE FROM node_members WHERE node_id = $1 AND account_id = $2")
         .bind(node_id)
         .bind(account_id)
@@ -437,6 +511,23 @@ pub async fn remove_member(db: &Db, node_id: i64, account_id: i64) -> Result<()>
         )));
     }
     bump_policy_version(&mut tx).await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "member.remove",
+            target_type: "node",
+            target_id: Some(node_id),
+            summary: format!(
+                "removed {} from {}",
+                before.as_ref().map(|m| m.account.as_str()).unwrap_or("?"),
+                node.path
+            ),
+            before: before.as_ref().and_then(snapshot),
+            after: None,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use super::{Layout, Notice, PageCtx, format_opt_time, format_time, page_error, r
 use crate::app::AppState;
 use crate::auth::{Action, CsrfForm, NoFields, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
+use crate::db::audit::AuditActor;
 use crate::db::now_ms;
 use crate::db::tokens::{self, TokenInfo};
 use crate::db::tree::{self as tree_db, Node};
@@ -148,6 +149,7 @@ async fn create_user(ctx: PageCtx, CsrfForm(form): CsrfForm<NewUserForm>) -> Res
                 password_hash: Some(&hash),
                 is_admin: form.is_admin.is_some(),
             },
+            &ctx.who(),
         )
         .await?;
         tx.commit().await?;
@@ -186,7 +188,7 @@ async fn set_disabled(
             "you cannot disable your own account".into(),
         ));
     }
-    accounts::set_disabled(&ctx.state.db, id, disabled).await?;
+    accounts::set_disabled(&ctx.state.db, id, disabled, &ctx.who()).await?;
     Ok(account)
 }
 
@@ -247,7 +249,7 @@ async fn reset_user_password(
         let account = accounts::get_of_kind(&ctx.state.db.pool, id, AccountKind::User).await?;
         let password = password::generate();
         let hash = password::hash_blocking(password.clone()).await?;
-        accounts::set_password_hash(&ctx.state.db, id, &hash).await?;
+        accounts::set_password_hash(&ctx.state.db, id, &hash, &ctx.who()).await?;
         Ok::<_, Error>((account, password))
     }
     .await;
@@ -347,6 +349,7 @@ async fn create_service_account(
             &form.description,
             node.as_ref(),
             role,
+            &ctx.who(),
         )
         .await
     }
@@ -372,6 +375,7 @@ pub(crate) async fn create_bound_service_account(
     description: &str,
     node: Option<&Node>,
     role: Role,
+    who: &AuditActor,
 ) -> Result<Account> {
     let mut tx = db.begin_write().await?;
     let account = accounts::insert(
@@ -384,11 +388,12 @@ pub(crate) async fn create_bound_service_account(
             password_hash: None,
             is_admin: false,
         },
+        who,
     )
     .await?;
     tx.commit().await?;
     if let Some(node) = node {
-        tree_db::put_member(db, node.id, &account.name, role).await?;
+        tree_db::put_member(db, node.id, &account.name, role, who).await?;
     }
     Ok(account)
 }
@@ -515,14 +520,7 @@ async fn create_service_account_token(
                 )
             })?),
         };
-        tokens::create(
-            &ctx.state.db,
-            id,
-            &form.name,
-            expires,
-            Some(ctx.actor.account.id),
-        )
-        .await
+        tokens::create(&ctx.state.db, id, &form.name, expires, &ctx.who()).await
     }
     .await;
     match result {
@@ -551,7 +549,7 @@ async fn revoke_token(
 ) -> Response {
     let result = async {
         require_admin(&ctx)?;
-        tokens::revoke(&ctx.state.db, id).await
+        tokens::revoke(&ctx.state.db, id, &ctx.who()).await
     }
     .await;
     match result {
@@ -613,7 +611,8 @@ async fn change_my_password(ctx: PageCtx, CsrfForm(form): CsrfForm<PasswordForm>
         }
         password::validate(&form.new_password)?;
         let new_hash = password::hash_blocking(form.new_password).await?;
-        accounts::set_password_hash(&ctx.state.db, ctx.actor.account.id, &new_hash).await
+        accounts::set_password_hash(&ctx.state.db, ctx.actor.account.id, &new_hash, &ctx.who())
+            .await
     }
     .await;
     match result {

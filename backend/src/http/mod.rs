@@ -9,6 +9,7 @@
 mod accounts;
 pub(crate) use accounts::create_bound_service_account;
 mod assets;
+mod audit;
 mod session;
 mod tree;
 
@@ -32,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .merge(tree::router())
         .merge(accounts::router())
         .merge(assets::router())
+        .merge(audit::router())
 }
 
 /// `2026-11-23 07:33 UTC` from unix milliseconds.
@@ -159,6 +161,11 @@ impl FromRequestParts<AppState> for PageCtx {
 }
 
 impl PageCtx {
+    /// The signed-in person, for the audit log.
+    pub fn who(&self) -> crate::db::audit::AuditActor {
+        self.actor.who()
+    }
+
     pub fn may(&self, action: Action, path: &str) -> bool {
         self.state.policy.may(&self.actor.account, action, path)
     }

@@ -194,7 +194,7 @@ async fn create_node(ctx: PageCtx, CsrfForm(form): CsrfForm<CreateNodeForm>) -> 
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::CreateChildNode, &parent_path)?;
-        tree_db::create(&ctx.state.db, parent_id, &name, &form.title).await
+        tree_db::create(&ctx.state.db, parent_id, &name, &form.title, &ctx.who()).await
     }
     .await;
     match (result, parent_id) {
@@ -251,7 +251,7 @@ async fn edit_node_title(
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::EditNode, &node.path)?;
-        tree_db::update_title(&ctx.state.db, id, &form.title).await
+        tree_db::update_title(&ctx.state.db, id, &form.title, &ctx.who()).await
     }
     .await;
     match result {
@@ -284,7 +284,7 @@ async fn delete_node(
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::DeleteNode, node.parent_path())?;
-        tree_db::delete(&ctx.state.db, id).await
+        tree_db::delete(&ctx.state.db, id, &ctx.who()).await
     }
     .await;
     match result {
@@ -337,7 +337,8 @@ async fn add_member(
                 "name the user or service account to add",
             ));
         }
-        let (member, created) = tree_db::put_member(&ctx.state.db, id, &account, role).await?;
+        let (member, created) =
+            tree_db::put_member(&ctx.state.db, id, &account, role, &ctx.who()).await?;
         Ok((member, created))
     }
     .await;
@@ -373,7 +374,7 @@ async fn remove_member(
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::ManageMembers, &node.path)?;
-        tree_db::remove_member(&ctx.state.db, id, account_id).await
+        tree_db::remove_member(&ctx.state.db, id, account_id, &ctx.who()).await
     }
     .await;
     match result {
