@@ -23,7 +23,7 @@ use crate::auth::Policy;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::config::ServeConfig;
 use crate::db::Db;
-use crate::secret::SecretKey;
+use crate::secret::{Sealer, SecretKey};
 use crate::{api, http};
 
 /// Everything a request handler may need, shared behind an `Arc`.
@@ -33,6 +33,8 @@ pub struct App {
     pub policy: Policy,
     pub login_limiter: LoginLimiter,
     pub csrf: CsrfConfig,
+    /// Seals and opens stored credentials.
+    pub sealer: Sealer,
 }
 
 /// Cheap-to-clone handle on [`App`], passed with axum's `State`.
@@ -69,6 +71,7 @@ impl AppState {
             policy,
             login_limiter,
             csrf,
+            sealer: key.sealer(),
         })))
     }
 }

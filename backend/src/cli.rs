@@ -12,7 +12,9 @@ use crate::config::{
 };
 use crate::db::accounts::{self, AccountKind, NewAccount};
 use crate::db::audit::AuditActor;
+use crate::db::clusters::Connection;
 use crate::db::{self, Db};
+use crate::domain::cluster::Environment;
 use crate::domain::tree::Role;
 use crate::error::Error;
 use crate::secret::load_secret_key;
@@ -89,8 +91,8 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Admin(command) => {
-            let (_, db) = open_db(&cli.global.database_url).await?;
-            admin(&db, command).await
+            let (config, db) = open_db(&cli.global.database_url).await?;
+            admin(&db, &config, command).await
         }
     }
 }
@@ -140,8 +142,107 @@ fn format_time(ms: Option<i64>) -> String {
     }
 }
 
-async fn admin(db: &Db, command: AdminCommand) -> Result<(), Failure> {
+/// The secret key, for commands that seal or open stored credentials.
+fn secret_key(config: &DatabaseConfig) -> Result<crate::secret::SecretKey, Failure> {
+    load_secret_key(
+        std::env::var("ROLLWAY_SECRET_KEY").ok().as_deref(),
+        config.sqlite_file.as_deref(),
+    )
+    .map_err(Failure::Config)
+}
+
+async fn admin(db: &Db, config: &DatabaseConfig, command: AdminCommand) -> Result<(), Failure> {
     match command {
+        AdminCommand::AddCluster {
+            name,
+            environment,
+            kubeconfig,
+            context,
+            in_cluster,
+        } => {
+            let environment: Environment = environment
+                .parse()
+                .map_err(|e: String| Failure::Config(format!("--environment: {e}")))?;
+            let connection = match (kubeconfig, in_cluster) {
+                (_, true) => Connection::InCluster,
+                (Some(path), false) => {
+                    let yaml = if path.as_os_str() == "-" {
+                        let mut text = String::new();
+                        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                            .context("reading the kubeconfig from standard input")?;
+                        text
+                    } else {
+                        std::fs::read_to_string(&path).map_err(|e| {
+                            Failure::Config(format!(
+                                "--kubeconfig: cannot read {}: {e}",
+                                path.display()
+                            ))
+                        })?
+                    };
+                    Connection::Kubeconfig {
+                        yaml: crate::secret::Secret::new(yaml),
+                        context,
+                    }
+                }
+                (None, false) => {
+                    return Err(Failure::Config(
+                        "give --kubeconfig FILE or --in-cluster".into(),
+                    ));
+                }
+            };
+            let sealer = secret_key(config)?.sealer();
+            let cluster = db::clusters::create(
+                db,
+                &sealer,
+                &name,
+                environment,
+                &connection,
+                &AuditActor::cli(),
+            )
+            .await?;
+            println!(
+                "Registered cluster '{}' (id {}, {}).",
+                cluster.name, cluster.id, cluster.environment
+            );
+            Ok(())
+        }
+        AdminCommand::AddApp {
+            name,
+            cluster,
+            namespace,
+            deployment,
+            container,
+            node,
+        } => {
+            let cluster = db::clusters::find_by_name(&db.pool, &cluster)
+                .await?
+                .ok_or_else(|| {
+                    Failure::Config(format!("--cluster: no cluster named '{cluster}'"))
+                })?;
+            let node = db::tree::find_by_path(&db.pool, &node)
+                .await?
+                .ok_or_else(|| Failure::Config(format!("--node: no tree node at {node}")))?;
+            let fields = db::apps::AppFields {
+                name,
+                cluster_id: cluster.id,
+                namespace,
+                deployment,
+                container,
+                node_id: node.id,
+            };
+            let app = db::apps::create(db, &fields, &AuditActor::cli()).await?;
+            println!(
+                "Registered app '{}' (id {}): {}/{} container {} in {}, on {}.",
+                app.name,
+                app.id,
+                app.namespace,
+                app.deployment,
+                app.container,
+                app.cluster,
+                app.node_path
+            );
+            Ok(())
+        }
         AdminCommand::CreateUser {
             name,
             admin,

@@ -146,6 +146,40 @@ pub enum AdminCommand {
         /// Token id, as `list-tokens` shows it.
         id: i64,
     },
+    /// Register a cluster from a kubeconfig file (or in-cluster credentials).
+    AddCluster {
+        /// Cluster name.
+        name: String,
+        /// dev, test, staging or prod.
+        #[arg(long)]
+        environment: String,
+        /// Kubeconfig file (`-` reads standard input). Stored encrypted.
+        #[arg(long, value_name = "FILE", conflicts_with = "in_cluster")]
+        kubeconfig: Option<PathBuf>,
+        /// Context in the kubeconfig (its current context when left out).
+        #[arg(long)]
+        context: Option<String>,
+        /// Use the service account of the pod Rollway runs in.
+        #[arg(long)]
+        in_cluster: bool,
+    },
+    /// Register an app: a Deployment's container in a cluster, on a tree node.
+    AddApp {
+        /// App name (unique within its cluster).
+        name: String,
+        /// Cluster name.
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        namespace: String,
+        #[arg(long)]
+        deployment: String,
+        #[arg(long)]
+        container: String,
+        /// Tree node path, e.g. `/acme/payments`.
+        #[arg(long)]
+        node: String,
+    },
     /// Check the audit log's hash chain; names the first bad row and exits
     /// 1 when it is broken.
     VerifyAudit,

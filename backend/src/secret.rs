@@ -82,15 +82,95 @@ impl SecretKey {
         Self(Secret::new(material.to_vec()))
     }
 
-    /// 64 bytes derived for `purpose` (SHA-512 over a labelled input).
+    /// 64 bytes derived for `purpose` (HKDF-SHA256).
     pub fn derive_64(&self, purpose: &str) -> [u8; 64] {
-        use sha2::Sha512;
-        let mut hasher = Sha512::new();
-        hasher.update(b"rollway-key-derivation\0");
-        hasher.update(purpose.as_bytes());
-        hasher.update(b"\0");
-        hasher.update(self.0.expose());
-        hasher.finalize().into()
+        let mut out = [0u8; 64];
+        self.derive_into(purpose, &mut out);
+        out
+    }
+
+    fn derive_into(&self, purpose: &str, out: &mut [u8]) {
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(b"rollway-secret-key-v1"), self.0.expose());
+        // Only fails for outputs longer than 255 × 32 bytes; ours are ≤ 64.
+        let _ = hk.expand(purpose.as_bytes(), out);
+    }
+
+    /// The AES-256-GCM key for stored credentials.
+    pub fn sealer(&self) -> Sealer {
+        let mut key = [0u8; 32];
+        self.derive_into("stored-credentials", &mut key);
+        Sealer(Secret::new(key))
+    }
+}
+
+/// Encrypts and decrypts stored credentials (kubeconfigs, the GitLab token)
+/// with AES-256-GCM. The associated data binds a ciphertext to the row it
+/// belongs to (e.g. `cluster:7`), so it cannot be copied to another row.
+/// Stored form: `v1:` + hex(nonce ‖ ciphertext).
+#[derive(Clone)]
+pub struct Sealer(Secret<[u8; 32]>);
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sealer(***)")
+    }
+}
+
+impl Sealer {
+    fn cipher(&self) -> aes_gcm::Aes256Gcm {
+        use aes_gcm::KeyInit;
+        aes_gcm::Aes256Gcm::new(self.0.expose().into())
+    }
+
+    pub fn seal(&self, plaintext: &str, associated_data: &str) -> Result<String, String> {
+        use aes_gcm::AeadCore;
+        use aes_gcm::aead::{Aead, OsRng, Payload};
+        let nonce = aes_gcm::Aes256Gcm::generate_nonce(&mut OsRng);
+        let ciphertext = self
+            .cipher()
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: associated_data.as_bytes(),
+                },
+            )
+            .map_err(|_| "encryption failed".to_string())?;
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&ciphertext);
+        Ok(format!("v1:{}", hex::encode(blob)))
+    }
+
+    pub fn open(&self, sealed: &str, associated_data: &str) -> Result<Secret<String>, String> {
+        use aes_gcm::aead::{Aead, Payload};
+        let blob = sealed
+            .strip_prefix("v1:")
+            .and_then(|h| hex::decode(h).ok())
+            .filter(|b| b.len() > 12)
+            .ok_or("stored credential is not in a known format")?;
+        let (nonce, ciphertext) = blob.split_at(12);
+        let plaintext = self
+            .cipher()
+            .decrypt(
+                aes_gcm::Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: associated_data.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                "stored credential cannot be decrypted (was the secret key changed?)".to_string()
+            })?;
+        String::from_utf8(plaintext)
+            .map(Secret::new)
+            .map_err(|_| "stored credential is not text".to_string())
+    }
+}
+
+impl SecretKey {
+    /// Only for tests of code that needs a key.
+    pub fn for_tests() -> Self {
+        Self::new(b"a test key that is long enough to be accepted")
     }
 }
 
@@ -190,5 +270,33 @@ mod key_tests {
         );
         assert!(load_secret_key(Some("short"), None).is_err());
         assert!(load_secret_key(Some(&"k".repeat(32)), None).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod sealer_tests {
+    use super::*;
+
+    #[test]
+    fn sealed_text_opens_only_with_the_same_key_and_row() {
+        let sealer = SecretKey::for_tests().sealer();
+        let sealed = sealer.seal("apiVersion: v1", "cluster:7").unwrap();
+        assert!(sealed.starts_with("v1:") && !sealed.contains("apiVersion"));
+        assert_eq!(
+            sealer.open(&sealed, "cluster:7").unwrap().expose(),
+            "apiVersion: v1"
+        );
+        assert!(
+            sealer.open(&sealed, "cluster:8").is_err(),
+            "bound to its row"
+        );
+        let other = SecretKey::new(b"another key that is long enough, really").sealer();
+        assert!(other.open(&sealed, "cluster:7").is_err());
+        assert_ne!(
+            sealed,
+            sealer.seal("apiVersion: v1", "cluster:7").unwrap(),
+            "fresh nonce"
+        );
+        assert!(sealer.open("garbage", "cluster:7").is_err());
     }
 }

@@ -10,5 +10,6 @@ mod browser;
 mod cli;
 mod ops;
 mod rbac;
+mod registry;
 mod tokens;
 mod tree;

@@ -118,6 +118,30 @@ impl Fixtures<'_> {
         assert_eq!(s, StatusCode::CREATED, "{v}");
         v["id"].as_i64().unwrap()
     }
+    fn cluster_body(&self) -> Value {
+        json!({"name": unique("c"), "environment": "dev", "kubeconfig": crate::registry::kubeconfig()})
+    }
+    async fn cluster(&self) -> i64 {
+        let (s, v) = self
+            .org
+            .admin
+            .post("/api/v1/clusters", self.cluster_body())
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+    fn app_body(&self, cluster: i64) -> Value {
+        json!({"name": unique("a"), "cluster_id": cluster, "namespace": "ns", "deployment": unique("d"), "container": "c", "node_id": self.org.pay})
+    }
+    async fn app(&self, cluster: i64) -> i64 {
+        let (s, v) = self
+            .org
+            .admin
+            .post("/api/v1/apps", self.app_body(cluster))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
+    }
     async fn member_of_pay_api(&self) -> i64 {
         let (_, name) = self.user().await;
         let (s, v) = self
@@ -158,6 +182,12 @@ const API_ROUTES: &[(&str, &[Who])] = &[
     ("PATCH /api/v1/service-accounts/{id}", ADMINS),
     ("POST /api/v1/service-accounts/{id}/tokens", ADMINS),
     ("DELETE /api/v1/tokens/{id}", ADMINS),
+    ("POST /api/v1/clusters", ADMINS),
+    ("PATCH /api/v1/clusters/{id}", ADMINS),
+    ("DELETE /api/v1/clusters/{id}", ADMINS),
+    ("POST /api/v1/apps", ADMINS),
+    ("PATCH /api/v1/apps/{id}", ADMINS),
+    ("DELETE /api/v1/apps/{id}", ADMINS),
 ];
 
 async fn api_call(route: &str, f: &Fixtures<'_>) -> ApiCall {
@@ -237,6 +267,46 @@ async fn api_call(route: &str, f: &Fixtures<'_>) -> ApiCall {
             format!("/api/v1/tokens/{}", f.token().await),
             None,
         ),
+        "POST /api/v1/clusters" => call(
+            Method::POST,
+            "/api/v1/clusters".into(),
+            Some(f.cluster_body()),
+        ),
+        "PATCH /api/v1/clusters/{id}" => call(
+            Method::PATCH,
+            format!("/api/v1/clusters/{}", f.cluster().await),
+            Some(json!({"environment": "test"})),
+        ),
+        "DELETE /api/v1/clusters/{id}" => call(
+            Method::DELETE,
+            format!("/api/v1/clusters/{}", f.cluster().await),
+            None,
+        ),
+        "POST /api/v1/apps" => {
+            let cluster = f.cluster().await;
+            call(
+                Method::POST,
+                "/api/v1/apps".into(),
+                Some(f.app_body(cluster)),
+            )
+        }
+        "PATCH /api/v1/apps/{id}" => {
+            let cluster = f.cluster().await;
+            let app = f.app(cluster).await;
+            call(
+                Method::PATCH,
+                format!("/api/v1/apps/{app}"),
+                Some(f.app_body(cluster)),
+            )
+        }
+        "DELETE /api/v1/apps/{id}" => {
+            let cluster = f.cluster().await;
+            call(
+                Method::DELETE,
+                format!("/api/v1/apps/{}", f.app(cluster).await),
+                None,
+            )
+        }
         other => panic!("no fixture for {other}"),
     }
 }
@@ -257,6 +327,11 @@ const PAGE_ROUTES: &[(&str, &[Who])] = &[
     ("POST /admin/service-accounts/{id}/enable", ADMINS),
     ("POST /admin/service-accounts/{id}/tokens", ADMINS),
     ("POST /admin/tokens/{id}/revoke", ADMINS),
+    ("POST /admin/clusters", ADMINS),
+    ("POST /admin/clusters/{id}/update", ADMINS),
+    ("POST /admin/clusters/{id}/delete", ADMINS),
+    ("POST /admin/apps", ADMINS),
+    ("POST /admin/apps/{id}/delete", ADMINS),
     ("POST /account/password", SIGNED_IN),
     ("POST /logout", SIGNED_IN),
 ];
@@ -346,6 +421,46 @@ async fn page_call(route: &str, f: &Fixtures<'_>, who: Who) -> (String, Vec<(Str
         ),
         "POST /admin/tokens/{id}/revoke" => {
             (format!("/admin/tokens/{}/revoke", f.token().await), vec![])
+        }
+        "POST /admin/clusters" => {
+            let yaml = crate::registry::kubeconfig();
+            (
+                "/admin/clusters".into(),
+                kv(&[
+                    ("name", &unique("c")),
+                    ("environment", "dev"),
+                    ("kubeconfig", &yaml),
+                ]),
+            )
+        }
+        "POST /admin/clusters/{id}/update" => (
+            format!("/admin/clusters/{}/update", f.cluster().await),
+            kv(&[("environment", "test")]),
+        ),
+        "POST /admin/clusters/{id}/delete" => (
+            format!("/admin/clusters/{}/delete", f.cluster().await),
+            vec![],
+        ),
+        "POST /admin/apps" => {
+            let cluster = f.cluster().await.to_string();
+            (
+                "/admin/apps".into(),
+                kv(&[
+                    ("name", &unique("a")),
+                    ("cluster_id", &cluster),
+                    ("namespace", "ns"),
+                    ("deployment", &unique("d")),
+                    ("container", "c"),
+                    ("node", "/acme/pay"),
+                ]),
+            )
+        }
+        "POST /admin/apps/{id}/delete" => {
+            let cluster = f.cluster().await;
+            (
+                format!("/admin/apps/{}/delete", f.app(cluster).await),
+                vec![],
+            )
         }
         // A wrong current password is refused by validation (422), which
         // still shows the route itself admitted the person.

@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod me;
 mod nodes;
+mod registry;
 
 use axum::extract::Query;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -56,6 +57,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(nodes::router())
         .merge(accounts::router())
         .merge(audit::router())
+        .merge(registry::router())
 }
 
 /// A JSON body whose rejections answer in the API's error format:

@@ -32,6 +32,8 @@ pub enum Action {
     ManageMembers,
     /// Users, service accounts and their tokens (checked at `/`).
     ManageAccounts,
+    /// Clusters, apps and instance settings such as GitLab (checked at `/`).
+    ManageRegistry,
 }
 
 impl Action {
@@ -43,6 +45,7 @@ impl Action {
             Action::DeleteNode => "node.delete",
             Action::ManageMembers => "node.manage_members",
             Action::ManageAccounts => "accounts.manage",
+            Action::ManageRegistry => "registry.manage",
         }
     }
 }
@@ -218,6 +221,7 @@ fn describe(action: Action) -> &'static str {
         Action::DeleteNode => "delete nodes",
         Action::ManageMembers => "manage members",
         Action::ManageAccounts => "manage accounts",
+        Action::ManageRegistry => "manage clusters, apps and settings",
     }
 }
 

@@ -3,7 +3,9 @@
 //! here; a multi-row change is always written in one of them.
 
 pub mod accounts;
+pub mod apps;
 pub mod audit;
+pub mod clusters;
 pub mod sessions;
 pub mod tokens;
 pub mod tree;
@@ -34,6 +36,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit",
         include_str!("../../../migrations/sqlite/0002_audit.sql"),
     ),
+    (
+        3,
+        "registry",
+        include_str!("../../../migrations/sqlite/0003_registry.sql"),
+    ),
+    (
+        4,
+        "releases",
+        include_str!("../../../migrations/sqlite/0004_releases.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -46,6 +58,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit",
         include_str!("../../../migrations/postgres/0002_audit.sql"),
     ),
+    (
+        3,
+        "registry",
+        include_str!("../../../migrations/postgres/0003_registry.sql"),
+    ),
+    (
+        4,
+        "releases",
+        include_str!("../../../migrations/postgres/0004_releases.sql"),
+    ),
 ];
 
 /// The connection pool and which backend it talks to.
@@ -53,6 +75,14 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
 pub struct Db {
     pub pool: AnyPool,
     pub kind: DbKind,
+}
+
+/// Up to five names joined for a message, with `…` when there were more
+/// (callers fetch six to know).
+pub fn name_list(names: &[String]) -> String {
+    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    let more = if names.len() > 5 { ", …" } else { "" };
+    format!("{}{more}", shown.join(", "))
 }
 
 /// Current time as unix milliseconds, the unit of every timestamp column.

@@ -271,12 +271,22 @@ pub async fn delete(db: &Db, id: i64, who: &AuditActor) -> Result<Node> {
             .fetch_all(&mut *tx)
             .await?;
     if !children.is_empty() {
-        let more = if children.len() > 5 { ", …" } else { "" };
-        let names: Vec<&str> = children.iter().take(5).map(String::as_str).collect();
         return Err(Error::Conflict(format!(
-            "{} still has child nodes: {}{more}; delete or move them first",
+            "{} still has child nodes: {}; delete or move them first",
             node.path,
-            names.join(", ")
+            super::name_list(&children)
+        )));
+    }
+    let apps: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM apps WHERE node_id = $1 ORDER BY name LIMIT 6")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    if !apps.is_empty() {
+        return Err(Error::Conflict(format!(
+            "{} still has apps: {}; move or remove them first",
+            node.path,
+            super::name_list(&apps)
         )));
     }
     sqlx::query("DELETE FROM node_members WHERE node_id = $1")

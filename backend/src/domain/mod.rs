@@ -2,5 +2,6 @@
 //! Everything here is unit-tested table-driven; the shell (db, http, api)
 //! loads facts, calls these functions and persists what they decide.
 
+pub mod cluster;
 pub mod tree;
 pub mod work_order;

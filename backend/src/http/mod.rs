@@ -10,6 +10,7 @@ mod accounts;
 pub(crate) use accounts::create_bound_service_account;
 mod assets;
 mod audit;
+mod registry;
 mod session;
 mod tree;
 
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .merge(accounts::router())
         .merge(assets::router())
         .merge(audit::router())
+        .merge(registry::router())
 }
 
 /// `2026-11-23 07:33 UTC` from unix milliseconds.

@@ -1,0 +1,286 @@
+//! Clusters and apps. Anyone signed in may read them (CI looks apps up);
+//! only admins change them. Kubeconfigs are write-only.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{ApiJson, ApiPath, ApiQuery};
+use crate::app::AppState;
+use crate::auth::{Action, ApiActor};
+use crate::db::apps::{self, App, AppFields, AppFilter};
+use crate::db::clusters::{self, Cluster, ClusterUpdate, Connection};
+use crate::domain::cluster::Environment;
+use crate::error::{Error, ErrorBody, Result};
+use crate::secret::Secret;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_clusters, create_cluster))
+        .routes(routes!(get_cluster, update_cluster, delete_cluster))
+        .routes(routes!(list_apps, create_app))
+        .routes(routes!(get_app, update_app, delete_app))
+}
+
+fn parse_env(raw: &str) -> Result<Environment> {
+    raw.parse()
+        .map_err(|m: String| Error::validation("environment", m))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCluster {
+    pub name: String,
+    /// `dev`, `test`, `staging` or `prod`.
+    pub environment: String,
+    /// Kubeconfig YAML (write-only; never returned). Required unless
+    /// `in_cluster` is true.
+    pub kubeconfig: Option<String>,
+    /// Context to use; the kubeconfig's current context when absent.
+    pub context: Option<String>,
+    /// Use the service account of the pod Rollway runs in.
+    #[serde(default)]
+    pub in_cluster: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCluster {
+    pub environment: Option<String>,
+    /// Replaces the stored kubeconfig (with `context`, when given).
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
+    /// Switch to in-cluster credentials.
+    pub in_cluster: Option<bool>,
+}
+
+fn connection(
+    kubeconfig: Option<String>,
+    context: Option<String>,
+    in_cluster: bool,
+) -> Result<Option<Connection>> {
+    match (kubeconfig, in_cluster) {
+        (Some(_), true) => Err(Error::validation(
+            "kubeconfig",
+            "give a kubeconfig or in_cluster, not both",
+        )),
+        (Some(yaml), false) => Ok(Some(Connection::Kubeconfig {
+            yaml: Secret::new(yaml),
+            context: context.filter(|c| !c.is_empty()),
+        })),
+        (None, true) => Ok(Some(Connection::InCluster)),
+        (None, false) => Ok(None),
+    }
+}
+
+/// Every cluster (credentials never included).
+#[utoipa::path(
+    get, path = "/api/v1/clusters", tag = "registry", security(("bearer" = [])),
+    responses((status = 200, body = [Cluster]), (status = 401, body = ErrorBody))
+)]
+async fn list_clusters(
+    State(state): State<AppState>,
+    _actor: ApiActor,
+) -> Result<Json<Vec<Cluster>>> {
+    Ok(Json(clusters::list(&state.db.pool).await?))
+}
+
+/// Registers a cluster.
+#[utoipa::path(
+    post, path = "/api/v1/clusters", tag = "registry", security(("bearer" = [])),
+    request_body = CreateCluster,
+    responses((status = 201, body = Cluster), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn create_cluster(
+    State(state): State<AppState>,
+    ApiActor(actor, who): ApiActor,
+    ApiJson(body): ApiJson<CreateCluster>,
+) -> Result<(StatusCode, Json<Cluster>)> {
+    state.policy.require(&actor, Action::ManageRegistry, "/")?;
+    let env = parse_env(&body.environment)?;
+    let conn = connection(body.kubeconfig, body.context, body.in_cluster)?
+        .ok_or_else(|| Error::validation("kubeconfig", "give a kubeconfig, or set in_cluster"))?;
+    let cluster =
+        clusters::create(&state.db, &state.sealer, body.name.trim(), env, &conn, &who).await?;
+    Ok((StatusCode::CREATED, Json(cluster)))
+}
+
+/// One cluster.
+#[utoipa::path(
+    get, path = "/api/v1/clusters/{id}", tag = "registry", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Cluster id")),
+    responses((status = 200, body = Cluster), (status = 404, body = ErrorBody))
+)]
+async fn get_cluster(
+    State(state): State<AppState>,
+    _actor: ApiActor,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Cluster>> {
+    Ok(Json(clusters::get(&state.db.pool, id).await?))
+}
+
+/// Changes the environment or replaces the credentials.
+#[utoipa::path(
+    patch, path = "/api/v1/clusters/{id}", tag = "registry", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Cluster id")),
+    request_body = UpdateCluster,
+    responses((status = 200, body = Cluster), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn update_cluster(
+    State(state): State<AppState>,
+    ApiActor(actor, who): ApiActor,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<UpdateCluster>,
+) -> Result<Json<Cluster>> {
+    state.policy.require(&actor, Action::ManageRegistry, "/")?;
+    clusters::get(&state.db.pool, id).await?;
+    let update = ClusterUpdate {
+        environment: body.environment.as_deref().map(parse_env).transpose()?,
+        connection: connection(
+            body.kubeconfig,
+            body.context,
+            body.in_cluster.unwrap_or(false),
+        )?,
+    };
+    Ok(Json(
+        clusters::update(&state.db, &state.sealer, id, update, &who).await?,
+    ))
+}
+
+/// Removes a cluster that no app uses (409 naming the apps otherwise).
+#[utoipa::path(
+    delete, path = "/api/v1/clusters/{id}", tag = "registry", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Cluster id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+async fn delete_cluster(
+    State(state): State<AppState>,
+    ApiActor(actor, who): ApiActor,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode> {
+    state.policy.require(&actor, Action::ManageRegistry, "/")?;
+    clusters::delete(&state.db, id, &who).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AppQuery {
+    /// Cluster name.
+    cluster: Option<String>,
+    /// App name.
+    name: Option<String>,
+    /// Tree node id.
+    node_id: Option<i64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppBody {
+    pub name: String,
+    pub cluster_id: i64,
+    pub namespace: String,
+    pub deployment: String,
+    pub container: String,
+    pub node_id: i64,
+}
+
+impl From<AppBody> for AppFields {
+    fn from(b: AppBody) -> Self {
+        AppFields {
+            name: b.name.trim().to_string(),
+            cluster_id: b.cluster_id,
+            namespace: b.namespace.trim().to_string(),
+            deployment: b.deployment.trim().to_string(),
+            container: b.container.trim().to_string(),
+            node_id: b.node_id,
+        }
+    }
+}
+
+/// Looks apps up (all filters optional).
+#[utoipa::path(
+    get, path = "/api/v1/apps", tag = "registry", security(("bearer" = [])),
+    params(AppQuery),
+    responses((status = 200, body = [App]), (status = 401, body = ErrorBody))
+)]
+async fn list_apps(
+    State(state): State<AppState>,
+    _actor: ApiActor,
+    ApiQuery(q): ApiQuery<AppQuery>,
+) -> Result<Json<Vec<App>>> {
+    let filter = AppFilter {
+        cluster: q.cluster.filter(|s| !s.is_empty()),
+        name: q.name.filter(|s| !s.is_empty()),
+        node_id: q.node_id,
+    };
+    Ok(Json(apps::list(&state.db.pool, &filter).await?))
+}
+
+/// Registers an app.
+#[utoipa::path(
+    post, path = "/api/v1/apps", tag = "registry", security(("bearer" = [])),
+    request_body = AppBody,
+    responses((status = 201, body = App), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn create_app(
+    State(state): State<AppState>,
+    ApiActor(actor, who): ApiActor,
+    ApiJson(body): ApiJson<AppBody>,
+) -> Result<(StatusCode, Json<App>)> {
+    state.policy.require(&actor, Action::ManageRegistry, "/")?;
+    let app = apps::create(&state.db, &body.into(), &who).await?;
+    Ok((StatusCode::CREATED, Json(app)))
+}
+
+/// One app.
+#[utoipa::path(
+    get, path = "/api/v1/apps/{id}", tag = "registry", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "App id")),
+    responses((status = 200, body = App), (status = 404, body = ErrorBody))
+)]
+async fn get_app(
+    State(state): State<AppState>,
+    _actor: ApiActor,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<App>> {
+    Ok(Json(apps::get(&state.db.pool, id).await?))
+}
+
+/// Replaces an app's fields.
+#[utoipa::path(
+    patch, path = "/api/v1/apps/{id}", tag = "registry", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "App id")),
+    request_body = AppBody,
+    responses((status = 200, body = App), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn update_app(
+    State(state): State<AppState>,
+    ApiActor(actor, who): ApiActor,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<AppBody>,
+) -> Result<Json<App>> {
+    state.policy.require(&actor, Action::ManageRegistry, "/")?;
+    apps::get(&state.db.pool, id).await?;
+    Ok(Json(apps::update(&state.db, id, &body.into(), &who).await?))
+}
+
+/// Removes an app no release stage targets (409 naming the items otherwise).
+#[utoipa::path(
+    delete, path = "/api/v1/apps/{id}", tag = "registry", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "App id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+async fn delete_app(
+    State(state): State<AppState>,
+    ApiActor(actor, who): ApiActor,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode> {
+    state.policy.require(&actor, Action::ManageRegistry, "/")?;
+    apps::delete(&state.db, id, &who).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,278 @@
+//! Apps: a workload in a cluster (namespace, Deployment, container)
+//! attached to a tree node.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+use utoipa::ToSchema;
+
+use super::audit::{self, AuditActor, Change, snapshot};
+use super::{Db, Tx, now_ms};
+use crate::domain::cluster::validate_k8s_name;
+use crate::domain::tree::validate_name;
+use crate::error::{Error, Result, is_unique_violation};
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct App {
+    pub id: i64,
+    pub name: String,
+    pub cluster_id: i64,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The cluster's environment class.
+    pub environment: String,
+    pub namespace: String,
+    pub deployment: String,
+    pub container: String,
+    pub node_id: i64,
+    /// The tree path of the app's node.
+    pub node_path: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The fields of an app, for create and replace.
+#[derive(Debug, Clone)]
+pub struct AppFields {
+    pub name: String,
+    pub cluster_id: i64,
+    pub namespace: String,
+    pub deployment: String,
+    pub container: String,
+    pub node_id: i64,
+}
+
+const COLUMNS: &str = "p.id, p.name, p.cluster_id, c.name AS cluster, c.environment, p.namespace, \
+    p.deployment, p.container, p.node_id, n.path AS node_path, p.created_at, p.updated_at";
+const FROM: &str = "apps p JOIN clusters c ON c.id = p.cluster_id JOIN nodes n ON n.id = p.node_id";
+
+fn from_row(row: &AnyRow) -> Result<App, sqlx::Error> {
+    Ok(App {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        cluster_id: row.try_get("cluster_id")?,
+        cluster: row.try_get("cluster")?,
+        environment: row.try_get("environment")?,
+        namespace: row.try_get("namespace")?,
+        deployment: row.try_get("deployment")?,
+        container: row.try_get("container")?,
+        node_id: row.try_get("node_id")?,
+        node_path: row.try_get("node_path")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn validate(fields: &AppFields) -> Result<()> {
+    validate_name(&fields.name).map_err(|m| Error::validation("name", m))?;
+    validate_k8s_name("namespace", &fields.namespace)
+        .map_err(|m| Error::validation("namespace", m))?;
+    validate_k8s_name("deployment", &fields.deployment)
+        .map_err(|m| Error::validation("deployment", m))?;
+    validate_k8s_name("container", &fields.container)
+        .map_err(|m| Error::validation("container", m))?;
+    Ok(())
+}
+
+async fn check_refs(tx: &mut Tx, fields: &AppFields) -> Result<()> {
+    let cluster: Option<i64> = sqlx::query_scalar("SELECT id FROM clusters WHERE id = $1")
+        .bind(fields.cluster_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if cluster.is_none() {
+        return Err(Error::validation(
+            "cluster_id",
+            format!("cluster {} does not exist", fields.cluster_id),
+        ));
+    }
+    let node: Option<i64> = sqlx::query_scalar("SELECT id FROM nodes WHERE id = $1")
+        .bind(fields.node_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if node.is_none() {
+        return Err(Error::validation(
+            "node_id",
+            format!("tree node {} does not exist", fields.node_id),
+        ));
+    }
+    Ok(())
+}
+
+fn unique_conflict(e: sqlx::Error, fields: &AppFields) -> Error {
+    if !is_unique_violation(&e) {
+        return e.into();
+    }
+    let text = e.to_string();
+    if text.contains("apps_workload_key") || text.contains("apps.namespace") {
+        Error::Conflict(format!(
+            "another app already targets {}/{} container {} in that cluster",
+            fields.namespace, fields.deployment, fields.container
+        ))
+    } else {
+        Error::Conflict(format!(
+            "an app named '{}' already exists in that cluster",
+            fields.name
+        ))
+    }
+}
+
+async fn get_in(tx: &mut Tx, id: i64) -> Result<App> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE p.id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound(format!("no app with id {id}")))
+}
+
+pub async fn create(db: &Db, fields: &AppFields, who: &AuditActor) -> Result<App> {
+    validate(fields)?;
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    check_refs(&mut tx, fields).await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO apps (name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+    )
+    .bind(&fields.name)
+    .bind(fields.cluster_id)
+    .bind(&fields.namespace)
+    .bind(&fields.deployment)
+    .bind(&fields.container)
+    .bind(fields.node_id)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| unique_conflict(e, fields))?;
+    let app = get_in(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "app.create",
+            target_type: "app",
+            target_id: Some(id),
+            summary: format!(
+                "registered app {} ({}/{}/{} in {}) on {}",
+                app.name, app.namespace, app.deployment, app.container, app.cluster, app.node_path
+            ),
+            before: None,
+            after: snapshot(&app),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(app)
+}
+
+pub async fn update(db: &Db, id: i64, fields: &AppFields, who: &AuditActor) -> Result<App> {
+    validate(fields)?;
+    let mut tx = db.begin_write().await?;
+    let before = get_in(&mut tx, id).await?;
+    check_refs(&mut tx, fields).await?;
+    sqlx::query(
+        "UPDATE apps SET name = $1, cluster_id = $2, namespace = $3, deployment = $4, container = $5, \
+         node_id = $6, updated_at = $7 WHERE id = $8",
+    )
+    .bind(&fields.name)
+    .bind(fields.cluster_id)
+    .bind(&fields.namespace)
+    .bind(&fields.deployment)
+    .bind(&fields.container)
+    .bind(fields.node_id)
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| unique_conflict(e, fields))?;
+    let after = get_in(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "app.update",
+            target_type: "app",
+            target_id: Some(id),
+            summary: format!("changed app {}", after.name),
+            before: snapshot(&before),
+            after: snapshot(&after),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Removes an app that no release stage targets.
+pub async fn delete(db: &Db, id: i64, who: &AuditActor) -> Result<App> {
+    let mut tx = db.begin_write().await?;
+    let app = get_in(&mut tx, id).await?;
+    let items: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT r.name FROM release_stages s JOIN release_items r ON r.id = s.release_item_id \
+         WHERE s.app_id = $1 ORDER BY r.name LIMIT 6",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !items.is_empty() {
+        return Err(Error::Conflict(format!(
+            "app {} is a stage of release items: {}; change their stages first",
+            app.name,
+            super::name_list(&items)
+        )));
+    }
+    sqlx::query("DELETE FROM apps WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "app.delete",
+            target_type: "app",
+            target_id: Some(id),
+            summary: format!("removed app {} from {}", app.name, app.cluster),
+            before: snapshot(&app),
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(app)
+}
+
+pub async fn get(pool: &AnyPool, id: i64) -> Result<App> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE p.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound(format!("no app with id {id}")))
+}
+
+/// Filters for listing apps.
+#[derive(Debug, Default)]
+pub struct AppFilter {
+    pub cluster: Option<String>,
+    pub name: Option<String>,
+    pub node_id: Option<i64>,
+}
+
+pub async fn list(pool: &AnyPool, filter: &AppFilter) -> Result<Vec<App>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM {FROM} \
+         WHERE ($1 IS NULL OR c.name = $1) AND ($2 IS NULL OR p.name = $2) AND ($3 IS NULL OR p.node_id = $3) \
+         ORDER BY c.name, p.name"
+    ))
+    .bind(filter.cluster.as_deref())
+    .bind(filter.name.as_deref())
+    .bind(filter.node_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,332 @@
+//! Clusters: where apps run and how to reach them. The kubeconfig is sealed
+//! with the cluster id as associated data and never read back out except
+//! by the Kubernetes driver; pages and API show only when and by whom it
+//! was set.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+use utoipa::ToSchema;
+
+use super::audit::{self, AuditActor, Change, snapshot};
+use super::{Db, Tx, now_ms};
+use crate::domain::cluster::{Environment, validate_kubeconfig};
+use crate::domain::tree::validate_name;
+use crate::error::{Error, Result, is_unique_violation};
+use crate::secret::{Sealer, Secret};
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Cluster {
+    pub id: i64,
+    pub name: String,
+    /// `dev`, `test`, `staging` or `prod`.
+    #[schema(value_type = String, example = "dev")]
+    #[serde(serialize_with = "serialize_env")]
+    pub environment: Environment,
+    /// Rollway runs inside this cluster and uses its service account.
+    pub in_cluster: bool,
+    /// The kubeconfig context used (its current context when absent).
+    pub kube_context: Option<String>,
+    /// Whether a kubeconfig is stored (it is never shown).
+    pub has_kubeconfig: bool,
+    pub credentials_set_at: Option<i64>,
+    pub credentials_set_by: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn serialize_env<S: serde::Serializer>(env: &Environment, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(env.as_str())
+}
+
+/// How Rollway reaches a cluster.
+pub enum Connection {
+    Kubeconfig {
+        yaml: Secret<String>,
+        context: Option<String>,
+    },
+    InCluster,
+}
+
+const COLUMNS: &str = "c.id, c.name, c.environment, c.in_cluster, c.kube_context, \
+    CAST(CASE WHEN c.kubeconfig_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_kubeconfig, \
+    c.credentials_set_at, c.credentials_set_by, c.created_at, c.updated_at";
+
+fn from_row(row: &AnyRow) -> Result<Cluster, sqlx::Error> {
+    let env: String = row.try_get("environment")?;
+    Ok(Cluster {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        environment: env
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+        in_cluster: row.try_get::<i64, _>("in_cluster")? != 0,
+        kube_context: row.try_get("kube_context")?,
+        has_kubeconfig: row.try_get::<i64, _>("has_kubeconfig")? != 0,
+        credentials_set_at: row.try_get("credentials_set_at")?,
+        credentials_set_by: row.try_get("credentials_set_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn aad(id: i64) -> String {
+    format!("cluster:{id}")
+}
+
+fn check_connection(connection: &Connection) -> Result<()> {
+    if let Connection::Kubeconfig { yaml, context } = connection {
+        validate_kubeconfig(yaml.expose(), context.as_deref())
+            .map_err(|m| Error::validation("kubeconfig", m))?;
+    }
+    Ok(())
+}
+
+async fn get_in(tx: &mut Tx, id: i64) -> Result<Cluster> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM clusters c WHERE c.id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound(format!("no cluster with id {id}")))
+}
+
+/// Writes the connection of cluster `id` (sealing a kubeconfig).
+async fn write_connection(
+    tx: &mut Tx,
+    sealer: &Sealer,
+    id: i64,
+    connection: &Connection,
+    who: &AuditActor,
+) -> Result<()> {
+    let (sealed, context, in_cluster) = match connection {
+        Connection::Kubeconfig { yaml, context } => (
+            Some(
+                sealer
+                    .seal(yaml.expose(), &aad(id))
+                    .map_err(|e| Error::Internal(anyhow::anyhow!(e)))?,
+            ),
+            context.clone().filter(|c| !c.is_empty()),
+            0_i64,
+        ),
+        Connection::InCluster => (None, None, 1_i64),
+    };
+    sqlx::query(
+        "UPDATE clusters SET kubeconfig_sealed = $1, kube_context = $2, in_cluster = $3, \
+         credentials_set_at = $4, credentials_set_by = $5, updated_at = $4 WHERE id = $6",
+    )
+    .bind(sealed)
+    .bind(context)
+    .bind(in_cluster)
+    .bind(now_ms())
+    .bind(&who.name)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Registers a cluster.
+pub async fn create(
+    db: &Db,
+    sealer: &Sealer,
+    name: &str,
+    environment: Environment,
+    connection: &Connection,
+    who: &AuditActor,
+) -> Result<Cluster> {
+    validate_name(name).map_err(|m| Error::validation("name", m))?;
+    check_connection(connection)?;
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO clusters (name, environment, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id",
+    )
+    .bind(name)
+    .bind(environment.as_str())
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::Conflict(format!("a cluster named '{name}' already exists"))
+        } else {
+            e.into()
+        }
+    })?;
+    write_connection(&mut tx, sealer, id, connection, who).await?;
+    let cluster = get_in(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "cluster.create",
+            target_type: "cluster",
+            target_id: Some(id),
+            summary: format!("registered cluster {name} ({environment})"),
+            before: None,
+            after: snapshot(&cluster),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(cluster)
+}
+
+/// What an update may change; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct ClusterUpdate {
+    pub environment: Option<Environment>,
+    pub connection: Option<Connection>,
+}
+
+/// Changes a cluster's environment or replaces its connection.
+pub async fn update(
+    db: &Db,
+    sealer: &Sealer,
+    id: i64,
+    update: ClusterUpdate,
+    who: &AuditActor,
+) -> Result<Cluster> {
+    if let Some(c) = &update.connection {
+        check_connection(c)?;
+    }
+    let mut tx = db.begin_write().await?;
+    let before = get_in(&mut tx, id).await?;
+    if let Some(env) = update.environment {
+        sqlx::query("UPDATE clusters SET environment = $1, updated_at = $2 WHERE id = $3")
+            .bind(env.as_str())
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let Some(connection) = &update.connection {
+        write_connection(&mut tx, sealer, id, connection, who).await?;
+    }
+    let after = get_in(&mut tx, id).await?;
+    let mut what = Vec::new();
+    if before.environment != after.environment {
+        what.push(format!(
+            "environment {} → {}",
+            before.environment, after.environment
+        ));
+    }
+    if update.connection.is_some() {
+        what.push("replaced its credentials".to_string());
+    }
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "cluster.update",
+            target_type: "cluster",
+            target_id: Some(id),
+            summary: format!(
+                "cluster {}: {}",
+                after.name,
+                if what.is_empty() {
+                    "no change".into()
+                } else {
+                    what.join(", ")
+                }
+            ),
+            before: snapshot(&before),
+            after: snapshot(&after),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Removes a cluster that no app uses.
+pub async fn delete(db: &Db, id: i64, who: &AuditActor) -> Result<Cluster> {
+    let mut tx = db.begin_write().await?;
+    let cluster = get_in(&mut tx, id).await?;
+    let apps: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM apps WHERE cluster_id = $1 ORDER BY name LIMIT 6")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    if !apps.is_empty() {
+        return Err(Error::Conflict(format!(
+            "cluster {} still has apps: {}; remove them first",
+            cluster.name,
+            super::name_list(&apps)
+        )));
+    }
+    sqlx::query("DELETE FROM clusters WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "cluster.delete",
+            target_type: "cluster",
+            target_id: Some(id),
+            summary: format!("removed cluster {}", cluster.name),
+            before: snapshot(&cluster),
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(cluster)
+}
+
+pub async fn get(pool: &AnyPool, id: i64) -> Result<Cluster> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM clusters c WHERE c.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound(format!("no cluster with id {id}")))
+}
+
+pub async fn find_by_name(pool: &AnyPool, name: &str) -> Result<Option<Cluster>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM clusters c WHERE c.name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
+}
+
+pub async fn list(pool: &AnyPool) -> Result<Vec<Cluster>> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM clusters c ORDER BY c.name"))
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+/// The stored kubeconfig and context, decrypted, for the Kubernetes driver.
+pub async fn credentials(
+    pool: &AnyPool,
+    sealer: &Sealer,
+    id: i64,
+) -> Result<Option<(Secret<String>, Option<String>)>> {
+    let row = sqlx::query("SELECT kubeconfig_sealed, kube_context FROM clusters WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no cluster with id {id}")))?;
+    let sealed: Option<String> = row.try_get("kubeconfig_sealed")?;
+    let context: Option<String> = row.try_get("kube_context")?;
+    match sealed {
+        None => Ok(None),
+        Some(s) => {
+            let yaml = sealer
+                .open(&s, &aad(id))
+                .map_err(|e| Error::Internal(anyhow::anyhow!("cluster {id}: {e}")))?;
+            Ok(Some((yaml, context)))
+        }
+    }
+}

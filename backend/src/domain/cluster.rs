@@ -1,0 +1,192 @@
+//! Clusters and apps: environment classes and the checks a kubeconfig must
+//! pass before it is stored.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Largest kubeconfig accepted.
+pub const MAX_KUBECONFIG_BYTES: usize = 256 * 1024;
+
+/// What a cluster is for. The CI fast path deploys without a ticket only to
+/// `dev` and `test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Environment {
+    Dev,
+    Test,
+    Staging,
+    Prod,
+}
+
+impl Environment {
+    pub const ALL: [Environment; 4] = [
+        Environment::Dev,
+        Environment::Test,
+        Environment::Staging,
+        Environment::Prod,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Dev => "dev",
+            Environment::Test => "test",
+            Environment::Staging => "staging",
+            Environment::Prod => "prod",
+        }
+    }
+
+    /// Whether CI may deploy here without a ticket.
+    pub fn allows_fast_path(self) -> bool {
+        matches!(self, Environment::Dev | Environment::Test)
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Environment::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown environment '{s}': expected dev, test, staging or prod")
+            })
+    }
+}
+
+/// Checks that `yaml` is a kubeconfig with at least one cluster, and that
+/// `context` (when given) is one of its contexts. Messages never quote the
+/// document, which may hold credentials.
+pub fn validate_kubeconfig(yaml: &str, context: Option<&str>) -> Result<(), String> {
+    if yaml.trim().is_empty() {
+        return Err("the kubeconfig is empty".into());
+    }
+    if yaml.len() > MAX_KUBECONFIG_BYTES {
+        return Err(format!(
+            "the kubeconfig is larger than {} KiB",
+            MAX_KUBECONFIG_BYTES / 1024
+        ));
+    }
+    let doc: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(|e| {
+        format!(
+            "the kubeconfig is not valid YAML (line {})",
+            e.location().map(|l| l.line()).unwrap_or(0)
+        )
+    })?;
+    let names = |key: &str| -> Vec<String> {
+        doc.get(key)
+            .and_then(|v| v.as_sequence())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.get("name").and_then(|n| n.as_str()).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if doc
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .is_some_and(|k| k != "Config")
+    {
+        return Err("the document is not a kubeconfig (kind is not Config)".into());
+    }
+    let clusters = names("clusters");
+    if clusters.is_empty() {
+        return Err("the kubeconfig names no cluster (no clusters: entries with a name)".into());
+    }
+    let contexts = names("contexts");
+    match context {
+        Some(ctx) if !contexts.iter().any(|c| c == ctx) => Err(format!(
+            "the kubeconfig has no context '{ctx}' (it has: {})",
+            if contexts.is_empty() {
+                "none".to_string()
+            } else {
+                contexts.join(", ")
+            }
+        )),
+        None if contexts.is_empty() => Err("the kubeconfig has no contexts".into()),
+        None if doc
+            .get("current-context")
+            .and_then(|c| c.as_str())
+            .is_none_or(str::is_empty)
+            && contexts.len() > 1 =>
+        {
+            Err("the kubeconfig has several contexts and no current-context: name the context to use".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks a Kubernetes object name (DNS-1123 label: namespaces,
+/// Deployments, containers).
+pub fn validate_k8s_name(field: &str, value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field} '{value}' is not a Kubernetes name (lowercase letters, digits and '-', at most 63)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster:\n    server: http://127.0.0.1:6443\ncontexts:\n- name: sim\n  context:\n    cluster: sim\n    user: u\n- name: other\n  context:\n    cluster: sim\n    user: u\ncurrent-context: sim\nusers:\n- name: u\n  user:\n    token: secret-token\n";
+
+    #[test]
+    fn kubeconfigs_are_checked() {
+        assert!(validate_kubeconfig(KUBECONFIG, None).is_ok());
+        assert!(validate_kubeconfig(KUBECONFIG, Some("other")).is_ok());
+        let err = validate_kubeconfig(KUBECONFIG, Some("nope")).unwrap_err();
+        assert!(err.contains("sim, other"), "{err}");
+        assert!(validate_kubeconfig("", None).is_err());
+        assert!(validate_kubeconfig("a: [b", None).is_err());
+        assert!(validate_kubeconfig("kind: Pod\nclusters: []", None).is_err());
+        assert!(validate_kubeconfig("apiVersion: v1\nkind: Config\nclusters: []\n", None).is_err());
+        let no_current = KUBECONFIG.replace("current-context: sim\n", "");
+        assert!(validate_kubeconfig(&no_current, None).is_err());
+        assert!(validate_kubeconfig(&no_current, Some("sim")).is_ok());
+        // Errors never echo the document.
+        let bad = "token: secret-token\n: [";
+        assert!(
+            !validate_kubeconfig(bad, None)
+                .unwrap_err()
+                .contains("secret-token")
+        );
+    }
+
+    #[test]
+    fn kubernetes_names_are_checked() {
+        for ok in ["default", "checkout-api", "a1"] {
+            assert!(validate_k8s_name("namespace", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Default", "-a", "a-", "a_b", &"a".repeat(64)] {
+            assert!(validate_k8s_name("namespace", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_dev_and_test_allow_the_fast_path() {
+        let allowed: Vec<_> = Environment::ALL
+            .into_iter()
+            .filter(|e| e.allows_fast_path())
+            .collect();
+        assert_eq!(allowed, [Environment::Dev, Environment::Test]);
+        assert_eq!("prod".parse::<Environment>(), Ok(Environment::Prod));
+        assert!("production".parse::<Environment>().is_err());
+    }
+}

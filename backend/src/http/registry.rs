@@ -1,0 +1,376 @@
+//! Admin pages for clusters and apps.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{Layout, Notice, PageCtx, format_opt_time, page_error, redirect_with};
+use crate::app::AppState;
+use crate::auth::{Action, CsrfForm, NoFields};
+use crate::db::apps::{self, App, AppFields, AppFilter};
+use crate::db::clusters::{self, Cluster, ClusterUpdate, Connection};
+use crate::db::tree as tree_db;
+use crate::domain::cluster::Environment;
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/clusters", get(list_clusters).post(create_cluster))
+        .route("/admin/clusters/{id}", get(show_cluster))
+        .route("/admin/clusters/{id}/update", post(update_cluster))
+        .route("/admin/clusters/{id}/delete", post(delete_cluster))
+        .route("/admin/apps", get(list_apps).post(create_app))
+        .route("/admin/apps/{id}/delete", post(delete_app))
+}
+
+fn require_admin(ctx: &PageCtx) -> Result<()> {
+    ctx.state
+        .policy
+        .require(&ctx.actor.account, Action::ManageRegistry, "/")
+}
+
+struct ClusterRow {
+    cluster: Cluster,
+    credentials: String,
+}
+
+fn cluster_row(cluster: Cluster) -> ClusterRow {
+    let credentials = if cluster.in_cluster {
+        "in-cluster service account".to_string()
+    } else if cluster.has_kubeconfig {
+        format!(
+            "kubeconfig set on {} by {}",
+            format_opt_time(&cluster.credentials_set_at),
+            cluster.credentials_set_by.as_deref().unwrap_or("?")
+        )
+    } else {
+        "no credentials".to_string()
+    };
+    ClusterRow {
+        cluster,
+        credentials,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "clusters.html")]
+struct ClustersPage {
+    layout: Layout,
+    clusters: Vec<ClusterRow>,
+    environments: [Environment; 4],
+    form: ClusterForm,
+}
+
+#[derive(Deserialize, Default)]
+struct ClusterForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    environment: String,
+    #[serde(default)]
+    kubeconfig: String,
+    #[serde(default)]
+    context: String,
+    #[serde(default)]
+    in_cluster: Option<String>,
+}
+
+impl ClusterForm {
+    /// The connection the form asks for; `None` when it leaves it as is.
+    fn connection(&self) -> Result<Option<Connection>> {
+        match (self.kubeconfig.trim().is_empty(), self.in_cluster.is_some()) {
+            (false, true) => Err(Error::validation(
+                "kubeconfig",
+                "paste a kubeconfig or tick in-cluster, not both",
+            )),
+            (false, false) => Ok(Some(Connection::Kubeconfig {
+                yaml: Secret::new(self.kubeconfig.clone()),
+                context: Some(self.context.trim().to_string()).filter(|c| !c.is_empty()),
+            })),
+            (true, true) => Ok(Some(Connection::InCluster)),
+            (true, false) => Ok(None),
+        }
+    }
+}
+
+async fn render_clusters(
+    ctx: &PageCtx,
+    status: StatusCode,
+    notice: Option<Notice>,
+    mut form: ClusterForm,
+) -> Response {
+    if let Err(e) = require_admin(ctx) {
+        return page_error(&e);
+    }
+    match clusters::list(&ctx.state.db.pool).await {
+        Ok(list) => {
+            // A pasted kubeconfig is never sent back to the browser.
+            form.kubeconfig.clear();
+            let page = ClustersPage {
+                layout: ctx.layout("Clusters", "clusters", notice),
+                clusters: list.into_iter().map(cluster_row).collect(),
+                environments: Environment::ALL,
+                form,
+            };
+            ctx.render(status, &page)
+        }
+        Err(e) => page_error(&e),
+    }
+}
+
+/// Every cluster and the form to register one.
+async fn list_clusters(ctx: PageCtx) -> Response {
+    render_clusters(&ctx, StatusCode::OK, None, ClusterForm::default()).await
+}
+
+/// Registers a cluster.
+async fn create_cluster(ctx: PageCtx, CsrfForm(form): CsrfForm<ClusterForm>) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        let env: Environment = form
+            .environment
+            .parse()
+            .map_err(|m: String| Error::validation("environment", m))?;
+        let conn = form.connection()?.ok_or_else(|| {
+            Error::validation("kubeconfig", "paste a kubeconfig, or tick in-cluster")
+        })?;
+        clusters::create(
+            &ctx.state.db,
+            &ctx.state.sealer,
+            form.name.trim(),
+            env,
+            &conn,
+            &ctx.who(),
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(c) => redirect_with(
+            &format!("/admin/clusters/{}", c.id),
+            Notice::success(format!("Registered cluster {}.", c.name)),
+        ),
+        Err(e) => render_clusters(&ctx, e.status(), Some(Notice::from_error(&e)), form).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "cluster.html")]
+struct ClusterPage {
+    layout: Layout,
+    row: ClusterRow,
+    apps: Vec<App>,
+    environments: [Environment; 4],
+}
+
+async fn render_cluster(
+    ctx: &PageCtx,
+    id: i64,
+    status: StatusCode,
+    notice: Option<Notice>,
+) -> Response {
+    let result = async {
+        require_admin(ctx)?;
+        let cluster = clusters::get(&ctx.state.db.pool, id).await?;
+        let apps = apps::list(
+            &ctx.state.db.pool,
+            &AppFilter {
+                cluster: Some(cluster.name.clone()),
+                ..AppFilter::default()
+            },
+        )
+        .await?;
+        Ok::<_, Error>(ClusterPage {
+            layout: ctx.layout(format!("Cluster {}", cluster.name), "clusters", notice),
+            row: cluster_row(cluster),
+            apps,
+            environments: Environment::ALL,
+        })
+    }
+    .await;
+    match result {
+        Ok(page) => ctx.render(status, &page),
+        Err(e) => page_error(&e),
+    }
+}
+
+/// One cluster: credentials status, its apps.
+async fn show_cluster(ctx: PageCtx, Path(id): Path<i64>) -> Response {
+    render_cluster(&ctx, id, StatusCode::OK, None).await
+}
+
+/// Changes the environment or replaces the credentials.
+async fn update_cluster(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(form): CsrfForm<ClusterForm>,
+) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        clusters::get(&ctx.state.db.pool, id).await?;
+        let environment = match form.environment.trim() {
+            "" => None,
+            raw => Some(
+                raw.parse()
+                    .map_err(|m: String| Error::validation("environment", m))?,
+            ),
+        };
+        let update = ClusterUpdate {
+            environment,
+            connection: form.connection()?,
+        };
+        clusters::update(&ctx.state.db, &ctx.state.sealer, id, update, &ctx.who()).await
+    }
+    .await;
+    match result {
+        Ok(c) => redirect_with(
+            &format!("/admin/clusters/{id}"),
+            Notice::success(format!("Saved cluster {}.", c.name)),
+        ),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e) => render_cluster(&ctx, id, e.status(), Some(Notice::from_error(&e))).await,
+    }
+}
+
+/// Removes a cluster without apps.
+async fn delete_cluster(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_f): CsrfForm<NoFields>,
+) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        clusters::delete(&ctx.state.db, id, &ctx.who()).await
+    }
+    .await;
+    match result {
+        Ok(c) => redirect_with(
+            "/admin/clusters",
+            Notice::success(format!("Removed cluster {}.", c.name)),
+        ),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e) => render_cluster(&ctx, id, e.status(), Some(Notice::from_error(&e))).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "apps.html")]
+struct AppsPage {
+    layout: Layout,
+    apps: Vec<App>,
+    clusters: Vec<Cluster>,
+    form: AppForm,
+}
+
+#[derive(Deserialize, Default)]
+struct AppForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    cluster_id: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    deployment: String,
+    #[serde(default)]
+    container: String,
+    #[serde(default)]
+    node: String,
+}
+
+async fn render_apps(
+    ctx: &PageCtx,
+    status: StatusCode,
+    notice: Option<Notice>,
+    form: AppForm,
+) -> Response {
+    let result = async {
+        require_admin(ctx)?;
+        let apps = apps::list(&ctx.state.db.pool, &AppFilter::default()).await?;
+        let clusters = clusters::list(&ctx.state.db.pool).await?;
+        Ok::<_, Error>(AppsPage {
+            layout: ctx.layout("Apps", "apps", notice),
+            apps,
+            clusters,
+            form,
+        })
+    }
+    .await;
+    match result {
+        Ok(page) => ctx.render(status, &page),
+        Err(e) => page_error(&e),
+    }
+}
+
+/// Every app and the form to register one.
+async fn list_apps(ctx: PageCtx) -> Response {
+    render_apps(&ctx, StatusCode::OK, None, AppForm::default()).await
+}
+
+/// Registers an app.
+async fn create_app(ctx: PageCtx, CsrfForm(form): CsrfForm<AppForm>) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        let cluster_id: i64 = form
+            .cluster_id
+            .trim()
+            .parse()
+            .map_err(|_| Error::validation("cluster_id", "pick a cluster"))?;
+        let node = tree_db::find_by_path(&ctx.state.db.pool, form.node.trim())
+            .await?
+            .ok_or_else(|| {
+                Error::validation("node", format!("no tree node at '{}'", form.node.trim()))
+            })?;
+        let fields = AppFields {
+            name: form.name.trim().to_string(),
+            cluster_id,
+            namespace: form.namespace.trim().to_string(),
+            deployment: form.deployment.trim().to_string(),
+            container: form.container.trim().to_string(),
+            node_id: node.id,
+        };
+        apps::create(&ctx.state.db, &fields, &ctx.who()).await
+    }
+    .await;
+    match result {
+        Ok(app) => redirect_with(
+            "/admin/apps",
+            Notice::success(format!("Registered app {} in {}.", app.name, app.cluster)),
+        ),
+        Err(e) => render_apps(&ctx, e.status(), Some(Notice::from_error(&e)), form).await,
+    }
+}
+
+/// Removes an app no stage uses.
+async fn delete_app(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_f): CsrfForm<NoFields>,
+) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        apps::delete(&ctx.state.db, id, &ctx.who()).await
+    }
+    .await;
+    match result {
+        Ok(app) => redirect_with(
+            "/admin/apps",
+            Notice::success(format!("Removed app {}.", app.name)),
+        ),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e) => {
+            render_apps(
+                &ctx,
+                e.status(),
+                Some(Notice::from_error(&e)),
+                AppForm::default(),
+            )
+            .await
+        }
+    }
+}
