@@ -23,6 +23,7 @@ use crate::auth::Policy;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::config::ServeConfig;
 use crate::db::Db;
+use crate::gitlab::GitlabClient;
 use crate::secret::{Sealer, SecretKey};
 use crate::{api, http};
 
@@ -35,6 +36,7 @@ pub struct App {
     pub csrf: CsrfConfig,
     /// Seals and opens stored credentials.
     pub sealer: Sealer,
+    pub gitlab: GitlabClient,
 }
 
 /// Cheap-to-clone handle on [`App`], passed with axum's `State`.
@@ -63,6 +65,7 @@ impl AppState {
             .with_secure(secure)
             .with_prefix_with_host(secure)
             .with_lifetime(time::Duration::hours(12));
+        let config_timeout = config.gitlab_timeout_seconds;
         let login_limiter =
             LoginLimiter::new(config.login_attempts_per_user, config.login_attempts_per_ip);
         Ok(AppState(Arc::new(App {
@@ -72,6 +75,7 @@ impl AppState {
             login_limiter,
             csrf,
             sealer: key.sealer(),
+            gitlab: GitlabClient::new(Duration::from_secs(u64::from(config_timeout))),
         })))
     }
 }

@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// Hours a browser session lasts without activity.
     #[arg(long, env = "ROLLWAY_SESSION_IDLE_HOURS", default_value = "12")]
     pub session_idle_hours: String,
+
+    /// Seconds a GitLab call may take before it fails with 502.
+    #[arg(long, env = "ROLLWAY_GITLAB_TIMEOUT_SECONDS", default_value = "10")]
+    pub gitlab_timeout_seconds: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,6 +263,7 @@ pub struct ServeConfig {
     pub login_attempts_per_user: u32,
     pub login_attempts_per_ip: u32,
     pub session_idle_hours: u32,
+    pub gitlab_timeout_seconds: u32,
 }
 
 impl ServeConfig {
@@ -322,6 +327,11 @@ impl ServeConfig {
                 "--session-idle-hours",
                 "ROLLWAY_SESSION_IDLE_HOURS",
             )?,
+            gitlab_timeout_seconds: positive(
+                &args.gitlab_timeout_seconds,
+                "--gitlab-timeout-seconds",
+                "ROLLWAY_GITLAB_TIMEOUT_SECONDS",
+            )?,
         })
     }
 }
@@ -338,6 +348,7 @@ mod tests {
             login_attempts_per_user: "5".into(),
             login_attempts_per_ip: "20".into(),
             session_idle_hours: "12".into(),
+            gitlab_timeout_seconds: "10".into(),
         }
     }
 

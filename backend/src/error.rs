@@ -40,6 +40,9 @@ pub enum Error {
     /// 429: too many attempts; try again later.
     #[error("{0}")]
     RateLimited(String),
+    /// 502: GitLab or Kubernetes failed or did not answer in time.
+    #[error("{0}")]
+    Upstream(String),
     /// 500: anything unexpected. Logged in full, answered generically.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -80,6 +83,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Upstream(_) => StatusCode::BAD_GATEWAY,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,6 +98,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Validation { .. } => "validation_failed",
             Error::RateLimited(_) => "rate_limited",
+            Error::Upstream(_) => "upstream_failed",
             Error::Internal(_) => "internal",
         }
     }

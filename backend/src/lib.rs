@@ -9,5 +9,6 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod gitlab;
 pub mod http;
 pub mod secret;

@@ -8,6 +8,8 @@ mod audit;
 mod auth;
 mod browser;
 mod cli;
+mod fake_gitlab;
+mod gitlab;
 mod ops;
 mod rbac;
 mod registry;

@@ -64,6 +64,7 @@ const API_ROUTES: &[&str] = &[
     "GET /api/v1/service-accounts",
     "GET /api/v1/service-accounts/{id}",
     "GET /api/v1/service-accounts/{id}/tokens",
+    "GET /api/v1/settings/gitlab",
     "GET /api/v1/users",
     "GET /api/v1/users/{id}",
     "PATCH /api/v1/apps/{id}",
@@ -79,6 +80,7 @@ const API_ROUTES: &[&str] = &[
     "POST /api/v1/service-accounts/{id}/tokens",
     "POST /api/v1/users",
     "POST /api/v1/users/{id}/reset-password",
+    "PUT /api/v1/settings/gitlab",
 ];
 
 #[tokio::test]

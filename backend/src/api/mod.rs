@@ -8,6 +8,7 @@ mod audit;
 mod me;
 mod nodes;
 mod registry;
+mod settings;
 
 use axum::extract::Query;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -58,6 +59,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(audit::router())
         .merge(registry::router())
+        .merge(settings::router())
 }
 
 /// A JSON body whose rejections answer in the API's error format:

@@ -12,6 +12,7 @@ mod assets;
 mod audit;
 mod registry;
 mod session;
+mod settings;
 mod tree;
 
 use askama::Template;
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .merge(assets::router())
         .merge(audit::router())
         .merge(registry::router())
+        .merge(settings::router())
 }
 
 /// `2026-11-23 07:33 UTC` from unix milliseconds.

@@ -411,6 +411,9 @@ impl Api {
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.request(Method::POST, path, Some(body)).await
     }
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(Method::PUT, path, Some(body)).await
+    }
     pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.request(Method::PATCH, path, Some(body)).await
     }

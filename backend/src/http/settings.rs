@@ -1,0 +1,103 @@
+//! The settings page (admins): the GitLab connection.
+
+use askama::Template;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{Layout, Notice, PageCtx, format_opt_time, page_error, redirect_with};
+use crate::app::AppState;
+use crate::auth::{Action, CsrfForm};
+use crate::error::Result;
+use crate::gitlab::{GitlabClient, GitlabSettings};
+use crate::secret::Secret;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/admin/settings",
+        get(show_settings).post(save_gitlab_settings),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    layout: Layout,
+    gitlab: GitlabSettings,
+    updated: String,
+}
+
+async fn render(ctx: &PageCtx, status: StatusCode, notice: Option<Notice>) -> Response {
+    let result: Result<SettingsPage> = async {
+        ctx.state
+            .policy
+            .require(&ctx.actor.account, Action::ManageRegistry, "/")?;
+        let gitlab = GitlabClient::settings(&ctx.state.db).await?;
+        Ok(SettingsPage {
+            layout: ctx.layout("Settings", "settings", notice),
+            updated: format_opt_time(&gitlab.updated_at),
+            gitlab,
+        })
+    }
+    .await;
+    match result {
+        Ok(page) => ctx.render(status, &page),
+        Err(e) => page_error(&e),
+    }
+}
+
+/// The GitLab connection.
+async fn show_settings(ctx: PageCtx) -> Response {
+    render(&ctx, StatusCode::OK, None).await
+}
+
+#[derive(Deserialize)]
+struct GitlabForm {
+    url: String,
+    #[serde(default)]
+    token: String,
+}
+
+/// Saves the GitLab connection and tests it.
+async fn save_gitlab_settings(ctx: PageCtx, CsrfForm(form): CsrfForm<GitlabForm>) -> Response {
+    let saved = async {
+        ctx.state
+            .policy
+            .require(&ctx.actor.account, Action::ManageRegistry, "/")?;
+        let token = Some(form.token.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        GitlabClient::save_settings(
+            &ctx.state.db,
+            &ctx.state.sealer,
+            &form.url,
+            token.as_ref(),
+            &ctx.who(),
+        )
+        .await
+    }
+    .await;
+    match saved {
+        Err(e) => render(&ctx, e.status(), Some(Notice::from_error(&e))).await,
+        Ok(_) => match ctx
+            .state
+            .gitlab
+            .test_connection(&ctx.state.db, &ctx.state.sealer)
+            .await
+        {
+            Ok(()) => redirect_with(
+                "/admin/settings",
+                Notice::success("Saved. GitLab answered with these settings."),
+            ),
+            Err(e) => redirect_with(
+                "/admin/settings",
+                Notice::error(format!(
+                    "Saved, but the connection test failed: {}",
+                    e.public_message()
+                )),
+            ),
+        },
+    }
+}

@@ -1,0 +1,258 @@
+//! A fake GitLab: the REST endpoints Rollway uses, with GitLab's JSON shapes
+//! and pagination headers (`x-page`, `x-next-page`, `x-total`, `Link`). It
+//! can be told to answer 401/404/500 or to hang, and logs every request.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+pub const TOKEN: &str = "glpat-fake-token-0123456789";
+
+/// How the fake answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Every request gets this status with GitLab's error body.
+    Status(u16),
+    /// Requests never get an answer.
+    Hang,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// id → (path_with_namespace, tags newest first)
+    projects: HashMap<u64, (String, Vec<String>)>,
+    mode: Option<Mode>,
+    requests: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct FakeGitlab {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeGitlab {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/api/v4/user", get(user))
+            .route("/api/v4/projects/{id}", get(project))
+            .route("/api/v4/projects/{id}/repository/tags", get(tags))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, inner }
+    }
+
+    /// Adds a project whose tags are given newest first.
+    pub fn add_project(&self, id: u64, path: &str, tags_newest_first: &[&str]) {
+        self.inner.lock().unwrap().projects.insert(
+            id,
+            (
+                path.to_string(),
+                tags_newest_first.iter().map(|t| t.to_string()).collect(),
+            ),
+        );
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.inner.lock().unwrap().mode = Some(mode);
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.inner.lock().unwrap().requests.clone()
+    }
+}
+
+fn log(inner: &Arc<Mutex<Inner>>, what: String) {
+    inner.lock().unwrap().requests.push(what);
+}
+
+/// The mode check every endpoint makes first: token, forced status, hang.
+async fn gate(inner: &Arc<Mutex<Inner>>, headers: &HeaderMap) -> Option<Response> {
+    let mode = inner.lock().unwrap().mode.unwrap_or(Mode::Normal);
+    match mode {
+        Mode::Hang => {
+            std::future::pending::<()>().await;
+            None
+        }
+        Mode::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap();
+            let message = match code {
+                401 => "401 Unauthorized",
+                404 => "404 Project Not Found",
+                _ => "500 Internal Server Error",
+            };
+            Some((status, axum::Json(json!({"message": message}))).into_response())
+        }
+        Mode::Normal => {
+            let token = headers.get("private-token").and_then(|v| v.to_str().ok());
+            if token != Some(TOKEN) {
+                return Some(
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        axum::Json(json!({"message": "401 Unauthorized"})),
+                    )
+                        .into_response(),
+                );
+            }
+            None
+        }
+    }
+}
+
+async fn user(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    log(&inner, "GET /user".into());
+    if let Some(r) = gate(&inner, &headers).await {
+        return r;
+    }
+    axum::Json(json!({"id": 1, "username": "rollway-bot", "name": "Rollway", "state": "active", "web_url": "http://gitlab/rollway-bot"}))
+        .into_response()
+}
+
+fn find(inner: &Inner, id: &str) -> Option<(u64, String, Vec<String>)> {
+    inner.projects.iter().find_map(|(pid, (path, tags))| {
+        (pid.to_string() == id || path == id).then(|| (*pid, path.clone(), tags.clone()))
+    })
+}
+
+fn project_json(id: u64, path: &str) -> Value {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    json!({
+        "id": id, "name": name, "path": name, "path_with_namespace": path,
+        "name_with_namespace": path.replace('/', " / "), "default_branch": "main",
+        "web_url": format!("http://gitlab.example/{path}"), "visibility": "private"
+    })
+}
+
+async fn project(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    log(&inner, format!("GET /projects/{id}"));
+    if let Some(r) = gate(&inner, &headers).await {
+        return r;
+    }
+    let found = find(&inner.lock().unwrap(), &id);
+    match found {
+        Some((pid, path, _)) => axum::Json(project_json(pid, &path)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "404 Project Not Found"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn tags(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let page: usize = q
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let per_page: usize = q
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(20)
+        .clamp(1, 100);
+    log(
+        &inner,
+        format!("GET /projects/{id}/repository/tags page={page} per_page={per_page}"),
+    );
+    if let Some(r) = gate(&inner, &headers).await {
+        return r;
+    }
+    let Some((pid, _, tags)) = find(&inner.lock().unwrap(), &id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "404 Project Not Found"})),
+        )
+            .into_response();
+    };
+    // Newest first is the stored order; honour an explicit ascending sort.
+    let mut ordered = tags.clone();
+    if q.get("sort").map(String::as_str) == Some("asc") {
+        ordered.reverse();
+    }
+    let total = ordered.len();
+    let pages = total.div_ceil(per_page).max(1);
+    let start = (page - 1) * per_page;
+    let body: Vec<Value> = ordered
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take(per_page)
+        .map(|(i, name)| {
+            // Newer tags get later times.
+            let minute = total - i;
+            json!({
+                "name": name,
+                "message": format!("Release {name}"),
+                "target": format!("{:040x}", minute),
+                "commit": {"id": format!("{:040x}", minute), "short_id": format!("{:08x}", minute), "title": format!("Release {name}"),
+                            "created_at": format!("2026-11-01T10:{:02}:00.000Z", minute % 60)},
+                "release": null, "protected": false,
+                "created_at": format!("2026-11-01T10:{:02}:00.000Z", minute % 60)
+            })
+        })
+        .collect();
+    let mut response = axum::Json(body).into_response();
+    let h = response.headers_mut();
+    let set = |h: &mut HeaderMap, k: &'static str, v: String| {
+        h.insert(k, HeaderValue::from_str(&v).unwrap());
+    };
+    set(h, "x-page", page.to_string());
+    set(h, "x-per-page", per_page.to_string());
+    set(h, "x-total", total.to_string());
+    set(h, "x-total-pages", pages.to_string());
+    set(
+        h,
+        "x-next-page",
+        if page < pages {
+            (page + 1).to_string()
+        } else {
+            String::new()
+        },
+    );
+    set(
+        h,
+        "x-prev-page",
+        if page > 1 {
+            (page - 1).to_string()
+        } else {
+            String::new()
+        },
+    );
+    let base =
+        format!("http://gitlab.example/api/v4/projects/{pid}/repository/tags?per_page={per_page}");
+    let mut links = vec![
+        format!("<{base}&page=1>; rel=\"first\""),
+        format!("<{base}&page={pages}>; rel=\"last\""),
+    ];
+    if page < pages {
+        links.push(format!("<{base}&page={}>; rel=\"next\"", page + 1));
+    }
+    if page > 1 {
+        links.push(format!("<{base}&page={}>; rel=\"prev\"", page - 1));
+    }
+    set(h, "link", links.join(", "));
+    response
+}
