@@ -11,4 +11,5 @@ pub mod domain;
 pub mod error;
 pub mod gitlab;
 pub mod http;
+pub mod release;
 pub mod secret;

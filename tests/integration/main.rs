@@ -13,5 +13,6 @@ mod gitlab;
 mod ops;
 mod rbac;
 mod registry;
+mod releases;
 mod tokens;
 mod tree;

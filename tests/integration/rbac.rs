@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::common::{ADMIN_PASSWORD, Api, Browser, Org, TestApp, USER_PASSWORD};
 use crate::db_test;
+use crate::releases::{Release, item_body, order_body};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
@@ -33,6 +34,11 @@ const EVERYONE: [Who; 6] = [
 ];
 const ADMINS: &[Who] = &[Who::Admin];
 const OWNERS: &[Who] = &[Who::Admin, Who::Owner];
+/// Engineers and owners of the node, and admins.
+const FILERS: &[Who] = &[Who::Admin, Who::Owner, Who::Engineer];
+/// The effective approvers: owners of the nearest node with owners (admins
+/// are not approvers by being admins).
+const APPROVERS: &[Who] = &[Who::Owner];
 const SIGNED_IN: &[Who] = &[
     Who::Admin,
     Who::Owner,
@@ -60,6 +66,8 @@ fn unique(prefix: &str) -> String {
 /// Fresh things for one request to act on, made by the admin.
 struct Fixtures<'a> {
     org: &'a Org,
+    release: &'a Release,
+    release_tokens: Vec<(String, Api)>,
 }
 
 impl Fixtures<'_> {
@@ -142,6 +150,26 @@ impl Fixtures<'_> {
         assert_eq!(s, StatusCode::CREATED, "{v}");
         v["id"].as_i64().unwrap()
     }
+    async fn item(&self) -> i64 {
+        self.release.another_item(&unique("item")).await
+    }
+    /// A fresh item with an order eric filed, waiting for approval.
+    async fn order(&self) -> i64 {
+        let item = self.item().await;
+        let eric = self.release_api("eric");
+        let (s, v) = eric
+            .post("/api/v1/work-orders", order_body(item, "v1.0.0"))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+    fn release_api(&self, name: &str) -> Api {
+        self.release_tokens
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, api)| api.clone())
+            .expect("token")
+    }
     async fn member_of_pay_api(&self) -> i64 {
         let (_, name) = self.user().await;
         let (s, v) = self
@@ -188,6 +216,14 @@ const API_ROUTES: &[(&str, &[Who])] = &[
     ("POST /api/v1/apps", ADMINS),
     ("PATCH /api/v1/apps/{id}", ADMINS),
     ("DELETE /api/v1/apps/{id}", ADMINS),
+    ("PUT /api/v1/settings/gitlab", ADMINS),
+    ("POST /api/v1/release-items", OWNERS),
+    ("PUT /api/v1/release-items/{id}", OWNERS),
+    ("DELETE /api/v1/release-items/{id}", OWNERS),
+    ("POST /api/v1/work-orders", FILERS),
+    ("POST /api/v1/work-orders/{id}/approve", APPROVERS),
+    ("POST /api/v1/work-orders/{id}/reject", APPROVERS),
+    ("POST /api/v1/work-orders/{id}/close", FILERS),
 ];
 
 async fn api_call(route: &str, f: &Fixtures<'_>) -> ApiCall {
@@ -307,6 +343,59 @@ async fn api_call(route: &str, f: &Fixtures<'_>) -> ApiCall {
                 None,
             )
         }
+        "PUT /api/v1/settings/gitlab" => call(
+            Method::PUT,
+            "/api/v1/settings/gitlab".into(),
+            Some(json!({"url": f.release.gitlab.url, "token": crate::fake_gitlab::TOKEN})),
+        ),
+        "POST /api/v1/release-items" => {
+            let body = item_body(
+                org.pay,
+                &unique("item"),
+                f.release.staging_app,
+                f.release.prod_app,
+            );
+            call(Method::POST, "/api/v1/release-items".into(), Some(body))
+        }
+        "PUT /api/v1/release-items/{id}" => {
+            let item = f.item().await;
+            let body = item_body(
+                org.pay,
+                &unique("item"),
+                f.release.staging_app,
+                f.release.prod_app,
+            );
+            call(
+                Method::PUT,
+                format!("/api/v1/release-items/{item}"),
+                Some(body),
+            )
+        }
+        "DELETE /api/v1/release-items/{id}" => call(
+            Method::DELETE,
+            format!("/api/v1/release-items/{}", f.item().await),
+            None,
+        ),
+        "POST /api/v1/work-orders" => call(
+            Method::POST,
+            "/api/v1/work-orders".into(),
+            Some(order_body(f.item().await, "v1.0.0")),
+        ),
+        "POST /api/v1/work-orders/{id}/approve" => call(
+            Method::POST,
+            format!("/api/v1/work-orders/{}/approve", f.order().await),
+            Some(json!({})),
+        ),
+        "POST /api/v1/work-orders/{id}/reject" => call(
+            Method::POST,
+            format!("/api/v1/work-orders/{}/reject", f.order().await),
+            Some(json!({})),
+        ),
+        "POST /api/v1/work-orders/{id}/close" => call(
+            Method::POST,
+            format!("/api/v1/work-orders/{}/close", f.order().await),
+            Some(json!({"reason": "test"})),
+        ),
         other => panic!("no fixture for {other}"),
     }
 }
@@ -483,8 +572,13 @@ db_test!(
     every_state_changing_api_route_allows_exactly_the_listed_roles,
     |backend| async move {
         let app = TestApp::start(backend).await;
-        let org = Org::create(&app).await;
-        let fixtures = Fixtures { org: &org };
+        let release = Release::create(&app, true).await;
+        let org = &release.org;
+        let fixtures = Fixtures {
+            org,
+            release: &release,
+            release_tokens: vec![("eric".into(), app.api(Some(&app.token_for("eric"))))],
+        };
         let mut clients: Vec<(Who, Api)> = Vec::new();
         for who in EVERYONE {
             let api = match user_of(who) {
@@ -523,8 +617,13 @@ db_test!(
     every_state_changing_page_route_allows_exactly_the_listed_roles,
     |backend| async move {
         let app = TestApp::start(backend).await;
-        let org = Org::create(&app).await;
-        let fixtures = Fixtures { org: &org };
+        let release = Release::create(&app, true).await;
+        let org = &release.org;
+        let fixtures = Fixtures {
+            org,
+            release: &release,
+            release_tokens: vec![("eric".into(), app.api(Some(&app.token_for("eric"))))],
+        };
         let mut failures = Vec::new();
         for (route, allowed) in PAGE_ROUTES {
             for who in EVERYONE {

@@ -8,7 +8,9 @@ mod audit;
 mod me;
 mod nodes;
 mod registry;
+mod release_items;
 mod settings;
+mod work_orders;
 
 use axum::extract::Query;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -59,7 +61,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(audit::router())
         .merge(registry::router())
+        .merge(release_items::router())
         .merge(settings::router())
+        .merge(work_orders::router())
 }
 
 /// A JSON body whose rejections answer in the API's error format:
@@ -129,5 +133,32 @@ where
             .await
             .map(|Query(value)| ApiQuery(value))
             .map_err(|e| Error::BadRequest(format!("bad query parameter: {}", e.body_text())))
+    }
+}
+
+/// An optional JSON body: an empty body reads as `T::default()`, anything
+/// else must be JSON of the right shape (same errors as [`ApiJson`]).
+pub struct ApiJsonOrEmpty<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJsonOrEmpty<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let (parts, body) = req.into_parts();
+        let bytes =
+            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+                .await
+                .map_err(|e| Error::BadRequest(e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(ApiJsonOrEmpty(T::default()));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        ApiJson::<T>::from_request(req, state)
+            .await
+            .map(|ApiJson(v)| ApiJsonOrEmpty(v))
     }
 }

@@ -34,6 +34,10 @@ pub enum Action {
     ManageAccounts,
     /// Clusters, apps and instance settings such as GitLab (checked at `/`).
     ManageRegistry,
+    /// Create, change and delete release items on a node.
+    ManageReleaseItems,
+    /// File work orders on a node's release items and drive their stages.
+    FileWorkOrder,
 }
 
 impl Action {
@@ -46,6 +50,8 @@ impl Action {
             Action::ManageMembers => "node.manage_members",
             Action::ManageAccounts => "accounts.manage",
             Action::ManageRegistry => "registry.manage",
+            Action::ManageReleaseItems => "release_item.manage",
+            Action::FileWorkOrder => "work_order.file",
         }
     }
 }
@@ -53,7 +59,7 @@ impl Action {
 /// Which tree role permits which action. Admins may do everything.
 const ROLE_PERMISSIONS: &[(Role, &[Action])] = &[
     (Role::Viewer, &[Action::ViewNode]),
-    (Role::Engineer, &[Action::ViewNode]),
+    (Role::Engineer, &[Action::ViewNode, Action::FileWorkOrder]),
     (
         Role::Owner,
         &[
@@ -62,6 +68,8 @@ const ROLE_PERMISSIONS: &[(Role, &[Action])] = &[
             Action::EditNode,
             Action::DeleteNode,
             Action::ManageMembers,
+            Action::ManageReleaseItems,
+            Action::FileWorkOrder,
         ],
     ),
 ];
@@ -222,6 +230,8 @@ fn describe(action: Action) -> &'static str {
         Action::ManageMembers => "manage members",
         Action::ManageAccounts => "manage accounts",
         Action::ManageRegistry => "manage clusters, apps and settings",
+        Action::ManageReleaseItems => "manage release items",
+        Action::FileWorkOrder => "file or drive work orders",
     }
 }
 

@@ -6,9 +6,11 @@ pub mod accounts;
 pub mod apps;
 pub mod audit;
 pub mod clusters;
+pub mod release_items;
 pub mod sessions;
 pub mod tokens;
 pub mod tree;
+pub mod work_orders;
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -289,6 +289,19 @@ pub async fn delete(db: &Db, id: i64, who: &AuditActor) -> Result<Node> {
             super::name_list(&apps)
         )));
     }
+    let items: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM release_items WHERE node_id = $1 ORDER BY name LIMIT 6",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !items.is_empty() {
+        return Err(Error::Conflict(format!(
+            "{} still has release items: {}; delete them first",
+            node.path,
+            super::name_list(&items)
+        )));
+    }
     sqlx::query("DELETE FROM node_members WHERE node_id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -3,5 +3,6 @@
 //! loads facts, calls these functions and persists what they decide.
 
 pub mod cluster;
+pub mod release_item;
 pub mod tree;
 pub mod work_order;

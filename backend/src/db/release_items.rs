@@ -1,0 +1,423 @@
+//! Release items and their stages, written together in one transaction.
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+use utoipa::ToSchema;
+
+use super::audit::{self, AuditActor, Change, snapshot};
+use super::{Db, Tx, now_ms};
+use crate::domain::release_item::{Canary, PlanFacts, StageSpec, Strategy, validate_plan};
+use crate::domain::tree::{self as rules, validate_name};
+use crate::error::{Error, Result, is_unique_violation};
+
+/// A stage as stored, with what it targets.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Stage {
+    pub position: i64,
+    pub name: String,
+    pub app_id: i64,
+    pub app: String,
+    pub cluster: String,
+    pub environment: String,
+    pub strategy: Strategy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReleaseItem {
+    pub id: i64,
+    pub node_id: i64,
+    pub node_path: String,
+    pub name: String,
+    /// GitLab project id or `group/path`.
+    pub gitlab_project: String,
+    /// `registry/group/app`; a version `v1.2.3` deploys `registry/group/app:v1.2.3`.
+    pub image_repository: String,
+    pub required_approvals: i64,
+    /// Roll a stage back by itself when its rollout fails.
+    pub auto_rollback: bool,
+    pub stages: Vec<Stage>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The fields of an item, for create and replace.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemFields {
+    pub node_id: i64,
+    pub name: String,
+    pub gitlab_project: String,
+    pub image_repository: String,
+    #[serde(default = "one")]
+    pub required_approvals: i64,
+    #[serde(default = "yes")]
+    pub auto_rollback: bool,
+    pub stages: Vec<StageSpec>,
+}
+
+fn one() -> i64 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+const COLUMNS: &str = "r.id, r.node_id, n.path AS node_path, r.name, r.gitlab_project, r.image_repository, \
+    r.required_approvals, r.auto_rollback, r.created_at, r.updated_at";
+
+fn item_from_row(row: &AnyRow) -> Result<ReleaseItem, sqlx::Error> {
+    Ok(ReleaseItem {
+        id: row.try_get("id")?,
+        node_id: row.try_get("node_id")?,
+        node_path: row.try_get("node_path")?,
+        name: row.try_get("name")?,
+        gitlab_project: row.try_get("gitlab_project")?,
+        image_repository: row.try_get("image_repository")?,
+        required_approvals: row.try_get("required_approvals")?,
+        auto_rollback: row.try_get::<i64, _>("auto_rollback")? != 0,
+        stages: Vec::new(),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn stage_from_row(row: &AnyRow) -> Result<Stage, sqlx::Error> {
+    let strategy: String = row.try_get("strategy")?;
+    let canary: Option<String> = row.try_get("canary_json")?;
+    Ok(Stage {
+        position: row.try_get("position")?,
+        name: row.try_get("name")?,
+        app_id: row.try_get("app_id")?,
+        app: row.try_get("app")?,
+        cluster: row.try_get("cluster")?,
+        environment: row.try_get("environment")?,
+        strategy: if strategy == "canary" {
+            Strategy::Canary
+        } else {
+            Strategy::Rolling
+        },
+        canary: canary
+            .map(|c| serde_json::from_str(&c))
+            .transpose()
+            .map_err(|e| sqlx::Error::Decode(e.into()))?,
+    })
+}
+
+async fn load_stages(
+    executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    item_id: i64,
+) -> Result<Vec<Stage>> {
+    let rows = sqlx::query(
+        "SELECT s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, c.environment, s.strategy, s.canary_json \
+         FROM release_stages s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
+         WHERE s.release_item_id = $1 ORDER BY s.position",
+    )
+    .bind(item_id)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.iter().map(stage_from_row).collect::<Result<_, _>>()?)
+}
+
+fn validate_fields(fields: &ItemFields) -> Result<()> {
+    validate_name(fields.name.trim()).map_err(|m| Error::validation("name", m))?;
+    let project = fields.gitlab_project.trim();
+    if project.is_empty() || project.len() > 255 || project.contains(char::is_whitespace) {
+        return Err(Error::validation(
+            "gitlab_project",
+            "give the GitLab project id or its path, e.g. group/app",
+        ));
+    }
+    let repo = fields.image_repository.trim();
+    let repo_ok = !repo.is_empty()
+        && repo.len() <= 255
+        && !repo.contains(char::is_whitespace)
+        && !repo.contains('@')
+        && !repo.rsplit('/').next().unwrap_or("").contains(':')
+        && repo
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._/:".contains(c));
+    if !repo_ok {
+        return Err(Error::validation(
+            "image_repository",
+            "give an image repository without a tag, e.g. registry.example.com/group/app",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the plan against the tree: apps in the item's subtree, enough
+/// approvers for the required approvals.
+async fn check_plan(tx: &mut Tx, fields: &ItemFields) -> Result<String> {
+    let node_path: Option<String> = sqlx::query_scalar("SELECT path FROM nodes WHERE id = $1")
+        .bind(fields.node_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let node_path = node_path.ok_or_else(|| {
+        Error::validation(
+            "node_id",
+            format!("tree node {} does not exist", fields.node_id),
+        )
+    })?;
+    let mut app_paths = std::collections::HashMap::new();
+    for stage in &fields.stages {
+        let path: Option<String> = sqlx::query_scalar(
+            "SELECT n.path FROM apps p JOIN nodes n ON n.id = p.node_id WHERE p.id = $1",
+        )
+        .bind(stage.app_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(p) = path {
+            app_paths.insert(stage.app_id, p);
+        }
+    }
+    let mut owners = Vec::new();
+    for path in rules::ancestor_chain(&node_path) {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT a.name FROM node_members m JOIN nodes n ON n.id = m.node_id JOIN accounts a ON a.id = m.account_id \
+             WHERE n.path = $1 AND m.role = 'owner' AND a.disabled_at IS NULL",
+        )
+        .bind(&path)
+        .fetch_all(&mut **tx)
+        .await?;
+        owners.extend(names.into_iter().map(|account| rules::Membership {
+            account,
+            path: path.clone(),
+            role: rules::Role::Owner,
+        }));
+    }
+    let approvers = rules::effective_approvers(&node_path, &owners)
+        .map(|(_, set)| set.len())
+        .unwrap_or(0);
+    let lookup = |id: i64| app_paths.get(&id).cloned();
+    validate_plan(
+        fields.required_approvals,
+        &fields.stages,
+        &PlanFacts {
+            item_path: &node_path,
+            app_paths: &lookup,
+            approvers,
+        },
+    )
+    .map_err(|e| Error::validation(e.field, e.message))?;
+    Ok(node_path)
+}
+
+async fn write_stages(tx: &mut Tx, item_id: i64, stages: &[StageSpec]) -> Result<()> {
+    sqlx::query("DELETE FROM release_stages WHERE release_item_id = $1")
+        .bind(item_id)
+        .execute(&mut **tx)
+        .await?;
+    for (i, stage) in stages.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO release_stages (release_item_id, position, name, app_id, strategy, canary_json) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(item_id)
+        .bind(i as i64 + 1)
+        .bind(stage.name.trim())
+        .bind(stage.app_id)
+        .bind(stage.strategy.as_str())
+        .bind(stage.canary.as_ref().and_then(|c| serde_json::to_string(c).ok()))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn get_in(tx: &mut Tx, id: i64) -> Result<ReleaseItem> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM release_items r JOIN nodes n ON n.id = r.node_id WHERE r.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let mut item = row
+        .as_ref()
+        .map(item_from_row)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound(format!("no release item with id {id}")))?;
+    item.stages = load_stages(&mut **tx, id).await?;
+    Ok(item)
+}
+
+fn conflict(e: sqlx::Error, name: &str) -> Error {
+    if is_unique_violation(&e) {
+        Error::Conflict(format!(
+            "a release item named '{name}' already exists on that node"
+        ))
+    } else {
+        e.into()
+    }
+}
+
+pub async fn create(db: &Db, fields: &ItemFields, who: &AuditActor) -> Result<ReleaseItem> {
+    validate_fields(fields)?;
+    let mut tx = db.begin_write().await?;
+    check_plan(&mut tx, fields).await?;
+    let now = now_ms();
+    let name = fields.name.trim();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO release_items (node_id, name, gitlab_project, image_repository, required_approvals, auto_rollback, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+    )
+    .bind(fields.node_id)
+    .bind(name)
+    .bind(fields.gitlab_project.trim())
+    .bind(fields.image_repository.trim())
+    .bind(fields.required_approvals)
+    .bind(i64::from(fields.auto_rollback))
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| conflict(e, name))?;
+    write_stages(&mut tx, id, &fields.stages).await?;
+    let item = get_in(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "release_item.create",
+            target_type: "release_item",
+            target_id: Some(id),
+            summary: format!(
+                "created release item {} on {} with {} stages",
+                item.name,
+                item.node_path,
+                item.stages.len()
+            ),
+            before: None,
+            after: snapshot(&item),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(item)
+}
+
+/// Replaces an item's fields and stages. Open work orders keep the stages
+/// they were filed with.
+pub async fn update(
+    db: &Db,
+    id: i64,
+    fields: &ItemFields,
+    who: &AuditActor,
+) -> Result<ReleaseItem> {
+    validate_fields(fields)?;
+    let mut tx = db.begin_write().await?;
+    let before = get_in(&mut tx, id).await?;
+    if fields.node_id != before.node_id {
+        return Err(Error::validation(
+            "node_id",
+            "a release item cannot move to another node",
+        ));
+    }
+    check_plan(&mut tx, fields).await?;
+    let name = fields.name.trim();
+    sqlx::query(
+        "UPDATE release_items SET name = $1, gitlab_project = $2, image_repository = $3, required_approvals = $4, \
+         auto_rollback = $5, updated_at = $6 WHERE id = $7",
+    )
+    .bind(name)
+    .bind(fields.gitlab_project.trim())
+    .bind(fields.image_repository.trim())
+    .bind(fields.required_approvals)
+    .bind(i64::from(fields.auto_rollback))
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| conflict(e, name))?;
+    write_stages(&mut tx, id, &fields.stages).await?;
+    let after = get_in(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "release_item.update",
+            target_type: "release_item",
+            target_id: Some(id),
+            summary: format!("changed release item {}", after.name),
+            before: snapshot(&before),
+            after: snapshot(&after),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Deletes an item that has never had a work order.
+pub async fn delete(db: &Db, id: i64, who: &AuditActor) -> Result<ReleaseItem> {
+    let mut tx = db.begin_write().await?;
+    let item = get_in(&mut tx, id).await?;
+    let orders: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM work_orders WHERE release_item_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+    if orders > 0 {
+        return Err(Error::Conflict(format!(
+            "release item {} has {orders} work order{}; it stays for their history",
+            item.name,
+            if orders == 1 { "" } else { "s" }
+        )));
+    }
+    sqlx::query("DELETE FROM release_stages WHERE release_item_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM release_items WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "release_item.delete",
+            target_type: "release_item",
+            target_id: Some(id),
+            summary: format!("deleted release item {} from {}", item.name, item.node_path),
+            before: snapshot(&item),
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(item)
+}
+
+pub async fn get(pool: &AnyPool, id: i64) -> Result<ReleaseItem> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM release_items r JOIN nodes n ON n.id = r.node_id WHERE r.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let mut item = row
+        .as_ref()
+        .map(item_from_row)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound(format!("no release item with id {id}")))?;
+    item.stages = load_stages(pool, id).await?;
+    Ok(item)
+}
+
+/// Items on a node (or everywhere), by path and name, with their stages.
+pub async fn list(pool: &AnyPool, node_id: Option<i64>) -> Result<Vec<ReleaseItem>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM release_items r JOIN nodes n ON n.id = r.node_id \
+         WHERE ($1 IS NULL OR r.node_id = $1) ORDER BY n.path, r.name"
+    ))
+    .bind(node_id)
+    .fetch_all(pool)
+    .await?;
+    let mut items: Vec<ReleaseItem> = rows.iter().map(item_from_row).collect::<Result<_, _>>()?;
+    for item in &mut items {
+        item.stages = load_stages(pool, item.id).await?;
+    }
+    Ok(items)
+}

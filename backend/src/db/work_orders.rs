@@ -1,0 +1,713 @@
+//! Work orders: the shell around the state machine in
+//! `domain::work_order`. Each change loads the facts, asks [`decide`], and
+//! writes the new state, the approval (if any), the timeline event and the
+//! audit row in one transaction.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+use utoipa::ToSchema;
+
+use super::accounts::Account;
+use super::audit::{self, AuditActor, Change};
+use super::release_items::{self, ReleaseItem};
+use super::{Db, Tx, now_ms};
+use crate::domain::release_item::{Canary, Strategy};
+use crate::domain::tree::{self as rules, Membership, Role};
+use crate::domain::work_order::{Command, Facts, RefusalKind, State, decide};
+use crate::error::{Error, Result, is_unique_violation};
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkOrder {
+    pub id: i64,
+    pub release_item_id: i64,
+    /// The release item's name.
+    pub release_item: String,
+    pub node_id: i64,
+    pub node_path: String,
+    /// The GitLab tag released.
+    pub version: String,
+    /// `image_repository:version`.
+    pub image: String,
+    pub title: String,
+    pub description: String,
+    /// `pending_approval`, `approved`, `in_progress`, `succeeded`, `failed`, `rejected` or `closed`.
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "serialize_state")]
+    pub state: State,
+    pub creator_id: i64,
+    pub creator: String,
+    pub required_approvals: i64,
+    pub approvals: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn serialize_state<S: serde::Serializer>(state: &State, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(state.as_str())
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Decision {
+    pub account: String,
+    /// `approved` or `rejected`.
+    pub decision: String,
+    pub comment: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StageRun {
+    pub position: i64,
+    pub name: String,
+    pub app_id: i64,
+    pub app: String,
+    pub cluster: String,
+    pub strategy: Strategy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+    /// `pending`, `deploying`, `paused`, `verifying`, `succeeded`, `failed`, `rolled_back`.
+    pub status: String,
+    pub replaced_image: Option<String>,
+    pub replaced_revision: Option<String>,
+    pub new_revision: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TimelineEvent {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    /// What happened, e.g. `filed`, `approval_recorded`, `approved`, `rejected`, `closed`.
+    pub kind: String,
+    pub message: String,
+    pub stage_position: Option<i64>,
+}
+
+/// A work order with everything that happened to it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WorkOrderDetail {
+    #[serde(flatten)]
+    pub order: WorkOrder,
+    /// The node whose owners approve, and who they are (creator included).
+    pub approvers_node: Option<String>,
+    pub approvers: Vec<String>,
+    pub decisions: Vec<Decision>,
+    pub stage_runs: Vec<StageRun>,
+    pub timeline: Vec<TimelineEvent>,
+}
+
+const COLUMNS: &str = "w.id, w.release_item_id, r.name AS release_item, w.node_id, n.path AS node_path, w.version, \
+    w.image, w.title, w.description, w.state, w.creator_id, a.name AS creator, w.required_approvals, \
+    (SELECT COUNT(*) FROM approvals ap WHERE ap.work_order_id = w.id AND ap.decision = 'approved') AS approvals, \
+    w.created_at, w.updated_at";
+const FROM: &str = "work_orders w JOIN release_items r ON r.id = w.release_item_id \
+    JOIN nodes n ON n.id = w.node_id JOIN accounts a ON a.id = w.creator_id";
+
+fn from_row(row: &AnyRow) -> Result<WorkOrder, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    Ok(WorkOrder {
+        id: row.try_get("id")?,
+        release_item_id: row.try_get("release_item_id")?,
+        release_item: row.try_get("release_item")?,
+        node_id: row.try_get("node_id")?,
+        node_path: row.try_get("node_path")?,
+        version: row.try_get("version")?,
+        image: row.try_get("image")?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        state: state
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
+        creator_id: row.try_get("creator_id")?,
+        creator: row.try_get("creator")?,
+        required_approvals: row.try_get("required_approvals")?,
+        approvals: row.try_get("approvals")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Owners on the chain from the root to `path`, as the tree rules take them.
+async fn owners_on_chain(tx: &mut Tx, path: &str) -> Result<Vec<Membership<String>>> {
+    let mut out = Vec::new();
+    for node_path in rules::ancestor_chain(path) {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT a.name FROM node_members m JOIN nodes n ON n.id = m.node_id JOIN accounts a ON a.id = m.account_id \
+             WHERE n.path = $1 AND m.role = 'owner' AND a.disabled_at IS NULL",
+        )
+        .bind(&node_path)
+        .fetch_all(&mut **tx)
+        .await?;
+        out.extend(names.into_iter().map(|account| Membership {
+            account,
+            path: node_path.clone(),
+            role: Role::Owner,
+        }));
+    }
+    Ok(out)
+}
+
+async fn approvers_of(tx: &mut Tx, path: &str) -> Result<Option<(String, BTreeSet<String>)>> {
+    let owners = owners_on_chain(tx, path).await?;
+    Ok(rules::effective_approvers(path, &owners))
+}
+
+async fn get_in(tx: &mut Tx, id: i64) -> Result<WorkOrder> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE w.id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound(format!("no work order with id {id}")))
+}
+
+async fn open_order_of(
+    executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    item_id: i64,
+) -> Result<Option<(i64, String)>> {
+    let open: Vec<&str> = State::OPEN.iter().map(|s| s.as_str()).collect();
+    let row = sqlx::query(
+        "SELECT id, title FROM work_orders WHERE release_item_id = $1 AND state IN ($2, $3, $4, $5)",
+    )
+    .bind(item_id)
+    .bind(open[0])
+    .bind(open[1])
+    .bind(open[2])
+    .bind(open[3])
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(|r| (r.get::<i64, _>("id"), r.get::<String, _>("title"))))
+}
+
+/// Rule 1 broken: names the open order.
+fn already_open(item: &ReleaseItem, open: (i64, String)) -> Error {
+    Error::Conflict(format!(
+        "release item {} already has an open work order: #{} \"{}\"; close it or let it finish first",
+        item.name, open.0, open.1
+    ))
+}
+
+async fn add_event(
+    tx: &mut Tx,
+    work_order_id: i64,
+    who: &AuditActor,
+    kind: &str,
+    message: &str,
+    stage_position: Option<i64>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO timeline_events (work_order_id, at, actor_id, actor, kind, message, stage_position) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(work_order_id)
+    .bind(now_ms())
+    .bind(who.account_id)
+    .bind(&who.name)
+    .bind(kind)
+    .bind(message)
+    .bind(stage_position)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What someone asks to file.
+pub struct NewWorkOrder<'a> {
+    pub item: &'a ReleaseItem,
+    pub version: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+}
+
+/// Checks what can be checked before asking GitLab: fields, rule 1, and
+/// that enough approvers remain once the creator is excluded.
+pub async fn check_filing(db: &Db, new: &NewWorkOrder<'_>, creator: &Account) -> Result<()> {
+    let title = new.title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(Error::validation(
+            "title",
+            "give a title of at most 200 characters",
+        ));
+    }
+    if new.description.chars().count() > 20_000 {
+        return Err(Error::validation(
+            "description",
+            "the description is longer than 20000 characters",
+        ));
+    }
+    if new.version.trim().is_empty() {
+        return Err(Error::validation(
+            "version",
+            "pick a version (a GitLab tag)",
+        ));
+    }
+    if let Some(open) = open_order_of(&db.pool, new.item.id).await? {
+        return Err(already_open(new.item, open));
+    }
+    if new.item.stages.is_empty() {
+        return Err(Error::Conflict(format!(
+            "release item {} has no stages yet",
+            new.item.name
+        )));
+    }
+    let mut tx = db.pool.begin().await?;
+    let approvers = approvers_of(&mut tx, &new.item.node_path).await?;
+    tx.rollback().await?;
+    let (from, owners) = approvers.unwrap_or_default();
+    let remaining = owners.iter().filter(|o| **o != creator.name).count() as i64;
+    if remaining < new.item.required_approvals {
+        return Err(Error::Conflict(format!(
+            "{} approval{} needed but only {remaining} approver{} other than you: the owners of {} approve releases of {}",
+            new.item.required_approvals,
+            if new.item.required_approvals == 1 {
+                " is"
+            } else {
+                "s are"
+            },
+            if remaining == 1 { "" } else { "s" },
+            if from.is_empty() {
+                new.item.node_path.as_str()
+            } else {
+                from.as_str()
+            },
+            new.item.name
+        )));
+    }
+    Ok(())
+}
+
+/// Files a work order (the version already checked against GitLab): the
+/// order, one pending stage run per stage and the first timeline event.
+/// The database's partial unique index makes rule 1 hold under races.
+pub async fn file(
+    db: &Db,
+    new: &NewWorkOrder<'_>,
+    creator: &Account,
+    who: &AuditActor,
+) -> Result<WorkOrder> {
+    let item = new.item;
+    let image = format!("{}:{}", item.image_repository, new.version.trim());
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    let inserted = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO work_orders (release_item_id, node_id, version, image, title, description, state, creator_id, \
+         required_approvals, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+    )
+    .bind(item.id)
+    .bind(item.node_id)
+    .bind(new.version.trim())
+    .bind(&image)
+    .bind(new.title.trim())
+    .bind(new.description)
+    .bind(State::PendingApproval.as_str())
+    .bind(creator.id)
+    .bind(item.required_approvals)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await;
+    let id = match inserted {
+        Ok(id) => id,
+        Err(e) if is_unique_violation(&e) => {
+            drop(tx);
+            let open = open_order_of(&db.pool, item.id)
+                .await?
+                .unwrap_or((0, "?".into()));
+            return Err(already_open(item, open));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for stage in &item.stages {
+        sqlx::query(
+            "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, canary_json, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending')",
+        )
+        .bind(id)
+        .bind(stage.position)
+        .bind(&stage.name)
+        .bind(stage.app_id)
+        .bind(stage.strategy.as_str())
+        .bind(stage.canary.as_ref().and_then(|c| serde_json::to_string(c).ok()))
+        .execute(&mut *tx)
+        .await?;
+    }
+    add_event(
+        &mut tx,
+        id,
+        who,
+        "filed",
+        &format!("filed {} {}", item.name, new.version.trim()),
+        None,
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "work_order.file",
+            target_type: "work_order",
+            target_id: Some(id),
+            summary: format!(
+                "filed #{id} {} {} \"{}\"",
+                item.name,
+                new.version.trim(),
+                new.title.trim()
+            ),
+            before: None,
+            after: None,
+        },
+    )
+    .await?;
+    let order = get_in(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(order)
+}
+
+fn refusal_error(kind: RefusalKind, reason: String) -> Error {
+    match kind {
+        RefusalKind::NotAllowed => Error::Forbidden(reason),
+        RefusalKind::Conflict => Error::Conflict(reason),
+        RefusalKind::Invalid => Error::validation("comment", reason),
+    }
+}
+
+/// The facts the state machine needs about `actor` and order `id`, read
+/// inside `tx` after the order's row is locked.
+async fn facts(tx: &mut Tx, order: &WorkOrder, actor: &Account, may_close: bool) -> Result<Facts> {
+    let approvers = approvers_of(tx, &order.node_path).await?;
+    let approved_by_actor: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM approvals WHERE work_order_id = $1 AND account_id = $2 AND decision = 'approved'",
+    )
+    .bind(order.id)
+    .bind(actor.id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let mid_rollout: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM stage_runs WHERE work_order_id = $1 AND status IN ('deploying', 'paused', 'verifying')",
+    )
+    .bind(order.id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Facts {
+        actor_is_creator: order.creator_id == actor.id,
+        actor_is_approver: approvers.is_some_and(|(_, set)| set.contains(&actor.name)),
+        actor_may_close: may_close,
+        actor_already_approved: approved_by_actor.is_some(),
+        approvals: order.approvals as u32,
+        required_approvals: order.required_approvals as u32,
+        stage_mid_rollout: mid_rollout > 0,
+    })
+}
+
+/// The facts for showing buttons (no lock; the POST decides again).
+pub async fn facts_for(
+    db: &Db,
+    order: &WorkOrder,
+    actor: &Account,
+    may_close: bool,
+) -> Result<Facts> {
+    let mut tx = db.pool.begin().await?;
+    let f = facts(&mut tx, order, actor, may_close).await?;
+    tx.rollback().await?;
+    Ok(f)
+}
+
+/// Applies `command` by `actor` to order `id` through the state machine.
+/// `may_close` tells whether the policy lets the actor close orders on
+/// the order's node.
+pub async fn apply(
+    db: &Db,
+    id: i64,
+    command: &Command,
+    actor: &Account,
+    may_close: impl Fn(&str) -> bool,
+    who: &AuditActor,
+) -> Result<WorkOrder> {
+    let mut tx = db.begin_write().await?;
+    // Take the row's lock first (an UPDATE is portable where FOR UPDATE is
+    // not), so concurrent decisions on one order queue up.
+    let locked = sqlx::query("UPDATE work_orders SET updated_at = updated_at WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if locked == 0 {
+        return Err(Error::NotFound(format!("no work order with id {id}")));
+    }
+    let order = get_in(&mut tx, id).await?;
+    let facts = facts(&mut tx, &order, actor, may_close(&order.node_path)).await?;
+    let transition =
+        decide(order.state, command, &facts).map_err(|r| refusal_error(r.kind, r.reason))?;
+    sqlx::query("UPDATE work_orders SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+        .bind(transition.to.as_str())
+        .bind(now_ms())
+        .bind(id)
+        .bind(transition.from.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let decision = match command {
+        Command::Approve { .. } => Some("approved"),
+        Command::Reject { .. } => Some("rejected"),
+        Command::Close { .. } => None,
+    };
+    if let Some(decision) = decision {
+        sqlx::query(
+            "INSERT INTO approvals (work_order_id, account_id, decision, comment, at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(actor.id)
+        .bind(decision)
+        .bind(&transition.note)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::Conflict("you have already decided on this work order".into())
+            } else {
+                e.into()
+            }
+        })?;
+    }
+    let message = if transition.note.is_empty() {
+        String::new()
+    } else {
+        transition.note.clone()
+    };
+    add_event(&mut tx, id, who, transition.event, &message, None).await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: match command {
+                Command::Approve { .. } => "work_order.approve",
+                Command::Reject { .. } => "work_order.reject",
+                Command::Close { .. } => "work_order.close",
+            },
+            target_type: "work_order",
+            target_id: Some(id),
+            summary: format!("#{id}: {} → {}", transition.from, transition.to),
+            before: None,
+            after: None,
+        },
+    )
+    .await?;
+    let order = get_in(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(order)
+}
+
+pub async fn get(pool: &AnyPool, id: i64) -> Result<WorkOrder> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE w.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or_else(|| Error::NotFound(format!("no work order with id {id}")))
+}
+
+/// An order with its approvers, decisions, stage runs and timeline.
+pub async fn detail(pool: &AnyPool, id: i64) -> Result<WorkOrderDetail> {
+    let order = get(pool, id).await?;
+    let mut tx = pool.begin().await?;
+    let approvers = approvers_of(&mut tx, &order.node_path).await?;
+    tx.rollback().await?;
+    let decisions = sqlx::query(
+        "SELECT a.name, ap.decision, ap.comment, ap.at FROM approvals ap JOIN accounts a ON a.id = ap.account_id \
+         WHERE ap.work_order_id = $1 ORDER BY ap.at",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Decision {
+            account: r.try_get("name")?,
+            decision: r.try_get("decision")?,
+            comment: r.try_get("comment")?,
+            at: r.try_get("at")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let stage_runs = sqlx::query(
+        "SELECT s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, s.strategy, s.canary_json, s.status, \
+         s.replaced_image, s.replaced_revision, s.new_revision, s.started_at, s.finished_at, s.message \
+         FROM stage_runs s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
+         WHERE s.work_order_id = $1 ORDER BY s.position",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        let strategy: String = r.try_get("strategy")?;
+        let canary: Option<String> = r.try_get("canary_json")?;
+        Ok(StageRun {
+            position: r.try_get("position")?,
+            name: r.try_get("name")?,
+            app_id: r.try_get("app_id")?,
+            app: r.try_get("app")?,
+            cluster: r.try_get("cluster")?,
+            strategy: if strategy == "canary" { Strategy::Canary } else { Strategy::Rolling },
+            canary: canary.and_then(|c| serde_json::from_str(&c).ok()),
+            status: r.try_get("status")?,
+            replaced_image: r.try_get("replaced_image")?,
+            replaced_revision: r.try_get("replaced_revision")?,
+            new_revision: r.try_get("new_revision")?,
+            started_at: r.try_get("started_at")?,
+            finished_at: r.try_get("finished_at")?,
+            message: r.try_get("message")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let timeline = sqlx::query(
+        "SELECT id, at, actor, kind, message, stage_position FROM timeline_events WHERE work_order_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(TimelineEvent {
+            id: r.try_get("id")?,
+            at: r.try_get("at")?,
+            actor: r.try_get("actor")?,
+            kind: r.try_get("kind")?,
+            message: r.try_get("message")?,
+            stage_position: r.try_get("stage_position")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let (approvers_node, approvers) = match approvers {
+        Some((node, set)) => (Some(node), set.into_iter().collect()),
+        None => (None, Vec::new()),
+    };
+    Ok(WorkOrderDetail {
+        order,
+        approvers_node,
+        approvers,
+        decisions,
+        stage_runs,
+        timeline,
+    })
+}
+
+/// List filters; all optional.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub state: Option<State>,
+    pub item: Option<i64>,
+    /// A node path: orders of items at or below it.
+    pub node: Option<String>,
+    pub creator: Option<i64>,
+    /// Only orders waiting for this account's approval.
+    pub awaiting: Option<i64>,
+    /// Only orders with an id below this (keyset pages, newest first).
+    pub before_id: Option<i64>,
+}
+
+/// The ids of the nodes where `account_id` is an effective approver.
+async fn approver_nodes(pool: &AnyPool, account_id: i64) -> Result<Vec<i64>> {
+    let nodes: Vec<(i64, String)> = sqlx::query_as("SELECT id, path FROM nodes")
+        .fetch_all(pool)
+        .await?;
+    let owners: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT n.path, m.account_id FROM node_members m JOIN nodes n ON n.id = m.node_id \
+         JOIN accounts a ON a.id = m.account_id WHERE m.role = 'owner' AND a.disabled_at IS NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    if !owners.iter().any(|(_, a)| *a == account_id) {
+        return Ok(Vec::new());
+    }
+    let memberships: Vec<Membership<i64>> = owners
+        .into_iter()
+        .map(|(path, account)| Membership {
+            account,
+            path,
+            role: Role::Owner,
+        })
+        .collect();
+    Ok(nodes
+        .into_iter()
+        .filter(|(_, path)| {
+            rules::effective_approvers(path, &memberships)
+                .is_some_and(|(_, set)| set.contains(&account_id))
+        })
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// A page of orders, newest first, and whether more follow.
+pub async fn list(pool: &AnyPool, filter: &Filter, limit: i64) -> Result<(Vec<WorkOrder>, bool)> {
+    let mut sql = format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE ($1 IS NULL OR w.state = $1) AND ($2 IS NULL OR w.release_item_id = $2) \
+         AND ($3 IS NULL OR n.path = $3 OR n.path LIKE $3 || '/%') AND ($4 IS NULL OR w.creator_id = $4) \
+         AND ($5 IS NULL OR w.id < $5)"
+    );
+    let mut nodes = Vec::new();
+    if let Some(me) = filter.awaiting {
+        nodes = approver_nodes(pool, me).await?;
+        if nodes.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        let placeholders: Vec<String> = (0..nodes.len()).map(|i| format!("${}", i + 8)).collect();
+        sql.push_str(&format!(
+            " AND w.state = 'pending_approval' AND w.creator_id <> $7 AND w.node_id IN ({}) \
+             AND NOT EXISTS (SELECT 1 FROM approvals ap WHERE ap.work_order_id = w.id AND ap.account_id = $7)",
+            placeholders.join(", ")
+        ));
+    }
+    sql.push_str(" ORDER BY w.id DESC LIMIT $6");
+    let mut query = sqlx::query(&sql)
+        .bind(filter.state.map(|s| s.as_str()))
+        .bind(filter.item)
+        .bind(filter.node.as_deref())
+        .bind(filter.creator)
+        .bind(filter.before_id)
+        .bind(limit + 1);
+    if let Some(me) = filter.awaiting {
+        query = query.bind(me);
+        for node in &nodes {
+            query = query.bind(*node);
+        }
+    }
+    let rows = query.fetch_all(pool).await?;
+    let mut orders: Vec<WorkOrder> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    let more = orders.len() as i64 > limit;
+    orders.truncate(limit as usize);
+    Ok((orders, more))
+}
+
+/// How many orders wait for this account's approval (the header badge).
+pub async fn awaiting_count(pool: &AnyPool, account_id: i64) -> Result<i64> {
+    let nodes = approver_nodes(pool, account_id).await?;
+    if nodes.is_empty() {
+        return Ok(0);
+    }
+    let placeholders: Vec<String> = (0..nodes.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT COUNT(*) FROM work_orders w WHERE w.state = 'pending_approval' AND w.creator_id <> $1 \
+         AND w.node_id IN ({}) AND NOT EXISTS (SELECT 1 FROM approvals ap WHERE ap.work_order_id = w.id AND ap.account_id = $1)",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(account_id);
+    for node in &nodes {
+        query = query.bind(*node);
+    }
+    Ok(query.fetch_one(pool).await?)
+}
+
+/// The release item of an order, for handlers that need its stages.
+pub async fn item_of(pool: &AnyPool, order: &WorkOrder) -> Result<ReleaseItem> {
+    release_items::get(pool, order.release_item_id).await
+}

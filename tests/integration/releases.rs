@@ -1,0 +1,689 @@
+//! Release items and work orders over the API: every lifecycle rule of
+//! SPEC 1–3 and 8, on both databases.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{Api, Org, TestApp, USER_PASSWORD};
+use crate::db_test;
+use crate::fake_gitlab::{FakeGitlab, Mode, TOKEN};
+
+pub const PROJECT: &str = "acme/checkout";
+
+/// An organisation with GitLab connected, two apps under /acme/pay and a
+/// release item `checkout` there (staging rolling, prod canary). olivia
+/// and owen own /acme/pay when `two_owners`; eric is engineer.
+pub struct Release {
+    pub org: Org,
+    pub gitlab: FakeGitlab,
+    pub item: i64,
+    pub staging_app: i64,
+    pub prod_app: i64,
+    pub payroll_app: i64,
+}
+
+impl Release {
+    pub async fn create(app: &TestApp, two_owners: bool) -> Release {
+        let org = Org::create(app).await;
+        let gitlab = FakeGitlab::start().await;
+        let tags: Vec<String> = (0..130).rev().map(|i| format!("v1.{i}.0")).collect();
+        let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+        gitlab.add_project(42, PROJECT, &tag_refs);
+        let (s, v) = org
+            .admin
+            .put(
+                "/api/v1/settings/gitlab",
+                json!({"url": gitlab.url, "token": TOKEN}),
+            )
+            .await;
+        assert_eq!((s, &v["connected"]), (StatusCode::OK, &json!(true)), "{v}");
+        if two_owners {
+            org.admin
+                .post(
+                    "/api/v1/users",
+                    json!({"name": "owen", "password": USER_PASSWORD}),
+                )
+                .await;
+            org.admin
+                .post(
+                    &format!("/api/v1/nodes/{}/members", org.pay),
+                    json!({"account": "owen", "role": "owner"}),
+                )
+                .await;
+        }
+        let kubeconfig = crate::registry::kubeconfig();
+        let (_, staging) = org
+            .admin
+            .post(
+                "/api/v1/clusters",
+                json!({"name": "staging", "environment": "staging", "kubeconfig": kubeconfig}),
+            )
+            .await;
+        let (_, prod) = org
+            .admin
+            .post(
+                "/api/v1/clusters",
+                json!({"name": "prod", "environment": "prod", "kubeconfig": kubeconfig}),
+            )
+            .await;
+        let app_in = |cluster: &Value, node: i64, name: &str| json!({"name": name, "cluster_id": cluster["id"], "namespace": "shop", "deployment": name, "container": "app", "node_id": node});
+        let staging_app = org
+            .admin
+            .post("/api/v1/apps", app_in(&staging, org.pay_api, "checkout"))
+            .await
+            .1["id"]
+            .as_i64()
+            .unwrap();
+        let prod_app = org
+            .admin
+            .post("/api/v1/apps", app_in(&prod, org.pay_api, "checkout"))
+            .await
+            .1["id"]
+            .as_i64()
+            .unwrap();
+        let payroll_app = org
+            .admin
+            .post("/api/v1/apps", app_in(&prod, org.payroll, "payroll"))
+            .await
+            .1["id"]
+            .as_i64()
+            .unwrap();
+        let (s, item) = org
+            .admin
+            .post(
+                "/api/v1/release-items",
+                item_body(org.pay, "checkout", staging_app, prod_app),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{item}");
+        Release {
+            item: item["id"].as_i64().unwrap(),
+            org,
+            gitlab,
+            staging_app,
+            prod_app,
+            payroll_app,
+        }
+    }
+
+    /// A second item on /acme/pay (each may have one open order).
+    pub async fn another_item(&self, name: &str) -> i64 {
+        let (s, item) = self
+            .org
+            .admin
+            .post(
+                "/api/v1/release-items",
+                item_body(self.org.pay, name, self.staging_app, self.prod_app),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{item}");
+        item["id"].as_i64().unwrap()
+    }
+}
+
+pub fn item_body(node: i64, name: &str, staging_app: i64, prod_app: i64) -> Value {
+    json!({
+        "node_id": node, "name": name, "gitlab_project": PROJECT,
+        "image_repository": "registry.example.com/acme/checkout", "required_approvals": 1,
+        "stages": [
+            {"name": "staging", "app_id": staging_app, "strategy": "rolling"},
+            {"name": "prod", "app_id": prod_app, "strategy": "canary",
+             "canary": {"steps": [{"weight": 10}, {"weight": 50, "pause_seconds": 60}, {"weight": 100}],
+                        "header_match": {"name": "x-canary", "value": "1"}}}
+        ]
+    })
+}
+
+pub fn order_body(item: i64, version: &str) -> Value {
+    json!({"release_item_id": item, "version": version, "title": format!("Ship {version}"), "description": "Fixes checkout"})
+}
+
+async fn count_orders(api: &Api) -> usize {
+    api.get("/api/v1/work-orders?limit=200").await.1["items"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+db_test!(
+    release_items_keep_their_stages_and_are_validated,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        let admin = &r.org.admin;
+        let (_, item) = admin
+            .get(&format!("/api/v1/release-items/{}", r.item))
+            .await;
+        assert_eq!(item["node_path"], "/acme/pay");
+        assert_eq!(item["auto_rollback"], true);
+        assert_eq!(item["stages"][0]["name"], "staging");
+        assert_eq!(item["stages"][0]["environment"], "staging");
+        assert_eq!(
+            item["stages"][1]["canary"]["steps"][1],
+            json!({"weight": 50, "pause_seconds": 60})
+        );
+        assert_eq!(
+            item["stages"][1]["canary"]["header_match"]["name"],
+            "x-canary"
+        );
+        let base = item_body(r.org.pay, "other", r.staging_app, r.prod_app);
+        let bad = |path: &str, value: Value| {
+            let mut b = base.clone();
+            let mut target = &mut b;
+            let parts: Vec<&str> = path.split('.').collect();
+            for p in &parts[..parts.len() - 1] {
+                target = match p.parse::<usize>() {
+                    Ok(i) => &mut target[i],
+                    Err(_) => &mut target[*p],
+                };
+            }
+            target[parts[parts.len() - 1]] = value;
+            b
+        };
+        let cases = [
+            (
+                bad("stages.0.app_id", json!(r.payroll_app)),
+                "outside /acme/pay",
+            ),
+            (
+                bad(
+                    "stages.1.canary.steps",
+                    json!([{"weight": 50}, {"weight": 20}]),
+                ),
+                "weights must increase",
+            ),
+            (
+                bad("stages.1.canary.steps", json!([{"weight": 150}])),
+                "between 1 and 100",
+            ),
+            (bad("stages.1.canary.steps", json!([])), "at least one step"),
+            (bad("required_approvals", json!(2)), "only 1 approver"),
+            (bad("stages", json!([])), "at least one stage"),
+            (
+                bad("image_repository", json!("registry/app:latest")),
+                "without a tag",
+            ),
+            (bad("stages.0.app_id", json!(9999)), "does not exist"),
+        ];
+        for (body, expected) in cases {
+            let (s, v) = admin.post("/api/v1/release-items", body.clone()).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{expected}: {v}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains(expected),
+                "{expected}: {v}"
+            );
+        }
+        let (s, _) = admin
+            .post("/api/v1/release-items", json!({"stages": "nope"}))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "malformed stages JSON");
+        // Duplicate names on a node, and who may create items.
+        assert_eq!(
+            admin
+                .post("/api/v1/release-items", bad("name", json!("checkout")))
+                .await
+                .0,
+            StatusCode::CONFLICT
+        );
+        let eric = app.api(Some(&app.token_for("eric")));
+        assert_eq!(
+            eric.post("/api/v1/release-items", base.clone()).await.0,
+            StatusCode::FORBIDDEN
+        );
+        let olivia = app.api(Some(&app.token_for("olivia")));
+        let (s, v) = olivia.post("/api/v1/release-items", base.clone()).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        // Replacing stages works; the item cannot be deleted once it has orders.
+        let mut changed = base.clone();
+        changed["stages"] =
+            json!([{"name": "only", "app_id": r.staging_app, "strategy": "rolling"}]);
+        let (s, v) = olivia
+            .put(&format!("/api/v1/release-items/{}", v["id"]), changed)
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["stages"].as_array().unwrap().len(), 1);
+        let eric_files = eric
+            .post("/api/v1/work-orders", order_body(r.item, "v1.129.0"))
+            .await;
+        assert_eq!(eric_files.0, StatusCode::CREATED, "{}", eric_files.1);
+        let (s, v) = admin
+            .delete(&format!("/api/v1/release-items/{}", r.item))
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("1 work order")
+        );
+        // A node with items cannot be deleted either.
+        let (s, v) = admin
+            .delete(&format!("/api/v1/nodes/{}", r.org.pay_api))
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    }
+);
+
+db_test!(
+    versions_are_gitlab_tags_newest_first_across_every_page,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        let eric = app.api(Some(&app.token_for("eric")));
+        let (s, tags) = eric
+            .get(&format!("/api/v1/release-items/{}/versions", r.item))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{tags}");
+        let names: Vec<&str> = tags
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.len(), 130, "all pages followed");
+        assert_eq!(names[0], "v1.129.0");
+        assert_eq!(names[129], "v1.0.0");
+        assert!(
+            r.gitlab.requests().iter().any(|q| q.contains("page=2")),
+            "{:?}",
+            r.gitlab.requests()
+        );
+        for (mode, expected) in [
+            (Mode::Status(500), "500"),
+            (Mode::Status(404), "404"),
+            (Mode::Status(401), "401"),
+        ] {
+            r.gitlab.set_mode(mode);
+            let (s, v) = eric
+                .get(&format!("/api/v1/release-items/{}/versions", r.item))
+                .await;
+            assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+            assert_eq!(v["error"]["code"], "upstream_failed");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("GitLab") && message.contains(expected),
+                "{message}"
+            );
+        }
+    }
+);
+
+db_test!(
+    filing_checks_the_tag_the_rights_and_one_open_order_per_item,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        let eric = app.api(Some(&app.token_for("eric")));
+        // Not a tag: refused, nothing created.
+        let (s, v) = eric
+            .post("/api/v1/work-orders", order_body(r.item, "v9.9.9"))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["error"]["field"], "version");
+        assert!(v["error"]["message"].as_str().unwrap().contains(PROJECT));
+        // GitLab down: 502, nothing created.
+        r.gitlab.set_mode(Mode::Status(500));
+        let (s, v) = eric
+            .post("/api/v1/work-orders", order_body(r.item, "v1.5.0"))
+            .await;
+        assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+        r.gitlab.set_mode(Mode::Normal);
+        assert_eq!(count_orders(&eric).await, 0);
+        // Viewers and outsiders may not file; unknown items are refused.
+        let vera = app.api(Some(&app.token_for("vera")));
+        assert_eq!(
+            vera.post("/api/v1/work-orders", order_body(r.item, "v1.5.0"))
+                .await
+                .0,
+            StatusCode::FORBIDDEN
+        );
+        let otto = app.api(Some(&app.token_for("otto")));
+        assert_eq!(
+            otto.post("/api/v1/work-orders", order_body(r.item, "v1.5.0"))
+                .await
+                .0,
+            StatusCode::FORBIDDEN
+        );
+        let (s, v) = eric
+            .post("/api/v1/work-orders", order_body(9999, "v1.5.0"))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["error"]["field"], "release_item_id");
+        // Filed: waiting for approval, a pending run per stage, one timeline event.
+        let (s, order) = eric
+            .post("/api/v1/work-orders", order_body(r.item, "v1.5.0"))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{order}");
+        assert_eq!(order["state"], "pending_approval");
+        assert_eq!(order["image"], "registry.example.com/acme/checkout:v1.5.0");
+        let id = order["id"].as_i64().unwrap();
+        let (_, detail) = eric.get(&format!("/api/v1/work-orders/{id}")).await;
+        assert_eq!(detail["stage_runs"].as_array().unwrap().len(), 2);
+        assert!(
+            detail["stage_runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["status"] == "pending")
+        );
+        assert_eq!(detail["timeline"].as_array().unwrap().len(), 1);
+        assert_eq!(detail["timeline"][0]["kind"], "filed");
+        assert_eq!(detail["timeline"][0]["actor"], "eric");
+        assert_eq!(detail["approvers"], json!(["olivia"]));
+        assert_eq!(detail["approvers_node"], "/acme/pay");
+        // Rule 1: a second open order is refused, naming the first.
+        let (s, v) = eric
+            .post("/api/v1/work-orders", order_body(r.item, "v1.6.0"))
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("#{id}")),
+            "{v}"
+        );
+    }
+);
+
+db_test!(
+    twenty_concurrent_filings_make_exactly_one_order,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        let eric = app.api(Some(&app.token_for("eric")));
+        let attempts = (0..20).map(|i| {
+            let eric = eric.clone();
+            let body = order_body(r.item, &format!("v1.{i}.0"));
+            tokio::spawn(async move { eric.post("/api/v1/work-orders", body).await })
+        });
+        let mut statuses = Vec::new();
+        for a in attempts {
+            statuses.push(a.await.unwrap().0);
+        }
+        let created = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count();
+        let conflicts = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count();
+        assert_eq!((created, conflicts), (1, 19), "{statuses:?}");
+        assert_eq!(count_orders(&eric).await, 1);
+    }
+);
+
+db_test!(
+    only_effective_approvers_decide_and_never_on_their_own_order,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, true).await;
+        let api = |name: &str| app.api(Some(&app.token_for(name)));
+        let (olivia, owen, eric, otto, admin) = (
+            api("olivia"),
+            api("owen"),
+            api("eric"),
+            api("otto"),
+            r.org.admin.clone(),
+        );
+        // Two approvals required; olivia files, so owen and … only owen remains.
+        let mut body = item_body(r.org.pay, "checkout", r.staging_app, r.prod_app);
+        body["required_approvals"] = json!(2);
+        let (s, v) = olivia
+            .put(&format!("/api/v1/release-items/{}", r.item), body)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, v) = olivia
+            .post("/api/v1/work-orders", order_body(r.item, "v1.1.0"))
+            .await;
+        assert_eq!(
+            s,
+            StatusCode::CONFLICT,
+            "not enough approvers once the creator is excluded: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("owners of /acme/pay"),
+            "{v}"
+        );
+        // Filed by eric, it needs olivia and owen.
+        let (_, order) = eric
+            .post("/api/v1/work-orders", order_body(r.item, "v1.1.0"))
+            .await;
+        let id = order["id"].as_i64().unwrap();
+        let approve = |api: &Api| {
+            let api = api.clone();
+            async move {
+                api.post(
+                    &format!("/api/v1/work-orders/{id}/approve"),
+                    json!({"comment": "ok"}),
+                )
+                .await
+            }
+        };
+        for (who, outsider) in [("eric", &eric), ("otto", &otto), ("admin", &admin)] {
+            let (s, v) = approve(outsider).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{who}: {v}");
+        }
+        let (s, v) = approve(&olivia).await;
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (StatusCode::OK, Some("pending_approval")),
+            "{v}"
+        );
+        assert_eq!(v["approvals"], 1);
+        let (s, v) = approve(&olivia).await;
+        assert_eq!(s, StatusCode::CONFLICT, "an approver counts once: {v}");
+        let (s, v) = approve(&owen).await;
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (StatusCode::OK, Some("approved")),
+            "{v}"
+        );
+        let (_, detail) = eric.get(&format!("/api/v1/work-orders/{id}")).await;
+        let kinds: Vec<&str> = detail["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["filed", "approval_recorded", "approved"]);
+        assert_eq!(detail["decisions"].as_array().unwrap().len(), 2);
+        // Approving or rejecting an approved order is a conflict.
+        assert_eq!(
+            owen.post(&format!("/api/v1/work-orders/{id}/reject"), json!({}))
+                .await
+                .0,
+            StatusCode::CONFLICT
+        );
+        // No body at all is fine for approve/reject.
+        let resp = reqwest::Client::new()
+            .post(app.url(&format!("/api/v1/work-orders/{id}/approve")))
+            .bearer_auth(app.token_for("owen"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CONFLICT);
+    }
+);
+
+db_test!(
+    one_rejection_ends_it_and_closing_frees_the_item,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, true).await;
+        let api = |name: &str| app.api(Some(&app.token_for(name)));
+        let (olivia, owen, eric, vera) = (api("olivia"), api("owen"), api("eric"), api("vera"));
+        let (_, order) = eric
+            .post("/api/v1/work-orders", order_body(r.item, "v1.2.0"))
+            .await;
+        let id = order["id"].as_i64().unwrap();
+        let (s, v) = olivia
+            .post(
+                &format!("/api/v1/work-orders/{id}/reject"),
+                json!({"comment": "not now"}),
+            )
+            .await;
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (StatusCode::OK, Some("rejected")),
+            "{v}"
+        );
+        assert_eq!(
+            owen.post(&format!("/api/v1/work-orders/{id}/approve"), json!({}))
+                .await
+                .0,
+            StatusCode::CONFLICT
+        );
+        let (s, _) = eric
+            .post(
+                &format!("/api/v1/work-orders/{id}/close"),
+                json!({"reason": "x"}),
+            )
+            .await;
+        assert_eq!(
+            s,
+            StatusCode::CONFLICT,
+            "a rejected order is already terminal"
+        );
+        // Rejected is terminal, so a new order may be filed.
+        let (s, order) = eric
+            .post("/api/v1/work-orders", order_body(r.item, "v1.3.0"))
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let id = order["id"].as_i64().unwrap();
+        assert_eq!(
+            vera.post(
+                &format!("/api/v1/work-orders/{id}/close"),
+                json!({"reason": "no"})
+            )
+            .await
+            .0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            eric.post(
+                &format!("/api/v1/work-orders/{id}/close"),
+                json!({"reason": " "})
+            )
+            .await
+            .0,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            eric.post(&format!("/api/v1/work-orders/{id}/close"), json!({}))
+                .await
+                .0,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let (s, v) = eric
+            .post(
+                &format!("/api/v1/work-orders/{id}/close"),
+                json!({"reason": "superseded"}),
+            )
+            .await;
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (StatusCode::OK, Some("closed")),
+            "{v}"
+        );
+        assert_eq!(
+            olivia
+                .post(&format!("/api/v1/work-orders/{id}/approve"), json!({}))
+                .await
+                .0,
+            StatusCode::CONFLICT
+        );
+        let (_, detail) = eric.get(&format!("/api/v1/work-orders/{id}")).await;
+        let last = detail["timeline"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (last["kind"].as_str(), last["message"].as_str()),
+            (Some("closed"), Some("superseded"))
+        );
+        assert_eq!(
+            eric.post("/api/v1/work-orders", order_body(r.item, "v1.4.0"))
+                .await
+                .0,
+            StatusCode::CREATED
+        );
+        assert_eq!(
+            eric.get("/api/v1/work-orders/99999").await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+);
+
+db_test!(
+    the_list_filters_pages_and_shows_what_waits_for_me,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        let eric = app.api(Some(&app.token_for("eric")));
+        let olivia = app.api(Some(&app.token_for("olivia")));
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let item = r.another_item(&format!("svc{i}")).await;
+            let (s, o) = eric
+                .post("/api/v1/work-orders", order_body(item, "v1.0.0"))
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{o}");
+            ids.push(o["id"].as_i64().unwrap());
+        }
+        olivia
+            .post(
+                &format!("/api/v1/work-orders/{}/approve", ids[0]),
+                json!({}),
+            )
+            .await;
+        olivia
+            .post(&format!("/api/v1/work-orders/{}/reject", ids[1]), json!({}))
+            .await;
+        let ids_of = |v: &Value| -> Vec<i64> {
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].as_i64().unwrap())
+                .collect()
+        };
+        let (_, waiting) = olivia.get("/api/v1/work-orders?awaiting_me=true").await;
+        assert_eq!(ids_of(&waiting), vec![ids[4], ids[3], ids[2]]);
+        let (_, none) = eric.get("/api/v1/work-orders?awaiting_me=true").await;
+        assert_eq!(ids_of(&none), Vec::<i64>::new());
+        let (_, approved) = eric.get("/api/v1/work-orders?state=approved").await;
+        assert_eq!(ids_of(&approved), vec![ids[0]]);
+        let (_, by_creator) = eric.get("/api/v1/work-orders?creator=eric&limit=2").await;
+        assert_eq!(ids_of(&by_creator), vec![ids[4], ids[3]]);
+        let cursor = by_creator["next_cursor"].as_i64().unwrap();
+        let (_, page2) = eric
+            .get(&format!(
+                "/api/v1/work-orders?creator=eric&limit=2&cursor={cursor}"
+            ))
+            .await;
+        assert_eq!(ids_of(&page2), vec![ids[2], ids[1]]);
+        let (_, by_node) = eric.get("/api/v1/work-orders?node=/acme/pay").await;
+        assert_eq!(ids_of(&by_node).len(), 5);
+        let (_, other_node) = eric.get("/api/v1/work-orders?node=/acme/payroll").await;
+        assert_eq!(ids_of(&other_node), Vec::<i64>::new());
+        let (_, by_item) = eric
+            .get(&format!("/api/v1/work-orders?item={}", r.item))
+            .await;
+        assert_eq!(ids_of(&by_item), Vec::<i64>::new());
+        assert_eq!(
+            eric.get("/api/v1/work-orders?state=open").await.0,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            eric.get("/api/v1/work-orders?cursor=x").await.0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+);
