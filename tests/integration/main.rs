@@ -13,6 +13,7 @@ mod gitlab;
 mod ops;
 mod rbac;
 mod registry;
+mod release_pages;
 mod releases;
 mod tokens;
 mod tree;

@@ -163,6 +163,25 @@ impl Fixtures<'_> {
         assert_eq!(s, StatusCode::CREATED, "{v}");
         v["id"].as_i64().unwrap()
     }
+    /// The stages editor's fields for a fresh item on /acme/pay.
+    fn item_form(&self, _unused: Option<i64>) -> Vec<(String, String)> {
+        [
+            ("node_id", self.org.pay.to_string()),
+            ("name", unique("item")),
+            ("gitlab_project", crate::releases::PROJECT.to_string()),
+            (
+                "image_repository",
+                "registry.example.com/acme/x".to_string(),
+            ),
+            ("required_approvals", "1".to_string()),
+            ("stage_1_name", "staging".to_string()),
+            ("stage_1_app", self.release.staging_app.to_string()),
+            ("stage_1_strategy", "rolling".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
     fn release_api(&self, name: &str) -> Api {
         self.release_tokens
             .iter()
@@ -421,6 +440,14 @@ const PAGE_ROUTES: &[(&str, &[Who])] = &[
     ("POST /admin/clusters/{id}/delete", ADMINS),
     ("POST /admin/apps", ADMINS),
     ("POST /admin/apps/{id}/delete", ADMINS),
+    ("POST /admin/settings", ADMINS),
+    ("POST /release-items", OWNERS),
+    ("POST /release-items/{id}", OWNERS),
+    ("POST /release-items/{id}/delete", OWNERS),
+    ("POST /work-orders", FILERS),
+    ("POST /work-orders/{id}/approve", APPROVERS),
+    ("POST /work-orders/{id}/reject", APPROVERS),
+    ("POST /work-orders/{id}/close", FILERS),
     ("POST /account/password", SIGNED_IN),
     ("POST /logout", SIGNED_IN),
 ];
@@ -551,6 +578,38 @@ async fn page_call(route: &str, f: &Fixtures<'_>, who: Who) -> (String, Vec<(Str
                 vec![],
             )
         }
+        "POST /admin/settings" => (
+            "/admin/settings".into(),
+            kv(&[
+                ("url", &f.release.gitlab.url),
+                ("token", crate::fake_gitlab::TOKEN),
+            ]),
+        ),
+        "POST /release-items" => ("/release-items".into(), f.item_form(None)),
+        "POST /release-items/{id}" => {
+            let item = f.item().await;
+            (format!("/release-items/{item}"), f.item_form(None))
+        }
+        "POST /release-items/{id}/delete" => {
+            (format!("/release-items/{}/delete", f.item().await), vec![])
+        }
+        "POST /work-orders" => {
+            let item = f.item().await.to_string();
+            (
+                "/work-orders".into(),
+                kv(&[("item", &item), ("version", "v1.0.0"), ("title", "T")]),
+            )
+        }
+        "POST /work-orders/{id}/approve" => {
+            (format!("/work-orders/{}/approve", f.order().await), vec![])
+        }
+        "POST /work-orders/{id}/reject" => {
+            (format!("/work-orders/{}/reject", f.order().await), vec![])
+        }
+        "POST /work-orders/{id}/close" => (
+            format!("/work-orders/{}/close", f.order().await),
+            kv(&[("reason", "test")]),
+        ),
         // A wrong current password is refused by validation (422), which
         // still shows the route itself admitted the person.
         "POST /account/password" => (

@@ -112,7 +112,7 @@ async fn render_users(
     };
     form.password.clear();
     let page = UsersPage {
-        layout: ctx.layout("Users", "users", notice),
+        layout: ctx.layout("Users", "admin-users", notice),
         users: rows(users),
         one_time_password,
         form,
@@ -308,7 +308,7 @@ async fn render_service_accounts(
         Err(e) => return page_error(&e),
     };
     let page = ServiceAccountsPage {
-        layout: ctx.layout("Service accounts", "service-accounts", notice),
+        layout: ctx.layout("Service accounts", "admin-service-accounts", notice),
         accounts: rows(list),
         form,
         roles: Role::ALL,
@@ -445,7 +445,7 @@ async fn render_service_account(
         Ok::<_, Error>(ServiceAccountPage {
             layout: ctx.layout(
                 format!("Service account {}", account.name),
-                "service-accounts",
+                "admin-service-accounts",
                 notice,
             ),
             account,

@@ -88,7 +88,7 @@ async fn show_audit_log(ctx: PageCtx, Query(query): Query<AuditQuery>) -> Respon
         })
         .collect();
     let page = AuditPage {
-        layout: ctx.layout("Audit log", "audit", None),
+        layout: ctx.layout("Audit log", "admin-audit", None),
         rows,
         query,
         older,

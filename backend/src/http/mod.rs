@@ -11,6 +11,7 @@ pub(crate) use accounts::create_bound_service_account;
 mod assets;
 mod audit;
 mod registry;
+mod releases;
 mod session;
 mod settings;
 mod tree;
@@ -38,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .merge(audit::router())
         .merge(registry::router())
         .merge(settings::router())
+        .merge(releases::router())
 }
 
 /// `2026-11-23 07:33 UTC` from unix milliseconds.
@@ -60,6 +62,8 @@ pub struct Notice {
     /// `success` or `error`.
     pub kind: &'static str,
     pub message: String,
+    /// A link to follow up with: (href, text).
+    pub link: Option<(String, String)>,
 }
 
 impl Notice {
@@ -67,13 +71,19 @@ impl Notice {
         Self {
             kind: "success",
             message: message.into(),
+            link: None,
         }
     }
     pub fn error(message: impl Into<String>) -> Self {
         Self {
             kind: "error",
             message: message.into(),
+            link: None,
         }
+    }
+    pub fn with_link(mut self, href: impl Into<String>, text: impl Into<String>) -> Self {
+        self.link = Some((href.into(), text.into()));
+        self
     }
     pub fn from_error(err: &Error) -> Self {
         err.log_if_internal();
@@ -124,6 +134,8 @@ pub struct NavUser {
     pub name: String,
     pub display_name: String,
     pub is_admin: bool,
+    /// Work orders waiting for this person's approval.
+    pub awaiting: i64,
 }
 
 /// The frame around every page.
@@ -142,6 +154,7 @@ pub struct PageCtx {
     pub state: AppState,
     csrf: CsrfToken,
     flash: Option<Notice>,
+    awaiting: i64,
 }
 
 impl FromRequestParts<AppState> for PageCtx {
@@ -155,11 +168,15 @@ impl FromRequestParts<AppState> for PageCtx {
         let flash = CookieJar::from_headers(&parts.headers)
             .get(FLASH_COOKIE)
             .and_then(|c| decode_flash(c.value()));
+        let awaiting = crate::db::work_orders::awaiting_count(&state.db.pool, actor.account.id)
+            .await
+            .map_err(|e| page_error(&e))?;
         Ok(Self {
             actor,
             state: state.clone(),
             csrf,
             flash,
+            awaiting,
         })
     }
 }
@@ -190,6 +207,7 @@ impl PageCtx {
                 name: account.name.clone(),
                 display_name: account.display_name.clone(),
                 is_admin: self.may(Action::ManageAccounts, "/"),
+                awaiting: self.awaiting,
             }),
             csrf: self.csrf.authenticity_token().unwrap_or_default(),
             notice: notice.or_else(|| self.flash.clone()),

@@ -112,7 +112,7 @@ async fn render_clusters(
             // A pasted kubeconfig is never sent back to the browser.
             form.kubeconfig.clear();
             let page = ClustersPage {
-                layout: ctx.layout("Clusters", "clusters", notice),
+                layout: ctx.layout("Clusters", "admin-clusters", notice),
                 clusters: list.into_iter().map(cluster_row).collect(),
                 environments: Environment::ALL,
                 form,
@@ -186,7 +186,11 @@ async fn render_cluster(
         )
         .await?;
         Ok::<_, Error>(ClusterPage {
-            layout: ctx.layout(format!("Cluster {}", cluster.name), "clusters", notice),
+            layout: ctx.layout(
+                format!("Cluster {}", cluster.name),
+                "admin-clusters",
+                notice,
+            ),
             row: cluster_row(cluster),
             apps,
             environments: Environment::ALL,
@@ -294,7 +298,7 @@ async fn render_apps(
         let apps = apps::list(&ctx.state.db.pool, &AppFilter::default()).await?;
         let clusters = clusters::list(&ctx.state.db.pool).await?;
         Ok::<_, Error>(AppsPage {
-            layout: ctx.layout("Apps", "apps", notice),
+            layout: ctx.layout("Apps", "admin-apps", notice),
             apps,
             clusters,
             form,

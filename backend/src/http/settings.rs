@@ -36,7 +36,7 @@ async fn render(ctx: &PageCtx, status: StatusCode, notice: Option<Notice>) -> Re
             .require(&ctx.actor.account, Action::ManageRegistry, "/")?;
         let gitlab = GitlabClient::settings(&ctx.state.db).await?;
         Ok(SettingsPage {
-            layout: ctx.layout("Settings", "settings", notice),
+            layout: ctx.layout("Settings", "admin-settings", notice),
             updated: format_opt_time(&gitlab.updated_at),
             gitlab,
         })

@@ -87,6 +87,9 @@ struct NodePage {
     can_add_child: bool,
     can_manage_members: bool,
     can_delete: bool,
+    can_manage_items: bool,
+    items: Vec<crate::db::release_items::ReleaseItem>,
+    apps: Vec<crate::db::apps::App>,
     form: NodeForms,
 }
 
@@ -130,6 +133,16 @@ async fn load_node_page(
         can_add_child: ctx.may(Action::CreateChildNode, &node.path),
         can_manage_members: ctx.may(Action::ManageMembers, &node.path),
         can_delete: ctx.may(Action::DeleteNode, node.parent_path()),
+        can_manage_items: ctx.may(Action::ManageReleaseItems, &node.path),
+        items: crate::db::release_items::list(pool, Some(id)).await?,
+        apps: crate::db::apps::list(
+            pool,
+            &crate::db::apps::AppFilter {
+                node_id: Some(id),
+                ..Default::default()
+            },
+        )
+        .await?,
         node,
         ancestors,
         children,

@@ -1,0 +1,847 @@
+//! Release pages: release items with their stages editor, filing a work
+//! order (tags loaded from GitLab, htmx-enhanced), the work order page with
+//! its decisions and timeline, the filtered list and the approvals inbox.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{Layout, Notice, PageCtx, format_time, page_error, redirect_with};
+use crate::app::AppState;
+use crate::auth::{Action, CsrfForm};
+use crate::db::apps::{self, App, AppFilter};
+use crate::db::release_items::{self, ItemFields, ReleaseItem};
+use crate::db::work_orders::{self, Filter, WorkOrder, WorkOrderDetail};
+use crate::db::{accounts, tree as tree_db};
+use crate::domain::release_item::{
+    Canary, HeaderMatch, MAX_STAGES, StageSpec, Strategy, format_steps, parse_steps,
+};
+use crate::domain::tree::path_covers;
+use crate::domain::work_order::{Command, State, decide};
+use crate::error::{Error, Result};
+use crate::gitlab::Tag;
+use crate::release;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/release-items/new", get(new_release_item))
+        .route("/release-items", post(create_release_item))
+        .route(
+            "/release-items/{id}",
+            get(show_release_item).post(save_release_item),
+        )
+        .route("/release-items/{id}/delete", post(delete_release_item))
+        .route("/work-orders", get(list_work_orders).post(file_work_order))
+        .route("/work-orders/new", get(new_work_order))
+        .route("/work-orders/new/versions", get(version_options))
+        .route("/work-orders/{id}", get(show_work_order))
+        .route("/work-orders/{id}/approve", post(approve_work_order))
+        .route("/work-orders/{id}/reject", post(reject_work_order))
+        .route("/work-orders/{id}/close", post(close_work_order))
+        .route("/approvals", get(my_approvals))
+}
+
+// ------------------------------------------------------------ release items
+
+/// One row of the stages editor.
+#[derive(Default, Clone)]
+struct StageRow {
+    name: String,
+    app_id: String,
+    strategy: String,
+    steps: String,
+    header_name: String,
+    header_value: String,
+}
+
+/// The item form as typed.
+#[derive(Default)]
+struct ItemForm {
+    name: String,
+    gitlab_project: String,
+    image_repository: String,
+    required_approvals: String,
+    auto_rollback: bool,
+    stages: Vec<StageRow>,
+}
+
+impl ItemForm {
+    fn from_item(item: &ReleaseItem) -> Self {
+        Self {
+            name: item.name.clone(),
+            gitlab_project: item.gitlab_project.clone(),
+            image_repository: item.image_repository.clone(),
+            required_approvals: item.required_approvals.to_string(),
+            auto_rollback: item.auto_rollback,
+            stages: item
+                .stages
+                .iter()
+                .map(|s| StageRow {
+                    name: s.name.clone(),
+                    app_id: s.app_id.to_string(),
+                    strategy: s.strategy.as_str().into(),
+                    steps: s
+                        .canary
+                        .as_ref()
+                        .map(|c| format_steps(&c.steps))
+                        .unwrap_or_default(),
+                    header_name: s
+                        .canary
+                        .as_ref()
+                        .and_then(|c| c.header_match.as_ref())
+                        .map(|h| h.name.clone())
+                        .unwrap_or_default(),
+                    header_value: s
+                        .canary
+                        .as_ref()
+                        .and_then(|c| c.header_match.as_ref())
+                        .map(|h| h.value.clone())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    fn from_map(map: &HashMap<String, String>) -> Self {
+        let get = |k: &str| map.get(k).cloned().unwrap_or_default();
+        let stages = (1..=MAX_STAGES)
+            .map(|i| StageRow {
+                name: get(&format!("stage_{i}_name")),
+                app_id: get(&format!("stage_{i}_app")),
+                strategy: get(&format!("stage_{i}_strategy")),
+                steps: get(&format!("stage_{i}_steps")),
+                header_name: get(&format!("stage_{i}_header_name")),
+                header_value: get(&format!("stage_{i}_header_value")),
+            })
+            .filter(|row| !row.name.trim().is_empty())
+            .collect();
+        Self {
+            name: get("name"),
+            gitlab_project: get("gitlab_project"),
+            image_repository: get("image_repository"),
+            required_approvals: get("required_approvals"),
+            auto_rollback: map.contains_key("auto_rollback"),
+            stages,
+        }
+    }
+
+    /// The fields for the database, or the first problem found.
+    fn to_fields(&self, node_id: i64) -> Result<ItemFields> {
+        let required_approvals = self.required_approvals.trim().parse::<i64>().map_err(|_| {
+            Error::validation(
+                "required_approvals",
+                "required approvals must be a whole number",
+            )
+        })?;
+        let mut stages = Vec::new();
+        for (i, row) in self.stages.iter().enumerate() {
+            let n = i + 1;
+            let app_id = row
+                .app_id
+                .parse::<i64>()
+                .map_err(|_| Error::validation("stages", format!("stage {n}: pick an app")))?;
+            let strategy = match row.strategy.as_str() {
+                "canary" => Strategy::Canary,
+                _ => Strategy::Rolling,
+            };
+            let canary = match strategy {
+                Strategy::Rolling => None,
+                Strategy::Canary => Some(Canary {
+                    steps: parse_steps(&row.steps)
+                        .map_err(|m| Error::validation("stages", format!("stage {n}: {m}")))?,
+                    header_match: (!row.header_name.trim().is_empty()).then(|| HeaderMatch {
+                        name: row.header_name.trim().to_string(),
+                        value: row.header_value.trim().to_string(),
+                    }),
+                }),
+            };
+            stages.push(StageSpec {
+                name: row.name.trim().to_string(),
+                app_id,
+                strategy,
+                canary,
+            });
+        }
+        Ok(ItemFields {
+            node_id,
+            name: self.name.trim().to_string(),
+            gitlab_project: self.gitlab_project.trim().to_string(),
+            image_repository: self.image_repository.trim().to_string(),
+            required_approvals,
+            auto_rollback: self.auto_rollback,
+            stages,
+        })
+    }
+
+    /// Rows for the editor: what there is plus blank ones to add stages.
+    fn editor_rows(&self) -> Vec<(usize, StageRow)> {
+        let mut rows = self.stages.clone();
+        let blanks = if rows.is_empty() { 2 } else { 1 };
+        for _ in 0..blanks {
+            if rows.len() < MAX_STAGES {
+                rows.push(StageRow::default());
+            }
+        }
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, r)| (i + 1, r))
+            .collect()
+    }
+}
+
+/// Apps a stage on `node_path` may target: those at or below it.
+async fn apps_below(ctx: &PageCtx, node_path: &str) -> Result<Vec<App>> {
+    Ok(apps::list(&ctx.state.db.pool, &AppFilter::default())
+        .await?
+        .into_iter()
+        .filter(|a| path_covers(&a.node_path, node_path))
+        .collect())
+}
+
+#[derive(Template)]
+#[template(path = "release_item_form.html")]
+struct ItemFormPage {
+    layout: Layout,
+    node_id: i64,
+    node_path: String,
+    /// `None` for a new item.
+    item: Option<ReleaseItem>,
+    form: ItemForm,
+    rows: Vec<(usize, StageRow)>,
+    apps: Vec<App>,
+    can_edit: bool,
+    can_file: bool,
+    recent: Vec<WorkOrderRow>,
+}
+
+#[derive(Deserialize)]
+struct NodeQuery {
+    node: i64,
+}
+
+async fn render_item_page(
+    ctx: &PageCtx,
+    status: StatusCode,
+    notice: Option<Notice>,
+    node_id: i64,
+    item: Option<ReleaseItem>,
+    form: ItemForm,
+) -> Response {
+    let result = async {
+        let node = tree_db::get(&ctx.state.db.pool, node_id).await?;
+        let apps = apps_below(ctx, &node.path).await?;
+        let recent = match &item {
+            Some(i) => work_orders::list(
+                &ctx.state.db.pool,
+                &Filter {
+                    item: Some(i.id),
+                    ..Filter::default()
+                },
+                10,
+            )
+            .await?
+            .0
+            .into_iter()
+            .map(WorkOrderRow::from)
+            .collect(),
+            None => Vec::new(),
+        };
+        let title = match &item {
+            Some(i) => format!("Release item {}", i.name),
+            None => "New release item".to_string(),
+        };
+        Ok::<_, Error>(ItemFormPage {
+            layout: ctx.layout(title, "tree", notice),
+            can_edit: ctx.may(Action::ManageReleaseItems, &node.path),
+            can_file: ctx.may(Action::FileWorkOrder, &node.path),
+            node_id,
+            node_path: node.path,
+            rows: form.editor_rows(),
+            item,
+            form,
+            apps,
+            recent,
+        })
+    }
+    .await;
+    match result {
+        Ok(page) => ctx.render(status, &page),
+        Err(e) => page_error(&e),
+    }
+}
+
+/// The form for a new release item on a node.
+async fn new_release_item(ctx: PageCtx, Query(q): Query<NodeQuery>) -> Response {
+    let form = ItemForm {
+        required_approvals: "1".into(),
+        auto_rollback: true,
+        ..ItemForm::default()
+    };
+    match tree_db::get(&ctx.state.db.pool, q.node).await {
+        Ok(node) if !ctx.may(Action::ManageReleaseItems, &node.path) => {
+            page_error(&Error::Forbidden(format!(
+                "{} may not manage release items at {}",
+                ctx.actor.account.name, node.path
+            )))
+        }
+        Ok(_) => render_item_page(&ctx, StatusCode::OK, None, q.node, None, form).await,
+        Err(e) => page_error(&e),
+    }
+}
+
+/// Creates a release item from the form.
+async fn create_release_item(
+    ctx: PageCtx,
+    CsrfForm(map): CsrfForm<HashMap<String, String>>,
+) -> Response {
+    let form = ItemForm::from_map(&map);
+    let node_id = match map.get("node_id").and_then(|n| n.parse::<i64>().ok()) {
+        Some(n) => n,
+        None => return page_error(&Error::BadRequest("node_id is missing".into())),
+    };
+    let result = async {
+        let node = tree_db::get(&ctx.state.db.pool, node_id).await?;
+        ctx.state
+            .policy
+            .require(&ctx.actor.account, Action::ManageReleaseItems, &node.path)?;
+        release_items::create(&ctx.state.db, &form.to_fields(node_id)?, &ctx.who()).await
+    }
+    .await;
+    match result {
+        Ok(item) => redirect_with(
+            &format!("/release-items/{}", item.id),
+            Notice::success(format!("Created release item {}.", item.name)),
+        ),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e) => {
+            render_item_page(
+                &ctx,
+                e.status(),
+                Some(Notice::from_error(&e)),
+                node_id,
+                None,
+                form,
+            )
+            .await
+        }
+    }
+}
+
+/// A release item: its stages (editable by owners) and recent orders.
+async fn show_release_item(ctx: PageCtx, Path(id): Path<i64>) -> Response {
+    match release_items::get(&ctx.state.db.pool, id).await {
+        Ok(item) => {
+            let form = ItemForm::from_item(&item);
+            render_item_page(&ctx, StatusCode::OK, None, item.node_id, Some(item), form).await
+        }
+        Err(e) => page_error(&e),
+    }
+}
+
+/// Saves the item's fields and stages.
+async fn save_release_item(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(map): CsrfForm<HashMap<String, String>>,
+) -> Response {
+    let item = match release_items::get(&ctx.state.db.pool, id).await {
+        Ok(i) => i,
+        Err(e) => return page_error(&e),
+    };
+    let form = ItemForm::from_map(&map);
+    let result = async {
+        ctx.state.policy.require(
+            &ctx.actor.account,
+            Action::ManageReleaseItems,
+            &item.node_path,
+        )?;
+        release_items::update(
+            &ctx.state.db,
+            id,
+            &form.to_fields(item.node_id)?,
+            &ctx.who(),
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(saved) => redirect_with(
+            &format!("/release-items/{id}"),
+            Notice::success(format!("Saved {}.", saved.name)),
+        ),
+        Err(e @ Error::Forbidden(_)) => page_error(&e),
+        Err(e) => {
+            render_item_page(
+                &ctx,
+                e.status(),
+                Some(Notice::from_error(&e)),
+                item.node_id,
+                Some(item),
+                form,
+            )
+            .await
+        }
+    }
+}
+
+/// Deletes an item that never had a work order.
+async fn delete_release_item(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_f): CsrfForm<crate::auth::NoFields>,
+) -> Response {
+    let result = async {
+        let item = release_items::get(&ctx.state.db.pool, id).await?;
+        ctx.state.policy.require(
+            &ctx.actor.account,
+            Action::ManageReleaseItems,
+            &item.node_path,
+        )?;
+        release_items::delete(&ctx.state.db, id, &ctx.who()).await
+    }
+    .await;
+    match result {
+        Ok(item) => redirect_with(
+            &format!("/tree/nodes/{}", item.node_id),
+            Notice::success(format!("Deleted release item {}.", item.name)),
+        ),
+        Err(e) => match release_items::get(&ctx.state.db.pool, id).await {
+            Ok(item) if !matches!(e, Error::Forbidden(_)) => {
+                let form = ItemForm::from_item(&item);
+                render_item_page(
+                    &ctx,
+                    e.status(),
+                    Some(Notice::from_error(&e)),
+                    item.node_id,
+                    Some(item),
+                    form,
+                )
+                .await
+            }
+            _ => page_error(&e),
+        },
+    }
+}
+
+// ------------------------------------------------------------- work orders
+
+/// A row of a work order list.
+struct WorkOrderRow {
+    order: WorkOrder,
+    created: String,
+}
+
+impl From<WorkOrder> for WorkOrderRow {
+    fn from(order: WorkOrder) -> Self {
+        Self {
+            created: format_time(order.created_at),
+            order,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "work_order_new.html")]
+struct NewOrderPage {
+    layout: Layout,
+    items: Vec<ReleaseItem>,
+    item: Option<ReleaseItem>,
+    versions: std::result::Result<Vec<Tag>, String>,
+    /// The version picked so far (the version picker reads it).
+    selected: String,
+    form: OrderForm,
+}
+
+impl NewOrderPage {
+    fn is_picked(&self, id: &i64) -> bool {
+        self.form.item == Some(*id)
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct OrderForm {
+    #[serde(default)]
+    item: Option<i64>,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// The items this person may file orders for.
+async fn fileable_items(ctx: &PageCtx) -> Result<Vec<ReleaseItem>> {
+    Ok(release_items::list(&ctx.state.db.pool, None)
+        .await?
+        .into_iter()
+        .filter(|i| ctx.may(Action::FileWorkOrder, &i.node_path))
+        .collect())
+}
+
+async fn load_versions(ctx: &PageCtx, item: &ReleaseItem) -> std::result::Result<Vec<Tag>, String> {
+    ctx.state
+        .gitlab
+        .tags(&ctx.state.db, &ctx.state.sealer, &item.gitlab_project)
+        .await
+        .map_err(|e| e.public_message())
+}
+
+async fn render_new_order(
+    ctx: &PageCtx,
+    status: StatusCode,
+    notice: Option<Notice>,
+    form: OrderForm,
+) -> Response {
+    let result = async {
+        let items = fileable_items(ctx).await?;
+        let item = form
+            .item
+            .and_then(|id| items.iter().find(|i| i.id == id).cloned());
+        let versions = match &item {
+            Some(i) => load_versions(ctx, i).await,
+            None => Ok(Vec::new()),
+        };
+        Ok::<_, Error>(NewOrderPage {
+            layout: ctx.layout("New work order", "work-orders", notice),
+            items,
+            item,
+            versions,
+            selected: form.version.clone(),
+            form,
+        })
+    }
+    .await;
+    match result {
+        Ok(page) => ctx.render(status, &page),
+        Err(e) => page_error(&e),
+    }
+}
+
+/// Pick an item, see its stages, pick a version from GitLab.
+async fn new_work_order(ctx: PageCtx, Query(form): Query<OrderForm>) -> Response {
+    render_new_order(&ctx, StatusCode::OK, None, form).await
+}
+
+#[derive(Template)]
+#[template(path = "version_options.html")]
+struct VersionOptions {
+    versions: std::result::Result<Vec<Tag>, String>,
+    selected: String,
+}
+
+/// The version picker alone (htmx swaps it in when the item changes).
+async fn version_options(ctx: PageCtx, Query(form): Query<OrderForm>) -> Response {
+    let items = match fileable_items(&ctx).await {
+        Ok(i) => i,
+        Err(e) => return page_error(&e),
+    };
+    let versions = match form
+        .item
+        .and_then(|id| items.into_iter().find(|i| i.id == id))
+    {
+        Some(item) => load_versions(&ctx, &item).await,
+        None => Err("pick a release item first".into()),
+    };
+    match (VersionOptions {
+        versions,
+        selected: form.version,
+    })
+    .render()
+    {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => page_error(&Error::Internal(e.into())),
+    }
+}
+
+/// Files the order; a second open order is refused with a link to it.
+async fn file_work_order(ctx: PageCtx, CsrfForm(form): CsrfForm<OrderForm>) -> Response {
+    let Some(item_id) = form.item else {
+        let e = Error::validation("release_item_id", "pick a release item");
+        return render_new_order(&ctx, e.status(), Some(Notice::from_error(&e)), form).await;
+    };
+    let result = release::file_work_order(
+        &ctx.state,
+        &ctx.actor.account,
+        &ctx.who(),
+        item_id,
+        &form.version,
+        &form.title,
+        &form.description,
+    )
+    .await;
+    match result {
+        Ok(order) => redirect_with(
+            &format!("/work-orders/{}", order.id),
+            Notice::success(format!("Filed work order #{}.", order.id)),
+        ),
+        Err(e) => {
+            let mut notice = Notice::from_error(&e);
+            if matches!(e, Error::Conflict(_))
+                && let Ok((open, _)) = work_orders::list(
+                    &ctx.state.db.pool,
+                    &Filter {
+                        item: Some(item_id),
+                        ..Filter::default()
+                    },
+                    1,
+                )
+                .await
+                && let Some(o) = open.first().filter(|o| o.state.is_open())
+            {
+                notice =
+                    notice.with_link(format!("/work-orders/{}", o.id), format!("Open #{}", o.id));
+            }
+            render_new_order(&ctx, e.status(), Some(notice), form).await
+        }
+    }
+}
+
+/// What the viewer may do with an order, from the same state machine the
+/// POST handlers go through.
+struct OrderActions {
+    approve: bool,
+    reject: bool,
+    close: bool,
+}
+
+#[derive(Template)]
+#[template(path = "work_order.html")]
+struct OrderPage {
+    layout: Layout,
+    d: WorkOrderDetail,
+    created: String,
+    actions: OrderActions,
+    times: HashMap<i64, String>,
+}
+
+async fn render_order(
+    ctx: &PageCtx,
+    id: i64,
+    status: StatusCode,
+    notice: Option<Notice>,
+) -> Response {
+    let result = async {
+        let d = work_orders::detail(&ctx.state.db.pool, id).await?;
+        let may_close = ctx.may(Action::FileWorkOrder, &d.order.node_path);
+        let facts =
+            work_orders::facts_for(&ctx.state.db, &d.order, &ctx.actor.account, may_close).await?;
+        let allowed = |c: Command| decide(d.order.state, &c, &facts).is_ok();
+        let actions = OrderActions {
+            approve: allowed(Command::Approve {
+                comment: String::new(),
+            }),
+            reject: allowed(Command::Reject {
+                comment: String::new(),
+            }),
+            close: allowed(Command::Close { reason: "-".into() }),
+        };
+        let mut times = HashMap::new();
+        for e in &d.timeline {
+            times.insert(e.at, format_time(e.at));
+        }
+        for dec in &d.decisions {
+            times.insert(dec.at, format_time(dec.at));
+        }
+        Ok::<_, Error>(OrderPage {
+            layout: ctx.layout(
+                format!("#{} {}", d.order.id, d.order.title),
+                "work-orders",
+                notice,
+            ),
+            created: format_time(d.order.created_at),
+            d,
+            actions,
+            times,
+        })
+    }
+    .await;
+    match result {
+        Ok(page) => ctx.render(status, &page),
+        Err(e) => page_error(&e),
+    }
+}
+
+/// A work order: approvers and decisions, stages, timeline.
+async fn show_work_order(ctx: PageCtx, Path(id): Path<i64>) -> Response {
+    render_order(&ctx, id, StatusCode::OK, None).await
+}
+
+#[derive(Deserialize)]
+struct DecisionForm {
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn decide_from_page(ctx: PageCtx, id: i64, command: Command) -> Response {
+    let done = match &command {
+        Command::Approve { .. } => "Approved.",
+        Command::Reject { .. } => "Rejected.",
+        Command::Close { .. } => "Closed.",
+    };
+    match release::decide_on_work_order(&ctx.state, &ctx.actor.account, &ctx.who(), id, command)
+        .await
+    {
+        Ok(order) => redirect_with(
+            &format!("/work-orders/{id}"),
+            Notice::success(format!(
+                "{done} The order is now {}.",
+                order.state.label().to_lowercase()
+            )),
+        ),
+        Err(e @ Error::NotFound(_)) => page_error(&e),
+        Err(e) => render_order(&ctx, id, e.status(), Some(Notice::from_error(&e))).await,
+    }
+}
+
+/// Approves as the signed-in person.
+async fn approve_work_order(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(f): CsrfForm<DecisionForm>,
+) -> Response {
+    decide_from_page(ctx, id, Command::Approve { comment: f.comment }).await
+}
+
+/// Rejects as the signed-in person.
+async fn reject_work_order(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(f): CsrfForm<DecisionForm>,
+) -> Response {
+    decide_from_page(ctx, id, Command::Reject { comment: f.comment }).await
+}
+
+/// Closes with a reason.
+async fn close_work_order(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(f): CsrfForm<DecisionForm>,
+) -> Response {
+    decide_from_page(ctx, id, Command::Close { reason: f.reason }).await
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    item: String,
+    #[serde(default)]
+    node: String,
+    #[serde(default)]
+    creator: String,
+    #[serde(default)]
+    awaiting_me: Option<String>,
+    #[serde(default)]
+    before: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "work_orders.html")]
+struct ListPage {
+    layout: Layout,
+    heading: &'static str,
+    action: &'static str,
+    rows: Vec<WorkOrderRow>,
+    query: ListQuery,
+    states: [State; 7],
+    items: Vec<ReleaseItem>,
+    older: Option<String>,
+    inbox: bool,
+}
+
+const PAGE_SIZE: i64 = 50;
+
+async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Response {
+    if inbox {
+        query.awaiting_me = Some("1".into());
+    }
+    let result = async {
+        let state = match query.state.as_str() {
+            "" => None,
+            s => Some(
+                s.parse::<State>()
+                    .map_err(|m| Error::validation("state", m))?,
+            ),
+        };
+        let creator = match query.creator.trim() {
+            "" => None,
+            name => Some(
+                accounts::find_by_name(&ctx.state.db.pool, name)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::validation("creator", format!("no account named '{name}'"))
+                    })?
+                    .id,
+            ),
+        };
+        let filter = Filter {
+            state,
+            item: query.item.parse().ok(),
+            node: Some(query.node.trim().trim_end_matches('/').to_string())
+                .filter(|n| !n.is_empty()),
+            creator,
+            awaiting: query.awaiting_me.is_some().then_some(ctx.actor.account.id),
+            before_id: query.before,
+        };
+        let (orders, more) = work_orders::list(&ctx.state.db.pool, &filter, PAGE_SIZE).await?;
+        let older = match (more, orders.last()) {
+            (true, Some(last)) => {
+                let mut q = url::form_urlencoded::Serializer::new(String::new());
+                q.append_pair("state", &query.state);
+                q.append_pair("item", &query.item);
+                q.append_pair("node", &query.node);
+                q.append_pair("creator", &query.creator);
+                if query.awaiting_me.is_some() {
+                    q.append_pair("awaiting_me", "1");
+                }
+                q.append_pair("before", &last.id.to_string());
+                Some(q.finish())
+            }
+            _ => None,
+        };
+        Ok::<_, Error>(ListPage {
+            layout: ctx.layout(
+                if inbox { "My approvals" } else { "Work orders" },
+                if inbox { "approvals" } else { "work-orders" },
+                None,
+            ),
+            heading: if inbox {
+                "Waiting for my approval"
+            } else {
+                "Work orders"
+            },
+            action: if inbox { "/approvals" } else { "/work-orders" },
+            rows: orders.into_iter().map(WorkOrderRow::from).collect(),
+            states: State::ALL,
+            items: release_items::list(&ctx.state.db.pool, None).await?,
+            query,
+            older,
+            inbox,
+        })
+    }
+    .await;
+    match result {
+        Ok(page) => ctx.render(StatusCode::OK, &page),
+        Err(e) => page_error(&e),
+    }
+}
+
+/// Every work order, filtered, newest first.
+async fn list_work_orders(ctx: PageCtx, Query(query): Query<ListQuery>) -> Response {
+    render_list(&ctx, query, false).await
+}
+
+/// The orders waiting for the signed-in person's approval.
+async fn my_approvals(ctx: PageCtx, Query(query): Query<ListQuery>) -> Response {
+    render_list(&ctx, query, true).await
+}

@@ -1,0 +1,197 @@
+//! The release pages as people use them: defining an item with its stages,
+//! filing with a tag from GitLab, approving, the inbox badge.
+
+use reqwest::StatusCode;
+
+use crate::common::{TestApp, USER_PASSWORD};
+use crate::db_test;
+use crate::fake_gitlab::Mode;
+use crate::releases::Release;
+
+db_test!(
+    an_owner_defines_a_release_item_in_the_stages_editor,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        let olivia = app.browser_as("olivia", USER_PASSWORD).await;
+        let (s, html) = olivia
+            .get(&format!("/release-items/new?node={}", r.org.pay))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(html.contains("id=\"release-item-form\""));
+        let staging = r.staging_app.to_string();
+        let prod = r.prod_app.to_string();
+        let node = r.org.pay.to_string();
+        let mut fields = vec![
+            ("node_id", node.as_str()),
+            ("name", "web"),
+            ("gitlab_project", "acme/checkout"),
+            ("image_repository", "registry.example.com/acme/web"),
+            ("required_approvals", "1"),
+            ("auto_rollback", "on"),
+            ("stage_1_name", "staging"),
+            ("stage_1_app", staging.as_str()),
+            ("stage_1_strategy", "rolling"),
+            ("stage_2_name", "prod"),
+            ("stage_2_app", prod.as_str()),
+            ("stage_2_strategy", "canary"),
+            ("stage_2_steps", "50%, 20%"),
+        ];
+        let (s, html, _) = olivia.submit("/release-items", &fields).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            html.contains("weights must increase") && html.contains("value=\"50%, 20%\""),
+            "kept what was typed"
+        );
+        fields.pop();
+        fields.push(("stage_2_steps", "10%, 50%:300s, 100%"));
+        fields.push(("stage_2_header_name", "x-canary"));
+        fields.push(("stage_2_header_value", "1"));
+        let (s, _, location) = olivia.submit("/release-items", &fields).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        let (_, html) = olivia.get(&location.unwrap()).await;
+        assert!(
+            html.contains("10%") && html.contains("300 s") && html.contains("x-canary: 1"),
+            "{html}"
+        );
+        let admin = &r.org.admin;
+        let (_, items) = admin
+            .get(&format!("/api/v1/release-items?node_id={}", r.org.pay))
+            .await;
+        let web = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == "web")
+            .unwrap()
+            .clone();
+        assert_eq!(web["stages"][1]["canary"]["steps"][1]["pause_seconds"], 300);
+        // An engineer sees the item but not the editor, and cannot post it.
+        let eric = app.browser_as("eric", USER_PASSWORD).await;
+        let (_, html) = eric.get(&format!("/release-items/{}", web["id"])).await;
+        assert!(!html.contains("id=\"release-item-form\"") && html.contains("File a work order"));
+        let (s, _, _) = eric
+            .submit(&format!("/release-items/{}", web["id"]), &fields)
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        // The node page lists it.
+        let (_, html) = eric.get(&format!("/tree/nodes/{}", r.org.pay)).await;
+        assert!(html.contains(&format!("/release-items/{}", web["id"])));
+    }
+);
+
+db_test!(
+    an_engineer_files_with_a_gitlab_tag_and_the_owner_approves,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        let eric = app.browser_as("eric", USER_PASSWORD).await;
+        let olivia = app.browser_as("olivia", USER_PASSWORD).await;
+        let (_, html) = eric.get(&format!("/work-orders/new?item={}", r.item)).await;
+        assert!(
+            html.contains("<option value=\"v1.129.0\"") && html.contains("v1.0.0"),
+            "tags from GitLab"
+        );
+        assert!(
+            html.contains("staging → checkout in staging"),
+            "stages shown"
+        );
+        let (_, fragment) = eric
+            .get(&format!("/work-orders/new/versions?item={}", r.item))
+            .await;
+        assert!(
+            fragment.starts_with("<label id=\"version-picker\"") && fragment.contains("v1.42.0")
+        );
+        let item = r.item.to_string();
+        let (s, html, _) = eric
+            .submit(
+                "/work-orders",
+                &[
+                    ("item", item.as_str()),
+                    ("version", "v7.7.7"),
+                    ("title", "Bad tag"),
+                    ("description", ""),
+                ],
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(html.contains("is not a tag"));
+        let (s, _, location) = eric
+            .submit(
+                "/work-orders",
+                &[
+                    ("item", item.as_str()),
+                    ("version", "v1.42.0"),
+                    ("title", "Ship 1.42"),
+                    ("description", "Faster checkout"),
+                ],
+            )
+            .await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        let order_page = location.unwrap();
+        let id = order_page.rsplit('/').next().unwrap().to_string();
+        // A second one links to the open order.
+        let (s, html, _) = eric
+            .submit(
+                "/work-orders",
+                &[
+                    ("item", item.as_str()),
+                    ("version", "v1.43.0"),
+                    ("title", "Again"),
+                    ("description", ""),
+                ],
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        assert!(
+            html.contains(&format!("href=\"/work-orders/{id}\"")),
+            "links the open order"
+        );
+        // The engineer sees no decision buttons; the owner does, and a badge.
+        let (_, html) = eric.get(&order_page).await;
+        assert!(!html.contains("id=\"decision-form\"") && html.contains("id=\"close-form\""));
+        let (_, html) = olivia.get(&order_page).await;
+        assert!(
+            html.contains("id=\"decision-form\"")
+                && html.contains(">Approve<")
+                && html.contains(">Reject<")
+        );
+        assert!(html.contains("aria-label=\"1 waiting\""), "inbox badge");
+        let (_, inbox) = olivia.get("/approvals").await;
+        assert!(inbox.contains(&format!("data-order=\"{id}\"")));
+        let (s, _, location) = olivia
+            .submit(
+                &format!("/work-orders/{id}/approve"),
+                &[("comment", "ship it")],
+            )
+            .await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        assert_eq!(location.as_deref(), Some(order_page.as_str()));
+        let (_, html) = olivia.get(&order_page).await;
+        assert!(html.contains(">Approved<") && html.contains("ship it"));
+        assert!(html.contains("data-kind=\"filed\"") && html.contains("data-kind=\"approved\""));
+        assert!(!html.contains("aria-label=\"1 waiting\""), "badge cleared");
+        assert!(!html.contains("id=\"decision-form\""));
+        // The engineer cannot approve by posting anyway.
+        let (s, _, _) = eric.submit(&format!("/work-orders/{id}/reject"), &[]).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        // The list shows it under its filters.
+        let (_, list) = eric.get("/work-orders?state=approved").await;
+        assert!(list.contains(&format!("data-order=\"{id}\"")));
+        let (_, list) = eric.get("/work-orders?state=rejected").await;
+        assert!(!list.contains(&format!("data-order=\"{id}\"")));
+    }
+);
+
+db_test!(
+    a_gitlab_outage_is_explained_on_the_new_work_order_page,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        r.gitlab.set_mode(Mode::Status(500));
+        let eric = app.browser_as("eric", USER_PASSWORD).await;
+        let (s, html) = eric.get(&format!("/work-orders/new?item={}", r.item)).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(html.contains("GitLab answered 500"), "{html}");
+    }
+);
