@@ -5,13 +5,14 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::common::{ADMIN_PASSWORD, Backend, TestApp};
+use crate::common::{ADMIN_PASSWORD, Backend, TestApp, USER_PASSWORD};
+use crate::fake_gitlab::{FakeGitlab, TOKEN};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn run_script(app: &TestApp, script: &str) {
+async fn run_script(app: &TestApp, script: &str, env: &[(&str, &str)]) {
     let root = repo_root();
     let browser_dir = root.join("tests/browser");
     assert!(
@@ -24,13 +25,19 @@ fn run_script(app: &TestApp, script: &str) {
     );
     let artifacts = root.join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let out = Command::new("node")
-        .arg(browser_dir.join(script))
+    let mut cmd = Command::new("node");
+    cmd.arg(browser_dir.join(script))
         .env("ROLLWAY_BASE_URL", &app.base)
         .env("ROLLWAY_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("ROLLWAY_ARTIFACTS", &artifacts)
-        .current_dir(&browser_dir)
-        .output()
+        .current_dir(&browser_dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // Off the test's runtime thread, so in-process fakes keep answering.
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
         .expect("run node");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -44,7 +51,7 @@ fn run_script(app: &TestApp, script: &str) {
 #[tokio::test]
 async fn browser_admin_creates_a_node_and_adds_an_owner() {
     let app = TestApp::start(Backend::Sqlite).await;
-    run_script(&app, "admin_tree.mjs");
+    run_script(&app, "admin_tree.mjs", &[]).await;
     // What the browser did is really in the database.
     let api = app.api(Some(&app.admin_token()));
     let (_, nodes) = api.get("/api/v1/nodes").await;
@@ -61,4 +68,39 @@ async fn browser_admin_creates_a_node_and_adds_an_owner() {
     assert_eq!(members[0]["role"], "owner");
     let shot = repo_root().join("target/test-artifacts/tree-node-with-owner.png");
     assert!(shot.exists(), "screenshot saved");
+}
+
+#[tokio::test]
+async fn browser_engineer_files_and_owner_approves_in_another_browser() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    // Users, apps and a release item through the API; GitLab serves tags.
+    let release = crate::releases::Release::create(&app, false).await;
+    let gitlab = FakeGitlab::start().await;
+    gitlab.add_project(
+        42,
+        crate::releases::PROJECT,
+        &["v1.2.0", "v1.1.0", "v1.0.0"],
+    );
+    let (s, v) = release
+        .org
+        .admin
+        .put(
+            "/api/v1/settings/gitlab",
+            serde_json::json!({"url": gitlab.url, "token": TOKEN}),
+        )
+        .await;
+    assert!(s.is_success() && v["connected"] == true, "{v}");
+    run_script(
+        &app,
+        "file_and_approve.mjs",
+        &[("ROLLWAY_USER_PASSWORD", USER_PASSWORD)],
+    )
+    .await;
+    let (_, list) = release
+        .org
+        .admin
+        .get("/api/v1/work-orders?state=approved")
+        .await;
+    assert_eq!(list["items"][0]["version"], "v1.2.0");
+    assert_eq!(list["items"][0]["title"], "Ship checkout 1.2.0");
 }
