@@ -343,7 +343,7 @@ pub async fn file(
         id,
         who,
         "filed",
-        &format!("filed {} {}", item.name, new.version.trim()),
+        &format!("{} {}", item.name, new.version.trim()),
         None,
     )
     .await?;
