@@ -406,7 +406,8 @@ pub async fn get(pool: &AnyPool, id: i64) -> Result<ReleaseItem> {
     Ok(item)
 }
 
-/// Items on a node (or everywhere), by path and name, with their stages.
+/// Items on a node (or everywhere), by path and name, with their stages
+/// (two queries, whatever the number of items).
 pub async fn list(pool: &AnyPool, node_id: Option<i64>) -> Result<Vec<ReleaseItem>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM release_items r JOIN nodes n ON n.id = r.node_id \
@@ -416,8 +417,48 @@ pub async fn list(pool: &AnyPool, node_id: Option<i64>) -> Result<Vec<ReleaseIte
     .fetch_all(pool)
     .await?;
     let mut items: Vec<ReleaseItem> = rows.iter().map(item_from_row).collect::<Result<_, _>>()?;
+    let stage_rows = sqlx::query(
+        "SELECT s.release_item_id, s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, c.environment, \
+         s.strategy, s.canary_json FROM release_stages s JOIN release_items r ON r.id = s.release_item_id \
+         JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
+         WHERE ($1 IS NULL OR r.node_id = $1) ORDER BY s.release_item_id, s.position",
+    )
+    .bind(node_id)
+    .fetch_all(pool)
+    .await?;
+    let mut by_item: std::collections::HashMap<i64, Vec<Stage>> = std::collections::HashMap::new();
+    for row in &stage_rows {
+        let item_id: i64 = row.try_get("release_item_id")?;
+        by_item.entry(item_id).or_default().push(stage_from_row(row)?);
+    }
     for item in &mut items {
-        item.stages = load_stages(pool, item.id).await?;
+        item.stages = by_item.remove(&item.id).unwrap_or_default();
     }
     Ok(items)
+}
+
+/// A release item's id, name and node, for pickers and filters.
+#[derive(Debug, Clone)]
+pub struct ItemRef {
+    pub id: i64,
+    pub name: String,
+    pub node_path: String,
+}
+
+/// Every item's id, name and node path, in one light query.
+pub async fn refs(pool: &AnyPool) -> Result<Vec<ItemRef>> {
+    let rows = sqlx::query(
+        "SELECT r.id, r.name, n.path FROM release_items r JOIN nodes n ON n.id = r.node_id ORDER BY r.name, n.path",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ItemRef {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                node_path: r.try_get("path")?,
+            })
+        })
+        .collect()
 }

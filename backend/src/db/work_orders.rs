@@ -647,39 +647,70 @@ async fn approver_nodes(pool: &AnyPool, account_id: i64) -> Result<Vec<i64>> {
         .collect())
 }
 
-/// A page of orders, newest first, and whether more follow.
+/// A page of orders, newest first, and whether more follow. Only the
+/// filters given become predicates, so each can use its index.
 pub async fn list(pool: &AnyPool, filter: &Filter, limit: i64) -> Result<(Vec<WorkOrder>, bool)> {
-    let mut sql = format!(
-        "SELECT {COLUMNS} FROM {FROM} WHERE ($1 IS NULL OR w.state = $1) AND ($2 IS NULL OR w.release_item_id = $2) \
-         AND ($3 IS NULL OR n.path = $3 OR n.path LIKE $3 || '/%') AND ($4 IS NULL OR w.creator_id = $4) \
-         AND ($5 IS NULL OR w.id < $5)"
-    );
-    let mut nodes = Vec::new();
+    enum Arg {
+        Int(i64),
+        Text(String),
+    }
+    let mut predicates: Vec<String> = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    let next = |args: &mut Vec<Arg>, arg: Arg| {
+        args.push(arg);
+        format!("${}", args.len())
+    };
+    if let Some(state) = filter.state {
+        let p = next(&mut args, Arg::Text(state.as_str().into()));
+        predicates.push(format!("w.state = {p}"));
+    }
+    if let Some(item) = filter.item {
+        let p = next(&mut args, Arg::Int(item));
+        predicates.push(format!("w.release_item_id = {p}"));
+    }
+    if let Some(node) = &filter.node {
+        let exact = next(&mut args, Arg::Text(node.clone()));
+        let below = next(&mut args, Arg::Text(format!("{node}/%")));
+        predicates.push(format!(
+            "w.node_id IN (SELECT id FROM nodes WHERE path = {exact} OR path LIKE {below})"
+        ));
+    }
+    if let Some(creator) = filter.creator {
+        let p = next(&mut args, Arg::Int(creator));
+        predicates.push(format!("w.creator_id = {p}"));
+    }
     if let Some(me) = filter.awaiting {
-        nodes = approver_nodes(pool, me).await?;
+        let nodes = approver_nodes(pool, me).await?;
         if nodes.is_empty() {
             return Ok((Vec::new(), false));
         }
-        let placeholders: Vec<String> = (0..nodes.len()).map(|i| format!("${}", i + 8)).collect();
-        sql.push_str(&format!(
-            " AND w.state = 'pending_approval' AND w.creator_id <> $7 AND w.node_id IN ({}) \
-             AND NOT EXISTS (SELECT 1 FROM approvals ap WHERE ap.work_order_id = w.id AND ap.account_id = $7)",
-            placeholders.join(", ")
+        let me_p = next(&mut args, Arg::Int(me));
+        let node_ps: Vec<String> = nodes.iter().map(|n| next(&mut args, Arg::Int(*n))).collect();
+        predicates.push(format!(
+            "w.state = 'pending_approval' AND w.creator_id <> {me_p} AND w.node_id IN ({}) \
+             AND NOT EXISTS (SELECT 1 FROM approvals ap WHERE ap.work_order_id = w.id AND ap.account_id = {me_p})",
+            node_ps.join(", ")
         ));
     }
-    sql.push_str(" ORDER BY w.id DESC LIMIT $6");
-    let mut query = sqlx::query(&sql)
-        .bind(filter.state.map(|s| s.as_str()))
-        .bind(filter.item)
-        .bind(filter.node.as_deref())
-        .bind(filter.creator)
-        .bind(filter.before_id)
-        .bind(limit + 1);
-    if let Some(me) = filter.awaiting {
-        query = query.bind(me);
-        for node in &nodes {
-            query = query.bind(*node);
+    if let Some(before) = filter.before_id {
+        let p = next(&mut args, Arg::Int(before));
+        predicates.push(format!("w.id < {p}"));
+    }
+    let limit_p = next(&mut args, Arg::Int(limit + 1));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {FROM} {} ORDER BY w.id DESC LIMIT {limit_p}",
+        if predicates.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", predicates.join(" AND "))
         }
+    );
+    let mut query = sqlx::query(&sql);
+    for arg in args {
+        query = match arg {
+            Arg::Int(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+        };
     }
     let rows = query.fetch_all(pool).await?;
     let mut orders: Vec<WorkOrder> = rows.iter().map(from_row).collect::<Result<_, _>>()?;

@@ -754,7 +754,7 @@ struct ListPage {
     rows: Vec<WorkOrderRow>,
     query: ListQuery,
     states: [State; 7],
-    items: Vec<ReleaseItem>,
+    items: Vec<release_items::ItemRef>,
     older: Option<String>,
     inbox: bool,
 }
@@ -823,7 +823,7 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
             action: if inbox { "/approvals" } else { "/work-orders" },
             rows: orders.into_iter().map(WorkOrderRow::from).collect(),
             states: State::ALL,
-            items: release_items::list(&ctx.state.db.pool, None).await?,
+            items: release_items::refs(&ctx.state.db.pool).await?,
             query,
             older,
             inbox,
