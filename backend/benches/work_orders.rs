@@ -21,11 +21,17 @@ use rollway::db::{Db, now_ms, tokens};
 use rollway::secret::SecretKey;
 
 fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn exec(db: &Db, sql: &str) {
-    sqlx::query(sql).execute(&db.pool).await.unwrap_or_else(|e| panic!("{e}: {}", &sql[..sql.len().min(200)]));
+    sqlx::query(sql)
+        .execute(&db.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", &sql[..sql.len().min(200)]));
 }
 
 /// Inserts rows in multi-row statements inside one transaction.
@@ -60,8 +66,12 @@ async fn seed(db: &Db, orders: usize, items: usize) -> (i64, usize) {
          VALUES ('user', 'bencher', 'Bencher', '', '{hash}', 0, {now}, {now}), ('user', 'filer', 'Filer', '', '{hash}', 0, {now}, {now})"
     )).await;
     exec(db, &format!("INSERT INTO nodes (parent_id, name, title, path, created_at, updated_at) VALUES (NULL, 'bench', 'Bench', '/bench', {now}, {now})")).await;
-    insert_rows(db, "INSERT INTO nodes (parent_id, name, title, path, created_at, updated_at)",
-        (0..teams).map(|t| format!("(1, 'team-{t}', 'Team {t}', '/bench/team-{t}', {now}, {now})"))).await;
+    insert_rows(
+        db,
+        "INSERT INTO nodes (parent_id, name, title, path, created_at, updated_at)",
+        (0..teams).map(|t| format!("(1, 'team-{t}', 'Team {t}', '/bench/team-{t}', {now}, {now})")),
+    )
+    .await;
     // bencher owns /bench (approves everything below it); filer is engineer.
     exec(db, &format!("INSERT INTO node_members (node_id, account_id, role, created_at) VALUES (1, 1, 'owner', {now}), (1, 2, 'engineer', {now})")).await;
     exec(db, &format!("INSERT INTO clusters (name, environment, in_cluster, created_at, updated_at) VALUES ('bench', 'prod', 1, {now}, {now})")).await;
@@ -72,7 +82,14 @@ async fn seed(db: &Db, orders: usize, items: usize) -> (i64, usize) {
     insert_rows(db, "INSERT INTO release_stages (release_item_id, position, name, app_id, strategy, canary_json)",
         (0..items).map(|i| format!("({}, 1, 'prod', {}, 'rolling', NULL)", i + 1, i % teams + 1))).await;
     let per_item = orders / items;
-    let states = ["succeeded", "closed", "succeeded", "rejected", "succeeded", "failed"];
+    let states = [
+        "succeeded",
+        "closed",
+        "succeeded",
+        "rejected",
+        "succeeded",
+        "failed",
+    ];
     let order_rows = (0..orders).map(|n| {
         let item = n % items;
         let round = n / items;
@@ -91,8 +108,14 @@ async fn seed(db: &Db, orders: usize, items: usize) -> (i64, usize) {
             format!("({}, {now}, 2, 'filer', 'filed', 'item v1', NULL)", n + 1),
             format!("({}, {now}, 1, 'bencher', 'approved', '', NULL)", n + 1),
         ])).await;
-    insert_rows(db, "INSERT INTO approvals (work_order_id, account_id, decision, comment, at)",
-        (0..orders).filter(|n| n % 3 == 0).map(|n| format!("({}, 1, 'approved', '', {now})", n + 1))).await;
+    insert_rows(
+        db,
+        "INSERT INTO approvals (work_order_id, account_id, decision, comment, at)",
+        (0..orders)
+            .filter(|n| n % 3 == 0)
+            .map(|n| format!("({}, 1, 'approved', '', {now})", n + 1)),
+    )
+    .await;
     (1, per_item)
 }
 
@@ -104,7 +127,12 @@ struct Stats {
     rps: f64,
 }
 
-async fn measure(client: &reqwest::Client, urls: Arc<Vec<String>>, requests: usize, concurrency: usize) -> Stats {
+async fn measure(
+    client: &reqwest::Client,
+    urls: Arc<Vec<String>>,
+    requests: usize,
+    concurrency: usize,
+) -> Stats {
     // Warm-up: caches, prepared statements, pool connections.
     for u in urls.iter().take(50) {
         let _ = client.get(u).send().await.unwrap().bytes().await;
@@ -160,7 +188,10 @@ async fn main() {
     db.migrate().await.unwrap();
     let t = Instant::now();
     let (bencher, _) = seed(&db, orders, items).await;
-    eprintln!("seeded {orders} work orders across {items} items in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded {orders} work orders across {items} items in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let args = ServeArgs {
         listen: "127.0.0.1:0".into(),
         public_url: None,
@@ -171,56 +202,128 @@ async fn main() {
         gitlab_timeout_seconds: "10".into(),
     };
     let serve = ServeConfig::from_args(&args).unwrap();
-    let state = AppState::new(db.clone(), serve, &SecretKey::for_tests()).await.unwrap();
+    let state = AppState::new(db.clone(), serve, &SecretKey::for_tests())
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(state, None);
     tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     let base = format!("http://{addr}");
 
     // A browser session for the pages, a token for the API.
-    let browser = reqwest::Client::builder().cookie_store(true).pool_max_idle_per_host(32).build().unwrap();
-    let page = browser.get(format!("{base}/login")).send().await.unwrap().text().await.unwrap();
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .pool_max_idle_per_host(32)
+        .build()
+        .unwrap();
+    let page = browser
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let marker = "name=\"csrf_token\" value=\"";
     let start = page.find(marker).unwrap() + marker.len();
     let token = &page[start..start + page[start..].find('"').unwrap()];
     let login = browser
         .post(format!("{base}/login"))
-        .form(&[("csrf_token", token), ("username", "bencher"), ("password", "bench-password-1")])
+        .form(&[
+            ("csrf_token", token),
+            ("username", "bencher"),
+            ("password", "bench-password-1"),
+        ])
         .send()
         .await
         .unwrap();
     assert!(login.status().is_success(), "login: {}", login.status());
-    let (_, secret) = tokens::create(&db, bencher, "bench", None, &AuditActor::system()).await.unwrap();
+    let (_, secret) = tokens::create(&db, bencher, "bench", None, &AuditActor::system())
+        .await
+        .unwrap();
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {}", secret.expose()).parse().unwrap());
-    let api = reqwest::Client::builder().default_headers(headers).pool_max_idle_per_host(32).build().unwrap();
+    headers.insert(
+        "authorization",
+        format!("Bearer {}", secret.expose()).parse().unwrap(),
+    );
+    let api = reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(32)
+        .build()
+        .unwrap();
 
     let ids: Vec<usize> = (0..200).map(|i| (i * 7919) % orders + 1).collect();
     let scenarios: Vec<(&str, &reqwest::Client, Vec<String>)> = vec![
-        ("work order list page, unfiltered", &browser, vec![format!("{base}/work-orders")]),
+        (
+            "work order list page, unfiltered",
+            &browser,
+            vec![format!("{base}/work-orders")],
+        ),
         (
             "work order list page, filtered (state + node)",
             &browser,
-            (0..100).map(|t| format!("{base}/work-orders?state=succeeded&node=/bench/team-{t}")).collect(),
+            (0..100)
+                .map(|t| format!("{base}/work-orders?state=succeeded&node=/bench/team-{t}"))
+                .collect(),
         ),
-        ("work order page", &browser, ids.iter().map(|id| format!("{base}/work-orders/{id}")).collect()),
-        ("GET /api/v1/work-orders", &api, vec![format!("{base}/api/v1/work-orders")]),
+        (
+            "work order page",
+            &browser,
+            ids.iter()
+                .map(|id| format!("{base}/work-orders/{id}"))
+                .collect(),
+        ),
+        (
+            "GET /api/v1/work-orders",
+            &api,
+            vec![format!("{base}/api/v1/work-orders")],
+        ),
         (
             "GET /api/v1/work-orders?item=…&state=…",
             &api,
-            (0..200).map(|i| format!("{base}/api/v1/work-orders?item={}&state=succeeded", i * 5 + 1)).collect(),
+            (0..200)
+                .map(|i| {
+                    format!(
+                        "{base}/api/v1/work-orders?item={}&state=succeeded",
+                        i * 5 + 1
+                    )
+                })
+                .collect(),
         ),
-        ("My approvals page (awaiting me)", &browser, vec![format!("{base}/approvals")]),
+        (
+            "My approvals page (awaiting me)",
+            &browser,
+            vec![format!("{base}/approvals")],
+        ),
     ];
-    println!("\n{orders} work orders, {items} items, {} backend, {requests} requests per row at concurrency {concurrency}\n", if url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" });
+    println!(
+        "\n{orders} work orders, {items} items, {} backend, {requests} requests per row at concurrency {concurrency}\n",
+        if url.starts_with("sqlite") {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        }
+    );
     println!("| request | p50 | p90 | p99 | max | req/s |");
     println!("|---|---|---|---|---|---|");
     for (name, client, urls) in scenarios {
         let s = measure(client, Arc::new(urls), requests, concurrency).await;
         let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1000.0);
-        println!("| {name} | {} | {} | {} | {} | {:.0} |", ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max), s.rps);
+        println!(
+            "| {name} | {} | {} | {} | {} | {:.0} |",
+            ms(s.p50),
+            ms(s.p90),
+            ms(s.p99),
+            ms(s.max),
+            s.rps
+        );
     }
 }

@@ -135,10 +135,16 @@ async fn resolve_filter(
     };
     Ok(Filter {
         state: order_state,
-        item: q.item,
+        items: q.item.into_iter().collect(),
         node,
         creator,
-        awaiting: q.awaiting_me.unwrap_or(false).then_some(actor.id),
+        awaiting: match q.awaiting_me.unwrap_or(false) {
+            true => Some((
+                actor.id,
+                state.policy.approver_nodes(&state.db, actor.id).await?,
+            )),
+            false => None,
+        },
         before_id: q.cursor,
     })
 }

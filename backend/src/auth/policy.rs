@@ -8,6 +8,7 @@
 //! `/a/bc`: the domain matching function is [`tree::path_covers`]. Admins
 //! hold the `admin` role on `/`, which covers everything.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
@@ -106,6 +107,10 @@ struct Loaded {
 pub struct Policy {
     current: RwLock<Arc<Loaded>>,
     reload: tokio::sync::Mutex<()>,
+    /// Per account, the nodes where it is an effective approver, for the
+    /// policy version they were computed at (the tree and its grants only
+    /// change with a version bump).
+    approver_nodes: std::sync::Mutex<HashMap<i64, (i64, Arc<Vec<i64>>)>>,
 }
 
 /// Builds an enforcer from the static role rules and the given grants.
@@ -149,6 +154,7 @@ impl Policy {
         Ok(Self {
             current: RwLock::new(Arc::new(loaded)),
             reload: tokio::sync::Mutex::new(()),
+            approver_nodes: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -188,6 +194,24 @@ impl Policy {
             Err(poisoned) => *poisoned.into_inner() = loaded,
         }
         Ok(())
+    }
+
+    /// The ids of the nodes where `account_id` is an effective approver
+    /// (owners of the nearest node with owners), cached per policy version.
+    pub async fn approver_nodes(&self, db: &Db, account_id: i64) -> Result<Arc<Vec<i64>>> {
+        let version = self.snapshot().version;
+        if let Ok(cache) = self.approver_nodes.lock()
+            && let Some((v, nodes)) = cache.get(&account_id)
+            && *v == version
+        {
+            return Ok(nodes.clone());
+        }
+        let nodes = Arc::new(db::work_orders::approver_nodes(&db.pool, account_id).await?);
+        if let Ok(mut cache) = self.approver_nodes.lock() {
+            cache.retain(|_, (v, _)| *v == version);
+            cache.insert(account_id, (version, nodes.clone()));
+        }
+        Ok(nodes)
     }
 
     /// May `actor` do `action` at the node with `path` (`/` for global
@@ -279,6 +303,7 @@ mod tests {
                 enforcer,
             })),
             reload: tokio::sync::Mutex::new(()),
+            approver_nodes: std::sync::Mutex::new(HashMap::new()),
         };
         use Action::*;
         let cases = [

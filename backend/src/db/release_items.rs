@@ -429,7 +429,10 @@ pub async fn list(pool: &AnyPool, node_id: Option<i64>) -> Result<Vec<ReleaseIte
     let mut by_item: std::collections::HashMap<i64, Vec<Stage>> = std::collections::HashMap::new();
     for row in &stage_rows {
         let item_id: i64 = row.try_get("release_item_id")?;
-        by_item.entry(item_id).or_default().push(stage_from_row(row)?);
+        by_item
+            .entry(item_id)
+            .or_default()
+            .push(stage_from_row(row)?);
     }
     for item in &mut items {
         item.stages = by_item.remove(&item.id).unwrap_or_default();

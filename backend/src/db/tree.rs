@@ -200,6 +200,8 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
+    // A new node inherits approvers: cached approver sets must be redone.
+    bump_policy_version(&mut tx).await?;
     audit::record(
         &mut tx,
         who,

@@ -605,18 +605,21 @@ pub async fn detail(pool: &AnyPool, id: i64) -> Result<WorkOrderDetail> {
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     pub state: Option<State>,
-    pub item: Option<i64>,
+    /// Orders of these release items (any, when empty).
+    pub items: Vec<i64>,
     /// A node path: orders of items at or below it.
     pub node: Option<String>,
     pub creator: Option<i64>,
-    /// Only orders waiting for this account's approval.
-    pub awaiting: Option<i64>,
+    /// Only orders waiting for this account's approval: the account and
+    /// the nodes where it approves (`Policy::approver_nodes`).
+    pub awaiting: Option<(i64, std::sync::Arc<Vec<i64>>)>,
     /// Only orders with an id below this (keyset pages, newest first).
     pub before_id: Option<i64>,
 }
 
 /// The ids of the nodes where `account_id` is an effective approver.
-async fn approver_nodes(pool: &AnyPool, account_id: i64) -> Result<Vec<i64>> {
+/// Callers use the cached `Policy::approver_nodes`.
+pub async fn approver_nodes(pool: &AnyPool, account_id: i64) -> Result<Vec<i64>> {
     let nodes: Vec<(i64, String)> = sqlx::query_as("SELECT id, path FROM nodes")
         .fetch_all(pool)
         .await?;
@@ -664,28 +667,52 @@ pub async fn list(pool: &AnyPool, filter: &Filter, limit: i64) -> Result<(Vec<Wo
         let p = next(&mut args, Arg::Text(state.as_str().into()));
         predicates.push(format!("w.state = {p}"));
     }
-    if let Some(item) = filter.item {
-        let p = next(&mut args, Arg::Int(item));
-        predicates.push(format!("w.release_item_id = {p}"));
+    if !filter.items.is_empty() {
+        let ps: Vec<String> = filter
+            .items
+            .iter()
+            .map(|i| next(&mut args, Arg::Int(*i)))
+            .collect();
+        predicates.push(format!("w.release_item_id IN ({})", ps.join(", ")));
     }
     if let Some(node) = &filter.node {
-        let exact = next(&mut args, Arg::Text(node.clone()));
-        let below = next(&mut args, Arg::Text(format!("{node}/%")));
-        predicates.push(format!(
-            "w.node_id IN (SELECT id FROM nodes WHERE path = {exact} OR path LIKE {below})"
-        ));
+        // A leaf node is a plain equality on (node_id, id); a subtree is an
+        // IN list of the nodes below.
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM nodes WHERE path = $1 OR path LIKE $2")
+                .bind(node)
+                .bind(format!("{node}/%"))
+                .fetch_all(pool)
+                .await?;
+        match ids.as_slice() {
+            [] => return Ok((Vec::new(), false)),
+            [one] => {
+                let p = next(&mut args, Arg::Int(*one));
+                predicates.push(format!("w.node_id = {p}"));
+            }
+            many => {
+                let ps: Vec<String> = many
+                    .iter()
+                    .map(|id| next(&mut args, Arg::Int(*id)))
+                    .collect();
+                predicates.push(format!("w.node_id IN ({})", ps.join(", ")));
+            }
+        }
     }
     if let Some(creator) = filter.creator {
         let p = next(&mut args, Arg::Int(creator));
         predicates.push(format!("w.creator_id = {p}"));
     }
-    if let Some(me) = filter.awaiting {
-        let nodes = approver_nodes(pool, me).await?;
+    if let Some((me, nodes)) = &filter.awaiting {
+        let me = *me;
         if nodes.is_empty() {
             return Ok((Vec::new(), false));
         }
         let me_p = next(&mut args, Arg::Int(me));
-        let node_ps: Vec<String> = nodes.iter().map(|n| next(&mut args, Arg::Int(*n))).collect();
+        let node_ps: Vec<String> = nodes
+            .iter()
+            .map(|n| next(&mut args, Arg::Int(*n)))
+            .collect();
         predicates.push(format!(
             "w.state = 'pending_approval' AND w.creator_id <> {me_p} AND w.node_id IN ({}) \
              AND NOT EXISTS (SELECT 1 FROM approvals ap WHERE ap.work_order_id = w.id AND ap.account_id = {me_p})",
@@ -720,8 +747,7 @@ pub async fn list(pool: &AnyPool, filter: &Filter, limit: i64) -> Result<(Vec<Wo
 }
 
 /// How many orders wait for this account's approval (the header badge).
-pub async fn awaiting_count(pool: &AnyPool, account_id: i64) -> Result<i64> {
-    let nodes = approver_nodes(pool, account_id).await?;
+pub async fn awaiting_count(pool: &AnyPool, account_id: i64, nodes: &[i64]) -> Result<i64> {
     if nodes.is_empty() {
         return Ok(0);
     }
@@ -732,7 +758,7 @@ pub async fn awaiting_count(pool: &AnyPool, account_id: i64) -> Result<i64> {
         placeholders.join(", ")
     );
     let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(account_id);
-    for node in &nodes {
+    for node in nodes {
         query = query.bind(*node);
     }
     Ok(query.fetch_one(pool).await?)

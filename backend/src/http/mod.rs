@@ -168,9 +168,15 @@ impl FromRequestParts<AppState> for PageCtx {
         let flash = CookieJar::from_headers(&parts.headers)
             .get(FLASH_COOKIE)
             .and_then(|c| decode_flash(c.value()));
-        let awaiting = crate::db::work_orders::awaiting_count(&state.db.pool, actor.account.id)
+        let approves = state
+            .policy
+            .approver_nodes(&state.db, actor.account.id)
             .await
             .map_err(|e| page_error(&e))?;
+        let awaiting =
+            crate::db::work_orders::awaiting_count(&state.db.pool, actor.account.id, &approves)
+                .await
+                .map_err(|e| page_error(&e))?;
         Ok(Self {
             actor,
             state: state.clone(),

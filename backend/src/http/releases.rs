@@ -240,7 +240,7 @@ async fn render_item_page(
             Some(i) => work_orders::list(
                 &ctx.state.db.pool,
                 &Filter {
-                    item: Some(i.id),
+                    items: vec![i.id],
                     ..Filter::default()
                 },
                 10,
@@ -587,7 +587,7 @@ async fn file_work_order(ctx: PageCtx, CsrfForm(form): CsrfForm<OrderForm>) -> R
                 && let Ok((open, _)) = work_orders::list(
                     &ctx.state.db.pool,
                     &Filter {
-                        item: Some(item_id),
+                        items: vec![item_id],
                         ..Filter::default()
                     },
                     1,
@@ -754,7 +754,6 @@ struct ListPage {
     rows: Vec<WorkOrderRow>,
     query: ListQuery,
     states: [State; 7],
-    items: Vec<release_items::ItemRef>,
     older: Option<String>,
     inbox: bool,
 }
@@ -784,13 +783,38 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
                     .id,
             ),
         };
+        // The page filters by item name (an item per node may share it).
+        let item_ids: Vec<i64> = match query.item.trim() {
+            "" => Vec::new(),
+            name => release_items::refs(&ctx.state.db.pool)
+                .await?
+                .into_iter()
+                .filter(|i| i.name == name)
+                .map(|i| i.id)
+                .collect(),
+        };
+        if !query.item.trim().is_empty() && item_ids.is_empty() {
+            return Err(Error::validation(
+                "item",
+                format!("no release item named '{}'", query.item.trim()),
+            ));
+        }
         let filter = Filter {
             state,
-            item: query.item.parse().ok(),
+            items: item_ids,
             node: Some(query.node.trim().trim_end_matches('/').to_string())
                 .filter(|n| !n.is_empty()),
             creator,
-            awaiting: query.awaiting_me.is_some().then_some(ctx.actor.account.id),
+            awaiting: match query.awaiting_me {
+                Some(_) => Some((
+                    ctx.actor.account.id,
+                    ctx.state
+                        .policy
+                        .approver_nodes(&ctx.state.db, ctx.actor.account.id)
+                        .await?,
+                )),
+                None => None,
+            },
             before_id: query.before,
         };
         let (orders, more) = work_orders::list(&ctx.state.db.pool, &filter, PAGE_SIZE).await?;
@@ -823,7 +847,6 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
             action: if inbox { "/approvals" } else { "/work-orders" },
             rows: orders.into_iter().map(WorkOrderRow::from).collect(),
             states: State::ALL,
-            items: release_items::refs(&ctx.state.db.pool).await?,
             query,
             older,
             inbox,

@@ -88,6 +88,7 @@ struct NodePage {
     can_manage_members: bool,
     can_delete: bool,
     can_manage_items: bool,
+    is_admin: bool,
     items: Vec<crate::db::release_items::ReleaseItem>,
     apps: Vec<crate::db::apps::App>,
     form: NodeForms,
@@ -134,6 +135,7 @@ async fn load_node_page(
         can_manage_members: ctx.may(Action::ManageMembers, &node.path),
         can_delete: ctx.may(Action::DeleteNode, node.parent_path()),
         can_manage_items: ctx.may(Action::ManageReleaseItems, &node.path),
+        is_admin: ctx.may(Action::ManageAccounts, "/"),
         items: crate::db::release_items::list(pool, Some(id)).await?,
         apps: crate::db::apps::list(
             pool,
