@@ -110,8 +110,11 @@ pub struct Policy {
     /// Per account, the nodes where it is an effective approver, for the
     /// policy version they were computed at (the tree and its grants only
     /// change with a version bump).
-    approver_nodes: std::sync::Mutex<HashMap<i64, (i64, Arc<Vec<i64>>)>>,
+    approver_nodes: std::sync::Mutex<ApproverCache>,
 }
+
+/// account id → (policy version, node ids where it approves)
+type ApproverCache = HashMap<i64, (i64, Arc<Vec<i64>>)>;
 
 /// Builds an enforcer from the static role rules and the given grants.
 async fn build_enforcer(
