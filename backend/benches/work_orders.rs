@@ -94,7 +94,13 @@ async fn seed(db: &Db, orders: usize, items: usize) -> (i64, usize) {
         let item = n % items;
         let round = n / items;
         // The newest order of half the items is still waiting for approval.
-        let state = if round == per_item - 1 && item % 2 == 0 { "pending_approval" } else if round == per_item - 1 { "succeeded" } else if states[n % states.len()] == "failed" { "closed" } else { states[n % states.len()] };
+        let newest = round == per_item - 1;
+        let state = match (newest, item.is_multiple_of(2)) {
+            (true, true) => "pending_approval",
+            (true, false) => "succeeded",
+            _ if states[n % states.len()] == "failed" => "closed",
+            _ => states[n % states.len()],
+        };
         format!(
             "({}, {}, 'v1.{round}.0', 'registry/bench/item-{item}:v1.{round}.0', 'Release {round} of item {item}', '', '{state}', 2, 1, {t}, {t})",
             item + 1, item % teams + 2, t = now - ((orders - n) as i64) * 1000
