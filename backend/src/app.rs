@@ -162,9 +162,15 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut minutes = 0_u64;
             loop {
                 tick.tick().await;
                 state.login_limiter.shrink();
+                // The first tick is immediate: statistics at start, then hourly.
+                if minutes.is_multiple_of(60) {
+                    state.db.optimize().await;
+                }
+                minutes += 1;
             }
         })
     };

@@ -178,6 +178,19 @@ impl Db {
         }
     }
 
+    /// Refreshes the query planner's statistics so filtered lists pick the
+    /// right index (SQLite keeps none until asked; PostgreSQL's autovacuum
+    /// does it by itself). Run at start and hourly.
+    pub async fn optimize(&self) {
+        if self.kind == DbKind::Sqlite
+            && let Err(e) = sqlx::query("PRAGMA optimize=0x10002")
+                .execute(&self.pool)
+                .await
+        {
+            tracing::warn!(error = %e, "PRAGMA optimize failed");
+        }
+    }
+
     /// Whether the database answers (for `/readyz`).
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
