@@ -80,7 +80,10 @@ impl PageActor {
         let Some(found) = sessions::authenticate(&state.db, cookie.value(), idle_ms).await? else {
             return Ok(None);
         };
-        state.policy.refresh(&state.db).await?;
+        state
+            .policy
+            .refresh_to(&state.db, found.policy_version)
+            .await?;
         Ok(Some(Self {
             account: found.account,
             session_id: found.session_id,
@@ -142,8 +145,8 @@ impl FromRequestParts<AppState> for ApiActor {
                 Error::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
             })?;
         match tokens::authenticate(&state.db, presented).await? {
-            Ok(account) => {
-                state.policy.refresh(&state.db).await?;
+            Ok((account, policy_version)) => {
+                state.policy.refresh_to(&state.db, policy_version).await?;
                 let who =
                     AuditActor::of(&account, client_ip(parts, state.config.trust_forwarded_for));
                 Ok(ApiActor(account, who))

@@ -184,6 +184,12 @@ impl Policy {
     /// Called once per authenticated request, before any decision.
     pub async fn refresh(&self, db: &Db) -> Result<()> {
         let latest = db::tree::policy_version(&db.pool).await?;
+        self.refresh_to(db, latest).await
+    }
+
+    /// [`Policy::refresh`] when the caller already read the current
+    /// version (the session and token look-ups read it in the same query).
+    pub async fn refresh_to(&self, db: &Db, latest: i64) -> Result<()> {
         if self.snapshot().version == latest {
             return Ok(());
         }

@@ -18,6 +18,8 @@ const TOUCH_EVERY_MS: i64 = 60 * 1000;
 pub struct SessionAccount {
     pub session_id: i64,
     pub account: Account,
+    /// The policy version, read in the same query.
+    pub policy_version: i64,
 }
 
 /// Creates a session and returns the cookie token (shown only to the browser).
@@ -57,7 +59,8 @@ pub async fn create(
 pub async fn authenticate(db: &Db, token: &str, idle_ms: i64) -> Result<Option<SessionAccount>> {
     let now = now_ms();
     let row = sqlx::query(&format!(
-        "SELECT s.id AS session_id, s.created_at AS session_created_at, s.last_seen_at, {} \
+        "SELECT s.id AS session_id, s.created_at AS session_created_at, s.last_seen_at, \
+         (SELECT version FROM policy_state WHERE id = 1) AS policy_version, {} \
          FROM sessions s JOIN accounts a ON a.id = s.account_id \
          WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.disabled_at IS NULL",
         accounts::COLUMNS
@@ -81,6 +84,7 @@ pub async fn authenticate(db: &Db, token: &str, idle_ms: i64) -> Result<Option<S
     }
     Ok(Some(SessionAccount {
         session_id,
+        policy_version: row.try_get("policy_version")?,
         account: accounts::from_row(&row)?,
     }))
 }

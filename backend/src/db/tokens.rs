@@ -209,12 +209,17 @@ pub enum TokenRefusal {
 
 /// The account behind a presented token, checking revocation, expiry and
 /// the account's state on every call. Records the last use.
-pub async fn authenticate(db: &Db, presented: &str) -> Result<Result<Account, TokenRefusal>> {
+/// On success also the policy version, read in the same query.
+pub async fn authenticate(
+    db: &Db,
+    presented: &str,
+) -> Result<Result<(Account, i64), TokenRefusal>> {
     if !presented.starts_with(TOKEN_PREFIX) {
         return Ok(Err(TokenRefusal::Unknown));
     }
     let row = sqlx::query(&format!(
-        "SELECT t.id AS token_id, t.expires_at, t.revoked_at, t.last_used_at, {} \
+        "SELECT t.id AS token_id, t.expires_at, t.revoked_at, t.last_used_at, \
+         (SELECT version FROM policy_state WHERE id = 1) AS policy_version, {} \
          FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1",
         accounts::COLUMNS
     ))
@@ -246,5 +251,5 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Result<Account, To
             .execute(&db.pool)
             .await?;
     }
-    Ok(Ok(account))
+    Ok(Ok((account, row.try_get("policy_version")?)))
 }
