@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::audit::{self, AuditActor, Change, snapshot};
 use super::{Db, Tx, now_ms};
 use crate::domain::release_item::{Canary, PlanFacts, StageSpec, Strategy, validate_plan};
-use crate::domain::tree::{self as rules, validate_name};
+use crate::domain::tree::validate_name;
 use crate::error::{Error, Result, is_unique_violation};
 
 /// A stage as stored, with what it targets.
@@ -173,22 +173,8 @@ async fn check_plan(tx: &mut Tx, fields: &ItemFields) -> Result<String> {
             app_paths.insert(stage.app_id, p);
         }
     }
-    let mut owners = Vec::new();
-    for path in rules::ancestor_chain(&node_path) {
-        let names: Vec<String> = sqlx::query_scalar(
-            "SELECT a.name FROM node_members m JOIN nodes n ON n.id = m.node_id JOIN accounts a ON a.id = m.account_id \
-             WHERE n.path = $1 AND m.role = 'owner' AND a.disabled_at IS NULL",
-        )
-        .bind(&path)
-        .fetch_all(&mut **tx)
-        .await?;
-        owners.extend(names.into_iter().map(|account| rules::Membership {
-            account,
-            path: path.clone(),
-            role: rules::Role::Owner,
-        }));
-    }
-    let approvers = rules::effective_approvers(&node_path, &owners)
+    let approvers = super::work_orders::approvers_of(tx, &node_path)
+        .await?
         .map(|(_, set)| set.len())
         .unwrap_or(0);
     let lookup = |id: i64| app_paths.get(&id).cloned();

@@ -153,7 +153,12 @@ async fn owners_on_chain(tx: &mut Tx, path: &str) -> Result<Vec<Membership<Strin
     Ok(out)
 }
 
-async fn approvers_of(tx: &mut Tx, path: &str) -> Result<Option<(String, BTreeSet<String>)>> {
+/// The effective approvers at `path` (owners of the nearest node with
+/// owners, disabled accounts excluded) and the node they come from.
+pub(crate) async fn approvers_of(
+    tx: &mut Tx,
+    path: &str,
+) -> Result<Option<(String, BTreeSet<String>)>> {
     let owners = owners_on_chain(tx, path).await?;
     Ok(rules::effective_approvers(path, &owners))
 }
