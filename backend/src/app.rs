@@ -23,7 +23,9 @@ use crate::auth::Policy;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::config::ServeConfig;
 use crate::db::Db;
+use crate::engine::{Engine, EngineSettings};
 use crate::gitlab::GitlabClient;
+use crate::kube::{KubeDriver, KubeSettings};
 use crate::secret::{Sealer, SecretKey};
 use crate::{api, http};
 
@@ -37,6 +39,10 @@ pub struct App {
     /// Seals and opens stored credentials.
     pub sealer: Sealer,
     pub gitlab: GitlabClient,
+    /// Kubernetes clients of the clusters in use.
+    pub kube: Arc<KubeDriver>,
+    /// This server's deploy engine.
+    pub engine: Arc<Engine>,
 }
 
 /// Cheap-to-clone handle on [`App`], passed with axum's `State`.
@@ -68,6 +74,20 @@ impl AppState {
         let config_timeout = config.gitlab_timeout_seconds;
         let login_limiter =
             LoginLimiter::new(config.login_attempts_per_user, config.login_attempts_per_ip);
+        let kube = Arc::new(KubeDriver::new(KubeSettings {
+            call_timeout: Duration::from_secs(u64::from(config.kube_timeout_seconds)),
+            ..KubeSettings::default()
+        }));
+        let engine = Engine::new(
+            db.clone(),
+            key.sealer(),
+            kube.clone(),
+            EngineSettings {
+                lease: Duration::from_secs(u64::from(config.engine_lease_seconds)),
+                max_jobs: config.engine_max_jobs as usize,
+                ..EngineSettings::default()
+            },
+        );
         Ok(AppState(Arc::new(App {
             db,
             config,
@@ -76,6 +96,8 @@ impl AppState {
             csrf,
             sealer: key.sealer(),
             gitlab: GitlabClient::new(Duration::from_secs(u64::from(config_timeout))),
+            kube,
+            engine,
         })))
     }
 }
@@ -174,7 +196,8 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
             }
         })
     };
-    let app = router(state, Some(metrics));
+    let engine = state.engine.start();
+    let app = router(state.clone(), Some(metrics));
     // Printed on stdout (not only logged) so scripts and tests can find
     // the port when listening on port 0.
     println!("Rollway listening on http://{local}");
@@ -187,6 +210,8 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     .await
     .context("serving")?;
     housekeeping.abort();
+    state.engine.shutdown().await;
+    let _ = engine.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -96,6 +96,20 @@ pub struct ServeArgs {
     /// Seconds a GitLab call may take before it fails with 502.
     #[arg(long, env = "ROLLWAY_GITLAB_TIMEOUT_SECONDS", default_value = "10")]
     pub gitlab_timeout_seconds: String,
+
+    /// Seconds a Kubernetes call may take before it is tried again (up to
+    /// four tries with backoff); watches are not limited.
+    #[arg(long, env = "ROLLWAY_KUBE_TIMEOUT_SECONDS", default_value = "10")]
+    pub kube_timeout_seconds: String,
+
+    /// Seconds a stage's job stays with this server without a renewal;
+    /// another replica takes over a job whose server went away after this.
+    #[arg(long, env = "ROLLWAY_ENGINE_LEASE_SECONDS", default_value = "15")]
+    pub engine_lease_seconds: String,
+
+    /// Rollouts this server follows at once.
+    #[arg(long, env = "ROLLWAY_ENGINE_MAX_JOBS", default_value = "1000")]
+    pub engine_max_jobs: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +278,9 @@ pub struct ServeConfig {
     pub login_attempts_per_ip: u32,
     pub session_idle_hours: u32,
     pub gitlab_timeout_seconds: u32,
+    pub kube_timeout_seconds: u32,
+    pub engine_lease_seconds: u32,
+    pub engine_max_jobs: u32,
 }
 
 impl ServeConfig {
@@ -332,6 +349,21 @@ impl ServeConfig {
                 "--gitlab-timeout-seconds",
                 "ROLLWAY_GITLAB_TIMEOUT_SECONDS",
             )?,
+            kube_timeout_seconds: positive(
+                &args.kube_timeout_seconds,
+                "--kube-timeout-seconds",
+                "ROLLWAY_KUBE_TIMEOUT_SECONDS",
+            )?,
+            engine_lease_seconds: positive(
+                &args.engine_lease_seconds,
+                "--engine-lease-seconds",
+                "ROLLWAY_ENGINE_LEASE_SECONDS",
+            )?,
+            engine_max_jobs: positive(
+                &args.engine_max_jobs,
+                "--engine-max-jobs",
+                "ROLLWAY_ENGINE_MAX_JOBS",
+            )?,
         })
     }
 }
@@ -349,6 +381,9 @@ mod tests {
             login_attempts_per_ip: "20".into(),
             session_idle_hours: "12".into(),
             gitlab_timeout_seconds: "10".into(),
+            kube_timeout_seconds: "10".into(),
+            engine_lease_seconds: "15".into(),
+            engine_max_jobs: "1000".into(),
         }
     }
 

@@ -7,8 +7,10 @@ use crate::auth::Action;
 use crate::db::accounts::Account;
 use crate::db::audit::AuditActor;
 use crate::db::release_items;
-use crate::db::work_orders::{self, NewWorkOrder, WorkOrder};
-use crate::domain::work_order::Command;
+use crate::db::work_orders::{self, NewWorkOrder, Source, StageRecord, WorkOrder};
+use crate::domain::work_order::{Command, decide};
+use crate::kube::KubeError;
+use crate::kube::rollout;
 use crate::error::{Error, Result};
 
 /// Files a work order: the actor must be engineer or owner on the item's
@@ -66,13 +68,91 @@ pub async fn decide_on_work_order(
     id: i64,
     command: Command,
 ) -> Result<WorkOrder> {
+    let may_act = |path: &str| state.policy.may(actor, Action::FileWorkOrder, path);
     work_orders::apply(
         &state.db,
         id,
         &command,
-        actor,
-        |path| state.policy.may(actor, Action::FileWorkOrder, path),
+        Source::Person {
+            account: actor,
+            may_act: &may_act,
+        },
+        &StageRecord::default(),
         who,
     )
     .await
+}
+
+/// Starts or rolls back stage `stage` of order `id` (rules 4 and 6). The
+/// state machine is asked first, then the stage's cluster and Deployment
+/// are checked (so an unreachable cluster or a missing Deployment is a
+/// clear error and changes nothing), then the change and its job are
+/// written in one transaction and this server's engine is woken.
+pub async fn drive_stage(
+    state: &AppState,
+    actor: &Account,
+    who: &AuditActor,
+    id: i64,
+    command: Command,
+) -> Result<WorkOrder> {
+    let stage = match &command {
+        Command::Deploy { stage } | Command::Rollback { stage } => *stage,
+        _ => return decide_on_work_order(state, actor, who, id, command).await,
+    };
+    let order = work_orders::get(&state.db.pool, id).await?;
+    let may_act = state.policy.may(actor, Action::FileWorkOrder, &order.node_path);
+    if !state.policy.may(actor, Action::ViewNode, &order.node_path) {
+        return Err(Error::NotFound(format!("no work order with id {id}")));
+    }
+    let facts = work_orders::facts_for(&state.db, &order, actor, may_act).await?;
+    decide(order.state, &command, &facts).map_err(|r| work_orders::refusal(&command, r))?;
+    if matches!(command, Command::Deploy { .. }) {
+        preflight(state, id, stage).await?;
+    }
+    let order = decide_on_work_order(state, actor, who, id, command).await?;
+    state.engine.wake();
+    Ok(order)
+}
+
+/// Checks that stage `stage`'s cluster answers and its Deployment and
+/// container exist.
+async fn preflight(state: &AppState, id: i64, stage: u32) -> Result<()> {
+    let target = work_orders::stage_target(&state.db.pool, id, i64::from(stage)).await?;
+    let client = state
+        .kube
+        .client(&state.db, &state.sealer, target.cluster_id)
+        .await
+        .map_err(|e| kube_error(&target.cluster, e))?;
+    let deployment = client
+        .deployment(&target.namespace, &target.deployment)
+        .await
+        .map_err(|e| kube_error(&target.cluster, e))?
+        .ok_or_else(|| {
+            Error::validation(
+                "stage",
+                format!(
+                    "Deployment {}/{} does not exist in cluster {}; fix app {} or create it",
+                    target.namespace, target.deployment, target.cluster, target.app
+                ),
+            )
+        })?;
+    if rollout::container_image(&deployment, &target.container).is_none() {
+        return Err(Error::validation(
+            "stage",
+            format!(
+                "Deployment {}/{} has no container {} (it has {}); fix app {}",
+                target.namespace,
+                target.deployment,
+                target.container,
+                rollout::container_names(&deployment).join(", "),
+                target.app
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A Kubernetes failure as the API reports it: 502 naming the cluster.
+pub fn kube_error(cluster: &str, e: KubeError) -> Error {
+    Error::Upstream(format!("Kubernetes cluster {cluster}: {}", e.message()))
 }

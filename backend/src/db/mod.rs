@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod apps;
 pub mod audit;
 pub mod clusters;
+pub mod jobs;
 pub mod release_items;
 pub mod sessions;
 pub mod tokens;
@@ -48,6 +49,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "releases",
         include_str!("../../../migrations/sqlite/0004_releases.sql"),
     ),
+    (
+        5,
+        "engine",
+        include_str!("../../../migrations/sqlite/0005_engine.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -69,6 +75,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "releases",
         include_str!("../../../migrations/postgres/0004_releases.sql"),
+    ),
+    (
+        5,
+        "engine",
+        include_str!("../../../migrations/postgres/0005_engine.sql"),
     ),
 ];
 

@@ -16,7 +16,9 @@ use super::release_items::{self, ReleaseItem};
 use super::{Db, Tx, now_ms};
 use crate::domain::release_item::{Canary, Strategy};
 use crate::domain::tree::{self as rules, Membership, Role};
-use crate::domain::work_order::{Command, Facts, RefusalKind, State, decide};
+use crate::domain::work_order::{
+    Command, Facts, Outcome, Refusal, RefusalKind, StageChange, StageFacts, StageStatus, State, decide,
+};
 use crate::error::{Error, Result, is_unique_violation};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -375,40 +377,113 @@ pub async fn file(
     Ok(order)
 }
 
-fn refusal_error(kind: RefusalKind, reason: String) -> Error {
-    match kind {
-        RefusalKind::NotAllowed => Error::Forbidden(reason),
-        RefusalKind::Conflict => Error::Conflict(reason),
-        RefusalKind::Invalid => Error::validation("comment", reason),
+/// A refusal of the state machine as the error people see.
+pub fn refusal(command: &Command, refusal: Refusal) -> Error {
+    match refusal.kind {
+        RefusalKind::NotAllowed => Error::Forbidden(refusal.reason),
+        RefusalKind::Conflict => Error::Conflict(refusal.reason),
+        RefusalKind::Invalid => Error::validation(
+            match command {
+                Command::Approve { .. } | Command::Reject { .. } => "comment",
+                Command::Close { .. } => "reason",
+                _ => "stage",
+            },
+            refusal.reason,
+        ),
     }
 }
 
-/// The facts the state machine needs about `actor` and order `id`, read
-/// inside `tx` after the order's row is locked.
-async fn facts(tx: &mut Tx, order: &WorkOrder, actor: &Account, may_close: bool) -> Result<Facts> {
-    let approvers = approvers_of(tx, &order.node_path).await?;
-    let approved_by_actor: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM approvals WHERE work_order_id = $1 AND account_id = $2 AND decision = 'approved'",
+/// Where a stage run deploys to.
+#[derive(Debug, Clone)]
+pub struct StageTarget {
+    pub app: String,
+    pub cluster_id: i64,
+    pub cluster: String,
+    pub namespace: String,
+    pub deployment: String,
+    pub container: String,
+}
+
+/// The app, cluster and Deployment of stage `position` of order `id`.
+pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<StageTarget> {
+    let row = sqlx::query(
+        "SELECT p.name AS app, p.cluster_id, c.name AS cluster, p.namespace, p.deployment, p.container \
+         FROM stage_runs s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
+         WHERE s.work_order_id = $1 AND s.position = $2",
     )
-    .bind(order.id)
-    .bind(actor.id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let mid_rollout: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM stage_runs WHERE work_order_id = $1 AND status IN ('deploying', 'paused', 'verifying')",
+    .bind(id)
+    .bind(position)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("work order {id} has no stage {position}")))?;
+    Ok(StageTarget {
+        app: row.try_get("app")?,
+        cluster_id: row.try_get("cluster_id")?,
+        cluster: row.try_get("cluster")?,
+        namespace: row.try_get("namespace")?,
+        deployment: row.try_get("deployment")?,
+        container: row.try_get("container")?,
+    })
+}
+
+/// The stage runs of order `id` as the state machine sees them.
+async fn stage_facts(tx: &mut Tx, id: i64) -> Result<Vec<StageFacts>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, CASE WHEN replaced_image IS NULL THEN 0 ELSE 1 END FROM stage_runs \
+         WHERE work_order_id = $1 ORDER BY position",
     )
-    .bind(order.id)
-    .fetch_one(&mut **tx)
+    .bind(id)
+    .fetch_all(&mut **tx)
     .await?;
-    Ok(Facts {
-        actor_is_creator: order.creator_id == actor.id,
-        actor_is_approver: approvers.is_some_and(|(_, set)| set.contains(&actor.name)),
-        actor_may_close: may_close,
-        actor_already_approved: approved_by_actor.is_some(),
+    rows.into_iter()
+        .map(|(status, deployed)| {
+            let status: StageStatus = status
+                .parse()
+                .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?;
+            Ok(StageFacts::new(status, deployed != 0))
+        })
+        .collect()
+}
+
+/// The facts the state machine needs about `actor` (none for the engine)
+/// and `order`, read inside `tx` after the order's row is locked.
+/// `may_act` says whether the policy lets the actor close, deploy and roll
+/// back orders on the order's node.
+async fn facts(
+    tx: &mut Tx,
+    order: &WorkOrder,
+    actor: Option<&Account>,
+    may_act: bool,
+) -> Result<Facts> {
+    let mut facts = Facts {
         approvals: order.approvals as u32,
         required_approvals: order.required_approvals as u32,
-        stage_mid_rollout: mid_rollout > 0,
-    })
+        actor_may_close: may_act,
+        actor_may_deploy: may_act,
+        stages: stage_facts(tx, order.id).await?,
+        auto_rollback: sqlx::query_scalar::<_, i64>(
+            "SELECT auto_rollback FROM release_items WHERE id = $1",
+        )
+        .bind(order.release_item_id)
+        .fetch_one(&mut **tx)
+        .await?
+            != 0,
+        ..Facts::default()
+    };
+    if let Some(actor) = actor {
+        let approvers = approvers_of(tx, &order.node_path).await?;
+        let approved_by_actor: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM approvals WHERE work_order_id = $1 AND account_id = $2 AND decision = 'approved'",
+        )
+        .bind(order.id)
+        .bind(actor.id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        facts.actor_is_creator = order.creator_id == actor.id;
+        facts.actor_is_approver = approvers.is_some_and(|(_, set)| set.contains(&actor.name));
+        facts.actor_already_approved = approved_by_actor.is_some();
+    }
+    Ok(facts)
 }
 
 /// The facts for showing buttons (no lock; the POST decides again).
@@ -416,53 +491,119 @@ pub async fn facts_for(
     db: &Db,
     order: &WorkOrder,
     actor: &Account,
-    may_close: bool,
+    may_act: bool,
 ) -> Result<Facts> {
     let mut tx = db.pool.begin().await?;
-    let f = facts(&mut tx, order, actor, may_close).await?;
+    let f = facts(&mut tx, order, Some(actor), may_act).await?;
     tx.rollback().await?;
     Ok(f)
 }
 
-/// Applies `command` by `actor` to order `id` through the state machine.
-/// `may_close` tells whether the policy lets the actor close orders on
-/// the order's node.
-pub async fn apply(
-    db: &Db,
-    id: i64,
-    command: &Command,
-    actor: &Account,
-    may_close: impl Fn(&str) -> bool,
-    who: &AuditActor,
-) -> Result<WorkOrder> {
-    let mut tx = db.begin_write().await?;
-    // Take the row's lock first (an UPDATE is portable where FOR UPDATE is
-    // not), so concurrent decisions on one order queue up.
+/// Takes order `id`'s row lock inside `tx` (an UPDATE is portable where
+/// FOR UPDATE is not), so concurrent changes of one order queue up.
+async fn lock(tx: &mut Tx, id: i64) -> Result<()> {
     let locked = sqlx::query("UPDATE work_orders SET updated_at = updated_at WHERE id = $1")
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?
         .rows_affected();
     if locked == 0 {
         return Err(Error::NotFound(format!("no work order with id {id}")));
     }
+    Ok(())
+}
+
+/// Who sends a command: a person (with what the policy lets them do on
+/// the order's node), or the engine holding the lease of a job.
+pub enum Source<'a> {
+    Person {
+        account: &'a Account,
+        may_act: &'a (dyn Fn(&str) -> bool + Send + Sync),
+    },
+    Engine { job: &'a JobLease },
+}
+
+/// A job the engine holds: written changes are fenced on the lease, so a
+/// worker that lost its lease cannot report over the one that took over.
+#[derive(Debug, Clone)]
+pub struct JobLease {
+    pub job_id: i64,
+    pub owner: String,
+}
+
+/// What the engine learnt from Kubernetes along with a report.
+#[derive(Debug, Clone, Default)]
+pub struct StageRecord {
+    pub new_revision: Option<String>,
+    pub restored_revision: Option<String>,
+}
+
+/// Checks that `lease` still holds its job (and touches it).
+pub(crate) async fn check_lease(tx: &mut Tx, lease: &JobLease) -> Result<()> {
+    let held = sqlx::query(
+        "UPDATE jobs SET updated_at = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'queued'",
+    )
+    .bind(now_ms())
+    .bind(lease.job_id)
+    .bind(&lease.owner)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if held == 0 {
+        return Err(Error::Conflict(format!(
+            "job {} is no longer held by this worker",
+            lease.job_id
+        )));
+    }
+    Ok(())
+}
+
+/// Applies `command` to order `id` through the state machine and writes
+/// the new state, the stage run, the approval, the queued job, the
+/// timeline events and (for people) the audit row in one transaction.
+pub async fn apply(
+    db: &Db,
+    id: i64,
+    command: &Command,
+    source: Source<'_>,
+    record: &StageRecord,
+    who: &AuditActor,
+) -> Result<WorkOrder> {
+    let mut tx = db.begin_write().await?;
+    lock(&mut tx, id).await?;
     let order = get_in(&mut tx, id).await?;
-    let facts = facts(&mut tx, &order, actor, may_close(&order.node_path)).await?;
+    let (actor, may_act) = match &source {
+        Source::Person { account, may_act } => (Some(*account), may_act(&order.node_path)),
+        Source::Engine { job } => {
+            check_lease(&mut tx, job).await?;
+            (None, false)
+        }
+    };
+    let facts = facts(&mut tx, &order, actor, may_act).await?;
     let transition =
-        decide(order.state, command, &facts).map_err(|r| refusal_error(r.kind, r.reason))?;
-    sqlx::query("UPDATE work_orders SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
-        .bind(transition.to.as_str())
-        .bind(now_ms())
-        .bind(id)
-        .bind(transition.from.as_str())
-        .execute(&mut *tx)
-        .await?;
+        decide(order.state, command, &facts).map_err(|r| refusal(command, r))?;
+    let now = now_ms();
+    if transition.to != transition.from {
+        sqlx::query("UPDATE work_orders SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+            .bind(transition.to.as_str())
+            .bind(now)
+            .bind(id)
+            .bind(transition.from.as_str())
+            .execute(&mut *tx)
+            .await?;
+    } else {
+        sqlx::query("UPDATE work_orders SET updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
     let decision = match command {
         Command::Approve { .. } => Some("approved"),
         Command::Reject { .. } => Some("rejected"),
-        Command::Close { .. } => None,
+        _ => None,
     };
-    if let Some(decision) = decision {
+    if let (Some(decision), Some(actor)) = (decision, actor) {
         sqlx::query(
             "INSERT INTO approvals (work_order_id, account_id, decision, comment, at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -470,7 +611,7 @@ pub async fn apply(
         .bind(actor.id)
         .bind(decision)
         .bind(&transition.note)
-        .bind(now_ms())
+        .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(|e| {
@@ -481,32 +622,153 @@ pub async fn apply(
             }
         })?;
     }
-    let message = if transition.note.is_empty() {
-        String::new()
-    } else {
-        transition.note.clone()
-    };
-    add_event(&mut tx, id, who, transition.event, &message, None).await?;
-    audit::record(
-        &mut tx,
-        who,
-        Change {
-            action: match command {
-                Command::Approve { .. } => "work_order.approve",
-                Command::Reject { .. } => "work_order.reject",
-                Command::Close { .. } => "work_order.close",
+    let stage_position = transition.stage.map(|c| i64::from(c.position));
+    if let Some(change) = transition.stage {
+        write_stage(&mut tx, id, change, &transition.note, record, now).await?;
+    }
+    if let Source::Engine { job } = &source
+        && !matches!(command, Command::Report { outcome: Outcome::Verifying, .. })
+    {
+        // The job's work is over with this report.
+        sqlx::query("UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(job.job_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if let (Some(kind), Some(position)) = (transition.job, stage_position) {
+        crate::db::jobs::enqueue(&mut tx, kind, id, position, now).await?;
+    }
+    let message = stage_message(command, &transition.note);
+    add_event(&mut tx, id, who, transition.event, &message, stage_position).await?;
+    if let Some((event, message)) = &transition.then {
+        let position = if *event == "succeeded" { None } else { stage_position };
+        add_event(&mut tx, id, who, event, message, position).await?;
+    }
+    if actor.is_some() {
+        audit::record(
+            &mut tx,
+            who,
+            Change {
+                action: match command {
+                    Command::Approve { .. } => "work_order.approve",
+                    Command::Reject { .. } => "work_order.reject",
+                    Command::Close { .. } => "work_order.close",
+                    Command::Deploy { .. } => "work_order.deploy",
+                    Command::Rollback { .. } => "work_order.rollback",
+                    Command::Report { .. } => "work_order.report",
+                },
+                target_type: "work_order",
+                target_id: Some(id),
+                summary: match transition.stage {
+                    Some(c) => format!("#{id} stage {}: {} → {}", c.position, c.from, c.to),
+                    None => format!("#{id}: {} → {}", transition.from, transition.to),
+                },
+                before: None,
+                after: None,
             },
-            target_type: "work_order",
-            target_id: Some(id),
-            summary: format!("#{id}: {} → {}", transition.from, transition.to),
-            before: None,
-            after: None,
-        },
-    )
-    .await?;
+        )
+        .await?;
+    }
     let order = get_in(&mut tx, id).await?;
     tx.commit().await?;
     Ok(order)
+}
+
+/// Records what a deploy is about to replace (before the engine writes to
+/// Kubernetes), with a timeline entry, fenced on the job's lease.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_replaced(
+    db: &Db,
+    lease: &JobLease,
+    id: i64,
+    position: i64,
+    image: &str,
+    revision: Option<&str>,
+    template: &str,
+    message: &str,
+) -> Result<()> {
+    let mut tx = db.begin_write().await?;
+    check_lease(&mut tx, lease).await?;
+    let updated = sqlx::query(
+        "UPDATE stage_runs SET replaced_image = $1, replaced_revision = $2, replaced_template = $3 \
+         WHERE work_order_id = $4 AND position = $5 AND replaced_image IS NULL",
+    )
+    .bind(image)
+    .bind(revision)
+    .bind(template)
+    .bind(id)
+    .bind(position)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if updated == 1 {
+        add_event(
+            &mut tx,
+            id,
+            &crate::engine::engine_actor(),
+            "deploy_replacing",
+            message,
+            Some(position),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The timeline message of a command: the note, or what a person started.
+fn stage_message(command: &Command, note: &str) -> String {
+    match command {
+        Command::Deploy { stage } if note.is_empty() => format!("deploy of stage {stage} started"),
+        Command::Rollback { stage } if note.is_empty() => {
+            format!("rollback of stage {stage} started")
+        }
+        _ => note.to_string(),
+    }
+}
+
+/// Writes a stage run's new status with the times and what the engine
+/// learnt.
+async fn write_stage(
+    tx: &mut Tx,
+    id: i64,
+    change: StageChange,
+    note: &str,
+    record: &StageRecord,
+    now: i64,
+) -> Result<()> {
+    let finished = matches!(
+        change.to,
+        StageStatus::Succeeded | StageStatus::Failed | StageStatus::RolledBack
+    );
+    let updated = sqlx::query(
+        "UPDATE stage_runs SET status = $1, message = $2, \
+         started_at = CASE WHEN $3 = 1 THEN $4 ELSE started_at END, \
+         finished_at = CASE WHEN $5 = 1 THEN $4 ELSE NULL END, \
+         new_revision = COALESCE($6, new_revision), restored_revision = COALESCE($7, restored_revision) \
+         WHERE work_order_id = $8 AND position = $9 AND status = $10",
+    )
+    .bind(change.to.as_str())
+    .bind(note)
+    .bind(i64::from(change.to == StageStatus::Deploying))
+    .bind(now)
+    .bind(i64::from(finished))
+    .bind(record.new_revision.as_deref())
+    .bind(record.restored_revision.as_deref())
+    .bind(id)
+    .bind(i64::from(change.position))
+    .bind(change.from.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated != 1 {
+        return Err(Error::Conflict(format!(
+            "stage {} changed meanwhile; reload and try again",
+            change.position
+        )));
+    }
+    Ok(())
 }
 
 pub async fn get(pool: &AnyPool, id: i64) -> Result<WorkOrder> {

@@ -8,9 +8,17 @@
 //! ```text
 //! pending_approval --approve (enough approvals)--> approved --deploy stage 1--> in_progress
 //! pending_approval --reject--> rejected
+//! in_progress: each stage run: pending -> deploying -> verifying -> succeeded | failed
+//!              succeeded | failed --rollback--> rolling_back -> rolled_back | failed
 //! all stages succeeded --> succeeded ; any stage failed --> failed
 //! any open state --close--> closed (refused while a stage is mid-rollout)
 //! ```
+//!
+//! People send [`Command::Deploy`] and [`Command::Rollback`]; the engine
+//! reports what Kubernetes did with [`Command::Report`]. A stage that fails
+//! with the item's "roll back automatically" on goes straight from
+//! `deploying` to `rolling_back`, and the transition asks the shell to queue
+//! the rollback job in the same transaction.
 //!
 //! Open states are `pending_approval`, `approved`, `in_progress` and
 //! `failed` (a failed release still needs a decision: roll back or close);
@@ -96,12 +104,124 @@ impl FromStr for State {
     }
 }
 
-/// Something someone asks of a work order.
+/// Where one stage run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StageStatus {
+    Pending,
+    Deploying,
+    Verifying,
+    Paused,
+    Succeeded,
+    Failed,
+    RollingBack,
+    RolledBack,
+}
+
+impl StageStatus {
+    pub const ALL: [StageStatus; 8] = [
+        StageStatus::Pending,
+        StageStatus::Deploying,
+        StageStatus::Verifying,
+        StageStatus::Paused,
+        StageStatus::Succeeded,
+        StageStatus::Failed,
+        StageStatus::RollingBack,
+        StageStatus::RolledBack,
+    ];
+
+    /// Statuses in which the engine is working on the stage.
+    pub const MID_ROLLOUT: [StageStatus; 4] = [
+        StageStatus::Deploying,
+        StageStatus::Verifying,
+        StageStatus::Paused,
+        StageStatus::RollingBack,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageStatus::Pending => "pending",
+            StageStatus::Deploying => "deploying",
+            StageStatus::Verifying => "verifying",
+            StageStatus::Paused => "paused",
+            StageStatus::Succeeded => "succeeded",
+            StageStatus::Failed => "failed",
+            StageStatus::RollingBack => "rolling_back",
+            StageStatus::RolledBack => "rolled_back",
+        }
+    }
+
+    /// Words for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            StageStatus::Pending => "Pending",
+            StageStatus::Deploying => "Deploying",
+            StageStatus::Verifying => "Verifying",
+            StageStatus::Paused => "Paused",
+            StageStatus::Succeeded => "Succeeded",
+            StageStatus::Failed => "Failed",
+            StageStatus::RollingBack => "Rolling back",
+            StageStatus::RolledBack => "Rolled back",
+        }
+    }
+
+    pub fn is_mid_rollout(self) -> bool {
+        Self::MID_ROLLOUT.contains(&self)
+    }
+}
+
+impl fmt::Display for StageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StageStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StageStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown stage status '{s}'"))
+    }
+}
+
+/// What the engine saw Kubernetes do with a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every new pod is updated; waiting for them to become available.
+    Verifying,
+    /// The new revision is fully rolled out and available.
+    Succeeded,
+    /// The rollout failed (progress deadline, missing Deployment, …).
+    Failed,
+}
+
+/// Something someone (or the engine) asks of a work order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Approve { comment: String },
-    Reject { comment: String },
-    Close { reason: String },
+    Approve {
+        comment: String,
+    },
+    Reject {
+        comment: String,
+    },
+    Close {
+        reason: String,
+    },
+    /// Start stage `stage` (1-based).
+    Deploy {
+        stage: u32,
+    },
+    /// Restore what stage `stage` replaced.
+    Rollback {
+        stage: u32,
+    },
+    /// The engine's report on the deploy or rollback running for `stage`.
+    Report {
+        stage: u32,
+        outcome: Outcome,
+        message: String,
+    },
 }
 
 impl Command {
@@ -110,8 +230,61 @@ impl Command {
             Command::Approve { .. } => "approve",
             Command::Reject { .. } => "reject",
             Command::Close { .. } => "close",
+            Command::Deploy { .. } => "deploy",
+            Command::Rollback { .. } => "rollback",
+            Command::Report { .. } => "report",
         }
     }
+}
+
+/// What the shell knows about one stage run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageFacts {
+    pub status: StageStatus,
+    /// The engine wrote to Kubernetes for this stage (it recorded what it
+    /// replaced), so there is something to roll back.
+    pub deployed: bool,
+}
+
+impl StageFacts {
+    pub fn new(status: StageStatus, deployed: bool) -> Self {
+        Self { status, deployed }
+    }
+}
+
+/// Work the shell queues for the engine in the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Deploy,
+    Rollback,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Deploy => "deploy",
+            JobKind::Rollback => "rollback",
+        }
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "deploy" => Ok(JobKind::Deploy),
+            "rollback" => Ok(JobKind::Rollback),
+            _ => Err(format!("unknown job kind '{s}'")),
+        }
+    }
+}
+
+/// A stage run's change of status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageChange {
+    pub position: u32,
+    pub from: StageStatus,
+    pub to: StageStatus,
 }
 
 /// What the shell knows about the actor and the order when a command
@@ -131,8 +304,20 @@ pub struct Facts {
     pub approvals: u32,
     /// Approvals the release item requires.
     pub required_approvals: u32,
-    /// A stage is deploying or paused mid-rollout.
-    pub stage_mid_rollout: bool,
+    /// The actor may start and roll back stages (engineer or owner on
+    /// the item's node, or admin).
+    pub actor_may_deploy: bool,
+    /// The stage runs in order (index 0 is stage 1).
+    pub stages: Vec<StageFacts>,
+    /// The release item rolls back a failed stage by itself.
+    pub auto_rollback: bool,
+}
+
+impl Facts {
+    /// A stage is deploying, paused or rolling back.
+    pub fn stage_mid_rollout(&self) -> bool {
+        self.stages.iter().any(|s| s.status.is_mid_rollout())
+    }
 }
 
 /// Why a command was refused, and which HTTP status says so.
@@ -170,6 +355,28 @@ pub struct Transition {
     pub records_approval: bool,
     /// The comment or reason given, for the timeline.
     pub note: String,
+    /// The stage run that changes with the order, if any.
+    pub stage: Option<StageChange>,
+    /// Work to queue for the engine.
+    pub job: Option<JobKind>,
+    /// A second timeline event (e.g. `rollback_started` after an automatic
+    /// rollback, `succeeded` after the last stage).
+    pub then: Option<(&'static str, String)>,
+}
+
+impl Transition {
+    fn order(from: State, to: State, event: &'static str, note: String) -> Self {
+        Transition {
+            from,
+            to,
+            event,
+            records_approval: false,
+            note,
+            stage: None,
+            job: None,
+            then: None,
+        }
+    }
 }
 
 /// Longest accepted comment or reason.
@@ -214,30 +421,31 @@ pub fn decide(state: State, command: &Command, facts: &Facts) -> Result<Transiti
                 ));
             }
             if let Command::Reject { .. } = command {
-                return Ok(Transition {
-                    from: state,
-                    to: State::Rejected,
-                    event: "rejected",
-                    records_approval: false,
-                    note: comment.clone(),
-                });
+                return Ok(Transition::order(
+                    state,
+                    State::Rejected,
+                    "rejected",
+                    comment.clone(),
+                ));
             }
             let approvals = facts.approvals + 1;
             let enough = approvals >= facts.required_approvals.max(1);
             Ok(Transition {
-                from: state,
-                to: if enough {
-                    State::Approved
-                } else {
-                    State::PendingApproval
-                },
-                event: if enough {
-                    "approved"
-                } else {
-                    "approval_recorded"
-                },
                 records_approval: true,
-                note: comment.clone(),
+                ..Transition::order(
+                    state,
+                    if enough {
+                        State::Approved
+                    } else {
+                        State::PendingApproval
+                    },
+                    if enough {
+                        "approved"
+                    } else {
+                        "approval_recorded"
+                    },
+                    comment.clone(),
+                )
             })
         }
         Command::Close { reason } => {
@@ -257,20 +465,267 @@ pub fn decide(state: State, command: &Command, facts: &Facts) -> Result<Transiti
                     "only engineers and owners of this release item's node may close it",
                 ));
             }
-            if facts.stage_mid_rollout {
+            if facts.stage_mid_rollout() {
                 return Err(refuse(
                     Conflict,
                     "a stage is rolling out; wait for it to finish or fail before closing",
                 ));
             }
+            Ok(Transition::order(
+                state,
+                State::Closed,
+                "closed",
+                reason.clone(),
+            ))
+        }
+        Command::Deploy { stage } => deploy(state, *stage, facts),
+        Command::Rollback { stage } => rollback(state, *stage, facts),
+        Command::Report {
+            stage,
+            outcome,
+            message,
+        } => report(state, *stage, outcome, message, facts),
+    }
+}
+
+/// The stage run at 1-based `position`, or a 404-ish refusal.
+fn stage_at(facts: &Facts, position: u32) -> Result<StageFacts, Refusal> {
+    position
+        .checked_sub(1)
+        .and_then(|i| facts.stages.get(i as usize))
+        .copied()
+        .ok_or_else(|| {
+            refuse(
+                RefusalKind::Invalid,
+                format!(
+                    "this work order has no stage {position} (it has {})",
+                    facts.stages.len()
+                ),
+            )
+        })
+}
+
+fn deploy(state: State, position: u32, facts: &Facts) -> Result<Transition, Refusal> {
+    use RefusalKind::*;
+    let stage = stage_at(facts, position)?;
+    if !facts.actor_may_deploy {
+        return Err(refuse(
+            NotAllowed,
+            "only engineers and owners of this release item's node may deploy it",
+        ));
+    }
+    match state {
+        State::Approved | State::InProgress => {}
+        State::PendingApproval => {
+            return Err(refuse(
+                Conflict,
+                "this work order is waiting for approval; it can be deployed once approved",
+            ));
+        }
+        other => {
+            return Err(refuse(
+                Conflict,
+                format!(
+                    "this work order is {}; nothing more can be deployed",
+                    other.label().to_lowercase()
+                ),
+            ));
+        }
+    }
+    if stage.status != StageStatus::Pending {
+        return Err(refuse(
+            Conflict,
+            format!(
+                "stage {position} is {} already; a stage is deployed only once",
+                stage.status.label().to_lowercase()
+            ),
+        ));
+    }
+    if let Some(previous) = position.checked_sub(2).map(|i| facts.stages[i as usize])
+        && previous.status != StageStatus::Succeeded
+    {
+        return Err(refuse(
+            Conflict,
+            format!(
+                "stage {} is {}; stage {position} can start only after it succeeded",
+                position - 1,
+                previous.status.label().to_lowercase()
+            ),
+        ));
+    }
+    if let Some((busy, _)) = facts
+        .stages
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.status.is_mid_rollout())
+    {
+        return Err(refuse(
+            Conflict,
+            format!("stage {} is still rolling out", busy + 1),
+        ));
+    }
+    Ok(Transition {
+        stage: Some(StageChange {
+            position,
+            from: stage.status,
+            to: StageStatus::Deploying,
+        }),
+        job: Some(JobKind::Deploy),
+        ..Transition::order(state, State::InProgress, "stage_deploy_started", String::new())
+    })
+}
+
+fn rollback(state: State, position: u32, facts: &Facts) -> Result<Transition, Refusal> {
+    use RefusalKind::*;
+    let stage = stage_at(facts, position)?;
+    if !facts.actor_may_deploy {
+        return Err(refuse(
+            NotAllowed,
+            "only engineers and owners of this release item's node may roll it back",
+        ));
+    }
+    if !matches!(
+        state,
+        State::InProgress | State::Failed | State::Succeeded
+    ) {
+        return Err(refuse(
+            Conflict,
+            format!(
+                "this work order is {}; nothing of it is deployed",
+                state.label().to_lowercase()
+            ),
+        ));
+    }
+    if !matches!(stage.status, StageStatus::Succeeded | StageStatus::Failed) || !stage.deployed {
+        return Err(refuse(
+            Conflict,
+            format!(
+                "stage {position} is {}; only a stage that has deployed can be rolled back",
+                stage.status.label().to_lowercase()
+            ),
+        ));
+    }
+    if let Some((busy, _)) = facts
+        .stages
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.status.is_mid_rollout())
+    {
+        return Err(refuse(
+            Conflict,
+            format!("stage {} is still rolling out", busy + 1),
+        ));
+    }
+    Ok(Transition {
+        stage: Some(StageChange {
+            position,
+            from: stage.status,
+            to: StageStatus::RollingBack,
+        }),
+        job: Some(JobKind::Rollback),
+        ..Transition::order(state, state, "rollback_started", String::new())
+    })
+}
+
+fn report(
+    state: State,
+    position: u32,
+    outcome: &Outcome,
+    message: &str,
+    facts: &Facts,
+) -> Result<Transition, Refusal> {
+    use RefusalKind::*;
+    let stage = stage_at(facts, position)?;
+    let change = |to| {
+        Some(StageChange {
+            position,
+            from: stage.status,
+            to,
+        })
+    };
+    let stale = || {
+        refuse(
+            Conflict,
+            format!(
+                "stage {position} is {}; the report no longer applies",
+                stage.status
+            ),
+        )
+    };
+    let note = message.to_string();
+    match (stage.status, outcome) {
+        (StageStatus::Deploying, Outcome::Verifying) => Ok(Transition {
+            stage: change(StageStatus::Verifying),
+            ..Transition::order(state, state, "stage_verifying", note)
+        }),
+        (StageStatus::Deploying | StageStatus::Verifying, Outcome::Succeeded) => {
+            let last = facts
+                .stages
+                .iter()
+                .enumerate()
+                .all(|(i, s)| i + 1 == position as usize || s.status == StageStatus::Succeeded);
+            let to = if last && state == State::InProgress {
+                State::Succeeded
+            } else {
+                state
+            };
             Ok(Transition {
-                from: state,
-                to: State::Closed,
-                event: "closed",
-                records_approval: false,
-                note: reason.clone(),
+                stage: change(StageStatus::Succeeded),
+                then: (to == State::Succeeded)
+                    .then(|| ("succeeded", "every stage succeeded".to_string())),
+                ..Transition::order(state, to, "stage_succeeded", note)
             })
         }
+        (StageStatus::Deploying | StageStatus::Verifying, Outcome::Failed) => {
+            let to = if state == State::InProgress {
+                State::Failed
+            } else {
+                state
+            };
+            if facts.auto_rollback && stage.deployed {
+                Ok(Transition {
+                    stage: change(StageStatus::RollingBack),
+                    job: Some(JobKind::Rollback),
+                    then: Some((
+                        "rollback_started",
+                        "automatic rollback after the failure".to_string(),
+                    )),
+                    ..Transition::order(state, to, "stage_failed", note)
+                })
+            } else {
+                Ok(Transition {
+                    stage: change(StageStatus::Failed),
+                    ..Transition::order(state, to, "stage_failed", note)
+                })
+            }
+        }
+        (StageStatus::RollingBack, Outcome::Succeeded) => Ok(Transition {
+            stage: change(StageStatus::RolledBack),
+            ..Transition::order(
+                state,
+                if state == State::InProgress {
+                    State::Failed
+                } else {
+                    state
+                },
+                "rolled_back",
+                note,
+            )
+        }),
+        (StageStatus::RollingBack, Outcome::Failed) => Ok(Transition {
+            stage: change(StageStatus::Failed),
+            ..Transition::order(
+                state,
+                if state == State::InProgress {
+                    State::Failed
+                } else {
+                    state
+                },
+                "rollback_failed",
+                note,
+            )
+        }),
+        _ => Err(stale()),
     }
 }
 
@@ -424,7 +879,7 @@ mod tests {
             NotAllowed
         );
         let mut rolling = approver();
-        rolling.stage_mid_rollout = true;
+        rolling.stages = vec![StageFacts::new(StageStatus::Deploying, true)];
         assert_eq!(
             decide(InProgress, &close(), &rolling).unwrap_err().kind,
             Conflict
@@ -443,6 +898,210 @@ mod tests {
                 .kind,
             Invalid
         );
+    }
+
+    use StageStatus as S;
+
+    fn deployer(stages: &[StageStatus]) -> Facts {
+        Facts {
+            actor_may_deploy: true,
+            auto_rollback: true,
+            stages: stages
+                .iter()
+                .map(|&s| StageFacts::new(s, s != S::Pending))
+                .collect(),
+            ..approver()
+        }
+    }
+
+    fn report(stage: u32, outcome: Outcome) -> Command {
+        Command::Report {
+            stage,
+            outcome,
+            message: "seen".into(),
+        }
+    }
+
+    #[test]
+    fn stages_deploy_in_order_once_each() {
+        let facts = deployer(&[S::Pending, S::Pending]);
+        let t = decide(Approved, &Command::Deploy { stage: 1 }, &facts).unwrap();
+        assert_eq!(t.to, InProgress);
+        assert_eq!(t.job, Some(JobKind::Deploy));
+        assert_eq!(
+            t.stage,
+            Some(StageChange {
+                position: 1,
+                from: S::Pending,
+                to: S::Deploying
+            })
+        );
+        // Stage 2 before stage 1 succeeded.
+        let refusal = decide(Approved, &Command::Deploy { stage: 2 }, &facts).unwrap_err();
+        assert_eq!(refusal.kind, Conflict);
+        assert!(refusal.reason.contains("stage 1 is pending"), "{refusal:?}");
+        for first in [S::Deploying, S::Verifying, S::Failed, S::RolledBack] {
+            let facts = deployer(&[first, S::Pending]);
+            assert_eq!(
+                decide(InProgress, &Command::Deploy { stage: 2 }, &facts)
+                    .unwrap_err()
+                    .kind,
+                Conflict,
+                "stage 1 {first}"
+            );
+        }
+        let facts = deployer(&[S::Succeeded, S::Pending]);
+        let t = decide(InProgress, &Command::Deploy { stage: 2 }, &facts).unwrap();
+        assert_eq!((t.to, t.stage.unwrap().to), (InProgress, S::Deploying));
+        // Twice.
+        for status in [S::Deploying, S::Succeeded, S::Failed, S::RolledBack] {
+            let facts = deployer(&[status, S::Pending]);
+            let refusal = decide(InProgress, &Command::Deploy { stage: 1 }, &facts).unwrap_err();
+            assert_eq!(refusal.kind, Conflict, "{status}");
+        }
+        // No such stage.
+        assert_eq!(
+            decide(Approved, &Command::Deploy { stage: 3 }, &facts)
+                .unwrap_err()
+                .kind,
+            Invalid
+        );
+        assert_eq!(
+            decide(Approved, &Command::Deploy { stage: 0 }, &facts)
+                .unwrap_err()
+                .kind,
+            Invalid
+        );
+    }
+
+    #[test]
+    fn deploying_needs_an_approved_order_and_the_right() {
+        let facts = deployer(&[S::Pending]);
+        for state in [PendingApproval, Succeeded, Failed, Rejected, Closed] {
+            assert_eq!(
+                decide(state, &Command::Deploy { stage: 1 }, &facts)
+                    .unwrap_err()
+                    .kind,
+                Conflict,
+                "{state}"
+            );
+        }
+        let mut viewer = facts.clone();
+        viewer.actor_may_deploy = false;
+        assert_eq!(
+            decide(Approved, &Command::Deploy { stage: 1 }, &viewer)
+                .unwrap_err()
+                .kind,
+            NotAllowed
+        );
+    }
+
+    #[test]
+    fn the_last_stage_succeeding_completes_the_order() {
+        let facts = deployer(&[S::Succeeded, S::Verifying]);
+        let t = decide(InProgress, &report(2, Outcome::Succeeded), &facts).unwrap();
+        assert_eq!((t.to, t.event), (Succeeded, "stage_succeeded"));
+        assert_eq!(t.then.unwrap().0, "succeeded");
+        let facts = deployer(&[S::Deploying, S::Pending]);
+        let t = decide(InProgress, &report(1, Outcome::Succeeded), &facts).unwrap();
+        assert_eq!((t.to, t.then), (InProgress, None));
+        let t = decide(InProgress, &report(1, Outcome::Verifying), &facts).unwrap();
+        assert_eq!(t.stage.unwrap().to, S::Verifying);
+    }
+
+    #[test]
+    fn a_failure_fails_the_order_and_rolls_back_when_asked() {
+        let facts = deployer(&[S::Deploying]);
+        let t = decide(InProgress, &report(1, Outcome::Failed), &facts).unwrap();
+        assert_eq!((t.to, t.event), (Failed, "stage_failed"));
+        assert_eq!(t.stage.unwrap().to, S::RollingBack);
+        assert_eq!(t.job, Some(JobKind::Rollback));
+        assert_eq!(t.then.unwrap().0, "rollback_started");
+        let mut manual = facts.clone();
+        manual.auto_rollback = false;
+        let t = decide(InProgress, &report(1, Outcome::Failed), &manual).unwrap();
+        assert_eq!((t.stage.unwrap().to, t.job), (S::Failed, None));
+        // Failed before writing anything: nothing to roll back.
+        let mut untouched = facts.clone();
+        untouched.stages[0].deployed = false;
+        let t = decide(InProgress, &report(1, Outcome::Failed), &untouched).unwrap();
+        assert_eq!((t.stage.unwrap().to, t.job), (S::Failed, None));
+    }
+
+    #[test]
+    fn rollback_only_of_a_deployed_stage() {
+        for status in [S::Succeeded, S::Failed] {
+            let facts = deployer(&[status, S::Pending]);
+            let t = decide(InProgress, &Command::Rollback { stage: 1 }, &facts).unwrap();
+            assert_eq!(t.stage.unwrap().to, S::RollingBack);
+            assert_eq!(t.job, Some(JobKind::Rollback));
+        }
+        for status in [S::Pending, S::Deploying, S::RollingBack, S::RolledBack] {
+            let facts = deployer(&[status]);
+            assert_eq!(
+                decide(InProgress, &Command::Rollback { stage: 1 }, &facts)
+                    .unwrap_err()
+                    .kind,
+                Conflict,
+                "{status}"
+            );
+        }
+        let mut never_written = deployer(&[S::Failed]);
+        never_written.stages[0].deployed = false;
+        assert_eq!(
+            decide(Failed, &Command::Rollback { stage: 1 }, &never_written)
+                .unwrap_err()
+                .kind,
+            Conflict
+        );
+        let facts = deployer(&[S::Succeeded]);
+        for state in [PendingApproval, Approved, Rejected, Closed] {
+            assert_eq!(
+                decide(state, &Command::Rollback { stage: 1 }, &facts)
+                    .unwrap_err()
+                    .kind,
+                Conflict,
+                "{state}"
+            );
+        }
+        // A finished release can be rolled back; it stays succeeded.
+        let t = decide(Succeeded, &Command::Rollback { stage: 1 }, &facts).unwrap();
+        assert_eq!(t.to, Succeeded);
+    }
+
+    #[test]
+    fn rollback_outcomes() {
+        let facts = deployer(&[S::RollingBack, S::Pending]);
+        let t = decide(InProgress, &report(1, Outcome::Succeeded), &facts).unwrap();
+        assert_eq!((t.to, t.event, t.stage.unwrap().to), (Failed, "rolled_back", S::RolledBack));
+        let t = decide(Failed, &report(1, Outcome::Failed), &facts).unwrap();
+        assert_eq!((t.to, t.event, t.stage.unwrap().to), (Failed, "rollback_failed", S::Failed));
+        let t = decide(Succeeded, &report(1, Outcome::Succeeded), &facts).unwrap();
+        assert_eq!(t.to, Succeeded);
+    }
+
+    #[test]
+    fn stale_reports_are_refused() {
+        for status in [S::Pending, S::Succeeded, S::Failed, S::RolledBack] {
+            let facts = deployer(&[status]);
+            for outcome in [Outcome::Verifying, Outcome::Succeeded, Outcome::Failed] {
+                assert_eq!(
+                    decide(InProgress, &report(1, outcome.clone()), &facts)
+                        .unwrap_err()
+                        .kind,
+                    Conflict,
+                    "{status} {outcome:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn stage_statuses_parse_and_print() {
+        for status in StageStatus::ALL {
+            assert_eq!(status.as_str().parse::<StageStatus>(), Ok(status));
+        }
+        assert!("done".parse::<StageStatus>().is_err());
     }
 
     #[test]

@@ -683,12 +683,14 @@ struct DecisionForm {
 
 async fn decide_from_page(ctx: PageCtx, id: i64, command: Command) -> Response {
     let done = match &command {
-        Command::Approve { .. } => "Approved.",
-        Command::Reject { .. } => "Rejected.",
-        Command::Close { .. } => "Closed.",
+        Command::Approve { .. } => "Approved.".to_string(),
+        Command::Reject { .. } => "Rejected.".to_string(),
+        Command::Close { .. } => "Closed.".to_string(),
+        Command::Deploy { stage } => format!("Deploy of stage {stage} started."),
+        Command::Rollback { stage } => format!("Rollback of stage {stage} started."),
+        Command::Report { .. } => "Recorded.".to_string(),
     };
-    match release::decide_on_work_order(&ctx.state, &ctx.actor.account, &ctx.who(), id, command)
-        .await
+    match release::drive_stage(&ctx.state, &ctx.actor.account, &ctx.who(), id, command).await
     {
         Ok(order) => redirect_with(
             &format!("/work-orders/{id}"),

@@ -1,0 +1,447 @@
+//! The Kubernetes driver: one client per cluster built from its stored
+//! kubeconfig (cached, rebuilt when the kubeconfig changes), calls with a
+//! deadline and retries with backoff on 5xx answers and timeouts, one
+//! shared Deployment watch per cluster namespace that rollouts wait on,
+//! and the reading of a Deployment's status the way `kubectl rollout
+//! status` reads it.
+
+pub mod rollout;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use sqlx::Row;
+use tokio::sync::watch;
+
+use crate::db::Db;
+use crate::secret::Sealer;
+
+/// Why a Kubernetes call failed, sorted by what the caller does about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubeError {
+    /// Worth trying again: 5xx, 429, a timeout, no connection.
+    Transient(String),
+    /// The object is not there (404).
+    NotFound(String),
+    /// Someone changed the object since it was read (409).
+    Conflict(String),
+    /// The cluster refused the request or cannot be used (4xx, bad kubeconfig).
+    Refused(String),
+}
+
+impl KubeError {
+    pub fn message(&self) -> &str {
+        match self {
+            KubeError::Transient(m)
+            | KubeError::NotFound(m)
+            | KubeError::Conflict(m)
+            | KubeError::Refused(m) => m,
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, KubeError::Transient(_))
+    }
+}
+
+impl std::fmt::Display for KubeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+fn classify(what: &str, e: kube::Error) -> KubeError {
+    match e {
+        kube::Error::Api(status) => {
+            let message = if status.message.is_empty() {
+                format!("{what}: Kubernetes answered {} {}", status.code, status.reason)
+            } else {
+                format!("{what}: {}", status.message)
+            };
+            match status.code {
+                404 => KubeError::NotFound(message),
+                409 => KubeError::Conflict(message),
+                429 | 500..=599 => KubeError::Transient(message),
+                _ => KubeError::Refused(message),
+            }
+        }
+        kube::Error::Auth(e) => KubeError::Refused(format!("{what}: cannot authenticate: {e}")),
+        other => KubeError::Transient(format!("{what}: {other}")),
+    }
+}
+
+/// How long calls may take and how often they are tried.
+#[derive(Debug, Clone, Copy)]
+pub struct KubeSettings {
+    /// Deadline of one call (watches excepted).
+    pub call_timeout: Duration,
+    /// Tries of a call that keeps failing transiently.
+    pub attempts: u32,
+    /// First pause between tries (doubled each time).
+    pub backoff: Duration,
+}
+
+impl Default for KubeSettings {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(10),
+            attempts: 4,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A cluster's client and what it was built from.
+#[derive(Clone)]
+pub struct ClusterClient {
+    pub cluster_id: i64,
+    pub client: kube::Client,
+    fingerprint: String,
+    settings: KubeSettings,
+}
+
+type WatchKey = (i64, String, String);
+
+/// The clients of every cluster in use and their shared watches.
+pub struct KubeDriver {
+    settings: KubeSettings,
+    clients: Mutex<HashMap<i64, ClusterClient>>,
+    watches: Mutex<HashMap<WatchKey, Weak<DeploymentWatch>>>,
+}
+
+impl KubeDriver {
+    pub fn new(settings: KubeSettings) -> Self {
+        Self {
+            settings,
+            clients: Mutex::new(HashMap::new()),
+            watches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn settings(&self) -> KubeSettings {
+        self.settings
+    }
+
+    /// The client of cluster `id`, rebuilt when its stored connection
+    /// changed since the cached one was made.
+    pub async fn client(&self, db: &Db, sealer: &Sealer, id: i64) -> Result<ClusterClient, KubeError> {
+        let row = sqlx::query(
+            "SELECT name, kubeconfig_sealed, kube_context, in_cluster FROM clusters WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await
+        .map_err(|e| KubeError::Transient(format!("reading cluster {id}: {e}")))?
+        .ok_or_else(|| KubeError::NotFound(format!("no cluster with id {id}")))?;
+        let name: String = row.try_get("name").unwrap_or_default();
+        let sealed: Option<String> = row.try_get("kubeconfig_sealed").unwrap_or_default();
+        let context: Option<String> = row.try_get("kube_context").unwrap_or_default();
+        let in_cluster: i64 = row.try_get("in_cluster").unwrap_or_default();
+        let fingerprint = format!(
+            "{}|{}|{in_cluster}",
+            sealed.as_deref().unwrap_or(""),
+            context.as_deref().unwrap_or("")
+        );
+        if let Some(cached) = self.clients.lock().expect("clients lock").get(&id)
+            && cached.fingerprint == fingerprint
+        {
+            return Ok(cached.clone());
+        }
+        let mut config = if in_cluster != 0 {
+            kube::Config::incluster().map_err(|e| {
+                KubeError::Refused(format!(
+                    "cluster {name} is set to in-cluster, but Rollway is not running in a cluster: {e}"
+                ))
+            })?
+        } else {
+            let sealed = sealed.ok_or_else(|| {
+                KubeError::Refused(format!("cluster {name} has no kubeconfig; set one on its page"))
+            })?;
+            let yaml = sealer.open(&sealed, &format!("cluster:{id}")).map_err(|_| {
+                KubeError::Refused(format!(
+                    "the kubeconfig of cluster {name} cannot be decrypted (was the secret key changed?)"
+                ))
+            })?;
+            let kubeconfig = Kubeconfig::from_yaml(yaml.expose()).map_err(|e| {
+                KubeError::Refused(format!("the kubeconfig of cluster {name} is not usable: {e}"))
+            })?;
+            let options = KubeConfigOptions {
+                context: context.clone(),
+                ..KubeConfigOptions::default()
+            };
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| {
+                    KubeError::Refused(format!("the kubeconfig of cluster {name} is not usable: {e}"))
+                })?
+        };
+        config.connect_timeout = Some(self.settings.call_timeout);
+        // Watches stay open for minutes; other calls carry their own deadline.
+        config.read_timeout = None;
+        let client = kube::Client::try_from(config).map_err(|e| {
+            KubeError::Refused(format!("cannot make a client for cluster {name}: {e}"))
+        })?;
+        let built = ClusterClient {
+            cluster_id: id,
+            client,
+            fingerprint,
+            settings: self.settings,
+        };
+        self.clients
+            .lock()
+            .expect("clients lock")
+            .insert(id, built.clone());
+        Ok(built)
+    }
+
+    /// The shared watch of Deployments in `namespace` of the client's
+    /// cluster; it runs while someone holds it.
+    pub fn watch(&self, cluster: &ClusterClient, namespace: &str) -> Arc<DeploymentWatch> {
+        let key = (
+            cluster.cluster_id,
+            cluster.fingerprint.clone(),
+            namespace.to_string(),
+        );
+        let mut watches = self.watches.lock().expect("watches lock");
+        if let Some(existing) = watches.get(&key).and_then(Weak::upgrade) {
+            return existing;
+        }
+        watches.retain(|_, w| w.strong_count() > 0);
+        let started = Arc::new(DeploymentWatch::start(cluster.client.clone(), namespace));
+        watches.insert(key, Arc::downgrade(&started));
+        started
+    }
+}
+
+/// A namespace's Deployments as the watch last saw them, and a counter
+/// that moves on every change.
+pub struct DeploymentWatch {
+    namespace: String,
+    store: Store<Deployment>,
+    changes: watch::Receiver<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DeploymentWatch {
+    fn start(client: kube::Client, namespace: &str) -> Self {
+        let api: Api<Deployment> = Api::namespaced(client, namespace);
+        let (store, writer) = reflector::store();
+        let (tx, changes) = watch::channel(0u64);
+        let ns = namespace.to_string();
+        let task = tokio::spawn(async move {
+            // The server ends each watch after 50 s; the watcher resumes from
+            // the last resourceVersion (relisting on 410 Gone) and backs off
+            // while the cluster is unreachable.
+            let config = watcher::Config::default().timeout(50);
+            let mut stream =
+                std::pin::pin!(reflector::reflector(writer, watcher(api, config).default_backoff()));
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(_) => tx.send_modify(|n| *n += 1),
+                    Err(e) => tracing::debug!(namespace = %ns, error = %e, "deployment watch interrupted"),
+                }
+            }
+        });
+        Self {
+            namespace: namespace.to_string(),
+            store,
+            changes,
+            task,
+        }
+    }
+
+    /// The Deployment as last seen by the watch.
+    pub fn get(&self, name: &str) -> Option<Arc<Deployment>> {
+        self.store
+            .get(&ObjectRef::new(name).within(&self.namespace))
+    }
+
+    /// A receiver that wakes on every change seen.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+}
+
+impl Drop for DeploymentWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ClusterClient {
+    /// Runs `call` with the deadline, retrying transient failures with
+    /// exponential backoff.
+    async fn call<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, KubeError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let mut pause = self.settings.backoff;
+        let mut attempt = 1;
+        loop {
+            let error = match tokio::time::timeout(self.settings.call_timeout, call()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => classify(what, e),
+                Err(_) => KubeError::Transient(format!(
+                    "{what}: no answer within {} s",
+                    self.settings.call_timeout.as_secs_f32()
+                )),
+            };
+            if !error.is_transient() || attempt >= self.settings.attempts {
+                return Err(error);
+            }
+            tracing::debug!(error = %error, attempt, "retrying Kubernetes call");
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            attempt += 1;
+        }
+    }
+
+    /// The API server's version, e.g. `v1.31.0`.
+    pub async fn version(&self) -> Result<String, KubeError> {
+        let info = self
+            .call("asking the API server its version", || {
+                self.client.apiserver_version()
+            })
+            .await?;
+        Ok(info.git_version)
+    }
+
+    /// Deployment `namespace/name`, or `None` when it does not exist.
+    pub async fn deployment(&self, namespace: &str, name: &str) -> Result<Option<Deployment>, KubeError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        self.call(&format!("reading Deployment {namespace}/{name}"), || {
+            api.get_opt(name)
+        })
+        .await
+    }
+
+    /// Sets the image of `container`, only if the Deployment still has the
+    /// `resource_version` it was read at (a 409 otherwise).
+    pub async fn patch_image(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+        image: &str,
+        resource_version: &str,
+    ) -> Result<Deployment, KubeError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": resource_version },
+            "spec": { "template": { "spec": { "containers": [ { "name": container, "image": image } ] } } }
+        });
+        let params = PatchParams::default();
+        let patch = Patch::Strategic(&patch);
+        self.call(&format!("updating the image of {namespace}/{name}"), || {
+            api.patch(name, &params, &patch)
+        })
+        .await
+    }
+
+    /// Writes `deployment` back whole (a 409 when it changed since read).
+    pub async fn replace_deployment(&self, deployment: &Deployment) -> Result<Deployment, KubeError> {
+        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
+        let name = deployment.metadata.name.clone().unwrap_or_default();
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
+        let params = PostParams::default();
+        self.call(&format!("writing Deployment {namespace}/{name}"), || {
+            api.replace(&name, &params, deployment)
+        })
+        .await
+    }
+
+    /// The ReplicaSets a Deployment owns.
+    pub async fn replica_sets_of(&self, deployment: &Deployment) -> Result<Vec<ReplicaSet>, KubeError> {
+        let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
+        let params = ListParams::default().labels(&rollout::selector_string(deployment));
+        let list = self
+            .call(&format!("listing the ReplicaSets in {namespace}"), || {
+                api.list(&params)
+            })
+            .await?;
+        let uid = deployment.metadata.uid.clone();
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|rs| {
+                rs.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == "Deployment" && Some(&o.uid) == uid.as_ref())
+            })
+            .collect())
+    }
+
+    /// Pods in `namespace` matching `labels` (a label selector string).
+    pub async fn pods(&self, namespace: &str, labels: &str) -> Result<Vec<Pod>, KubeError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = ListParams::default().labels(labels);
+        Ok(self
+            .call(&format!("listing pods in {namespace}"), || api.list(&params))
+            .await?
+            .items)
+    }
+
+    /// Pod `namespace/name`, or `None`.
+    pub async fn pod(&self, namespace: &str, name: &str) -> Result<Option<Pod>, KubeError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        self.call(&format!("reading pod {namespace}/{name}"), || api.get_opt(name))
+            .await
+    }
+
+    /// The last `tail` lines of a container's log.
+    pub async fn logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        tail: i64,
+    ) -> Result<String, KubeError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = LogParams {
+            container: Some(container.to_string()),
+            tail_lines: Some(tail),
+            ..LogParams::default()
+        };
+        self.call(&format!("reading the log of {namespace}/{pod}"), || {
+            api.logs(pod, &params)
+        })
+        .await
+    }
+
+    /// A container's log as it is written, from the last `tail` lines on.
+    pub async fn follow_logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        tail: i64,
+    ) -> Result<impl futures::io::AsyncBufRead + use<>, KubeError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = LogParams {
+            container: Some(container.to_string()),
+            tail_lines: Some(tail),
+            follow: true,
+            ..LogParams::default()
+        };
+        match tokio::time::timeout(self.settings.call_timeout, api.log_stream(pod, &params)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(classify(&format!("following the log of {namespace}/{pod}"), e)),
+            Err(_) => Err(KubeError::Transient(format!(
+                "following the log of {namespace}/{pod}: no answer"
+            ))),
+        }
+    }
+}
