@@ -6,6 +6,7 @@ use crate::app::AppState;
 use crate::auth::Action;
 use crate::db::accounts::Account;
 use crate::db::audit::AuditActor;
+use crate::db::clusters::Cluster;
 use crate::db::release_items;
 use crate::db::work_orders::{self, NewWorkOrder, Source, StageRecord, WorkOrder};
 use crate::domain::work_order::{Command, decide};
@@ -155,4 +156,18 @@ async fn preflight(state: &AppState, id: i64, stage: u32) -> Result<()> {
 /// A Kubernetes failure as the API reports it: 502 naming the cluster.
 pub fn kube_error(cluster: &str, e: KubeError) -> Error {
     Error::Upstream(format!("Kubernetes cluster {cluster}: {}", e.message()))
+}
+
+/// Asks cluster `cluster`'s API server its version with the stored
+/// credentials (the "Test connection" action).
+pub async fn test_connection(state: &AppState, cluster: &Cluster) -> Result<String> {
+    let client = state
+        .kube
+        .client(&state.db, &state.sealer, cluster.id)
+        .await
+        .map_err(|e| kube_error(&cluster.name, e))?;
+    client
+        .version()
+        .await
+        .map_err(|e| kube_error(&cluster.name, e))
 }

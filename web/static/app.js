@@ -15,3 +15,30 @@ document.addEventListener("click", (event) => {
     }
   }
 });
+
+// Pod logs: "Follow" streams new lines through server-sent events.
+(() => {
+  const button = document.getElementById("follow");
+  const log = document.getElementById("log");
+  if (!button || !log || !window.EventSource) return;
+  button.hidden = false;
+  let source = null;
+  button.addEventListener("click", () => {
+    if (source) {
+      source.close();
+      source = null;
+      button.textContent = "Follow";
+      button.removeAttribute("aria-pressed");
+      return;
+    }
+    log.textContent = "";
+    source = new EventSource(button.dataset.follow);
+    button.textContent = "Stop following";
+    button.setAttribute("aria-pressed", "true");
+    source.onmessage = (event) => {
+      const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+      log.textContent += event.data + "\n";
+      if (atBottom) log.scrollTop = log.scrollHeight;
+    };
+  });
+})();

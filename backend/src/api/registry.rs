@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_clusters, create_cluster))
         .routes(routes!(get_cluster, update_cluster, delete_cluster))
+        .routes(routes!(test_cluster))
         .routes(routes!(list_apps, create_app))
         .routes(routes!(get_app, update_app, delete_app))
 }
@@ -121,6 +122,35 @@ async fn get_cluster(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Cluster>> {
     Ok(Json(clusters::get(&state.db.pool, id).await?))
+}
+
+/// What a connection test found.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct ConnectionTest {
+    pub cluster: String,
+    /// The API server's version, e.g. `v1.31.0`.
+    pub version: String,
+}
+
+/// Connects to the cluster with its stored credentials and asks the API
+/// server its version: 200 when it answers, 502 naming the failure.
+#[utoipa::path(
+    post, path = "/api/v1/clusters/{id}/test", tag = "registry", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Cluster id")),
+    responses((status = 200, body = ConnectionTest), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody))
+)]
+async fn test_cluster(
+    State(state): State<AppState>,
+    ApiActor(actor, _who): ApiActor,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<ConnectionTest>> {
+    state.policy.require(&actor, Action::ManageRegistry, "/")?;
+    let cluster = clusters::get(&state.db.pool, id).await?;
+    let version = crate::release::test_connection(&state, &cluster).await?;
+    Ok(Json(ConnectionTest {
+        cluster: cluster.name,
+        version,
+    }))
 }
 
 /// Changes the environment or replaces the credentials.

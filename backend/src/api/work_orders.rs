@@ -24,6 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(approve_work_order))
         .routes(routes!(reject_work_order))
         .routes(routes!(close_work_order))
+        .routes(routes!(deploy_stage))
+        .routes(routes!(rollback_stage))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -255,4 +257,43 @@ async fn close_work_order(
         )
         .await?,
     ))
+}
+
+/// Starts stage `n` (1-based): stage 1 of an approved order, or the next
+/// stage once the one before it succeeded. The cluster and Deployment are
+/// checked first; the engine then patches the image and watches the
+/// rollout. Answers 202 with the order; follow the stage in `GET
+/// /api/v1/work-orders/{id}`.
+#[utoipa::path(
+    post, path = "/api/v1/work-orders/{id}/stages/{n}/deploy", tag = "work orders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Work order id"), ("n" = u32, Path, description = "Stage position, from 1")),
+    responses((status = 202, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody))
+)]
+async fn deploy_stage(
+    State(state): State<AppState>,
+    ApiActor(actor, who): ApiActor,
+    ApiPath((id, stage)): ApiPath<(i64, u32)>,
+) -> Result<(StatusCode, Json<WorkOrder>)> {
+    let order = release::drive_stage(&state, &actor, &who, id, Command::Deploy { stage }).await?;
+    Ok((StatusCode::ACCEPTED, Json(order)))
+}
+
+/// Rolls stage `n` back to the pod template it replaced (allowed once the
+/// stage has deployed: succeeded or failed). Answers 202; the engine
+/// writes the template back and watches it become available.
+#[utoipa::path(
+    post, path = "/api/v1/work-orders/{id}/stages/{n}/rollback", tag = "work orders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Work order id"), ("n" = u32, Path, description = "Stage position, from 1")),
+    responses((status = 202, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn rollback_stage(
+    State(state): State<AppState>,
+    ApiActor(actor, who): ApiActor,
+    ApiPath((id, stage)): ApiPath<(i64, u32)>,
+) -> Result<(StatusCode, Json<WorkOrder>)> {
+    let order =
+        release::drive_stage(&state, &actor, &who, id, Command::Rollback { stage }).await?;
+    Ok((StatusCode::ACCEPTED, Json(order)))
 }

@@ -70,11 +70,13 @@ pub struct StageRun {
     pub strategy: Strategy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
-    /// `pending`, `deploying`, `paused`, `verifying`, `succeeded`, `failed`, `rolled_back`.
+    /// `pending`, `deploying`, `verifying`, `paused`, `succeeded`, `failed`, `rolling_back`, `rolled_back`.
     pub status: String,
     pub replaced_image: Option<String>,
     pub replaced_revision: Option<String>,
     pub new_revision: Option<String>,
+    /// The revision a rollback brought back.
+    pub restored_revision: Option<String>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub message: String,
@@ -807,7 +809,7 @@ pub async fn detail(pool: &AnyPool, id: i64) -> Result<WorkOrderDetail> {
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let stage_runs = sqlx::query(
         "SELECT s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, s.strategy, s.canary_json, s.status, \
-         s.replaced_image, s.replaced_revision, s.new_revision, s.started_at, s.finished_at, s.message \
+         s.replaced_image, s.replaced_revision, s.new_revision, s.restored_revision, s.started_at, s.finished_at, s.message \
          FROM stage_runs s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
          WHERE s.work_order_id = $1 ORDER BY s.position",
     )
@@ -830,6 +832,7 @@ pub async fn detail(pool: &AnyPool, id: i64) -> Result<WorkOrderDetail> {
             replaced_image: r.try_get("replaced_image")?,
             replaced_revision: r.try_get("replaced_revision")?,
             new_revision: r.try_get("new_revision")?,
+            restored_revision: r.try_get("restored_revision")?,
             started_at: r.try_get("started_at")?,
             finished_at: r.try_get("finished_at")?,
             message: r.try_get("message")?,

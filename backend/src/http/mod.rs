@@ -12,6 +12,7 @@ mod assets;
 mod audit;
 mod registry;
 mod releases;
+mod rollouts;
 mod session;
 mod settings;
 mod tree;
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .merge(registry::router())
         .merge(settings::router())
         .merge(releases::router())
+        .merge(rollouts::router())
 }
 
 /// `2026-11-23 07:33 UTC` from unix milliseconds.

@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/clusters", get(list_clusters).post(create_cluster))
         .route("/admin/clusters/{id}", get(show_cluster))
         .route("/admin/clusters/{id}/update", post(update_cluster))
+        .route("/admin/clusters/{id}/test", post(test_cluster))
         .route("/admin/clusters/{id}/delete", post(delete_cluster))
         .route("/admin/apps", get(list_apps).post(create_app))
         .route("/admin/apps/{id}/delete", post(delete_app))
@@ -376,5 +377,28 @@ async fn delete_app(
             )
             .await
         }
+    }
+}
+
+/// Connects with the stored credentials and reports what answered.
+async fn test_cluster(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_): CsrfForm<crate::auth::NoFields>,
+) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        let cluster = clusters::get(&ctx.state.db.pool, id).await?;
+        let version = crate::release::test_connection(&ctx.state, &cluster).await?;
+        Ok::<_, Error>((cluster.name, version))
+    }
+    .await;
+    match result {
+        Ok((name, version)) => redirect_with(
+            &format!("/admin/clusters/{id}"),
+            Notice::success(format!("Connected to {name}: Kubernetes {version}.")),
+        ),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e) => render_cluster(&ctx, id, e.status(), Some(Notice::from_error(&e))).await,
     }
 }

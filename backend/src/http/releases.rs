@@ -609,6 +609,23 @@ struct OrderActions {
     approve: bool,
     reject: bool,
     close: bool,
+    /// Stages the viewer may start now.
+    deploy: Vec<i64>,
+    /// Stages the viewer may roll back now.
+    rollback: Vec<i64>,
+    /// A stage is rolling out: the page refreshes its live parts.
+    live: bool,
+    /// Some stage has touched its Deployment: there are pods to show.
+    has_pods: bool,
+}
+
+impl OrderActions {
+    fn may_deploy(&self, position: &i64) -> bool {
+        self.deploy.contains(position)
+    }
+    fn may_rollback(&self, position: &i64) -> bool {
+        self.rollback.contains(position)
+    }
 }
 
 #[derive(Template)]
@@ -641,6 +658,28 @@ async fn render_order(
                 comment: String::new(),
             }),
             close: allowed(Command::Close { reason: "-".into() }),
+            deploy: d
+                .stage_runs
+                .iter()
+                .filter(|s| {
+                    allowed(Command::Deploy {
+                        stage: s.position as u32,
+                    })
+                })
+                .map(|s| s.position)
+                .collect(),
+            rollback: d
+                .stage_runs
+                .iter()
+                .filter(|s| {
+                    allowed(Command::Rollback {
+                        stage: s.position as u32,
+                    })
+                })
+                .map(|s| s.position)
+                .collect(),
+            live: facts.stage_mid_rollout(),
+            has_pods: d.stage_runs.iter().any(|s| s.status != "pending"),
         };
         let mut times = HashMap::new();
         for e in &d.timeline {
@@ -681,7 +720,7 @@ struct DecisionForm {
     reason: String,
 }
 
-async fn decide_from_page(ctx: PageCtx, id: i64, command: Command) -> Response {
+pub(super) async fn decide_from_page(ctx: PageCtx, id: i64, command: Command) -> Response {
     let done = match &command {
         Command::Approve { .. } => "Approved.".to_string(),
         Command::Reject { .. } => "Rejected.".to_string(),

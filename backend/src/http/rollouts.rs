@@ -1,0 +1,481 @@
+//! Driving stages from the work order page (Deploy, Roll back) and looking
+//! at what they did in the cluster: the pods of the old and the new
+//! version, and a container's log (last lines, or followed as it is
+//! written through server-sent events).
+
+use std::convert::Infallible;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::{AsyncBufReadExt, StreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
+
+use super::releases::decide_from_page;
+use super::{Layout, PageCtx, page_error};
+use crate::app::AppState;
+use crate::auth::{Action, CsrfForm, NoFields};
+use crate::db::now_ms;
+use crate::db::work_orders::{self, StageRun, StageTarget, WorkOrderDetail};
+use crate::domain::work_order::Command;
+use crate::error::{Error, Result};
+use crate::kube::rollout::{self, TEMPLATE_HASH};
+use crate::kube::{ClusterClient, KubeError};
+use crate::release::kube_error;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/work-orders/{id}/stages/{n}/deploy", post(deploy_stage))
+        .route("/work-orders/{id}/stages/{n}/rollback", post(rollback_stage))
+        .route("/work-orders/{id}/pods", get(pods))
+        .route("/work-orders/{id}/stages/{n}/pods/{pod}/logs", get(logs))
+        .route(
+            "/work-orders/{id}/stages/{n}/pods/{pod}/logs/stream",
+            get(follow_logs),
+        )
+}
+
+async fn deploy_stage(
+    ctx: PageCtx,
+    Path((id, stage)): Path<(i64, u32)>,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> Response {
+    decide_from_page(ctx, id, Command::Deploy { stage }).await
+}
+
+async fn rollback_stage(
+    ctx: PageCtx,
+    Path((id, stage)): Path<(i64, u32)>,
+    CsrfForm(_): CsrfForm<NoFields>,
+) -> Response {
+    decide_from_page(ctx, id, Command::Rollback { stage }).await
+}
+
+/// One pod as the table shows it.
+pub struct PodRow {
+    pub name: String,
+    pub phase: String,
+    pub ready: String,
+    pub all_ready: bool,
+    pub restarts: i32,
+    pub age: String,
+    pub image: String,
+}
+
+/// The pods of one ReplicaSet.
+pub struct PodGroup {
+    /// `new` or `old`.
+    pub role: &'static str,
+    pub revision: String,
+    pub image: String,
+    pub pods: Vec<PodRow>,
+}
+
+/// What a stage's Deployment runs.
+pub struct StagePods {
+    pub position: i64,
+    pub name: String,
+    pub target: String,
+    pub groups: Vec<PodGroup>,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pods_fragment.html")]
+struct PodsFragment {
+    order_id: i64,
+    stages: Vec<StagePods>,
+}
+
+#[derive(Template)]
+#[template(path = "pods.html")]
+struct PodsPage {
+    layout: Layout,
+    order_id: i64,
+    title: String,
+    stages: Vec<StagePods>,
+}
+
+/// The order, if the viewer may see its node (404 otherwise).
+async fn visible_order(ctx: &PageCtx, id: i64) -> Result<WorkOrderDetail> {
+    let d = work_orders::detail(&ctx.state.db.pool, id).await?;
+    if !ctx.may(Action::ViewNode, &d.order.node_path) {
+        return Err(Error::NotFound(format!("no work order with id {id}")));
+    }
+    Ok(d)
+}
+
+/// The pods of the old and new versions of every stage that has started:
+/// a fragment for htmx, a page otherwise.
+async fn pods(ctx: PageCtx, Path(id): Path<i64>, headers: axum::http::HeaderMap) -> Response {
+    let d = match visible_order(&ctx, id).await {
+        Ok(d) => d,
+        Err(e) => return page_error(&e),
+    };
+    let mut stages = Vec::new();
+    for run in d.stage_runs.iter().filter(|s| s.status != "pending") {
+        stages.push(stage_pods(&ctx.state, &d, run).await);
+    }
+    if headers.contains_key("hx-request") {
+        let fragment = PodsFragment {
+            order_id: id,
+            stages,
+        };
+        return match fragment.render() {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => page_error(&Error::Internal(e.into())),
+        };
+    }
+    let page = PodsPage {
+        layout: ctx.layout(format!("Pods of #{id}"), "work-orders", None),
+        order_id: id,
+        title: d.order.title.clone(),
+        stages,
+    };
+    ctx.render(StatusCode::OK, &page)
+}
+
+async fn stage_pods(state: &AppState, d: &WorkOrderDetail, run: &StageRun) -> StagePods {
+    let mut out = StagePods {
+        position: run.position,
+        name: run.name.clone(),
+        target: String::new(),
+        groups: Vec::new(),
+        error: None,
+    };
+    let found = async {
+        let (target, client, deployment) = open_stage(state, d.order.id, run.position).await?;
+        out.target = format!(
+            "{}/{} in {}",
+            target.namespace, target.deployment, target.cluster
+        );
+        let sets = client
+            .replica_sets_of(&deployment)
+            .await
+            .map_err(|e| kube_error(&target.cluster, e))?;
+        let revision_of = |rs: &ReplicaSet| {
+            rollout::revision(&rs.metadata)
+                .and_then(|r| r.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let image_of = |rs: &ReplicaSet| {
+            rs.spec
+                .template
+                .as_ref()
+                .and_then(|t| rollout::template_image(t, &target.container))
+                .unwrap_or("?")
+                .to_string()
+        };
+        let newest = sets
+            .iter()
+            .filter(|rs| image_of(rs) == d.order.image)
+            .max_by_key(|rs| revision_of(rs));
+        let old = run.replaced_revision.as_ref().and_then(|wanted| {
+            sets.iter()
+                .find(|rs| rollout::revision(&rs.metadata).as_ref() == Some(wanted))
+        });
+        let mut groups = Vec::new();
+        for (role, rs) in [("new", newest), ("old", old)] {
+            let Some(rs) = rs else { continue };
+            if groups
+                .iter()
+                .any(|(_, r): &(&str, &ReplicaSet)| r.metadata.name == rs.metadata.name)
+            {
+                continue;
+            }
+            groups.push((role, rs));
+        }
+        for (role, rs) in groups {
+            let hash = rs
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(TEMPLATE_HASH))
+                .cloned()
+                .unwrap_or_default();
+            let selector = format!(
+                "{},{TEMPLATE_HASH}={hash}",
+                rollout::selector_string(&deployment)
+            );
+            let pods = client
+                .pods(&target.namespace, &selector)
+                .await
+                .map_err(|e| kube_error(&target.cluster, e))?;
+            out.groups.push(PodGroup {
+                role,
+                revision: rollout::revision(&rs.metadata).unwrap_or_default(),
+                image: image_of(rs),
+                pods: pods.iter().map(pod_row).collect(),
+            });
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    if let Err(e) = found {
+        out.error = Some(e.to_string());
+    }
+    out
+}
+
+fn pod_row(pod: &Pod) -> PodRow {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    let total = pod.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
+    let ready = statuses.iter().filter(|c| c.ready).count();
+    let age = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| age((now_ms() - t.0.as_millisecond()).max(0)))
+        .unwrap_or_default();
+    PodRow {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        phase: pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Unknown".into()),
+        ready: format!("{ready}/{total}"),
+        all_ready: total > 0 && ready == total,
+        restarts: statuses.iter().map(|c| c.restart_count).sum(),
+        age,
+        image: pod
+            .spec
+            .as_ref()
+            .map(|s| {
+                s.containers
+                    .iter()
+                    .filter_map(|c| c.image.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// `42s`, `5m`, `3h`, `2d` like kubectl.
+fn age(ms: i64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// The stage's target, its cluster's client and the live Deployment.
+async fn open_stage(
+    state: &AppState,
+    id: i64,
+    position: i64,
+) -> Result<(StageTarget, ClusterClient, Deployment)> {
+    let target = work_orders::stage_target(&state.db.pool, id, position).await?;
+    let client = state
+        .kube
+        .client(&state.db, &state.sealer, target.cluster_id)
+        .await
+        .map_err(|e| kube_error(&target.cluster, e))?;
+    let deployment = client
+        .deployment(&target.namespace, &target.deployment)
+        .await
+        .map_err(|e| kube_error(&target.cluster, e))?
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "Deployment {}/{} does not exist in cluster {}",
+                target.namespace, target.deployment, target.cluster
+            ))
+        })?;
+    Ok((target, client, deployment))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    #[serde(default)]
+    container: String,
+    tail: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pod_logs.html")]
+struct LogsPage {
+    layout: Layout,
+    order_id: i64,
+    position: i64,
+    pod: String,
+    containers: Vec<String>,
+    container: String,
+    tail: i64,
+    lines: String,
+    stream_url: String,
+}
+
+const MAX_TAIL: i64 = 5000;
+
+/// The pod, if it belongs to the stage's Deployment (404 otherwise: the
+/// log view is not a window onto every pod of the namespace).
+async fn stage_pod(
+    ctx: &PageCtx,
+    id: i64,
+    position: i64,
+    name: &str,
+) -> Result<(StageTarget, ClusterClient, Pod)> {
+    visible_order(ctx, id).await?;
+    let (target, client, deployment) = open_stage(&ctx.state, id, position).await?;
+    let pod = client
+        .pod(&target.namespace, name)
+        .await
+        .map_err(|e| kube_error(&target.cluster, e))?;
+    let wanted = deployment
+        .spec
+        .selector
+        .match_labels
+        .clone()
+        .unwrap_or_default();
+    let belongs = pod.as_ref().is_some_and(|p| {
+        let labels = p.metadata.labels.clone().unwrap_or_default();
+        !wanted.is_empty() && wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+    });
+    match pod {
+        Some(pod) if belongs => Ok((target, client, pod)),
+        _ => Err(Error::NotFound(format!(
+            "no pod {name} in {}/{} of stage {position}",
+            target.namespace, target.deployment
+        ))),
+    }
+}
+
+fn pick_container(pod: &Pod, asked: &str, default: &str) -> Result<(Vec<String>, String)> {
+    let names: Vec<String> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    let chosen = if asked.is_empty() {
+        if names.iter().any(|n| n == default) {
+            default.to_string()
+        } else {
+            names.first().cloned().unwrap_or_default()
+        }
+    } else {
+        asked.to_string()
+    };
+    if !names.contains(&chosen) {
+        return Err(Error::validation(
+            "container",
+            format!("pod has no container {chosen} (it has {})", names.join(", ")),
+        ));
+    }
+    Ok((names, chosen))
+}
+
+fn parse_tail(raw: Option<&str>) -> Result<i64> {
+    match raw.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(200),
+        Some(t) => t
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_TAIL).contains(n))
+            .ok_or_else(|| {
+                Error::validation("tail", format!("give a number of lines from 1 to {MAX_TAIL}"))
+            }),
+    }
+}
+
+/// The last lines of a container's log.
+async fn logs(
+    ctx: PageCtx,
+    Path((id, position, name)): Path<(i64, i64, String)>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let result = async {
+        let tail = parse_tail(q.tail.as_deref())?;
+        let (target, client, pod) = stage_pod(&ctx, id, position, &name).await?;
+        let (containers, container) = pick_container(&pod, q.container.trim(), &target.container)?;
+        let lines = client
+            .logs(&target.namespace, &name, &container, tail)
+            .await
+            .map_err(|e| kube_error(&target.cluster, e))?;
+        Ok::<_, Error>(LogsPage {
+            layout: ctx.layout(format!("Log of {name}"), "work-orders", None),
+            order_id: id,
+            position,
+            stream_url: format!(
+                "/work-orders/{id}/stages/{position}/pods/{name}/logs/stream?container={container}&tail={tail}"
+            ),
+            pod: name.clone(),
+            containers,
+            container,
+            tail,
+            lines,
+        })
+    }
+    .await;
+    match result {
+        Ok(page) => ctx.render(StatusCode::OK, &page),
+        Err(e) => page_error(&e),
+    }
+}
+
+/// The log as it is written, one server-sent event per line.
+async fn follow_logs(
+    ctx: PageCtx,
+    Path((id, position, name)): Path<(i64, i64, String)>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let result = async {
+        let tail = parse_tail(q.tail.as_deref())?;
+        let (target, client, pod) = stage_pod(&ctx, id, position, &name).await?;
+        let (_, container) = pick_container(&pod, q.container.trim(), &target.container)?;
+        client
+            .follow_logs(&target.namespace, &name, &container, tail)
+            .await
+            .map_err(|e: KubeError| kube_error(&target.cluster, e))
+    }
+    .await;
+    match result {
+        Ok(reader) => {
+            let events = reader.lines().map(|line| {
+                Ok::<_, Infallible>(match line {
+                    Ok(line) => Event::default().data(line),
+                    Err(e) => Event::default().event("error").data(e.to_string()),
+                })
+            });
+            Sse::new(events)
+                .keep_alive(KeepAlive::default())
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        assert_eq!(age(5_000), "5s");
+        assert_eq!(age(600_000), "10m");
+        assert_eq!(age(3 * 3_600_000), "3h");
+        assert_eq!(age(3 * 86_400_000), "3d");
+    }
+
+    #[test]
+    fn tails_are_bounded() {
+        assert_eq!(parse_tail(None).unwrap(), 200);
+        assert_eq!(parse_tail(Some("50")).unwrap(), 50);
+        assert!(parse_tail(Some("0")).is_err());
+        assert!(parse_tail(Some("abc")).is_err());
+        assert!(parse_tail(Some("999999")).is_err());
+    }
+}
