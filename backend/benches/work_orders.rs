@@ -206,6 +206,9 @@ async fn main() {
         login_attempts_per_ip: "100".into(),
         session_idle_hours: "12".into(),
         gitlab_timeout_seconds: "10".into(),
+        kube_timeout_seconds: "10".into(),
+        engine_lease_seconds: "15".into(),
+        engine_max_jobs: "1000".into(),
     };
     let serve = ServeConfig::from_args(&args).unwrap();
     let state = AppState::new(db.clone(), serve, &SecretKey::for_tests())

@@ -80,6 +80,7 @@ const API_ROUTES: &[&str] = &[
     "PATCH /api/v1/users/{id}",
     "POST /api/v1/apps",
     "POST /api/v1/clusters",
+    "POST /api/v1/clusters/{id}/test",
     "POST /api/v1/nodes",
     "POST /api/v1/nodes/{id}/members",
     "POST /api/v1/release-items",
@@ -91,6 +92,8 @@ const API_ROUTES: &[&str] = &[
     "POST /api/v1/work-orders/{id}/approve",
     "POST /api/v1/work-orders/{id}/close",
     "POST /api/v1/work-orders/{id}/reject",
+    "POST /api/v1/work-orders/{id}/stages/{n}/deploy",
+    "POST /api/v1/work-orders/{id}/stages/{n}/rollback",
     "PUT /api/v1/release-items/{id}",
     "PUT /api/v1/settings/gitlab",
 ];
@@ -121,7 +124,10 @@ async fn the_openapi_document_lists_exactly_the_routes_that_exist() {
     let client = reqwest::Client::new();
     for route in API_ROUTES {
         let (method, path) = route.split_once(' ').unwrap();
-        let path = path.replace("{id}", "1").replace("{account_id}", "1");
+        let path = path
+            .replace("{id}", "1")
+            .replace("{account_id}", "1")
+            .replace("{n}", "1");
         let resp = client
             .request(
                 Method::from_bytes(method.as_bytes()).unwrap(),

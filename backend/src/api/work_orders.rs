@@ -293,7 +293,6 @@ async fn rollback_stage(
     ApiActor(actor, who): ApiActor,
     ApiPath((id, stage)): ApiPath<(i64, u32)>,
 ) -> Result<(StatusCode, Json<WorkOrder>)> {
-    let order =
-        release::drive_stage(&state, &actor, &who, id, Command::Rollback { stage }).await?;
+    let order = release::drive_stage(&state, &actor, &who, id, Command::Rollback { stage }).await?;
     Ok((StatusCode::ACCEPTED, Json(order)))
 }

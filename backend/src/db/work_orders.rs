@@ -17,7 +17,8 @@ use super::{Db, Tx, now_ms};
 use crate::domain::release_item::{Canary, Strategy};
 use crate::domain::tree::{self as rules, Membership, Role};
 use crate::domain::work_order::{
-    Command, Facts, Outcome, Refusal, RefusalKind, StageChange, StageFacts, StageStatus, State, decide,
+    Command, Facts, Outcome, Refusal, RefusalKind, StageChange, StageFacts, StageStatus, State,
+    decide,
 };
 use crate::error::{Error, Result, is_unique_violation};
 
@@ -398,6 +399,8 @@ pub fn refusal(command: &Command, refusal: Refusal) -> Error {
 /// Where a stage run deploys to.
 #[derive(Debug, Clone)]
 pub struct StageTarget {
+    /// `rolling` or `canary`.
+    pub strategy: String,
     pub app: String,
     pub cluster_id: i64,
     pub cluster: String,
@@ -409,7 +412,7 @@ pub struct StageTarget {
 /// The app, cluster and Deployment of stage `position` of order `id`.
 pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<StageTarget> {
     let row = sqlx::query(
-        "SELECT p.name AS app, p.cluster_id, c.name AS cluster, p.namespace, p.deployment, p.container \
+        "SELECT s.strategy, p.name AS app, p.cluster_id, c.name AS cluster, p.namespace, p.deployment, p.container \
          FROM stage_runs s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
          WHERE s.work_order_id = $1 AND s.position = $2",
     )
@@ -419,6 +422,7 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
     .await?
     .ok_or_else(|| Error::NotFound(format!("work order {id} has no stage {position}")))?;
     Ok(StageTarget {
+        strategy: row.try_get("strategy")?,
         app: row.try_get("app")?,
         cluster_id: row.try_get("cluster_id")?,
         cluster: row.try_get("cluster")?,
@@ -522,7 +526,9 @@ pub enum Source<'a> {
         account: &'a Account,
         may_act: &'a (dyn Fn(&str) -> bool + Send + Sync),
     },
-    Engine { job: &'a JobLease },
+    Engine {
+        job: &'a JobLease,
+    },
 }
 
 /// A job the engine holds: written changes are fenced on the lease, so a
@@ -582,17 +588,18 @@ pub async fn apply(
         }
     };
     let facts = facts(&mut tx, &order, actor, may_act).await?;
-    let transition =
-        decide(order.state, command, &facts).map_err(|r| refusal(command, r))?;
+    let transition = decide(order.state, command, &facts).map_err(|r| refusal(command, r))?;
     let now = now_ms();
     if transition.to != transition.from {
-        sqlx::query("UPDATE work_orders SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
-            .bind(transition.to.as_str())
-            .bind(now)
-            .bind(id)
-            .bind(transition.from.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE work_orders SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
+        )
+        .bind(transition.to.as_str())
+        .bind(now)
+        .bind(id)
+        .bind(transition.from.as_str())
+        .execute(&mut *tx)
+        .await?;
     } else {
         sqlx::query("UPDATE work_orders SET updated_at = $1 WHERE id = $2")
             .bind(now)
@@ -629,7 +636,13 @@ pub async fn apply(
         write_stage(&mut tx, id, change, &transition.note, record, now).await?;
     }
     if let Source::Engine { job } = &source
-        && !matches!(command, Command::Report { outcome: Outcome::Verifying, .. })
+        && !matches!(
+            command,
+            Command::Report {
+                outcome: Outcome::Verifying,
+                ..
+            }
+        )
     {
         // The job's work is over with this report.
         sqlx::query("UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = $1 WHERE id = $2")
@@ -644,7 +657,11 @@ pub async fn apply(
     let message = stage_message(command, &transition.note);
     add_event(&mut tx, id, who, transition.event, &message, stage_position).await?;
     if let Some((event, message)) = &transition.then {
-        let position = if *event == "succeeded" { None } else { stage_position };
+        let position = if *event == "succeeded" {
+            None
+        } else {
+            stage_position
+        };
         add_event(&mut tx, id, who, event, message, position).await?;
     }
     if actor.is_some() {

@@ -571,7 +571,12 @@ fn deploy(state: State, position: u32, facts: &Facts) -> Result<Transition, Refu
             to: StageStatus::Deploying,
         }),
         job: Some(JobKind::Deploy),
-        ..Transition::order(state, State::InProgress, "stage_deploy_started", String::new())
+        ..Transition::order(
+            state,
+            State::InProgress,
+            "stage_deploy_started",
+            String::new(),
+        )
     })
 }
 
@@ -584,10 +589,7 @@ fn rollback(state: State, position: u32, facts: &Facts) -> Result<Transition, Re
             "only engineers and owners of this release item's node may roll it back",
         ));
     }
-    if !matches!(
-        state,
-        State::InProgress | State::Failed | State::Succeeded
-    ) {
+    if !matches!(state, State::InProgress | State::Failed | State::Succeeded) {
         return Err(refuse(
             Conflict,
             format!(
@@ -1073,9 +1075,15 @@ mod tests {
     fn rollback_outcomes() {
         let facts = deployer(&[S::RollingBack, S::Pending]);
         let t = decide(InProgress, &report(1, Outcome::Succeeded), &facts).unwrap();
-        assert_eq!((t.to, t.event, t.stage.unwrap().to), (Failed, "rolled_back", S::RolledBack));
+        assert_eq!(
+            (t.to, t.event, t.stage.unwrap().to),
+            (Failed, "rolled_back", S::RolledBack)
+        );
         let t = decide(Failed, &report(1, Outcome::Failed), &facts).unwrap();
-        assert_eq!((t.to, t.event, t.stage.unwrap().to), (Failed, "rollback_failed", S::Failed));
+        assert_eq!(
+            (t.to, t.event, t.stage.unwrap().to),
+            (Failed, "rollback_failed", S::Failed)
+        );
         let t = decide(Succeeded, &report(1, Outcome::Succeeded), &facts).unwrap();
         assert_eq!(t.to, Succeeded);
     }

@@ -98,7 +98,12 @@ impl StageContext {
 }
 
 impl Engine {
-    pub fn new(db: Db, sealer: Sealer, kube: Arc<KubeDriver>, settings: EngineSettings) -> Arc<Self> {
+    pub fn new(
+        db: Db,
+        sealer: Sealer,
+        kube: Arc<KubeDriver>,
+        settings: EngineSettings,
+    ) -> Arc<Self> {
         let owner = format!(
             "{}-{}-{:08x}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "rollway".into()),
@@ -189,7 +194,9 @@ impl Engine {
             let every = self.settings.lease / 3;
             loop {
                 tokio::time::sleep(every).await;
-                match jobs::renew(&self.db, &job.lease, self.settings.lease.as_millis() as i64).await {
+                match jobs::renew(&self.db, &job.lease, self.settings.lease.as_millis() as i64)
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(e) => tracing::warn!(job = job.id, error = %e, "renewing a lease failed"),
@@ -219,7 +226,9 @@ impl Engine {
                 }
                 let pause = 1000_i64 << job.attempts.clamp(0, 6);
                 tracing::info!(job = job.id, attempt = job.attempts, error = %message, "job will be retried");
-                if let Err(e) = jobs::retry_at(&self.db, &job.lease, now_ms() + pause, &message).await {
+                if let Err(e) =
+                    jobs::retry_at(&self.db, &job.lease, now_ms() + pause, &message).await
+                {
                     tracing::warn!(job = job.id, error = %e, "could not reschedule a job");
                 }
             }
@@ -229,15 +238,23 @@ impl Engine {
     async fn work(&self, job: &Job) -> Step<()> {
         let ctx = self.context(job).await?;
         let expected = match job.kind {
-            JobKind::Deploy => matches!(ctx.status, StageStatus::Deploying | StageStatus::Verifying),
+            JobKind::Deploy => {
+                matches!(ctx.status, StageStatus::Deploying | StageStatus::Verifying)
+            }
             JobKind::Rollback => ctx.status == StageStatus::RollingBack,
         };
         if !expected {
             let note = format!("stage is {}; nothing to do", ctx.status);
-            jobs::finish(&self.db, &job.lease, &note).await.map_err(retry)?;
+            jobs::finish(&self.db, &job.lease, &note)
+                .await
+                .map_err(retry)?;
             return Ok(());
         }
-        let client = match self.kube.client(&self.db, &self.sealer, ctx.cluster_id).await {
+        let client = match self
+            .kube
+            .client(&self.db, &self.sealer, ctx.cluster_id)
+            .await
+        {
             Ok(client) => client,
             Err(KubeError::Transient(m)) => return Err(Stop::Retry(m)),
             Err(e) => return self.fail(job, e.message().to_string()).await,
@@ -252,13 +269,22 @@ impl Engine {
     }
 
     /// Reads the stage's Deployment; fails the stage when it is gone.
-    async fn read(&self, job: &Job, client: &ClusterClient, ctx: &StageContext) -> Step<Option<Deployment>> {
+    async fn read(
+        &self,
+        job: &Job,
+        client: &ClusterClient,
+        ctx: &StageContext,
+    ) -> Step<Option<Deployment>> {
         match client.deployment(&ctx.namespace, &ctx.deployment).await {
             Ok(Some(d)) => Ok(Some(d)),
             Ok(None) => {
                 self.fail(
                     job,
-                    format!("Deployment {} does not exist in cluster {}", ctx.name(), ctx.cluster),
+                    format!(
+                        "Deployment {} does not exist in cluster {}",
+                        ctx.name(),
+                        ctx.cluster
+                    ),
                 )
                 .await?;
                 Ok(None)
@@ -278,7 +304,8 @@ impl Engine {
         ctx: &StageContext,
         mut live: Deployment,
     ) -> Step<()> {
-        let Some(image) = rollout::container_image(&live, &ctx.container).map(str::to_string) else {
+        let Some(image) = rollout::container_image(&live, &ctx.container).map(str::to_string)
+        else {
             return self
                 .fail(
                     job,
@@ -300,7 +327,10 @@ impl Engine {
                 "{} in {}: replacing {image}{} with {}",
                 ctx.name(),
                 ctx.cluster,
-                revision.as_deref().map(|r| format!(" (revision {r})")).unwrap_or_default(),
+                revision
+                    .as_deref()
+                    .map(|r| format!(" (revision {r})"))
+                    .unwrap_or_default(),
                 ctx.target_image
             );
             work_orders::record_replaced(
@@ -321,7 +351,13 @@ impl Engine {
         while rollout::container_image(&live, &ctx.container) != Some(ctx.target_image.as_str()) {
             let version = live.metadata.resource_version.clone().unwrap_or_default();
             match client
-                .patch_image(&ctx.namespace, &ctx.deployment, &ctx.container, &ctx.target_image, &version)
+                .patch_image(
+                    &ctx.namespace,
+                    &ctx.deployment,
+                    &ctx.container,
+                    &ctx.target_image,
+                    &version,
+                )
                 .await
             {
                 Ok(patched) => live = patched,
@@ -340,9 +376,14 @@ impl Engine {
         let target = ctx.target_image.clone();
         let container = ctx.container.clone();
         let outcome = self
-            .follow(job, client, ctx, live, ctx.status == StageStatus::Verifying, move |d| {
-                rollout::container_image(d, &container) == Some(target.as_str())
-            })
+            .follow(
+                job,
+                client,
+                ctx,
+                live,
+                ctx.status == StageStatus::Verifying,
+                move |d| rollout::container_image(d, &container) == Some(target.as_str()),
+            )
             .await?;
         match outcome {
             Followed::Complete(d) => {
@@ -351,7 +392,10 @@ impl Engine {
                     "{} runs {}{}",
                     ctx.name(),
                     ctx.target_image,
-                    revision.as_deref().map(|r| format!(" (revision {r})")).unwrap_or_default()
+                    revision
+                        .as_deref()
+                        .map(|r| format!(" (revision {r})"))
+                        .unwrap_or_default()
                 );
                 self.report(
                     job,
@@ -394,7 +438,9 @@ impl Engine {
             Some(revision) => match client.replica_sets_of(&live).await {
                 Ok(sets) => sets
                     .iter()
-                    .find(|rs| rollout::revision(&rs.metadata).as_deref() == Some(revision.as_str()))
+                    .find(|rs| {
+                        rollout::revision(&rs.metadata).as_deref() == Some(revision.as_str())
+                    })
                     .and_then(rollout::template_of),
                 Err(KubeError::Transient(m)) => return Err(Stop::Retry(m)),
                 Err(_) => None,
@@ -413,7 +459,10 @@ impl Engine {
             (None, Some(t)) => (t, "the pod template recorded before the deploy".to_string()),
             (None, None) => {
                 return self
-                    .fail(job, "nothing to restore: the replaced pod template is unknown".into())
+                    .fail(
+                        job,
+                        "nothing to restore: the replaced pod template is unknown".into(),
+                    )
                     .await;
             }
         };
@@ -453,7 +502,9 @@ impl Engine {
         }
         let wanted = restore.clone();
         let outcome = self
-            .follow(job, client, ctx, live, true, move |d| rollout::same_template(&d.spec.template, &wanted))
+            .follow(job, client, ctx, live, true, move |d| {
+                rollout::same_template(&d.spec.template, &wanted)
+            })
             .await?;
         match outcome {
             Followed::Complete(d) => {
@@ -461,7 +512,9 @@ impl Engine {
                 let message = format!(
                     "restored {source}: {} runs {restore_image} again{}",
                     ctx.name(),
-                    now.as_deref().map(|r| format!(" (now revision {r})")).unwrap_or_default()
+                    now.as_deref()
+                        .map(|r| format!(" (now revision {r})"))
+                        .unwrap_or_default()
                 );
                 self.report(
                     job,
@@ -475,8 +528,13 @@ impl Engine {
                 .await
             }
             Followed::Failed(_, message) => {
-                self.report(job, Outcome::Failed, format!("rollback failed: {message}"), StageRecord::default())
-                    .await
+                self.report(
+                    job,
+                    Outcome::Failed,
+                    format!("rollback failed: {message}"),
+                    StageRecord::default(),
+                )
+                .await
             }
         }
     }
@@ -554,7 +612,13 @@ impl Engine {
     }
 
     /// Records the engine's finding through the state machine.
-    async fn report(&self, job: &Job, outcome: Outcome, message: String, record: StageRecord) -> Step<()> {
+    async fn report(
+        &self,
+        job: &Job,
+        outcome: Outcome,
+        message: String,
+        record: StageRecord,
+    ) -> Step<()> {
         let command = Command::Report {
             stage: job.stage_position as u32,
             outcome,
@@ -571,7 +635,13 @@ impl Engine {
         .await
         {
             Ok(_) => {
-                if matches!(command, Command::Report { outcome: Outcome::Failed, .. }) {
+                if matches!(
+                    command,
+                    Command::Report {
+                        outcome: Outcome::Failed,
+                        ..
+                    }
+                ) {
                     // An automatic rollback may have been queued.
                     self.wake();
                 }
@@ -580,7 +650,9 @@ impl Engine {
             Err(Error::Conflict(m)) if m.contains("no longer held") => Err(Stop::Lost),
             Err(Error::Conflict(m)) => {
                 tracing::info!(job = job.id, reason = %m, "report no longer applies");
-                jobs::finish(&self.db, &job.lease, &m).await.map_err(retry)?;
+                jobs::finish(&self.db, &job.lease, &m)
+                    .await
+                    .map_err(retry)?;
                 Ok(())
             }
             Err(e) => Err(Stop::Retry(e.to_string())),

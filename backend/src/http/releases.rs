@@ -729,8 +729,7 @@ pub(super) async fn decide_from_page(ctx: PageCtx, id: i64, command: Command) ->
         Command::Rollback { stage } => format!("Rollback of stage {stage} started."),
         Command::Report { .. } => "Recorded.".to_string(),
     };
-    match release::drive_stage(&ctx.state, &ctx.actor.account, &ctx.who(), id, command).await
-    {
+    match release::drive_stage(&ctx.state, &ctx.actor.account, &ctx.who(), id, command).await {
         Ok(order) => redirect_with(
             &format!("/work-orders/{id}"),
             Notice::success(format!(

@@ -32,7 +32,10 @@ use crate::release::kube_error;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/work-orders/{id}/stages/{n}/deploy", post(deploy_stage))
-        .route("/work-orders/{id}/stages/{n}/rollback", post(rollback_stage))
+        .route(
+            "/work-orders/{id}/stages/{n}/rollback",
+            post(rollback_stage),
+        )
         .route("/work-orders/{id}/pods", get(pods))
         .route("/work-orders/{id}/stages/{n}/pods/{pod}/logs", get(logs))
         .route(
@@ -372,7 +375,10 @@ fn pick_container(pod: &Pod, asked: &str, default: &str) -> Result<(Vec<String>,
     if !names.contains(&chosen) {
         return Err(Error::validation(
             "container",
-            format!("pod has no container {chosen} (it has {})", names.join(", ")),
+            format!(
+                "pod has no container {chosen} (it has {})",
+                names.join(", ")
+            ),
         ));
     }
     Ok((names, chosen))
@@ -386,7 +392,10 @@ fn parse_tail(raw: Option<&str>) -> Result<i64> {
             .ok()
             .filter(|n| (1..=MAX_TAIL).contains(n))
             .ok_or_else(|| {
-                Error::validation("tail", format!("give a number of lines from 1 to {MAX_TAIL}"))
+                Error::validation(
+                    "tail",
+                    format!("give a number of lines from 1 to {MAX_TAIL}"),
+                )
             }),
     }
 }

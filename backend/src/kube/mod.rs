@@ -63,7 +63,10 @@ fn classify(what: &str, e: kube::Error) -> KubeError {
     match e {
         kube::Error::Api(status) => {
             let message = if status.message.is_empty() {
-                format!("{what}: Kubernetes answered {} {}", status.code, status.reason)
+                format!(
+                    "{what}: Kubernetes answered {} {}",
+                    status.code, status.reason
+                )
             } else {
                 format!("{what}: {}", status.message)
             };
@@ -133,7 +136,12 @@ impl KubeDriver {
 
     /// The client of cluster `id`, rebuilt when its stored connection
     /// changed since the cached one was made.
-    pub async fn client(&self, db: &Db, sealer: &Sealer, id: i64) -> Result<ClusterClient, KubeError> {
+    pub async fn client(
+        &self,
+        db: &Db,
+        sealer: &Sealer,
+        id: i64,
+    ) -> Result<ClusterClient, KubeError> {
         let row = sqlx::query(
             "SELECT name, kubeconfig_sealed, kube_context, in_cluster FROM clusters WHERE id = $1",
         )
@@ -164,7 +172,9 @@ impl KubeDriver {
             })?
         } else {
             let sealed = sealed.ok_or_else(|| {
-                KubeError::Refused(format!("cluster {name} has no kubeconfig; set one on its page"))
+                KubeError::Refused(format!(
+                    "cluster {name} has no kubeconfig; set one on its page"
+                ))
             })?;
             let yaml = sealer.open(&sealed, &format!("cluster:{id}")).map_err(|_| {
                 KubeError::Refused(format!(
@@ -172,7 +182,9 @@ impl KubeDriver {
                 ))
             })?;
             let kubeconfig = Kubeconfig::from_yaml(yaml.expose()).map_err(|e| {
-                KubeError::Refused(format!("the kubeconfig of cluster {name} is not usable: {e}"))
+                KubeError::Refused(format!(
+                    "the kubeconfig of cluster {name} is not usable: {e}"
+                ))
             })?;
             let options = KubeConfigOptions {
                 context: context.clone(),
@@ -181,7 +193,9 @@ impl KubeDriver {
             kube::Config::from_custom_kubeconfig(kubeconfig, &options)
                 .await
                 .map_err(|e| {
-                    KubeError::Refused(format!("the kubeconfig of cluster {name} is not usable: {e}"))
+                    KubeError::Refused(format!(
+                        "the kubeconfig of cluster {name} is not usable: {e}"
+                    ))
                 })?
         };
         config.connect_timeout = Some(self.settings.call_timeout);
@@ -242,12 +256,16 @@ impl DeploymentWatch {
             // the last resourceVersion (relisting on 410 Gone) and backs off
             // while the cluster is unreachable.
             let config = watcher::Config::default().timeout(50);
-            let mut stream =
-                std::pin::pin!(reflector::reflector(writer, watcher(api, config).default_backoff()));
+            let mut stream = std::pin::pin!(reflector::reflector(
+                writer,
+                watcher(api, config).default_backoff()
+            ));
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(_) => tx.send_modify(|n| *n += 1),
-                    Err(e) => tracing::debug!(namespace = %ns, error = %e, "deployment watch interrupted"),
+                    Err(e) => {
+                        tracing::debug!(namespace = %ns, error = %e, "deployment watch interrupted")
+                    }
                 }
             }
         });
@@ -317,7 +335,11 @@ impl ClusterClient {
     }
 
     /// Deployment `namespace/name`, or `None` when it does not exist.
-    pub async fn deployment(&self, namespace: &str, name: &str) -> Result<Option<Deployment>, KubeError> {
+    pub async fn deployment(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Deployment>, KubeError> {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
         self.call(&format!("reading Deployment {namespace}/{name}"), || {
             api.get_opt(name)
@@ -349,7 +371,10 @@ impl ClusterClient {
     }
 
     /// Writes `deployment` back whole (a 409 when it changed since read).
-    pub async fn replace_deployment(&self, deployment: &Deployment) -> Result<Deployment, KubeError> {
+    pub async fn replace_deployment(
+        &self,
+        deployment: &Deployment,
+    ) -> Result<Deployment, KubeError> {
         let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
         let name = deployment.metadata.name.clone().unwrap_or_default();
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
@@ -361,7 +386,10 @@ impl ClusterClient {
     }
 
     /// The ReplicaSets a Deployment owns.
-    pub async fn replica_sets_of(&self, deployment: &Deployment) -> Result<Vec<ReplicaSet>, KubeError> {
+    pub async fn replica_sets_of(
+        &self,
+        deployment: &Deployment,
+    ) -> Result<Vec<ReplicaSet>, KubeError> {
         let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
         let params = ListParams::default().labels(&rollout::selector_string(deployment));
@@ -389,7 +417,9 @@ impl ClusterClient {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let params = ListParams::default().labels(labels);
         Ok(self
-            .call(&format!("listing pods in {namespace}"), || api.list(&params))
+            .call(&format!("listing pods in {namespace}"), || {
+                api.list(&params)
+            })
             .await?
             .items)
     }
@@ -397,8 +427,10 @@ impl ClusterClient {
     /// Pod `namespace/name`, or `None`.
     pub async fn pod(&self, namespace: &str, name: &str) -> Result<Option<Pod>, KubeError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        self.call(&format!("reading pod {namespace}/{name}"), || api.get_opt(name))
-            .await
+        self.call(&format!("reading pod {namespace}/{name}"), || {
+            api.get_opt(name)
+        })
+        .await
     }
 
     /// The last `tail` lines of a container's log.
@@ -438,7 +470,10 @@ impl ClusterClient {
         };
         match tokio::time::timeout(self.settings.call_timeout, api.log_stream(pod, &params)).await {
             Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => Err(classify(&format!("following the log of {namespace}/{pod}"), e)),
+            Ok(Err(e)) => Err(classify(
+                &format!("following the log of {namespace}/{pod}"),
+                e,
+            )),
             Err(_) => Err(KubeError::Transient(format!(
                 "following the log of {namespace}/{pod}: no answer"
             ))),

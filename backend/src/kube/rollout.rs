@@ -142,7 +142,9 @@ pub fn evaluate(deployment: &Deployment) -> Rollout {
         ));
     }
     if available < updated {
-        return Rollout::Verifying(format!("{available} of {updated} updated replicas available"));
+        return Rollout::Verifying(format!(
+            "{available} of {updated} updated replicas available"
+        ));
     }
     Rollout::Complete
 }
@@ -176,7 +178,10 @@ mod tests {
 
     #[test]
     fn reads_a_rollout_like_kubectl() {
-        assert!(matches!(evaluate(&deployment(2, 1, 3, [3, 3, 3])), Rollout::Waiting(_)));
+        assert!(matches!(
+            evaluate(&deployment(2, 1, 3, [3, 3, 3])),
+            Rollout::Waiting(_)
+        ));
         assert_eq!(
             evaluate(&deployment(2, 2, 3, [4, 1, 3])),
             Rollout::Waiting("1 of 3 new replicas updated".into())
@@ -203,7 +208,9 @@ mod tests {
             ..DeploymentCondition::default()
         }]);
         match evaluate(&d) {
-            Rollout::Failed(m) => assert!(m.contains("progress deadline") && m.contains("timed out")),
+            Rollout::Failed(m) => {
+                assert!(m.contains("progress deadline") && m.contains("timed out"))
+            }
             other => panic!("{other:?}"),
         }
     }

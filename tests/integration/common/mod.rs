@@ -112,6 +112,17 @@ impl TestDb {
         }
     }
 
+    /// The same database for a second server: dropping it drops nothing
+    /// (the original keeps ownership).
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            backend: self.backend,
+            url: self.url.clone(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            pg_name: None,
+        }
+    }
+
     /// A directory that lives as long as the database.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()

@@ -1,0 +1,637 @@
+//! The deploy engine end to end: the real server drives rolling stages on
+//! the simulated cluster (`rollway::sim`) over HTTP — happy path, failure
+//! with automatic rollback, manual rollback, a restart mid-rollout, two
+//! servers on one database, and a cluster that answers 500, hangs and
+//! drops watches.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rollway::sim::{RunningSim, Sim, SimConfig};
+use serde_json::{Value, json};
+
+use crate::common::{Api, Backend, Org, Start, TestApp, USER_PASSWORD, eventually};
+use crate::db_test;
+use crate::fake_gitlab::{FakeGitlab, TOKEN};
+
+pub const IMAGE: &str = "registry.example.com/acme/checkout";
+
+/// Server flags for engine tests: short leases and call deadlines, so a
+/// takeover or a hung request costs seconds, not minutes.
+pub fn engine_start() -> Start {
+    let mut start = Start::default();
+    start.args.extend(
+        [
+            "--engine-lease-seconds",
+            "2",
+            "--kube-timeout-seconds",
+            "2",
+        ]
+        .map(String::from),
+    );
+    start
+}
+
+/// A simulated cluster registered twice (clusters `staging` and `prod`,
+/// namespaces `staging` and `prod`), Deployments `checkout` in both running
+/// `checkout:v1.0.0`, and a release item with two rolling stages.
+pub struct Rollout {
+    pub org: Org,
+    pub eric: Api,
+    pub olivia: Api,
+    pub sim: RunningSim,
+    pub _gitlab: FakeGitlab,
+    pub item: i64,
+    pub staging_cluster: i64,
+    pub prod_cluster: i64,
+}
+
+pub fn sim_config() -> SimConfig {
+    SimConfig {
+        tick: Duration::from_millis(20),
+        ready_delay: Duration::from_millis(150),
+        ..SimConfig::default()
+    }
+}
+
+impl Rollout {
+    pub async fn create(app: &TestApp) -> Rollout {
+        Self::create_with(app, sim_config(), 2).await
+    }
+
+    pub async fn create_with(app: &TestApp, config: SimConfig, replicas: i32) -> Rollout {
+        let sim = Sim::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("start the simulated cluster");
+        for ns in ["staging", "prod"] {
+            sim.sim.create_deployment(
+                ns,
+                "checkout",
+                "app",
+                &format!("{IMAGE}:v1.0.0"),
+                replicas,
+                3,
+            );
+        }
+        let org = Org::create(app).await;
+        let gitlab = FakeGitlab::start().await;
+        gitlab.add_project(
+            42,
+            "acme/checkout",
+            &["v1.5.0", "v1.4.0", "v1.3.0", "v1.2.0", "v1.1.0", "v1.0.0"],
+        );
+        let (s, v) = org
+            .admin
+            .put(
+                "/api/v1/settings/gitlab",
+                json!({"url": gitlab.url, "token": TOKEN}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let mut clusters = Vec::new();
+        for name in ["staging", "prod"] {
+            let (s, c) = org
+                .admin
+                .post(
+                    "/api/v1/clusters",
+                    json!({"name": name, "environment": name, "kubeconfig": sim.kubeconfig()}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{c}");
+            clusters.push(c["id"].as_i64().unwrap());
+        }
+        let mut apps = Vec::new();
+        for (cluster, ns) in clusters.iter().zip(["staging", "prod"]) {
+            let (s, a) = org
+                .admin
+                .post(
+                    "/api/v1/apps",
+                    json!({"name": format!("checkout-{ns}"), "cluster_id": cluster, "namespace": ns,
+                           "deployment": "checkout", "container": "app", "node_id": org.pay_api}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{a}");
+            apps.push(a["id"].as_i64().unwrap());
+        }
+        let (s, item) = org
+            .admin
+            .post(
+                "/api/v1/release-items",
+                json!({
+                    "node_id": org.pay, "name": "checkout", "gitlab_project": "acme/checkout",
+                    "image_repository": IMAGE, "required_approvals": 1,
+                    "stages": [
+                        {"name": "staging", "app_id": apps[0], "strategy": "rolling"},
+                        {"name": "prod", "app_id": apps[1], "strategy": "rolling"}
+                    ]
+                }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{item}");
+        let eric = app.api(Some(&app.token_for("eric")));
+        let olivia = app.api(Some(&app.token_for("olivia")));
+        Rollout {
+            org,
+            eric,
+            olivia,
+            sim,
+            _gitlab: gitlab,
+            item: item["id"].as_i64().unwrap(),
+            staging_cluster: clusters[0],
+            prod_cluster: clusters[1],
+        }
+    }
+
+    /// Files an order for `version` as eric and approves it as olivia.
+    pub async fn approved_order(&self, version: &str) -> i64 {
+        approved_order(&self.eric, &self.olivia, self.item, version).await
+    }
+
+    /// Image PATCHes of Deployment `ns/checkout` the cluster received.
+    pub fn image_patches(&self, ns: &str) -> usize {
+        image_patches(&self.sim.sim, ns, "checkout")
+    }
+
+    pub fn image(&self, ns: &str) -> String {
+        live_image(&self.sim.sim, ns, "checkout")
+    }
+}
+
+pub async fn approved_order(eric: &Api, olivia: &Api, item: i64, version: &str) -> i64 {
+    let (s, order) = eric
+        .post(
+            "/api/v1/work-orders",
+            json!({"release_item_id": item, "version": version, "title": format!("Ship {version}")}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{order}");
+    let id = order["id"].as_i64().unwrap();
+    let (s, v) = olivia
+        .post(&format!("/api/v1/work-orders/{id}/approve"), json!({}))
+        .await;
+    assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("approved")), "{v}");
+    id
+}
+
+/// PATCH requests that set an image on Deployment `ns/name`.
+pub fn image_patches(sim: &Sim, ns: &str, name: &str) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| {
+            r.method == "PATCH"
+                && r.path == format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}")
+                && r.body.contains("\"image\"")
+        })
+        .count()
+}
+
+pub fn live_image(sim: &Sim, ns: &str, name: &str) -> String {
+    let d = sim.deployment(ns, name).expect("deployment");
+    d.spec.template.spec.as_ref().unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+/// The stage run `n` (1-based) of an order as the API shows it.
+pub async fn stage(api: &Api, id: i64, n: usize) -> Value {
+    let (s, order) = api.get(&format!("/api/v1/work-orders/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{order}");
+    order["stage_runs"][n - 1].clone()
+}
+
+/// Waits until stage `n` reaches `status`; panics with the order when it
+/// does not within a minute.
+pub async fn wait_stage(api: &Api, id: i64, n: usize, status: &str) {
+    let reached = eventually(Duration::from_secs(60), || async {
+        stage(api, id, n).await["status"] == status
+    })
+    .await;
+    if !reached {
+        let (_, order) = api.get(&format!("/api/v1/work-orders/{id}")).await;
+        panic!("stage {n} of #{id} did not become {status}: {order:#}");
+    }
+}
+
+pub async fn order_state(api: &Api, id: i64) -> String {
+    let (_, order) = api.get(&format!("/api/v1/work-orders/{id}")).await;
+    order["state"].as_str().unwrap_or_default().to_string()
+}
+
+async fn timeline_kinds(api: &Api, id: i64) -> Vec<String> {
+    let (_, order) = api.get(&format!("/api/v1/work-orders/{id}")).await;
+    order["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+db_test!(
+    stages_deploy_in_order_with_one_patch_each,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        let id = r.approved_order("v1.1.0").await;
+        let deploy = |n: u32| {
+            let eric = r.eric.clone();
+            async move {
+                eric.post(&format!("/api/v1/work-orders/{id}/stages/{n}/deploy"), json!({}))
+                    .await
+            }
+        };
+        // Stage 2 cannot start before stage 1 succeeded.
+        let (s, v) = deploy(2).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("stage 1"), "{v}");
+        // Viewers cannot deploy.
+        let vera = app.api(Some(&app.token_for("vera")));
+        let (s, _) = vera
+            .post(&format!("/api/v1/work-orders/{id}/stages/1/deploy"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+
+        let (s, v) = deploy(1).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        assert_eq!(v["state"], "in_progress");
+        // Deploying twice is refused while it runs and after.
+        let (s, _) = deploy(1).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        wait_stage(&r.eric, id, 1, "succeeded").await;
+        let s1 = stage(&r.eric, id, 1).await;
+        assert_eq!(s1["replaced_image"], format!("{IMAGE}:v1.0.0"));
+        assert_eq!(s1["replaced_revision"], "1");
+        assert_eq!(s1["new_revision"], "2");
+        assert!(s1["finished_at"].as_i64().is_some());
+        assert_eq!(r.image("staging"), format!("{IMAGE}:v1.1.0"));
+        assert_eq!(r.image("prod"), format!("{IMAGE}:v1.0.0"), "stage 2 untouched");
+        assert_eq!(order_state(&r.eric, id).await, "in_progress");
+        let (s, _) = deploy(1).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+
+        let (s, v) = deploy(2).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        wait_stage(&r.eric, id, 2, "succeeded").await;
+        assert_eq!(order_state(&r.eric, id).await, "succeeded");
+        assert_eq!(r.image("prod"), format!("{IMAGE}:v1.1.0"));
+        assert_eq!(r.image_patches("staging"), 1, "{:#?}", r.sim.sim.requests());
+        assert_eq!(r.image_patches("prod"), 1);
+        let kinds = timeline_kinds(&r.eric, id).await;
+        for kind in [
+            "stage_deploy_started",
+            "deploy_replacing",
+            "stage_succeeded",
+            "succeeded",
+        ] {
+            assert!(kinds.contains(&kind.to_string()), "{kind} in {kinds:?}");
+        }
+        // The rollout was followed on a watch, not by polling.
+        assert!(
+            r.sim.sim.requests().iter().any(|q| q.query.contains("watch=true")
+                || q.query.contains("watch=1")),
+            "no watch request"
+        );
+    }
+);
+
+db_test!(
+    a_stuck_rollout_fails_and_rolls_back_by_itself,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        r.sim.sim.faults().never_ready(":v1.2.0");
+        let id = r.approved_order("v1.2.0").await;
+        let (s, v) = r
+            .eric
+            .post(&format!("/api/v1/work-orders/{id}/stages/1/deploy"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        wait_stage(&r.eric, id, 1, "rolled_back").await;
+        assert_eq!(order_state(&r.eric, id).await, "failed");
+        assert_eq!(r.image("staging"), format!("{IMAGE}:v1.0.0"));
+        let live = r.sim.sim.deployment("staging", "checkout").unwrap();
+        let status = live.status.unwrap();
+        assert_eq!(status.available_replicas, Some(2), "old pods serve again");
+        let kinds = timeline_kinds(&r.eric, id).await;
+        let at = |k: &str| kinds.iter().position(|x| x == k).unwrap_or_else(|| panic!("{k} in {kinds:?}"));
+        assert!(at("stage_failed") < at("rollback_started"));
+        assert!(at("rollback_started") < at("rolled_back"));
+        let s1 = stage(&r.eric, id, 1).await;
+        assert_eq!(s1["restored_revision"], "1");
+        assert!(s1["message"].as_str().unwrap().contains("v1.0.0"), "{s1}");
+        // Nothing is left to roll back, and stage 2 may not start.
+        let (s, _) = r
+            .eric
+            .post(&format!("/api/v1/work-orders/{id}/stages/1/rollback"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        let (s, _) = r
+            .eric
+            .post(&format!("/api/v1/work-orders/{id}/stages/2/deploy"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        // A failed order can be closed now that nothing is rolling.
+        let (s, v) = r
+            .eric
+            .post(&format!("/api/v1/work-orders/{id}/close"), json!({"reason": "bad build"}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+);
+
+db_test!(
+    a_manual_rollback_restores_the_replaced_template,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        let id = r.approved_order("v1.3.0").await;
+        let (s, _) = r
+            .eric
+            .post(&format!("/api/v1/work-orders/{id}/stages/2/rollback"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "a stage that never deployed");
+        r.eric
+            .post(&format!("/api/v1/work-orders/{id}/stages/1/deploy"), json!({}))
+            .await;
+        wait_stage(&r.eric, id, 1, "succeeded").await;
+        let before = r.sim.sim.deployment("staging", "checkout").unwrap();
+        let replaced_template = {
+            let mut t = before.spec.template.clone();
+            t.spec.as_mut().unwrap().containers[0].image = Some(format!("{IMAGE}:v1.0.0"));
+            t
+        };
+        let vera = app.api(Some(&app.token_for("vera")));
+        let (s, _) = vera
+            .post(&format!("/api/v1/work-orders/{id}/stages/1/rollback"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, v) = r
+            .eric
+            .post(&format!("/api/v1/work-orders/{id}/stages/1/rollback"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        wait_stage(&r.eric, id, 1, "rolled_back").await;
+        let after = r.sim.sim.deployment("staging", "checkout").unwrap();
+        assert_eq!(after.spec.template, replaced_template);
+        assert_eq!(
+            after.metadata.annotations.unwrap()["deployment.kubernetes.io/revision"],
+            "3",
+            "the old ReplicaSet comes back as revision 3, as kubectl rollout undo does"
+        );
+        assert_eq!(order_state(&r.eric, id).await, "failed");
+        let s1 = stage(&r.eric, id, 1).await;
+        assert_eq!(s1["restored_revision"], "1");
+        let (s, _) = r
+            .eric
+            .post(&format!("/api/v1/work-orders/{id}/stages/1/rollback"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "rolled back once");
+        assert_eq!(r.image_patches("staging"), 1);
+    }
+);
+
+db_test!(
+    a_restart_mid_rollout_resumes_without_patching_again,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let config = SimConfig {
+            ready_delay: Duration::from_millis(1500),
+            ..sim_config()
+        };
+        let r = Rollout::create_with(&app, config, 3).await;
+        let id = r.approved_order("v1.4.0").await;
+        let (s, _) = r
+            .eric
+            .post(&format!("/api/v1/work-orders/{id}/stages/1/deploy"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        assert!(
+            eventually(Duration::from_secs(20), || async { r.image_patches("staging") == 1 }).await,
+            "the first server patched"
+        );
+        assert_eq!(stage(&r.eric, id, 1).await["status"], "deploying");
+        // Killed (no graceful shutdown): its lease has to run out.
+        let db = app.stop();
+        let app = TestApp::start_on(db, engine_start());
+        let eric = app.api(Some(&app.token_for("eric")));
+        wait_stage(&eric, id, 1, "succeeded").await;
+        assert_eq!(r.image_patches("staging"), 1, "{:#?}", r.sim.sim.requests());
+        assert_eq!(r.image("staging"), format!("{IMAGE}:v1.4.0"));
+    }
+);
+
+db_test!(
+    errors_500_hangs_and_dropped_watches_do_not_stop_a_rollout,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let config = SimConfig {
+            ready_delay: Duration::from_millis(600),
+            ..sim_config()
+        };
+        let r = Rollout::create_with(&app, config, 3).await;
+        let id = r.approved_order("v1.5.0").await;
+        let faults = r.sim.sim.faults();
+        faults.fail_next(2, Some("PATCH"), "/namespaces/staging/deployments/checkout");
+        faults.hang_next(1, Some("GET"), "/namespaces/staging/deployments");
+        faults.conflict_next(1, Some("PATCH"), "/namespaces/staging/deployments/checkout");
+        let (s, v) = r
+            .eric
+            .post(&format!("/api/v1/work-orders/{id}/stages/1/deploy"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        assert!(
+            eventually(Duration::from_secs(30), || async {
+                r.image("staging") == format!("{IMAGE}:v1.5.0")
+            })
+            .await
+        );
+        faults.drop_watches();
+        wait_stage(&r.eric, id, 1, "succeeded").await;
+        let live = r.sim.sim.deployment("staging", "checkout").unwrap();
+        assert_eq!(
+            live.metadata.annotations.unwrap()["deployment.kubernetes.io/revision"],
+            "2",
+            "one template change, however many tries"
+        );
+        assert_eq!(live.status.unwrap().available_replicas, Some(3));
+    }
+);
+
+db_test!(bad_requests_change_nothing, |backend| async move {
+    let app = TestApp::start_with(backend, engine_start()).await;
+    let r = Rollout::create(&app).await;
+    let order_url = |id: i64| format!("/api/v1/work-orders/{id}");
+    // Not approved yet.
+    let (_, order) = r
+        .eric
+        .post(
+            "/api/v1/work-orders",
+            json!({"release_item_id": r.item, "version": "v1.1.0", "title": "early"}),
+        )
+        .await;
+    let id = order["id"].as_i64().unwrap();
+    let (s, _) = r
+        .eric
+        .post(&format!("{}/stages/1/deploy", order_url(id)), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, v) = r
+        .eric
+        .post(&format!("{}/stages/9/deploy", order_url(id)), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, _) = r
+        .eric
+        .post(&format!("{}/stages/x/deploy", order_url(id)), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = r
+        .eric
+        .post("/api/v1/work-orders/999999/stages/1/deploy", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    r.olivia
+        .post(&format!("/api/v1/work-orders/{id}/approve"), json!({}))
+        .await;
+
+    // The Deployment is missing: 422 naming it, nothing written.
+    r.sim.sim.delete_deployment("staging", "checkout");
+    let (s, v) = r
+        .eric
+        .post(&format!("{}/stages/1/deploy", order_url(id)), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("staging/checkout"), "{v}");
+    assert_eq!(stage(&r.eric, id, 1).await["status"], "pending");
+    assert_eq!(order_state(&r.eric, id).await, "approved");
+
+    // The cluster cannot be reached: 502 naming it, nothing written.
+    let (s, v) = r
+        .org
+        .admin
+        .patch(
+            &format!("/api/v1/clusters/{}", r.staging_cluster),
+            json!({"kubeconfig": crate::registry::kubeconfig()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = r
+        .eric
+        .post(&format!("{}/stages/1/deploy", order_url(id)), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("staging"), "{v}");
+    assert_eq!(stage(&r.eric, id, 1).await["status"], "pending");
+    let jobs = app
+        .db
+        .query_text("SELECT CAST(COUNT(*) AS TEXT) FROM jobs")
+        .await;
+    assert_eq!(jobs.as_deref(), Some("0"));
+    let kinds = timeline_kinds(&r.eric, id).await;
+    assert!(!kinds.iter().any(|k| k.starts_with("stage_")), "{kinds:?}");
+});
+
+db_test!(connection_tests_name_the_outcome, |backend| async move {
+    let app = TestApp::start_with(backend, engine_start()).await;
+    let r = Rollout::create(&app).await;
+    let (s, v) = r
+        .org
+        .admin
+        .post(&format!("/api/v1/clusters/{}/test", r.prod_cluster), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["version"].as_str().unwrap().starts_with('v'), "{v}");
+    let (s, _) = r
+        .eric
+        .post(&format!("/api/v1/clusters/{}/test", r.prod_cluster), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    r.org
+        .admin
+        .patch(
+            &format!("/api/v1/clusters/{}", r.prod_cluster),
+            json!({"kubeconfig": crate::registry::kubeconfig()}),
+        )
+        .await;
+    let (s, v) = r
+        .org
+        .admin
+        .post(&format!("/api/v1/clusters/{}/test", r.prod_cluster), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("prod"), "{v}");
+});
+
+/// Two servers share one PostgreSQL database and drive 20 orders (one
+/// item each): every stage is patched exactly once.
+#[tokio::test]
+async fn two_servers_drive_each_stage_once() {
+    let a = TestApp::start_with(Backend::Postgres, engine_start()).await;
+    let b = TestApp::start_on(a.db.shared(), engine_start());
+    let sim = Sim::start(sim_config(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let org = Org::create(&a).await;
+    let gitlab = FakeGitlab::start().await;
+    gitlab.add_project(42, "acme/checkout", &["v2.0.0", "v1.0.0"]);
+    org.admin
+        .put(
+            "/api/v1/settings/gitlab",
+            json!({"url": gitlab.url, "token": TOKEN}),
+        )
+        .await;
+    let (_, cluster) = org
+        .admin
+        .post(
+            "/api/v1/clusters",
+            json!({"name": "dev", "environment": "dev", "kubeconfig": sim.kubeconfig()}),
+        )
+        .await;
+    let eric_a = a.api(Some(&a.token_for("eric")));
+    let eric_b = b.api(Some(&b.token_for("eric")));
+    let olivia = a.api(Some(&a.token_for("olivia")));
+    let _ = USER_PASSWORD;
+    let mut orders = Vec::new();
+    for i in 0..20 {
+        let name = format!("svc{i}");
+        sim.sim
+            .create_deployment("team", &name, "app", &format!("{IMAGE}:v1.0.0"), 1, 30);
+        let (s, app) = org
+            .admin
+            .post(
+                "/api/v1/apps",
+                json!({"name": name, "cluster_id": cluster["id"], "namespace": "team",
+                       "deployment": name, "container": "app", "node_id": org.pay_api}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{app}");
+        let (s, item) = org
+            .admin
+            .post(
+                "/api/v1/release-items",
+                json!({"node_id": org.pay, "name": name, "gitlab_project": "acme/checkout",
+                       "image_repository": IMAGE,
+                       "stages": [{"name": "dev", "app_id": app["id"], "strategy": "rolling"}]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{item}");
+        let id = approved_order(&eric_a, &olivia, item["id"].as_i64().unwrap(), "v2.0.0").await;
+        orders.push((name, id));
+    }
+    for (i, (_, id)) in orders.iter().enumerate() {
+        let via = if i % 2 == 0 { &eric_a } else { &eric_b };
+        let (s, v) = via
+            .post(&format!("/api/v1/work-orders/{id}/stages/1/deploy"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    }
+    for (_, id) in &orders {
+        wait_stage(&eric_a, *id, 1, "succeeded").await;
+    }
+    for (name, _) in &orders {
+        assert_eq!(image_patches(&sim.sim, "team", name), 1, "{name}");
+        assert_eq!(live_image(&sim.sim, "team", name), format!("{IMAGE}:v2.0.0"));
+    }
+    drop(b);
+}
