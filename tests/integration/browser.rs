@@ -104,3 +104,30 @@ async fn browser_engineer_files_and_owner_approves_in_another_browser() {
     assert_eq!(list["items"][0]["version"], "v1.2.0");
     assert_eq!(list["items"][0]["title"], "Ship checkout 1.2.0");
 }
+
+#[tokio::test]
+async fn browser_engineer_deploys_watches_reads_logs_and_rolls_back() {
+    let app = TestApp::start_with(Backend::Sqlite, crate::engine::engine_start()).await;
+    let rollout = crate::engine::Rollout::create(&app).await;
+    let id = rollout.approved_order("v1.1.0").await;
+    run_script(
+        &app,
+        "deploy_and_rollback.mjs",
+        &[
+            ("ROLLWAY_USER_PASSWORD", USER_PASSWORD),
+            ("ROLLWAY_ORDER_ID", &id.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        rollout.image("staging"),
+        format!("{}:v1.0.0", crate::engine::IMAGE),
+        "the rollback really restored the old image"
+    );
+    for shot in ["stage-succeeded-with-pods.png", "pod-log.png", "stage-rolled-back.png"] {
+        assert!(
+            repo_root().join("target/test-artifacts").join(shot).exists(),
+            "{shot} saved"
+        );
+    }
+}

@@ -435,7 +435,7 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
 /// The stage runs of order `id` as the state machine sees them.
 async fn stage_facts(tx: &mut Tx, id: i64) -> Result<Vec<StageFacts>> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT status, CASE WHEN replaced_image IS NULL THEN 0 ELSE 1 END FROM stage_runs \
+        "SELECT status, CAST(CASE WHEN replaced_image IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM stage_runs \
          WHERE work_order_id = $1 ORDER BY position",
     )
     .bind(id)

@@ -1,0 +1,69 @@
+// Journey: on an approved work order the engineer deploys stage 1 and
+// watches its status turn succeeded without reloading; opens the pods of
+// the new version and a pod's log (and follows it); then rolls the stage
+// back and sees it rolled back, again without reloading.
+import assert from 'node:assert/strict';
+import { base, journey, login, shot } from './lib.mjs';
+
+const password = process.env.ROLLWAY_USER_PASSWORD;
+const order = process.env.ROLLWAY_ORDER_ID;
+
+await journey('deploy-and-rollback', async (newPage) => {
+  const page = await newPage();
+  await login(page, 'eric', password);
+  await page.goto(`${base}/work-orders/${order}`);
+  const stage1 = page.locator('#stage-runs tr[data-stage="1"]');
+  const status1 = stage1.locator('[data-status]');
+  assert.equal(await status1.getAttribute('data-status'), 'pending');
+  assert.equal(await page.locator('#stage-runs tr[data-stage="2"] button[data-action="deploy"]').count(), 0,
+    'stage 2 cannot start before stage 1');
+  await shot(page, 'stage-before-deploy.png');
+
+  await stage1.locator('button[data-action="deploy"]').click();
+  await page.waitForSelector('.notice-success');
+  // From here on the page is not reloaded: htmx refreshes the stage table.
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await page.waitForFunction(() => document.querySelector('#stage-runs tr[data-stage="1"] [data-status]')?.dataset.status === 'deploying'
+    || document.querySelector('#stage-runs tr[data-stage="1"] [data-status]')?.dataset.status === 'verifying'
+    || document.querySelector('#stage-runs tr[data-stage="1"] [data-status]')?.dataset.status === 'succeeded');
+  await shot(page, 'stage-deploying.png');
+  await page.waitForFunction(
+    () => document.querySelector('#stage-runs tr[data-stage="1"] [data-status]')?.dataset.status === 'succeeded',
+    null, { timeout: 30000 });
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'status changed without a reload');
+  assert.ok(await page.locator('#stage-runs tr[data-stage="2"] button[data-action="deploy"]').isVisible(),
+    'stage 2 can start now');
+  assert.ok(await stage1.locator('button[data-action="rollback"]').isVisible(), 'rollback offered');
+  assert.match(await page.locator('#timeline').innerText(), /stage succeeded/);
+
+  // Pods of the new version, loaded into the page.
+  await page.waitForSelector('#pods table[data-role="new"] tr[data-pod]');
+  const newPods = await page.locator('#pods table[data-role="new"] tr[data-pod]').count();
+  assert.equal(newPods, 2, 'two new pods');
+  assert.match(await page.locator('#pods table[data-role="new"]').innerText(), /checkout:v1\.1\.0/);
+  await shot(page, 'stage-succeeded-with-pods.png');
+
+  // A pod's log, then follow it.
+  await page.locator('#pods table[data-role="new"] a:has-text("Logs")').first().click();
+  await page.waitForURL(/\/logs/);
+  assert.match(await page.locator('#log').innerText(), /v1\.1\.0/, 'the log names the image it runs');
+  await page.click('#follow');
+  await page.waitForFunction(() => document.getElementById('log').textContent.trim().length > 0);
+  assert.equal(await page.locator('#follow').innerText(), 'Stop following');
+  await shot(page, 'pod-log.png');
+  await page.click('#follow');
+
+  // Roll back, confirming the dialog.
+  await page.goto(`${base}/work-orders/${order}`);
+  page.once('dialog', (d) => d.accept());
+  await page.locator('#stage-runs tr[data-stage="1"] button[data-action="rollback"]').click();
+  await page.waitForSelector('.notice-success');
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await page.waitForFunction(
+    () => document.querySelector('#stage-runs tr[data-stage="1"] [data-status]')?.dataset.status === 'rolled_back',
+    null, { timeout: 30000 });
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'rolled back without a reload');
+  assert.equal((await page.locator('#order-state').innerText()).trim(), 'Failed');
+  assert.match(await page.locator('#timeline').innerText(), /rolled back/);
+  await shot(page, 'stage-rolled-back.png');
+});
