@@ -1,0 +1,375 @@
+//! Benchmark of the deploy engine against the simulated cluster.
+//!
+//! Starts the real `rollway` binary (so its memory and CPU are its own) on a
+//! fresh database and the simulated cluster in this process, seeds N
+//! approved work orders (one release item, app and Deployment each), then
+//! measures
+//! 1. the time from sending `POST …/stages/1/deploy` to the cluster
+//!    receiving the image PATCH (sequential deploys, loopback);
+//! 2. N rollouts in flight at once: all deploys sent, every stage followed
+//!    to `succeeded`; the server's peak RSS and its CPU time per rollout.
+//!
+//! `cargo bench --bench engine` (SQLite in a temp dir), or with
+//! `BENCH_DATABASE_URL=postgres://…` (an empty database). `BENCH_ROLLOUTS`
+//! (default 1000) and `BENCH_LATENCY_SAMPLES` (default 50) scale it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rollway::config::DatabaseConfig;
+use rollway::db::{Db, now_ms};
+use rollway::sim::{Sim, SimConfig};
+
+const SECRET_KEY: &str = "bench-secret-key-0123456789abcdef0123456789";
+const ADMIN_PASSWORD: &str = "bench-admin-password";
+const IMAGE: &str = "registry.example.com/bench/svc";
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(url: &str, dir: &std::path::Path, max_jobs: usize) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rollway"))
+        .args(["--database-url", url, "serve", "--listen", "127.0.0.1:0"])
+        .args(["--engine-max-jobs", &max_jobs.to_string()])
+        .env("ROLLWAY_SECRET_KEY", SECRET_KEY)
+        .env("ROLLWAY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("ROLLWAY_LOG", "warn")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start rollway");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("server output").unwrap();
+        if let Some(addr) = line.strip_prefix("Rollway listening on ") {
+            break addr.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, base }
+}
+
+fn cli(url: &str, dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rollway"))
+        .args(["--database-url", url])
+        .args(args)
+        .env("ROLLWAY_SECRET_KEY", SECRET_KEY)
+        .current_dir(dir)
+        .output()
+        .expect("run rollway");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Resident set size now and at its peak, in MiB.
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// User + system CPU time of a process.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the name).
+    let hz = 100.0;
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / hz)
+}
+
+async fn insert_rows(db: &Db, head: &str, rows: impl Iterator<Item = String>) {
+    let mut tx = db.begin_write().await.unwrap();
+    let mut batch = Vec::with_capacity(500);
+    for row in rows {
+        batch.push(row);
+        if batch.len() == 500 {
+            let sql = format!("{head} VALUES {}", batch.join(","));
+            sqlx::query(&sql).execute(&mut *tx).await.unwrap();
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        let sql = format!("{head} VALUES {}", batch.join(","));
+        sqlx::query(&sql).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let rollouts = env_num("BENCH_ROLLOUTS", 1000);
+    let samples = env_num("BENCH_LATENCY_SAMPLES", 50);
+    let total = rollouts + samples;
+    let dir = tempfile::tempdir().unwrap();
+    let url = std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
+
+    // Pods become ready after 10 s, so every rollout of phase 2 is still
+    // in flight when the last deploy is sent.
+    let sim = Sim::start(
+        SimConfig {
+            tick: Duration::from_millis(100),
+            ready_delay: Duration::from_secs(10),
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let namespaces = 10;
+    for i in 0..total {
+        sim.sim.create_deployment(
+            &format!("bench-{}", i % namespaces),
+            &format!("svc-{i}"),
+            "app",
+            &format!("{IMAGE}-{i}:v1"),
+            2,
+            600,
+        );
+    }
+
+    let server = start_server(&url, dir.path(), total.max(1000));
+    let pid = server.child.id();
+    let token = cli(
+        &url,
+        dir.path(),
+        &["admin", "create-token", "admin", "--name", "bench"],
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(32)
+        .build()
+        .unwrap();
+    let api = |path: &str| format!("{}{path}", server.base);
+    let resp = client
+        .post(api("/api/v1/clusters"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "sim", "environment": "prod", "kubeconfig": sim.kubeconfig()}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "cluster: {}", resp.status());
+    let resp = client
+        .post(api("/api/v1/nodes"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "bench", "title": "Bench"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "node: {}", resp.status());
+
+    // Apps, items, stages and approved orders straight into the database.
+    let db = Db::connect(&DatabaseConfig::from_url(&url).unwrap())
+        .await
+        .unwrap();
+    let now = now_ms();
+    let node: i64 = sqlx::query_scalar("SELECT id FROM nodes WHERE path = '/bench'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let cluster: i64 = sqlx::query_scalar("SELECT id FROM clusters WHERE name = 'sim'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let base_app: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM apps")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let base_item: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM release_items")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let base_order: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM work_orders")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    insert_rows(&db, "INSERT INTO apps (name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at)",
+        (0..total).map(|i| format!("('svc-{i}', {cluster}, 'bench-{}', 'svc-{i}', 'app', {node}, {now}, {now})", i % namespaces))).await;
+    insert_rows(&db, "INSERT INTO release_items (node_id, name, gitlab_project, image_repository, required_approvals, auto_rollback, created_at, updated_at)",
+        (0..total).map(|i| format!("({node}, 'svc-{i}', 'bench/svc-{i}', '{IMAGE}-{i}', 1, 1, {now}, {now})"))).await;
+    insert_rows(
+        &db,
+        "INSERT INTO release_stages (release_item_id, position, name, app_id, strategy, canary_json)",
+        (0..total as i64).map(|i| {
+            format!(
+                "({}, 1, 'prod', {}, 'rolling', NULL)",
+                base_item + i + 1,
+                base_app + i + 1
+            )
+        }),
+    )
+    .await;
+    insert_rows(&db, "INSERT INTO work_orders (release_item_id, node_id, version, image, title, description, state, creator_id, required_approvals, created_at, updated_at)",
+        (0..total as i64).map(|i| format!("({}, {node}, 'v2', '{IMAGE}-{i}:v2', 'Ship svc-{i} v2', '', 'approved', 1, 1, {now}, {now})", base_item + i + 1))).await;
+    insert_rows(
+        &db,
+        "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, canary_json, status)",
+        (0..total as i64).map(|i| {
+            format!(
+                "({}, 1, 'prod', {}, 'rolling', NULL, 'pending')",
+                base_order + i + 1,
+                base_app + i + 1
+            )
+        }),
+    )
+    .await;
+    let deploy = |order: i64| {
+        let client = client.clone();
+        let url = api(&format!("/api/v1/work-orders/{order}/stages/1/deploy"));
+        let token = token.clone();
+        async move {
+            let resp = client.post(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 202, "{}", resp.text().await.unwrap());
+        }
+    };
+    let patched = |sim: &Sim, i: usize| {
+        let path = format!(
+            "/apis/apps/v1/namespaces/bench-{}/deployments/svc-{i}",
+            i % namespaces
+        );
+        sim.requests()
+            .iter()
+            .find(|r| r.method == "PATCH" && r.path == path)
+            .map(|r| r.at)
+    };
+
+    // Phase 1: request → first Kubernetes write, one deploy at a time.
+    let mut latencies = Vec::new();
+    for i in rollouts..total {
+        let sent = Instant::now();
+        deploy(base_order + i as i64 + 1).await;
+        let at = loop {
+            if let Some(at) = patched(&sim.sim, i) {
+                break at;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        latencies.push(at.saturating_duration_since(sent));
+    }
+    latencies.sort();
+
+    // Phase 2: every rollout in flight at once.
+    let cpu_before = cpu_time(pid);
+    let started = Instant::now();
+    let orders: Arc<Vec<i64>> = Arc::new((0..rollouts as i64).map(|i| base_order + i + 1).collect());
+    let workers: Vec<_> = (0..16)
+        .map(|w| {
+            let orders = orders.clone();
+            let deploy = deploy.clone();
+            tokio::spawn(async move {
+                for order in orders.iter().skip(w).step_by(16) {
+                    deploy(*order).await;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let sent_in = started.elapsed();
+    let in_flight: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM stage_runs WHERE status IN ('deploying', 'verifying')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let mut peak_rss: f64 = 0.0;
+    loop {
+        let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stage_runs WHERE status = 'succeeded'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        peak_rss = peak_rss.max(rss_mib(pid).0);
+        let failed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stage_runs WHERE status IN ('failed', 'rolled_back', 'rolling_back')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(failed, 0, "no rollout may fail");
+        if done as usize >= total {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "rollouts did not finish: {done}/{total}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu_time(pid).saturating_sub(cpu_before);
+    let (rss_now, rss_hwm) = rss_mib(pid);
+    let double_patched = (0..total)
+        .filter(|&i| {
+            let path = format!(
+                "/apis/apps/v1/namespaces/bench-{}/deployments/svc-{i}",
+                i % namespaces
+            );
+            sim.sim
+                .requests()
+                .iter()
+                .filter(|r| r.method == "PATCH" && r.path == path)
+                .count()
+                != 1
+        })
+        .count();
+
+    println!("engine benchmark ({})", if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" });
+    println!(
+        "deploy request → first Kubernetes write ({} samples): p50 {}  p90 {}  max {}",
+        latencies.len(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.9)),
+        ms(*latencies.last().unwrap())
+    );
+    println!(
+        "{rollouts} rollouts: deploys sent in {:.1} s, {in_flight} in flight after sending, all succeeded after {:.1} s (pods ready after 10 s)",
+        sent_in.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "server RSS: {rss_now:.1} MiB at the end, {peak_rss:.1} MiB peak sampled, {rss_hwm:.1} MiB high-water mark"
+    );
+    println!(
+        "server CPU: {:.2} s in all, {:.2} ms per rollout",
+        cpu.as_secs_f64(),
+        cpu.as_secs_f64() * 1000.0 / rollouts as f64
+    );
+    println!("Deployments not patched exactly once: {double_patched}");
+}
