@@ -13,3 +13,4 @@ pub mod gitlab;
 pub mod http;
 pub mod release;
 pub mod secret;
+pub mod sim;
