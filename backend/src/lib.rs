@@ -15,3 +15,4 @@ pub mod http;
 pub mod kube;
 pub mod release;
 pub mod secret;
+pub mod sim;

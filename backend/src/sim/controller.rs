@@ -1,0 +1,1161 @@
+//! The control loop: the Deployment controller (rolling and recreate
+//! updates, revisions, conditions, progress deadlines — following
+//! Kubernetes' `pkg/controller/deployment`), the ReplicaSet controller, and
+//! the kubelet (in `kubelet.rs`). Each tick looks only at objects whose
+//! events marked them dirty and at timers that fell due, so thousands of
+//! idle or slow rollouts cost nothing between their changes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec, ReplicaSetStatus,
+};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::kinds::Kind;
+use super::kubelet;
+use super::store::{Key, Part, Propagation, Store, random_suffix};
+
+pub const REVISION: &str = "deployment.kubernetes.io/revision";
+pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
+pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
+pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
+pub const TEMPLATE_HASH: &str = "pod-template-hash";
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Reconcile passes per tick: enough for a chain deployment → replica set
+/// → pods → replica set status → deployment status to settle in one tick.
+const MAX_ROUNDS: usize = 64;
+
+/// What a reconcile pass needs besides the store.
+pub struct Context<'a> {
+    pub now: Instant,
+    pub ready_delay: Duration,
+    /// Image substrings whose pods never become ready.
+    pub never_ready: &'a [String],
+}
+
+/// Controller memory that is not part of any object.
+#[derive(Default)]
+pub struct ControllerState {
+    /// Pod → (uid, when its containers started).
+    pub(super) pod_started: HashMap<Key, (String, Instant)>,
+    /// Deployment → (uid, when it last made progress): the precise
+    /// instant behind the Progressing condition's lastUpdateTime.
+    progress: HashMap<Key, (String, Instant)>,
+    timers: BTreeMap<Instant, BTreeSet<(Kind, Key)>>,
+}
+
+impl ControllerState {
+    /// Looks at `key` again at `when`.
+    pub(super) fn wake_at(&mut self, when: Instant, kind: Kind, key: Key) {
+        self.timers.entry(when).or_default().insert((kind, key));
+    }
+}
+
+/// One controller pass: due timers, then dirty objects until settled.
+pub fn run_once(store: &mut Store, state: &mut ControllerState, ctx: &Context) {
+    let later = state.timers.split_off(&(ctx.now + Duration::from_nanos(1)));
+    let due = std::mem::replace(&mut state.timers, later);
+    for keys in due.into_values() {
+        store.dirty.extend(keys);
+    }
+    for _ in 0..MAX_ROUNDS {
+        if store.dirty.is_empty() {
+            break;
+        }
+        let batch = std::mem::take(&mut store.dirty);
+        for (kind, key) in batch {
+            match kind {
+                Kind::Deployment => sync_deployment(store, state, ctx, &key),
+                Kind::ReplicaSet => sync_replica_set(store, &key),
+                Kind::Pod => kubelet::sync_pod(store, state, ctx, &key),
+                _ => {}
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+pub(super) fn get_typed<K: DeserializeOwned>(store: &Store, kind: Kind, key: &Key) -> Option<K> {
+    let value = store.get(kind, &key.0, &key.1)?;
+    serde_json::from_value(value.clone()).ok()
+}
+
+/// Writes a controller's version of an object; answers the stored object.
+pub(super) fn put<K: Serialize + DeserializeOwned>(
+    store: &mut Store,
+    kind: Kind,
+    key: &Key,
+    object: &K,
+) -> Option<K> {
+    let value = serde_json::to_value(object).ok()?;
+    match store.update(kind, &key.0, &key.1, value, Part::All, false) {
+        Ok(stored) => serde_json::from_value(stored).ok(),
+        Err(e) => {
+            tracing::debug!(?kind, ?key, error = %e, "simulated controller write failed");
+            None
+        }
+    }
+}
+
+/// Now, truncated to whole seconds as Kubernetes stores times (so that
+/// comparing a fresh status with the stored one is exact).
+pub(super) fn now_time() -> Time {
+    Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+fn key_of(meta: &ObjectMeta) -> Key {
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+fn controller_ref(owner_kind: Kind, meta: &ObjectMeta) -> OwnerReference {
+    OwnerReference {
+        api_version: owner_kind.api_version().into(),
+        kind: owner_kind.kind().into(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Creation order as Kubernetes sorts it: timestamp, then name.
+fn creation_order(meta: &ObjectMeta) -> (i64, String) {
+    (
+        meta.creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// JSON with object keys sorted and nulls, empty objects and empty lists
+/// left out: two templates are the same template when these strings are.
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().filter(|k| !is_empty(&map[*k])).collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push(':');
+                canonical(&map[*k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(m) => m.values().all(is_empty),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// A template's identity, ignoring the pod-template-hash label.
+pub fn template_fingerprint(template: &PodTemplateSpec) -> String {
+    let mut template = template.clone();
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(TEMPLATE_HASH);
+    }
+    let value = serde_json::to_value(&template).unwrap_or(Value::Null);
+    let mut out = String::new();
+    canonical(&value, &mut out);
+    out
+}
+
+/// `pod-template-hash`: FNV-32a of the template (and the collision count),
+/// its decimal digits spelt in Kubernetes' safe alphabet.
+pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u32::from(*b);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+    };
+    feed(template_fingerprint(template).as_bytes());
+    if let Some(count) = collision_count {
+        feed(&count.to_le_bytes());
+    }
+    hash.to_string()
+        .bytes()
+        .map(|d| ALPHABET[usize::from(d - b'0')] as char)
+        .collect()
+}
+
+fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+pub fn revision_of(rs: &ReplicaSet) -> i64 {
+    annotation(&rs.metadata, REVISION)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+fn scaled_value(value: Option<&IntOrString>, total: i32, round_up: bool) -> i32 {
+    match value {
+        None => 0,
+        Some(IntOrString::Int(n)) => *n,
+        Some(IntOrString::String(s)) => {
+            let percent: f64 = s.trim_end_matches('%').parse().unwrap_or(0.0);
+            let exact = percent * f64::from(total) / 100.0;
+            if round_up {
+                exact.ceil() as i32
+            } else {
+                exact.floor() as i32
+            }
+        }
+    }
+}
+
+fn replicas(d: &Deployment) -> i32 {
+    d.spec.replicas.unwrap_or(1)
+}
+
+fn is_rolling(d: &Deployment) -> bool {
+    d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) != Some("Recreate")
+}
+
+/// maxSurge and maxUnavailable resolved against the replica count
+/// (`ResolveFenceposts`).
+fn fenceposts(d: &Deployment) -> (i32, i32) {
+    let rolling = d
+        .spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref());
+    let desired = replicas(d);
+    let surge = scaled_value(rolling.and_then(|r| r.max_surge.as_ref()), desired, true);
+    let unavailable = scaled_value(
+        rolling.and_then(|r| r.max_unavailable.as_ref()),
+        desired,
+        false,
+    );
+    if surge == 0 && unavailable == 0 {
+        (0, 1)
+    } else {
+        (surge, unavailable)
+    }
+}
+
+fn max_surge(d: &Deployment) -> i32 {
+    if is_rolling(d) { fenceposts(d).0 } else { 0 }
+}
+
+fn max_unavailable(d: &Deployment) -> i32 {
+    if !is_rolling(d) || replicas(d) == 0 {
+        return 0;
+    }
+    fenceposts(d).1.min(replicas(d))
+}
+
+fn spec_replicas(rs: &ReplicaSet) -> i32 {
+    rs.spec.replicas.unwrap_or(1)
+}
+
+fn status_of(rs: &ReplicaSet) -> ReplicaSetStatus {
+    rs.status.clone().unwrap_or_default()
+}
+
+fn progress_deadline(d: &Deployment) -> Option<Duration> {
+    d.spec
+        .progress_deadline_seconds
+        .filter(|s| *s != i32::MAX && *s >= 0)
+        .map(|s| Duration::from_secs(s as u64))
+}
+
+fn condition<'a>(status: &'a DeploymentStatus, type_: &str) -> Option<&'a DeploymentCondition> {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_.as_deref() == Some(type_))
+}
+
+fn new_condition(type_: &str, status: &str, reason: &str, message: String) -> DeploymentCondition {
+    let now = now_time();
+    DeploymentCondition {
+        type_: Some(type_.into()),
+        status: Some(status.into()),
+        reason: Some(reason.into()),
+        message: Some(message),
+        last_update_time: Some(now.clone()),
+        last_transition_time: Some(now),
+    }
+}
+
+/// `SetDeploymentCondition`: a condition with the same status and reason
+/// stays as it is; otherwise it is replaced (keeping lastTransitionTime
+/// when the status did not change) and moves to the end. Answers whether
+/// it changed.
+fn set_condition(status: &mut DeploymentStatus, mut condition: DeploymentCondition) -> bool {
+    let type_ = condition.type_.clone();
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    if let Some(current) = conditions.iter().find(|c| c.type_ == type_) {
+        if current.status == condition.status && current.reason == condition.reason {
+            return false;
+        }
+        if current.status == condition.status {
+            condition.last_transition_time = current.last_transition_time.clone();
+        }
+    }
+    conditions.retain(|c| c.type_ != type_);
+    conditions.push(condition);
+    true
+}
+
+fn remove_condition(status: &mut DeploymentStatus, type_: &str) {
+    if let Some(conditions) = status.conditions.as_mut() {
+        conditions.retain(|c| c.type_.as_deref() != Some(type_));
+    }
+}
+
+fn non_zero(n: i32) -> Option<i32> {
+    (n != 0).then_some(n)
+}
+
+// ------------------------------------------------------------ replica sets
+
+/// The ReplicaSet controller: as many pods as `spec.replicas`, and a status
+/// counting them.
+fn sync_replica_set(store: &mut Store, key: &Key) {
+    let Some(rs) = get_typed::<ReplicaSet>(store, Kind::ReplicaSet, key) else {
+        return;
+    };
+    let uid = rs.metadata.uid.clone().unwrap_or_default();
+    let mut pods: Vec<Pod> = owned::<Pod>(store, &uid, Kind::Pod);
+    let desired = spec_replicas(&rs).max(0) as usize;
+    if pods.len() < desired {
+        for _ in pods.len()..desired {
+            if let Some(pod) = new_pod(store, &rs) {
+                pods.push(pod);
+            }
+        }
+    } else if pods.len() > desired {
+        // Kubernetes deletes the least useful pods first: not ready before
+        // ready, then the newest.
+        pods.sort_by_key(|p| {
+            let order = creation_order(&p.metadata);
+            (kubelet::is_ready(p), std::cmp::Reverse(order))
+        });
+        let doomed: Vec<Pod> = pods.drain(..pods.len() - desired).collect();
+        for pod in doomed {
+            let (ns, name) = key_of(&pod.metadata);
+            let _ = store.delete(Kind::Pod, &ns, &name, Propagation::Cascade, false);
+        }
+    }
+    let ready = pods.iter().filter(|p| kubelet::is_ready(p)).count() as i32;
+    let count = pods.len() as i32;
+    let status = ReplicaSetStatus {
+        replicas: count,
+        fully_labeled_replicas: non_zero(count),
+        ready_replicas: non_zero(ready),
+        available_replicas: non_zero(ready),
+        observed_generation: rs.metadata.generation,
+        conditions: rs.status.as_ref().and_then(|s| s.conditions.clone()),
+        terminating_replicas: None,
+    };
+    if rs.status.as_ref() != Some(&status) {
+        let mut updated = rs;
+        updated.status = Some(status);
+        put(store, Kind::ReplicaSet, key, &updated);
+    }
+}
+
+fn owned<K: DeserializeOwned>(store: &Store, uid: &str, kind: Kind) -> Vec<K> {
+    store
+        .owned_by(uid, kind)
+        .into_iter()
+        .filter(|v| {
+            v.pointer("/metadata/deletionTimestamp").is_none()
+                && v.pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|refs| {
+                        refs.iter()
+                            .any(|r| r["uid"] == uid && r["controller"] == Value::Bool(true))
+                    })
+        })
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .collect()
+}
+
+fn new_pod(store: &mut Store, rs: &ReplicaSet) -> Option<Pod> {
+    let template = rs.spec.template.clone()?;
+    let rs_name = rs.metadata.name.clone()?;
+    let namespace = rs.metadata.namespace.clone()?;
+    let template_meta = template.metadata.unwrap_or_default();
+    let mut spec = template.spec?;
+    spec.node_name = Some(kubelet::NODE_NAME.into());
+    let name = loop {
+        let candidate = format!("{rs_name}-{}", random_suffix());
+        if store.get(Kind::Pod, &namespace, &candidate).is_none() {
+            break candidate;
+        }
+    };
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(name),
+            generate_name: Some(format!("{rs_name}-")),
+            namespace: Some(namespace.clone()),
+            labels: template_meta.labels,
+            annotations: template_meta.annotations,
+            owner_references: Some(vec![controller_ref(Kind::ReplicaSet, &rs.metadata)]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    };
+    let value = serde_json::to_value(&pod).ok()?;
+    let stored = store.create(Kind::Pod, &namespace, value, false).ok()?;
+    serde_json::from_value(stored).ok()
+}
+
+// ------------------------------------------------------------- deployments
+
+/// The Deployment controller's sync of one Deployment.
+fn sync_deployment(store: &mut Store, state: &mut ControllerState, ctx: &Context, key: &Key) {
+    let Some(mut d) = get_typed::<Deployment>(store, Kind::Deployment, key) else {
+        state.progress.remove(key);
+        return;
+    };
+    if d.metadata.deletion_timestamp.is_some() {
+        return;
+    }
+    let uid = d.metadata.uid.clone().unwrap_or_default();
+    let mut rss: Vec<ReplicaSet> = owned::<ReplicaSet>(store, &uid, Kind::ReplicaSet);
+    rss.sort_by_key(|rs| creation_order(&rs.metadata));
+    let stored_before = d.clone();
+
+    let paused = d.spec.paused == Some(true);
+    check_paused_conditions(&mut d, state, ctx, key);
+    if paused {
+        let new_index = find_new(&rss, &d);
+        let new_rs = new_index.map(|i| rss[i].clone());
+        sync_rollout_status(
+            store,
+            state,
+            ctx,
+            key,
+            &mut d,
+            &stored_before,
+            &rss,
+            new_rs.as_ref(),
+        );
+        return;
+    }
+
+    let create = is_rolling(&d);
+    let Some((new_rs, old_rss)) = new_and_old(store, state, ctx, &mut d, rss, create) else {
+        // A failed create: write what changed (collision count) and retry.
+        if d != stored_before {
+            put(store, Kind::Deployment, key, &d);
+        }
+        store.dirty.insert((Kind::Deployment, key.clone()));
+        return;
+    };
+    if is_rolling(&d) {
+        rollout_rolling(store, state, ctx, key, d, &stored_before, new_rs, old_rss);
+    } else {
+        rollout_recreate(store, state, ctx, key, d, &stored_before, new_rs, old_rss);
+    }
+}
+
+fn find_new(rss: &[ReplicaSet], d: &Deployment) -> Option<usize> {
+    let wanted = template_fingerprint(&d.spec.template);
+    rss.iter().position(|rs| {
+        rs.spec
+            .template
+            .as_ref()
+            .is_some_and(|t| template_fingerprint(t) == wanted)
+    })
+}
+
+/// `getAllReplicaSetsAndSyncRevision`: the new ReplicaSet (found,
+/// re-adopted with the next revision, or created when `create`), the old
+/// ones, and the Deployment's revision annotation. `None` when creating
+/// failed.
+fn new_and_old(
+    store: &mut Store,
+    state: &mut ControllerState,
+    ctx: &Context,
+    d: &mut Deployment,
+    mut rss: Vec<ReplicaSet>,
+    create: bool,
+) -> Option<(Option<ReplicaSet>, Vec<ReplicaSet>)> {
+    let new_index = find_new(&rss, d);
+    let existing_new = new_index.map(|i| rss.remove(i));
+    let old_rss = rss;
+    let max_old = old_rss.iter().map(revision_of).max().unwrap_or(0);
+    let new_revision = (max_old + 1).to_string();
+    let deadline = progress_deadline(d).is_some();
+    let key = key_of(&d.metadata);
+
+    if let Some(mut rs) = existing_new {
+        let mut changed = set_new_rs_annotations(d, &mut rs, &new_revision, true);
+        if rs.spec.min_ready_seconds != d.spec.min_ready_seconds {
+            rs.spec.min_ready_seconds = d.spec.min_ready_seconds;
+            changed = true;
+        }
+        if changed {
+            let rs_key = key_of(&rs.metadata);
+            rs = put(store, Kind::ReplicaSet, &rs_key, &rs)?;
+        }
+        let revision = annotation(&rs.metadata, REVISION)
+            .unwrap_or_default()
+            .to_string();
+        set_deployment_revision(d, &revision);
+        let status = d.status.get_or_insert_with(Default::default);
+        if deadline && condition(status, "Progressing").is_none() {
+            let name = rs.metadata.name.clone().unwrap_or_default();
+            set_condition(
+                status,
+                new_condition(
+                    "Progressing",
+                    "True",
+                    "FoundNewReplicaSet",
+                    format!("Found new replica set \"{name}\""),
+                ),
+            );
+            note_progress(state, ctx, &key, d);
+        }
+        return Some((Some(rs), old_rss));
+    }
+    if !create {
+        return Some((None, old_rss));
+    }
+
+    let namespace = d.metadata.namespace.clone().unwrap_or_default();
+    let collision_count = d.status.as_ref().and_then(|s| s.collision_count);
+    let hash = template_hash(&d.spec.template, collision_count);
+    let name = format!("{}-{hash}", d.metadata.name.clone().unwrap_or_default());
+    if store.get(Kind::ReplicaSet, &namespace, &name).is_some() {
+        // A ReplicaSet of that name with another template (or owner): a
+        // hash collision, resolved by hashing again with a higher count.
+        let status = d.status.get_or_insert_with(Default::default);
+        status.collision_count = Some(collision_count.unwrap_or(0) + 1);
+        return None;
+    }
+    let mut template = d.spec.template.clone();
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(TEMPLATE_HASH.into(), hash.clone());
+    let mut selector = d.spec.selector.clone();
+    selector
+        .match_labels
+        .get_or_insert_with(Default::default)
+        .insert(TEMPLATE_HASH.into(), hash.clone());
+    let mut rs = ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.clone()),
+            labels: template.metadata.as_ref().and_then(|m| m.labels.clone()),
+            owner_references: Some(vec![controller_ref(Kind::Deployment, &d.metadata)]),
+            ..Default::default()
+        },
+        spec: ReplicaSetSpec {
+            replicas: Some(0),
+            min_ready_seconds: d.spec.min_ready_seconds,
+            selector,
+            template: Some(template),
+        },
+        status: None,
+    };
+    let mut all = old_rss.clone();
+    all.push(rs.clone());
+    rs.spec.replicas = Some(new_rs_new_replicas(d, &all, &rs));
+    set_new_rs_annotations(d, &mut rs, &new_revision, false);
+    let value = serde_json::to_value(&rs).ok()?;
+    let created = match store.create(Kind::ReplicaSet, &namespace, value, false) {
+        Ok(created) => serde_json::from_value::<ReplicaSet>(created).ok()?,
+        Err(e) => {
+            tracing::debug!(error = %e, "simulated controller could not create a replica set");
+            return None;
+        }
+    };
+    set_deployment_revision(d, &new_revision);
+    if deadline {
+        let status = d.status.get_or_insert_with(Default::default);
+        set_condition(
+            status,
+            new_condition(
+                "Progressing",
+                "True",
+                "NewReplicaSetCreated",
+                format!("Created new replica set \"{name}\""),
+            ),
+        );
+        note_progress(state, ctx, &key, d);
+    }
+    Some((Some(created), old_rss))
+}
+
+/// `SetNewReplicaSetAnnotations`: copies the Deployment's annotations,
+/// raises the revision (keeping the old one in revision-history when a
+/// ReplicaSet is re-adopted), and on creation the replica annotations.
+fn set_new_rs_annotations(
+    d: &Deployment,
+    rs: &mut ReplicaSet,
+    new_revision: &str,
+    exists: bool,
+) -> bool {
+    let mut changed = false;
+    let annotations = rs.metadata.annotations.get_or_insert_with(Default::default);
+    for (k, v) in d.metadata.annotations.iter().flatten() {
+        if [
+            LAST_APPLIED,
+            REVISION,
+            REVISION_HISTORY,
+            DESIRED_REPLICAS,
+            MAX_REPLICAS,
+        ]
+        .contains(&k.as_str())
+            || annotations.get(k) == Some(v)
+        {
+            continue;
+        }
+        annotations.insert(k.clone(), v.clone());
+        changed = true;
+    }
+    let old_revision = annotations.get(REVISION).cloned();
+    let old: i64 = old_revision
+        .as_deref()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    let new: i64 = new_revision.parse().unwrap_or(0);
+    if old < new {
+        annotations.insert(REVISION.into(), new_revision.into());
+        changed = true;
+        if let Some(old_revision) = old_revision.filter(|r| !r.is_empty()) {
+            let history = match annotations.get(REVISION_HISTORY) {
+                Some(h) if !h.is_empty() => format!("{h},{old_revision}"),
+                _ => old_revision,
+            };
+            annotations.insert(REVISION_HISTORY.into(), history);
+        }
+    }
+    if !exists {
+        changed |= set_replicas_annotations(d, rs);
+    }
+    changed
+}
+
+fn set_replicas_annotations(d: &Deployment, rs: &mut ReplicaSet) -> bool {
+    let desired = replicas(d).to_string();
+    let max = (replicas(d) + max_surge(d)).to_string();
+    let annotations = rs.metadata.annotations.get_or_insert_with(Default::default);
+    let mut changed = false;
+    for (k, v) in [(DESIRED_REPLICAS, desired), (MAX_REPLICAS, max)] {
+        if annotations.get(k) != Some(&v) {
+            annotations.insert(k.into(), v);
+            changed = true;
+        }
+    }
+    changed
+}
+
+fn set_deployment_revision(d: &mut Deployment, revision: &str) {
+    if revision.is_empty() {
+        return;
+    }
+    let annotations = d.metadata.annotations.get_or_insert_with(Default::default);
+    if annotations.get(REVISION).map(String::as_str) != Some(revision) {
+        annotations.insert(REVISION.into(), revision.into());
+    }
+}
+
+/// `NewRSNewReplicas`: how far the new ReplicaSet may grow now.
+fn new_rs_new_replicas(d: &Deployment, all: &[ReplicaSet], new_rs: &ReplicaSet) -> i32 {
+    if !is_rolling(d) {
+        return replicas(d);
+    }
+    let current: i32 = all.iter().map(spec_replicas).sum();
+    let max_total = replicas(d) + max_surge(d);
+    if current >= max_total {
+        return spec_replicas(new_rs);
+    }
+    let scale_up = (max_total - current).min(replicas(d) - spec_replicas(new_rs));
+    spec_replicas(new_rs) + scale_up
+}
+
+/// Sets a ReplicaSet's size (and replica annotations); answers whether the
+/// size changed.
+fn scale(store: &mut Store, d: &Deployment, rs: &mut ReplicaSet, count: i32) -> bool {
+    let size_changed = spec_replicas(rs) != count;
+    let mut copy = rs.clone();
+    copy.spec.replicas = Some(count);
+    let annotations_changed = set_replicas_annotations(d, &mut copy);
+    if !size_changed && !annotations_changed {
+        return false;
+    }
+    let key = key_of(&copy.metadata);
+    match put(store, Kind::ReplicaSet, &key, &copy) {
+        Some(stored) => {
+            *rs = stored;
+            size_changed
+        }
+        None => false,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rollout_rolling(
+    store: &mut Store,
+    state: &mut ControllerState,
+    ctx: &Context,
+    key: &Key,
+    mut d: Deployment,
+    stored_before: &Deployment,
+    new_rs: Option<ReplicaSet>,
+    mut old_rss: Vec<ReplicaSet>,
+) {
+    let Some(mut new_rs) = new_rs else {
+        return;
+    };
+    let mut scaled = false;
+    // Scale up, if we can.
+    if spec_replicas(&new_rs) != replicas(&d) {
+        let target = if spec_replicas(&new_rs) > replicas(&d) {
+            replicas(&d)
+        } else {
+            let mut all = old_rss.clone();
+            all.push(new_rs.clone());
+            new_rs_new_replicas(&d, &all, &new_rs)
+        };
+        scaled = scale(store, &d, &mut new_rs, target);
+    }
+    // Scale down, if we can.
+    if !scaled {
+        scaled = reconcile_old(store, &d, &new_rs, &mut old_rss);
+    }
+    let mut all = old_rss.clone();
+    all.push(new_rs.clone());
+    if !scaled && deployment_complete(&d, d.status.as_ref().unwrap_or(&Default::default())) {
+        cleanup(store, &d, &old_rss);
+    }
+    sync_rollout_status(
+        store,
+        state,
+        ctx,
+        key,
+        &mut d,
+        stored_before,
+        &all,
+        Some(&new_rs),
+    );
+}
+
+/// `reconcileOldReplicaSets`: unhealthy old pods go first, then old pods
+/// down to the availability floor.
+fn reconcile_old(
+    store: &mut Store,
+    d: &Deployment,
+    new_rs: &ReplicaSet,
+    old_rss: &mut [ReplicaSet],
+) -> bool {
+    let old_count: i32 = old_rss.iter().map(spec_replicas).sum();
+    if old_count == 0 {
+        return false;
+    }
+    let all_count = old_count + spec_replicas(new_rs);
+    let min_available = replicas(d) - max_unavailable(d);
+    let new_unavailable = spec_replicas(new_rs) - status_of(new_rs).available_replicas.unwrap_or(0);
+    let max_scaled_down = all_count - min_available - new_unavailable;
+    if max_scaled_down <= 0 {
+        return false;
+    }
+    let mut total = 0;
+    // Clean up unhealthy replicas first.
+    for rs in old_rss.iter_mut() {
+        if total >= max_scaled_down {
+            break;
+        }
+        let available = status_of(rs).available_replicas.unwrap_or(0);
+        if spec_replicas(rs) == 0 || spec_replicas(rs) == available {
+            continue;
+        }
+        let down = (max_scaled_down - total).min(spec_replicas(rs) - available);
+        let target = spec_replicas(rs) - down;
+        if scale(store, d, rs, target) {
+            total += down;
+        }
+    }
+    // Then scale down old replica sets as far as availability allows.
+    let available: i32 = old_rss
+        .iter()
+        .chain(std::iter::once(new_rs))
+        .map(|rs| status_of(rs).available_replicas.unwrap_or(0))
+        .sum();
+    if available > min_available {
+        let budget = available - min_available;
+        let mut done = 0;
+        for rs in old_rss.iter_mut() {
+            if done >= budget {
+                break;
+            }
+            if spec_replicas(rs) == 0 {
+                continue;
+            }
+            let down = spec_replicas(rs).min(budget - done);
+            let target = spec_replicas(rs) - down;
+            if scale(store, d, rs, target) {
+                done += down;
+            }
+        }
+        total += done;
+    }
+    total > 0
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rollout_recreate(
+    store: &mut Store,
+    state: &mut ControllerState,
+    ctx: &Context,
+    key: &Key,
+    mut d: Deployment,
+    stored_before: &Deployment,
+    new_rs: Option<ReplicaSet>,
+    mut old_rss: Vec<ReplicaSet>,
+) {
+    let mut scaled_down = false;
+    for rs in old_rss.iter_mut() {
+        if spec_replicas(rs) != 0 {
+            scaled_down |= scale(store, &d, rs, 0);
+        }
+    }
+    let old_pods_running = old_rss.iter().any(|rs| {
+        !owned::<Pod>(
+            store,
+            rs.metadata.uid.as_deref().unwrap_or_default(),
+            Kind::Pod,
+        )
+        .is_empty()
+    });
+    if scaled_down || old_pods_running {
+        let mut all = old_rss.clone();
+        all.extend(new_rs.clone());
+        sync_rollout_status(
+            store,
+            state,
+            ctx,
+            key,
+            &mut d,
+            stored_before,
+            &all,
+            new_rs.as_ref(),
+        );
+        return;
+    }
+    let new_rs = match new_rs {
+        Some(rs) => Some(rs),
+        None => match new_and_old(store, state, ctx, &mut d, old_rss.clone(), true) {
+            Some((rs, _)) => rs,
+            None => {
+                store.dirty.insert((Kind::Deployment, key.clone()));
+                return;
+            }
+        },
+    };
+    let Some(mut new_rs) = new_rs else {
+        return;
+    };
+    let target = replicas(&d);
+    scale(store, &d, &mut new_rs, target);
+    if deployment_complete(&d, d.status.as_ref().unwrap_or(&Default::default())) {
+        cleanup(store, &d, &old_rss);
+    }
+    let mut all = old_rss.clone();
+    all.push(new_rs.clone());
+    sync_rollout_status(
+        store,
+        state,
+        ctx,
+        key,
+        &mut d,
+        stored_before,
+        &all,
+        Some(&new_rs),
+    );
+}
+
+/// Deletes the oldest idle ReplicaSets beyond revisionHistoryLimit.
+fn cleanup(store: &mut Store, d: &Deployment, old_rss: &[ReplicaSet]) {
+    let Some(limit) = d.spec.revision_history_limit else {
+        return;
+    };
+    let mut cleanable: Vec<&ReplicaSet> = old_rss
+        .iter()
+        .filter(|rs| rs.metadata.deletion_timestamp.is_none())
+        .collect();
+    let excess = cleanable.len() as i32 - limit;
+    if excess <= 0 {
+        return;
+    }
+    cleanable.sort_by_key(|rs| (revision_of(rs), creation_order(&rs.metadata)));
+    for rs in cleanable.into_iter().take(excess as usize) {
+        let status = status_of(rs);
+        if status.replicas != 0
+            || spec_replicas(rs) != 0
+            || rs.metadata.generation > status.observed_generation
+        {
+            continue;
+        }
+        let (ns, name) = key_of(&rs.metadata);
+        let _ = store.delete(Kind::ReplicaSet, &ns, &name, Propagation::Cascade, false);
+    }
+}
+
+fn deployment_complete(d: &Deployment, status: &DeploymentStatus) -> bool {
+    let want = replicas(d);
+    status.updated_replicas.unwrap_or(0) == want
+        && status.replicas.unwrap_or(0) == want
+        && status.available_replicas.unwrap_or(0) == want
+        && status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+}
+
+fn deployment_progressing(old: &DeploymentStatus, new: &DeploymentStatus) -> bool {
+    let old_old = old.replicas.unwrap_or(0) - old.updated_replicas.unwrap_or(0);
+    let new_old = new.replicas.unwrap_or(0) - new.updated_replicas.unwrap_or(0);
+    new.updated_replicas.unwrap_or(0) > old.updated_replicas.unwrap_or(0)
+        || new_old < old_old
+        || new.ready_replicas.unwrap_or(0) > old.ready_replicas.unwrap_or(0)
+        || new.available_replicas.unwrap_or(0) > old.available_replicas.unwrap_or(0)
+}
+
+/// Remembers that the Deployment's Progressing condition was just updated.
+fn note_progress(state: &mut ControllerState, ctx: &Context, key: &Key, d: &Deployment) {
+    let uid = d.metadata.uid.clone().unwrap_or_default();
+    state.progress.insert(key.clone(), (uid, ctx.now));
+}
+
+/// When the Deployment last made progress: the remembered instant, or (for
+/// a condition written by someone else) its lastUpdateTime.
+fn last_progress(
+    state: &ControllerState,
+    ctx: &Context,
+    key: &Key,
+    d: &Deployment,
+    cond: &DeploymentCondition,
+) -> Instant {
+    if let Some((uid, at)) = state.progress.get(key)
+        && d.metadata.uid.as_deref() == Some(uid.as_str())
+    {
+        return *at;
+    }
+    let updated = cond
+        .last_update_time
+        .as_ref()
+        .map(|t| t.0)
+        .unwrap_or_else(Timestamp::now);
+    let age = Timestamp::now().duration_since(updated).unsigned_abs();
+    ctx.now.checked_sub(age).unwrap_or(ctx.now)
+}
+
+/// `calculateStatus` + `syncRolloutStatus`: counts from the ReplicaSets,
+/// Available, and the Progressing condition with its deadline. Writes the
+/// Deployment when anything (status, revision annotation) changed.
+#[allow(clippy::too_many_arguments)]
+fn sync_rollout_status(
+    store: &mut Store,
+    state: &mut ControllerState,
+    ctx: &Context,
+    key: &Key,
+    d: &mut Deployment,
+    stored_before: &Deployment,
+    all: &[ReplicaSet],
+    new_rs: Option<&ReplicaSet>,
+) {
+    let old_status = d.status.clone().unwrap_or_default();
+    let sum = |f: &dyn Fn(&ReplicaSetStatus) -> i32| -> i32 {
+        all.iter().map(|rs| f(&status_of(rs))).sum()
+    };
+    let available = sum(&|s| s.available_replicas.unwrap_or(0));
+    let total_spec: i32 = all.iter().map(spec_replicas).sum();
+    let updated = new_rs.map(|rs| status_of(rs).replicas).unwrap_or(0);
+    let mut status = DeploymentStatus {
+        observed_generation: d.metadata.generation,
+        replicas: non_zero(sum(&|s| s.replicas)),
+        updated_replicas: non_zero(updated),
+        ready_replicas: non_zero(sum(&|s| s.ready_replicas.unwrap_or(0))),
+        available_replicas: non_zero(available),
+        unavailable_replicas: non_zero((total_spec - available).max(0)),
+        collision_count: old_status.collision_count,
+        conditions: old_status.conditions.clone(),
+        terminating_replicas: None,
+    };
+    if available >= replicas(d) - max_unavailable(d) {
+        set_condition(
+            &mut status,
+            new_condition(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.".into(),
+            ),
+        );
+    } else {
+        set_condition(
+            &mut status,
+            new_condition(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.".into(),
+            ),
+        );
+    }
+
+    let deadline = progress_deadline(d);
+    if deadline.is_none() {
+        remove_condition(&mut status, "Progressing");
+    }
+    let current = condition(&old_status, "Progressing").cloned();
+    let complete_before = status.replicas == status.updated_replicas
+        && current.as_ref().and_then(|c| c.reason.as_deref()) == Some("NewReplicaSetAvailable");
+    let subject = match new_rs.and_then(|rs| rs.metadata.name.as_deref()) {
+        Some(name) => format!("ReplicaSet \"{name}\""),
+        None => format!(
+            "Deployment \"{}\"",
+            d.metadata.name.as_deref().unwrap_or_default()
+        ),
+    };
+    if let Some(deadline) = deadline
+        && !complete_before
+    {
+        if deployment_complete(d, &status) {
+            if set_condition(
+                &mut status,
+                new_condition(
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable",
+                    format!("{subject} has successfully progressed."),
+                ),
+            ) {
+                note_progress(state, ctx, key, d);
+            }
+        } else if deployment_progressing(&old_status, &status) {
+            let mut cond = new_condition(
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                format!("{subject} is progressing."),
+            );
+            if let Some(current) = &current
+                && current.status.as_deref() == Some("True")
+            {
+                cond.last_transition_time = current.last_transition_time.clone();
+            }
+            remove_condition(&mut status, "Progressing");
+            status.conditions.get_or_insert_with(Vec::new).push(cond);
+            note_progress(state, ctx, key, d);
+        } else if let Some(cond) = condition(&status, "Progressing").cloned() {
+            let reason = cond.reason.as_deref().unwrap_or_default();
+            if reason != "NewReplicaSetAvailable" {
+                let due = last_progress(state, ctx, key, d, &cond) + deadline;
+                let timed_out = reason == "ProgressDeadlineExceeded" || due < ctx.now;
+                if timed_out {
+                    set_condition(
+                        &mut status,
+                        new_condition(
+                            "Progressing",
+                            "False",
+                            "ProgressDeadlineExceeded",
+                            format!("{subject} has timed out progressing."),
+                        ),
+                    );
+                } else if d.spec.paused != Some(true) {
+                    // Look again when the deadline passes.
+                    state.wake_at(
+                        due + Duration::from_millis(1),
+                        Kind::Deployment,
+                        key.clone(),
+                    );
+                }
+            }
+        }
+    }
+    d.status = Some(status);
+    if d != stored_before {
+        put(store, Kind::Deployment, key, d);
+    }
+}
+
+/// `checkPausedConditions`.
+fn check_paused_conditions(
+    d: &mut Deployment,
+    state: &mut ControllerState,
+    ctx: &Context,
+    key: &Key,
+) {
+    if progress_deadline(d).is_none() {
+        return;
+    }
+    let status = d.status.get_or_insert_with(Default::default);
+    let reason = condition(status, "Progressing").and_then(|c| c.reason.clone());
+    if reason.as_deref() == Some("ProgressDeadlineExceeded") {
+        return;
+    }
+    let paused_condition = reason.as_deref() == Some("DeploymentPaused");
+    let paused = d.spec.paused == Some(true);
+    if paused && !paused_condition {
+        set_condition(
+            status,
+            new_condition(
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused".into(),
+            ),
+        );
+    } else if !paused && paused_condition {
+        set_condition(
+            status,
+            new_condition(
+                "Progressing",
+                "Unknown",
+                "DeploymentResumed",
+                "Deployment is resumed".into(),
+            ),
+        );
+        note_progress(state, ctx, key, d);
+    }
+}

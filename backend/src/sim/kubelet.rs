@@ -1,0 +1,201 @@
+//! The simulated kubelet of the one node, `sim-node-1`: a pod starts
+//! running on the next controller pass and becomes Ready after the
+//! configured delay — unless its image matches a never-ready fault, in which
+//! case its readiness probe keeps failing.
+
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, HostIP, Pod,
+    PodCondition, PodIP,
+};
+use sha2::{Digest, Sha256};
+
+use super::controller::{Context, ControllerState, get_typed, now_time, put};
+use super::kinds::Kind;
+use super::store::{Key, Store};
+
+pub const NODE_NAME: &str = "sim-node-1";
+pub const NODE_IP: &str = "10.0.0.10";
+
+/// Whether the pod's Ready condition is True.
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// The images of a pod's containers.
+pub fn images(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .filter_map(|c| c.image.clone())
+        .collect()
+}
+
+fn digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn pod_condition(
+    type_: &str,
+    ready: bool,
+    reason: Option<String>,
+    message: Option<String>,
+) -> PodCondition {
+    PodCondition {
+        type_: type_.into(),
+        status: if ready { "True" } else { "False" }.into(),
+        last_transition_time: Some(now_time()),
+        reason,
+        message,
+        ..Default::default()
+    }
+}
+
+/// Moves a pod along: Pending → Running (containers started, not ready) →
+/// Ready once `ready_delay` has passed.
+pub fn sync_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, key: &Key) {
+    let Some(mut pod) = get_typed::<Pod>(store, Kind::Pod, key) else {
+        state.pod_started.remove(key);
+        return;
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let Some(spec) = pod.spec.clone() else {
+        return;
+    };
+    let before = pod.clone();
+    let started = match state.pod_started.get(key) {
+        Some((known, at)) if *known == uid => *at,
+        _ => {
+            state
+                .pod_started
+                .insert(key.clone(), (uid.clone(), ctx.now));
+            ctx.now
+        }
+    };
+    let status = pod.status.get_or_insert_with(Default::default);
+    if status.start_time.is_none() {
+        let now = now_time();
+        let pod_ip = store.next_pod_ip();
+        status.phase = Some("Running".into());
+        status.host_ip = Some(NODE_IP.into());
+        status.host_ips = Some(vec![HostIP { ip: NODE_IP.into() }]);
+        status.pod_ip = Some(pod_ip.clone());
+        status.pod_ips = Some(vec![PodIP { ip: pod_ip }]);
+        status.start_time = Some(now.clone());
+        status.qos_class = Some("BestEffort".into());
+        let names: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
+        let unready = Some(format!(
+            "containers with unready status: [{}]",
+            names.join(" ")
+        ));
+        status.conditions = Some(vec![
+            pod_condition("PodReadyToStartContainers", true, None, None),
+            pod_condition("Initialized", true, None, None),
+            pod_condition(
+                "Ready",
+                false,
+                Some("ContainersNotReady".into()),
+                unready.clone(),
+            ),
+            pod_condition(
+                "ContainersReady",
+                false,
+                Some("ContainersNotReady".into()),
+                unready,
+            ),
+            pod_condition("PodScheduled", true, None, None),
+        ]);
+        let container_status = |c: &k8s_openapi::api::core::v1::Container,
+                                state: ContainerState| {
+            let image = c.image.clone().unwrap_or_default();
+            ContainerStatus {
+                name: c.name.clone(),
+                image: image.clone(),
+                image_id: format!("{image}@sha256:{}", digest(&image)),
+                container_id: Some(format!(
+                    "containerd://{}",
+                    digest(&format!("{uid}/{}", c.name))
+                )),
+                ready: false,
+                started: Some(true),
+                restart_count: 0,
+                state: Some(state),
+                ..Default::default()
+            }
+        };
+        status.container_statuses = Some(
+            spec.containers
+                .iter()
+                .map(|c| {
+                    container_status(
+                        c,
+                        ContainerState {
+                            running: Some(ContainerStateRunning {
+                                started_at: Some(now.clone()),
+                            }),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+        );
+        if let Some(init) = spec.init_containers.as_ref().filter(|i| !i.is_empty()) {
+            status.init_container_statuses = Some(
+                init.iter()
+                    .map(|c| {
+                        let mut s = container_status(
+                            c,
+                            ContainerState {
+                                terminated: Some(ContainerStateTerminated {
+                                    exit_code: 0,
+                                    reason: Some("Completed".into()),
+                                    started_at: Some(now.clone()),
+                                    finished_at: Some(now.clone()),
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            },
+                        );
+                        s.started = Some(false);
+                        s
+                    })
+                    .collect(),
+            );
+        }
+    }
+    let blocked = images(&pod)
+        .iter()
+        .any(|image| ctx.never_ready.iter().any(|p| image.contains(p.as_str())));
+    let due = started + ctx.ready_delay;
+    if !is_ready(&pod) && !blocked {
+        if ctx.now >= due {
+            mark_ready(&mut pod);
+        } else {
+            state.wake_at(due, Kind::Pod, key.clone());
+        }
+    }
+    if pod != before {
+        put(store, Kind::Pod, key, &pod);
+    }
+}
+
+fn mark_ready(pod: &mut Pod) {
+    let Some(status) = pod.status.as_mut() else {
+        return;
+    };
+    for c in status.container_statuses.iter_mut().flatten() {
+        c.ready = true;
+    }
+    for c in status.conditions.iter_mut().flatten() {
+        if c.type_ == "Ready" || c.type_ == "ContainersReady" {
+            c.status = "True".into();
+            c.reason = None;
+            c.message = None;
+            c.last_transition_time = Some(now_time());
+        }
+    }
+}

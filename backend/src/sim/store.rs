@@ -1,0 +1,728 @@
+//! The object store: every object as its JSON, one global monotonically
+//! increasing resourceVersion, a bounded event history for watches that
+//! resume, an index from owner uid to dependents (garbage collection, and
+//! cheap "what does this Deployment own"), and the set of objects the
+//! controller must look at next.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::defaults::normalize;
+use super::kinds::Kind;
+use super::status::ApiError;
+
+/// `(namespace, name)`; the namespace is empty for cluster-scoped objects.
+pub type Key = (String, String);
+
+/// Events kept for watches that resume from a resourceVersion.
+pub const HISTORY_LIMIT: usize = 20_000;
+
+/// A change, as watches deliver it.
+#[derive(Debug)]
+pub struct Event {
+    pub rv: u64,
+    pub kind: Kind,
+    pub event_type: EventType,
+    pub object: Value,
+    /// The object before a modification (to tell a watch with a selector
+    /// that an object left or entered it).
+    pub old: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// Which part of an object an update may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The object itself: status changes are ignored.
+    Main,
+    /// The `/status` subresource: only status changes count.
+    Status,
+    /// Controllers: metadata, spec and status alike.
+    All,
+}
+
+/// What happens to dependents of a deleted object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// Deleted with their owner (background and foreground alike).
+    Cascade,
+    /// Kept, without the owner reference.
+    Orphan,
+}
+
+pub struct Store {
+    rv: u64,
+    /// Highest resourceVersion dropped from `history`.
+    compacted: u64,
+    objects: BTreeMap<Kind, BTreeMap<Key, Value>>,
+    owned: HashMap<String, BTreeSet<(Kind, Key)>>,
+    history: VecDeque<Arc<Event>>,
+    history_limit: usize,
+    /// Objects the controller should reconcile.
+    pub dirty: BTreeSet<(Kind, Key)>,
+    rv_tx: watch::Sender<u64>,
+    next_pod_ip: u32,
+    next_cluster_ip: u32,
+}
+
+/// Now, as Kubernetes writes times (RFC 3339, whole seconds).
+pub fn now_timestamp() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// A random RFC 4122 version-4 uid.
+pub fn new_uid() -> String {
+    let bytes: [u8; 16] = rand::rng().random();
+    let hex = hex::encode(bytes);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+/// Five characters as Kubernetes' name generator picks them.
+pub fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn str_at<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
+    object.pointer(pointer).and_then(Value::as_str)
+}
+
+/// The uids an object's ownerReferences point at.
+fn owner_uids(object: &Value) -> Vec<String> {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The controlling owner `(kind, name)` of an object, if it is one we run.
+fn controller_owner(object: &Value) -> Option<(Kind, String)> {
+    let refs = object.pointer("/metadata/ownerReferences")?.as_array()?;
+    refs.iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .and_then(|r| {
+            let kind = match r.get("kind")?.as_str()? {
+                "Deployment" => Kind::Deployment,
+                "ReplicaSet" => Kind::ReplicaSet,
+                _ => return None,
+            };
+            Some((kind, r.get("name")?.as_str()?.to_string()))
+        })
+}
+
+impl Store {
+    pub fn new(rv_tx: watch::Sender<u64>) -> Store {
+        Store {
+            rv: 1,
+            compacted: 0,
+            objects: Kind::ALL
+                .into_iter()
+                .map(|k| (k, BTreeMap::new()))
+                .collect(),
+            owned: HashMap::new(),
+            history: VecDeque::new(),
+            history_limit: HISTORY_LIMIT,
+            dirty: BTreeSet::new(),
+            rv_tx,
+            next_pod_ip: 0,
+            next_cluster_ip: 0,
+        }
+    }
+
+    /// Keeps at most `limit` events for resuming watches (tests use a small
+    /// limit to provoke 410 Gone).
+    pub fn set_history_limit(&mut self, limit: usize) {
+        self.history_limit = limit.max(1);
+        self.trim_history();
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Value> {
+        let namespace = if kind.namespaced() { namespace } else { "" };
+        self.objects
+            .get(&kind)?
+            .get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// Objects of `kind`, in one namespace or all, ordered by namespace and
+    /// name.
+    pub fn list(&self, kind: Kind, namespace: Option<&str>) -> Vec<&Value> {
+        let Some(objects) = self.objects.get(&kind) else {
+            return Vec::new();
+        };
+        match namespace.filter(|_| kind.namespaced()) {
+            None => objects.values().collect(),
+            Some(ns) => objects
+                .range((ns.to_string(), String::new())..)
+                .take_while(|((n, _), _)| n == ns)
+                .map(|(_, v)| v)
+                .collect(),
+        }
+    }
+
+    /// What an owner (by uid) has dependents of `kind`.
+    pub fn owned_by(&self, uid: &str, kind: Kind) -> Vec<&Value> {
+        self.owned
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| *k == kind)
+            .filter_map(|(k, key)| self.objects.get(k)?.get(key))
+            .collect()
+    }
+
+    /// Creates an object. `namespace` comes from the URL (namespaced kinds).
+    pub fn create(
+        &mut self,
+        kind: Kind,
+        namespace: &str,
+        mut object: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        if !object.is_object() {
+            return Err(ApiError::bad_request("the object must be a JSON object"));
+        }
+        let meta = object
+            .as_object_mut()
+            .map(|o| o.entry("metadata").or_insert_with(|| json!({})))
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+        if kind.namespaced() {
+            match meta.get("namespace").and_then(Value::as_str) {
+                Some(ns) if !ns.is_empty() && ns != namespace => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {
+                    meta.insert("namespace".into(), namespace.into());
+                }
+            }
+        } else {
+            meta.remove("namespace");
+        }
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let name = if name.is_empty() {
+            match meta.get("generateName").and_then(Value::as_str) {
+                Some(prefix) if !prefix.is_empty() => {
+                    let prefix = prefix.to_string();
+                    loop {
+                        let candidate = format!("{prefix}{}", random_suffix());
+                        if self.get(kind, namespace, &candidate).is_none() {
+                            break candidate;
+                        }
+                    }
+                }
+                _ => String::new(),
+            }
+        } else {
+            name
+        };
+        meta.insert("name".into(), name.clone().into());
+        for field in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "generation",
+        ] {
+            meta.remove(field);
+        }
+        let mut object = normalize(kind, object)?;
+        if kind.namespaced() && self.get(Kind::Namespace, "", namespace).is_none() {
+            return Err(ApiError::not_found(Kind::Namespace, namespace));
+        }
+        if self.get(kind, namespace, &name).is_some() {
+            return Err(ApiError::already_exists(kind, &name));
+        }
+        let meta = &mut object["metadata"];
+        meta["uid"] = new_uid().into();
+        meta["creationTimestamp"] = now_timestamp().into();
+        if kind.has_generation() {
+            meta["generation"] = 1.into();
+        }
+        self.initial_status(kind, &mut object);
+        if dry_run {
+            return Ok(object);
+        }
+        self.rv += 1;
+        object["metadata"]["resourceVersion"] = self.rv.to_string().into();
+        let key = self.key_of(kind, &object);
+        self.index_owners(kind, &key, None, &object);
+        self.objects
+            .entry(kind)
+            .or_default()
+            .insert(key, object.clone());
+        self.record(kind, EventType::Added, object.clone(), None);
+        Ok(object)
+    }
+
+    /// What the API server sets as status on create.
+    fn initial_status(&mut self, kind: Kind, object: &mut Value) {
+        match kind {
+            Kind::Deployment | Kind::ReplicaSet => object["status"] = json!({}),
+            Kind::Pod => object["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"}),
+            Kind::Namespace => object["status"] = json!({"phase": "Active"}),
+            Kind::Ingress => object["status"] = json!({"loadBalancer": {}}),
+            Kind::Service => {
+                object["status"] = json!({"loadBalancer": {}});
+                let spec = &mut object["spec"];
+                let wants_ip = spec["type"] != "ExternalName"
+                    && spec
+                        .get("clusterIP")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty);
+                if wants_ip {
+                    self.next_cluster_ip += 1;
+                    let n = self.next_cluster_ip;
+                    let ip = format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 1);
+                    spec["clusterIP"] = ip.clone().into();
+                    spec["clusterIPs"] = json!([ip]);
+                }
+            }
+        }
+    }
+
+    /// A fresh pod IP.
+    pub fn next_pod_ip(&mut self) -> String {
+        self.next_pod_ip += 1;
+        let n = self.next_pod_ip;
+        format!("10.244.{}.{}", (n / 250) % 250, n % 250 + 1)
+    }
+
+    /// Replaces an object (PUT, a patched object, a controller write). A
+    /// resourceVersion in `object` must match the stored one (409
+    /// otherwise). A write that changes nothing stores nothing.
+    pub fn update(
+        &mut self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        mut object: Value,
+        part: Part,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let existing = self
+            .get(kind, namespace, name)
+            .ok_or_else(|| ApiError::not_found(kind, name))?
+            .clone();
+        if !object.is_object() {
+            return Err(ApiError::bad_request("the object must be a JSON object"));
+        }
+        if !object.get("metadata").is_some_and(Value::is_object) {
+            object["metadata"] = json!({});
+        }
+        match str_at(&object, "/metadata/name") {
+            Some(n) if n != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
+            }
+            _ => object["metadata"]["name"] = name.into(),
+        }
+        if kind.namespaced() {
+            match str_at(&object, "/metadata/namespace") {
+                Some(ns) if !ns.is_empty() && ns != namespace => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => object["metadata"]["namespace"] = namespace.into(),
+            }
+        }
+        let existing_rv = str_at(&existing, "/metadata/resourceVersion").unwrap_or_default();
+        match str_at(&object, "/metadata/resourceVersion") {
+            Some(rv) if !rv.is_empty() && rv != existing_rv => {
+                return Err(ApiError::conflict(kind, name));
+            }
+            _ => {}
+        }
+        match part {
+            Part::Main => match existing.get("status") {
+                Some(status) => object["status"] = status.clone(),
+                None => {
+                    if let Some(o) = object.as_object_mut() {
+                        o.remove("status");
+                    }
+                }
+            },
+            Part::Status => {
+                let status = object.get("status").cloned();
+                object = existing.clone();
+                match status {
+                    Some(status) => object["status"] = status,
+                    None => {
+                        if let Some(o) = object.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+            Part::All => {}
+        }
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+        ] {
+            match existing["metadata"].get(field) {
+                Some(value) => object["metadata"][field] = value.clone(),
+                None => {
+                    if let Some(meta) = object["metadata"].as_object_mut() {
+                        meta.remove(field);
+                    }
+                }
+            }
+        }
+        object["metadata"]["resourceVersion"] = existing_rv.into();
+        let mut object = normalize(kind, object)?;
+        if kind.has_generation() && object.get("spec") != existing.get("spec") {
+            let generation = existing["metadata"]["generation"].as_i64().unwrap_or(1);
+            object["metadata"]["generation"] = (generation + 1).into();
+        }
+        if object == existing || dry_run {
+            return Ok(object);
+        }
+        self.rv += 1;
+        object["metadata"]["resourceVersion"] = self.rv.to_string().into();
+        let key = self.key_of(kind, &object);
+        self.index_owners(kind, &key, Some(&existing), &object);
+        self.objects
+            .entry(kind)
+            .or_default()
+            .insert(key, object.clone());
+        self.record(kind, EventType::Modified, object.clone(), Some(existing));
+        Ok(object)
+    }
+
+    /// Deletes an object and, unless orphaned, everything it owns (and a
+    /// namespace's contents). Answers the deleted object.
+    pub fn delete(
+        &mut self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        propagation: Propagation,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let namespace = if kind.namespaced() { namespace } else { "" };
+        let key = (namespace.to_string(), name.to_string());
+        let Some(existing) = self.objects.get(&kind).and_then(|o| o.get(&key)) else {
+            return Err(ApiError::not_found(kind, name));
+        };
+        if dry_run {
+            return Ok(existing.clone());
+        }
+        let Some(mut object) = self.objects.get_mut(&kind).and_then(|o| o.remove(&key)) else {
+            return Err(ApiError::not_found(kind, name));
+        };
+        self.rv += 1;
+        object["metadata"]["resourceVersion"] = self.rv.to_string().into();
+        self.index_owners(kind, &key, Some(&object), &Value::Null);
+        self.record(kind, EventType::Deleted, object.clone(), None);
+        let uid = str_at(&object, "/metadata/uid")
+            .unwrap_or_default()
+            .to_string();
+        let dependents = self.owned.remove(&uid).unwrap_or_default();
+        for (dep_kind, (dep_ns, dep_name)) in dependents {
+            match propagation {
+                Propagation::Cascade => {
+                    let _ = self.delete(dep_kind, &dep_ns, &dep_name, Propagation::Cascade, false);
+                }
+                Propagation::Orphan => {
+                    if let Some(mut dependent) = self.get(dep_kind, &dep_ns, &dep_name).cloned() {
+                        if let Some(refs) = dependent["metadata"]["ownerReferences"].as_array_mut()
+                        {
+                            refs.retain(|r| r["uid"] != uid.as_str());
+                        }
+                        let _ =
+                            self.update(dep_kind, &dep_ns, &dep_name, dependent, Part::All, false);
+                    }
+                }
+            }
+        }
+        if kind == Kind::Namespace {
+            for contained in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
+                let names: Vec<String> = self
+                    .list(contained, Some(name))
+                    .iter()
+                    .filter_map(|o| str_at(o, "/metadata/name").map(String::from))
+                    .collect();
+                for n in names {
+                    let _ = self.delete(contained, name, &n, Propagation::Cascade, false);
+                }
+            }
+        }
+        Ok(object)
+    }
+
+    /// Events after `rv`, or `Err(oldest resumable version)` when some of
+    /// them were already dropped from the history.
+    pub fn events_since(&self, rv: u64) -> Result<Vec<Arc<Event>>, u64> {
+        if rv < self.compacted {
+            return Err(self.compacted + 1);
+        }
+        let start = self.history.partition_point(|e| e.rv <= rv);
+        Ok(self.history.range(start..).cloned().collect())
+    }
+
+    fn key_of(&self, kind: Kind, object: &Value) -> Key {
+        let namespace = if kind.namespaced() {
+            str_at(object, "/metadata/namespace").unwrap_or_default()
+        } else {
+            ""
+        };
+        let name = str_at(object, "/metadata/name").unwrap_or_default();
+        (namespace.to_string(), name.to_string())
+    }
+
+    fn index_owners(&mut self, kind: Kind, key: &Key, old: Option<&Value>, new: &Value) {
+        let entry = (kind, key.clone());
+        for uid in old.map(owner_uids).unwrap_or_default() {
+            if let Some(set) = self.owned.get_mut(&uid) {
+                set.remove(&entry);
+                if set.is_empty() {
+                    self.owned.remove(&uid);
+                }
+            }
+        }
+        for uid in owner_uids(new) {
+            self.owned.entry(uid).or_default().insert(entry.clone());
+        }
+    }
+
+    fn record(&mut self, kind: Kind, event_type: EventType, object: Value, old: Option<Value>) {
+        let key = self.key_of(kind, &object);
+        if matches!(kind, Kind::Deployment | Kind::ReplicaSet | Kind::Pod) {
+            self.dirty.insert((kind, key.clone()));
+        }
+        for candidate in [Some(&object), old.as_ref()].into_iter().flatten() {
+            if let Some((owner_kind, owner)) = controller_owner(candidate) {
+                self.dirty.insert((owner_kind, (key.0.clone(), owner)));
+            }
+        }
+        self.history.push_back(Arc::new(Event {
+            rv: self.rv,
+            kind,
+            event_type,
+            object,
+            old,
+        }));
+        self.trim_history();
+        self.rv_tx.send_replace(self.rv);
+    }
+
+    fn trim_history(&mut self) {
+        while self.history.len() > self.history_limit {
+            if let Some(dropped) = self.history.pop_front() {
+                self.compacted = dropped.rv;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        let (tx, _) = watch::channel(0);
+        let mut store = Store::new(tx);
+        store
+            .create(
+                Kind::Namespace,
+                "",
+                json!({"metadata": {"name": "prod"}}),
+                false,
+            )
+            .unwrap();
+        store
+    }
+
+    fn pod(name: &str, owner_uid: Option<&str>) -> Value {
+        let mut pod = json!({
+            "metadata": {"name": name, "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}
+        });
+        if let Some(uid) = owner_uid {
+            pod["metadata"]["ownerReferences"] = json!([{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": uid, "controller": true
+            }]);
+        }
+        pod
+    }
+
+    #[test]
+    fn every_write_takes_the_next_resource_version() {
+        let mut store = store();
+        let a = store
+            .create(Kind::Pod, "prod", pod("a", None), false)
+            .unwrap();
+        let b = store
+            .create(Kind::Pod, "prod", pod("b", None), false)
+            .unwrap();
+        let rv_a: u64 = a["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let rv_b: u64 = b["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(rv_b, rv_a + 1);
+        assert_eq!(store.resource_version(), rv_b);
+        assert!(a["metadata"]["uid"].as_str().unwrap().len() == 36);
+        assert_eq!(
+            store
+                .create(Kind::Pod, "prod", pod("a", None), false)
+                .unwrap_err()
+                .reason,
+            "AlreadyExists"
+        );
+        assert_eq!(
+            store
+                .create(Kind::Pod, "nowhere", pod("c", None), false)
+                .unwrap_err()
+                .code,
+            404
+        );
+    }
+
+    #[test]
+    fn stale_resource_versions_conflict_and_noop_writes_store_nothing() {
+        let mut store = store();
+        let a = store
+            .create(Kind::Pod, "prod", pod("a", None), false)
+            .unwrap();
+        let before = store.resource_version();
+        let same = store
+            .update(Kind::Pod, "prod", "a", a.clone(), Part::Main, false)
+            .unwrap();
+        assert_eq!(same, a);
+        assert_eq!(store.resource_version(), before);
+
+        let mut changed = a.clone();
+        changed["metadata"]["labels"]["tier"] = json!("front");
+        store
+            .update(Kind::Pod, "prod", "a", changed.clone(), Part::Main, false)
+            .unwrap();
+        let stale = store
+            .update(Kind::Pod, "prod", "a", changed, Part::Main, false)
+            .unwrap_err();
+        assert_eq!((stale.code, stale.reason), (409, "Conflict"));
+    }
+
+    #[test]
+    fn deleting_an_owner_deletes_its_dependents_unless_orphaned() {
+        let mut store = store();
+        store
+            .create(Kind::Pod, "prod", pod("a", Some("owner-1")), false)
+            .unwrap();
+        store
+            .create(Kind::Pod, "prod", pod("b", Some("owner-1")), false)
+            .unwrap();
+        let rs = json!({
+            "metadata": {"name": "web-1"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}
+        });
+        let mut rs = store.create(Kind::ReplicaSet, "prod", rs, false).unwrap();
+        // Point the pods at the real uid.
+        let uid = rs["metadata"]["uid"].as_str().unwrap().to_string();
+        for name in ["a", "b"] {
+            let mut p = store.get(Kind::Pod, "prod", name).unwrap().clone();
+            p["metadata"]["ownerReferences"][0]["uid"] = json!(uid);
+            store
+                .update(Kind::Pod, "prod", name, p, Part::Main, false)
+                .unwrap();
+        }
+        assert_eq!(store.owned_by(&uid, Kind::Pod).len(), 2);
+        rs = store
+            .delete(
+                Kind::ReplicaSet,
+                "prod",
+                "web-1",
+                Propagation::Cascade,
+                false,
+            )
+            .unwrap();
+        assert_eq!(rs["metadata"]["name"], "web-1");
+        assert!(store.list(Kind::Pod, Some("prod")).is_empty());
+    }
+
+    #[test]
+    fn history_answers_events_after_a_version_or_says_it_is_gone() {
+        let mut store = store();
+        let start = store.resource_version();
+        for name in ["a", "b", "c"] {
+            store
+                .create(Kind::Pod, "prod", pod(name, None), false)
+                .unwrap();
+        }
+        let events = store.events_since(start).unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0].event_type, EventType::Added);
+        store.set_history_limit(2);
+        assert!(store.events_since(start).is_err());
+        assert_eq!(store.events_since(start + 1).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn deleting_a_namespace_deletes_what_it_holds() {
+        let mut store = store();
+        store
+            .create(Kind::Pod, "prod", pod("a", None), false)
+            .unwrap();
+        store
+            .delete(Kind::Namespace, "", "prod", Propagation::Cascade, false)
+            .unwrap();
+        assert!(store.list(Kind::Pod, None).is_empty());
+    }
+}

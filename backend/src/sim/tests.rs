@@ -1,0 +1,705 @@
+//! The simulator driven the way Rollway drives a cluster: a real kube-rs
+//! client over the in-process router.
+
+use std::time::Duration;
+
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Client;
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
+use kube::runtime::watcher;
+use serde_json::json;
+
+use super::{Sim, SimConfig};
+
+fn fast() -> SimConfig {
+    SimConfig {
+        tick: Duration::from_millis(10),
+        ready_delay: Duration::from_millis(50),
+        log_interval: Duration::from_millis(100),
+    }
+}
+
+fn client(sim: &Sim) -> Client {
+    Client::new(sim.router(), "default")
+}
+
+/// Polls `check` until it answers `Some`, failing after 20 seconds.
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn rolled_out(d: &Deployment) -> bool {
+    let want = d.spec.replicas.unwrap_or(1);
+    let Some(status) = d.status.as_ref() else {
+        return false;
+    };
+    status.observed_generation >= d.metadata.generation
+        && status.updated_replicas.unwrap_or(0) == want
+        && status.replicas.unwrap_or(0) == want
+        && status.available_replicas.unwrap_or(0) == want
+}
+
+async fn wait_rolled_out(sim: &Sim, namespace: &str, name: &str) -> Deployment {
+    eventually(&format!("{namespace}/{name} to roll out"), || {
+        sim.deployment(namespace, name).filter(rolled_out)
+    })
+    .await
+}
+
+fn condition(d: &Deployment, type_: &str) -> Option<(String, String)> {
+    d.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_.as_deref() == Some(type_))
+        .map(|c| {
+            (
+                c.status.clone().unwrap_or_default(),
+                c.reason.clone().unwrap_or_default(),
+            )
+        })
+}
+
+fn revision(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn set_image(image: &str) -> Patch<serde_json::Value> {
+    Patch::Strategic(
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}),
+    )
+}
+
+fn api_error(error: kube::Error) -> (u16, String) {
+    match error {
+        kube::Error::Api(status) => (status.code, status.reason),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sim_kube_client_gets_patches_and_sees_the_rollout() {
+    let sim = Sim::new(fast());
+    sim.create_deployment("prod", "web", "app", "web:1", 2, 600);
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
+    let d = api.get("web").await.unwrap();
+    assert_eq!(d.metadata.generation, Some(1));
+    assert_eq!(
+        d.spec.strategy.as_ref().unwrap().type_.as_deref(),
+        Some("RollingUpdate")
+    );
+    assert_eq!(d.spec.revision_history_limit, Some(10));
+    wait_rolled_out(&sim, "prod", "web").await;
+
+    let patched = api
+        .patch("web", &PatchParams::default(), &set_image("web:2"))
+        .await
+        .unwrap();
+    assert_eq!(patched.metadata.generation, Some(2));
+    let image = patched.spec.template.spec.as_ref().unwrap().containers[0]
+        .image
+        .clone();
+    assert_eq!(image.as_deref(), Some("web:2"));
+
+    let done = wait_rolled_out(&sim, "prod", "web").await;
+    assert_eq!(done.status.as_ref().unwrap().observed_generation, Some(2));
+    assert_eq!(
+        condition(&done, "Available"),
+        Some(("True".into(), "MinimumReplicasAvailable".into()))
+    );
+    assert_eq!(
+        condition(&done, "Progressing"),
+        Some(("True".into(), "NewReplicaSetAvailable".into()))
+    );
+    let pods = eventually("old pods to go", || {
+        let pods = sim.pods("prod");
+        (pods.len() == 2).then_some(pods)
+    })
+    .await;
+    for pod in &pods {
+        let status = pod.status.as_ref().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(
+            pod.spec.as_ref().unwrap().node_name.as_deref(),
+            Some("sim-node-1")
+        );
+        assert!(status.pod_ip.is_some() && status.start_time.is_some());
+        let container = &status.container_statuses.as_ref().unwrap()[0];
+        assert!(container.ready);
+        assert_eq!(container.image, "web:2");
+    }
+    assert!(api.get_opt("missing").await.unwrap().is_none());
+    let (code, reason) = api_error(api.get("missing").await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (404, "NotFound"));
+}
+
+#[tokio::test]
+async fn sim_replace_with_a_stale_resource_version_conflicts() {
+    let sim = Sim::new(fast());
+    sim.create_deployment("prod", "web", "app", "web:1", 1, 600);
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
+    let stale = api.get("web").await.unwrap();
+    let mut fresh = stale.clone();
+    fresh
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert("tier".into(), "front".into());
+    api.replace("web", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    let (code, reason) = api_error(
+        api.replace("web", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+
+    let (code, reason) = api_error(
+        api.create(&PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
+}
+
+#[tokio::test]
+async fn sim_two_image_changes_make_three_revisions_and_undo_readopts_the_first() {
+    let sim = Sim::new(fast());
+    sim.create_deployment("prod", "web", "app", "web:1", 2, 600);
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
+    wait_rolled_out(&sim, "prod", "web").await;
+    for image in ["web:2", "web:3"] {
+        api.patch("web", &PatchParams::default(), &set_image(image))
+            .await
+            .unwrap();
+        wait_rolled_out(&sim, "prod", "web").await;
+    }
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client(&sim), "prod");
+    let rss = rs_api
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items;
+    let mut revisions: Vec<(String, String, i32)> = rss
+        .iter()
+        .map(|rs| {
+            let image = rs
+                .spec
+                .template
+                .as_ref()
+                .unwrap()
+                .spec
+                .as_ref()
+                .unwrap()
+                .containers[0]
+                .image
+                .clone()
+                .unwrap();
+            (revision(&rs.metadata), image, rs.spec.replicas.unwrap())
+        })
+        .collect();
+    revisions.sort();
+    assert_eq!(
+        revisions,
+        [
+            ("1".into(), "web:1".into(), 0),
+            ("2".into(), "web:2".into(), 0),
+            ("3".into(), "web:3".into(), 2)
+        ]
+    );
+    for rs in &rss {
+        let hash = rs.metadata.labels.as_ref().unwrap()["pod-template-hash"].clone();
+        assert_eq!(
+            rs.metadata.name.as_deref(),
+            Some(format!("web-{hash}").as_str())
+        );
+        assert_eq!(
+            rs.spec.selector.match_labels.as_ref().unwrap()["pod-template-hash"],
+            hash
+        );
+        let owner = &rs.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("Deployment", Some(true))
+        );
+    }
+    let d = api.get("web").await.unwrap();
+    assert_eq!(revision(&d.metadata), "3");
+
+    // What `kubectl rollout undo --to-revision=1` sends: the old template
+    // (without its hash label) as a JSON patch.
+    let first = rss.iter().find(|rs| revision(&rs.metadata) == "1").unwrap();
+    let mut template = first.spec.template.clone().unwrap();
+    template
+        .metadata
+        .as_mut()
+        .unwrap()
+        .labels
+        .as_mut()
+        .unwrap()
+        .remove("pod-template-hash");
+    let undo = json!([{"op": "replace", "path": "/spec/template", "value": template}]);
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Json::<()>(serde_json::from_value(undo).unwrap()),
+    )
+    .await
+    .unwrap();
+    let d = wait_rolled_out(&sim, "prod", "web").await;
+    assert_eq!(revision(&d.metadata), "4");
+    let readopted = rs_api
+        .get(first.metadata.name.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(revision(&readopted.metadata), "4");
+    assert_eq!(
+        readopted.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision-history"],
+        "1"
+    );
+    assert_eq!(readopted.spec.replicas, Some(2));
+    assert_eq!(
+        rs_api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn sim_never_ready_images_end_in_progress_deadline_exceeded() {
+    let sim = Sim::new(fast());
+    sim.faults().never_ready("broken");
+    sim.create_deployment("prod", "web", "app", "web:1", 2, 1);
+    wait_rolled_out(&sim, "prod", "web").await;
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
+    api.patch("web", &PatchParams::default(), &set_image("web:broken"))
+        .await
+        .unwrap();
+    let d = eventually("ProgressDeadlineExceeded", || {
+        sim.deployment("prod", "web").filter(|d| {
+            condition(d, "Progressing") == Some(("False".into(), "ProgressDeadlineExceeded".into()))
+        })
+    })
+    .await;
+    // Old pods keep serving: the rollout stalls within maxUnavailable.
+    assert_eq!(
+        condition(&d, "Available"),
+        Some(("True".into(), "MinimumReplicasAvailable".into()))
+    );
+    let status = d.status.unwrap();
+    assert_eq!(status.updated_replicas, Some(1));
+    assert_eq!(status.available_replicas, Some(2));
+    assert_eq!(status.unavailable_replicas, Some(1));
+    let broken: Vec<Pod> = sim
+        .pods("prod")
+        .into_iter()
+        .filter(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("web:broken"))
+        .collect();
+    assert_eq!(broken.len(), 1);
+    assert!(
+        !broken[0]
+            .status
+            .as_ref()
+            .unwrap()
+            .container_statuses
+            .as_ref()
+            .unwrap()[0]
+            .ready
+    );
+
+    // Lifting the fault lets the rollout finish.
+    sim.faults().clear_never_ready();
+    let d = wait_rolled_out(&sim, "prod", "web").await;
+    assert_eq!(
+        condition(&d, "Progressing"),
+        Some(("True".into(), "NewReplicaSetAvailable".into()))
+    );
+}
+
+#[tokio::test]
+async fn sim_watcher_reconnects_after_drop_watches() {
+    let sim = Sim::new(fast());
+    sim.create_deployment("prod", "web", "app", "web:1", 1, 600);
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream = watcher(
+        api.clone(),
+        watcher::Config::default().fields("metadata.name=web"),
+    );
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) = event
+                && tx.send(d).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let image_of = |d: &Deployment| {
+        d.spec.template.spec.as_ref().unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
+    };
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(image_of(&first), "web:1");
+
+    sim.faults().drop_watches();
+    api.patch("web", &PatchParams::default(), &set_image("web:2"))
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let d = rx.recv().await.unwrap();
+            if image_of(&d) == "web:2" {
+                return d;
+            }
+        }
+    })
+    .await
+    .expect("the watcher sees changes after its watch was dropped");
+    assert_eq!(seen.metadata.generation, Some(2));
+    let watches = sim
+        .requests()
+        .iter()
+        .filter(|r| r.query.contains("watch=true"))
+        .count();
+    assert!(
+        watches >= 2,
+        "the watcher watched again ({watches} watches)"
+    );
+    task.abort();
+}
+
+#[tokio::test]
+async fn sim_watch_from_a_compacted_version_answers_410_gone() {
+    let sim = Sim::new(fast());
+    sim.create_deployment("prod", "web", "app", "web:1", 1, 600);
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
+    let old_rv = api
+        .get("web")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    sim.set_history_limit(3);
+    for n in 0..5 {
+        api.patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"n": n.to_string()}}})),
+        )
+        .await
+        .unwrap();
+    }
+    let mut stream = api
+        .watch(&WatchParams::default(), &old_rv)
+        .await
+        .unwrap()
+        .boxed();
+    match stream.try_next().await.unwrap() {
+        Some(WatchEvent::Error(e)) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+
+    // A recent version resumes with exactly the later events.
+    let recent = api
+        .get("web")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(5), &recent)
+        .await
+        .unwrap()
+        .boxed();
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"n": "last"}}})),
+    )
+    .await
+    .unwrap();
+    match stream.try_next().await.unwrap() {
+        Some(WatchEvent::Modified(d)) => assert_eq!(d.metadata.labels.unwrap()["n"], "last"),
+        other => panic!("expected MODIFIED, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sim_faults_fail_hang_and_conflict_the_next_matching_requests() {
+    let sim = Sim::new(fast());
+    sim.create_deployment("prod", "web", "app", "web:1", 1, 600);
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
+
+    sim.faults().fail_next(1, Some("get"), "/deployments/web");
+    let (code, reason) = api_error(api.get("web").await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (500, "InternalError"));
+    api.get("web").await.unwrap();
+
+    sim.faults()
+        .conflict_next(2, Some("PATCH"), "/deployments/web");
+    api.get("web").await.expect("reads are not conflicted");
+    for _ in 0..2 {
+        let (code, reason) = api_error(
+            api.patch("web", &PatchParams::default(), &set_image("web:2"))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    }
+    api.patch("web", &PatchParams::default(), &set_image("web:2"))
+        .await
+        .unwrap();
+
+    sim.faults().hang_next(1, None, "/deployments/web");
+    let hung = tokio::time::timeout(Duration::from_millis(300), api.get("web")).await;
+    assert!(hung.is_err(), "the request hangs");
+    api.get("web").await.expect("only one request hangs");
+}
+
+#[tokio::test]
+async fn sim_request_log_records_patch_bodies() {
+    let sim = Sim::new(fast());
+    sim.create_deployment("prod", "web", "app", "web:1", 1, 600);
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
+    sim.clear_requests();
+    api.patch("web", &PatchParams::default(), &set_image("web:7"))
+        .await
+        .unwrap();
+    api.get("web").await.unwrap();
+    let requests = sim.requests();
+    let image_patches: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            r.method == "PATCH"
+                && r.path == "/apis/apps/v1/namespaces/prod/deployments/web"
+                && r.body.contains("web:7")
+        })
+        .collect();
+    assert_eq!(image_patches.len(), 1);
+    assert_eq!(
+        image_patches[0].content_type.as_deref(),
+        Some("application/strategic-merge-patch+json")
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "GET" && r.body.is_empty())
+    );
+    sim.clear_requests();
+    assert!(sim.requests().is_empty());
+}
+
+#[tokio::test]
+async fn sim_pod_logs_name_the_container_and_follow_until_the_pod_goes() {
+    let sim = Sim::new(fast());
+    sim.create_namespace("prod");
+    let pods: Api<Pod> = Api::namespaced(client(&sim), "prod");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "two"},
+        "spec": {"containers": [{"name": "app", "image": "app:1"}, {"name": "proxy", "image": "envoy:1"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    eventually("the pod to start", || {
+        sim.pods("prod")
+            .first()
+            .and_then(|p| p.status.as_ref()?.start_time.clone())
+    })
+    .await;
+
+    let (code, _) = api_error(pods.logs("two", &LogParams::default()).await.unwrap_err());
+    assert_eq!(code, 400);
+    let message = match pods.logs("two", &LogParams::default()).await.unwrap_err() {
+        kube::Error::Api(status) => status.message,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        message.contains("app") && message.contains("proxy"),
+        "{message}"
+    );
+    let wrong = LogParams {
+        container: Some("nope".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        api_error(pods.logs("two", &wrong).await.unwrap_err()).0,
+        400
+    );
+
+    let params = LogParams {
+        container: Some("proxy".into()),
+        timestamps: true,
+        ..Default::default()
+    };
+    let text = pods.logs("two", &params).await.unwrap();
+    assert!(text.contains("envoy:1"), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.split(' ').next().unwrap().ends_with('Z')),
+        "{text}"
+    );
+    let tail = LogParams {
+        container: Some("app".into()),
+        tail_lines: Some(1),
+        ..Default::default()
+    };
+    assert_eq!(pods.logs("two", &tail).await.unwrap().lines().count(), 1);
+
+    let follow = LogParams {
+        container: Some("app".into()),
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = pods.log_stream("two", &follow).await.unwrap().lines();
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        seen.push(
+            tokio::time::timeout(Duration::from_secs(5), lines.try_next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert!(seen[0].contains("Starting app (image app:1)"), "{seen:?}");
+    pods.delete("two", &DeleteParams::default()).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while lines.try_next().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "following ends when the pod goes");
+}
+
+#[tokio::test]
+async fn sim_selectors_filter_lists() {
+    let sim = Sim::new(fast());
+    sim.create_deployment("prod", "web", "app", "web:1", 1, 600);
+    sim.create_deployment("prod", "api", "app", "api:1", 1, 600);
+    sim.create_deployment("stage", "web", "app", "web:1", 1, 600);
+    let all: Api<Deployment> = Api::all(client(&sim));
+    let names = |items: Vec<Deployment>| -> Vec<String> {
+        items
+            .into_iter()
+            .map(|d| {
+                format!(
+                    "{}/{}",
+                    d.metadata.namespace.unwrap(),
+                    d.metadata.name.unwrap()
+                )
+            })
+            .collect()
+    };
+    let list = |selector: &str| {
+        let all = all.clone();
+        let params = ListParams::default().labels(selector);
+        async move { names(all.list(&params).await.unwrap().items) }
+    };
+    assert_eq!(list("app=web").await, ["prod/web", "stage/web"]);
+    assert_eq!(list("app!=web").await, ["prod/api"]);
+    assert_eq!(list("app in (api,web)").await.len(), 3);
+    assert_eq!(list("app notin (web)").await, ["prod/api"]);
+    assert_eq!(list("app").await.len(), 3);
+    assert!(list("!app").await.is_empty());
+    let by_field = ListParams::default().fields("metadata.namespace=stage");
+    assert_eq!(
+        names(all.list(&by_field).await.unwrap().items),
+        ["stage/web"]
+    );
+    let bad = ListParams::default().labels("app in (web");
+    assert_eq!(api_error(all.list(&bad).await.unwrap_err()).0, 400);
+}
+
+#[tokio::test]
+async fn sim_deleting_a_deployment_collects_its_replica_sets_and_pods() {
+    let sim = Sim::new(fast());
+    sim.create_deployment("prod", "web", "app", "web:1", 2, 600);
+    wait_rolled_out(&sim, "prod", "web").await;
+    assert_eq!(sim.pods("prod").len(), 2);
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
+    api.delete("web", &DeleteParams::default()).await.unwrap();
+    assert!(sim.pods("prod").is_empty());
+    assert!(sim.replica_sets("prod").is_empty());
+    let namespaces: Api<Namespace> = Api::all(client(&sim));
+    assert!(namespaces.get("prod").await.is_ok());
+}
+
+#[tokio::test]
+async fn sim_scale_subresource_resizes_the_deployment() {
+    let sim = Sim::new(fast());
+    sim.create_deployment("prod", "web", "app", "web:1", 1, 600);
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
+    let scale = api.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(1));
+    api.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    let d = wait_rolled_out(&sim, "prod", "web").await;
+    assert_eq!(d.spec.replicas, Some(3));
+    assert_eq!(sim.pods("prod").len(), 3);
+    let scale = api.get_scale("web").await.unwrap();
+    assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=web"));
+}
+
+#[tokio::test]
+async fn sim_server_side_apply_creates_then_merges() {
+    let sim = Sim::new(fast());
+    sim.create_namespace("prod");
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
+    let manifest = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "applied"},
+        "spec": {"selector": {"matchLabels": {"app": "applied"}},
+                 "template": {"metadata": {"labels": {"app": "applied"}},
+                              "spec": {"containers": [{"name": "app", "image": "applied:1"}]}}}
+    });
+    let params = PatchParams::apply("rollway-test");
+    api.patch("applied", &params, &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    let mut second = manifest.clone();
+    second["spec"]["template"]["spec"]["containers"][0]["image"] = json!("applied:2");
+    let d = api
+        .patch("applied", &params, &Patch::Apply(&second))
+        .await
+        .unwrap();
+    assert_eq!(d.metadata.generation, Some(2));
+    wait_rolled_out(&sim, "prod", "applied").await;
+}

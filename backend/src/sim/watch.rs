@@ -1,0 +1,216 @@
+//! Watches: newline-delimited JSON events (`ADDED`, `MODIFIED`, `DELETED`,
+//! `BOOKMARK`, `ERROR`) from a resourceVersion on, served from the store's
+//! event history; a version no longer in the history gets a 410 Expired
+//! ERROR event, as the real API answers.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::Sim;
+use super::api::{Query, flag, selectors};
+use super::kinds::Kind;
+use super::selector::{FieldQuery, LabelQuery};
+use super::status::ApiError;
+use super::store::{Event, EventType};
+
+/// How often an idle watch that allows bookmarks gets one.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
+
+/// What one watch delivers.
+struct Filter {
+    kind: Kind,
+    namespace: Option<String>,
+    labels: LabelQuery,
+    fields: FieldQuery,
+}
+
+impl Filter {
+    fn selects(&self, object: &Value) -> bool {
+        let namespace_ok = self.namespace.as_deref().is_none_or(|ns| {
+            object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                == Some(ns)
+        });
+        namespace_ok && self.labels.matches_object(object) && self.fields.matches_object(object)
+    }
+
+    /// The event this watch sees for a store event, if any: an object that
+    /// starts or stops matching the selectors is ADDED or DELETED.
+    fn view<'a>(&self, event: &'a Event) -> Option<(EventType, &'a Value)> {
+        if event.kind != self.kind {
+            return None;
+        }
+        let now = self.selects(&event.object);
+        match event.event_type {
+            EventType::Modified => {
+                let before = event.old.as_ref().is_some_and(|o| self.selects(o));
+                match (before, now) {
+                    (true, true) => Some((EventType::Modified, &event.object)),
+                    (false, true) => Some((EventType::Added, &event.object)),
+                    (true, false) => Some((EventType::Deleted, &event.object)),
+                    (false, false) => None,
+                }
+            }
+            other => now.then_some((other, &event.object)),
+        }
+    }
+}
+
+fn line(event_type: &str, object: &Value) -> Bytes {
+    let mut bytes =
+        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+fn bookmark(kind: Kind, rv: u64, initial_events_end: bool) -> Bytes {
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if initial_events_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    line(
+        "BOOKMARK",
+        &json!({"kind": kind.kind(), "apiVersion": kind.api_version(), "metadata": metadata}),
+    )
+}
+
+/// Starts a watch and answers its streaming body.
+pub fn serve(
+    sim: &Sim,
+    kind: Kind,
+    namespace: Option<&str>,
+    query: &Query,
+) -> Result<Response, ApiError> {
+    let (labels, fields) = selectors(query)?;
+    let filter = Filter {
+        kind,
+        namespace: namespace.filter(|_| kind.namespaced()).map(String::from),
+        labels,
+        fields,
+    };
+    let allow_bookmarks = flag(query, "allowWatchBookmarks");
+    let send_initial = flag(query, "sendInitialEvents");
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .map(Duration::from_secs);
+    let requested = query
+        .get("resourceVersion")
+        .map(String::as_str)
+        .filter(|rv| !rv.is_empty() && *rv != "0");
+    let requested = match requested {
+        Some(rv) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?,
+        ),
+        None => None,
+    };
+
+    // Decide the starting point and the initial events under the lock, and
+    // subscribe to changes before letting go of it, so nothing slips by.
+    let mut changes = sim.rv_changes();
+    let mut drops = sim.faults().watch_drops();
+    let mut stops = sim.stops();
+    let world = sim.world();
+    let current = world.store.resource_version();
+    let mut initial: Vec<Bytes> = Vec::new();
+    let start = match requested {
+        Some(rv) if !send_initial => rv,
+        _ => {
+            for object in world.store.list(kind, filter.namespace.as_deref()) {
+                if filter.selects(object) {
+                    initial.push(line("ADDED", object));
+                }
+            }
+            if send_initial && allow_bookmarks {
+                initial.push(bookmark(kind, current, true));
+            }
+            current
+        }
+    };
+    drop(world);
+
+    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(256);
+    let sim = sim.clone();
+    tokio::spawn(async move {
+        for chunk in initial {
+            if tx.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut last = start;
+        let mut bookmarks = tokio::time::interval(BOOKMARK_EVERY);
+        bookmarks.tick().await;
+        loop {
+            let batch: Result<(Vec<Arc<Event>>, u64), u64> = {
+                let world = sim.world();
+                world
+                    .store
+                    .events_since(last)
+                    .map(|events| (events, world.store.resource_version()))
+            };
+            match batch {
+                Err(oldest) => {
+                    let status = ApiError::expired(last, oldest).status_json();
+                    let _ = tx.send(Ok(line("ERROR", &status))).await;
+                    return;
+                }
+                Ok((events, now)) => {
+                    for event in events {
+                        if let Some((event_type, object)) = filter.view(&event)
+                            && tx
+                                .send(Ok(line(event_type.as_str(), object)))
+                                .await
+                                .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    last = last.max(now);
+                }
+            }
+            let sleep_until_deadline = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = sleep_until_deadline => return,
+                _ = drops.changed() => {
+                    let _ = tx.send(Err(io::Error::new(io::ErrorKind::ConnectionReset, "watch dropped (fault injection)"))).await;
+                    return;
+                }
+                _ = stops.changed() => return,
+                _ = tx.closed() => return,
+                _ = bookmarks.tick(), if allow_bookmarks => {
+                    if tx.send(Ok(bookmark(filter.kind, last, false))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(ReceiverStream::new(rx)),
+    )
+        .into_response())
+}
