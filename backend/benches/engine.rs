@@ -105,7 +105,12 @@ fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the name).
     let hz = 100.0;
     Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / hz)
@@ -127,6 +132,19 @@ async fn insert_rows(db: &Db, head: &str, rows: impl Iterator<Item = String>) {
         sqlx::query(&sql).execute(&mut *tx).await.unwrap();
     }
     tx.commit().await.unwrap();
+}
+
+/// Starts stage 1 of `order` through the API (client, base URL, token).
+async fn deploy(target: &(reqwest::Client, String, String), order: i64) {
+    let (client, base, token) = target;
+    let resp = client
+        .post(format!("{base}/api/v1/work-orders/{order}/stages/1/deploy"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(status, 202, "{}", resp.text().await.unwrap());
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -254,15 +272,7 @@ async fn main() {
         }),
     )
     .await;
-    let deploy = |order: i64| {
-        let client = client.clone();
-        let url = api(&format!("/api/v1/work-orders/{order}/stages/1/deploy"));
-        let token = token.clone();
-        async move {
-            let resp = client.post(url).bearer_auth(token).send().await.unwrap();
-            assert_eq!(resp.status().as_u16(), 202, "{}", resp.text().await.unwrap());
-        }
-    };
+    let target = Arc::new((client.clone(), server.base.clone(), token.clone()));
     let patched = |sim: &Sim, i: usize| {
         let path = format!(
             "/apis/apps/v1/namespaces/bench-{}/deployments/svc-{i}",
@@ -278,7 +288,7 @@ async fn main() {
     let mut latencies = Vec::new();
     for i in rollouts..total {
         let sent = Instant::now();
-        deploy(base_order + i as i64 + 1).await;
+        deploy(&target, base_order + i as i64 + 1).await;
         let at = loop {
             if let Some(at) = patched(&sim.sim, i) {
                 break at;
@@ -292,14 +302,15 @@ async fn main() {
     // Phase 2: every rollout in flight at once.
     let cpu_before = cpu_time(pid);
     let started = Instant::now();
-    let orders: Arc<Vec<i64>> = Arc::new((0..rollouts as i64).map(|i| base_order + i + 1).collect());
+    let orders: Arc<Vec<i64>> =
+        Arc::new((0..rollouts as i64).map(|i| base_order + i + 1).collect());
     let workers: Vec<_> = (0..16)
         .map(|w| {
             let orders = orders.clone();
-            let deploy = deploy.clone();
+            let target = target.clone();
             tokio::spawn(async move {
                 for order in orders.iter().skip(w).step_by(16) {
-                    deploy(*order).await;
+                    deploy(&target, *order).await;
                 }
             })
         })
@@ -316,10 +327,11 @@ async fn main() {
     .unwrap();
     let mut peak_rss: f64 = 0.0;
     loop {
-        let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stage_runs WHERE status = 'succeeded'")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
+        let done: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM stage_runs WHERE status = 'succeeded'")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
         peak_rss = peak_rss.max(rss_mib(pid).0);
         let failed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stage_runs WHERE status IN ('failed', 'rolled_back', 'rolling_back')")
             .fetch_one(&db.pool)
@@ -329,7 +341,10 @@ async fn main() {
         if done as usize >= total {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "rollouts did not finish: {done}/{total}");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "rollouts did not finish: {done}/{total}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let elapsed = started.elapsed();
@@ -350,7 +365,14 @@ async fn main() {
         })
         .count();
 
-    println!("engine benchmark ({})", if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" });
+    println!(
+        "engine benchmark ({})",
+        if url.starts_with("postgres") {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
     println!(
         "deploy request → first Kubernetes write ({} samples): p50 {}  p90 {}  max {}",
         latencies.len(),

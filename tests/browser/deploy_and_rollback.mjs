@@ -37,9 +37,11 @@ await journey('deploy-and-rollback', async (newPage) => {
   assert.match(await page.locator('#timeline').innerText(), /stage succeeded/);
 
   // Pods of the new version, loaded into the page.
-  await page.waitForSelector('#pods table[data-role="new"] tr[data-pod]');
-  const newPods = await page.locator('#pods table[data-role="new"] tr[data-pod]').count();
-  assert.equal(newPods, 2, 'two new pods');
+  // Two ready pods of the new version (the section refreshes by itself).
+  await page.waitForFunction(
+    () => [...document.querySelectorAll('#pods table[data-role="new"] tr[data-pod]')]
+      .filter((row) => row.textContent.includes('1/1')).length === 2,
+    null, { timeout: 20000 });
   assert.match(await page.locator('#pods table[data-role="new"]').innerText(), /checkout:v1\.1\.0/);
   await shot(page, 'stage-succeeded-with-pods.png');
 

@@ -124,9 +124,16 @@ async fn browser_engineer_deploys_watches_reads_logs_and_rolls_back() {
         format!("{}:v1.0.0", crate::engine::IMAGE),
         "the rollback really restored the old image"
     );
-    for shot in ["stage-succeeded-with-pods.png", "pod-log.png", "stage-rolled-back.png"] {
+    for shot in [
+        "stage-succeeded-with-pods.png",
+        "pod-log.png",
+        "stage-rolled-back.png",
+    ] {
         assert!(
-            repo_root().join("target/test-artifacts").join(shot).exists(),
+            repo_root()
+                .join("target/test-artifacts")
+                .join(shot)
+                .exists(),
             "{shot} saved"
         );
     }

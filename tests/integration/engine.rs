@@ -20,15 +20,9 @@ pub const IMAGE: &str = "registry.example.com/acme/checkout";
 /// takeover or a hung request costs seconds, not minutes.
 pub fn engine_start() -> Start {
     let mut start = Start::default();
-    start.args.extend(
-        [
-            "--engine-lease-seconds",
-            "2",
-            "--kube-timeout-seconds",
-            "2",
-        ]
-        .map(String::from),
-    );
+    start
+        .args
+        .extend(["--engine-lease-seconds", "2", "--kube-timeout-seconds", "2"].map(String::from));
     start
 }
 
@@ -169,7 +163,11 @@ pub async fn approved_order(eric: &Api, olivia: &Api, item: i64, version: &str) 
     let (s, v) = olivia
         .post(&format!("/api/v1/work-orders/{id}/approve"), json!({}))
         .await;
-    assert_eq!((s, v["state"].as_str()), (StatusCode::OK, Some("approved")), "{v}");
+    assert_eq!(
+        (s, v["state"].as_str()),
+        (StatusCode::OK, Some("approved")),
+        "{v}"
+    );
     id
 }
 
@@ -237,18 +235,27 @@ db_test!(
         let deploy = |n: u32| {
             let eric = r.eric.clone();
             async move {
-                eric.post(&format!("/api/v1/work-orders/{id}/stages/{n}/deploy"), json!({}))
-                    .await
+                eric.post(
+                    &format!("/api/v1/work-orders/{id}/stages/{n}/deploy"),
+                    json!({}),
+                )
+                .await
             }
         };
         // Stage 2 cannot start before stage 1 succeeded.
         let (s, v) = deploy(2).await;
         assert_eq!(s, StatusCode::CONFLICT, "{v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains("stage 1"), "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("stage 1"),
+            "{v}"
+        );
         // Viewers cannot deploy.
         let vera = app.api(Some(&app.token_for("vera")));
         let (s, _) = vera
-            .post(&format!("/api/v1/work-orders/{id}/stages/1/deploy"), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+                json!({}),
+            )
             .await;
         assert_eq!(s, StatusCode::FORBIDDEN);
 
@@ -265,7 +272,11 @@ db_test!(
         assert_eq!(s1["new_revision"], "2");
         assert!(s1["finished_at"].as_i64().is_some());
         assert_eq!(r.image("staging"), format!("{IMAGE}:v1.1.0"));
-        assert_eq!(r.image("prod"), format!("{IMAGE}:v1.0.0"), "stage 2 untouched");
+        assert_eq!(
+            r.image("prod"),
+            format!("{IMAGE}:v1.0.0"),
+            "stage 2 untouched"
+        );
         assert_eq!(order_state(&r.eric, id).await, "in_progress");
         let (s, _) = deploy(1).await;
         assert_eq!(s, StatusCode::CONFLICT);
@@ -280,7 +291,7 @@ db_test!(
         let kinds = timeline_kinds(&r.eric, id).await;
         for kind in [
             "stage_deploy_started",
-            "deploy_replacing",
+            "deploying",
             "stage_succeeded",
             "succeeded",
         ] {
@@ -288,8 +299,11 @@ db_test!(
         }
         // The rollout was followed on a watch, not by polling.
         assert!(
-            r.sim.sim.requests().iter().any(|q| q.query.contains("watch=true")
-                || q.query.contains("watch=1")),
+            r.sim
+                .sim
+                .requests()
+                .iter()
+                .any(|q| q.query.contains("watch=true") || q.query.contains("watch=1")),
             "no watch request"
         );
     }
@@ -304,7 +318,10 @@ db_test!(
         let id = r.approved_order("v1.2.0").await;
         let (s, v) = r
             .eric
-            .post(&format!("/api/v1/work-orders/{id}/stages/1/deploy"), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+                json!({}),
+            )
             .await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         wait_stage(&r.eric, id, 1, "rolled_back").await;
@@ -314,7 +331,12 @@ db_test!(
         let status = live.status.unwrap();
         assert_eq!(status.available_replicas, Some(2), "old pods serve again");
         let kinds = timeline_kinds(&r.eric, id).await;
-        let at = |k: &str| kinds.iter().position(|x| x == k).unwrap_or_else(|| panic!("{k} in {kinds:?}"));
+        let at = |k: &str| {
+            kinds
+                .iter()
+                .position(|x| x == k)
+                .unwrap_or_else(|| panic!("{k} in {kinds:?}"))
+        };
         assert!(at("stage_failed") < at("rollback_started"));
         assert!(at("rollback_started") < at("rolled_back"));
         let s1 = stage(&r.eric, id, 1).await;
@@ -323,18 +345,27 @@ db_test!(
         // Nothing is left to roll back, and stage 2 may not start.
         let (s, _) = r
             .eric
-            .post(&format!("/api/v1/work-orders/{id}/stages/1/rollback"), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/rollback"),
+                json!({}),
+            )
             .await;
         assert_eq!(s, StatusCode::CONFLICT);
         let (s, _) = r
             .eric
-            .post(&format!("/api/v1/work-orders/{id}/stages/2/deploy"), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/2/deploy"),
+                json!({}),
+            )
             .await;
         assert_eq!(s, StatusCode::CONFLICT);
         // A failed order can be closed now that nothing is rolling.
         let (s, v) = r
             .eric
-            .post(&format!("/api/v1/work-orders/{id}/close"), json!({"reason": "bad build"}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/close"),
+                json!({"reason": "bad build"}),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
     }
@@ -348,11 +379,17 @@ db_test!(
         let id = r.approved_order("v1.3.0").await;
         let (s, _) = r
             .eric
-            .post(&format!("/api/v1/work-orders/{id}/stages/2/rollback"), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/2/rollback"),
+                json!({}),
+            )
             .await;
         assert_eq!(s, StatusCode::CONFLICT, "a stage that never deployed");
         r.eric
-            .post(&format!("/api/v1/work-orders/{id}/stages/1/deploy"), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+                json!({}),
+            )
             .await;
         wait_stage(&r.eric, id, 1, "succeeded").await;
         let before = r.sim.sim.deployment("staging", "checkout").unwrap();
@@ -363,12 +400,18 @@ db_test!(
         };
         let vera = app.api(Some(&app.token_for("vera")));
         let (s, _) = vera
-            .post(&format!("/api/v1/work-orders/{id}/stages/1/rollback"), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/rollback"),
+                json!({}),
+            )
             .await;
         assert_eq!(s, StatusCode::FORBIDDEN);
         let (s, v) = r
             .eric
-            .post(&format!("/api/v1/work-orders/{id}/stages/1/rollback"), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/rollback"),
+                json!({}),
+            )
             .await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         wait_stage(&r.eric, id, 1, "rolled_back").await;
@@ -384,7 +427,10 @@ db_test!(
         assert_eq!(s1["restored_revision"], "1");
         let (s, _) = r
             .eric
-            .post(&format!("/api/v1/work-orders/{id}/stages/1/rollback"), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/rollback"),
+                json!({}),
+            )
             .await;
         assert_eq!(s, StatusCode::CONFLICT, "rolled back once");
         assert_eq!(r.image_patches("staging"), 1);
@@ -403,11 +449,17 @@ db_test!(
         let id = r.approved_order("v1.4.0").await;
         let (s, _) = r
             .eric
-            .post(&format!("/api/v1/work-orders/{id}/stages/1/deploy"), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+                json!({}),
+            )
             .await;
         assert_eq!(s, StatusCode::ACCEPTED);
         assert!(
-            eventually(Duration::from_secs(20), || async { r.image_patches("staging") == 1 }).await,
+            eventually(Duration::from_secs(20), || async {
+                r.image_patches("staging") == 1
+            })
+            .await,
             "the first server patched"
         );
         assert_eq!(stage(&r.eric, id, 1).await["status"], "deploying");
@@ -418,6 +470,12 @@ db_test!(
         wait_stage(&eric, id, 1, "succeeded").await;
         assert_eq!(r.image_patches("staging"), 1, "{:#?}", r.sim.sim.requests());
         assert_eq!(r.image("staging"), format!("{IMAGE}:v1.4.0"));
+        // The job was claimed again by the new server.
+        let attempts = app
+            .db
+            .query_text("SELECT CAST(attempts AS TEXT) FROM jobs WHERE kind = 'deploy'")
+            .await;
+        assert_eq!(attempts.as_deref(), Some("2"));
     }
 );
 
@@ -437,7 +495,10 @@ db_test!(
         faults.conflict_next(1, Some("PATCH"), "/namespaces/staging/deployments/checkout");
         let (s, v) = r
             .eric
-            .post(&format!("/api/v1/work-orders/{id}/stages/1/deploy"), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+                json!({}),
+            )
             .await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         assert!(
@@ -455,6 +516,18 @@ db_test!(
             "one template change, however many tries"
         );
         assert_eq!(live.status.unwrap().available_replicas, Some(3));
+        // The faults were met: two 500s and a 409 before the PATCH that
+        // landed, and a GET that hung until the call deadline.
+        assert_eq!(r.image_patches("staging"), 4, "{:#?}", r.sim.sim.requests());
+        assert!(
+            r.sim
+                .sim
+                .requests()
+                .iter()
+                .filter(|q| q.method == "GET" && q.path.contains("/namespaces/staging/deployments"))
+                .count()
+                >= 2
+        );
     }
 );
 
@@ -496,13 +569,27 @@ db_test!(bad_requests_change_nothing, |backend| async move {
         .await;
 
     // The Deployment is missing: 422 naming it, nothing written.
-    r.sim.sim.delete_deployment("staging", "checkout");
+    let gone = reqwest::Client::new()
+        .delete(format!(
+            "{}/apis/apps/v1/namespaces/staging/deployments/checkout",
+            r.sim.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success());
     let (s, v) = r
         .eric
         .post(&format!("{}/stages/1/deploy", order_url(id)), json!({}))
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("staging/checkout"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("staging/checkout"),
+        "{v}"
+    );
     assert_eq!(stage(&r.eric, id, 1).await["status"], "pending");
     assert_eq!(order_state(&r.eric, id).await, "approved");
 
@@ -521,7 +608,10 @@ db_test!(bad_requests_change_nothing, |backend| async move {
         .post(&format!("{}/stages/1/deploy", order_url(id)), json!({}))
         .await;
     assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("staging"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("staging"),
+        "{v}"
+    );
     assert_eq!(stage(&r.eric, id, 1).await["status"], "pending");
     let jobs = app
         .db
@@ -538,13 +628,19 @@ db_test!(connection_tests_name_the_outcome, |backend| async move {
     let (s, v) = r
         .org
         .admin
-        .post(&format!("/api/v1/clusters/{}/test", r.prod_cluster), json!({}))
+        .post(
+            &format!("/api/v1/clusters/{}/test", r.prod_cluster),
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(v["version"].as_str().unwrap().starts_with('v'), "{v}");
     let (s, _) = r
         .eric
-        .post(&format!("/api/v1/clusters/{}/test", r.prod_cluster), json!({}))
+        .post(
+            &format!("/api/v1/clusters/{}/test", r.prod_cluster),
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     r.org
@@ -557,10 +653,16 @@ db_test!(connection_tests_name_the_outcome, |backend| async move {
     let (s, v) = r
         .org
         .admin
-        .post(&format!("/api/v1/clusters/{}/test", r.prod_cluster), json!({}))
+        .post(
+            &format!("/api/v1/clusters/{}/test", r.prod_cluster),
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("prod"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("prod"),
+        "{v}"
+    );
 });
 
 /// Two servers share one PostgreSQL database and drive 20 orders (one
@@ -622,7 +724,10 @@ async fn two_servers_drive_each_stage_once() {
     for (i, (_, id)) in orders.iter().enumerate() {
         let via = if i % 2 == 0 { &eric_a } else { &eric_b };
         let (s, v) = via
-            .post(&format!("/api/v1/work-orders/{id}/stages/1/deploy"), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+                json!({}),
+            )
             .await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     }
@@ -631,7 +736,15 @@ async fn two_servers_drive_each_stage_once() {
     }
     for (name, _) in &orders {
         assert_eq!(image_patches(&sim.sim, "team", name), 1, "{name}");
-        assert_eq!(live_image(&sim.sim, "team", name), format!("{IMAGE}:v2.0.0"));
+        assert_eq!(
+            live_image(&sim.sim, "team", name),
+            format!("{IMAGE}:v2.0.0")
+        );
     }
+    // Both servers took part.
+    let owners =
+        a.db.query_text("SELECT CAST(COUNT(DISTINCT lease_owner) AS TEXT) FROM jobs")
+            .await;
+    assert_eq!(owners.as_deref(), Some("2"));
     drop(b);
 }

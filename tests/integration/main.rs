@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod browser;
 mod cli;
+mod engine;
 mod fake_gitlab;
 mod gitlab;
 mod ops;

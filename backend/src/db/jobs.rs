@@ -144,7 +144,7 @@ pub async fn release_all(db: &Db, owner: &str) -> Result<u64> {
 /// Ends a job whose work no longer applies (the stage moved on).
 pub async fn finish(db: &Db, lease: &JobLease, note: &str) -> Result<()> {
     sqlx::query(
-        "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, last_error = $1, updated_at = $2 \
+        "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = $1, updated_at = $2 \
          WHERE id = $3 AND lease_owner = $4",
     )
     .bind(note)

@@ -645,17 +645,27 @@ pub async fn apply(
         )
     {
         // The job's work is over with this report.
-        sqlx::query("UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(job.job_id)
-            .execute(&mut *tx)
-            .await?;
+        // The owner stays on the row: who finished it.
+        sqlx::query(
+            "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(job.job_id)
+        .execute(&mut *tx)
+        .await?;
     }
     if let (Some(kind), Some(position)) = (transition.job, stage_position) {
         crate::db::jobs::enqueue(&mut tx, kind, id, position, now).await?;
     }
-    let message = stage_message(command, &transition.note);
-    add_event(&mut tx, id, who, transition.event, &message, stage_position).await?;
+    add_event(
+        &mut tx,
+        id,
+        who,
+        transition.event,
+        &transition.note,
+        stage_position,
+    )
+    .await?;
     if let Some((event, message)) = &transition.then {
         let position = if *event == "succeeded" {
             None
@@ -726,7 +736,7 @@ pub async fn record_replaced(
             &mut tx,
             id,
             &crate::engine::engine_actor(),
-            "deploy_replacing",
+            "deploying",
             message,
             Some(position),
         )
@@ -734,17 +744,6 @@ pub async fn record_replaced(
     }
     tx.commit().await?;
     Ok(())
-}
-
-/// The timeline message of a command: the note, or what a person started.
-fn stage_message(command: &Command, note: &str) -> String {
-    match command {
-        Command::Deploy { stage } if note.is_empty() => format!("deploy of stage {stage} started"),
-        Command::Rollback { stage } if note.is_empty() => {
-            format!("rollback of stage {stage} started")
-        }
-        _ => note.to_string(),
-    }
 }
 
 /// Writes a stage run's new status with the times and what the engine

@@ -324,7 +324,7 @@ impl Engine {
             let revision = rollout::revision(&live.metadata);
             let template = serde_json::to_string(&live.spec.template).unwrap_or_default();
             let message = format!(
-                "{} in {}: replacing {image}{} with {}",
+                "{} in {}: {image}{} → {}",
                 ctx.name(),
                 ctx.cluster,
                 revision

@@ -179,9 +179,12 @@ async fn stage_pods(state: &AppState, d: &WorkOrderDetail, run: &StageRun) -> St
             .iter()
             .filter(|rs| image_of(rs) == d.order.image)
             .max_by_key(|rs| revision_of(rs));
-        let old = run.replaced_revision.as_ref().and_then(|wanted| {
+        // The replaced version by its image: its ReplicaSet's revision
+        // moves on when a rollback brings it back.
+        let old = run.replaced_image.as_ref().and_then(|wanted| {
             sets.iter()
-                .find(|rs| rollout::revision(&rs.metadata).as_ref() == Some(wanted))
+                .filter(|rs| image_of(rs) == *wanted)
+                .max_by_key(|rs| revision_of(rs))
         });
         let mut groups = Vec::new();
         for (role, rs) in [("new", newest), ("old", old)] {

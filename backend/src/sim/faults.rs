@@ -34,6 +34,8 @@ pub struct RequestRecord {
     pub content_type: Option<String>,
     /// The body as text (lossy UTF-8), empty for bodiless requests.
     pub body: String,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +218,7 @@ pub(crate) async fn intercept(State(sim): State<Sim>, request: Request, next: Ne
     };
     let path = parts.uri.path().to_string();
     sim.inner.requests.push(RequestRecord {
+        at: std::time::Instant::now(),
         method: parts.method.to_string(),
         path: path.clone(),
         query: parts.uri.query().unwrap_or_default().to_string(),
