@@ -620,6 +620,170 @@ db_test!(bad_requests_change_nothing, |backend| async move {
     assert_eq!(jobs.as_deref(), Some("0"));
     let kinds = timeline_kinds(&r.eric, id).await;
     assert!(!kinds.iter().any(|k| k.starts_with("stage_")), "{kinds:?}");
+
+    // A kubeconfig that parses as YAML but cannot make a client: 502.
+    let broken = crate::registry::kubeconfig().replace(
+        "    server: http://127.0.0.1:1\n",
+        "    server: http://127.0.0.1:1\n    certificate-authority-data: '%%% not base64 %%%'\n",
+    );
+    let (s, v) = r
+        .org
+        .admin
+        .patch(
+            &format!("/api/v1/clusters/{}", r.staging_cluster),
+            json!({"kubeconfig": broken}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = r
+        .eric
+        .post(&format!("{}/stages/1/deploy", order_url(id)), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kubeconfig"),
+        "{v}"
+    );
+
+    // Back to the simulated cluster: a container the Deployment lacks.
+    r.sim.sim.create_deployment(
+        "staging",
+        "checkout",
+        "app",
+        &format!("{IMAGE}:v1.0.0"),
+        1,
+        3,
+    );
+    r.org
+        .admin
+        .patch(
+            &format!("/api/v1/clusters/{}", r.staging_cluster),
+            json!({"kubeconfig": r.sim.kubeconfig()}),
+        )
+        .await;
+    let (_, item) = r
+        .eric
+        .get(&format!("/api/v1/release-items/{}", r.item))
+        .await;
+    let app_id = item["stages"][0]["app_id"].as_i64().unwrap();
+    let (_, a) = r.org.admin.get(&format!("/api/v1/apps/{app_id}")).await;
+    let fields = json!({"name": a["name"], "cluster_id": a["cluster_id"], "namespace": a["namespace"],
+        "deployment": a["deployment"], "container": "sidecar", "node_id": a["node_id"]});
+    let (s, v) = r
+        .org
+        .admin
+        .patch(&format!("/api/v1/apps/{app_id}"), fields)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = r
+        .eric
+        .post(&format!("{}/stages/1/deploy", order_url(id)), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no container sidecar"),
+        "{v}"
+    );
+    assert_eq!(stage(&r.eric, id, 1).await["status"], "pending");
+    assert_eq!(r.image_patches("staging"), 0);
+});
+
+db_test!(pods_and_logs_of_a_stage, |backend| async move {
+    let app = TestApp::start_with(backend, engine_start()).await;
+    let r = Rollout::create(&app).await;
+    let id = r.approved_order("v1.1.0").await;
+    r.eric
+        .post(
+            &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+            json!({}),
+        )
+        .await;
+    wait_stage(&r.eric, id, 1, "succeeded").await;
+    let browser = app.browser_as("eric", USER_PASSWORD).await;
+    let (s, html) = browser.get(&format!("/work-orders/{id}/pods")).await;
+    assert_eq!(s, StatusCode::OK);
+    let new_pods: Vec<String> = r
+        .sim
+        .sim
+        .pods("staging")
+        .into_iter()
+        .filter(|p| {
+            p.spec.as_ref().unwrap().containers[0].image.as_deref()
+                == Some(&format!("{IMAGE}:v1.1.0"))
+        })
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    assert_eq!(new_pods.len(), 2);
+    for pod in &new_pods {
+        assert!(html.contains(pod), "{pod} listed");
+    }
+    assert!(
+        html.contains("new version") && html.contains("old version"),
+        "{html}"
+    );
+    let logs = format!("/work-orders/{id}/stages/1/pods/{}/logs", new_pods[0]);
+    let (s, html) = browser.get(&format!("{logs}?tail=5")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("v1.1.0"), "the log names the image");
+    let (s, _) = browser.get(&format!("{logs}?container=nope")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = browser.get(&format!("{logs}?tail=0")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // Following: server-sent events carry log lines.
+    let mut resp = browser
+        .client
+        .get(app.url(&format!("{logs}/stream")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut seen = String::new();
+    while !seen.contains("data:") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("a log line within 10 s")
+            .unwrap()
+            .expect("stream open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(resp);
+    // A pod of the namespace outside the Deployment's selector: 404.
+    let stranger = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "stranger", "namespace": "staging", "labels": {"app": "other"}},
+        "spec": {"containers": [{"name": "app", "image": "busybox"}]}});
+    let made = reqwest::Client::new()
+        .post(format!("{}/api/v1/namespaces/staging/pods", r.sim.url()))
+        .json(&stranger)
+        .send()
+        .await
+        .unwrap();
+    assert!(made.status().is_success(), "{}", made.status());
+    for path in [
+        format!("/work-orders/{id}/stages/1/pods/stranger/logs"),
+        format!("/work-orders/{id}/stages/1/pods/stranger/logs/stream"),
+        format!("/work-orders/{id}/stages/1/pods/missing/logs"),
+    ] {
+        let (s, _) = browser.get(&path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    // People who may not see the node see nothing.
+    let otto = app.browser_as("otto", USER_PASSWORD).await;
+    let (s, _) = otto.get(&format!("/work-orders/{id}/pods")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = otto.get(&logs).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 });
 
 db_test!(connection_tests_name_the_outcome, |backend| async move {
