@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod fake_gitlab;
 mod gitlab;
+mod kubectl;
 mod ops;
 mod rbac;
 mod registry;
