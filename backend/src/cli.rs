@@ -8,7 +8,7 @@ use anyhow::{Context, anyhow};
 use crate::app::{self, AppState};
 use crate::auth::password;
 use crate::config::{
-    AdminCommand, Cli, Command, ConfigError, DatabaseConfig, EXIT_BAD_CONFIG, ServeConfig,
+    AdminCommand, Cli, Command, ConfigError, DatabaseConfig, EXIT_BAD_CONFIG, ServeConfig, SimArgs,
 };
 use crate::db::accounts::{self, AccountKind, NewAccount};
 use crate::db::audit::AuditActor;
@@ -94,7 +94,61 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             let (config, db) = open_db(&cli.global.database_url).await?;
             admin(&db, &config, command).await
         }
+        Command::Sim(args) => serve_sim(&args).await,
     }
+}
+
+/// `rollway sim`: serves a simulated cluster until Ctrl-C or SIGTERM.
+async fn serve_sim(args: &SimArgs) -> Result<(), Failure> {
+    use crate::sim::{Sim, SimConfig};
+    let listen = args.listen_addr()?;
+    let config = SimConfig {
+        ready_delay: std::time::Duration::from_millis(args.ready_delay_ms),
+        ..SimConfig::default()
+    };
+    let running = Sim::start(config, listen).await?;
+    println!("Rollway simulated cluster listening on {}", running.url());
+    if let Some(path) = &args.kubeconfig_out {
+        write_kubeconfig(path, &running.kubeconfig())
+            .with_context(|| format!("writing the kubeconfig to {}", path.display()))?;
+        println!("Kubeconfig written to {}", path.display());
+    }
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Writes (or overwrites) a kubeconfig readable by its owner only.
+fn write_kubeconfig(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        std::io::Write::write_all(&mut options.open(path)?, content.as_bytes())?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    }
+    #[cfg(not(unix))]
+    std::io::Write::write_all(&mut options.open(path)?, content.as_bytes())
 }
 
 /// On a database without accounts, creates `admin` with the given password

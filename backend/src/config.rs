@@ -63,6 +63,37 @@ pub enum Command {
     /// Administration against the configured database.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Serve a simulated Kubernetes cluster (no database), to try Rollway
+    /// and kubectl without a real cluster.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "ROLLWAY_SIM_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: String,
+
+    /// Write a kubeconfig for the simulated cluster to this file (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig_out: Option<PathBuf>,
+
+    /// Milliseconds a started pod takes to become Ready.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub ready_delay_ms: u64,
+}
+
+impl SimArgs {
+    /// The address to listen on, validated.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse::<SocketAddr>().map_err(|_| {
+            bad(
+                "--listen",
+                "ROLLWAY_SIM_LISTEN",
+                format!("'{}' is not an address like 127.0.0.1:0", self.listen),
+            )
+        })
+    }
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ mod cli;
 mod engine;
 mod fake_gitlab;
 mod gitlab;
+mod kubectl;
 mod ops;
 mod rbac;
 mod registry;

@@ -34,6 +34,12 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route("/apis/{group}/{version}", get(group_resources))
         .route("/api/v1/{*rest}", any(resource_request))
         .route("/apis/{group}/{version}/{*rest}", any(resource_request))
+        .route(
+            "/openapi/v3",
+            get(|| async { json_ok(&discovery::openapi_root()) }),
+        )
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/openapi/v3/{*path}", get(openapi_group))
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
@@ -65,6 +71,30 @@ async fn core_versions(headers: HeaderMap) -> Response {
 
 async fn api_group(axum::extract::Path(group): axum::extract::Path<String>) -> Response {
     match discovery::group(&group) {
+        Some(doc) => json_ok(&doc),
+        None => ApiError::not_found_path().into_response(),
+    }
+}
+
+async fn openapi_v2(headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if accept.contains("protobuf") {
+        // An empty protobuf message: a Document with nothing in it.
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            Vec::<u8>::new(),
+        )
+            .into_response();
+    }
+    json_ok(&discovery::openapi_v2())
+}
+
+async fn openapi_group(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    match discovery::openapi_group(path.trim_matches('/')) {
         Some(doc) => json_ok(&doc),
         None => ApiError::not_found_path().into_response(),
     }

@@ -1159,3 +1159,338 @@ fn check_paused_conditions(
         note_progress(state, ctx, key, d);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tokio::sync::watch;
+
+    use crate::sim::store::EventType;
+
+    /// A store and controller driven by hand through simulated time.
+    struct Harness {
+        store: Store,
+        state: ControllerState,
+        now: Instant,
+        ready_delay: Duration,
+        never_ready: Vec<String>,
+    }
+
+    impl Harness {
+        fn new(ready_delay: Duration) -> Harness {
+            let mut store = Store::new(watch::channel(0).0);
+            store
+                .create(
+                    Kind::Namespace,
+                    "",
+                    json!({"metadata": {"name": "prod"}}),
+                    false,
+                )
+                .unwrap();
+            Harness {
+                store,
+                state: ControllerState::default(),
+                now: Instant::now(),
+                ready_delay,
+                never_ready: Vec::new(),
+            }
+        }
+
+        fn deploy(&mut self, image: &str, replicas: i32, spec: Value) {
+            let mut d = json!({
+                "metadata": {"name": "web"},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                                 "spec": {"containers": [{"name": "app", "image": image}]}}
+                }
+            });
+            json_patch::merge(&mut d, &json!({"spec": spec}));
+            self.store
+                .create(Kind::Deployment, "prod", d, false)
+                .unwrap();
+            self.run();
+        }
+
+        fn set_image(&mut self, image: &str) {
+            let mut d = self
+                .store
+                .get(Kind::Deployment, "prod", "web")
+                .unwrap()
+                .clone();
+            d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
+            self.store
+                .update(Kind::Deployment, "prod", "web", d, Part::Main, false)
+                .unwrap();
+            self.run();
+        }
+
+        fn run(&mut self) {
+            let ctx = Context {
+                now: self.now,
+                ready_delay: self.ready_delay,
+                never_ready: &self.never_ready,
+            };
+            run_once(&mut self.store, &mut self.state, &ctx);
+        }
+
+        fn advance(&mut self, by: Duration) {
+            self.now += by;
+            self.run();
+        }
+
+        fn deployment(&self) -> Deployment {
+            get_typed(
+                &self.store,
+                Kind::Deployment,
+                &("prod".into(), "web".into()),
+            )
+            .unwrap()
+        }
+
+        fn replica_sets(&self) -> Vec<ReplicaSet> {
+            let mut rss: Vec<ReplicaSet> = self
+                .store
+                .list(Kind::ReplicaSet, Some("prod"))
+                .into_iter()
+                .map(|v| serde_json::from_value(v.clone()).unwrap())
+                .collect();
+            rss.sort_by_key(revision_of);
+            rss
+        }
+
+        fn pods(&self) -> Vec<Pod> {
+            self.store
+                .list(Kind::Pod, Some("prod"))
+                .into_iter()
+                .map(|v| serde_json::from_value(v.clone()).unwrap())
+                .collect()
+        }
+
+        fn progressing(&self) -> (String, String) {
+            let d = self.deployment();
+            let c = condition(d.status.as_ref().unwrap(), "Progressing")
+                .unwrap()
+                .clone();
+            (c.status.unwrap(), c.reason.unwrap())
+        }
+
+        fn available(&self) -> (String, String) {
+            let d = self.deployment();
+            let c = condition(d.status.as_ref().unwrap(), "Available")
+                .unwrap()
+                .clone();
+            (c.status.unwrap(), c.reason.unwrap())
+        }
+
+        fn complete(&self) -> bool {
+            let d = self.deployment();
+            deployment_complete(&d, d.status.as_ref().unwrap())
+        }
+
+        fn roll_out(&mut self) {
+            for _ in 0..50 {
+                if self.complete() {
+                    return;
+                }
+                self.advance(self.ready_delay);
+            }
+            panic!("the rollout did not complete");
+        }
+    }
+
+    fn pair(a: &str, b: &str) -> (String, String) {
+        (a.to_string(), b.to_string())
+    }
+
+    #[test]
+    fn a_new_deployment_gets_revision_one_and_becomes_available_after_the_ready_delay() {
+        let mut h = Harness::new(Duration::from_secs(5));
+        h.deploy("web:1", 3, json!({}));
+        let rss = h.replica_sets();
+        assert_eq!(rss.len(), 1);
+        assert_eq!(revision_of(&rss[0]), 1);
+        assert_eq!(rss[0].spec.replicas, Some(3));
+        let pods = h.pods();
+        assert_eq!(pods.len(), 3);
+        assert!(pods.iter().all(|p| !kubelet::is_ready(p)));
+        assert_eq!(h.available(), pair("False", "MinimumReplicasUnavailable"));
+        assert_eq!(h.progressing(), pair("True", "ReplicaSetUpdated"));
+        assert_eq!(annotation(&h.deployment().metadata, REVISION), Some("1"));
+
+        h.advance(Duration::from_secs(4));
+        assert!(!h.complete(), "not ready before the delay");
+        h.advance(Duration::from_secs(1));
+        assert!(h.complete());
+        assert_eq!(h.available(), pair("True", "MinimumReplicasAvailable"));
+        assert_eq!(h.progressing(), pair("True", "NewReplicaSetAvailable"));
+        let status = h.deployment().status.unwrap();
+        assert_eq!(status.observed_generation, Some(1));
+        assert_eq!(status.unavailable_replicas, None);
+    }
+
+    #[test]
+    fn a_rolling_update_stays_within_max_surge_and_max_unavailable() {
+        let mut h = Harness::new(Duration::from_secs(10));
+        h.deploy("web:1", 4, json!({}));
+        h.roll_out();
+        h.set_image("web:2");
+        let mut steps = 0;
+        while !h.complete() {
+            let pods = h.pods();
+            let ready = pods.iter().filter(|p| kubelet::is_ready(p)).count();
+            // 25% of 4: one extra pod, one missing pod at most.
+            assert!(pods.len() <= 5, "{} pods exceed maxSurge", pods.len());
+            assert!(ready >= 3, "{ready} ready pods break maxUnavailable");
+            steps += 1;
+            assert!(steps < 20, "the rollout stalled");
+            h.advance(Duration::from_secs(10));
+        }
+        assert!(steps >= 2, "the update went in steps ({steps})");
+        let rss = h.replica_sets();
+        assert_eq!(rss.len(), 2);
+        assert_eq!(rss[0].spec.replicas, Some(0));
+        assert_eq!(rss[1].spec.replicas, Some(4));
+        assert_eq!(revision_of(&rss[1]), 2);
+        let images: Vec<String> = h.pods().iter().flat_map(kubelet::images).collect();
+        assert_eq!(images, ["web:2"; 4]);
+    }
+
+    #[test]
+    fn progress_deadline_exceeded_only_after_the_deadline_without_progress() {
+        let mut h = Harness::new(Duration::from_secs(1));
+        h.never_ready.push("broken".into());
+        h.deploy("web:1", 2, json!({"progressDeadlineSeconds": 30}));
+        h.roll_out();
+        h.set_image("web:broken");
+        assert_eq!(h.progressing(), pair("True", "ReplicaSetUpdated"));
+        h.advance(Duration::from_secs(29));
+        assert_eq!(h.progressing(), pair("True", "ReplicaSetUpdated"));
+        h.advance(Duration::from_secs(2));
+        assert_eq!(h.progressing(), pair("False", "ProgressDeadlineExceeded"));
+        let d = h.deployment();
+        let message = condition(d.status.as_ref().unwrap(), "Progressing")
+            .unwrap()
+            .message
+            .clone()
+            .unwrap();
+        assert!(message.ends_with("has timed out progressing."), "{message}");
+        assert_eq!(h.available(), pair("True", "MinimumReplicasAvailable"));
+
+        // A new template starts a new attempt.
+        h.set_image("web:3");
+        h.roll_out();
+        assert_eq!(h.progressing(), pair("True", "NewReplicaSetAvailable"));
+    }
+
+    #[test]
+    fn going_back_to_an_old_template_readopts_its_replica_set() {
+        let mut h = Harness::new(Duration::from_secs(1));
+        h.deploy("web:1", 2, json!({}));
+        h.roll_out();
+        let first = h.replica_sets()[0].metadata.name.clone();
+        h.set_image("web:2");
+        h.roll_out();
+        h.set_image("web:1");
+        h.roll_out();
+        let rss = h.replica_sets();
+        assert_eq!(rss.len(), 2, "no new ReplicaSet for a known template");
+        let readopted = rss.iter().find(|rs| rs.metadata.name == first).unwrap();
+        assert_eq!(revision_of(readopted), 3);
+        assert_eq!(annotation(&readopted.metadata, REVISION_HISTORY), Some("1"));
+        assert_eq!(readopted.spec.replicas, Some(2));
+        assert_eq!(annotation(&h.deployment().metadata, REVISION), Some("3"));
+    }
+
+    #[test]
+    fn recreate_removes_every_old_pod_before_creating_new_ones() {
+        let mut h = Harness::new(Duration::from_secs(1));
+        h.deploy("web:1", 3, json!({"strategy": {"type": "Recreate"}}));
+        h.roll_out();
+        let before = h.store.resource_version();
+        h.set_image("web:2");
+        h.roll_out();
+        let events = h.store.events_since(before).unwrap();
+        let last_old_delete = events
+            .iter()
+            .rposition(|e| e.kind == Kind::Pod && e.event_type == EventType::Deleted)
+            .unwrap();
+        let first_new_add = events
+            .iter()
+            .position(|e| e.kind == Kind::Pod && e.event_type == EventType::Added)
+            .unwrap();
+        assert!(last_old_delete < first_new_add);
+        assert_eq!(h.pods().len(), 3);
+    }
+
+    #[test]
+    fn replica_sets_beyond_the_history_limit_are_deleted() {
+        let mut h = Harness::new(Duration::from_secs(1));
+        h.deploy("web:1", 1, json!({"revisionHistoryLimit": 1}));
+        h.roll_out();
+        for image in ["web:2", "web:3"] {
+            h.set_image(image);
+            h.roll_out();
+        }
+        h.run();
+        let revisions: Vec<i64> = h.replica_sets().iter().map(revision_of).collect();
+        assert_eq!(revisions, [2, 3]);
+    }
+
+    #[test]
+    fn a_paused_deployment_waits_for_resume() {
+        let mut h = Harness::new(Duration::from_secs(1));
+        h.deploy("web:1", 1, json!({}));
+        h.roll_out();
+        let mut d = h
+            .store
+            .get(Kind::Deployment, "prod", "web")
+            .unwrap()
+            .clone();
+        d["spec"]["paused"] = json!(true);
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("web:2");
+        h.store
+            .update(Kind::Deployment, "prod", "web", d, Part::Main, false)
+            .unwrap();
+        h.advance(Duration::from_secs(5));
+        assert_eq!(h.replica_sets().len(), 1);
+        assert_eq!(h.progressing(), pair("Unknown", "DeploymentPaused"));
+        let mut d = h
+            .store
+            .get(Kind::Deployment, "prod", "web")
+            .unwrap()
+            .clone();
+        d["spec"]["paused"] = json!(false);
+        h.store
+            .update(Kind::Deployment, "prod", "web", d, Part::Main, false)
+            .unwrap();
+        h.run();
+        h.roll_out();
+        assert_eq!(h.replica_sets().len(), 2);
+        assert_eq!(h.progressing(), pair("True", "NewReplicaSetAvailable"));
+    }
+
+    #[test]
+    fn template_hashes_ignore_their_own_label_and_empty_fields() {
+        let a: PodTemplateSpec = serde_json::from_value(json!({
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "web:1", "env": []}]}
+        }))
+        .unwrap();
+        let b: PodTemplateSpec = serde_json::from_value(json!({
+            "metadata": {"labels": {"app": "web", "pod-template-hash": "abc"}, "annotations": {}},
+            "spec": {"containers": [{"name": "app", "image": "web:1", "resources": {}}]}
+        }))
+        .unwrap();
+        assert_eq!(template_fingerprint(&a), template_fingerprint(&b));
+        assert_eq!(template_hash(&a, None), template_hash(&b, None));
+        assert_ne!(template_hash(&a, None), template_hash(&a, Some(1)));
+        assert!(
+            template_hash(&a, None)
+                .chars()
+                .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c))
+        );
+    }
+}

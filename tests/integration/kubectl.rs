@@ -1,0 +1,394 @@
+//! The simulated cluster against the real `kubectl` (Debian's
+//! `kubernetes-client`, or any kubectl on PATH; `./scripts/test` installs it):
+//! get, set image, rollout status / history / undo, get pods by label, logs
+//! and apply, with kube-rs over the same kubeconfig for comparison.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use rollway::sim::{RunningSim, Sim, SimConfig};
+use serde_json::Value;
+
+/// kubectl with a kubeconfig and discovery cache of its own.
+struct Kubectl {
+    dir: tempfile::TempDir,
+}
+
+/// What one kubectl run printed.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Kubectl {
+    fn new(running: &RunningSim) -> Kubectl {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("kubeconfig"), running.kubeconfig())
+            .expect("write kubeconfig");
+        Kubectl { dir }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// Runs kubectl and answers what it printed, whatever its exit status.
+    async fn try_run(&self, args: &[&str]) -> Run {
+        let mut command = Command::new("kubectl");
+        command
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .arg("--request-timeout=30s")
+            .args(args)
+            .env("HOME", self.dir.path());
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("kubectl thread")
+            .unwrap_or_else(|e| {
+                panic!("kubectl is needed for these tests ({e}); ./scripts/test installs it (Debian package kubernetes-client)")
+            });
+        Run {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs kubectl, failing the test unless it succeeds; answers stdout.
+    async fn run(&self, args: &[&str]) -> String {
+        let run = self.try_run(args).await;
+        assert!(
+            run.ok,
+            "kubectl {} failed\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        );
+        run.stdout
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write manifest");
+        path
+    }
+}
+
+async fn start() -> RunningSim {
+    let config = SimConfig {
+        tick: Duration::from_millis(20),
+        ready_delay: Duration::from_millis(200),
+        log_interval: Duration::from_millis(500),
+    };
+    Sim::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("start the simulated cluster")
+}
+
+/// kube-rs through the same kubeconfig (over TCP, with its token).
+async fn kube_client(kubeconfig: &Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kube config");
+    Client::try_from(config).expect("kube client")
+}
+
+async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn image(d: &Deployment) -> String {
+    d.spec.template.spec.as_ref().unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+fn revision(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<String> {
+    meta.annotations
+        .as_ref()?
+        .get("deployment.kubernetes.io/revision")
+        .cloned()
+}
+
+fn rolled_out(d: &Deployment) -> bool {
+    let want = d.spec.replicas.unwrap_or(1);
+    d.status.as_ref().is_some_and(|s| {
+        s.observed_generation >= d.metadata.generation
+            && s.updated_replicas == Some(want)
+            && s.replicas == Some(want)
+            && s.available_replicas == Some(want)
+    })
+}
+
+#[tokio::test]
+async fn kubectl_gets_sets_image_rolls_out_and_undoes() {
+    let running = start().await;
+    let sim = running.sim.clone();
+    sim.create_deployment("default", "web", "app", "registry.example/web:1", 2, 600);
+    eventually("web to roll out", || {
+        sim.deployment("default", "web").filter(rolled_out)
+    })
+    .await;
+    let kubectl = Kubectl::new(&running);
+
+    // get -o json agrees with the store and with kube-rs.
+    let json: Value =
+        serde_json::from_str(&kubectl.run(&["get", "deploy", "web", "-o", "json"]).await).unwrap();
+    let stored = sim.deployment("default", "web").unwrap();
+    let client = kube_client(&kubectl.kubeconfig()).await;
+    let via_kube = Api::<Deployment>::namespaced(client.clone(), "default")
+        .get("web")
+        .await
+        .unwrap();
+    for d in [&stored, &via_kube] {
+        assert_eq!(json["metadata"]["uid"].as_str(), d.metadata.uid.as_deref());
+        assert_eq!(
+            json["metadata"]["resourceVersion"].as_str(),
+            d.metadata.resource_version.as_deref()
+        );
+        assert_eq!(
+            json["spec"]["template"]["spec"]["containers"][0]["image"],
+            "registry.example/web:1"
+        );
+        assert_eq!(json["status"]["availableReplicas"], 2);
+    }
+    assert_eq!(json["kind"], "Deployment");
+    assert_eq!(json["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    let first_rs = sim
+        .replica_sets("default")
+        .pop()
+        .expect("revision 1 replica set");
+    assert_eq!(revision(&first_rs.metadata).as_deref(), Some("1"));
+
+    // set image, then rollout status waits for the new pods.
+    sim.clear_requests();
+    let out = kubectl
+        .run(&["set", "image", "deploy/web", "app=registry.example/web:2"])
+        .await;
+    assert!(out.contains("image updated"), "{out}");
+    let patch = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .expect("kubectl patched the deployment");
+    assert_eq!(
+        patch.content_type.as_deref(),
+        Some("application/strategic-merge-patch+json")
+    );
+    assert!(
+        patch.body.contains("registry.example/web:2"),
+        "{}",
+        patch.body
+    );
+    let out = kubectl
+        .run(&["rollout", "status", "deploy/web", "--timeout=60s"])
+        .await;
+    assert!(
+        out.contains("deployment \"web\" successfully rolled out"),
+        "{out}"
+    );
+    let d = sim.deployment("default", "web").unwrap();
+    assert!(rolled_out(&d));
+    assert_eq!(image(&d), "registry.example/web:2");
+    assert_eq!(revision(&d.metadata).as_deref(), Some("2"));
+
+    // history shows both revisions.
+    let history = kubectl.run(&["rollout", "history", "deploy/web"]).await;
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+
+    // undo goes back to revision 1's template, re-adopting its ReplicaSet
+    // as revision 3.
+    let out = kubectl.run(&["rollout", "undo", "deploy/web"]).await;
+    assert!(out.contains("rolled back"), "{out}");
+    let out = kubectl
+        .run(&["rollout", "status", "deploy/web", "--timeout=60s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let d = sim.deployment("default", "web").unwrap();
+    assert_eq!(image(&d), "registry.example/web:1");
+    assert_eq!(revision(&d.metadata).as_deref(), Some("3"));
+    let rs_name = first_rs.metadata.name.clone().unwrap();
+    let readopted: ReplicaSet = Api::namespaced(client.clone(), "default")
+        .get(&rs_name)
+        .await
+        .unwrap();
+    assert_eq!(revision(&readopted.metadata).as_deref(), Some("3"));
+    assert_eq!(readopted.spec.replicas, Some(2));
+    assert_eq!(sim.replica_sets("default").len(), 2, "no third ReplicaSet");
+    let history = kubectl.run(&["rollout", "history", "deploy/web"]).await;
+    assert!(
+        history.contains("2 ") && history.contains("3 ") && !history.contains("\n1 "),
+        "{history}"
+    );
+
+    // pods by label, as names and as the table kubectl prints.
+    let pods = eventually("the old pods to go", || {
+        let pods = sim.pods("default");
+        (pods.len() == 2).then_some(pods)
+    })
+    .await;
+    let mut expected: Vec<String> = pods
+        .iter()
+        .map(|p| format!("pod/{}", p.metadata.name.clone().unwrap()))
+        .collect();
+    expected.sort();
+    let mut listed: Vec<String> = kubectl
+        .run(&["get", "pods", "-l", "app=web", "-o", "name"])
+        .await
+        .lines()
+        .map(String::from)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, expected);
+    let table = kubectl.run(&["get", "pods", "-l", "app=web"]).await;
+    assert!(table.starts_with("NAME"), "{table}");
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.contains("1/1") && l.contains("Running"))
+            .count(),
+        2,
+        "{table}"
+    );
+    assert!(
+        kubectl
+            .run(&["get", "pods", "-l", "app=nothing", "-o", "name"])
+            .await
+            .trim()
+            .is_empty()
+    );
+
+    // logs of one pod.
+    let pod = listed[0].trim_start_matches("pod/").to_string();
+    let logs = kubectl.run(&["logs", &pod]).await;
+    assert!(
+        logs.contains("Starting app (image registry.example/web:1)"),
+        "{logs}"
+    );
+    let tail = kubectl.run(&["logs", &pod, "--tail=1"]).await;
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+
+    // Errors come back as kubectl prints real API errors.
+    let missing = kubectl.try_run(&["get", "deploy", "missing"]).await;
+    assert!(!missing.ok);
+    assert!(
+        missing
+            .stderr
+            .contains("deployments.apps \"missing\" not found"),
+        "{}",
+        missing.stderr
+    );
+
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn kubectl_applies_a_fresh_deployment_and_service() {
+    let running = start().await;
+    let sim = running.sim.clone();
+    let kubectl = Kubectl::new(&running);
+    let manifest = kubectl.write(
+        "api.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  namespace: default
+  labels: {app: api}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+    spec:
+      containers:
+      - name: api
+        image: registry.example/api:1.0
+        ports:
+        - containerPort: 8080
+        env:
+        - {name: MODE, value: demo}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: api
+spec:
+  selector: {app: api}
+  ports:
+  - port: 80
+    targetPort: 8080
+",
+    );
+    let manifest = manifest.to_str().unwrap();
+    let out = kubectl.run(&["apply", "-f", manifest]).await;
+    assert!(out.contains("deployment.apps/api created"), "{out}");
+    assert!(out.contains("service/api created"), "{out}");
+    let out = kubectl
+        .run(&["rollout", "status", "deploy/api", "--timeout=60s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let d = sim
+        .deployment("default", "api")
+        .expect("applied deployment stored");
+    assert_eq!(image(&d), "registry.example/api:1.0");
+    assert!(
+        d.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("kubectl.kubernetes.io/last-applied-configuration"))
+    );
+    let svc = kubectl
+        .run(&["get", "svc", "api", "-o", "jsonpath={.spec.clusterIP}"])
+        .await;
+    assert!(svc.starts_with("10.96."), "{svc}");
+
+    // A second apply with a new image patches and rolls out again.
+    let changed = std::fs::read_to_string(manifest)
+        .unwrap()
+        .replace("api:1.0", "api:1.1");
+    std::fs::write(manifest, changed).unwrap();
+    let out = kubectl.run(&["apply", "-f", manifest]).await;
+    assert!(out.contains("deployment.apps/api configured"), "{out}");
+    assert!(out.contains("service/api unchanged"), "{out}");
+    kubectl
+        .run(&["rollout", "status", "deploy/api", "--timeout=60s"])
+        .await;
+    let d = sim.deployment("default", "api").unwrap();
+    assert_eq!(image(&d), "registry.example/api:1.1");
+    assert_eq!(revision(&d.metadata).as_deref(), Some("2"));
+    let env = &d.spec.template.spec.as_ref().unwrap().containers[0].env;
+    assert_eq!(env.as_ref().unwrap()[0].value.as_deref(), Some("demo"));
+
+    let out = kubectl.run(&["delete", "-f", manifest]).await;
+    assert!(out.contains("deployment.apps \"api\" deleted"), "{out}");
+    assert!(sim.deployment("default", "api").is_none());
+    assert!(sim.pods("default").is_empty());
+    running.shutdown().await;
+}
