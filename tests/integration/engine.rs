@@ -434,8 +434,71 @@ db_test!(
             .await;
         assert_eq!(s, StatusCode::CONFLICT, "rolled back once");
         assert_eq!(r.image_patches("staging"), 1);
+        // kubectl reads the cluster the way Rollway recorded it.
+        let image = kubectl(
+            &r.sim,
+            &[
+                "-n",
+                "staging",
+                "get",
+                "deploy",
+                "checkout",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].image}",
+            ],
+        )
+        .await;
+        assert_eq!(image, format!("{IMAGE}:v1.0.0"));
+        let history = kubectl(
+            &r.sim,
+            &["-n", "staging", "rollout", "history", "deploy/checkout"],
+        )
+        .await;
+        let revisions: Vec<&str> = history
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        assert_eq!(revisions, ["2", "3"], "{history}");
+        kubectl(
+            &r.sim,
+            &[
+                "-n",
+                "staging",
+                "rollout",
+                "status",
+                "deploy/checkout",
+                "--timeout=30s",
+            ],
+        )
+        .await;
     }
 );
+
+/// Runs the real kubectl against the simulated cluster; its stdout.
+async fn kubectl(sim: &RunningSim, args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kubeconfig");
+    std::fs::write(&config, sim.kubeconfig()).unwrap();
+    let mut command = std::process::Command::new("kubectl");
+    command
+        .arg("--kubeconfig")
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .args(args)
+        .env("HOME", dir.path());
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("kubectl (./scripts/test installs Debian's kubernetes-client)");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
 
 db_test!(
     a_restart_mid_rollout_resumes_without_patching_again,
