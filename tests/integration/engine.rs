@@ -975,3 +975,37 @@ async fn two_servers_drive_each_stage_once() {
     assert_eq!(owners.as_deref(), Some("2"));
     drop(b);
 }
+
+/// A rollout longer than the lease stays with the server that claimed it
+/// (the lease is renewed), even with another server polling for work.
+#[tokio::test]
+async fn a_long_rollout_keeps_its_lease() {
+    let a = TestApp::start_with(Backend::Postgres, engine_start()).await;
+    let config = SimConfig {
+        ready_delay: Duration::from_millis(1500),
+        ..sim_config()
+    };
+    let r = Rollout::create_with(&a, config, 3).await;
+    let b = TestApp::start_on(a.db.shared(), engine_start());
+    let id = r.approved_order("v1.2.0").await;
+    let started = std::time::Instant::now();
+    let (s, _) = r
+        .eric
+        .post(
+            &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    wait_stage(&r.eric, id, 1, "succeeded").await;
+    assert!(
+        started.elapsed() > Duration::from_secs(4),
+        "the rollout outlasted the 2 s lease"
+    );
+    let attempts =
+        a.db.query_text("SELECT CAST(attempts AS TEXT) FROM jobs WHERE kind = 'deploy'")
+            .await;
+    assert_eq!(attempts.as_deref(), Some("1"), "claimed once");
+    assert_eq!(r.image_patches("staging"), 1);
+    drop(b);
+}

@@ -96,19 +96,23 @@ pub async fn claim(db: &Db, owner: &str, lease_ms: i64, limit: i64) -> Result<Ve
         .collect()
 }
 
-/// Extends the lease; `false` when the job is no longer this worker's.
-pub async fn renew(db: &Db, lease: &JobLease, lease_ms: i64) -> Result<bool> {
-    let now = now_ms();
-    let held = sqlx::query(
-        "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'queued'",
-    )
-    .bind(now + lease_ms)
-    .bind(lease.job_id)
-    .bind(&lease.owner)
-    .execute(&db.pool)
-    .await?
-    .rows_affected();
-    Ok(held == 1)
+/// Extends the leases `owner` holds on jobs `ids` (the ones it is working
+/// on), in statements of up to 500; answers how many it still holds.
+pub async fn renew(db: &Db, owner: &str, ids: &[i64], lease_ms: i64) -> Result<u64> {
+    let mut held = 0;
+    for chunk in ids.chunks(500) {
+        let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE jobs SET lease_until = $1 WHERE lease_owner = $2 AND state = 'queued' AND id IN ({})",
+            list.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(now_ms() + lease_ms).bind(owner);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        held += query.execute(&db.pool).await?.rows_affected();
+    }
+    Ok(held)
 }
 
 /// Gives the job back to run again at `run_at`, noting why.

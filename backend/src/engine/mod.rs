@@ -73,6 +73,19 @@ pub struct Engine {
     wake: Notify,
     slots: Arc<Semaphore>,
     stop: watch::Sender<bool>,
+    /// Jobs being worked on here: only their leases are renewed.
+    running: std::sync::Mutex<std::collections::HashSet<i64>>,
+}
+
+/// Takes a job off the running set when its task ends, even by a panic.
+struct Running<'a>(&'a Engine, i64);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.0.running.lock() {
+            running.remove(&self.1);
+        }
+    }
 }
 
 /// What a job works on, read fresh at each claim.
@@ -119,6 +132,7 @@ impl Engine {
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(settings.max_jobs)),
             stop: watch::channel(false).0,
+            running: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -150,6 +164,7 @@ impl Engine {
     }
 
     async fn run(self: Arc<Self>) {
+        tokio::spawn(self.clone().renew_leases());
         let mut stop = self.stop.subscribe();
         let lease_ms = self.settings.lease.as_millis() as i64;
         loop {
@@ -187,25 +202,38 @@ impl Engine {
         }
     }
 
-    /// Works on one job while renewing its lease.
-    async fn drive(self: Arc<Self>, job: Job) {
+    /// Renews every lease this server holds, all in one statement, three
+    /// times per lease period.
+    async fn renew_leases(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
-        let renew = async {
-            let every = self.settings.lease / 3;
-            loop {
-                tokio::time::sleep(every).await;
-                match jobs::renew(&self.db, &job.lease, self.settings.lease.as_millis() as i64)
-                    .await
-                {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) => tracing::warn!(job = job.id, error = %e, "renewing a lease failed"),
-                }
+        let lease_ms = self.settings.lease.as_millis() as i64;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.lease / 3) => {}
+                _ = stop.changed() => return,
             }
-        };
+            let ids: Vec<i64> = self
+                .running
+                .lock()
+                .map(|r| r.iter().copied().collect())
+                .unwrap_or_default();
+            if let Err(e) = jobs::renew(&self.db, &self.owner, &ids, lease_ms).await {
+                tracing::warn!(error = %e, "renewing job leases failed");
+            }
+        }
+    }
+
+    /// Works on one job. Its lease is renewed by [`Engine::renew_leases`];
+    /// every write the job makes is fenced on it, so a job that lost its
+    /// lease stops at its next write.
+    async fn drive(self: Arc<Self>, job: Job) {
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(job.id);
+        }
+        let _running = Running(&self, job.id);
+        let mut stop = self.stop.subscribe();
         let result = tokio::select! {
             r = self.work(&job) => r,
-            _ = renew => Err(Stop::Lost),
             _ = stop.changed() => return,
         };
         match result {
