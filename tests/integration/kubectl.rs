@@ -11,6 +11,8 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use rollway::sim::{RunningSim, Sim, SimConfig};
+
+use crate::common::bin;
 use serde_json::Value;
 
 /// kubectl with a kubeconfig and discovery cache of its own.
@@ -27,9 +29,12 @@ struct Run {
 
 impl Kubectl {
     fn new(running: &RunningSim) -> Kubectl {
+        Kubectl::with_kubeconfig(&running.kubeconfig())
+    }
+
+    fn with_kubeconfig(kubeconfig: &str) -> Kubectl {
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("kubeconfig"), running.kubeconfig())
-            .expect("write kubeconfig");
+        std::fs::write(dir.path().join("kubeconfig"), kubeconfig).expect("write kubeconfig");
         Kubectl { dir }
     }
 
@@ -391,4 +396,101 @@ spec:
     assert!(sim.deployment("default", "api").is_none());
     assert!(sim.pods("default").is_empty());
     running.shutdown().await;
+}
+
+#[tokio::test]
+async fn rollway_sim_serves_a_cluster_and_writes_a_private_kubeconfig() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("sim.kubeconfig");
+    let mut child = std::process::Command::new(bin())
+        .args(["sim", "--ready-delay-ms", "100", "--kubeconfig-out"])
+        .arg(&kubeconfig)
+        .env_remove("ROLLWAY_SIM_LISTEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start rollway sim");
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .take(2)
+            .map(|l| l.unwrap())
+            .collect::<Vec<_>>()
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(30), lines)
+        .await
+        .expect("rollway sim announces itself")
+        .unwrap();
+    let url = lines[0]
+        .strip_prefix("Rollway simulated cluster listening on ")
+        .unwrap_or_else(|| panic!("{lines:?}"))
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_eq!(
+        lines[1],
+        format!("Kubeconfig written to {}", kubeconfig.display())
+    );
+    let mode = std::fs::metadata(&kubeconfig).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(text.contains(&format!("server: {url}")), "{text}");
+
+    let kubectl = Kubectl::with_kubeconfig(&text);
+    let namespaces = kubectl.run(&["get", "namespaces", "-o", "name"]).await;
+    assert_eq!(namespaces.trim(), "namespace/default");
+    let manifest = kubectl.write(
+        "web.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: app, image: web:1}]
+",
+    );
+    kubectl
+        .run(&["apply", "-f", manifest.to_str().unwrap()])
+        .await;
+    let out = kubectl
+        .run(&["rollout", "status", "deploy/web", "--timeout=60s"])
+        .await;
+    assert!(out.contains("successfully rolled out"), "{out}");
+
+    // SIGTERM stops it cleanly.
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .arg(&pid)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("rollway sim stops on SIGTERM")
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let bad = std::process::Command::new(bin())
+        .args(["sim", "--listen", "nowhere"])
+        .env_remove("ROLLWAY_SIM_LISTEN")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("--listen") && stderr.contains("ROLLWAY_SIM_LISTEN"),
+        "{stderr}"
+    );
 }

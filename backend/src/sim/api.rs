@@ -538,7 +538,9 @@ fn apply_scale(
         ));
     }
     object["spec"]["replicas"] = replicas.into();
-    store.update(kind, namespace, name, object, Part::Main, dry_run)
+    store
+        .update(kind, namespace, name, object, Part::Main, dry_run)
+        .map(std::sync::Arc::unwrap_or_clone)
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -598,10 +600,13 @@ fn delete(
             return Err(ApiError::conflict(kind, name));
         }
     }
-    let mut deleted =
-        world
-            .store
-            .delete(kind, namespace, name, propagation, flag_dry_run(query))?;
+    let mut deleted = std::sync::Arc::unwrap_or_clone(world.store.delete(
+        kind,
+        namespace,
+        name,
+        propagation,
+        flag_dry_run(query),
+    )?);
     drop(world);
     if kind == Kind::Pod {
         // Pods answer themselves, marked as being deleted.

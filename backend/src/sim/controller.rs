@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use k8s_openapi::Metadata;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec, ReplicaSetStatus,
 };
@@ -15,8 +16,8 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -31,9 +32,10 @@ pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 pub const TEMPLATE_HASH: &str = "pod-template-hash";
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Reconcile passes per tick: enough for a chain deployment → replica set
-/// → pods → replica set status → deployment status to settle in one tick.
-const MAX_ROUNDS: usize = 64;
+/// Objects reconciled per pass at most (a guard against a controller bug
+/// looping forever; a pass normally settles far below it).
+#[cfg(test)]
+const MAX_PER_PASS: usize = 1_000_000;
 
 /// What a reconcile pass needs besides the store.
 pub struct Context<'a> {
@@ -52,6 +54,9 @@ pub struct ControllerState {
     /// instant behind the Progressing condition's lastUpdateTime.
     progress: HashMap<Key, (String, Instant)>,
     timers: BTreeMap<Instant, BTreeSet<(Kind, Key)>>,
+    /// uid → (generation, hash of the pod template): templates are
+    /// compared on every Deployment sync, computed once per generation.
+    fingerprints: HashMap<String, (i64, u64)>,
 }
 
 impl ControllerState {
@@ -62,37 +67,49 @@ impl ControllerState {
 }
 
 /// One controller pass: due timers, then dirty objects until settled.
+#[cfg(test)]
 pub fn run_once(store: &mut Store, state: &mut ControllerState, ctx: &Context) {
-    let later = state.timers.split_off(&(ctx.now + Duration::from_nanos(1)));
+    fire_timers(store, state, ctx.now);
+    work(store, state, ctx, MAX_PER_PASS);
+}
+
+/// Marks the objects whose timers fell due as dirty.
+pub fn fire_timers(store: &mut Store, state: &mut ControllerState, now: Instant) {
+    let later = state.timers.split_off(&(now + Duration::from_nanos(1)));
     let due = std::mem::replace(&mut state.timers, later);
     for keys in due.into_values() {
         store.dirty.extend(keys);
     }
-    for _ in 0..MAX_ROUNDS {
-        if store.dirty.is_empty() {
+}
+
+/// Reconciles up to `budget` dirty objects (those dirtied meanwhile
+/// included); answers how many it did.
+pub fn work(store: &mut Store, state: &mut ControllerState, ctx: &Context, budget: usize) -> usize {
+    let mut done = 0;
+    while done < budget {
+        let Some((kind, key)) = store.dirty.pop_first() else {
             break;
+        };
+        match kind {
+            Kind::Deployment => sync_deployment(store, state, ctx, &key),
+            Kind::ReplicaSet => sync_replica_set(store, &key),
+            Kind::Pod => kubelet::sync_pod(store, state, ctx, &key),
+            _ => {}
         }
-        let batch = std::mem::take(&mut store.dirty);
-        for (kind, key) in batch {
-            match kind {
-                Kind::Deployment => sync_deployment(store, state, ctx, &key),
-                Kind::ReplicaSet => sync_replica_set(store, &key),
-                Kind::Pod => kubelet::sync_pod(store, state, ctx, &key),
-                _ => {}
-            }
-        }
+        done += 1;
     }
+    done
 }
 
 // ---------------------------------------------------------------- helpers
 
 pub(super) fn get_typed<K: DeserializeOwned>(store: &Store, kind: Kind, key: &Key) -> Option<K> {
-    let value = store.get(kind, &key.0, &key.1)?;
-    serde_json::from_value(value.clone()).ok()
+    K::deserialize(store.get(kind, &key.0, &key.1)?).ok()
 }
 
-/// Writes a controller's version of an object; answers the stored object.
-pub(super) fn put<K: Serialize + DeserializeOwned>(
+/// Writes a controller's version of an object; answers it as stored (with
+/// its new resourceVersion and generation).
+pub(super) fn put<K: Serialize + Clone + Metadata<Ty = ObjectMeta>>(
     store: &mut Store,
     kind: Kind,
     key: &Key,
@@ -100,7 +117,15 @@ pub(super) fn put<K: Serialize + DeserializeOwned>(
 ) -> Option<K> {
     let value = serde_json::to_value(object).ok()?;
     match store.update(kind, &key.0, &key.1, value, Part::All, false) {
-        Ok(stored) => serde_json::from_value(stored).ok(),
+        Ok(stored) => {
+            let mut written = object.clone();
+            let meta = written.metadata_mut();
+            meta.resource_version = stored["metadata"]["resourceVersion"]
+                .as_str()
+                .map(String::from);
+            meta.generation = stored["metadata"]["generation"].as_i64();
+            Some(written)
+        }
         Err(e) => {
             tracing::debug!(?kind, ?key, error = %e, "simulated controller write failed");
             None
@@ -410,7 +435,7 @@ fn owned<K: DeserializeOwned>(store: &Store, uid: &str, kind: Kind) -> Vec<K> {
                             .any(|r| r["uid"] == uid && r["controller"] == Value::Bool(true))
                     })
         })
-        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .filter_map(|v| K::deserialize(v).ok())
         .collect()
 }
 
@@ -442,7 +467,7 @@ fn new_pod(store: &mut Store, rs: &ReplicaSet) -> Option<Pod> {
     };
     let value = serde_json::to_value(&pod).ok()?;
     let stored = store.create(Kind::Pod, &namespace, value, false).ok()?;
-    serde_json::from_value(stored).ok()
+    Pod::deserialize(&*stored).ok()
 }
 
 // ------------------------------------------------------------- deployments
@@ -451,6 +476,7 @@ fn new_pod(store: &mut Store, rs: &ReplicaSet) -> Option<Pod> {
 fn sync_deployment(store: &mut Store, state: &mut ControllerState, ctx: &Context, key: &Key) {
     let Some(mut d) = get_typed::<Deployment>(store, Kind::Deployment, key) else {
         state.progress.remove(key);
+        prune_fingerprints(store, state);
         return;
     };
     if d.metadata.deletion_timestamp.is_some() {
@@ -464,7 +490,7 @@ fn sync_deployment(store: &mut Store, state: &mut ControllerState, ctx: &Context
     let paused = d.spec.paused == Some(true);
     check_paused_conditions(&mut d, state, ctx, key);
     if paused {
-        let new_index = find_new(&rss, &d);
+        let new_index = find_new(state, &rss, &d);
         let new_rs = new_index.map(|i| rss[i].clone());
         sync_rollout_status(
             store,
@@ -495,14 +521,53 @@ fn sync_deployment(store: &mut Store, state: &mut ControllerState, ctx: &Context
     }
 }
 
-fn find_new(rss: &[ReplicaSet], d: &Deployment) -> Option<usize> {
-    let wanted = template_fingerprint(&d.spec.template);
+/// The oldest ReplicaSet whose template is the Deployment's (ignoring the
+/// hash label).
+fn find_new(state: &mut ControllerState, rss: &[ReplicaSet], d: &Deployment) -> Option<usize> {
+    let wanted = cached_fingerprint(state, &d.metadata, &d.spec.template);
     rss.iter().position(|rs| {
         rs.spec
             .template
             .as_ref()
-            .is_some_and(|t| template_fingerprint(t) == wanted)
+            .is_some_and(|t| cached_fingerprint(state, &rs.metadata, t) == wanted)
     })
+}
+
+fn cached_fingerprint(
+    state: &mut ControllerState,
+    meta: &ObjectMeta,
+    template: &PodTemplateSpec,
+) -> u64 {
+    let uid = meta.uid.clone().unwrap_or_default();
+    let generation = meta.generation.unwrap_or_default();
+    if let Some((cached_generation, hash)) = state.fingerprints.get(&uid)
+        && *cached_generation == generation
+    {
+        return *hash;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in template_fingerprint(template).bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    state.fingerprints.insert(uid, (generation, hash));
+    hash
+}
+
+/// Forgets fingerprints of objects that are gone, once they pile up.
+fn prune_fingerprints(store: &Store, state: &mut ControllerState) {
+    let live = store.count(Kind::ReplicaSet) + store.count(Kind::Deployment);
+    if state.fingerprints.len() <= 1024 || state.fingerprints.len() <= 2 * live {
+        return;
+    }
+    let uids: std::collections::HashSet<&str> = [Kind::ReplicaSet, Kind::Deployment]
+        .into_iter()
+        .flat_map(|k| store.list(k, None))
+        .filter_map(|o| o.pointer("/metadata/uid").and_then(Value::as_str))
+        .collect();
+    state
+        .fingerprints
+        .retain(|uid, _| uids.contains(uid.as_str()));
 }
 
 /// `getAllReplicaSetsAndSyncRevision`: the new ReplicaSet (found,
@@ -517,7 +582,7 @@ fn new_and_old(
     mut rss: Vec<ReplicaSet>,
     create: bool,
 ) -> Option<(Option<ReplicaSet>, Vec<ReplicaSet>)> {
-    let new_index = find_new(&rss, d);
+    let new_index = find_new(state, &rss, d);
     let existing_new = new_index.map(|i| rss.remove(i));
     let old_rss = rss;
     let max_old = old_rss.iter().map(revision_of).max().unwrap_or(0);
@@ -604,7 +669,7 @@ fn new_and_old(
     set_new_rs_annotations(d, &mut rs, &new_revision, false);
     let value = serde_json::to_value(&rs).ok()?;
     let created = match store.create(Kind::ReplicaSet, &namespace, value, false) {
-        Ok(created) => serde_json::from_value::<ReplicaSet>(created).ok()?,
+        Ok(created) => ReplicaSet::deserialize(&*created).ok()?,
         Err(e) => {
             tracing::debug!(error = %e, "simulated controller could not create a replica set");
             return None;
@@ -1113,9 +1178,15 @@ fn sync_rollout_status(
             }
         }
     }
+    let complete = deployment_complete(d, &status);
     d.status = Some(status);
     if d != stored_before {
         put(store, Kind::Deployment, key, d);
+        if complete {
+            // Kubernetes looks again after its own status update; a
+            // complete rollout then cleans up old ReplicaSets.
+            store.dirty.insert((Kind::Deployment, key.clone()));
+        }
     }
 }
 

@@ -264,7 +264,7 @@ preferences: {{}}
             .store
             .create(Kind::Deployment, namespace, value, false)
         {
-            Ok(stored) => stored,
+            Ok(stored) => (*stored).clone(),
             Err(e) => {
                 tracing::warn!(error = %e, "create_deployment: keeping the existing deployment");
                 world
@@ -381,7 +381,21 @@ preferences: {{}}
             ready_delay: self.inner.config.ready_delay,
             never_ready: &never_ready,
         };
-        controller::run_once(store, controller, &ctx);
+        controller::fire_timers(store, controller, ctx.now);
+        drop(world);
+        // Work in slices, letting go of the lock in between, so API requests
+        // are not held up behind a busy pass.
+        let mut done = 0;
+        while done < PASS_LIMIT {
+            let mut world = self.world();
+            let World { store, controller } = &mut *world;
+            if store.dirty.is_empty() {
+                break;
+            }
+            done += controller::work(store, controller, &ctx, SLICE);
+            drop(world);
+            std::thread::yield_now();
+        }
     }
 
     /// Starts the controller task if it is not running and a runtime is
@@ -415,6 +429,12 @@ preferences: {{}}
         }
     }
 }
+
+/// Objects the controller reconciles per hold of the lock.
+const SLICE: usize = 4;
+
+/// Objects reconciled per pass at most; the rest wait for the next tick.
+const PASS_LIMIT: usize = 100_000;
 
 async fn run_controller(inner: Weak<Inner>, tick: Duration) {
     let mut interval = tokio::time::interval(tick);

@@ -27,10 +27,10 @@ pub struct Event {
     pub rv: u64,
     pub kind: Kind,
     pub event_type: EventType,
-    pub object: Value,
+    pub object: Arc<Value>,
     /// The object before a modification (to tell a watch with a selector
     /// that an object left or entered it).
-    pub old: Option<Value>,
+    pub old: Option<Arc<Value>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +74,8 @@ pub struct Store {
     rv: u64,
     /// Highest resourceVersion dropped from `history`.
     compacted: u64,
-    objects: BTreeMap<Kind, BTreeMap<Key, Value>>,
+    /// Objects are shared with the event history, never copied into it.
+    objects: BTreeMap<Kind, BTreeMap<Key, Arc<Value>>>,
     owned: HashMap<String, BTreeSet<(Kind, Key)>>,
     history: VecDeque<Arc<Event>>,
     history_limit: usize,
@@ -178,10 +179,19 @@ impl Store {
     }
 
     pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Value> {
+        self.get_shared(kind, namespace, name).map(|o| &**o)
+    }
+
+    fn get_shared(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Arc<Value>> {
         let namespace = if kind.namespaced() { namespace } else { "" };
         self.objects
             .get(&kind)?
             .get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// How many objects of `kind` there are.
+    pub fn count(&self, kind: Kind) -> usize {
+        self.objects.get(&kind).map_or(0, BTreeMap::len)
     }
 
     /// Objects of `kind`, in one namespace or all, ordered by namespace and
@@ -191,11 +201,11 @@ impl Store {
             return Vec::new();
         };
         match namespace.filter(|_| kind.namespaced()) {
-            None => objects.values().collect(),
+            None => objects.values().map(|v| &**v).collect(),
             Some(ns) => objects
                 .range((ns.to_string(), String::new())..)
                 .take_while(|((n, _), _)| n == ns)
-                .map(|(_, v)| v)
+                .map(|(_, v)| &**v)
                 .collect(),
         }
     }
@@ -207,7 +217,7 @@ impl Store {
             .into_iter()
             .flatten()
             .filter(|(k, _)| *k == kind)
-            .filter_map(|(k, key)| self.objects.get(k)?.get(key))
+            .filter_map(|(k, key)| self.objects.get(k)?.get(key).map(|v| &**v))
             .collect()
     }
 
@@ -218,7 +228,7 @@ impl Store {
         namespace: &str,
         mut object: Value,
         dry_run: bool,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         if !object.is_object() {
             return Err(ApiError::bad_request("the object must be a JSON object"));
         }
@@ -287,17 +297,18 @@ impl Store {
         }
         self.initial_status(kind, &mut object);
         if dry_run {
-            return Ok(object);
+            return Ok(Arc::new(object));
         }
         self.rv += 1;
         object["metadata"]["resourceVersion"] = self.rv.to_string().into();
         let key = self.key_of(kind, &object);
         self.index_owners(kind, &key, None, &object);
+        let object = Arc::new(object);
         self.objects
             .entry(kind)
             .or_default()
             .insert(key, object.clone());
-        self.record(kind, EventType::Added, object.clone(), None);
+        self.record(kind, EventType::Added, object.clone(), None, true);
         Ok(object)
     }
 
@@ -345,9 +356,9 @@ impl Store {
         mut object: Value,
         part: Part,
         dry_run: bool,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let existing = self
-            .get(kind, namespace, name)
+            .get_shared(kind, namespace, name)
             .ok_or_else(|| ApiError::not_found(kind, name))?
             .clone();
         if !object.is_object() {
@@ -392,7 +403,7 @@ impl Store {
             },
             Part::Status => {
                 let status = object.get("status").cloned();
-                object = existing.clone();
+                object = (*existing).clone();
                 match status {
                     Some(status) => object["status"] = status,
                     None => {
@@ -420,23 +431,43 @@ impl Store {
             }
         }
         object["metadata"]["resourceVersion"] = existing_rv.into();
-        let mut object = normalize(kind, object)?;
-        if kind.has_generation() && object.get("spec") != existing.get("spec") {
+        // Controllers write objects they read from the store and changed
+        // through typed structs: already in normal form.
+        let mut object = if part == Part::All {
+            object
+        } else {
+            normalize(kind, object)?
+        };
+        let spec_changed = object.get("spec") != existing.get("spec");
+        if kind.has_generation() && spec_changed {
             let generation = existing["metadata"]["generation"].as_i64().unwrap_or(1);
             object["metadata"]["generation"] = (generation + 1).into();
         }
-        if object == existing || dry_run {
-            return Ok(object);
+        if object == *existing {
+            return Ok(existing);
+        }
+        if dry_run {
+            return Ok(Arc::new(object));
         }
         self.rv += 1;
         object["metadata"]["resourceVersion"] = self.rv.to_string().into();
         let key = self.key_of(kind, &object);
         self.index_owners(kind, &key, Some(&existing), &object);
+        let object = Arc::new(object);
         self.objects
             .entry(kind)
             .or_default()
             .insert(key, object.clone());
-        self.record(kind, EventType::Modified, object.clone(), Some(existing));
+        // A controller's own status write needs no second look by the
+        // controller; anything else does.
+        let mark_self = part != Part::All || spec_changed;
+        self.record(
+            kind,
+            EventType::Modified,
+            object.clone(),
+            Some(existing),
+            mark_self,
+        );
         Ok(object)
     }
 
@@ -449,7 +480,7 @@ impl Store {
         name: &str,
         propagation: Propagation,
         dry_run: bool,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let namespace = if kind.namespaced() { namespace } else { "" };
         let key = (namespace.to_string(), name.to_string());
         let Some(existing) = self.objects.get(&kind).and_then(|o| o.get(&key)) else {
@@ -458,13 +489,15 @@ impl Store {
         if dry_run {
             return Ok(existing.clone());
         }
-        let Some(mut object) = self.objects.get_mut(&kind).and_then(|o| o.remove(&key)) else {
+        let Some(object) = self.objects.get_mut(&kind).and_then(|o| o.remove(&key)) else {
             return Err(ApiError::not_found(kind, name));
         };
+        let mut object = Arc::unwrap_or_clone(object);
         self.rv += 1;
         object["metadata"]["resourceVersion"] = self.rv.to_string().into();
         self.index_owners(kind, &key, Some(&object), &Value::Null);
-        self.record(kind, EventType::Deleted, object.clone(), None);
+        let object = Arc::new(object);
+        self.record(kind, EventType::Deleted, object.clone(), None, true);
         let uid = str_at(&object, "/metadata/uid")
             .unwrap_or_default()
             .to_string();
@@ -536,12 +569,19 @@ impl Store {
         }
     }
 
-    fn record(&mut self, kind: Kind, event_type: EventType, object: Value, old: Option<Value>) {
+    fn record(
+        &mut self,
+        kind: Kind,
+        event_type: EventType,
+        object: Arc<Value>,
+        old: Option<Arc<Value>>,
+        mark_self: bool,
+    ) {
         let key = self.key_of(kind, &object);
-        if matches!(kind, Kind::Deployment | Kind::ReplicaSet | Kind::Pod) {
+        if mark_self && matches!(kind, Kind::Deployment | Kind::ReplicaSet | Kind::Pod) {
             self.dirty.insert((kind, key.clone()));
         }
-        for candidate in [Some(&object), old.as_ref()].into_iter().flatten() {
+        for candidate in [Some(&*object), old.as_deref()].into_iter().flatten() {
             if let Some((owner_kind, owner)) = controller_owner(candidate) {
                 self.dirty.insert((owner_kind, (key.0.clone(), owner)));
             }
@@ -638,14 +678,15 @@ mod tests {
     #[test]
     fn stale_resource_versions_conflict_and_noop_writes_store_nothing() {
         let mut store = store();
-        let a = store
+        let a = (*store
             .create(Kind::Pod, "prod", pod("a", None), false)
-            .unwrap();
+            .unwrap())
+        .clone();
         let before = store.resource_version();
         let same = store
             .update(Kind::Pod, "prod", "a", a.clone(), Part::Main, false)
             .unwrap();
-        assert_eq!(same, a);
+        assert_eq!(*same, a);
         assert_eq!(store.resource_version(), before);
 
         let mut changed = a.clone();
