@@ -36,6 +36,8 @@ pub struct RequestRecord {
     pub body: String,
     /// When it arrived.
     pub at: std::time::Instant,
+    /// The status answered; 0 while there is no answer (or it hangs).
+    pub status: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,27 +183,39 @@ impl Faults {
 
 /// The request log, bounded by [`REQUEST_LOG_LIMIT`].
 #[derive(Default)]
-pub(crate) struct RequestLog(Mutex<VecDeque<RequestRecord>>);
+pub(crate) struct RequestLog(Mutex<(u64, VecDeque<(u64, RequestRecord)>)>);
 
 impl RequestLog {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<RequestRecord>> {
+    fn lock(&self) -> MutexGuard<'_, (u64, VecDeque<(u64, RequestRecord)>)> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn push(&self, record: RequestRecord) {
+    /// Logs a request; answers its number, for [`RequestLog::answered`].
+    pub fn push(&self, record: RequestRecord) -> u64 {
         let mut log = self.lock();
-        if log.len() >= REQUEST_LOG_LIMIT {
-            log.pop_front();
+        log.0 += 1;
+        let seq = log.0;
+        if log.1.len() >= REQUEST_LOG_LIMIT {
+            log.1.pop_front();
         }
-        log.push_back(record);
+        log.1.push_back((seq, record));
+        seq
+    }
+
+    /// Notes the status request `seq` was answered with.
+    pub fn answered(&self, seq: u64, status: u16) {
+        let mut log = self.lock();
+        if let Some((_, record)) = log.1.iter_mut().rev().find(|(s, _)| *s == seq) {
+            record.status = status;
+        }
     }
 
     pub fn all(&self) -> Vec<RequestRecord> {
-        self.lock().iter().cloned().collect()
+        self.lock().1.iter().map(|(_, r)| r.clone()).collect()
     }
 
     pub fn clear(&self) {
-        self.lock().clear();
+        self.lock().1.clear();
     }
 }
 
@@ -217,8 +231,9 @@ pub(crate) async fn intercept(State(sim): State<Sim>, request: Request, next: Ne
         }
     };
     let path = parts.uri.path().to_string();
-    sim.inner.requests.push(RequestRecord {
+    let seq = sim.inner.requests.push(RequestRecord {
         at: std::time::Instant::now(),
+        status: 0,
         method: parts.method.to_string(),
         path: path.clone(),
         query: parts.uri.query().unwrap_or_default().to_string(),
@@ -229,7 +244,7 @@ pub(crate) async fn intercept(State(sim): State<Sim>, request: Request, next: Ne
             .map(String::from),
         body: String::from_utf8_lossy(&bytes).into_owned(),
     });
-    match sim.faults().take(&parts.method, &path) {
+    let response = match sim.faults().take(&parts.method, &path) {
         Some(Action::Fail) => {
             ApiError::internal("simulated failure (fault injection)").into_response()
         }
@@ -244,5 +259,7 @@ pub(crate) async fn intercept(State(sim): State<Sim>, request: Request, next: Ne
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
-    }
+    };
+    sim.inner.requests.answered(seq, response.status().as_u16());
+    response
 }
