@@ -20,6 +20,7 @@ use super::kinds::Kind;
 use super::selector::{FieldQuery, LabelQuery};
 use super::status::ApiError;
 use super::store::{Event, EventType};
+use super::table;
 
 /// How often an idle watch that allows bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
@@ -65,6 +66,21 @@ impl Filter {
     }
 }
 
+/// An event line carrying the object, or (for kubectl's `get -w`) the
+/// object's Table row.
+fn object_line(event_type: &str, object: &Value, as_table: bool) -> Bytes {
+    if as_table {
+        let rv = object
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|rv| rv.parse().ok());
+        if let Some(table) = table::for_objects(std::slice::from_ref(object), rv) {
+            return line(event_type, &table);
+        }
+    }
+    line(event_type, object)
+}
+
 fn line(event_type: &str, object: &Value) -> Bytes {
     let mut bytes =
         serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
@@ -89,6 +105,7 @@ pub fn serve(
     kind: Kind,
     namespace: Option<&str>,
     query: &Query,
+    as_table: bool,
 ) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(query)?;
     let filter = Filter {
@@ -129,7 +146,7 @@ pub fn serve(
         _ => {
             for object in world.store.list(kind, filter.namespace.as_deref()) {
                 if filter.selects(object) {
-                    initial.push(line("ADDED", object));
+                    initial.push(object_line("ADDED", object, as_table));
                 }
             }
             if send_initial && allow_bookmarks {
@@ -170,7 +187,7 @@ pub fn serve(
                     for event in events {
                         if let Some((event_type, object)) = filter.view(&event)
                             && tx
-                                .send(Ok(line(event_type.as_str(), object)))
+                                .send(Ok(object_line(event_type.as_str(), object, as_table)))
                                 .await
                                 .is_err()
                         {
