@@ -86,8 +86,6 @@ pub struct Sim {
 struct Inner {
     config: SimConfig,
     world: Mutex<World>,
-    /// The current resourceVersion, for watches waiting on changes.
-    rv_rx: channel::Receiver<u64>,
     /// Bumped on shutdown: every stream ends.
     stop: channel::Sender<u64>,
     faults: Faults,
@@ -106,8 +104,7 @@ impl Sim {
     /// task starts now when called inside a tokio runtime, else with the
     /// first request or `router()`.
     pub fn new(config: SimConfig) -> Sim {
-        let (rv_tx, rv_rx) = channel::channel(0);
-        let mut store = Store::new(rv_tx);
+        let mut store = Store::new();
         let _ = store.create(
             Kind::Namespace,
             "",
@@ -121,7 +118,6 @@ impl Sim {
                     store,
                     controller: ControllerState::default(),
                 }),
-                rv_rx,
                 stop: channel::channel(0).0,
                 faults: Faults::new(),
                 requests: RequestLog::default(),
@@ -349,10 +345,6 @@ preferences: {{}}
             .world
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn rv_changes(&self) -> channel::Receiver<u64> {
-        self.inner.rv_rx.clone()
     }
 
     pub(crate) fn stops(&self) -> channel::Receiver<u64> {

@@ -746,6 +746,36 @@ async fn sim_a_thousand_concurrent_rollouts_stay_cheap() {
     settled("1000 deployments to roll out", sim.clone()).await;
     let created = started.elapsed();
     let api: Api<Deployment> = Api::namespaced(client(&sim), "load");
+    // One watch per Deployment, as an engine following each rollout would
+    // hold: each is woken by its own Deployment's events only.
+    let mut watches = tokio::task::JoinSet::new();
+    for n in 0..1000 {
+        let name = format!("app-{n}");
+        let rv = api
+            .get(&name)
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+            .unwrap();
+        let params = WatchParams::default().fields(&format!("metadata.name={name}"));
+        let stream = api.watch(&params, &rv).await.unwrap();
+        watches.spawn(async move {
+            let mut stream = stream.boxed();
+            while let Some(event) = stream.try_next().await.unwrap() {
+                if let WatchEvent::Modified(d) = event {
+                    assert_eq!(d.metadata.name.as_deref(), Some(name.as_str()));
+                    let image = d.spec.template.spec.as_ref().unwrap().containers[0]
+                        .image
+                        .clone();
+                    if image.as_deref() == Some("app:2") && rolled_out(&d) {
+                        return;
+                    }
+                }
+            }
+            panic!("the watch of {name} ended before its rollout");
+        });
+    }
     let started = std::time::Instant::now();
     for n in 0..1000 {
         api.patch(
@@ -758,6 +788,13 @@ async fn sim_a_thousand_concurrent_rollouts_stay_cheap() {
     }
     let patched = started.elapsed();
     settled("1000 rollouts to finish", sim.clone()).await;
+    let watched = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(done) = watches.join_next().await {
+            done.unwrap();
+        }
+    })
+    .await;
+    assert!(watched.is_ok(), "every watch saw its rollout finish");
     let rolled = started.elapsed();
     println!("created in {created:?}, patched in {patched:?}, rolled out in {rolled:?}");
     assert_eq!(sim.pods("load").len(), 2000);
