@@ -374,6 +374,7 @@ impl Store {
             Kind::Pod => object["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"}),
             Kind::Namespace => object["status"] = json!({"phase": "Active"}),
             Kind::Ingress => object["status"] = json!({"loadBalancer": {}}),
+            Kind::Event | Kind::EventV1 => {}
             Kind::Service => {
                 object["status"] = json!({"loadBalancer": {}});
                 let spec = &mut object["spec"];

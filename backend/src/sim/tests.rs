@@ -799,3 +799,32 @@ async fn sim_a_thousand_concurrent_rollouts_stay_cheap() {
     println!("created in {created:?}, patched in {patched:?}, rolled out in {rolled:?}");
     assert_eq!(sim.pods("load").len(), 2000);
 }
+
+#[tokio::test]
+async fn sim_stores_events_of_both_apis() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+
+    let sim = Sim::new(fast());
+    sim.create_namespace("prod");
+    let events: Api<Event> = Api::namespaced(client(&sim), "prod");
+    let event: Event = serde_json::from_value(json!({
+        "metadata": {"name": "web.rollout"},
+        "eventTime": "2025-01-01T00:00:00.000000Z",
+        "reportingController": "rollway", "reportingInstance": "rollway-1",
+        "action": "Rollout", "reason": "Started", "type": "Normal", "note": "rolling out web:2",
+        "regarding": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "prod"}
+    }))
+    .unwrap();
+    events.create(&PostParams::default(), &event).await.unwrap();
+    let listed = events.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(listed[0].note.as_deref(), Some("rolling out web:2"));
+    let core: Api<CoreEvent> = Api::namespaced(client(&sim), "prod");
+    assert!(
+        core.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
