@@ -218,7 +218,9 @@ async fn handle(
     let Some(name) = target.name.clone() else {
         let namespace = (!target.namespace.is_empty()).then_some(target.namespace.as_str());
         return match method {
-            Method::GET if flag(&query, "watch") => watch::serve(&sim, kind, namespace, &query),
+            Method::GET if flag(&query, "watch") => {
+                watch::serve(&sim, kind, namespace, &query, wants_table(&headers))
+            }
             Method::GET => list(&sim, kind, namespace, &query, &headers),
             Method::POST if !namespaced_without_namespace => {
                 create(&sim, &target, &query, &headers, &body)

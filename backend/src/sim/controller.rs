@@ -1235,7 +1235,6 @@ fn check_paused_conditions(
 mod tests {
     use super::*;
     use serde_json::json;
-    use tokio::sync::watch;
 
     use crate::sim::store::EventType;
 
@@ -1250,7 +1249,7 @@ mod tests {
 
     impl Harness {
         fn new(ready_delay: Duration) -> Harness {
-            let mut store = Store::new(watch::channel(0).0);
+            let mut store = Store::new();
             store
                 .create(
                     Kind::Namespace,

@@ -76,6 +76,12 @@ pub fn normalize(kind: Kind, mut object: Value) -> Result<Value, ApiError> {
         Kind::Pod => typed::<Pod>(kind, object, &mut causes, default_pod),
         Kind::Service => typed::<Service>(kind, object, &mut causes, default_service),
         Kind::Ingress => typed::<Ingress>(kind, object, &mut causes, |_, _| {}),
+        Kind::Event => {
+            typed::<k8s_openapi::api::core::v1::Event>(kind, object, &mut causes, |_, _| {})
+        }
+        Kind::EventV1 => {
+            typed::<k8s_openapi::api::events::v1::Event>(kind, object, &mut causes, |_, _| {})
+        }
     }?;
     if causes.is_empty() {
         Ok(result)

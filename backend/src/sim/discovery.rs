@@ -241,7 +241,7 @@ mod tests {
             .iter()
             .map(|g| g["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["apps", "networking.k8s.io"]);
+        assert_eq!(names, ["apps", "networking.k8s.io", "events.k8s.io"]);
         let apps = resource_list("apps", "v1").unwrap();
         let resources: Vec<&str> = apps["resources"]
             .as_array()

@@ -19,7 +19,7 @@ use super::kinds::Kind;
 use super::status::ApiError;
 
 /// Requests kept in the log (the oldest are dropped beyond this).
-pub const REQUEST_LOG_LIMIT: usize = 100_000;
+pub const REQUEST_LOG_LIMIT: usize = 20_000;
 
 /// The largest request body the simulator reads.
 const BODY_LIMIT: usize = 16 * 1024 * 1024;

@@ -11,6 +11,10 @@ pub enum Kind {
     Pod,
     Service,
     Ingress,
+    /// `v1` Event (what `kubectl get events` and `describe` read).
+    Event,
+    /// `events.k8s.io/v1` Event (what kube-rs' event recorder writes).
+    EventV1,
 }
 
 /// Verbs every stored resource supports.
@@ -26,21 +30,24 @@ pub const VERBS: &[&str] = &[
 ];
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Namespace,
         Kind::Deployment,
         Kind::ReplicaSet,
         Kind::Pod,
         Kind::Service,
         Kind::Ingress,
+        Kind::Event,
+        Kind::EventV1,
     ];
 
     /// API group ("" for the core group).
     pub fn group(self) -> &'static str {
         match self {
-            Kind::Namespace | Kind::Pod | Kind::Service => "",
+            Kind::Namespace | Kind::Pod | Kind::Service | Kind::Event => "",
             Kind::Deployment | Kind::ReplicaSet => "apps",
             Kind::Ingress => "networking.k8s.io",
+            Kind::EventV1 => "events.k8s.io",
         }
     }
 
@@ -53,6 +60,7 @@ impl Kind {
         match self.group() {
             "" => "v1",
             "apps" => "apps/v1",
+            "events.k8s.io" => "events.k8s.io/v1",
             _ => "networking.k8s.io/v1",
         }
     }
@@ -65,6 +73,7 @@ impl Kind {
             Kind::Pod => "Pod",
             Kind::Service => "Service",
             Kind::Ingress => "Ingress",
+            Kind::Event | Kind::EventV1 => "Event",
         }
     }
 
@@ -76,6 +85,7 @@ impl Kind {
             Kind::Pod => "pods",
             Kind::Service => "services",
             Kind::Ingress => "ingresses",
+            Kind::Event | Kind::EventV1 => "events",
         }
     }
 
@@ -87,6 +97,7 @@ impl Kind {
             Kind::Pod => "pod",
             Kind::Service => "service",
             Kind::Ingress => "ingress",
+            Kind::Event | Kind::EventV1 => "event",
         }
     }
 
@@ -98,6 +109,7 @@ impl Kind {
             Kind::Pod => &["po"],
             Kind::Service => &["svc"],
             Kind::Ingress => &["ing"],
+            Kind::Event | Kind::EventV1 => &["ev"],
         }
     }
 
@@ -111,6 +123,7 @@ impl Kind {
             Kind::Deployment | Kind::ReplicaSet => &["status", "scale"],
             Kind::Pod => &["status", "log"],
             Kind::Namespace | Kind::Service | Kind::Ingress => &["status"],
+            Kind::Event | Kind::EventV1 => &[],
         }
     }
 

@@ -4,16 +4,28 @@
 //! work against it, with in-memory state, a Deployment/ReplicaSet
 //! controller and a kubelet that run on a tick, synthetic pod logs, fault
 //! injection and a request log for tests. `rollway sim` serves it alone;
-//! tests use it in-process with `kube::Client::new(sim.router(), "default")`.
+//! tests use it in-process with `kube::Client::new(sim.router(), "default")`
+//! or over TCP with [`Sim::start`] and [`RunningSim::kubeconfig`].
+//!
+//! Timing, for tests:
+//! - a pod runs from the controller pass after its creation and is Ready
+//!   `ready_delay` later (never, while a [`Faults::never_ready`] pattern
+//!   matches one of its images); with `ready_delay: Duration::ZERO` and a
+//!   short `tick`, a rollout finishes within one pass;
+//! - a rollout that makes no progress (no more updated, ready or available
+//!   pods, no fewer old ones) for `progressDeadlineSeconds` of real time
+//!   gets `Progressing=False/ProgressDeadlineExceeded`, within one tick of
+//!   the deadline; condition times are whole seconds, as in Kubernetes;
+//! - [`Sim::step`] runs a controller pass at once.
 //!
 //! | module | owns |
 //! |---|---|
 //! | `kinds` | the served resources: group, names, scope, subresources |
-//! | `store` | objects, resourceVersion, event history, owner index, GC |
+//! | `store` | objects, resourceVersion, event history, owner index, GC, watch queues |
 //! | `defaults` | decoding, defaulting, validation of objects |
 //! | `selector` | label and field selectors |
 //! | `patch` | merge, strategic merge, JSON patch, apply |
-//! | `api`, `discovery`, `watch`, `logs` | the HTTP surface |
+//! | `api`, `discovery`, `watch`, `logs`, `table` | the HTTP surface |
 //! | `controller`, `kubelet` | Deployments, ReplicaSets, pods over time |
 //! | `faults` | fault injection and the request log |
 //! | `status` | `Status` error bodies |
@@ -48,9 +60,10 @@ use serde_json::json;
 use tokio::sync::{oneshot, watch as channel};
 use tokio::task::{AbortHandle, JoinHandle};
 
-pub use faults::{Faults, RequestRecord};
+pub use faults::{Faults, REQUEST_LOG_LIMIT, RequestRecord};
 pub use kinds::Kind;
 pub use status::ApiError;
+pub use store::HISTORY_LIMIT;
 
 use controller::ControllerState;
 use faults::RequestLog;
@@ -86,8 +99,6 @@ pub struct Sim {
 struct Inner {
     config: SimConfig,
     world: Mutex<World>,
-    /// The current resourceVersion, for watches waiting on changes.
-    rv_rx: channel::Receiver<u64>,
     /// Bumped on shutdown: every stream ends.
     stop: channel::Sender<u64>,
     faults: Faults,
@@ -106,8 +117,7 @@ impl Sim {
     /// task starts now when called inside a tokio runtime, else with the
     /// first request or `router()`.
     pub fn new(config: SimConfig) -> Sim {
-        let (rv_tx, rv_rx) = channel::channel(0);
-        let mut store = Store::new(rv_tx);
+        let mut store = Store::new();
         let _ = store.create(
             Kind::Namespace,
             "",
@@ -121,7 +131,6 @@ impl Sim {
                     store,
                     controller: ControllerState::default(),
                 }),
-                rv_rx,
                 stop: channel::channel(0).0,
                 faults: Faults::new(),
                 requests: RequestLog::default(),
@@ -349,10 +358,6 @@ preferences: {{}}
             .world
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn rv_changes(&self) -> channel::Receiver<u64> {
-        self.inner.rv_rx.clone()
     }
 
     pub(crate) fn stops(&self) -> channel::Receiver<u64> {

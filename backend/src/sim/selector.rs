@@ -190,6 +190,14 @@ impl FieldQuery {
         Ok(FieldQuery(terms))
     }
 
+    /// The name a `metadata.name=` term pins, if any.
+    pub fn pinned_name(&self) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(path, equal, _)| path == "metadata.name" && *equal)
+            .map(|(_, _, value)| value.clone())
+    }
+
     pub fn matches_object(&self, object: &Value) -> bool {
         self.0.iter().all(|(path, equal, value)| {
             let pointer = format!("/{}", path.replace('.', "/"));
@@ -256,6 +264,7 @@ mod tests {
         let pod = json!({"metadata": {"name": "web-1", "namespace": "prod"}, "status": {"phase": "Running"}});
         let query = FieldQuery::parse("metadata.name=web-1,metadata.namespace==prod").unwrap();
         assert!(query.matches_object(&pod));
+        assert_eq!(query.pinned_name().as_deref(), Some("web-1"));
         assert!(
             !FieldQuery::parse("status.phase!=Running")
                 .unwrap()

@@ -5,11 +5,14 @@
 //! controller must look at next.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use rand::Rng;
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::Notify;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use super::defaults::normalize;
 use super::kinds::Kind;
@@ -70,6 +73,51 @@ pub enum Propagation {
     Orphan,
 }
 
+/// Events queued for one watch at most; a watch that falls further behind is
+/// ended (its client resumes from the last version it saw).
+pub const WATCH_QUEUE_LIMIT: usize = 10_000;
+
+/// The events one open watch has yet to deliver, pushed by the store as
+/// they happen (so a watch never scans other objects' events).
+#[derive(Default)]
+pub struct WatchQueue {
+    pub notify: Notify,
+    events: Mutex<VecDeque<Arc<Event>>>,
+    overflowed: AtomicBool,
+}
+
+impl WatchQueue {
+    pub fn push(&self, event: Arc<Event>) {
+        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        if events.len() >= WATCH_QUEUE_LIMIT {
+            self.overflowed.store(true, Ordering::SeqCst);
+        } else {
+            events.push_back(event);
+        }
+        drop(events);
+        self.notify.notify_one();
+    }
+
+    /// The queued events, and whether some were lost to overflow.
+    pub fn drain(&self) -> (Vec<Arc<Event>>, bool) {
+        let events = self
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        (events, self.overflowed.load(Ordering::SeqCst))
+    }
+}
+
+/// What a watch waits for: a kind, maybe in one namespace, maybe one name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Interest {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
 pub struct Store {
     rv: u64,
     /// Highest resourceVersion dropped from `history`.
@@ -81,7 +129,8 @@ pub struct Store {
     history_limit: usize,
     /// Objects the controller should reconcile.
     pub dirty: BTreeSet<(Kind, Key)>,
-    rv_tx: watch::Sender<u64>,
+    /// Open watches, by what they watch, woken on matching events only.
+    watchers: HashMap<Interest, Vec<Weak<WatchQueue>>>,
     next_pod_ip: u32,
     next_cluster_ip: u32,
 }
@@ -148,8 +197,14 @@ fn controller_owner(object: &Value) -> Option<(Kind, String)> {
         })
 }
 
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
 impl Store {
-    pub fn new(rv_tx: watch::Sender<u64>) -> Store {
+    pub fn new() -> Store {
         Store {
             rv: 1,
             compacted: 0,
@@ -161,7 +216,7 @@ impl Store {
             history: VecDeque::new(),
             history_limit: HISTORY_LIMIT,
             dirty: BTreeSet::new(),
-            rv_tx,
+            watchers: HashMap::new(),
             next_pod_ip: 0,
             next_cluster_ip: 0,
         }
@@ -319,6 +374,7 @@ impl Store {
             Kind::Pod => object["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"}),
             Kind::Namespace => object["status"] = json!({"phase": "Active"}),
             Kind::Ingress => object["status"] = json!({"loadBalancer": {}}),
+            Kind::Event | Kind::EventV1 => {}
             Kind::Service => {
                 object["status"] = json!({"loadBalancer": {}});
                 let spec = &mut object["spec"];
@@ -586,15 +642,75 @@ impl Store {
                 self.dirty.insert((owner_kind, (key.0.clone(), owner)));
             }
         }
-        self.history.push_back(Arc::new(Event {
+        let event = Arc::new(Event {
             rv: self.rv,
             kind,
             event_type,
             object,
             old,
-        }));
+        });
+        self.history.push_back(event.clone());
         self.trim_history();
-        self.rv_tx.send_replace(self.rv);
+        self.deliver(kind, &key, &event);
+    }
+
+    /// Queues events of `interest` for a watch from now on.
+    pub fn register_watch(&mut self, interest: Interest, queue: &Arc<WatchQueue>) {
+        self.watchers
+            .entry(interest)
+            .or_default()
+            .push(Arc::downgrade(queue));
+    }
+
+    pub fn unregister_watch(&mut self, interest: &Interest, queue: &Arc<WatchQueue>) {
+        if let Some(list) = self.watchers.get_mut(interest) {
+            list.retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(queue)));
+            if list.is_empty() {
+                self.watchers.remove(interest);
+            }
+        }
+    }
+
+    fn deliver(&mut self, kind: Kind, (namespace, name): &Key, event: &Arc<Event>) {
+        let namespace = kind.namespaced().then(|| namespace.clone());
+        let mut interests = vec![
+            Interest {
+                kind,
+                namespace: None,
+                name: None,
+            },
+            Interest {
+                kind,
+                namespace: None,
+                name: Some(name.clone()),
+            },
+        ];
+        if namespace.is_some() {
+            interests.push(Interest {
+                kind,
+                namespace: namespace.clone(),
+                name: None,
+            });
+            interests.push(Interest {
+                kind,
+                namespace,
+                name: Some(name.clone()),
+            });
+        }
+        for interest in interests {
+            if let Some(list) = self.watchers.get_mut(&interest) {
+                list.retain(|w| match w.upgrade() {
+                    Some(queue) => {
+                        queue.push(event.clone());
+                        true
+                    }
+                    None => false,
+                });
+                if list.is_empty() {
+                    self.watchers.remove(&interest);
+                }
+            }
+        }
     }
 
     fn trim_history(&mut self) {
@@ -611,8 +727,7 @@ mod tests {
     use super::*;
 
     fn store() -> Store {
-        let (tx, _) = watch::channel(0);
-        let mut store = Store::new(tx);
+        let mut store = Store::new();
         store
             .create(
                 Kind::Namespace,

@@ -50,6 +50,13 @@ pub fn for_objects(objects: &[Value], resource_version: Option<u64>) -> Option<V
             ("Age", "string"),
         ],
         Some("Namespace") => &[("Name", "string"), ("Status", "string"), ("Age", "string")],
+        Some("Event") => &[
+            ("Last Seen", "string"),
+            ("Type", "string"),
+            ("Reason", "string"),
+            ("Object", "string"),
+            ("Message", "string"),
+        ],
         // An empty list: kubectl prints "No resources found" from any table.
         None => &[("Name", "string"), ("Age", "string")],
         Some(_) => return None,
@@ -206,6 +213,40 @@ fn cells(o: &Value) -> Vec<Value> {
                 "".into(),
                 "80".into(),
                 age.into(),
+            ]
+        }
+        "Event" => {
+            // Core events name their object `involvedObject`, events.k8s.io
+            // ones `regarding`.
+            let object = o
+                .get("involvedObject")
+                .or_else(|| o.get("regarding"))
+                .unwrap_or(&Value::Null);
+            let seen = [
+                "/lastTimestamp",
+                "/eventTime",
+                "/metadata/creationTimestamp",
+            ]
+            .iter()
+            .map(|p| text(o, p))
+            .find(|t| !t.is_empty())
+            .unwrap_or_default();
+            let message = o
+                .get("message")
+                .or_else(|| o.get("note"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            vec![
+                self::age(seen).into(),
+                text(o, "/type").into(),
+                text(o, "/reason").into(),
+                format!(
+                    "{}/{}",
+                    object["kind"].as_str().unwrap_or_default().to_lowercase(),
+                    object["name"].as_str().unwrap_or_default()
+                )
+                .into(),
+                message.into(),
             ]
         }
         _ => vec![name.into(), text(o, "/status/phase").into(), age.into()],

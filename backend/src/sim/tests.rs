@@ -734,7 +734,7 @@ async fn sim_a_thousand_concurrent_rollouts_stay_cheap() {
     };
     // Poll slowly: the check itself holds the lock the controller needs.
     let settled = |what: &'static str, sim: Sim| async move {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
         while !all_rolled_out(&sim) {
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -746,6 +746,36 @@ async fn sim_a_thousand_concurrent_rollouts_stay_cheap() {
     settled("1000 deployments to roll out", sim.clone()).await;
     let created = started.elapsed();
     let api: Api<Deployment> = Api::namespaced(client(&sim), "load");
+    // One watch per Deployment, as an engine following each rollout would
+    // hold: each is woken by its own Deployment's events only.
+    let mut watches = tokio::task::JoinSet::new();
+    for n in 0..1000 {
+        let name = format!("app-{n}");
+        let rv = api
+            .get(&name)
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+            .unwrap();
+        let params = WatchParams::default().fields(&format!("metadata.name={name}"));
+        let stream = api.watch(&params, &rv).await.unwrap();
+        watches.spawn(async move {
+            let mut stream = stream.boxed();
+            while let Some(event) = stream.try_next().await.unwrap() {
+                if let WatchEvent::Modified(d) = event {
+                    assert_eq!(d.metadata.name.as_deref(), Some(name.as_str()));
+                    let image = d.spec.template.spec.as_ref().unwrap().containers[0]
+                        .image
+                        .clone();
+                    if image.as_deref() == Some("app:2") && rolled_out(&d) {
+                        return;
+                    }
+                }
+            }
+            panic!("the watch of {name} ended before its rollout");
+        });
+    }
     let started = std::time::Instant::now();
     for n in 0..1000 {
         api.patch(
@@ -758,7 +788,43 @@ async fn sim_a_thousand_concurrent_rollouts_stay_cheap() {
     }
     let patched = started.elapsed();
     settled("1000 rollouts to finish", sim.clone()).await;
+    let watched = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(done) = watches.join_next().await {
+            done.unwrap();
+        }
+    })
+    .await;
+    assert!(watched.is_ok(), "every watch saw its rollout finish");
     let rolled = started.elapsed();
     println!("created in {created:?}, patched in {patched:?}, rolled out in {rolled:?}");
     assert_eq!(sim.pods("load").len(), 2000);
+}
+
+#[tokio::test]
+async fn sim_stores_events_of_both_apis() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+
+    let sim = Sim::new(fast());
+    sim.create_namespace("prod");
+    let events: Api<Event> = Api::namespaced(client(&sim), "prod");
+    let event: Event = serde_json::from_value(json!({
+        "metadata": {"name": "web.rollout"},
+        "eventTime": "2025-01-01T00:00:00.000000Z",
+        "reportingController": "rollway", "reportingInstance": "rollway-1",
+        "action": "Rollout", "reason": "Started", "type": "Normal", "note": "rolling out web:2",
+        "regarding": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "prod"}
+    }))
+    .unwrap();
+    events.create(&PostParams::default(), &event).await.unwrap();
+    let listed = events.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(listed[0].note.as_deref(), Some("rolling out web:2"));
+    let core: Api<CoreEvent> = Api::namespaced(client(&sim), "prod");
+    assert!(
+        core.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }

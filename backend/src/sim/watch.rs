@@ -19,7 +19,8 @@ use super::api::{Query, flag, selectors};
 use super::kinds::Kind;
 use super::selector::{FieldQuery, LabelQuery};
 use super::status::ApiError;
-use super::store::{Event, EventType};
+use super::store::{Event, EventType, Interest, WatchQueue};
+use super::table;
 
 /// How often an idle watch that allows bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
@@ -65,6 +66,21 @@ impl Filter {
     }
 }
 
+/// An event line carrying the object, or (for kubectl's `get -w`) the
+/// object's Table row.
+fn object_line(event_type: &str, object: &Value, as_table: bool) -> Bytes {
+    if as_table {
+        let rv = object
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|rv| rv.parse().ok());
+        if let Some(table) = table::for_objects(std::slice::from_ref(object), rv) {
+            return line(event_type, &table);
+        }
+    }
+    line(event_type, object)
+}
+
 fn line(event_type: &str, object: &Value) -> Bytes {
     let mut bytes =
         serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
@@ -83,12 +99,29 @@ fn bookmark(kind: Kind, rv: u64, initial_events_end: bool) -> Bytes {
     )
 }
 
+/// Keeps a watch registered with the store while its task runs.
+struct Registration {
+    sim: Sim,
+    interest: Interest,
+    queue: Arc<WatchQueue>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.sim
+            .world()
+            .store
+            .unregister_watch(&self.interest, &self.queue);
+    }
+}
+
 /// Starts a watch and answers its streaming body.
 pub fn serve(
     sim: &Sim,
     kind: Kind,
     namespace: Option<&str>,
     query: &Query,
+    as_table: bool,
 ) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(query)?;
     let filter = Filter {
@@ -116,69 +149,84 @@ pub fn serve(
         None => None,
     };
 
-    // Decide the starting point and the initial events under the lock, and
-    // subscribe to changes before letting go of it, so nothing slips by.
-    let mut changes = sim.rv_changes();
+    // Under one hold of the lock: register for new events, and take what
+    // came before (the current objects, or the history since the requested
+    // version), so nothing slips by and nothing comes twice.
+    let queue = Arc::new(WatchQueue::default());
+    let interest = Interest {
+        kind,
+        namespace: filter.namespace.clone(),
+        name: filter.fields.pinned_name(),
+    };
     let mut drops = sim.faults().watch_drops();
     let mut stops = sim.stops();
-    let world = sim.world();
+    let mut world = sim.world();
+    world.store.register_watch(interest.clone(), &queue);
     let current = world.store.resource_version();
     let mut initial: Vec<Bytes> = Vec::new();
-    let start = match requested {
-        Some(rv) if !send_initial => rv,
+    match requested {
+        Some(rv) if !send_initial => match world.store.events_since(rv) {
+            Ok(events) => {
+                for event in events {
+                    if let Some((event_type, object)) = filter.view(&event) {
+                        initial.push(object_line(event_type.as_str(), object, as_table));
+                    }
+                }
+            }
+            Err(oldest) => {
+                let status = ApiError::expired(rv, oldest).status_json();
+                initial.push(line("ERROR", &status));
+                world.store.unregister_watch(&interest, &queue);
+                drop(world);
+                return Ok(stream_response(futures::stream::iter(
+                    initial.into_iter().map(Ok::<_, io::Error>),
+                )));
+            }
+        },
         _ => {
             for object in world.store.list(kind, filter.namespace.as_deref()) {
                 if filter.selects(object) {
-                    initial.push(line("ADDED", object));
+                    initial.push(object_line("ADDED", object, as_table));
                 }
             }
             if send_initial && allow_bookmarks {
                 initial.push(bookmark(kind, current, true));
             }
-            current
         }
-    };
+    }
     drop(world);
 
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(256);
     let sim = sim.clone();
     tokio::spawn(async move {
+        let _registration = Registration {
+            sim: sim.clone(),
+            interest,
+            queue: queue.clone(),
+        };
         for chunk in initial {
             if tx.send(Ok(chunk)).await.is_err() {
                 return;
             }
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut last = start;
         let mut bookmarks = tokio::time::interval(BOOKMARK_EVERY);
         bookmarks.tick().await;
         loop {
-            let batch: Result<(Vec<Arc<Event>>, u64), u64> = {
-                let world = sim.world();
-                world
-                    .store
-                    .events_since(last)
-                    .map(|events| (events, world.store.resource_version()))
-            };
-            match batch {
-                Err(oldest) => {
-                    let status = ApiError::expired(last, oldest).status_json();
-                    let _ = tx.send(Ok(line("ERROR", &status))).await;
+            let (events, overflowed) = queue.drain();
+            for event in events {
+                if let Some((event_type, object)) = filter.view(&event)
+                    && tx
+                        .send(Ok(object_line(event_type.as_str(), object, as_table)))
+                        .await
+                        .is_err()
+                {
                     return;
                 }
-                Ok((events, now)) => {
-                    for event in events {
-                        if let Some((event_type, object)) = filter.view(&event)
-                            && tx
-                                .send(Ok(line(event_type.as_str(), object)))
-                                .await
-                                .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    last = last.max(now);
-                }
+            }
+            if overflowed {
+                // Too far behind: end the watch; the client resumes.
+                return;
             }
             let sleep_until_deadline = async {
                 match deadline {
@@ -187,11 +235,7 @@ pub fn serve(
                 }
             };
             tokio::select! {
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
+                () = queue.notify.notified() => {}
                 _ = sleep_until_deadline => return,
                 _ = drops.changed() => {
                     let _ = tx.send(Err(io::Error::new(io::ErrorKind::ConnectionReset, "watch dropped (fault injection)"))).await;
@@ -200,17 +244,36 @@ pub fn serve(
                 _ = stops.changed() => return,
                 _ = tx.closed() => return,
                 _ = bookmarks.tick(), if allow_bookmarks => {
-                    if tx.send(Ok(bookmark(filter.kind, last, false))).await.is_err() {
+                    // Everything up to the current version is either sent
+                    // or queued: send the queue, then the bookmark.
+                    let (rv, (events, _)) = {
+                        let world = sim.world();
+                        (world.store.resource_version(), queue.drain())
+                    };
+                    for event in events {
+                        if let Some((event_type, object)) = filter.view(&event)
+                            && tx.send(Ok(object_line(event_type.as_str(), object, as_table))).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    if tx.send(Ok(bookmark(filter.kind, rv, false))).await.is_err() {
                         return;
                     }
                 }
             }
         }
     });
-    Ok((
+    Ok(stream_response(ReceiverStream::new(rx)))
+}
+
+fn stream_response(
+    stream: impl futures::Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
+) -> Response {
+    (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(ReceiverStream::new(rx)),
+        Body::from_stream(stream),
     )
-        .into_response())
+        .into_response()
 }
