@@ -8,11 +8,13 @@ use crate::db::accounts::Account;
 use crate::db::audit::AuditActor;
 use crate::db::clusters::Cluster;
 use crate::db::release_items;
-use crate::db::work_orders::{self, NewWorkOrder, Source, StageRecord, WorkOrder};
+use crate::db::work_orders::{self, NewWorkOrder, Source, StageRecord, StageTarget, WorkOrder};
 use crate::domain::work_order::{Command, decide};
 use crate::error::{Error, Result};
-use crate::kube::KubeError;
+use k8s_openapi::api::apps::v1::Deployment;
+
 use crate::kube::rollout;
+use crate::kube::{ClusterClient, KubeError};
 
 /// Files a work order: the actor must be engineer or owner on the item's
 /// node, the item must have no open order (rule 1), enough approvers must
@@ -124,24 +126,16 @@ async fn preflight(state: &AppState, id: i64, stage: u32) -> Result<()> {
              version of Rollway does not drive yet: make it a rolling stage to deploy it"
         )));
     }
-    let client = state
-        .kube
-        .client(&state.db, &state.sealer, target.cluster_id)
-        .await
-        .map_err(|e| kube_error(&target.cluster, e))?;
-    let deployment = client
-        .deployment(&target.namespace, &target.deployment)
-        .await
-        .map_err(|e| kube_error(&target.cluster, e))?
-        .ok_or_else(|| {
-            Error::validation(
-                "stage",
-                format!(
-                    "Deployment {}/{} does not exist in cluster {}; fix app {} or create it",
-                    target.namespace, target.deployment, target.cluster, target.app
-                ),
-            )
-        })?;
+    let (_, deployment) = stage_deployment(state, &target).await?;
+    let deployment = deployment.ok_or_else(|| {
+        Error::validation(
+            "stage",
+            format!(
+                "Deployment {}/{} does not exist in cluster {}; fix app {} or create it",
+                target.namespace, target.deployment, target.cluster, target.app
+            ),
+        )
+    })?;
     if rollout::container_image(&deployment, &target.container).is_none() {
         return Err(Error::validation(
             "stage",
@@ -158,6 +152,29 @@ async fn preflight(state: &AppState, id: i64, stage: u32) -> Result<()> {
     Ok(())
 }
 
+/// The client of cluster `id` (named `name` in errors).
+pub async fn cluster_client(state: &AppState, id: i64, name: &str) -> Result<ClusterClient> {
+    state
+        .kube
+        .client(&state.db, &state.sealer, id)
+        .await
+        .map_err(|e| kube_error(name, e))
+}
+
+/// A stage's cluster client and its live Deployment (`None` when the
+/// Deployment does not exist).
+pub async fn stage_deployment(
+    state: &AppState,
+    target: &StageTarget,
+) -> Result<(ClusterClient, Option<Deployment>)> {
+    let client = cluster_client(state, target.cluster_id, &target.cluster).await?;
+    let deployment = client
+        .deployment(&target.namespace, &target.deployment)
+        .await
+        .map_err(|e| kube_error(&target.cluster, e))?;
+    Ok((client, deployment))
+}
+
 /// A Kubernetes failure as the API reports it: 502 naming the cluster.
 pub fn kube_error(cluster: &str, e: KubeError) -> Error {
     Error::Upstream(format!("Kubernetes cluster {cluster}: {}", e.message()))
@@ -166,12 +183,8 @@ pub fn kube_error(cluster: &str, e: KubeError) -> Error {
 /// Asks cluster `cluster`'s API server its version with the stored
 /// credentials (the "Test connection" action).
 pub async fn test_connection(state: &AppState, cluster: &Cluster) -> Result<String> {
-    let client = state
-        .kube
-        .client(&state.db, &state.sealer, cluster.id)
-        .await
-        .map_err(|e| kube_error(&cluster.name, e))?;
-    client
+    cluster_client(state, cluster.id, &cluster.name)
+        .await?
         .version()
         .await
         .map_err(|e| kube_error(&cluster.name, e))

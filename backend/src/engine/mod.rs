@@ -7,6 +7,7 @@
 //! resumed job never writes twice. Progress is followed on a shared watch
 //! of the namespace's Deployments, with a slow re-read as a safety net.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -330,7 +331,7 @@ impl Engine {
         job: &Job,
         client: &ClusterClient,
         ctx: &StageContext,
-        mut live: Deployment,
+        live: Deployment,
     ) -> Step<()> {
         let Some(image) = rollout::container_image(&live, &ctx.container).map(str::to_string)
         else {
@@ -375,10 +376,12 @@ impl Engine {
             .map_err(lost_or_retry)?;
         }
         // Write only when the live template differs from the wanted one.
-        let mut conflicts = 0;
-        while rollout::container_image(&live, &ctx.container) != Some(ctx.target_image.as_str()) {
-            let version = live.metadata.resource_version.clone().unwrap_or_default();
-            match client
+        let wanted = |d: &Deployment| {
+            rollout::container_image(d, &ctx.container) == Some(ctx.target_image.as_str())
+        };
+        let patch = |d: Deployment| async move {
+            let version = d.metadata.resource_version.unwrap_or_default();
+            client
                 .patch_image(
                     &ctx.namespace,
                     &ctx.deployment,
@@ -387,20 +390,13 @@ impl Engine {
                     &version,
                 )
                 .await
-            {
-                Ok(patched) => live = patched,
-                Err(KubeError::Conflict(m)) if conflicts < 5 => {
-                    conflicts += 1;
-                    tracing::debug!(job = job.id, error = %m, "conflict; reading again");
-                    let Some(fresh) = self.read(job, client, ctx).await? else {
-                        return Ok(());
-                    };
-                    live = fresh;
-                }
-                Err(KubeError::Transient(m)) => return Err(Stop::Retry(m)),
-                Err(e) => return self.fail(job, e.message().to_string()).await,
-            }
-        }
+        };
+        let Some(live) = self
+            .write_until(job, client, ctx, live, wanted, |_| None, patch)
+            .await?
+        else {
+            return Ok(());
+        };
         let target = ctx.target_image.clone();
         let container = ctx.container.clone();
         let outcome = self
@@ -456,7 +452,7 @@ impl Engine {
         job: &Job,
         client: &ClusterClient,
         ctx: &StageContext,
-        mut live: Deployment,
+        live: Deployment,
     ) -> Step<()> {
         // What to restore: the template of the ReplicaSet of the replaced
         // revision (as `kubectl rollout undo`), else the template recorded
@@ -497,37 +493,27 @@ impl Engine {
         let restore_image = rollout::template_image(&restore, &ctx.container)
             .unwrap_or("?")
             .to_string();
-        let mut conflicts = 0;
-        while !rollout::same_template(&live.spec.template, &restore) {
-            let current = rollout::container_image(&live, &ctx.container).unwrap_or("?");
-            if current != ctx.target_image {
-                return self
-                    .fail(
-                        job,
-                        format!(
-                            "{} now runs {current}, not {} that this stage deployed; not rolling back over a later change",
-                            ctx.name(),
-                            ctx.target_image
-                        ),
-                    )
-                    .await;
-            }
-            let mut next = live.clone();
+        let restored = |d: &Deployment| rollout::same_template(&d.spec.template, &restore);
+        let moved_on = |d: &Deployment| {
+            let current = rollout::container_image(d, &ctx.container).unwrap_or("?");
+            (current != ctx.target_image).then(|| {
+                format!(
+                    "{} now runs {current}, not {} that this stage deployed; not rolling back over a later change",
+                    ctx.name(),
+                    ctx.target_image
+                )
+            })
+        };
+        let write_back = |mut next: Deployment| {
             next.spec.template = restore.clone();
-            match client.replace_deployment(&next).await {
-                Ok(written) => live = written,
-                Err(KubeError::Conflict(m)) if conflicts < 5 => {
-                    conflicts += 1;
-                    tracing::debug!(job = job.id, error = %m, "conflict; reading again");
-                    let Some(fresh) = self.read(job, client, ctx).await? else {
-                        return Ok(());
-                    };
-                    live = fresh;
-                }
-                Err(KubeError::Transient(m)) => return Err(Stop::Retry(m)),
-                Err(e) => return self.fail(job, e.message().to_string()).await,
-            }
-        }
+            async move { client.replace_deployment(&next).await }
+        };
+        let Some(live) = self
+            .write_until(job, client, ctx, live, restored, moved_on, write_back)
+            .await?
+        else {
+            return Ok(());
+        };
         let wanted = restore.clone();
         let outcome = self
             .follow(job, client, ctx, live, true, move |d| {
@@ -565,6 +551,51 @@ impl Engine {
                 .await
             }
         }
+    }
+
+    /// Writes with `write` until `done` holds for the live Deployment. A
+    /// 409 reads it again (five times at most); a transient failure retries
+    /// the job later; any other failure, or a reason from `refuse`, fails
+    /// the stage. The Deployment as written, or `None` when the stage was
+    /// failed here.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_until<Fut>(
+        &self,
+        job: &Job,
+        client: &ClusterClient,
+        ctx: &StageContext,
+        mut live: Deployment,
+        done: impl Fn(&Deployment) -> bool,
+        refuse: impl Fn(&Deployment) -> Option<String>,
+        write: impl Fn(Deployment) -> Fut,
+    ) -> Step<Option<Deployment>>
+    where
+        Fut: Future<Output = Result<Deployment, KubeError>>,
+    {
+        let mut conflicts = 0;
+        while !done(&live) {
+            if let Some(reason) = refuse(&live) {
+                self.fail(job, reason).await?;
+                return Ok(None);
+            }
+            match write(live.clone()).await {
+                Ok(written) => live = written,
+                Err(KubeError::Conflict(m)) if conflicts < 5 => {
+                    conflicts += 1;
+                    tracing::debug!(job = job.id, error = %m, "conflict; reading again");
+                    let Some(fresh) = self.read(job, client, ctx).await? else {
+                        return Ok(None);
+                    };
+                    live = fresh;
+                }
+                Err(KubeError::Transient(m)) => return Err(Stop::Retry(m)),
+                Err(e) => {
+                    self.fail(job, e.message().to_string()).await?;
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(live))
     }
 
     /// Follows the Deployment until its rollout completes or fails. `ours`

@@ -27,7 +27,7 @@ use crate::domain::work_order::Command;
 use crate::error::{Error, Result};
 use crate::kube::rollout::{self, TEMPLATE_HASH};
 use crate::kube::{ClusterClient, KubeError};
-use crate::release::kube_error;
+use crate::release::{kube_error, stage_deployment};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -286,21 +286,13 @@ async fn open_stage(
     position: i64,
 ) -> Result<(StageTarget, ClusterClient, Deployment)> {
     let target = work_orders::stage_target(&state.db.pool, id, position).await?;
-    let client = state
-        .kube
-        .client(&state.db, &state.sealer, target.cluster_id)
-        .await
-        .map_err(|e| kube_error(&target.cluster, e))?;
-    let deployment = client
-        .deployment(&target.namespace, &target.deployment)
-        .await
-        .map_err(|e| kube_error(&target.cluster, e))?
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "Deployment {}/{} does not exist in cluster {}",
-                target.namespace, target.deployment, target.cluster
-            ))
-        })?;
+    let (client, deployment) = stage_deployment(state, &target).await?;
+    let deployment = deployment.ok_or_else(|| {
+        Error::NotFound(format!(
+            "Deployment {}/{} does not exist in cluster {}",
+            target.namespace, target.deployment, target.cluster
+        ))
+    })?;
     Ok((target, client, deployment))
 }
 
@@ -403,6 +395,35 @@ fn parse_tail(raw: Option<&str>) -> Result<i64> {
     }
 }
 
+/// Where a log is read from: the stage pod's container and how many
+/// lines, checked.
+struct LogSource {
+    target: StageTarget,
+    client: ClusterClient,
+    containers: Vec<String>,
+    container: String,
+    tail: i64,
+}
+
+async fn log_source(
+    ctx: &PageCtx,
+    id: i64,
+    position: i64,
+    name: &str,
+    q: &LogQuery,
+) -> Result<LogSource> {
+    let tail = parse_tail(q.tail.as_deref())?;
+    let (target, client, pod) = stage_pod(ctx, id, position, name).await?;
+    let (containers, container) = pick_container(&pod, q.container.trim(), &target.container)?;
+    Ok(LogSource {
+        target,
+        client,
+        containers,
+        container,
+        tail,
+    })
+}
+
 /// The last lines of a container's log.
 async fn logs(
     ctx: PageCtx,
@@ -410,9 +431,13 @@ async fn logs(
     Query(q): Query<LogQuery>,
 ) -> Response {
     let result = async {
-        let tail = parse_tail(q.tail.as_deref())?;
-        let (target, client, pod) = stage_pod(&ctx, id, position, &name).await?;
-        let (containers, container) = pick_container(&pod, q.container.trim(), &target.container)?;
+        let LogSource {
+            target,
+            client,
+            containers,
+            container,
+            tail,
+        } = log_source(&ctx, id, position, &name, &q).await?;
         let lines = client
             .logs(&target.namespace, &name, &container, tail)
             .await
@@ -445,9 +470,13 @@ async fn follow_logs(
     Query(q): Query<LogQuery>,
 ) -> Response {
     let result = async {
-        let tail = parse_tail(q.tail.as_deref())?;
-        let (target, client, pod) = stage_pod(&ctx, id, position, &name).await?;
-        let (_, container) = pick_container(&pod, q.container.trim(), &target.container)?;
+        let LogSource {
+            target,
+            client,
+            container,
+            tail,
+            ..
+        } = log_source(&ctx, id, position, &name, &q).await?;
         client
             .follow_logs(&target.namespace, &name, &container, tail)
             .await
