@@ -201,7 +201,9 @@ async fn main() {
     let args = ServeArgs {
         listen: "127.0.0.1:0".into(),
         public_url: None,
+        trusted_proxies: None,
         trust_forwarded_for: false,
+        metrics_listen: None,
         login_attempts_per_user: "100".into(),
         login_attempts_per_ip: "100".into(),
         session_idle_hours: "12".into(),

@@ -13,7 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum_csrf::{CsrfConfig, Key, SameSite};
 use axum_prometheus::metrics_exporter_prometheus::PrometheusHandle;
-use axum_prometheus::{PrometheusMetricLayer, PrometheusMetricLayerBuilder};
+use axum_prometheus::{EndpointLabel, PrometheusMetricLayer, PrometheusMetricLayerBuilder};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -102,11 +103,45 @@ impl AppState {
     }
 }
 
-/// The whole router: pages, the API, health and metrics.
-pub fn router(
-    state: AppState,
-    metrics: Option<(PrometheusMetricLayer<'static>, PrometheusHandle)>,
-) -> Router {
+/// Request metrics: the layer that counts, and where `/metrics` is served
+/// (on the main listener, or only on `--metrics-listen`).
+pub struct Metrics {
+    pub layer: PrometheusMetricLayer<'static>,
+    pub handle: PrometheusHandle,
+    pub on_main_listener: bool,
+}
+
+/// Every path that matched no route shares this `endpoint` label, so the
+/// label set stays bounded whatever is requested.
+const UNMATCHED_ENDPOINT: &str = "unmatched";
+
+impl Metrics {
+    /// Request count and latency histogram per matched route, prefixed
+    /// `rollway_http_…`. Installs the process-wide recorder: once per process.
+    pub fn install(on_main_listener: bool) -> Self {
+        let (layer, handle) = PrometheusMetricLayerBuilder::new()
+            .with_prefix("rollway")
+            .with_ignore_patterns(&["/metrics", "/static/{*path}"])
+            .with_endpoint_label_type(EndpointLabel::MatchedPathWithFallbackFn(|_| {
+                UNMATCHED_ENDPOINT.to_string()
+            }))
+            .with_default_metrics()
+            .build_pair();
+        Self {
+            layer,
+            handle,
+            on_main_listener,
+        }
+    }
+
+    fn route(handle: PrometheusHandle) -> axum::routing::MethodRouter<AppState> {
+        get(move || std::future::ready(handle.render()))
+    }
+}
+
+/// The whole router: pages, the API, health and (unless served apart)
+/// metrics.
+pub fn router(state: AppState, metrics: Option<&Metrics>) -> Router {
     let (api_router, openapi) = api::router().split_for_parts();
     let openapi = Arc::new(openapi);
     let mut router = Router::new()
@@ -122,11 +157,22 @@ pub fn router(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(http::not_found);
-    if let Some((layer, handle)) = metrics {
-        router = router
-            .route("/metrics", get(move || std::future::ready(handle.render())))
-            .layer(layer);
+    if let Some(metrics) = metrics {
+        if metrics.on_main_listener {
+            router = router.route("/metrics", Metrics::route(metrics.handle.clone()));
+        }
+        router = router.layer(metrics.layer.clone());
     }
+    router = router.layer(axum::middleware::map_response_with_state(
+        state.clone(),
+        http::write_flash,
+    ));
+    let hsts = state.config.secure_cookies().then(|| {
+        SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000"),
+        )
+    });
     router
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -146,10 +192,31 @@ pub fn router(
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
+        // Pages and answers are per person and may carry secrets (a new
+        // token is shown once): no cache keeps them. Static assets set their
+        // own caching.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(tower::util::option_layer(hsts))
         .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .layer(CompressionLayer::new())
+        // A panic is a bug, but it still answers 500 with the same
+        // generic text as any internal error, not a dropped connection.
+        .layer(CatchPanicLayer::custom(answer_panic))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The answer to a request whose handler panicked: logged, generic 500.
+fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    crate::error::Error::Internal(anyhow::anyhow!("handler panicked: {detail}")).into_response()
 }
 
 /// Liveness: the process answers.
@@ -168,13 +235,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Binds, prints where it listens, and serves until SIGINT/SIGTERM.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
-    // Request count and latency histogram per matched route, prefixed
-    // `rollway_http_…`. Installs the process-wide recorder, so only here.
-    let metrics = PrometheusMetricLayerBuilder::new()
-        .with_prefix("rollway")
-        .with_ignore_patterns(&["/metrics", "/static/{*path}"])
-        .with_default_metrics()
-        .build_pair();
+    let metrics = Metrics::install(state.config.metrics_listen.is_none());
     let listen = state.config.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -196,8 +257,27 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
             }
         })
     };
+    let metrics_server = match state.config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} (--metrics-listen / ROLLWAY_METRICS_LISTEN)")
+            })?;
+            let local = listener.local_addr()?;
+            let app = Router::new()
+                .route("/metrics", Metrics::route(metrics.handle.clone()))
+                .with_state(state.clone());
+            println!("Rollway metrics on http://{local}/metrics");
+            tracing::info!(address = %local, "serving metrics");
+            Some(tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }))
+        }
+    };
     let engine = state.engine.start();
-    let app = router(state.clone(), Some(metrics));
+    let app = router(state.clone(), Some(&metrics));
     // Printed on stdout (not only logged) so scripts and tests can find
     // the port when listening on port 0.
     println!("Rollway listening on http://{local}");
@@ -210,6 +290,9 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     .await
     .context("serving")?;
     housekeeping.abort();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     state.engine.shutdown().await;
     let _ = engine.await;
     tracing::info!("stopped");

@@ -107,10 +107,24 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLLWAY_PUBLIC_URL")]
     pub public_url: Option<String>,
 
-    /// Take the client address from X-Forwarded-For (only behind a trusted
-    /// reverse proxy).
-    #[arg(long, env = "ROLLWAY_TRUST_FORWARDED_FOR")]
+    /// The reverse proxies in front of Rollway, whose X-Forwarded-For
+    /// entries are believed: a number of hops (`1` for one proxy) or a
+    /// comma-separated list of proxy addresses and networks
+    /// (`10.0.0.0/8,192.168.1.7`). The client address is the one the
+    /// outermost trusted proxy saw, never an entry the client wrote. Without
+    /// it, the socket's peer address is the client.
+    #[arg(long, env = "ROLLWAY_TRUSTED_PROXIES", value_name = "N|NETWORKS")]
+    pub trusted_proxies: Option<String>,
+
+    /// Replaced by --trusted-proxies (it trusted the leftmost
+    /// X-Forwarded-For entry, which the client writes).
+    #[arg(long, env = "ROLLWAY_TRUST_FORWARDED_FOR", hide = true)]
     pub trust_forwarded_for: bool,
+
+    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9090`),
+    /// not on the main listener.
+    #[arg(long, env = "ROLLWAY_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 
     /// Login attempts allowed per user name per minute.
     #[arg(long, env = "ROLLWAY_LOGIN_ATTEMPTS_PER_USER", default_value = "5")]
@@ -299,12 +313,60 @@ impl DatabaseConfig {
     }
 }
 
+/// Whose `X-Forwarded-For` entries are believed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TrustedProxies {
+    /// None: the socket's peer is the client.
+    #[default]
+    None,
+    /// This many proxies in a row, the last of them the socket's peer.
+    Hops(usize),
+    /// Proxies at these addresses or networks.
+    Networks(Vec<ipnet::IpNet>),
+}
+
+impl TrustedProxies {
+    /// Most hops accepted; more is a mistake, not an architecture.
+    pub const MAX_HOPS: usize = 10;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Ok(TrustedProxies::None);
+        }
+        if let Ok(n) = raw.parse::<usize>() {
+            return match n {
+                0 => Ok(TrustedProxies::None),
+                n if n <= Self::MAX_HOPS => Ok(TrustedProxies::Hops(n)),
+                _ => Err(format!(
+                    "{n} hops is more than {}; list the proxies' networks instead",
+                    Self::MAX_HOPS
+                )),
+            };
+        }
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|net| {
+                net.parse::<ipnet::IpNet>()
+                    .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("'{net}' is neither a number of hops nor an address or network like 10.0.0.0/8")
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TrustedProxies::Networks)
+    }
+}
+
 /// Validated settings of `rollway serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub public_url: Option<Url>,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: TrustedProxies,
+    /// Where `/metrics` is served when not on the main listener.
+    pub metrics_listen: Option<SocketAddr>,
     pub login_attempts_per_user: u32,
     pub login_attempts_per_ip: u32,
     pub session_idle_hours: u32,
@@ -356,10 +418,30 @@ impl ServeConfig {
                 .filter(|n| *n > 0)
                 .ok_or_else(|| bad(flag, env, format!("'{raw}' is not a positive whole number")))
         };
+        if args.trust_forwarded_for {
+            return Err(bad(
+                "--trust-forwarded-for",
+                "ROLLWAY_TRUST_FORWARDED_FOR",
+                "it is replaced by --trusted-proxies / ROLLWAY_TRUSTED_PROXIES (a number of proxy hops, e.g. 1, or the proxies' networks)",
+            ));
+        }
+        let trusted_proxies = TrustedProxies::parse(args.trusted_proxies.as_deref().unwrap_or(""))
+            .map_err(|m| bad("--trusted-proxies", "ROLLWAY_TRUSTED_PROXIES", m))?;
+        let metrics_listen = match args.metrics_listen.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(raw) => Some(raw.parse::<SocketAddr>().map_err(|_| {
+                bad(
+                    "--metrics-listen",
+                    "ROLLWAY_METRICS_LISTEN",
+                    format!("'{raw}' is not an address like 127.0.0.1:9090"),
+                )
+            })?),
+        };
         Ok(Self {
             listen,
             public_url,
-            trust_forwarded_for: args.trust_forwarded_for,
+            trusted_proxies,
+            metrics_listen,
             login_attempts_per_user: positive(
                 &args.login_attempts_per_user,
                 "--login-attempts-per-user",
@@ -407,7 +489,9 @@ mod tests {
         ServeArgs {
             listen: "127.0.0.1:8080".into(),
             public_url: None,
+            trusted_proxies: None,
             trust_forwarded_for: false,
+            metrics_listen: None,
             login_attempts_per_user: "5".into(),
             login_attempts_per_ip: "20".into(),
             session_idle_hours: "12".into(),
@@ -449,6 +533,31 @@ mod tests {
         let mut args = serve_args();
         args.login_attempts_per_ip = "0".into();
         assert!(ServeConfig::from_args(&args).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_are_hops_or_networks() {
+        assert_eq!(TrustedProxies::parse(""), Ok(TrustedProxies::None));
+        assert_eq!(TrustedProxies::parse("2"), Ok(TrustedProxies::Hops(2)));
+        assert_eq!(
+            TrustedProxies::parse("10.0.0.0/8, 192.168.1.7,::1"),
+            Ok(TrustedProxies::Networks(vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "192.168.1.7/32".parse().unwrap(),
+                "::1/128".parse().unwrap(),
+            ]))
+        );
+        for bad in ["11", "-1", "10.0.0.0/33", "proxy.example"] {
+            assert!(TrustedProxies::parse(bad).is_err(), "{bad}");
+        }
+        let mut args = serve_args();
+        args.trust_forwarded_for = true;
+        let err = ServeConfig::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("--trusted-proxies"), "{err}");
+        let mut args = serve_args();
+        args.metrics_listen = Some("nowhere".into());
+        let err = ServeConfig::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("ROLLWAY_METRICS_LISTEN"), "{err}");
     }
 
     #[test]

@@ -389,36 +389,69 @@ async fn login_attempts_are_limited_per_address() {
     assert!(html.contains("Too many login attempts"));
 }
 
+/// The classic open-redirect payloads, as they arrive in a query string.
+const REDIRECT_BYPASSES: &[&str] = &[
+    "//evil.example.com/x",
+    "/%09/evil.example.com",
+    "/%0A/evil.example.com",
+    "/%0D/evil.example.com",
+    "/%0D%0ASet-Cookie:%20a=b",
+    "/%5Cevil.example.com",
+    "%5C%5Cevil.example.com",
+    "/%5C/evil.example.com",
+    "/%2F/evil.example.com",
+    "/%252F%252Fevil.example.com",
+    "https:%2F%2Fevil.example.com",
+    "https://evil.example.com",
+    "javascript:alert(1)",
+    "/%20/evil.example.com",
+    "/%00",
+    "evil.example.com",
+];
+
 db_test!(login_only_follows_local_next_paths, |backend| async move {
     let app = TestApp::start(backend).await;
-    let browser = app.browser();
-    let token = browser.csrf("/login").await;
-    let (_, _, location) = browser
-        .post_raw(
-            "/login",
-            &[
-                ("csrf_token", token.as_str()),
-                ("username", "admin"),
-                ("password", ADMIN_PASSWORD),
-                ("next", "//evil.example.com/x"),
-            ],
-        )
-        .await;
-    assert_eq!(location.as_deref(), Some("/tree"));
-    let browser = app.browser();
-    let token = browser.csrf("/login").await;
-    let (_, _, location) = browser
-        .post_raw(
-            "/login",
-            &[
-                ("csrf_token", token.as_str()),
-                ("username", "admin"),
-                ("password", ADMIN_PASSWORD),
-                ("next", "/admin/users"),
-            ],
-        )
-        .await;
-    assert_eq!(location.as_deref(), Some("/admin/users"));
+    let login_with = |next: String| {
+        let app = &app;
+        async move {
+            let browser = app.browser();
+            let token = browser.csrf("/login").await;
+            browser
+                .post_raw(
+                    "/login",
+                    &[
+                        ("csrf_token", token.as_str()),
+                        ("username", "admin"),
+                        ("password", ADMIN_PASSWORD),
+                        ("next", next.as_str()),
+                    ],
+                )
+                .await
+        }
+    };
+    let signed_in = app.browser_as("admin", ADMIN_PASSWORD).await;
+    for payload in REDIRECT_BYPASSES {
+        // Already signed in: GET /login?next=… goes on at once.
+        let resp = signed_in
+            .client
+            .get(app.url(&format!("/login?next={payload}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{payload}");
+        assert_eq!(resp.headers()["location"], "/", "{payload}");
+        // Signing in with it in the form (the form decodes it once).
+        let decoded: String = url::form_urlencoded::parse(format!("n={payload}").as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned();
+        let (status, _, location) = login_with(decoded).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{payload}");
+        assert_eq!(location.as_deref(), Some("/"), "{payload}");
+    }
+    let (_, _, location) = login_with("/admin/users?x=1".into()).await;
+    assert_eq!(location.as_deref(), Some("/admin/users?x=1"));
 });
 
 db_test!(
@@ -457,5 +490,115 @@ db_test!(
             app.browser().login("admin", "a-new-password-1").await.0,
             StatusCode::SEE_OTHER
         );
+    }
+);
+
+db_test!(
+    password_changes_are_limited_like_logins,
+    |backend| async move {
+        let app = TestApp::start_with(
+            backend,
+            Start {
+                args: vec!["--login-attempts-per-user".into(), "3".into()],
+                ..Start::default()
+            },
+        )
+        .await;
+        let browser = app.browser_as("admin", ADMIN_PASSWORD).await;
+        let attempt = |password: &'static str| {
+            let browser = &browser;
+            async move {
+                browser
+                    .submit(
+                        "/account/password",
+                        &[
+                            ("current_password", password),
+                            ("new_password", "a-new-password-1"),
+                        ],
+                    )
+                    .await
+            }
+        };
+        // The login used one of the three attempts a minute.
+        for _ in 0..2 {
+            assert_eq!(
+                attempt("wrong-one-123").await.0,
+                StatusCode::UNPROCESSABLE_ENTITY
+            );
+        }
+        let (status, html, _) = attempt("wrong-one-123").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(html.contains("Too many password attempts"), "{html}");
+        // Even the right password waits now: nothing changed.
+        assert_eq!(
+            attempt(ADMIN_PASSWORD).await.0,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(browser.get("/account").await.0, StatusCode::OK);
+    }
+);
+
+db_test!(
+    a_client_cannot_choose_its_address_behind_a_trusted_proxy,
+    |backend| async move {
+        let app = TestApp::start_with(
+            backend,
+            Start {
+                args: vec![
+                    "--trusted-proxies".into(),
+                    "1".into(),
+                    "--login-attempts-per-ip".into(),
+                    "3".into(),
+                ],
+                ..Start::default()
+            },
+        )
+        .await;
+        // The test client plays the proxy: it appends what it saw
+        // (203.0.113.9) after whatever the client wrote.
+        let login_via_proxy = |user: String, forged: String| {
+            let app = &app;
+            async move {
+                let browser = app.browser();
+                let token = browser.csrf("/login").await;
+                browser
+                    .client
+                    .post(app.url("/login"))
+                    .header("x-forwarded-for", format!("{forged}, 203.0.113.9"))
+                    .form(&[
+                        ("csrf_token", token.as_str()),
+                        ("username", user.as_str()),
+                        ("password", "wrong-password"),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        };
+        for i in 0..3 {
+            assert_eq!(
+                login_via_proxy(format!("nobody{i}"), format!("198.51.100.{i}")).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        // A fresh forged entry does not buy a fresh budget.
+        assert_eq!(
+            login_via_proxy("nobody9".into(), "198.51.100.77".into()).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        // The audit log records the address the proxy saw.
+        let admin = app.api(Some(&app.admin_token()));
+        let resp = reqwest::Client::new()
+            .post(app.url("/api/v1/nodes"))
+            .bearer_auth(app.admin_token())
+            .header("x-forwarded-for", "6.6.6.6, 203.0.113.10")
+            .json(&json!({"name": "acme", "title": "Acme"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let (_, audit) = admin.get("/api/v1/audit?action=node.create").await;
+        assert_eq!(audit["entries"][0]["source_ip"], "203.0.113.10", "{audit}");
     }
 );

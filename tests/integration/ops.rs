@@ -1,6 +1,7 @@
 //! Health, readiness, metrics, the OpenAPI document, first start.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 
@@ -221,4 +222,253 @@ async fn pages_and_assets_render() {
     let (s, html) = browser.get("/no/such/page").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(html.contains("Not found"));
+}
+
+#[tokio::test]
+async fn unmatched_paths_share_one_metrics_label() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("rollway_http_") && !l.starts_with('#'))
+            .count()
+    };
+    // Warm up the label sets a 404 makes, then count.
+    reqwest::get(app.url("/warm-up/0")).await.unwrap();
+    let before = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for i in 0..200 {
+        let resp = reqwest::get(app.url(&format!("/random-{i}/x{i}?q={i}")))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    }
+    let after = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !after.contains("random-"),
+        "a requested path became a label"
+    );
+    assert!(after.contains("endpoint=\"unmatched\""), "{after}");
+    assert_eq!(
+        series(&before),
+        series(&after),
+        "new series for unmatched paths"
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_be_served_on_their_own_address() {
+    let app = TestApp::start_with(
+        Backend::Sqlite,
+        Start {
+            args: vec!["--metrics-listen".into(), "127.0.0.1:0".into()],
+            ..Start::default()
+        },
+    )
+    .await;
+    let resp = reqwest::get(app.url("/metrics")).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::NOT_FOUND,
+        "still on the main listener"
+    );
+    let output = app.output();
+    let url = output
+        .lines()
+        .find_map(|l| l.strip_prefix("Rollway metrics on "))
+        .unwrap_or_else(|| panic!("no metrics address printed:\n{output}"))
+        .trim()
+        .to_string();
+    reqwest::get(app.url("/healthz")).await.unwrap();
+    let counted = crate::common::eventually(Duration::from_secs(10), || {
+        let url = url.clone();
+        async move {
+            let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+            text.contains("rollway_http_requests_total{") && text.contains("/healthz")
+        }
+    })
+    .await;
+    assert!(counted, "the separate listener serves no request counts");
+}
+
+/// The headers every answer carries, and `no-store` on anything per person.
+fn assert_security_headers(what: &str, headers: &reqwest::header::HeaderMap, https: bool) {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert!(
+        get("content-security-policy").contains("frame-ancestors 'none'"),
+        "{what}"
+    );
+    assert_eq!(get("referrer-policy"), "same-origin", "{what}");
+    assert_eq!(get("cache-control"), "no-store", "{what}");
+    assert_eq!(
+        get("strict-transport-security").starts_with("max-age="),
+        https,
+        "{what}: HSTS only when the public URL is https"
+    );
+}
+
+#[tokio::test]
+async fn pages_api_answers_and_errors_carry_the_security_headers() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let browser = app.browser_as("admin", crate::common::ADMIN_PASSWORD).await;
+    let token = app.admin_token();
+    let client = reqwest::Client::new();
+    let page = browser.client.get(app.url("/tree")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_security_headers("a page", page.headers(), false);
+    let api = client
+        .get(app.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::OK);
+    assert_security_headers("an API answer", api.headers(), false);
+    let error = client.get(app.url("/api/v1/me")).send().await.unwrap();
+    assert_eq!(error.status(), StatusCode::UNAUTHORIZED);
+    assert_security_headers("an API error", error.headers(), false);
+    let missing = browser
+        .client
+        .get(app.url("/no/such/page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_security_headers("an error page", missing.headers(), false);
+    // A new token is shown once and never cached.
+    let (_, sa) = app
+        .api(Some(&token))
+        .post(
+            "/api/v1/service-accounts",
+            serde_json::json!({"name": "ci-bot"}),
+        )
+        .await;
+    let created = client
+        .post(app.url(&format!("/api/v1/service-accounts/{}/tokens", sa["id"])))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_security_headers("a new token", created.headers(), false);
+    // Static assets may be cached.
+    let css = client.get(app.url("/static/app.css")).send().await.unwrap();
+    assert!(
+        css.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+}
+
+/// The value of cookie `name` among a response's `Set-Cookie` headers.
+fn set_cookie<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn over_https_every_cookie_is_secure_and_host_bound_and_hsts_is_sent() {
+    let app = TestApp::start_with(
+        Backend::Sqlite,
+        Start {
+            args: vec!["--public-url".into(), "https://rollway.example.com".into()],
+            ..Start::default()
+        },
+    )
+    .await;
+    // Cookies by hand: a cookie store would not send Secure cookies over
+    // the test's plain http.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login_page = client.get(app.url("/login")).send().await.unwrap();
+    assert_security_headers("the login page", login_page.headers(), true);
+    let csrf_cookie =
+        cookie_pair(set_cookie(&login_page, "__Host-rollway_csrf").expect("csrf cookie"));
+    let html = login_page.text().await.unwrap();
+    let token = crate::common::csrf_from(&html).unwrap();
+    let login = client
+        .post(app.url("/login"))
+        .header("cookie", &csrf_cookie)
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("username", "admin"),
+            ("password", crate::common::ADMIN_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let session = set_cookie(&login, "__Host-rollway_session").expect("session cookie");
+    assert!(
+        session.contains("Secure") && session.contains("HttpOnly"),
+        "{session}"
+    );
+    let cookies = format!("{csrf_cookie}; {}", cookie_pair(session));
+    let account = client
+        .get(app.url("/account"))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(account.status(), StatusCode::OK);
+    let token = crate::common::csrf_from(&account.text().await.unwrap()).unwrap();
+    // Logging out leaves a notice for the next page: the flash cookie.
+    let logout = client
+        .post(app.url("/logout"))
+        .header("cookie", &cookies)
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    assert_security_headers("a redirect", logout.headers(), true);
+    let flash = set_cookie(&logout, "__Host-rollway_flash")
+        .unwrap_or_else(|| panic!("no __Host- flash cookie: {:?}", logout.headers()));
+    assert!(
+        flash.contains("Secure") && flash.contains("HttpOnly") && flash.contains("Path=/"),
+        "{flash}"
+    );
+    assert!(set_cookie(&logout, "rollway_flash").is_none());
+    // The next page shows it and clears it the same way.
+    let next = client
+        .get(app.url("/login"))
+        .header("cookie", format!("{csrf_cookie}; {}", cookie_pair(flash)))
+        .send()
+        .await
+        .unwrap();
+    let cleared = set_cookie(&next, "__Host-rollway_flash").map(str::to_string);
+    let html = next.text().await.unwrap();
+    assert!(html.contains("You have logged out."), "{html}");
+    let cleared = cleared.expect("the flash is cleared");
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.contains("Secure"),
+        "{cleared}"
+    );
 }

@@ -365,3 +365,113 @@ db_test!(
         assert!(page.contains("data-app=\"web\"") && page.contains("/acme/pay"));
     }
 );
+
+/// A kubeconfig whose user runs `touch MARKER` through an exec plugin.
+fn exec_kubeconfig(marker: &std::path::Path) -> String {
+    kubeconfig().replace(
+        &format!("    token: {KUBE_TOKEN}\n"),
+        &format!(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: touch\n      args: [\"{}\"]\n",
+            marker.display()
+        ),
+    )
+}
+
+db_test!(
+    kubeconfigs_that_run_commands_or_read_files_are_refused_everywhere,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let org = Org::create(&app).await;
+        let marker = app.db.dir().join("exec-ran");
+        let token_file = kubeconfig().replace(
+            &format!("    token: {KUBE_TOKEN}\n"),
+            "    tokenFile: rollway.db.key\n",
+        );
+        // The API names the field, with 422, and stores nothing.
+        for (yaml, field) in [
+            (exec_kubeconfig(&marker), "users[0].user.exec"),
+            (token_file.clone(), "users[0].user.tokenFile"),
+        ] {
+            let (s, v) = org
+                .admin
+                .post(
+                    "/api/v1/clusters",
+                    json!({"name": "evil", "environment": "dev", "kubeconfig": yaml}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+            assert_eq!(v["error"]["field"], "kubeconfig");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.starts_with(field), "{message}");
+        }
+        let (_, list) = org.admin.get("/api/v1/clusters").await;
+        assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+        // The page says the same.
+        let admin = app.browser_as("admin", ADMIN_PASSWORD).await;
+        let yaml = exec_kubeconfig(&marker);
+        let (s, html, _) = admin
+            .submit(
+                "/admin/clusters",
+                &[
+                    ("name", "evil"),
+                    ("environment", "dev"),
+                    ("kubeconfig", &yaml),
+                    ("context", ""),
+                ],
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            html.contains("users[0].user.exec is not accepted"),
+            "{html}"
+        );
+        // And the command line.
+        let file = app.db.dir().join("token-file.yaml");
+        std::fs::write(&file, &token_file).unwrap();
+        let out = app.cli(&[
+            "admin",
+            "add-cluster",
+            "evil",
+            "--environment",
+            "dev",
+            "--kubeconfig",
+            file.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("users[0].user.tokenFile"), "{stderr}");
+
+        // A stored kubeconfig that holds a plugin anyway (written behind
+        // Rollway's back, sealed with its key) is refused when the client is
+        // built: the command never runs.
+        let (s, c) = org
+            .admin
+            .post(
+                "/api/v1/clusters",
+                json!({"name": "dev-1", "environment": "dev", "kubeconfig": kubeconfig()}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{c}");
+        let id = c["id"].as_i64().unwrap();
+        let sealed = rollway::secret::SecretKey::new(crate::common::SECRET_KEY.as_bytes())
+            .sealer()
+            .seal(&exec_kubeconfig(&marker), &format!("cluster:{id}"))
+            .unwrap();
+        app.db
+            .execute(&format!(
+                "UPDATE clusters SET kubeconfig_sealed = '{sealed}' WHERE id = {id}"
+            ))
+            .await;
+        let (s, v) = org
+            .admin
+            .post(&format!("/api/v1/clusters/{id}/test"), json!({}))
+            .await;
+        assert!(
+            s.is_client_error() || s == StatusCode::BAD_GATEWAY,
+            "{s} {v}"
+        );
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("users[0].user.exec"), "{message}");
+        assert!(!marker.exists(), "the exec plugin ran on the server");
+    }
+);

@@ -95,6 +95,7 @@ pub fn validate_kubeconfig(yaml: &str, context: Option<&str>) -> Result<(), Stri
     {
         return Err("the document is not a kubeconfig (kind is not Config)".into());
     }
+    refuse_external_credentials(&doc)?;
     let clusters = names("clusters");
     if clusters.is_empty() {
         return Err("the kubeconfig names no cluster (no clusters: entries with a name)".into());
@@ -120,6 +121,79 @@ pub fn validate_kubeconfig(yaml: &str, context: Option<&str>) -> Result<(), Stri
         }
         _ => Ok(()),
     }
+}
+
+/// Fields of `users[].user` that carry their credential inline. Everything
+/// else is refused: `exec` and `auth-provider` would run a command or a
+/// plugin as the server's user, and `tokenFile`, `client-certificate`,
+/// `client-key` would make the server read a local file (its own secret
+/// key, say) and send it to whatever `server` the kubeconfig names.
+const INLINE_USER_FIELDS: &[&str] = &[
+    "token",
+    "client-certificate-data",
+    "client-key-data",
+    "username",
+    "password",
+    "as",
+    "as-uid",
+    "as-groups",
+    "as-user-extra",
+    "extensions",
+];
+
+/// Fields of `clusters[].cluster` that need nothing but the document
+/// (`certificate-authority`, a path, is refused for the same reason).
+const INLINE_CLUSTER_FIELDS: &[&str] = &[
+    "server",
+    "certificate-authority-data",
+    "insecure-skip-tls-verify",
+    "tls-server-name",
+    "proxy-url",
+    "disable-compression",
+    "extensions",
+];
+
+/// Refuses a kubeconfig whose users or clusters name anything but inline
+/// credentials, naming the first offending field (never its value).
+pub fn refuse_external_credentials(doc: &serde_yaml::Value) -> Result<(), String> {
+    for (list, entry, allowed) in [
+        ("users", "user", INLINE_USER_FIELDS),
+        ("clusters", "cluster", INLINE_CLUSTER_FIELDS),
+    ] {
+        let Some(items) = doc.get(list).and_then(|v| v.as_sequence()) else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let Some(fields) = item.get(entry).and_then(|v| v.as_mapping()) else {
+                continue;
+            };
+            for key in fields.keys() {
+                let key = key.as_str().unwrap_or("?");
+                if allowed.contains(&key) {
+                    continue;
+                }
+                let why = match key {
+                    "exec" | "auth-provider" => "it would run a command on the Rollway server",
+                    k if k.ends_with("File")
+                        || k.ends_with("-file")
+                        || matches!(
+                            k,
+                            "client-certificate" | "client-key" | "certificate-authority"
+                        ) =>
+                    {
+                        "it names a file on the Rollway server"
+                    }
+                    _ => "it is not a field Rollway accepts",
+                };
+                return Err(format!(
+                    "{list}[{i}].{entry}.{key} is not accepted: {why}; paste a kubeconfig with inline \
+                     credentials only (token, client-certificate-data and client-key-data, \
+                     certificate-authority-data)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks a Kubernetes object name (DNS-1123 label: namespaces,
@@ -167,6 +241,51 @@ mod tests {
                 .unwrap_err()
                 .contains("secret-token")
         );
+    }
+
+    #[test]
+    fn only_inline_credentials_are_accepted() {
+        let user = |field: &str| {
+            KUBECONFIG.replace("    token: secret-token\n", &format!("    {field}\n"))
+        };
+        for (field, named) in [
+            (
+                "exec: {command: /bin/sh, apiVersion: client.authentication.k8s.io/v1}",
+                "users[0].user.exec",
+            ),
+            ("auth-provider: {name: gcp}", "users[0].user.auth-provider"),
+            (
+                "tokenFile: /var/lib/rollway/rollway.db.key",
+                "users[0].user.tokenFile",
+            ),
+            (
+                "client-certificate: /etc/passwd",
+                "users[0].user.client-certificate",
+            ),
+            ("client-key: /etc/shadow", "users[0].user.client-key"),
+            ("password-file: /x", "users[0].user.password-file"),
+            ("surprise: 1", "users[0].user.surprise"),
+        ] {
+            let err = validate_kubeconfig(&user(field), None).unwrap_err();
+            assert!(err.starts_with(named), "{field}: {err}");
+            assert!(!err.contains("/etc") && !err.contains("/bin/sh"), "{err}");
+        }
+        let ca_path = KUBECONFIG.replace(
+            "    server: http://127.0.0.1:6443\n",
+            "    server: http://127.0.0.1:6443\n    certificate-authority: /etc/ssl/ca.pem\n",
+        );
+        let err = validate_kubeconfig(&ca_path, None).unwrap_err();
+        assert!(
+            err.starts_with("clusters[0].cluster.certificate-authority"),
+            "{err}"
+        );
+        for field in [
+            "token: t",
+            "client-certificate-data: Zm9v\n    client-key-data: YmFy",
+            "username: u\n    password: p",
+        ] {
+            assert!(validate_kubeconfig(&user(field), None).is_ok(), "{field}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::Path;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -599,7 +599,21 @@ struct PasswordForm {
 
 /// Changes one's own password; every session (this one too) ends.
 async fn change_my_password(ctx: PageCtx, CsrfForm(form): CsrfForm<PasswordForm>) -> Response {
+    // The current password is a guess like a login: the same limits apply,
+    // or a stolen session could try thousands of them (each an argon2 hash).
+    let mut retry_after = None;
     let result = async {
+        if let Err(wait) = ctx
+            .state
+            .login_limiter
+            .check(&ctx.actor.account.name, ctx.actor.ip)
+        {
+            let secs = wait.as_secs().max(1);
+            retry_after = Some(secs);
+            return Err(Error::RateLimited(format!(
+                "Too many password attempts. Try again in {secs} seconds."
+            )));
+        }
         let (_, hash) = accounts::find_for_login(&ctx.state.db.pool, &ctx.actor.account.name)
             .await?
             .ok_or_else(|| Error::Forbidden("this account has no password".into()))?;
@@ -620,6 +634,13 @@ async fn change_my_password(ctx: PageCtx, CsrfForm(form): CsrfForm<PasswordForm>
             "/login",
             Notice::success("Password changed. Log in with the new one."),
         ),
-        Err(e) => render_my_account(&ctx, e.status(), Some(Notice::from_error(&e))).await,
+        Err(e) => {
+            let mut response =
+                render_my_account(&ctx, e.status(), Some(Notice::from_error(&e))).await;
+            if let Some(v) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            response
+        }
     }
 }

@@ -93,7 +93,49 @@ impl Notice {
     }
 }
 
-const FLASH_COOKIE: &str = "rollway_flash";
+/// Name of the flash cookie: `__Host-` prefixed (and `Secure`) when served
+/// over https, like the session cookie.
+fn flash_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-rollway_flash"
+    } else {
+        "rollway_flash"
+    }
+}
+
+/// The flash cookie carrying `value` (empty and expired to clear it).
+fn flash_cookie(secure: bool, value: String) -> Cookie<'static> {
+    let mut cookie = Cookie::build((flash_cookie_name(secure), value))
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .build();
+    if cookie.value().is_empty() {
+        cookie.set_max_age(time::Duration::ZERO);
+    }
+    cookie
+}
+
+/// A notice waiting to be written as the flash cookie. Handlers that
+/// redirect do not know how cookies are secured here; [`write_flash`] does.
+#[derive(Clone)]
+struct PendingFlash(Notice);
+
+/// Turns a pending notice on a response into the flash cookie, with the
+/// same `Secure`/`__Host-` treatment as the session cookie.
+pub async fn write_flash(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut response: Response,
+) -> Response {
+    if let Some(PendingFlash(notice)) = response.extensions_mut().remove::<PendingFlash>() {
+        let cookie = flash_cookie(state.config.secure_cookies(), encode_flash(&notice));
+        if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
 
 fn encode_flash(notice: &Notice) -> String {
     let raw = format!(
@@ -117,17 +159,25 @@ fn decode_flash(value: &str) -> Option<Notice> {
     }
 }
 
-/// 303 to `to`, carrying a notice for the page there (post/redirect/get).
-pub fn redirect_with(to: &str, notice: Notice) -> Response {
-    let cookie = Cookie::build((FLASH_COOKIE, encode_flash(&notice)))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .build();
-    let mut response = Redirect::to(to).into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+/// The notice the previous request left, if any.
+pub fn read_flash(headers: &axum::http::HeaderMap, secure: bool) -> Option<Notice> {
+    CookieJar::from_headers(headers)
+        .get(flash_cookie_name(secure))
+        .and_then(|c| decode_flash(c.value()))
+}
+
+/// Expires the flash cookie once its notice is shown.
+pub fn clear_flash(response: &mut Response, secure: bool) {
+    let clear = flash_cookie(secure, String::new());
+    if let Ok(value) = HeaderValue::from_str(&clear.to_string()) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
+}
+
+/// 303 to `to`, carrying a notice for the page there (post/redirect/get).
+pub fn redirect_with(to: &str, notice: Notice) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    response.extensions_mut().insert(PendingFlash(notice));
     response
 }
 
@@ -167,9 +217,7 @@ impl FromRequestParts<AppState> for PageCtx {
         let csrf = CsrfToken::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let flash = CookieJar::from_headers(&parts.headers)
-            .get(FLASH_COOKIE)
-            .and_then(|c| decode_flash(c.value()));
+        let flash = read_flash(&parts.headers, state.config.secure_cookies());
         let approves = state
             .policy
             .approver_nodes(&state.db, actor.account.id)
@@ -235,13 +283,7 @@ impl PageCtx {
         };
         let mut response = (status, self.csrf.clone(), Html(html)).into_response();
         if self.flash.is_some() {
-            let clear = Cookie::build((FLASH_COOKIE, ""))
-                .path("/")
-                .max_age(time::Duration::ZERO)
-                .build();
-            if let Ok(value) = HeaderValue::from_str(&clear.to_string()) {
-                response.headers_mut().append(header::SET_COOKIE, value);
-            }
+            clear_flash(&mut response, self.state.config.secure_cookies());
         }
         response
     }

@@ -11,7 +11,7 @@ use axum_csrf::CsrfToken;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
-use super::{Layout, Notice, PageCtx, page_error, redirect_with};
+use super::{Layout, Notice, PageCtx, clear_flash, page_error, read_flash, redirect_with};
 use crate::app::AppState;
 use crate::auth::extract::{client_ip, session_cookie_name};
 use crate::auth::{CsrfForm, NoFields, PageActor, password};
@@ -43,12 +43,31 @@ struct NextQuery {
     next: Option<String>,
 }
 
-/// Only local paths are followed after login, never another site.
+/// Only a path on this site is followed after login; anything else goes
+/// to `/`. Browsers drop tabs and newlines from URLs and read `\\` as `/`,
+/// so `/\t/evil.example` or `/\\evil.example` would leave the site: one
+/// leading `/` (so no scheme), no `//`, no `\\`, no control or whitespace
+/// characters, checked on the value and on it percent-decoded once more.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
-        _ => "/tree".to_string(),
+        Some(n) if is_local_path(n) => n.to_string(),
+        _ => "/".to_string(),
     }
+}
+
+fn is_local_path(next: &str) -> bool {
+    let plain = |p: &str| {
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.contains('\\')
+            && !p.chars().any(|c| c.is_control() || c.is_whitespace())
+    };
+    let decoded: String =
+        url::form_urlencoded::parse(format!("n={}", next.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+    next.len() <= 2048 && plain(next) && plain(&decoded)
 }
 
 fn render_login(
@@ -86,7 +105,15 @@ async fn show_login(
     if let Ok(Some(_)) = PageActor::from_parts(&parts, &state).await {
         return Redirect::to(&next).into_response();
     }
-    render_login(csrf, StatusCode::OK, String::new(), next, None)
+    // "You have logged out." and the like land here.
+    let secure = state.config.secure_cookies();
+    let flash = read_flash(&parts.headers, secure);
+    let shown = flash.is_some();
+    let mut response = render_login(csrf, StatusCode::OK, String::new(), next, flash);
+    if shown {
+        clear_flash(&mut response, secure);
+    }
+    response
 }
 
 #[derive(Deserialize)]
@@ -109,7 +136,7 @@ async fn log_in(
 ) -> Response {
     let next = safe_next(form.next.as_deref());
     let username = form.username.trim().to_string();
-    let ip = client_ip(&parts, state.config.trust_forwarded_for);
+    let ip = client_ip(&parts, &state.config.trusted_proxies);
     if let Err(wait) = state.login_limiter.check(&username, ip) {
         let secs = wait.as_secs().max(1);
         let mut response = render_login(
@@ -193,4 +220,52 @@ async fn log_out(ctx: PageCtx, CsrfForm(_form): CsrfForm<NoFields>) -> Response 
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_login() {
+        for ok in [
+            "/",
+            "/tree",
+            "/work-orders?state=approved&node=%2Facme",
+            "/work-orders/7#timeline",
+            "/x?u=https://a.example",
+        ] {
+            assert_eq!(safe_next(Some(ok)), ok, "{ok}");
+        }
+        // The classic open-redirect bypasses, as the query string decodes them.
+        for bad in [
+            "//evil.example",
+            "///evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/\r\nSet-Cookie: x=y",
+            "/ /evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "\\/evil.example",
+            "/\\/evil.example",
+            "https://evil.example",
+            "http:/evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            "/%2F/evil.example",
+            "/%2f%2fevil.example",
+            "/%5Cevil.example",
+            "/%09/evil.example",
+            "/%0D%0ALocation:%20//evil.example",
+            "/\u{0}",
+            "/\u{2028}evil",
+            "/\u{3000}/evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
 }

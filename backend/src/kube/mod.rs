@@ -23,6 +23,7 @@ use sqlx::Row;
 use tokio::sync::watch;
 
 use crate::db::Db;
+use crate::domain::cluster::refuse_external_credentials;
 use crate::secret::Sealer;
 
 /// Why a Kubernetes call failed, sorted by what the caller does about it.
@@ -181,6 +182,17 @@ impl KubeDriver {
                     "the kubeconfig of cluster {name} cannot be decrypted (was the secret key changed?)"
                 ))
             })?;
+            // Checked again here, not only when stored: a kubeconfig that
+            // reached the table some other way must never run a command or
+            // read a file, so it is refused before kube-rs sees it.
+            serde_yaml::from_str::<serde_yaml::Value>(yaml.expose())
+                .map_err(|_| "it is not valid YAML".to_string())
+                .and_then(|doc| refuse_external_credentials(&doc))
+                .map_err(|why| {
+                    KubeError::Refused(format!(
+                        "the kubeconfig of cluster {name} is refused: {why}"
+                    ))
+                })?;
             let kubeconfig = Kubeconfig::from_yaml(yaml.expose()).map_err(|e| {
                 KubeError::Refused(format!(
                     "the kubeconfig of cluster {name} is not usable: {e}"
