@@ -507,7 +507,7 @@ async fn walk(
     }
     Ok(Verdict::Intact {
         rows: last,
-        head: (last > 0).then(|| Anchor {
+        head: (last > 0).then_some(Anchor {
             seq: last,
             mac: prev_hash,
         }),
@@ -719,7 +719,8 @@ mod tests {
         let key = SecretKey::for_tests().audit_key();
         let seal = Seal::Keyed(&key);
         let base = seal.of("", &entry());
-        let changes: Vec<(&str, fn(&mut AuditEntry))> = vec![
+        type Edit = fn(&mut AuditEntry);
+        let changes: Vec<(&str, Edit)> = vec![
             ("id", |e| e.id = 2),
             ("at", |e| e.at = 6),
             ("actor_id", |e| e.actor_id = None),
