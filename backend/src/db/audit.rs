@@ -201,6 +201,13 @@ fn refusal_of(head: &Head, key: &AuditKey) -> Option<String> {
              wrote it"
                 .into(),
         )
+    } else if head.key_id.is_empty() && head.seq > 0 {
+        // Only an empty chain is without a key: someone changed the head.
+        Some(
+            "the audit log's head names no key although the log has rows (it was altered): \
+             run `rollway admin verify-audit`"
+                .into(),
+        )
     } else {
         None
     }
@@ -770,23 +777,32 @@ mod tests {
     #[test]
     fn appends_are_refused_on_an_unmigrated_chain_or_with_another_key() {
         let key = SecretKey::for_tests().audit_key();
-        let head = |scheme: &str, key_id: &str| Head {
-            seq: 3,
+        let head = |seq: i64, scheme: &str, key_id: &str| Head {
+            seq,
             last_hash: String::new(),
             scheme: scheme.into(),
             key_id: key_id.into(),
         };
-        assert_eq!(refusal_of(&head(SCHEME_KEYED, &key.id()), &key), None);
-        assert_eq!(refusal_of(&head(SCHEME_KEYED, ""), &key), None);
+        assert_eq!(refusal_of(&head(3, SCHEME_KEYED, &key.id()), &key), None);
+        assert_eq!(
+            refusal_of(&head(0, SCHEME_KEYED, ""), &key),
+            None,
+            "an empty chain is claimed by its first row's key"
+        );
         assert!(
-            refusal_of(&head("sha256", ""), &key)
+            refusal_of(&head(3, "sha256", ""), &key)
                 .unwrap()
                 .contains("rollway admin migrate-audit")
         );
         assert!(
-            refusal_of(&head(SCHEME_KEYED, "0123456789abcdef"), &key)
+            refusal_of(&head(3, SCHEME_KEYED, "0123456789abcdef"), &key)
                 .unwrap()
                 .contains("another secret key")
+        );
+        assert!(
+            refusal_of(&head(3, SCHEME_KEYED, ""), &key)
+                .unwrap()
+                .contains("altered")
         );
     }
 
