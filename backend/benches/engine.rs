@@ -218,7 +218,8 @@ async fn main() {
     assert!(resp.status().is_success(), "node: {}", resp.status());
 
     // Apps, items, stages and approved orders straight into the database.
-    let db = Db::connect(&DatabaseConfig::from_url(&url).unwrap())
+    let key = rollway::secret::SecretKey::new(SECRET_KEY.as_bytes()).audit_key();
+    let db = Db::connect(&DatabaseConfig::from_url(&url).unwrap(), key)
         .await
         .unwrap();
     let now = now_ms();

@@ -190,7 +190,9 @@ async fn main() {
     let url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
     let config = DatabaseConfig::from_url(&url).unwrap();
-    let db = Db::connect(&config).await.unwrap();
+    let db = Db::connect(&config, SecretKey::for_tests().audit_key())
+        .await
+        .unwrap();
     db.migrate().await.unwrap();
     let t = Instant::now();
     let (bencher, _) = seed(&db, orders, items).await;

@@ -252,6 +252,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
                 // The first tick is immediate: statistics at start, then hourly.
                 if minutes.is_multiple_of(60) {
                     state.db.optimize().await;
+                    crate::db::audit::log_anchor(&state.db).await;
                 }
                 minutes += 1;
             }

@@ -11,13 +11,13 @@ use crate::config::{
     AdminCommand, Cli, Command, ConfigError, DatabaseConfig, EXIT_BAD_CONFIG, ServeConfig, SimArgs,
 };
 use crate::db::accounts::{self, AccountKind, NewAccount};
-use crate::db::audit::AuditActor;
+use crate::db::audit::{self, Anchor, AuditActor, Verdict};
 use crate::db::clusters::Connection;
 use crate::db::{self, Db};
 use crate::domain::cluster::Environment;
 use crate::domain::tree::Role;
 use crate::error::Error;
-use crate::secret::load_secret_key;
+use crate::secret::{SecretKey, load_secret_key};
 
 /// A failure, and whether it was bad configuration (exit 2).
 enum Failure {
@@ -60,11 +60,12 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn open_db(url: &str) -> Result<(DatabaseConfig, Db), Failure> {
-    let config = DatabaseConfig::from_url(url)?;
-    let db = Db::connect(&config).await?;
+/// Connects and migrates; audit rows written through the handle are sealed
+/// with `key`.
+async fn open_db(config: &DatabaseConfig, key: &SecretKey) -> Result<Db, Failure> {
+    let db = Db::connect(config, key.audit_key()).await?;
     db.migrate().await?;
-    Ok((config, db))
+    Ok(db)
 }
 
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
@@ -84,15 +85,22 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 password::validate(p)
                     .map_err(|e| Failure::Config(format!("invalid ROLLWAY_ADMIN_PASSWORD: {e}")))?;
             }
-            let (_, db) = open_db(&cli.global.database_url).await?;
+            let db = open_db(&db_config, &key).await?;
+            // An audit log awaiting `migrate-audit`, or sealed with another
+            // key, could not take a single row: refuse now, not per request.
+            if let Some(problem) = audit::refusal(&db).await? {
+                return Err(Failure::Config(problem));
+            }
             create_first_admin(&db, admin_password).await?;
             let state = AppState::new(db, serve_config, &key).await?;
             app::serve(state).await?;
             Ok(())
         }
         Command::Admin(command) => {
-            let (config, db) = open_db(&cli.global.database_url).await?;
-            admin(&db, &config, command).await
+            let config = DatabaseConfig::from_url(&cli.global.database_url)?;
+            let key = secret_key(&config)?;
+            let db = open_db(&config, &key).await?;
+            admin(&db, &key, command).await
         }
         Command::Sim(args) => serve_sim(&args).await,
     }
@@ -196,8 +204,9 @@ fn format_time(ms: Option<i64>) -> String {
     }
 }
 
-/// The secret key, for commands that seal or open stored credentials.
-fn secret_key(config: &DatabaseConfig) -> Result<crate::secret::SecretKey, Failure> {
+/// The secret key, the server's: admin commands seal the audit rows they
+/// append (and stored credentials) with it.
+fn secret_key(config: &DatabaseConfig) -> Result<SecretKey, Failure> {
     load_secret_key(
         std::env::var("ROLLWAY_SECRET_KEY").ok().as_deref(),
         config.sqlite_file.as_deref(),
@@ -205,7 +214,31 @@ fn secret_key(config: &DatabaseConfig) -> Result<crate::secret::SecretKey, Failu
     .map_err(Failure::Config)
 }
 
-async fn admin(db: &Db, config: &DatabaseConfig, command: AdminCommand) -> Result<(), Failure> {
+/// Why a verified audit log is not intact, as the command's error.
+fn audit_failure(verdict: Verdict) -> Failure {
+    let message = match verdict {
+        Verdict::Intact { .. } => "the audit log is intact".to_string(),
+        Verdict::Broken { id, reason } => format!("the audit log is broken at row {id}: {reason}"),
+        Verdict::Unmigrated { old } => match *old {
+            Verdict::Broken { id, reason } => format!(
+                "the audit log is still chained with the unkeyed SHA-256 of earlier versions, \
+                 and that chain is broken at row {id}: {reason}"
+            ),
+            _ => "the audit log is still chained with the unkeyed SHA-256 of earlier versions, \
+                  which anyone able to write the database can recompute: run `rollway admin \
+                  migrate-audit` once to seal it with the secret key"
+                .to_string(),
+        },
+        Verdict::OtherKey => "the audit log is sealed with another secret key than this one: \
+                              verify with the ROLLWAY_SECRET_KEY (or, for SQLite, the \
+                              <database>.key file) of the server that wrote it; if it is that \
+                              key, the log's head was altered"
+            .to_string(),
+    };
+    Failure::Other(anyhow!(message))
+}
+
+async fn admin(db: &Db, key: &SecretKey, command: AdminCommand) -> Result<(), Failure> {
     match command {
         AdminCommand::AddCluster {
             name,
@@ -244,7 +277,7 @@ async fn admin(db: &Db, config: &DatabaseConfig, command: AdminCommand) -> Resul
                     ));
                 }
             };
-            let sealer = secret_key(config)?.sealer();
+            let sealer = key.sealer();
             let cluster = db::clusters::create(
                 db,
                 &sealer,
@@ -425,14 +458,57 @@ async fn admin(db: &Db, config: &DatabaseConfig, command: AdminCommand) -> Resul
             }
             Ok(())
         }
-        AdminCommand::VerifyAudit => match db::audit::verify(&db.pool).await? {
-            db::audit::Verdict::Intact { rows } => {
-                println!("The audit log is intact: {rows} rows, every link and hash checks out.");
+        AdminCommand::VerifyAudit { anchor } => {
+            let anchor = anchor
+                .as_deref()
+                .map(str::parse::<Anchor>)
+                .transpose()
+                .map_err(|e| Failure::Config(format!("--anchor: {e}")))?;
+            match audit::verify(db, anchor.as_ref()).await? {
+                Verdict::Intact { rows, head } => {
+                    println!(
+                        "The audit log is intact: {rows} rows, every link and MAC checks out."
+                    );
+                    if let Some(anchor) = &anchor {
+                        println!("It reaches the anchor at row {}.", anchor.seq);
+                    }
+                    if let Some(head) = head {
+                        println!("Head: {head}");
+                    }
+                    Ok(())
+                }
+                other => Err(audit_failure(other)),
+            }
+        }
+        AdminCommand::AuditAnchor => match audit::verify(db, None).await? {
+            Verdict::Intact {
+                head: Some(head), ..
+            } => {
+                // Only the line on stdout, for scripts that store it.
+                println!("{head}");
                 Ok(())
             }
-            db::audit::Verdict::Broken { id, reason } => Err(Failure::Other(anyhow!(
-                "the audit log is broken at row {id}: {reason}"
+            Verdict::Intact { head: None, .. } => Err(Failure::Other(anyhow!(
+                "the audit log is empty: nothing to anchor yet"
             ))),
+            other => Err(audit_failure(other)),
+        },
+        AdminCommand::MigrateAudit => match audit::migrate(db).await? {
+            audit::Migration::AlreadyKeyed => {
+                println!("The audit log is already sealed with the secret key; nothing to do.");
+                Ok(())
+            }
+            audit::Migration::Refused { id, reason } => Err(Failure::Other(anyhow!(
+                "refusing to re-chain the audit log: its old chain is broken at row {id}: \
+                 {reason}. Nothing was changed; sealing it now would vouch for the tampered rows"
+            ))),
+            audit::Migration::Rechained { rows } => {
+                println!(
+                    "Re-chained {rows} audit rows with the secret key (HMAC-SHA256). Keep an \
+                     anchor outside the database now: rollway admin audit-anchor"
+                );
+                Ok(())
+            }
         },
         AdminCommand::RevokeToken { id } => {
             let info = db::tokens::revoke(db, id, &AuditActor::cli()).await?;

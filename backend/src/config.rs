@@ -243,9 +243,24 @@ pub enum AdminCommand {
         #[arg(long)]
         node: String,
     },
-    /// Check the audit log's hash chain; names the first bad row and exits
-    /// 1 when it is broken.
-    VerifyAudit,
+    /// Check the audit log's chain (every row's link and its MAC under the
+    /// secret key); names the first bad row and exits 1 when it is broken.
+    VerifyAudit {
+        /// Also check that the chain still reaches this anchor, a line
+        /// printed earlier by `audit-anchor` (or logged by `serve`) and kept
+        /// outside the database; exits 1 when it does not.
+        #[arg(long, value_name = "LINE")]
+        anchor: Option<String>,
+    },
+    /// Check the audit log and print its newest row as one anchor line, to
+    /// keep where the database's writers cannot change it (a ticket, a log
+    /// system, a write-once bucket) and to check later with `verify-audit
+    /// --anchor`.
+    AuditAnchor,
+    /// Once, after upgrading: check an audit log written before it was
+    /// keyed (unkeyed SHA-256), then re-chain it with the secret key. Refuses
+    /// a broken chain, naming the row.
+    MigrateAudit,
 }
 
 /// Which database engine a URL points at.

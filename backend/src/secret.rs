@@ -101,6 +101,46 @@ impl SecretKey {
         self.derive_into("stored-credentials", &mut key);
         Sealer(Secret::new(key))
     }
+
+    /// The HMAC-SHA256 key of the audit chain.
+    pub fn audit_key(&self) -> AuditKey {
+        let mut key = [0u8; 32];
+        self.derive_into("audit-chain-v1", &mut key);
+        AuditKey(Secret::new(key))
+    }
+}
+
+/// Seals the audit chain: each row's MAC is HMAC-SHA256 under this key, so
+/// whoever can write the database but does not hold the secret key can
+/// neither edit a row nor rebuild the chain after it.
+#[derive(Clone)]
+pub struct AuditKey(Secret<[u8; 32]>);
+
+impl fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditKey(***)")
+    }
+}
+
+impl AuditKey {
+    /// Lower-case hex HMAC-SHA256 of `message`.
+    pub fn mac_hex(&self, message: &[u8]) -> String {
+        use hmac::{Hmac, Mac};
+        // HMAC takes a key of any length, so this cannot fail.
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.expose())
+            .expect("HMAC accepts keys of any length");
+        mac.update(message);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// A short public name of the key (not the key: a MAC of a constant),
+    /// stored with the chain so that a command run with another key is
+    /// refused with a clear message instead of appending rows nobody can
+    /// verify. The constant cannot be the input of a row's MAC, which
+    /// always starts with a digit.
+    pub fn id(&self) -> String {
+        self.mac_hex(b"rollway audit key id")[..16].to_string()
+    }
 }
 
 /// Encrypts and decrypts stored credentials (kubeconfigs, the GitLab token)
@@ -298,5 +338,23 @@ mod sealer_tests {
             "fresh nonce"
         );
         assert!(sealer.open("garbage", "cluster:7").is_err());
+    }
+
+    #[test]
+    fn the_audit_key_is_its_own_and_depends_on_the_secret_key() {
+        let key = SecretKey::for_tests();
+        let other = SecretKey::new(b"another key that is long enough, really");
+        let mac = key.audit_key().mac_hex(b"row");
+        assert_eq!(mac.len(), 64);
+        assert_eq!(mac, key.audit_key().mac_hex(b"row"));
+        assert_ne!(mac, other.audit_key().mac_hex(b"row"));
+        assert_ne!(mac, key.audit_key().mac_hex(b"row2"));
+        assert_ne!(key.audit_key().id(), other.audit_key().id());
+        // Not the bytes of another purpose's key.
+        assert_ne!(
+            key.audit_key().0.expose()[..],
+            key.derive_64("stored-credentials")[..32]
+        );
+        assert_eq!(format!("{:?}", key.audit_key()), "AuditKey(***)");
     }
 }

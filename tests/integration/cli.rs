@@ -5,7 +5,7 @@ use std::process::Command;
 
 use reqwest::StatusCode;
 
-use crate::common::{Backend, TestApp, TestDb, bin};
+use crate::common::{Backend, SECRET_KEY, TestApp, TestDb, bin};
 use crate::db_test;
 
 fn rollway(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
@@ -38,6 +38,9 @@ fn every_command_has_help() {
         vec!["admin", "create-token", "--help"],
         vec!["admin", "list-tokens", "--help"],
         vec!["admin", "revoke-token", "--help"],
+        vec!["admin", "verify-audit", "--help"],
+        vec!["admin", "audit-anchor", "--help"],
+        vec!["admin", "migrate-audit", "--help"],
     ] {
         let out = rollway(&args, &[]);
         assert!(out.status.success(), "{args:?}");
@@ -163,6 +166,8 @@ db_test!(
                 "BOSS_PW",
             ])
             .env("BOSS_PW", "boss-password-123")
+            // The server's key: the command seals the audit row it appends.
+            .env("ROLLWAY_SECRET_KEY", SECRET_KEY)
             .output()
             .unwrap();
         assert!(out.status.success());

@@ -14,17 +14,62 @@ pub mod tree;
 pub mod work_orders;
 
 use std::borrow::Cow;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 
 use crate::config::{DatabaseConfig, DbKind};
+use crate::secret::AuditKey;
 
-/// A transaction on either backend.
-pub type Tx = Transaction<'static, Any>;
+/// A transaction on either backend. A write transaction carries the audit
+/// key, so that [`audit::record`], called inside the transactions of every
+/// module, can seal the rows it appends without each caller passing the key
+/// along. Derefs to the connection like sqlx's own transaction
+/// (`.execute(&mut **tx)`).
+pub struct Tx {
+    inner: Transaction<'static, Any>,
+    audit_key: Option<AuditKey>,
+}
+
+impl Tx {
+    /// A transaction that only reads: appending an audit row in it fails.
+    pub async fn begin_read(pool: &AnyPool) -> Result<Tx, sqlx::Error> {
+        Ok(Tx {
+            inner: pool.begin().await?,
+            audit_key: None,
+        })
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.inner.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.inner.rollback().await
+    }
+
+    /// The key audit rows appended in this transaction are sealed with.
+    pub(crate) fn audit_key(&self) -> Option<&AuditKey> {
+        self.audit_key.as_ref()
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
 
 /// Migrations, embedded so the binary carries its schema. Both folders are
 /// kept in step; a unit test checks that every file is listed here.
@@ -54,6 +99,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "engine",
         include_str!("../../../migrations/sqlite/0005_engine.sql"),
     ),
+    (
+        6,
+        "audit_keyed",
+        include_str!("../../../migrations/sqlite/0006_audit_keyed.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -81,13 +131,20 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "engine",
         include_str!("../../../migrations/postgres/0005_engine.sql"),
     ),
+    (
+        6,
+        "audit_keyed",
+        include_str!("../../../migrations/postgres/0006_audit_keyed.sql"),
+    ),
 ];
 
-/// The connection pool and which backend it talks to.
+/// The connection pool, which backend it talks to, and the key that seals
+/// the audit rows written through it.
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: AnyPool,
     pub kind: DbKind,
+    audit_key: AuditKey,
 }
 
 /// Up to five names joined for a message, with `…` when there were more
@@ -108,8 +165,10 @@ pub fn now_ms() -> i64 {
 
 impl Db {
     /// Connects (creating a missing SQLite file) and prepares each new
-    /// connection: WAL, a busy timeout and foreign keys on SQLite.
-    pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<Self> {
+    /// connection: WAL, a busy timeout and foreign keys on SQLite. Audit
+    /// rows written through the handle are sealed with `audit_key`
+    /// ([`crate::secret::SecretKey::audit_key`]).
+    pub async fn connect(config: &DatabaseConfig, audit_key: AuditKey) -> anyhow::Result<Self> {
         install_default_drivers();
         let mut url = config.url.expose().clone();
         if config.kind == DbKind::Sqlite && !url.contains("mode=") {
@@ -148,7 +207,13 @@ impl Db {
         Ok(Self {
             pool,
             kind: config.kind,
+            audit_key,
         })
+    }
+
+    /// The key that seals audit rows.
+    pub(crate) fn audit_key(&self) -> &AuditKey {
+        &self.audit_key
     }
 
     /// Applies every migration not yet applied.
@@ -183,10 +248,14 @@ impl Db {
     /// lock up front (`BEGIN IMMEDIATE`) so two writers queue on the busy
     /// timeout instead of failing when a read lock cannot be upgraded.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
-        match self.kind {
-            DbKind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            DbKind::Postgres => self.pool.begin().await,
-        }
+        let inner = match self.kind {
+            DbKind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            DbKind::Postgres => self.pool.begin().await?,
+        };
+        Ok(Tx {
+            inner,
+            audit_key: Some(self.audit_key.clone()),
+        })
     }
 
     /// Refreshes the query planner's statistics so filtered lists pick the

@@ -268,7 +268,7 @@ pub async fn check_filing(db: &Db, new: &NewWorkOrder<'_>, creator: &Account) ->
             new.item.name
         )));
     }
-    let mut tx = db.pool.begin().await?;
+    let mut tx = Tx::begin_read(&db.pool).await?;
     let approvers = approvers_of(&mut tx, &new.item.node_path).await?;
     tx.rollback().await?;
     let (from, owners) = approvers.unwrap_or_default();
@@ -499,7 +499,7 @@ pub async fn facts_for(
     actor: &Account,
     may_act: bool,
 ) -> Result<Facts> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = Tx::begin_read(&db.pool).await?;
     let f = facts(&mut tx, order, Some(actor), may_act).await?;
     tx.rollback().await?;
     Ok(f)
@@ -803,7 +803,7 @@ pub async fn get(pool: &AnyPool, id: i64) -> Result<WorkOrder> {
 /// An order with its approvers, decisions, stage runs and timeline.
 pub async fn detail(pool: &AnyPool, id: i64) -> Result<WorkOrderDetail> {
     let order = get(pool, id).await?;
-    let mut tx = pool.begin().await?;
+    let mut tx = Tx::begin_read(pool).await?;
     let approvers = approvers_of(&mut tx, &order.node_path).await?;
     tx.rollback().await?;
     let decisions = sqlx::query(
