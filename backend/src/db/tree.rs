@@ -95,6 +95,12 @@ pub async fn policy_version(pool: &AnyPool) -> Result<i64> {
     )
 }
 
+/// What a missing node answers; a node the reader may not see answers the
+/// same, so ids cannot be probed.
+pub fn not_found(id: i64) -> Error {
+    Error::NotFound(format!("no tree node with id {id}"))
+}
+
 pub async fn get(pool: &AnyPool, id: i64) -> Result<Node> {
     let row = sqlx::query(&format!(
         "SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = $1"
@@ -105,7 +111,7 @@ pub async fn get(pool: &AnyPool, id: i64) -> Result<Node> {
     row.as_ref()
         .map(node_from_row)
         .transpose()?
-        .ok_or_else(|| Error::NotFound(format!("no tree node with id {id}")))
+        .ok_or_else(|| not_found(id))
 }
 
 pub async fn find_by_path(pool: &AnyPool, path: &str) -> Result<Option<Node>> {
@@ -118,13 +124,52 @@ pub async fn find_by_path(pool: &AnyPool, path: &str) -> Result<Option<Node>> {
     Ok(row.as_ref().map(node_from_row).transpose()?)
 }
 
-/// Every node, ordered by path, so a parent comes before its children.
-pub async fn list_all(pool: &AnyPool) -> Result<Vec<Node>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {NODE_COLUMNS} FROM nodes n ORDER BY n.path"
-    ))
-    .fetch_all(pool)
-    .await?;
+/// The part of the tree a reader may see: all of it (admins), or the
+/// subtrees below the nodes where they hold a role (`Policy::read_scope`
+/// decides which). Lists apply it in SQL, so a page of a list is a page of
+/// rows the reader may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    /// The nodes at these paths and everything below them; none: nothing.
+    Under(Vec<String>),
+}
+
+impl Scope {
+    /// A SQL predicate keeping the rows whose node path (`column`) lies in
+    /// the scope, with its parameters numbered from `$first`; `None` when
+    /// everything is visible. The test is `domain::tree::path_covers`
+    /// written in portable SQL: the path itself, or a path that starts with
+    /// it followed by `/` (so `/a/b` covers `/a/b/c` and not `/a/bc`).
+    pub fn predicate(&self, column: &str, first: usize) -> Option<(String, Vec<String>)> {
+        let Scope::Under(roots) = self else {
+            return None;
+        };
+        if roots.is_empty() {
+            return Some(("1 = 0".into(), Vec::new()));
+        }
+        let terms: Vec<String> = (first..first + roots.len())
+            .map(|i| {
+                format!("{column} = ${i} OR substr({column}, 1, length(${i}) + 1) = ${i} || '/'")
+            })
+            .collect();
+        Some((format!("({})", terms.join(" OR ")), roots.clone()))
+    }
+}
+
+/// The nodes in `scope`, ordered by path, so a parent comes before its
+/// children.
+pub async fn list_all(pool: &AnyPool, scope: &Scope) -> Result<Vec<Node>> {
+    let (filter, args) = match scope.predicate("n.path", 1) {
+        Some((p, args)) => (format!("WHERE {p}"), args),
+        None => (String::new(), Vec::new()),
+    };
+    let sql = format!("SELECT {NODE_COLUMNS} FROM nodes n {filter} ORDER BY n.path");
+    let mut query = sqlx::query(&sql);
+    for arg in args {
+        query = query.bind(arg);
+    }
+    let rows = query.fetch_all(pool).await?;
     Ok(rows.iter().map(node_from_row).collect::<Result<_, _>>()?)
 }
 
@@ -229,7 +274,7 @@ async fn get_in(tx: &mut Tx, id: i64) -> Result<Node> {
     row.as_ref()
         .map(node_from_row)
         .transpose()?
-        .ok_or_else(|| Error::NotFound(format!("no tree node with id {id}")))
+        .ok_or_else(|| not_found(id))
 }
 
 /// Changes a node's title.

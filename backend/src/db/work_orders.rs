@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use super::accounts::Account;
 use super::audit::{self, AuditActor, Change};
 use super::release_items::{self, ReleaseItem};
+use super::tree::Scope;
 use super::{Db, Tx, now_ms};
 use crate::domain::release_item::{Canary, Strategy};
 use crate::domain::tree::{self as rules, Membership, Role};
@@ -168,6 +169,12 @@ pub(crate) async fn approvers_of(
     Ok(rules::effective_approvers(path, &owners))
 }
 
+/// What a missing order answers; an order the reader may not see answers
+/// the same, so ids cannot be probed.
+pub fn not_found(id: i64) -> Error {
+    Error::NotFound(format!("no work order with id {id}"))
+}
+
 async fn get_in(tx: &mut Tx, id: i64) -> Result<WorkOrder> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE w.id = $1"))
         .bind(id)
@@ -176,7 +183,7 @@ async fn get_in(tx: &mut Tx, id: i64) -> Result<WorkOrder> {
     row.as_ref()
         .map(from_row)
         .transpose()?
-        .ok_or_else(|| Error::NotFound(format!("no work order with id {id}")))
+        .ok_or_else(|| not_found(id))
 }
 
 async fn open_order_of(
@@ -797,7 +804,7 @@ pub async fn get(pool: &AnyPool, id: i64) -> Result<WorkOrder> {
     row.as_ref()
         .map(from_row)
         .transpose()?
-        .ok_or_else(|| Error::NotFound(format!("no work order with id {id}")))
+        .ok_or_else(|| not_found(id))
 }
 
 /// An order with its approvers, decisions, stage runs and timeline.
@@ -936,9 +943,16 @@ pub async fn approver_nodes(pool: &AnyPool, account_id: i64) -> Result<Vec<i64>>
         .collect())
 }
 
-/// A page of orders, newest first, and whether more follow. Only the
-/// filters given become predicates, so each can use its index.
-pub async fn list(pool: &AnyPool, filter: &Filter, limit: i64) -> Result<(Vec<WorkOrder>, bool)> {
+/// A page of the orders in `scope`, newest first, and whether more follow.
+/// Only the filters given become predicates, so each can use its index;
+/// the scope is a test on the joined node's path, so the newest-first scan
+/// stops after `limit` visible rows (see docs/benchmarks.md).
+pub async fn list(
+    pool: &AnyPool,
+    filter: &Filter,
+    scope: &Scope,
+    limit: i64,
+) -> Result<(Vec<WorkOrder>, bool)> {
     enum Arg {
         Int(i64),
         Text(String),
@@ -1009,6 +1023,10 @@ pub async fn list(pool: &AnyPool, filter: &Filter, limit: i64) -> Result<(Vec<Wo
         let p = next(&mut args, Arg::Int(before));
         predicates.push(format!("w.id < {p}"));
     }
+    if let Some((p, roots)) = scope.predicate("n.path", args.len() + 1) {
+        predicates.push(p);
+        args.extend(roots.into_iter().map(Arg::Text));
+    }
     let limit_p = next(&mut args, Arg::Int(limit + 1));
     let sql = format!(
         "SELECT {COLUMNS} FROM {FROM} {} ORDER BY w.id DESC LIMIT {limit_p}",
@@ -1032,20 +1050,36 @@ pub async fn list(pool: &AnyPool, filter: &Filter, limit: i64) -> Result<(Vec<Wo
     Ok((orders, more))
 }
 
-/// How many orders wait for this account's approval (the header badge).
-pub async fn awaiting_count(pool: &AnyPool, account_id: i64, nodes: &[i64]) -> Result<i64> {
+/// How many orders in `scope` wait for this account's approval (the header
+/// badge). Approvers own a node on the order's chain, so the scope takes
+/// nothing away in practice; it is applied so the badge never counts an
+/// order its holder could not open.
+pub async fn awaiting_count(
+    pool: &AnyPool,
+    account_id: i64,
+    nodes: &[i64],
+    scope: &Scope,
+) -> Result<i64> {
     if nodes.is_empty() {
         return Ok(0);
     }
     let placeholders: Vec<String> = (0..nodes.len()).map(|i| format!("${}", i + 2)).collect();
+    let (in_scope, roots) = match scope.predicate("n.path", nodes.len() + 2) {
+        Some((p, roots)) => (format!(" AND {p}"), roots),
+        None => (String::new(), Vec::new()),
+    };
     let sql = format!(
-        "SELECT COUNT(*) FROM work_orders w WHERE w.state = 'pending_approval' AND w.creator_id <> $1 \
-         AND w.node_id IN ({}) AND NOT EXISTS (SELECT 1 FROM approvals ap WHERE ap.work_order_id = w.id AND ap.account_id = $1)",
+        "SELECT COUNT(*) FROM work_orders w JOIN nodes n ON n.id = w.node_id \
+         WHERE w.state = 'pending_approval' AND w.creator_id <> $1 \
+         AND w.node_id IN ({}) AND NOT EXISTS (SELECT 1 FROM approvals ap WHERE ap.work_order_id = w.id AND ap.account_id = $1){in_scope}",
         placeholders.join(", ")
     );
     let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(account_id);
     for node in nodes {
         query = query.bind(*node);
+    }
+    for root in roots {
+        query = query.bind(root);
     }
     Ok(query.fetch_one(pool).await?)
 }
