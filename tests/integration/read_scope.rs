@@ -335,11 +335,13 @@ db_test!(
             .await;
         assert_eq!(s, StatusCode::CREATED, "{payroll_item}");
         let payroll_item = payroll_item["id"].as_i64().unwrap();
-        // 120 closed orders, alternating between the teams, so that the
-        // newest 50 of all hold 25 of each.
-        let rows: Vec<String> = (0..120)
+        // 2,100 closed orders of /acme/pay, then 120 alternating between
+        // the teams, so that the newest 50 of all hold 25 of each. eric's
+        // team has many orders (its list is read newest first, filtered by
+        // path), otto's few (read through the node index): both ways.
+        let rows: Vec<String> = (0..2220)
             .map(|n| {
-                let (item, node) = if n % 2 == 0 {
+                let (item, node) = if n < 2100 || n % 2 == 0 {
                     (r.item, org.pay)
                 } else {
                     (payroll_item, org.payroll)
@@ -372,25 +374,34 @@ db_test!(
                     Some(c) => cursor = Some(c),
                     None => break,
                 }
-                assert!(pages.len() < 10, "the pages end");
+                assert!(pages.len() < 100, "the pages end");
             }
             pages
         };
         let api = |name: &str| app.api(Some(&app.token_for(name)));
-        for (name, path) in [("eric", "/acme/pay"), ("otto", "/acme/payroll")] {
+        let sizes = |pages: &[Vec<String>]| pages.iter().map(Vec::len).collect::<Vec<_>>();
+        let full_pages_then = |pages: usize, last: usize| {
+            let mut sizes = vec![50; pages];
+            sizes.push(last);
+            sizes
+        };
+        for (name, path, expected) in [
+            ("eric", "/acme/pay", full_pages_then(43, 10)),
+            ("otto", "/acme/payroll", full_pages_then(1, 10)),
+        ] {
             let seen = pages(api(name)).await;
             assert_eq!(
-                seen.iter().map(Vec::len).collect::<Vec<_>>(),
-                [50, 10],
+                sizes(&seen),
+                expected,
                 "{name}: full pages of the rows they may see"
             );
             assert!(
                 seen.iter().flatten().all(|p| p == path),
-                "{name} sees {path} only: {seen:?}"
+                "{name} sees {path} only"
             );
         }
         let seen = pages(org.admin.clone()).await;
-        assert_eq!(seen.iter().map(Vec::len).collect::<Vec<_>>(), [50, 50, 20]);
+        assert_eq!(sizes(&seen), full_pages_then(44, 20));
         // The list page too: 50 rows of eric's team, and a link to older ones.
         let browser: Browser = app.browser_as("eric", USER_PASSWORD).await;
         let (s, html) = browser.get("/work-orders").await;
