@@ -59,7 +59,7 @@ async fn list_nodes(
     State(state): State<AppState>,
     ApiActor(actor, _): ApiActor,
 ) -> Result<Json<Vec<Node>>> {
-    let scope = state.policy.read_scope(&actor);
+    let scope = state.policy.read_scope(&state.db, &actor).await?;
     Ok(Json(tree_db::list_all(&state.db.pool, &scope).await?))
 }
 

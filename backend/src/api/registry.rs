@@ -252,7 +252,7 @@ async fn list_apps(
         name: q.name.filter(|s| !s.is_empty()),
         node_id: q.node_id,
     };
-    let scope = state.policy.read_scope(&actor);
+    let scope = state.policy.read_scope(&state.db, &actor).await?;
     Ok(Json(apps::list(&state.db.pool, &filter, &scope).await?))
 }
 

@@ -46,7 +46,7 @@ async fn list_release_items(
     ApiActor(actor, _): ApiActor,
     ApiQuery(q): ApiQuery<ItemQuery>,
 ) -> Result<Json<Vec<ReleaseItem>>> {
-    let scope = state.policy.read_scope(&actor);
+    let scope = state.policy.read_scope(&state.db, &actor).await?;
     Ok(Json(
         release_items::list(&state.db.pool, q.node_id, &scope).await?,
     ))

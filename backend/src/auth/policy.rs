@@ -203,6 +203,9 @@ pub struct Policy {
     /// policy version they were computed at (the tree and its grants only
     /// change with a version bump).
     approver_nodes: std::sync::Mutex<ApproverCache>,
+    /// Per account, what it may read, for the policy version it was
+    /// computed at.
+    scopes: std::sync::Mutex<HashMap<i64, (i64, Scope)>>,
 }
 
 /// account id → (policy version, node ids where it approves)
@@ -250,6 +253,7 @@ impl Policy {
             current: RwLock::new(Arc::new(loaded)),
             reload: tokio::sync::Mutex::new(()),
             approver_nodes: std::sync::Mutex::new(HashMap::new()),
+            scopes: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -353,23 +357,54 @@ impl Policy {
         }
     }
 
-    /// What `actor` may read, for lists: everything (admins), the subtrees
-    /// below the nodes where it holds a role, or nothing (disabled).
-    pub fn read_scope(&self, actor: &Account) -> Scope {
+    /// The roots of what `actor` may read: `None` for everything (admins),
+    /// else the outermost paths where it holds a role (none when disabled).
+    fn scope_roots(&self, actor: &Account) -> Option<Vec<String>> {
         if actor.is_disabled() {
-            return Scope::Under(Vec::new());
+            return Some(Vec::new());
         }
         if self.may_view(actor, "/") {
-            return Scope::All;
+            return None;
         }
         let loaded = self.snapshot();
-        Scope::Under(
+        Some(
             loaded
                 .granted
                 .get(&actor.id)
                 .map(|paths| outermost(paths))
                 .unwrap_or_default(),
         )
+    }
+
+    /// What `actor` may read, for lists: everything (admins, and anyone
+    /// whose roles cover every node), or the subtrees below the nodes where
+    /// it holds a role, with their node ids; cached per policy version
+    /// (nodes are only added or removed with a version bump).
+    pub async fn read_scope(&self, db: &Db, actor: &Account) -> Result<Scope> {
+        let Some(roots) = self.scope_roots(actor) else {
+            return Ok(Scope::All);
+        };
+        if roots.is_empty() {
+            return Ok(Scope::nothing());
+        }
+        let version = self.snapshot().version;
+        if let Ok(cache) = self.scopes.lock()
+            && let Some((v, scope)) = cache.get(&actor.id)
+            && *v == version
+        {
+            return Ok(scope.clone());
+        }
+        let (subtrees, everything) = db::tree::subtrees(&db.pool, roots).await?;
+        let scope = if everything {
+            Scope::All
+        } else {
+            Scope::Under(Arc::new(subtrees))
+        };
+        if let Ok(mut cache) = self.scopes.lock() {
+            cache.retain(|_, (v, _)| *v == version);
+            cache.insert(actor.id, (version, scope.clone()));
+        }
+        Ok(scope)
     }
 
     /// [`Policy::may`], as a 403 naming what was refused.
@@ -437,6 +472,7 @@ mod tests {
             })),
             reload: tokio::sync::Mutex::new(()),
             approver_nodes: std::sync::Mutex::new(HashMap::new()),
+            scopes: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -549,13 +585,17 @@ mod tests {
         )
         .await;
         assert_eq!(
-            policy.read_scope(&account(1)),
-            Scope::Under(vec!["/a/b".into(), "/a/bc".into(), "/z".into()])
+            policy.scope_roots(&account(1)),
+            Some(vec!["/a/b".into(), "/a/bc".into(), "/z".into()])
         );
-        assert_eq!(policy.read_scope(&account(9)), Scope::All);
-        assert_eq!(policy.read_scope(&account(4)), Scope::Under(Vec::new()));
+        assert_eq!(
+            policy.scope_roots(&account(9)),
+            None,
+            "admins read everything"
+        );
+        assert_eq!(policy.scope_roots(&account(4)), Some(Vec::new()));
         let mut disabled = account(1);
         disabled.disabled_at = Some(1);
-        assert_eq!(policy.read_scope(&disabled), Scope::Under(Vec::new()));
+        assert_eq!(policy.scope_roots(&disabled), Some(Vec::new()));
     }
 }

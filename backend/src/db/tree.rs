@@ -2,6 +2,8 @@
 //! Every membership change bumps the policy version in the same transaction
 //! so every server replica reloads its enforcer before the next decision.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
@@ -124,37 +126,82 @@ pub async fn find_by_path(pool: &AnyPool, path: &str) -> Result<Option<Node>> {
     Ok(row.as_ref().map(node_from_row).transpose()?)
 }
 
-/// The part of the tree a reader may see: all of it (admins), or the
-/// subtrees below the nodes where they hold a role (`Policy::read_scope`
-/// decides which). Lists apply it in SQL, so a page of a list is a page of
-/// rows the reader may see.
+/// The part of the tree a reader may see: all of it, or the subtrees
+/// below the nodes where they hold a role (`Policy::read_scope` decides
+/// which, and caches it per grant version). Lists apply it in SQL, so a
+/// page of a list is a page of rows the reader may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
+    /// Every node (admins, and anyone whose roles cover the whole tree).
     All,
-    /// The nodes at these paths and everything below them; none: nothing.
-    Under(Vec<String>),
+    Under(Arc<Subtrees>),
+}
+
+/// Subtrees of the tree: their roots and every node in them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Subtrees {
+    /// Paths of the subtrees' top nodes, none below another.
+    pub roots: Vec<String>,
+    /// Ids of every node at or below a root.
+    pub nodes: Vec<i64>,
 }
 
 impl Scope {
+    /// Nothing at all (no role anywhere, or a disabled account).
+    pub fn nothing() -> Self {
+        Scope::Under(Arc::new(Subtrees::default()))
+    }
+
+    /// Whether node `id` is in the scope.
+    pub fn covers_node(&self, id: i64) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Under(s) => s.nodes.binary_search(&id).is_ok(),
+        }
+    }
+
     /// A SQL predicate keeping the rows whose node path (`column`) lies in
     /// the scope, with its parameters numbered from `$first`; `None` when
     /// everything is visible. The test is `domain::tree::path_covers`
     /// written in portable SQL: the path itself, or a path that starts with
     /// it followed by `/` (so `/a/b` covers `/a/b/c` and not `/a/bc`).
     pub fn predicate(&self, column: &str, first: usize) -> Option<(String, Vec<String>)> {
-        let Scope::Under(roots) = self else {
+        let Scope::Under(subtrees) = self else {
             return None;
         };
-        if roots.is_empty() {
-            return Some(("1 = 0".into(), Vec::new()));
-        }
-        let terms: Vec<String> = (first..first + roots.len())
-            .map(|i| {
-                format!("{column} = ${i} OR substr({column}, 1, length(${i}) + 1) = ${i} || '/'")
-            })
-            .collect();
-        Some((format!("({})", terms.join(" OR ")), roots.clone()))
+        Some(paths_predicate(&subtrees.roots, column, first))
     }
+}
+
+/// The SQL test "`column` is at or below one of `roots`" (see
+/// [`Scope::predicate`]).
+fn paths_predicate(roots: &[String], column: &str, first: usize) -> (String, Vec<String>) {
+    if roots.is_empty() {
+        return ("1 = 0".into(), Vec::new());
+    }
+    let terms: Vec<String> = (first..first + roots.len())
+        .map(|i| format!("{column} = ${i} OR substr({column}, 1, length(${i}) + 1) = ${i} || '/'"))
+        .collect();
+    (format!("({})", terms.join(" OR ")), roots.to_vec())
+}
+
+/// The subtrees below `roots` (paths, none below another), and whether
+/// they hold every node of the tree.
+pub async fn subtrees(pool: &AnyPool, roots: Vec<String>) -> Result<(Subtrees, bool)> {
+    let (p, args) = paths_predicate(&roots, "n.path", 1);
+    let sql = format!(
+        "SELECT n.id, (SELECT COUNT(*) FROM nodes) AS total FROM nodes n WHERE {p} ORDER BY n.id"
+    );
+    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+    for arg in args {
+        query = query.bind(arg);
+    }
+    let rows = query.fetch_all(pool).await?;
+    let everything = rows
+        .first()
+        .is_some_and(|(_, total)| *total == rows.len() as i64);
+    let nodes = rows.into_iter().map(|(id, _)| id).collect();
+    Ok((Subtrees { roots, nodes }, everything))
 }
 
 /// The nodes in `scope`, ordered by path, so a parent comes before its

@@ -968,18 +968,10 @@ const MAX_LISTED_NODES: usize = 500;
 /// every visible order when the node index drives a dense scope. A count
 /// bounded by [`SPARSE_ORDERS`] tells them apart for about a millisecond.
 async fn scope_plan(pool: &AnyPool, scope: &Scope) -> Result<ScopePlan> {
-    let Some((p, roots)) = scope.predicate("n.path", 1) else {
+    let Scope::Under(subtrees) = scope else {
         return Ok(ScopePlan::Everything);
     };
-    let sql = format!(
-        "SELECT n.id FROM nodes n WHERE {p} LIMIT {}",
-        MAX_LISTED_NODES + 1
-    );
-    let mut query = sqlx::query_scalar::<_, i64>(&sql);
-    for root in roots {
-        query = query.bind(root);
-    }
-    let ids = query.fetch_all(pool).await?;
+    let ids = &subtrees.nodes;
     if ids.is_empty() {
         return Ok(ScopePlan::Nothing);
     }
@@ -992,11 +984,11 @@ async fn scope_plan(pool: &AnyPool, scope: &Scope) -> Result<ScopePlan> {
         placeholders.join(", ")
     );
     let mut count = sqlx::query_scalar::<_, i64>(&sql);
-    for id in &ids {
+    for id in ids {
         count = count.bind(*id);
     }
     if count.fetch_one(pool).await? < SPARSE_ORDERS {
-        Ok(ScopePlan::Nodes(ids))
+        Ok(ScopePlan::Nodes(ids.clone()))
     } else {
         Ok(ScopePlan::Paths)
     }
@@ -1122,36 +1114,20 @@ pub async fn list(
     Ok((orders, more))
 }
 
-/// How many orders in `scope` wait for this account's approval (the header
-/// badge). Approvers own a node on the order's chain, so the scope takes
-/// nothing away in practice; it is applied so the badge never counts an
-/// order its holder could not open.
-pub async fn awaiting_count(
-    pool: &AnyPool,
-    account_id: i64,
-    nodes: &[i64],
-    scope: &Scope,
-) -> Result<i64> {
+/// How many orders wait for this account's approval (the header badge).
+pub async fn awaiting_count(pool: &AnyPool, account_id: i64, nodes: &[i64]) -> Result<i64> {
     if nodes.is_empty() {
         return Ok(0);
     }
     let placeholders: Vec<String> = (0..nodes.len()).map(|i| format!("${}", i + 2)).collect();
-    let (in_scope, roots) = match scope.predicate("n.path", nodes.len() + 2) {
-        Some((p, roots)) => (format!(" AND {p}"), roots),
-        None => (String::new(), Vec::new()),
-    };
     let sql = format!(
-        "SELECT COUNT(*) FROM work_orders w JOIN nodes n ON n.id = w.node_id \
-         WHERE w.state = 'pending_approval' AND w.creator_id <> $1 \
-         AND w.node_id IN ({}) AND NOT EXISTS (SELECT 1 FROM approvals ap WHERE ap.work_order_id = w.id AND ap.account_id = $1){in_scope}",
+        "SELECT COUNT(*) FROM work_orders w WHERE w.state = 'pending_approval' AND w.creator_id <> $1 \
+         AND w.node_id IN ({}) AND NOT EXISTS (SELECT 1 FROM approvals ap WHERE ap.work_order_id = w.id AND ap.account_id = $1)",
         placeholders.join(", ")
     );
     let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(account_id);
     for node in nodes {
         query = query.bind(*node);
-    }
-    for root in roots {
-        query = query.bind(root);
     }
     Ok(query.fetch_one(pool).await?)
 }

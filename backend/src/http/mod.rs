@@ -234,6 +234,7 @@ pub struct PageCtx {
     csrf: CsrfToken,
     flash: Option<Notice>,
     awaiting: i64,
+    scope: crate::db::tree::Scope,
 }
 
 impl FromRequestParts<AppState> for PageCtx {
@@ -252,20 +253,29 @@ impl FromRequestParts<AppState> for PageCtx {
             .approver_nodes(&state.db, actor.account.id)
             .await
             .map_err(|e| page_error(&e))?;
-        let awaiting = crate::db::work_orders::awaiting_count(
-            &state.db.pool,
-            actor.account.id,
-            &approves,
-            &state.policy.read_scope(&actor.account),
-        )
-        .await
-        .map_err(|e| page_error(&e))?;
+        let scope = state
+            .policy
+            .read_scope(&state.db, &actor.account)
+            .await
+            .map_err(|e| page_error(&e))?;
+        // Approvers own a node above the orders they approve, so they may
+        // see them; the badge still counts only what its holder may open.
+        let approves: Vec<i64> = approves
+            .iter()
+            .copied()
+            .filter(|node| scope.covers_node(*node))
+            .collect();
+        let awaiting =
+            crate::db::work_orders::awaiting_count(&state.db.pool, actor.account.id, &approves)
+                .await
+                .map_err(|e| page_error(&e))?;
         Ok(Self {
             actor,
             state: state.clone(),
             csrf,
             flash,
             awaiting,
+            scope,
         })
     }
 }
@@ -287,8 +297,8 @@ impl PageCtx {
     }
 
     /// What this person may read, for lists.
-    pub fn read_scope(&self) -> crate::db::tree::Scope {
-        self.state.policy.read_scope(&self.actor.account)
+    pub fn read_scope(&self) -> &crate::db::tree::Scope {
+        &self.scope
     }
 
     /// The layout for a page titled `title` in nav `section`; `notice`

@@ -183,7 +183,7 @@ async fn render_cluster(
                 cluster: Some(cluster.name.clone()),
                 ..AppFilter::default()
             },
-            &ctx.read_scope(),
+            ctx.read_scope(),
         )
         .await?;
         Ok::<_, Error>(ClusterPage {
@@ -296,7 +296,7 @@ async fn render_apps(
 ) -> Response {
     let result = async {
         require_admin(ctx)?;
-        let apps = apps::list(&ctx.state.db.pool, &AppFilter::default(), &ctx.read_scope()).await?;
+        let apps = apps::list(&ctx.state.db.pool, &AppFilter::default(), ctx.read_scope()).await?;
         let clusters = clusters::list(&ctx.state.db.pool).await?;
         Ok::<_, Error>(AppsPage {
             layout: ctx.layout("Apps", "admin-apps", notice),

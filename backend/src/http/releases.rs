@@ -194,7 +194,7 @@ impl ItemForm {
 /// Apps a stage on `node_path` may target: those at or below it.
 async fn apps_below(ctx: &PageCtx, node_path: &str) -> Result<Vec<App>> {
     Ok(
-        apps::list(&ctx.state.db.pool, &AppFilter::default(), &ctx.read_scope())
+        apps::list(&ctx.state.db.pool, &AppFilter::default(), ctx.read_scope())
             .await?
             .into_iter()
             .filter(|a| path_covers(&a.node_path, node_path))
@@ -241,7 +241,7 @@ async fn render_item_page(
                     items: vec![i.id],
                     ..Filter::default()
                 },
-                &ctx.read_scope(),
+                ctx.read_scope(),
                 10,
             )
             .await?
@@ -479,7 +479,7 @@ struct OrderForm {
 /// The items this person may file orders for.
 async fn fileable_items(ctx: &PageCtx) -> Result<Vec<ReleaseItem>> {
     Ok(
-        release_items::list(&ctx.state.db.pool, None, &ctx.read_scope())
+        release_items::list(&ctx.state.db.pool, None, ctx.read_scope())
             .await?
             .into_iter()
             .filter(|i| ctx.may(Action::FileWorkOrder, &i.node_path))
@@ -592,7 +592,7 @@ async fn file_work_order(ctx: PageCtx, CsrfForm(form): CsrfForm<OrderForm>) -> R
                         items: vec![item_id],
                         ..Filter::default()
                     },
-                    &ctx.read_scope(),
+                    ctx.read_scope(),
                     1,
                 )
                 .await
@@ -829,7 +829,7 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
         // The page filters by item name (an item per node may share it).
         let item_ids: Vec<i64> = match query.item.trim() {
             "" => Vec::new(),
-            name => release_items::refs(&ctx.state.db.pool, &ctx.read_scope())
+            name => release_items::refs(&ctx.state.db.pool, ctx.read_scope())
                 .await?
                 .into_iter()
                 .filter(|i| i.name == name)
@@ -861,7 +861,7 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
             before_id: query.before,
         };
         let (orders, more) =
-            work_orders::list(&ctx.state.db.pool, &filter, &ctx.read_scope(), PAGE_SIZE).await?;
+            work_orders::list(&ctx.state.db.pool, &filter, ctx.read_scope(), PAGE_SIZE).await?;
         let older = match (more, orders.last()) {
             (true, Some(last)) => {
                 let mut q = url::form_urlencoded::Serializer::new(String::new());

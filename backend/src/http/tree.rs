@@ -50,7 +50,7 @@ async fn render_tree(
     form_name: String,
     form_title: String,
 ) -> Response {
-    let nodes = match tree_db::list_all(&ctx.state.db.pool, &ctx.read_scope()).await {
+    let nodes = match tree_db::list_all(&ctx.state.db.pool, ctx.read_scope()).await {
         Ok(n) => n,
         Err(e) => return page_error(&e),
     };
@@ -151,14 +151,14 @@ async fn load_node_page(
         can_delete: ctx.may(Action::DeleteNode, node.parent_path()),
         can_manage_items: ctx.may(Action::ManageReleaseItems, &node.path),
         is_admin: ctx.may(Action::ManageAccounts, "/"),
-        items: crate::db::release_items::list(pool, Some(id), &ctx.read_scope()).await?,
+        items: crate::db::release_items::list(pool, Some(id), ctx.read_scope()).await?,
         apps: crate::db::apps::list(
             pool,
             &crate::db::apps::AppFilter {
                 node_id: Some(id),
                 ..Default::default()
             },
-            &ctx.read_scope(),
+            ctx.read_scope(),
         )
         .await?,
         node,
