@@ -5,8 +5,8 @@
 //! percentiles at concurrency 16 for the list page (unfiltered and
 //! filtered), a work order page and `GET /api/v1/work-orders` — as an owner
 //! of the whole tree, and, for the read scope, as an engineer of one team
-//! (1 % of the orders visible) and as a viewer of a node without orders
-//! (none visible: the scan that finds nothing).
+//! (1 % of the orders visible), a viewer of half the teams (50 %) and a
+//! viewer of a node without orders (none visible).
 //!
 //! `cargo bench --bench work_orders` (SQLite in a temp dir), or with
 //! `BENCH_DATABASE_URL=postgres://…` against an empty PostgreSQL database.
@@ -80,13 +80,21 @@ async fn seed(db: &Db, orders: usize, items: usize) -> (i64, usize) {
     // teamer is engineer of one team; newcomer views a node without orders.
     exec(db, &format!(
         "INSERT INTO accounts (kind, name, display_name, description, password_hash, is_admin, created_at, updated_at) \
-         VALUES ('user', 'teamer', 'Teamer', '', '{hash}', 0, {now}, {now}), ('user', 'newcomer', 'Newcomer', '', '{hash}', 0, {now}, {now})"
+         VALUES ('user', 'teamer', 'Teamer', '', '{hash}', 0, {now}, {now}), ('user', 'newcomer', 'Newcomer', '', '{hash}', 0, {now}, {now}), \
+         ('user', 'halfer', 'Halfer', '', '{hash}', 0, {now}, {now})"
     )).await;
     exec(db, &format!("INSERT INTO nodes (parent_id, name, title, path, created_at, updated_at) VALUES (1, 'quiet', 'Quiet', '/bench/quiet', {now}, {now})")).await;
     exec(db, &format!(
         "INSERT INTO node_members (node_id, account_id, role, created_at) VALUES (9, 3, 'engineer', {now}), ({}, 4, 'viewer', {now})",
         teams + 2
     )).await;
+    // halfer views half the teams, one grant each.
+    insert_rows(
+        db,
+        "INSERT INTO node_members (node_id, account_id, role, created_at)",
+        (0..teams / 2).map(|t| format!("({}, 5, 'viewer', {now})", t + 2)),
+    )
+    .await;
     exec(db, &format!("INSERT INTO clusters (name, environment, in_cluster, created_at, updated_at) VALUES ('bench', 'prod', 1, {now}, {now})")).await;
     insert_rows(db, "INSERT INTO apps (name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at)",
         (0..teams).map(|t| format!("('app-{t}', 1, 'ns', 'app-{t}', 'app', {}, {now}, {now})", t + 2))).await;
@@ -295,6 +303,7 @@ async fn main() {
     let team_browser = browser_as(&base, "teamer").await;
     let team_api = api_as(&db, 3).await;
     let quiet_api = api_as(&db, 4).await;
+    let half_api = api_as(&db, 5).await;
 
     let ids: Vec<usize> = (0..200).map(|i| (i * 7919) % orders + 1).collect();
     let scenarios: Vec<(&str, &reqwest::Client, Vec<String>)> = vec![
@@ -353,6 +362,16 @@ async fn main() {
             "GET /api/v1/work-orders, one team's engineer, second page",
             &team_api,
             vec![format!("{base}/api/v1/work-orders?cursor={}", orders / 2)],
+        ),
+        (
+            "GET /api/v1/work-orders, viewer of half the teams",
+            &half_api,
+            vec![format!("{base}/api/v1/work-orders")],
+        ),
+        (
+            "GET /api/v1/work-orders?state=…, viewer of half the teams",
+            &half_api,
+            vec![format!("{base}/api/v1/work-orders?state=pending_approval")],
         ),
         (
             "GET /api/v1/work-orders, viewer of a node without orders",

@@ -99,7 +99,7 @@ async fn list_work_orders(
     }
     let filter = resolve_filter(&state, &actor, q).await?;
     let scope = state.policy.read_scope(&state.db, &actor).await?;
-    let (items, more) = work_orders::list(&state.db.pool, &filter, &scope, limit).await?;
+    let (items, more) = work_orders::list(&state.db, &filter, &scope, limit).await?;
     let next_cursor = more.then(|| items.last().map(|o| o.id)).flatten();
     Ok(Json(WorkOrderPage { items, next_cursor }))
 }

@@ -15,6 +15,7 @@ use super::audit::{self, AuditActor, Change};
 use super::release_items::{self, ReleaseItem};
 use super::tree::Scope;
 use super::{Db, Tx, now_ms};
+use crate::config::DbKind;
 use crate::domain::release_item::{Canary, Strategy};
 use crate::domain::tree::{self as rules, Membership, Role};
 use crate::domain::work_order::{
@@ -947,27 +948,32 @@ pub async fn approver_nodes(pool: &AnyPool, account_id: i64) -> Result<Vec<i64>>
 enum ScopePlan {
     Everything,
     Nothing,
-    /// Few visible orders: `node_id IN (…)` over the node index, then a
-    /// sort of at most [`SPARSE_ORDERS`] rows.
-    Nodes(Vec<i64>),
-    /// Many: the newest-first scan keeps the rows whose node path lies in
-    /// the scope, and stops at the page's end after a short way.
-    Paths,
+    /// Few visible orders: `node_id IN (…)` drives the node index, then at
+    /// most [`SPARSE_ORDERS`] rows are sorted.
+    FewOrders(Vec<i64>),
+    /// Many visible orders: the newest-first scan keeps the rows of these
+    /// nodes (`+node_id IN (…)`: the unary plus keeps SQLite from driving
+    /// the node index and sorting them all) and stops at the page's end.
+    ManyOrders(Vec<i64>),
+    /// More nodes than a statement should list: the newest-first scan
+    /// keeps the rows whose node path lies in the scope.
+    ManyNodes,
 }
 
 /// Below this many orders in the reader's nodes, their list is read
 /// through the node index and sorted; from it on, by the newest-first scan.
 const SPARSE_ORDERS: i64 = 2000;
 
-/// Most visible nodes a reader may have for the index way (bind limits).
+/// Most visible nodes listed in a statement (bind limits, statement size).
 const MAX_LISTED_NODES: usize = 500;
 
-/// Picks the way to apply `scope`. Neither way is good for every reader
-/// (measured at 100k orders, docs/benchmarks.md): the newest-first scan
-/// reads every order when the reader's nodes hold none, and SQLite sorts
-/// every visible order when the node index drives a dense scope. A count
-/// bounded by [`SPARSE_ORDERS`] tells them apart for about a millisecond.
-async fn scope_plan(pool: &AnyPool, scope: &Scope) -> Result<ScopePlan> {
+/// Picks the way to apply `scope`. On SQLite neither way is good for
+/// every reader (measured at 100k orders, docs/benchmarks.md): the
+/// newest-first scan reads every order when the reader's nodes hold none,
+/// and the node index sorts every visible order when they hold many. A
+/// count bounded by [`SPARSE_ORDERS`] tells them apart for well under a
+/// millisecond.
+async fn scope_plan(db: &Db, scope: &Scope) -> Result<ScopePlan> {
     let Scope::Under(subtrees) = scope else {
         return Ok(ScopePlan::Everything);
     };
@@ -976,7 +982,12 @@ async fn scope_plan(pool: &AnyPool, scope: &Scope) -> Result<ScopePlan> {
         return Ok(ScopePlan::Nothing);
     }
     if ids.len() > MAX_LISTED_NODES {
-        return Ok(ScopePlan::Paths);
+        return Ok(ScopePlan::ManyNodes);
+    }
+    // PostgreSQL plans an id list from its statistics of `node_id` and
+    // picks the right way by itself; SQLite needs to be told.
+    if db.kind == DbKind::Postgres {
+        return Ok(ScopePlan::FewOrders(ids.clone()));
     }
     let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
@@ -987,10 +998,10 @@ async fn scope_plan(pool: &AnyPool, scope: &Scope) -> Result<ScopePlan> {
     for id in ids {
         count = count.bind(*id);
     }
-    if count.fetch_one(pool).await? < SPARSE_ORDERS {
-        Ok(ScopePlan::Nodes(ids.clone()))
+    if count.fetch_one(&db.pool).await? < SPARSE_ORDERS {
+        Ok(ScopePlan::FewOrders(ids.clone()))
     } else {
-        Ok(ScopePlan::Paths)
+        Ok(ScopePlan::ManyOrders(ids.clone()))
     }
 }
 
@@ -999,11 +1010,12 @@ async fn scope_plan(pool: &AnyPool, scope: &Scope) -> Result<ScopePlan> {
 /// the scope is applied in the query (see [`scope_plan`]), so a page holds
 /// `limit` rows the reader may see whenever that many exist.
 pub async fn list(
-    pool: &AnyPool,
+    db: &Db,
     filter: &Filter,
     scope: &Scope,
     limit: i64,
 ) -> Result<(Vec<WorkOrder>, bool)> {
+    let pool = &db.pool;
     enum Arg {
         Int(i64),
         Text(String),
@@ -1074,17 +1086,24 @@ pub async fn list(
         let p = next(&mut args, Arg::Int(before));
         predicates.push(format!("w.id < {p}"));
     }
-    match scope_plan(pool, scope).await? {
+    match scope_plan(db, scope).await? {
         ScopePlan::Everything => {}
         ScopePlan::Nothing => return Ok((Vec::new(), false)),
-        ScopePlan::Nodes(ids) => {
+        ScopePlan::FewOrders(ids) => {
             let ps: Vec<String> = ids
                 .iter()
                 .map(|id| next(&mut args, Arg::Int(*id)))
                 .collect();
             predicates.push(format!("w.node_id IN ({})", ps.join(", ")));
         }
-        ScopePlan::Paths => {
+        ScopePlan::ManyOrders(ids) => {
+            let ps: Vec<String> = ids
+                .iter()
+                .map(|id| next(&mut args, Arg::Int(*id)))
+                .collect();
+            predicates.push(format!("+w.node_id IN ({})", ps.join(", ")));
+        }
+        ScopePlan::ManyNodes => {
             if let Some((p, roots)) = scope.predicate("n.path", args.len() + 1) {
                 predicates.push(p);
                 args.extend(roots.into_iter().map(Arg::Text));

@@ -236,7 +236,7 @@ async fn render_item_page(
         let apps = apps_below(ctx, &node.path).await?;
         let recent = match &item {
             Some(i) => work_orders::list(
-                &ctx.state.db.pool,
+                &ctx.state.db,
                 &Filter {
                     items: vec![i.id],
                     ..Filter::default()
@@ -587,7 +587,7 @@ async fn file_work_order(ctx: PageCtx, CsrfForm(form): CsrfForm<OrderForm>) -> R
             let mut notice = Notice::from_error(&e);
             if matches!(e, Error::Conflict(_))
                 && let Ok((open, _)) = work_orders::list(
-                    &ctx.state.db.pool,
+                    &ctx.state.db,
                     &Filter {
                         items: vec![item_id],
                         ..Filter::default()
@@ -861,7 +861,7 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
             before_id: query.before,
         };
         let (orders, more) =
-            work_orders::list(&ctx.state.db.pool, &filter, ctx.read_scope(), PAGE_SIZE).await?;
+            work_orders::list(&ctx.state.db, &filter, ctx.read_scope(), PAGE_SIZE).await?;
         let older = match (more, orders.last()) {
             (true, Some(last)) => {
                 let mut q = url::form_urlencoded::Serializer::new(String::new());
