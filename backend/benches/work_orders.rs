@@ -3,7 +3,10 @@
 //! Seeds 100k work orders across 1k release items on 100 team nodes, starts
 //! the real router in-process on a loopback port, and measures latency
 //! percentiles at concurrency 16 for the list page (unfiltered and
-//! filtered), a work order page and `GET /api/v1/work-orders`.
+//! filtered), a work order page and `GET /api/v1/work-orders` — as an owner
+//! of the whole tree, and, for the read scope, as an engineer of one team
+//! (1 % of the orders visible), a viewer of half the teams (50 %) and a
+//! viewer of a node without orders (none visible).
 //!
 //! `cargo bench --bench work_orders` (SQLite in a temp dir), or with
 //! `BENCH_DATABASE_URL=postgres://…` against an empty PostgreSQL database.
@@ -74,6 +77,24 @@ async fn seed(db: &Db, orders: usize, items: usize) -> (i64, usize) {
     .await;
     // bencher owns /bench (approves everything below it); filer is engineer.
     exec(db, &format!("INSERT INTO node_members (node_id, account_id, role, created_at) VALUES (1, 1, 'owner', {now}), (1, 2, 'engineer', {now})")).await;
+    // teamer is engineer of one team; newcomer views a node without orders.
+    exec(db, &format!(
+        "INSERT INTO accounts (kind, name, display_name, description, password_hash, is_admin, created_at, updated_at) \
+         VALUES ('user', 'teamer', 'Teamer', '', '{hash}', 0, {now}, {now}), ('user', 'newcomer', 'Newcomer', '', '{hash}', 0, {now}, {now}), \
+         ('user', 'halfer', 'Halfer', '', '{hash}', 0, {now}, {now})"
+    )).await;
+    exec(db, &format!("INSERT INTO nodes (parent_id, name, title, path, created_at, updated_at) VALUES (1, 'quiet', 'Quiet', '/bench/quiet', {now}, {now})")).await;
+    exec(db, &format!(
+        "INSERT INTO node_members (node_id, account_id, role, created_at) VALUES (9, 3, 'engineer', {now}), ({}, 4, 'viewer', {now})",
+        teams + 2
+    )).await;
+    // halfer views half the teams, one grant each.
+    insert_rows(
+        db,
+        "INSERT INTO node_members (node_id, account_id, role, created_at)",
+        (0..teams / 2).map(|t| format!("({}, 5, 'viewer', {now})", t + 2)),
+    )
+    .await;
     exec(db, &format!("INSERT INTO clusters (name, environment, in_cluster, created_at, updated_at) VALUES ('bench', 'prod', 1, {now}, {now})")).await;
     insert_rows(db, "INSERT INTO apps (name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at)",
         (0..teams).map(|t| format!("('app-{t}', 1, 'ns', 'app-{t}', 'app', {}, {now}, {now})", t + 2))).await;
@@ -179,6 +200,55 @@ async fn measure(
     }
 }
 
+/// A cookie-keeping client logged in as `user` through the login form.
+async fn browser_as(base: &str, user: &str) -> reqwest::Client {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .pool_max_idle_per_host(32)
+        .build()
+        .unwrap();
+    let page = browser
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page.find(marker).unwrap() + marker.len();
+    let token = &page[start..start + page[start..].find('"').unwrap()];
+    let login = browser
+        .post(format!("{base}/login"))
+        .form(&[
+            ("csrf_token", token),
+            ("username", user),
+            ("password", "bench-password-1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(login.status().is_success(), "login: {}", login.status());
+    browser
+}
+
+/// An API client with a fresh token of account `id`.
+async fn api_as(db: &Db, id: i64) -> reqwest::Client {
+    let (_, secret) = tokens::create(db, id, "bench", None, &AuditActor::system())
+        .await
+        .unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("Bearer {}", secret.expose()).parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(32)
+        .build()
+        .unwrap()
+}
+
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; there is nothing to filter.
@@ -232,46 +302,12 @@ async fn main() {
     let base = format!("http://{addr}");
 
     // A browser session for the pages, a token for the API.
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .pool_max_idle_per_host(32)
-        .build()
-        .unwrap();
-    let page = browser
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = page.find(marker).unwrap() + marker.len();
-    let token = &page[start..start + page[start..].find('"').unwrap()];
-    let login = browser
-        .post(format!("{base}/login"))
-        .form(&[
-            ("csrf_token", token),
-            ("username", "bencher"),
-            ("password", "bench-password-1"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(login.status().is_success(), "login: {}", login.status());
-    let (_, secret) = tokens::create(&db, bencher, "bench", None, &AuditActor::system())
-        .await
-        .unwrap();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        "authorization",
-        format!("Bearer {}", secret.expose()).parse().unwrap(),
-    );
-    let api = reqwest::Client::builder()
-        .default_headers(headers)
-        .pool_max_idle_per_host(32)
-        .build()
-        .unwrap();
+    let browser = browser_as(&base, "bencher").await;
+    let api = api_as(&db, bencher).await;
+    let team_browser = browser_as(&base, "teamer").await;
+    let team_api = api_as(&db, 3).await;
+    let quiet_api = api_as(&db, 4).await;
+    let half_api = api_as(&db, 5).await;
 
     let ids: Vec<usize> = (0..200).map(|i| (i * 7919) % orders + 1).collect();
     let scenarios: Vec<(&str, &reqwest::Client, Vec<String>)> = vec![
@@ -315,6 +351,36 @@ async fn main() {
             "My approvals page (awaiting me)",
             &browser,
             vec![format!("{base}/approvals")],
+        ),
+        (
+            "work order list page, one team's engineer (1 % visible)",
+            &team_browser,
+            vec![format!("{base}/work-orders")],
+        ),
+        (
+            "GET /api/v1/work-orders, one team's engineer",
+            &team_api,
+            vec![format!("{base}/api/v1/work-orders")],
+        ),
+        (
+            "GET /api/v1/work-orders, one team's engineer, second page",
+            &team_api,
+            vec![format!("{base}/api/v1/work-orders?cursor={}", orders / 2)],
+        ),
+        (
+            "GET /api/v1/work-orders, viewer of half the teams",
+            &half_api,
+            vec![format!("{base}/api/v1/work-orders")],
+        ),
+        (
+            "GET /api/v1/work-orders?state=…, viewer of half the teams",
+            &half_api,
+            vec![format!("{base}/api/v1/work-orders?state=pending_approval")],
+        ),
+        (
+            "GET /api/v1/work-orders, viewer of a node without orders",
+            &quiet_api,
+            vec![format!("{base}/api/v1/work-orders")],
         ),
     ];
     println!(

@@ -29,14 +29,20 @@ pub async fn file_work_order(
     title: &str,
     description: &str,
 ) -> Result<WorkOrder> {
-    let item = release_items::get(&state.db.pool, release_item_id)
-        .await
-        .map_err(|_| {
-            Error::validation(
+    // An item the actor may not see is refused like a missing one.
+    let item = match state.policy.visible(
+        actor,
+        release_items::get(&state.db.pool, release_item_id).await,
+    ) {
+        Ok(item) => item,
+        Err(Error::NotFound(_)) => {
+            return Err(Error::validation(
                 "release_item_id",
                 format!("release item {release_item_id} does not exist"),
-            )
-        })?;
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     state
         .policy
         .require(actor, Action::FileWorkOrder, &item.node_path)?;
@@ -63,7 +69,8 @@ pub async fn file_work_order(
     work_orders::file(&state.db, &new, actor, who).await
 }
 
-/// Applies approve / reject / close through the state machine.
+/// Applies approve / reject / close through the state machine. An order
+/// the actor may not see answers like a missing one.
 pub async fn decide_on_work_order(
     state: &AppState,
     actor: &Account,
@@ -71,6 +78,9 @@ pub async fn decide_on_work_order(
     id: i64,
     command: Command,
 ) -> Result<WorkOrder> {
+    state
+        .policy
+        .visible(actor, work_orders::get(&state.db.pool, id).await)?;
     let may_act = |path: &str| state.policy.may(actor, Action::FileWorkOrder, path);
     work_orders::apply(
         &state.db,
@@ -102,7 +112,9 @@ pub async fn drive_stage(
         Command::Deploy { stage } | Command::Rollback { stage } => *stage,
         _ => return decide_on_work_order(state, actor, who, id, command).await,
     };
-    let order = work_orders::get(&state.db.pool, id).await?;
+    let order = state
+        .policy
+        .visible(actor, work_orders::get(&state.db.pool, id).await)?;
     let may_act = state
         .policy
         .may(actor, Action::FileWorkOrder, &order.node_path);

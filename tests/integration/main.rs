@@ -14,6 +14,7 @@ mod gitlab;
 mod kubectl;
 mod ops;
 mod rbac;
+mod read_scope;
 mod registry;
 mod release_pages;
 mod releases;

@@ -1,10 +1,17 @@
-//! The route × role table: every state-changing route, called as admin,
-//! owner, engineer, viewer, outsider and anonymous, is allowed or denied as
-//! listed. Later features add their routes to these tables.
+//! The route × role tables: every route the server serves — API and pages,
+//! reads and writes — called as admin, owner, engineer, viewer, outsider
+//! and anonymous, is let through or refused as its row says. The routes
+//! come from the code (the API's OpenAPI document, the pages'
+//! `rollway::http::routes()`), so a route added without a row fails
+//! `every_route_has_a_row_in_the_route_tables`.
 //!
 //! The organisation (see `Org`): olivia owns /acme/pay, eric is engineer
 //! and vera viewer there, otto owns the look-alike sibling /acme/payroll.
+//! Reads are scoped like writes: otto may not see /acme/pay, so its
+//! objects answer him exactly as missing ones would (404, or 422 for an id
+//! named in a body), and lists leave them out.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use reqwest::{Method, StatusCode};
@@ -15,7 +22,7 @@ use crate::db_test;
 use crate::releases::{Release, item_body, order_body};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Who {
+pub(crate) enum Who {
     Admin,
     Owner,
     Engineer,
@@ -39,6 +46,8 @@ const FILERS: &[Who] = &[Who::Admin, Who::Owner, Who::Engineer];
 /// The effective approvers: owners of the nearest node with owners (admins
 /// are not approvers by being admins).
 const APPROVERS: &[Who] = &[Who::Owner];
+/// Everyone with a role on /acme/pay, and admins.
+const VIEWERS: &[Who] = &[Who::Admin, Who::Owner, Who::Engineer, Who::Viewer];
 const SIGNED_IN: &[Who] = &[
     Who::Admin,
     Who::Owner,
@@ -47,7 +56,7 @@ const SIGNED_IN: &[Who] = &[
     Who::Outsider,
 ];
 
-fn user_of(who: Who) -> Option<(&'static str, &'static str)> {
+pub(crate) fn user_of(who: Who) -> Option<(&'static str, &'static str)> {
     match who {
         Who::Admin => Some(("admin", ADMIN_PASSWORD)),
         Who::Owner => Some(("olivia", USER_PASSWORD)),
@@ -58,19 +67,533 @@ fn user_of(who: Who) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// What the outsider gets where a row refuses him. He may not see
+/// /acme/pay, so its objects answer him as missing ones do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hidden {
+    /// Global things (accounts, registry, settings): 403, like everyone
+    /// refused.
+    Forbidden,
+    /// An object on /acme/pay named in the path: 404.
+    NotFound,
+    /// An object on /acme/pay named in the body: 422, like a missing id.
+    Invalid,
+}
+
+impl Hidden {
+    fn status(self) -> StatusCode {
+        match self {
+            Hidden::Forbidden => StatusCode::FORBIDDEN,
+            Hidden::NotFound => StatusCode::NOT_FOUND,
+            Hidden::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+}
+
+/// One row: a route (`METHOD /path`, with a note in parentheses when one
+/// route has several rows), who is let through, what the outsider gets
+/// when refused, and for lists, who finds the /acme/pay fixture in them.
+/// Signed-in people refused who may see the object get 403; anonymous
+/// callers 401 (API) or the login page (pages).
+pub(crate) struct Row {
+    pub(crate) route: &'static str,
+    allowed: &'static [Who],
+    hidden: Hidden,
+    sees: Option<&'static [Who]>,
+}
+
+const fn row(route: &'static str, allowed: &'static [Who], hidden: Hidden) -> Row {
+    Row {
+        route,
+        allowed,
+        hidden,
+        sees: None,
+    }
+}
+
+/// A list everyone signed in may read; the fixture on /acme/pay is in it
+/// for `sees` only.
+const fn list(route: &'static str, sees: &'static [Who]) -> Row {
+    Row {
+        route,
+        allowed: SIGNED_IN,
+        hidden: Hidden::Forbidden,
+        sees: Some(sees),
+    }
+}
+
+use Hidden::{Forbidden, Invalid, NotFound};
+
+/// Routes anyone may call, signed in or not, left out of the tables.
+const PUBLIC: &[(&str, &str)] = &[
+    ("GET /login", "the login form: everyone must reach it"),
+    (
+        "POST /login",
+        "signing in, before anyone is known (tests/integration/auth.rs; CSRF below)",
+    ),
+    (
+        "GET /static/{*path}",
+        "stylesheets and scripts, the same for everyone",
+    ),
+];
+
+pub(crate) const API_ROUTES: &[Row] = &[
+    row("POST /api/v1/nodes (child of /acme/pay)", OWNERS, Invalid),
+    row("POST /api/v1/nodes (root)", ADMINS, Forbidden),
+    row("PATCH /api/v1/nodes/{id}", OWNERS, NotFound),
+    row("DELETE /api/v1/nodes/{id}", OWNERS, NotFound),
+    row("POST /api/v1/nodes/{id}/members", OWNERS, NotFound),
+    row(
+        "DELETE /api/v1/nodes/{id}/members/{account_id}",
+        OWNERS,
+        NotFound,
+    ),
+    row("POST /api/v1/users", ADMINS, Forbidden),
+    row("PATCH /api/v1/users/{id}", ADMINS, Forbidden),
+    row("POST /api/v1/users/{id}/reset-password", ADMINS, Forbidden),
+    row("POST /api/v1/service-accounts", ADMINS, Forbidden),
+    row("PATCH /api/v1/service-accounts/{id}", ADMINS, Forbidden),
+    row(
+        "POST /api/v1/service-accounts/{id}/tokens",
+        ADMINS,
+        Forbidden,
+    ),
+    row("DELETE /api/v1/tokens/{id}", ADMINS, Forbidden),
+    row("POST /api/v1/clusters", ADMINS, Forbidden),
+    row("PATCH /api/v1/clusters/{id}", ADMINS, Forbidden),
+    row("DELETE /api/v1/clusters/{id}", ADMINS, Forbidden),
+    row("POST /api/v1/apps", ADMINS, Forbidden),
+    row("PATCH /api/v1/apps/{id}", ADMINS, Forbidden),
+    row("DELETE /api/v1/apps/{id}", ADMINS, Forbidden),
+    row("PUT /api/v1/settings/gitlab", ADMINS, Forbidden),
+    row("POST /api/v1/release-items", OWNERS, Invalid),
+    row("PUT /api/v1/release-items/{id}", OWNERS, NotFound),
+    row("DELETE /api/v1/release-items/{id}", OWNERS, NotFound),
+    row("POST /api/v1/work-orders", FILERS, Invalid),
+    row("POST /api/v1/work-orders/{id}/approve", APPROVERS, NotFound),
+    row("POST /api/v1/work-orders/{id}/reject", APPROVERS, NotFound),
+    row("POST /api/v1/work-orders/{id}/close", FILERS, NotFound),
+    row(
+        "POST /api/v1/work-orders/{id}/stages/{n}/deploy",
+        FILERS,
+        NotFound,
+    ),
+    row(
+        "POST /api/v1/work-orders/{id}/stages/{n}/rollback",
+        FILERS,
+        NotFound,
+    ),
+    row("POST /api/v1/clusters/{id}/test", ADMINS, Forbidden),
+    // Reads.
+    row("GET /api/v1/me", SIGNED_IN, Forbidden),
+    list("GET /api/v1/nodes", VIEWERS),
+    row("GET /api/v1/nodes/{id}", VIEWERS, NotFound),
+    row("GET /api/v1/nodes/{id}/members", VIEWERS, NotFound),
+    row("GET /api/v1/users", ADMINS, Forbidden),
+    row("GET /api/v1/users/{id}", ADMINS, Forbidden),
+    row("GET /api/v1/service-accounts", ADMINS, Forbidden),
+    row("GET /api/v1/service-accounts/{id}", ADMINS, Forbidden),
+    row(
+        "GET /api/v1/service-accounts/{id}/tokens",
+        ADMINS,
+        Forbidden,
+    ),
+    row("GET /api/v1/audit", ADMINS, Forbidden),
+    row("GET /api/v1/settings/gitlab", ADMINS, Forbidden),
+    row("GET /api/v1/clusters", ADMINS, Forbidden),
+    row("GET /api/v1/clusters/{id}", ADMINS, Forbidden),
+    list("GET /api/v1/apps", VIEWERS),
+    row("GET /api/v1/apps/{id}", VIEWERS, NotFound),
+    list("GET /api/v1/release-items", VIEWERS),
+    row("GET /api/v1/release-items/{id}", VIEWERS, NotFound),
+    row("GET /api/v1/release-items/{id}/versions", VIEWERS, NotFound),
+    list("GET /api/v1/work-orders", VIEWERS),
+    list("GET /api/v1/work-orders (awaiting_me)", APPROVERS),
+    row("GET /api/v1/work-orders/{id}", VIEWERS, NotFound),
+];
+
+pub(crate) const PAGE_ROUTES: &[Row] = &[
+    row("POST /tree/nodes (child of /acme/pay)", OWNERS, NotFound),
+    row("POST /tree/nodes (root)", ADMINS, Forbidden),
+    row("POST /tree/nodes/{id}/title", OWNERS, NotFound),
+    row("POST /tree/nodes/{id}/delete", OWNERS, NotFound),
+    row("POST /tree/nodes/{id}/members", OWNERS, NotFound),
+    row(
+        "POST /tree/nodes/{id}/members/{account_id}/delete",
+        OWNERS,
+        NotFound,
+    ),
+    row("POST /admin/users", ADMINS, Forbidden),
+    row("POST /admin/users/{id}/disable", ADMINS, Forbidden),
+    row("POST /admin/users/{id}/enable", ADMINS, Forbidden),
+    row("POST /admin/users/{id}/reset-password", ADMINS, Forbidden),
+    row("POST /admin/service-accounts", ADMINS, Forbidden),
+    row(
+        "POST /admin/service-accounts/{id}/disable",
+        ADMINS,
+        Forbidden,
+    ),
+    row(
+        "POST /admin/service-accounts/{id}/enable",
+        ADMINS,
+        Forbidden,
+    ),
+    row(
+        "POST /admin/service-accounts/{id}/tokens",
+        ADMINS,
+        Forbidden,
+    ),
+    row("POST /admin/tokens/{id}/revoke", ADMINS, Forbidden),
+    row("POST /admin/clusters", ADMINS, Forbidden),
+    row("POST /admin/clusters/{id}/update", ADMINS, Forbidden),
+    row("POST /admin/clusters/{id}/delete", ADMINS, Forbidden),
+    row("POST /admin/apps", ADMINS, Forbidden),
+    row("POST /admin/apps/{id}/delete", ADMINS, Forbidden),
+    row("POST /admin/settings", ADMINS, Forbidden),
+    row("POST /release-items", OWNERS, NotFound),
+    row("POST /release-items/{id}", OWNERS, NotFound),
+    row("POST /release-items/{id}/delete", OWNERS, NotFound),
+    row("POST /work-orders", FILERS, Invalid),
+    row("POST /work-orders/{id}/approve", APPROVERS, NotFound),
+    row("POST /work-orders/{id}/reject", APPROVERS, NotFound),
+    row("POST /work-orders/{id}/close", FILERS, NotFound),
+    row("POST /work-orders/{id}/stages/{n}/deploy", FILERS, NotFound),
+    row(
+        "POST /work-orders/{id}/stages/{n}/rollback",
+        FILERS,
+        NotFound,
+    ),
+    row("POST /admin/clusters/{id}/test", ADMINS, Forbidden),
+    row("POST /account/password", SIGNED_IN, Forbidden),
+    row("POST /logout", SIGNED_IN, Forbidden),
+    // Reads.
+    row("GET /", SIGNED_IN, Forbidden),
+    list("GET /tree", VIEWERS),
+    row("GET /tree/nodes/{id}", VIEWERS, NotFound),
+    row("GET /admin/users", ADMINS, Forbidden),
+    row("GET /admin/service-accounts", ADMINS, Forbidden),
+    row("GET /admin/service-accounts/{id}", ADMINS, Forbidden),
+    row("GET /admin/clusters", ADMINS, Forbidden),
+    row("GET /admin/clusters/{id}", ADMINS, Forbidden),
+    row("GET /admin/apps", ADMINS, Forbidden),
+    row("GET /admin/audit", ADMINS, Forbidden),
+    row("GET /admin/settings", ADMINS, Forbidden),
+    row("GET /account", SIGNED_IN, Forbidden),
+    row("GET /release-items/new", OWNERS, NotFound),
+    row("GET /release-items/{id}", VIEWERS, NotFound),
+    list("GET /work-orders", VIEWERS),
+    list("GET /work-orders/new", FILERS),
+    list("GET /work-orders/new/versions", FILERS),
+    row("GET /work-orders/{id}", VIEWERS, NotFound),
+    row("GET /work-orders/{id}/pods", VIEWERS, NotFound),
+    row(
+        "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs",
+        VIEWERS,
+        NotFound,
+    ),
+    row(
+        "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs/stream",
+        VIEWERS,
+        NotFound,
+    ),
+    list("GET /approvals", APPROVERS),
+];
+
+/// `METHOD /path` of a row, without its note.
+fn route_of(row: &str) -> &str {
+    row.split(" (").next().unwrap_or(row)
+}
+
+/// Every route the server serves, as `METHOD /path`, read from the code:
+/// the API from its OpenAPI document (every API route is registered through
+/// utoipa-axum), the pages from `rollway::http::routes()`.
+fn served_routes() -> BTreeSet<String> {
+    let (_, doc) = rollway::api::router().split_for_parts();
+    let doc = serde_json::to_value(&doc).expect("the OpenAPI document as JSON");
+    let mut served = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in [
+            "get", "put", "post", "delete", "patch", "head", "options", "trace",
+        ] {
+            if item.get(method).is_some() {
+                served.insert(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    for (method, path) in rollway::http::routes().listed() {
+        served.insert(format!("{method} {path}"));
+    }
+    served
+}
+
+#[test]
+fn every_route_has_a_row_in_the_route_tables() {
+    let served = served_routes();
+    assert!(
+        served.contains("GET /api/v1/work-orders") && served.contains("GET /tree"),
+        "both doors are listed: {served:?}"
+    );
+    let mut covered: BTreeSet<String> = BTreeSet::new();
+    for r in API_ROUTES {
+        assert!(
+            route_of(r.route).contains(" /api/"),
+            "{} is in the API table",
+            r.route
+        );
+        covered.insert(route_of(r.route).to_string());
+    }
+    for r in PAGE_ROUTES {
+        assert!(
+            !route_of(r.route).contains(" /api/"),
+            "{} is in the page table",
+            r.route
+        );
+        covered.insert(route_of(r.route).to_string());
+    }
+    for (route, _why) in PUBLIC {
+        covered.insert(route.to_string());
+    }
+    let missing: Vec<&String> = served.difference(&covered).collect();
+    let stale: Vec<&String> = covered.difference(&served).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a row in the route × role tables (add one to API_ROUTES or PAGE_ROUTES): {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "rows for routes the server does not serve: {stale:?}"
+    );
+}
+
+/// Every state-changing page route (each POST row, with its note), for
+/// tests that run over all of them with `page_call`'s fixtures.
+pub(crate) fn state_changing_page_routes() -> Vec<&'static str> {
+    PAGE_ROUTES
+        .iter()
+        .map(|r| r.route)
+        .filter(|r| r.starts_with("POST "))
+        .collect()
+}
+
+/// Routes whose callers, once the role check lets them in, meet the test
+/// clusters (unreachable: 502) or a state rule (nothing deployed: 409):
+/// for these, "allowed" means anything but 401, 403 and 404.
+const PAST_THE_ROLE_CHECK: &[&str] = &[
+    "POST /api/v1/work-orders/{id}/stages/{n}/deploy",
+    "POST /api/v1/work-orders/{id}/stages/{n}/rollback",
+    "POST /api/v1/clusters/{id}/test",
+    "POST /work-orders/{id}/stages/{n}/deploy",
+    "POST /work-orders/{id}/stages/{n}/rollback",
+    "POST /admin/clusters/{id}/test",
+    "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs",
+    "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs/stream",
+];
+
+fn admitted(route: &str, status: StatusCode) -> bool {
+    if PAST_THE_ROLE_CHECK.contains(&route) {
+        ![
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+            StatusCode::NOT_FOUND,
+        ]
+        .contains(&status)
+    } else {
+        status.is_success() || status == StatusCode::SEE_OTHER
+    }
+}
+
+/// Whether a signed-in caller's answer is what `row` says for `who`.
+/// `body` is the answer's text, `marker` what marks the /acme/pay fixture
+/// in a list.
+fn as_listed(row: &Row, who: Who, status: StatusCode, body: &str, marker: Option<&str>) -> bool {
+    if row.allowed.contains(&who) {
+        let let_in = admitted(row.route, status)
+            || (row.route == "POST /account/password"
+                && status == StatusCode::UNPROCESSABLE_ENTITY);
+        let sees_right = match (row.sees, marker) {
+            (Some(sees), Some(marker)) => body.contains(marker) == sees.contains(&who),
+            (None, _) => true,
+            (Some(_), None) => panic!("{}: a list row needs a marker", row.route),
+        };
+        let_in && sees_right
+    } else if who == Who::Outsider {
+        status == row.hidden.status()
+    } else {
+        status == StatusCode::FORBIDDEN
+    }
+}
+
+/// One API request to make.
+struct ApiCall {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+}
+
+fn call(method: Method, path: String, body: Option<Value>) -> ApiCall {
+    ApiCall { method, path, body }
+}
+
+/// A read of the API: the path, and for lists what marks the fixture on
+/// /acme/pay in the answer.
+fn api_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
+    let org = f.org;
+    let (order, item) = (f.read_order, f.read_item);
+    match route {
+        "GET /api/v1/me" => ("/api/v1/me".into(), None),
+        "GET /api/v1/nodes" => (
+            "/api/v1/nodes".into(),
+            Some("\"path\":\"/acme/pay\"".into()),
+        ),
+        "GET /api/v1/nodes/{id}" => (format!("/api/v1/nodes/{}", org.pay), None),
+        "GET /api/v1/nodes/{id}/members" => (format!("/api/v1/nodes/{}/members", org.pay), None),
+        "GET /api/v1/users" => ("/api/v1/users".into(), None),
+        "GET /api/v1/users/{id}" => (format!("/api/v1/users/{}", f.read_user), None),
+        "GET /api/v1/service-accounts" => ("/api/v1/service-accounts".into(), None),
+        "GET /api/v1/service-accounts/{id}" => (
+            format!("/api/v1/service-accounts/{}", f.read_service_account),
+            None,
+        ),
+        "GET /api/v1/service-accounts/{id}/tokens" => (
+            format!("/api/v1/service-accounts/{}/tokens", f.read_service_account),
+            None,
+        ),
+        "GET /api/v1/audit" => ("/api/v1/audit".into(), None),
+        "GET /api/v1/settings/gitlab" => ("/api/v1/settings/gitlab".into(), None),
+        "GET /api/v1/clusters" => ("/api/v1/clusters".into(), None),
+        "GET /api/v1/clusters/{id}" => (format!("/api/v1/clusters/{}", f.read_cluster), None),
+        "GET /api/v1/apps" => (
+            "/api/v1/apps".into(),
+            Some(format!("\"id\":{},", f.release.staging_app)),
+        ),
+        "GET /api/v1/apps/{id}" => (format!("/api/v1/apps/{}", f.release.staging_app), None),
+        "GET /api/v1/release-items" => (
+            "/api/v1/release-items".into(),
+            Some(format!("\"id\":{item},")),
+        ),
+        "GET /api/v1/release-items/{id}" => (format!("/api/v1/release-items/{item}"), None),
+        "GET /api/v1/release-items/{id}/versions" => {
+            (format!("/api/v1/release-items/{item}/versions"), None)
+        }
+        "GET /api/v1/work-orders" => (
+            "/api/v1/work-orders".into(),
+            Some(format!("\"id\":{order},")),
+        ),
+        "GET /api/v1/work-orders (awaiting_me)" => (
+            "/api/v1/work-orders?awaiting_me=true".into(),
+            Some(format!("\"id\":{order},")),
+        ),
+        "GET /api/v1/work-orders/{id}" => (format!("/api/v1/work-orders/{order}"), None),
+        other => panic!("no fixture for {other}"),
+    }
+}
+
+/// A page read: the path, and for lists what marks the fixture on
+/// /acme/pay in the page.
+fn page_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
+    let org = f.org;
+    let (order, item) = (f.read_order, f.read_item);
+    match route {
+        "GET /" => ("/".into(), None),
+        "GET /tree" => (
+            "/tree".into(),
+            Some(format!("href=\"/tree/nodes/{}\"", org.pay)),
+        ),
+        "GET /tree/nodes/{id}" => (format!("/tree/nodes/{}", org.pay), None),
+        "GET /admin/users" => ("/admin/users".into(), None),
+        "GET /admin/service-accounts" => ("/admin/service-accounts".into(), None),
+        "GET /admin/service-accounts/{id}" => (
+            format!("/admin/service-accounts/{}", f.read_service_account),
+            None,
+        ),
+        "GET /admin/clusters" => ("/admin/clusters".into(), None),
+        "GET /admin/clusters/{id}" => (format!("/admin/clusters/{}", f.read_cluster), None),
+        "GET /admin/apps" => ("/admin/apps".into(), None),
+        "GET /admin/audit" => ("/admin/audit".into(), None),
+        "GET /admin/settings" => ("/admin/settings".into(), None),
+        "GET /account" => ("/account".into(), None),
+        "GET /release-items/new" => (format!("/release-items/new?node={}", org.pay), None),
+        "GET /release-items/{id}" => (format!("/release-items/{item}"), None),
+        "GET /work-orders" => (
+            "/work-orders".into(),
+            Some(format!("href=\"/work-orders/{order}\"")),
+        ),
+        "GET /work-orders/new" => (
+            "/work-orders/new".into(),
+            Some(format!("<option value=\"{item}\"")),
+        ),
+        // The newest tag of the item's project: GitLab is asked only for
+        // items the reader may file orders for.
+        "GET /work-orders/new/versions" => (
+            format!("/work-orders/new/versions?item={item}"),
+            Some("v1.129.0".into()),
+        ),
+        "GET /work-orders/{id}" => (format!("/work-orders/{order}"), None),
+        "GET /work-orders/{id}/pods" => (format!("/work-orders/{order}/pods"), None),
+        "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs" => (
+            format!("/work-orders/{order}/stages/1/pods/checkout-1/logs"),
+            None,
+        ),
+        "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs/stream" => (
+            format!("/work-orders/{order}/stages/1/pods/checkout-1/logs/stream"),
+            None,
+        ),
+        "GET /approvals" => (
+            "/approvals".into(),
+            Some(format!("href=\"/work-orders/{order}\"")),
+        ),
+        other => panic!("no fixture for {other}"),
+    }
+}
+
 static SEQ: AtomicU32 = AtomicU32::new(0);
 fn unique(prefix: &str) -> String {
     format!("{prefix}{}", SEQ.fetch_add(1, Ordering::SeqCst))
 }
 
-/// Fresh things for one request to act on, made by the admin.
-struct Fixtures<'a> {
+/// Things for the requests to act on, made by the admin: fresh ones for
+/// each state-changing request, shared ones for the reads.
+pub(crate) struct Fixtures<'a> {
     org: &'a Org,
     release: &'a Release,
     release_tokens: Vec<(String, Api)>,
+    /// An order eric filed on /acme/pay, waiting for olivia's approval.
+    read_order: i64,
+    /// A release item on /acme/pay with that order.
+    read_item: i64,
+    read_cluster: i64,
+    read_user: i64,
+    read_service_account: i64,
 }
 
-impl Fixtures<'_> {
+impl<'a> Fixtures<'a> {
+    pub(crate) async fn new(app: &TestApp, release: &'a Release) -> Fixtures<'a> {
+        let mut f = Fixtures {
+            org: &release.org,
+            release,
+            release_tokens: vec![
+                ("eric".into(), app.api(Some(&app.token_for("eric")))),
+                ("olivia".into(), app.api(Some(&app.token_for("olivia")))),
+            ],
+            read_order: 0,
+            read_item: 0,
+            read_cluster: 0,
+            read_user: 0,
+            read_service_account: 0,
+        };
+        f.read_order = f.order().await;
+        let (_, order) = f
+            .org
+            .admin
+            .get(&format!("/api/v1/work-orders/{}", f.read_order))
+            .await;
+        f.read_item = order["release_item_id"].as_i64().expect("item");
+        f.read_cluster = f.cluster().await;
+        f.read_user = f.user().await.0;
+        f.read_service_account = f.service_account().await;
+        f
+    }
+
     async fn leaf_under_pay(&self) -> i64 {
         let (s, v) = self
             .org
@@ -214,76 +737,8 @@ impl Fixtures<'_> {
     }
 }
 
-/// One API request to make.
-struct ApiCall {
-    method: Method,
-    path: String,
-    body: Option<Value>,
-}
-
-fn call(method: Method, path: String, body: Option<Value>) -> ApiCall {
-    ApiCall { method, path, body }
-}
-
-const API_ROUTES: &[(&str, &[Who])] = &[
-    ("POST /api/v1/nodes (child of /acme/pay)", OWNERS),
-    ("POST /api/v1/nodes (root)", ADMINS),
-    ("PATCH /api/v1/nodes/{id}", OWNERS),
-    ("DELETE /api/v1/nodes/{id}", OWNERS),
-    ("POST /api/v1/nodes/{id}/members", OWNERS),
-    ("DELETE /api/v1/nodes/{id}/members/{account_id}", OWNERS),
-    ("POST /api/v1/users", ADMINS),
-    ("PATCH /api/v1/users/{id}", ADMINS),
-    ("POST /api/v1/users/{id}/reset-password", ADMINS),
-    ("POST /api/v1/service-accounts", ADMINS),
-    ("PATCH /api/v1/service-accounts/{id}", ADMINS),
-    ("POST /api/v1/service-accounts/{id}/tokens", ADMINS),
-    ("DELETE /api/v1/tokens/{id}", ADMINS),
-    ("POST /api/v1/clusters", ADMINS),
-    ("PATCH /api/v1/clusters/{id}", ADMINS),
-    ("DELETE /api/v1/clusters/{id}", ADMINS),
-    ("POST /api/v1/apps", ADMINS),
-    ("PATCH /api/v1/apps/{id}", ADMINS),
-    ("DELETE /api/v1/apps/{id}", ADMINS),
-    ("PUT /api/v1/settings/gitlab", ADMINS),
-    ("POST /api/v1/release-items", OWNERS),
-    ("PUT /api/v1/release-items/{id}", OWNERS),
-    ("DELETE /api/v1/release-items/{id}", OWNERS),
-    ("POST /api/v1/work-orders", FILERS),
-    ("POST /api/v1/work-orders/{id}/approve", APPROVERS),
-    ("POST /api/v1/work-orders/{id}/reject", APPROVERS),
-    ("POST /api/v1/work-orders/{id}/close", FILERS),
-    ("POST /api/v1/work-orders/{id}/stages/{n}/deploy", FILERS),
-    ("POST /api/v1/work-orders/{id}/stages/{n}/rollback", FILERS),
-    ("POST /api/v1/clusters/{id}/test", ADMINS),
-];
-
-/// Routes whose callers, once the role check lets them in, meet the test
-/// clusters (unreachable: 502) or a state rule (nothing deployed: 409):
-/// for these, "allowed" means anything but 401, 403 and 404.
-const PAST_THE_ROLE_CHECK: &[&str] = &[
-    "POST /api/v1/work-orders/{id}/stages/{n}/deploy",
-    "POST /api/v1/work-orders/{id}/stages/{n}/rollback",
-    "POST /api/v1/clusters/{id}/test",
-    "POST /work-orders/{id}/stages/{n}/deploy",
-    "POST /work-orders/{id}/stages/{n}/rollback",
-    "POST /admin/clusters/{id}/test",
-];
-
-fn admitted(route: &str, status: StatusCode) -> bool {
-    if PAST_THE_ROLE_CHECK.contains(&route) {
-        ![
-            StatusCode::UNAUTHORIZED,
-            StatusCode::FORBIDDEN,
-            StatusCode::NOT_FOUND,
-        ]
-        .contains(&status)
-    } else {
-        status.is_success() || status == StatusCode::SEE_OTHER
-    }
-}
-
-async fn api_call(route: &str, f: &Fixtures<'_>) -> ApiCall {
+/// A state-changing API request with fresh fixtures.
+async fn api_write(route: &str, f: &Fixtures<'_>) -> ApiCall {
     let org = f.org;
     match route {
         "POST /api/v1/nodes (child of /acme/pay)" => call(
@@ -478,43 +933,11 @@ async fn api_call(route: &str, f: &Fixtures<'_>) -> ApiCall {
     }
 }
 
-const PAGE_ROUTES: &[(&str, &[Who])] = &[
-    ("POST /tree/nodes (child of /acme/pay)", OWNERS),
-    ("POST /tree/nodes (root)", ADMINS),
-    ("POST /tree/nodes/{id}/title", OWNERS),
-    ("POST /tree/nodes/{id}/delete", OWNERS),
-    ("POST /tree/nodes/{id}/members", OWNERS),
-    ("POST /tree/nodes/{id}/members/{account_id}/delete", OWNERS),
-    ("POST /admin/users", ADMINS),
-    ("POST /admin/users/{id}/disable", ADMINS),
-    ("POST /admin/users/{id}/enable", ADMINS),
-    ("POST /admin/users/{id}/reset-password", ADMINS),
-    ("POST /admin/service-accounts", ADMINS),
-    ("POST /admin/service-accounts/{id}/disable", ADMINS),
-    ("POST /admin/service-accounts/{id}/enable", ADMINS),
-    ("POST /admin/service-accounts/{id}/tokens", ADMINS),
-    ("POST /admin/tokens/{id}/revoke", ADMINS),
-    ("POST /admin/clusters", ADMINS),
-    ("POST /admin/clusters/{id}/update", ADMINS),
-    ("POST /admin/clusters/{id}/delete", ADMINS),
-    ("POST /admin/apps", ADMINS),
-    ("POST /admin/apps/{id}/delete", ADMINS),
-    ("POST /admin/settings", ADMINS),
-    ("POST /release-items", OWNERS),
-    ("POST /release-items/{id}", OWNERS),
-    ("POST /release-items/{id}/delete", OWNERS),
-    ("POST /work-orders", FILERS),
-    ("POST /work-orders/{id}/approve", APPROVERS),
-    ("POST /work-orders/{id}/reject", APPROVERS),
-    ("POST /work-orders/{id}/close", FILERS),
-    ("POST /work-orders/{id}/stages/{n}/deploy", FILERS),
-    ("POST /work-orders/{id}/stages/{n}/rollback", FILERS),
-    ("POST /admin/clusters/{id}/test", ADMINS),
-    ("POST /account/password", SIGNED_IN),
-    ("POST /logout", SIGNED_IN),
-];
-
-async fn page_call(route: &str, f: &Fixtures<'_>, who: Who) -> (String, Vec<(String, String)>) {
+pub(crate) async fn page_call(
+    route: &str,
+    f: &Fixtures<'_>,
+    who: Who,
+) -> (String, Vec<(String, String)>) {
     let org = f.org;
     let kv = |pairs: &[(&str, &str)]| {
         pairs
@@ -705,19 +1128,11 @@ async fn page_call(route: &str, f: &Fixtures<'_>, who: Who) -> (String, Vec<(Str
 }
 
 db_test!(
-    every_state_changing_api_route_allows_exactly_the_listed_roles,
+    every_api_route_allows_exactly_the_listed_roles,
     |backend| async move {
         let app = TestApp::start(backend).await;
         let release = Release::create(&app, true).await;
-        let org = &release.org;
-        let fixtures = Fixtures {
-            org,
-            release: &release,
-            release_tokens: vec![
-                ("eric".into(), app.api(Some(&app.token_for("eric")))),
-                ("olivia".into(), app.api(Some(&app.token_for("olivia")))),
-            ],
-        };
+        let fixtures = Fixtures::new(&app, &release).await;
         let mut clients: Vec<(Who, Api)> = Vec::new();
         for who in EVERYONE {
             let api = match user_of(who) {
@@ -727,20 +1142,25 @@ db_test!(
             clients.push((who, api));
         }
         let mut failures = Vec::new();
-        for (route, allowed) in API_ROUTES {
+        for row in API_ROUTES {
             for (who, api) in &clients {
-                let c = api_call(route, &fixtures).await;
+                let (c, marker) = if row.route.starts_with("GET ") {
+                    let (path, marker) = api_read(row.route, &fixtures);
+                    (call(Method::GET, path, None), marker)
+                } else {
+                    (api_write(row.route, &fixtures).await, None)
+                };
                 let (status, body) = api.request(c.method.clone(), &c.path, c.body.clone()).await;
-                let expected_ok = allowed.contains(who);
-                let ok = match (who, expected_ok) {
-                    (Who::Anonymous, _) => status == StatusCode::UNAUTHORIZED,
-                    (_, true) => admitted(route, status),
-                    (_, false) => {
-                        status == StatusCode::FORBIDDEN && body["error"]["code"] == "forbidden"
+                let ok = match who {
+                    Who::Anonymous => status == StatusCode::UNAUTHORIZED,
+                    _ => {
+                        as_listed(row, *who, status, &body.to_string(), marker.as_deref())
+                            && (status != StatusCode::FORBIDDEN
+                                || body["error"]["code"] == "forbidden")
                     }
                 };
                 if !ok {
-                    failures.push(format!("{route} as {who:?}: got {status} {body}"));
+                    failures.push(format!("{} as {who:?}: got {status} {body}", row.route));
                 }
             }
         }
@@ -753,55 +1173,72 @@ db_test!(
 );
 
 db_test!(
-    every_state_changing_page_route_allows_exactly_the_listed_roles,
+    every_page_route_allows_exactly_the_listed_roles,
     |backend| async move {
         let app = TestApp::start(backend).await;
         let release = Release::create(&app, true).await;
-        let org = &release.org;
-        let fixtures = Fixtures {
-            org,
-            release: &release,
-            release_tokens: vec![
-                ("eric".into(), app.api(Some(&app.token_for("eric")))),
-                ("olivia".into(), app.api(Some(&app.token_for("olivia")))),
-            ],
-        };
+        let fixtures = Fixtures::new(&app, &release).await;
+        // Reads share one browser per person; writes get a fresh one each
+        // (logout and password changes end the session they run in).
+        let mut readers: Vec<(Who, Browser)> = Vec::new();
+        for who in EVERYONE {
+            let browser = match user_of(who) {
+                Some((name, password)) => app.browser_as(name, password).await,
+                None => app.browser(),
+            };
+            readers.push((who, browser));
+        }
         let mut failures = Vec::new();
-        for (route, allowed) in PAGE_ROUTES {
-            for who in EVERYONE {
-                // A fresh browser per request: logout and password changes end
-                // the session they run in.
-                let browser: Browser = match user_of(who) {
-                    Some((name, password)) => app.browser_as(name, password).await,
-                    None => app.browser(),
-                };
-                let (path, fields) = page_call(route, &fixtures, who).await;
-                let fields: Vec<(&str, &str)> = fields
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                let (status, _, location) = if who == Who::Anonymous {
-                    // The anonymous browser has a CSRF cookie from the login page.
-                    let token = browser.csrf("/login").await;
-                    let mut all = vec![("csrf_token", token.as_str())];
-                    all.extend_from_slice(&fields);
-                    browser.post_raw(&path, &all).await
+        for row in PAGE_ROUTES {
+            for (who, reader) in &readers {
+                let who = *who;
+                let (status, body, location, marker) = if row.route.starts_with("GET ") {
+                    let (path, marker) = page_read(row.route, &fixtures);
+                    let resp = reader.client.get(app.url(&path)).send().await.expect("GET");
+                    let status = resp.status();
+                    let location = resp
+                        .headers()
+                        .get("location")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    // A followed log streams for as long as it is read:
+                    // the status line is the answer.
+                    let body = if row.route.ends_with("/stream") && status.is_success() {
+                        String::new()
+                    } else {
+                        resp.text().await.unwrap_or_default()
+                    };
+                    (status, body, location, marker)
                 } else {
-                    browser.submit(&path, &fields).await
+                    let browser: Browser = match user_of(who) {
+                        Some((name, password)) => app.browser_as(name, password).await,
+                        None => app.browser(),
+                    };
+                    let (path, fields) = page_call(row.route, &fixtures, who).await;
+                    let fields: Vec<(&str, &str)> = fields
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    let (status, body, location) = if who == Who::Anonymous {
+                        // The anonymous browser has a CSRF cookie from the login page.
+                        let token = browser.csrf("/login").await;
+                        let mut all = vec![("csrf_token", token.as_str())];
+                        all.extend_from_slice(&fields);
+                        browser.post_raw(&path, &all).await
+                    } else {
+                        browser.submit(&path, &fields).await
+                    };
+                    (status, body, location, None)
                 };
                 let to_login = location.as_deref().is_some_and(|l| l.starts_with("/login"));
-                let ok = match (who, allowed.contains(&who)) {
-                    (Who::Anonymous, _) => status == StatusCode::SEE_OTHER && to_login,
-                    (_, true) => {
-                        admitted(route, status)
-                            || (*route == "POST /account/password"
-                                && status == StatusCode::UNPROCESSABLE_ENTITY)
-                    }
-                    (_, false) => status == StatusCode::FORBIDDEN,
+                let ok = match who {
+                    Who::Anonymous => status == StatusCode::SEE_OTHER && to_login,
+                    _ => as_listed(row, who, status, &body, marker.as_deref()),
                 };
                 if !ok {
                     failures.push(format!(
-                        "{route} as {who:?}: got {status} location {location:?}"
+                        "{} as {who:?}: got {status} location {location:?}",
+                        row.route
                     ));
                 }
             }
@@ -810,6 +1247,113 @@ db_test!(
             failures.is_empty(),
             "route × role table broken:\n{}",
             failures.join("\n")
+        );
+    }
+);
+
+/// A fingerprint of everything a page form can change: rows of the audit
+/// log (every change writes one), sessions, grants, and the newest change
+/// of each table people edit.
+async fn everything(app: &TestApp) -> String {
+    let newest =
+        |table: &str| format!("CAST(COALESCE((SELECT MAX(updated_at) FROM {table}), 0) AS TEXT)");
+    let sql = format!(
+        "SELECT CAST((SELECT COUNT(*) FROM audit_log) AS TEXT) || '/' || CAST((SELECT COUNT(*) FROM sessions) AS TEXT) \
+         || '/' || CAST((SELECT version FROM policy_state WHERE id = 1) AS TEXT) \
+         || '/' || CAST((SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NOT NULL) AS TEXT) \
+         || '/' || CAST((SELECT COUNT(*) FROM work_orders) AS TEXT) || '/' || CAST((SELECT COUNT(*) FROM approvals) AS TEXT) \
+         || '/' || {} || '/' || {} || '/' || {} || '/' || {} || '/' || {} || '/' || {} || '/' || {}",
+        newest("accounts"),
+        newest("nodes"),
+        newest("clusters"),
+        newest("apps"),
+        newest("settings"),
+        newest("release_items"),
+        newest("work_orders"),
+    );
+    app.db.query_text(&sql).await.expect("a fingerprint")
+}
+
+db_test!(
+    every_state_changing_page_route_refuses_a_missing_or_foreign_csrf_token,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let release = Release::create(&app, true).await;
+        let fixtures = Fixtures::new(&app, &release).await;
+        // A token that is valid, but for another browser.
+        let stranger = app.browser();
+        let foreign = stranger.csrf("/login").await;
+        let mut routes = state_changing_page_routes();
+        routes.push("POST /login");
+        assert!(routes.len() > 30, "{routes:?}");
+        let mut failures = Vec::new();
+        for route in routes {
+            // The admin may do everything: only the token stands in the way.
+            let (browser, path, fields) = if route == "POST /login" {
+                let browser = app.browser();
+                browser.csrf("/login").await;
+                let fields = [("username", "admin"), ("password", ADMIN_PASSWORD)]
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .to_vec();
+                (browser, "/login".to_string(), fields)
+            } else {
+                let browser = app.browser_as("admin", ADMIN_PASSWORD).await;
+                let (path, fields) = page_call(route, &fixtures, Who::Admin).await;
+                (browser, path, fields)
+            };
+            let mut fields: Vec<(String, String)> = fields;
+            if route == "POST /account/password" {
+                // The right current password: only the token is missing.
+                fields = vec![
+                    ("current_password".into(), ADMIN_PASSWORD.into()),
+                    ("new_password".into(), "a-new-admin-password-1".into()),
+                ];
+            }
+            let before = everything(&app).await;
+            for (what, token) in [
+                ("no token", None),
+                ("a foreign token", Some(foreign.as_str())),
+            ] {
+                let mut form: Vec<(&str, &str)> = Vec::new();
+                if let Some(token) = token {
+                    form.push(("csrf_token", token));
+                }
+                form.extend(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                let (status, _, _) = browser.post_raw(&path, &form).await;
+                if status != StatusCode::FORBIDDEN {
+                    failures.push(format!("{route} with {what}: got {status}"));
+                }
+            }
+            let after = everything(&app).await;
+            if before != after {
+                failures.push(format!("{route}: something changed ({before} → {after})"));
+            }
+            if route != "POST /login" {
+                let (status, _) = browser.get("/account").await;
+                if status != StatusCode::OK {
+                    failures.push(format!("{route}: the session ended ({status})"));
+                }
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "CSRF refusals broken:\n{}",
+            failures.join("\n")
+        );
+        // The control: with its token, a form does change something.
+        let admin = app.browser_as("admin", ADMIN_PASSWORD).await;
+        let before = everything(&app).await;
+        let (status, _, _) = admin
+            .submit(
+                "/admin/users",
+                &[("name", "csrf-control"), ("password", USER_PASSWORD)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_ne!(
+            everything(&app).await,
+            before,
+            "the fingerprint sees changes"
         );
     }
 );

@@ -246,19 +246,20 @@ db_test!(
                 json!({"title": "Payroll"}),
             )
             .await;
+        // She may not even see /acme/payroll: it answers like a missing node.
         assert_eq!(
             s,
-            StatusCode::FORBIDDEN,
+            StatusCode::NOT_FOUND,
             "/acme/pay must not cover /acme/payroll: {v}"
         );
-        assert_eq!(v["error"]["code"], "forbidden");
+        assert_eq!(v["error"]["code"], "not_found");
         let (s, _) = olivia
             .patch(
                 &format!("/api/v1/nodes/{}", org.acme),
                 json!({"title": "Acme"}),
             )
             .await;
-        assert_eq!(s, StatusCode::FORBIDDEN, "a role does not reach up");
+        assert_eq!(s, StatusCode::NOT_FOUND, "a role does not reach up");
         // She may create below her node but not delete it (its parent decides).
         let (s, _) = olivia
             .post(
@@ -303,7 +304,7 @@ db_test!(
                 )
                 .await
                 .0,
-            StatusCode::FORBIDDEN
+            StatusCode::NOT_FOUND
         );
     }
 );

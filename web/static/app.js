@@ -33,6 +33,11 @@ document.addEventListener("click", (event) => {
     }
     log.textContent = "";
     source = new EventSource(button.dataset.follow);
+    // The server ends a stream after a while and the browser reconnects:
+    // the fresh stream starts with the last lines again.
+    source.onopen = () => {
+      log.textContent = "";
+    };
     button.textContent = "Stop following";
     button.setAttribute("aria-pressed", "true");
     source.onmessage = (event) => {

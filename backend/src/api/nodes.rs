@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 use super::{ApiJson, ApiPath};
 use crate::app::AppState;
 use crate::auth::{Action, ApiActor};
+use crate::db::accounts::Account;
 use crate::db::tree::{self as tree_db, Member, Node};
 use crate::domain::tree::Role;
 use crate::error::{Error, ErrorBody, Result};
@@ -48,13 +49,25 @@ pub struct AddMember {
     pub role: String,
 }
 
-/// Every node of the tree, ordered by path.
+/// The nodes the caller may view (every node, for admins), ordered by path:
+/// the subtrees below the nodes where it holds a role.
 #[utoipa::path(
     get, path = "/api/v1/nodes", tag = "tree", security(("bearer" = [])),
     responses((status = 200, body = [Node]), (status = 401, body = ErrorBody))
 )]
-async fn list_nodes(State(state): State<AppState>, _actor: ApiActor) -> Result<Json<Vec<Node>>> {
-    Ok(Json(tree_db::list_all(&state.db.pool).await?))
+async fn list_nodes(
+    State(state): State<AppState>,
+    ApiActor(actor, _): ApiActor,
+) -> Result<Json<Vec<Node>>> {
+    let scope = state.policy.read_scope(&state.db, &actor).await?;
+    Ok(Json(tree_db::list_all(&state.db.pool, &scope).await?))
+}
+
+/// Node `id` if `actor` may view it; the 404 of a missing node otherwise.
+async fn visible_node(state: &AppState, actor: &Account, id: i64) -> Result<Node> {
+    state
+        .policy
+        .visible(actor, tree_db::get(&state.db.pool, id).await)
 }
 
 /// Creates a node; its path is computed from the parent's.
@@ -72,14 +85,17 @@ async fn create_node(
     ApiJson(body): ApiJson<CreateNode>,
 ) -> Result<(StatusCode, Json<Node>)> {
     let parent_path = match body.parent_id {
-        Some(id) => {
-            tree_db::get(&state.db.pool, id)
-                .await
-                .map_err(|_| {
-                    Error::validation("parent_id", format!("parent node {id} does not exist"))
-                })?
-                .path
-        }
+        // A parent the caller may not see is refused like a missing one.
+        Some(id) => match visible_node(&state, &actor, id).await {
+            Ok(parent) => parent.path,
+            Err(Error::NotFound(_)) => {
+                return Err(Error::validation(
+                    "parent_id",
+                    format!("parent node {id} does not exist"),
+                ));
+            }
+            Err(e) => return Err(e),
+        },
         None => "/".to_string(),
     };
     state
@@ -104,10 +120,10 @@ async fn create_node(
 )]
 async fn get_node(
     State(state): State<AppState>,
-    _actor: ApiActor,
+    ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Node>> {
-    Ok(Json(tree_db::get(&state.db.pool, id).await?))
+    Ok(Json(visible_node(&state, &actor, id).await?))
 }
 
 /// Changes a node's title (its name and path are fixed).
@@ -123,7 +139,7 @@ async fn update_node(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateNode>,
 ) -> Result<Json<Node>> {
-    let node = tree_db::get(&state.db.pool, id).await?;
+    let node = visible_node(&state, &actor, id).await?;
     state.policy.require(&actor, Action::EditNode, &node.path)?;
     Ok(Json(
         tree_db::update_title(&state.db, id, &body.title, &who).await?,
@@ -141,7 +157,7 @@ async fn delete_node(
     ApiActor(actor, who): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode> {
-    let node = tree_db::get(&state.db.pool, id).await?;
+    let node = visible_node(&state, &actor, id).await?;
     state
         .policy
         .require(&actor, Action::DeleteNode, node.parent_path())?;
@@ -157,10 +173,10 @@ async fn delete_node(
 )]
 async fn list_members(
     State(state): State<AppState>,
-    _actor: ApiActor,
+    ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<Member>>> {
-    tree_db::get(&state.db.pool, id).await?;
+    visible_node(&state, &actor, id).await?;
     Ok(Json(tree_db::members(&state.db.pool, id).await?))
 }
 
@@ -177,7 +193,7 @@ async fn add_member(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<(StatusCode, Json<Member>)> {
-    let node = tree_db::get(&state.db.pool, id).await?;
+    let node = visible_node(&state, &actor, id).await?;
     state
         .policy
         .require(&actor, Action::ManageMembers, &node.path)?;
@@ -206,7 +222,7 @@ async fn remove_member(
     ApiActor(actor, who): ApiActor,
     ApiPath((id, account_id)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode> {
-    let node = tree_db::get(&state.db.pool, id).await?;
+    let node = visible_node(&state, &actor, id).await?;
     state
         .policy
         .require(&actor, Action::ManageMembers, &node.path)?;

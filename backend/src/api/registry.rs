@@ -1,5 +1,7 @@
-//! Clusters and apps. Anyone signed in may read them (CI looks apps up);
-//! only admins change them. Kubeconfigs are write-only.
+//! Clusters and apps. Clusters are shared infrastructure: only admins see
+//! and change them. Apps hang on a tree node: whoever may view the node may
+//! read them (CI looks apps up), only admins change them. Kubeconfigs are
+//! write-only.
 
 use axum::Json;
 use axum::extract::State;
@@ -78,15 +80,16 @@ fn connection(
     }
 }
 
-/// Every cluster (credentials never included).
+/// Every cluster (admins; credentials never included).
 #[utoipa::path(
     get, path = "/api/v1/clusters", tag = "registry", security(("bearer" = [])),
-    responses((status = 200, body = [Cluster]), (status = 401, body = ErrorBody))
+    responses((status = 200, body = [Cluster]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
 )]
 async fn list_clusters(
     State(state): State<AppState>,
-    _actor: ApiActor,
+    ApiActor(actor, _): ApiActor,
 ) -> Result<Json<Vec<Cluster>>> {
+    state.policy.require(&actor, Action::ManageRegistry, "/")?;
     Ok(Json(clusters::list(&state.db.pool).await?))
 }
 
@@ -110,17 +113,18 @@ async fn create_cluster(
     Ok((StatusCode::CREATED, Json(cluster)))
 }
 
-/// One cluster.
+/// One cluster (admins).
 #[utoipa::path(
     get, path = "/api/v1/clusters/{id}", tag = "registry", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Cluster id")),
-    responses((status = 200, body = Cluster), (status = 404, body = ErrorBody))
+    responses((status = 200, body = Cluster), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 async fn get_cluster(
     State(state): State<AppState>,
-    _actor: ApiActor,
+    ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Cluster>> {
+    state.policy.require(&actor, Action::ManageRegistry, "/")?;
     Ok(Json(clusters::get(&state.db.pool, id).await?))
 }
 
@@ -232,7 +236,7 @@ impl From<AppBody> for AppFields {
     }
 }
 
-/// Looks apps up (all filters optional).
+/// Looks up the apps the caller may view (all filters optional).
 #[utoipa::path(
     get, path = "/api/v1/apps", tag = "registry", security(("bearer" = [])),
     params(AppQuery),
@@ -240,7 +244,7 @@ impl From<AppBody> for AppFields {
 )]
 async fn list_apps(
     State(state): State<AppState>,
-    _actor: ApiActor,
+    ApiActor(actor, _): ApiActor,
     ApiQuery(q): ApiQuery<AppQuery>,
 ) -> Result<Json<Vec<App>>> {
     let filter = AppFilter {
@@ -248,7 +252,8 @@ async fn list_apps(
         name: q.name.filter(|s| !s.is_empty()),
         node_id: q.node_id,
     };
-    Ok(Json(apps::list(&state.db.pool, &filter).await?))
+    let scope = state.policy.read_scope(&state.db, &actor).await?;
+    Ok(Json(apps::list(&state.db.pool, &filter, &scope).await?))
 }
 
 /// Registers an app.
@@ -275,10 +280,14 @@ async fn create_app(
 )]
 async fn get_app(
     State(state): State<AppState>,
-    _actor: ApiActor,
+    ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<App>> {
-    Ok(Json(apps::get(&state.db.pool, id).await?))
+    Ok(Json(
+        state
+            .policy
+            .visible(&actor, apps::get(&state.db.pool, id).await)?,
+    ))
 }
 
 /// Replaces an app's fields.

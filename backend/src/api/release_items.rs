@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 use super::{ApiJson, ApiPath, ApiQuery};
 use crate::app::AppState;
 use crate::auth::{Action, ApiActor};
+use crate::db::accounts::Account;
 use crate::db::release_items::{self, ItemFields, ReleaseItem};
 use crate::db::tree as tree_db;
 use crate::error::{Error, ErrorBody, Result};
@@ -34,7 +35,7 @@ pub struct ItemQuery {
     node_id: Option<i64>,
 }
 
-/// Release items, by node path and name.
+/// The release items the caller may view, by node path and name.
 #[utoipa::path(
     get, path = "/api/v1/release-items", tag = "release items", security(("bearer" = [])),
     params(ItemQuery),
@@ -42,17 +43,36 @@ pub struct ItemQuery {
 )]
 async fn list_release_items(
     State(state): State<AppState>,
-    _actor: ApiActor,
+    ApiActor(actor, _): ApiActor,
     ApiQuery(q): ApiQuery<ItemQuery>,
 ) -> Result<Json<Vec<ReleaseItem>>> {
-    Ok(Json(release_items::list(&state.db.pool, q.node_id).await?))
+    let scope = state.policy.read_scope(&state.db, &actor).await?;
+    Ok(Json(
+        release_items::list(&state.db.pool, q.node_id, &scope).await?,
+    ))
 }
 
-async fn node_path(state: &AppState, node_id: i64) -> Result<String> {
-    tree_db::get(&state.db.pool, node_id)
-        .await
-        .map(|n| n.path)
-        .map_err(|_| Error::validation("node_id", format!("tree node {node_id} does not exist")))
+/// The path of node `node_id` named in a body; a node the caller may not
+/// see is refused like a missing one.
+async fn node_path(state: &AppState, actor: &Account, node_id: i64) -> Result<String> {
+    match state
+        .policy
+        .visible(actor, tree_db::get(&state.db.pool, node_id).await)
+    {
+        Ok(node) => Ok(node.path),
+        Err(Error::NotFound(_)) => Err(Error::validation(
+            "node_id",
+            format!("tree node {node_id} does not exist"),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Item `id` if `actor` may view it; the 404 of a missing item otherwise.
+async fn visible_item(state: &AppState, actor: &Account, id: i64) -> Result<ReleaseItem> {
+    state
+        .policy
+        .visible(actor, release_items::get(&state.db.pool, id).await)
 }
 
 /// Creates a release item (owners of its node).
@@ -66,7 +86,7 @@ async fn create_release_item(
     ApiActor(actor, who): ApiActor,
     ApiJson(body): ApiJson<ItemFields>,
 ) -> Result<(StatusCode, Json<ReleaseItem>)> {
-    let path = node_path(&state, body.node_id).await?;
+    let path = node_path(&state, &actor, body.node_id).await?;
     state
         .policy
         .require(&actor, Action::ManageReleaseItems, &path)?;
@@ -82,10 +102,10 @@ async fn create_release_item(
 )]
 async fn get_release_item(
     State(state): State<AppState>,
-    _actor: ApiActor,
+    ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ReleaseItem>> {
-    Ok(Json(release_items::get(&state.db.pool, id).await?))
+    Ok(Json(visible_item(&state, &actor, id).await?))
 }
 
 /// Replaces a release item's fields and stages.
@@ -101,7 +121,7 @@ async fn replace_release_item(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ItemFields>,
 ) -> Result<Json<ReleaseItem>> {
-    let item = release_items::get(&state.db.pool, id).await?;
+    let item = visible_item(&state, &actor, id).await?;
     state
         .policy
         .require(&actor, Action::ManageReleaseItems, &item.node_path)?;
@@ -121,7 +141,7 @@ async fn delete_release_item(
     ApiActor(actor, who): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode> {
-    let item = release_items::get(&state.db.pool, id).await?;
+    let item = visible_item(&state, &actor, id).await?;
     state
         .policy
         .require(&actor, Action::ManageReleaseItems, &item.node_path)?;
@@ -130,7 +150,8 @@ async fn delete_release_item(
 }
 
 /// The versions that can be released: the project's GitLab tags, newest
-/// first (every page followed).
+/// first (every page followed). GitLab is asked only for items the caller
+/// may view.
 #[utoipa::path(
     get, path = "/api/v1/release-items/{id}/versions", tag = "release items", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Release item id")),
@@ -138,10 +159,10 @@ async fn delete_release_item(
 )]
 async fn list_versions(
     State(state): State<AppState>,
-    _actor: ApiActor,
+    ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<Tag>>> {
-    let item = release_items::get(&state.db.pool, id).await?;
+    let item = visible_item(&state, &actor, id).await?;
     Ok(Json(
         state
             .gitlab

@@ -78,7 +78,8 @@ pub struct WorkOrderPage {
     pub next_cursor: Option<i64>,
 }
 
-/// Work orders, newest first, filtered, in keyset pages.
+/// The work orders the caller may view, newest first, filtered, in keyset
+/// pages.
 #[utoipa::path(
     get, path = "/api/v1/work-orders", tag = "work orders", security(("bearer" = [])),
     params(ListQuery),
@@ -97,7 +98,8 @@ async fn list_work_orders(
         ));
     }
     let filter = resolve_filter(&state, &actor, q).await?;
-    let (items, more) = work_orders::list(&state.db.pool, &filter, limit).await?;
+    let scope = state.policy.read_scope(&state.db, &actor).await?;
+    let (items, more) = work_orders::list(&state.db, &filter, &scope, limit).await?;
     let next_cursor = more.then(|| items.last().map(|o| o.id)).flatten();
     Ok(Json(WorkOrderPage { items, next_cursor }))
 }
@@ -117,12 +119,17 @@ async fn resolve_filter(
     let node = match q.node.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(raw) => Some(match raw.parse::<i64>() {
-            Ok(id) => {
-                tree_db::get(&state.db.pool, id)
-                    .await
-                    .map_err(|_| Error::validation("node", format!("no tree node {raw}")))?
-                    .path
-            }
+            // A node the caller may not see is refused like a missing one.
+            Ok(id) => match state
+                .policy
+                .visible(actor, tree_db::get(&state.db.pool, id).await)
+            {
+                Ok(node) => node.path,
+                Err(Error::NotFound(_)) => {
+                    return Err(Error::validation("node", format!("no tree node {raw}")));
+                }
+                Err(e) => return Err(e),
+            },
             Err(_) => raw.trim_end_matches('/').to_string(),
         }),
     };
@@ -186,10 +193,13 @@ async fn file_work_order(
 )]
 async fn get_work_order(
     State(state): State<AppState>,
-    _actor: ApiActor,
+    ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<WorkOrderDetail>> {
-    Ok(Json(work_orders::detail(&state.db.pool, id).await?))
+    Ok(Json(state.policy.visible(
+        &actor,
+        work_orders::detail(&state.db.pool, id).await,
+    )?))
 }
 
 /// Approves as the token's account (an effective approver, not the creator).

@@ -7,4 +7,4 @@ pub mod policy;
 pub mod rate_limit;
 
 pub use extract::{ApiActor, CsrfForm, NoFields, PageActor};
-pub use policy::{Action, Policy};
+pub use policy::{Action, OnNode, Policy};

@@ -7,12 +7,21 @@
 //! A role granted on `/a/b` covers `/a/b` and every descendant, and not
 //! `/a/bc`: the domain matching function is [`tree::path_covers`]. Admins
 //! hold the `admin` role on `/`, which covers everything.
+//!
+//! Reads are scoped like writes, and decided here too: an object on a node
+//! the reader may not view answers exactly as a missing one
+//! ([`Policy::visible`]), and lists keep the reader's [`Scope`]
+//! ([`Policy::read_scope`]), which the database applies in SQL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
 
+use crate::db::apps::App;
+use crate::db::release_items::ReleaseItem;
+use crate::db::tree::{Node, Scope};
+use crate::db::work_orders::{WorkOrder, WorkOrderDetail};
 use crate::db::{self, Db, accounts::Account};
 use crate::domain::tree::{self, Role};
 use crate::error::{Error, Result};
@@ -102,6 +111,89 @@ fn subject(account_id: i64) -> String {
 struct Loaded {
     version: i64,
     enforcer: Enforcer,
+    /// Per account, the paths where it holds a role: the roots of what it
+    /// may read (the same grants the enforcer holds).
+    granted: HashMap<i64, Vec<String>>,
+}
+
+/// Something that hangs on a tree node: whoever may view the node may see
+/// it.
+pub trait OnNode {
+    /// The path of the node it hangs on.
+    fn node_path(&self) -> &str;
+    /// What asking for it answers when it does not exist.
+    fn not_found(&self) -> Error;
+}
+
+impl OnNode for Node {
+    fn node_path(&self) -> &str {
+        &self.path
+    }
+    fn not_found(&self) -> Error {
+        db::tree::not_found(self.id)
+    }
+}
+
+impl OnNode for ReleaseItem {
+    fn node_path(&self) -> &str {
+        &self.node_path
+    }
+    fn not_found(&self) -> Error {
+        db::release_items::not_found(self.id)
+    }
+}
+
+impl OnNode for WorkOrder {
+    fn node_path(&self) -> &str {
+        &self.node_path
+    }
+    fn not_found(&self) -> Error {
+        db::work_orders::not_found(self.id)
+    }
+}
+
+impl OnNode for WorkOrderDetail {
+    fn node_path(&self) -> &str {
+        &self.order.node_path
+    }
+    fn not_found(&self) -> Error {
+        db::work_orders::not_found(self.order.id)
+    }
+}
+
+impl OnNode for App {
+    fn node_path(&self) -> &str {
+        &self.node_path
+    }
+    fn not_found(&self) -> Error {
+        db::apps::not_found(self.id)
+    }
+}
+
+/// Per account, the paths where it holds any role.
+fn granted_paths(memberships: &[tree::Membership<i64>]) -> HashMap<i64, Vec<String>> {
+    let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+    for m in memberships {
+        out.entry(m.account).or_default().push(m.path.clone());
+    }
+    out
+}
+
+/// The fewest roots covering `paths`: a path below another one adds
+/// nothing.
+fn outermost(paths: &[String]) -> Vec<String> {
+    let mut roots: Vec<String> = paths
+        .iter()
+        .filter(|p| {
+            !paths
+                .iter()
+                .any(|other| other != *p && tree::path_covers(p, other))
+        })
+        .cloned()
+        .collect();
+    roots.sort();
+    roots.dedup();
+    roots
 }
 
 pub struct Policy {
@@ -111,6 +203,9 @@ pub struct Policy {
     /// policy version they were computed at (the tree and its grants only
     /// change with a version bump).
     approver_nodes: std::sync::Mutex<ApproverCache>,
+    /// Per account, what it may read, for the policy version it was
+    /// computed at.
+    scopes: std::sync::Mutex<HashMap<i64, (i64, Scope)>>,
 }
 
 /// account id → (policy version, node ids where it approves)
@@ -158,6 +253,7 @@ impl Policy {
             current: RwLock::new(Arc::new(loaded)),
             reload: tokio::sync::Mutex::new(()),
             approver_nodes: std::sync::Mutex::new(HashMap::new()),
+            scopes: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -170,7 +266,11 @@ impl Policy {
         let enforcer = build_enforcer(&memberships, &admins)
             .await
             .map_err(|e| Error::Internal(e.context("building the policy enforcer")))?;
-        Ok(Loaded { version, enforcer })
+        Ok(Loaded {
+            version,
+            enforcer,
+            granted: granted_paths(&memberships),
+        })
     }
 
     fn snapshot(&self) -> Arc<Loaded> {
@@ -239,6 +339,74 @@ impl Policy {
             })
     }
 
+    /// May `actor` see the node at `path`, and what hangs on it (at least
+    /// `viewer` there or above, or admin)?
+    pub fn may_view(&self, actor: &Account, path: &str) -> bool {
+        self.may(actor, Action::ViewNode, path)
+    }
+
+    /// THE read check: `found` when `actor` may view its node; otherwise
+    /// the same 404 a missing id answers, so ids cannot be probed. Writes
+    /// load their object through it too, then check their own action.
+    pub fn visible<T: OnNode>(&self, actor: &Account, found: Result<T>) -> Result<T> {
+        let object = found?;
+        if self.may_view(actor, object.node_path()) {
+            Ok(object)
+        } else {
+            Err(object.not_found())
+        }
+    }
+
+    /// The roots of what `actor` may read: `None` for everything (admins),
+    /// else the outermost paths where it holds a role (none when disabled).
+    fn scope_roots(&self, actor: &Account) -> Option<Vec<String>> {
+        if actor.is_disabled() {
+            return Some(Vec::new());
+        }
+        if self.may_view(actor, "/") {
+            return None;
+        }
+        let loaded = self.snapshot();
+        Some(
+            loaded
+                .granted
+                .get(&actor.id)
+                .map(|paths| outermost(paths))
+                .unwrap_or_default(),
+        )
+    }
+
+    /// What `actor` may read, for lists: everything (admins, and anyone
+    /// whose roles cover every node), or the subtrees below the nodes where
+    /// it holds a role, with their node ids; cached per policy version
+    /// (nodes are only added or removed with a version bump).
+    pub async fn read_scope(&self, db: &Db, actor: &Account) -> Result<Scope> {
+        let Some(roots) = self.scope_roots(actor) else {
+            return Ok(Scope::All);
+        };
+        if roots.is_empty() {
+            return Ok(Scope::nothing());
+        }
+        let version = self.snapshot().version;
+        if let Ok(cache) = self.scopes.lock()
+            && let Some((v, scope)) = cache.get(&actor.id)
+            && *v == version
+        {
+            return Ok(scope.clone());
+        }
+        let (subtrees, everything) = db::tree::subtrees(&db.pool, roots).await?;
+        let scope = if everything {
+            Scope::All
+        } else {
+            Scope::Under(Arc::new(subtrees))
+        };
+        if let Ok(mut cache) = self.scopes.lock() {
+            cache.retain(|_, (v, _)| *v == version);
+            cache.insert(actor.id, (version, scope.clone()));
+        }
+        Ok(scope)
+    }
+
     /// [`Policy::may`], as a 403 naming what was refused.
     pub fn require(&self, actor: &Account, action: Action, path: &str) -> Result<()> {
         if self.may(actor, action, path) {
@@ -294,9 +462,23 @@ mod tests {
         }
     }
 
+    async fn policy_of(memberships: &[tree::Membership<i64>], admins: &[i64]) -> Policy {
+        let enforcer = build_enforcer(memberships, admins).await.unwrap();
+        Policy {
+            current: RwLock::new(Arc::new(Loaded {
+                version: 0,
+                enforcer,
+                granted: granted_paths(memberships),
+            })),
+            reload: tokio::sync::Mutex::new(()),
+            approver_nodes: std::sync::Mutex::new(HashMap::new()),
+            scopes: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
     #[tokio::test]
     async fn roles_cover_descendants_and_not_lookalike_siblings() {
-        let enforcer = build_enforcer(
+        let policy = policy_of(
             &[
                 grant(1, "/a/b", Role::Owner),
                 grant(2, "/a", Role::Viewer),
@@ -304,16 +486,7 @@ mod tests {
             ],
             &[9],
         )
-        .await
-        .unwrap();
-        let policy = Policy {
-            current: RwLock::new(Arc::new(Loaded {
-                version: 0,
-                enforcer,
-            })),
-            reload: tokio::sync::Mutex::new(()),
-            approver_nodes: std::sync::Mutex::new(HashMap::new()),
-        };
+        .await;
         use Action::*;
         let cases = [
             (1, EditNode, "/a/b", true),
@@ -342,5 +515,87 @@ mod tests {
         let mut disabled = account(9);
         disabled.disabled_at = Some(1);
         assert!(!policy.may(&disabled, ManageAccounts, "/"));
+    }
+
+    fn work_order_on(path: &str) -> WorkOrder {
+        WorkOrder {
+            id: 7,
+            release_item_id: 1,
+            release_item: "item".into(),
+            node_id: 1,
+            node_path: path.into(),
+            version: "v1".into(),
+            image: "i:v1".into(),
+            title: "t".into(),
+            description: String::new(),
+            state: crate::domain::work_order::State::PendingApproval,
+            creator_id: 1,
+            creator: "c".into(),
+            required_approvals: 1,
+            approvals: 0,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn hidden_objects_answer_like_missing_ones() {
+        let policy = policy_of(
+            &[
+                grant(1, "/a/b", Role::Viewer),
+                grant(2, "/a/bc", Role::Owner),
+            ],
+            &[9],
+        )
+        .await;
+        for (id, path, seen) in [
+            (1, "/a/b/c", true),
+            (1, "/a/bc", false),
+            (2, "/a/b/c", false),
+            (9, "/x", true),
+            (4, "/a/b", false),
+        ] {
+            let answer = policy.visible(&account(id), Ok(work_order_on(path)));
+            match answer {
+                Ok(_) => assert!(seen, "account {id} sees {path}"),
+                Err(e) => {
+                    assert!(!seen, "account {id} does not see {path}");
+                    assert_eq!(
+                        e.to_string(),
+                        db::work_orders::not_found(7).to_string(),
+                        "the same answer as a missing order"
+                    );
+                }
+            }
+        }
+        let missing = policy.visible::<WorkOrder>(&account(9), Err(db::work_orders::not_found(8)));
+        assert!(matches!(missing, Err(Error::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn the_read_scope_is_the_outermost_granted_subtrees() {
+        let policy = policy_of(
+            &[
+                grant(1, "/a/b", Role::Viewer),
+                grant(1, "/a/b/c", Role::Owner),
+                grant(1, "/a/bc", Role::Engineer),
+                grant(1, "/z", Role::Viewer),
+            ],
+            &[9],
+        )
+        .await;
+        assert_eq!(
+            policy.scope_roots(&account(1)),
+            Some(vec!["/a/b".into(), "/a/bc".into(), "/z".into()])
+        );
+        assert_eq!(
+            policy.scope_roots(&account(9)),
+            None,
+            "admins read everything"
+        );
+        assert_eq!(policy.scope_roots(&account(4)), Some(Vec::new()));
+        let mut disabled = account(1);
+        disabled.disabled_at = Some(1);
+        assert_eq!(policy.scope_roots(&disabled), Some(Vec::new()));
     }
 }

@@ -7,6 +7,7 @@ use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
 use super::audit::{self, AuditActor, Change, snapshot};
+use super::tree::Scope;
 use super::{Db, Tx, now_ms};
 use crate::domain::cluster::validate_k8s_name;
 use crate::domain::tree::validate_name;
@@ -116,6 +117,12 @@ fn unique_conflict(e: sqlx::Error, fields: &AppFields) -> Error {
     }
 }
 
+/// What a missing app answers; an app the reader may not see answers the
+/// same, so ids cannot be probed.
+pub fn not_found(id: i64) -> Error {
+    Error::NotFound(format!("no app with id {id}"))
+}
+
 async fn get_in(tx: &mut Tx, id: i64) -> Result<App> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE p.id = $1"))
         .bind(id)
@@ -124,7 +131,7 @@ async fn get_in(tx: &mut Tx, id: i64) -> Result<App> {
     row.as_ref()
         .map(from_row)
         .transpose()?
-        .ok_or_else(|| Error::NotFound(format!("no app with id {id}")))
+        .ok_or_else(|| not_found(id))
 }
 
 pub async fn create(db: &Db, fields: &AppFields, who: &AuditActor) -> Result<App> {
@@ -252,7 +259,7 @@ pub async fn get(pool: &AnyPool, id: i64) -> Result<App> {
     row.as_ref()
         .map(from_row)
         .transpose()?
-        .ok_or_else(|| Error::NotFound(format!("no app with id {id}")))
+        .ok_or_else(|| not_found(id))
 }
 
 /// Filters for listing apps.
@@ -263,16 +270,24 @@ pub struct AppFilter {
     pub node_id: Option<i64>,
 }
 
-pub async fn list(pool: &AnyPool, filter: &AppFilter) -> Result<Vec<App>> {
-    let rows = sqlx::query(&format!(
+/// The apps in `scope` that match `filter`, by cluster and name.
+pub async fn list(pool: &AnyPool, filter: &AppFilter, scope: &Scope) -> Result<Vec<App>> {
+    let (in_scope, roots) = match scope.predicate("n.path", 4) {
+        Some((p, roots)) => (format!(" AND {p}"), roots),
+        None => (String::new(), Vec::new()),
+    };
+    let sql = format!(
         "SELECT {COLUMNS} FROM {FROM} \
-         WHERE ($1 IS NULL OR c.name = $1) AND ($2 IS NULL OR p.name = $2) AND ($3 IS NULL OR p.node_id = $3) \
+         WHERE ($1 IS NULL OR c.name = $1) AND ($2 IS NULL OR p.name = $2) AND ($3 IS NULL OR p.node_id = $3){in_scope} \
          ORDER BY c.name, p.name"
-    ))
-    .bind(filter.cluster.as_deref())
-    .bind(filter.name.as_deref())
-    .bind(filter.node_id)
-    .fetch_all(pool)
-    .await?;
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(filter.cluster.as_deref())
+        .bind(filter.name.as_deref())
+        .bind(filter.node_id);
+    for root in roots {
+        query = query.bind(root);
+    }
+    let rows = query.fetch_all(pool).await?;
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }

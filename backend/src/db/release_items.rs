@@ -6,6 +6,7 @@ use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
 use super::audit::{self, AuditActor, Change, snapshot};
+use super::tree::Scope;
 use super::{Db, Tx, now_ms};
 use crate::domain::release_item::{Canary, PlanFacts, StageSpec, Strategy, validate_plan};
 use crate::domain::tree::validate_name;
@@ -224,7 +225,7 @@ async fn get_in(tx: &mut Tx, id: i64) -> Result<ReleaseItem> {
         .as_ref()
         .map(item_from_row)
         .transpose()?
-        .ok_or_else(|| Error::NotFound(format!("no release item with id {id}")))?;
+        .ok_or_else(|| not_found(id))?;
     item.stages = load_stages(&mut **tx, id).await?;
     Ok(item)
 }
@@ -376,6 +377,12 @@ pub async fn delete(db: &Db, id: i64, who: &AuditActor) -> Result<ReleaseItem> {
     Ok(item)
 }
 
+/// What a missing item answers; an item the reader may not see answers the
+/// same, so ids cannot be probed.
+pub fn not_found(id: i64) -> Error {
+    Error::NotFound(format!("no release item with id {id}"))
+}
+
 pub async fn get(pool: &AnyPool, id: i64) -> Result<ReleaseItem> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM release_items r JOIN nodes n ON n.id = r.node_id WHERE r.id = $1"
@@ -387,31 +394,54 @@ pub async fn get(pool: &AnyPool, id: i64) -> Result<ReleaseItem> {
         .as_ref()
         .map(item_from_row)
         .transpose()?
-        .ok_or_else(|| Error::NotFound(format!("no release item with id {id}")))?;
+        .ok_or_else(|| not_found(id))?;
     item.stages = load_stages(pool, id).await?;
     Ok(item)
 }
 
-/// Items on a node (or everywhere), by path and name, with their stages
-/// (two queries, whatever the number of items).
-pub async fn list(pool: &AnyPool, node_id: Option<i64>) -> Result<Vec<ReleaseItem>> {
-    let rows = sqlx::query(&format!(
+/// Binds `node_id` and the scope's roots to a query built with
+/// [`scoped`].
+fn bind_scoped<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    node_id: Option<i64>,
+    roots: Vec<String>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query = query.bind(node_id);
+    for root in roots {
+        query = query.bind(root);
+    }
+    query
+}
+
+/// The item filter (`$1`, a node id or NULL) and the scope on `n.path`.
+fn scoped(scope: &Scope) -> (String, Vec<String>) {
+    match scope.predicate("n.path", 2) {
+        Some((p, roots)) => (format!("($1 IS NULL OR r.node_id = $1) AND {p}"), roots),
+        None => ("($1 IS NULL OR r.node_id = $1)".into(), Vec::new()),
+    }
+}
+
+/// The items in `scope` on a node (or everywhere), by path and name, with
+/// their stages (two queries, whatever the number of items).
+pub async fn list(pool: &AnyPool, node_id: Option<i64>, scope: &Scope) -> Result<Vec<ReleaseItem>> {
+    let (filter, roots) = scoped(scope);
+    let sql = format!(
         "SELECT {COLUMNS} FROM release_items r JOIN nodes n ON n.id = r.node_id \
-         WHERE ($1 IS NULL OR r.node_id = $1) ORDER BY n.path, r.name"
-    ))
-    .bind(node_id)
-    .fetch_all(pool)
-    .await?;
+         WHERE {filter} ORDER BY n.path, r.name"
+    );
+    let rows = bind_scoped(sqlx::query(&sql), node_id, roots.clone())
+        .fetch_all(pool)
+        .await?;
     let mut items: Vec<ReleaseItem> = rows.iter().map(item_from_row).collect::<Result<_, _>>()?;
-    let stage_rows = sqlx::query(
+    let sql = format!(
         "SELECT s.release_item_id, s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, c.environment, \
          s.strategy, s.canary_json FROM release_stages s JOIN release_items r ON r.id = s.release_item_id \
-         JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
-         WHERE ($1 IS NULL OR r.node_id = $1) ORDER BY s.release_item_id, s.position",
-    )
-    .bind(node_id)
-    .fetch_all(pool)
-    .await?;
+         JOIN nodes n ON n.id = r.node_id JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
+         WHERE {filter} ORDER BY s.release_item_id, s.position"
+    );
+    let stage_rows = bind_scoped(sqlx::query(&sql), node_id, roots)
+        .fetch_all(pool)
+        .await?;
     let mut by_item: std::collections::HashMap<i64, Vec<Stage>> = std::collections::HashMap::new();
     for row in &stage_rows {
         let item_id: i64 = row.try_get("release_item_id")?;
@@ -434,13 +464,22 @@ pub struct ItemRef {
     pub node_path: String,
 }
 
-/// Every item's id, name and node path, in one light query.
-pub async fn refs(pool: &AnyPool) -> Result<Vec<ItemRef>> {
-    let rows = sqlx::query(
-        "SELECT r.id, r.name, n.path FROM release_items r JOIN nodes n ON n.id = r.node_id ORDER BY r.name, n.path",
-    )
-    .fetch_all(pool)
-    .await?;
+/// The id, name and node path of every item in `scope`, in one light
+/// query.
+pub async fn refs(pool: &AnyPool, scope: &Scope) -> Result<Vec<ItemRef>> {
+    let (filter, roots) = match scope.predicate("n.path", 1) {
+        Some((p, roots)) => (format!("WHERE {p}"), roots),
+        None => (String::new(), Vec::new()),
+    };
+    let sql = format!(
+        "SELECT r.id, r.name, n.path FROM release_items r JOIN nodes n ON n.id = r.node_id {filter} \
+         ORDER BY r.name, n.path"
+    );
+    let mut query = sqlx::query(&sql);
+    for root in roots {
+        query = query.bind(root);
+    }
+    let rows = query.fetch_all(pool).await?;
     rows.iter()
         .map(|r| {
             Ok(ItemRef {

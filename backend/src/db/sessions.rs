@@ -89,6 +89,28 @@ pub async fn authenticate(db: &Db, token: &str, idle_ms: i64) -> Result<Option<S
     }))
 }
 
+/// The account behind session `session_id` while the session is live and
+/// the account enabled, without sliding its expiry: for re-checking a
+/// long-lived answer (a followed log), which is not activity.
+pub async fn live_account(pool: &AnyPool, session_id: i64) -> Result<Option<SessionAccount>> {
+    let row = sqlx::query(&format!(
+        "SELECT s.id AS session_id, (SELECT version FROM policy_state WHERE id = 1) AS policy_version, {} \
+         FROM sessions s JOIN accounts a ON a.id = s.account_id \
+         WHERE s.id = $1 AND s.expires_at > $2 AND a.disabled_at IS NULL",
+        accounts::COLUMNS
+    ))
+    .bind(session_id)
+    .bind(now_ms())
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(SessionAccount {
+        session_id,
+        policy_version: row.try_get("policy_version")?,
+        account: accounts::from_row(&row)?,
+    }))
+}
+
 /// Ends one session (logout).
 pub async fn delete(pool: &AnyPool, session_id: i64) -> Result<()> {
     sqlx::query("DELETE FROM sessions WHERE id = $1")

@@ -2,6 +2,8 @@
 //! Every membership change bumps the policy version in the same transaction
 //! so every server replica reloads its enforcer before the next decision.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
@@ -95,6 +97,12 @@ pub async fn policy_version(pool: &AnyPool) -> Result<i64> {
     )
 }
 
+/// What a missing node answers; a node the reader may not see answers the
+/// same, so ids cannot be probed.
+pub fn not_found(id: i64) -> Error {
+    Error::NotFound(format!("no tree node with id {id}"))
+}
+
 pub async fn get(pool: &AnyPool, id: i64) -> Result<Node> {
     let row = sqlx::query(&format!(
         "SELECT {NODE_COLUMNS} FROM nodes n WHERE n.id = $1"
@@ -105,7 +113,7 @@ pub async fn get(pool: &AnyPool, id: i64) -> Result<Node> {
     row.as_ref()
         .map(node_from_row)
         .transpose()?
-        .ok_or_else(|| Error::NotFound(format!("no tree node with id {id}")))
+        .ok_or_else(|| not_found(id))
 }
 
 pub async fn find_by_path(pool: &AnyPool, path: &str) -> Result<Option<Node>> {
@@ -118,13 +126,97 @@ pub async fn find_by_path(pool: &AnyPool, path: &str) -> Result<Option<Node>> {
     Ok(row.as_ref().map(node_from_row).transpose()?)
 }
 
-/// Every node, ordered by path, so a parent comes before its children.
-pub async fn list_all(pool: &AnyPool) -> Result<Vec<Node>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {NODE_COLUMNS} FROM nodes n ORDER BY n.path"
-    ))
-    .fetch_all(pool)
-    .await?;
+/// The part of the tree a reader may see: all of it, or the subtrees
+/// below the nodes where they hold a role (`Policy::read_scope` decides
+/// which, and caches it per grant version). Lists apply it in SQL, so a
+/// page of a list is a page of rows the reader may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every node (admins, and anyone whose roles cover the whole tree).
+    All,
+    Under(Arc<Subtrees>),
+}
+
+/// Subtrees of the tree: their roots and every node in them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Subtrees {
+    /// Paths of the subtrees' top nodes, none below another.
+    pub roots: Vec<String>,
+    /// Ids of every node at or below a root.
+    pub nodes: Vec<i64>,
+}
+
+impl Scope {
+    /// Nothing at all (no role anywhere, or a disabled account).
+    pub fn nothing() -> Self {
+        Scope::Under(Arc::new(Subtrees::default()))
+    }
+
+    /// Whether node `id` is in the scope.
+    pub fn covers_node(&self, id: i64) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Under(s) => s.nodes.binary_search(&id).is_ok(),
+        }
+    }
+
+    /// A SQL predicate keeping the rows whose node path (`column`) lies in
+    /// the scope, with its parameters numbered from `$first`; `None` when
+    /// everything is visible. The test is `domain::tree::path_covers`
+    /// written in portable SQL: the path itself, or a path that starts with
+    /// it followed by `/` (so `/a/b` covers `/a/b/c` and not `/a/bc`).
+    pub fn predicate(&self, column: &str, first: usize) -> Option<(String, Vec<String>)> {
+        let Scope::Under(subtrees) = self else {
+            return None;
+        };
+        Some(paths_predicate(&subtrees.roots, column, first))
+    }
+}
+
+/// The SQL test "`column` is at or below one of `roots`" (see
+/// [`Scope::predicate`]).
+fn paths_predicate(roots: &[String], column: &str, first: usize) -> (String, Vec<String>) {
+    if roots.is_empty() {
+        return ("1 = 0".into(), Vec::new());
+    }
+    let terms: Vec<String> = (first..first + roots.len())
+        .map(|i| format!("{column} = ${i} OR substr({column}, 1, length(${i}) + 1) = ${i} || '/'"))
+        .collect();
+    (format!("({})", terms.join(" OR ")), roots.to_vec())
+}
+
+/// The subtrees below `roots` (paths, none below another), and whether
+/// they hold every node of the tree.
+pub async fn subtrees(pool: &AnyPool, roots: Vec<String>) -> Result<(Subtrees, bool)> {
+    let (p, args) = paths_predicate(&roots, "n.path", 1);
+    let sql = format!(
+        "SELECT n.id, (SELECT COUNT(*) FROM nodes) AS total FROM nodes n WHERE {p} ORDER BY n.id"
+    );
+    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+    for arg in args {
+        query = query.bind(arg);
+    }
+    let rows = query.fetch_all(pool).await?;
+    let everything = rows
+        .first()
+        .is_some_and(|(_, total)| *total == rows.len() as i64);
+    let nodes = rows.into_iter().map(|(id, _)| id).collect();
+    Ok((Subtrees { roots, nodes }, everything))
+}
+
+/// The nodes in `scope`, ordered by path, so a parent comes before its
+/// children.
+pub async fn list_all(pool: &AnyPool, scope: &Scope) -> Result<Vec<Node>> {
+    let (filter, args) = match scope.predicate("n.path", 1) {
+        Some((p, args)) => (format!("WHERE {p}"), args),
+        None => (String::new(), Vec::new()),
+    };
+    let sql = format!("SELECT {NODE_COLUMNS} FROM nodes n {filter} ORDER BY n.path");
+    let mut query = sqlx::query(&sql);
+    for arg in args {
+        query = query.bind(arg);
+    }
+    let rows = query.fetch_all(pool).await?;
     Ok(rows.iter().map(node_from_row).collect::<Result<_, _>>()?)
 }
 
@@ -229,7 +321,7 @@ async fn get_in(tx: &mut Tx, id: i64) -> Result<Node> {
     row.as_ref()
         .map(node_from_row)
         .transpose()?
-        .ok_or_else(|| Error::NotFound(format!("no tree node with id {id}")))
+        .ok_or_else(|| not_found(id))
 }
 
 /// Changes a node's title.

@@ -155,12 +155,14 @@ pub fn validate_plan(
                     format!("stage {n} ({name}): app {} does not exist", stage.app_id),
                 ));
             }
+            // The app's own path is not named: it may sit where the
+            // caller may not look.
             Some(path) if !path_covers(&path, facts.item_path) => {
                 return Err(err(
                     "stages",
                     format!(
-                        "stage {n} ({name}): its app sits at {path}, outside {} where the item lives",
-                        facts.item_path
+                        "stage {n} ({name}): app {} is outside {} where the item lives; pick an app at or below it",
+                        stage.app_id, facts.item_path
                     ),
                 ));
             }

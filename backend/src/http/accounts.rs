@@ -2,15 +2,14 @@
 //! signed-in person's own account page.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{Layout, Notice, PageCtx, format_opt_time, format_time, page_error, redirect_with};
-use crate::app::AppState;
+use super::{
+    Layout, Notice, PageCtx, PageRoutes, format_opt_time, format_time, page_error, redirect_with,
+};
 use crate::auth::{Action, CsrfForm, NoFields, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
 use crate::db::audit::AuditActor;
@@ -20,35 +19,31 @@ use crate::db::tree::{self as tree_db, Node};
 use crate::domain::tree::Role;
 use crate::error::{Error, Result};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/users", get(list_users).post(create_user))
-        .route("/admin/users/{id}/disable", post(disable_user))
-        .route("/admin/users/{id}/enable", post(enable_user))
-        .route(
-            "/admin/users/{id}/reset-password",
-            post(reset_user_password),
-        )
-        .route(
-            "/admin/service-accounts",
-            get(list_service_accounts).post(create_service_account),
-        )
-        .route("/admin/service-accounts/{id}", get(show_service_account))
-        .route(
+pub fn routes() -> PageRoutes {
+    PageRoutes::new()
+        .get("/admin/users", list_users)
+        .post("/admin/users", create_user)
+        .post("/admin/users/{id}/disable", disable_user)
+        .post("/admin/users/{id}/enable", enable_user)
+        .post("/admin/users/{id}/reset-password", reset_user_password)
+        .get("/admin/service-accounts", list_service_accounts)
+        .post("/admin/service-accounts", create_service_account)
+        .get("/admin/service-accounts/{id}", show_service_account)
+        .post(
             "/admin/service-accounts/{id}/disable",
-            post(disable_service_account),
+            disable_service_account,
         )
-        .route(
+        .post(
             "/admin/service-accounts/{id}/enable",
-            post(enable_service_account),
+            enable_service_account,
         )
-        .route(
+        .post(
             "/admin/service-accounts/{id}/tokens",
-            post(create_service_account_token),
+            create_service_account_token,
         )
-        .route("/admin/tokens/{id}/revoke", post(revoke_token))
-        .route("/account", get(show_my_account))
-        .route("/account/password", post(change_my_password))
+        .post("/admin/tokens/{id}/revoke", revoke_token)
+        .get("/account", show_my_account)
+        .post("/account/password", change_my_password)
 }
 
 fn require_admin(ctx: &PageCtx) -> Result<()> {

@@ -1,12 +1,10 @@
 //! Static assets, embedded in the binary so it ships as one file.
 
-use axum::Router;
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
-use crate::app::AppState;
+use super::PageRoutes;
 
 const ASSETS: &[(&str, &str, &[u8])] = &[
     (
@@ -31,8 +29,8 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/static/{*path}", get(static_asset))
+pub fn routes() -> PageRoutes {
+    PageRoutes::new().get("/static/{*path}", static_asset)
 }
 
 /// Serves an embedded asset with a day of caching.

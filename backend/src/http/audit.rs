@@ -1,20 +1,17 @@
 //! The audit log page (admins): newest first, filtered, keyset pages.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use serde::Deserialize;
 
-use super::{Layout, PageCtx, format_time, page_error};
-use crate::app::AppState;
+use super::{Layout, PageCtx, PageRoutes, format_time, page_error};
 use crate::auth::Action;
 use crate::db::audit::{self, AuditEntry, Filter};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/audit", get(show_audit_log))
+pub fn routes() -> PageRoutes {
+    PageRoutes::new().get("/admin/audit", show_audit_log)
 }
 
 const PAGE_SIZE: i64 = 50;

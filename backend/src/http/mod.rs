@@ -20,28 +20,105 @@ mod tree;
 use askama::Template;
 use axum::Router;
 use axum::extract::FromRequestParts;
+use axum::handler::Handler;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_csrf::CsrfToken;
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use crate::app::AppState;
-use crate::auth::{Action, PageActor};
+use crate::auth::{Action, OnNode, PageActor};
 use crate::error::Error;
 
+/// Every page route, listed as it is registered.
+pub fn routes() -> PageRoutes {
+    PageRoutes::new()
+        .merge(session::routes())
+        .merge(tree::routes())
+        .merge(accounts::routes())
+        .merge(assets::routes())
+        .merge(audit::routes())
+        .merge(registry::routes())
+        .merge(settings::routes())
+        .merge(releases::routes())
+        .merge(rollouts::routes())
+}
+
+/// The pages' router.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .merge(session::router())
-        .merge(tree::router())
-        .merge(accounts::router())
-        .merge(assets::router())
-        .merge(audit::router())
-        .merge(registry::router())
-        .merge(settings::router())
-        .merge(releases::router())
-        .merge(rollouts::router())
+    routes().into_router()
+}
+
+/// Page routes as they are registered: the axum router, and the list of
+/// (method, path) it serves, so the tests can hold every page route to a
+/// row of the route × role tables (the API's routes are listed by its
+/// OpenAPI document). Each `http` module builds its routes with it.
+pub struct PageRoutes {
+    router: Router<AppState>,
+    listed: Vec<(Method, &'static str)>,
+}
+
+impl Default for PageRoutes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PageRoutes {
+    pub fn new() -> Self {
+        Self {
+            router: Router::new(),
+            listed: Vec::new(),
+        }
+    }
+
+    /// `GET path` (axum answers `HEAD` from it too).
+    pub fn get<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::GET, path, axum::routing::get(handler))
+    }
+
+    /// `POST path`: state-changing routes, whose bodies go through
+    /// `CsrfForm`.
+    pub fn post<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::POST, path, axum::routing::post(handler))
+    }
+
+    fn add(
+        mut self,
+        method: Method,
+        path: &'static str,
+        route: axum::routing::MethodRouter<AppState>,
+    ) -> Self {
+        // axum merges the methods of one path registered twice.
+        self.router = self.router.route(path, route);
+        self.listed.push((method, path));
+        self
+    }
+
+    pub fn merge(mut self, other: PageRoutes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.listed.extend(other.listed);
+        self
+    }
+
+    /// Every (method, path) registered, in registration order.
+    pub fn listed(&self) -> &[(Method, &'static str)] {
+        &self.listed
+    }
+
+    pub fn into_router(self) -> Router<AppState> {
+        self.router
+    }
 }
 
 /// `2026-11-23 07:33 UTC` from unix milliseconds.
@@ -207,6 +284,7 @@ pub struct PageCtx {
     csrf: CsrfToken,
     flash: Option<Notice>,
     awaiting: i64,
+    scope: crate::db::tree::Scope,
 }
 
 impl FromRequestParts<AppState> for PageCtx {
@@ -223,6 +301,18 @@ impl FromRequestParts<AppState> for PageCtx {
             .approver_nodes(&state.db, actor.account.id)
             .await
             .map_err(|e| page_error(&e))?;
+        let scope = state
+            .policy
+            .read_scope(&state.db, &actor.account)
+            .await
+            .map_err(|e| page_error(&e))?;
+        // Approvers own a node above the orders they approve, so they may
+        // see them; the badge still counts only what its holder may open.
+        let approves: Vec<i64> = approves
+            .iter()
+            .copied()
+            .filter(|node| scope.covers_node(*node))
+            .collect();
         let awaiting =
             crate::db::work_orders::awaiting_count(&state.db.pool, actor.account.id, &approves)
                 .await
@@ -233,6 +323,7 @@ impl FromRequestParts<AppState> for PageCtx {
             csrf,
             flash,
             awaiting,
+            scope,
         })
     }
 }
@@ -245,6 +336,17 @@ impl PageCtx {
 
     pub fn may(&self, action: Action, path: &str) -> bool {
         self.state.policy.may(&self.actor.account, action, path)
+    }
+
+    /// `found` if this person may view its node, else the 404 of a missing
+    /// one ([`Policy::visible`](crate::auth::Policy::visible)).
+    pub fn visible<T: OnNode>(&self, found: Result<T, Error>) -> Result<T, Error> {
+        self.state.policy.visible(&self.actor.account, found)
+    }
+
+    /// What this person may read, for lists.
+    pub fn read_scope(&self) -> &crate::db::tree::Scope {
+        &self.scope
     }
 
     /// The layout for a page titled `title` in nav `section`; `notice`

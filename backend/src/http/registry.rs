@@ -1,15 +1,12 @@
 //! Admin pages for clusters and apps.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{Layout, Notice, PageCtx, format_opt_time, page_error, redirect_with};
-use crate::app::AppState;
+use super::{Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_error, redirect_with};
 use crate::auth::{Action, CsrfForm, NoFields};
 use crate::db::apps::{self, App, AppFields, AppFilter};
 use crate::db::clusters::{self, Cluster, ClusterUpdate, Connection};
@@ -18,15 +15,17 @@ use crate::domain::cluster::Environment;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/clusters", get(list_clusters).post(create_cluster))
-        .route("/admin/clusters/{id}", get(show_cluster))
-        .route("/admin/clusters/{id}/update", post(update_cluster))
-        .route("/admin/clusters/{id}/test", post(test_cluster))
-        .route("/admin/clusters/{id}/delete", post(delete_cluster))
-        .route("/admin/apps", get(list_apps).post(create_app))
-        .route("/admin/apps/{id}/delete", post(delete_app))
+pub fn routes() -> PageRoutes {
+    PageRoutes::new()
+        .get("/admin/clusters", list_clusters)
+        .post("/admin/clusters", create_cluster)
+        .get("/admin/clusters/{id}", show_cluster)
+        .post("/admin/clusters/{id}/update", update_cluster)
+        .post("/admin/clusters/{id}/test", test_cluster)
+        .post("/admin/clusters/{id}/delete", delete_cluster)
+        .get("/admin/apps", list_apps)
+        .post("/admin/apps", create_app)
+        .post("/admin/apps/{id}/delete", delete_app)
 }
 
 fn require_admin(ctx: &PageCtx) -> Result<()> {
@@ -184,6 +183,7 @@ async fn render_cluster(
                 cluster: Some(cluster.name.clone()),
                 ..AppFilter::default()
             },
+            ctx.read_scope(),
         )
         .await?;
         Ok::<_, Error>(ClusterPage {
@@ -296,7 +296,7 @@ async fn render_apps(
 ) -> Response {
     let result = async {
         require_admin(ctx)?;
-        let apps = apps::list(&ctx.state.db.pool, &AppFilter::default()).await?;
+        let apps = apps::list(&ctx.state.db.pool, &AppFilter::default(), ctx.read_scope()).await?;
         let clusters = clusters::list(&ctx.state.db.pool).await?;
         Ok::<_, Error>(AppsPage {
             layout: ctx.layout("Apps", "admin-apps", notice),

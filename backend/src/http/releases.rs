@@ -5,15 +5,12 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{Layout, Notice, PageCtx, format_time, page_error, redirect_with};
-use crate::app::AppState;
+use super::{Layout, Notice, PageCtx, PageRoutes, format_time, page_error, redirect_with};
 use crate::auth::{Action, CsrfForm};
 use crate::db::apps::{self, App, AppFilter};
 use crate::db::release_items::{self, ItemFields, ReleaseItem};
@@ -28,23 +25,22 @@ use crate::error::{Error, Result};
 use crate::gitlab::Tag;
 use crate::release;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/release-items/new", get(new_release_item))
-        .route("/release-items", post(create_release_item))
-        .route(
-            "/release-items/{id}",
-            get(show_release_item).post(save_release_item),
-        )
-        .route("/release-items/{id}/delete", post(delete_release_item))
-        .route("/work-orders", get(list_work_orders).post(file_work_order))
-        .route("/work-orders/new", get(new_work_order))
-        .route("/work-orders/new/versions", get(version_options))
-        .route("/work-orders/{id}", get(show_work_order))
-        .route("/work-orders/{id}/approve", post(approve_work_order))
-        .route("/work-orders/{id}/reject", post(reject_work_order))
-        .route("/work-orders/{id}/close", post(close_work_order))
-        .route("/approvals", get(my_approvals))
+pub fn routes() -> PageRoutes {
+    PageRoutes::new()
+        .get("/release-items/new", new_release_item)
+        .post("/release-items", create_release_item)
+        .get("/release-items/{id}", show_release_item)
+        .post("/release-items/{id}", save_release_item)
+        .post("/release-items/{id}/delete", delete_release_item)
+        .get("/work-orders", list_work_orders)
+        .post("/work-orders", file_work_order)
+        .get("/work-orders/new", new_work_order)
+        .get("/work-orders/new/versions", version_options)
+        .get("/work-orders/{id}", show_work_order)
+        .post("/work-orders/{id}/approve", approve_work_order)
+        .post("/work-orders/{id}/reject", reject_work_order)
+        .post("/work-orders/{id}/close", close_work_order)
+        .get("/approvals", my_approvals)
 }
 
 // ------------------------------------------------------------ release items
@@ -197,11 +193,13 @@ impl ItemForm {
 
 /// Apps a stage on `node_path` may target: those at or below it.
 async fn apps_below(ctx: &PageCtx, node_path: &str) -> Result<Vec<App>> {
-    Ok(apps::list(&ctx.state.db.pool, &AppFilter::default())
-        .await?
-        .into_iter()
-        .filter(|a| path_covers(&a.node_path, node_path))
-        .collect())
+    Ok(
+        apps::list(&ctx.state.db.pool, &AppFilter::default(), ctx.read_scope())
+            .await?
+            .into_iter()
+            .filter(|a| path_covers(&a.node_path, node_path))
+            .collect(),
+    )
 }
 
 #[derive(Template)]
@@ -234,15 +232,16 @@ async fn render_item_page(
     form: ItemForm,
 ) -> Response {
     let result = async {
-        let node = tree_db::get(&ctx.state.db.pool, node_id).await?;
+        let node = ctx.visible(tree_db::get(&ctx.state.db.pool, node_id).await)?;
         let apps = apps_below(ctx, &node.path).await?;
         let recent = match &item {
             Some(i) => work_orders::list(
-                &ctx.state.db.pool,
+                &ctx.state.db,
                 &Filter {
                     items: vec![i.id],
                     ..Filter::default()
                 },
+                ctx.read_scope(),
                 10,
             )
             .await?
@@ -283,7 +282,7 @@ async fn new_release_item(ctx: PageCtx, Query(q): Query<NodeQuery>) -> Response 
         auto_rollback: true,
         ..ItemForm::default()
     };
-    match tree_db::get(&ctx.state.db.pool, q.node).await {
+    match ctx.visible(tree_db::get(&ctx.state.db.pool, q.node).await) {
         Ok(node) if !ctx.may(Action::ManageReleaseItems, &node.path) => {
             page_error(&Error::Forbidden(format!(
                 "{} may not manage release items at {}",
@@ -306,7 +305,7 @@ async fn create_release_item(
         None => return page_error(&Error::BadRequest("node_id is missing".into())),
     };
     let result = async {
-        let node = tree_db::get(&ctx.state.db.pool, node_id).await?;
+        let node = ctx.visible(tree_db::get(&ctx.state.db.pool, node_id).await)?;
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::ManageReleaseItems, &node.path)?;
@@ -335,7 +334,7 @@ async fn create_release_item(
 
 /// A release item: its stages (editable by owners) and recent orders.
 async fn show_release_item(ctx: PageCtx, Path(id): Path<i64>) -> Response {
-    match release_items::get(&ctx.state.db.pool, id).await {
+    match ctx.visible(release_items::get(&ctx.state.db.pool, id).await) {
         Ok(item) => {
             let form = ItemForm::from_item(&item);
             render_item_page(&ctx, StatusCode::OK, None, item.node_id, Some(item), form).await
@@ -350,7 +349,7 @@ async fn save_release_item(
     Path(id): Path<i64>,
     CsrfForm(map): CsrfForm<HashMap<String, String>>,
 ) -> Response {
-    let item = match release_items::get(&ctx.state.db.pool, id).await {
+    let item = match ctx.visible(release_items::get(&ctx.state.db.pool, id).await) {
         Ok(i) => i,
         Err(e) => return page_error(&e),
     };
@@ -397,7 +396,7 @@ async fn delete_release_item(
     CsrfForm(_f): CsrfForm<crate::auth::NoFields>,
 ) -> Response {
     let result = async {
-        let item = release_items::get(&ctx.state.db.pool, id).await?;
+        let item = ctx.visible(release_items::get(&ctx.state.db.pool, id).await)?;
         ctx.state.policy.require(
             &ctx.actor.account,
             Action::ManageReleaseItems,
@@ -411,8 +410,9 @@ async fn delete_release_item(
             &format!("/tree/nodes/{}", item.node_id),
             Notice::success(format!("Deleted release item {}.", item.name)),
         ),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
         Err(e) => match release_items::get(&ctx.state.db.pool, id).await {
-            Ok(item) if !matches!(e, Error::Forbidden(_)) => {
+            Ok(item) => {
                 let form = ItemForm::from_item(&item);
                 render_item_page(
                     &ctx,
@@ -478,11 +478,13 @@ struct OrderForm {
 
 /// The items this person may file orders for.
 async fn fileable_items(ctx: &PageCtx) -> Result<Vec<ReleaseItem>> {
-    Ok(release_items::list(&ctx.state.db.pool, None)
-        .await?
-        .into_iter()
-        .filter(|i| ctx.may(Action::FileWorkOrder, &i.node_path))
-        .collect())
+    Ok(
+        release_items::list(&ctx.state.db.pool, None, ctx.read_scope())
+            .await?
+            .into_iter()
+            .filter(|i| ctx.may(Action::FileWorkOrder, &i.node_path))
+            .collect(),
+    )
 }
 
 async fn load_versions(ctx: &PageCtx, item: &ReleaseItem) -> std::result::Result<Vec<Tag>, String> {
@@ -585,11 +587,12 @@ async fn file_work_order(ctx: PageCtx, CsrfForm(form): CsrfForm<OrderForm>) -> R
             let mut notice = Notice::from_error(&e);
             if matches!(e, Error::Conflict(_))
                 && let Ok((open, _)) = work_orders::list(
-                    &ctx.state.db.pool,
+                    &ctx.state.db,
                     &Filter {
                         items: vec![item_id],
                         ..Filter::default()
                     },
+                    ctx.read_scope(),
                     1,
                 )
                 .await
@@ -645,7 +648,7 @@ async fn render_order(
     notice: Option<Notice>,
 ) -> Response {
     let result = async {
-        let d = work_orders::detail(&ctx.state.db.pool, id).await?;
+        let d = ctx.visible(work_orders::detail(&ctx.state.db.pool, id).await)?;
         let may_close = ctx.may(Action::FileWorkOrder, &d.order.node_path);
         let facts =
             work_orders::facts_for(&ctx.state.db, &d.order, &ctx.actor.account, may_close).await?;
@@ -826,7 +829,7 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
         // The page filters by item name (an item per node may share it).
         let item_ids: Vec<i64> = match query.item.trim() {
             "" => Vec::new(),
-            name => release_items::refs(&ctx.state.db.pool)
+            name => release_items::refs(&ctx.state.db.pool, ctx.read_scope())
                 .await?
                 .into_iter()
                 .filter(|i| i.name == name)
@@ -857,7 +860,8 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
             },
             before_id: query.before,
         };
-        let (orders, more) = work_orders::list(&ctx.state.db.pool, &filter, PAGE_SIZE).await?;
+        let (orders, more) =
+            work_orders::list(&ctx.state.db, &filter, ctx.read_scope(), PAGE_SIZE).await?;
         let older = match (more, orders.last()) {
             (true, Some(last)) => {
                 let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -899,7 +903,7 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
     }
 }
 
-/// Every work order, filtered, newest first.
+/// The work orders this person may view, filtered, newest first.
 async fn list_work_orders(ctx: PageCtx, Query(query): Query<ListQuery>) -> Response {
     render_list(&ctx, query, false).await
 }

@@ -1,46 +1,44 @@
 //! Driving stages from the work order page (Deploy, Roll back) and looking
 //! at what they did in the cluster: the pods of the old and the new
 //! version, and a container's log (last lines, or followed as it is
-//! written through server-sent events).
+//! written through server-sent events). A followed log is authorised again
+//! every few seconds while it runs and lives at most half an hour.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
-use futures::{AsyncBufReadExt, StreamExt};
+use futures::{AsyncBufReadExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 
 use super::releases::decide_from_page;
-use super::{Layout, PageCtx, page_error};
+use super::{Layout, PageCtx, PageRoutes, page_error};
 use crate::app::AppState;
-use crate::auth::{Action, CsrfForm, NoFields};
-use crate::db::now_ms;
+use crate::auth::{CsrfForm, NoFields};
 use crate::db::work_orders::{self, StageRun, StageTarget, WorkOrderDetail};
+use crate::db::{now_ms, sessions};
 use crate::domain::work_order::Command;
 use crate::error::{Error, Result};
 use crate::kube::rollout::{self, TEMPLATE_HASH};
 use crate::kube::{ClusterClient, KubeError};
 use crate::release::{kube_error, stage_deployment};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/work-orders/{id}/stages/{n}/deploy", post(deploy_stage))
-        .route(
-            "/work-orders/{id}/stages/{n}/rollback",
-            post(rollback_stage),
-        )
-        .route("/work-orders/{id}/pods", get(pods))
-        .route("/work-orders/{id}/stages/{n}/pods/{pod}/logs", get(logs))
-        .route(
+pub fn routes() -> PageRoutes {
+    PageRoutes::new()
+        .post("/work-orders/{id}/stages/{n}/deploy", deploy_stage)
+        .post("/work-orders/{id}/stages/{n}/rollback", rollback_stage)
+        .get("/work-orders/{id}/pods", pods)
+        .get("/work-orders/{id}/stages/{n}/pods/{pod}/logs", logs)
+        .get(
             "/work-orders/{id}/stages/{n}/pods/{pod}/logs/stream",
-            get(follow_logs),
+            follow_logs,
         )
 }
 
@@ -107,11 +105,7 @@ struct PodsPage {
 
 /// The order, if the viewer may see its node (404 otherwise).
 async fn visible_order(ctx: &PageCtx, id: i64) -> Result<WorkOrderDetail> {
-    let d = work_orders::detail(&ctx.state.db.pool, id).await?;
-    if !ctx.may(Action::ViewNode, &d.order.node_path) {
-        return Err(Error::NotFound(format!("no work order with id {id}")));
-    }
-    Ok(d)
+    ctx.visible(work_orders::detail(&ctx.state.db.pool, id).await)
 }
 
 /// The pods of the old and new versions of every stage that has started:
@@ -320,14 +314,15 @@ struct LogsPage {
 const MAX_TAIL: i64 = 5000;
 
 /// The pod, if it belongs to the stage's Deployment (404 otherwise: the
-/// log view is not a window onto every pod of the namespace).
+/// log view is not a window onto every pod of the namespace), and the path
+/// of the order's node.
 async fn stage_pod(
     ctx: &PageCtx,
     id: i64,
     position: i64,
     name: &str,
-) -> Result<(StageTarget, ClusterClient, Pod)> {
-    visible_order(ctx, id).await?;
+) -> Result<(StageTarget, ClusterClient, Pod, String)> {
+    let node_path = visible_order(ctx, id).await?.order.node_path;
     let (target, client, deployment) = open_stage(&ctx.state, id, position).await?;
     let pod = client
         .pod(&target.namespace, name)
@@ -344,7 +339,7 @@ async fn stage_pod(
         !wanted.is_empty() && wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
     });
     match pod {
-        Some(pod) if belongs => Ok((target, client, pod)),
+        Some(pod) if belongs => Ok((target, client, pod, node_path)),
         _ => Err(Error::NotFound(format!(
             "no pod {name} in {}/{} of stage {position}",
             target.namespace, target.deployment
@@ -403,6 +398,8 @@ struct LogSource {
     containers: Vec<String>,
     container: String,
     tail: i64,
+    /// The order's node: the viewer must keep a role there.
+    node_path: String,
 }
 
 async fn log_source(
@@ -413,7 +410,7 @@ async fn log_source(
     q: &LogQuery,
 ) -> Result<LogSource> {
     let tail = parse_tail(q.tail.as_deref())?;
-    let (target, client, pod) = stage_pod(ctx, id, position, name).await?;
+    let (target, client, pod, node_path) = stage_pod(ctx, id, position, name).await?;
     let (containers, container) = pick_container(&pod, q.container.trim(), &target.container)?;
     Ok(LogSource {
         target,
@@ -421,6 +418,7 @@ async fn log_source(
         containers,
         container,
         tail,
+        node_path,
     })
 }
 
@@ -437,6 +435,7 @@ async fn logs(
             containers,
             container,
             tail,
+            ..
         } = log_source(&ctx, id, position, &name, &q).await?;
         let lines = client
             .logs(&target.namespace, &name, &container, tail)
@@ -463,7 +462,18 @@ async fn logs(
     }
 }
 
-/// The log as it is written, one server-sent event per line.
+/// How often a followed log checks that its viewer may still read it: the
+/// session is live, the account enabled, and a role on the order's node
+/// held. Logging out, being disabled or losing the role ends the stream
+/// within this time.
+const FOLLOW_RECHECK: Duration = Duration::from_secs(5);
+
+/// The longest a followed log stays open. The browser's EventSource then
+/// reconnects, and the new request is authorised from scratch.
+const FOLLOW_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// The log as it is written, one server-sent event per line, for as long
+/// as the viewer may read it (see [`FOLLOW_RECHECK`], [`FOLLOW_LIFETIME`]).
 async fn follow_logs(
     ctx: PageCtx,
     Path((id, position, name)): Path<(i64, i64, String)>,
@@ -475,28 +485,102 @@ async fn follow_logs(
             client,
             container,
             tail,
+            node_path,
             ..
         } = log_source(&ctx, id, position, &name, &q).await?;
-        client
+        let reader = client
             .follow_logs(&target.namespace, &name, &container, tail)
             .await
-            .map_err(|e: KubeError| kube_error(&target.cluster, e))
+            .map_err(|e: KubeError| kube_error(&target.cluster, e))?;
+        Ok::<_, Error>((reader, node_path))
     }
     .await;
     match result {
-        Ok(reader) => {
+        Ok((reader, node_path)) => {
             let events = reader.lines().map(|line| {
                 Ok::<_, Infallible>(match line {
                     Ok(line) => Event::default().data(line),
                     Err(e) => Event::default().event("error").data(e.to_string()),
                 })
             });
-            Sse::new(events)
-                .keep_alive(KeepAlive::default())
-                .into_response()
+            let state = ctx.state.clone();
+            let session_id = ctx.actor.session_id;
+            let still_allowed = move || {
+                let state = state.clone();
+                let node_path = node_path.clone();
+                async move { may_still_read(&state, session_id, &node_path).await }
+            };
+            Sse::new(guarded(
+                events,
+                FOLLOW_RECHECK,
+                FOLLOW_LIFETIME,
+                still_allowed,
+            ))
+            .keep_alive(KeepAlive::default())
+            .into_response()
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// Whether session `session_id` is still live, its account enabled, and
+/// allowed to view the node at `node_path`. Any failure answers no: a
+/// stream that cannot be re-checked ends.
+async fn may_still_read(state: &AppState, session_id: i64, node_path: &str) -> bool {
+    match sessions::live_account(&state.db.pool, session_id).await {
+        Ok(Some(found)) => {
+            state
+                .policy
+                .refresh_to(&state.db, found.policy_version)
+                .await
+                .is_ok()
+                && state.policy.may_view(&found.account, node_path)
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "re-checking a followed log failed; ending it");
+            false
+        }
+    }
+}
+
+/// `events`, until `still_allowed` answers no (asked every `every`) or
+/// `lifetime` has passed, whichever comes first. The checks come first:
+/// a chatty stream does not starve them.
+fn guarded<S, F, Fut>(
+    events: S,
+    every: Duration,
+    lifetime: Duration,
+    still_allowed: F,
+) -> impl Stream<Item = S::Item>
+where
+    S: Stream + Unpin,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    let deadline = start + lifetime;
+    let mut ticks = tokio::time::interval_at(start + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures::stream::unfold(
+        (events, still_allowed, ticks),
+        move |(mut events, mut still_allowed, mut ticks)| async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    () = tokio::time::sleep_until(deadline) => return None,
+                    _ = ticks.tick() => {
+                        if !still_allowed().await {
+                            return None;
+                        }
+                    }
+                    item = events.next() => {
+                        return item.map(|item| (item, (events, still_allowed, ticks)));
+                    }
+                }
+            }
+        },
+    )
 }
 
 #[cfg(test)]
@@ -509,6 +593,64 @@ mod tests {
         assert_eq!(age(600_000), "10m");
         assert_eq!(age(3 * 3_600_000), "3h");
         assert_eq!(age(3 * 86_400_000), "3d");
+    }
+
+    /// A stream that yields `0, 1, 2, …` every second, forever.
+    fn ticking() -> impl Stream<Item = u64> + Unpin {
+        Box::pin(futures::stream::unfold(0_u64, |n| async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Some((n, n + 1))
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_guarded_stream_ends_at_the_first_refused_check() {
+        let checks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = checks.clone();
+        let started = tokio::time::Instant::now();
+        let items: Vec<u64> = guarded(
+            ticking(),
+            Duration::from_secs(5),
+            Duration::from_secs(3600),
+            move || {
+                let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // Allowed at the first two checks (5 s, 10 s), refused at 15 s.
+                async move { n < 2 }
+            },
+        )
+        .collect()
+        .await;
+        assert_eq!(checks.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(started.elapsed(), Duration::from_secs(15));
+        assert_eq!(items.len(), 14, "{items:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_guarded_stream_ends_at_its_lifetime_while_allowed() {
+        let started = tokio::time::Instant::now();
+        let items: Vec<u64> = guarded(
+            ticking(),
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            || async { true },
+        )
+        .collect()
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+        assert_eq!(items.len(), 59, "{items:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_guarded_stream_ends_with_its_source() {
+        let items: Vec<u32> = guarded(
+            futures::stream::iter([1, 2, 3]),
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+            || async { true },
+        )
+        .collect()
+        .await;
+        assert_eq!(items, [1, 2, 3]);
     }
 
     #[test]

@@ -1,28 +1,29 @@
 //! Login and logout.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use axum_csrf::CsrfToken;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
-use super::{Layout, Notice, PageCtx, clear_flash, page_error, read_flash, redirect_with};
+use super::{
+    Layout, Notice, PageCtx, PageRoutes, clear_flash, page_error, read_flash, redirect_with,
+};
 use crate::app::AppState;
 use crate::auth::extract::{client_ip, session_cookie_name};
 use crate::auth::{CsrfForm, NoFields, PageActor, password};
 use crate::db::{accounts, sessions};
 use crate::error::Error;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(home))
-        .route("/login", get(show_login).post(log_in))
-        .route("/logout", post(log_out))
+pub fn routes() -> PageRoutes {
+    PageRoutes::new()
+        .get("/", home)
+        .get("/login", show_login)
+        .post("/login", log_in)
+        .post("/logout", log_out)
 }
 
 /// The start page is the service tree, for now.

@@ -1,24 +1,20 @@
 //! The settings page (admins): the GitLab connection.
 
 use askama::Template;
-use axum::Router;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use serde::Deserialize;
 
-use super::{Layout, Notice, PageCtx, format_opt_time, page_error, redirect_with};
-use crate::app::AppState;
+use super::{Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_error, redirect_with};
 use crate::auth::{Action, CsrfForm};
 use crate::error::Result;
 use crate::gitlab::{GitlabClient, GitlabSettings};
 use crate::secret::Secret;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/admin/settings",
-        get(show_settings).post(save_gitlab_settings),
-    )
+pub fn routes() -> PageRoutes {
+    PageRoutes::new()
+        .get("/admin/settings", show_settings)
+        .post("/admin/settings", save_gitlab_settings)
 }
 
 #[derive(Template)]

@@ -1,31 +1,28 @@
 //! Service tree pages: browse, node page, children, members.
 
 use askama::Template;
-use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::{Layout, Notice, PageCtx, format_time, page_error, redirect_with};
-use crate::app::AppState;
+use super::{Layout, Notice, PageCtx, PageRoutes, format_time, page_error, redirect_with};
 use crate::auth::{Action, CsrfForm, NoFields};
 use crate::db::tree::{self as tree_db, Member, Node};
 use crate::domain::tree::{self, Role};
 use crate::error::{Error, Result};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/tree", get(show_tree))
-        .route("/tree/nodes", post(create_node))
-        .route("/tree/nodes/{id}", get(show_node))
-        .route("/tree/nodes/{id}/title", post(edit_node_title))
-        .route("/tree/nodes/{id}/delete", post(delete_node))
-        .route("/tree/nodes/{id}/members", post(add_member))
-        .route(
+pub fn routes() -> PageRoutes {
+    PageRoutes::new()
+        .get("/tree", show_tree)
+        .post("/tree/nodes", create_node)
+        .get("/tree/nodes/{id}", show_node)
+        .post("/tree/nodes/{id}/title", edit_node_title)
+        .post("/tree/nodes/{id}/delete", delete_node)
+        .post("/tree/nodes/{id}/members", add_member)
+        .post(
             "/tree/nodes/{id}/members/{account_id}/delete",
-            post(remove_member),
+            remove_member,
         )
 }
 
@@ -39,7 +36,9 @@ struct TreePage {
     form_title: String,
 }
 
-/// The whole tree, indented by depth.
+/// The subtrees this person may view (the whole tree, for admins),
+/// indented by depth. Nodes above them are not listed: their names are in
+/// the paths shown, and nothing more of them is.
 async fn show_tree(ctx: PageCtx) -> Response {
     render_tree(&ctx, StatusCode::OK, None, String::new(), String::new()).await
 }
@@ -51,7 +50,7 @@ async fn render_tree(
     form_name: String,
     form_title: String,
 ) -> Response {
-    let nodes = match tree_db::list_all(&ctx.state.db.pool).await {
+    let nodes = match tree_db::list_all(&ctx.state.db.pool, ctx.read_scope()).await {
         Ok(n) => n,
         Err(e) => return page_error(&e),
     };
@@ -65,6 +64,14 @@ async fn render_tree(
     ctx.render(status, &page)
 }
 
+/// A node above the page's node, in the breadcrumbs: a link when the
+/// viewer may open it, its name alone otherwise (it is in the path anyway).
+struct Crumb {
+    id: i64,
+    name: String,
+    link: bool,
+}
+
 /// A member row with what the viewer may do with it.
 struct MemberRow {
     member: Member,
@@ -76,7 +83,7 @@ struct MemberRow {
 struct NodePage {
     layout: Layout,
     node: Node,
-    ancestors: Vec<Node>,
+    ancestors: Vec<Crumb>,
     children: Vec<Node>,
     members: Vec<MemberRow>,
     /// Where the approvers come from and who they are.
@@ -110,8 +117,16 @@ async fn load_node_page(
     form: NodeForms,
 ) -> Result<NodePage> {
     let pool = &ctx.state.db.pool;
-    let node = tree_db::get(pool, id).await?;
-    let ancestors = tree_db::ancestors(pool, &node).await?;
+    let node = ctx.visible(tree_db::get(pool, id).await)?;
+    let ancestors = tree_db::ancestors(pool, &node)
+        .await?
+        .into_iter()
+        .map(|a| Crumb {
+            link: ctx.may(Action::ViewNode, &a.path),
+            id: a.id,
+            name: a.name,
+        })
+        .collect();
     let children = tree_db::children(pool, Some(id)).await?;
     let members = tree_db::members(pool, id)
         .await?
@@ -136,13 +151,14 @@ async fn load_node_page(
         can_delete: ctx.may(Action::DeleteNode, node.parent_path()),
         can_manage_items: ctx.may(Action::ManageReleaseItems, &node.path),
         is_admin: ctx.may(Action::ManageAccounts, "/"),
-        items: crate::db::release_items::list(pool, Some(id)).await?,
+        items: crate::db::release_items::list(pool, Some(id), ctx.read_scope()).await?,
         apps: crate::db::apps::list(
             pool,
             &crate::db::apps::AppFilter {
                 node_id: Some(id),
                 ..Default::default()
             },
+            ctx.read_scope(),
         )
         .await?,
         node,
@@ -203,7 +219,10 @@ async fn create_node(ctx: PageCtx, CsrfForm(form): CsrfForm<CreateNodeForm>) -> 
     let name = form.name.trim().to_string();
     let result = async {
         let parent_path = match parent_id {
-            Some(id) => tree_db::get(&ctx.state.db.pool, id).await?.path,
+            Some(id) => {
+                ctx.visible(tree_db::get(&ctx.state.db.pool, id).await)?
+                    .path
+            }
             None => "/".to_string(),
         };
         ctx.state
@@ -262,7 +281,7 @@ async fn edit_node_title(
     CsrfForm(form): CsrfForm<TitleForm>,
 ) -> Response {
     let result = async {
-        let node = tree_db::get(&ctx.state.db.pool, id).await?;
+        let node = ctx.visible(tree_db::get(&ctx.state.db.pool, id).await)?;
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::EditNode, &node.path)?;
@@ -295,7 +314,7 @@ async fn delete_node(
     CsrfForm(_form): CsrfForm<NoFields>,
 ) -> Response {
     let result = async {
-        let node = tree_db::get(&ctx.state.db.pool, id).await?;
+        let node = ctx.visible(tree_db::get(&ctx.state.db.pool, id).await)?;
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::DeleteNode, node.parent_path())?;
@@ -338,7 +357,7 @@ async fn add_member(
 ) -> Response {
     let account = form.account.trim().to_string();
     let result = async {
-        let node = tree_db::get(&ctx.state.db.pool, id).await?;
+        let node = ctx.visible(tree_db::get(&ctx.state.db.pool, id).await)?;
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::ManageMembers, &node.path)?;
@@ -385,7 +404,7 @@ async fn remove_member(
     CsrfForm(_form): CsrfForm<NoFields>,
 ) -> Response {
     let result = async {
-        let node = tree_db::get(&ctx.state.db.pool, id).await?;
+        let node = ctx.visible(tree_db::get(&ctx.state.db.pool, id).await)?;
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::ManageMembers, &node.path)?;
