@@ -196,7 +196,7 @@ async fn get_work_order(
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/approve", tag = "work orders", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Work order id")),
-    request_body(content = Comment, content_type = "application/json"),
+    request_body(content = Option<Comment>, content_type = "application/json", description = "Optional: an empty body is no comment"),
     responses((status = 200, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
 )]
 async fn approve_work_order(
@@ -216,7 +216,7 @@ async fn approve_work_order(
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/reject", tag = "work orders", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Work order id")),
-    request_body(content = Comment, content_type = "application/json"),
+    request_body(content = Option<Comment>, content_type = "application/json", description = "Optional: an empty body is no comment"),
     responses((status = 200, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
 )]
 async fn reject_work_order(
