@@ -173,8 +173,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// A JSON body whose rejections answer in the API's error format:
 /// 415 without a JSON content type, 400 for malformed JSON, 413 past the
-/// body limit, 422 for JSON of the wrong shape (unknown fields included)
-/// and for a NUL character anywhere in it (PostgreSQL cannot store one).
+/// body limit, 422 for a NUL character anywhere in it (PostgreSQL cannot
+/// store one), then 422 for JSON of the wrong shape (unknown fields
+/// included).
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -190,8 +191,8 @@ where
             .await
             .map_err(|e| body_error(e.status(), e.body_text()))?;
         let req = Request::from_parts(parts, Body::from(bytes.clone()));
-        let value = match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => value,
+        let document = match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(document)) => document,
             Err(JsonRejection::MissingJsonContentType(_)) => {
                 return Err(Error::UnsupportedMediaType(
                     "send a JSON body with Content-Type: application/json".into(),
@@ -203,20 +204,18 @@ where
                     e.body_text()
                 )));
             }
-            Err(JsonRejection::JsonDataError(e)) => {
-                return Err(Error::Validation {
-                    field: None,
-                    message: e.body_text(),
-                });
-            }
             Err(other) => return Err(body_error(other.status(), other.body_text())),
         };
-        // The body parsed as `T`, so it is valid JSON: look at every string
-        // of it, keys included, for a NUL.
-        let document: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::BadRequest(format!("malformed JSON: {e}")))?;
+        // Every string, keys included, before the shape: a NUL is refused
+        // the same way wherever it is.
         refuse_nul_in_json(&document, &mut String::new())?;
-        Ok(ApiJson(value))
+        match Json::<T>::from_bytes(&bytes) {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(e) => Err(Error::Validation {
+                field: None,
+                message: e.body_text(),
+            }),
+        }
     }
 }
 
