@@ -6,8 +6,9 @@
 //! kept in `target/test-artifacts/schemathesis/`.
 //!
 //! The fuzzer runs as an admin of its own (`fuzzer`), against an
-//! organisation with GitLab connected (a fake), clusters, apps, a release
-//! item and a work order, so it reaches past the 404s. Its own account
+//! organisation with GitLab connected (a fake), clusters (unreachable),
+//! apps, a release item and an approved work order, so it reaches past the
+//! 404s and into GitLab and Kubernetes calls. Its own account
 //! cannot be disabled by itself (409), and its token's id is moved far
 //! from every id it generates or creates, so it never revokes the token it
 //! runs with; the test checks it is still accepted at the end.
@@ -31,7 +32,7 @@ const SCHEMATHESIS_VERSION: &str = "4.32.5";
 /// Test cases per operation and phase: enough to try every parameter with
 /// odd values, small enough for about two minutes per database on two
 /// cores.
-const MAX_EXAMPLES: &str = "40";
+const MAX_EXAMPLES: &str = "100";
 /// The default seed: the same inputs on every run unless
 /// `ROLLWAY_FUZZ_SEED` says otherwise.
 const DEFAULT_SEED: &str = "20261202";
@@ -88,6 +89,16 @@ db_test!(
             .post("/api/v1/work-orders", order_body(release.item, "v1.129.0"))
             .await;
         assert_eq!(s, StatusCode::CREATED, "{order}");
+        // Approved, so a deploy reaches the cluster (unreachable: 502).
+        let olivia = app.api(Some(&app.token_for("olivia")));
+        let (s, v) = olivia
+            .post(
+                &format!("/api/v1/work-orders/{}/approve", order["id"]),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["state"], "approved", "{v}");
 
         let out = app.cli(&["admin", "create-user", "fuzzer", "--admin"]);
         assert!(

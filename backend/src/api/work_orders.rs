@@ -33,22 +33,47 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct FileWorkOrder {
     pub release_item_id: i64,
     /// A tag of the item's GitLab project.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub version: String,
+    /// One line, not blank.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$",
+        max_length = 200
+    )]
     pub title: String,
+    /// Free text: tabs and line breaks, no other control characters.
     #[serde(default)]
+    #[schema(
+        pattern = r"^([^\u0000-\u0008\u000b-\u001f\u007f-\u009f]|\r\n)*$",
+        max_length = 20000
+    )]
     pub description: String,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Comment {
+    /// Free text: tabs and line breaks, no other control characters.
     #[serde(default)]
+    #[schema(
+        pattern = r"^([^\u0000-\u0008\u000b-\u001f\u007f-\u009f]|\r\n)*$",
+        max_length = 2000
+    )]
     pub comment: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseBody {
+    /// Free text (tabs and line breaks, no other control characters), not
+    /// blank.
+    #[schema(
+        pattern = r"^([^\u0000-\u0008\u000b-\u001f\u007f-\u009f]|\r\n)*$",
+        min_length = 1,
+        max_length = 2000
+    )]
     pub reason: String,
 }
 
