@@ -63,6 +63,25 @@ db_test!(
                     .is_some_and(|m| !m.is_empty())
             );
         }
+        // Past the 1 MiB limit: 413, in the API's format. On a connection
+        // of its own: the server answers before reading the rest of the
+        // body and closes it.
+        let big = format!(
+            r#"{{"name":"a","title":"{}"}}"#,
+            "x".repeat((1 << 20) + 1024)
+        );
+        let resp = reqwest::Client::new()
+            .post(app.url("/api/v1/nodes"))
+            .bearer_auth(app.admin_token())
+            .header("content-type", "application/json")
+            .header("connection", "close")
+            .body(big)
+            .send()
+            .await
+            .expect("the server answers an oversized body");
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
         let (_, nodes) = admin.get("/api/v1/nodes").await;
         assert_eq!(nodes, json!([]), "nothing was created");
         // Path parameters that are not ids, and unknown API paths.
@@ -381,3 +400,60 @@ db_test!(
         assert_eq!(rows(&app, "nodes").await, nodes_before);
     }
 );
+
+#[tokio::test]
+async fn every_operation_documents_the_errors_its_inputs_can_cause() {
+    let app = TestApp::start(crate::common::Backend::Sqlite).await;
+    let doc: serde_json::Value = reqwest::get(app.url("/api/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let error_body = json!({"$ref": "#/components/schemas/ErrorBody"});
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let route = format!("{} {path}", method.to_uppercase());
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let reads = |place: &str| params.iter().any(|p| p["in"] == place);
+            let mut expected = vec!["401"];
+            if reads("path") || reads("query") || op.get("requestBody").is_some() {
+                expected.extend(["400", "422"]);
+            }
+            if reads("path") {
+                expected.push("404");
+            }
+            if op.get("requestBody").is_some() {
+                expected.extend(["413", "415"]);
+            }
+            let responses = op["responses"].as_object().unwrap();
+            for status in expected {
+                assert!(
+                    responses.contains_key(status),
+                    "{route} does not document {status}"
+                );
+            }
+            assert!(
+                !responses.contains_key("500"),
+                "{route} documents a 500 (a bug, never an answer)"
+            );
+            for (status, response) in responses {
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{route} {status} has no description"
+                );
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"], error_body,
+                        "{route} {status} is not an ErrorBody in application/json"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 49, "only {checked} operations");
+}

@@ -904,6 +904,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn comments_and_reasons_keep_line_breaks_but_no_other_control_characters() {
+        let facts = approver();
+        let reject = |comment: &str| Command::Reject {
+            comment: comment.into(),
+        };
+        let close = |reason: &str| Command::Close {
+            reason: reason.into(),
+        };
+        for bad in [reject("ok\u{1b}[2J"), close("bell\u{7}"), close("\0")] {
+            let refusal = decide(PendingApproval, &bad, &facts).unwrap_err();
+            assert_eq!(refusal.kind, Invalid, "{bad:?}");
+            assert!(refusal.reason.contains("control characters"), "{refusal:?}");
+        }
+        assert!(decide(PendingApproval, &reject("no:\r\n\t- tests"), &facts).is_ok());
+        assert!(decide(PendingApproval, &close("superseded\nby #12"), &facts).is_ok());
+    }
+
     use StageStatus as S;
 
     fn deployer(stages: &[StageStatus]) -> Facts {
