@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -16,7 +16,6 @@ use axum_prometheus::metrics_exporter_prometheus::PrometheusHandle;
 use axum_prometheus::{EndpointLabel, PrometheusMetricLayer, PrometheusMetricLayerBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -200,7 +199,11 @@ pub fn router(state: AppState, metrics: Option<&Metrics>) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .layer(tower::util::option_layer(hsts))
-        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(axum::middleware::from_fn(refuse_nul_in_uri))
+        // A limit on what extractors read (not a layer in front), so an
+        // oversized body is refused in the answer's own format: JSON under
+        // /api, an error page for forms.
+        .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(CompressionLayer::new())
         // A panic is a bug, but it still answers 500 with the same
         // generic text as any internal error, not a dropped connection.
@@ -217,6 +220,40 @@ fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::respons
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("(no message)");
     crate::error::Error::Internal(anyhow::anyhow!("handler panicked: {detail}")).into_response()
+}
+
+/// A NUL in the path or the query string (`%00`, the only way to send one
+/// there) is refused with 422 before any handler runs: JSON under `/api`,
+/// an error page elsewhere. PostgreSQL cannot store NUL in text, so letting
+/// one through would fail there (500) where SQLite takes it. Bodies are
+/// checked by the API's extractors and `CsrfForm`.
+async fn refuse_nul_in_uri(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    let uri = req.uri();
+    let has_nul = |s: &str| s.to_ascii_lowercase().contains("%00");
+    let found = if has_nul(uri.path()) {
+        Some(("path".to_string(), "the path".to_string()))
+    } else if uri.query().is_some_and(has_nul) {
+        url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+            .map(|(name, _)| {
+                let name = name.replace('\0', "\\0");
+                (name.clone(), format!("the query parameter '{name}'"))
+            })
+    } else {
+        None
+    };
+    let Some((field, what)) = found else {
+        return next.run(req).await;
+    };
+    let err = crate::error::Error::validation(
+        field,
+        format!("{what} must not contain NUL characters (%00)"),
+    );
+    if uri.path().starts_with("/api/") {
+        err.into_response()
+    } else {
+        http::page_error(&err)
+    }
 }
 
 /// Liveness: the process answers.

@@ -3,6 +3,8 @@
 //! notice. Unexpected errors are logged in full and answered with a generic
 //! text: database error text never reaches a client.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -28,13 +30,19 @@ pub enum Error {
     /// 409: the request breaks a rule given the current state.
     #[error("{0}")]
     Conflict(String),
+    /// 413: the body is larger than the server reads.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// 415: the body is not of the content type the route reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// 422: well-formed input that fails validation.
+    /// 422: well-formed input that fails validation (NUL or control
+    /// characters included).
     #[error("{message}")]
     Validation {
-        field: Option<&'static str>,
+        /// The input at fault: a body field (`title`, `stages[0].name`), a
+        /// form field or a query parameter.
+        field: Option<Cow<'static, str>>,
         message: String,
     },
     /// 429: too many attempts; try again later.
@@ -62,13 +70,13 @@ pub struct ErrorDetail {
     pub message: String,
     /// The input field at fault, for validation errors.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<&'static str>,
+    pub field: Option<String>,
 }
 
 impl Error {
-    pub fn validation(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn validation(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         Error::Validation {
-            field: Some(field),
+            field: Some(field.into()),
             message: message.into(),
         }
     }
@@ -80,6 +88,7 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -95,6 +104,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::PayloadTooLarge(_) => "payload_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Validation { .. } => "validation_failed",
             Error::RateLimited(_) => "rate_limited",
@@ -125,7 +135,7 @@ impl Error {
                 code: self.code(),
                 message: self.public_message(),
                 field: match self {
-                    Error::Validation { field, .. } => *field,
+                    Error::Validation { field, .. } => field.as_deref().map(str::to_string),
                     _ => None,
                 },
             },

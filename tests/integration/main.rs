@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod engine;
 mod fake_gitlab;
+mod fuzz;
 mod gitlab;
 mod kubectl;
 mod ops;

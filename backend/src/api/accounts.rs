@@ -40,10 +40,14 @@ fn require_admin(state: &AppState, actor: &Account) -> Result<()> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]*$", min_length = 1, max_length = 64)]
     pub name: String,
+    /// One line; the name when empty.
     #[serde(default)]
+    #[schema(pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$", max_length = 200)]
     pub display_name: String,
     /// At least 12 characters; generated (and returned once) when absent.
+    #[schema(min_length = 12, max_length = 1024)]
     pub password: Option<String>,
     #[serde(default)]
     pub is_admin: bool,
@@ -72,21 +76,33 @@ pub struct NewPassword {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateServiceAccount {
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]*$", min_length = 1, max_length = 64)]
     pub name: String,
+    /// Free text: tabs and line breaks, no other control characters.
     #[serde(default)]
+    #[schema(
+        pattern = r"^([^\u0000-\u0008\u000b-\u001f\u007f-\u009f]|\r\n)*$",
+        max_length = 1000
+    )]
     pub description: String,
     /// Path of a node to bind the account to.
     pub node: Option<String>,
     /// Role on that node (default `engineer`).
+    #[schema(pattern = r"^(owner|engineer|viewer)$")]
     pub role: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// A label to recognise the token by.
+    /// A label to recognise the token by (one line).
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$",
+        max_length = 100
+    )]
     pub name: String,
     /// Days until it expires; never when absent.
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
 }
 

@@ -29,14 +29,25 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct CreateNode {
     /// Parent node; a root node when absent (admins only).
     pub parent_id: Option<i64>,
-    /// Slug: lowercase letters, digits and dashes.
+    /// Slug: lowercase letters, digits and single dashes.
+    #[schema(pattern = r"^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub name: String,
+    /// One line, not blank.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$",
+        max_length = 200
+    )]
     pub title: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateNode {
+    /// One line, not blank.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$",
+        max_length = 200
+    )]
     pub title: String,
 }
 
@@ -46,6 +57,7 @@ pub struct AddMember {
     /// User or service-account name.
     pub account: String,
     /// `owner`, `engineer` or `viewer`.
+    #[schema(pattern = r"^(owner|engineer|viewer)$")]
     pub role: String,
 }
 

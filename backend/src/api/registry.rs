@@ -37,8 +37,10 @@ fn parse_env(raw: &str) -> Result<Environment> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCluster {
+    #[schema(pattern = r"^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub name: String,
     /// `dev`, `test`, `staging` or `prod`.
+    #[schema(pattern = r"^(dev|test|staging|prod)$")]
     pub environment: String,
     /// Kubeconfig YAML (write-only; never returned). Required unless
     /// `in_cluster` is true.
@@ -53,6 +55,8 @@ pub struct CreateCluster {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCluster {
+    /// `dev`, `test`, `staging` or `prod`.
+    #[schema(pattern = r"^(dev|test|staging|prod)$")]
     pub environment: Option<String>,
     /// Replaces the stored kubeconfig (with `context`, when given).
     pub kubeconfig: Option<String>,
@@ -215,10 +219,26 @@ pub struct AppQuery {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppBody {
+    #[schema(pattern = r"^[a-z](-?[a-z0-9])*$", min_length = 1, max_length = 63)]
     pub name: String,
     pub cluster_id: i64,
+    #[schema(
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        min_length = 1,
+        max_length = 63
+    )]
     pub namespace: String,
+    #[schema(
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        min_length = 1,
+        max_length = 63
+    )]
     pub deployment: String,
+    #[schema(
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        min_length = 1,
+        max_length = 63
+    )]
     pub container: String,
     pub node_id: i64,
 }

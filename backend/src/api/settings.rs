@@ -23,8 +23,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct PutGitlab {
     /// Base URL, e.g. `https://gitlab.example.com`.
+    #[schema(pattern = r"^https?://[^\u0000-\u0020\u007f-\u009f]+$")]
     pub url: String,
     /// An access token with `read_api`; kept when absent. Never returned.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub token: Option<String>,
 }
 

@@ -33,22 +33,47 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct FileWorkOrder {
     pub release_item_id: i64,
     /// A tag of the item's GitLab project.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub version: String,
+    /// One line, not blank.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$",
+        max_length = 200
+    )]
     pub title: String,
+    /// Free text: tabs and line breaks, no other control characters.
     #[serde(default)]
+    #[schema(
+        pattern = r"^([^\u0000-\u0008\u000b-\u001f\u007f-\u009f]|\r\n)*$",
+        max_length = 20000
+    )]
     pub description: String,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Comment {
+    /// Free text: tabs and line breaks, no other control characters.
     #[serde(default)]
+    #[schema(
+        pattern = r"^([^\u0000-\u0008\u000b-\u001f\u007f-\u009f]|\r\n)*$",
+        max_length = 2000
+    )]
     pub comment: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseBody {
+    /// Free text (tabs and line breaks, no other control characters), not
+    /// blank.
+    #[schema(
+        pattern = r"^([^\u0000-\u0008\u000b-\u001f\u007f-\u009f]|\r\n)*$",
+        min_length = 1,
+        max_length = 2000
+    )]
     pub reason: String,
 }
 
@@ -206,7 +231,7 @@ async fn get_work_order(
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/approve", tag = "work orders", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Work order id")),
-    request_body(content = Comment, content_type = "application/json"),
+    request_body(content = Option<Comment>, content_type = "application/json", description = "Optional: an empty body is no comment"),
     responses((status = 200, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
 )]
 async fn approve_work_order(
@@ -226,7 +251,7 @@ async fn approve_work_order(
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/reject", tag = "work orders", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Work order id")),
-    request_body(content = Comment, content_type = "application/json"),
+    request_body(content = Option<Comment>, content_type = "application/json", description = "Optional: an empty body is no comment"),
     responses((status = 200, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
 )]
 async fn reject_work_order(

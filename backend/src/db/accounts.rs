@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::audit::{self, AuditActor, Change, snapshot};
 use super::{Db, Tx, now_ms};
+use crate::domain::text::{check_free_form, check_single_line};
 use crate::error::{Error, Result, is_unique_violation};
 
 /// Longest accepted account name.
@@ -124,6 +125,10 @@ pub async fn insert(tx: &mut Tx, new: &NewAccount<'_>, who: &AuditActor) -> Resu
             "description must be at most 1000 characters",
         ));
     }
+    check_single_line("display name", new.display_name)
+        .map_err(|m| Error::validation("display_name", m))?;
+    check_free_form("description", new.description)
+        .map_err(|m| Error::validation("description", m))?;
     let now = now_ms();
     let display_name = if new.display_name.trim().is_empty() {
         new.name

@@ -125,7 +125,10 @@ async fn load_stages(
 fn validate_fields(fields: &ItemFields) -> Result<()> {
     validate_name(fields.name.trim()).map_err(|m| Error::validation("name", m))?;
     let project = fields.gitlab_project.trim();
-    if project.is_empty() || project.len() > 255 || project.contains(char::is_whitespace) {
+    if project.is_empty()
+        || project.len() > 255
+        || project.contains(|c: char| c.is_whitespace() || c.is_control())
+    {
         return Err(Error::validation(
             "gitlab_project",
             "give the GitLab project id or its path, e.g. group/app",

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::accounts::{self, Account};
 use super::audit::{self, AuditActor, Change, snapshot};
 use super::{Db, Tx, now_ms};
+use crate::domain::text::check_single_line;
 use crate::error::{Error, Result};
 use crate::secret::{Secret, random_alphanumeric, sha256_hex};
 
@@ -81,6 +82,7 @@ pub async fn create(
             "token name must be 1 to 100 characters",
         ));
     }
+    check_single_line("token name", name).map_err(|m| Error::validation("name", m))?;
     if let Some(days) = expires_in_days
         && !(1..=MAX_EXPIRY_DAYS).contains(&days)
     {

@@ -17,6 +17,7 @@ use super::tree::Scope;
 use super::{Db, Tx, now_ms};
 use crate::config::DbKind;
 use crate::domain::release_item::{Canary, Strategy};
+use crate::domain::text::{check_free_form, check_single_line};
 use crate::domain::tree::{self as rules, Membership, Role};
 use crate::domain::work_order::{
     Command, Facts, Outcome, Refusal, RefusalKind, StageChange, StageFacts, StageStatus, State,
@@ -267,6 +268,10 @@ pub async fn check_filing(db: &Db, new: &NewWorkOrder<'_>, creator: &Account) ->
             "pick a version (a GitLab tag)",
         ));
     }
+    check_single_line("version", new.version).map_err(|m| Error::validation("version", m))?;
+    check_single_line("title", title).map_err(|m| Error::validation("title", m))?;
+    check_free_form("description", new.description)
+        .map_err(|m| Error::validation("description", m))?;
     if let Some(open) = open_order_of(&db.pool, new.item.id).await? {
         return Err(already_open(new.item, open));
     }

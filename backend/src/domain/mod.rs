@@ -4,5 +4,6 @@
 
 pub mod cluster;
 pub mod release_item;
+pub mod text;
 pub mod tree;
 pub mod work_order;

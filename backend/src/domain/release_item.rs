@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::domain::text::check_single_line;
 use crate::domain::tree::path_covers;
 
 /// Most stages an item may have.
@@ -142,6 +143,7 @@ pub fn validate_plan(
                 format!("stage {n}: give it a name of at most 60 characters"),
             ));
         }
+        check_single_line(&format!("stage {n}: the name"), name).map_err(|m| err("stages", m))?;
         if !names.insert(name.to_lowercase()) {
             return Err(err(
                 "stages",
@@ -248,6 +250,7 @@ fn validate_canary(canary: &Canary) -> Result<(), String> {
         if h.value.trim().is_empty() || h.value.len() > 200 {
             return Err("the header value must be 1 to 200 characters".into());
         }
+        check_single_line("the header value", &h.value)?;
     }
     Ok(())
 }

@@ -12,6 +12,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::domain::text::check_single_line;
+
 /// Longest accepted node slug.
 pub const MAX_NAME_LEN: usize = 63;
 /// Longest accepted node title.
@@ -83,7 +85,8 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a node title: not blank, at most [`MAX_TITLE_LEN`] characters.
+/// Checks a node title: not blank, at most [`MAX_TITLE_LEN`] characters,
+/// one line.
 pub fn validate_title(title: &str) -> Result<(), String> {
     if title.trim().is_empty() {
         return Err("title must not be empty".into());
@@ -91,7 +94,7 @@ pub fn validate_title(title: &str) -> Result<(), String> {
     if title.chars().count() > MAX_TITLE_LEN {
         return Err(format!("title must be at most {MAX_TITLE_LEN} characters"));
     }
-    Ok(())
+    check_single_line("title", title)
 }
 
 /// The materialised path of a node named `name` under a parent with

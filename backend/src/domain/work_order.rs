@@ -27,6 +27,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::domain::text::check_free_form;
+
 /// Where a work order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
@@ -387,7 +389,7 @@ pub fn decide(state: State, command: &Command, facts: &Facts) -> Result<Transiti
     use RefusalKind::*;
     match command {
         Command::Approve { comment } | Command::Reject { comment } => {
-            check_note(comment, false)?;
+            check_note("the comment", comment, false)?;
             if state != State::PendingApproval {
                 return Err(refuse(
                     Conflict,
@@ -449,7 +451,7 @@ pub fn decide(state: State, command: &Command, facts: &Facts) -> Result<Transiti
             })
         }
         Command::Close { reason } => {
-            check_note(reason, true)?;
+            check_note("the reason", reason, true)?;
             if !state.is_open() {
                 return Err(refuse(
                     Conflict,
@@ -731,7 +733,7 @@ fn report(
     }
 }
 
-fn check_note(note: &str, required: bool) -> Result<(), Refusal> {
+fn check_note(field: &str, note: &str, required: bool) -> Result<(), Refusal> {
     if required && note.trim().is_empty() {
         return Err(refuse(RefusalKind::Invalid, "give a reason"));
     }
@@ -741,7 +743,7 @@ fn check_note(note: &str, required: bool) -> Result<(), Refusal> {
             format!("keep it under {MAX_NOTE_LEN} characters"),
         ));
     }
-    Ok(())
+    check_free_form(field, note).map_err(|m| refuse(RefusalKind::Invalid, m))
 }
 
 #[cfg(test)]
@@ -900,6 +902,24 @@ mod tests {
                 .kind,
             Invalid
         );
+    }
+
+    #[test]
+    fn comments_and_reasons_keep_line_breaks_but_no_other_control_characters() {
+        let facts = approver();
+        let reject = |comment: &str| Command::Reject {
+            comment: comment.into(),
+        };
+        let close = |reason: &str| Command::Close {
+            reason: reason.into(),
+        };
+        for bad in [reject("ok\u{1b}[2J"), close("bell\u{7}"), close("\0")] {
+            let refusal = decide(PendingApproval, &bad, &facts).unwrap_err();
+            assert_eq!(refusal.kind, Invalid, "{bad:?}");
+            assert!(refusal.reason.contains("control characters"), "{refusal:?}");
+        }
+        assert!(decide(PendingApproval, &reject("no:\r\n\t- tests"), &facts).is_ok());
+        assert!(decide(PendingApproval, &close("superseded\nby #12"), &facts).is_ok());
     }
 
     use StageStatus as S;

@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 
 use crate::db::audit::{self, AuditActor, Change};
 use crate::db::{Db, now_ms};
+use crate::domain::text::check_single_line;
 use crate::error::{Error, Result};
 use crate::secret::{Sealer, Secret, sha256_hex};
 
@@ -166,6 +167,9 @@ impl GitlabClient {
         token: Option<&Secret<String>>,
         who: &AuditActor,
     ) -> Result<GitlabSettings> {
+        // `Url::parse` drops tabs and line breaks silently: refuse them
+        // before, so what is stored is what was parsed.
+        check_single_line("the GitLab URL", url).map_err(|m| Error::validation("url", m))?;
         host_of(url)?;
         let url = url.trim().trim_end_matches('/').to_string();
         let now = now_ms();
@@ -175,6 +179,8 @@ impl GitlabClient {
             if token.expose().trim().is_empty() {
                 return Err(Error::validation("token", "the token is empty"));
             }
+            check_single_line("the token", token.expose())
+                .map_err(|m| Error::validation("token", m))?;
             let sealed = sealer
                 .seal(token.expose().trim(), &format!("settings:{TOKEN_KEY}"))
                 .map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;

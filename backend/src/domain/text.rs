@@ -1,0 +1,103 @@
+//! Which characters free text may hold. Two kinds of field:
+//!
+//! - **single-line** (names, titles, display names, versions, labels,
+//!   filters): no control character at all;
+//! - **free-form** (descriptions, comments, reasons): tabs and line breaks
+//!   (`\n`, or `\r\n` as browsers send a textarea), no other control
+//!   character.
+//!
+//! NUL is refused everywhere before it gets this far (the API extractors,
+//! the page form extractor and the request filter in front of the router),
+//! because PostgreSQL cannot store it in text; these rules keep terminal
+//! escapes, bells and stray carriage returns out of what people read.
+
+/// Checks a single-line field: no control characters (Unicode `Cc`).
+pub fn check_single_line(field: &str, value: &str) -> Result<(), String> {
+    match value.chars().find(|c| c.is_control()) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "{field} must be a single line without control characters (found {})",
+            describe(c)
+        )),
+    }
+}
+
+/// Checks a free-form field: tabs and line breaks are fine, other control
+/// characters (a carriage return not followed by a line feed included) are
+/// not.
+pub fn check_free_form(field: &str, value: &str) -> Result<(), String> {
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        let allowed = match c {
+            '\t' | '\n' => true,
+            '\r' => chars.peek() == Some(&'\n'),
+            c => !c.is_control(),
+        };
+        if !allowed {
+            return Err(format!(
+                "{field} must not contain control characters other than tabs and line breaks (found {})",
+                describe(c)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A control character as people can read it in a message, e.g. `U+0000`.
+fn describe(c: char) -> String {
+    format!("U+{:04X}", u32::from(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_line_fields_refuse_every_control_character() {
+        for ok in ["", "Payments API", "café ☕", "v1.2.3-rc.1", "a b"] {
+            assert_eq!(check_single_line("title", ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            "a\0b",
+            "a\nb",
+            "a\tb",
+            "a\rb",
+            "\u{7}",
+            "\u{1b}[31m",
+            "\u{7f}",
+            "\u{85}",
+        ] {
+            let err = check_single_line("title", bad).unwrap_err();
+            assert!(err.starts_with("title "), "{err}");
+        }
+        assert!(
+            check_single_line("title", "x\0")
+                .unwrap_err()
+                .contains("U+0000")
+        );
+    }
+
+    #[test]
+    fn free_form_fields_keep_tabs_and_line_breaks_only() {
+        for ok in [
+            "",
+            "line one\nline two",
+            "a\tb",
+            "windows\r\nline",
+            "ünïcödé",
+        ] {
+            assert_eq!(check_free_form("description", ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            "a\0b",
+            "bell\u{7}",
+            "\u{1b}[2J",
+            "lone\rreturn",
+            "end\r",
+            "\u{9b}",
+        ] {
+            let err = check_free_form("description", bad).unwrap_err();
+            assert!(err.starts_with("description "), "{bad:?}: {err}");
+        }
+    }
+}
