@@ -422,6 +422,18 @@ async fn read_snapshot(db: &Db) -> Result<Tx> {
     Ok(tx)
 }
 
+/// The next rows after id `last`, in order, a thousand at a time: how the
+/// verifier and the one-off re-chaining walk the whole log.
+async fn page_after(conn: &mut AnyConnection, last: i64) -> Result<Vec<AuditEntry>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT 1000"
+    ))
+    .bind(last)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
 /// Walks the whole log in order and checks every row's id, link and MAC
 /// (or unkeyed hash), that the chain reaches `anchor` with the same MAC,
 /// and that it ends where `head` says.
@@ -434,17 +446,11 @@ async fn walk(
     let mut prev_hash = String::new();
     let mut last = 0_i64;
     loop {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT 1000"
-        ))
-        .bind(last)
-        .fetch_all(&mut *conn)
-        .await?;
-        if rows.is_empty() {
+        let entries = page_after(&mut *conn, last).await?;
+        if entries.is_empty() {
             break;
         }
-        for row in &rows {
-            let entry = from_row(row)?;
+        for entry in entries {
             let broken = |reason: String| {
                 Ok(Verdict::Broken {
                     id: entry.id,
@@ -650,17 +656,11 @@ pub async fn migrate(db: &Db) -> Result<Migration> {
     let mut prev_hash = String::new();
     let mut last = 0_i64;
     loop {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT 1000"
-        ))
-        .bind(last)
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
+        let entries = page_after(&mut tx, last).await?;
+        if entries.is_empty() {
             break;
         }
-        for row in &rows {
-            let entry = from_row(row)?;
+        for entry in entries {
             let mac = seal.of(&prev_hash, &entry);
             sqlx::query("UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE id = $3")
                 .bind(&prev_hash)
