@@ -16,12 +16,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rollway::app::{AppState, router};
+use rollway::app::AppState;
 use rollway::auth::password;
 use rollway::config::{DatabaseConfig, ServeArgs, ServeConfig};
 use rollway::db::audit::AuditActor;
 use rollway::db::{Db, now_ms, tokens};
 use rollway::secret::SecretKey;
+use rollway::server::router;
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)

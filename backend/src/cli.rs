@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 
-use crate::app::{self, AppState};
+use crate::app::AppState;
 use crate::auth::password;
 use crate::config::{
     AdminCommand, Cli, Command, ConfigError, DatabaseConfig, EXIT_BAD_CONFIG, ServeConfig, SimArgs,
@@ -18,6 +18,7 @@ use crate::domain::cluster::Environment;
 use crate::domain::tree::Role;
 use crate::error::Error;
 use crate::secret::{SecretKey, load_secret_key};
+use crate::server;
 
 /// A failure, and whether it was bad configuration (exit 2).
 enum Failure {
@@ -93,7 +94,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
             create_first_admin(&db, admin_password).await?;
             let state = AppState::new(db, serve_config, &key).await?;
-            app::serve(state).await?;
+            server::serve(state).await?;
             Ok(())
         }
         Command::Admin(command) => {

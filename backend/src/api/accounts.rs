@@ -8,9 +8,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::extract::ApiActor;
 use super::{ApiJson, ApiPath};
 use crate::app::AppState;
-use crate::auth::{Action, ApiActor, password};
+use crate::auth::{Action, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
 use crate::db::audit::AuditActor;
 use crate::db::tokens::{self, TokenInfo};

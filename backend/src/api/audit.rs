@@ -8,8 +8,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::ApiQuery;
+use super::extract::ApiActor;
 use crate::app::AppState;
-use crate::auth::{Action, ApiActor};
+use crate::auth::Action;
 use crate::db::audit::{self, AuditEntry, Filter};
 use crate::error::{Error, ErrorBody, Result};
 

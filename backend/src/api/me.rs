@@ -6,8 +6,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::extract::ApiActor;
 use crate::app::AppState;
-use crate::auth::{Action, ApiActor};
+use crate::auth::Action;
 use crate::db::accounts::Account;
 use crate::db::tree as tree_db;
 use crate::error::Result;

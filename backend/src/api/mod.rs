@@ -5,6 +5,7 @@
 
 mod accounts;
 mod audit;
+pub mod extract;
 mod me;
 mod nodes;
 mod registry;

@@ -8,9 +8,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::extract::ApiActor;
 use super::{ApiJson, ApiPath};
 use crate::app::AppState;
-use crate::auth::{Action, ApiActor};
+use crate::auth::Action;
 use crate::db::accounts::Account;
 use crate::db::tree::{self as tree_db, Member, Node};
 use crate::domain::tree::Role;

@@ -11,9 +11,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::extract::ApiActor;
 use super::{ApiJson, ApiPath, ApiQuery};
 use crate::app::AppState;
-use crate::auth::{Action, ApiActor};
+use crate::auth::Action;
 use crate::db::apps::{self, App, AppFields, AppFilter};
 use crate::db::clusters::{self, Cluster, ClusterUpdate, Connection};
 use crate::domain::cluster::Environment;
@@ -154,7 +155,7 @@ async fn test_cluster(
 ) -> Result<Json<ConnectionTest>> {
     state.policy.require(&actor, Action::ManageRegistry, "/")?;
     let cluster = clusters::get(&state.db.pool, id).await?;
-    let version = crate::release::test_connection(&state, &cluster).await?;
+    let version = crate::flows::test_connection(&state, &cluster).await?;
     Ok(Json(ConnectionTest {
         cluster: cluster.name,
         version,

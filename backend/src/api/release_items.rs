@@ -8,9 +8,10 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::extract::ApiActor;
 use super::{ApiJson, ApiPath, ApiQuery};
 use crate::app::AppState;
-use crate::auth::{Action, ApiActor};
+use crate::auth::Action;
 use crate::db::accounts::Account;
 use crate::db::release_items::{self, ItemFields, ReleaseItem};
 use crate::db::tree as tree_db;

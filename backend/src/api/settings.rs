@@ -9,8 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::ApiJson;
+use super::extract::ApiActor;
 use crate::app::AppState;
-use crate::auth::{Action, ApiActor};
+use crate::auth::Action;
 use crate::error::{ErrorBody, Result};
 use crate::gitlab::{GitlabClient, GitlabSettings};
 use crate::secret::Secret;

@@ -8,14 +8,14 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::extract::ApiActor;
 use super::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::app::AppState;
-use crate::auth::ApiActor;
 use crate::db::work_orders::{self, Filter, WorkOrder, WorkOrderDetail};
 use crate::db::{accounts, tree as tree_db};
 use crate::domain::work_order::{Command, State as OrderState};
 use crate::error::{Error, ErrorBody, Result};
-use crate::release;
+use crate::flows;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -197,7 +197,7 @@ async fn file_work_order(
     ApiActor(actor, who): ApiActor,
     ApiJson(body): ApiJson<FileWorkOrder>,
 ) -> Result<(StatusCode, Json<WorkOrder>)> {
-    let order = release::file_work_order(
+    let order = flows::file_work_order(
         &state,
         &actor,
         &who,
@@ -242,8 +242,7 @@ async fn approve_work_order(
 ) -> Result<Json<WorkOrder>> {
     let comment = body.comment;
     Ok(Json(
-        release::decide_on_work_order(&state, &actor, &who, id, Command::Approve { comment })
-            .await?,
+        flows::decide_on_work_order(&state, &actor, &who, id, Command::Approve { comment }).await?,
     ))
 }
 
@@ -262,8 +261,7 @@ async fn reject_work_order(
 ) -> Result<Json<WorkOrder>> {
     let comment = body.comment;
     Ok(Json(
-        release::decide_on_work_order(&state, &actor, &who, id, Command::Reject { comment })
-            .await?,
+        flows::decide_on_work_order(&state, &actor, &who, id, Command::Reject { comment }).await?,
     ))
 }
 
@@ -281,7 +279,7 @@ async fn close_work_order(
     ApiJson(body): ApiJson<CloseBody>,
 ) -> Result<Json<WorkOrder>> {
     Ok(Json(
-        release::decide_on_work_order(
+        flows::decide_on_work_order(
             &state,
             &actor,
             &who,
@@ -310,7 +308,7 @@ async fn deploy_stage(
     ApiActor(actor, who): ApiActor,
     ApiPath((id, stage)): ApiPath<(i64, u32)>,
 ) -> Result<(StatusCode, Json<WorkOrder>)> {
-    let order = release::drive_stage(&state, &actor, &who, id, Command::Deploy { stage }).await?;
+    let order = flows::drive_stage(&state, &actor, &who, id, Command::Deploy { stage }).await?;
     Ok((StatusCode::ACCEPTED, Json(order)))
 }
 
@@ -328,6 +326,6 @@ async fn rollback_stage(
     ApiActor(actor, who): ApiActor,
     ApiPath((id, stage)): ApiPath<(i64, u32)>,
 ) -> Result<(StatusCode, Json<WorkOrder>)> {
-    let order = release::drive_stage(&state, &actor, &who, id, Command::Rollback { stage }).await?;
+    let order = flows::drive_stage(&state, &actor, &who, id, Command::Rollback { stage }).await?;
     Ok((StatusCode::ACCEPTED, Json(order)))
 }

@@ -1,10 +1,11 @@
-//! Who is asking: passwords, browser sessions, API tokens, CSRF, login rate
-//! limits, and the casbin policy that answers "may this actor do this here".
+//! Who is asking and what they may do: passwords, the client address,
+//! login rate limits, and the casbin policy that answers "may this actor do
+//! this here". `auth` decides; the extractors that read requests and render
+//! refusals live at the edges (`http::extract`, `api::extract`).
 
-pub mod extract;
+pub mod client;
 pub mod password;
 pub mod policy;
 pub mod rate_limit;
 
-pub use extract::{ApiActor, CsrfForm, NoFields, PageActor};
 pub use policy::{Action, OnNode, Policy};

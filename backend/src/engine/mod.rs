@@ -22,7 +22,7 @@ use crate::db::work_orders::{self, Source, StageRecord};
 use crate::db::{Db, now_ms};
 use crate::domain::work_order::{Command, JobKind, Outcome, StageStatus};
 use crate::error::Error;
-use crate::kube::rollout::{self, Rollout};
+use crate::kube::deployment::{self, Progress};
 use crate::kube::{ClusterClient, KubeDriver, KubeError};
 use crate::secret::Sealer;
 
@@ -333,7 +333,7 @@ impl Engine {
         ctx: &StageContext,
         live: Deployment,
     ) -> Step<()> {
-        let Some(image) = rollout::container_image(&live, &ctx.container).map(str::to_string)
+        let Some(image) = deployment::container_image(&live, &ctx.container).map(str::to_string)
         else {
             return self
                 .fail(
@@ -342,7 +342,7 @@ impl Engine {
                         "Deployment {} has no container {} (it has {})",
                         ctx.name(),
                         ctx.container,
-                        rollout::container_names(&live).join(", ")
+                        deployment::container_names(&live).join(", ")
                     ),
                 )
                 .await;
@@ -350,7 +350,7 @@ impl Engine {
         if ctx.replaced_image.is_none() {
             // Recorded before the write, so a resumed job knows what was
             // there and a rollback has something to restore.
-            let revision = rollout::revision(&live.metadata);
+            let revision = deployment::revision(&live.metadata);
             let template = serde_json::to_string(&live.spec.template).unwrap_or_default();
             let message = format!(
                 "{} in {}: {image}{} → {}",
@@ -377,7 +377,7 @@ impl Engine {
         }
         // Write only when the live template differs from the wanted one.
         let wanted = |d: &Deployment| {
-            rollout::container_image(d, &ctx.container) == Some(ctx.target_image.as_str())
+            deployment::container_image(d, &ctx.container) == Some(ctx.target_image.as_str())
         };
         let patch = |d: Deployment| async move {
             let version = d.metadata.resource_version.unwrap_or_default();
@@ -406,12 +406,12 @@ impl Engine {
                 ctx,
                 live,
                 ctx.status == StageStatus::Verifying,
-                move |d| rollout::container_image(d, &container) == Some(target.as_str()),
+                move |d| deployment::container_image(d, &container) == Some(target.as_str()),
             )
             .await?;
         match outcome {
             Followed::Complete(d) => {
-                let revision = rollout::revision(&d.metadata);
+                let revision = deployment::revision(&d.metadata);
                 let message = format!(
                     "{} runs {}{}",
                     ctx.name(),
@@ -438,7 +438,7 @@ impl Engine {
                     Outcome::Failed,
                     message,
                     StageRecord {
-                        new_revision: d.as_ref().and_then(|d| rollout::revision(&d.metadata)),
+                        new_revision: d.as_ref().and_then(|d| deployment::revision(&d.metadata)),
                         ..StageRecord::default()
                     },
                 )
@@ -463,9 +463,9 @@ impl Engine {
                 Ok(sets) => sets
                     .iter()
                     .find(|rs| {
-                        rollout::revision(&rs.metadata).as_deref() == Some(revision.as_str())
+                        deployment::revision(&rs.metadata).as_deref() == Some(revision.as_str())
                     })
-                    .and_then(rollout::template_of),
+                    .and_then(deployment::template_of),
                 Err(KubeError::Transient(m)) => return Err(Stop::Retry(m)),
                 Err(_) => None,
             },
@@ -490,12 +490,12 @@ impl Engine {
                     .await;
             }
         };
-        let restore_image = rollout::template_image(&restore, &ctx.container)
+        let restore_image = deployment::template_image(&restore, &ctx.container)
             .unwrap_or("?")
             .to_string();
-        let restored = |d: &Deployment| rollout::same_template(&d.spec.template, &restore);
+        let restored = |d: &Deployment| deployment::same_template(&d.spec.template, &restore);
         let moved_on = |d: &Deployment| {
-            let current = rollout::container_image(d, &ctx.container).unwrap_or("?");
+            let current = deployment::container_image(d, &ctx.container).unwrap_or("?");
             (current != ctx.target_image).then(|| {
                 format!(
                     "{} now runs {current}, not {} that this stage deployed; not rolling back over a later change",
@@ -517,12 +517,12 @@ impl Engine {
         let wanted = restore.clone();
         let outcome = self
             .follow(job, client, ctx, live, true, move |d| {
-                rollout::same_template(&d.spec.template, &wanted)
+                deployment::same_template(&d.spec.template, &wanted)
             })
             .await?;
         match outcome {
             Followed::Complete(d) => {
-                let now = rollout::revision(&d.metadata);
+                let now = deployment::revision(&d.metadata);
                 let message = format!(
                     "restored {source}: {} runs {restore_image} again{}",
                     ctx.name(),
@@ -624,14 +624,14 @@ impl Engine {
                     format!(
                         "{} was changed by someone else during the rollout (it now runs {})",
                         ctx.name(),
-                        rollout::container_image(&live, &ctx.container).unwrap_or("?")
+                        deployment::container_image(&live, &ctx.container).unwrap_or("?")
                     ),
                 ));
             }
-            match rollout::evaluate(&live) {
-                Rollout::Complete => return Ok(Followed::Complete(live)),
-                Rollout::Failed(message) => return Ok(Followed::Failed(Some(live), message)),
-                Rollout::Verifying(message) if !verifying_reported => {
+            match deployment::evaluate(&live) {
+                Progress::Complete => return Ok(Followed::Complete(live)),
+                Progress::Failed(message) => return Ok(Followed::Failed(Some(live), message)),
+                Progress::Verifying(message) if !verifying_reported => {
                     verifying_reported = true;
                     if job.kind == JobKind::Deploy {
                         self.report(job, Outcome::Verifying, message, StageRecord::default())

@@ -7,10 +7,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::extract::{CsrfForm, NoFields};
 use super::{
     Layout, Notice, PageCtx, PageRoutes, format_opt_time, format_time, page_error, redirect_with,
 };
-use crate::auth::{Action, CsrfForm, NoFields, password};
+use crate::auth::{Action, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
 use crate::db::audit::AuditActor;
 use crate::db::now_ms;

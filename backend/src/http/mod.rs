@@ -3,19 +3,23 @@
 //! buttons are shown from the same [`Policy::may`] call the POST handler
 //! makes.
 //!
-//! [`CsrfForm`]: crate::auth::CsrfForm
+//! [`CsrfForm`]: extract::CsrfForm
 //! [`Policy::may`]: crate::auth::Policy::may
 
 mod accounts;
+pub mod extract;
 pub(crate) use accounts::create_bound_service_account;
+pub use extract::{CsrfForm, NoFields, PageActor};
 mod assets;
 mod audit;
+mod pods;
 mod registry;
-mod releases;
-mod rollouts;
+mod release_items;
 mod session;
 mod settings;
+mod stages;
 mod tree;
+mod work_orders;
 
 use askama::Template;
 use axum::Router;
@@ -29,7 +33,7 @@ use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use crate::app::AppState;
-use crate::auth::{Action, OnNode, PageActor};
+use crate::auth::{Action, OnNode};
 use crate::error::Error;
 
 /// Every page route, listed as it is registered.
@@ -42,8 +46,10 @@ pub fn routes() -> PageRoutes {
         .merge(audit::routes())
         .merge(registry::routes())
         .merge(settings::routes())
-        .merge(releases::routes())
-        .merge(rollouts::routes())
+        .merge(release_items::routes())
+        .merge(work_orders::routes())
+        .merge(stages::routes())
+        .merge(pods::routes())
 }
 
 /// The pages' router.

@@ -6,8 +6,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::extract::{CsrfForm, NoFields};
 use super::{Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_error, redirect_with};
-use crate::auth::{Action, CsrfForm, NoFields};
+use crate::auth::Action;
 use crate::db::apps::{self, App, AppFields, AppFilter};
 use crate::db::clusters::{self, Cluster, ClusterUpdate, Connection};
 use crate::db::tree as tree_db;
@@ -384,12 +385,12 @@ async fn delete_app(
 async fn test_cluster(
     ctx: PageCtx,
     Path(id): Path<i64>,
-    CsrfForm(_): CsrfForm<crate::auth::NoFields>,
+    CsrfForm(_): CsrfForm<super::extract::NoFields>,
 ) -> Response {
     let result = async {
         require_admin(&ctx)?;
         let cluster = clusters::get(&ctx.state.db.pool, id).await?;
-        let version = crate::release::test_connection(&ctx.state, &cluster).await?;
+        let version = crate::flows::test_connection(&ctx.state, &cluster).await?;
         Ok::<_, Error>((cluster.name, version))
     }
     .await;

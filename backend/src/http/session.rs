@@ -9,12 +9,13 @@ use axum_csrf::CsrfToken;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
+use super::extract::{CsrfForm, NoFields, PageActor};
 use super::{
     Layout, Notice, PageCtx, PageRoutes, clear_flash, page_error, read_flash, redirect_with,
 };
 use crate::app::AppState;
-use crate::auth::extract::{client_ip, session_cookie_name};
-use crate::auth::{CsrfForm, NoFields, PageActor, password};
+use crate::auth::client::{client_ip, session_cookie_name};
+use crate::auth::password;
 use crate::db::{accounts, sessions};
 use crate::error::Error;
 

@@ -5,8 +5,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::extract::CsrfForm;
 use super::{Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_error, redirect_with};
-use crate::auth::{Action, CsrfForm};
+use crate::auth::Action;
 use crate::error::Result;
 use crate::gitlab::{GitlabClient, GitlabSettings};
 use crate::secret::Secret;

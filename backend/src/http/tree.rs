@@ -6,8 +6,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::extract::{CsrfForm, NoFields};
 use super::{Layout, Notice, PageCtx, PageRoutes, format_time, page_error, redirect_with};
-use crate::auth::{Action, CsrfForm, NoFields};
+use crate::auth::Action;
 use crate::db::tree::{self as tree_db, Member, Node};
 use crate::domain::tree::{self, Role};
 use crate::error::{Error, Result};

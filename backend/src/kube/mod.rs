@@ -5,7 +5,7 @@
 //! and the reading of a Deployment's status the way `kubectl rollout
 //! status` reads it.
 
-pub mod rollout;
+pub mod deployment;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -404,7 +404,7 @@ impl ClusterClient {
     ) -> Result<Vec<ReplicaSet>, KubeError> {
         let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
-        let params = ListParams::default().labels(&rollout::selector_string(deployment));
+        let params = ListParams::default().labels(&deployment::selector_string(deployment));
         let list = self
             .call(&format!("listing the ReplicaSets in {namespace}"), || {
                 api.list(&params)

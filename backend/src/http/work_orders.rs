@@ -1,6 +1,6 @@
-//! Release pages: release items with their stages editor, filing a work
-//! order (tags loaded from GitLab, htmx-enhanced), the work order page with
-//! its decisions and timeline, the filtered list and the approvals inbox.
+//! Work order pages: filing (tags loaded from GitLab, htmx-enhanced), the
+//! work order page with its decisions and timeline, the filtered list and
+//! the approvals inbox.
 
 use std::collections::HashMap;
 
@@ -10,28 +10,19 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
+use super::extract::CsrfForm;
 use super::{Layout, Notice, PageCtx, PageRoutes, format_time, page_error, redirect_with};
-use crate::auth::{Action, CsrfForm};
-use crate::db::apps::{self, App, AppFilter};
-use crate::db::release_items::{self, ItemFields, ReleaseItem};
+use crate::auth::Action;
+use crate::db::accounts;
+use crate::db::release_items::{self, ReleaseItem};
 use crate::db::work_orders::{self, Filter, WorkOrder, WorkOrderDetail};
-use crate::db::{accounts, tree as tree_db};
-use crate::domain::release_item::{
-    Canary, HeaderMatch, MAX_STAGES, StageSpec, Strategy, format_steps, parse_steps,
-};
-use crate::domain::tree::path_covers;
 use crate::domain::work_order::{Command, State, decide};
 use crate::error::{Error, Result};
+use crate::flows;
 use crate::gitlab::Tag;
-use crate::release;
 
 pub fn routes() -> PageRoutes {
     PageRoutes::new()
-        .get("/release-items/new", new_release_item)
-        .post("/release-items", create_release_item)
-        .get("/release-items/{id}", show_release_item)
-        .post("/release-items/{id}", save_release_item)
-        .post("/release-items/{id}/delete", delete_release_item)
         .get("/work-orders", list_work_orders)
         .post("/work-orders", file_work_order)
         .get("/work-orders/new", new_work_order)
@@ -43,398 +34,10 @@ pub fn routes() -> PageRoutes {
         .get("/approvals", my_approvals)
 }
 
-// ------------------------------------------------------------ release items
-
-/// One row of the stages editor.
-#[derive(Default, Clone)]
-struct StageRow {
-    name: String,
-    app_id: String,
-    strategy: String,
-    steps: String,
-    header_name: String,
-    header_value: String,
-}
-
-/// The item form as typed.
-#[derive(Default)]
-struct ItemForm {
-    name: String,
-    gitlab_project: String,
-    image_repository: String,
-    required_approvals: String,
-    auto_rollback: bool,
-    stages: Vec<StageRow>,
-}
-
-impl ItemForm {
-    fn from_item(item: &ReleaseItem) -> Self {
-        Self {
-            name: item.name.clone(),
-            gitlab_project: item.gitlab_project.clone(),
-            image_repository: item.image_repository.clone(),
-            required_approvals: item.required_approvals.to_string(),
-            auto_rollback: item.auto_rollback,
-            stages: item
-                .stages
-                .iter()
-                .map(|s| StageRow {
-                    name: s.name.clone(),
-                    app_id: s.app_id.to_string(),
-                    strategy: s.strategy.as_str().into(),
-                    steps: s
-                        .canary
-                        .as_ref()
-                        .map(|c| format_steps(&c.steps))
-                        .unwrap_or_default(),
-                    header_name: s
-                        .canary
-                        .as_ref()
-                        .and_then(|c| c.header_match.as_ref())
-                        .map(|h| h.name.clone())
-                        .unwrap_or_default(),
-                    header_value: s
-                        .canary
-                        .as_ref()
-                        .and_then(|c| c.header_match.as_ref())
-                        .map(|h| h.value.clone())
-                        .unwrap_or_default(),
-                })
-                .collect(),
-        }
-    }
-
-    fn from_map(map: &HashMap<String, String>) -> Self {
-        let get = |k: &str| map.get(k).cloned().unwrap_or_default();
-        let stages = (1..=MAX_STAGES)
-            .map(|i| StageRow {
-                name: get(&format!("stage_{i}_name")),
-                app_id: get(&format!("stage_{i}_app")),
-                strategy: get(&format!("stage_{i}_strategy")),
-                steps: get(&format!("stage_{i}_steps")),
-                header_name: get(&format!("stage_{i}_header_name")),
-                header_value: get(&format!("stage_{i}_header_value")),
-            })
-            .filter(|row| !row.name.trim().is_empty())
-            .collect();
-        Self {
-            name: get("name"),
-            gitlab_project: get("gitlab_project"),
-            image_repository: get("image_repository"),
-            required_approvals: get("required_approvals"),
-            auto_rollback: map.contains_key("auto_rollback"),
-            stages,
-        }
-    }
-
-    /// The fields for the database, or the first problem found.
-    fn to_fields(&self, node_id: i64) -> Result<ItemFields> {
-        let required_approvals = self.required_approvals.trim().parse::<i64>().map_err(|_| {
-            Error::validation(
-                "required_approvals",
-                "required approvals must be a whole number",
-            )
-        })?;
-        let mut stages = Vec::new();
-        for (i, row) in self.stages.iter().enumerate() {
-            let n = i + 1;
-            let app_id = row
-                .app_id
-                .parse::<i64>()
-                .map_err(|_| Error::validation("stages", format!("stage {n}: pick an app")))?;
-            let strategy = match row.strategy.as_str() {
-                "canary" => Strategy::Canary,
-                _ => Strategy::Rolling,
-            };
-            let canary = match strategy {
-                Strategy::Rolling => None,
-                Strategy::Canary => Some(Canary {
-                    steps: parse_steps(&row.steps)
-                        .map_err(|m| Error::validation("stages", format!("stage {n}: {m}")))?,
-                    header_match: (!row.header_name.trim().is_empty()).then(|| HeaderMatch {
-                        name: row.header_name.trim().to_string(),
-                        value: row.header_value.trim().to_string(),
-                    }),
-                }),
-            };
-            stages.push(StageSpec {
-                name: row.name.trim().to_string(),
-                app_id,
-                strategy,
-                canary,
-            });
-        }
-        Ok(ItemFields {
-            node_id,
-            name: self.name.trim().to_string(),
-            gitlab_project: self.gitlab_project.trim().to_string(),
-            image_repository: self.image_repository.trim().to_string(),
-            required_approvals,
-            auto_rollback: self.auto_rollback,
-            stages,
-        })
-    }
-
-    /// Rows for the editor: what there is plus blank ones to add stages.
-    fn editor_rows(&self) -> Vec<(usize, StageRow)> {
-        let mut rows = self.stages.clone();
-        let blanks = if rows.is_empty() { 2 } else { 1 };
-        for _ in 0..blanks {
-            if rows.len() < MAX_STAGES {
-                rows.push(StageRow::default());
-            }
-        }
-        rows.into_iter()
-            .enumerate()
-            .map(|(i, r)| (i + 1, r))
-            .collect()
-    }
-}
-
-/// Apps a stage on `node_path` may target: those at or below it.
-async fn apps_below(ctx: &PageCtx, node_path: &str) -> Result<Vec<App>> {
-    Ok(
-        apps::list(&ctx.state.db.pool, &AppFilter::default(), ctx.read_scope())
-            .await?
-            .into_iter()
-            .filter(|a| path_covers(&a.node_path, node_path))
-            .collect(),
-    )
-}
-
-#[derive(Template)]
-#[template(path = "release_item_form.html")]
-struct ItemFormPage {
-    layout: Layout,
-    node_id: i64,
-    node_path: String,
-    /// `None` for a new item.
-    item: Option<ReleaseItem>,
-    form: ItemForm,
-    rows: Vec<(usize, StageRow)>,
-    apps: Vec<App>,
-    can_edit: bool,
-    can_file: bool,
-    recent: Vec<WorkOrderRow>,
-}
-
-#[derive(Deserialize)]
-struct NodeQuery {
-    node: i64,
-}
-
-async fn render_item_page(
-    ctx: &PageCtx,
-    status: StatusCode,
-    notice: Option<Notice>,
-    node_id: i64,
-    item: Option<ReleaseItem>,
-    form: ItemForm,
-) -> Response {
-    let result = async {
-        let node = ctx.visible(tree_db::get(&ctx.state.db.pool, node_id).await)?;
-        let apps = apps_below(ctx, &node.path).await?;
-        let recent = match &item {
-            Some(i) => work_orders::list(
-                &ctx.state.db,
-                &Filter {
-                    items: vec![i.id],
-                    ..Filter::default()
-                },
-                ctx.read_scope(),
-                10,
-            )
-            .await?
-            .0
-            .into_iter()
-            .map(WorkOrderRow::from)
-            .collect(),
-            None => Vec::new(),
-        };
-        let title = match &item {
-            Some(i) => format!("Release item {}", i.name),
-            None => "New release item".to_string(),
-        };
-        Ok::<_, Error>(ItemFormPage {
-            layout: ctx.layout(title, "tree", notice),
-            can_edit: ctx.may(Action::ManageReleaseItems, &node.path),
-            can_file: ctx.may(Action::FileWorkOrder, &node.path),
-            node_id,
-            node_path: node.path,
-            rows: form.editor_rows(),
-            item,
-            form,
-            apps,
-            recent,
-        })
-    }
-    .await;
-    match result {
-        Ok(page) => ctx.render(status, &page),
-        Err(e) => page_error(&e),
-    }
-}
-
-/// The form for a new release item on a node.
-async fn new_release_item(ctx: PageCtx, Query(q): Query<NodeQuery>) -> Response {
-    let form = ItemForm {
-        required_approvals: "1".into(),
-        auto_rollback: true,
-        ..ItemForm::default()
-    };
-    match ctx.visible(tree_db::get(&ctx.state.db.pool, q.node).await) {
-        Ok(node) if !ctx.may(Action::ManageReleaseItems, &node.path) => {
-            page_error(&Error::Forbidden(format!(
-                "{} may not manage release items at {}",
-                ctx.actor.account.name, node.path
-            )))
-        }
-        Ok(_) => render_item_page(&ctx, StatusCode::OK, None, q.node, None, form).await,
-        Err(e) => page_error(&e),
-    }
-}
-
-/// Creates a release item from the form.
-async fn create_release_item(
-    ctx: PageCtx,
-    CsrfForm(map): CsrfForm<HashMap<String, String>>,
-) -> Response {
-    let form = ItemForm::from_map(&map);
-    let node_id = match map.get("node_id").and_then(|n| n.parse::<i64>().ok()) {
-        Some(n) => n,
-        None => return page_error(&Error::BadRequest("node_id is missing".into())),
-    };
-    let result = async {
-        let node = ctx.visible(tree_db::get(&ctx.state.db.pool, node_id).await)?;
-        ctx.state
-            .policy
-            .require(&ctx.actor.account, Action::ManageReleaseItems, &node.path)?;
-        release_items::create(&ctx.state.db, &form.to_fields(node_id)?, &ctx.who()).await
-    }
-    .await;
-    match result {
-        Ok(item) => redirect_with(
-            &format!("/release-items/{}", item.id),
-            Notice::success(format!("Created release item {}.", item.name)),
-        ),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
-        Err(e) => {
-            render_item_page(
-                &ctx,
-                e.status(),
-                Some(Notice::from_error(&e)),
-                node_id,
-                None,
-                form,
-            )
-            .await
-        }
-    }
-}
-
-/// A release item: its stages (editable by owners) and recent orders.
-async fn show_release_item(ctx: PageCtx, Path(id): Path<i64>) -> Response {
-    match ctx.visible(release_items::get(&ctx.state.db.pool, id).await) {
-        Ok(item) => {
-            let form = ItemForm::from_item(&item);
-            render_item_page(&ctx, StatusCode::OK, None, item.node_id, Some(item), form).await
-        }
-        Err(e) => page_error(&e),
-    }
-}
-
-/// Saves the item's fields and stages.
-async fn save_release_item(
-    ctx: PageCtx,
-    Path(id): Path<i64>,
-    CsrfForm(map): CsrfForm<HashMap<String, String>>,
-) -> Response {
-    let item = match ctx.visible(release_items::get(&ctx.state.db.pool, id).await) {
-        Ok(i) => i,
-        Err(e) => return page_error(&e),
-    };
-    let form = ItemForm::from_map(&map);
-    let result = async {
-        ctx.state.policy.require(
-            &ctx.actor.account,
-            Action::ManageReleaseItems,
-            &item.node_path,
-        )?;
-        release_items::update(
-            &ctx.state.db,
-            id,
-            &form.to_fields(item.node_id)?,
-            &ctx.who(),
-        )
-        .await
-    }
-    .await;
-    match result {
-        Ok(saved) => redirect_with(
-            &format!("/release-items/{id}"),
-            Notice::success(format!("Saved {}.", saved.name)),
-        ),
-        Err(e @ Error::Forbidden(_)) => page_error(&e),
-        Err(e) => {
-            render_item_page(
-                &ctx,
-                e.status(),
-                Some(Notice::from_error(&e)),
-                item.node_id,
-                Some(item),
-                form,
-            )
-            .await
-        }
-    }
-}
-
-/// Deletes an item that never had a work order.
-async fn delete_release_item(
-    ctx: PageCtx,
-    Path(id): Path<i64>,
-    CsrfForm(_f): CsrfForm<crate::auth::NoFields>,
-) -> Response {
-    let result = async {
-        let item = ctx.visible(release_items::get(&ctx.state.db.pool, id).await)?;
-        ctx.state.policy.require(
-            &ctx.actor.account,
-            Action::ManageReleaseItems,
-            &item.node_path,
-        )?;
-        release_items::delete(&ctx.state.db, id, &ctx.who()).await
-    }
-    .await;
-    match result {
-        Ok(item) => redirect_with(
-            &format!("/tree/nodes/{}", item.node_id),
-            Notice::success(format!("Deleted release item {}.", item.name)),
-        ),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
-        Err(e) => match release_items::get(&ctx.state.db.pool, id).await {
-            Ok(item) => {
-                let form = ItemForm::from_item(&item);
-                render_item_page(
-                    &ctx,
-                    e.status(),
-                    Some(Notice::from_error(&e)),
-                    item.node_id,
-                    Some(item),
-                    form,
-                )
-                .await
-            }
-            _ => page_error(&e),
-        },
-    }
-}
-
-// ------------------------------------------------------------- work orders
-
 /// A row of a work order list.
-struct WorkOrderRow {
-    order: WorkOrder,
-    created: String,
+pub(super) struct WorkOrderRow {
+    pub(super) order: WorkOrder,
+    pub(super) created: String,
 }
 
 impl From<WorkOrder> for WorkOrderRow {
@@ -568,7 +171,7 @@ async fn file_work_order(ctx: PageCtx, CsrfForm(form): CsrfForm<OrderForm>) -> R
         let e = Error::validation("release_item_id", "pick a release item");
         return render_new_order(&ctx, e.status(), Some(Notice::from_error(&e)), form).await;
     };
-    let result = release::file_work_order(
+    let result = flows::file_work_order(
         &ctx.state,
         &ctx.actor.account,
         &ctx.who(),
@@ -732,7 +335,7 @@ pub(super) async fn decide_from_page(ctx: PageCtx, id: i64, command: Command) ->
         Command::Rollback { stage } => format!("Rollback of stage {stage} started."),
         Command::Report { .. } => "Recorded.".to_string(),
     };
-    match release::drive_stage(&ctx.state, &ctx.actor.account, &ctx.who(), id, command).await {
+    match flows::drive_stage(&ctx.state, &ctx.actor.account, &ctx.who(), id, command).await {
         Ok(order) => redirect_with(
             &format!("/work-orders/{id}"),
             Notice::success(format!(

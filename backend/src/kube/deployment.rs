@@ -12,7 +12,7 @@ pub const TEMPLATE_HASH: &str = "pod-template-hash";
 
 /// Where a rollout is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rollout {
+pub enum Progress {
     /// New pods are being created or old ones removed.
     Waiting(String),
     /// Every pod runs the new template; some are not available yet.
@@ -102,14 +102,14 @@ pub fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
 }
 
 /// Reads the rollout of a Deployment.
-pub fn evaluate(deployment: &Deployment) -> Rollout {
+pub fn evaluate(deployment: &Deployment) -> Progress {
     let name = deployment.metadata.name.as_deref().unwrap_or("deployment");
     let generation = deployment.metadata.generation.unwrap_or(0);
     let Some(status) = deployment.status.as_ref() else {
-        return Rollout::Waiting("waiting for the Deployment controller".into());
+        return Progress::Waiting("waiting for the Deployment controller".into());
     };
     if status.observed_generation.unwrap_or(0) < generation {
-        return Rollout::Waiting("waiting for the Deployment controller to see the change".into());
+        return Progress::Waiting("waiting for the Deployment controller to see the change".into());
     }
     if let Some(condition) = status
         .conditions
@@ -118,7 +118,7 @@ pub fn evaluate(deployment: &Deployment) -> Rollout {
         .find(|c| c.type_.as_deref() == Some("Progressing"))
         && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
     {
-        return Rollout::Failed(format!(
+        return Progress::Failed(format!(
             "{name} exceeded its progress deadline{}",
             condition
                 .message
@@ -132,21 +132,21 @@ pub fn evaluate(deployment: &Deployment) -> Rollout {
     let replicas = status.replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
     if updated < wanted {
-        return Rollout::Waiting(format!("{updated} of {wanted} new replicas updated"));
+        return Progress::Waiting(format!("{updated} of {wanted} new replicas updated"));
     }
     if replicas > updated {
-        return Rollout::Waiting(format!(
+        return Progress::Waiting(format!(
             "{} old replica{} pending termination",
             replicas - updated,
             if replicas - updated == 1 { "" } else { "s" }
         ));
     }
     if available < updated {
-        return Rollout::Verifying(format!(
+        return Progress::Verifying(format!(
             "{available} of {updated} updated replicas available"
         ));
     }
-    Rollout::Complete
+    Progress::Complete
 }
 
 #[cfg(test)]
@@ -180,21 +180,24 @@ mod tests {
     fn reads_a_rollout_like_kubectl() {
         assert!(matches!(
             evaluate(&deployment(2, 1, 3, [3, 3, 3])),
-            Rollout::Waiting(_)
+            Progress::Waiting(_)
         ));
         assert_eq!(
             evaluate(&deployment(2, 2, 3, [4, 1, 3])),
-            Rollout::Waiting("1 of 3 new replicas updated".into())
+            Progress::Waiting("1 of 3 new replicas updated".into())
         );
         assert_eq!(
             evaluate(&deployment(2, 2, 3, [4, 3, 3])),
-            Rollout::Waiting("1 old replica pending termination".into())
+            Progress::Waiting("1 old replica pending termination".into())
         );
         assert_eq!(
             evaluate(&deployment(2, 2, 3, [3, 3, 2])),
-            Rollout::Verifying("2 of 3 updated replicas available".into())
+            Progress::Verifying("2 of 3 updated replicas available".into())
         );
-        assert_eq!(evaluate(&deployment(2, 2, 3, [3, 3, 3])), Rollout::Complete);
+        assert_eq!(
+            evaluate(&deployment(2, 2, 3, [3, 3, 3])),
+            Progress::Complete
+        );
     }
 
     #[test]
@@ -208,7 +211,7 @@ mod tests {
             ..DeploymentCondition::default()
         }]);
         match evaluate(&d) {
-            Rollout::Failed(m) => {
+            Progress::Failed(m) => {
                 assert!(m.contains("progress deadline") && m.contains("timed out"))
             }
             other => panic!("{other:?}"),

@@ -1,20 +1,18 @@
-//! Release flows that span the policy, GitLab and the database: filing a
+//! Work-order flows that span the policy, GitLab and the database: filing a
 //! work order and deciding on one. Pages and the API both call these, so
 //! the rules are checked the same way whichever door a request comes in by.
 
+use super::clusters::stage_deployment;
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::db::accounts::Account;
 use crate::db::audit::AuditActor;
-use crate::db::clusters::Cluster;
 use crate::db::release_items;
-use crate::db::work_orders::{self, NewWorkOrder, Source, StageRecord, StageTarget, WorkOrder};
+use crate::db::work_orders::{self, NewWorkOrder, Source, StageRecord, WorkOrder};
 use crate::domain::work_order::{Command, decide};
 use crate::error::{Error, Result};
-use k8s_openapi::api::apps::v1::Deployment;
 
-use crate::kube::rollout;
-use crate::kube::{ClusterClient, KubeError};
+use crate::kube::deployment;
 
 /// Files a work order: the actor must be engineer or owner on the item's
 /// node, the item must have no open order (rule 1), enough approvers must
@@ -148,7 +146,7 @@ async fn preflight(state: &AppState, id: i64, stage: u32) -> Result<()> {
             ),
         )
     })?;
-    if rollout::container_image(&deployment, &target.container).is_none() {
+    if deployment::container_image(&deployment, &target.container).is_none() {
         return Err(Error::validation(
             "stage",
             format!(
@@ -156,48 +154,10 @@ async fn preflight(state: &AppState, id: i64, stage: u32) -> Result<()> {
                 target.namespace,
                 target.deployment,
                 target.container,
-                rollout::container_names(&deployment).join(", "),
+                deployment::container_names(&deployment).join(", "),
                 target.app
             ),
         ));
     }
     Ok(())
-}
-
-/// The client of cluster `id` (named `name` in errors).
-pub async fn cluster_client(state: &AppState, id: i64, name: &str) -> Result<ClusterClient> {
-    state
-        .kube
-        .client(&state.db, &state.sealer, id)
-        .await
-        .map_err(|e| kube_error(name, e))
-}
-
-/// A stage's cluster client and its live Deployment (`None` when the
-/// Deployment does not exist).
-pub async fn stage_deployment(
-    state: &AppState,
-    target: &StageTarget,
-) -> Result<(ClusterClient, Option<Deployment>)> {
-    let client = cluster_client(state, target.cluster_id, &target.cluster).await?;
-    let deployment = client
-        .deployment(&target.namespace, &target.deployment)
-        .await
-        .map_err(|e| kube_error(&target.cluster, e))?;
-    Ok((client, deployment))
-}
-
-/// A Kubernetes failure as the API reports it: 502 naming the cluster.
-pub fn kube_error(cluster: &str, e: KubeError) -> Error {
-    Error::Upstream(format!("Kubernetes cluster {cluster}: {}", e.message()))
-}
-
-/// Asks cluster `cluster`'s API server its version with the stored
-/// credentials (the "Test connection" action).
-pub async fn test_connection(state: &AppState, cluster: &Cluster) -> Result<String> {
-    cluster_client(state, cluster.id, &cluster.name)
-        .await?
-        .version()
-        .await
-        .map_err(|e| kube_error(&cluster.name, e))
 }

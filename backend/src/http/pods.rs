@@ -1,5 +1,4 @@
-//! Driving stages from the work order page (Deploy, Roll back) and looking
-//! at what they did in the cluster: the pods of the old and the new
+//! What the stages did in the cluster: the pods of the old and the new
 //! version, and a container's log (last lines, or followed as it is
 //! written through server-sent events). A followed log is authorised again
 //! every few seconds while it runs and lives at most half an hour.
@@ -18,44 +17,23 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 
-use super::releases::decide_from_page;
 use super::{Layout, PageCtx, PageRoutes, page_error};
 use crate::app::AppState;
-use crate::auth::{CsrfForm, NoFields};
 use crate::db::work_orders::{self, StageRun, StageTarget, WorkOrderDetail};
 use crate::db::{now_ms, sessions};
-use crate::domain::work_order::Command;
 use crate::error::{Error, Result};
-use crate::kube::rollout::{self, TEMPLATE_HASH};
+use crate::flows::{kube_error, stage_deployment};
+use crate::kube::deployment::{self, TEMPLATE_HASH};
 use crate::kube::{ClusterClient, KubeError};
-use crate::release::{kube_error, stage_deployment};
 
 pub fn routes() -> PageRoutes {
     PageRoutes::new()
-        .post("/work-orders/{id}/stages/{n}/deploy", deploy_stage)
-        .post("/work-orders/{id}/stages/{n}/rollback", rollback_stage)
         .get("/work-orders/{id}/pods", pods)
         .get("/work-orders/{id}/stages/{n}/pods/{pod}/logs", logs)
         .get(
             "/work-orders/{id}/stages/{n}/pods/{pod}/logs/stream",
             follow_logs,
         )
-}
-
-async fn deploy_stage(
-    ctx: PageCtx,
-    Path((id, stage)): Path<(i64, u32)>,
-    CsrfForm(_): CsrfForm<NoFields>,
-) -> Response {
-    decide_from_page(ctx, id, Command::Deploy { stage }).await
-}
-
-async fn rollback_stage(
-    ctx: PageCtx,
-    Path((id, stage)): Path<(i64, u32)>,
-    CsrfForm(_): CsrfForm<NoFields>,
-) -> Response {
-    decide_from_page(ctx, id, Command::Rollback { stage }).await
 }
 
 /// One pod as the table shows it.
@@ -157,7 +135,7 @@ async fn stage_pods(state: &AppState, d: &WorkOrderDetail, run: &StageRun) -> St
             .await
             .map_err(|e| kube_error(&target.cluster, e))?;
         let revision_of = |rs: &ReplicaSet| {
-            rollout::revision(&rs.metadata)
+            deployment::revision(&rs.metadata)
                 .and_then(|r| r.parse::<i64>().ok())
                 .unwrap_or(0)
         };
@@ -165,7 +143,7 @@ async fn stage_pods(state: &AppState, d: &WorkOrderDetail, run: &StageRun) -> St
             rs.spec
                 .template
                 .as_ref()
-                .and_then(|t| rollout::template_image(t, &target.container))
+                .and_then(|t| deployment::template_image(t, &target.container))
                 .unwrap_or("?")
                 .to_string()
         };
@@ -201,7 +179,7 @@ async fn stage_pods(state: &AppState, d: &WorkOrderDetail, run: &StageRun) -> St
                 .unwrap_or_default();
             let selector = format!(
                 "{},{TEMPLATE_HASH}={hash}",
-                rollout::selector_string(&deployment)
+                deployment::selector_string(&deployment)
             );
             let pods = client
                 .pods(&target.namespace, &selector)
@@ -209,7 +187,7 @@ async fn stage_pods(state: &AppState, d: &WorkOrderDetail, run: &StageRun) -> St
                 .map_err(|e| kube_error(&target.cluster, e))?;
             out.groups.push(PodGroup {
                 role,
-                revision: rollout::revision(&rs.metadata).unwrap_or_default(),
+                revision: deployment::revision(&rs.metadata).unwrap_or_default(),
                 image: image_of(rs),
                 pods: pods.iter().map(pod_row).collect(),
             });

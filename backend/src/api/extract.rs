@@ -1,0 +1,56 @@
+//! The API's caller: [`ApiActor`], from a bearer token (`/api/v1` accepts
+//! nothing else).
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use crate::app::AppState;
+use crate::auth::client::client_ip;
+use crate::db::accounts::Account;
+use crate::db::audit::AuditActor;
+use crate::db::tokens;
+use crate::error::Error;
+
+/// An API caller, from `Authorization: Bearer rwy_…`, and the same caller
+/// as the audit log records it.
+#[derive(Clone)]
+pub struct ApiActor(pub Account, pub AuditActor);
+
+impl FromRequestParts<AppState> for ApiActor {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| {
+                Error::Unauthorized("an API token is required: Authorization: Bearer rwy_…".into())
+            })?
+            .to_str()
+            .map_err(|_| Error::Unauthorized("the Authorization header is not text".into()))?;
+        let presented = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                Error::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
+            })?;
+        match tokens::authenticate(&state.db, presented).await? {
+            Ok((account, policy_version)) => {
+                state.policy.refresh_to(&state.db, policy_version).await?;
+                let who = AuditActor::of(&account, client_ip(parts, &state.config.trusted_proxies));
+                Ok(ApiActor(account, who))
+            }
+            Err(refusal) => Err(Error::Unauthorized(
+                match refusal {
+                    tokens::TokenRefusal::Unknown => "the API token is not valid",
+                    tokens::TokenRefusal::Revoked => "the API token has been revoked",
+                    tokens::TokenRefusal::Expired => "the API token has expired",
+                    tokens::TokenRefusal::AccountDisabled => "the token's account is disabled",
+                }
+                .into(),
+            )),
+        }
+    }
+}
