@@ -11,8 +11,9 @@ use utoipa_axum::routes;
 use super::extract::ApiActor;
 use super::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::app::AppState;
-use crate::db::work_orders::{self, Filter, WorkOrder, WorkOrderDetail};
+use crate::db::work_order_views::{self as views, Filter};
 use crate::db::{accounts, tree as tree_db};
+use crate::domain::release_item::{Canary, Strategy};
 use crate::domain::work_order::{Command, State as OrderState};
 use crate::error::{Error, ErrorBody, Result};
 use crate::flows;
@@ -26,6 +27,168 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(close_work_order))
         .routes(routes!(deploy_stage))
         .routes(routes!(rollback_stage))
+}
+
+// A work order in the API (its doc would become the schema's description).
+#[derive(Serialize, ToSchema)]
+pub struct WorkOrder {
+    pub id: i64,
+    pub release_item_id: i64,
+    /// The release item's name.
+    pub release_item: String,
+    pub node_id: i64,
+    pub node_path: String,
+    /// The GitLab tag released.
+    pub version: String,
+    /// `image_repository:version`.
+    pub image: String,
+    pub title: String,
+    pub description: String,
+    /// `pending_approval`, `approved`, `in_progress`, `succeeded`, `failed`, `rejected` or `closed`.
+    pub state: String,
+    pub creator_id: i64,
+    pub creator: String,
+    pub required_approvals: i64,
+    pub approvals: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<views::WorkOrder> for WorkOrder {
+    fn from(o: views::WorkOrder) -> Self {
+        Self {
+            id: o.id,
+            release_item_id: o.release_item_id,
+            release_item: o.release_item,
+            node_id: o.node_id,
+            node_path: o.node_path,
+            version: o.version,
+            image: o.image,
+            title: o.title,
+            description: o.description,
+            state: o.state.as_str().to_string(),
+            creator_id: o.creator_id,
+            creator: o.creator,
+            required_approvals: o.required_approvals,
+            approvals: o.approvals,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Decision {
+    pub account: String,
+    /// `approved` or `rejected`.
+    pub decision: String,
+    pub comment: String,
+    pub at: i64,
+}
+
+impl From<views::Decision> for Decision {
+    fn from(d: views::Decision) -> Self {
+        Self {
+            account: d.account,
+            decision: d.decision,
+            comment: d.comment,
+            at: d.at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StageRun {
+    pub position: i64,
+    pub name: String,
+    pub app_id: i64,
+    pub app: String,
+    pub cluster: String,
+    pub strategy: Strategy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+    /// `pending`, `deploying`, `verifying`, `paused`, `succeeded`, `failed`, `rolling_back`, `rolled_back`.
+    pub status: String,
+    pub replaced_image: Option<String>,
+    pub replaced_revision: Option<String>,
+    pub new_revision: Option<String>,
+    /// The revision a rollback brought back.
+    pub restored_revision: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub message: String,
+}
+
+impl From<views::StageRun> for StageRun {
+    fn from(r: views::StageRun) -> Self {
+        Self {
+            position: r.position,
+            name: r.name,
+            app_id: r.app_id,
+            app: r.app,
+            cluster: r.cluster,
+            strategy: r.strategy,
+            canary: r.canary,
+            status: r.status.as_str().to_string(),
+            replaced_image: r.replaced_image,
+            replaced_revision: r.replaced_revision,
+            new_revision: r.new_revision,
+            restored_revision: r.restored_revision,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            message: r.message,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TimelineEvent {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    /// What happened, e.g. `filed`, `approval_recorded`, `approved`, `rejected`, `closed`.
+    pub kind: String,
+    pub message: String,
+    pub stage_position: Option<i64>,
+}
+
+impl From<views::TimelineEvent> for TimelineEvent {
+    fn from(e: views::TimelineEvent) -> Self {
+        Self {
+            id: e.id,
+            at: e.at,
+            actor: e.actor,
+            kind: e.kind,
+            message: e.message,
+            stage_position: e.stage_position,
+        }
+    }
+}
+
+/// A work order with everything that happened to it.
+#[derive(Serialize, ToSchema)]
+pub struct WorkOrderDetail {
+    #[serde(flatten)]
+    pub order: WorkOrder,
+    /// The node whose owners approve, and who they are (creator included).
+    pub approvers_node: Option<String>,
+    pub approvers: Vec<String>,
+    pub decisions: Vec<Decision>,
+    pub stage_runs: Vec<StageRun>,
+    pub timeline: Vec<TimelineEvent>,
+}
+
+impl From<views::WorkOrderDetail> for WorkOrderDetail {
+    fn from(d: views::WorkOrderDetail) -> Self {
+        Self {
+            order: d.order.into(),
+            approvers_node: d.approvers_node,
+            approvers: d.approvers,
+            decisions: d.decisions.into_iter().map(Into::into).collect(),
+            stage_runs: d.stage_runs.into_iter().map(Into::into).collect(),
+            timeline: d.timeline.into_iter().map(Into::into).collect(),
+        }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -124,9 +287,12 @@ async fn list_work_orders(
     }
     let filter = resolve_filter(&state, &actor, q).await?;
     let scope = state.policy.read_scope(&state.db, &actor).await?;
-    let (items, more) = work_orders::list(&state.db, &filter, &scope, limit).await?;
-    let next_cursor = more.then(|| items.last().map(|o| o.id)).flatten();
-    Ok(Json(WorkOrderPage { items, next_cursor }))
+    let (orders, more) = views::list(&state.db, &filter, &scope, limit).await?;
+    let next_cursor = more.then(|| orders.last().map(|o| o.id)).flatten();
+    Ok(Json(WorkOrderPage {
+        items: orders.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
 }
 
 async fn resolve_filter(
@@ -207,7 +373,7 @@ async fn file_work_order(
         &body.description,
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(order)))
+    Ok((StatusCode::CREATED, Json(order.into())))
 }
 
 /// A work order with its approvers, decisions, stage runs and timeline.
@@ -221,10 +387,10 @@ async fn get_work_order(
     ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<WorkOrderDetail>> {
-    Ok(Json(state.policy.visible(
-        &actor,
-        work_orders::detail(&state.db.pool, id).await,
-    )?))
+    let detail = state
+        .policy
+        .visible(&actor, views::detail(&state.db.pool, id).await)?;
+    Ok(Json(detail.into()))
 }
 
 /// Approves as the token's account (an effective approver, not the creator).
@@ -241,9 +407,9 @@ async fn approve_work_order(
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<Comment>,
 ) -> Result<Json<WorkOrder>> {
     let comment = body.comment;
-    Ok(Json(
-        flows::decide_on_work_order(&state, &actor, &who, id, Command::Approve { comment }).await?,
-    ))
+    let order =
+        flows::decide_on_work_order(&state, &actor, &who, id, Command::Approve { comment }).await?;
+    Ok(Json(order.into()))
 }
 
 /// Rejects as the token's account; one rejection ends the order.
@@ -260,9 +426,9 @@ async fn reject_work_order(
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<Comment>,
 ) -> Result<Json<WorkOrder>> {
     let comment = body.comment;
-    Ok(Json(
-        flows::decide_on_work_order(&state, &actor, &who, id, Command::Reject { comment }).await?,
-    ))
+    let order =
+        flows::decide_on_work_order(&state, &actor, &who, id, Command::Reject { comment }).await?;
+    Ok(Json(order.into()))
 }
 
 /// Closes an open order with a reason (refused while a stage is rolling out).
@@ -278,18 +444,17 @@ async fn close_work_order(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<CloseBody>,
 ) -> Result<Json<WorkOrder>> {
-    Ok(Json(
-        flows::decide_on_work_order(
-            &state,
-            &actor,
-            &who,
-            id,
-            Command::Close {
-                reason: body.reason,
-            },
-        )
-        .await?,
-    ))
+    let order = flows::decide_on_work_order(
+        &state,
+        &actor,
+        &who,
+        id,
+        Command::Close {
+            reason: body.reason,
+        },
+    )
+    .await?;
+    Ok(Json(order.into()))
 }
 
 /// Starts stage `n` (1-based): stage 1 of an approved order, or the next
@@ -309,7 +474,7 @@ async fn deploy_stage(
     ApiPath((id, stage)): ApiPath<(i64, u32)>,
 ) -> Result<(StatusCode, Json<WorkOrder>)> {
     let order = flows::drive_stage(&state, &actor, &who, id, Command::Deploy { stage }).await?;
-    Ok((StatusCode::ACCEPTED, Json(order)))
+    Ok((StatusCode::ACCEPTED, Json(order.into())))
 }
 
 /// Rolls stage `n` back to the pod template it replaced (allowed once the
@@ -327,5 +492,120 @@ async fn rollback_stage(
     ApiPath((id, stage)): ApiPath<(i64, u32)>,
 ) -> Result<(StatusCode, Json<WorkOrder>)> {
     let order = flows::drive_stage(&state, &actor, &who, id, Command::Rollback { stage }).await?;
-    Ok((StatusCode::ACCEPTED, Json(order)))
+    Ok((StatusCode::ACCEPTED, Json(order.into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::domain::work_order::StageStatus;
+
+    fn properties(schemas: &Value, name: &str) -> BTreeSet<String> {
+        let schema = &schemas[name];
+        let mut keys: BTreeSet<String> = BTreeSet::new();
+        let parts = match schema["allOf"].as_array() {
+            Some(parts) => parts.clone(),
+            None => vec![schema.clone()],
+        };
+        for part in parts {
+            let part = match part["$ref"].as_str() {
+                Some(r) => schemas[r.rsplit('/').next().unwrap()].clone(),
+                None => part,
+            };
+            keys.extend(part["properties"].as_object().unwrap().keys().cloned());
+        }
+        keys
+    }
+
+    fn keys(value: &Value) -> BTreeSet<String> {
+        value.as_object().unwrap().keys().cloned().collect()
+    }
+
+    fn detail() -> views::WorkOrderDetail {
+        views::WorkOrderDetail {
+            order: views::WorkOrder {
+                id: 7,
+                release_item_id: 3,
+                release_item: "shop".into(),
+                node_id: 2,
+                node_path: "acme/shop".into(),
+                version: "v1.2.0".into(),
+                image: "registry/shop:v1.2.0".into(),
+                title: "Release".into(),
+                description: String::new(),
+                state: OrderState::InProgress,
+                creator_id: 4,
+                creator: "erin".into(),
+                required_approvals: 1,
+                approvals: 1,
+                created_at: 1,
+                updated_at: 2,
+            },
+            approvers_node: Some("acme".into()),
+            approvers: vec!["olga".into()],
+            decisions: vec![views::Decision {
+                account: "olga".into(),
+                decision: "approved".into(),
+                comment: String::new(),
+                at: 1,
+            }],
+            stage_runs: vec![views::StageRun {
+                position: 1,
+                name: "staging".into(),
+                app_id: 5,
+                app: "shop-web".into(),
+                cluster: "staging".into(),
+                strategy: Strategy::Canary,
+                canary: Some(Canary {
+                    steps: Vec::new(),
+                    header_match: None,
+                }),
+                status: StageStatus::RollingBack,
+                replaced_image: Some("registry/shop:v1.1.0".into()),
+                replaced_revision: Some("3".into()),
+                new_revision: Some("4".into()),
+                restored_revision: None,
+                started_at: Some(1),
+                finished_at: None,
+                message: String::new(),
+            }],
+            timeline: vec![views::TimelineEvent {
+                id: 1,
+                at: 1,
+                actor: "erin".into(),
+                kind: "filed".into(),
+                message: "shop v1.2.0".into(),
+                stage_position: None,
+            }],
+        }
+    }
+
+    /// The API's JSON is what its OpenAPI schemas say: the same field names,
+    /// statuses and strategies as the strings of SPEC.
+    #[test]
+    fn work_order_json_matches_its_schemas() {
+        let (_, doc) = crate::api::router().split_for_parts();
+        let doc = serde_json::to_value(&doc).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let json = serde_json::to_value(WorkOrderDetail::from(detail())).unwrap();
+        assert_eq!(keys(&json), properties(schemas, "WorkOrderDetail"));
+        assert_eq!(
+            keys(&json["stage_runs"][0]),
+            properties(schemas, "StageRun")
+        );
+        assert_eq!(keys(&json["decisions"][0]), properties(schemas, "Decision"));
+        assert_eq!(
+            keys(&json["timeline"][0]),
+            properties(schemas, "TimelineEvent")
+        );
+        let order = serde_json::to_value(WorkOrder::from(detail().order)).unwrap();
+        assert_eq!(keys(&order), properties(schemas, "WorkOrder"));
+        assert_eq!(json["state"], "in_progress");
+        assert_eq!(json["stage_runs"][0]["status"], "rolling_back");
+        assert_eq!(json["stage_runs"][0]["strategy"], "canary");
+    }
 }

@@ -21,7 +21,7 @@ use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
 use crate::db::apps::App;
 use crate::db::release_items::ReleaseItem;
 use crate::db::tree::{Node, Scope};
-use crate::db::work_orders::{WorkOrder, WorkOrderDetail};
+use crate::db::work_order_views::{WorkOrder, WorkOrderDetail};
 use crate::db::{self, Db, accounts::Account};
 use crate::domain::tree::{self, Role};
 use crate::error::{Error, Result};
@@ -148,7 +148,7 @@ impl OnNode for WorkOrder {
         &self.node_path
     }
     fn not_found(&self) -> Error {
-        db::work_orders::not_found(self.id)
+        db::work_order_views::not_found(self.id)
     }
 }
 
@@ -157,7 +157,7 @@ impl OnNode for WorkOrderDetail {
         &self.order.node_path
     }
     fn not_found(&self) -> Error {
-        db::work_orders::not_found(self.order.id)
+        db::work_order_views::not_found(self.order.id)
     }
 }
 
@@ -315,7 +315,7 @@ impl Policy {
         {
             return Ok(nodes.clone());
         }
-        let nodes = Arc::new(db::work_orders::approver_nodes(&db.pool, account_id).await?);
+        let nodes = Arc::new(db::approvers::approver_nodes(&db.pool, account_id).await?);
         if let Ok(mut cache) = self.approver_nodes.lock() {
             cache.retain(|_, (v, _)| *v == version);
             cache.insert(account_id, (version, nodes.clone()));
@@ -562,13 +562,14 @@ mod tests {
                     assert!(!seen, "account {id} does not see {path}");
                     assert_eq!(
                         e.to_string(),
-                        db::work_orders::not_found(7).to_string(),
+                        db::work_order_views::not_found(7).to_string(),
                         "the same answer as a missing order"
                     );
                 }
             }
         }
-        let missing = policy.visible::<WorkOrder>(&account(9), Err(db::work_orders::not_found(8)));
+        let missing =
+            policy.visible::<WorkOrder>(&account(9), Err(db::work_order_views::not_found(8)));
         assert!(matches!(missing, Err(Error::NotFound(_))));
     }
 

@@ -3,6 +3,7 @@
 //! here; a multi-row change is always written in one of them.
 
 pub mod accounts;
+pub mod approvers;
 pub mod apps;
 pub mod audit;
 pub mod clusters;
@@ -11,6 +12,7 @@ pub mod release_items;
 pub mod sessions;
 pub mod tokens;
 pub mod tree;
+pub mod work_order_views;
 pub mod work_orders;
 
 use std::borrow::Cow;

@@ -5,6 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
+use super::approvers::approvers_of;
 use super::audit::{self, AuditActor, Change, snapshot};
 use super::tree::Scope;
 use super::{Db, Tx, now_ms};
@@ -95,11 +96,9 @@ fn stage_from_row(row: &AnyRow) -> Result<Stage, sqlx::Error> {
         app: row.try_get("app")?,
         cluster: row.try_get("cluster")?,
         environment: row.try_get("environment")?,
-        strategy: if strategy == "canary" {
-            Strategy::Canary
-        } else {
-            Strategy::Rolling
-        },
+        strategy: strategy
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))?,
         canary: canary
             .map(|c| serde_json::from_str(&c))
             .transpose()
@@ -177,7 +176,7 @@ async fn check_plan(tx: &mut Tx, fields: &ItemFields) -> Result<String> {
             app_paths.insert(stage.app_id, p);
         }
     }
-    let approvers = super::work_orders::approvers_of(tx, &node_path)
+    let approvers = approvers_of(tx, &node_path)
         .await?
         .map(|(_, set)| set.len())
         .unwrap_or(0);

@@ -35,6 +35,17 @@ impl Strategy {
     }
 }
 
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "rolling" => Ok(Strategy::Rolling),
+            "canary" => Ok(Strategy::Canary),
+            _ => Err(format!("unknown stage strategy '{s}'")),
+        }
+    }
+}
+
 /// One canary step: a traffic weight or a replica count, then a pause.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -27,6 +27,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::domain::release_item::Strategy;
 use crate::domain::text::check_free_form;
 
 /// Where a work order is in its life.
@@ -237,6 +238,16 @@ impl Command {
             Command::Report { .. } => "report",
         }
     }
+
+    /// The input a person gives with the command: what an
+    /// [`RefusalKind::Invalid`] refusal of it is about.
+    pub fn input(&self) -> &'static str {
+        match self {
+            Command::Approve { .. } | Command::Reject { .. } => "comment",
+            Command::Close { .. } => "reason",
+            Command::Deploy { .. } | Command::Rollback { .. } | Command::Report { .. } => "stage",
+        }
+    }
 }
 
 /// What the shell knows about one stage run.
@@ -337,6 +348,40 @@ pub enum RefusalKind {
 pub struct Refusal {
     pub kind: RefusalKind,
     pub reason: String,
+}
+
+/// A refusal of one command, with the input of that command at fault when
+/// the command itself is incomplete ([`RefusalKind::Invalid`]). The edge
+/// (`flows::work_orders`) turns it into the error people see, so the shell
+/// can pass it on with `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// `comment`, `reason` or `stage`.
+    pub input: &'static str,
+    pub refusal: Refusal,
+}
+
+/// `refusal` of `command`, naming the command's input.
+pub fn refusal(command: &Command, refusal: Refusal) -> Refused {
+    Refused {
+        input: command.input(),
+        refusal,
+    }
+}
+
+/// Whether a stage of `strategy` can be deployed by this version: canary
+/// stages go through OpenKruise Rollout, which is not driven yet.
+pub fn check_strategy(stage: u32, strategy: Strategy) -> Result<(), Refusal> {
+    match strategy {
+        Strategy::Rolling => Ok(()),
+        Strategy::Canary => Err(refuse(
+            RefusalKind::Conflict,
+            format!(
+                "stage {stage} is a canary stage; canary rollouts go through OpenKruise Rollout, which this \
+                 version of Rollway does not drive yet: make it a rolling stage to deploy it"
+            ),
+        )),
+    }
 }
 
 fn refuse(kind: RefusalKind, reason: impl Into<String>) -> Refusal {

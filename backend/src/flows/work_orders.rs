@@ -1,15 +1,24 @@
 //! Work-order flows that span the policy, GitLab and the database: filing a
 //! work order and deciding on one. Pages and the API both call these, so
 //! the rules are checked the same way whichever door a request comes in by.
+//! The filing checks live here (fields, rule 1, approvers left), and so
+//! does what a refusal of the state machine means at the edge (403, 409 or
+//! 422 naming the input).
 
 use super::clusters::stage_deployment;
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::db::accounts::Account;
+use crate::db::approvers::approvers_at;
 use crate::db::audit::AuditActor;
-use crate::db::release_items;
-use crate::db::work_orders::{self, NewWorkOrder, Source, StageRecord, WorkOrder};
-use crate::domain::work_order::{Command, decide};
+use crate::db::release_items::{self, ReleaseItem};
+use crate::db::work_order_views::{self, WorkOrder};
+use crate::db::work_orders::{self, Filing, NewWorkOrder, OpenOrder, Source, StageRecord};
+use crate::domain::release_item::Strategy;
+use crate::domain::text::{check_free_form, check_single_line};
+use crate::domain::work_order::{
+    Command, Refusal, RefusalKind, Refused, check_strategy, decide, refusal,
+};
 use crate::error::{Error, Result};
 
 use crate::kube::deployment;
@@ -50,7 +59,7 @@ pub async fn file_work_order(
         title,
         description,
     };
-    work_orders::check_filing(&state.db, &new, actor).await?;
+    check_filing(state, &new, actor).await?;
     let tags = state
         .gitlab
         .tags(&state.db, &state.sealer, &item.gitlab_project)
@@ -64,7 +73,110 @@ pub async fn file_work_order(
             ),
         ));
     }
-    work_orders::file(&state.db, &new, actor, who).await
+    match work_orders::file(&state.db, &new, actor, who).await? {
+        Filing::Filed(order) => Ok(*order),
+        // Filed meanwhile by someone else.
+        Filing::AlreadyOpen => {
+            let open = work_orders::open_order_of(&state.db.pool, item.id)
+                .await?
+                .unwrap_or(OpenOrder {
+                    id: 0,
+                    title: "?".into(),
+                });
+            Err(already_open(&item, &open))
+        }
+    }
+}
+
+/// Checks what can be checked before asking GitLab: the fields, rule 1,
+/// and that enough approvers remain once the creator is excluded.
+async fn check_filing(state: &AppState, new: &NewWorkOrder<'_>, creator: &Account) -> Result<()> {
+    check_fields(new)?;
+    if let Some(open) = work_orders::open_order_of(&state.db.pool, new.item.id).await? {
+        return Err(already_open(new.item, &open));
+    }
+    if new.item.stages.is_empty() {
+        return Err(Error::Conflict(format!(
+            "release item {} has no stages yet",
+            new.item.name
+        )));
+    }
+    let approvers = approvers_at(&state.db.pool, &new.item.node_path).await?;
+    let (from, owners) = approvers.unwrap_or_default();
+    let remaining = owners.iter().filter(|o| **o != creator.name).count() as i64;
+    if remaining < new.item.required_approvals {
+        return Err(Error::Conflict(format!(
+            "{} approval{} needed but only {remaining} approver{} other than you: the owners of {} approve releases of {}",
+            new.item.required_approvals,
+            if new.item.required_approvals == 1 {
+                " is"
+            } else {
+                "s are"
+            },
+            if remaining == 1 { "" } else { "s" },
+            if from.is_empty() {
+                new.item.node_path.as_str()
+            } else {
+                from.as_str()
+            },
+            new.item.name
+        )));
+    }
+    Ok(())
+}
+
+/// The title, description and version of a new order.
+fn check_fields(new: &NewWorkOrder<'_>) -> Result<()> {
+    let title = new.title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(Error::validation(
+            "title",
+            "give a title of at most 200 characters",
+        ));
+    }
+    if new.description.chars().count() > 20_000 {
+        return Err(Error::validation(
+            "description",
+            "the description is longer than 20000 characters",
+        ));
+    }
+    if new.version.trim().is_empty() {
+        return Err(Error::validation(
+            "version",
+            "pick a version (a GitLab tag)",
+        ));
+    }
+    check_single_line("version", new.version).map_err(|m| Error::validation("version", m))?;
+    check_single_line("title", title).map_err(|m| Error::validation("title", m))?;
+    check_free_form("description", new.description)
+        .map_err(|m| Error::validation("description", m))?;
+    Ok(())
+}
+
+/// Rule 1 broken: names the open order.
+fn already_open(item: &ReleaseItem, open: &OpenOrder) -> Error {
+    Error::Conflict(format!(
+        "release item {} already has an open work order: #{} \"{}\"; close it or let it finish first",
+        item.name, open.id, open.title
+    ))
+}
+
+/// A refusal of the state machine as the error people see: 403 when the
+/// actor may not, 409 when the order's state does not allow it, 422 naming
+/// the command's input when the command is incomplete. The shell
+/// (`db::work_orders::apply`) passes refusals on with `?` through this.
+impl From<Refused> for Error {
+    fn from(refused: Refused) -> Self {
+        let Refused {
+            input,
+            refusal: Refusal { kind, reason },
+        } = refused;
+        match kind {
+            RefusalKind::NotAllowed => Error::Forbidden(reason),
+            RefusalKind::Conflict => Error::Conflict(reason),
+            RefusalKind::Invalid => Error::validation(input, reason),
+        }
+    }
 }
 
 /// Applies approve / reject / close through the state machine. An order
@@ -78,7 +190,7 @@ pub async fn decide_on_work_order(
 ) -> Result<WorkOrder> {
     state
         .policy
-        .visible(actor, work_orders::get(&state.db.pool, id).await)?;
+        .visible(actor, work_order_views::get(&state.db.pool, id).await)?;
     let may_act = |path: &str| state.policy.may(actor, Action::FileWorkOrder, path);
     work_orders::apply(
         &state.db,
@@ -112,30 +224,29 @@ pub async fn drive_stage(
     };
     let order = state
         .policy
-        .visible(actor, work_orders::get(&state.db.pool, id).await)?;
+        .visible(actor, work_order_views::get(&state.db.pool, id).await)?;
     let may_act = state
         .policy
         .may(actor, Action::FileWorkOrder, &order.node_path);
     let facts = work_orders::facts_for(&state.db, &order, actor, may_act).await?;
-    decide(order.state, &command, &facts).map_err(|r| work_orders::refusal(&command, r))?;
+    decide(order.state, &command, &facts).map_err(|r| refusal(&command, r))?;
     if matches!(command, Command::Deploy { .. }) {
-        preflight(state, id, stage).await?;
+        preflight(state, id, &command, stage).await?;
     }
     let order = decide_on_work_order(state, actor, who, id, command).await?;
     state.engine.wake();
     Ok(order)
 }
 
-/// Checks that stage `stage`'s cluster answers and its Deployment and
-/// container exist.
-async fn preflight(state: &AppState, id: i64, stage: u32) -> Result<()> {
+/// Checks that this version can deploy stage `stage`'s strategy, that its
+/// cluster answers and its Deployment and container exist.
+async fn preflight(state: &AppState, id: i64, command: &Command, stage: u32) -> Result<()> {
     let target = work_orders::stage_target(&state.db.pool, id, i64::from(stage)).await?;
-    if target.strategy == "canary" {
-        return Err(Error::Conflict(format!(
-            "stage {stage} is a canary stage; canary rollouts go through OpenKruise Rollout, which this \
-             version of Rollway does not drive yet: make it a rolling stage to deploy it"
-        )));
-    }
+    let strategy: Strategy = target
+        .strategy
+        .parse()
+        .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?;
+    check_strategy(stage, strategy).map_err(|r| refusal(command, r))?;
     let (_, deployment) = stage_deployment(state, &target).await?;
     let deployment = deployment.ok_or_else(|| {
         Error::validation(

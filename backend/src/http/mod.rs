@@ -319,10 +319,13 @@ impl FromRequestParts<AppState> for PageCtx {
             .copied()
             .filter(|node| scope.covers_node(*node))
             .collect();
-        let awaiting =
-            crate::db::work_orders::awaiting_count(&state.db.pool, actor.account.id, &approves)
-                .await
-                .map_err(|e| page_error(&e))?;
+        let awaiting = crate::db::work_order_views::awaiting_count(
+            &state.db.pool,
+            actor.account.id,
+            &approves,
+        )
+        .await
+        .map_err(|e| page_error(&e))?;
         Ok(Self {
             actor,
             state: state.clone(),

@@ -19,8 +19,10 @@ use serde::Deserialize;
 
 use super::{Layout, PageCtx, PageRoutes, page_error};
 use crate::app::AppState;
-use crate::db::work_orders::{self, StageRun, StageTarget, WorkOrderDetail};
+use crate::db::work_order_views::{self, StageRun, WorkOrderDetail};
+use crate::db::work_orders::{self, StageTarget};
 use crate::db::{now_ms, sessions};
+use crate::domain::work_order::StageStatus;
 use crate::error::{Error, Result};
 use crate::flows::{kube_error, stage_deployment};
 use crate::kube::deployment::{self, TEMPLATE_HASH};
@@ -83,7 +85,7 @@ struct PodsPage {
 
 /// The order, if the viewer may see its node (404 otherwise).
 async fn visible_order(ctx: &PageCtx, id: i64) -> Result<WorkOrderDetail> {
-    ctx.visible(work_orders::detail(&ctx.state.db.pool, id).await)
+    ctx.visible(work_order_views::detail(&ctx.state.db.pool, id).await)
 }
 
 /// The pods of the old and new versions of every stage that has started:
@@ -94,7 +96,11 @@ async fn pods(ctx: PageCtx, Path(id): Path<i64>, headers: axum::http::HeaderMap)
         Err(e) => return page_error(&e),
     };
     let mut stages = Vec::new();
-    for run in d.stage_runs.iter().filter(|s| s.status != "pending") {
+    for run in d
+        .stage_runs
+        .iter()
+        .filter(|s| s.status != StageStatus::Pending)
+    {
         stages.push(stage_pods(&ctx.state, &d, run).await);
     }
     if headers.contains_key("hx-request") {

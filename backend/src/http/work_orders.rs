@@ -15,8 +15,9 @@ use super::{Layout, Notice, PageCtx, PageRoutes, format_time, page_error, redire
 use crate::auth::Action;
 use crate::db::accounts;
 use crate::db::release_items::{self, ReleaseItem};
-use crate::db::work_orders::{self, Filter, WorkOrder, WorkOrderDetail};
-use crate::domain::work_order::{Command, State, decide};
+use crate::db::work_order_views::{self, Filter, WorkOrder, WorkOrderDetail};
+use crate::db::work_orders;
+use crate::domain::work_order::{Command, StageStatus, State, decide};
 use crate::error::{Error, Result};
 use crate::flows;
 use crate::gitlab::Tag;
@@ -189,7 +190,7 @@ async fn file_work_order(ctx: PageCtx, CsrfForm(form): CsrfForm<OrderForm>) -> R
         Err(e) => {
             let mut notice = Notice::from_error(&e);
             if matches!(e, Error::Conflict(_))
-                && let Ok((open, _)) = work_orders::list(
+                && let Ok((open, _)) = work_order_views::list(
                     &ctx.state.db,
                     &Filter {
                         items: vec![item_id],
@@ -251,7 +252,7 @@ async fn render_order(
     notice: Option<Notice>,
 ) -> Response {
     let result = async {
-        let d = ctx.visible(work_orders::detail(&ctx.state.db.pool, id).await)?;
+        let d = ctx.visible(work_order_views::detail(&ctx.state.db.pool, id).await)?;
         let may_close = ctx.may(Action::FileWorkOrder, &d.order.node_path);
         let facts =
             work_orders::facts_for(&ctx.state.db, &d.order, &ctx.actor.account, may_close).await?;
@@ -285,7 +286,10 @@ async fn render_order(
                 .map(|s| s.position)
                 .collect(),
             live: facts.stage_mid_rollout(),
-            has_pods: d.stage_runs.iter().any(|s| s.status != "pending"),
+            has_pods: d
+                .stage_runs
+                .iter()
+                .any(|s| s.status != StageStatus::Pending),
         };
         let mut times = HashMap::new();
         for e in &d.timeline {
@@ -464,7 +468,7 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
             before_id: query.before,
         };
         let (orders, more) =
-            work_orders::list(&ctx.state.db, &filter, ctx.read_scope(), PAGE_SIZE).await?;
+            work_order_views::list(&ctx.state.db, &filter, ctx.read_scope(), PAGE_SIZE).await?;
         let older = match (more, orders.last()) {
             (true, Some(last)) => {
                 let mut q = url::form_urlencoded::Serializer::new(String::new());

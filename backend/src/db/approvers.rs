@@ -1,0 +1,84 @@
+//! Approver look-ups: who approves at a node (the owners of the nearest node
+//! with owners, `domain::tree::effective_approvers`) and where an account
+//! approves. Release items (enough approvers for a plan), work orders (the
+//! facts of the state machine, the detail page) and the approvals inbox all
+//! read approvers through here; this module imports neither of them.
+
+use std::collections::BTreeSet;
+
+use sqlx::AnyPool;
+
+use super::Tx;
+use crate::domain::tree::{self as rules, Membership, Role};
+use crate::error::Result;
+
+/// Owners on the chain from the root to `path`, as the tree rules take them.
+async fn owners_on_chain(tx: &mut Tx, path: &str) -> Result<Vec<Membership<String>>> {
+    let mut out = Vec::new();
+    for node_path in rules::ancestor_chain(path) {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT a.name FROM node_members m JOIN nodes n ON n.id = m.node_id JOIN accounts a ON a.id = m.account_id \
+             WHERE n.path = $1 AND m.role = 'owner' AND a.disabled_at IS NULL",
+        )
+        .bind(&node_path)
+        .fetch_all(&mut **tx)
+        .await?;
+        out.extend(names.into_iter().map(|account| Membership {
+            account,
+            path: node_path.clone(),
+            role: Role::Owner,
+        }));
+    }
+    Ok(out)
+}
+
+/// The effective approvers at `path` (owners of the nearest node with
+/// owners, disabled accounts excluded) and the node they come from.
+pub async fn approvers_of(tx: &mut Tx, path: &str) -> Result<Option<(String, BTreeSet<String>)>> {
+    let owners = owners_on_chain(tx, path).await?;
+    Ok(rules::effective_approvers(path, &owners))
+}
+
+/// [`approvers_of`] in a read transaction of its own.
+pub async fn approvers_at(
+    pool: &AnyPool,
+    path: &str,
+) -> Result<Option<(String, BTreeSet<String>)>> {
+    let mut tx = Tx::begin_read(pool).await?;
+    let approvers = approvers_of(&mut tx, path).await?;
+    tx.rollback().await?;
+    Ok(approvers)
+}
+
+/// The ids of the nodes where `account_id` is an effective approver.
+/// Callers use the cached `Policy::approver_nodes`.
+pub async fn approver_nodes(pool: &AnyPool, account_id: i64) -> Result<Vec<i64>> {
+    let nodes: Vec<(i64, String)> = sqlx::query_as("SELECT id, path FROM nodes")
+        .fetch_all(pool)
+        .await?;
+    let owners: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT n.path, m.account_id FROM node_members m JOIN nodes n ON n.id = m.node_id \
+         JOIN accounts a ON a.id = m.account_id WHERE m.role = 'owner' AND a.disabled_at IS NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    if !owners.iter().any(|(_, a)| *a == account_id) {
+        return Ok(Vec::new());
+    }
+    let memberships: Vec<Membership<i64>> = owners
+        .into_iter()
+        .map(|(path, account)| Membership {
+            account,
+            path,
+            role: Role::Owner,
+        })
+        .collect();
+    Ok(nodes
+        .into_iter()
+        .filter(|(_, path)| {
+            rules::effective_approvers(path, &memberships)
+                .is_some_and(|(_, set)| set.contains(&account_id))
+        })
+        .map(|(id, _)| id)
+        .collect())
+}

@@ -1,0 +1,479 @@
+//! Work orders as pages and the API read them: the order row, its detail
+//! (approvers, decisions, stage runs, timeline), the filtered keyset lists
+//! scoped to what the reader may view, and the approvals inbox. Reads only;
+//! every change goes through the state machine's shell in
+//! `db::work_orders`. The read models carry typed states and statuses; the
+//! API shapes its own JSON from them (`api::work_orders`).
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use super::Db;
+use super::approvers::approvers_at;
+use super::tree::Scope;
+use crate::config::DbKind;
+use crate::domain::release_item::{Canary, Strategy};
+use crate::domain::work_order::{StageStatus, State};
+use crate::error::{Error, Result};
+
+/// A work order as lists and pages show it.
+#[derive(Debug, Clone)]
+pub struct WorkOrder {
+    pub id: i64,
+    pub release_item_id: i64,
+    /// The release item's name.
+    pub release_item: String,
+    pub node_id: i64,
+    pub node_path: String,
+    /// The GitLab tag released.
+    pub version: String,
+    /// `image_repository:version`.
+    pub image: String,
+    pub title: String,
+    pub description: String,
+    pub state: State,
+    pub creator_id: i64,
+    pub creator: String,
+    pub required_approvals: i64,
+    /// Approvals recorded so far.
+    pub approvals: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One approver's approval or rejection.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub account: String,
+    /// `approved` or `rejected`.
+    pub decision: String,
+    pub comment: String,
+    pub at: i64,
+}
+
+/// A stage of an order and how far it got.
+#[derive(Debug, Clone)]
+pub struct StageRun {
+    pub position: i64,
+    pub name: String,
+    pub app_id: i64,
+    pub app: String,
+    pub cluster: String,
+    pub strategy: Strategy,
+    pub canary: Option<Canary>,
+    pub status: StageStatus,
+    pub replaced_image: Option<String>,
+    pub replaced_revision: Option<String>,
+    pub new_revision: Option<String>,
+    /// The revision a rollback brought back.
+    pub restored_revision: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub message: String,
+}
+
+/// One entry of an order's timeline.
+#[derive(Debug, Clone)]
+pub struct TimelineEvent {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    /// What happened, e.g. `filed`, `approval_recorded`, `approved`, `rejected`, `closed`.
+    pub kind: String,
+    pub message: String,
+    pub stage_position: Option<i64>,
+}
+
+/// A work order with everything that happened to it.
+#[derive(Debug, Clone)]
+pub struct WorkOrderDetail {
+    pub order: WorkOrder,
+    /// The node whose owners approve, and who they are (creator included).
+    pub approvers_node: Option<String>,
+    pub approvers: Vec<String>,
+    pub decisions: Vec<Decision>,
+    pub stage_runs: Vec<StageRun>,
+    pub timeline: Vec<TimelineEvent>,
+}
+
+/// The columns of a [`WorkOrder`], read from [`FROM`] by [`from_row`].
+pub(super) const COLUMNS: &str = "w.id, w.release_item_id, r.name AS release_item, w.node_id, n.path AS node_path, w.version, \
+    w.image, w.title, w.description, w.state, w.creator_id, a.name AS creator, w.required_approvals, \
+    (SELECT COUNT(*) FROM approvals ap WHERE ap.work_order_id = w.id AND ap.decision = 'approved') AS approvals, \
+    w.created_at, w.updated_at";
+pub(super) const FROM: &str = "work_orders w JOIN release_items r ON r.id = w.release_item_id \
+    JOIN nodes n ON n.id = w.node_id JOIN accounts a ON a.id = w.creator_id";
+
+fn decode(e: String) -> sqlx::Error {
+    sqlx::Error::Decode(e.into())
+}
+
+pub(super) fn from_row(row: &AnyRow) -> Result<WorkOrder, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    Ok(WorkOrder {
+        id: row.try_get("id")?,
+        release_item_id: row.try_get("release_item_id")?,
+        release_item: row.try_get("release_item")?,
+        node_id: row.try_get("node_id")?,
+        node_path: row.try_get("node_path")?,
+        version: row.try_get("version")?,
+        image: row.try_get("image")?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        state: state.parse().map_err(decode)?,
+        creator_id: row.try_get("creator_id")?,
+        creator: row.try_get("creator")?,
+        required_approvals: row.try_get("required_approvals")?,
+        approvals: row.try_get("approvals")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// What a missing order answers; an order the reader may not see answers
+/// the same, so ids cannot be probed.
+pub fn not_found(id: i64) -> Error {
+    Error::NotFound(format!("no work order with id {id}"))
+}
+
+pub async fn get(pool: &AnyPool, id: i64) -> Result<WorkOrder> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE w.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or_else(|| not_found(id))
+}
+
+/// An order with its approvers, decisions, stage runs and timeline.
+pub async fn detail(pool: &AnyPool, id: i64) -> Result<WorkOrderDetail> {
+    let order = get(pool, id).await?;
+    let approvers = approvers_at(pool, &order.node_path).await?;
+    let decisions = sqlx::query(
+        "SELECT a.name, ap.decision, ap.comment, ap.at FROM approvals ap JOIN accounts a ON a.id = ap.account_id \
+         WHERE ap.work_order_id = $1 ORDER BY ap.at",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Decision {
+            account: r.try_get("name")?,
+            decision: r.try_get("decision")?,
+            comment: r.try_get("comment")?,
+            at: r.try_get("at")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let stage_runs = sqlx::query(
+        "SELECT s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, s.strategy, s.canary_json, s.status, \
+         s.replaced_image, s.replaced_revision, s.new_revision, s.restored_revision, s.started_at, s.finished_at, s.message \
+         FROM stage_runs s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
+         WHERE s.work_order_id = $1 ORDER BY s.position",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        let strategy: String = r.try_get("strategy")?;
+        let status: String = r.try_get("status")?;
+        let canary: Option<String> = r.try_get("canary_json")?;
+        Ok(StageRun {
+            position: r.try_get("position")?,
+            name: r.try_get("name")?,
+            app_id: r.try_get("app_id")?,
+            app: r.try_get("app")?,
+            cluster: r.try_get("cluster")?,
+            strategy: strategy.parse().map_err(decode)?,
+            canary: canary.and_then(|c| serde_json::from_str(&c).ok()),
+            status: status.parse().map_err(decode)?,
+            replaced_image: r.try_get("replaced_image")?,
+            replaced_revision: r.try_get("replaced_revision")?,
+            new_revision: r.try_get("new_revision")?,
+            restored_revision: r.try_get("restored_revision")?,
+            started_at: r.try_get("started_at")?,
+            finished_at: r.try_get("finished_at")?,
+            message: r.try_get("message")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let timeline = sqlx::query(
+        "SELECT id, at, actor, kind, message, stage_position FROM timeline_events WHERE work_order_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(TimelineEvent {
+            id: r.try_get("id")?,
+            at: r.try_get("at")?,
+            actor: r.try_get("actor")?,
+            kind: r.try_get("kind")?,
+            message: r.try_get("message")?,
+            stage_position: r.try_get("stage_position")?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let (approvers_node, approvers) = match approvers {
+        Some((node, set)) => (Some(node), set.into_iter().collect()),
+        None => (None, Vec::new()),
+    };
+    Ok(WorkOrderDetail {
+        order,
+        approvers_node,
+        approvers,
+        decisions,
+        stage_runs,
+        timeline,
+    })
+}
+
+/// List filters; all optional.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub state: Option<State>,
+    /// Orders of these release items (any, when empty).
+    pub items: Vec<i64>,
+    /// A node path: orders of items at or below it.
+    pub node: Option<String>,
+    pub creator: Option<i64>,
+    /// Only orders waiting for this account's approval: the account and
+    /// the nodes where it approves (`Policy::approver_nodes`).
+    pub awaiting: Option<(i64, std::sync::Arc<Vec<i64>>)>,
+    /// Only orders with an id below this (keyset pages, newest first).
+    pub before_id: Option<i64>,
+}
+
+/// The one definition of "waiting for my approval": an order waiting for
+/// approval on a node where I approve, filed by someone else, on which I
+/// have not decided yet. `me` and `nodes` are placeholders (`$n`) bound by
+/// the caller to the account id and the ids of its approver nodes
+/// (`db::approvers::approver_nodes`).
+fn awaiting_predicate(me: &str, nodes: &[String]) -> String {
+    format!(
+        "w.state = '{pending}' AND w.creator_id <> {me} AND w.node_id IN ({nodes}) \
+         AND NOT EXISTS (SELECT 1 FROM approvals ap WHERE ap.work_order_id = w.id AND ap.account_id = {me})",
+        pending = State::PendingApproval.as_str(),
+        nodes = nodes.join(", "),
+    )
+}
+
+/// How a list applies a reader's scope.
+enum ScopePlan {
+    Everything,
+    Nothing,
+    /// Few visible orders: `node_id IN (…)` drives the node index, then at
+    /// most [`SPARSE_ORDERS`] rows are sorted.
+    FewOrders(Vec<i64>),
+    /// Many visible orders: the newest-first scan keeps the rows of these
+    /// nodes (`+node_id IN (…)`: the unary plus keeps SQLite from driving
+    /// the node index and sorting them all) and stops at the page's end.
+    ManyOrders(Vec<i64>),
+    /// More nodes than a statement should list: the newest-first scan
+    /// keeps the rows whose node path lies in the scope.
+    ManyNodes,
+}
+
+/// Below this many orders in the reader's nodes, their list is read
+/// through the node index and sorted; from it on, by the newest-first scan.
+const SPARSE_ORDERS: i64 = 2000;
+
+/// Most visible nodes listed in a statement (bind limits, statement size).
+const MAX_LISTED_NODES: usize = 500;
+
+/// Picks the way to apply `scope`. On SQLite neither way is good for
+/// every reader (measured at 100k orders, docs/benchmarks.md): the
+/// newest-first scan reads every order when the reader's nodes hold none,
+/// and the node index sorts every visible order when they hold many. A
+/// count bounded by [`SPARSE_ORDERS`] tells them apart for well under a
+/// millisecond.
+async fn scope_plan(db: &Db, scope: &Scope) -> Result<ScopePlan> {
+    let Scope::Under(subtrees) = scope else {
+        return Ok(ScopePlan::Everything);
+    };
+    let ids = &subtrees.nodes;
+    if ids.is_empty() {
+        return Ok(ScopePlan::Nothing);
+    }
+    if ids.len() > MAX_LISTED_NODES {
+        return Ok(ScopePlan::ManyNodes);
+    }
+    // PostgreSQL plans an id list from its statistics of `node_id` and
+    // picks the right way by itself; SQLite needs to be told.
+    if db.kind == DbKind::Postgres {
+        return Ok(ScopePlan::FewOrders(ids.clone()));
+    }
+    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM work_orders WHERE node_id IN ({}) LIMIT {SPARSE_ORDERS}) t",
+        placeholders.join(", ")
+    );
+    let mut count = sqlx::query_scalar::<_, i64>(&sql);
+    for id in ids {
+        count = count.bind(*id);
+    }
+    if count.fetch_one(&db.pool).await? < SPARSE_ORDERS {
+        Ok(ScopePlan::FewOrders(ids.clone()))
+    } else {
+        Ok(ScopePlan::ManyOrders(ids.clone()))
+    }
+}
+
+/// A page of the orders in `scope`, newest first, and whether more follow.
+/// Only the filters given become predicates, so each can use its index;
+/// the scope is applied in the query (see [`scope_plan`]), so a page holds
+/// `limit` rows the reader may see whenever that many exist.
+pub async fn list(
+    db: &Db,
+    filter: &Filter,
+    scope: &Scope,
+    limit: i64,
+) -> Result<(Vec<WorkOrder>, bool)> {
+    let pool = &db.pool;
+    enum Arg {
+        Int(i64),
+        Text(String),
+    }
+    let mut predicates: Vec<String> = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    let next = |args: &mut Vec<Arg>, arg: Arg| {
+        args.push(arg);
+        format!("${}", args.len())
+    };
+    if let Some(state) = filter.state {
+        let p = next(&mut args, Arg::Text(state.as_str().into()));
+        predicates.push(format!("w.state = {p}"));
+    }
+    if !filter.items.is_empty() {
+        let ps: Vec<String> = filter
+            .items
+            .iter()
+            .map(|i| next(&mut args, Arg::Int(*i)))
+            .collect();
+        predicates.push(format!("w.release_item_id IN ({})", ps.join(", ")));
+    }
+    if let Some(node) = &filter.node {
+        // A leaf node is a plain equality on (node_id, id); a subtree is an
+        // IN list of the nodes below.
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM nodes WHERE path = $1 OR path LIKE $2")
+                .bind(node)
+                .bind(format!("{node}/%"))
+                .fetch_all(pool)
+                .await?;
+        match ids.as_slice() {
+            [] => return Ok((Vec::new(), false)),
+            [one] => {
+                let p = next(&mut args, Arg::Int(*one));
+                predicates.push(format!("w.node_id = {p}"));
+            }
+            many => {
+                let ps: Vec<String> = many
+                    .iter()
+                    .map(|id| next(&mut args, Arg::Int(*id)))
+                    .collect();
+                predicates.push(format!("w.node_id IN ({})", ps.join(", ")));
+            }
+        }
+    }
+    if let Some(creator) = filter.creator {
+        let p = next(&mut args, Arg::Int(creator));
+        predicates.push(format!("w.creator_id = {p}"));
+    }
+    if let Some((me, nodes)) = &filter.awaiting {
+        if nodes.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        let me_p = next(&mut args, Arg::Int(*me));
+        let node_ps: Vec<String> = nodes
+            .iter()
+            .map(|n| next(&mut args, Arg::Int(*n)))
+            .collect();
+        predicates.push(awaiting_predicate(&me_p, &node_ps));
+    }
+    if let Some(before) = filter.before_id {
+        let p = next(&mut args, Arg::Int(before));
+        predicates.push(format!("w.id < {p}"));
+    }
+    match scope_plan(db, scope).await? {
+        ScopePlan::Everything => {}
+        ScopePlan::Nothing => return Ok((Vec::new(), false)),
+        ScopePlan::FewOrders(ids) => {
+            let ps: Vec<String> = ids
+                .iter()
+                .map(|id| next(&mut args, Arg::Int(*id)))
+                .collect();
+            predicates.push(format!("w.node_id IN ({})", ps.join(", ")));
+        }
+        ScopePlan::ManyOrders(ids) => {
+            let ps: Vec<String> = ids
+                .iter()
+                .map(|id| next(&mut args, Arg::Int(*id)))
+                .collect();
+            predicates.push(format!("+w.node_id IN ({})", ps.join(", ")));
+        }
+        ScopePlan::ManyNodes => {
+            if let Some((p, roots)) = scope.predicate("n.path", args.len() + 1) {
+                predicates.push(p);
+                args.extend(roots.into_iter().map(Arg::Text));
+            }
+        }
+    }
+    let limit_p = next(&mut args, Arg::Int(limit + 1));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {FROM} {} ORDER BY w.id DESC LIMIT {limit_p}",
+        if predicates.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", predicates.join(" AND "))
+        }
+    );
+    let mut query = sqlx::query(&sql);
+    for arg in args {
+        query = match arg {
+            Arg::Int(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+        };
+    }
+    let rows = query.fetch_all(pool).await?;
+    let mut orders: Vec<WorkOrder> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    let more = orders.len() as i64 > limit;
+    orders.truncate(limit as usize);
+    Ok((orders, more))
+}
+
+/// How many orders wait for this account's approval (the header badge):
+/// the same predicate as the inbox list.
+pub async fn awaiting_count(pool: &AnyPool, account_id: i64, nodes: &[i64]) -> Result<i64> {
+    if nodes.is_empty() {
+        return Ok(0);
+    }
+    let placeholders: Vec<String> = (0..nodes.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT COUNT(*) FROM work_orders w WHERE {}",
+        awaiting_predicate("$1", &placeholders)
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(account_id);
+    for node in nodes {
+        query = query.bind(*node);
+    }
+    Ok(query.fetch_one(pool).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inbox_and_its_badge_share_one_predicate() {
+        let p = awaiting_predicate("$1", &["$2".into(), "$3".into()]);
+        assert!(p.starts_with("w.state = 'pending_approval' AND w.creator_id <> $1"));
+        assert!(p.contains("w.node_id IN ($2, $3)"));
+        assert!(p.contains("ap.account_id = $1)"));
+    }
+}
