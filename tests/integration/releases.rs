@@ -691,3 +691,41 @@ db_test!(
         );
     }
 );
+
+db_test!(
+    the_one_open_index_names_exactly_the_open_states,
+    |backend| async move {
+        use rollway::db::work_orders::{ONE_OPEN_PER_ITEM, open_states_sql};
+        use rollway::domain::work_order::State;
+        let app = TestApp::start(backend).await;
+        // The index as the migrated database holds it.
+        let definition = match backend {
+            crate::common::Backend::Sqlite => format!(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = '{ONE_OPEN_PER_ITEM}'"
+            ),
+            crate::common::Backend::Postgres => {
+                format!("SELECT indexdef FROM pg_indexes WHERE indexname = '{ONE_OPEN_PER_ITEM}'")
+            }
+        };
+        let definition = app
+            .db
+            .query_text(&definition)
+            .await
+            .expect("the one-open index exists");
+        let predicate = definition.split_once("WHERE").expect("a partial index").1;
+        // The quoted words of the predicate are the states it names.
+        let mut named: Vec<&str> = predicate.split('\'').skip(1).step_by(2).collect();
+        named.sort_unstable();
+        let mut open: Vec<&str> = State::OPEN.iter().map(|s| s.as_str()).collect();
+        open.sort_unstable();
+        assert_eq!(named, open, "{definition}");
+        assert!(predicate.contains("state"), "{definition}");
+        // The SQL the filing check reads with spells the same states.
+        let mut listed: Vec<String> = open_states_sql()
+            .split(", ")
+            .map(|s| s.trim_matches('\'').to_string())
+            .collect();
+        listed.sort_unstable();
+        assert_eq!(listed, open);
+    }
+);

@@ -852,6 +852,138 @@ mod tests {
         }
     }
 
+    /// Who sends a command in the full table.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Who {
+        /// An approver who may also close, deploy and roll back.
+        Approver,
+        /// Someone who may only look.
+        Viewer,
+    }
+
+    /// Every command the state machine takes, with stage 1 where it names one.
+    fn every_command() -> Vec<Command> {
+        vec![
+            approve(),
+            reject(),
+            close(),
+            Command::Deploy { stage: 1 },
+            Command::Rollback { stage: 1 },
+            report(1, Outcome::Verifying),
+            report(1, Outcome::Succeeded),
+            report(1, Outcome::Failed),
+        ]
+    }
+
+    /// The table: what `command` does to an order in `state` whose one
+    /// stage is `stage` (deployed unless pending; automatic rollback on),
+    /// sent by `who`: Ok(new state, new stage status if it changes) or the
+    /// refusal's kind. Written from SPEC, apart from `decide`.
+    fn table(
+        who: Who,
+        state: State,
+        stage: StageStatus,
+        command: &Command,
+    ) -> Result<(State, Option<StageStatus>), RefusalKind> {
+        use Outcome as O;
+        let open = state.is_open();
+        let busy = stage.is_mid_rollout();
+        // A failure reported while the order runs fails the order.
+        let failing = if state == InProgress { Failed } else { state };
+        match (command, who) {
+            // Approve / reject: only while waiting, only by approvers.
+            (Command::Approve { .. } | Command::Reject { .. }, _) if state != PendingApproval => {
+                Err(Conflict)
+            }
+            (Command::Approve { .. } | Command::Reject { .. }, Who::Viewer) => Err(NotAllowed),
+            (Command::Approve { .. }, Who::Approver) => Ok((Approved, None)),
+            (Command::Reject { .. }, Who::Approver) => Ok((Rejected, None)),
+            // Close: any open order, by engineers and owners, not mid-rollout.
+            (Command::Close { .. }, _) if !open => Err(Conflict),
+            (Command::Close { .. }, Who::Viewer) => Err(NotAllowed),
+            (Command::Close { .. }, Who::Approver) if busy => Err(Conflict),
+            (Command::Close { .. }, Who::Approver) => Ok((Closed, None)),
+            // Deploy / roll back: the right first, then the state.
+            (Command::Deploy { .. } | Command::Rollback { .. }, Who::Viewer) => Err(NotAllowed),
+            (Command::Deploy { .. }, Who::Approver) => match (state, stage) {
+                (Approved | InProgress, S::Pending) => Ok((InProgress, Some(S::Deploying))),
+                _ => Err(Conflict),
+            },
+            (Command::Rollback { .. }, Who::Approver) => match (state, stage) {
+                (InProgress | Failed | Succeeded, S::Succeeded | S::Failed) => {
+                    Ok((state, Some(S::RollingBack)))
+                }
+                _ => Err(Conflict),
+            },
+            // Engine reports: decided by the stage's status alone.
+            (Command::Report { outcome, .. }, _) => match (stage, outcome) {
+                (S::Deploying, O::Verifying) => Ok((state, Some(S::Verifying))),
+                (S::Deploying | S::Verifying, O::Succeeded) => Ok((
+                    if state == InProgress {
+                        Succeeded
+                    } else {
+                        state
+                    },
+                    Some(S::Succeeded),
+                )),
+                (S::Deploying | S::Verifying, O::Failed) => Ok((failing, Some(S::RollingBack))),
+                (S::RollingBack, O::Succeeded) => Ok((failing, Some(S::RolledBack))),
+                (S::RollingBack, O::Failed) => Ok((failing, Some(S::Failed))),
+                _ => Err(Conflict),
+            },
+        }
+    }
+
+    #[test]
+    fn every_command_in_every_state_and_stage_status() {
+        let mut cases = 0;
+        for who in [Who::Approver, Who::Viewer] {
+            for state in State::ALL {
+                for stage in StageStatus::ALL {
+                    for command in every_command() {
+                        let mut facts = deployer(&[stage]);
+                        if who == Who::Viewer {
+                            facts.actor_is_approver = false;
+                            facts.actor_may_close = false;
+                            facts.actor_may_deploy = false;
+                        }
+                        let got = decide(state, &command, &facts)
+                            .map(|t| (t.to, t.stage.map(|c| c.to)))
+                            .map_err(|r| r.kind);
+                        assert_eq!(
+                            got,
+                            table(who, state, stage, &command),
+                            "{who:?}: {state} × stage {stage} × {command:?}"
+                        );
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 2 * 7 * 8 * 8);
+    }
+
+    #[test]
+    fn every_command_names_its_input_when_refused_as_incomplete() {
+        for command in every_command() {
+            let refused = refusal(&command, refuse(Invalid, "no"));
+            let input = match command {
+                Command::Approve { .. } | Command::Reject { .. } => "comment",
+                Command::Close { .. } => "reason",
+                _ => "stage",
+            };
+            assert_eq!(refused.input, input, "{command:?}");
+        }
+    }
+
+    #[test]
+    fn only_rolling_stages_deploy_in_this_version() {
+        assert_eq!(check_strategy(1, Strategy::Rolling), Ok(()));
+        let refusal = check_strategy(2, Strategy::Canary).unwrap_err();
+        assert_eq!(refusal.kind, Conflict);
+        assert!(refusal.reason.starts_with("stage 2 is a canary stage"));
+    }
+
     #[test]
     fn approvals_accumulate_until_enough() {
         let mut facts = approver();

@@ -272,3 +272,48 @@ async fn preflight(state: &AppState, id: i64, command: &Command, stage: u32) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(kind: RefusalKind, command: &Command) -> Error {
+        refusal(
+            command,
+            Refusal {
+                kind,
+                reason: "why".into(),
+            },
+        )
+        .into()
+    }
+
+    #[test]
+    fn refusals_answer_403_409_or_422_naming_the_input() {
+        let approve = Command::Approve {
+            comment: String::new(),
+        };
+        assert!(matches!(
+            refused(RefusalKind::NotAllowed, &approve),
+            Error::Forbidden(m) if m == "why"
+        ));
+        assert!(matches!(
+            refused(RefusalKind::Conflict, &approve),
+            Error::Conflict(m) if m == "why"
+        ));
+        for (command, input) in [
+            (approve, "comment"),
+            (
+                Command::Close {
+                    reason: String::new(),
+                },
+                "reason",
+            ),
+            (Command::Deploy { stage: 9 }, "stage"),
+        ] {
+            let error = refused(RefusalKind::Invalid, &command);
+            assert_eq!(error.status().as_u16(), 422);
+            assert_eq!(error.body().error.field.as_deref(), Some(input));
+        }
+    }
+}
