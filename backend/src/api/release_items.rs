@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -13,8 +13,9 @@ use super::{ApiJson, ApiPath, ApiQuery};
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::db::accounts::Account;
-use crate::db::release_items::{self, ItemFields, ReleaseItem};
+use crate::db::release_items as items;
 use crate::db::tree as tree_db;
+use crate::domain::release_item::{Canary, StageSpec, Strategy};
 use crate::error::{Error, ErrorBody, Result};
 use crate::gitlab::Tag;
 
@@ -27,6 +28,107 @@ pub fn router() -> OpenApiRouter<AppState> {
             delete_release_item
         ))
         .routes(routes!(list_versions))
+}
+
+/// A stage as stored, with what it targets.
+#[derive(Serialize, ToSchema)]
+pub struct Stage {
+    pub position: i64,
+    pub name: String,
+    pub app_id: i64,
+    pub app: String,
+    pub cluster: String,
+    pub environment: String,
+    pub strategy: Strategy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+}
+
+impl From<items::Stage> for Stage {
+    fn from(s: items::Stage) -> Self {
+        Self {
+            position: s.position,
+            name: s.name,
+            app_id: s.app_id,
+            app: s.app,
+            cluster: s.cluster,
+            environment: s.environment,
+            strategy: s.strategy,
+            canary: s.canary,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReleaseItem {
+    pub id: i64,
+    pub node_id: i64,
+    pub node_path: String,
+    pub name: String,
+    /// GitLab project id or `group/path`.
+    pub gitlab_project: String,
+    /// `registry/group/app`; a version `v1.2.3` deploys `registry/group/app:v1.2.3`.
+    pub image_repository: String,
+    pub required_approvals: i64,
+    /// Roll a stage back by itself when its rollout fails.
+    pub auto_rollback: bool,
+    pub stages: Vec<Stage>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<items::ReleaseItem> for ReleaseItem {
+    fn from(i: items::ReleaseItem) -> Self {
+        Self {
+            id: i.id,
+            node_id: i.node_id,
+            node_path: i.node_path,
+            name: i.name,
+            gitlab_project: i.gitlab_project,
+            image_repository: i.image_repository,
+            required_approvals: i.required_approvals,
+            auto_rollback: i.auto_rollback,
+            stages: i.stages.into_iter().map(Into::into).collect(),
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
+/// The fields of an item, for create and replace.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemFields {
+    pub node_id: i64,
+    pub name: String,
+    pub gitlab_project: String,
+    pub image_repository: String,
+    #[serde(default = "one")]
+    pub required_approvals: i64,
+    #[serde(default = "yes")]
+    pub auto_rollback: bool,
+    pub stages: Vec<StageSpec>,
+}
+
+fn one() -> i64 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+impl From<ItemFields> for items::ItemFields {
+    fn from(f: ItemFields) -> Self {
+        Self {
+            node_id: f.node_id,
+            name: f.name,
+            gitlab_project: f.gitlab_project,
+            image_repository: f.image_repository,
+            required_approvals: f.required_approvals,
+            auto_rollback: f.auto_rollback,
+            stages: f.stages,
+        }
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -48,9 +150,8 @@ async fn list_release_items(
     ApiQuery(q): ApiQuery<ItemQuery>,
 ) -> Result<Json<Vec<ReleaseItem>>> {
     let scope = state.policy.read_scope(&state.db, &actor).await?;
-    Ok(Json(
-        release_items::list(&state.db.pool, q.node_id, &scope).await?,
-    ))
+    let list = items::list(&state.db.pool, q.node_id, &scope).await?;
+    Ok(Json(list.into_iter().map(Into::into).collect()))
 }
 
 /// The path of node `node_id` named in a body; a node the caller may not
@@ -70,10 +171,10 @@ async fn node_path(state: &AppState, actor: &Account, node_id: i64) -> Result<St
 }
 
 /// Item `id` if `actor` may view it; the 404 of a missing item otherwise.
-async fn visible_item(state: &AppState, actor: &Account, id: i64) -> Result<ReleaseItem> {
+async fn visible_item(state: &AppState, actor: &Account, id: i64) -> Result<items::ReleaseItem> {
     state
         .policy
-        .visible(actor, release_items::get(&state.db.pool, id).await)
+        .visible(actor, items::get(&state.db.pool, id).await)
 }
 
 /// Creates a release item (owners of its node).
@@ -91,8 +192,8 @@ async fn create_release_item(
     state
         .policy
         .require(&actor, Action::ManageReleaseItems, &path)?;
-    let item = release_items::create(&state.db, &body, &who).await?;
-    Ok((StatusCode::CREATED, Json(item)))
+    let item = items::create(&state.db, &body.into(), &who).await?;
+    Ok((StatusCode::CREATED, Json(item.into())))
 }
 
 /// One release item with its stages.
@@ -106,7 +207,7 @@ async fn get_release_item(
     ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ReleaseItem>> {
-    Ok(Json(visible_item(&state, &actor, id).await?))
+    Ok(Json(visible_item(&state, &actor, id).await?.into()))
 }
 
 /// Replaces a release item's fields and stages.
@@ -126,9 +227,8 @@ async fn replace_release_item(
     state
         .policy
         .require(&actor, Action::ManageReleaseItems, &item.node_path)?;
-    Ok(Json(
-        release_items::update(&state.db, id, &body, &who).await?,
-    ))
+    let item = items::update(&state.db, id, &body.into(), &who).await?;
+    Ok(Json(item.into()))
 }
 
 /// Deletes a release item that never had a work order.
@@ -146,7 +246,7 @@ async fn delete_release_item(
     state
         .policy
         .require(&actor, Action::ManageReleaseItems, &item.node_path)?;
-    release_items::delete(&state.db, id, &who).await?;
+    items::delete(&state.db, id, &who).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -170,4 +270,55 @@ async fn list_versions(
             .tags(&state.db, &state.sealer, &item.gitlab_project)
             .await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    fn keys(value: &Value) -> BTreeSet<String> {
+        value.as_object().unwrap().keys().cloned().collect()
+    }
+
+    /// The API's JSON of an item is what its OpenAPI schemas say.
+    #[test]
+    fn release_item_json_matches_its_schemas() {
+        let (_, doc) = crate::api::router().split_for_parts();
+        let doc = serde_json::to_value(&doc).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let item = items::ReleaseItem {
+            id: 1,
+            node_id: 2,
+            node_path: "acme/pay".into(),
+            name: "checkout".into(),
+            gitlab_project: "acme/checkout".into(),
+            image_repository: "registry/checkout".into(),
+            required_approvals: 1,
+            auto_rollback: true,
+            stages: vec![items::Stage {
+                position: 1,
+                name: "prod".into(),
+                app_id: 3,
+                app: "checkout-web".into(),
+                cluster: "prod".into(),
+                environment: "production".into(),
+                strategy: Strategy::Canary,
+                canary: Some(Canary {
+                    steps: Vec::new(),
+                    header_match: None,
+                }),
+            }],
+            created_at: 1,
+            updated_at: 2,
+        };
+        let json = serde_json::to_value(ReleaseItem::from(item)).unwrap();
+        let properties = |name: &str| keys(&schemas[name]["properties"]);
+        assert_eq!(keys(&json), properties("ReleaseItem"));
+        assert_eq!(keys(&json["stages"][0]), properties("Stage"));
+        assert_eq!(json["stages"][0]["strategy"], "canary");
+    }
 }

@@ -1,9 +1,10 @@
 //! Release items and their stages, written together in one transaction.
+//! The rows serialise as the audit log's before/after snapshots; the API
+//! shapes its own JSON (`api::release_items`).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
-use utoipa::ToSchema;
 
 use super::approvers::approvers_of;
 use super::audit::{self, AuditActor, Change, snapshot};
@@ -14,7 +15,7 @@ use crate::domain::tree::validate_name;
 use crate::error::{Error, Result, is_unique_violation};
 
 /// A stage as stored, with what it targets.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Stage {
     pub position: i64,
     pub name: String,
@@ -27,7 +28,9 @@ pub struct Stage {
     pub canary: Option<Canary>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// A release item with its stages (in the audit log's snapshots as
+/// serialised here).
+#[derive(Debug, Clone, Serialize)]
 pub struct ReleaseItem {
     pub id: i64,
     pub node_id: i64,
@@ -46,25 +49,15 @@ pub struct ReleaseItem {
 }
 
 /// The fields of an item, for create and replace.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct ItemFields {
     pub node_id: i64,
     pub name: String,
     pub gitlab_project: String,
     pub image_repository: String,
-    #[serde(default = "one")]
     pub required_approvals: i64,
-    #[serde(default = "yes")]
     pub auto_rollback: bool,
     pub stages: Vec<StageSpec>,
-}
-
-fn one() -> i64 {
-    1
-}
-fn yes() -> bool {
-    true
 }
 
 const COLUMNS: &str = "r.id, r.node_id, n.path AS node_path, r.name, r.gitlab_project, r.image_repository, \
