@@ -189,18 +189,9 @@ async fn file_work_order(ctx: PageCtx, CsrfForm(form): CsrfForm<OrderForm>) -> R
         ),
         Err(e) => {
             let mut notice = Notice::from_error(&e);
+            // The item was visible (the flow checked), and so is its order.
             if matches!(e, Error::Conflict(_))
-                && let Ok((open, _)) = work_order_views::list(
-                    &ctx.state.db,
-                    &Filter {
-                        items: vec![item_id],
-                        ..Filter::default()
-                    },
-                    ctx.read_scope(),
-                    1,
-                )
-                .await
-                && let Some(o) = open.first().filter(|o| o.state.is_open())
+                && let Ok(Some(o)) = work_orders::open_order_of(&ctx.state.db.pool, item_id).await
             {
                 notice =
                     notice.with_link(format!("/work-orders/{}", o.id), format!("Open #{}", o.id));
