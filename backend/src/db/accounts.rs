@@ -8,8 +8,10 @@ use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
 use super::audit::{self, AuditActor, Change, snapshot};
+use super::tree::Node;
 use super::{Db, Tx, now_ms};
 use crate::domain::text::{check_free_form, check_single_line};
+use crate::domain::tree::Role;
 use crate::error::{Error, Result, is_unique_violation};
 
 /// Longest accepted account name.
@@ -192,6 +194,37 @@ pub async fn insert(tx: &mut Tx, new: &NewAccount<'_>, who: &AuditActor) -> Resu
         },
     )
     .await?;
+    Ok(account)
+}
+
+/// Creates a service account and, when `binding` names a node, its
+/// membership there with that role, in one transaction with both audit
+/// rows: a binding that fails leaves no account behind.
+pub async fn create_service_account(
+    db: &Db,
+    name: &str,
+    description: &str,
+    binding: Option<(&Node, Role)>,
+    who: &AuditActor,
+) -> Result<Account> {
+    let mut tx = db.begin_write().await?;
+    let account = insert(
+        &mut tx,
+        &NewAccount {
+            kind: AccountKind::ServiceAccount,
+            name,
+            display_name: "",
+            description,
+            password_hash: None,
+            is_admin: false,
+        },
+        who,
+    )
+    .await?;
+    if let Some((node, role)) = binding {
+        super::tree::put_member_in(&mut tx, node, &account, role, who).await?;
+    }
+    tx.commit().await?;
     Ok(account)
 }
 

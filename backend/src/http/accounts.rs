@@ -13,7 +13,6 @@ use super::{
 };
 use crate::auth::{Action, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
-use crate::db::audit::AuditActor;
 use crate::db::now_ms;
 use crate::db::tokens::{self, TokenInfo};
 use crate::db::tree::{self as tree_db, Node};
@@ -339,12 +338,11 @@ async fn create_service_account(
                 .parse()
                 .map_err(|m: String| Error::validation("role", m))?
         };
-        create_bound_service_account(
+        accounts::create_service_account(
             &ctx.state.db,
             form.name.trim(),
             &form.description,
-            node.as_ref(),
-            role,
+            node.as_ref().map(|node| (node, role)),
             &ctx.who(),
         )
         .await
@@ -362,36 +360,6 @@ async fn create_service_account(
             render_service_accounts(&ctx, e.status(), Some(Notice::from_error(&e)), form).await
         }
     }
-}
-
-/// Creates a service account and, when a node is given, its binding there.
-pub(crate) async fn create_bound_service_account(
-    db: &crate::db::Db,
-    name: &str,
-    description: &str,
-    node: Option<&Node>,
-    role: Role,
-    who: &AuditActor,
-) -> Result<Account> {
-    let mut tx = db.begin_write().await?;
-    let account = accounts::insert(
-        &mut tx,
-        &NewAccount {
-            kind: AccountKind::ServiceAccount,
-            name,
-            display_name: "",
-            description,
-            password_hash: None,
-            is_admin: false,
-        },
-        who,
-    )
-    .await?;
-    tx.commit().await?;
-    if let Some(node) = node {
-        tree_db::put_member(db, node.id, &account.name, role, who).await?;
-    }
-    Ok(account)
 }
 
 struct TokenRow {

@@ -8,7 +8,6 @@
 
 mod accounts;
 pub mod extract;
-pub(crate) use accounts::create_bound_service_account;
 pub use extract::{CsrfForm, NoFields, PageActor};
 mod assets;
 mod audit;
