@@ -472,3 +472,131 @@ async fn over_https_every_cookie_is_secure_and_host_bound_and_hsts_is_sent() {
         "{cleared}"
     );
 }
+
+/// The unique index on `table` covering exactly `columns`, as (name,
+/// columns) pairs read from the catalog.
+async fn unique_indexes(
+    db: &rollway::db::Db,
+    backend: Backend,
+    table: &str,
+) -> Vec<(String, Vec<String>)> {
+    use sqlx::Row;
+    let mut found = Vec::new();
+    match backend {
+        Backend::Postgres => {
+            let rows = sqlx::query(
+                "SELECT i.relname::text AS name, \
+                        array_to_string(ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(n, o) \
+                          JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n ORDER BY k.o), ',')::text AS cols \
+                 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
+                 WHERE x.indisunique AND t.relname = $1 AND t.relnamespace = 'public'::regnamespace",
+            )
+            .bind(table)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+            for row in rows {
+                let cols: String = row.get("cols");
+                found.push((row.get("name"), cols.split(',').map(String::from).collect()));
+            }
+        }
+        Backend::Sqlite => {
+            let rows = sqlx::query(&format!("PRAGMA index_list('{table}')"))
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+            for row in rows {
+                if row.get::<i64, _>("unique") == 0 {
+                    continue;
+                }
+                let name: String = row.get("name");
+                let cols = sqlx::query(&format!("PRAGMA index_info('{name}')"))
+                    .fetch_all(&db.pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.get::<String, _>("name"))
+                    .collect();
+                found.push((name, cols));
+            }
+        }
+    }
+    found
+}
+
+db_test!(
+    every_named_constraint_exists_and_its_violation_is_named,
+    |backend| async move {
+        use rollway::db::constraint::{CONSTRAINTS, Constraint, violated};
+        let test_db = crate::common::TestDb::new(backend).await;
+        let db = crate::cli::open_db(&test_db).await;
+        // The table of constraints matches both schemas: on PostgreSQL by
+        // name and columns, on SQLite (which names only its own indexes)
+        // by columns.
+        for (_, name, table, columns) in CONSTRAINTS {
+            let indexes = unique_indexes(&db, backend, table).await;
+            let hit = indexes.iter().any(|(index, cols)| {
+                cols == columns && (backend == Backend::Sqlite || index == name)
+            });
+            assert!(hit, "{name} on {table} {columns:?}: found {indexes:?}");
+        }
+
+        // Real violations are read back as the constraint they broke.
+        async fn run(db: &rollway::db::Db, sql: &str) -> Result<(), sqlx::Error> {
+            sqlx::query(sql).execute(&db.pool).await.map(|_| ())
+        }
+        let account = "INSERT INTO accounts (id, kind, name, display_name, created_at, updated_at) \
+                       VALUES (900, 'user', 'dup', 'Dup', 0, 0)";
+        run(&db, account).await.unwrap();
+        let again = "INSERT INTO accounts (kind, name, display_name, created_at, updated_at) \
+                     VALUES ('user', 'dup', 'Dup', 0, 0)";
+        let err = run(&db, again).await.unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::AccountName), "{err}");
+
+        let node = "INSERT INTO nodes (id, name, title, path, created_at, updated_at) \
+                    VALUES (900, 'n', 'N', '/n', 0, 0)";
+        run(&db, node).await.unwrap();
+        let err = run(
+            &db,
+            "INSERT INTO nodes (name, title, path, created_at, updated_at) VALUES ('n', 'N', '/n', 0, 0)",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::NodePath), "{err}");
+
+        let member = "INSERT INTO node_members (node_id, account_id, role, created_at) \
+                      VALUES (900, 900, 'viewer', 0)";
+        run(&db, member).await.unwrap();
+        let err = run(&db, member).await.unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::NodeMember), "{err}");
+
+        let cluster = "INSERT INTO clusters (id, name, environment, created_at, updated_at) \
+                       VALUES (900, 'c', 'dev', 0, 0)";
+        run(&db, cluster).await.unwrap();
+        let err = run(&db, cluster.replace("900,", "901,").as_str())
+            .await
+            .unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::ClusterName), "{err}");
+
+        let app = |id: i64, name: &str, deployment: &str| {
+            format!(
+                "INSERT INTO apps (id, name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at) \
+                 VALUES ({id}, '{name}', 900, 'ns', '{deployment}', 'app', 900, 0, 0)"
+            )
+        };
+        run(&db, &app(900, "a", "web")).await.unwrap();
+        let err = run(&db, &app(901, "a", "other")).await.unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::AppName), "{err}");
+        let err = run(&db, &app(902, "b", "web")).await.unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::AppWorkload), "{err}");
+
+        // Other failures name no constraint.
+        let err = run(
+            &db,
+            "INSERT INTO node_members (node_id, account_id, role, created_at) VALUES (12345, 900, 'viewer', 0)",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(violated(&err), None, "{err}");
+    }
+);

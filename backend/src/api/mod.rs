@@ -5,6 +5,7 @@
 
 mod accounts;
 mod audit;
+mod error;
 pub mod extract;
 mod me;
 mod nodes;

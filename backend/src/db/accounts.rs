@@ -8,11 +8,12 @@ use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
 use super::audit::{self, AuditActor, Change, snapshot};
+use super::constraint::{Constraint, violated};
 use super::tree::Node;
 use super::{Db, Tx, now_ms};
 use crate::domain::text::{check_free_form, check_single_line};
 use crate::domain::tree::Role;
-use crate::error::{Error, Result, is_unique_violation};
+use crate::error::{Error, Result};
 
 /// Longest accepted account name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -151,7 +152,7 @@ pub async fn insert(tx: &mut Tx, new: &NewAccount<'_>, who: &AuditActor) -> Resu
     .fetch_one(&mut **tx)
     .await
     .map_err(|e| {
-        if is_unique_violation(&e) {
+        if violated(&e) == Some(Constraint::AccountName) {
             Error::Conflict(format!(
                 "an account named '{}' already exists",
                 new.name

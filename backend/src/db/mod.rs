@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod apps;
 pub mod audit;
 pub mod clusters;
+pub mod constraint;
 pub mod jobs;
 pub mod release_items;
 pub mod sessions;

@@ -11,9 +11,10 @@ use utoipa::ToSchema;
 
 use super::accounts::{self, Account, AccountKind};
 use super::audit::{self, AuditActor, Change, snapshot};
+use super::constraint::{Constraint, violated};
 use super::{Db, Tx, now_ms};
 use crate::domain::tree::{self as rules, Membership, Role};
-use crate::error::{Error, Result, is_unique_violation};
+use crate::error::{Error, Result};
 
 /// A node of the service tree.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -277,7 +278,7 @@ pub async fn create(
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| {
-        if is_unique_violation(&e) {
+        if violated(&e) == Some(Constraint::NodePath) {
             Error::Conflict(format!("a node named '{name}' already exists at {path}"))
         } else {
             e.into()
@@ -583,7 +584,7 @@ pub(crate) async fn put_member_in(
         .execute(&mut **tx)
         .await
         .map_err(|e| {
-            if is_unique_violation(&e) {
+            if violated(&e) == Some(Constraint::NodeMember) {
                 Error::Conflict(format!("{} was added at the same time; try again", account.name))
             } else {
                 e.into()

@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields};
 use super::{
-    Layout, Notice, PageCtx, PageRoutes, format_opt_time, format_time, page_error, redirect_with,
+    Layout, Notice, PageCtx, PageRoutes, format_opt_time, format_time, page_error, page_status,
+    redirect_with,
 };
 use crate::auth::{Action, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
@@ -166,7 +167,16 @@ async fn create_user(ctx: PageCtx, CsrfForm(form): CsrfForm<NewUserForm>) -> Res
             "/admin/users",
             Notice::success(format!("Created user {}.", account.name)),
         ),
-        Err(e) => render_users(&ctx, e.status(), Some(Notice::from_error(&e)), None, form).await,
+        Err(e) => {
+            render_users(
+                &ctx,
+                page_status(&e),
+                Some(Notice::from_error(&e)),
+                None,
+                form,
+            )
+            .await
+        }
     }
 }
 
@@ -205,7 +215,7 @@ async fn toggle_user(ctx: PageCtx, id: i64, disabled: bool) -> Response {
         Err(e) => {
             render_users(
                 &ctx,
-                e.status(),
+                page_status(&e),
                 Some(Notice::from_error(&e)),
                 None,
                 NewUserForm::default(),
@@ -357,7 +367,7 @@ async fn create_service_account(
             )),
         ),
         Err(e) => {
-            render_service_accounts(&ctx, e.status(), Some(Notice::from_error(&e)), form).await
+            render_service_accounts(&ctx, page_status(&e), Some(Notice::from_error(&e)), form).await
         }
     }
 }
@@ -500,7 +510,14 @@ async fn create_service_account_token(
         }
         Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
         Err(e) => {
-            render_service_account(&ctx, id, e.status(), Some(Notice::from_error(&e)), None).await
+            render_service_account(
+                &ctx,
+                id,
+                page_status(&e),
+                Some(Notice::from_error(&e)),
+                None,
+            )
+            .await
         }
     }
 }
@@ -600,7 +617,7 @@ async fn change_my_password(ctx: PageCtx, CsrfForm(form): CsrfForm<PasswordForm>
         ),
         Err(e) => {
             let mut response =
-                render_my_account(&ctx, e.status(), Some(Notice::from_error(&e))).await;
+                render_my_account(&ctx, page_status(&e), Some(Notice::from_error(&e))).await;
             if let Some(v) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }

@@ -405,10 +405,15 @@ struct ErrorPage {
     message: String,
 }
 
+/// The status a page answers `err` with.
+pub fn page_status(err: &Error) -> StatusCode {
+    StatusCode::from_u16(err.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 /// A standalone error page for a failed request.
 pub fn page_error(err: &Error) -> Response {
     err.log_if_internal();
-    let status = err.status();
+    let status = page_status(err);
     let heading = match status {
         StatusCode::FORBIDDEN => "Not allowed",
         StatusCode::NOT_FOUND => "Not found",
