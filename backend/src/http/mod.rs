@@ -11,6 +11,8 @@ pub mod extract;
 pub use extract::{CsrfForm, NoFields, PageActor};
 mod assets;
 mod audit;
+mod health;
+pub use health::metrics_routes;
 mod pods;
 mod registry;
 mod release_items;
@@ -49,6 +51,7 @@ pub fn routes() -> PageRoutes {
         .merge(work_orders::routes())
         .merge(stages::routes())
         .merge(pods::routes())
+        .merge(health::routes())
 }
 
 /// The pages' router.
