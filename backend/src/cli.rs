@@ -386,22 +386,14 @@ async fn admin(db: &Db, key: &SecretKey, command: AdminCommand) -> Result<(), Fa
             let node = db::tree::find_by_path(&db.pool, &node)
                 .await?
                 .ok_or_else(|| Failure::Config(format!("--node: no tree node at {node}")))?;
-            let mut tx = db.begin_write().await.context("opening a transaction")?;
-            let account = accounts::insert(
-                &mut tx,
-                &NewAccount {
-                    kind: AccountKind::ServiceAccount,
-                    name: &name,
-                    display_name: "",
-                    description: &description,
-                    password_hash: None,
-                    is_admin: false,
-                },
+            let account = accounts::create_service_account(
+                db,
+                &name,
+                &description,
+                Some((&node, role)),
                 &AuditActor::cli(),
             )
             .await?;
-            tx.commit().await.context("creating the service account")?;
-            db::tree::put_member(db, node.id, &account.name, role, &AuditActor::cli()).await?;
             println!(
                 "Created service account '{}' (id {}) as {} on {}.",
                 account.name, account.id, role, node.path

@@ -1,13 +1,13 @@
-//! The one error type of the shell. Each variant documents its HTTP status;
-//! the API renders it as SPEC's JSON error and pages show its message in a
-//! notice. Unexpected errors are logged in full and answered with a generic
-//! text: database error text never reaches a client.
+//! The error type the layers share. Each variant documents its HTTP status
+//! as a plain number ([`Error::status_code`]); nothing here knows axum. The
+//! edges render it: the API as SPEC's JSON error (`api/error.rs`, which
+//! also holds the `StatusCode` mapping and `IntoResponse`), pages as an
+//! error page or a notice (`http::page_error`, `http::Notice::from_error`).
+//! Unexpected errors are logged in full and answered with a generic text:
+//! database error text never reaches a client.
 
 use std::borrow::Cow;
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -81,19 +81,20 @@ impl Error {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// The HTTP status this error answers with.
+    pub fn status_code(&self) -> u16 {
         match self {
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::BadRequest(_) => 400,
+            Error::Unauthorized(_) => 401,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) => 404,
+            Error::Conflict(_) => 409,
+            Error::PayloadTooLarge(_) => 413,
+            Error::UnsupportedMediaType(_) => 415,
+            Error::Validation { .. } => 422,
+            Error::RateLimited(_) => 429,
+            Error::Upstream(_) => 502,
+            Error::Internal(_) => 500,
         }
     }
 
@@ -149,17 +150,10 @@ impl From<sqlx::Error> for Error {
     }
 }
 
-/// Whether a database error is a unique-constraint violation, so the caller
-/// can answer with a 409 naming what already exists.
+/// Whether a database error is a unique-constraint violation of any kind.
+/// Prefer [`crate::db::constraint::violated`], which names the constraint.
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        self.log_if_internal();
-        (self.status(), Json(self.body())).into_response()
-    }
 }
 
 #[cfg(test)]
@@ -169,7 +163,7 @@ mod tests {
     #[test]
     fn internal_errors_hide_their_detail() {
         let err = Error::Internal(anyhow::anyhow!("password=hunter2 in connection string"));
-        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.status_code(), 500);
         assert!(!err.public_message().contains("hunter2"));
     }
 

@@ -14,6 +14,8 @@ pub mod flows;
 pub mod gitlab;
 pub mod http;
 pub mod kube;
+#[cfg(test)]
+mod layering;
 pub mod secret;
 pub mod server;
 pub mod sim;

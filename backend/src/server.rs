@@ -2,15 +2,13 @@
 //! serving and graceful shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use axum_prometheus::metrics_exporter_prometheus::PrometheusHandle;
 use axum_prometheus::{EndpointLabel, PrometheusMetricLayer, PrometheusMetricLayerBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -51,33 +49,18 @@ impl Metrics {
             on_main_listener,
         }
     }
-
-    fn route(handle: PrometheusHandle) -> axum::routing::MethodRouter<AppState> {
-        get(move || std::future::ready(handle.render()))
-    }
 }
 
 /// The whole router: pages, the API, health and (unless served apart)
 /// metrics.
 pub fn router(state: AppState, metrics: Option<&Metrics>) -> Router {
-    let (api_router, openapi) = api::router().split_for_parts();
-    let openapi = Arc::new(openapi);
     let mut router = Router::new()
-        .merge(http::router())
-        .merge(api_router)
-        .route(
-            "/api/v1/openapi.json",
-            get(move || {
-                let doc = openapi.clone();
-                async move { axum::Json(doc.as_ref().clone()) }
-            }),
-        )
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .merge(http::routes().into_router())
+        .merge(api::routes().router)
         .fallback(http::not_found);
     if let Some(metrics) = metrics {
         if metrics.on_main_listener {
-            router = router.route("/metrics", Metrics::route(metrics.handle.clone()));
+            router = router.merge(http::metrics_routes(metrics.handle.clone()).into_router());
         }
         router = router.layer(metrics.layer.clone());
     }
@@ -175,20 +158,6 @@ async fn refuse_nul_in_uri(req: Request, next: axum::middleware::Next) -> axum::
     }
 }
 
-/// Liveness: the process answers.
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// Readiness: the database answers.
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.db.ping().await {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable")
-    }
-}
-
 /// Binds, prints where it listens, and serves until SIGINT/SIGTERM.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let metrics = Metrics::install(state.config.metrics_listen.is_none());
@@ -221,8 +190,8 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
                 format!("cannot listen on {addr} (--metrics-listen / ROLLWAY_METRICS_LISTEN)")
             })?;
             let local = listener.local_addr()?;
-            let app = Router::new()
-                .route("/metrics", Metrics::route(metrics.handle.clone()))
+            let app = http::metrics_routes(metrics.handle.clone())
+                .into_router()
                 .with_state(state.clone());
             println!("Rollway metrics on http://{local}/metrics");
             tracing::info!(address = %local, "serving metrics");

@@ -281,3 +281,94 @@ async fn sqlite_database_and_key_file_are_created_on_first_start() {
     );
     drop(app);
 }
+
+/// The database of `db` opened and migrated through the library, for
+/// tests that call the `db` layer directly.
+pub(crate) async fn open_db(db: &TestDb) -> rollway::db::Db {
+    let config = rollway::config::DatabaseConfig {
+        url: rollway::secret::Secret::new(db.url.clone()),
+        kind: match db.backend {
+            Backend::Sqlite => rollway::config::DbKind::Sqlite,
+            Backend::Postgres => rollway::config::DbKind::Postgres,
+        },
+        sqlite_file: None,
+    };
+    let key = rollway::secret::SecretKey::new(SECRET_KEY.as_bytes()).audit_key();
+    let opened = rollway::db::Db::connect(&config, key)
+        .await
+        .expect("open the test database");
+    opened.migrate().await.expect("migrate the test database");
+    opened
+}
+
+db_test!(
+    a_service_account_whose_binding_fails_is_not_created,
+    |backend| async move {
+        use rollway::db::{accounts, audit::AuditActor, tree::Node};
+        use rollway::domain::tree::Role;
+        let test_db = TestDb::new(backend).await;
+        let db = open_db(&test_db).await;
+        let gone = Node {
+            id: 987_654,
+            parent_id: None,
+            name: "gone".into(),
+            title: "Gone".into(),
+            path: "/gone".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let err = accounts::create_service_account(
+            &db,
+            "ci-bot",
+            "",
+            Some((&gone, Role::Engineer)),
+            &AuditActor::cli(),
+        )
+        .await
+        .expect_err("a binding to a node that does not exist fails");
+        assert!(
+            matches!(err, rollway::error::Error::Internal(_)),
+            "the foreign key refuses it: {err:?}"
+        );
+        assert!(
+            accounts::find_by_name(&db.pool, "ci-bot")
+                .await
+                .unwrap()
+                .is_none(),
+            "the account was rolled back with its binding"
+        );
+        let audited: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'account.create'")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            audited, 0,
+            "no audit row for an account that does not exist"
+        );
+
+        // Bound to a real node, the account, its membership and both audit
+        // rows are written together.
+        let node = rollway::db::tree::create(&db, None, "acme", "Acme", &AuditActor::cli())
+            .await
+            .unwrap();
+        let account = accounts::create_service_account(
+            &db,
+            "ci-bot",
+            "",
+            Some((&node, Role::Engineer)),
+            &AuditActor::cli(),
+        )
+        .await
+        .unwrap();
+        let members: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM node_members WHERE account_id = $1 AND node_id = $2",
+        )
+        .bind(account.id)
+        .bind(node.id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(members, 1);
+    }
+);

@@ -472,3 +472,492 @@ async fn over_https_every_cookie_is_secure_and_host_bound_and_hsts_is_sent() {
         "{cleared}"
     );
 }
+
+/// The unique index on `table` covering exactly `columns`, as (name,
+/// columns) pairs read from the catalog.
+async fn unique_indexes(
+    db: &rollway::db::Db,
+    backend: Backend,
+    table: &str,
+) -> Vec<(String, Vec<String>)> {
+    use sqlx::Row;
+    let mut found = Vec::new();
+    match backend {
+        Backend::Postgres => {
+            let rows = sqlx::query(
+                "SELECT i.relname::text AS name, \
+                        array_to_string(ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(n, o) \
+                          JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n ORDER BY k.o), ',')::text AS cols \
+                 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
+                 WHERE x.indisunique AND t.relname = $1 AND t.relnamespace = 'public'::regnamespace",
+            )
+            .bind(table)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+            for row in rows {
+                let cols: String = row.get("cols");
+                found.push((row.get("name"), cols.split(',').map(String::from).collect()));
+            }
+        }
+        Backend::Sqlite => {
+            let rows = sqlx::query(&format!("PRAGMA index_list('{table}')"))
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+            for row in rows {
+                if row.get::<i64, _>("unique") == 0 {
+                    continue;
+                }
+                let name: String = row.get("name");
+                let cols = sqlx::query(&format!("PRAGMA index_info('{name}')"))
+                    .fetch_all(&db.pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.get::<String, _>("name"))
+                    .collect();
+                found.push((name, cols));
+            }
+        }
+    }
+    found
+}
+
+db_test!(
+    every_named_constraint_exists_and_its_violation_is_named,
+    |backend| async move {
+        use rollway::db::constraint::{CONSTRAINTS, Constraint, violated};
+        let test_db = crate::common::TestDb::new(backend).await;
+        let db = crate::cli::open_db(&test_db).await;
+        // The table of constraints matches both schemas: on PostgreSQL by
+        // name and columns, on SQLite (which names only its own indexes)
+        // by columns.
+        for (_, name, table, columns) in CONSTRAINTS {
+            let indexes = unique_indexes(&db, backend, table).await;
+            let hit = indexes.iter().any(|(index, cols)| {
+                cols == columns && (backend == Backend::Sqlite || index == name)
+            });
+            assert!(hit, "{name} on {table} {columns:?}: found {indexes:?}");
+        }
+
+        // Real violations are read back as the constraint they broke.
+        async fn run(db: &rollway::db::Db, sql: &str) -> Result<(), sqlx::Error> {
+            sqlx::query(sql).execute(&db.pool).await.map(|_| ())
+        }
+        let account = "INSERT INTO accounts (id, kind, name, display_name, created_at, updated_at) \
+                       VALUES (900, 'user', 'dup', 'Dup', 0, 0)";
+        run(&db, account).await.unwrap();
+        let again = "INSERT INTO accounts (kind, name, display_name, created_at, updated_at) \
+                     VALUES ('user', 'dup', 'Dup', 0, 0)";
+        let err = run(&db, again).await.unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::AccountName), "{err}");
+
+        let node = "INSERT INTO nodes (id, name, title, path, created_at, updated_at) \
+                    VALUES (900, 'n', 'N', '/n', 0, 0)";
+        run(&db, node).await.unwrap();
+        let err = run(
+            &db,
+            "INSERT INTO nodes (name, title, path, created_at, updated_at) VALUES ('n', 'N', '/n', 0, 0)",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::NodePath), "{err}");
+
+        let member = "INSERT INTO node_members (node_id, account_id, role, created_at) \
+                      VALUES (900, 900, 'viewer', 0)";
+        run(&db, member).await.unwrap();
+        let err = run(&db, member).await.unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::NodeMember), "{err}");
+
+        let cluster = "INSERT INTO clusters (id, name, environment, created_at, updated_at) \
+                       VALUES (900, 'c', 'dev', 0, 0)";
+        run(&db, cluster).await.unwrap();
+        let err = run(&db, cluster.replace("900,", "901,").as_str())
+            .await
+            .unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::ClusterName), "{err}");
+
+        let app = |id: i64, name: &str, deployment: &str| {
+            format!(
+                "INSERT INTO apps (id, name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at) \
+                 VALUES ({id}, '{name}', 900, 'ns', '{deployment}', 'app', 900, 0, 0)"
+            )
+        };
+        run(&db, &app(900, "a", "web")).await.unwrap();
+        let err = run(&db, &app(901, "a", "other")).await.unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::AppName), "{err}");
+        let err = run(&db, &app(902, "b", "web")).await.unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::AppWorkload), "{err}");
+
+        // Other failures name no constraint.
+        let err = run(
+            &db,
+            "INSERT INTO node_members (node_id, account_id, role, created_at) VALUES (12345, 900, 'viewer', 0)",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(violated(&err), None, "{err}");
+    }
+);
+
+/// A type's family, so `INTEGER` on SQLite and `bigint` on PostgreSQL
+/// compare equal.
+fn type_family(declared: &str) -> &'static str {
+    let t = declared.to_ascii_lowercase();
+    if t.contains("int") || t.contains("serial") {
+        "integer"
+    } else if t.contains("char") || t.contains("text") || t.contains("clob") {
+        "text"
+    } else if t.contains("bool") {
+        "boolean"
+    } else if t.contains("blob") || t.contains("bytea") {
+        "bytes"
+    } else if t.contains("real") || t.contains("double") || t.contains("float") {
+        "float"
+    } else {
+        "other"
+    }
+}
+
+/// A predicate or check in one spelling for both databases: lower case,
+/// no casts, no parentheses, `x = ANY (ARRAY['a', 'b'])` read as
+/// `x in 'a', 'b'`.
+fn normalise_sql(expr: &str) -> String {
+    let mut s = expr.to_ascii_lowercase();
+    for cast in [
+        "::character varying",
+        "::text",
+        "::bigint",
+        "::integer",
+        "[]",
+    ] {
+        s = s.replace(cast, "");
+    }
+    s = s
+        .replace("= any array[", "in ")
+        .replace("= any (array[", "in ")
+        .replace(['(', ')', '[', ']'], " ");
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(" ,", ",")
+}
+
+/// The expressions of every `CHECK (…)` in a `CREATE TABLE` statement.
+fn checks_in(create: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let upper = create.to_ascii_uppercase();
+    let mut from = 0;
+    while let Some(at) = upper[from..].find("CHECK") {
+        let start = from + at + "CHECK".len();
+        let Some(open) = create[start..].find('(').map(|o| start + o) else {
+            break;
+        };
+        let mut depth = 0;
+        let mut end = open;
+        for (i, c) in create[open..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        found.push(create[open + 1..end].to_string());
+        from = end;
+    }
+    found
+}
+
+/// The schema of a migrated database as comparable lines: tables, columns
+/// (name, type family, nullability), primary keys, indexes (columns,
+/// uniqueness, partial predicate; the name when made by `CREATE INDEX`),
+/// foreign keys and checks.
+async fn schema_facts(db: &rollway::db::Db, backend: Backend) -> BTreeSet<String> {
+    use sqlx::Row;
+    let pool = &db.pool;
+    let mut facts = BTreeSet::new();
+    match backend {
+        Backend::Sqlite => {
+            let tables = sqlx::query(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            for table in tables {
+                let name: String = table.get("name");
+                let create: String = table.get("sql");
+                facts.insert(format!("table {name}"));
+                let mut pk: Vec<(i64, String)> = Vec::new();
+                for col in sqlx::query(&format!("PRAGMA table_info('{name}')"))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+                {
+                    let column: String = col.get("name");
+                    let declared: String = col.get("type");
+                    let key: i64 = col.get("pk");
+                    let not_null = col.get::<i64, _>("notnull") != 0 || key > 0;
+                    facts.insert(format!(
+                        "column {name}.{column} {} {}",
+                        type_family(&declared),
+                        if not_null { "not null" } else { "null" }
+                    ));
+                    if key > 0 {
+                        pk.push((key, column));
+                    }
+                }
+                pk.sort();
+                let pk: Vec<String> = pk.into_iter().map(|(_, c)| c).collect();
+                facts.insert(format!("primary key {name}({})", pk.join(", ")));
+                for index in sqlx::query(&format!("PRAGMA index_list('{name}')"))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+                {
+                    let index_name: String = index.get("name");
+                    let origin: String = index.get("origin");
+                    if origin == "pk" {
+                        continue;
+                    }
+                    let columns: Vec<String> =
+                        sqlx::query(&format!("PRAGMA index_info('{index_name}')"))
+                            .fetch_all(pool)
+                            .await
+                            .unwrap()
+                            .iter()
+                            .map(|c| c.get::<String, _>("name"))
+                            .collect();
+                    let predicate = if index.get::<i64, _>("partial") != 0 {
+                        let sql: String =
+                            sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = $1")
+                                .bind(&index_name)
+                                .fetch_one(pool)
+                                .await
+                                .unwrap();
+                        let upper = sql.to_ascii_uppercase();
+                        let at = upper.rfind(" WHERE ").map(|i| i + " WHERE ".len());
+                        format!(" where {}", normalise_sql(&sql[at.unwrap_or(sql.len())..]))
+                    } else {
+                        String::new()
+                    };
+                    facts.insert(format!(
+                        "index {}{name}({}){}{predicate}",
+                        if origin == "c" {
+                            format!("{index_name} on ")
+                        } else {
+                            String::new()
+                        },
+                        columns.join(", "),
+                        if index.get::<i64, _>("unique") != 0 {
+                            " unique"
+                        } else {
+                            ""
+                        },
+                    ));
+                }
+                let mut keys: std::collections::BTreeMap<
+                    i64,
+                    (String, Vec<String>, Vec<String>, String),
+                > = Default::default();
+                for fk in sqlx::query(&format!("PRAGMA foreign_key_list('{name}')"))
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+                {
+                    let entry = keys.entry(fk.get("id")).or_insert_with(|| {
+                        (
+                            fk.get("table"),
+                            Vec::new(),
+                            Vec::new(),
+                            fk.get::<String, _>("on_delete").to_ascii_lowercase(),
+                        )
+                    });
+                    entry.1.push(fk.get("from"));
+                    entry
+                        .2
+                        .push(fk.get::<Option<String>, _>("to").unwrap_or_default());
+                }
+                for (target, from, to, on_delete) in keys.into_values() {
+                    facts.insert(format!(
+                        "foreign key {name}({}) -> {target}({}) on delete {on_delete}",
+                        from.join(", "),
+                        to.join(", ")
+                    ));
+                }
+                for check in checks_in(&create) {
+                    facts.insert(format!("check {name}: {}", normalise_sql(&check)));
+                }
+            }
+        }
+        Backend::Postgres => {
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = 'public' AND table_type = 'BASE TABLE' \
+                 AND table_name <> '_sqlx_migrations'",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            for name in tables {
+                facts.insert(format!("table {name}"));
+                for col in sqlx::query(
+                    "SELECT column_name::text AS name, data_type::text AS type, is_nullable::text AS nullable \
+                     FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1",
+                )
+                .bind(&name)
+                .fetch_all(pool)
+                .await
+                .unwrap()
+                {
+                    let column: String = col.get("name");
+                    let declared: String = col.get("type");
+                    let nullable: String = col.get("nullable");
+                    facts.insert(format!(
+                        "column {name}.{column} {} {}",
+                        type_family(&declared),
+                        if nullable == "NO" { "not null" } else { "null" }
+                    ));
+                }
+                for index in sqlx::query(
+                    "SELECT i.relname::text AS name, x.indisunique AS is_unique, x.indisprimary AS is_primary, \
+                            COALESCE(pg_get_expr(x.indpred, x.indrelid), '')::text AS predicate, \
+                            EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) AS backs_constraint, \
+                            array_to_string(ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(n, o) \
+                              JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n ORDER BY k.o), ', ')::text AS cols \
+                     FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid \
+                     WHERE t.relname = $1 AND t.relnamespace = 'public'::regnamespace",
+                )
+                .bind(&name)
+                .fetch_all(pool)
+                .await
+                .unwrap()
+                {
+                    let cols: String = index.get("cols");
+                    if index.get::<bool, _>("is_primary") {
+                        facts.insert(format!("primary key {name}({cols})"));
+                        continue;
+                    }
+                    let predicate: String = index.get("predicate");
+                    let predicate = if predicate.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" where {}", normalise_sql(&predicate))
+                    };
+                    let index_name: String = index.get("name");
+                    facts.insert(format!(
+                        "index {}{name}({cols}){}{predicate}",
+                        if index.get::<bool, _>("backs_constraint") {
+                            String::new()
+                        } else {
+                            format!("{index_name} on ")
+                        },
+                        if index.get::<bool, _>("is_unique") {
+                            " unique"
+                        } else {
+                            ""
+                        },
+                    ));
+                }
+                for fk in sqlx::query(
+                    "SELECT ft.relname::text AS target, c.confdeltype::text AS on_delete, \
+                       array_to_string(ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, o) \
+                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o), ', ')::text AS from_cols, \
+                       array_to_string(ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, o) \
+                         JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o), ', ')::text AS to_cols \
+                     FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_class ft ON ft.oid = c.confrelid \
+                     WHERE c.contype = 'f' AND t.relname = $1 AND t.relnamespace = 'public'::regnamespace",
+                )
+                .bind(&name)
+                .fetch_all(pool)
+                .await
+                .unwrap()
+                {
+                    let on_delete = match fk.get::<String, _>("on_delete").as_str() {
+                        "c" => "cascade",
+                        "n" => "set null",
+                        "d" => "set default",
+                        "r" => "restrict",
+                        _ => "no action",
+                    };
+                    facts.insert(format!(
+                        "foreign key {name}({}) -> {}({}) on delete {on_delete}",
+                        fk.get::<String, _>("from_cols"),
+                        fk.get::<String, _>("target"),
+                        fk.get::<String, _>("to_cols"),
+                    ));
+                }
+                for check in sqlx::query_scalar::<_, String>(
+                    "SELECT pg_get_constraintdef(c.oid)::text FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid \
+                     WHERE c.contype = 'c' AND t.relname = $1 AND t.relnamespace = 'public'::regnamespace",
+                )
+                .bind(&name)
+                .fetch_all(pool)
+                .await
+                .unwrap()
+                {
+                    let expr = check.trim_start_matches("CHECK");
+                    facts.insert(format!("check {name}: {}", normalise_sql(expr)));
+                }
+            }
+        }
+    }
+    facts
+}
+
+/// Both migration folders, applied to fresh databases, give the same
+/// schema: tables, columns, keys, indexes and checks.
+#[tokio::test]
+async fn both_migration_folders_build_the_same_schema() {
+    let sqlite = crate::common::TestDb::new(Backend::Sqlite).await;
+    let postgres = crate::common::TestDb::new(Backend::Postgres).await;
+    let on_sqlite = schema_facts(&crate::cli::open_db(&sqlite).await, Backend::Sqlite).await;
+    let on_postgres = schema_facts(&crate::cli::open_db(&postgres).await, Backend::Postgres).await;
+    assert!(
+        on_sqlite.iter().any(|f| f.starts_with("index "))
+            && on_sqlite.iter().any(|f| f.starts_with("check ")),
+        "the schema was read: {on_sqlite:#?}"
+    );
+    let only_sqlite: Vec<&String> = on_sqlite.difference(&on_postgres).collect();
+    let only_postgres: Vec<&String> = on_postgres.difference(&on_sqlite).collect();
+    assert!(
+        only_sqlite.is_empty() && only_postgres.is_empty(),
+        "migrations/sqlite and migrations/postgres build different schemas\n\
+         only in SQLite:\n  {}\nonly in PostgreSQL:\n  {}",
+        only_sqlite
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n  "),
+        only_postgres
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n  "),
+    );
+}
+
+#[test]
+fn both_spellings_of_a_predicate_normalise_alike() {
+    assert_eq!(
+        normalise_sql("(state = ANY (ARRAY['queued'::text, 'done'::text]))"),
+        normalise_sql("state IN ('queued', 'done')")
+    );
+    assert_ne!(
+        normalise_sql("state IN ('queued')"),
+        normalise_sql("state IN ('done')")
+    );
+    assert_eq!(
+        checks_in("CREATE TABLE t (a TEXT CHECK (a IN ('x', 'y')), b INT, CHECK (b = 1))"),
+        ["a IN ('x', 'y')", "b = 1"]
+    );
+    assert_eq!(type_family("BIGINT"), type_family("INTEGER"));
+}

@@ -135,7 +135,34 @@ const PUBLIC: &[(&str, &str)] = &[
         "GET /static/{*path}",
         "stylesheets and scripts, the same for everyone",
     ),
+    ("GET /healthz", "liveness probe: anyone gets 200"),
+    ("GET /readyz", "readiness probe: anyone gets 200"),
+    (
+        "GET /metrics",
+        "request counts for the scraper: anyone gets 200 (or only on --metrics-listen)",
+    ),
+    (
+        "GET /api/v1/openapi.json",
+        "the API's description: anyone gets 200",
+    ),
 ];
+
+/// The public routes that answer 200 to anyone with no setup: each
+/// `PUBLIC` GET but the static files (whose paths are real files).
+#[tokio::test]
+async fn public_routes_answer_anyone() {
+    let app = TestApp::start(crate::common::Backend::Sqlite).await;
+    for (route, _) in PUBLIC {
+        let Some(path) = route.strip_prefix("GET ") else {
+            continue;
+        };
+        if path.contains('{') {
+            continue;
+        }
+        let resp = reqwest::get(app.url(path)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{route}");
+    }
+}
 
 pub(crate) const API_ROUTES: &[Row] = &[
     row("POST /api/v1/nodes (child of /acme/pay)", OWNERS, Invalid),
@@ -305,22 +332,21 @@ fn route_of(row: &str) -> &str {
 }
 
 /// Every route the server serves, as `METHOD /path`, read from the code:
-/// the API from its OpenAPI document (every API route is registered through
-/// utoipa-axum), the pages from `rollway::http::routes()`.
+/// the API (its OpenAPI document's operations, every one registered through
+/// utoipa-axum, and the document itself) from `rollway::api::routes()`, the
+/// pages, health and metrics from `rollway::http`.
 fn served_routes() -> BTreeSet<String> {
-    let (_, doc) = rollway::api::router().split_for_parts();
-    let doc = serde_json::to_value(&doc).expect("the OpenAPI document as JSON");
     let mut served = BTreeSet::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for method in [
-            "get", "put", "post", "delete", "patch", "head", "options", "trace",
-        ] {
-            if item.get(method).is_some() {
-                served.insert(format!("{} {path}", method.to_uppercase()));
-            }
-        }
+    for (method, path) in rollway::api::routes().listed {
+        served.insert(format!("{method} {path}"));
     }
     for (method, path) in rollway::http::routes().listed() {
+        served.insert(format!("{method} {path}"));
+    }
+    let handle = axum_prometheus::metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
+    for (method, path) in rollway::http::metrics_routes(handle).listed() {
         served.insert(format!("{method} {path}"));
     }
     served

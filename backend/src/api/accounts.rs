@@ -18,7 +18,6 @@ use crate::db::tokens::{self, TokenInfo};
 use crate::db::tree as tree_db;
 use crate::domain::tree::Role;
 use crate::error::{Error, ErrorBody, Result};
-use crate::http::create_bound_service_account;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -296,12 +295,11 @@ async fn create_service_account(
             .parse()
             .map_err(|m: String| Error::validation("role", m))?,
     };
-    let account = create_bound_service_account(
+    let account = accounts::create_service_account(
         &state.db,
         body.name.trim(),
         &body.description,
-        node.as_ref(),
-        role,
+        node.as_ref().map(|node| (node, role)),
         &who,
     )
     .await?;

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod audit;
+mod error;
 pub mod extract;
 mod me;
 mod nodes;
@@ -170,6 +171,50 @@ pub fn router() -> OpenApiRouter<AppState> {
     // After the merges: the operations exist only now.
     ErrorResponses.modify(router.get_openapi_mut());
     router
+}
+
+/// Where the OpenAPI document is served.
+pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
+
+/// The API as served: its operations and the OpenAPI document that lists
+/// them, with every (method, path) registered, so the tests can hold each
+/// route to a row of the route × role tables.
+pub struct ApiRoutes {
+    pub router: axum::Router<AppState>,
+    pub listed: Vec<(axum::http::Method, String)>,
+}
+
+/// Every API route, the OpenAPI document's included.
+pub fn routes() -> ApiRoutes {
+    let (router, openapi) = router().split_for_parts();
+    let mut listed = Vec::new();
+    for (path, item) in &openapi.paths.paths {
+        let methods = [
+            (axum::http::Method::GET, item.get.is_some()),
+            (axum::http::Method::PUT, item.put.is_some()),
+            (axum::http::Method::POST, item.post.is_some()),
+            (axum::http::Method::PATCH, item.patch.is_some()),
+            (axum::http::Method::DELETE, item.delete.is_some()),
+            (axum::http::Method::HEAD, item.head.is_some()),
+            (axum::http::Method::OPTIONS, item.options.is_some()),
+            (axum::http::Method::TRACE, item.trace.is_some()),
+        ];
+        for (method, present) in methods {
+            if present {
+                listed.push((method, path.clone()));
+            }
+        }
+    }
+    let openapi = std::sync::Arc::new(openapi);
+    let router = router.route(
+        DOCUMENT_PATH,
+        axum::routing::get(move || {
+            let doc = openapi.clone();
+            async move { Json(doc.as_ref().clone()) }
+        }),
+    );
+    listed.push((axum::http::Method::GET, DOCUMENT_PATH.to_string()));
+    ApiRoutes { router, listed }
 }
 
 /// A JSON body whose rejections answer in the API's error format:

@@ -8,9 +8,12 @@ use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
 use super::audit::{self, AuditActor, Change, snapshot};
+use super::constraint::{Constraint, violated};
+use super::tree::Node;
 use super::{Db, Tx, now_ms};
 use crate::domain::text::{check_free_form, check_single_line};
-use crate::error::{Error, Result, is_unique_violation};
+use crate::domain::tree::Role;
+use crate::error::{Error, Result};
 
 /// Longest accepted account name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -149,7 +152,7 @@ pub async fn insert(tx: &mut Tx, new: &NewAccount<'_>, who: &AuditActor) -> Resu
     .fetch_one(&mut **tx)
     .await
     .map_err(|e| {
-        if is_unique_violation(&e) {
+        if violated(&e) == Some(Constraint::AccountName) {
             Error::Conflict(format!(
                 "an account named '{}' already exists",
                 new.name
@@ -192,6 +195,37 @@ pub async fn insert(tx: &mut Tx, new: &NewAccount<'_>, who: &AuditActor) -> Resu
         },
     )
     .await?;
+    Ok(account)
+}
+
+/// Creates a service account and, when `binding` names a node, its
+/// membership there with that role, in one transaction with both audit
+/// rows: a binding that fails leaves no account behind.
+pub async fn create_service_account(
+    db: &Db,
+    name: &str,
+    description: &str,
+    binding: Option<(&Node, Role)>,
+    who: &AuditActor,
+) -> Result<Account> {
+    let mut tx = db.begin_write().await?;
+    let account = insert(
+        &mut tx,
+        &NewAccount {
+            kind: AccountKind::ServiceAccount,
+            name,
+            display_name: "",
+            description,
+            password_hash: None,
+            is_admin: false,
+        },
+        who,
+    )
+    .await?;
+    if let Some((node, role)) = binding {
+        super::tree::put_member_in(&mut tx, node, &account, role, who).await?;
+    }
+    tx.commit().await?;
     Ok(account)
 }
 

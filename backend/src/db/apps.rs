@@ -7,11 +7,12 @@ use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
 use super::audit::{self, AuditActor, Change, snapshot};
+use super::constraint::{Constraint, violated};
 use super::tree::Scope;
 use super::{Db, Tx, now_ms};
 use crate::domain::cluster::validate_k8s_name;
 use crate::domain::tree::validate_name;
-use crate::error::{Error, Result, is_unique_violation};
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct App {
@@ -100,20 +101,16 @@ async fn check_refs(tx: &mut Tx, fields: &AppFields) -> Result<()> {
 }
 
 fn unique_conflict(e: sqlx::Error, fields: &AppFields) -> Error {
-    if !is_unique_violation(&e) {
-        return e.into();
-    }
-    let text = e.to_string();
-    if text.contains("apps_workload_key") || text.contains("apps.namespace") {
-        Error::Conflict(format!(
+    match violated(&e) {
+        Some(Constraint::AppWorkload) => Error::Conflict(format!(
             "another app already targets {}/{} container {} in that cluster",
             fields.namespace, fields.deployment, fields.container
-        ))
-    } else {
-        Error::Conflict(format!(
+        )),
+        Some(Constraint::AppName) => Error::Conflict(format!(
             "an app named '{}' already exists in that cluster",
             fields.name
-        ))
+        )),
+        _ => e.into(),
     }
 }
 

@@ -11,9 +11,10 @@ use utoipa::ToSchema;
 
 use super::accounts::{self, Account, AccountKind};
 use super::audit::{self, AuditActor, Change, snapshot};
+use super::constraint::{Constraint, violated};
 use super::{Db, Tx, now_ms};
 use crate::domain::tree::{self as rules, Membership, Role};
-use crate::error::{Error, Result, is_unique_violation};
+use crate::error::{Error, Result};
 
 /// A node of the service tree.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -277,7 +278,7 @@ pub async fn create(
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| {
-        if is_unique_violation(&e) {
+        if violated(&e) == Some(Constraint::NodePath) {
             Error::Conflict(format!("a node named '{name}' already exists at {path}"))
         } else {
             e.into()
@@ -547,13 +548,29 @@ pub async fn put_member(
             )
         })?;
     let mut tx = db.begin_write().await?;
-    let before = member_in(&mut tx, node_id, account.id).await?;
+    let put = put_member_in(&mut tx, &node, &account, role, who).await?;
+    tx.commit().await?;
+    Ok(put)
+}
+
+/// [`put_member`] inside the caller's transaction, for changes that write
+/// a membership together with something else (a new service account and
+/// its binding).
+pub(crate) async fn put_member_in(
+    tx: &mut Tx,
+    node: &Node,
+    account: &Account,
+    role: Role,
+    who: &AuditActor,
+) -> Result<(Member, bool)> {
+    let node_id = node.id;
+    let before = member_in(tx, node_id, account.id).await?;
     let updated =
         sqlx::query("UPDATE node_members SET role = $1 WHERE node_id = $2 AND account_id = $3")
             .bind(role.as_str())
             .bind(node_id)
             .bind(account.id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?
             .rows_affected();
     if updated == 0 {
@@ -564,22 +581,22 @@ pub async fn put_member(
         .bind(account.id)
         .bind(role.as_str())
         .bind(now_ms())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::Conflict(format!("{account_name} was added at the same time; try again"))
+            if violated(&e) == Some(Constraint::NodeMember) {
+                Error::Conflict(format!("{} was added at the same time; try again", account.name))
             } else {
                 e.into()
             }
         })?;
     }
-    bump_policy_version(&mut tx).await?;
-    let member = member_in(&mut tx, node_id, account.id)
+    bump_policy_version(tx).await?;
+    let member = member_in(tx, node_id, account.id)
         .await?
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("membership vanished after writing it")))?;
     audit::record(
-        &mut tx,
+        tx,
         who,
         Change {
             action: if before.is_some() {
@@ -595,7 +612,6 @@ pub async fn put_member(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok((member, updated == 0))
 }
 

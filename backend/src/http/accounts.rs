@@ -9,11 +9,11 @@ use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields};
 use super::{
-    Layout, Notice, PageCtx, PageRoutes, format_opt_time, format_time, page_error, redirect_with,
+    Layout, Notice, PageCtx, PageRoutes, format_opt_time, format_time, page_error, page_status,
+    redirect_with,
 };
 use crate::auth::{Action, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
-use crate::db::audit::AuditActor;
 use crate::db::now_ms;
 use crate::db::tokens::{self, TokenInfo};
 use crate::db::tree::{self as tree_db, Node};
@@ -167,7 +167,16 @@ async fn create_user(ctx: PageCtx, CsrfForm(form): CsrfForm<NewUserForm>) -> Res
             "/admin/users",
             Notice::success(format!("Created user {}.", account.name)),
         ),
-        Err(e) => render_users(&ctx, e.status(), Some(Notice::from_error(&e)), None, form).await,
+        Err(e) => {
+            render_users(
+                &ctx,
+                page_status(&e),
+                Some(Notice::from_error(&e)),
+                None,
+                form,
+            )
+            .await
+        }
     }
 }
 
@@ -206,7 +215,7 @@ async fn toggle_user(ctx: PageCtx, id: i64, disabled: bool) -> Response {
         Err(e) => {
             render_users(
                 &ctx,
-                e.status(),
+                page_status(&e),
                 Some(Notice::from_error(&e)),
                 None,
                 NewUserForm::default(),
@@ -339,12 +348,11 @@ async fn create_service_account(
                 .parse()
                 .map_err(|m: String| Error::validation("role", m))?
         };
-        create_bound_service_account(
+        accounts::create_service_account(
             &ctx.state.db,
             form.name.trim(),
             &form.description,
-            node.as_ref(),
-            role,
+            node.as_ref().map(|node| (node, role)),
             &ctx.who(),
         )
         .await
@@ -359,39 +367,9 @@ async fn create_service_account(
             )),
         ),
         Err(e) => {
-            render_service_accounts(&ctx, e.status(), Some(Notice::from_error(&e)), form).await
+            render_service_accounts(&ctx, page_status(&e), Some(Notice::from_error(&e)), form).await
         }
     }
-}
-
-/// Creates a service account and, when a node is given, its binding there.
-pub(crate) async fn create_bound_service_account(
-    db: &crate::db::Db,
-    name: &str,
-    description: &str,
-    node: Option<&Node>,
-    role: Role,
-    who: &AuditActor,
-) -> Result<Account> {
-    let mut tx = db.begin_write().await?;
-    let account = accounts::insert(
-        &mut tx,
-        &NewAccount {
-            kind: AccountKind::ServiceAccount,
-            name,
-            display_name: "",
-            description,
-            password_hash: None,
-            is_admin: false,
-        },
-        who,
-    )
-    .await?;
-    tx.commit().await?;
-    if let Some(node) = node {
-        tree_db::put_member(db, node.id, &account.name, role, who).await?;
-    }
-    Ok(account)
 }
 
 struct TokenRow {
@@ -532,7 +510,14 @@ async fn create_service_account_token(
         }
         Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
         Err(e) => {
-            render_service_account(&ctx, id, e.status(), Some(Notice::from_error(&e)), None).await
+            render_service_account(
+                &ctx,
+                id,
+                page_status(&e),
+                Some(Notice::from_error(&e)),
+                None,
+            )
+            .await
         }
     }
 }
@@ -632,7 +617,7 @@ async fn change_my_password(ctx: PageCtx, CsrfForm(form): CsrfForm<PasswordForm>
         ),
         Err(e) => {
             let mut response =
-                render_my_account(&ctx, e.status(), Some(Notice::from_error(&e))).await;
+                render_my_account(&ctx, page_status(&e), Some(Notice::from_error(&e))).await;
             if let Some(v) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }

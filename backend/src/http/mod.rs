@@ -8,10 +8,11 @@
 
 mod accounts;
 pub mod extract;
-pub(crate) use accounts::create_bound_service_account;
 pub use extract::{CsrfForm, NoFields, PageActor};
 mod assets;
 mod audit;
+mod health;
+pub use health::metrics_routes;
 mod pods;
 mod registry;
 mod release_items;
@@ -50,6 +51,7 @@ pub fn routes() -> PageRoutes {
         .merge(work_orders::routes())
         .merge(stages::routes())
         .merge(pods::routes())
+        .merge(health::routes())
 }
 
 /// The pages' router.
@@ -409,10 +411,15 @@ struct ErrorPage {
     message: String,
 }
 
+/// The status a page answers `err` with.
+pub fn page_status(err: &Error) -> StatusCode {
+    StatusCode::from_u16(err.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 /// A standalone error page for a failed request.
 pub fn page_error(err: &Error) -> Response {
     err.log_if_internal();
-    let status = err.status();
+    let status = page_status(err);
     let heading = match status {
         StatusCode::FORBIDDEN => "Not allowed",
         StatusCode::NOT_FOUND => "Not found",

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use futures::{AsyncBufReadExt, Stream, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 
@@ -25,7 +25,8 @@ use crate::db::{now_ms, sessions};
 use crate::domain::work_order::StageStatus;
 use crate::error::{Error, Result};
 use crate::flows::{kube_error, stage_deployment};
-use crate::kube::deployment::{self, TEMPLATE_HASH};
+use crate::kube::deployment;
+use crate::kube::pods::{self, PodRow};
 use crate::kube::{ClusterClient, KubeError};
 
 pub fn routes() -> PageRoutes {
@@ -36,17 +37,6 @@ pub fn routes() -> PageRoutes {
             "/work-orders/{id}/stages/{n}/pods/{pod}/logs/stream",
             follow_logs,
         )
-}
-
-/// One pod as the table shows it.
-pub struct PodRow {
-    pub name: String,
-    pub phase: String,
-    pub ready: String,
-    pub all_ready: bool,
-    pub restarts: i32,
-    pub age: String,
-    pub image: String,
 }
 
 /// The pods of one ReplicaSet.
@@ -140,62 +130,23 @@ async fn stage_pods(state: &AppState, d: &WorkOrderDetail, run: &StageRun) -> St
             .replica_sets_of(&deployment)
             .await
             .map_err(|e| kube_error(&target.cluster, e))?;
-        let revision_of = |rs: &ReplicaSet| {
-            deployment::revision(&rs.metadata)
-                .and_then(|r| r.parse::<i64>().ok())
-                .unwrap_or(0)
-        };
-        let image_of = |rs: &ReplicaSet| {
-            rs.spec
-                .template
-                .as_ref()
-                .and_then(|t| deployment::template_image(t, &target.container))
-                .unwrap_or("?")
-                .to_string()
-        };
-        let newest = sets
-            .iter()
-            .filter(|rs| image_of(rs) == d.order.image)
-            .max_by_key(|rs| revision_of(rs));
-        // The replaced version by its image: its ReplicaSet's revision
-        // moves on when a rollback brings it back.
-        let old = run.replaced_image.as_ref().and_then(|wanted| {
-            sets.iter()
-                .filter(|rs| image_of(rs) == *wanted)
-                .max_by_key(|rs| revision_of(rs))
-        });
-        let mut groups = Vec::new();
-        for (role, rs) in [("new", newest), ("old", old)] {
-            let Some(rs) = rs else { continue };
-            if groups
-                .iter()
-                .any(|(_, r): &(&str, &ReplicaSet)| r.metadata.name == rs.metadata.name)
-            {
-                continue;
-            }
-            groups.push((role, rs));
-        }
-        for (role, rs) in groups {
-            let hash = rs
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(TEMPLATE_HASH))
-                .cloned()
-                .unwrap_or_default();
-            let selector = format!(
-                "{},{TEMPLATE_HASH}={hash}",
-                deployment::selector_string(&deployment)
-            );
-            let pods = client
-                .pods(&target.namespace, &selector)
+        let picked = pods::pick_replica_sets(
+            &sets,
+            &target.container,
+            &d.order.image,
+            run.replaced_image.as_deref(),
+        );
+        let now = now_ms();
+        for (role, rs) in picked {
+            let found = client
+                .pods(&target.namespace, &pods::pod_selector(&deployment, rs))
                 .await
                 .map_err(|e| kube_error(&target.cluster, e))?;
             out.groups.push(PodGroup {
-                role,
+                role: role.as_str(),
                 revision: deployment::revision(&rs.metadata).unwrap_or_default(),
-                image: image_of(rs),
-                pods: pods.iter().map(pod_row).collect(),
+                image: pods::image_of(rs, &target.container),
+                pods: found.iter().map(|pod| pods::pod_row(pod, now)).collect(),
             });
         }
         Ok::<_, Error>(())
@@ -205,56 +156,6 @@ async fn stage_pods(state: &AppState, d: &WorkOrderDetail, run: &StageRun) -> St
         out.error = Some(e.to_string());
     }
     out
-}
-
-fn pod_row(pod: &Pod) -> PodRow {
-    let statuses = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.clone())
-        .unwrap_or_default();
-    let total = pod.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
-    let ready = statuses.iter().filter(|c| c.ready).count();
-    let age = pod
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| age((now_ms() - t.0.as_millisecond()).max(0)))
-        .unwrap_or_default();
-    PodRow {
-        name: pod.metadata.name.clone().unwrap_or_default(),
-        phase: pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_else(|| "Unknown".into()),
-        ready: format!("{ready}/{total}"),
-        all_ready: total > 0 && ready == total,
-        restarts: statuses.iter().map(|c| c.restart_count).sum(),
-        age,
-        image: pod
-            .spec
-            .as_ref()
-            .map(|s| {
-                s.containers
-                    .iter()
-                    .filter_map(|c| c.image.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default(),
-    }
-}
-
-/// `42s`, `5m`, `3h`, `2d` like kubectl.
-fn age(ms: i64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
-    }
 }
 
 /// The stage's target, its cluster's client and the live Deployment.
@@ -312,16 +213,9 @@ async fn stage_pod(
         .pod(&target.namespace, name)
         .await
         .map_err(|e| kube_error(&target.cluster, e))?;
-    let wanted = deployment
-        .spec
-        .selector
-        .match_labels
-        .clone()
-        .unwrap_or_default();
-    let belongs = pod.as_ref().is_some_and(|p| {
-        let labels = p.metadata.labels.clone().unwrap_or_default();
-        !wanted.is_empty() && wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
-    });
+    let belongs = pod
+        .as_ref()
+        .is_some_and(|p| pods::belongs_to(p, &deployment));
     match pod {
         Some(pod) if belongs => Ok((target, client, pod, node_path)),
         _ => Err(Error::NotFound(format!(
@@ -332,30 +226,7 @@ async fn stage_pod(
 }
 
 fn pick_container(pod: &Pod, asked: &str, default: &str) -> Result<(Vec<String>, String)> {
-    let names: Vec<String> = pod
-        .spec
-        .as_ref()
-        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
-        .unwrap_or_default();
-    let chosen = if asked.is_empty() {
-        if names.iter().any(|n| n == default) {
-            default.to_string()
-        } else {
-            names.first().cloned().unwrap_or_default()
-        }
-    } else {
-        asked.to_string()
-    };
-    if !names.contains(&chosen) {
-        return Err(Error::validation(
-            "container",
-            format!(
-                "pod has no container {chosen} (it has {})",
-                names.join(", ")
-            ),
-        ));
-    }
-    Ok((names, chosen))
+    pods::pick_container(pod, asked, default).map_err(|m| Error::validation("container", m))
 }
 
 fn parse_tail(raw: Option<&str>) -> Result<i64> {
@@ -570,14 +441,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ages_read_like_kubectl() {
-        assert_eq!(age(5_000), "5s");
-        assert_eq!(age(600_000), "10m");
-        assert_eq!(age(3 * 3_600_000), "3h");
-        assert_eq!(age(3 * 86_400_000), "3d");
-    }
 
     /// A stream that yields `0, 1, 2, …` every second, forever.
     fn ticking() -> impl Stream<Item = u64> + Unpin {

@@ -6,6 +6,7 @@
 //! status` reads it.
 
 pub mod deployment;
+pub mod pods;
 
 use std::collections::HashMap;
 use std::future::Future;
