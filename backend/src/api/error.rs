@@ -10,7 +10,7 @@ use crate::error::Error;
 
 impl Error {
     /// [`Error::status_code`] as axum's type.
-    pub fn status(&self) -> StatusCode {
+    pub(super) fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }

@@ -312,7 +312,7 @@ mod tests {
             (Command::Deploy { stage: 9 }, "stage"),
         ] {
             let error = refused(RefusalKind::Invalid, &command);
-            assert_eq!(error.status().as_u16(), 422);
+            assert_eq!(error.status_code(), 422);
             assert_eq!(error.body().error.field.as_deref(), Some(input));
         }
     }

@@ -7,7 +7,9 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields};
-use super::{Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_error, redirect_with};
+use super::{
+    Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_error, page_status, redirect_with,
+};
 use crate::auth::Action;
 use crate::db::apps::{self, App, AppFields, AppFilter};
 use crate::db::clusters::{self, Cluster, ClusterUpdate, Connection};
@@ -156,7 +158,7 @@ async fn create_cluster(ctx: PageCtx, CsrfForm(form): CsrfForm<ClusterForm>) -> 
             &format!("/admin/clusters/{}", c.id),
             Notice::success(format!("Registered cluster {}.", c.name)),
         ),
-        Err(e) => render_clusters(&ctx, e.status(), Some(Notice::from_error(&e)), form).await,
+        Err(e) => render_clusters(&ctx, page_status(&e), Some(Notice::from_error(&e)), form).await,
     }
 }
 
@@ -239,7 +241,7 @@ async fn update_cluster(
             Notice::success(format!("Saved cluster {}.", c.name)),
         ),
         Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
-        Err(e) => render_cluster(&ctx, id, e.status(), Some(Notice::from_error(&e))).await,
+        Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
     }
 }
 
@@ -260,7 +262,7 @@ async fn delete_cluster(
             Notice::success(format!("Removed cluster {}.", c.name)),
         ),
         Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
-        Err(e) => render_cluster(&ctx, id, e.status(), Some(Notice::from_error(&e))).await,
+        Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
     }
 }
 
@@ -348,7 +350,7 @@ async fn create_app(ctx: PageCtx, CsrfForm(form): CsrfForm<AppForm>) -> Response
             "/admin/apps",
             Notice::success(format!("Registered app {} in {}.", app.name, app.cluster)),
         ),
-        Err(e) => render_apps(&ctx, e.status(), Some(Notice::from_error(&e)), form).await,
+        Err(e) => render_apps(&ctx, page_status(&e), Some(Notice::from_error(&e)), form).await,
     }
 }
 
@@ -372,7 +374,7 @@ async fn delete_app(
         Err(e) => {
             render_apps(
                 &ctx,
-                e.status(),
+                page_status(&e),
                 Some(Notice::from_error(&e)),
                 AppForm::default(),
             )
@@ -400,6 +402,6 @@ async fn test_cluster(
             Notice::success(format!("Connected to {name}: Kubernetes {version}.")),
         ),
         Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
-        Err(e) => render_cluster(&ctx, id, e.status(), Some(Notice::from_error(&e))).await,
+        Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::extract::CsrfForm;
 use super::work_orders::WorkOrderRow;
-use super::{Layout, Notice, PageCtx, PageRoutes, page_error, redirect_with};
+use super::{Layout, Notice, PageCtx, PageRoutes, page_error, page_status, redirect_with};
 use crate::auth::Action;
 use crate::db::apps::{self, App, AppFilter};
 use crate::db::release_items::{self, ItemFields, ReleaseItem};
@@ -308,7 +308,7 @@ async fn create_release_item(
         Err(e) => {
             render_item_page(
                 &ctx,
-                e.status(),
+                page_status(&e),
                 Some(Notice::from_error(&e)),
                 node_id,
                 None,
@@ -365,7 +365,7 @@ async fn save_release_item(
         Err(e) => {
             render_item_page(
                 &ctx,
-                e.status(),
+                page_status(&e),
                 Some(Notice::from_error(&e)),
                 item.node_id,
                 Some(item),
@@ -403,7 +403,7 @@ async fn delete_release_item(
                 let form = ItemForm::from_item(&item);
                 render_item_page(
                     &ctx,
-                    e.status(),
+                    page_status(&e),
                     Some(Notice::from_error(&e)),
                     item.node_id,
                     Some(item),

@@ -6,7 +6,9 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::extract::CsrfForm;
-use super::{Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_error, redirect_with};
+use super::{
+    Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_error, page_status, redirect_with,
+};
 use crate::auth::Action;
 use crate::error::Result;
 use crate::gitlab::{GitlabClient, GitlabSettings};
@@ -77,7 +79,7 @@ async fn save_gitlab_settings(ctx: PageCtx, CsrfForm(form): CsrfForm<GitlabForm>
     }
     .await;
     match saved {
-        Err(e) => render(&ctx, e.status(), Some(Notice::from_error(&e))).await,
+        Err(e) => render(&ctx, page_status(&e), Some(Notice::from_error(&e))).await,
         Ok(_) => match ctx
             .state
             .gitlab

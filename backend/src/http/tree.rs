@@ -7,7 +7,9 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields};
-use super::{Layout, Notice, PageCtx, PageRoutes, format_time, page_error, redirect_with};
+use super::{
+    Layout, Notice, PageCtx, PageRoutes, format_time, page_error, page_status, redirect_with,
+};
 use crate::auth::Action;
 use crate::db::tree::{self as tree_db, Member, Node};
 use crate::domain::tree::{self, Role};
@@ -244,7 +246,7 @@ async fn create_node(ctx: PageCtx, CsrfForm(form): CsrfForm<CreateNodeForm>) -> 
         (Err(e), None) => {
             render_tree(
                 &ctx,
-                e.status(),
+                page_status(&e),
                 Some(Notice::from_error(&e)),
                 name,
                 form.title,
@@ -261,7 +263,7 @@ async fn create_node(ctx: PageCtx, CsrfForm(form): CsrfForm<CreateNodeForm>) -> 
             render_node(
                 &ctx,
                 parent,
-                e.status(),
+                page_status(&e),
                 Some(Notice::from_error(&e)),
                 forms,
             )
@@ -299,7 +301,7 @@ async fn edit_node_title(
             render_node(
                 &ctx,
                 id,
-                e.status(),
+                page_status(&e),
                 Some(Notice::from_error(&e)),
                 NodeForms::default(),
             )
@@ -335,7 +337,7 @@ async fn delete_node(
             render_node(
                 &ctx,
                 id,
-                e.status(),
+                page_status(&e),
                 Some(Notice::from_error(&e)),
                 NodeForms::default(),
             )
@@ -393,7 +395,14 @@ async fn add_member(
                 member_role: form.role,
                 ..Default::default()
             };
-            render_node(&ctx, id, e.status(), Some(Notice::from_error(&e)), forms).await
+            render_node(
+                &ctx,
+                id,
+                page_status(&e),
+                Some(Notice::from_error(&e)),
+                forms,
+            )
+            .await
         }
     }
 }
@@ -422,7 +431,7 @@ async fn remove_member(
             render_node(
                 &ctx,
                 id,
-                e.status(),
+                page_status(&e),
                 Some(Notice::from_error(&e)),
                 NodeForms::default(),
             )

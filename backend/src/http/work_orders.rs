@@ -11,7 +11,9 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::extract::CsrfForm;
-use super::{Layout, Notice, PageCtx, PageRoutes, format_time, page_error, redirect_with};
+use super::{
+    Layout, Notice, PageCtx, PageRoutes, format_time, page_error, page_status, redirect_with,
+};
 use crate::auth::Action;
 use crate::db::accounts;
 use crate::db::release_items::{self, ReleaseItem};
@@ -170,7 +172,7 @@ async fn version_options(ctx: PageCtx, Query(form): Query<OrderForm>) -> Respons
 async fn file_work_order(ctx: PageCtx, CsrfForm(form): CsrfForm<OrderForm>) -> Response {
     let Some(item_id) = form.item else {
         let e = Error::validation("release_item_id", "pick a release item");
-        return render_new_order(&ctx, e.status(), Some(Notice::from_error(&e)), form).await;
+        return render_new_order(&ctx, page_status(&e), Some(Notice::from_error(&e)), form).await;
     };
     let result = flows::file_work_order(
         &ctx.state,
@@ -196,7 +198,7 @@ async fn file_work_order(ctx: PageCtx, CsrfForm(form): CsrfForm<OrderForm>) -> R
                 notice =
                     notice.with_link(format!("/work-orders/{}", o.id), format!("Open #{}", o.id));
             }
-            render_new_order(&ctx, e.status(), Some(notice), form).await
+            render_new_order(&ctx, page_status(&e), Some(notice), form).await
         }
     }
 }
@@ -339,7 +341,7 @@ pub(super) async fn decide_from_page(ctx: PageCtx, id: i64, command: Command) ->
             )),
         ),
         Err(e @ Error::NotFound(_)) => page_error(&e),
-        Err(e) => render_order(&ctx, id, e.status(), Some(Notice::from_error(&e))).await,
+        Err(e) => render_order(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
     }
 }
 
