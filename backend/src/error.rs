@@ -30,6 +30,10 @@ pub enum Error {
     /// 409: the request breaks a rule given the current state.
     #[error("{0}")]
     Conflict(String),
+    /// 409: an engine job's lease is no longer this worker's (it ran out
+    /// and another worker took the job over); nothing was written.
+    #[error("job {job_id} is no longer held by this worker")]
+    LeaseLost { job_id: i64 },
     /// 413: the body is larger than the server reads.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -87,7 +91,7 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::LeaseLost { .. } => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -103,7 +107,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
-            Error::Conflict(_) => "conflict",
+            Error::Conflict(_) | Error::LeaseLost { .. } => "conflict",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Validation { .. } => "validation_failed",

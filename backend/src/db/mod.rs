@@ -104,6 +104,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_keyed",
         include_str!("../../../migrations/sqlite/0006_audit_keyed.sql"),
     ),
+    (
+        7,
+        "generic_jobs",
+        include_str!("../../../migrations/sqlite/0007_generic_jobs.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -135,6 +140,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "audit_keyed",
         include_str!("../../../migrations/postgres/0006_audit_keyed.sql"),
+    ),
+    (
+        7,
+        "generic_jobs",
+        include_str!("../../../migrations/postgres/0007_generic_jobs.sql"),
     ),
 ];
 
