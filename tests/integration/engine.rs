@@ -1136,6 +1136,13 @@ db_test!(
 
         // Today's server migrates the database and finishes both jobs.
         let app = TestApp::start_on(db, engine_start());
+        // A job of a kind this version does not run waits for one that does.
+        app.db
+            .execute(
+                "INSERT INTO jobs (kind, subject_kind, subject_id, state, run_at, created_at, updated_at) \
+                 VALUES ('notify', 'notification', 42, 'queued', 0, 0, 0)",
+            )
+            .await;
         let admin = app.api(Some(&app.admin_token()));
         for (id, ns) in [(1, "staging"), (2, "prod")] {
             wait_stage(&admin, id, 1, "succeeded").await;
@@ -1158,22 +1165,36 @@ db_test!(
             let attempts = if id == 1 { 1 } else { 2 };
             assert_eq!(job, Some(format!("done deploy stage_run {attempts}")));
         }
-        // One queued job per subject still holds after the rebuild.
+        let unknown = app
+            .db
+            .query_text(
+                "SELECT state || ' ' || CAST(attempts AS TEXT) || ' ' || COALESCE(lease_owner, 'unclaimed') \
+                 FROM jobs WHERE kind = 'notify'",
+            )
+            .await;
+        assert_eq!(unknown.as_deref(), Some("queued 0 unclaimed"));
+        // One queued job per subject still holds after the rebuild (of a
+        // kind no server here runs, so nothing claims it meanwhile).
         let url = app.db.url.clone();
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
             .await
             .unwrap();
+        let mut inserted = Vec::new();
         for _ in 0..2 {
-            let _ = sqlx::query(
+            let insert = sqlx::query(
                 "INSERT INTO jobs (kind, subject_kind, subject_id, work_order_id, stage_position, state, run_at, \
-                 created_at, updated_at) VALUES ('rollback', 'stage_run', 1, 1, 1, 'queued', 0, 0, 0)",
+                 created_at, updated_at) VALUES ('canary', 'stage_run', 1, 1, 1, 'queued', 0, 0, 0)",
             )
             .execute(&mut conn)
             .await;
+            inserted.push(insert.is_ok());
         }
+        assert_eq!(inserted, [true, false]);
         let queued = app
             .db
-            .query_text("SELECT CAST(COUNT(*) AS TEXT) FROM jobs WHERE state = 'queued'")
+            .query_text(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM jobs WHERE state = 'queued' AND subject_kind = 'stage_run'",
+            )
             .await;
         assert_eq!(queued.as_deref(), Some("1"));
     }
