@@ -581,3 +581,82 @@ impl ClusterClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster:\n    server: http://127.0.0.1:6443\ncontexts:\n- name: sim\n  context:\n    cluster: sim\n    user: u\ncurrent-context: sim\nusers:\n- name: u\n  user:\n    token: secret-token\n";
+
+    fn credentials(access: ClusterAccess, fingerprint: &str) -> ClusterCredentials {
+        ClusterCredentials {
+            id: 7,
+            name: "prod".into(),
+            access,
+            fingerprint: fingerprint.into(),
+        }
+    }
+
+    fn kubeconfig(yaml: &str) -> ClusterAccess {
+        ClusterAccess::Kubeconfig {
+            yaml: Secret::new(yaml.to_string()),
+            context: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_is_built_from_the_credentials_handed_over_and_kept_while_they_stay() {
+        let driver = KubeDriver::new(KubeSettings::default());
+        let first = driver
+            .client(&credentials(kubeconfig(KUBECONFIG), "a"))
+            .await
+            .unwrap();
+        assert_eq!((first.cluster_id, first.cluster.as_str()), (7, "prod"));
+        // Same fingerprint: the cached client, whatever else is handed.
+        let cached = driver
+            .client(&credentials(ClusterAccess::Missing, "a"))
+            .await
+            .unwrap();
+        assert_eq!(cached.fingerprint, "a");
+        // A new fingerprint is a new connection, checked again.
+        let err = driver
+            .client(&credentials(ClusterAccess::Missing, "b"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            err,
+            KubeError::Refused("cluster prod has no kubeconfig; set one on its page".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn unusable_credentials_are_refused_by_name() {
+        let driver = KubeDriver::new(KubeSettings::default());
+        let err = driver
+            .client(&credentials(ClusterAccess::Unreadable, "u"))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, KubeError::Refused(m) if m.contains("prod") && m.contains("cannot be decrypted")),
+            "{err}"
+        );
+        // A kubeconfig that would run a command is refused before kube-rs
+        // reads it, however it reached the driver.
+        let exec = KUBECONFIG.replace(
+            "    token: secret-token\n",
+            "    exec: {command: /bin/sh, apiVersion: client.authentication.k8s.io/v1}\n",
+        );
+        let err = driver
+            .client(&credentials(kubeconfig(&exec), "e"))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, KubeError::Refused(m) if m.contains("is refused")),
+            "{err}"
+        );
+    }
+}
