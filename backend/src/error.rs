@@ -30,6 +30,10 @@ pub enum Error {
     /// 409: the request breaks a rule given the current state.
     #[error("{0}")]
     Conflict(String),
+    /// 409: an engine job's lease is no longer this worker's (it ran out
+    /// and another worker took the job over); nothing was written.
+    #[error("job {job_id} is no longer held by this worker")]
+    LeaseLost { job_id: i64 },
     /// 413: the body is larger than the server reads.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -88,7 +92,7 @@ impl Error {
             Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
-            Error::Conflict(_) => 409,
+            Error::Conflict(_) | Error::LeaseLost { .. } => 409,
             Error::PayloadTooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
             Error::Validation { .. } => 422,
@@ -104,7 +108,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
-            Error::Conflict(_) => "conflict",
+            Error::Conflict(_) | Error::LeaseLost { .. } => "conflict",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Validation { .. } => "validation_failed",

@@ -1,16 +1,20 @@
 //! The deploy engine end to end: the real server drives rolling stages on
 //! the simulated cluster (`rollway::sim`) over HTTP — happy path, failure
 //! with automatic rollback, manual rollback, a restart mid-rollout, two
-//! servers on one database, and a cluster that answers 500, hangs and
-//! drops watches.
+//! servers on one database, a cluster that answers 500, hangs and drops
+//! watches, jobs queued before the jobs table became generic, and the log
+//! spans that let one rollout be followed.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use rollway::secret::SecretKey;
 use rollway::sim::{RunningSim, Sim, SimConfig};
 use serde_json::{Value, json};
 
-use crate::common::{Api, Backend, Org, Start, TestApp, USER_PASSWORD, eventually};
+use crate::common::{
+    Api, Backend, Org, SECRET_KEY, Start, TestApp, TestDb, USER_PASSWORD, eventually,
+};
 use crate::db_test;
 use crate::fake_gitlab::{FakeGitlab, TOKEN};
 
@@ -1022,4 +1026,238 @@ async fn a_long_rollout_keeps_its_lease() {
     assert_eq!(attempts.as_deref(), Some("1"), "claimed once");
     assert_eq!(r.image_patches("staging"), 1);
     drop(b);
+}
+
+/// Applies the migrations up to `last` (from the folders on disk, the
+/// files the server embeds) to a fresh database: the schema an older
+/// version of Rollway left.
+async fn migrate_up_to(db: &TestDb, last: i64) {
+    sqlx::any::install_default_drivers();
+    let folder = match db.backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let dir = format!("{}/../migrations/{folder}", env!("CARGO_MANIFEST_DIR"));
+    let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(&dir))
+        .await
+        .expect("read the migrations");
+    let older: Vec<_> = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version <= last)
+        .cloned()
+        .collect();
+    assert_eq!(older.len() as i64, last, "migrations 1..={last} on disk");
+    migrator.migrations = older.into();
+    let url = match db.backend {
+        Backend::Sqlite => format!("{}?mode=rwc", db.url),
+        Backend::Postgres => db.url.clone(),
+    };
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect to the test database");
+    migrator.run(&mut conn).await.expect("migrate");
+}
+
+db_test!(
+    jobs_queued_and_running_before_generic_jobs_are_finished_by_the_engine,
+    |backend| async move {
+        // A database as version 0006 left it, with two deploys in flight:
+        // one queued, one claimed by a server that is gone (its lease runs
+        // out two seconds from now).
+        let db = TestDb::new(backend).await;
+        migrate_up_to(&db, 6).await;
+        let sim = Sim::start(sim_config(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("start the simulated cluster");
+        let sealer = SecretKey::new(SECRET_KEY.as_bytes()).sealer();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        db.execute(
+            "INSERT INTO accounts (id, kind, name, display_name, is_admin, created_at, updated_at) \
+             VALUES (1, 'user', 'admin', 'Administrator', 1, 0, 0)",
+        )
+        .await;
+        db.execute(
+            "INSERT INTO nodes (id, parent_id, name, title, path, created_at, updated_at) \
+             VALUES (1, NULL, 'acme', 'Acme', '/acme', 0, 0)",
+        )
+        .await;
+        for (id, ns, lease) in [
+            (1, "staging", "NULL, NULL, 0".to_string()),
+            (
+                2,
+                "prod",
+                format!("'a-server-before-the-upgrade', {}, 1", now + 2000),
+            ),
+        ] {
+            sim.sim
+                .create_deployment(ns, "checkout", "app", &format!("{IMAGE}:v1.0.0"), 2, 3);
+            let sealed = sealer
+                .seal(&sim.kubeconfig(), &format!("cluster:{id}"))
+                .unwrap();
+            for sql in [
+                format!(
+                    "INSERT INTO clusters (id, name, environment, in_cluster, kubeconfig_sealed, created_at, updated_at) \
+                     VALUES ({id}, '{ns}', '{ns}', 0, '{sealed}', 0, 0)"
+                ),
+                format!(
+                    "INSERT INTO apps (id, name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at) \
+                     VALUES ({id}, 'checkout', {id}, '{ns}', 'checkout', 'app', 1, 0, 0)"
+                ),
+                format!(
+                    "INSERT INTO release_items (id, node_id, name, gitlab_project, image_repository, required_approvals, \
+                     auto_rollback, created_at, updated_at) VALUES ({id}, 1, 'checkout-{ns}', 'acme/checkout', '{IMAGE}', 1, 1, 0, 0)"
+                ),
+                format!(
+                    "INSERT INTO release_stages (id, release_item_id, position, name, app_id, strategy) \
+                     VALUES ({id}, {id}, 1, '{ns}', {id}, 'rolling')"
+                ),
+                format!(
+                    "INSERT INTO work_orders (id, release_item_id, node_id, version, image, title, state, creator_id, \
+                     required_approvals, created_at, updated_at) \
+                     VALUES ({id}, {id}, 1, 'v1.1.0', '{IMAGE}:v1.1.0', 'Ship v1.1.0', 'in_progress', 1, 1, 0, 0)"
+                ),
+                format!(
+                    "INSERT INTO stage_runs (id, work_order_id, position, name, app_id, strategy, status, started_at) \
+                     VALUES ({id}, {id}, 1, '{ns}', {id}, 'rolling', 'deploying', 0)"
+                ),
+                // The job the way 0005's engine queued it.
+                format!(
+                    "INSERT INTO jobs (kind, work_order_id, stage_position, state, lease_owner, lease_until, attempts, \
+                     run_at, created_at, updated_at) VALUES ('deploy', {id}, 1, 'queued', {lease}, 0, 0, 0)"
+                ),
+            ] {
+                db.execute(&sql).await;
+            }
+        }
+
+        // Today's server migrates the database and finishes both jobs.
+        let app = TestApp::start_on(db, engine_start());
+        // A job of a kind this version does not run waits for one that does.
+        app.db
+            .execute(
+                "INSERT INTO jobs (kind, subject_kind, subject_id, state, run_at, created_at, updated_at) \
+                 VALUES ('notify', 'notification', 42, 'queued', 0, 0, 0)",
+            )
+            .await;
+        let admin = app.api(Some(&app.admin_token()));
+        for (id, ns) in [(1, "staging"), (2, "prod")] {
+            wait_stage(&admin, id, 1, "succeeded").await;
+            assert_eq!(order_state(&admin, id).await, "succeeded");
+            let s1 = stage(&admin, id, 1).await;
+            assert_eq!(s1["replaced_image"], format!("{IMAGE}:v1.0.0"));
+            assert_eq!(
+                live_image(&sim.sim, ns, "checkout"),
+                format!("{IMAGE}:v1.1.0")
+            );
+            assert_eq!(image_patches(&sim.sim, ns, "checkout"), 1, "{ns}");
+            let job = app
+                .db
+                .query_text(&format!(
+                    "SELECT state || ' ' || kind || ' ' || subject_kind || ' ' || CAST(attempts AS TEXT) \
+                     FROM jobs WHERE work_order_id = {id}"
+                ))
+                .await;
+            // The running one was claimed again once its lease ran out.
+            let attempts = if id == 1 { 1 } else { 2 };
+            assert_eq!(job, Some(format!("done deploy stage_run {attempts}")));
+        }
+        let unknown = app
+            .db
+            .query_text(
+                "SELECT state || ' ' || CAST(attempts AS TEXT) || ' ' || COALESCE(lease_owner, 'unclaimed') \
+                 FROM jobs WHERE kind = 'notify'",
+            )
+            .await;
+        assert_eq!(unknown.as_deref(), Some("queued 0 unclaimed"));
+        // One queued job per subject still holds after the rebuild (of a
+        // kind no server here runs, so nothing claims it meanwhile).
+        let url = app.db.url.clone();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        let mut inserted = Vec::new();
+        for _ in 0..2 {
+            let insert = sqlx::query(
+                "INSERT INTO jobs (kind, subject_kind, subject_id, work_order_id, stage_position, state, run_at, \
+                 created_at, updated_at) VALUES ('canary', 'stage_run', 1, 1, 1, 'queued', 0, 0, 0)",
+            )
+            .execute(&mut conn)
+            .await;
+            inserted.push(insert.is_ok());
+        }
+        assert_eq!(inserted, [true, false]);
+        let queued = app
+            .db
+            .query_text(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM jobs WHERE state = 'queued' AND subject_kind = 'stage_run'",
+            )
+            .await;
+        assert_eq!(queued.as_deref(), Some("1"));
+    }
+);
+
+db_test!(
+    one_rollout_can_be_followed_in_the_log,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let config = SimConfig {
+            ready_delay: Duration::from_millis(300),
+            ..sim_config()
+        };
+        let r = Rollout::create_with(&app, config, 2).await;
+        let id = r.approved_order("v1.1.0").await;
+        // The first image PATCH fails, so the driver retries it in its span.
+        r.sim
+            .sim
+            .faults()
+            .fail_next(1, Some("PATCH"), "/namespaces/staging/deployments/checkout");
+        let (s, v) = r
+            .eric
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        wait_stage(&r.eric, id, 1, "succeeded").await;
+        let job_span = format!("kind=deploy work_order={id} stage=1");
+        let log = without_colours(&app.output());
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(&job_span)).collect();
+        assert!(
+            lines.iter().any(|l| l.contains("job started")),
+            "a line naming the job, its order and stage:\n{log}"
+        );
+        assert!(lines.iter().any(|l| l.contains("job done")), "{log}");
+        // The Kubernetes call's span sits inside the job's.
+        assert!(
+            lines.iter().any(|l| l.contains("retrying Kubernetes call")
+                && l.contains("cluster=staging")
+                && l.contains("verb=\"patch\"")
+                && l.contains("namespace=\"staging\"")
+                && l.contains("name=\"checkout\"")),
+            "{log}"
+        );
+    }
+);
+
+/// Log text without its terminal colour codes.
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

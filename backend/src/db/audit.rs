@@ -69,11 +69,20 @@ impl AuditActor {
             ip: "local".into(),
         }
     }
-    /// Rollway itself (first start, the engine).
+    /// Rollway itself (first start).
     pub fn system() -> Self {
         Self {
             account_id: None,
             name: "system".into(),
+            ip: "local".into(),
+        }
+    }
+
+    /// The engine, as the timeline names its entries.
+    pub fn engine() -> Self {
+        Self {
+            account_id: None,
+            name: "engine".into(),
             ip: "local".into(),
         }
     }

@@ -10,10 +10,10 @@ use utoipa::ToSchema;
 
 use super::audit::{self, AuditActor, Change, snapshot};
 use super::{Db, Tx, now_ms};
-use crate::domain::cluster::{Environment, validate_kubeconfig};
+use crate::domain::cluster::{ClusterAccess, ClusterCredentials, Environment, validate_kubeconfig};
 use crate::domain::tree::validate_name;
 use crate::error::{Error, Result, is_unique_violation};
-use crate::secret::{Sealer, Secret};
+use crate::secret::{Sealer, Secret, sha256_hex};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Cluster {
@@ -307,26 +307,39 @@ pub async fn list(pool: &AnyPool) -> Result<Vec<Cluster>> {
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
-/// The stored kubeconfig and context, decrypted, for the Kubernetes driver.
-pub async fn credentials(
-    pool: &AnyPool,
-    sealer: &Sealer,
-    id: i64,
-) -> Result<Option<(Secret<String>, Option<String>)>> {
-    let row = sqlx::query("SELECT kubeconfig_sealed, kube_context FROM clusters WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("no cluster with id {id}")))?;
+/// Cluster `id`'s stored connection, its kubeconfig opened, for the
+/// Kubernetes driver. The one place a sealed kubeconfig is opened (with
+/// the cluster id as associated data); a kubeconfig that cannot be opened
+/// is [`ClusterAccess::Unreadable`], for the driver to refuse by name.
+pub async fn credentials(pool: &AnyPool, sealer: &Sealer, id: i64) -> Result<ClusterCredentials> {
+    let row = sqlx::query(
+        "SELECT name, kubeconfig_sealed, kube_context, in_cluster FROM clusters WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("no cluster with id {id}")))?;
+    let name: String = row.try_get("name")?;
     let sealed: Option<String> = row.try_get("kubeconfig_sealed")?;
     let context: Option<String> = row.try_get("kube_context")?;
-    match sealed {
-        None => Ok(None),
-        Some(s) => {
-            let yaml = sealer
-                .open(&s, &aad(id))
-                .map_err(|e| Error::Internal(anyhow::anyhow!("cluster {id}: {e}")))?;
-            Ok(Some((yaml, context)))
-        }
-    }
+    let in_cluster = row.try_get::<i64, _>("in_cluster")? != 0;
+    let fingerprint = sha256_hex(&format!(
+        "{}|{}|{in_cluster}",
+        sealed.as_deref().unwrap_or(""),
+        context.as_deref().unwrap_or("")
+    ));
+    let access = match (in_cluster, sealed) {
+        (true, _) => ClusterAccess::InCluster,
+        (false, None) => ClusterAccess::Missing,
+        (false, Some(sealed)) => match sealer.open(&sealed, &aad(id)) {
+            Ok(yaml) => ClusterAccess::Kubeconfig { yaml, context },
+            Err(_) => ClusterAccess::Unreadable,
+        },
+    };
+    Ok(ClusterCredentials {
+        id,
+        name,
+        access,
+        fingerprint,
+    })
 }

@@ -1,59 +1,174 @@
-//! The engine's durable jobs. A job is queued in the same transaction as
-//! the state change that asks for it; workers claim due jobs with a lease
+//! The engine's durable jobs and their leases. A job names its kind (the
+//! engine's registry knows which kinds it runs) and its subject (what it
+//! works on). It is queued in the same transaction as the change that asks
+//! for it; workers claim due jobs of the kinds they run with a lease
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer lock on
 //! SQLite), renew it while they work, and a job whose lease ran out is
 //! claimed again by whichever worker comes next.
+//!
+//! Fencing lives here too: every write a job makes checks, inside its own
+//! transaction, that the job's lease is still the writer's
+//! ([`check_lease`]), so a worker that lost its lease cannot write over the
+//! one that took the job over.
 
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
-use super::work_orders::JobLease;
 use super::{Db, DbKind, Tx, now_ms};
-use crate::domain::work_order::JobKind;
 use crate::error::{Error, Result, is_unique_violation};
+
+/// What a job works on. At most one job per subject is queued at a time
+/// (index `jobs_one_queued_per_subject`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// Stage `position` of work order `work_order_id` (its `stage_runs` row).
+    StageRun { work_order_id: i64, position: i64 },
+}
+
+impl Subject {
+    /// The subject's type as `jobs.subject_kind` stores it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::StageRun { .. } => "stage_run",
+        }
+    }
+
+    /// The work order the job belongs to, if any.
+    pub fn work_order_id(&self) -> Option<i64> {
+        match self {
+            Subject::StageRun { work_order_id, .. } => Some(*work_order_id),
+        }
+    }
+
+    /// The stage run, if the subject is one.
+    pub fn stage(&self) -> Option<(i64, i64)> {
+        match self {
+            Subject::StageRun {
+                work_order_id,
+                position,
+            } => Some((*work_order_id, *position)),
+        }
+    }
+
+    fn from_row(row: &AnyRow) -> Result<Self> {
+        let kind: String = row.try_get("subject_kind")?;
+        match kind.as_str() {
+            "stage_run" => Ok(Subject::StageRun {
+                work_order_id: row
+                    .try_get::<Option<i64>, _>("work_order_id")?
+                    .unwrap_or_default(),
+                position: row
+                    .try_get::<Option<i64>, _>("stage_position")?
+                    .unwrap_or_default(),
+            }),
+            other => Err(Error::Internal(anyhow::anyhow!(
+                "job of subject type '{other}', which this version does not know"
+            ))),
+        }
+    }
+}
+
+/// A job a worker holds: its writes are fenced on the lease, so a worker
+/// that lost its lease cannot write over the one that took over.
+#[derive(Debug, Clone)]
+pub struct JobLease {
+    pub job_id: i64,
+    pub owner: String,
+}
 
 /// A claimed job.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,
-    pub kind: JobKind,
-    pub work_order_id: i64,
-    pub stage_position: i64,
+    /// The kind's registered name (`jobs.kind`).
+    pub kind: String,
+    pub subject: Subject,
     /// Claims so far, this one included.
     pub attempts: i64,
     pub lease: JobLease,
 }
 
-/// Queues a job for stage `position` of order `work_order_id` inside the
-/// caller's transaction.
-pub(crate) async fn enqueue(
-    tx: &mut Tx,
-    kind: JobKind,
-    work_order_id: i64,
-    position: i64,
-    now: i64,
-) -> Result<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO jobs (kind, work_order_id, stage_position, state, attempts, run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'queued', 0, $4, $4, $4) RETURNING id",
+/// Checks inside `tx` that `lease` still holds its job (and touches it):
+/// [`Error::LeaseLost`] when another worker has it or it is done.
+pub(crate) async fn check_lease(tx: &mut Tx, lease: &JobLease) -> Result<()> {
+    let held = sqlx::query(
+        "UPDATE jobs SET updated_at = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'queued'",
     )
-    .bind(kind.as_str())
-    .bind(work_order_id)
-    .bind(position)
+    .bind(now_ms())
+    .bind(lease.job_id)
+    .bind(&lease.owner)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if held == 0 {
+        return Err(Error::LeaseLost {
+            job_id: lease.job_id,
+        });
+    }
+    Ok(())
+}
+
+/// Ends the job of `lease` inside `tx`, the transaction of the write that
+/// closes its work (checked with [`check_lease`] before). The owner stays
+/// on the row: who finished it.
+pub(crate) async fn close(tx: &mut Tx, lease: &JobLease, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $1 WHERE id = $2",
+    )
     .bind(now)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(|e| {
+    .bind(lease.job_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Queues job `kind` for `subject` inside the caller's transaction. A
+/// subject with a queued job already is a conflict.
+pub(crate) async fn enqueue(tx: &mut Tx, kind: &str, subject: Subject, now: i64) -> Result<i64> {
+    let inserted = match subject {
+        Subject::StageRun {
+            work_order_id,
+            position,
+        } => {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO jobs (kind, subject_kind, subject_id, work_order_id, stage_position, state, attempts, \
+                 run_at, created_at, updated_at) \
+                 SELECT $1, $2, s.id, s.work_order_id, s.position, 'queued', 0, $3, $3, $3 \
+                 FROM stage_runs s WHERE s.work_order_id = $4 AND s.position = $5 RETURNING id",
+            )
+            .bind(kind)
+            .bind(subject.kind())
+            .bind(now)
+            .bind(work_order_id)
+            .bind(position)
+            .fetch_one(&mut **tx)
+            .await
+        }
+    };
+    inserted.map_err(|e| {
         if is_unique_violation(&e) {
-            Error::Conflict(format!("stage {position} is already being worked on"))
+            match subject {
+                Subject::StageRun { position, .. } => {
+                    Error::Conflict(format!("stage {position} is already being worked on"))
+                }
+            }
         } else {
             e.into()
         }
     })
 }
 
-/// Claims up to `limit` due jobs for `owner` with a lease of `lease_ms`.
-pub async fn claim(db: &Db, owner: &str, lease_ms: i64, limit: i64) -> Result<Vec<Job>> {
-    if limit <= 0 {
+/// Claims up to `limit` due jobs of the given `kinds` for `owner` with a
+/// lease of `lease_ms`. Jobs of other kinds (a newer server's) are left for
+/// a worker that runs them.
+pub async fn claim(
+    db: &Db,
+    owner: &str,
+    kinds: &[&str],
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<Job>> {
+    if limit <= 0 || kinds.is_empty() {
         return Ok(Vec::new());
     }
     let now = now_ms();
@@ -61,34 +176,35 @@ pub async fn claim(db: &Db, owner: &str, lease_ms: i64, limit: i64) -> Result<Ve
         DbKind::Sqlite => "",
         DbKind::Postgres => "FOR UPDATE SKIP LOCKED",
     };
+    let kind_list: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 5)).collect();
     let sql = format!(
         "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
          WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $3 \
-         AND (lease_until IS NULL OR lease_until < $3) ORDER BY run_at, id LIMIT $4 {lock}) \
-         RETURNING id, kind, work_order_id, stage_position, attempts"
+         AND (lease_until IS NULL OR lease_until < $3) AND kind IN ({}) ORDER BY run_at, id LIMIT $4 {lock}) \
+         RETURNING id, kind, subject_kind, work_order_id, stage_position, attempts",
+        kind_list.join(", ")
     );
     let mut tx = db.begin_write().await?;
-    let rows = sqlx::query(&sql)
+    let mut query = sqlx::query(&sql)
         .bind(owner)
         .bind(now + lease_ms)
         .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+        .bind(limit);
+    for kind in kinds {
+        query = query.bind(*kind);
+    }
+    let rows = query.fetch_all(&mut *tx).await?;
     tx.commit().await?;
     rows.iter()
         .map(|r| {
-            let kind: String = r.try_get("kind")?;
+            let id: i64 = r.try_get("id")?;
             Ok(Job {
-                id: r.try_get("id")?,
-                kind: kind
-                    .parse()
-                    .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?,
-                work_order_id: r.try_get("work_order_id")?,
-                stage_position: r.try_get("stage_position")?,
+                id,
+                kind: r.try_get("kind")?,
+                subject: Subject::from_row(r)?,
                 attempts: r.try_get("attempts")?,
                 lease: JobLease {
-                    job_id: r.try_get("id")?,
+                    job_id: id,
                     owner: owner.to_string(),
                 },
             })
@@ -145,11 +261,13 @@ pub async fn release_all(db: &Db, owner: &str) -> Result<u64> {
     .rows_affected())
 }
 
-/// Ends a job whose work no longer applies (the stage moved on).
+/// Ends a job still queued and held by `lease` (its work no longer
+/// applies, or its kind's last write did not close it), keeping `note`. A
+/// job already closed by that write is left as it is.
 pub async fn finish(db: &Db, lease: &JobLease, note: &str) -> Result<()> {
     sqlx::query(
         "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = $1, updated_at = $2 \
-         WHERE id = $3 AND lease_owner = $4",
+         WHERE id = $3 AND lease_owner = $4 AND state = 'queued'",
     )
     .bind(note)
     .bind(now_ms())

@@ -13,6 +13,7 @@ use sqlx::{AnyPool, Row};
 use super::accounts::Account;
 use super::approvers::approvers_of;
 use super::audit::{self, AuditActor, Change};
+use super::jobs::{self, JobLease, Subject, check_lease};
 use super::release_items::ReleaseItem;
 use super::work_order_views::{COLUMNS, FROM, WorkOrder, from_row, not_found};
 use super::{Db, Tx, now_ms};
@@ -197,7 +198,8 @@ pub async fn file(
     Ok(Filing::Filed(Box::new(order)))
 }
 
-/// Where a stage run deploys to.
+/// Where a stage run deploys to, and where it stands: what the deploy
+/// preflight, the pod pages and the engine's stage jobs read.
 #[derive(Debug, Clone)]
 pub struct StageTarget {
     /// `rolling` or `canary`.
@@ -208,13 +210,23 @@ pub struct StageTarget {
     pub namespace: String,
     pub deployment: String,
     pub container: String,
+    /// The image the order releases (`image_repository:version`).
+    pub image: String,
+    pub status: StageStatus,
+    /// What the stage's deploy replaced (recorded before its first write).
+    pub replaced_image: Option<String>,
+    pub replaced_revision: Option<String>,
+    /// The replaced pod template, as JSON.
+    pub replaced_template: Option<String>,
 }
 
 /// The app, cluster and Deployment of stage `position` of order `id`.
 pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<StageTarget> {
     let row = sqlx::query(
-        "SELECT s.strategy, p.name AS app, p.cluster_id, c.name AS cluster, p.namespace, p.deployment, p.container \
-         FROM stage_runs s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
+        "SELECT s.strategy, p.name AS app, p.cluster_id, c.name AS cluster, p.namespace, p.deployment, p.container, \
+         w.image, s.status, s.replaced_image, s.replaced_revision, s.replaced_template \
+         FROM stage_runs s JOIN work_orders w ON w.id = s.work_order_id \
+         JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
          WHERE s.work_order_id = $1 AND s.position = $2",
     )
     .bind(id)
@@ -222,6 +234,7 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
     .fetch_optional(pool)
     .await?
     .ok_or_else(|| Error::NotFound(format!("work order {id} has no stage {position}")))?;
+    let status: String = row.try_get("status")?;
     Ok(StageTarget {
         strategy: row.try_get("strategy")?,
         app: row.try_get("app")?,
@@ -230,6 +243,13 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
         namespace: row.try_get("namespace")?,
         deployment: row.try_get("deployment")?,
         container: row.try_get("container")?,
+        image: row.try_get("image")?,
+        status: status
+            .parse()
+            .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?,
+        replaced_image: row.try_get("replaced_image")?,
+        replaced_revision: row.try_get("replaced_revision")?,
+        replaced_template: row.try_get("replaced_template")?,
     })
 }
 
@@ -332,39 +352,11 @@ pub enum Source<'a> {
     },
 }
 
-/// A job the engine holds: written changes are fenced on the lease, so a
-/// worker that lost its lease cannot report over the one that took over.
-#[derive(Debug, Clone)]
-pub struct JobLease {
-    pub job_id: i64,
-    pub owner: String,
-}
-
 /// What the engine learnt from Kubernetes along with a report.
 #[derive(Debug, Clone, Default)]
 pub struct StageRecord {
     pub new_revision: Option<String>,
     pub restored_revision: Option<String>,
-}
-
-/// Checks that `lease` still holds its job (and touches it).
-pub(crate) async fn check_lease(tx: &mut Tx, lease: &JobLease) -> Result<()> {
-    let held = sqlx::query(
-        "UPDATE jobs SET updated_at = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'queued'",
-    )
-    .bind(now_ms())
-    .bind(lease.job_id)
-    .bind(&lease.owner)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if held == 0 {
-        return Err(Error::Conflict(format!(
-            "job {} is no longer held by this worker",
-            lease.job_id
-        )));
-    }
-    Ok(())
 }
 
 /// Applies `command` to order `id` through the state machine and writes
@@ -446,17 +438,14 @@ pub async fn apply(
         )
     {
         // The job's work is over with this report.
-        // The owner stays on the row: who finished it.
-        sqlx::query(
-            "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = $1 WHERE id = $2",
-        )
-        .bind(now)
-        .bind(job.job_id)
-        .execute(&mut *tx)
-        .await?;
+        jobs::close(&mut tx, job, now).await?;
     }
     if let (Some(kind), Some(position)) = (transition.job, stage_position) {
-        crate::db::jobs::enqueue(&mut tx, kind, id, position, now).await?;
+        let subject = Subject::StageRun {
+            work_order_id: id,
+            position,
+        };
+        jobs::enqueue(&mut tx, kind.as_str(), subject, now).await?;
     }
     add_event(
         &mut tx,
@@ -536,7 +525,7 @@ pub async fn record_replaced(
         add_event(
             &mut tx,
             id,
-            &crate::engine::engine_actor(),
+            &AuditActor::engine(),
             "deploying",
             message,
             Some(position),

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::secret::Secret;
+
 /// Largest kubeconfig accepted.
 pub const MAX_KUBECONFIG_BYTES: usize = 256 * 1024;
 
@@ -213,6 +215,36 @@ pub fn validate_k8s_name(field: &str, value: &str) -> Result<(), String> {
             "{field} '{value}' is not a Kubernetes name (lowercase letters, digits and '-', at most 63)"
         ))
     }
+}
+
+/// How to reach a cluster: its stored connection, opened by
+/// `db::clusters::credentials` (the one place that unseals a kubeconfig)
+/// and handed to the Kubernetes driver, which runs no query of its own.
+#[derive(Debug, Clone)]
+pub struct ClusterCredentials {
+    pub id: i64,
+    pub name: String,
+    pub access: ClusterAccess,
+    /// Changes whenever the stored connection changes: the driver keeps a
+    /// cluster's client while it stays the same.
+    pub fingerprint: String,
+}
+
+/// What a cluster's stored connection holds.
+#[derive(Debug, Clone)]
+pub enum ClusterAccess {
+    /// A kubeconfig (opened) and the context to use (its current one when
+    /// absent).
+    Kubeconfig {
+        yaml: Secret<String>,
+        context: Option<String>,
+    },
+    /// Rollway runs inside the cluster and uses its service account.
+    InCluster,
+    /// No kubeconfig is stored.
+    Missing,
+    /// The stored kubeconfig cannot be opened (the secret key changed).
+    Unreadable,
 }
 
 #[cfg(test)]

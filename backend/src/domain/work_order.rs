@@ -273,7 +273,11 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    pub fn as_str(self) -> &'static str {
+    /// Every kind of work the state machine asks for.
+    pub const ALL: [JobKind; 2] = [JobKind::Deploy, JobKind::Rollback];
+
+    /// The name of the engine's job kind that does this work (`jobs.kind`).
+    pub const fn as_str(self) -> &'static str {
         match self {
             JobKind::Deploy => "deploy",
             JobKind::Rollback => "rollback",

@@ -1,795 +1,251 @@
-//! The durable deploy engine. Stage work lives in the `jobs` table, queued
-//! in the same transaction as the state change that asks for it. Each
-//! server runs one engine: it claims due jobs with a lease, renews the
-//! lease while it works, and gives leases back when it stops; a job whose
-//! server died is claimed again once its lease runs out. Before any write
-//! the engine compares the live pod template with the one it wants, so a
-//! resumed job never writes twice. Progress is followed on a shared watch
-//! of the namespace's Deployments, with a slow re-read as a safety net.
+//! The durable job engine. Work lives in the `jobs` table, queued in the
+//! same transaction as the change that asks for it; a job row names its
+//! kind and its subject (`db::jobs`). The runner ([`Engine`], `runner.rs`)
+//! is the same for every kind: it claims due jobs of the kinds it knows
+//! with a lease, renews the leases while the jobs run, retries with backoff
+//! what can be retried, gives up after `max_attempts`, and gives its leases
+//! back when it stops; a job whose server died is claimed again once its
+//! lease runs out. Every write a job makes is fenced on its lease
+//! (`db::jobs::check_lease`), so a worker that lost a job stops at its next
+//! write.
+//!
+//! Each kind of job is a module implementing [`Kind`] and registered in
+//! [`kinds`]: `rolling.rs` deploys a stage's image and follows the rollout,
+//! `rollback.rs` restores what a stage replaced. What the stage-run kinds
+//! share (reading the stage, writing only when the live template differs,
+//! following the rollout on the shared watch, reporting through the state
+//! machine) is in `stage.rs`.
+//!
+//! Adding a kind: write `engine/<kind>.rs` with a unit struct implementing
+//! [`Kind`] (its `NAME` is what its job rows carry), add `mod <kind>;` and
+//! one `.with(<kind>::…)` line to [`kinds`], and queue its jobs with
+//! `db::jobs::enqueue` in the transaction that asks for the work. No other
+//! kind changes.
 
+mod rollback;
+mod rolling;
+mod runner;
+mod stage;
+
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::PodTemplateSpec;
-use sqlx::Row;
-use tokio::sync::{Notify, Semaphore, watch};
+use futures::future::BoxFuture;
+use tokio::sync::Notify;
 
-use crate::db::audit::AuditActor;
-use crate::db::jobs::{self, Job};
-use crate::db::work_orders::{self, Source, StageRecord};
-use crate::db::{Db, now_ms};
-use crate::domain::work_order::{Command, JobKind, Outcome, StageStatus};
-use crate::error::Error;
-use crate::kube::deployment::{self, Progress};
-use crate::kube::{ClusterClient, KubeDriver, KubeError};
+use crate::db::Db;
+use crate::db::jobs::Job;
+use crate::kube::{KubeDriver, KubeError};
 use crate::secret::Sealer;
 
-/// How the engine paces itself.
-#[derive(Debug, Clone, Copy)]
-pub struct EngineSettings {
-    /// How long a claimed job stays this server's without a renewal.
-    pub lease: Duration,
-    /// Jobs one server works on at once.
-    pub max_jobs: usize,
-    /// How often other servers' new jobs are looked for.
-    pub poll: Duration,
-    /// Re-read of a Deployment when its watch has been quiet this long.
-    pub recheck: Duration,
-    /// Claims of a job that keeps failing before its stage is failed.
-    pub max_attempts: i64,
-}
+pub use runner::{Engine, EngineSettings};
 
-impl Default for EngineSettings {
-    fn default() -> Self {
-        Self {
-            lease: Duration::from_secs(15),
-            max_jobs: 1000,
-            poll: Duration::from_secs(1),
-            recheck: Duration::from_secs(10),
-            max_attempts: 8,
-        }
-    }
-}
-
-/// How a step of a job ended when it did not finish the job.
-#[derive(Debug)]
-enum Stop {
-    /// Try again later (the cluster did not answer).
-    Retry(String),
-    /// The job is no longer this worker's.
+/// Why a job's work stopped before it was done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The job's lease is no longer this worker's (another worker took the
+    /// job over): nothing more is written.
+    #[error("the job's lease is no longer held")]
     Lost,
+    /// Worth trying again later (the cluster or the database did not
+    /// answer); the runner retries with backoff.
+    #[error("{0}")]
+    Retry(String),
+    /// The work cannot succeed; the runner has the kind record the failure
+    /// ([`Kind::fail`]).
+    #[error("{0}")]
+    Fail(String),
 }
 
-type Step<T> = Result<T, Stop>;
-
-/// One server's engine.
-pub struct Engine {
-    db: Db,
-    sealer: Sealer,
-    kube: Arc<KubeDriver>,
-    owner: String,
-    settings: EngineSettings,
-    wake: Notify,
-    slots: Arc<Semaphore>,
-    stop: watch::Sender<bool>,
-    /// Jobs being worked on here: only their leases are renewed.
-    running: std::sync::Mutex<std::collections::HashSet<i64>>,
-}
-
-/// Takes a job off the running set when its task ends, even by a panic.
-struct Running<'a>(&'a Engine, i64);
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut running) = self.0.running.lock() {
-            running.remove(&self.1);
+impl From<crate::error::Error> for Error {
+    /// A fenced write refused for a lost lease is [`Error::Lost`]; any other
+    /// database failure is worth retrying.
+    fn from(e: crate::error::Error) -> Self {
+        match e {
+            crate::error::Error::LeaseLost { .. } => Error::Lost,
+            other => Error::Retry(format!("{other:#}")),
         }
     }
 }
 
-/// What a job works on, read fresh at each claim.
-struct StageContext {
-    order_id: i64,
-    position: i64,
-    target_image: String,
-    status: StageStatus,
-    replaced_image: Option<String>,
-    replaced_revision: Option<String>,
-    replaced_template: Option<String>,
-    cluster_id: i64,
-    cluster: String,
-    namespace: String,
-    deployment: String,
-    container: String,
-}
-
-impl StageContext {
-    fn name(&self) -> String {
-        format!("{}/{}", self.namespace, self.deployment)
+impl From<KubeError> for Error {
+    /// Transient Kubernetes failures are retried; a refusal, a missing
+    /// object or an unusable cluster fails the job.
+    fn from(e: KubeError) -> Self {
+        match e {
+            KubeError::Transient(m) => Error::Retry(m),
+            other => Error::Fail(other.message().to_string()),
+        }
     }
 }
 
-impl Engine {
-    pub fn new(
-        db: Db,
-        sealer: Sealer,
-        kube: Arc<KubeDriver>,
-        settings: EngineSettings,
-    ) -> Arc<Self> {
-        let owner = format!(
-            "{}-{}-{:08x}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "rollway".into()),
-            std::process::id(),
-            rand::random::<u32>()
-        );
-        Arc::new(Self {
-            db,
-            sealer,
-            kube,
-            owner,
-            settings,
-            wake: Notify::new(),
-            slots: Arc::new(Semaphore::new(settings.max_jobs)),
-            stop: watch::channel(false).0,
-            running: std::sync::Mutex::new(std::collections::HashSet::new()),
-        })
-    }
+/// How a job's work ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    /// Its last write recorded the outcome on the subject (and closed the
+    /// job in the same transaction).
+    Recorded,
+    /// There was nothing (more) to do; the note, kept on the job, says why.
+    Moot(String),
+}
 
-    /// This server's name on the leases it holds.
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
+/// What every job works with: the database, the sealer that opens stored
+/// credentials, the Kubernetes driver and the engine's pacing.
+pub struct Context {
+    pub db: Db,
+    pub sealer: Sealer,
+    pub kube: Arc<KubeDriver>,
+    pub settings: EngineSettings,
+    wake: Notify,
+}
 
-    /// Looks for due jobs now (a job was just queued here).
+impl Context {
+    /// Has the runner look for due jobs now (a job just queued another).
     pub fn wake(&self) {
         self.wake.notify_one();
     }
+}
 
-    /// Runs until [`Engine::shutdown`].
-    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let engine = self.clone();
-        tokio::spawn(async move { engine.run().await })
-    }
+/// One kind of job: the name its rows carry, its work, and what it records
+/// when the work fails for good. Lease, renewal, retries and giving up are
+/// the runner's.
+pub trait Kind: Send + Sync + 'static {
+    /// The name job rows of this kind carry (`jobs.kind`).
+    const NAME: &'static str;
 
-    /// Stops claiming, stops the running jobs and gives their leases back
-    /// so another server takes them over at once.
-    pub async fn shutdown(&self) {
-        self.stop.send_replace(true);
-        match jobs::release_all(&self.db, &self.owner).await {
-            Ok(n) if n > 0 => tracing::info!(jobs = n, "gave back job leases"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not give back job leases"),
-        }
-    }
+    /// Works on `job` to its end. Every write is fenced on `job.lease`.
+    /// [`Error::Retry`] has the runner try again later, [`Error::Fail`]
+    /// has it call [`Kind::fail`], [`Error::Lost`] lets the job go.
+    fn run(&self, ctx: &Context, job: &Job) -> impl Future<Output = Result<Done, Error>> + Send;
 
-    async fn run(self: Arc<Self>) {
-        tokio::spawn(self.clone().renew_leases());
-        let mut stop = self.stop.subscribe();
-        let lease_ms = self.settings.lease.as_millis() as i64;
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let free = self.slots.available_permits().min(100);
-            let mut claimed = 0;
-            if free > 0 {
-                match jobs::claim(&self.db, &self.owner, lease_ms, free as i64).await {
-                    Ok(found) => {
-                        claimed = found.len();
-                        for job in found {
-                            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                                break;
-                            };
-                            let engine = self.clone();
-                            tokio::spawn(async move {
-                                engine.drive(job).await;
-                                drop(permit);
-                            });
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
-                }
-            }
-            if claimed == free && claimed > 0 {
-                continue;
-            }
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.settings.poll) => {}
-                _ = stop.changed() => return,
-            }
-        }
-    }
-
-    /// Renews every lease this server holds, all in one statement, three
-    /// times per lease period.
-    async fn renew_leases(self: Arc<Self>) {
-        let mut stop = self.stop.subscribe();
-        let lease_ms = self.settings.lease.as_millis() as i64;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.settings.lease / 3) => {}
-                _ = stop.changed() => return,
-            }
-            let ids: Vec<i64> = self
-                .running
-                .lock()
-                .map(|r| r.iter().copied().collect())
-                .unwrap_or_default();
-            if let Err(e) = jobs::renew(&self.db, &self.owner, &ids, lease_ms).await {
-                tracing::warn!(error = %e, "renewing job leases failed");
-            }
-        }
-    }
-
-    /// Works on one job. Its lease is renewed by [`Engine::renew_leases`];
-    /// every write the job makes is fenced on it, so a job that lost its
-    /// lease stops at its next write.
-    async fn drive(self: Arc<Self>, job: Job) {
-        if let Ok(mut running) = self.running.lock() {
-            running.insert(job.id);
-        }
-        let _running = Running(&self, job.id);
-        let mut stop = self.stop.subscribe();
-        let result = tokio::select! {
-            r = self.work(&job) => r,
-            _ = stop.changed() => return,
-        };
-        match result {
-            Ok(()) => {}
-            Err(Stop::Lost) => {
-                tracing::info!(job = job.id, "job taken over by another worker");
-            }
-            Err(Stop::Retry(message)) => {
-                if job.attempts >= self.settings.max_attempts {
-                    let message = format!("gave up after {} attempts: {message}", job.attempts);
-                    if let Err(Stop::Retry(e)) = self
-                        .report(&job, Outcome::Failed, message, StageRecord::default())
-                        .await
-                    {
-                        tracing::warn!(job = job.id, error = %e, "could not record a failure");
-                    }
-                    return;
-                }
-                let pause = 1000_i64 << job.attempts.clamp(0, 6);
-                tracing::info!(job = job.id, attempt = job.attempts, error = %message, "job will be retried");
-                if let Err(e) =
-                    jobs::retry_at(&self.db, &job.lease, now_ms() + pause, &message).await
-                {
-                    tracing::warn!(job = job.id, error = %e, "could not reschedule a job");
-                }
-            }
-        }
-    }
-
-    async fn work(&self, job: &Job) -> Step<()> {
-        let ctx = self.context(job).await?;
-        let expected = match job.kind {
-            JobKind::Deploy => {
-                matches!(ctx.status, StageStatus::Deploying | StageStatus::Verifying)
-            }
-            JobKind::Rollback => ctx.status == StageStatus::RollingBack,
-        };
-        if !expected {
-            let note = format!("stage is {}; nothing to do", ctx.status);
-            jobs::finish(&self.db, &job.lease, &note)
-                .await
-                .map_err(retry)?;
-            return Ok(());
-        }
-        let client = match self
-            .kube
-            .client(&self.db, &self.sealer, ctx.cluster_id)
-            .await
-        {
-            Ok(client) => client,
-            Err(KubeError::Transient(m)) => return Err(Stop::Retry(m)),
-            Err(e) => return self.fail(job, e.message().to_string()).await,
-        };
-        let Some(live) = self.read(job, &client, &ctx).await? else {
-            return Ok(());
-        };
-        match job.kind {
-            JobKind::Deploy => self.deploy(job, &client, &ctx, live).await,
-            JobKind::Rollback => self.rollback(job, &client, &ctx, live).await,
-        }
-    }
-
-    /// Reads the stage's Deployment; fails the stage when it is gone.
-    async fn read(
+    /// Records on the job's subject that its work failed for good
+    /// (`message` says why): `run` answered [`Error::Fail`], or its retries
+    /// ran out.
+    fn fail(
         &self,
+        ctx: &Context,
         job: &Job,
-        client: &ClusterClient,
-        ctx: &StageContext,
-    ) -> Step<Option<Deployment>> {
-        match client.deployment(&ctx.namespace, &ctx.deployment).await {
-            Ok(Some(d)) => Ok(Some(d)),
-            Ok(None) => {
-                self.fail(
-                    job,
-                    format!(
-                        "Deployment {} does not exist in cluster {}",
-                        ctx.name(),
-                        ctx.cluster
-                    ),
-                )
-                .await?;
-                Ok(None)
-            }
-            Err(KubeError::Transient(m)) => Err(Stop::Retry(m)),
-            Err(e) => {
-                self.fail(job, e.message().to_string()).await?;
-                Ok(None)
-            }
-        }
-    }
-
-    async fn deploy(
-        &self,
-        job: &Job,
-        client: &ClusterClient,
-        ctx: &StageContext,
-        live: Deployment,
-    ) -> Step<()> {
-        let Some(image) = deployment::container_image(&live, &ctx.container).map(str::to_string)
-        else {
-            return self
-                .fail(
-                    job,
-                    format!(
-                        "Deployment {} has no container {} (it has {})",
-                        ctx.name(),
-                        ctx.container,
-                        deployment::container_names(&live).join(", ")
-                    ),
-                )
-                .await;
-        };
-        if ctx.replaced_image.is_none() {
-            // Recorded before the write, so a resumed job knows what was
-            // there and a rollback has something to restore.
-            let revision = deployment::revision(&live.metadata);
-            let template = serde_json::to_string(&live.spec.template).unwrap_or_default();
-            let message = format!(
-                "{} in {}: {image}{} → {}",
-                ctx.name(),
-                ctx.cluster,
-                revision
-                    .as_deref()
-                    .map(|r| format!(" (revision {r})"))
-                    .unwrap_or_default(),
-                ctx.target_image
-            );
-            work_orders::record_replaced(
-                &self.db,
-                &job.lease,
-                ctx.order_id,
-                ctx.position,
-                &image,
-                revision.as_deref(),
-                &template,
-                &message,
-            )
-            .await
-            .map_err(lost_or_retry)?;
-        }
-        // Write only when the live template differs from the wanted one.
-        let wanted = |d: &Deployment| {
-            deployment::container_image(d, &ctx.container) == Some(ctx.target_image.as_str())
-        };
-        let patch = |d: Deployment| async move {
-            let version = d.metadata.resource_version.unwrap_or_default();
-            client
-                .patch_image(
-                    &ctx.namespace,
-                    &ctx.deployment,
-                    &ctx.container,
-                    &ctx.target_image,
-                    &version,
-                )
-                .await
-        };
-        let Some(live) = self
-            .write_until(job, client, ctx, live, wanted, |_| None, patch)
-            .await?
-        else {
-            return Ok(());
-        };
-        let target = ctx.target_image.clone();
-        let container = ctx.container.clone();
-        let outcome = self
-            .follow(
-                job,
-                client,
-                ctx,
-                live,
-                ctx.status == StageStatus::Verifying,
-                move |d| deployment::container_image(d, &container) == Some(target.as_str()),
-            )
-            .await?;
-        match outcome {
-            Followed::Complete(d) => {
-                let revision = deployment::revision(&d.metadata);
-                let message = format!(
-                    "{} runs {}{}",
-                    ctx.name(),
-                    ctx.target_image,
-                    revision
-                        .as_deref()
-                        .map(|r| format!(" (revision {r})"))
-                        .unwrap_or_default()
-                );
-                self.report(
-                    job,
-                    Outcome::Succeeded,
-                    message,
-                    StageRecord {
-                        new_revision: revision,
-                        ..StageRecord::default()
-                    },
-                )
-                .await
-            }
-            Followed::Failed(d, message) => {
-                self.report(
-                    job,
-                    Outcome::Failed,
-                    message,
-                    StageRecord {
-                        new_revision: d.as_ref().and_then(|d| deployment::revision(&d.metadata)),
-                        ..StageRecord::default()
-                    },
-                )
-                .await
-            }
-        }
-    }
-
-    async fn rollback(
-        &self,
-        job: &Job,
-        client: &ClusterClient,
-        ctx: &StageContext,
-        live: Deployment,
-    ) -> Step<()> {
-        // What to restore: the template of the ReplicaSet of the replaced
-        // revision (as `kubectl rollout undo`), else the template recorded
-        // when the stage deployed.
-        let wanted_revision = ctx.replaced_revision.clone();
-        let from_history = match &wanted_revision {
-            Some(revision) => match client.replica_sets_of(&live).await {
-                Ok(sets) => sets
-                    .iter()
-                    .find(|rs| {
-                        deployment::revision(&rs.metadata).as_deref() == Some(revision.as_str())
-                    })
-                    .and_then(deployment::template_of),
-                Err(KubeError::Transient(m)) => return Err(Stop::Retry(m)),
-                Err(_) => None,
-            },
-            None => None,
-        };
-        let stored = ctx
-            .replaced_template
-            .as_deref()
-            .and_then(|t| serde_json::from_str::<PodTemplateSpec>(t).ok());
-        let (restore, source) = match (from_history, stored) {
-            (Some(t), _) => (
-                t,
-                format!("revision {}", wanted_revision.clone().unwrap_or_default()),
-            ),
-            (None, Some(t)) => (t, "the pod template recorded before the deploy".to_string()),
-            (None, None) => {
-                return self
-                    .fail(
-                        job,
-                        "nothing to restore: the replaced pod template is unknown".into(),
-                    )
-                    .await;
-            }
-        };
-        let restore_image = deployment::template_image(&restore, &ctx.container)
-            .unwrap_or("?")
-            .to_string();
-        let restored = |d: &Deployment| deployment::same_template(&d.spec.template, &restore);
-        let moved_on = |d: &Deployment| {
-            let current = deployment::container_image(d, &ctx.container).unwrap_or("?");
-            (current != ctx.target_image).then(|| {
-                format!(
-                    "{} now runs {current}, not {} that this stage deployed; not rolling back over a later change",
-                    ctx.name(),
-                    ctx.target_image
-                )
-            })
-        };
-        let write_back = |mut next: Deployment| {
-            next.spec.template = restore.clone();
-            async move { client.replace_deployment(&next).await }
-        };
-        let Some(live) = self
-            .write_until(job, client, ctx, live, restored, moved_on, write_back)
-            .await?
-        else {
-            return Ok(());
-        };
-        let wanted = restore.clone();
-        let outcome = self
-            .follow(job, client, ctx, live, true, move |d| {
-                deployment::same_template(&d.spec.template, &wanted)
-            })
-            .await?;
-        match outcome {
-            Followed::Complete(d) => {
-                let now = deployment::revision(&d.metadata);
-                let message = format!(
-                    "restored {source}: {} runs {restore_image} again{}",
-                    ctx.name(),
-                    now.as_deref()
-                        .map(|r| format!(" (now revision {r})"))
-                        .unwrap_or_default()
-                );
-                self.report(
-                    job,
-                    Outcome::Succeeded,
-                    message,
-                    StageRecord {
-                        restored_revision: wanted_revision,
-                        ..StageRecord::default()
-                    },
-                )
-                .await
-            }
-            Followed::Failed(_, message) => {
-                self.report(
-                    job,
-                    Outcome::Failed,
-                    format!("rollback failed: {message}"),
-                    StageRecord::default(),
-                )
-                .await
-            }
-        }
-    }
-
-    /// Writes with `write` until `done` holds for the live Deployment. A
-    /// 409 reads it again (five times at most); a transient failure retries
-    /// the job later; any other failure, or a reason from `refuse`, fails
-    /// the stage. The Deployment as written, or `None` when the stage was
-    /// failed here.
-    #[allow(clippy::too_many_arguments)]
-    async fn write_until<Fut>(
-        &self,
-        job: &Job,
-        client: &ClusterClient,
-        ctx: &StageContext,
-        mut live: Deployment,
-        done: impl Fn(&Deployment) -> bool,
-        refuse: impl Fn(&Deployment) -> Option<String>,
-        write: impl Fn(Deployment) -> Fut,
-    ) -> Step<Option<Deployment>>
-    where
-        Fut: Future<Output = Result<Deployment, KubeError>>,
-    {
-        let mut conflicts = 0;
-        while !done(&live) {
-            if let Some(reason) = refuse(&live) {
-                self.fail(job, reason).await?;
-                return Ok(None);
-            }
-            match write(live.clone()).await {
-                Ok(written) => live = written,
-                Err(KubeError::Conflict(m)) if conflicts < 5 => {
-                    conflicts += 1;
-                    tracing::debug!(job = job.id, error = %m, "conflict; reading again");
-                    let Some(fresh) = self.read(job, client, ctx).await? else {
-                        return Ok(None);
-                    };
-                    live = fresh;
-                }
-                Err(KubeError::Transient(m)) => return Err(Stop::Retry(m)),
-                Err(e) => {
-                    self.fail(job, e.message().to_string()).await?;
-                    return Ok(None);
-                }
-            }
-        }
-        Ok(Some(live))
-    }
-
-    /// Follows the Deployment until its rollout completes or fails. `ours`
-    /// tells whether the live template is still the one this job wrote.
-    async fn follow(
-        &self,
-        job: &Job,
-        client: &ClusterClient,
-        ctx: &StageContext,
-        mut live: Deployment,
-        mut verifying_reported: bool,
-        ours: impl Fn(&Deployment) -> bool,
-    ) -> Step<Followed> {
-        let watch = self.kube.watch(client, &ctx.namespace);
-        let mut changes = watch.changes();
-        let mut unreachable_since: Option<i64> = None;
-        loop {
-            if let Some(seen) = watch.get(&ctx.deployment)
-                && newer(&seen, &live)
-            {
-                live = (*seen).clone();
-            }
-            if !ours(&live) {
-                return Ok(Followed::Failed(
-                    Some(live.clone()),
-                    format!(
-                        "{} was changed by someone else during the rollout (it now runs {})",
-                        ctx.name(),
-                        deployment::container_image(&live, &ctx.container).unwrap_or("?")
-                    ),
-                ));
-            }
-            match deployment::evaluate(&live) {
-                Progress::Complete => return Ok(Followed::Complete(live)),
-                Progress::Failed(message) => return Ok(Followed::Failed(Some(live), message)),
-                Progress::Verifying(message) if !verifying_reported => {
-                    verifying_reported = true;
-                    if job.kind == JobKind::Deploy {
-                        self.report(job, Outcome::Verifying, message, StageRecord::default())
-                            .await?;
-                    }
-                }
-                _ => {}
-            }
-            tokio::select! {
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        tokio::time::sleep(self.settings.recheck).await;
-                    }
-                }
-                _ = tokio::time::sleep(self.settings.recheck) => {
-                    match client.deployment(&ctx.namespace, &ctx.deployment).await {
-                        Ok(Some(d)) => {
-                            unreachable_since = None;
-                            if !newer(&live, &d) {
-                                live = d;
-                            }
-                        }
-                        Ok(None) => {
-                            return Ok(Followed::Failed(None, format!("Deployment {} was deleted during the rollout", ctx.name())));
-                        }
-                        Err(e) => {
-                            let since = *unreachable_since.get_or_insert_with(now_ms);
-                            tracing::info!(job = job.id, error = %e, "cannot read the Deployment; still waiting");
-                            if now_ms() - since > 15 * 60 * 1000 {
-                                return Err(Stop::Retry(e.message().to_string()));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Records the engine's finding through the state machine.
-    async fn report(
-        &self,
-        job: &Job,
-        outcome: Outcome,
         message: String,
-        record: StageRecord,
-    ) -> Step<()> {
-        let command = Command::Report {
-            stage: job.stage_position as u32,
-            outcome,
-            message,
-        };
-        match work_orders::apply(
-            &self.db,
-            job.work_order_id,
-            &command,
-            Source::Engine { job: &job.lease },
-            &record,
-            &engine_actor(),
-        )
-        .await
-        {
-            Ok(_) => {
-                if matches!(
-                    command,
-                    Command::Report {
-                        outcome: Outcome::Failed,
-                        ..
-                    }
-                ) {
-                    // An automatic rollback may have been queued.
-                    self.wake();
-                }
-                Ok(())
-            }
-            Err(Error::Conflict(m)) if m.contains("no longer held") => Err(Stop::Lost),
-            Err(Error::Conflict(m)) => {
-                tracing::info!(job = job.id, reason = %m, "report no longer applies");
-                jobs::finish(&self.db, &job.lease, &m)
-                    .await
-                    .map_err(retry)?;
-                Ok(())
-            }
-            Err(e) => Err(Stop::Retry(e.to_string())),
+    ) -> impl Future<Output = Result<Done, Error>> + Send;
+}
+
+/// [`Kind`] as the registry holds it (object-safe).
+trait Registered: Send + Sync {
+    fn run<'a>(&'a self, ctx: &'a Context, job: &'a Job) -> BoxFuture<'a, Result<Done, Error>>;
+    fn fail<'a>(
+        &'a self,
+        ctx: &'a Context,
+        job: &'a Job,
+        message: String,
+    ) -> BoxFuture<'a, Result<Done, Error>>;
+}
+
+impl<K: Kind> Registered for K {
+    fn run<'a>(&'a self, ctx: &'a Context, job: &'a Job) -> BoxFuture<'a, Result<Done, Error>> {
+        Box::pin(Kind::run(self, ctx, job))
+    }
+
+    fn fail<'a>(
+        &'a self,
+        ctx: &'a Context,
+        job: &'a Job,
+        message: String,
+    ) -> BoxFuture<'a, Result<Done, Error>> {
+        Box::pin(Kind::fail(self, ctx, job, message))
+    }
+}
+
+/// The kinds an engine runs, by name. It claims jobs of these kinds only,
+/// so a job of a kind this version does not know waits for a server that
+/// does.
+#[derive(Default)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Box<dyn Registered>>,
+}
+
+impl Registry {
+    /// Adds `kind`. Two kinds under one name are a programming error.
+    pub fn with<K: Kind>(mut self, kind: K) -> Self {
+        let previous = self.kinds.insert(K::NAME, Box::new(kind));
+        assert!(previous.is_none(), "job kind {} registered twice", K::NAME);
+        self
+    }
+
+    /// The names of the kinds registered.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.kinds.keys().copied().collect()
+    }
+
+    fn get(&self, name: &str) -> Option<&dyn Registered> {
+        self.kinds.get(name).map(|k| k.as_ref())
+    }
+}
+
+/// Every kind of job this version runs.
+pub fn kinds() -> Registry {
+    Registry::default()
+        .with(rolling::RollingDeploy)
+        .with(rollback::Rollback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::work_order::JobKind;
+
+    #[test]
+    fn every_job_the_state_machine_queues_has_a_kind_to_run_it() {
+        let registry = kinds();
+        for kind in JobKind::ALL {
+            assert!(
+                registry.get(kind.as_str()).is_some(),
+                "no engine kind named {}",
+                kind.as_str()
+            );
+        }
+        assert_eq!(registry.names(), ["deploy", "rollback"]);
+    }
+
+    struct Twin;
+
+    impl Kind for Twin {
+        const NAME: &'static str = "deploy";
+        async fn run(&self, _: &Context, _: &Job) -> Result<Done, Error> {
+            Ok(Done::Recorded)
+        }
+        async fn fail(&self, _: &Context, _: &Job, message: String) -> Result<Done, Error> {
+            Ok(Done::Moot(message))
         }
     }
 
-    async fn fail(&self, job: &Job, message: String) -> Step<()> {
-        self.report(job, Outcome::Failed, message, StageRecord::default())
-            .await
+    #[test]
+    #[should_panic(expected = "job kind deploy registered twice")]
+    fn a_name_runs_one_kind() {
+        let _ = kinds().with(Twin);
     }
 
-    async fn context(&self, job: &Job) -> Step<StageContext> {
-        let row = sqlx::query(
-            "SELECT w.image, s.status, s.replaced_image, s.replaced_revision, s.replaced_template, \
-             p.cluster_id, c.name AS cluster, p.namespace, p.deployment, p.container \
-             FROM stage_runs s JOIN work_orders w ON w.id = s.work_order_id \
-             JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
-             WHERE s.work_order_id = $1 AND s.position = $2",
-        )
-        .bind(job.work_order_id)
-        .bind(job.stage_position)
-        .fetch_one(&self.db.pool)
-        .await
-        .map_err(|e| Stop::Retry(e.to_string()))?;
-        let get = |e: sqlx::Error| Stop::Retry(e.to_string());
-        let status: String = row.try_get("status").map_err(get)?;
-        Ok(StageContext {
-            order_id: job.work_order_id,
-            position: job.stage_position,
-            target_image: row.try_get("image").map_err(get)?,
-            status: status.parse().map_err(Stop::Retry)?,
-            replaced_image: row.try_get("replaced_image").map_err(get)?,
-            replaced_revision: row.try_get("replaced_revision").map_err(get)?,
-            replaced_template: row.try_get("replaced_template").map_err(get)?,
-            cluster_id: row.try_get("cluster_id").map_err(get)?,
-            cluster: row.try_get("cluster").map_err(get)?,
-            namespace: row.try_get("namespace").map_err(get)?,
-            deployment: row.try_get("deployment").map_err(get)?,
-            container: row.try_get("container").map_err(get)?,
-        })
+    #[test]
+    fn a_lost_lease_is_told_apart_by_its_type() {
+        let lost = crate::error::Error::LeaseLost { job_id: 7 };
+        assert_eq!(Error::from(lost), Error::Lost);
+        // A conflict that merely mentions leases is not a lost lease.
+        let conflict = crate::error::Error::Conflict("job 7 is no longer held".into());
+        assert!(matches!(Error::from(conflict), Error::Retry(_)));
     }
-}
 
-enum Followed {
-    Complete(Deployment),
-    Failed(Option<Deployment>, String),
-}
-
-/// Whether `a` is a later version of the object than `b`.
-fn newer(a: &Deployment, b: &Deployment) -> bool {
-    let version = |d: &Deployment| {
-        d.metadata
-            .resource_version
-            .as_deref()
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    match (version(a), version(b)) {
-        (Some(a), Some(b)) => a > b,
-        _ => a.metadata.resource_version != b.metadata.resource_version,
-    }
-}
-
-fn retry(e: Error) -> Stop {
-    Stop::Retry(e.to_string())
-}
-
-fn lost_or_retry(e: Error) -> Stop {
-    match e {
-        Error::Conflict(_) => Stop::Lost,
-        other => Stop::Retry(other.to_string()),
-    }
-}
-
-/// Who the timeline names for the engine's entries.
-pub fn engine_actor() -> AuditActor {
-    AuditActor {
-        account_id: None,
-        name: "engine".into(),
-        ip: "local".into(),
+    #[test]
+    fn kubernetes_failures_retry_only_when_transient() {
+        assert_eq!(
+            Error::from(KubeError::Transient("503".into())),
+            Error::Retry("503".into())
+        );
+        for refusal in [
+            KubeError::Refused("forbidden".into()),
+            KubeError::NotFound("gone".into()),
+            KubeError::Conflict("changed".into()),
+        ] {
+            assert!(matches!(Error::from(refusal), Error::Fail(_)));
+        }
     }
 }

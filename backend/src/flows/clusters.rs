@@ -4,16 +4,18 @@
 use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::app::AppState;
-use crate::db::clusters::Cluster;
+use crate::db::clusters::{self, Cluster};
 use crate::db::work_orders::StageTarget;
 use crate::error::{Error, Result};
 use crate::kube::{ClusterClient, KubeError};
 
-/// The client of cluster `id` (named `name` in errors).
+/// The client of cluster `id` (named `name` in errors): its credentials
+/// opened by `db`, then handed to the driver.
 pub async fn cluster_client(state: &AppState, id: i64, name: &str) -> Result<ClusterClient> {
+    let credentials = clusters::credentials(&state.db.pool, &state.sealer, id).await?;
     state
         .kube
-        .client(&state.db, &state.sealer, id)
+        .client(&credentials)
         .await
         .map_err(|e| kube_error(name, e))
 }

@@ -129,14 +129,19 @@ impl GitlabClient {
         what: &str,
         fut: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        tokio::time::timeout(self.timeout, fut)
+        let answer = tokio::time::timeout(self.timeout, fut)
             .await
             .unwrap_or_else(|_| {
                 Err(Error::Upstream(format!(
                     "GitLab did not answer within {} s while {what}",
                     self.timeout.as_secs()
                 )))
-            })
+            });
+        if let Err(e) = &answer {
+            // In the caller's `gitlab` span, which names the project.
+            tracing::info!(error = %e, "GitLab call failed");
+        }
+        answer
     }
 
     /// The stored settings (never the token).
@@ -276,11 +281,13 @@ impl GitlabClient {
     }
 
     /// Checks the stored connection.
+    #[tracing::instrument(name = "gitlab", skip_all, fields(call = "connect"))]
     pub async fn test_connection(&self, db: &Db, sealer: &Sealer) -> Result<()> {
         self.client(db, sealer).await.map(|_| ())
     }
 
     /// A project by numeric id or `group/path`.
+    #[tracing::instrument(name = "gitlab", skip_all, fields(call = "project", project = %project))]
     pub async fn project(&self, db: &Db, sealer: &Sealer, project: &str) -> Result<Project> {
         let client = self.client(db, sealer).await?;
         let what = format!("looking up project {project}");
@@ -298,6 +305,7 @@ impl GitlabClient {
     }
 
     /// Every tag of a project, newest first.
+    #[tracing::instrument(name = "gitlab", skip_all, fields(call = "tags", project = %project))]
     pub async fn tags(&self, db: &Db, sealer: &Sealer, project: &str) -> Result<Vec<Tag>> {
         let client = self.client(db, sealer).await?;
         let what = format!("listing the tags of {project}");

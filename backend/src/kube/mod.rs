@@ -1,9 +1,11 @@
-//! The Kubernetes driver: one client per cluster built from its stored
-//! kubeconfig (cached, rebuilt when the kubeconfig changes), calls with a
-//! deadline and retries with backoff on 5xx answers and timeouts, one
-//! shared Deployment watch per cluster namespace that rollouts wait on,
-//! and the reading of a Deployment's status the way `kubectl rollout
-//! status` reads it.
+//! The Kubernetes driver: one client per cluster built from the
+//! credentials it is handed (`db::clusters::credentials` opens them; the
+//! driver runs no query), cached and rebuilt when they change; calls with
+//! a deadline and retries with backoff on 5xx answers and timeouts, each in
+//! a `kube` tracing span naming cluster, verb, resource, namespace and
+//! name; one shared Deployment watch per cluster namespace that rollouts
+//! wait on; and the reading of a Deployment's status the way `kubectl
+//! rollout status` reads it.
 
 pub mod deployment;
 pub mod pods;
@@ -20,12 +22,10 @@ use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use sqlx::Row;
 use tokio::sync::watch;
+use tracing::Instrument;
 
-use crate::db::Db;
-use crate::domain::cluster::refuse_external_credentials;
-use crate::secret::Sealer;
+use crate::domain::cluster::{ClusterAccess, ClusterCredentials, refuse_external_credentials};
 
 /// Why a Kubernetes call failed, sorted by what the caller does about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +109,8 @@ impl Default for KubeSettings {
 #[derive(Clone)]
 pub struct ClusterClient {
     pub cluster_id: i64,
+    /// The cluster's name, for spans and messages.
+    pub cluster: String,
     pub client: kube::Client,
     fingerprint: String,
     settings: KubeSettings,
@@ -136,80 +138,69 @@ impl KubeDriver {
         self.settings
     }
 
-    /// The client of cluster `id`, rebuilt when its stored connection
+    /// The client of the cluster `credentials` open, rebuilt when they
     /// changed since the cached one was made.
     pub async fn client(
         &self,
-        db: &Db,
-        sealer: &Sealer,
-        id: i64,
+        credentials: &ClusterCredentials,
     ) -> Result<ClusterClient, KubeError> {
-        let row = sqlx::query(
-            "SELECT name, kubeconfig_sealed, kube_context, in_cluster FROM clusters WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&db.pool)
-        .await
-        .map_err(|e| KubeError::Transient(format!("reading cluster {id}: {e}")))?
-        .ok_or_else(|| KubeError::NotFound(format!("no cluster with id {id}")))?;
-        let name: String = row.try_get("name").unwrap_or_default();
-        let sealed: Option<String> = row.try_get("kubeconfig_sealed").unwrap_or_default();
-        let context: Option<String> = row.try_get("kube_context").unwrap_or_default();
-        let in_cluster: i64 = row.try_get("in_cluster").unwrap_or_default();
-        let fingerprint = format!(
-            "{}|{}|{in_cluster}",
-            sealed.as_deref().unwrap_or(""),
-            context.as_deref().unwrap_or("")
-        );
+        let ClusterCredentials {
+            id,
+            name,
+            access,
+            fingerprint,
+        } = credentials;
+        let id = *id;
         if let Some(cached) = self.clients.lock().expect("clients lock").get(&id)
-            && cached.fingerprint == fingerprint
+            && cached.fingerprint == *fingerprint
         {
             return Ok(cached.clone());
         }
-        let mut config = if in_cluster != 0 {
-            kube::Config::incluster().map_err(|e| {
+        let mut config = match access {
+            ClusterAccess::InCluster => kube::Config::incluster().map_err(|e| {
                 KubeError::Refused(format!(
                     "cluster {name} is set to in-cluster, but Rollway is not running in a cluster: {e}"
                 ))
-            })?
-        } else {
-            let sealed = sealed.ok_or_else(|| {
-                KubeError::Refused(format!(
+            })?,
+            ClusterAccess::Missing => {
+                return Err(KubeError::Refused(format!(
                     "cluster {name} has no kubeconfig; set one on its page"
-                ))
-            })?;
-            let yaml = sealer.open(&sealed, &format!("cluster:{id}")).map_err(|_| {
-                KubeError::Refused(format!(
+                )));
+            }
+            ClusterAccess::Unreadable => {
+                return Err(KubeError::Refused(format!(
                     "the kubeconfig of cluster {name} cannot be decrypted (was the secret key changed?)"
-                ))
-            })?;
-            // Checked again here, not only when stored: a kubeconfig that
-            // reached the table some other way must never run a command or
-            // read a file, so it is refused before kube-rs sees it.
-            serde_yaml::from_str::<serde_yaml::Value>(yaml.expose())
-                .map_err(|_| "it is not valid YAML".to_string())
-                .and_then(|doc| refuse_external_credentials(&doc))
-                .map_err(|why| {
-                    KubeError::Refused(format!(
-                        "the kubeconfig of cluster {name} is refused: {why}"
-                    ))
-                })?;
-            let kubeconfig = Kubeconfig::from_yaml(yaml.expose()).map_err(|e| {
-                KubeError::Refused(format!(
-                    "the kubeconfig of cluster {name} is not usable: {e}"
-                ))
-            })?;
-            let options = KubeConfigOptions {
-                context: context.clone(),
-                ..KubeConfigOptions::default()
-            };
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .map_err(|e| {
+                )));
+            }
+            ClusterAccess::Kubeconfig { yaml, context } => {
+                // Checked again here, not only when stored: a kubeconfig that
+                // reached the table some other way must never run a command or
+                // read a file, so it is refused before kube-rs sees it.
+                serde_yaml::from_str::<serde_yaml::Value>(yaml.expose())
+                    .map_err(|_| "it is not valid YAML".to_string())
+                    .and_then(|doc| refuse_external_credentials(&doc))
+                    .map_err(|why| {
+                        KubeError::Refused(format!(
+                            "the kubeconfig of cluster {name} is refused: {why}"
+                        ))
+                    })?;
+                let kubeconfig = Kubeconfig::from_yaml(yaml.expose()).map_err(|e| {
                     KubeError::Refused(format!(
                         "the kubeconfig of cluster {name} is not usable: {e}"
                     ))
-                })?
+                })?;
+                let options = KubeConfigOptions {
+                    context: context.clone(),
+                    ..KubeConfigOptions::default()
+                };
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .map_err(|e| {
+                        KubeError::Refused(format!(
+                            "the kubeconfig of cluster {name} is not usable: {e}"
+                        ))
+                    })?
+            }
         };
         config.connect_timeout = Some(self.settings.call_timeout);
         // Watches stay open for minutes; other calls carry their own deadline.
@@ -219,8 +210,9 @@ impl KubeDriver {
         })?;
         let built = ClusterClient {
             cluster_id: id,
+            cluster: name.clone(),
             client,
-            fingerprint,
+            fingerprint: fingerprint.clone(),
             settings: self.settings,
         };
         self.clients
@@ -243,7 +235,20 @@ impl KubeDriver {
             return existing;
         }
         watches.retain(|_, w| w.strong_count() > 0);
-        let started = Arc::new(DeploymentWatch::start(cluster.client.clone(), namespace));
+        // Shared by every rollout in the namespace, so no job's span is its parent.
+        let span = tracing::info_span!(
+            parent: None,
+            "kube",
+            cluster = %cluster.cluster,
+            verb = "watch",
+            resource = "deployments",
+            namespace,
+        );
+        let started = Arc::new(DeploymentWatch::start(
+            cluster.client.clone(),
+            namespace,
+            span,
+        ));
         watches.insert(key, Arc::downgrade(&started));
         started
     }
@@ -259,29 +264,31 @@ pub struct DeploymentWatch {
 }
 
 impl DeploymentWatch {
-    fn start(client: kube::Client, namespace: &str) -> Self {
+    fn start(client: kube::Client, namespace: &str, span: tracing::Span) -> Self {
         let api: Api<Deployment> = Api::namespaced(client, namespace);
         let (store, writer) = reflector::store();
         let (tx, changes) = watch::channel(0u64);
-        let ns = namespace.to_string();
-        let task = tokio::spawn(async move {
-            // The server ends each watch after 50 s; the watcher resumes from
-            // the last resourceVersion (relisting on 410 Gone) and backs off
-            // while the cluster is unreachable.
-            let config = watcher::Config::default().timeout(50);
-            let mut stream = std::pin::pin!(reflector::reflector(
-                writer,
-                watcher(api, config).default_backoff()
-            ));
-            while let Some(event) = stream.next().await {
-                match event {
-                    Ok(_) => tx.send_modify(|n| *n += 1),
-                    Err(e) => {
-                        tracing::debug!(namespace = %ns, error = %e, "deployment watch interrupted")
+        let task = tokio::spawn(
+            async move {
+                // The server ends each watch after 50 s; the watcher resumes from
+                // the last resourceVersion (relisting on 410 Gone) and backs off
+                // while the cluster is unreachable.
+                let config = watcher::Config::default().timeout(50);
+                let mut stream = std::pin::pin!(reflector::reflector(
+                    writer,
+                    watcher(api, config).default_backoff()
+                ));
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(_) => tx.send_modify(|n| *n += 1),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "deployment watch interrupted")
+                        }
                     }
                 }
             }
-        });
+            .instrument(span),
+        );
         Self {
             namespace: namespace.to_string(),
             store,
@@ -308,41 +315,99 @@ impl Drop for DeploymentWatch {
     }
 }
 
+/// What a call does to which object: the fields of its tracing span.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    verb: &'static str,
+    resource: &'static str,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    fn new(verb: &'static str, resource: &'static str) -> Self {
+        Self {
+            verb,
+            resource,
+            namespace: None,
+            name: None,
+        }
+    }
+
+    fn within(self, namespace: &'a str) -> Self {
+        Self {
+            namespace: Some(namespace),
+            ..self
+        }
+    }
+
+    fn named(self, name: &'a str) -> Self {
+        Self {
+            name: Some(name),
+            ..self
+        }
+    }
+}
+
 impl ClusterClient {
+    /// The span of one call, so its retries and failures (and what the
+    /// server logs meanwhile) can be told apart in the log.
+    fn span(&self, target: Target<'_>) -> tracing::Span {
+        tracing::info_span!(
+            "kube",
+            cluster = %self.cluster,
+            verb = target.verb,
+            resource = target.resource,
+            namespace = target.namespace,
+            name = target.name,
+        )
+    }
+
     /// Runs `call` with the deadline, retrying transient failures with
-    /// exponential backoff.
-    async fn call<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, KubeError>
+    /// exponential backoff, in the span of `target`.
+    async fn call<T, F, Fut>(
+        &self,
+        target: Target<'_>,
+        what: &str,
+        mut call: F,
+    ) -> Result<T, KubeError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        let mut pause = self.settings.backoff;
-        let mut attempt = 1;
-        loop {
-            let error = match tokio::time::timeout(self.settings.call_timeout, call()).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) => classify(what, e),
-                Err(_) => KubeError::Transient(format!(
-                    "{what}: no answer within {} s",
-                    self.settings.call_timeout.as_secs_f32()
-                )),
-            };
-            if !error.is_transient() || attempt >= self.settings.attempts {
-                return Err(error);
+        async move {
+            let mut pause = self.settings.backoff;
+            let mut attempt = 1;
+            loop {
+                let error = match tokio::time::timeout(self.settings.call_timeout, call()).await {
+                    Ok(Ok(value)) => return Ok(value),
+                    Ok(Err(e)) => classify(what, e),
+                    Err(_) => KubeError::Transient(format!(
+                        "{what}: no answer within {} s",
+                        self.settings.call_timeout.as_secs_f32()
+                    )),
+                };
+                if !error.is_transient() || attempt >= self.settings.attempts {
+                    return Err(error);
+                }
+                tracing::info!(error = %error, attempt, "retrying Kubernetes call");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
             }
-            tracing::debug!(error = %error, attempt, "retrying Kubernetes call");
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-            attempt += 1;
         }
+        .instrument(self.span(target))
+        .await
     }
 
     /// The API server's version, e.g. `v1.31.0`.
     pub async fn version(&self) -> Result<String, KubeError> {
         let info = self
-            .call("asking the API server its version", || {
-                self.client.apiserver_version()
-            })
+            .call(
+                Target::new("get", "version"),
+                "asking the API server its version",
+                || self.client.apiserver_version(),
+            )
             .await?;
         Ok(info.git_version)
     }
@@ -354,9 +419,13 @@ impl ClusterClient {
         name: &str,
     ) -> Result<Option<Deployment>, KubeError> {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-        self.call(&format!("reading Deployment {namespace}/{name}"), || {
-            api.get_opt(name)
-        })
+        self.call(
+            Target::new("get", "deployments")
+                .within(namespace)
+                .named(name),
+            &format!("reading Deployment {namespace}/{name}"),
+            || api.get_opt(name),
+        )
         .await
     }
 
@@ -377,9 +446,13 @@ impl ClusterClient {
         });
         let params = PatchParams::default();
         let patch = Patch::Strategic(&patch);
-        self.call(&format!("updating the image of {namespace}/{name}"), || {
-            api.patch(name, &params, &patch)
-        })
+        self.call(
+            Target::new("patch", "deployments")
+                .within(namespace)
+                .named(name),
+            &format!("updating the image of {namespace}/{name}"),
+            || api.patch(name, &params, &patch),
+        )
         .await
     }
 
@@ -392,9 +465,13 @@ impl ClusterClient {
         let name = deployment.metadata.name.clone().unwrap_or_default();
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &namespace);
         let params = PostParams::default();
-        self.call(&format!("writing Deployment {namespace}/{name}"), || {
-            api.replace(&name, &params, deployment)
-        })
+        self.call(
+            Target::new("replace", "deployments")
+                .within(&namespace)
+                .named(&name),
+            &format!("writing Deployment {namespace}/{name}"),
+            || api.replace(&name, &params, deployment),
+        )
         .await
     }
 
@@ -407,9 +484,11 @@ impl ClusterClient {
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &namespace);
         let params = ListParams::default().labels(&deployment::selector_string(deployment));
         let list = self
-            .call(&format!("listing the ReplicaSets in {namespace}"), || {
-                api.list(&params)
-            })
+            .call(
+                Target::new("list", "replicasets").within(&namespace),
+                &format!("listing the ReplicaSets in {namespace}"),
+                || api.list(&params),
+            )
             .await?;
         let uid = deployment.metadata.uid.clone();
         Ok(list
@@ -430,9 +509,11 @@ impl ClusterClient {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let params = ListParams::default().labels(labels);
         Ok(self
-            .call(&format!("listing pods in {namespace}"), || {
-                api.list(&params)
-            })
+            .call(
+                Target::new("list", "pods").within(namespace),
+                &format!("listing pods in {namespace}"),
+                || api.list(&params),
+            )
             .await?
             .items)
     }
@@ -440,9 +521,11 @@ impl ClusterClient {
     /// Pod `namespace/name`, or `None`.
     pub async fn pod(&self, namespace: &str, name: &str) -> Result<Option<Pod>, KubeError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        self.call(&format!("reading pod {namespace}/{name}"), || {
-            api.get_opt(name)
-        })
+        self.call(
+            Target::new("get", "pods").within(namespace).named(name),
+            &format!("reading pod {namespace}/{name}"),
+            || api.get_opt(name),
+        )
         .await
     }
 
@@ -460,9 +543,11 @@ impl ClusterClient {
             tail_lines: Some(tail),
             ..LogParams::default()
         };
-        self.call(&format!("reading the log of {namespace}/{pod}"), || {
-            api.logs(pod, &params)
-        })
+        self.call(
+            Target::new("logs", "pods").within(namespace).named(pod),
+            &format!("reading the log of {namespace}/{pod}"),
+            || api.logs(pod, &params),
+        )
         .await
     }
 
@@ -481,7 +566,11 @@ impl ClusterClient {
             follow: true,
             ..LogParams::default()
         };
-        match tokio::time::timeout(self.settings.call_timeout, api.log_stream(pod, &params)).await {
+        let span = self.span(Target::new("follow", "pods").within(namespace).named(pod));
+        let opened = tokio::time::timeout(self.settings.call_timeout, api.log_stream(pod, &params))
+            .instrument(span)
+            .await;
+        match opened {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(e)) => Err(classify(
                 &format!("following the log of {namespace}/{pod}"),
@@ -491,5 +580,84 @@ impl ClusterClient {
                 "following the log of {namespace}/{pod}: no answer"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster:\n    server: http://127.0.0.1:6443\ncontexts:\n- name: sim\n  context:\n    cluster: sim\n    user: u\ncurrent-context: sim\nusers:\n- name: u\n  user:\n    token: secret-token\n";
+
+    fn credentials(access: ClusterAccess, fingerprint: &str) -> ClusterCredentials {
+        ClusterCredentials {
+            id: 7,
+            name: "prod".into(),
+            access,
+            fingerprint: fingerprint.into(),
+        }
+    }
+
+    fn kubeconfig(yaml: &str) -> ClusterAccess {
+        ClusterAccess::Kubeconfig {
+            yaml: Secret::new(yaml.to_string()),
+            context: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_is_built_from_the_credentials_handed_over_and_kept_while_they_stay() {
+        let driver = KubeDriver::new(KubeSettings::default());
+        let first = driver
+            .client(&credentials(kubeconfig(KUBECONFIG), "a"))
+            .await
+            .unwrap();
+        assert_eq!((first.cluster_id, first.cluster.as_str()), (7, "prod"));
+        // Same fingerprint: the cached client, whatever else is handed.
+        let cached = driver
+            .client(&credentials(ClusterAccess::Missing, "a"))
+            .await
+            .unwrap();
+        assert_eq!(cached.fingerprint, "a");
+        // A new fingerprint is a new connection, checked again.
+        let err = driver
+            .client(&credentials(ClusterAccess::Missing, "b"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            err,
+            KubeError::Refused("cluster prod has no kubeconfig; set one on its page".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn unusable_credentials_are_refused_by_name() {
+        let driver = KubeDriver::new(KubeSettings::default());
+        let err = driver
+            .client(&credentials(ClusterAccess::Unreadable, "u"))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, KubeError::Refused(m) if m.contains("prod") && m.contains("cannot be decrypted")),
+            "{err}"
+        );
+        // A kubeconfig that would run a command is refused before kube-rs
+        // reads it, however it reached the driver.
+        let exec = KUBECONFIG.replace(
+            "    token: secret-token\n",
+            "    exec: {command: /bin/sh, apiVersion: client.authentication.k8s.io/v1}\n",
+        );
+        let err = driver
+            .client(&credentials(kubeconfig(&exec), "e"))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, KubeError::Refused(m) if m.contains("is refused")),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,137 @@
+//! The rolling deploy of a stage: records what the stage replaces (before
+//! any write, so a resumed job knows it and a rollback can restore it),
+//! sets the container's image only when the live template differs (so a
+//! resumed job never writes twice), follows the rollout until it completes
+//! or fails, and reports `verifying`, then `succeeded` or `failed`.
+
+use k8s_openapi::api::apps::v1::Deployment;
+
+use super::stage::{self, Followed, Stage};
+use super::{Context, Done, Error, Kind};
+use crate::db::jobs::Job;
+use crate::db::work_orders::{self, StageRecord};
+use crate::domain::work_order::{JobKind, Outcome, StageStatus};
+use crate::kube::deployment;
+
+/// Deploys the order's image to a stage's Deployment.
+pub(super) struct RollingDeploy;
+
+impl Kind for RollingDeploy {
+    const NAME: &'static str = JobKind::Deploy.as_str();
+
+    async fn run(&self, ctx: &Context, job: &Job) -> Result<Done, Error> {
+        let stage = Stage::load(ctx, job).await?;
+        let target = &stage.target;
+        if !matches!(
+            target.status,
+            StageStatus::Deploying | StageStatus::Verifying
+        ) {
+            return Ok(stage.nothing_to_do());
+        }
+        let client = stage.client(ctx).await?;
+        let live = stage.read(&client).await?;
+        let Some(image) = deployment::container_image(&live, &target.container).map(str::to_string)
+        else {
+            return Err(Error::Fail(format!(
+                "Deployment {} has no container {} (it has {})",
+                stage.name(),
+                target.container,
+                deployment::container_names(&live).join(", ")
+            )));
+        };
+        if target.replaced_image.is_none() {
+            // Recorded before the write, so a resumed job knows what was
+            // there and a rollback has something to restore.
+            let revision = deployment::revision(&live.metadata);
+            let template = serde_json::to_string(&live.spec.template).unwrap_or_default();
+            let message = format!(
+                "{} in {}: {image}{} → {}",
+                stage.name(),
+                target.cluster,
+                revision
+                    .as_deref()
+                    .map(|r| format!(" (revision {r})"))
+                    .unwrap_or_default(),
+                target.image
+            );
+            work_orders::record_replaced(
+                &ctx.db,
+                &job.lease,
+                stage.order_id,
+                stage.position,
+                &image,
+                revision.as_deref(),
+                &template,
+                &message,
+            )
+            .await?;
+        }
+        // Write only when the live template differs from the wanted one.
+        let wanted = |d: &Deployment| {
+            deployment::container_image(d, &target.container) == Some(target.image.as_str())
+        };
+        let patch = |d: Deployment| {
+            let client = &client;
+            async move {
+                let version = d.metadata.resource_version.unwrap_or_default();
+                client
+                    .patch_image(
+                        &target.namespace,
+                        &target.deployment,
+                        &target.container,
+                        &target.image,
+                        &version,
+                    )
+                    .await
+            }
+        };
+        let live = stage
+            .write_until(&client, live, wanted, |_| None, patch)
+            .await?;
+        let followed = stage
+            .follow(
+                ctx,
+                job,
+                &client,
+                live,
+                target.status != StageStatus::Verifying,
+                wanted,
+            )
+            .await?;
+        match followed {
+            Followed::Complete(d) => {
+                let revision = deployment::revision(&d.metadata);
+                let message = format!(
+                    "{} runs {}{}",
+                    stage.name(),
+                    target.image,
+                    revision
+                        .as_deref()
+                        .map(|r| format!(" (revision {r})"))
+                        .unwrap_or_default()
+                );
+                let record = StageRecord {
+                    new_revision: revision,
+                    ..StageRecord::default()
+                };
+                stage
+                    .report(ctx, job, Outcome::Succeeded, message, record)
+                    .await
+            }
+            Followed::Failed(d, message) => {
+                let record = StageRecord {
+                    new_revision: d.as_ref().and_then(|d| deployment::revision(&d.metadata)),
+                    ..StageRecord::default()
+                };
+                stage
+                    .report(ctx, job, Outcome::Failed, message, record)
+                    .await
+            }
+            Followed::Moot(note) => Ok(Done::Moot(note)),
+        }
+    }
+
+    async fn fail(&self, ctx: &Context, job: &Job, message: String) -> Result<Done, Error> {
+        stage::fail(ctx, job, message).await
+    }
+}
