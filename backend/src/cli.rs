@@ -47,6 +47,12 @@ impl From<Error> for Failure {
     }
 }
 
+impl From<crate::db::error::Error> for Failure {
+    fn from(e: crate::db::error::Error) -> Self {
+        Error::from(e).into()
+    }
+}
+
 pub async fn run(cli: Cli) -> ExitCode {
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,

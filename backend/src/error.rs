@@ -30,10 +30,6 @@ pub enum Error {
     /// 409: the request breaks a rule given the current state.
     #[error("{0}")]
     Conflict(String),
-    /// 409: an engine job's lease is no longer this worker's (it ran out
-    /// and another worker took the job over); nothing was written.
-    #[error("job {job_id} is no longer held by this worker")]
-    LeaseLost { job_id: i64 },
     /// 413: the body is larger than the server reads.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -92,7 +88,7 @@ impl Error {
             Error::Unauthorized(_) => 401,
             Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
-            Error::Conflict(_) | Error::LeaseLost { .. } => 409,
+            Error::Conflict(_) => 409,
             Error::PayloadTooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
             Error::Validation { .. } => 422,
@@ -108,7 +104,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
-            Error::Conflict(_) | Error::LeaseLost { .. } => "conflict",
+            Error::Conflict(_) => "conflict",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Validation { .. } => "validation_failed",
@@ -154,10 +150,39 @@ impl From<sqlx::Error> for Error {
     }
 }
 
-/// Whether a database error is a unique-constraint violation of any kind.
-/// Prefer [`crate::db::constraint::violated`], which names the constraint.
-pub fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+/// An error as people are shown it, whichever layer it comes from: the
+/// shell's own [`Error`] as it is, another layer's as the shell error it
+/// becomes (`db::error::Error` implements this next to its `From`).
+pub trait Shown {
+    fn shown(&self) -> Cow<'_, Error>;
+}
+
+impl Shown for Error {
+    fn shown(&self) -> Cow<'_, Error> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl Clone for Error {
+    /// A copy for showing: an internal error keeps its whole chain as text.
+    fn clone(&self) -> Self {
+        match self {
+            Error::BadRequest(m) => Error::BadRequest(m.clone()),
+            Error::Unauthorized(m) => Error::Unauthorized(m.clone()),
+            Error::Forbidden(m) => Error::Forbidden(m.clone()),
+            Error::NotFound(m) => Error::NotFound(m.clone()),
+            Error::Conflict(m) => Error::Conflict(m.clone()),
+            Error::PayloadTooLarge(m) => Error::PayloadTooLarge(m.clone()),
+            Error::UnsupportedMediaType(m) => Error::UnsupportedMediaType(m.clone()),
+            Error::Validation { field, message } => Error::Validation {
+                field: field.clone(),
+                message: message.clone(),
+            },
+            Error::RateLimited(m) => Error::RateLimited(m.clone()),
+            Error::Upstream(m) => Error::Upstream(m.clone()),
+            Error::Internal(e) => Error::Internal(anyhow::anyhow!("{e:#}")),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -327,7 +327,7 @@ db_test!(
         .await
         .expect_err("a binding to a node that does not exist fails");
         assert!(
-            matches!(err, rollway::error::Error::Internal(_)),
+            matches!(err, rollway::db::error::Error::Database(_)),
             "the foreign key refuses it: {err:?}"
         );
         assert!(

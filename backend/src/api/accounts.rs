@@ -209,7 +209,7 @@ async fn update_account(
         }
         accounts::set_disabled(&state.db, id, disabled, who).await?;
     }
-    accounts::get_of_kind(&state.db.pool, id, kind).await
+    Ok(accounts::get_of_kind(&state.db.pool, id, kind).await?)
 }
 
 /// Disables or re-enables a user. Disabling ends their sessions at once.

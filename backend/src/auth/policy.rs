@@ -130,7 +130,7 @@ impl OnNode for Node {
         &self.path
     }
     fn not_found(&self) -> Error {
-        db::tree::not_found(self.id)
+        db::tree::not_found(self.id).into()
     }
 }
 
@@ -139,7 +139,7 @@ impl OnNode for ReleaseItem {
         &self.node_path
     }
     fn not_found(&self) -> Error {
-        db::release_items::not_found(self.id)
+        db::release_items::not_found(self.id).into()
     }
 }
 
@@ -148,7 +148,7 @@ impl OnNode for WorkOrder {
         &self.node_path
     }
     fn not_found(&self) -> Error {
-        db::work_order_views::not_found(self.id)
+        db::work_order_views::not_found(self.id).into()
     }
 }
 
@@ -157,7 +157,7 @@ impl OnNode for WorkOrderDetail {
         &self.order.node_path
     }
     fn not_found(&self) -> Error {
-        db::work_order_views::not_found(self.order.id)
+        db::work_order_views::not_found(self.order.id).into()
     }
 }
 
@@ -166,7 +166,7 @@ impl OnNode for App {
         &self.node_path
     }
     fn not_found(&self) -> Error {
-        db::apps::not_found(self.id)
+        db::apps::not_found(self.id).into()
     }
 }
 
@@ -348,8 +348,12 @@ impl Policy {
     /// THE read check: `found` when `actor` may view its node; otherwise
     /// the same 404 a missing id answers, so ids cannot be probed. Writes
     /// load their object through it too, then check their own action.
-    pub fn visible<T: OnNode>(&self, actor: &Account, found: Result<T>) -> Result<T> {
-        let object = found?;
+    pub fn visible<T: OnNode, E: Into<Error>>(
+        &self,
+        actor: &Account,
+        found: std::result::Result<T, E>,
+    ) -> Result<T> {
+        let object = found.map_err(Into::into)?;
         if self.may_view(actor, object.node_path()) {
             Ok(object)
         } else {
@@ -555,7 +559,7 @@ mod tests {
             (9, "/x", true),
             (4, "/a/b", false),
         ] {
-            let answer = policy.visible(&account(id), Ok(work_order_on(path)));
+            let answer = policy.visible(&account(id), Ok::<_, Error>(work_order_on(path)));
             match answer {
                 Ok(_) => assert!(seen, "account {id} sees {path}"),
                 Err(e) => {
@@ -569,7 +573,7 @@ mod tests {
             }
         }
         let missing =
-            policy.visible::<WorkOrder>(&account(9), Err(db::work_order_views::not_found(8)));
+            policy.visible::<WorkOrder, _>(&account(9), Err(db::work_order_views::not_found(8)));
         assert!(matches!(missing, Err(Error::NotFound(_))));
     }
 

@@ -9,11 +9,11 @@ use utoipa::ToSchema;
 
 use super::audit::{self, AuditActor, Change, snapshot};
 use super::constraint::{Constraint, violated};
+use super::error::{Error, Result};
 use super::tree::Node;
 use super::{Db, Tx, now_ms};
 use crate::domain::text::{check_free_form, check_single_line};
 use crate::domain::tree::Role;
-use crate::error::{Error, Result};
 
 /// Longest accepted account name.
 pub const MAX_NAME_LEN: usize = 64;

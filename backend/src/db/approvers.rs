@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use sqlx::AnyPool;
 
 use super::Tx;
+use super::error::Result;
 use crate::domain::tree::{self as rules, Membership, Role};
-use crate::error::Result;
 
 /// Owners on the chain from the root to `path`, as the tree rules take them.
 async fn owners_on_chain(tx: &mut Tx, path: &str) -> Result<Vec<Membership<String>>> {

@@ -8,11 +8,11 @@ use utoipa::ToSchema;
 
 use super::audit::{self, AuditActor, Change, snapshot};
 use super::constraint::{Constraint, violated};
+use super::error::{Error, Result};
 use super::tree::Scope;
 use super::{Db, Tx, now_ms};
 use crate::domain::cluster::validate_k8s_name;
 use crate::domain::tree::validate_name;
-use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct App {

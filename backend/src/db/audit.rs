@@ -34,9 +34,9 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Executor, Row};
 use utoipa::ToSchema;
 
+use super::error::Result;
 use super::{Db, Tx, now_ms};
 use crate::config::DbKind;
-use crate::error::Result;
 use crate::secret::{AuditKey, sha256_hex};
 
 /// The scheme of a chain sealed with the audit key.

@@ -9,10 +9,11 @@ use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
 use super::audit::{self, AuditActor, Change, snapshot};
+use super::constraint::{Constraint, violated};
+use super::error::{Error, Result};
 use super::{Db, Tx, now_ms};
 use crate::domain::cluster::{ClusterAccess, ClusterCredentials, Environment, validate_kubeconfig};
 use crate::domain::tree::validate_name;
-use crate::error::{Error, Result, is_unique_violation};
 use crate::secret::{Sealer, Secret, sha256_hex};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -150,7 +151,7 @@ pub async fn create(
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| {
-        if is_unique_violation(&e) {
+        if violated(&e) == Some(Constraint::ClusterName) {
             Error::Conflict(format!("a cluster named '{name}' already exists"))
         } else {
             e.into()

@@ -23,7 +23,7 @@ pub enum Constraint {
     OneOpenOrderPerItem,
     Approval,
     StageRunPosition,
-    OneQueuedJobPerStage,
+    OneQueuedJobPerSubject,
 }
 
 /// Each constraint with its name in both schemas, its table and its
@@ -103,10 +103,10 @@ pub const CONSTRAINTS: &[(Constraint, &str, &str, &[&str])] = &[
         &["work_order_id", "position"],
     ),
     (
-        Constraint::OneQueuedJobPerStage,
-        "jobs_one_queued_per_stage",
+        Constraint::OneQueuedJobPerSubject,
+        "jobs_one_queued_per_subject",
         "jobs",
-        &["work_order_id", "stage_position"],
+        &["subject_kind", "subject_id"],
     ),
 ];
 

@@ -14,8 +14,9 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::constraint::{Constraint, violated};
+use super::error::{Error, Result};
 use super::{Db, DbKind, Tx, now_ms};
-use crate::error::{Error, Result, is_unique_violation};
 
 /// What a job works on. At most one job per subject is queued at a time
 /// (index `jobs_one_queued_per_subject`).
@@ -146,7 +147,7 @@ pub(crate) async fn enqueue(tx: &mut Tx, kind: &str, subject: Subject, now: i64)
         }
     };
     inserted.map_err(|e| {
-        if is_unique_violation(&e) {
+        if violated(&e) == Some(Constraint::OneQueuedJobPerSubject) {
             match subject {
                 Subject::StageRun { position, .. } => {
                     Error::Conflict(format!("stage {position} is already being worked on"))

@@ -8,6 +8,7 @@ pub mod apps;
 pub mod audit;
 pub mod clusters;
 pub mod constraint;
+pub mod error;
 pub mod jobs;
 pub mod release_items;
 pub mod sessions;

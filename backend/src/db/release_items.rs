@@ -8,11 +8,12 @@ use sqlx::{AnyPool, Row};
 
 use super::approvers::approvers_of;
 use super::audit::{self, AuditActor, Change, snapshot};
+use super::constraint::{Constraint, violated};
+use super::error::{Error, Result};
 use super::tree::Scope;
 use super::{Db, Tx, now_ms};
 use crate::domain::release_item::{Canary, PlanFacts, StageSpec, Strategy, validate_plan};
 use crate::domain::tree::validate_name;
-use crate::error::{Error, Result, is_unique_violation};
 
 /// A stage as stored, with what it targets.
 #[derive(Debug, Clone, Serialize)]
@@ -226,7 +227,7 @@ async fn get_in(tx: &mut Tx, id: i64) -> Result<ReleaseItem> {
 }
 
 fn conflict(e: sqlx::Error, name: &str) -> Error {
-    if is_unique_violation(&e) {
+    if violated(&e) == Some(Constraint::ReleaseItemName) {
         Error::Conflict(format!(
             "a release item named '{name}' already exists on that node"
         ))

@@ -5,8 +5,8 @@
 use sqlx::{AnyPool, Row};
 
 use super::accounts::{self, Account};
+use super::error::Result;
 use super::{Db, now_ms};
-use crate::error::Result;
 use crate::secret::{random_alphanumeric, sha256_hex};
 
 /// How long a session lasts at most, whatever its activity.

@@ -9,9 +9,9 @@ use utoipa::ToSchema;
 
 use super::accounts::{self, Account};
 use super::audit::{self, AuditActor, Change, snapshot};
+use super::error::{Error, Result};
 use super::{Db, Tx, now_ms};
 use crate::domain::text::check_single_line;
-use crate::error::{Error, Result};
 use crate::secret::{Secret, random_alphanumeric, sha256_hex};
 
 /// What every token starts with.

@@ -12,9 +12,9 @@ use utoipa::ToSchema;
 use super::accounts::{self, Account, AccountKind};
 use super::audit::{self, AuditActor, Change, snapshot};
 use super::constraint::{Constraint, violated};
+use super::error::{Error, Result};
 use super::{Db, Tx, now_ms};
 use crate::domain::tree::{self as rules, Membership, Role};
-use crate::error::{Error, Result};
 
 /// A node of the service tree.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -10,11 +10,11 @@ use sqlx::{AnyPool, Row};
 
 use super::Db;
 use super::approvers::approvers_at;
+use super::error::{Error, Result};
 use super::tree::Scope;
 use crate::config::DbKind;
 use crate::domain::release_item::{Canary, Strategy};
 use crate::domain::work_order::{StageStatus, State};
-use crate::error::{Error, Result};
 
 /// A work order as lists and pages show it.
 #[derive(Debug, Clone)]

@@ -13,6 +13,8 @@ use sqlx::{AnyPool, Row};
 use super::accounts::Account;
 use super::approvers::approvers_of;
 use super::audit::{self, AuditActor, Change};
+use super::constraint::{Constraint, violated};
+use super::error::{Error, Result};
 use super::jobs::{self, JobLease, Subject, check_lease};
 use super::release_items::ReleaseItem;
 use super::work_order_views::{COLUMNS, FROM, WorkOrder, from_row, not_found};
@@ -20,7 +22,6 @@ use super::{Db, Tx, now_ms};
 use crate::domain::work_order::{
     Command, Facts, Outcome, StageChange, StageFacts, StageStatus, State, decide, refusal,
 };
-use crate::error::{Error, Result, is_unique_violation};
 
 /// The partial unique index on `work_orders (release_item_id)` that keeps
 /// rule 1 under races: one order per item in an open state
@@ -148,8 +149,9 @@ pub async fn file(
     .await;
     let id = match inserted {
         Ok(id) => id,
-        // The only unique index an insert of a new id can break.
-        Err(e) if is_unique_violation(&e) => return Ok(Filing::AlreadyOpen),
+        Err(e) if violated(&e) == Some(Constraint::OneOpenOrderPerItem) => {
+            return Ok(Filing::AlreadyOpen);
+        }
         Err(e) => return Err(e.into()),
     };
     for stage in &item.stages {
@@ -417,7 +419,7 @@ pub async fn apply(
         .execute(&mut *tx)
         .await
         .map_err(|e| {
-            if is_unique_violation(&e) {
+            if violated(&e) == Some(Constraint::Approval) {
                 Error::Conflict("you have already decided on this work order".into())
             } else {
                 e.into()

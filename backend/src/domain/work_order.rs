@@ -365,6 +365,25 @@ pub struct Refused {
     pub refusal: Refusal,
 }
 
+/// A refusal of the state machine as the error people see: 403 when the
+/// actor may not, 409 when the order's state does not allow it, 422 naming
+/// the command's input when the command is incomplete. Flows pass
+/// refusals on with `?` through this; the shell carries them as
+/// `db::error::Error::Refused`.
+impl From<Refused> for crate::error::Error {
+    fn from(refused: Refused) -> Self {
+        let Refused {
+            input,
+            refusal: Refusal { kind, reason },
+        } = refused;
+        match kind {
+            RefusalKind::NotAllowed => crate::error::Error::Forbidden(reason),
+            RefusalKind::Conflict => crate::error::Error::Conflict(reason),
+            RefusalKind::Invalid => crate::error::Error::validation(input, reason),
+        }
+    }
+}
+
 /// `refusal` of `command`, naming the command's input.
 pub fn refusal(command: &Command, refusal: Refusal) -> Refused {
     Refused {

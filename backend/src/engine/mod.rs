@@ -58,12 +58,12 @@ pub enum Error {
     Fail(String),
 }
 
-impl From<crate::error::Error> for Error {
+impl From<crate::db::error::Error> for Error {
     /// A fenced write refused for a lost lease is [`Error::Lost`]; any other
     /// database failure is worth retrying.
-    fn from(e: crate::error::Error) -> Self {
+    fn from(e: crate::db::error::Error) -> Self {
         match e {
-            crate::error::Error::LeaseLost { .. } => Error::Lost,
+            crate::db::error::Error::LeaseLost { .. } => Error::Lost,
             other => Error::Retry(format!("{other:#}")),
         }
     }
@@ -227,10 +227,10 @@ mod tests {
 
     #[test]
     fn a_lost_lease_is_told_apart_by_its_type() {
-        let lost = crate::error::Error::LeaseLost { job_id: 7 };
+        let lost = crate::db::error::Error::LeaseLost { job_id: 7 };
         assert_eq!(Error::from(lost), Error::Lost);
         // A conflict that merely mentions leases is not a lost lease.
-        let conflict = crate::error::Error::Conflict("job 7 is no longer held".into());
+        let conflict = crate::db::error::Error::Conflict("job 7 is no longer held".into());
         assert!(matches!(Error::from(conflict), Error::Retry(_)));
     }
 

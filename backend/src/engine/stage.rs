@@ -10,11 +10,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 
 use super::{Context, Done, Error};
 use crate::db::audit::AuditActor;
-use crate::db::clusters;
 use crate::db::jobs::Job;
 use crate::db::now_ms;
 use crate::db::work_orders::{self, Source, StageRecord, StageTarget};
-use crate::domain::work_order::{Command, Outcome};
+use crate::db::{clusters, error as db_error};
+use crate::domain::work_order::{Command, Outcome, RefusalKind};
 use crate::kube::deployment::{self, Progress};
 use crate::kube::{ClusterClient, KubeError};
 
@@ -255,7 +255,14 @@ async fn report(
             }
             Ok(Done::Recorded)
         }
-        Err(crate::error::Error::Conflict(reason)) => {
+        // The order moved on (closed, or the stage was rolled back by a
+        // person): the report no longer applies.
+        Err(db_error::Error::Conflict(reason)) => {
+            tracing::info!(%reason, "report no longer applies");
+            Ok(Done::Moot(reason))
+        }
+        Err(db_error::Error::Refused(refused)) if refused.refusal.kind == RefusalKind::Conflict => {
+            let reason = refused.refusal.reason;
             tracing::info!(%reason, "report no longer applies");
             Ok(Done::Moot(reason))
         }

@@ -16,9 +16,7 @@ use crate::db::work_order_views::{self, WorkOrder};
 use crate::db::work_orders::{self, Filing, NewWorkOrder, OpenOrder, Source, StageRecord};
 use crate::domain::release_item::Strategy;
 use crate::domain::text::{check_free_form, check_single_line};
-use crate::domain::work_order::{
-    Command, Refusal, RefusalKind, Refused, check_strategy, decide, refusal,
-};
+use crate::domain::work_order::{Command, check_strategy, decide, refusal};
 use crate::error::{Error, Result};
 
 use crate::kube::deployment;
@@ -161,24 +159,6 @@ fn already_open(item: &ReleaseItem, open: &OpenOrder) -> Error {
     ))
 }
 
-/// A refusal of the state machine as the error people see: 403 when the
-/// actor may not, 409 when the order's state does not allow it, 422 naming
-/// the command's input when the command is incomplete. The shell
-/// (`db::work_orders::apply`) passes refusals on with `?` through this.
-impl From<Refused> for Error {
-    fn from(refused: Refused) -> Self {
-        let Refused {
-            input,
-            refusal: Refusal { kind, reason },
-        } = refused;
-        match kind {
-            RefusalKind::NotAllowed => Error::Forbidden(reason),
-            RefusalKind::Conflict => Error::Conflict(reason),
-            RefusalKind::Invalid => Error::validation(input, reason),
-        }
-    }
-}
-
 /// Applies approve / reject / close through the state machine. An order
 /// the actor may not see answers like a missing one.
 pub async fn decide_on_work_order(
@@ -192,7 +172,7 @@ pub async fn decide_on_work_order(
         .policy
         .visible(actor, work_order_views::get(&state.db.pool, id).await)?;
     let may_act = |path: &str| state.policy.may(actor, Action::FileWorkOrder, path);
-    work_orders::apply(
+    Ok(work_orders::apply(
         &state.db,
         id,
         &command,
@@ -203,7 +183,7 @@ pub async fn decide_on_work_order(
         &StageRecord::default(),
         who,
     )
-    .await
+    .await?)
 }
 
 /// Starts or rolls back stage `stage` of order `id` (rules 4 and 6). The
@@ -276,6 +256,7 @@ async fn preflight(state: &AppState, id: i64, command: &Command, stage: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::work_order::{Refusal, RefusalKind};
 
     fn refused(kind: RefusalKind, command: &Command) -> Error {
         refusal(

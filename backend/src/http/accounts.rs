@@ -348,14 +348,16 @@ async fn create_service_account(
                 .parse()
                 .map_err(|m: String| Error::validation("role", m))?
         };
-        accounts::create_service_account(
-            &ctx.state.db,
-            form.name.trim(),
-            &form.description,
-            node.as_ref().map(|node| (node, role)),
-            &ctx.who(),
+        Ok::<_, Error>(
+            accounts::create_service_account(
+                &ctx.state.db,
+                form.name.trim(),
+                &form.description,
+                node.as_ref().map(|node| (node, role)),
+                &ctx.who(),
+            )
+            .await?,
         )
-        .await
     }
     .await;
     match result {
@@ -494,7 +496,7 @@ async fn create_service_account_token(
                 )
             })?),
         };
-        tokens::create(&ctx.state.db, id, &form.name, expires, &ctx.who()).await
+        Ok::<_, Error>(tokens::create(&ctx.state.db, id, &form.name, expires, &ctx.who()).await?)
     }
     .await;
     match result {
@@ -530,7 +532,7 @@ async fn revoke_token(
 ) -> Response {
     let result = async {
         require_admin(&ctx)?;
-        tokens::revoke(&ctx.state.db, id, &ctx.who()).await
+        Ok::<_, Error>(tokens::revoke(&ctx.state.db, id, &ctx.who()).await?)
     }
     .await;
     match result {
@@ -606,8 +608,10 @@ async fn change_my_password(ctx: PageCtx, CsrfForm(form): CsrfForm<PasswordForm>
         }
         password::validate(&form.new_password)?;
         let new_hash = password::hash_blocking(form.new_password).await?;
-        accounts::set_password_hash(&ctx.state.db, ctx.actor.account.id, &new_hash, &ctx.who())
-            .await
+        Ok::<_, Error>(
+            accounts::set_password_hash(&ctx.state.db, ctx.actor.account.id, &new_hash, &ctx.who())
+                .await?,
+        )
     }
     .await;
     match result {

@@ -35,7 +35,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use crate::app::AppState;
 use crate::auth::{Action, OnNode};
-use crate::error::Error;
+use crate::error::{Error, Shown};
 
 /// Every page route, listed as it is registered.
 pub fn routes() -> PageRoutes {
@@ -172,7 +172,9 @@ impl Notice {
         self.link = Some((href.into(), text.into()));
         self
     }
-    pub fn from_error(err: &Error) -> Self {
+    pub fn from_error(err: &impl Shown) -> Self {
+        let err = err.shown();
+        let err = err.as_ref();
         err.log_if_internal();
         Self::error(err.public_message())
     }
@@ -351,7 +353,7 @@ impl PageCtx {
 
     /// `found` if this person may view its node, else the 404 of a missing
     /// one ([`Policy::visible`](crate::auth::Policy::visible)).
-    pub fn visible<T: OnNode>(&self, found: Result<T, Error>) -> Result<T, Error> {
+    pub fn visible<T: OnNode, E: Into<Error>>(&self, found: Result<T, E>) -> Result<T, Error> {
         self.state.policy.visible(&self.actor.account, found)
     }
 
@@ -412,12 +414,15 @@ struct ErrorPage {
 }
 
 /// The status a page answers `err` with.
-pub fn page_status(err: &Error) -> StatusCode {
+pub fn page_status(err: &impl Shown) -> StatusCode {
+    let err = err.shown();
     StatusCode::from_u16(err.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// A standalone error page for a failed request.
-pub fn page_error(err: &Error) -> Response {
+pub fn page_error(err: &impl Shown) -> Response {
+    let err = err.shown();
+    let err = err.as_ref();
     err.log_if_internal();
     let status = page_status(err);
     let heading = match status {

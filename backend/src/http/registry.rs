@@ -142,15 +142,17 @@ async fn create_cluster(ctx: PageCtx, CsrfForm(form): CsrfForm<ClusterForm>) -> 
         let conn = form.connection()?.ok_or_else(|| {
             Error::validation("kubeconfig", "paste a kubeconfig, or tick in-cluster")
         })?;
-        clusters::create(
-            &ctx.state.db,
-            &ctx.state.sealer,
-            form.name.trim(),
-            env,
-            &conn,
-            &ctx.who(),
+        Ok::<_, Error>(
+            clusters::create(
+                &ctx.state.db,
+                &ctx.state.sealer,
+                form.name.trim(),
+                env,
+                &conn,
+                &ctx.who(),
+            )
+            .await?,
         )
-        .await
     }
     .await;
     match result {
@@ -232,7 +234,9 @@ async fn update_cluster(
             environment,
             connection: form.connection()?,
         };
-        clusters::update(&ctx.state.db, &ctx.state.sealer, id, update, &ctx.who()).await
+        Ok::<_, Error>(
+            clusters::update(&ctx.state.db, &ctx.state.sealer, id, update, &ctx.who()).await?,
+        )
     }
     .await;
     match result {
@@ -253,7 +257,7 @@ async fn delete_cluster(
 ) -> Response {
     let result = async {
         require_admin(&ctx)?;
-        clusters::delete(&ctx.state.db, id, &ctx.who()).await
+        Ok::<_, Error>(clusters::delete(&ctx.state.db, id, &ctx.who()).await?)
     }
     .await;
     match result {
@@ -342,7 +346,7 @@ async fn create_app(ctx: PageCtx, CsrfForm(form): CsrfForm<AppForm>) -> Response
             container: form.container.trim().to_string(),
             node_id: node.id,
         };
-        apps::create(&ctx.state.db, &fields, &ctx.who()).await
+        Ok::<_, Error>(apps::create(&ctx.state.db, &fields, &ctx.who()).await?)
     }
     .await;
     match result {
@@ -362,7 +366,7 @@ async fn delete_app(
 ) -> Response {
     let result = async {
         require_admin(&ctx)?;
-        apps::delete(&ctx.state.db, id, &ctx.who()).await
+        Ok::<_, Error>(apps::delete(&ctx.state.db, id, &ctx.who()).await?)
     }
     .await;
     match result {

@@ -296,7 +296,9 @@ async fn create_release_item(
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::ManageReleaseItems, &node.path)?;
-        release_items::create(&ctx.state.db, &form.to_fields(node_id)?, &ctx.who()).await
+        Ok::<_, Error>(
+            release_items::create(&ctx.state.db, &form.to_fields(node_id)?, &ctx.who()).await?,
+        )
     }
     .await;
     match result {
@@ -347,13 +349,15 @@ async fn save_release_item(
             Action::ManageReleaseItems,
             &item.node_path,
         )?;
-        release_items::update(
-            &ctx.state.db,
-            id,
-            &form.to_fields(item.node_id)?,
-            &ctx.who(),
+        Ok::<_, Error>(
+            release_items::update(
+                &ctx.state.db,
+                id,
+                &form.to_fields(item.node_id)?,
+                &ctx.who(),
+            )
+            .await?,
         )
-        .await
     }
     .await;
     match result {
@@ -389,7 +393,7 @@ async fn delete_release_item(
             Action::ManageReleaseItems,
             &item.node_path,
         )?;
-        release_items::delete(&ctx.state.db, id, &ctx.who()).await
+        Ok::<_, Error>(release_items::delete(&ctx.state.db, id, &ctx.who()).await?)
     }
     .await;
     match result {

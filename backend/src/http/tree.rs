@@ -231,7 +231,9 @@ async fn create_node(ctx: PageCtx, CsrfForm(form): CsrfForm<CreateNodeForm>) -> 
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::CreateChildNode, &parent_path)?;
-        tree_db::create(&ctx.state.db, parent_id, &name, &form.title, &ctx.who()).await
+        Ok::<_, Error>(
+            tree_db::create(&ctx.state.db, parent_id, &name, &form.title, &ctx.who()).await?,
+        )
     }
     .await;
     match (result, parent_id) {
@@ -288,7 +290,7 @@ async fn edit_node_title(
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::EditNode, &node.path)?;
-        tree_db::update_title(&ctx.state.db, id, &form.title, &ctx.who()).await
+        Ok::<_, Error>(tree_db::update_title(&ctx.state.db, id, &form.title, &ctx.who()).await?)
     }
     .await;
     match result {
@@ -321,7 +323,7 @@ async fn delete_node(
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::DeleteNode, node.parent_path())?;
-        tree_db::delete(&ctx.state.db, id, &ctx.who()).await
+        Ok::<_, Error>(tree_db::delete(&ctx.state.db, id, &ctx.who()).await?)
     }
     .await;
     match result {
@@ -418,7 +420,7 @@ async fn remove_member(
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::ManageMembers, &node.path)?;
-        tree_db::remove_member(&ctx.state.db, id, account_id, &ctx.who()).await
+        Ok::<_, Error>(tree_db::remove_member(&ctx.state.db, id, account_id, &ctx.who()).await?)
     }
     .await;
     match result {
