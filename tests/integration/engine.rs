@@ -775,6 +775,64 @@ db_test!(bad_requests_change_nothing, |backend| async move {
     assert_eq!(r.image_patches("staging"), 0);
 });
 
+db_test!(
+    a_paused_deployment_is_refused_before_anything_is_written,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        let (_, order) = r
+            .eric
+            .post(
+                "/api/v1/work-orders",
+                json!({"release_item_id": r.item, "version": "v1.1.0", "title": "paused"}),
+            )
+            .await;
+        let id = order["id"].as_i64().unwrap();
+        r.olivia
+            .post(&format!("/api/v1/work-orders/{id}/approve"), json!({}))
+            .await;
+        let pause = |paused: bool| {
+            let url = format!(
+                "{}/apis/apps/v1/namespaces/staging/deployments/checkout",
+                r.sim.url()
+            );
+            async move {
+                let answer = reqwest::Client::new()
+                    .patch(url)
+                    .header("content-type", "application/merge-patch+json")
+                    .body(json!({"spec": {"paused": paused}}).to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(answer.status().is_success(), "{}", answer.status());
+            }
+        };
+        // `kubectl rollout pause`: the deploy is refused with 422 naming the
+        // Deployment and how to resume it; nothing is written anywhere.
+        pause(true).await;
+        let deploy = format!("/api/v1/work-orders/{id}/stages/1/deploy");
+        let (s, v) = r.eric.post(&deploy, json!({})).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("staging/checkout"), "{v}");
+        assert!(message.contains("paused"), "{v}");
+        assert!(message.contains("kubectl rollout resume"), "{v}");
+        assert_eq!(v["error"]["field"], "stage");
+        assert_eq!(stage(&r.eric, id, 1).await["status"], "pending");
+        assert_eq!(order_state(&r.eric, id).await, "approved");
+        assert_eq!(r.image_patches("staging"), 0);
+        let jobs = app
+            .db
+            .query_text("SELECT CAST(COUNT(*) AS TEXT) FROM jobs")
+            .await;
+        assert_eq!(jobs.as_deref(), Some("0"));
+        // Resumed, the same deploy goes through.
+        pause(false).await;
+        let (s, v) = r.eric.post(&deploy, json!({})).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    }
+);
+
 db_test!(pods_and_logs_of_a_stage, |backend| async move {
     let app = TestApp::start_with(backend, engine_start()).await;
     let r = Rollout::create(&app).await;

@@ -250,6 +250,24 @@ async fn preflight(state: &AppState, id: i64, command: &Command, stage: u32) -> 
             ),
         ));
     }
+    // A paused Deployment takes the new template but rolls nothing out, and
+    // no progress deadline applies to it: the stage would wait forever. A
+    // canary stage's strategy owns the pause (OpenKruise pauses it itself).
+    let paused = deployment.spec.paused == Some(true);
+    if paused && strategy != Strategy::Canary {
+        return Err(Error::validation(
+            "stage",
+            format!(
+                "Deployment {}/{} in cluster {} is paused (spec.paused), so a rollout would never \
+                 progress; resume it first (kubectl rollout resume deployment/{} -n {})",
+                target.namespace,
+                target.deployment,
+                target.cluster,
+                target.deployment,
+                target.namespace
+            ),
+        ));
+    }
     Ok(())
 }
 
