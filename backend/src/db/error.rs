@@ -58,23 +58,24 @@ impl From<Refused> for Error {
 }
 
 impl From<Error> for crate::error::Error {
-    /// What people are told: the same words, the status their kind has; a
-    /// lost lease reads as a conflict (a worker's late report); database
-    /// failures are internal errors, logged and answered generically.
+    /// What people are told: the words and status of [`Shown`] below; a
+    /// database failure keeps its whole chain for the log, answered
+    /// generically.
+    ///
+    /// [`Shown`]: crate::error::Shown
     fn from(e: Error) -> Self {
-        use crate::error::Error as Shell;
+        use crate::error::{Error as Shell, Shown};
         match e {
-            Error::NotFound(m) => Shell::NotFound(m),
-            Error::Conflict(m) => Shell::Conflict(m),
-            Error::Validation { field, message } => Shell::Validation { field, message },
-            Error::Refused(refused) => refused.into(),
-            lost @ Error::LeaseLost { .. } => Shell::Conflict(lost.to_string()),
             Error::Database(e) => Shell::Internal(anyhow::Error::new(e).context("database")),
             Error::Internal(e) => Shell::Internal(e),
+            other => other.shown().into_owned(),
         }
     }
 }
 
+/// The one mapping of each kind to the shell's error: the same words, the
+/// status their kind has; a lost lease reads as a conflict (a worker's late
+/// report); failures as internal errors.
 impl crate::error::Shown for Error {
     fn shown(&self) -> Cow<'_, crate::error::Error> {
         use crate::error::Error as Shell;

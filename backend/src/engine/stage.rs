@@ -14,7 +14,7 @@ use crate::db::jobs::Job;
 use crate::db::now_ms;
 use crate::db::work_orders::{self, Source, StageRecord, StageTarget};
 use crate::db::{clusters, error as db_error};
-use crate::domain::work_order::{Command, Outcome, RefusalKind};
+use crate::domain::work_order::{Command, Outcome, Refusal, RefusalKind, Refused};
 use crate::kube::deployment::{self, Progress};
 use crate::kube::{ClusterClient, KubeError};
 
@@ -257,12 +257,17 @@ async fn report(
         }
         // The order moved on (closed, or the stage was rolled back by a
         // person): the report no longer applies.
-        Err(db_error::Error::Conflict(reason)) => {
-            tracing::info!(%reason, "report no longer applies");
-            Ok(Done::Moot(reason))
-        }
-        Err(db_error::Error::Refused(refused)) if refused.refusal.kind == RefusalKind::Conflict => {
-            let reason = refused.refusal.reason;
+        Err(
+            db_error::Error::Conflict(reason)
+            | db_error::Error::Refused(Refused {
+                refusal:
+                    Refusal {
+                        kind: RefusalKind::Conflict,
+                        reason,
+                    },
+                ..
+            }),
+        ) => {
             tracing::info!(%reason, "report no longer applies");
             Ok(Done::Moot(reason))
         }
