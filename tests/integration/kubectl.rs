@@ -3,99 +3,16 @@
 //! get, set image, rollout status / history / undo, get pods by label, logs
 //! and apply, with kube-rs over the same kubeconfig for comparison.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use rollway::sim::{RunningSim, Sim, SimConfig};
 
 use crate::common::bin;
+use crate::common::kubectl::{Kubectl, start};
 use serde_json::Value;
-
-/// kubectl with a kubeconfig and discovery cache of its own.
-struct Kubectl {
-    dir: tempfile::TempDir,
-}
-
-/// What one kubectl run printed.
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Kubectl {
-    fn new(running: &RunningSim) -> Kubectl {
-        Kubectl::with_kubeconfig(&running.kubeconfig())
-    }
-
-    fn with_kubeconfig(kubeconfig: &str) -> Kubectl {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("kubeconfig"), kubeconfig).expect("write kubeconfig");
-        Kubectl { dir }
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
-    }
-
-    /// Runs kubectl and answers what it printed, whatever its exit status.
-    async fn try_run(&self, args: &[&str]) -> Run {
-        let mut command = Command::new("kubectl");
-        command
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .arg("--request-timeout=30s")
-            .args(args)
-            .env("HOME", self.dir.path());
-        let output = tokio::task::spawn_blocking(move || command.output())
-            .await
-            .expect("kubectl thread")
-            .unwrap_or_else(|e| {
-                panic!("kubectl is needed for these tests ({e}); ./scripts/test installs it (Debian package kubernetes-client)")
-            });
-        Run {
-            ok: output.status.success(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Runs kubectl, failing the test unless it succeeds; answers stdout.
-    async fn run(&self, args: &[&str]) -> String {
-        let run = self.try_run(args).await;
-        assert!(
-            run.ok,
-            "kubectl {} failed\nstdout:\n{}\nstderr:\n{}",
-            args.join(" "),
-            run.stdout,
-            run.stderr
-        );
-        run.stdout
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("write manifest");
-        path
-    }
-}
-
-async fn start() -> RunningSim {
-    let config = SimConfig {
-        tick: Duration::from_millis(20),
-        ready_delay: Duration::from_millis(200),
-        log_interval: Duration::from_millis(500),
-    };
-    Sim::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("start the simulated cluster")
-}
 
 /// kube-rs through the same kubeconfig (over TCP, with its token).
 async fn kube_client(kubeconfig: &Path) -> Client {
