@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::Sim;
 use super::discovery;
+use super::{access, crd};
 use super::faults::intercept;
 use super::kinds::Kind;
 use super::patch::{self, PatchKind};
@@ -44,6 +45,8 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found_path() })
+        .layer(from_fn_with_state(sim.clone(), crd::layer))
+        .layer(from_fn_with_state(sim.clone(), access::layer))
         .layer(from_fn_with_state(sim.clone(), intercept))
         .with_state(sim)
 }
@@ -125,13 +128,22 @@ pub struct Target {
 
 /// Parses `/api/v1/namespaces/ns/pods/name/log` and friends.
 pub fn parse_resource_path(path: &str) -> Option<Target> {
+    parse_path_with(path, Kind::from_path)
+}
+
+/// [`parse_resource_path`], with `resolve` naming the kind at a group,
+/// version and plural (custom resources: `crd::parse_path`).
+pub fn parse_path_with(
+    path: &str,
+    resolve: impl Fn(&str, &str, &str) -> Option<Kind>,
+) -> Option<Target> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest) = match segments.as_slice() {
         ["api", version, rest @ ..] => ("", *version, rest),
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return None,
     };
-    let kind = |plural: &str| Kind::from_path(group, version, plural);
+    let kind = |plural: &str| resolve(group, version, plural);
     let target = |kind: Kind, namespace: &str, name: Option<&str>, sub: Option<&str>| Target {
         kind,
         namespace: namespace.to_string(),
@@ -206,7 +218,9 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let target = parse_resource_path(uri.path()).ok_or_else(ApiError::not_found_path)?;
+    let target = parse_resource_path(uri.path())
+        .or_else(|| crd::parse_path(&sim, uri.path()))
+        .ok_or_else(ApiError::not_found_path)?;
     let query = parse_query(uri.query());
     let kind = target.kind;
     if let Some(sub) = target.sub.as_deref()

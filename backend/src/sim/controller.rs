@@ -22,8 +22,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::kinds::Kind;
-use super::kubelet;
 use super::store::{Key, Part, Propagation, Store, random_suffix};
+use super::{core_kinds, endpoints, kubelet};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
@@ -73,8 +73,10 @@ pub fn run_once(store: &mut Store, state: &mut ControllerState, ctx: &Context) {
     work(store, state, ctx, MAX_PER_PASS);
 }
 
-/// Marks the objects whose timers fell due as dirty.
+/// Marks the objects whose timers fell due as dirty (and registers the
+/// node if it is missing, as a kubelet does on start).
 pub fn fire_timers(store: &mut Store, state: &mut ControllerState, now: Instant) {
+    kubelet::register_node(store);
     let later = state.timers.split_off(&(now + Duration::from_nanos(1)));
     let due = std::mem::replace(&mut state.timers, later);
     for keys in due.into_values() {
@@ -93,7 +95,13 @@ pub fn work(store: &mut Store, state: &mut ControllerState, ctx: &Context, budge
         match kind {
             Kind::Deployment => sync_deployment(store, state, ctx, &key),
             Kind::ReplicaSet => sync_replica_set(store, &key),
-            Kind::Pod => kubelet::sync_pod(store, state, ctx, &key),
+            Kind::Pod => {
+                kubelet::sync_pod(store, state, ctx, &key);
+                endpoints::pod_changed(store, &key);
+            }
+            // A Service's key stands for its Endpoints and EndpointSlices.
+            Kind::Service | Kind::Endpoints => endpoints::sync(store, &key),
+            Kind::Namespace => core_kinds::sync_namespace(store, &key),
             _ => {}
         }
         done += 1;

@@ -17,6 +17,10 @@ use serde_json::Value;
 
 use super::kinds::Kind;
 use super::selector::LabelQuery;
+use super::{core_kinds, crd};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Secret, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use super::status::ApiError;
 
 /// Validation failures: `(field path, message)`.
@@ -25,6 +29,9 @@ type Causes = Vec<(String, String)>;
 /// Decodes, defaults and validates an object of `kind`; answers the stored
 /// JSON form.
 pub fn normalize(kind: Kind, mut object: Value) -> Result<Value, ApiError> {
+    if kind == Kind::Secret {
+        object = super::core_kinds::prepare_secret(object)?;
+    }
     let Some(map) = object.as_object_mut() else {
         return Err(ApiError::bad_request("the object must be a JSON object"));
     };
@@ -82,6 +89,19 @@ pub fn normalize(kind: Kind, mut object: Value) -> Result<Value, ApiError> {
         Kind::EventV1 => {
             typed::<k8s_openapi::api::events::v1::Event>(kind, object, &mut causes, |_, _| {})
         }
+        Kind::ConfigMap => {
+            typed::<ConfigMap>(kind, object, &mut causes, core_kinds::check_config_map)
+        }
+        Kind::Secret => typed::<Secret>(kind, object, &mut causes, core_kinds::check_secret),
+        Kind::ServiceAccount => typed::<ServiceAccount>(kind, object, &mut causes, |_, _| {}),
+        Kind::Endpoints => typed::<Endpoints>(kind, object, &mut causes, |_, _| {}),
+        Kind::EndpointSlice => typed::<EndpointSlice>(kind, object, &mut causes, |_, _| {}),
+        Kind::Node => typed::<Node>(kind, object, &mut causes, |_, _| {}),
+        Kind::CustomResourceDefinition => {
+            typed::<CustomResourceDefinition>(kind, object, &mut causes, crd::check_definition)
+        }
+        Kind::SelfSubjectAccessReview | Kind::SelfSubjectRulesReview => Ok(object),
+        Kind::Custom(_) => crd::normalize_object(object),
     }?;
     if causes.is_empty() {
         Ok(result)

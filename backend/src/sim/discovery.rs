@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use super::kinds::{Kind, VERBS};
+use super::kinds::Kind;
 
 pub const SERVER_VERSION: &str = "v1.33.0";
 
@@ -82,11 +82,11 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": kind.singular(),
             "namespaced": kind.namespaced(),
             "kind": kind.kind(),
-            "verbs": VERBS,
+            "verbs": kind.verbs(),
             "shortNames": kind.short_names(),
         });
-        if kind != Kind::Namespace {
-            resource["categories"] = json!(["all"]);
+        if !kind.categories().is_empty() {
+            resource["categories"] = json!(kind.categories());
         }
         resources.push(resource);
         for sub in kind.subresources() {
@@ -241,7 +241,17 @@ mod tests {
             .iter()
             .map(|g| g["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["apps", "networking.k8s.io", "events.k8s.io"]);
+        assert_eq!(
+            names,
+            [
+                "apps",
+                "networking.k8s.io",
+                "events.k8s.io",
+                "discovery.k8s.io",
+                "apiextensions.k8s.io",
+                "authorization.k8s.io"
+            ]
+        );
         let apps = resource_list("apps", "v1").unwrap();
         let resources: Vec<&str> = apps["resources"]
             .as_array()

@@ -32,7 +32,8 @@ pub struct RequestRecord {
     /// The raw query string, without `?` (empty when there is none).
     pub query: String,
     pub content_type: Option<String>,
-    /// The body as text (lossy UTF-8), empty for bodiless requests.
+    /// The body as text (lossy UTF-8), empty for bodiless requests; a
+    /// Secret's body is never kept, only its size.
     pub body: String,
     /// When it arrived.
     pub at: std::time::Instant,
@@ -242,7 +243,7 @@ pub(crate) async fn intercept(State(sim): State<Sim>, request: Request, next: Ne
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(String::from),
-        body: String::from_utf8_lossy(&bytes).into_owned(),
+        body: super::core_kinds::loggable_body(&path, &bytes),
     });
     let response = match sim.faults().take(&parts.method, &path) {
         Some(Action::Fail) => {

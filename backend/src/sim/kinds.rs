@@ -1,6 +1,10 @@
 //! The resources the simulated cluster serves: their API group, names,
 //! scope, subresources and verbs, in one table used by routing, discovery
-//! and error messages.
+//! and error messages. Resources defined by a CustomResourceDefinition are
+//! one more variant, [`Kind::Custom`], described by the definition itself
+//! (see `crd.rs`).
+
+use super::crd::CustomKind;
 
 /// A resource type the simulator stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -15,6 +19,25 @@ pub enum Kind {
     Event,
     /// `events.k8s.io/v1` Event (what kube-rs' event recorder writes).
     EventV1,
+    ConfigMap,
+    Secret,
+    ServiceAccount,
+    /// Kept by the controller for each Service with a selector.
+    Endpoints,
+    /// `discovery.k8s.io/v1`, kept alongside Endpoints.
+    EndpointSlice,
+    /// The one node, `sim-node-1`, registered by the kubelet.
+    Node,
+    /// `apiextensions.k8s.io/v1`: each one makes a [`Kind::Custom`] servable.
+    CustomResourceDefinition,
+    /// `authorization.k8s.io/v1`, create only: what `kubectl auth can-i` asks.
+    SelfSubjectAccessReview,
+    /// `authorization.k8s.io/v1`, create only: `kubectl auth can-i --list`.
+    SelfSubjectRulesReview,
+    /// A resource of a CustomResourceDefinition. Two custom kinds are the
+    /// same kind when their group and plural are (whatever else the
+    /// definition said when each was made).
+    Custom(CustomKind),
 }
 
 /// Verbs every stored resource supports.
@@ -30,7 +53,8 @@ pub const VERBS: &[&str] = &[
 ];
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    /// The built-in kinds (custom ones come and go with their definitions).
+    pub const ALL: [Kind; 17] = [
         Kind::Namespace,
         Kind::Deployment,
         Kind::ReplicaSet,
@@ -39,20 +63,47 @@ impl Kind {
         Kind::Ingress,
         Kind::Event,
         Kind::EventV1,
+        Kind::ConfigMap,
+        Kind::Secret,
+        Kind::ServiceAccount,
+        Kind::Endpoints,
+        Kind::Node,
+        Kind::EndpointSlice,
+        Kind::CustomResourceDefinition,
+        Kind::SelfSubjectAccessReview,
+        Kind::SelfSubjectRulesReview,
     ];
 
     /// API group ("" for the core group).
     pub fn group(self) -> &'static str {
         match self {
-            Kind::Namespace | Kind::Pod | Kind::Service | Kind::Event => "",
+            Kind::Namespace
+            | Kind::Pod
+            | Kind::Service
+            | Kind::Event
+            | Kind::ConfigMap
+            | Kind::Secret
+            | Kind::ServiceAccount
+            | Kind::Endpoints
+            | Kind::Node => "",
             Kind::Deployment | Kind::ReplicaSet => "apps",
             Kind::Ingress => "networking.k8s.io",
             Kind::EventV1 => "events.k8s.io",
+            Kind::EndpointSlice => "discovery.k8s.io",
+            Kind::CustomResourceDefinition => "apiextensions.k8s.io",
+            Kind::SelfSubjectAccessReview | Kind::SelfSubjectRulesReview => {
+                "authorization.k8s.io"
+            }
+            Kind::Custom(c) => c.group(),
         }
     }
 
+    /// The version objects are stored (and, for built-in kinds, served) at.
     pub fn version(self) -> &'static str {
-        "v1"
+        match self {
+            Kind::Custom(c) => c.storage_version(),
+            _ => "v1",
+        }
     }
 
     /// `apiVersion` as written in objects: `v1`, `apps/v1`, …
@@ -61,7 +112,14 @@ impl Kind {
             "" => "v1",
             "apps" => "apps/v1",
             "events.k8s.io" => "events.k8s.io/v1",
-            _ => "networking.k8s.io/v1",
+            "networking.k8s.io" => "networking.k8s.io/v1",
+            "discovery.k8s.io" => "discovery.k8s.io/v1",
+            "apiextensions.k8s.io" => "apiextensions.k8s.io/v1",
+            "authorization.k8s.io" => "authorization.k8s.io/v1",
+            _ => match self {
+                Kind::Custom(c) => c.api_version(),
+                _ => "v1",
+            },
         }
     }
 
@@ -74,6 +132,16 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Ingress => "Ingress",
             Kind::Event | Kind::EventV1 => "Event",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
+            Kind::ServiceAccount => "ServiceAccount",
+            Kind::Endpoints => "Endpoints",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Node => "Node",
+            Kind::CustomResourceDefinition => "CustomResourceDefinition",
+            Kind::SelfSubjectAccessReview => "SelfSubjectAccessReview",
+            Kind::SelfSubjectRulesReview => "SelfSubjectRulesReview",
+            Kind::Custom(c) => c.kind(),
         }
     }
 
@@ -86,11 +154,23 @@ impl Kind {
             Kind::Service => "services",
             Kind::Ingress => "ingresses",
             Kind::Event | Kind::EventV1 => "events",
+            Kind::ConfigMap => "configmaps",
+            Kind::Secret => "secrets",
+            Kind::ServiceAccount => "serviceaccounts",
+            Kind::Endpoints => "endpoints",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::Node => "nodes",
+            Kind::CustomResourceDefinition => "customresourcedefinitions",
+            Kind::SelfSubjectAccessReview => "selfsubjectaccessreviews",
+            Kind::SelfSubjectRulesReview => "selfsubjectrulesreviews",
+            Kind::Custom(c) => c.plural(),
         }
     }
 
     pub fn singular(self) -> &'static str {
         match self {
+            Kind::Custom(c) => c.singular(),
+            // The lowercase kind, as the API server derives it.
             Kind::Namespace => "namespace",
             Kind::Deployment => "deployment",
             Kind::ReplicaSet => "replicaset",
@@ -98,23 +178,50 @@ impl Kind {
             Kind::Service => "service",
             Kind::Ingress => "ingress",
             Kind::Event | Kind::EventV1 => "event",
+            Kind::ConfigMap => "configmap",
+            Kind::Secret => "secret",
+            Kind::ServiceAccount => "serviceaccount",
+            Kind::Endpoints => "endpoints",
+            Kind::EndpointSlice => "endpointslice",
+            Kind::Node => "node",
+            Kind::CustomResourceDefinition => "customresourcedefinition",
+            Kind::SelfSubjectAccessReview => "selfsubjectaccessreview",
+            Kind::SelfSubjectRulesReview => "selfsubjectrulesreview",
         }
     }
 
-    pub fn short_names(self) -> &'static [&'static str] {
+    pub fn short_names(self) -> Vec<&'static str> {
         match self {
-            Kind::Namespace => &["ns"],
-            Kind::Deployment => &["deploy"],
-            Kind::ReplicaSet => &["rs"],
-            Kind::Pod => &["po"],
-            Kind::Service => &["svc"],
-            Kind::Ingress => &["ing"],
-            Kind::Event | Kind::EventV1 => &["ev"],
+            Kind::Namespace => vec!["ns"],
+            Kind::Deployment => vec!["deploy"],
+            Kind::ReplicaSet => vec!["rs"],
+            Kind::Pod => vec!["po"],
+            Kind::Service => vec!["svc"],
+            Kind::Ingress => vec!["ing"],
+            Kind::Event | Kind::EventV1 => vec!["ev"],
+            Kind::ConfigMap => vec!["cm"],
+            Kind::ServiceAccount => vec!["sa"],
+            Kind::Endpoints => vec!["ep"],
+            Kind::Node => vec!["no"],
+            Kind::CustomResourceDefinition => vec!["crd", "crds"],
+            Kind::Secret
+            | Kind::EndpointSlice
+            | Kind::SelfSubjectAccessReview
+            | Kind::SelfSubjectRulesReview => vec![],
+            Kind::Custom(c) => c.short_names(),
         }
     }
 
     pub fn namespaced(self) -> bool {
-        self != Kind::Namespace
+        match self {
+            Kind::Namespace
+            | Kind::Node
+            | Kind::CustomResourceDefinition
+            | Kind::SelfSubjectAccessReview
+            | Kind::SelfSubjectRulesReview => false,
+            Kind::Custom(c) => c.namespaced(),
+            _ => true,
+        }
     }
 
     /// Subresources served besides the object itself.
@@ -122,14 +229,46 @@ impl Kind {
         match self {
             Kind::Deployment | Kind::ReplicaSet => &["status", "scale"],
             Kind::Pod => &["status", "log"],
-            Kind::Namespace | Kind::Service | Kind::Ingress => &["status"],
-            Kind::Event | Kind::EventV1 => &[],
+            Kind::Namespace
+            | Kind::Service
+            | Kind::Ingress
+            | Kind::Node
+            | Kind::CustomResourceDefinition => &["status"],
+            Kind::Custom(c) if c.has_status() => &["status"],
+            _ => &[],
+        }
+    }
+
+    /// The verbs discovery announces.
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Kind::SelfSubjectAccessReview | Kind::SelfSubjectRulesReview => &["create"],
+            _ => VERBS,
+        }
+    }
+
+    /// The discovery categories (`kubectl get all` reads `all`).
+    pub fn categories(self) -> Vec<&'static str> {
+        match self {
+            Kind::Deployment
+            | Kind::ReplicaSet
+            | Kind::Pod
+            | Kind::Service
+            | Kind::Ingress
+            | Kind::Event
+            | Kind::EventV1 => vec!["all"],
+            Kind::CustomResourceDefinition => vec!["api-extensions"],
+            Kind::Custom(c) => c.categories(),
+            _ => vec![],
         }
     }
 
     /// Whether `metadata.generation` is kept (bumped on spec changes).
     pub fn has_generation(self) -> bool {
-        matches!(self, Kind::Deployment | Kind::ReplicaSet)
+        matches!(
+            self,
+            Kind::Deployment | Kind::ReplicaSet | Kind::CustomResourceDefinition | Kind::Custom(_)
+        )
     }
 
     /// `deployments.apps`, `pods`: the name the API uses in messages.
@@ -148,13 +287,14 @@ impl Kind {
         }
     }
 
+    /// The built-in kind at a path (custom kinds: `crd::resolve`).
     pub fn from_path(group: &str, version: &str, plural: &str) -> Option<Kind> {
         Kind::ALL
             .into_iter()
             .find(|k| k.group() == group && k.version() == version && k.plural() == plural)
     }
 
-    /// The kinds served under one group/version.
+    /// The built-in kinds served under one group/version.
     pub fn in_group(group: &str, version: &str) -> Vec<Kind> {
         Kind::ALL
             .into_iter()

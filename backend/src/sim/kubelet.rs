@@ -1,20 +1,102 @@
-//! The simulated kubelet of the one node, `sim-node-1`: a pod starts
-//! running on the next controller pass and becomes Ready after the
-//! configured delay — unless its image matches a never-ready fault, in which
-//! case its readiness probe keeps failing.
+//! The simulated kubelet of the one node, `sim-node-1`: it registers its
+//! Node (Ready, with capacity, addresses and the cluster's version), binds
+//! pods that name no node to it, and a pod starts running on the next
+//! controller pass and becomes Ready after the configured delay — unless its
+//! image matches a never-ready fault, in which case its readiness probe
+//! keeps failing.
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, HostIP, Pod,
     PodCondition, PodIP,
 };
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::controller::{Context, ControllerState, get_typed, now_time, put};
+use super::discovery::SERVER_VERSION;
 use super::kinds::Kind;
-use super::store::{Key, Store};
+use super::store::{Key, Store, now_timestamp};
 
 pub const NODE_NAME: &str = "sim-node-1";
 pub const NODE_IP: &str = "10.0.0.10";
+/// Where pod IPs come from (`Store::next_pod_ip`).
+pub const POD_CIDR: &str = "10.244.0.0/16";
+pub const CONTAINER_RUNTIME: &str = "containerd://2.0.5";
+pub const OS_IMAGE: &str = "Rollway simulated node";
+
+/// The Node this kubelet registers, as it posts it.
+pub fn node_object() -> Value {
+    let now = now_timestamp();
+    let condition = |type_: &str, status: &str, reason: &str, message: &str| {
+        json!({
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        })
+    };
+    let resources = json!({
+        "cpu": "8",
+        "memory": "32Gi",
+        "pods": "110",
+        "ephemeral-storage": "100Gi",
+        "hugepages-2Mi": "0",
+    });
+    let machine = digest(NODE_NAME);
+    json!({
+        "metadata": {
+            "name": NODE_NAME,
+            "labels": {
+                "beta.kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/hostname": NODE_NAME,
+                "kubernetes.io/os": "linux",
+                "node-role.kubernetes.io/control-plane": "",
+            },
+        },
+        "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR]},
+        "status": {
+            "capacity": resources,
+            "allocatable": resources,
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": NODE_IP},
+                {"type": "Hostname", "address": NODE_NAME},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": &machine[..32],
+                "systemUUID": &machine[32..],
+                "bootID": &digest(&now)[..32],
+                "kernelVersion": "6.1.0-rollway-sim",
+                "osImage": OS_IMAGE,
+                "containerRuntimeVersion": CONTAINER_RUNTIME,
+                "kubeletVersion": SERVER_VERSION,
+                "kubeProxyVersion": SERVER_VERSION,
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+        },
+    })
+}
+
+/// Registers the node when it is not there (at start, or after someone
+/// deleted it), as a kubelet does.
+pub fn register_node(store: &mut Store) {
+    if store.get(Kind::Node, "", NODE_NAME).is_none()
+        && let Err(e) = store.create(Kind::Node, "", node_object(), false)
+    {
+        tracing::warn!(error = %e, "the simulated kubelet could not register its node");
+    }
+}
 
 /// Whether the pod's Ready condition is True.
 pub fn is_ready(pod: &Pod) -> bool {
@@ -67,6 +149,12 @@ pub fn sync_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, k
         return;
     };
     let before = pod.clone();
+    if let Some(spec) = pod.spec.as_mut()
+        && spec.node_name.is_none()
+    {
+        // The one node is where every pod is scheduled.
+        spec.node_name = Some(NODE_NAME.into());
+    }
     let started = match state.pod_started.get(key) {
         Some((known, at)) if *known == uid => *at,
         _ => {

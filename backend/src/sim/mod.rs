@@ -27,13 +27,21 @@
 //! | `patch` | merge, strategic merge, JSON patch, apply |
 //! | `api`, `discovery`, `watch`, `logs`, `table` | the HTTP surface |
 //! | `controller`, `kubelet` | Deployments, ReplicaSets, pods over time |
+//! | `endpoints` | Endpoints and EndpointSlices of Services |
+//! | `core_kinds` | ConfigMaps, Secrets, ServiceAccounts; each namespace's defaults |
+//! | `crd` | CustomResourceDefinitions and the resources they define |
+//! | `access` | SelfSubjectAccessReview / RulesReview (`kubectl auth can-i`) |
 //! | `faults` | fault injection and the request log |
 //! | `status` | `Status` error bodies |
 
+mod access;
 mod api;
 mod controller;
+mod core_kinds;
+mod crd;
 mod defaults;
 mod discovery;
+mod endpoints;
 mod faults;
 mod kinds;
 mod kubelet;

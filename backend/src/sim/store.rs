@@ -375,6 +375,16 @@ impl Store {
             Kind::Namespace => object["status"] = json!({"phase": "Active"}),
             Kind::Ingress => object["status"] = json!({"loadBalancer": {}}),
             Kind::Event | Kind::EventV1 => {}
+            Kind::CustomResourceDefinition => super::crd::initial_status(object),
+            Kind::ConfigMap
+            | Kind::Secret
+            | Kind::ServiceAccount
+            | Kind::Endpoints
+            | Kind::EndpointSlice
+            | Kind::Node
+            | Kind::SelfSubjectAccessReview
+            | Kind::SelfSubjectRulesReview
+            | Kind::Custom(_) => {}
             Kind::Service => {
                 object["status"] = json!({"loadBalancer": {}});
                 let spec = &mut object["spec"];
@@ -449,6 +459,8 @@ impl Store {
             _ => {}
         }
         match part {
+            // Without a status subresource, status is written like the rest.
+            Part::Main if !kind.subresources().contains(&"status") => {}
             Part::Main => match existing.get("status") {
                 Some(status) => object["status"] = status.clone(),
                 None => {
@@ -575,8 +587,12 @@ impl Store {
                 }
             }
         }
+        if kind == Kind::CustomResourceDefinition {
+            super::crd::delete_objects(self, &object);
+        }
         if kind == Kind::Namespace {
-            for contained in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
+            let kinds: Vec<Kind> = self.objects.keys().copied().collect();
+            for contained in kinds.into_iter().filter(|k| k.namespaced()) {
                 let names: Vec<String> = self
                     .list(contained, Some(name))
                     .iter()
@@ -634,7 +650,12 @@ impl Store {
         mark_self: bool,
     ) {
         let key = self.key_of(kind, &object);
-        if mark_self && matches!(kind, Kind::Deployment | Kind::ReplicaSet | Kind::Pod) {
+        if mark_self
+            && matches!(
+                kind,
+                Kind::Deployment | Kind::ReplicaSet | Kind::Pod | Kind::Service | Kind::Namespace
+            )
+        {
             self.dirty.insert((kind, key.clone()));
         }
         for candidate in [Some(&*object), old.as_deref()].into_iter().flatten() {
