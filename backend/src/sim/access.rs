@@ -45,8 +45,7 @@ pub(crate) async fn layer(State(_sim): State<Sim>, request: Request, next: Next)
         serde_json::from_slice::<Value>(&body)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
     };
-    match review.and_then(|review| answer(kind, review))
-    {
+    match review.and_then(|review| answer(kind, review)) {
         Ok(answered) => (
             StatusCode::CREATED,
             [(header::CONTENT_TYPE, "application/json")],

@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 
 use super::Sim;
 use super::discovery;
-use super::{access, crd};
 use super::faults::intercept;
 use super::kinds::Kind;
 use super::patch::{self, PatchKind};
@@ -23,6 +22,7 @@ use super::selector::{FieldQuery, LabelQuery};
 use super::status::{ApiError, success_status};
 use super::store::{Part, Propagation};
 use super::table;
+use super::{access, crd};
 use super::{logs, watch};
 
 pub(crate) fn router(sim: Sim) -> Router {

@@ -134,7 +134,11 @@ fn check_keys<'a>(field: &str, keys: impl Iterator<Item = &'a String>, causes: &
 }
 
 pub fn check_config_map(config_map: &mut ConfigMap, causes: &mut Causes) {
-    check_keys("data", config_map.data.iter().flatten().map(|(k, _)| k), causes);
+    check_keys(
+        "data",
+        config_map.data.iter().flatten().map(|(k, _)| k),
+        causes,
+    );
     check_keys(
         "binaryData",
         config_map.binary_data.iter().flatten().map(|(k, _)| k),

@@ -227,7 +227,9 @@ pub fn kind_of(crd: &Value) -> Option<CustomKind> {
 /// alpha, higher numbers first, then anything else alphabetically.
 fn version_priority(version: &str) -> (u8, i64, i64, String) {
     let parsed = version.strip_prefix('v').and_then(|rest| {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let major: i64 = rest[..digits].parse().ok()?;
         let tail = &rest[digits..];
         let (level, minor) = if tail.is_empty() {
@@ -456,7 +458,10 @@ fn is_strategic_merge(request: &Request) -> bool {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.trim_start().starts_with("application/strategic-merge-patch+json"))
+        .is_some_and(|t| {
+            t.trim_start()
+                .starts_with("application/strategic-merge-patch+json")
+        })
 }
 
 /// Serves a request at `served` (`group/version`) from objects stored at
@@ -494,7 +499,9 @@ async fn convert(request: Request, next: Next, served: &str, stored: &'static st
         .uri
         .query()
         .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     let served = served.to_string();
     let (mut parts, body) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -633,10 +640,11 @@ pub fn check_definition(crd: &mut CustomResourceDefinition, causes: &mut Vec<(St
             }
         }
     }
-    spec.conversion.get_or_insert_with(|| CustomResourceConversion {
-        strategy: "None".into(),
-        webhook: None,
-    });
+    spec.conversion
+        .get_or_insert_with(|| CustomResourceConversion {
+            strategy: "None".into(),
+            webhook: None,
+        });
 }
 
 /// The status a definition gets on creation: its names accepted, the

@@ -17,11 +17,11 @@ use serde_json::Value;
 
 use super::kinds::Kind;
 use super::selector::LabelQuery;
+use super::status::ApiError;
 use super::{core_kinds, crd};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Secret, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use super::status::ApiError;
 
 /// Validation failures: `(field path, message)`.
 type Causes = Vec<(String, String)>;

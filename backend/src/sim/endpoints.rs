@@ -294,10 +294,14 @@ fn write_slices(
         .list(Kind::EndpointSlice, Some(namespace))
         .into_iter()
         .filter(|s| {
-            text(s, &format!("/metadata/labels/{}", SERVICE_NAME_LABEL.replace('/', "~1")))
-                == name.as_str()
-                && text(s, &format!("/metadata/labels/{}", MANAGED_BY_LABEL.replace('/', "~1")))
-                    == MANAGED_BY
+            text(
+                s,
+                &format!("/metadata/labels/{}", SERVICE_NAME_LABEL.replace('/', "~1")),
+            ) == name.as_str()
+                && text(
+                    s,
+                    &format!("/metadata/labels/{}", MANAGED_BY_LABEL.replace('/', "~1")),
+                ) == MANAGED_BY
         })
         .cloned()
         .collect();

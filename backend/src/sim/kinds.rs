@@ -91,9 +91,7 @@ impl Kind {
             Kind::EventV1 => "events.k8s.io",
             Kind::EndpointSlice => "discovery.k8s.io",
             Kind::CustomResourceDefinition => "apiextensions.k8s.io",
-            Kind::SelfSubjectAccessReview | Kind::SelfSubjectRulesReview => {
-                "authorization.k8s.io"
-            }
+            Kind::SelfSubjectAccessReview | Kind::SelfSubjectRulesReview => "authorization.k8s.io",
             Kind::Custom(c) => c.group(),
         }
     }

@@ -44,6 +44,8 @@ mod discovery;
 mod endpoints;
 mod faults;
 mod kinds;
+#[cfg(test)]
+mod kinds_tests;
 mod kubelet;
 mod logs;
 mod patch;

@@ -257,15 +257,27 @@ fn cells(o: &Value) -> Vec<Value> {
 /// columns are the ones `-o wide` adds.
 fn more_kinds_columns(kind: &str) -> &'static [(&'static str, &'static str, u8)] {
     match kind {
-        "ConfigMap" => &[("Name", "string", 0), ("Data", "string", 0), ("Age", "string", 0)],
+        "ConfigMap" => &[
+            ("Name", "string", 0),
+            ("Data", "string", 0),
+            ("Age", "string", 0),
+        ],
         "Secret" => &[
             ("Name", "string", 0),
             ("Type", "string", 0),
             ("Data", "string", 0),
             ("Age", "string", 0),
         ],
-        "ServiceAccount" => &[("Name", "string", 0), ("Secrets", "string", 0), ("Age", "string", 0)],
-        "Endpoints" => &[("Name", "string", 0), ("Endpoints", "string", 0), ("Age", "string", 0)],
+        "ServiceAccount" => &[
+            ("Name", "string", 0),
+            ("Secrets", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "Endpoints" => &[
+            ("Name", "string", 0),
+            ("Endpoints", "string", 0),
+            ("Age", "string", 0),
+        ],
         "EndpointSlice" => &[
             ("Name", "string", 0),
             ("AddressType", "string", 0),
