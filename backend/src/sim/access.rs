@@ -112,7 +112,7 @@ fn fields(buf: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
 }
 
 /// The length-delimited field `number` of a message.
-fn field<'a>(buf: &'a [u8], number: u64) -> Option<&'a [u8]> {
+fn field(buf: &[u8], number: u64) -> Option<&[u8]> {
     fields(buf)?.into_iter().find_map(|(n, f)| match f {
         Field::Bytes(bytes) if n == number => Some(bytes),
         _ => None,

@@ -39,7 +39,7 @@ fn illegal_base64_at(text: &str) -> Option<usize> {
             _ => return Some(i),
         }
     }
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Some(bytes.len() / 4 * 4);
     }
     None

@@ -196,7 +196,7 @@ pub fn kind_of(crd: &Value) -> Option<CustomKind> {
     if group.is_empty() || plural.is_empty() || kind.is_empty() || served.is_empty() {
         return None;
     }
-    served.sort_by(|a, b| version_priority(a).cmp(&version_priority(b)));
+    served.sort_by_key(|v| version_priority(v));
     let singular = Some(text(crd, "/spec/names/singular"))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| kind.to_lowercase());
@@ -285,7 +285,7 @@ fn kinds_in_group(store: &Store, group: &str) -> Vec<CustomKind> {
 /// Every served version of a group, the preferred one first.
 fn group_versions(kinds: &[CustomKind]) -> Vec<&'static str> {
     let mut versions: Vec<&str> = kinds.iter().flat_map(|k| k.versions()).collect();
-    versions.sort_by(|a, b| version_priority(a).cmp(&version_priority(b)));
+    versions.sort_by_key(|v| version_priority(v));
     versions.dedup();
     versions
 }

@@ -166,7 +166,7 @@ pub fn sync(store: &mut Store, key: &Key) {
         });
     }
     for backends in groups.values_mut() {
-        backends.sort_by(|a, b| ip_order(&a.ip).cmp(&ip_order(&b.ip)));
+        backends.sort_by_key(|b| ip_order(&b.ip));
     }
     let labels = service
         .pointer("/metadata/labels")

@@ -552,10 +552,12 @@ async fn a_custom_resource_definition_serves_its_resource_until_deleted() {
     )
     .await;
     assert_eq!(code, 200);
-    let world = sim.world();
-    let leftovers = world.store.list(Kind::CustomResourceDefinition, None).len();
-    assert_eq!(leftovers, 0);
-    drop(world);
+    let definitions = sim
+        .world()
+        .store
+        .list(Kind::CustomResourceDefinition, None)
+        .len();
+    assert_eq!(definitions, 0);
     assert_eq!(
         raw(
             &sim,
