@@ -705,3 +705,61 @@ pub fn delete_objects(store: &mut Store, crd: &Value) {
         let _ = store.delete(kind, &namespace, &name, Propagation::Cascade, false);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_sort_as_kubernetes_prefers_them() {
+        let mut versions = vec![
+            "v1alpha1",
+            "v2beta1",
+            "v1",
+            "foo",
+            "v1beta2",
+            "v2",
+            "v1beta1",
+            "v10alpha3",
+        ];
+        versions.sort_by_key(|v| version_priority(v));
+        assert_eq!(
+            versions,
+            [
+                "v2",
+                "v1",
+                "v2beta1",
+                "v1beta2",
+                "v1beta1",
+                "v10alpha3",
+                "v1alpha1",
+                "foo"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_kind_is_one_resource_whatever_its_definition_says_besides() {
+        let definition = |short: &str| {
+            json!({
+                "spec": {
+                    "group": "example.com",
+                    "names": {"plural": "widgets", "kind": "Widget", "shortNames": [short]},
+                    "scope": "Namespaced",
+                    "versions": [{"name": "v1", "served": true, "storage": true}],
+                },
+            })
+        };
+        let a = kind_of(&definition("wd")).unwrap();
+        let b = kind_of(&definition("wg")).unwrap();
+        assert_eq!(Kind::Custom(a), Kind::Custom(b));
+        assert_eq!(b.short_names(), ["wg"]);
+        // The same definition twice is one description.
+        let again = kind_of(&definition("wd")).unwrap();
+        assert!(std::ptr::eq(a.0, again.0));
+        assert_eq!(Kind::Custom(a).api_version(), "example.com/v1");
+        assert_eq!(Kind::Custom(a).qualified(), "widgets.example.com");
+        assert_eq!(a.singular(), "widget");
+        assert_eq!(a.list_kind(), "WidgetList");
+    }
+}

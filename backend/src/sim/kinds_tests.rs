@@ -542,6 +542,48 @@ async fn a_custom_resource_definition_serves_its_resource_until_deleted() {
     .await;
     assert_eq!(ignored["status"]["phase"], "Healthy");
 
+    // Deleting a namespace deletes the custom objects in it.
+    raw(
+        &sim,
+        Method::POST,
+        "/api/v1/namespaces",
+        "application/json",
+        json!({"metadata": {"name": "team"}})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    let (code, _) = post_json(
+        &sim,
+        "/apis/rollouts.kruise.io/v1beta1/namespaces/team/rollouts",
+        json!({"metadata": {"name": "doomed"}, "spec": {}}),
+    )
+    .await;
+    assert_eq!(code, 201);
+    raw(
+        &sim,
+        Method::DELETE,
+        "/api/v1/namespaces/team",
+        "application/json",
+        Vec::new(),
+    )
+    .await;
+    let (_, all) = raw(
+        &sim,
+        Method::GET,
+        "/apis/rollouts.kruise.io/v1beta1/rollouts",
+        "",
+        Vec::new(),
+    )
+    .await;
+    let names: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web"]);
+
     // Deleting the definition deletes its objects and stops serving them.
     let (code, _) = raw(
         &sim,
