@@ -311,13 +311,45 @@ async fn kubectl_applies_a_crd_then_its_resource_until_the_crd_is_deleted() {
         out.contains("rollout.rollouts.kruise.io/web created"),
         "{out}"
     );
+    kubectl
+        .run(&[
+            "patch",
+            "rollouts.rollouts.kruise.io",
+            "web",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Healthy","canaryStatus":{"currentStepIndex":2},"conditions":[{"type":"Progressing","status":"False"},{"type":"Ready","status":"True"}]}}"#,
+        ])
+        .await;
+    // The definition's printer columns.
     let listed = kubectl.run(&["get", "rollouts.rollouts.kruise.io"]).await;
     let mut lines = listed.lines();
     assert!(
-        lines.next().unwrap().split_whitespace().eq(["NAME", "AGE"]),
+        lines.next().unwrap().split_whitespace().eq([
+            "NAME",
+            "STATUS",
+            "CANARY_STEP",
+            "READY",
+            "AGE"
+        ]),
         "{listed}"
     );
-    assert!(lines.next().unwrap().starts_with("web "), "{listed}");
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["web", "Healthy", "2", "True"], "{listed}");
+    // A version without printer columns prints Name and Age.
+    let plain = kubectl
+        .run(&["get", "rollouts.v1alpha1.rollouts.kruise.io"])
+        .await;
+    assert!(
+        plain
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .eq(["NAME", "AGE"]),
+        "{plain}"
+    );
     // The short name and the other served version reach the same object.
     let at_v1alpha1 = kubectl
         .run(&[

@@ -54,6 +54,18 @@ pub struct Definition {
     /// `group/storage_version`.
     api_version: String,
     status: bool,
+    /// `additionalPrinterColumns` by version.
+    columns: Vec<(String, Vec<PrinterColumn>)>,
+}
+
+/// One of a version's `additionalPrinterColumns`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PrinterColumn {
+    name: String,
+    type_: String,
+    json_path: String,
+    priority: i64,
+    description: String,
 }
 
 /// A custom resource: equal, ordered and hashed by group and plural, which
@@ -207,7 +219,26 @@ pub fn kind_of(crd: &Value) -> Option<CustomKind> {
         .iter()
         .find(|v| v["name"] == storage_version.as_str())
         .is_some_and(|v| v.pointer("/subresources/status").is_some());
+    let columns = versions
+        .iter()
+        .map(|v| {
+            let columns = v["additionalPrinterColumns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| PrinterColumn {
+                    name: text(c, "/name"),
+                    type_: text(c, "/type"),
+                    json_path: text(c, "/jsonPath"),
+                    priority: c["priority"].as_i64().unwrap_or(0),
+                    description: text(c, "/description"),
+                })
+                .collect();
+            (text(v, "/name"), columns)
+        })
+        .collect();
     Some(intern(Definition {
+        columns,
         api_version: format!("{group}/{storage_version}"),
         short_names: strings(crd, "/spec/names/shortNames"),
         categories: strings(crd, "/spec/names/categories"),
@@ -443,11 +474,33 @@ pub(crate) async fn layer(State(sim): State<Sim>, request: Request, next: Next) 
                 }
                 .into_response();
             }
-            if *version == kind.storage_version() {
-                return next.run(request).await;
+            let table = request.method() == Method::GET
+                && !is_watch(request.uri().query())
+                && request
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("as=Table"));
+            let mut request = request;
+            if table {
+                // Answered as objects, printed here with the definition's
+                // columns.
+                request.headers_mut().insert(
+                    header::ACCEPT,
+                    "application/json".parse().expect("a header value"),
+                );
             }
-            let served = format!("{group}/{version}");
-            convert(request, next, &served, kind.api_version()).await
+            let response = if *version == kind.storage_version() {
+                next.run(request).await
+            } else {
+                let served = format!("{group}/{version}");
+                convert(request, next, &served, kind.api_version()).await
+            };
+            if table {
+                print_table(kind, version, response).await
+            } else {
+                response
+            }
         }
         _ => next.run(request).await,
     }
@@ -495,10 +548,7 @@ async fn convert(request: Request, next: Next, served: &str, stored: &'static st
         }
     };
     parts.headers.remove(header::CONTENT_LENGTH);
-    let watching = parts
-        .uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let watching = is_watch(parts.uri.query());
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
@@ -522,6 +572,139 @@ async fn convert(request: Request, next: Next, served: &str, stored: &'static st
         Err(_) => bytes,
     };
     Response::from_parts(parts, Body::from(bytes))
+}
+
+fn is_watch(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"))
+}
+
+/// The `meta.k8s.io/v1` Table of an answered object or list: Name, then
+/// the version's printer columns (Age when it has none), as the real
+/// server prints custom resources.
+async fn print_table(kind: CustomKind, version: &str, response: Response) -> Response {
+    if !response.status().is_success() {
+        return response;
+    }
+    let Ok(bytes) = to_bytes(response.into_body(), BODY_LIMIT).await else {
+        return ApiError::internal("cannot read the answer").into_response();
+    };
+    let Ok(answer) = serde_json::from_slice::<Value>(&bytes) else {
+        return ApiError::internal("the answer is not JSON").into_response();
+    };
+    let objects: Vec<Value> = match answer.get("items").and_then(Value::as_array) {
+        Some(items) => items.clone(),
+        None => vec![answer.clone()],
+    };
+    let printer: &[PrinterColumn] = kind
+        .0
+        .columns
+        .iter()
+        .find(|(v, _)| v == version)
+        .map(|(_, c)| c.as_slice())
+        .unwrap_or_default();
+    let age = PrinterColumn {
+        name: "Age".into(),
+        type_: "date".into(),
+        json_path: ".metadata.creationTimestamp".into(),
+        priority: 0,
+        description: String::new(),
+    };
+    let columns: Vec<&PrinterColumn> = if printer.is_empty() {
+        vec![&age]
+    } else {
+        printer.iter().collect()
+    };
+    let mut definitions = vec![json!({
+        "name": "Name", "type": "string", "format": "name", "priority": 0,
+        "description": "Name must be unique within a namespace.",
+    })];
+    definitions.extend(columns.iter().map(|c| {
+        let (type_, format) = match c.type_.as_str() {
+            "date" => ("date", ""),
+            other => (other, ""),
+        };
+        json!({"name": c.name, "type": type_, "format": format, "priority": c.priority, "description": c.description})
+    }));
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut cells = vec![o.pointer("/metadata/name").cloned().unwrap_or(Value::Null)];
+            cells.extend(columns.iter().map(|c| cell(o, c)));
+            json!({
+                "cells": cells,
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": o["metadata"],
+                },
+            })
+        })
+        .collect();
+    let mut metadata = json!({});
+    if let Some(rv) = answer.pointer("/metadata/resourceVersion") {
+        metadata["resourceVersion"] = rv.clone();
+    }
+    json_response(&json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }))
+}
+
+/// One printer column of one object: dates as ages, other values as they
+/// are, nothing (printed `<none>`) where the path finds nothing.
+fn cell(object: &Value, column: &PrinterColumn) -> Value {
+    let Some(value) = json_path(object, &column.json_path) else {
+        return Value::Null;
+    };
+    match (column.type_.as_str(), value) {
+        ("date", Value::String(time)) => super::table::age(time).into(),
+        ("string", Value::String(_)) => value.clone(),
+        ("string", other) => other.to_string().into(),
+        _ => value.clone(),
+    }
+}
+
+/// The value at a printer column's JSONPath: dotted fields, `[n]`, `[*]`
+/// (the first element) and `[?(@.field=="value")]` filters, as CRDs write
+/// them.
+fn json_path<'a>(mut value: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut rest = path.trim().trim_start_matches('{').trim_end_matches('}');
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            let field = &after[..end];
+            if !field.is_empty() {
+                value = value.get(field)?;
+            }
+            rest = &after[end..];
+        } else if let Some(after) = rest.strip_prefix('[') {
+            let end = after.find(']')?;
+            let selector = &after[..end];
+            let items = value.as_array()?;
+            value = if let Some(filter) = selector
+                .strip_prefix("?(@.")
+                .and_then(|f| f.strip_suffix(')'))
+            {
+                let (field, wanted) = filter.split_once("==")?;
+                let wanted = wanted.trim().trim_matches(|c| c == '"' || c == '\'');
+                items.iter().find(|item| {
+                    json_path(item, &format!(".{}", field.trim())).and_then(Value::as_str)
+                        == Some(wanted)
+                })?
+            } else if selector == "*" {
+                items.first()?
+            } else {
+                items.get(selector.parse::<usize>().ok()?)?
+            };
+            rest = &after[end + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(value)
 }
 
 /// Watch events, one JSON document a line.
@@ -709,6 +892,38 @@ pub fn delete_objects(store: &mut Store, crd: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printer_column_paths_follow_fields_indexes_and_filters() {
+        let object = json!({
+            "metadata": {"name": "web"},
+            "status": {
+                "replicas": 3,
+                "conditions": [
+                    {"type": "Progressing", "status": "False"},
+                    {"type": "Ready", "status": "True"},
+                ],
+            },
+        });
+        assert_eq!(json_path(&object, ".status.replicas"), Some(&json!(3)));
+        assert_eq!(
+            json_path(&object, ".status.conditions[?(@.type==\"Ready\")].status"),
+            Some(&json!("True"))
+        );
+        assert_eq!(
+            json_path(&object, "{.status.conditions[0].type}"),
+            Some(&json!("Progressing"))
+        );
+        assert_eq!(
+            json_path(&object, ".status.conditions[*].status"),
+            Some(&json!("False"))
+        );
+        assert_eq!(json_path(&object, ".status.missing"), None);
+        assert_eq!(
+            json_path(&object, ".status.conditions[?(@.type=='Gone')].status"),
+            None
+        );
+    }
 
     #[test]
     fn versions_sort_as_kubernetes_prefers_them() {

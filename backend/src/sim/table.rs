@@ -477,7 +477,7 @@ fn more_kinds_cells(kind: &str, o: &Value) -> Vec<Value> {
 }
 
 /// `5s`, `3m`, `2h`, `4d` since an RFC 3339 time.
-fn age(since: &str) -> String {
+pub(super) fn age(since: &str) -> String {
     let Ok(then) = since.parse::<Timestamp>() else {
         return "<unknown>".into();
     };
