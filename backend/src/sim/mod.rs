@@ -26,6 +26,7 @@
 //! | `selector` | label and field selectors |
 //! | `patch` | merge, strategic merge, JSON patch, apply |
 //! | `api`, `discovery`, `watch`, `logs`, `table` | the HTTP surface |
+//! | `kinds_table` | `kubectl get` columns of the kinds besides workloads |
 //! | `controller`, `kubelet` | Deployments, ReplicaSets, pods over time |
 //! | `endpoints` | Endpoints and EndpointSlices of Services |
 //! | `core_kinds` | ConfigMaps, Secrets, ServiceAccounts; each namespace's defaults |
@@ -44,6 +45,7 @@ mod discovery;
 mod endpoints;
 mod faults;
 mod kinds;
+mod kinds_table;
 #[cfg(test)]
 mod kinds_tests;
 mod kubelet;

@@ -11,6 +11,12 @@ pub fn for_objects(objects: &[Value], resource_version: Option<u64>) -> Option<V
     let kind = objects
         .first()
         .map(|o| o["kind"].as_str().unwrap_or_default().to_string());
+    if let Some(table) = kind
+        .as_deref()
+        .and_then(|k| super::kinds_table::for_objects(k, objects, resource_version))
+    {
+        return Some(table);
+    }
     let columns: &[(&str, &str)] = match kind.as_deref() {
         Some("Deployment") => &[
             ("Name", "string"),
@@ -59,7 +65,7 @@ pub fn for_objects(objects: &[Value], resource_version: Option<u64>) -> Option<V
         ],
         // An empty list: kubectl prints "No resources found" from any table.
         None => &[("Name", "string"), ("Age", "string")],
-        Some(other) => return Some(more_kinds_table(other, objects, resource_version)),
+        Some(_) => return None,
     };
     let column_definitions: Vec<Value> = columns
         .iter()
@@ -250,229 +256,6 @@ fn cells(o: &Value) -> Vec<Value> {
             ]
         }
         _ => vec![name.into(), text(o, "/status/phase").into(), age.into()],
-    }
-}
-
-/// The columns of the kinds below: `(name, type, priority)`; priority 1
-/// columns are the ones `-o wide` adds.
-fn more_kinds_columns(kind: &str) -> &'static [(&'static str, &'static str, u8)] {
-    match kind {
-        "ConfigMap" => &[
-            ("Name", "string", 0),
-            ("Data", "string", 0),
-            ("Age", "string", 0),
-        ],
-        "Secret" => &[
-            ("Name", "string", 0),
-            ("Type", "string", 0),
-            ("Data", "string", 0),
-            ("Age", "string", 0),
-        ],
-        "ServiceAccount" => &[
-            ("Name", "string", 0),
-            ("Secrets", "string", 0),
-            ("Age", "string", 0),
-        ],
-        "Endpoints" => &[
-            ("Name", "string", 0),
-            ("Endpoints", "string", 0),
-            ("Age", "string", 0),
-        ],
-        "EndpointSlice" => &[
-            ("Name", "string", 0),
-            ("AddressType", "string", 0),
-            ("Ports", "string", 0),
-            ("Endpoints", "string", 0),
-            ("Age", "string", 0),
-        ],
-        "Node" => &[
-            ("Name", "string", 0),
-            ("Status", "string", 0),
-            ("Roles", "string", 0),
-            ("Age", "string", 0),
-            ("Version", "string", 0),
-            ("Internal-IP", "string", 1),
-            ("External-IP", "string", 1),
-            ("OS-Image", "string", 1),
-            ("Kernel-Version", "string", 1),
-            ("Container-Runtime", "string", 1),
-        ],
-        "CustomResourceDefinition" => &[("Name", "string", 0), ("Created At", "date", 0)],
-        // Custom resources (without printer columns of their own).
-        _ => &[("Name", "string", 0), ("Age", "string", 0)],
-    }
-}
-
-/// The Table of the kinds served besides workloads: configuration, nodes,
-/// endpoints, definitions and custom resources.
-fn more_kinds_table(kind: &str, objects: &[Value], resource_version: Option<u64>) -> Value {
-    let column_definitions: Vec<Value> = more_kinds_columns(kind)
-        .iter()
-        .map(|(name, type_, priority)| {
-            json!({
-                "name": name,
-                "type": type_,
-                "format": if *name == "Name" { "name" } else { "" },
-                "description": "",
-                "priority": priority,
-            })
-        })
-        .collect();
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| json!({"cells": more_kinds_cells(kind, o), "object": partial_metadata(o)}))
-        .collect();
-    let mut metadata = json!({});
-    if let Some(rv) = resource_version {
-        metadata["resourceVersion"] = rv.to_string().into();
-    }
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": metadata,
-        "columnDefinitions": column_definitions,
-        "rows": rows,
-    })
-}
-
-fn count(o: &Value, pointer: &str) -> usize {
-    match o.pointer(pointer) {
-        Some(Value::Object(map)) => map.len(),
-        Some(Value::Array(items)) => items.len(),
-        _ => 0,
-    }
-}
-
-/// `a,b,c + 2 more...`, as kubectl's printers shorten lists.
-fn first_three(items: Vec<String>) -> String {
-    match items.len() {
-        0 => "<none>".into(),
-        n if n > 3 => format!("{} + {} more...", items[..3].join(","), n - 3),
-        _ => items.join(","),
-    }
-}
-
-fn more_kinds_cells(kind: &str, o: &Value) -> Vec<Value> {
-    let name = text(o, "/metadata/name");
-    let age = age(text(o, "/metadata/creationTimestamp"));
-    match kind {
-        "ConfigMap" => vec![
-            name.into(),
-            (count(o, "/data") + count(o, "/binaryData")).into(),
-            age.into(),
-        ],
-        "Secret" => vec![
-            name.into(),
-            text(o, "/type").into(),
-            count(o, "/data").into(),
-            age.into(),
-        ],
-        "ServiceAccount" => vec![name.into(), count(o, "/secrets").into(), age.into()],
-        "Endpoints" => {
-            let mut addresses = Vec::new();
-            for subset in o["subsets"].as_array().into_iter().flatten() {
-                let ports: Vec<i64> = subset["ports"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| p["port"].as_i64())
-                    .collect();
-                for address in subset["addresses"].as_array().into_iter().flatten() {
-                    let ip = address["ip"].as_str().unwrap_or_default();
-                    if ports.is_empty() {
-                        addresses.push(ip.to_string());
-                    }
-                    addresses.extend(ports.iter().map(|p| format!("{ip}:{p}")));
-                }
-            }
-            vec![name.into(), first_three(addresses).into(), age.into()]
-        }
-        "EndpointSlice" => {
-            let ports: Vec<String> = o["ports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p["port"].as_i64().map(|p| p.to_string()))
-                .collect();
-            let addresses: Vec<String> = o["endpoints"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|e| e["addresses"].as_array().into_iter().flatten())
-                .filter_map(|a| a.as_str().map(String::from))
-                .collect();
-            vec![
-                name.into(),
-                text(o, "/addressType").into(),
-                if ports.is_empty() {
-                    "<unset>".to_string()
-                } else {
-                    ports.join(",")
-                }
-                .into(),
-                first_three(addresses).into(),
-                age.into(),
-            ]
-        }
-        "Node" => {
-            let ready = o["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["type"] == "Ready")
-                .map_or("Unknown", |c| {
-                    if c["status"] == "True" {
-                        "Ready"
-                    } else if c["status"] == "False" {
-                        "NotReady"
-                    } else {
-                        "Unknown"
-                    }
-                });
-            let mut status = ready.to_string();
-            if o.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
-                status.push_str(",SchedulingDisabled");
-            }
-            let mut roles: Vec<&str> = o["metadata"]["labels"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
-                .filter(|r| !r.is_empty())
-                .collect();
-            roles.sort_unstable();
-            let address = |type_: &str| {
-                o["status"]["addresses"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|a| a["type"] == type_)
-                    .and_then(|a| a["address"].as_str())
-                    .unwrap_or("<none>")
-                    .to_string()
-            };
-            vec![
-                name.into(),
-                status.into(),
-                if roles.is_empty() {
-                    "<none>".to_string()
-                } else {
-                    roles.join(",")
-                }
-                .into(),
-                age.into(),
-                text(o, "/status/nodeInfo/kubeletVersion").into(),
-                address("InternalIP").into(),
-                address("ExternalIP").into(),
-                text(o, "/status/nodeInfo/osImage").into(),
-                text(o, "/status/nodeInfo/kernelVersion").into(),
-                text(o, "/status/nodeInfo/containerRuntimeVersion").into(),
-            ]
-        }
-        "CustomResourceDefinition" => {
-            vec![name.into(), text(o, "/metadata/creationTimestamp").into()]
-        }
-        _ => vec![name.into(), age.into()],
     }
 }
 
