@@ -26,12 +26,12 @@
 //! | `selector` | label and field selectors |
 //! | `patch` | merge, strategic merge, JSON patch, apply |
 //! | `api`, `discovery`, `watch`, `logs`, `table` | the HTTP surface |
-//! | `kinds_table` | `kubectl get` columns of the kinds besides workloads |
 //! | `controller`, `kubelet` | Deployments, ReplicaSets, pods over time |
 //! | `endpoints` | Endpoints and EndpointSlices of Services |
 //! | `core_kinds` | ConfigMaps, Secrets, ServiceAccounts; each namespace's defaults |
 //! | `crd` | CustomResourceDefinitions and the resources they define |
 //! | `access` | SelfSubjectAccessReview / RulesReview (`kubectl auth can-i`) |
+//! | `kinds_table` | `kubectl get` columns of the kinds besides workloads |
 //! | `faults` | fault injection and the request log |
 //! | `status` | `Status` error bodies |
 
