@@ -16,8 +16,8 @@ use super::audit::{self, AuditActor, Change};
 use super::constraint::{Constraint, violated};
 use super::error::{Error, Result};
 use super::jobs::{self, JobLease, Subject, check_lease};
-use super::rollout_locks;
 use super::release_items::ReleaseItem;
+use super::rollout_locks;
 use super::work_order_views::{COLUMNS, FROM, WorkOrder, from_row, not_found};
 use super::{Db, Tx, now_ms};
 use crate::domain::work_order::{

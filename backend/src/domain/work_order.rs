@@ -1282,10 +1282,16 @@ mod tests {
             stage: 1,
             whole_template: true,
         };
-        assert_eq!(decide(Succeeded, &whole, &done).unwrap_err().kind, NotAllowed);
+        assert_eq!(
+            decide(Succeeded, &whole, &done).unwrap_err().kind,
+            NotAllowed
+        );
         done.actor_is_owner = true;
         assert_eq!(
-            decide(Succeeded, &whole, &done).unwrap().stage.map(|c| c.to),
+            decide(Succeeded, &whole, &done)
+                .unwrap()
+                .stage
+                .map(|c| c.to),
             Some(S::RollingBack)
         );
     }
@@ -1428,9 +1434,7 @@ mod tests {
         for status in [S::Pending, S::Deploying, S::RollingBack, S::RolledBack] {
             let facts = deployer(&[status]);
             assert_eq!(
-                decide(InProgress, &roll_back(1), &facts)
-                    .unwrap_err()
-                    .kind,
+                decide(InProgress, &roll_back(1), &facts).unwrap_err().kind,
                 Conflict,
                 "{status}"
             );
@@ -1446,9 +1450,7 @@ mod tests {
         let facts = deployer(&[S::Succeeded]);
         for state in [PendingApproval, Approved, Rejected, Closed] {
             assert_eq!(
-                decide(state, &roll_back(1), &facts)
-                    .unwrap_err()
-                    .kind,
+                decide(state, &roll_back(1), &facts).unwrap_err().kind,
                 Conflict,
                 "{state}"
             );

@@ -225,7 +225,10 @@ impl Stage {
                 // Gone from the watch: deleted (perhaps created again).
                 None if in_watch => {
                     in_watch = false;
-                    match client.deployment(&target.namespace, &target.deployment).await {
+                    match client
+                        .deployment(&target.namespace, &target.deployment)
+                        .await
+                    {
                         Ok(None) => return Ok(self.deleted()),
                         Ok(Some(d)) => {
                             if let Some(message) = replaced(uid.as_deref(), &d) {
@@ -233,7 +236,9 @@ impl Stage {
                             }
                             live = d;
                         }
-                        Err(e) => tracing::info!(error = %e, "cannot read the Deployment; still waiting"),
+                        Err(e) => {
+                            tracing::info!(error = %e, "cannot read the Deployment; still waiting")
+                        }
                     }
                 }
                 None => {}
@@ -482,8 +487,17 @@ mod tests {
     #[test]
     fn versions_of_one_object_are_ordered_by_generation_not_resource_version() {
         // resourceVersions are opaque: "10" after "9" means nothing.
-        assert!(!later_or_same(&deployment("a", 2, "10"), &deployment("a", 3, "9")));
-        assert!(later_or_same(&deployment("a", 3, "1"), &deployment("a", 3, "2")));
-        assert!(later_or_same(&deployment("a", 4, "x"), &deployment("a", 3, "y")));
+        assert!(!later_or_same(
+            &deployment("a", 2, "10"),
+            &deployment("a", 3, "9")
+        ));
+        assert!(later_or_same(
+            &deployment("a", 3, "1"),
+            &deployment("a", 3, "2")
+        ));
+        assert!(later_or_same(
+            &deployment("a", 4, "x"),
+            &deployment("a", 3, "y")
+        ));
     }
 }

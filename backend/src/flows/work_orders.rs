@@ -342,8 +342,10 @@ async fn rollback_preflight(
             target.cluster
         ))
     })?;
-    if let (Some(was), Some(now)) = (target.deployment_uid.as_deref(), live.metadata.uid.as_deref())
-        && was != now
+    if let (Some(was), Some(now)) = (
+        target.deployment_uid.as_deref(),
+        live.metadata.uid.as_deref(),
+    ) && was != now
     {
         return Err(Error::Conflict(format!(
             "Deployment {name} in cluster {} was replaced (deleted and created again) since this \

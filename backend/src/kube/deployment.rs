@@ -256,7 +256,12 @@ fn diff(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<
                 );
             }
         }
-        (Value::Array(x), Value::Array(y)) if named(x) && named(y) => {
+        // A list of named things on one side only: each one added or removed.
+        (Value::Null, Value::Array(y)) if named(y) => diff(path, &Value::Array(vec![]), b, out),
+        (Value::Array(x), Value::Null) if named(x) => diff(path, a, &Value::Array(vec![]), out),
+        (Value::Array(x), Value::Array(y))
+            if (named(x) || x.is_empty()) && (named(y) || y.is_empty()) =>
+        {
             let name = |v: &Value| v["name"].as_str().unwrap_or_default().to_string();
             let names: Vec<String> = x.iter().chain(y.iter()).map(name).collect();
             let mut seen = std::collections::HashSet::new();
@@ -461,7 +466,10 @@ mod tests {
         renamed.spec.as_mut().unwrap().containers[0].name = "main".into();
         assert_eq!(
             template_changes(&ours, &renamed),
-            vec!["spec.containers[app] removed", "spec.containers[main] added"]
+            vec![
+                "spec.containers[app] removed",
+                "spec.containers[main] added"
+            ]
         );
     }
 
