@@ -275,31 +275,45 @@ db_test!(
 );
 
 db_test!(
-    a_stage_past_its_overall_deadline_fails_and_keeps_the_cause,
+    a_stage_past_its_overall_deadline_fails_and_rolls_back,
     |backend| async move {
         let app = TestApp::start_with(backend, engine_start()).await;
-        // Progress deadline 8 s: the stage's overall deadline is 16 s.
+        // A rollout that would wait ten minutes for its progress deadline;
+        // the stage's own overall deadline, one minute, ends it first.
         let r = Rollout::create(&app).await;
-        progress_deadline(&r.sim.sim, 8).await;
+        slow_deadline(&r.sim.sim).await;
+        let path = format!("/api/v1/release-items/{}", r.item);
+        let (_, item) = r.org.admin.get(&path).await;
+        let mut stages: Vec<Value> = item["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|st| json!({"name": st["name"], "app_id": st["app_id"], "strategy": "rolling"}))
+            .collect();
+        stages[0]["deadline_minutes"] = json!(1);
+        let (s, v) = r
+            .org
+            .admin
+            .put(
+                &path,
+                json!({"node_id": item["node_id"], "name": item["name"], "gitlab_project": item["gitlab_project"],
+                       "image_repository": item["image_repository"], "required_approvals": 1,
+                       "stages": stages}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
         r.sim.sim.faults().never_ready(":v1.1.0");
         let id = r.approved_order("v1.1.0").await;
         let (s, v) = deploy(&r.eric, id).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         wait_rolling(&r, id, "v1.1.0").await;
-        // Paused mid-rollout, the Deployment never reaches its progress
-        // deadline: only the stage's overall deadline ends the wait.
-        kube(&r.sim.sim)
-            .patch(
-                "checkout",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"paused": true}})),
-            )
-            .await
-            .unwrap();
-        // The stage fails at its deadline and rolls back by itself (the
-        // old ReplicaSet's pods still run: restoring its image is enough).
-        wait_stage(&r.eric, id, 1, "rolled_back").await;
+        // The stage fails at its deadline and rolls back by itself.
+        let rolled_back = eventually(Duration::from_secs(120), || async {
+            stage(&r.eric, id, 1).await["status"] == "rolled_back"
+        })
+        .await;
         let (_, order) = r.eric.get(&format!("/api/v1/work-orders/{id}")).await;
+        assert!(rolled_back, "{order:#}");
         let failed = order["timeline"]
             .as_array()
             .unwrap()
@@ -311,7 +325,7 @@ db_test!(
             .to_string();
         assert!(
             failed.starts_with(
-                "staging/checkout did not finish within the stage's overall deadline (last seen:"
+                "staging/checkout did not finish within the stage's overall deadline (last seen: 1 of 2 new replicas updated)"
             ),
             "{failed}"
         );
@@ -525,6 +539,49 @@ db_test!(
                 && !message.contains("staging/checkout runs"),
             "{message}"
         );
+        assert_eq!(
+            live_image(&r.sim.sim, "staging", "checkout"),
+            format!("{IMAGE}:v1.1.0")
+        );
+        // The release item may refuse such deploys instead.
+        let (s, v) = post(
+            &r.eric,
+            &format!("/api/v1/work-orders/{id}/close"),
+            json!({"reason": "nothing ran"}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let path = format!("/api/v1/release-items/{}", r.item);
+        let (_, item) = r.org.admin.get(&path).await;
+        let stages: Vec<Value> = item["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|st| json!({"name": st["name"], "app_id": st["app_id"], "strategy": "rolling"}))
+            .collect();
+        let (s, v) = r
+            .org
+            .admin
+            .put(
+                &path,
+                json!({"node_id": item["node_id"], "name": item["name"], "gitlab_project": item["gitlab_project"],
+                       "image_repository": item["image_repository"], "required_approvals": 1,
+                       "refuse_zero_replicas": true, "stages": stages}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let id = r.approved_order("v1.2.0").await;
+        let (s, v) = deploy(&r.eric, id).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["error"]["field"], "stage");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("is scaled to zero replicas"),
+            "{v}"
+        );
+        assert_eq!(stage(&r.eric, id, 1).await["status"], "pending");
         assert_eq!(
             live_image(&r.sim.sim, "staging", "checkout"),
             format!("{IMAGE}:v1.1.0")

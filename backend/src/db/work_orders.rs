@@ -157,8 +157,8 @@ pub async fn file(
     };
     for stage in &item.stages {
         sqlx::query(
-            "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, canary_json, status) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending')",
+            "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, canary_json, status, deadline_minutes) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)",
         )
         .bind(id)
         .bind(stage.position)
@@ -166,6 +166,7 @@ pub async fn file(
         .bind(stage.app_id)
         .bind(stage.strategy.as_str())
         .bind(stage.canary.as_ref().and_then(|c| serde_json::to_string(c).ok()))
+        .bind(stage.deadline_minutes)
         .execute(&mut *tx)
         .await?;
     }
@@ -234,6 +235,11 @@ pub struct StageTarget {
     pub rollback_whole_template: bool,
     /// The stage's last message (for a rollback after a failure: the cause).
     pub message: String,
+    /// The stage's overall deadline as set when the order was filed; `None`
+    /// for twice the Deployment's progress deadline.
+    pub deadline_minutes: Option<i64>,
+    /// The release item refuses to deploy a Deployment scaled to zero.
+    pub refuse_zero_replicas: bool,
 }
 
 /// The app, cluster and Deployment of stage `position` of order `id`.
@@ -241,8 +247,10 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
     let row = sqlx::query(
         "SELECT s.strategy, p.name AS app, p.cluster_id, c.name AS cluster, p.namespace, p.deployment, p.container, \
          w.image, s.status, s.replaced_image, s.replaced_revision, s.replaced_template, \
-         s.deployment_uid, s.replaced_failing, s.deadline_at, s.rollback_from, s.rollback_whole_template, s.message \
+         s.deployment_uid, s.replaced_failing, s.deadline_at, s.rollback_from, s.rollback_whole_template, s.message, \
+         s.deadline_minutes, i.refuse_zero_replicas \
          FROM stage_runs s JOIN work_orders w ON w.id = s.work_order_id \
+         JOIN release_items i ON i.id = w.release_item_id \
          JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
          WHERE s.work_order_id = $1 AND s.position = $2",
     )
@@ -273,6 +281,8 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
         rollback_from: parse_status(row.try_get("rollback_from")?)?,
         rollback_whole_template: row.try_get::<i64, _>("rollback_whole_template")? != 0,
         message: row.try_get("message")?,
+        deadline_minutes: row.try_get("deadline_minutes")?,
+        refuse_zero_replicas: row.try_get::<i64, _>("refuse_zero_replicas")? != 0,
     })
 }
 

@@ -94,7 +94,7 @@ impl Stage {
 
     /// The overall deadline of a deploy or rollback of `d` for this stage.
     pub fn deadline_ms(&self, d: &Deployment) -> i64 {
-        deployment::overall_deadline_ms(d, None)
+        deployment::overall_deadline_ms(d, self.target.deadline_minutes)
     }
 
     /// Fails the job when `live` is not the object this stage's deploy

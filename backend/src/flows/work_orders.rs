@@ -318,8 +318,28 @@ async fn preflight(
             ),
         ));
     }
+    // Scaled to zero, a deploy changes the template and runs nothing: the
+    // release item may refuse that rather than report it.
+    if target.refuse_zero_replicas && deployment::scaled_to_zero(&deployment) {
+        return Err(Error::validation(
+            "stage",
+            format!(
+                "Deployment {}/{} in cluster {} is scaled to zero replicas, so nothing would run \
+                 the new version, and release item settings refuse such deploys; scale it up first \
+                 (kubectl scale deployment/{} -n {} --replicas=N)",
+                target.namespace,
+                target.deployment,
+                target.cluster,
+                target.deployment,
+                target.namespace
+            ),
+        ));
+    }
     Ok(StageRecord {
-        deadline_ms: Some(deployment::overall_deadline_ms(&deployment, None)),
+        deadline_ms: Some(deployment::overall_deadline_ms(
+            &deployment,
+            target.deadline_minutes,
+        )),
         ..StageRecord::default()
     })
 }
@@ -368,7 +388,10 @@ async fn rollback_preflight(
         return Err(Error::Conflict(reason));
     }
     Ok(StageRecord {
-        deadline_ms: Some(deployment::overall_deadline_ms(&live, None)),
+        deadline_ms: Some(deployment::overall_deadline_ms(
+            &live,
+            target.deadline_minutes,
+        )),
         ..StageRecord::default()
     })
 }
