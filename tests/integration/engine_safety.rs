@@ -28,7 +28,7 @@ fn kube(sim: &Sim) -> KubeApi<Deployment> {
 
 /// Makes `staging/checkout` a Deployment whose rollouts have a long
 /// progress deadline (ten minutes), so only what a test does ends them.
-async fn slow_deadline(sim: &Sim) {
+pub async fn slow_deadline(sim: &Sim) {
     progress_deadline(sim, 600).await
 }
 
