@@ -76,6 +76,49 @@ async fn wait_rolling(r: &Rollout, id: i64, version: &str) {
     assert!(rolling, "stage 1 of #{id} never started rolling out");
 }
 
+/// A server and a cluster where stage 1 of an order for v1.1.0 is stuck:
+/// written, its new pods never ready, its progress deadline ten minutes
+/// away. The order's id.
+async fn stuck(app: &TestApp) -> (Rollout, i64) {
+    let r = Rollout::create(app).await;
+    slow_deadline(&r.sim.sim).await;
+    r.sim.sim.faults().never_ready(":v1.1.0");
+    let id = r.approved_order("v1.1.0").await;
+    let (s, v) = deploy(&r.eric, id).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    wait_rolling(&r, id, "v1.1.0").await;
+    (r, id)
+}
+
+/// Replaces release item `r.item` with its own stages changed by `stage`
+/// and `refuse_zero_replicas` as given.
+async fn set_item(r: &Rollout, refuse_zero_replicas: bool, stage: impl Fn(usize, &mut Value)) {
+    let path = format!("/api/v1/release-items/{}", r.item);
+    let (_, item) = r.org.admin.get(&path).await;
+    let stages: Vec<Value> = item["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            let mut st = json!({"name": st["name"], "app_id": st["app_id"], "strategy": "rolling"});
+            stage(i, &mut st);
+            st
+        })
+        .collect();
+    let (s, v) = r
+        .org
+        .admin
+        .put(
+            &path,
+            json!({"node_id": item["node_id"], "name": item["name"], "gitlab_project": item["gitlab_project"],
+                   "image_repository": item["image_repository"], "required_approvals": 1,
+                   "refuse_zero_replicas": refuse_zero_replicas, "stages": stages}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
 /// A second release item whose one stage drives the same Deployment
 /// (`staging/checkout`, the same app); its id.
 async fn second_item_on_the_same_deployment(r: &Rollout) -> i64 {
@@ -212,13 +255,7 @@ db_test!(
     a_replaced_deployment_fails_the_stage_and_is_never_written,
     |backend| async move {
         let app = TestApp::start_with(backend, engine_start()).await;
-        let r = Rollout::create(&app).await;
-        slow_deadline(&r.sim.sim).await;
-        r.sim.sim.faults().never_ready(":v1.1.0");
-        let id = r.approved_order("v1.1.0").await;
-        let (s, v) = deploy(&r.eric, id).await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        wait_rolling(&r, id, "v1.1.0").await;
+        let (r, id) = stuck(&app).await;
         // The cluster is reset while Rollway is down: same name, new uid.
         let db = app.stop();
         let before = r.sim.sim.deployment("staging", "checkout").unwrap();
@@ -254,12 +291,7 @@ db_test!(
     a_deployment_deleted_or_replaced_mid_rollout_is_noticed,
     |backend| async move {
         let app = TestApp::start_with(backend, engine_start()).await;
-        let r = Rollout::create(&app).await;
-        slow_deadline(&r.sim.sim).await;
-        r.sim.sim.faults().never_ready(":v1.1.0");
-        let id = r.approved_order("v1.1.0").await;
-        deploy(&r.eric, id).await;
-        wait_rolling(&r, id, "v1.1.0").await;
+        let (r, id) = stuck(&app).await;
         slow_deadline(&r.sim.sim).await;
         wait_stage(&r.eric, id, 1, "failed").await;
         let message = stage(&r.eric, id, 1).await["message"]
@@ -282,26 +314,12 @@ db_test!(
         // the stage's own overall deadline, one minute, ends it first.
         let r = Rollout::create(&app).await;
         slow_deadline(&r.sim.sim).await;
-        let path = format!("/api/v1/release-items/{}", r.item);
-        let (_, item) = r.org.admin.get(&path).await;
-        let mut stages: Vec<Value> = item["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|st| json!({"name": st["name"], "app_id": st["app_id"], "strategy": "rolling"}))
-            .collect();
-        stages[0]["deadline_minutes"] = json!(1);
-        let (s, v) = r
-            .org
-            .admin
-            .put(
-                &path,
-                json!({"node_id": item["node_id"], "name": item["name"], "gitlab_project": item["gitlab_project"],
-                       "image_repository": item["image_repository"], "required_approvals": 1,
-                       "stages": stages}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
+        set_item(&r, false, |i, stage| {
+            if i == 0 {
+                stage["deadline_minutes"] = json!(1);
+            }
+        })
+        .await;
         r.sim.sim.faults().never_ready(":v1.1.0");
         let id = r.approved_order("v1.1.0").await;
         let (s, v) = deploy(&r.eric, id).await;
@@ -338,12 +356,7 @@ db_test!(
     an_owner_cancels_a_stuck_stage_then_it_can_be_rolled_back,
     |backend| async move {
         let app = TestApp::start_with(backend, engine_start()).await;
-        let r = Rollout::create(&app).await;
-        slow_deadline(&r.sim.sim).await;
-        r.sim.sim.faults().never_ready(":v1.1.0");
-        let id = r.approved_order("v1.1.0").await;
-        deploy(&r.eric, id).await;
-        wait_rolling(&r, id, "v1.1.0").await;
+        let (r, id) = stuck(&app).await;
         let cancel = format!("/api/v1/work-orders/{id}/stages/1/cancel");
         // Close and rollback wait for the stage; only an owner cancels it.
         let (s, _) = post(
@@ -483,12 +496,7 @@ db_test!(
     a_renamed_container_is_named_and_the_failure_kept_when_the_rollback_is_refused,
     |backend| async move {
         let app = TestApp::start_with(backend, engine_start()).await;
-        let r = Rollout::create(&app).await;
-        slow_deadline(&r.sim.sim).await;
-        r.sim.sim.faults().never_ready(":v1.1.0");
-        let id = r.approved_order("v1.1.0").await;
-        deploy(&r.eric, id).await;
-        wait_rolling(&r, id, "v1.1.0").await;
+        let (r, id) = stuck(&app).await;
         // Someone renames the container mid-rollout.
         let api = kube(&r.sim.sim);
         let mut d = api.get("checkout").await.unwrap();
@@ -551,25 +559,7 @@ db_test!(
         )
         .await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        let path = format!("/api/v1/release-items/{}", r.item);
-        let (_, item) = r.org.admin.get(&path).await;
-        let stages: Vec<Value> = item["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|st| json!({"name": st["name"], "app_id": st["app_id"], "strategy": "rolling"}))
-            .collect();
-        let (s, v) = r
-            .org
-            .admin
-            .put(
-                &path,
-                json!({"node_id": item["node_id"], "name": item["name"], "gitlab_project": item["gitlab_project"],
-                       "image_repository": item["image_repository"], "required_approvals": 1,
-                       "refuse_zero_replicas": true, "stages": stages}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
+        set_item(&r, true, |_, _| {}).await;
         let id = r.approved_order("v1.2.0").await;
         let (s, v) = deploy(&r.eric, id).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -586,5 +576,54 @@ db_test!(
             live_image(&r.sim.sim, "staging", "checkout"),
             format!("{IMAGE}:v1.1.0")
         );
+    }
+);
+
+db_test!(
+    a_deployment_failing_before_the_deploy_is_reported_so_not_as_a_failed_rollback,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        // v1.0.0 itself never gets ready: the Deployment passes its
+        // progress deadline before anyone deploys.
+        r.sim.sim.faults().never_ready(":v1.");
+        progress_deadline(&r.sim.sim, 2).await;
+        let failing = eventually(Duration::from_secs(30), || async {
+            let d = r.sim.sim.deployment("staging", "checkout").unwrap();
+            rollway::kube::deployment::past_progress_deadline(&d)
+        })
+        .await;
+        assert!(failing, "the Deployment never passed its progress deadline");
+        let id = r.approved_order("v1.1.0").await;
+        let (s, v) = deploy(&r.eric, id).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        // The new version fails too; the automatic rollback restores v1.0.0
+        // and ends once the controller has taken it back.
+        wait_stage(&r.eric, id, 1, "rolled_back").await;
+        let message = stage(&r.eric, id, 1).await["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.contains("runs registry.example.com/acme/checkout:v1.0.0 again")
+                && message
+                    .contains("as before this stage deployed, it is past its progress deadline"),
+            "{message}"
+        );
+        let (_, order) = r.eric.get(&format!("/api/v1/work-orders/{id}")).await;
+        let deploying = order["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "deploying")
+            .expect("a deploying event")["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            deploying.contains("its last rollout had already passed its progress deadline"),
+            "{deploying}"
+        );
+        assert_eq!(r.image("staging"), format!("{IMAGE}:v1.0.0"));
     }
 );
