@@ -368,7 +368,7 @@ fn create(
 ) -> Result<Response, ApiError> {
     let options = WriteOptions::parse(Verb::Create, query, headers, None, false)?;
     let object = parse_object(headers, body)?;
-    let warnings = check_unknown_fields(&options, target.kind, &object, true)?;
+    let warnings = check_unknown_fields(&options, target.kind, &object, Some(body))?;
     let write = Write::update(options.manager.clone(), None);
     let stored = sim.world().store.create_managed(
         target.kind,
@@ -397,7 +397,7 @@ fn replace(
 ) -> Result<Response, ApiError> {
     let options = WriteOptions::parse(Verb::Update, query, headers, None, false)?;
     let object = parse_object(headers, body)?;
-    let warnings = check_unknown_fields(&options, kind, &object, true)?;
+    let warnings = check_unknown_fields(&options, kind, &object, Some(body))?;
     let part = if sub == Some("status") {
         Part::Status
     } else {
@@ -464,7 +464,7 @@ fn patch_object(
                 object["metadata"] = json!({});
             }
             object["metadata"]["name"] = name.into();
-            let warnings = check_unknown_fields(&options, kind, &object, false)?;
+            let warnings = check_unknown_fields(&options, kind, &object, None)?;
             let stored =
                 world
                     .store
@@ -499,7 +499,7 @@ fn patch_object(
         managed_fields::prune(&mut patched, &previous, &write);
     }
     patch::apply(patch_kind, &mut patched, &patch_body).map_err(|e| patch_error(kind, name, e))?;
-    let warnings = check_unknown_fields(&options, kind, &patched, false)?;
+    let warnings = check_unknown_fields(&options, kind, &patched, None)?;
     let part = if sub == Some("status") {
         Part::Status
     } else {

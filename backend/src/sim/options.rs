@@ -4,7 +4,7 @@
 //! the unknown fields it refuses, warns about or ignores.
 
 use axum::http::{HeaderMap, HeaderValue, header};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::api::Query;
 use super::defaults::normalize;
@@ -192,10 +192,105 @@ fn options_invalid(verb: Verb, causes: &[(&str, String, &str)]) -> ApiError {
     }
 }
 
-/// The fields of `object` its kind does not have, as the real decoder
-/// names them (`spec.template.spec.containers[0].foo`): what decoding
-/// into the kind's type drops.
-pub fn unknown_fields(kind: Kind, object: &Value) -> Vec<String> {
+/// The keys of a body in the order it gives them, duplicates kept (what a
+/// `Value` cannot tell).
+#[derive(Debug)]
+enum Shape {
+    Object(Vec<(String, Shape)>),
+    Array(Vec<Shape>),
+    Null,
+    Scalar,
+}
+
+impl<'de> serde::Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Shape, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Shape;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Shape, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, Shape>()? {
+                    entries.push((key, value));
+                }
+                Ok(Shape::Object(entries))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Shape, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Shape>()? {
+                    items.push(item);
+                }
+                Ok(Shape::Array(items))
+            }
+            fn visit_unit<E>(self) -> Result<Shape, E> {
+                Ok(Shape::Null)
+            }
+            fn visit_none<E>(self) -> Result<Shape, E> {
+                Ok(Shape::Null)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Shape, D::Error> {
+                <Shape as serde::Deserialize>::deserialize(d)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+                Ok(Shape::Scalar)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+                Ok(Shape::Scalar)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+                Ok(Shape::Scalar)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+                Ok(Shape::Scalar)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape::Scalar)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl Shape {
+    /// The shape of a JSON or YAML body.
+    fn of(body: &[u8]) -> Option<Shape> {
+        serde_json::from_slice(body)
+            .ok()
+            .or_else(|| serde_yaml::from_slice(body).ok())
+    }
+
+    /// The shape of a value (keys in name order, no duplicates).
+    fn from_value(value: &Value) -> Shape {
+        match value {
+            Value::Object(map) => Shape::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), Shape::from_value(v)))
+                    .collect(),
+            ),
+            Value::Array(items) => Shape::Array(items.iter().map(Shape::from_value).collect()),
+            Value::Null => Shape::Null,
+            _ => Shape::Scalar,
+        }
+    }
+}
+
+/// The fields of `object` its kind does not have, and those `body` gives
+/// twice, as the real decoder names them (`unknown field
+/// "spec.template.spec.containers[0].foo"`, `duplicate field
+/// "spec.replicas"`), in the body's order: what decoding into the kind's
+/// type drops or overwrites.
+pub fn field_problems(kind: Kind, object: &Value, body: Option<&[u8]>) -> Vec<String> {
+    let shape = body
+        .and_then(Shape::of)
+        .unwrap_or_else(|| Shape::from_value(object));
     let mut probe = object.clone();
     if let Some(meta) = probe.get_mut("metadata").and_then(Value::as_object_mut) {
         // Identity fields are checked elsewhere; a placeholder lets
@@ -208,70 +303,65 @@ pub fn unknown_fields(kind: Kind, object: &Value) -> Vec<String> {
             meta.insert("name".into(), "probe".into());
         }
     }
-    let Ok(decoded) = normalize(kind, probe.clone()) else {
+    let Ok(decoded) = normalize(kind, probe) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    if let (Value::Object(given), Value::Object(kept)) = (&probe, &decoded) {
-        diff_map(given, kept, "", &mut out);
-    }
-    out.retain(|path| path != "metadata.managedFields" && path != "metadata.selfLink");
+    walk_shape(&shape, &decoded, "", &mut out);
     out
 }
 
-fn diff_map(
-    given: &Map<String, Value>,
-    kept: &Map<String, Value>,
-    at: &str,
-    out: &mut Vec<String>,
-) {
-    for (key, value) in given {
-        if value.is_null() {
-            continue;
-        }
-        let path = if at.is_empty() {
-            key.clone()
-        } else {
-            format!("{at}.{key}")
-        };
-        match kept.get(key) {
-            None => out.push(path),
-            Some(kept) => diff_value(value, kept, &path, out),
-        }
-    }
-}
+/// Fields the server takes out of objects itself, never unknown.
+const SERVER_HANDLED: &[&str] = &["metadata.managedFields", "metadata.selfLink"];
 
-fn diff_value(given: &Value, kept: &Value, path: &str, out: &mut Vec<String>) {
-    match (given, kept) {
-        (Value::Object(g), Value::Object(k)) => diff_map(g, k, path, out),
-        (Value::Array(g), Value::Array(k)) => {
-            for (i, (g, k)) in g.iter().zip(k).enumerate() {
-                diff_value(g, k, &format!("{path}[{i}]"), out);
+fn walk_shape(shape: &Shape, kept: &Value, at: &str, out: &mut Vec<String>) {
+    match (shape, kept) {
+        (Shape::Object(entries), Value::Object(kept)) => {
+            let mut seen = std::collections::HashSet::new();
+            for (key, child) in entries {
+                let path = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                if !seen.insert(key.as_str()) {
+                    out.push(format!("duplicate field {path:?}"));
+                    continue;
+                }
+                match kept.get(key) {
+                    None if matches!(child, Shape::Null) => {}
+                    None if SERVER_HANDLED.contains(&path.as_str()) => {}
+                    None => out.push(format!("unknown field {path:?}")),
+                    Some(kept) => walk_shape(child, kept, &path, out),
+                }
+            }
+        }
+        (Shape::Array(items), Value::Array(kept)) => {
+            for (i, (item, kept)) in items.iter().zip(kept).enumerate() {
+                walk_shape(item, kept, &format!("{at}[{i}]"), out);
             }
         }
         _ => {}
     }
 }
 
-/// What to do about unknown fields: nothing, warnings for the response, or
-/// 400. `prefix` is the decoder's lead-in for bodies decoded as objects.
+/// What to do about unknown and duplicate fields: nothing, warnings for
+/// the response, or 400. `body` is the request body when it is the object
+/// itself (create, replace): its errors get the decoder's lead-in.
 pub fn check_unknown_fields(
     options: &WriteOptions,
     kind: Kind,
     object: &Value,
-    decoded_body: bool,
+    body: Option<&[u8]>,
 ) -> Result<Vec<String>, ApiError> {
     if options.field_validation == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
-    let unknown = unknown_fields(kind, object);
-    if unknown.is_empty() {
+    let decoded_body = body.is_some();
+    let problems = field_problems(kind, object, body);
+    if problems.is_empty() {
         return Ok(Vec::new());
     }
-    let problems: Vec<String> = unknown
-        .iter()
-        .map(|p| format!("unknown field {p:?}"))
-        .collect();
     if options.field_validation == FieldValidation::Strict {
         let strict = format!("strict decoding error: {}", problems.join(", "));
         let message = if decoded_body {
@@ -405,23 +495,22 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_are_named_with_their_path() {
-        let object = json!({
-            "metadata": {"name": "web"},
-            "spec": {
-                "foo": 1,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "app", "image": "web:1", "imagePullPolicyy": "Always"}]}
-                }
-            }
-        });
+    fn unknown_and_duplicate_fields_are_named_in_body_order() {
+        // `spec.zeta` before `spec.alpha`, and `replicas` twice, as a client
+        // could send them.
+        let body = br#"{"metadata": {"name": "web"},
+            "spec": {"zeta": 1, "replicas": 1, "replicas": 2, "alpha": 2,
+              "selector": {"matchLabels": {"app": "web"}},
+              "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "web:1", "imagePullPolicyy": "Always"}]}}}}"#;
+        let object: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(
-            unknown_fields(Kind::Deployment, &object),
+            field_problems(Kind::Deployment, &object, Some(body)),
             [
-                "spec.foo",
-                "spec.template.spec.containers[0].imagePullPolicyy"
+                r#"unknown field "spec.zeta""#,
+                r#"duplicate field "spec.replicas""#,
+                r#"unknown field "spec.alpha""#,
+                r#"unknown field "spec.template.spec.containers[0].imagePullPolicyy""#,
             ]
         );
         let strict = WriteOptions {
@@ -430,31 +519,52 @@ mod tests {
             manager: "m".into(),
             force: false,
         };
-        let error = check_unknown_fields(&strict, Kind::Deployment, &object, true).unwrap_err();
+        let error =
+            check_unknown_fields(&strict, Kind::Deployment, &object, Some(body)).unwrap_err();
         assert_eq!(error.code, 400);
         assert_eq!(
             error.message,
-            r#"Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "spec.foo", unknown field "spec.template.spec.containers[0].imagePullPolicyy""#
+            r#"Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "spec.zeta", duplicate field "spec.replicas", unknown field "spec.alpha", unknown field "spec.template.spec.containers[0].imagePullPolicyy""#
+        );
+        // Patched objects have no body of their own: no lead-in.
+        let patched = check_unknown_fields(&strict, Kind::Deployment, &object, None).unwrap_err();
+        assert!(
+            patched
+                .message
+                .starts_with(r#"strict decoding error: unknown field "spec.alpha""#),
+            "{}",
+            patched.message
         );
         let warn = WriteOptions {
             field_validation: FieldValidation::Warn,
             ..strict.clone()
         };
-        let warnings = check_unknown_fields(&warn, Kind::Deployment, &object, true).unwrap();
+        let warnings = check_unknown_fields(&warn, Kind::Deployment, &object, Some(body)).unwrap();
         let mut headers = HeaderMap::new();
         add_warnings(&mut headers, &warnings);
-        assert_eq!(
-            headers.get(header::WARNING).unwrap(),
-            r#"299 - "unknown field \"spec.foo\"""#
-        );
+        let sent: Vec<&str> = headers
+            .get_all(header::WARNING)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(sent.len(), 4);
+        assert_eq!(sent[0], r#"299 - "unknown field \"spec.zeta\"""#);
+        assert_eq!(sent[1], r#"299 - "duplicate field \"spec.replicas\"""#);
         let ignore = WriteOptions {
             field_validation: FieldValidation::Ignore,
             ..strict
         };
         assert!(
-            check_unknown_fields(&ignore, Kind::Deployment, &object, true)
+            check_unknown_fields(&ignore, Kind::Deployment, &object, Some(body))
                 .unwrap()
                 .is_empty()
         );
+        // Known fields and nulls are no problem; neither are fields the
+        // server handles itself.
+        let clean = json!({"metadata": {"name": "web", "managedFields": [], "labels": null},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+              "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "web:1"}]}}}});
+        assert!(field_problems(Kind::Deployment, &clean, None).is_empty());
     }
 }

@@ -838,8 +838,8 @@ mod honesty {
     use serde_json::{Value, json};
     use tower::ServiceExt;
 
-    use super::super::{Kind, Sim};
     use super::fast;
+    use crate::sim::{Kind, Sim};
 
     struct Answer {
         status: u16,
