@@ -486,13 +486,25 @@ async fn server_dry_runs_change_nothing(binary: Binary) {
         .find(|r| r.method == "DELETE")
         .expect("kubectl sent the delete");
     assert_eq!(delete.status, 200);
-    let after = sim.deployment("default", "web").expect("web is still there");
+    assert!(
+        delete.body.contains(r#""dryRun":["All"]"#) || delete.query.contains("dryRun=All"),
+        "kubectl asked for a dry run: {} {}",
+        delete.query,
+        delete.body
+    );
+    let after = sim
+        .deployment("default", "web")
+        .expect("web is still there");
     assert_eq!(after.metadata.uid, before.metadata.uid);
     assert_eq!(
         after.metadata.resource_version, before.metadata.resource_version,
         "a dry run writes nothing"
     );
-    assert_eq!(sim.replica_sets("default").len(), 1, "no garbage collection");
+    assert_eq!(
+        sim.replica_sets("default").len(),
+        1,
+        "no garbage collection"
+    );
     assert_eq!(pod_uids(&sim), pods_before);
 
     // apply --dry-run=server answers the changed object, changes nothing.
@@ -507,7 +519,11 @@ async fn server_dry_runs_change_nothing(binary: Binary) {
             "jsonpath={.spec.template.spec.containers[0].image}",
         ])
         .await;
-    assert_eq!(out.trim(), "registry.example/web:2", "the object as it would be");
+    assert_eq!(
+        out.trim(),
+        "registry.example/web:2",
+        "the object as it would be"
+    );
     let after = sim.deployment("default", "web").unwrap();
     assert_eq!(image(&after), "registry.example/web:1");
     assert_eq!(
@@ -546,7 +562,10 @@ async fn server_side_apply_conflicts_until_forced(binary: Binary) {
     let out = kubectl
         .run(&["apply", "--server-side", "-f", manifest])
         .await;
-    assert!(out.contains("deployment.apps/web serverside-applied"), "{out}");
+    assert!(
+        out.contains("deployment.apps/web serverside-applied"),
+        "{out}"
+    );
     kubectl
         .run(&["set", "image", "deploy/web", "app=registry.example/web:2"])
         .await;
@@ -569,7 +588,13 @@ async fn server_side_apply_conflicts_until_forced(binary: Binary) {
     );
 
     let out = kubectl
-        .run(&["apply", "--server-side", "--force-conflicts", "-f", manifest])
+        .run(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            manifest,
+        ])
         .await;
     assert!(out.contains("serverside-applied"), "{out}");
     let mut get = vec!["get", "deploy", "web", "-o", "json"];
@@ -582,7 +607,9 @@ async fn server_side_apply_conflicts_until_forced(binary: Binary) {
         json["spec"]["template"]["spec"]["containers"][0]["image"],
         "registry.example/web:1"
     );
-    let managers = json["metadata"]["managedFields"].as_array().expect("managedFields");
+    let managers = json["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields");
     let container = &r#"k:{"name":"app"}"#;
     let owns_image = |entry: &Value| {
         entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"][container]
@@ -653,7 +680,9 @@ async fn field_validation_refuses_or_warns_about_unknown_fields(binary: Binary) 
     let warned = kubectl.try_run(&create).await;
     assert!(warned.ok, "{}", warned.stderr);
     assert!(
-        warned.stderr.contains(r#"Warning: unknown field "spec.foo""#),
+        warned
+            .stderr
+            .contains(r#"Warning: unknown field "spec.foo""#),
         "{}",
         warned.stderr
     );
