@@ -152,7 +152,6 @@ impl Write {
     pub fn managed_fields(
         &self,
         kind: Kind,
-        name: &str,
         old: Option<&Value>,
         new: &Value,
     ) -> Result<Value, ApiError> {
@@ -193,7 +192,7 @@ impl Write {
             entries.push(entry);
         }
         if !conflicts.is_empty() {
-            return Err(conflict_error(kind, name, &conflicts));
+            return Err(conflict_error(&conflicts));
         }
         let fields = match self.operation {
             Operation::Apply => self.applied.clone(),
@@ -229,7 +228,7 @@ fn previous_position(old: Option<&Value>, me: &Entry) -> Option<usize> {
 }
 
 /// 409 as the real server answers a conflicting apply.
-fn conflict_error(kind: Kind, name: &str, conflicts: &[(String, Path)]) -> ApiError {
+fn conflict_error(conflicts: &[(String, Path)]) -> ApiError {
     let message = if let [(manager, path)] = conflicts {
         format!(
             "Apply failed with 1 conflict: conflict with {manager}: {}",
@@ -267,9 +266,8 @@ fn conflict_error(kind: Kind, name: &str, conflicts: &[(String, Path)]) -> ApiEr
         code: 409,
         reason: "Conflict",
         message,
-        details: Some(json!({
-            "name": name, "group": kind.group(), "kind": kind.plural(), "causes": causes
-        })),
+        // The real server names no object here, only the causes.
+        details: Some(json!({ "causes": causes })),
     }
 }
 
@@ -738,7 +736,7 @@ mod tests {
     #[test]
     fn updates_own_what_they_change_and_take_it_from_others() {
         let created = Write::update("kubectl-create".into(), None)
-            .managed_fields(Kind::Deployment, "web", None, &deployment("web:1"))
+            .managed_fields(Kind::Deployment, None, &deployment("web:1"))
             .unwrap();
         let mut stored = deployment("web:1");
         stored["metadata"]["managedFields"] = created.clone();
@@ -754,7 +752,7 @@ mod tests {
         assert!(create_entry["fieldsV1"]["f:spec"].get(".").is_none());
 
         let set_image = Write::update("kubectl-set".into(), None)
-            .managed_fields(Kind::Deployment, "web", Some(&stored), &deployment("web:2"))
+            .managed_fields(Kind::Deployment, Some(&stored), &deployment("web:2"))
             .unwrap();
         let entries: Vec<Entry> = set_image
             .as_array()
@@ -808,7 +806,7 @@ mod tests {
             force: false,
         };
         let error = apply
-            .managed_fields(Kind::Deployment, "web", Some(&stored), &config)
+            .managed_fields(Kind::Deployment, Some(&stored), &config)
             .unwrap_err();
         assert_eq!((error.code, error.reason), (409, "Conflict"));
         assert_eq!(
@@ -825,13 +823,13 @@ mod tests {
             applied: applied_fields(&same, None),
             ..apply.clone()
         }
-        .managed_fields(Kind::Deployment, "web", Some(&stored), &same)
+        .managed_fields(Kind::Deployment, Some(&stored), &same)
         .unwrap();
         assert_eq!(shared.as_array().unwrap().len(), 2);
 
         apply.force = true;
         let forced = apply
-            .managed_fields(Kind::Deployment, "web", Some(&stored), &config)
+            .managed_fields(Kind::Deployment, Some(&stored), &config)
             .unwrap();
         let entries: Vec<Entry> = forced
             .as_array()

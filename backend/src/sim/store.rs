@@ -359,8 +359,7 @@ impl Store {
             return Err(ApiError::already_exists(kind, &name));
         }
         if let Some(write) = write {
-            object["metadata"]["managedFields"] =
-                write.managed_fields(kind, &name, None, &object)?;
+            object["metadata"]["managedFields"] = write.managed_fields(kind, None, &object)?;
         }
         let meta = &mut object["metadata"];
         meta["uid"] = new_uid().into();
@@ -531,7 +530,7 @@ impl Store {
         match write {
             Some(write) => {
                 object["metadata"]["managedFields"] =
-                    write.managed_fields(kind, name, Some(&existing), &object)?;
+                    write.managed_fields(kind, Some(&existing), &object)?;
             }
             None => match existing["metadata"].get("managedFields") {
                 Some(managed) => object["metadata"]["managedFields"] = managed.clone(),
