@@ -25,6 +25,9 @@
 //! | `defaults` | decoding, defaulting, validation of objects |
 //! | `selector` | label and field selectors |
 //! | `patch` | merge, strategic merge, JSON patch, apply |
+//! | `managed_fields` | field ownership (`managedFields`), apply conflicts and pruning |
+//! | `options` | write options: dryRun, fieldManager, force, fieldValidation |
+//! | `openapi_proto` | the protobuf OpenAPI v2 paths older kubectls check dry-run support in |
 //! | `api`, `discovery`, `watch`, `logs`, `table` | the HTTP surface |
 //! | `controller`, `kubelet` | Deployments, ReplicaSets, pods over time |
 //! | `faults` | fault injection and the request log |
@@ -38,6 +41,9 @@ mod faults;
 mod kinds;
 mod kubelet;
 mod logs;
+mod managed_fields;
+mod openapi_proto;
+mod options;
 mod patch;
 mod selector;
 mod status;
