@@ -46,7 +46,7 @@ impl Kind for Rollback {
             ));
         };
         let restore = if target.rollback_whole_template {
-            Restore::Template(whole_template(&stage, &client, &live).await?)
+            Restore::Template(Box::new(whole_template(&stage, &client, &live).await?))
         } else {
             Restore::Image(replaced_image)
         };
@@ -56,8 +56,8 @@ impl Kind for Rollback {
             let restore = &restore;
             async move {
                 match restore {
-                    Restore::Template((template, _)) => {
-                        next.spec.template = template.clone();
+                    Restore::Template(whole) => {
+                        next.spec.template = whole.0.clone();
                         client.replace_deployment(&next).await
                     }
                     Restore::Image(image) => {
@@ -80,7 +80,7 @@ impl Kind for Rollback {
             .write_until(&client, live, restored, refuse, write_back)
             .await?
         {
-            Written::Done(live) => live,
+            Written::Done(live) => *live,
             Written::Refused(reason) => return refused(ctx, job, &stage, reason).await,
         };
         // Onto a template that was failing before the deploy, the rollback
@@ -151,7 +151,7 @@ enum Restore {
     /// The container's image the deploy replaced, nothing else.
     Image(String),
     /// The whole pod template the deploy replaced, and where it came from.
-    Template((PodTemplateSpec, String)),
+    Template(Box<(PodTemplateSpec, String)>),
 }
 
 impl Restore {
@@ -160,9 +160,7 @@ impl Restore {
             Restore::Image(image) => {
                 deployment::container_image(d, container) == Some(image.as_str())
             }
-            Restore::Template((template, _)) => {
-                deployment::same_template(&d.spec.template, template)
-            }
+            Restore::Template(whole) => deployment::same_template(&d.spec.template, &whole.0),
         }
     }
 
@@ -176,7 +174,7 @@ impl Restore {
                     .map(|r| format!(" of revision {r}"))
                     .unwrap_or_default()
             ),
-            Restore::Template((_, source)) => format!("the whole pod template of {source}"),
+            Restore::Template(whole) => format!("the whole pod template of {}", whole.1),
         }
     }
 }

@@ -104,7 +104,7 @@ impl Kind for RollingDeploy {
             .write_until(&client, live, wanted, |_| None, patch)
             .await?
         {
-            Written::Done(live) => live,
+            Written::Done(live) => *live,
             Written::Refused(reason) => return Err(Error::Fail(reason)),
         };
         let followed = stage

@@ -43,7 +43,7 @@ pub(super) enum Followed {
 /// How writing ended: the Deployment as written, or the reason the job's
 /// `refuse` gave for not writing.
 pub(super) enum Written {
-    Done(Deployment),
+    Done(Box<Deployment>),
     Refused(String),
 }
 
@@ -171,7 +171,7 @@ impl Stage {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Written::Done(live))
+        Ok(Written::Done(Box::new(live)))
     }
 
     /// Follows the Deployment until its rollout completes or fails, or the
