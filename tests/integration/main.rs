@@ -9,6 +9,7 @@ mod auth;
 mod browser;
 mod cli;
 mod engine;
+mod engine_safety;
 mod fake_gitlab;
 mod fuzz;
 mod gitlab;

@@ -210,6 +210,11 @@ pub(crate) const API_ROUTES: &[Row] = &[
         FILERS,
         NotFound,
     ),
+    row(
+        "POST /api/v1/work-orders/{id}/stages/{n}/cancel",
+        OWNERS,
+        NotFound,
+    ),
     row("POST /api/v1/clusters/{id}/test", ADMINS, Forbidden),
     // Reads.
     row("GET /api/v1/me", SIGNED_IN, Forbidden),
@@ -290,6 +295,7 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
         FILERS,
         NotFound,
     ),
+    row("POST /work-orders/{id}/stages/{n}/cancel", OWNERS, NotFound),
     row("POST /admin/clusters/{id}/test", ADMINS, Forbidden),
     row("POST /account/password", SIGNED_IN, Forbidden),
     row("POST /logout", SIGNED_IN, Forbidden),
@@ -407,9 +413,11 @@ pub(crate) fn state_changing_page_routes() -> Vec<&'static str> {
 const PAST_THE_ROLE_CHECK: &[&str] = &[
     "POST /api/v1/work-orders/{id}/stages/{n}/deploy",
     "POST /api/v1/work-orders/{id}/stages/{n}/rollback",
+    "POST /api/v1/work-orders/{id}/stages/{n}/cancel",
     "POST /api/v1/clusters/{id}/test",
     "POST /work-orders/{id}/stages/{n}/deploy",
     "POST /work-orders/{id}/stages/{n}/rollback",
+    "POST /work-orders/{id}/stages/{n}/cancel",
     "POST /admin/clusters/{id}/test",
     "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs",
     "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs/stream",
@@ -950,6 +958,14 @@ async fn api_write(route: &str, f: &Fixtures<'_>) -> ApiCall {
             ),
             None,
         ),
+        "POST /api/v1/work-orders/{id}/stages/{n}/cancel" => call(
+            Method::POST,
+            format!(
+                "/api/v1/work-orders/{}/stages/1/cancel",
+                f.approved_order().await
+            ),
+            Some(json!({"reason": "test"})),
+        ),
         "POST /api/v1/clusters/{id}/test" => call(
             Method::POST,
             format!("/api/v1/clusters/{}/test", f.cluster().await),
@@ -1131,6 +1147,10 @@ pub(crate) async fn page_call(
                 f.approved_order().await
             ),
             vec![],
+        ),
+        "POST /work-orders/{id}/stages/{n}/cancel" => (
+            format!("/work-orders/{}/stages/1/cancel", f.approved_order().await),
+            kv(&[("reason", "test")]),
         ),
         "POST /admin/clusters/{id}/test" => (
             format!("/admin/clusters/{}/test", f.cluster().await),

@@ -81,6 +81,116 @@ db_test!(
 );
 
 db_test!(
+    the_stages_editor_keeps_deadlines_and_the_zero_replica_setting,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        let olivia = app.browser_as("olivia", USER_PASSWORD).await;
+        let page = format!("/release-items/{}", r.item);
+        let (_, html) = olivia.get(&page).await;
+        assert!(
+            html.contains("deadline twice the progress deadline")
+                && html.contains("name=\"refuse_zero_replicas\" value=\"on\">")
+                && !html.contains("id=\"refuses-zero-replicas\""),
+            "the defaults: {html}"
+        );
+        let node = r.org.pay.to_string();
+        let staging = r.staging_app.to_string();
+        let prod = r.prod_app.to_string();
+        let fields = |deadline: &'static str, refuse: bool| {
+            let mut f = vec![
+                ("node_id", node.clone()),
+                ("name", "checkout".to_string()),
+                ("gitlab_project", "acme/checkout".to_string()),
+                (
+                    "image_repository",
+                    "registry.example.com/acme/checkout".to_string(),
+                ),
+                ("required_approvals", "1".to_string()),
+                ("auto_rollback", "on".to_string()),
+                ("stage_1_name", "staging".to_string()),
+                ("stage_1_app", staging.clone()),
+                ("stage_1_strategy", "rolling".to_string()),
+                ("stage_2_name", "prod".to_string()),
+                ("stage_2_app", prod.clone()),
+                ("stage_2_strategy", "canary".to_string()),
+                ("stage_2_steps", "10%, 50%:60s, 100%".to_string()),
+                ("stage_2_deadline", deadline.to_string()),
+            ];
+            if refuse {
+                f.push(("refuse_zero_replicas", "on".to_string()));
+            }
+            f
+        };
+        let submit = |f: Vec<(&'static str, String)>| {
+            let olivia = &olivia;
+            let page = page.clone();
+            async move {
+                let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                olivia.submit(&page, &pairs).await
+            }
+        };
+        let (s, _, location) = submit(fields("45", true)).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        let (_, html) = olivia.get(&location.unwrap()).await;
+        assert!(
+            html.contains("name=\"stage_2_deadline\" value=\"45\"")
+                && html.contains("deadline 45 min")
+                && html.contains("name=\"refuse_zero_replicas\" value=\"on\" checked")
+                && html.contains("id=\"refuses-zero-replicas\""),
+            "saved and shown: {html}"
+        );
+        let read = || async {
+            let (_, item) = r
+                .org
+                .admin
+                .get(&format!("/api/v1/release-items/{}", r.item))
+                .await;
+            (
+                item["stages"][1]["deadline_minutes"].clone(),
+                item["refuse_zero_replicas"].clone(),
+            )
+        };
+        assert_eq!(
+            read().await,
+            (serde_json::json!(45), serde_json::json!(true))
+        );
+        // Out of range or not a number: refused, what was typed is kept,
+        // nothing changes.
+        for (typed, expected) in [
+            ("1441", "1 to 1440 minutes"),
+            ("an hour", "not a whole number"),
+        ] {
+            let (s, html, _) = submit(fields(typed, false)).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{typed}");
+            assert!(
+                html.contains(expected)
+                    && html.contains(&format!("name=\"stage_2_deadline\" value=\"{typed}\"")),
+                "{typed}: {html}"
+            );
+            assert_eq!(
+                read().await,
+                (serde_json::json!(45), serde_json::json!(true)),
+                "{typed}"
+            );
+        }
+        // Emptied: back to the defaults.
+        let (s, _, _) = submit(fields("", false)).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        assert_eq!(
+            read().await,
+            (serde_json::Value::Null, serde_json::json!(false))
+        );
+        let (_, html) = olivia.get(&page).await;
+        assert!(
+            html.contains("deadline twice the progress deadline")
+                && !html.contains("id=\"refuses-zero-replicas\""),
+            "{html}"
+        );
+    }
+);
+
+db_test!(
     an_engineer_files_with_a_gitlab_tag_and_the_owner_approves,
     |backend| async move {
         let app = TestApp::start(backend).await;

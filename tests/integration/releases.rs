@@ -265,6 +265,108 @@ db_test!(
 );
 
 db_test!(
+    stage_deadlines_and_the_zero_replica_setting_are_kept_and_bounded,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        let admin = &r.org.admin;
+        let path = format!("/api/v1/release-items/{}", r.item);
+        // Absent: the defaults.
+        let (_, item) = admin.get(&path).await;
+        assert_eq!(item["refuse_zero_replicas"], false, "{item}");
+        assert_eq!(item["stages"][0]["deadline_minutes"], Value::Null);
+        assert_eq!(item["stages"][1]["deadline_minutes"], Value::Null);
+        // Set on replace, read back.
+        let mut body = item_body(r.org.pay, "checkout", r.staging_app, r.prod_app);
+        body["refuse_zero_replicas"] = json!(true);
+        body["stages"][0]["deadline_minutes"] = json!(1440);
+        body["stages"][1]["deadline_minutes"] = json!(45);
+        let (s, v) = admin.put(&path, body.clone()).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (_, item) = admin.get(&path).await;
+        assert_eq!(item["refuse_zero_replicas"], true, "{item}");
+        assert_eq!(item["stages"][0]["deadline_minutes"], 1440);
+        assert_eq!(item["stages"][1]["deadline_minutes"], 45);
+        // Out of range: 422 naming the stage's field; nothing changes.
+        for wrong in [json!(0), json!(1441), json!(-3)] {
+            let mut b = body.clone();
+            b["stages"][1]["deadline_minutes"] = wrong.clone();
+            b["refuse_zero_replicas"] = json!(false);
+            let (s, v) = admin.put(&path, b).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{wrong}: {v}");
+            assert_eq!(
+                v["error"]["field"], "stages[1].deadline_minutes",
+                "{wrong}: {v}"
+            );
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("stage 2 (prod)") && message.contains("1 to 1440 minutes"),
+                "{wrong}: {v}"
+            );
+        }
+        let (s, v) = admin
+            .put(&path, {
+                let mut b = body.clone();
+                b["stages"][0]["deadline_minutes"] = json!("soon");
+                b
+            })
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("deadline_minutes"),
+            "{v}"
+        );
+        assert_eq!(
+            admin.get(&path).await.1,
+            item,
+            "a refused change changes nothing"
+        );
+        // Created with the settings; refused on create the same way.
+        let mut other = item_body(r.org.pay, "other", r.staging_app, r.prod_app);
+        other["stages"][0]["deadline_minutes"] = json!(2000);
+        let (s, v) = admin.post("/api/v1/release-items", other.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["error"]["field"], "stages[0].deadline_minutes", "{v}");
+        let (_, listed) = admin
+            .get(&format!("/api/v1/release-items?node_id={}", r.org.pay))
+            .await;
+        assert_eq!(listed.as_array().unwrap().len(), 1, "nothing was created");
+        other["stages"][0]["deadline_minutes"] = json!(1);
+        other["refuse_zero_replicas"] = json!(true);
+        let (s, created) = admin.post("/api/v1/release-items", other).await;
+        assert_eq!(s, StatusCode::CREATED, "{created}");
+        assert_eq!(created["stages"][0]["deadline_minutes"], 1);
+        assert_eq!(created["refuse_zero_replicas"], true);
+        let (_, listed) = admin
+            .get(&format!("/api/v1/release-items?node_id={}", r.org.pay))
+            .await;
+        let listed_other = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == "other")
+            .unwrap();
+        assert_eq!(listed_other, &created, "the list reads the same settings");
+        // Back to the defaults: null and absent.
+        body["stages"][0]["deadline_minutes"] = Value::Null;
+        body["stages"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("deadline_minutes");
+        body.as_object_mut().unwrap().remove("refuse_zero_replicas");
+        let (s, v) = admin.put(&path, body).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["refuse_zero_replicas"], false);
+        assert_eq!(v["stages"][0]["deadline_minutes"], Value::Null);
+        assert_eq!(v["stages"][1]["deadline_minutes"], Value::Null);
+        assert_eq!(admin.get(&path).await.1, v);
+    }
+);
+
+db_test!(
     versions_are_gitlab_tags_newest_first_across_every_page,
     |backend| async move {
         let app = TestApp::start(backend).await;

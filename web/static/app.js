@@ -47,3 +47,12 @@ document.addEventListener("click", (event) => {
     };
   });
 })();
+
+// Live parts of a page refresh themselves; not while someone is filling
+// in a form that opened inside them (a stage's Cancel or More).
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const live = event.detail && event.detail.elt;
+  if (live && live.id === "order-live" && live.querySelector("details[open]")) {
+    event.preventDefault();
+  }
+});

@@ -42,6 +42,11 @@ pub struct Stage {
     pub strategy: Strategy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
+    /// Minutes the stage may run in all before it fails (1–1440); null:
+    /// twice the Deployment's progress deadline (20 minutes for the
+    /// Kubernetes default of 600 s).
+    #[schema(minimum = 1, maximum = 1440)]
+    pub deadline_minutes: Option<i64>,
 }
 
 impl From<items::Stage> for Stage {
@@ -55,6 +60,7 @@ impl From<items::Stage> for Stage {
             environment: s.environment,
             strategy: s.strategy,
             canary: s.canary,
+            deadline_minutes: s.deadline_minutes,
         }
     }
 }
@@ -72,6 +78,9 @@ pub struct ReleaseItem {
     pub required_approvals: i64,
     /// Roll a stage back by itself when its rollout fails.
     pub auto_rollback: bool,
+    /// Refuse to deploy a Deployment scaled to zero replicas. When false
+    /// such a deploy succeeds with "scaled to zero — nothing to verify".
+    pub refuse_zero_replicas: bool,
     pub stages: Vec<Stage>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -88,6 +97,7 @@ impl From<items::ReleaseItem> for ReleaseItem {
             image_repository: i.image_repository,
             required_approvals: i.required_approvals,
             auto_rollback: i.auto_rollback,
+            refuse_zero_replicas: i.refuse_zero_replicas,
             stages: i.stages.into_iter().map(Into::into).collect(),
             created_at: i.created_at,
             updated_at: i.updated_at,
@@ -105,8 +115,14 @@ pub struct ItemFields {
     pub image_repository: String,
     #[serde(default = "one")]
     pub required_approvals: i64,
+    /// Roll a stage back by itself when its rollout fails (default true).
     #[serde(default = "yes")]
     pub auto_rollback: bool,
+    /// Refuse to deploy a Deployment scaled to zero replicas (default
+    /// false: such a deploy succeeds with nothing to verify).
+    #[serde(default)]
+    pub refuse_zero_replicas: bool,
+    /// 1 to 20 stages, run in order.
     pub stages: Vec<StageSpec>,
 }
 
@@ -126,6 +142,7 @@ impl From<ItemFields> for items::ItemFields {
             image_repository: f.image_repository,
             required_approvals: f.required_approvals,
             auto_rollback: f.auto_rollback,
+            refuse_zero_replicas: f.refuse_zero_replicas,
             stages: f.stages,
         }
     }
@@ -299,6 +316,7 @@ mod tests {
             image_repository: "registry/checkout".into(),
             required_approvals: 1,
             auto_rollback: true,
+            refuse_zero_replicas: false,
             stages: vec![items::Stage {
                 position: 1,
                 name: "prod".into(),
@@ -311,6 +329,7 @@ mod tests {
                     steps: Vec::new(),
                     header_match: None,
                 }),
+                deadline_minutes: None,
             }],
             created_at: 1,
             updated_at: 2,
@@ -320,5 +339,35 @@ mod tests {
         assert_eq!(keys(&json), properties("ReleaseItem"));
         assert_eq!(keys(&json["stages"][0]), properties("Stage"));
         assert_eq!(json["stages"][0]["strategy"], "canary");
+        assert_eq!(json["stages"][0]["deadline_minutes"], Value::Null);
+        assert_eq!(json["refuse_zero_replicas"], false);
+    }
+
+    /// The stage deadline's bounds are in the documents people and fuzzers
+    /// read, on what is sent and on what is answered.
+    #[test]
+    fn the_stage_deadline_is_documented_with_its_bounds() {
+        let (_, doc) = crate::api::router().split_for_parts();
+        let doc = serde_json::to_value(&doc).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for schema in ["StageSpec", "Stage"] {
+            let deadline = &schemas[schema]["properties"]["deadline_minutes"];
+            assert_eq!(deadline["minimum"], 1, "{schema}: {deadline}");
+            assert_eq!(deadline["maximum"], 1440, "{schema}: {deadline}");
+            assert!(
+                deadline["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("progress deadline")),
+                "{schema}: {deadline}"
+            );
+        }
+        let fields = &schemas["ItemFields"]["properties"]["refuse_zero_replicas"];
+        assert_eq!(fields["type"], "boolean", "{fields}");
+        assert!(
+            fields["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("zero replicas")),
+            "{fields}"
+        );
     }
 }

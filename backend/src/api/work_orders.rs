@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(close_work_order))
         .routes(routes!(deploy_stage))
         .routes(routes!(rollback_stage))
+        .routes(routes!(cancel_stage))
 }
 
 // A work order in the API (its doc would become the schema's description).
@@ -477,22 +478,73 @@ async fn deploy_stage(
     Ok((StatusCode::ACCEPTED, Json(order.into())))
 }
 
-/// Rolls stage `n` back to the pod template it replaced (allowed once the
-/// stage has deployed: succeeded or failed). Answers 202; the engine
-/// writes the template back and watches it become available.
+/// What a rollback restores.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// `false` (the default): restore only the image the stage replaced,
+    /// refused with 409 listing the changes when anything else in the pod
+    /// template changed since the deploy. `true` (owners only): restore the
+    /// whole pod template the stage replaced, undoing those changes.
+    #[serde(default)]
+    pub whole_template: bool,
+}
+
+/// Rolls stage `n` back (allowed once the stage has deployed: succeeded or
+/// failed). The rule: a rollback restores the image the stage replaced and
+/// nothing else, and only while the rest of the pod template is as the
+/// stage's deploy left it; a Deployment someone changed since (another
+/// container's image, an environment variable), replaced (another uid) or
+/// deployed again is refused up front with 409 saying what changed, and
+/// the stage stays as it was. With `whole_template`, an owner restores the
+/// whole replaced template anyway. The body may be empty. Answers 202; the
+/// engine writes and watches the Deployment become available.
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/stages/{n}/rollback", tag = "work orders", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Work order id"), ("n" = u32, Path, description = "Stage position, from 1")),
+    request_body(content = Option<RollbackBody>, description = "Optional; an empty body restores the image only"),
     responses((status = 202, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = ErrorBody))
 )]
 async fn rollback_stage(
     State(state): State<AppState>,
     ApiActor(actor, who): ApiActor,
     ApiPath((id, stage)): ApiPath<(i64, u32)>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<RollbackBody>,
 ) -> Result<(StatusCode, Json<WorkOrder>)> {
-    let order = flows::drive_stage(&state, &actor, &who, id, Command::Rollback { stage }).await?;
+    let command = Command::Rollback {
+        stage,
+        whole_template: body.whole_template,
+    };
+    let order = flows::drive_stage(&state, &actor, &who, id, command).await?;
     Ok((StatusCode::ACCEPTED, Json(order.into())))
+}
+
+/// Cancels stage `n` while the engine works on it (deploying, verifying or
+/// rolling back) — owners of the item's node and admins only. The engine
+/// stops (on every server, within a third of its lease), the Deployment is
+/// left as it is, and the stage fails with the reason and what the
+/// Deployment showed at that moment; the order fails with it, so the stage
+/// can then be rolled back or the order closed.
+#[utoipa::path(
+    post, path = "/api/v1/work-orders/{id}/stages/{n}/cancel", tag = "work orders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Work order id"), ("n" = u32, Path, description = "Stage position, from 1")),
+    request_body = CloseBody,
+    responses((status = 200, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn cancel_stage(
+    State(state): State<AppState>,
+    ApiActor(actor, who): ApiActor,
+    ApiPath((id, stage)): ApiPath<(i64, u32)>,
+    ApiJson(body): ApiJson<CloseBody>,
+) -> Result<Json<WorkOrder>> {
+    let command = Command::Cancel {
+        stage,
+        reason: body.reason,
+    };
+    let order = flows::drive_stage(&state, &actor, &who, id, command).await?;
+    Ok(Json(order.into()))
 }
 
 #[cfg(test)]

@@ -123,6 +123,30 @@ pub(crate) async fn close(tx: &mut Tx, lease: &JobLease, now: i64) -> Result<()>
     Ok(())
 }
 
+/// Ends the queued job of `subject` inside `tx` (its work was cancelled),
+/// noting why. The worker running it loses its lease: its next renewal
+/// or write finds the job done, and it stops.
+pub(crate) async fn cancel(tx: &mut Tx, subject: Subject, note: &str, now: i64) -> Result<()> {
+    match subject {
+        Subject::StageRun {
+            work_order_id,
+            position,
+        } => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = $1, updated_at = $2 \
+                 WHERE subject_kind = 'stage_run' AND work_order_id = $3 AND stage_position = $4 AND state = 'queued'",
+            )
+            .bind(note)
+            .bind(now)
+            .bind(work_order_id)
+            .bind(position)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Queues job `kind` for `subject` inside the caller's transaction. A
 /// subject with a queued job already is a conflict.
 pub(crate) async fn enqueue(tx: &mut Tx, kind: &str, subject: Subject, now: i64) -> Result<i64> {
@@ -215,19 +239,21 @@ pub async fn claim(
 
 /// Extends the leases `owner` holds on jobs `ids` (the ones it is working
 /// on), in statements of up to 500; answers how many it still holds.
-pub async fn renew(db: &Db, owner: &str, ids: &[i64], lease_ms: i64) -> Result<u64> {
-    let mut held = 0;
+pub async fn renew(db: &Db, owner: &str, ids: &[i64], lease_ms: i64) -> Result<Vec<i64>> {
+    let mut held = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = format!(
-            "UPDATE jobs SET lease_until = $1 WHERE lease_owner = $2 AND state = 'queued' AND id IN ({})",
+            "UPDATE jobs SET lease_until = $1 WHERE lease_owner = $2 AND state = 'queued' AND id IN ({}) RETURNING id",
             list.join(", ")
         );
-        let mut query = sqlx::query(&sql).bind(now_ms() + lease_ms).bind(owner);
+        let mut query = sqlx::query_scalar::<_, i64>(&sql)
+            .bind(now_ms() + lease_ms)
+            .bind(owner);
         for id in chunk {
             query = query.bind(*id);
         }
-        held += query.execute(&db.pool).await?.rows_affected();
+        held.extend(query.fetch_all(&db.pool).await?);
     }
     Ok(held)
 }

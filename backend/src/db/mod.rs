@@ -11,6 +11,7 @@ pub mod constraint;
 pub mod error;
 pub mod jobs;
 pub mod release_items;
+pub mod rollout_locks;
 pub mod sessions;
 pub mod tokens;
 pub mod tree;

@@ -27,6 +27,9 @@ pub struct Stage {
     pub strategy: Strategy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
+    /// Minutes the stage may run in all; `None`: twice the Deployment's
+    /// progress deadline.
+    pub deadline_minutes: Option<i64>,
 }
 
 /// A release item with its stages (in the audit log's snapshots as
@@ -44,6 +47,9 @@ pub struct ReleaseItem {
     pub required_approvals: i64,
     /// Roll a stage back by itself when its rollout fails.
     pub auto_rollback: bool,
+    /// Refuse to deploy a Deployment scaled to zero replicas; when false
+    /// such a deploy succeeds with nothing to verify.
+    pub refuse_zero_replicas: bool,
     pub stages: Vec<Stage>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -58,11 +64,12 @@ pub struct ItemFields {
     pub image_repository: String,
     pub required_approvals: i64,
     pub auto_rollback: bool,
+    pub refuse_zero_replicas: bool,
     pub stages: Vec<StageSpec>,
 }
 
 const COLUMNS: &str = "r.id, r.node_id, n.path AS node_path, r.name, r.gitlab_project, r.image_repository, \
-    r.required_approvals, r.auto_rollback, r.created_at, r.updated_at";
+    r.required_approvals, r.auto_rollback, r.refuse_zero_replicas, r.created_at, r.updated_at";
 
 fn item_from_row(row: &AnyRow) -> Result<ReleaseItem, sqlx::Error> {
     Ok(ReleaseItem {
@@ -74,6 +81,7 @@ fn item_from_row(row: &AnyRow) -> Result<ReleaseItem, sqlx::Error> {
         image_repository: row.try_get("image_repository")?,
         required_approvals: row.try_get("required_approvals")?,
         auto_rollback: row.try_get::<i64, _>("auto_rollback")? != 0,
+        refuse_zero_replicas: row.try_get::<i64, _>("refuse_zero_replicas")? != 0,
         stages: Vec::new(),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -97,6 +105,7 @@ fn stage_from_row(row: &AnyRow) -> Result<Stage, sqlx::Error> {
             .map(|c| serde_json::from_str(&c))
             .transpose()
             .map_err(|e| sqlx::Error::Decode(e.into()))?,
+        deadline_minutes: row.try_get("deadline_minutes")?,
     })
 }
 
@@ -105,8 +114,8 @@ async fn load_stages(
     item_id: i64,
 ) -> Result<Vec<Stage>> {
     let rows = sqlx::query(
-        "SELECT s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, c.environment, s.strategy, s.canary_json \
-         FROM release_stages s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
+        "SELECT s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, c.environment, s.strategy, s.canary_json, \
+         s.deadline_minutes FROM release_stages s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
          WHERE s.release_item_id = $1 ORDER BY s.position",
     )
     .bind(item_id)
@@ -195,8 +204,8 @@ async fn write_stages(tx: &mut Tx, item_id: i64, stages: &[StageSpec]) -> Result
         .await?;
     for (i, stage) in stages.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO release_stages (release_item_id, position, name, app_id, strategy, canary_json) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO release_stages (release_item_id, position, name, app_id, strategy, canary_json, deadline_minutes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(item_id)
         .bind(i as i64 + 1)
@@ -204,6 +213,7 @@ async fn write_stages(tx: &mut Tx, item_id: i64, stages: &[StageSpec]) -> Result
         .bind(stage.app_id)
         .bind(stage.strategy.as_str())
         .bind(stage.canary.as_ref().and_then(|c| serde_json::to_string(c).ok()))
+        .bind(stage.deadline_minutes)
         .execute(&mut **tx)
         .await?;
     }
@@ -243,8 +253,8 @@ pub async fn create(db: &Db, fields: &ItemFields, who: &AuditActor) -> Result<Re
     let now = now_ms();
     let name = fields.name.trim();
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO release_items (node_id, name, gitlab_project, image_repository, required_approvals, auto_rollback, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+        "INSERT INTO release_items (node_id, name, gitlab_project, image_repository, required_approvals, auto_rollback, \
+         refuse_zero_replicas, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
     )
     .bind(fields.node_id)
     .bind(name)
@@ -252,6 +262,7 @@ pub async fn create(db: &Db, fields: &ItemFields, who: &AuditActor) -> Result<Re
     .bind(fields.image_repository.trim())
     .bind(fields.required_approvals)
     .bind(i64::from(fields.auto_rollback))
+    .bind(i64::from(fields.refuse_zero_replicas))
     .bind(now)
     .fetch_one(&mut *tx)
     .await
@@ -301,13 +312,14 @@ pub async fn update(
     let name = fields.name.trim();
     sqlx::query(
         "UPDATE release_items SET name = $1, gitlab_project = $2, image_repository = $3, required_approvals = $4, \
-         auto_rollback = $5, updated_at = $6 WHERE id = $7",
+         auto_rollback = $5, refuse_zero_replicas = $6, updated_at = $7 WHERE id = $8",
     )
     .bind(name)
     .bind(fields.gitlab_project.trim())
     .bind(fields.image_repository.trim())
     .bind(fields.required_approvals)
     .bind(i64::from(fields.auto_rollback))
+    .bind(i64::from(fields.refuse_zero_replicas))
     .bind(now_ms())
     .bind(id)
     .execute(&mut *tx)
@@ -431,7 +443,7 @@ pub async fn list(pool: &AnyPool, node_id: Option<i64>, scope: &Scope) -> Result
     let mut items: Vec<ReleaseItem> = rows.iter().map(item_from_row).collect::<Result<_, _>>()?;
     let sql = format!(
         "SELECT s.release_item_id, s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, c.environment, \
-         s.strategy, s.canary_json FROM release_stages s JOIN release_items r ON r.id = s.release_item_id \
+         s.strategy, s.canary_json, s.deadline_minutes FROM release_stages s JOIN release_items r ON r.id = s.release_item_id \
          JOIN nodes n ON n.id = r.node_id JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
          WHERE {filter} ORDER BY s.release_item_id, s.position"
     );

@@ -17,6 +17,7 @@ use super::constraint::{Constraint, violated};
 use super::error::{Error, Result};
 use super::jobs::{self, JobLease, Subject, check_lease};
 use super::release_items::ReleaseItem;
+use super::rollout_locks;
 use super::work_order_views::{COLUMNS, FROM, WorkOrder, from_row, not_found};
 use super::{Db, Tx, now_ms};
 use crate::domain::work_order::{
@@ -156,8 +157,8 @@ pub async fn file(
     };
     for stage in &item.stages {
         sqlx::query(
-            "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, canary_json, status) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending')",
+            "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, canary_json, status, deadline_minutes) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)",
         )
         .bind(id)
         .bind(stage.position)
@@ -165,6 +166,7 @@ pub async fn file(
         .bind(stage.app_id)
         .bind(stage.strategy.as_str())
         .bind(stage.canary.as_ref().and_then(|c| serde_json::to_string(c).ok()))
+        .bind(stage.deadline_minutes)
         .execute(&mut *tx)
         .await?;
     }
@@ -220,14 +222,35 @@ pub struct StageTarget {
     pub replaced_revision: Option<String>,
     /// The replaced pod template, as JSON.
     pub replaced_template: Option<String>,
+    /// The uid of the Deployment the deploy wrote to: another uid is
+    /// another object (the Deployment was replaced).
+    pub deployment_uid: Option<String>,
+    /// The Deployment was past its progress deadline before the deploy.
+    pub replaced_failing: bool,
+    /// When the running deploy or rollback must be over (Unix ms).
+    pub deadline_at: Option<i64>,
+    /// While rolling back: the status the rollback started from.
+    pub rollback_from: Option<StageStatus>,
+    /// The rollback restores the whole replaced template (an owner asked).
+    pub rollback_whole_template: bool,
+    /// The stage's last message (for a rollback after a failure: the cause).
+    pub message: String,
+    /// The stage's overall deadline as set when the order was filed; `None`
+    /// for twice the Deployment's progress deadline.
+    pub deadline_minutes: Option<i64>,
+    /// The release item refuses to deploy a Deployment scaled to zero.
+    pub refuse_zero_replicas: bool,
 }
 
 /// The app, cluster and Deployment of stage `position` of order `id`.
 pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<StageTarget> {
     let row = sqlx::query(
         "SELECT s.strategy, p.name AS app, p.cluster_id, c.name AS cluster, p.namespace, p.deployment, p.container, \
-         w.image, s.status, s.replaced_image, s.replaced_revision, s.replaced_template \
+         w.image, s.status, s.replaced_image, s.replaced_revision, s.replaced_template, \
+         s.deployment_uid, s.replaced_failing, s.deadline_at, s.rollback_from, s.rollback_whole_template, s.message, \
+         s.deadline_minutes, i.refuse_zero_replicas \
          FROM stage_runs s JOIN work_orders w ON w.id = s.work_order_id \
+         JOIN release_items i ON i.id = w.release_item_id \
          JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
          WHERE s.work_order_id = $1 AND s.position = $2",
     )
@@ -252,24 +275,43 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
         replaced_image: row.try_get("replaced_image")?,
         replaced_revision: row.try_get("replaced_revision")?,
         replaced_template: row.try_get("replaced_template")?,
+        deployment_uid: row.try_get("deployment_uid")?,
+        replaced_failing: row.try_get::<i64, _>("replaced_failing")? != 0,
+        deadline_at: row.try_get("deadline_at")?,
+        rollback_from: parse_status(row.try_get("rollback_from")?)?,
+        rollback_whole_template: row.try_get::<i64, _>("rollback_whole_template")? != 0,
+        message: row.try_get("message")?,
+        deadline_minutes: row.try_get("deadline_minutes")?,
+        refuse_zero_replicas: row.try_get::<i64, _>("refuse_zero_replicas")? != 0,
     })
+}
+
+/// A stage status read from the database, if any.
+fn parse_status(status: Option<String>) -> Result<Option<StageStatus>> {
+    status
+        .map(|s| s.parse())
+        .transpose()
+        .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))
 }
 
 /// The stage runs of order `id` as the state machine sees them.
 async fn stage_facts(tx: &mut Tx, id: i64) -> Result<Vec<StageFacts>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT status, CAST(CASE WHEN replaced_image IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM stage_runs \
-         WHERE work_order_id = $1 ORDER BY position",
+    let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT status, CAST(CASE WHEN replaced_image IS NULL THEN 0 ELSE 1 END AS BIGINT), rollback_from \
+         FROM stage_runs WHERE work_order_id = $1 ORDER BY position",
     )
     .bind(id)
     .fetch_all(&mut **tx)
     .await?;
     rows.into_iter()
-        .map(|(status, deployed)| {
+        .map(|(status, deployed, rollback_from)| {
             let status: StageStatus = status
                 .parse()
                 .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?;
-            Ok(StageFacts::new(status, deployed != 0))
+            Ok(StageFacts {
+                rollback_from: parse_status(rollback_from)?,
+                ..StageFacts::new(status, deployed != 0)
+            })
         })
         .collect()
 }
@@ -310,6 +352,7 @@ async fn facts(
         .await?;
         facts.actor_is_creator = order.creator_id == actor.id;
         facts.actor_is_approver = approvers.is_some_and(|(_, set)| set.contains(&actor.name));
+        facts.actor_is_owner = facts.actor_is_approver || actor.is_admin;
         facts.actor_already_approved = approved_by_actor.is_some();
     }
     Ok(facts)
@@ -354,12 +397,20 @@ pub enum Source<'a> {
     },
 }
 
-/// What the engine learnt from Kubernetes along with a report.
+/// What the engine (or the flow that starts a stage) learnt from
+/// Kubernetes along with a command.
 #[derive(Debug, Clone, Default)]
 pub struct StageRecord {
     pub new_revision: Option<String>,
     pub restored_revision: Option<String>,
+    /// How long a deploy or rollback this command starts may run (its
+    /// overall deadline); [`DEFAULT_DEADLINE_MS`] when not known.
+    pub deadline_ms: Option<i64>,
 }
+
+/// The overall deadline of a deploy or rollback started without one: twice
+/// Kubernetes' default progress deadline of 600 s.
+pub const DEFAULT_DEADLINE_MS: i64 = 2 * 600 * 1000;
 
 /// Applies `command` to order `id` through the state machine and writes
 /// the new state, the stage run, the approval, the queued job, the
@@ -428,7 +479,36 @@ pub async fn apply(
     }
     let stage_position = transition.stage.map(|c| i64::from(c.position));
     if let Some(change) = transition.stage {
-        write_stage(&mut tx, id, change, &transition.note, record, now).await?;
+        let whole_template = matches!(
+            command,
+            Command::Rollback {
+                whole_template: true,
+                ..
+            }
+        );
+        write_stage(
+            &mut tx,
+            id,
+            change,
+            &transition.note,
+            record,
+            whole_template,
+            now,
+        )
+        .await?;
+        let position = i64::from(change.position);
+        match (change.from.is_mid_rollout(), change.to.is_mid_rollout()) {
+            (false, true) => rollout_locks::take(&mut tx, id, position, now).await?,
+            (true, false) => rollout_locks::give_back(&mut tx, id, position).await?,
+            _ => {}
+        }
+        if transition.cancels_job {
+            let subject = Subject::StageRun {
+                work_order_id: id,
+                position,
+            };
+            jobs::cancel(&mut tx, subject, "cancelled", now).await?;
+        }
     }
     if let Source::Engine { job } = &source
         && !matches!(
@@ -477,6 +557,7 @@ pub async fn apply(
                     Command::Close { .. } => "work_order.close",
                     Command::Deploy { .. } => "work_order.deploy",
                     Command::Rollback { .. } => "work_order.rollback",
+                    Command::Cancel { .. } => "work_order.cancel_stage",
                     Command::Report { .. } => "work_order.report",
                 },
                 target_type: "work_order",
@@ -496,28 +577,40 @@ pub async fn apply(
     Ok(order)
 }
 
+/// What a deploy is about to replace.
+pub struct Replaced<'a> {
+    pub image: &'a str,
+    pub revision: Option<&'a str>,
+    /// The pod template, as JSON.
+    pub template: &'a str,
+    /// The Deployment's uid: the object the stage drives from now on.
+    pub uid: Option<&'a str>,
+    /// It was past its progress deadline already.
+    pub failing: bool,
+}
+
 /// Records what a deploy is about to replace (before the engine writes to
 /// Kubernetes), with a timeline entry, fenced on the job's lease.
-#[allow(clippy::too_many_arguments)]
 pub async fn record_replaced(
     db: &Db,
     lease: &JobLease,
     id: i64,
     position: i64,
-    image: &str,
-    revision: Option<&str>,
-    template: &str,
+    replaced: &Replaced<'_>,
     message: &str,
 ) -> Result<()> {
     let mut tx = db.begin_write().await?;
     check_lease(&mut tx, lease).await?;
     let updated = sqlx::query(
-        "UPDATE stage_runs SET replaced_image = $1, replaced_revision = $2, replaced_template = $3 \
-         WHERE work_order_id = $4 AND position = $5 AND replaced_image IS NULL",
+        "UPDATE stage_runs SET replaced_image = $1, replaced_revision = $2, replaced_template = $3, \
+         deployment_uid = $4, replaced_failing = $5 \
+         WHERE work_order_id = $6 AND position = $7 AND replaced_image IS NULL",
     )
-    .bind(image)
-    .bind(revision)
-    .bind(template)
+    .bind(replaced.image)
+    .bind(replaced.revision)
+    .bind(replaced.template)
+    .bind(replaced.uid)
+    .bind(i64::from(replaced.failing))
     .bind(id)
     .bind(position)
     .execute(&mut *tx)
@@ -546,17 +639,35 @@ async fn write_stage(
     change: StageChange,
     note: &str,
     record: &StageRecord,
+    whole_template: bool,
     now: i64,
 ) -> Result<()> {
     let finished = matches!(
         change.to,
         StageStatus::Succeeded | StageStatus::Failed | StageStatus::RolledBack
     );
+    // A deploy or rollback starting gets its overall deadline; a rollback
+    // remembers where it started and what it restores.
+    let starts = matches!(change.to, StageStatus::Deploying | StageStatus::RollingBack)
+        && change.from != change.to;
+    let deadline_at =
+        starts.then(|| now + record.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS).max(0));
+    let rolls_back = change.to == StageStatus::RollingBack;
+    // Where a refused rollback leaves the stage: as it was, or failed when
+    // the rollback follows a failure.
+    let rollback_from = if change.from == StageStatus::Succeeded {
+        StageStatus::Succeeded
+    } else {
+        StageStatus::Failed
+    };
     let updated = sqlx::query(
-        "UPDATE stage_runs SET status = $1, message = $2, \
+        "UPDATE stage_runs SET status = $1, message = CASE WHEN $2 = '' THEN message ELSE $2 END, \
          started_at = CASE WHEN $3 = 1 THEN $4 ELSE started_at END, \
          finished_at = CASE WHEN $5 = 1 THEN $4 ELSE NULL END, \
-         new_revision = COALESCE($6, new_revision), restored_revision = COALESCE($7, restored_revision) \
+         new_revision = COALESCE($6, new_revision), restored_revision = COALESCE($7, restored_revision), \
+         deadline_at = CASE WHEN $11 = 1 THEN $12 ELSE deadline_at END, \
+         rollback_from = CASE WHEN $13 = 1 THEN $15 ELSE rollback_from END, \
+         rollback_whole_template = CASE WHEN $13 = 1 THEN $14 ELSE rollback_whole_template END \
          WHERE work_order_id = $8 AND position = $9 AND status = $10",
     )
     .bind(change.to.as_str())
@@ -569,6 +680,11 @@ async fn write_stage(
     .bind(id)
     .bind(i64::from(change.position))
     .bind(change.from.as_str())
+    .bind(i64::from(starts))
+    .bind(deadline_at)
+    .bind(i64::from(rolls_back))
+    .bind(i64::from(whole_template))
+    .bind(rollback_from.as_str())
     .execute(&mut **tx)
     .await?
     .rows_affected();

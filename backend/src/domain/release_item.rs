@@ -2,6 +2,7 @@
 //! shell supplies the facts (where each app sits in the tree, how many
 //! approvers the item's node has).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
@@ -15,6 +16,10 @@ use crate::domain::tree::path_covers;
 pub const MAX_STAGES: usize = 20;
 /// Most steps a canary may have.
 pub const MAX_STEPS: usize = 20;
+/// Shortest overall deadline a stage may have, in minutes.
+pub const MIN_DEADLINE_MINUTES: i64 = 1;
+/// Longest overall deadline a stage may have, in minutes (a day).
+pub const MAX_DEADLINE_MINUTES: i64 = 1440;
 
 /// How a stage rolls out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -89,19 +94,38 @@ pub struct StageSpec {
     /// Required for `canary`, absent for `rolling`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
+    /// Minutes the stage may run in all before it fails (1–1440). Absent
+    /// or null: twice the Deployment's progress deadline (20 minutes for
+    /// the Kubernetes default of 600 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1440)]
+    pub deadline_minutes: Option<i64>,
 }
 
-/// A problem with a plan: which field and why.
+/// A problem with a plan: which field (`stages[0].deadline_minutes` for
+/// one stage's setting) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanError {
-    pub field: &'static str,
+    pub field: Cow<'static, str>,
     pub message: String,
 }
 
-fn err(field: &'static str, message: impl Into<String>) -> PlanError {
+fn err(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> PlanError {
     PlanError {
-        field,
+        field: field.into(),
         message: message.into(),
+    }
+}
+
+/// Checks a stage's overall deadline: absent (the default) or 1 to 1440
+/// minutes. The caller names the stage in front of the message.
+pub fn check_deadline_minutes(deadline_minutes: Option<i64>) -> Result<(), String> {
+    match deadline_minutes {
+        Some(m) if !(MIN_DEADLINE_MINUTES..=MAX_DEADLINE_MINUTES).contains(&m) => Err(format!(
+            "the deadline must be {MIN_DEADLINE_MINUTES} to {MAX_DEADLINE_MINUTES} minutes \
+             (a day), or empty for twice the Deployment's progress deadline; {m} is not"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -181,6 +205,12 @@ pub fn validate_plan(
             }
             Some(_) => {}
         }
+        check_deadline_minutes(stage.deadline_minutes).map_err(|m| {
+            err(
+                format!("stages[{i}].deadline_minutes"),
+                format!("stage {n} ({name}): {m}"),
+            )
+        })?;
         match (stage.strategy, &stage.canary) {
             (Strategy::Rolling, Some(_)) => {
                 return Err(err(
@@ -364,6 +394,7 @@ mod tests {
                 steps: steps(text),
                 header_match: None,
             }),
+            deadline_minutes: None,
         }
     }
 
@@ -373,6 +404,7 @@ mod tests {
             app_id,
             strategy: Strategy::Rolling,
             canary: None,
+            deadline_minutes: None,
         }
     }
 
@@ -463,5 +495,29 @@ mod tests {
                 .message
                 .contains("header name")
         );
+    }
+
+    #[test]
+    fn stage_deadlines_are_a_minute_to_a_day_or_the_default() {
+        for fine in [None, Some(1), Some(20), Some(1440)] {
+            let mut stage = canary_stage("10%");
+            stage.deadline_minutes = fine;
+            assert!(check(1, &[stage]).is_ok(), "{fine:?}");
+        }
+        for wrong in [0, -5, 1441, i64::MAX] {
+            let mut second = rolling("prod", 2);
+            second.deadline_minutes = Some(wrong);
+            let e = check(1, &[rolling("staging", 1), second]).unwrap_err();
+            assert_eq!(e.field, "stages[1].deadline_minutes", "{wrong}");
+            assert!(
+                e.message.starts_with("stage 2 (prod): ")
+                    && e.message.contains("1 to 1440 minutes")
+                    && e.message.contains(&format!("{wrong} is not")),
+                "{}",
+                e.message
+            );
+        }
+        assert!(check_deadline_minutes(Some(MAX_DEADLINE_MINUTES + 1)).is_err());
+        assert!(check_deadline_minutes(Some(MIN_DEADLINE_MINUTES - 1)).is_err());
     }
 }

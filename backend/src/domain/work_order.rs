@@ -197,6 +197,9 @@ pub enum Outcome {
     Succeeded,
     /// The rollout failed (progress deadline, missing Deployment, …).
     Failed,
+    /// A rollback found the Deployment changed by someone else since the
+    /// stage deployed and wrote nothing: the stage returns to where it was.
+    Refused,
 }
 
 /// Something someone (or the engine) asks of a work order.
@@ -215,9 +218,18 @@ pub enum Command {
     Deploy {
         stage: u32,
     },
-    /// Restore what stage `stage` replaced.
+    /// Restore what stage `stage` replaced: its container's image, or with
+    /// `whole_template` (owners only) the whole pod template it replaced,
+    /// changes made by others since included.
     Rollback {
         stage: u32,
+        whole_template: bool,
+    },
+    /// Stop the engine's work on stage `stage` (owners only): the stage
+    /// fails with the reason, so it can be rolled back or the order closed.
+    Cancel {
+        stage: u32,
+        reason: String,
     },
     /// The engine's report on the deploy or rollback running for `stage`.
     Report {
@@ -235,6 +247,7 @@ impl Command {
             Command::Close { .. } => "close",
             Command::Deploy { .. } => "deploy",
             Command::Rollback { .. } => "rollback",
+            Command::Cancel { .. } => "cancel",
             Command::Report { .. } => "report",
         }
     }
@@ -244,7 +257,7 @@ impl Command {
     pub fn input(&self) -> &'static str {
         match self {
             Command::Approve { .. } | Command::Reject { .. } => "comment",
-            Command::Close { .. } => "reason",
+            Command::Close { .. } | Command::Cancel { .. } => "reason",
             Command::Deploy { .. } | Command::Rollback { .. } | Command::Report { .. } => "stage",
         }
     }
@@ -257,11 +270,17 @@ pub struct StageFacts {
     /// The engine wrote to Kubernetes for this stage (it recorded what it
     /// replaced), so there is something to roll back.
     pub deployed: bool,
+    /// While rolling back: the status the rollback started from.
+    pub rollback_from: Option<StageStatus>,
 }
 
 impl StageFacts {
     pub fn new(status: StageStatus, deployed: bool) -> Self {
-        Self { status, deployed }
+        Self {
+            status,
+            deployed,
+            rollback_from: None,
+        }
     }
 }
 
@@ -328,6 +347,9 @@ pub struct Facts {
     pub stages: Vec<StageFacts>,
     /// The release item rolls back a failed stage by itself.
     pub auto_rollback: bool,
+    /// The actor owns the item's node (an effective approver) or is an
+    /// admin: may cancel a stage and restore a whole template.
+    pub actor_is_owner: bool,
 }
 
 impl Facts {
@@ -429,6 +451,8 @@ pub struct Transition {
     pub stage: Option<StageChange>,
     /// Work to queue for the engine.
     pub job: Option<JobKind>,
+    /// The engine's queued work on the stage ends (cancelled).
+    pub cancels_job: bool,
     /// A second timeline event (e.g. `rollback_started` after an automatic
     /// rollback, `succeeded` after the last stage).
     pub then: Option<(&'static str, String)>,
@@ -444,6 +468,7 @@ impl Transition {
             note,
             stage: None,
             job: None,
+            cancels_job: false,
             then: None,
         }
     }
@@ -549,7 +574,11 @@ pub fn decide(state: State, command: &Command, facts: &Facts) -> Result<Transiti
             ))
         }
         Command::Deploy { stage } => deploy(state, *stage, facts),
-        Command::Rollback { stage } => rollback(state, *stage, facts),
+        Command::Rollback {
+            stage,
+            whole_template,
+        } => rollback(state, *stage, *whole_template, facts),
+        Command::Cancel { stage, reason } => cancel(state, *stage, reason, facts),
         Command::Report {
             stage,
             outcome,
@@ -650,13 +679,24 @@ fn deploy(state: State, position: u32, facts: &Facts) -> Result<Transition, Refu
     })
 }
 
-fn rollback(state: State, position: u32, facts: &Facts) -> Result<Transition, Refusal> {
+fn rollback(
+    state: State,
+    position: u32,
+    whole_template: bool,
+    facts: &Facts,
+) -> Result<Transition, Refusal> {
     use RefusalKind::*;
     let stage = stage_at(facts, position)?;
     if !facts.actor_may_deploy {
         return Err(refuse(
             NotAllowed,
             "only engineers and owners of this release item's node may roll it back",
+        ));
+    }
+    if whole_template && !facts.actor_is_owner {
+        return Err(refuse(
+            NotAllowed,
+            "only owners of this release item's node may restore the whole pod template",
         ));
     }
     if !matches!(state, State::InProgress | State::Failed | State::Succeeded) {
@@ -696,6 +736,45 @@ fn rollback(state: State, position: u32, facts: &Facts) -> Result<Transition, Re
         }),
         job: Some(JobKind::Rollback),
         ..Transition::order(state, state, "rollback_started", String::new())
+    })
+}
+
+fn cancel(state: State, position: u32, reason: &str, facts: &Facts) -> Result<Transition, Refusal> {
+    use RefusalKind::*;
+    check_note("the reason", reason, true)?;
+    let stage = stage_at(facts, position)?;
+    if !facts.actor_is_owner {
+        return Err(refuse(
+            NotAllowed,
+            "only owners of this release item's node may cancel a stage",
+        ));
+    }
+    if !stage.status.is_mid_rollout() {
+        return Err(refuse(
+            Conflict,
+            format!(
+                "stage {position} is {}; only a stage that is deploying or rolling back can be cancelled",
+                stage.status.label().to_lowercase()
+            ),
+        ));
+    }
+    Ok(Transition {
+        stage: Some(StageChange {
+            position,
+            from: stage.status,
+            to: StageStatus::Failed,
+        }),
+        cancels_job: true,
+        ..Transition::order(
+            state,
+            if state == State::InProgress {
+                State::Failed
+            } else {
+                state
+            },
+            "stage_cancelled",
+            reason.to_string(),
+        )
     })
 }
 
@@ -784,6 +863,11 @@ fn report(
                 note,
             )
         }),
+        // The rollback wrote nothing: the stage is as it was before it.
+        (StageStatus::RollingBack, Outcome::Refused) => Ok(Transition {
+            stage: change(stage.rollback_from.unwrap_or(StageStatus::Failed)),
+            ..Transition::order(state, state, "rollback_refused", note)
+        }),
         (StageStatus::RollingBack, Outcome::Failed) => Ok(Transition {
             stage: change(StageStatus::Failed),
             ..Transition::order(
@@ -823,6 +907,7 @@ mod tests {
     fn approver() -> Facts {
         Facts {
             actor_is_approver: true,
+            actor_is_owner: true,
             actor_may_close: true,
             required_approvals: 1,
             ..Facts::default()
@@ -891,10 +976,22 @@ mod tests {
             reject(),
             close(),
             Command::Deploy { stage: 1 },
-            Command::Rollback { stage: 1 },
+            Command::Rollback {
+                stage: 1,
+                whole_template: false,
+            },
+            Command::Rollback {
+                stage: 1,
+                whole_template: true,
+            },
+            Command::Cancel {
+                stage: 1,
+                reason: "stuck".into(),
+            },
             report(1, Outcome::Verifying),
             report(1, Outcome::Succeeded),
             report(1, Outcome::Failed),
+            report(1, Outcome::Refused),
         ]
     }
 
@@ -927,7 +1024,10 @@ mod tests {
             (Command::Close { .. }, Who::Approver) if busy => Err(Conflict),
             (Command::Close { .. }, Who::Approver) => Ok((Closed, None)),
             // Deploy / roll back: the right first, then the state.
-            (Command::Deploy { .. } | Command::Rollback { .. }, Who::Viewer) => Err(NotAllowed),
+            (
+                Command::Deploy { .. } | Command::Rollback { .. } | Command::Cancel { .. },
+                Who::Viewer,
+            ) => Err(NotAllowed),
             (Command::Deploy { .. }, Who::Approver) => match (state, stage) {
                 (Approved | InProgress, S::Pending) => Ok((InProgress, Some(S::Deploying))),
                 _ => Err(Conflict),
@@ -938,6 +1038,9 @@ mod tests {
                 }
                 _ => Err(Conflict),
             },
+            // Cancel: any stage the engine works on; the order fails with it.
+            (Command::Cancel { .. }, Who::Approver) if busy => Ok((failing, Some(S::Failed))),
+            (Command::Cancel { .. }, Who::Approver) => Err(Conflict),
             // Engine reports: decided by the stage's status alone.
             (Command::Report { outcome, .. }, _) => match (stage, outcome) {
                 (S::Deploying, O::Verifying) => Ok((state, Some(S::Verifying))),
@@ -952,6 +1055,9 @@ mod tests {
                 (S::Deploying | S::Verifying, O::Failed) => Ok((failing, Some(S::RollingBack))),
                 (S::RollingBack, O::Succeeded) => Ok((failing, Some(S::RolledBack))),
                 (S::RollingBack, O::Failed) => Ok((failing, Some(S::Failed))),
+                // A refused rollback leaves the order; the stage goes back
+                // to where it was (failed when unknown).
+                (S::RollingBack, O::Refused) => Ok((state, Some(S::Failed))),
                 _ => Err(Conflict),
             },
         }
@@ -967,6 +1073,7 @@ mod tests {
                         let mut facts = deployer(&[stage]);
                         if who == Who::Viewer {
                             facts.actor_is_approver = false;
+                            facts.actor_is_owner = false;
                             facts.actor_may_close = false;
                             facts.actor_may_deploy = false;
                         }
@@ -983,7 +1090,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cases, 2 * 7 * 8 * 8);
+        assert_eq!(cases, 2 * 7 * 8 * 11);
     }
 
     #[test]
@@ -992,7 +1099,7 @@ mod tests {
             let refused = refusal(&command, refuse(Invalid, "no"));
             let input = match command {
                 Command::Approve { .. } | Command::Reject { .. } => "comment",
-                Command::Close { .. } => "reason",
+                Command::Close { .. } | Command::Cancel { .. } => "reason",
                 _ => "stage",
             };
             assert_eq!(refused.input, input, "{command:?}");
@@ -1136,6 +1243,72 @@ mod tests {
         }
     }
 
+    fn roll_back(stage: u32) -> Command {
+        Command::Rollback {
+            stage,
+            whole_template: false,
+        }
+    }
+
+    #[test]
+    fn only_owners_cancel_a_stage_or_restore_a_whole_template() {
+        let mut facts = deployer(&[S::Deploying]);
+        let cancel = Command::Cancel {
+            stage: 1,
+            reason: "stuck on a paused Deployment".into(),
+        };
+        let t = decide(InProgress, &cancel, &facts).unwrap();
+        assert_eq!(t.to, Failed);
+        assert!(t.cancels_job);
+        assert_eq!(t.stage.map(|c| c.to), Some(S::Failed));
+        assert_eq!(t.event, "stage_cancelled");
+        let no_reason = Command::Cancel {
+            stage: 1,
+            reason: " ".into(),
+        };
+        assert_eq!(
+            decide(InProgress, &no_reason, &facts).unwrap_err().kind,
+            Invalid
+        );
+        facts.actor_is_owner = false;
+        assert_eq!(
+            decide(InProgress, &cancel, &facts).unwrap_err().kind,
+            NotAllowed
+        );
+        let mut done = deployer(&[S::Succeeded]);
+        done.actor_is_owner = false;
+        assert!(decide(Succeeded, &roll_back(1), &done).is_ok());
+        let whole = Command::Rollback {
+            stage: 1,
+            whole_template: true,
+        };
+        assert_eq!(
+            decide(Succeeded, &whole, &done).unwrap_err().kind,
+            NotAllowed
+        );
+        done.actor_is_owner = true;
+        assert_eq!(
+            decide(Succeeded, &whole, &done)
+                .unwrap()
+                .stage
+                .map(|c| c.to),
+            Some(S::RollingBack)
+        );
+    }
+
+    #[test]
+    fn a_refused_rollback_returns_the_stage_to_where_it_was() {
+        for from in [S::Succeeded, S::Failed] {
+            let mut facts = deployer(&[S::RollingBack]);
+            facts.stages[0].rollback_from = Some(from);
+            let t = decide(Succeeded, &report(1, Outcome::Refused), &facts).unwrap();
+            assert_eq!(t.to, Succeeded, "the order is left as it was");
+            assert_eq!(t.stage.map(|c| c.to), Some(from));
+            assert_eq!(t.event, "rollback_refused");
+            assert_eq!(t.job, None);
+        }
+    }
+
     fn report(stage: u32, outcome: Outcome) -> Command {
         Command::Report {
             stage,
@@ -1254,16 +1427,14 @@ mod tests {
     fn rollback_only_of_a_deployed_stage() {
         for status in [S::Succeeded, S::Failed] {
             let facts = deployer(&[status, S::Pending]);
-            let t = decide(InProgress, &Command::Rollback { stage: 1 }, &facts).unwrap();
+            let t = decide(InProgress, &roll_back(1), &facts).unwrap();
             assert_eq!(t.stage.unwrap().to, S::RollingBack);
             assert_eq!(t.job, Some(JobKind::Rollback));
         }
         for status in [S::Pending, S::Deploying, S::RollingBack, S::RolledBack] {
             let facts = deployer(&[status]);
             assert_eq!(
-                decide(InProgress, &Command::Rollback { stage: 1 }, &facts)
-                    .unwrap_err()
-                    .kind,
+                decide(InProgress, &roll_back(1), &facts).unwrap_err().kind,
                 Conflict,
                 "{status}"
             );
@@ -1271,7 +1442,7 @@ mod tests {
         let mut never_written = deployer(&[S::Failed]);
         never_written.stages[0].deployed = false;
         assert_eq!(
-            decide(Failed, &Command::Rollback { stage: 1 }, &never_written)
+            decide(Failed, &roll_back(1), &never_written)
                 .unwrap_err()
                 .kind,
             Conflict
@@ -1279,15 +1450,13 @@ mod tests {
         let facts = deployer(&[S::Succeeded]);
         for state in [PendingApproval, Approved, Rejected, Closed] {
             assert_eq!(
-                decide(state, &Command::Rollback { stage: 1 }, &facts)
-                    .unwrap_err()
-                    .kind,
+                decide(state, &roll_back(1), &facts).unwrap_err().kind,
                 Conflict,
                 "{state}"
             );
         }
         // A finished release can be rolled back; it stays succeeded.
-        let t = decide(Succeeded, &Command::Rollback { stage: 1 }, &facts).unwrap();
+        let t = decide(Succeeded, &roll_back(1), &facts).unwrap();
         assert_eq!(t.to, Succeeded);
     }
 

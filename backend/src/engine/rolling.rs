@@ -1,15 +1,17 @@
-//! The rolling deploy of a stage: records what the stage replaces (before
-//! any write, so a resumed job knows it and a rollback can restore it),
-//! sets the container's image only when the live template differs (so a
-//! resumed job never writes twice), follows the rollout until it completes
-//! or fails, and reports `verifying`, then `succeeded` or `failed`.
+//! The rolling deploy of a stage: records what the stage replaces and the
+//! Deployment's uid (before any write, so a resumed job knows it, follows
+//! that object only, and a rollback can restore it), sets the container's
+//! image only when the live template differs (so a resumed job never
+//! writes twice), follows the rollout until it completes, fails or passes
+//! the stage's overall deadline, and reports `verifying`, then `succeeded`
+//! (for a Deployment scaled to zero: that nothing ran) or `failed`.
 
 use k8s_openapi::api::apps::v1::Deployment;
 
-use super::stage::{self, Followed, Stage};
+use super::stage::{self, Followed, Stage, Written};
 use super::{Context, Done, Error, Kind};
 use crate::db::jobs::Job;
-use crate::db::work_orders::{self, StageRecord};
+use crate::db::work_orders::{self, Replaced, StageRecord};
 use crate::domain::work_order::{JobKind, Outcome, StageStatus};
 use crate::kube::deployment;
 
@@ -28,8 +30,10 @@ impl Kind for RollingDeploy {
         ) {
             return Ok(stage.nothing_to_do());
         }
+        stage.check_deadline()?;
         let client = stage.client(ctx).await?;
         let live = stage.read(&client).await?;
+        stage.check_same_object(&live)?;
         let Some(image) = deployment::container_image(&live, &target.container).map(str::to_string)
         else {
             return Err(Error::Fail(format!(
@@ -44,24 +48,35 @@ impl Kind for RollingDeploy {
             // there and a rollback has something to restore.
             let revision = deployment::revision(&live.metadata);
             let template = serde_json::to_string(&live.spec.template).unwrap_or_default();
+            let failing = deployment::past_progress_deadline(&live);
             let message = format!(
-                "{} in {}: {image}{} → {}",
+                "{} in {}: {image}{} → {}{}",
                 stage.name(),
                 target.cluster,
                 revision
                     .as_deref()
                     .map(|r| format!(" (revision {r})"))
                     .unwrap_or_default(),
-                target.image
+                target.image,
+                if failing {
+                    "; note: its last rollout had already passed its progress deadline"
+                } else {
+                    ""
+                }
             );
+            let replaced = Replaced {
+                image: &image,
+                revision: revision.as_deref(),
+                template: &template,
+                uid: live.metadata.uid.as_deref(),
+                failing,
+            };
             work_orders::record_replaced(
                 &ctx.db,
                 &job.lease,
                 stage.order_id,
                 stage.position,
-                &image,
-                revision.as_deref(),
-                &template,
+                &replaced,
                 &message,
             )
             .await?;
@@ -85,9 +100,13 @@ impl Kind for RollingDeploy {
                     .await
             }
         };
-        let live = stage
+        let live = match stage
             .write_until(&client, live, wanted, |_| None, patch)
-            .await?;
+            .await?
+        {
+            Written::Done(live) => *live,
+            Written::Refused(reason) => return Err(Error::Fail(reason)),
+        };
         let followed = stage
             .follow(
                 ctx,
@@ -96,22 +115,28 @@ impl Kind for RollingDeploy {
                 live,
                 target.status != StageStatus::Verifying,
                 wanted,
+                |_| false,
             )
             .await?;
         match followed {
             Followed::Complete(d) => {
-                let revision = deployment::revision(&d.metadata);
-                let message = format!(
-                    "{} runs {}{}",
-                    stage.name(),
-                    target.image,
-                    revision
-                        .as_deref()
-                        .map(|r| format!(" (revision {r})"))
-                        .unwrap_or_default()
-                );
+                let new_revision = deployment::revision(&d.metadata);
+                let revision = new_revision
+                    .as_deref()
+                    .map(|r| format!(" (revision {r})"))
+                    .unwrap_or_default();
+                let message = if deployment::scaled_to_zero(&d) {
+                    format!(
+                        "{} is scaled to zero — nothing to verify: its template now names {}{revision}, \
+                         but no pod runs it",
+                        stage.name(),
+                        target.image,
+                    )
+                } else {
+                    format!("{} runs {}{revision}", stage.name(), target.image)
+                };
                 let record = StageRecord {
-                    new_revision: revision,
+                    new_revision,
                     ..StageRecord::default()
                 };
                 stage
@@ -121,6 +146,8 @@ impl Kind for RollingDeploy {
             Followed::Failed(d, message) => {
                 let record = StageRecord {
                     new_revision: d.as_ref().and_then(|d| deployment::revision(&d.metadata)),
+                    // The automatic rollback's own deadline.
+                    deadline_ms: d.as_ref().map(|d| stage.deadline_ms(d)),
                     ..StageRecord::default()
                 };
                 stage

@@ -2,9 +2,10 @@
 //! lease, renews the leases of the jobs it runs in one statement, hands
 //! each job to its kind in a `job` tracing span, retries with backoff,
 //! gives up after `max_attempts` (the kind records the failure), closes
-//! what a kind left open, and gives its leases back when it stops.
+//! what a kind left open, stops a job whose lease is gone (cancelled, or
+//! taken over), and gives its leases back when it stops.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,8 +55,11 @@ pub struct Engine {
     owner: String,
     slots: Arc<Semaphore>,
     stop: watch::Sender<bool>,
-    /// Jobs being worked on here: only their leases are renewed.
-    running: Mutex<HashSet<i64>>,
+    /// Jobs being worked on here (only their leases are renewed), each
+    /// with the flag that stops it when its lease is gone.
+    running: Mutex<HashMap<i64, watch::Sender<bool>>>,
+    /// Renews (and so checks) the leases now: a job was cancelled here.
+    check_leases: Notify,
 }
 
 /// Takes a job off the running set when its task ends, even by a panic.
@@ -107,7 +111,8 @@ impl Engine {
             owner,
             slots: Arc::new(Semaphore::new(settings.max_jobs)),
             stop: watch::channel(false).0,
-            running: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashMap::new()),
+            check_leases: Notify::new(),
         })
     }
 
@@ -119,6 +124,13 @@ impl Engine {
     /// Looks for due jobs now (a job was just queued here).
     pub fn wake(&self) {
         self.ctx.wake();
+    }
+
+    /// Checks the leases of the jobs running here now rather than at the
+    /// next renewal (a job was just cancelled), so a cancelled job stops at
+    /// once on this server; other servers notice at their next renewal.
+    pub fn check_leases(&self) {
+        self.check_leases.notify_one();
     }
 
     /// Runs until [`Engine::shutdown`].
@@ -186,24 +198,36 @@ impl Engine {
     }
 
     /// Renews every lease this server holds, all in one statement, three
-    /// times per lease period.
+    /// times per lease period (or at once when asked); a job whose lease
+    /// is gone is told to stop.
     async fn renew_leases(self: Arc<Self>) {
         let mut stop = self.stop.subscribe();
         let lease = self.ctx.settings.lease;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(lease / 3) => {}
+                _ = self.check_leases.notified() => {}
                 _ = stop.changed() => return,
             }
             let ids: Vec<i64> = self
                 .running
                 .lock()
-                .map(|r| r.iter().copied().collect())
+                .map(|r| r.keys().copied().collect())
                 .unwrap_or_default();
-            if let Err(e) =
-                jobs::renew(&self.ctx.db, &self.owner, &ids, lease.as_millis() as i64).await
-            {
-                tracing::warn!(error = %e, "renewing job leases failed");
+            match jobs::renew(&self.ctx.db, &self.owner, &ids, lease.as_millis() as i64).await {
+                Ok(held) => {
+                    // Jobs that started after the renewal was sent are not judged.
+                    let held: HashSet<i64> = held.into_iter().collect();
+                    let asked: HashSet<i64> = ids.into_iter().collect();
+                    if let Ok(running) = self.running.lock() {
+                        for (id, lost) in running.iter() {
+                            if asked.contains(id) && !held.contains(id) {
+                                lost.send_replace(true);
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "renewing job leases failed"),
             }
         }
     }
@@ -231,8 +255,9 @@ impl Engine {
             tracing::warn!("no job kind of this name here");
             return;
         };
+        let (lost, mut lease_gone) = watch::channel(false);
         if let Ok(mut running) = self.running.lock() {
-            running.insert(job.id);
+            running.insert(job.id, lost);
         }
         let _running = Running(self, job.id);
         let mut stop = self.stop.subscribe();
@@ -240,6 +265,10 @@ impl Engine {
         let ended = tokio::select! {
             ended = self.work(kind, &job) => ended,
             _ = stop.changed() => return,
+            _ = lease_gone.wait_for(|gone| *gone) => {
+                tracing::info!("job's lease is gone (cancelled, or taken over); stopping");
+                return;
+            }
         };
         match ended {
             Ok(done) => {

@@ -1,8 +1,15 @@
 //! What the stage-run kinds share: the stage as `db::work_orders::
 //! stage_target` reads it, its cluster's client (credentials from `db`,
 //! then the driver), writing until the live Deployment is what the job
-//! wants, following the rollout on the namespace's shared watch, and
-//! reporting through the state machine fenced on the job's lease.
+//! wants, following the rollout on the namespace's shared watch until it
+//! completes, fails or passes the stage's overall deadline, and reporting
+//! through the state machine fenced on the job's lease.
+//!
+//! One object: the Deployment a stage drives is the one of the uid its
+//! deploy recorded. A Deployment of another uid under the same name is a
+//! different object (deleted and created again) and fails the stage;
+//! versions of one object are ordered by `metadata.generation`, never by
+//! comparing resourceVersions (opaque strings).
 
 use std::future::Future;
 
@@ -33,6 +40,13 @@ pub(super) enum Followed {
     Moot(String),
 }
 
+/// How writing ended: the Deployment as written, or the reason the job's
+/// `refuse` gave for not writing.
+pub(super) enum Written {
+    Done(Box<Deployment>),
+    Refused(String),
+}
+
 impl Stage {
     /// The job's stage run; a job of another subject cannot drive one.
     pub async fn load(ctx: &Context, job: &Job) -> Result<Stage, Error> {
@@ -61,6 +75,50 @@ impl Stage {
         Done::Moot(format!("stage is {}; nothing to do", self.target.status))
     }
 
+    /// Fails the job when the stage's overall deadline has passed (the
+    /// job kept failing to reach the cluster, or the server was down).
+    pub fn check_deadline(&self) -> Result<(), Error> {
+        match self.target.deadline_at {
+            Some(at) if now_ms() >= at => Err(Error::Fail(format!(
+                "stage {} passed its overall deadline before the engine could finish{}",
+                self.position,
+                if self.target.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (last seen: {})", self.target.message)
+                }
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The overall deadline of a deploy or rollback of `d` for this stage.
+    pub fn deadline_ms(&self, d: &Deployment) -> i64 {
+        deployment::overall_deadline_ms(d, self.target.deadline_minutes)
+    }
+
+    /// Fails the job when `live` is not the object this stage's deploy
+    /// wrote to (same name, other uid).
+    pub fn check_same_object(&self, live: &Deployment) -> Result<(), Error> {
+        match replaced(self.target.deployment_uid.as_deref(), live) {
+            Some(message) => Err(Error::Fail(format!("{}: {message}", self.name()))),
+            None => Ok(()),
+        }
+    }
+
+    /// What `d` says about the stage's container when it is not the one
+    /// the job expects: renamed or removed, else the image it runs.
+    pub fn container_now(&self, d: &Deployment) -> String {
+        let container = &self.target.container;
+        match deployment::container_image(d, container) {
+            Some(image) => format!("it now runs {image}"),
+            None => format!(
+                "container {container} is gone (renamed or removed; the Deployment has {})",
+                deployment::container_names(d).join(", ")
+            ),
+        }
+    }
+
     /// The client of the stage's cluster.
     pub async fn client(&self, ctx: &Context) -> Result<ClusterClient, Error> {
         let credentials =
@@ -84,8 +142,8 @@ impl Stage {
 
     /// Writes with `write` until `done` holds for the live Deployment. A
     /// 409 reads it again (five times at most); a transient failure retries
-    /// the job later; any other failure, or a reason from `refuse`, fails
-    /// it. The Deployment as written.
+    /// the job later; any other failure fails it; a reason from `refuse`
+    /// (asked before each write) ends it without writing.
     pub async fn write_until<Fut>(
         &self,
         client: &ClusterClient,
@@ -93,14 +151,14 @@ impl Stage {
         done: impl Fn(&Deployment) -> bool,
         refuse: impl Fn(&Deployment) -> Option<String>,
         write: impl Fn(Deployment) -> Fut,
-    ) -> Result<Deployment, Error>
+    ) -> Result<Written, Error>
     where
         Fut: Future<Output = Result<Deployment, KubeError>>,
     {
         let mut conflicts = 0;
         while !done(&live) {
             if let Some(reason) = refuse(&live) {
-                return Err(Error::Fail(reason));
+                return Ok(Written::Refused(reason));
             }
             match write(live.clone()).await {
                 Ok(written) => live = written,
@@ -108,17 +166,21 @@ impl Stage {
                     conflicts += 1;
                     tracing::debug!(error = %m, "conflict; reading again");
                     live = self.read(client).await?;
+                    self.check_same_object(&live)?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(live)
+        Ok(Written::Done(Box::new(live)))
     }
 
-    /// Follows the Deployment until its rollout completes or fails. `ours`
-    /// tells whether the live template is still the one this job wrote;
-    /// with `report_verifying`, the stage is reported `verifying` once all
-    /// new pods are updated.
+    /// Follows the Deployment until its rollout completes or fails, or the
+    /// stage's overall deadline passes. `ours` tells whether the live
+    /// template is still the one this job wrote; with `report_verifying`,
+    /// the stage is reported `verifying` once all new pods are updated;
+    /// `enough` (for a rollback onto a template that was failing already)
+    /// ends the wait before the rollout completes.
+    #[allow(clippy::too_many_arguments)]
     pub async fn follow(
         &self,
         ctx: &Context,
@@ -127,65 +189,130 @@ impl Stage {
         mut live: Deployment,
         mut report_verifying: bool,
         ours: impl Fn(&Deployment) -> bool,
+        enough: impl Fn(&Deployment) -> bool,
     ) -> Result<Followed, Error> {
         let target = &self.target;
+        let uid = live.metadata.uid.clone();
         let watch = ctx.kube.watch(client, &target.namespace);
         let mut changes = watch.changes();
         let mut unreachable_since: Option<i64> = None;
         let recheck = ctx.settings.recheck;
+        // The watch's copy is taken when it changes, not compared by
+        // resourceVersion: what it holds now may be older than `live`.
+        let mut watched = watch
+            .get(&target.deployment)
+            .and_then(|d| d.metadata.resource_version.clone());
+        let mut in_watch = watched.is_some();
+        let deadline = target.deadline_at.map(|at| {
+            tokio::time::Instant::now()
+                + std::time::Duration::from_millis((at - now_ms()).max(0) as u64)
+        });
+        let mut last_seen = String::new();
         loop {
-            if let Some(seen) = watch.get(&target.deployment)
-                && newer(&seen, &live)
-            {
-                live = (*seen).clone();
+            match watch.get(&target.deployment) {
+                Some(seen) => {
+                    in_watch = true;
+                    if seen.metadata.resource_version != watched {
+                        watched = seen.metadata.resource_version.clone();
+                        if let Some(message) = replaced(uid.as_deref(), &seen) {
+                            return Ok(self.lost(message));
+                        }
+                        if later_or_same(&seen, &live) {
+                            live = (*seen).clone();
+                        }
+                    }
+                }
+                // Gone from the watch: deleted (perhaps created again).
+                None if in_watch => {
+                    in_watch = false;
+                    match client
+                        .deployment(&target.namespace, &target.deployment)
+                        .await
+                    {
+                        Ok(None) => return Ok(self.deleted()),
+                        Ok(Some(d)) => {
+                            if let Some(message) = replaced(uid.as_deref(), &d) {
+                                return Ok(self.lost(message));
+                            }
+                            live = d;
+                        }
+                        Err(e) => {
+                            tracing::info!(error = %e, "cannot read the Deployment; still waiting")
+                        }
+                    }
+                }
+                None => {}
             }
             if !ours(&live) {
                 return Ok(Followed::Failed(
                     Some(live.clone()),
                     format!(
-                        "{} was changed by someone else during the rollout (it now runs {})",
+                        "{} was changed by someone else during the rollout ({})",
                         self.name(),
-                        deployment::container_image(&live, &target.container).unwrap_or("?")
+                        self.container_now(&live)
                     ),
                 ));
+            }
+            if enough(&live) {
+                return Ok(Followed::Complete(live));
             }
             match deployment::evaluate(&live) {
                 Progress::Complete => return Ok(Followed::Complete(live)),
                 Progress::Failed(message) => return Ok(Followed::Failed(Some(live), message)),
-                Progress::Verifying(message) if report_verifying => {
-                    report_verifying = false;
-                    let reported = self
-                        .report(
-                            ctx,
-                            job,
-                            Outcome::Verifying,
-                            message,
-                            StageRecord::default(),
-                        )
-                        .await?;
-                    if let Done::Moot(note) = reported {
-                        return Ok(Followed::Moot(note));
+                Progress::Verifying(message) => {
+                    last_seen.clone_from(&message);
+                    if report_verifying {
+                        report_verifying = false;
+                        let reported = self
+                            .report(
+                                ctx,
+                                job,
+                                Outcome::Verifying,
+                                message,
+                                StageRecord::default(),
+                            )
+                            .await?;
+                        if let Done::Moot(note) = reported {
+                            return Ok(Followed::Moot(note));
+                        }
                     }
                 }
-                _ => {}
+                Progress::Waiting(message) => last_seen = message,
             }
+            let passed = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 changed = changes.changed() => {
                     if changed.is_err() {
                         tokio::time::sleep(recheck).await;
                     }
                 }
+                _ = passed => {
+                    return Ok(Followed::Failed(
+                        Some(live),
+                        format!(
+                            "{} did not finish within the stage's overall deadline (last seen: {})",
+                            self.name(),
+                            if last_seen.is_empty() { "no progress reported" } else { last_seen.as_str() }
+                        ),
+                    ));
+                }
                 _ = tokio::time::sleep(recheck) => {
                     match client.deployment(&target.namespace, &target.deployment).await {
                         Ok(Some(d)) => {
                             unreachable_since = None;
-                            if !newer(&live, &d) {
+                            if let Some(message) = replaced(uid.as_deref(), &d) {
+                                return Ok(self.lost(message));
+                            }
+                            if later_or_same(&d, &live) {
                                 live = d;
                             }
                         }
-                        Ok(None) => {
-                            return Ok(Followed::Failed(None, format!("Deployment {} was deleted during the rollout", self.name())));
-                        }
+                        Ok(None) => return Ok(self.deleted()),
                         Err(e) => {
                             let since = *unreachable_since.get_or_insert_with(now_ms);
                             tracing::info!(error = %e, "cannot read the Deployment; still waiting");
@@ -197,6 +324,19 @@ impl Stage {
                 }
             }
         }
+    }
+
+    /// The Deployment is gone.
+    fn deleted(&self) -> Followed {
+        Followed::Failed(
+            None,
+            format!("Deployment {} was deleted during the rollout", self.name()),
+        )
+    }
+
+    /// The Deployment was replaced by another object of the same name.
+    fn lost(&self, message: String) -> Followed {
+        Followed::Failed(None, format!("{}: {message}", self.name()))
     }
 
     /// Records the job's finding through the state machine, fenced on its
@@ -295,16 +435,69 @@ pub(super) async fn fail(ctx: &Context, job: &Job, message: String) -> Result<Do
     }
 }
 
-/// Whether `a` is a later version of the object than `b`.
-fn newer(a: &Deployment, b: &Deployment) -> bool {
-    let version = |d: &Deployment| {
-        d.metadata
-            .resource_version
-            .as_deref()
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    match (version(a), version(b)) {
-        (Some(a), Some(b)) => a > b,
-        _ => a.metadata.resource_version != b.metadata.resource_version,
+/// Why `live` is not the object of uid `uid` (it was deleted and created
+/// again under the same name), if it is not.
+pub(super) fn replaced(uid: Option<&str>, live: &Deployment) -> Option<String> {
+    let now = live.metadata.uid.as_deref();
+    match (uid, now) {
+        (Some(was), Some(now)) if was != now => Some(format!(
+            "the Deployment was replaced: it was deleted and created again (uid {was} is now {now}); \
+             this stage's rollout cannot be followed on another object"
+        )),
+        _ => None,
+    }
+}
+
+/// Whether `a` is the same version of the object as `b` or a later one,
+/// by `metadata.generation` (a sequence number of the object's spec;
+/// resourceVersions are opaque and never ordered). Status changes keep the
+/// generation, so a copy of the same generation is taken as it arrives.
+fn later_or_same(a: &Deployment, b: &Deployment) -> bool {
+    a.metadata.generation.unwrap_or(0) >= b.metadata.generation.unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn deployment(uid: &str, generation: i64, version: &str) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                uid: Some(uid.into()),
+                generation: Some(generation),
+                resource_version: Some(version.into()),
+                ..ObjectMeta::default()
+            },
+            ..Deployment::default()
+        }
+    }
+
+    #[test]
+    fn another_uid_is_another_object_whatever_its_version() {
+        let ours = deployment("a", 3, "900");
+        assert!(replaced(Some("a"), &ours).is_none());
+        let again = deployment("b", 1, "99999");
+        let message = replaced(Some("a"), &again).unwrap();
+        assert!(message.contains("replaced") && message.contains("uid a is now b"));
+        // Nothing recorded yet: nothing to compare.
+        assert!(replaced(None, &again).is_none());
+    }
+
+    #[test]
+    fn versions_of_one_object_are_ordered_by_generation_not_resource_version() {
+        // resourceVersions are opaque: "10" after "9" means nothing.
+        assert!(!later_or_same(
+            &deployment("a", 2, "10"),
+            &deployment("a", 3, "9")
+        ));
+        assert!(later_or_same(
+            &deployment("a", 3, "1"),
+            &deployment("a", 3, "2")
+        ));
+        assert!(later_or_same(
+            &deployment("a", 4, "x"),
+            &deployment("a", 3, "y")
+        ));
     }
 }

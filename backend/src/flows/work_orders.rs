@@ -13,13 +13,16 @@ use crate::db::approvers::approvers_at;
 use crate::db::audit::AuditActor;
 use crate::db::release_items::{self, ReleaseItem};
 use crate::db::work_order_views::{self, WorkOrder};
-use crate::db::work_orders::{self, Filing, NewWorkOrder, OpenOrder, Source, StageRecord};
+use crate::db::work_orders::{
+    self, Filing, NewWorkOrder, OpenOrder, Source, StageRecord, StageTarget,
+};
 use crate::domain::release_item::Strategy;
 use crate::domain::text::{check_free_form, check_single_line};
-use crate::domain::work_order::{Command, check_strategy, decide, refusal};
+use crate::domain::work_order::{Command, MAX_NOTE_LEN, check_strategy, decide, refusal};
 use crate::error::{Error, Result};
 
-use crate::kube::deployment;
+use crate::kube::deployment::{self, Progress};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 /// Files a work order: the actor must be engineer or owner on the item's
 /// node, the item must have no open order (rule 1), enough approvers must
@@ -171,26 +174,41 @@ pub async fn decide_on_work_order(
     state
         .policy
         .visible(actor, work_order_views::get(&state.db.pool, id).await)?;
+    apply(state, actor, who, id, &command, &StageRecord::default()).await
+}
+
+/// `command` through the state machine, by `actor`, with what the flow
+/// learnt from the cluster.
+async fn apply(
+    state: &AppState,
+    actor: &Account,
+    who: &AuditActor,
+    id: i64,
+    command: &Command,
+    record: &StageRecord,
+) -> Result<WorkOrder> {
     let may_act = |path: &str| state.policy.may(actor, Action::FileWorkOrder, path);
     Ok(work_orders::apply(
         &state.db,
         id,
-        &command,
+        command,
         Source::Person {
             account: actor,
             may_act: &may_act,
         },
-        &StageRecord::default(),
+        record,
         who,
     )
     .await?)
 }
 
-/// Starts or rolls back stage `stage` of order `id` (rules 4 and 6). The
-/// state machine is asked first, then the stage's cluster and Deployment
-/// are checked (so an unreachable cluster or a missing Deployment is a
-/// clear error and changes nothing), then the change and its job are
-/// written in one transaction and this server's engine is woken.
+/// Starts, rolls back or cancels stage `stage` of order `id` (rules 4 and
+/// 6). The state machine is asked first, then the stage's cluster and
+/// Deployment are checked (so an unreachable cluster, a missing or paused
+/// Deployment, or a rollback the rule refuses is a clear error and changes
+/// nothing), then the change and its job are written in one transaction —
+/// where the Deployment's rollout lock is taken or given back — and this
+/// server's engine is woken.
 pub async fn drive_stage(
     state: &AppState,
     actor: &Account,
@@ -199,7 +217,9 @@ pub async fn drive_stage(
     command: Command,
 ) -> Result<WorkOrder> {
     let stage = match &command {
-        Command::Deploy { stage } | Command::Rollback { stage } => *stage,
+        Command::Deploy { stage }
+        | Command::Rollback { stage, .. }
+        | Command::Cancel { stage, .. } => *stage,
         _ => return decide_on_work_order(state, actor, who, id, command).await,
     };
     let order = state
@@ -210,24 +230,54 @@ pub async fn drive_stage(
         .may(actor, Action::FileWorkOrder, &order.node_path);
     let facts = work_orders::facts_for(&state.db, &order, actor, may_act).await?;
     decide(order.state, &command, &facts).map_err(|r| refusal(&command, r))?;
-    if matches!(command, Command::Deploy { .. }) {
-        preflight(state, id, &command, stage).await?;
+    let target = work_orders::stage_target(&state.db.pool, id, i64::from(stage)).await?;
+    let (command, record) = match command {
+        Command::Deploy { .. } => {
+            let record = preflight(state, &target, &command, stage).await?;
+            (command, record)
+        }
+        Command::Rollback { whole_template, .. } => {
+            let record = rollback_preflight(state, &target, whole_template).await?;
+            (command, record)
+        }
+        Command::Cancel { stage, reason } => {
+            // What the cluster showed, as one line that fits the note.
+            let seen: String = last_seen(state, &target)
+                .await
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            let reason = reason.trim();
+            let room = MAX_NOTE_LEN.saturating_sub(reason.chars().count() + 3);
+            let reason = format!("{reason} — {}", seen.chars().take(room).collect::<String>());
+            (Command::Cancel { stage, reason }, StageRecord::default())
+        }
+        other => (other, StageRecord::default()),
+    };
+    let order = apply(state, actor, who, id, &command, &record).await?;
+    if matches!(command, Command::Cancel { .. }) {
+        state.engine.check_leases();
     }
-    let order = decide_on_work_order(state, actor, who, id, command).await?;
     state.engine.wake();
     Ok(order)
 }
 
 /// Checks that this version can deploy stage `stage`'s strategy, that its
-/// cluster answers and its Deployment and container exist.
-async fn preflight(state: &AppState, id: i64, command: &Command, stage: u32) -> Result<()> {
-    let target = work_orders::stage_target(&state.db.pool, id, i64::from(stage)).await?;
+/// cluster answers and its Deployment and container exist, and that the
+/// Deployment can roll out (not paused; not scaled to zero when the item
+/// refuses that). What the deploy starts with: its overall deadline.
+async fn preflight(
+    state: &AppState,
+    target: &StageTarget,
+    command: &Command,
+    stage: u32,
+) -> Result<StageRecord> {
     let strategy: Strategy = target
         .strategy
         .parse()
         .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?;
     check_strategy(stage, strategy).map_err(|r| refusal(command, r))?;
-    let (_, deployment) = stage_deployment(state, &target).await?;
+    let (_, deployment) = stage_deployment(state, target).await?;
     let deployment = deployment.ok_or_else(|| {
         Error::validation(
             "stage",
@@ -268,7 +318,121 @@ async fn preflight(state: &AppState, id: i64, command: &Command, stage: u32) -> 
             ),
         ));
     }
-    Ok(())
+    // Scaled to zero, a deploy changes the template and runs nothing: the
+    // release item may refuse that rather than report it.
+    if target.refuse_zero_replicas && deployment::scaled_to_zero(&deployment) {
+        return Err(Error::validation(
+            "stage",
+            format!(
+                "Deployment {}/{} in cluster {} is scaled to zero replicas, so nothing would run \
+                 the new version, and release item settings refuse such deploys; scale it up first \
+                 (kubectl scale deployment/{} -n {} --replicas=N)",
+                target.namespace,
+                target.deployment,
+                target.cluster,
+                target.deployment,
+                target.namespace
+            ),
+        ));
+    }
+    Ok(StageRecord {
+        deadline_ms: Some(deployment::overall_deadline_ms(
+            &deployment,
+            target.deadline_minutes,
+        )),
+        ..StageRecord::default()
+    })
+}
+
+/// Checks the rule of rollbacks against the live Deployment before
+/// anything is written: it must be the object the stage deployed to, run
+/// the image the stage deployed, and (unless an owner restores the whole
+/// template) carry no change of someone else's since. A refusal is a 409
+/// listing what changed; the stage stays as it was.
+async fn rollback_preflight(
+    state: &AppState,
+    target: &StageTarget,
+    whole_template: bool,
+) -> Result<StageRecord> {
+    let name = format!("{}/{}", target.namespace, target.deployment);
+    let (_, live) = stage_deployment(state, target).await?;
+    let live = live.ok_or_else(|| {
+        Error::Conflict(format!(
+            "Deployment {name} does not exist in cluster {} any more; there is nothing to roll back",
+            target.cluster
+        ))
+    })?;
+    if let (Some(was), Some(now)) = (
+        target.deployment_uid.as_deref(),
+        live.metadata.uid.as_deref(),
+    ) && was != now
+    {
+        return Err(Error::Conflict(format!(
+            "Deployment {name} in cluster {} was replaced (deleted and created again) since this \
+             stage deployed; nothing of this stage runs there to roll back",
+            target.cluster
+        )));
+    }
+    let replaced = target
+        .replaced_template
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<PodTemplateSpec>(t).ok());
+    if let Some(reason) = deployment::rollback_refusal(
+        &name,
+        replaced.as_ref(),
+        &target.container,
+        &target.image,
+        &live,
+        whole_template,
+    ) {
+        return Err(Error::Conflict(reason));
+    }
+    Ok(StageRecord {
+        deadline_ms: Some(deployment::overall_deadline_ms(
+            &live,
+            target.deadline_minutes,
+        )),
+        ..StageRecord::default()
+    })
+}
+
+/// What the stage's Deployment shows now, for the timeline of a cancel:
+/// its progress, or why it could not be read (a cancel never waits long
+/// on a cluster that does not answer).
+async fn last_seen(state: &AppState, target: &StageTarget) -> String {
+    let name = format!("{}/{}", target.namespace, target.deployment);
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stage_deployment(state, target),
+    )
+    .await;
+    let engine = if target.message.is_empty() {
+        String::new()
+    } else {
+        format!("; the engine last reported: {}", target.message)
+    };
+    match read {
+        Ok(Ok((_, Some(d)))) => {
+            let progress = match deployment::evaluate(&d) {
+                Progress::Waiting(m) | Progress::Verifying(m) | Progress::Failed(m) => m,
+                Progress::Complete => "rolled out".to_string(),
+            };
+            format!(
+                "{name} when cancelled: {progress}{}, {}{engine}",
+                if d.spec.paused == Some(true) {
+                    ", paused"
+                } else {
+                    ""
+                },
+                deployment::container_image(&d, &target.container)
+                    .map(|i| format!("{} runs {i}", target.container))
+                    .unwrap_or_else(|| format!("no container {}", target.container)),
+            )
+        }
+        Ok(Ok((_, None))) => format!("{name} did not exist when cancelled{engine}"),
+        Ok(Err(e)) => format!("{name} could not be read when cancelled ({e}){engine}"),
+        Err(_) => format!("{name} did not answer within 5 s when cancelled{engine}"),
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ struct StageRow {
     steps: String,
     header_name: String,
     header_value: String,
+    /// Minutes, or empty for the default.
+    deadline: String,
 }
 
 /// The item form as typed.
@@ -51,6 +53,7 @@ struct ItemForm {
     image_repository: String,
     required_approvals: String,
     auto_rollback: bool,
+    refuse_zero_replicas: bool,
     stages: Vec<StageRow>,
 }
 
@@ -62,6 +65,7 @@ impl ItemForm {
             image_repository: item.image_repository.clone(),
             required_approvals: item.required_approvals.to_string(),
             auto_rollback: item.auto_rollback,
+            refuse_zero_replicas: item.refuse_zero_replicas,
             stages: item
                 .stages
                 .iter()
@@ -86,6 +90,10 @@ impl ItemForm {
                         .and_then(|c| c.header_match.as_ref())
                         .map(|h| h.value.clone())
                         .unwrap_or_default(),
+                    deadline: s
+                        .deadline_minutes
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
                 })
                 .collect(),
         }
@@ -101,6 +109,7 @@ impl ItemForm {
                 steps: get(&format!("stage_{i}_steps")),
                 header_name: get(&format!("stage_{i}_header_name")),
                 header_value: get(&format!("stage_{i}_header_value")),
+                deadline: get(&format!("stage_{i}_deadline")),
             })
             .filter(|row| !row.name.trim().is_empty())
             .collect();
@@ -110,6 +119,7 @@ impl ItemForm {
             image_repository: get("image_repository"),
             required_approvals: get("required_approvals"),
             auto_rollback: map.contains_key("auto_rollback"),
+            refuse_zero_replicas: map.contains_key("refuse_zero_replicas"),
             stages,
         }
     }
@@ -144,11 +154,25 @@ impl ItemForm {
                     }),
                 }),
             };
+            let deadline = row.deadline.trim();
+            let deadline_minutes = if deadline.is_empty() {
+                None
+            } else {
+                Some(deadline.parse::<i64>().map_err(|_| {
+                    Error::validation(
+                        format!("stages[{i}].deadline_minutes"),
+                        format!(
+                            "stage {n}: the deadline '{deadline}' is not a whole number of minutes"
+                        ),
+                    )
+                })?)
+            };
             stages.push(StageSpec {
                 name: row.name.trim().to_string(),
                 app_id,
                 strategy,
                 canary,
+                deadline_minutes,
             });
         }
         Ok(ItemFields {
@@ -158,6 +182,7 @@ impl ItemForm {
             image_repository: self.image_repository.trim().to_string(),
             required_approvals,
             auto_rollback: self.auto_rollback,
+            refuse_zero_replicas: self.refuse_zero_replicas,
             stages,
         })
     }

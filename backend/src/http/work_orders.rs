@@ -213,6 +213,11 @@ struct OrderActions {
     deploy: Vec<i64>,
     /// Stages the viewer may roll back now.
     rollback: Vec<i64>,
+    /// Stages whose whole replaced template the viewer (an owner) may
+    /// restore now.
+    restore_whole: Vec<i64>,
+    /// Stages the viewer (an owner) may cancel now.
+    cancel: Vec<i64>,
     /// A stage is rolling out: the page refreshes its live parts.
     live: bool,
     /// Some stage has touched its Deployment: there are pods to show.
@@ -225,6 +230,12 @@ impl OrderActions {
     }
     fn may_rollback(&self, position: &i64) -> bool {
         self.rollback.contains(position)
+    }
+    fn may_restore_whole(&self, position: &i64) -> bool {
+        self.restore_whole.contains(position)
+    }
+    fn may_cancel(&self, position: &i64) -> bool {
+        self.cancel.contains(position)
     }
 }
 
@@ -250,6 +261,14 @@ async fn render_order(
         let facts =
             work_orders::facts_for(&ctx.state.db, &d.order, &ctx.actor.account, may_close).await?;
         let allowed = |c: Command| decide(d.order.state, &c, &facts).is_ok();
+        // The stages on which `command` would be taken now.
+        let stages_where = |command: fn(u32) -> Command| -> Vec<i64> {
+            d.stage_runs
+                .iter()
+                .filter(|s| allowed(command(s.position as u32)))
+                .map(|s| s.position)
+                .collect()
+        };
         let actions = OrderActions {
             approve: allowed(Command::Approve {
                 comment: String::new(),
@@ -258,26 +277,19 @@ async fn render_order(
                 comment: String::new(),
             }),
             close: allowed(Command::Close { reason: "-".into() }),
-            deploy: d
-                .stage_runs
-                .iter()
-                .filter(|s| {
-                    allowed(Command::Deploy {
-                        stage: s.position as u32,
-                    })
-                })
-                .map(|s| s.position)
-                .collect(),
-            rollback: d
-                .stage_runs
-                .iter()
-                .filter(|s| {
-                    allowed(Command::Rollback {
-                        stage: s.position as u32,
-                    })
-                })
-                .map(|s| s.position)
-                .collect(),
+            deploy: stages_where(|stage| Command::Deploy { stage }),
+            rollback: stages_where(|stage| Command::Rollback {
+                stage,
+                whole_template: false,
+            }),
+            restore_whole: stages_where(|stage| Command::Rollback {
+                stage,
+                whole_template: true,
+            }),
+            cancel: stages_where(|stage| Command::Cancel {
+                stage,
+                reason: "-".into(),
+            }),
             live: facts.stage_mid_rollout(),
             has_pods: d
                 .stage_runs
@@ -329,7 +341,15 @@ pub(super) async fn decide_from_page(ctx: PageCtx, id: i64, command: Command) ->
         Command::Reject { .. } => "Rejected.".to_string(),
         Command::Close { .. } => "Closed.".to_string(),
         Command::Deploy { stage } => format!("Deploy of stage {stage} started."),
-        Command::Rollback { stage } => format!("Rollback of stage {stage} started."),
+        Command::Rollback {
+            stage,
+            whole_template: false,
+        } => format!("Rollback of stage {stage} started."),
+        Command::Rollback {
+            stage,
+            whole_template: true,
+        } => format!("Rollback of stage {stage} to its whole replaced template started."),
+        Command::Cancel { stage, .. } => format!("Stage {stage} cancelled."),
         Command::Report { .. } => "Recorded.".to_string(),
     };
     match flows::drive_stage(&ctx.state, &ctx.actor.account, &ctx.who(), id, command).await {

@@ -101,6 +101,209 @@ pub fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
     normal(a) == normal(b)
 }
 
+/// Kubernetes' default `spec.progressDeadlineSeconds`.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
+
+/// How long a deploy or rollback of `deployment` may run in all (its
+/// overall deadline), in milliseconds: the stage's own setting in minutes,
+/// else twice the Deployment's progress deadline.
+pub fn overall_deadline_ms(deployment: &Deployment, minutes: Option<i64>) -> i64 {
+    match minutes {
+        Some(m) if m > 0 => m * 60_000,
+        _ => {
+            let progress = deployment
+                .spec
+                .progress_deadline_seconds
+                .filter(|s| *s > 0)
+                .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS);
+            2 * i64::from(progress) * 1000
+        }
+    }
+}
+
+/// The Deployment says its last rollout passed its progress deadline.
+pub fn past_progress_deadline(deployment: &Deployment) -> bool {
+    deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c.type_.as_deref() == Some("Progressing")
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        })
+}
+
+/// The Deployment wants no pods at all.
+pub fn scaled_to_zero(deployment: &Deployment) -> bool {
+    deployment.spec.replicas == Some(0)
+}
+
+/// The template a deploy of `image` into `container` left: `replaced`
+/// with that one image changed.
+pub fn with_image(replaced: &PodTemplateSpec, container: &str, image: &str) -> PodTemplateSpec {
+    let mut ours = replaced.clone();
+    if let Some(c) = ours
+        .spec
+        .as_mut()
+        .and_then(|s| s.containers.iter_mut().find(|c| c.name == container))
+    {
+        c.image = Some(image.to_string());
+    }
+    ours
+}
+
+/// Why a rollback of `name`'s `container` must not run on `live`, if it
+/// must not (the rule of rollbacks): our container must still run
+/// `deployed` (the image the stage deployed; else a later deploy would be
+/// undone), and unless the whole template is restored, nothing else in the
+/// template may differ from what the deploy left (`replaced` with our
+/// image), or the rollback would keep or lose others' changes unseen.
+pub fn rollback_refusal(
+    name: &str,
+    replaced: Option<&PodTemplateSpec>,
+    container: &str,
+    deployed: &str,
+    live: &Deployment,
+    whole_template: bool,
+) -> Option<String> {
+    match container_image(live, container) {
+        None => {
+            return Some(format!(
+                "{name}: container {container} is gone (renamed or removed; the Deployment has {}); \
+                 not rolling back over a later change",
+                container_names(live).join(", ")
+            ));
+        }
+        Some(now) if now != deployed => {
+            return Some(format!(
+                "{name} now runs {now}, not {deployed} that this stage deployed; not rolling back \
+                 over a later change"
+            ));
+        }
+        Some(_) => {}
+    }
+    if whole_template {
+        return None;
+    }
+    let ours = with_image(replaced?, container, deployed);
+    let changes = template_changes(&ours, &live.spec.template);
+    (!changes.is_empty()).then(|| {
+        format!(
+            "{name} was changed by someone else since this stage deployed: {}. A rollback \
+             restores only this stage's image, so it would keep those changes unseen; an owner \
+             may restore the whole pod template anyway",
+            changes.join("; ")
+        )
+    })
+}
+
+/// Most changes a message lists before it says how many more there are.
+const CHANGES_LISTED: usize = 8;
+
+/// How `live` differs from `expected` (pod templates), for people: one
+/// entry per changed field, lists of named things (containers, env,
+/// ports, volumes) matched by name; images and other short scalars are
+/// shown from → to, other values (env values may be secrets) only named.
+/// Empty when they are the same once the `pod-template-hash` label is
+/// ignored.
+pub fn template_changes(expected: &PodTemplateSpec, live: &PodTemplateSpec) -> Vec<String> {
+    fn normal(t: &PodTemplateSpec) -> serde_json::Value {
+        let mut t = t.clone();
+        if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+            labels.remove(TEMPLATE_HASH);
+        }
+        serde_json::to_value(t).unwrap_or_default()
+    }
+    let mut changes = Vec::new();
+    diff("", &normal(expected), &normal(live), &mut changes);
+    if changes.len() > CHANGES_LISTED {
+        let more = changes.len() - CHANGES_LISTED;
+        changes.truncate(CHANGES_LISTED);
+        changes.push(format!("and {more} more"));
+    }
+    changes
+}
+
+fn diff(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    if a == b || (empty(a) && empty(b)) {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                diff(
+                    &child,
+                    x.get(key).unwrap_or(&Value::Null),
+                    y.get(key).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        // A list of named things on one side only: each one added or removed.
+        (Value::Null, Value::Array(y)) if named(y) => diff(path, &Value::Array(vec![]), b, out),
+        (Value::Array(x), Value::Null) if named(x) => diff(path, a, &Value::Array(vec![]), out),
+        (Value::Array(x), Value::Array(y))
+            if (named(x) || x.is_empty()) && (named(y) || y.is_empty()) =>
+        {
+            let name = |v: &Value| v["name"].as_str().unwrap_or_default().to_string();
+            let names: Vec<String> = x.iter().chain(y.iter()).map(name).collect();
+            let mut seen = std::collections::HashSet::new();
+            for n in names.into_iter().filter(|n| seen.insert(n.clone())) {
+                let find = |list: &[Value]| {
+                    list.iter()
+                        .find(|v| name(v) == n)
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                };
+                let (old, new) = (find(x), find(y));
+                let child = format!("{path}[{n}]");
+                match (old.is_null(), new.is_null()) {
+                    (false, true) => out.push(format!("{child} removed")),
+                    (true, false) => out.push(format!("{child} added")),
+                    _ => diff(&child, &old, &new, out),
+                }
+            }
+        }
+        _ => {
+            let short = |v: &Value| match v {
+                Value::String(s) if s.len() <= 120 && !path.contains(".env[") => {
+                    Some(format!("{s:?}"))
+                }
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                Value::Null => Some("(unset)".into()),
+                _ => None,
+            };
+            match (short(a), short(b)) {
+                (Some(x), Some(y)) => out.push(format!("{path}: {x} → {y}")),
+                _ => out.push(format!("{path} changed")),
+            }
+        }
+    }
+}
+
+/// A list of objects that all have a name (containers, env, volumes, …).
+fn named(list: &[serde_json::Value]) -> bool {
+    !list.is_empty() && list.iter().all(|v| v["name"].is_string())
+}
+
 /// Reads the rollout of a Deployment.
 pub fn evaluate(deployment: &Deployment) -> Progress {
     let name = deployment.metadata.name.as_deref().unwrap_or("deployment");
@@ -216,6 +419,67 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn template(json: serde_json::Value) -> PodTemplateSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn template_changes_name_what_someone_else_changed() {
+        let replaced = template(serde_json::json!({
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [
+                {"name": "app", "image": "shop/web:1", "env": [{"name": "MODE", "value": "a"}]},
+                {"name": "proxy", "image": "envoy:1.0"}
+            ]}
+        }));
+        let ours = with_image(&replaced, "app", "shop/web:2");
+        assert!(template_changes(&ours, &ours).is_empty());
+        // Only the image we set differs from what was replaced.
+        assert_eq!(
+            template_changes(&replaced, &ours),
+            vec![r#"spec.containers[app].image: "shop/web:1" → "shop/web:2""#]
+        );
+        let mut live = ours.clone();
+        let spec = live.spec.as_mut().unwrap();
+        spec.containers[1].image = Some("envoy:1.1".into());
+        spec.containers[0].env.as_mut().unwrap()[0].value = Some("secret-b".into());
+        live.metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(TEMPLATE_HASH.into(), "abc".into());
+        let changes = template_changes(&ours, &live);
+        assert_eq!(
+            changes,
+            vec![
+                "spec.containers[app].env[MODE].value changed".to_string(),
+                r#"spec.containers[proxy].image: "envoy:1.0" → "envoy:1.1""#.to_string(),
+            ],
+            "env values are named, never shown; the hash label is ignored"
+        );
+        assert!(!changes.concat().contains("secret-b"));
+        let mut renamed = ours.clone();
+        renamed.spec.as_mut().unwrap().containers[0].name = "main".into();
+        assert_eq!(
+            template_changes(&ours, &renamed),
+            vec![
+                "spec.containers[app] removed",
+                "spec.containers[main] added"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_overall_deadline_is_the_setting_or_twice_the_progress_deadline() {
+        let mut d = deployment(1, 1, 1, [1, 1, 1]);
+        assert_eq!(overall_deadline_ms(&d, None), 1_200_000);
+        d.spec.progress_deadline_seconds = Some(30);
+        assert_eq!(overall_deadline_ms(&d, None), 60_000);
+        assert_eq!(overall_deadline_ms(&d, Some(5)), 300_000);
     }
 
     #[test]

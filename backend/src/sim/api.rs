@@ -17,6 +17,8 @@ use super::Sim;
 use super::discovery;
 use super::faults::intercept;
 use super::kinds::Kind;
+use super::managed_fields::{self, Operation, Write};
+use super::options::{Verb, WriteOptions, add_warnings, check_unknown_fields};
 use super::patch::{self, PatchKind};
 use super::selector::{FieldQuery, LabelQuery};
 use super::status::{ApiError, success_status};
@@ -85,11 +87,11 @@ async fn openapi_v2(headers: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if accept.contains("protobuf") {
-        // An empty protobuf message: a Document with nothing in it.
+        // What older kubectls read to learn that dry run is supported.
         return (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/octet-stream")],
-            Vec::<u8>::new(),
+            super::openapi_proto::document(),
         )
             .into_response();
     }
@@ -190,10 +192,15 @@ pub(crate) fn flag(query: &Query, name: &str) -> bool {
     matches!(query.get(name).map(String::as_str), Some("true" | "1"))
 }
 
-pub(crate) fn selectors(query: &Query) -> Result<(LabelQuery, FieldQuery), ApiError> {
+/// The label and field selectors of a list, watch or deletecollection;
+/// field selectors on fields `kind` does not support answer 400.
+pub(crate) fn selectors(kind: Kind, query: &Query) -> Result<(LabelQuery, FieldQuery), ApiError> {
     let labels = LabelQuery::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(ApiError::bad_request)?;
     let fields = FieldQuery::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))
+        .map_err(ApiError::bad_request)?;
+    fields
+        .check_supported(kind)
         .map_err(ApiError::bad_request)?;
     Ok((labels, fields))
 }
@@ -239,7 +246,7 @@ async fn handle(
             Method::POST if !namespaced_without_namespace => {
                 create(&sim, &target, &query, &headers, &body)
             }
-            Method::DELETE => delete_collection(&sim, kind, namespace, &query),
+            Method::DELETE => delete_collection(&sim, kind, namespace, &query, &headers, &body),
             _ => Err(ApiError::method_not_allowed(format!(
                 "the server does not allow this method on the requested resource ({method})"
             ))),
@@ -271,23 +278,10 @@ async fn handle(
         }
         (Method::GET, Some("log")) => logs::serve(&sim, namespace, &name, &query),
         (Method::PUT, None | Some("status")) => {
-            let object = parse_object(&headers, &body)?;
-            let part = if sub == Some("status") {
-                Part::Status
-            } else {
-                Part::Main
-            };
-            let stored = sim.world().store.update(
-                kind,
-                namespace,
-                &name,
-                object,
-                part,
-                flag_dry_run(&query),
-            )?;
-            Ok(json_ok(&stored))
+            replace(&sim, kind, namespace, &name, sub, &query, &headers, &body)
         }
         (Method::PUT, Some("scale")) => {
+            let options = WriteOptions::parse(Verb::Update, &query, &headers, None, false)?;
             let scale = parse_object(&headers, &body)?;
             let mut world = sim.world();
             let object = world
@@ -302,22 +296,18 @@ async fn handle(
                 &name,
                 object,
                 &scale,
-                flag_dry_run(&query),
+                options.dry_run,
             )?;
             Ok(json_ok(&scale_of(&stored)))
         }
         (Method::PATCH, _) => {
             patch_object(&sim, kind, namespace, &name, sub, &query, &headers, &body)
         }
-        (Method::DELETE, None) => delete(&sim, kind, namespace, &name, &query, &body),
+        (Method::DELETE, None) => delete(&sim, kind, namespace, &name, &query, &headers, &body),
         (method, _) => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method})"
         ))),
     }
-}
-
-fn flag_dry_run(query: &Query) -> bool {
-    query.get("dryRun").is_some_and(|v| !v.is_empty())
 }
 
 /// Answers an object, as a Table when the client asks for one (kubectl).
@@ -359,7 +349,7 @@ fn list(
     query: &Query,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (labels, fields) = selectors(query)?;
+    let (labels, fields) = selectors(kind, query)?;
     let world = sim.world();
     let rv = world.store.resource_version();
     let items: Vec<Value> = world
@@ -390,12 +380,60 @@ fn create(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
+    let options = WriteOptions::parse(Verb::Create, query, headers, None, false)?;
     let object = parse_object(headers, body)?;
-    let stored =
-        sim.world()
-            .store
-            .create(target.kind, &target.namespace, object, flag_dry_run(query))?;
-    Ok(json_response(StatusCode::CREATED, &stored))
+    let warnings = check_unknown_fields(&options, target.kind, &object, Some(body))?;
+    let write = Write::update(options.manager.clone(), None);
+    let stored = sim.world().store.create_managed(
+        target.kind,
+        &target.namespace,
+        object,
+        options.dry_run,
+        Some(&write),
+    )?;
+    Ok(warned(
+        json_response(StatusCode::CREATED, &stored),
+        &warnings,
+    ))
+}
+
+/// PUT of an object or its status.
+#[allow(clippy::too_many_arguments)]
+fn replace(
+    sim: &Sim,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    sub: Option<&str>,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let options = WriteOptions::parse(Verb::Update, query, headers, None, false)?;
+    let object = parse_object(headers, body)?;
+    let warnings = check_unknown_fields(&options, kind, &object, Some(body))?;
+    let part = if sub == Some("status") {
+        Part::Status
+    } else {
+        Part::Main
+    };
+    let write = Write::update(options.manager.clone(), sub);
+    let stored = sim.world().store.update_managed(
+        kind,
+        namespace,
+        name,
+        object,
+        part,
+        options.dry_run,
+        Some(&write),
+    )?;
+    Ok(warned(json_ok(&stored), &warnings))
+}
+
+/// A response with `Warning` headers.
+fn warned(mut response: Response, warnings: &[String]) -> Response {
+    add_warnings(response.headers_mut(), warnings);
+    response
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -415,19 +453,40 @@ fn patch_object(
         .unwrap_or_default();
     let patch_kind = PatchKind::from_content_type(content_type)
         .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+    let apply = patch_kind == PatchKind::Apply;
+    let options = WriteOptions::parse(Verb::Patch, query, headers, None, apply)?;
     let patch_body = patch::parse_body(patch_kind, body).map_err(ApiError::bad_request)?;
-    let dry_run = flag_dry_run(query);
+    let dry_run = options.dry_run;
+    let owned_sub = sub.filter(|s| *s == "status");
+    let write = if apply {
+        Write {
+            manager: options.manager.clone(),
+            operation: Operation::Apply,
+            subresource: owned_sub.map(String::from),
+            applied: managed_fields::applied_fields(&patch_body, owned_sub),
+            force: options.force,
+        }
+    } else {
+        Write::update(options.manager.clone(), owned_sub)
+    };
     let mut world = sim.world();
     let Some(existing) = world.store.get(kind, namespace, name).cloned() else {
-        if patch_kind == PatchKind::Apply && sub.is_none() {
+        if apply && sub.is_none() {
             // Server-side apply creates what does not exist yet.
             let mut object = patch_body;
             if object.get("metadata").is_none() {
                 object["metadata"] = json!({});
             }
             object["metadata"]["name"] = name.into();
-            let stored = world.store.create(kind, namespace, object, dry_run)?;
-            return Ok(json_response(StatusCode::CREATED, &stored));
+            let warnings = check_unknown_fields(&options, kind, &object, None)?;
+            let stored =
+                world
+                    .store
+                    .create_managed(kind, namespace, object, dry_run, Some(&write))?;
+            return Ok(warned(
+                json_response(StatusCode::CREATED, &stored),
+                &warnings,
+            ));
         }
         return Err(ApiError::not_found(kind, name));
     };
@@ -447,16 +506,24 @@ fn patch_object(
         return Ok(json_ok(&scale_of(&stored)));
     }
     let mut patched = existing;
+    if apply {
+        // Fields this manager applied before and no longer applies go,
+        // unless another manager owns them.
+        let previous = managed_fields::entries_of(&patched);
+        managed_fields::prune(&mut patched, &previous, &write);
+    }
     patch::apply(patch_kind, &mut patched, &patch_body).map_err(|e| patch_error(kind, name, e))?;
+    let warnings = check_unknown_fields(&options, kind, &patched, None)?;
     let part = if sub == Some("status") {
         Part::Status
     } else {
         Part::Main
     };
-    let stored = world
-        .store
-        .update(kind, namespace, name, patched, part, dry_run)?;
-    Ok(json_ok(&stored))
+    let stored =
+        world
+            .store
+            .update_managed(kind, namespace, name, patched, part, dry_run, Some(&write))?;
+    Ok(warned(json_ok(&stored), &warnings))
 }
 
 fn patch_error(kind: Kind, name: &str, message: String) -> ApiError {
@@ -565,6 +632,36 @@ struct DeleteOptions {
     propagation_policy: Option<String>,
     orphan_dependents: Option<bool>,
     preconditions: Option<Preconditions>,
+    /// `["All"]` from `kubectl delete --dry-run=server`.
+    dry_run: Option<Vec<String>>,
+}
+
+impl DeleteOptions {
+    /// The DeleteOptions body of a delete or deletecollection (none: the
+    /// defaults).
+    fn parse(body: &[u8]) -> Result<DeleteOptions, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(DeleteOptions::default());
+        }
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))
+    }
+
+    /// Cascade or orphan, from the query (first) and the body.
+    fn propagation(&self, query: &Query) -> Propagation {
+        let policy = query
+            .get("propagationPolicy")
+            .cloned()
+            .or_else(|| self.propagation_policy.clone());
+        let orphan = policy.as_deref() == Some("Orphan")
+            || self.orphan_dependents == Some(true)
+            || query.get("orphanDependents").is_some_and(|v| v == "true");
+        if orphan {
+            Propagation::Orphan
+        } else {
+            Propagation::Cascade
+        }
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -580,26 +677,18 @@ fn delete(
     namespace: &str,
     name: &str,
     query: &Query,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let options: DeleteOptions = if body.iter().all(u8::is_ascii_whitespace) {
-        DeleteOptions::default()
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
-    };
-    let policy = query
-        .get("propagationPolicy")
-        .cloned()
-        .or(options.propagation_policy);
-    let orphan = policy.as_deref() == Some("Orphan")
-        || options.orphan_dependents == Some(true)
-        || query.get("orphanDependents").is_some_and(|v| v == "true");
-    let propagation = if orphan {
-        Propagation::Orphan
-    } else {
-        Propagation::Cascade
-    };
+    let options = DeleteOptions::parse(body)?;
+    let write_options = WriteOptions::parse(
+        Verb::Delete,
+        query,
+        headers,
+        options.dry_run.as_deref(),
+        false,
+    )?;
+    let propagation = options.propagation(query);
     let mut world = sim.world();
     let existing = world
         .store
@@ -621,7 +710,7 @@ fn delete(
         namespace,
         name,
         propagation,
-        flag_dry_run(query),
+        write_options.dry_run,
     )?);
     drop(world);
     if kind == Kind::Pod {
@@ -642,8 +731,19 @@ fn delete_collection(
     kind: Kind,
     namespace: Option<&str>,
     query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
 ) -> Result<Response, ApiError> {
-    let (labels, fields) = selectors(query)?;
+    let options = DeleteOptions::parse(body)?;
+    let write_options = WriteOptions::parse(
+        Verb::Delete,
+        query,
+        headers,
+        options.dry_run.as_deref(),
+        false,
+    )?;
+    let propagation = options.propagation(query);
+    let (labels, fields) = selectors(kind, query)?;
     let mut world = sim.world();
     let doomed: Vec<(String, String)> = world
         .store
@@ -662,12 +762,12 @@ fn delete_collection(
             (ns, name)
         })
         .collect();
-    let dry_run = flag_dry_run(query);
     let mut items = Vec::new();
     for (ns, name) in doomed {
-        if let Ok(deleted) = world
-            .store
-            .delete(kind, &ns, &name, Propagation::Cascade, dry_run)
+        if let Ok(deleted) =
+            world
+                .store
+                .delete(kind, &ns, &name, propagation, write_options.dry_run)
         {
             items.push(deleted);
         }

@@ -25,6 +25,9 @@
 //! | `defaults` | decoding, defaulting, validation of objects |
 //! | `selector` | label and field selectors |
 //! | `patch` | merge, strategic merge, JSON patch, apply |
+//! | `managed_fields` | field ownership (`managedFields`), apply conflicts and pruning |
+//! | `options` | write options: dryRun, fieldManager, force, fieldValidation |
+//! | `openapi_proto` | the protobuf OpenAPI v2 paths older kubectls check dry-run support in |
 //! | `api`, `discovery`, `watch`, `logs`, `table` | the HTTP surface |
 //! | `controller`, `kubelet` | Deployments, ReplicaSets, pods over time |
 //! | `endpoints` | Endpoints and EndpointSlices of Services |
@@ -50,6 +53,9 @@ mod kinds_table;
 mod kinds_tests;
 mod kubelet;
 mod logs;
+mod managed_fields;
+mod openapi_proto;
+mod options;
 mod patch;
 mod selector;
 mod status;

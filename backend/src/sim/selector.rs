@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 
+use super::kinds::Kind;
+
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
@@ -190,6 +192,17 @@ impl FieldQuery {
         Ok(FieldQuery(terms))
     }
 
+    /// Refuses fields the real server cannot select `kind` by, as it does:
+    /// `field label not supported: spec.foo`.
+    pub fn check_supported(&self, kind: Kind) -> Result<(), String> {
+        for (path, _, _) in &self.0 {
+            if !supported_field(kind, path) {
+                return Err(format!("field label not supported: {path}"));
+            }
+        }
+        Ok(())
+    }
+
     /// The name a `metadata.name=` term pins, if any.
     pub fn pinned_name(&self) -> Option<String> {
         self.0
@@ -209,6 +222,46 @@ impl FieldQuery {
             (actual == *value) == *equal
         })
     }
+}
+
+/// Whether the real API server lets lists of `kind` be selected by the
+/// field `path` (its field label conversions).
+pub fn supported_field(kind: Kind, path: &str) -> bool {
+    if matches!(path, "metadata.name" | "metadata.namespace") {
+        return true;
+    }
+    let extra: &[&str] = match kind {
+        Kind::Pod => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        Kind::Namespace => &["status.phase"],
+        Kind::ReplicaSet => &["status.replicas"],
+        Kind::Service => &["spec.clusterIP", "spec.type"],
+        Kind::Event | Kind::EventV1 => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        #[allow(unreachable_patterns)]
+        _ => &[],
+    };
+    extra.contains(&path)
 }
 
 #[cfg(test)]
@@ -271,5 +324,25 @@ mod tests {
                 .matches_object(&pod)
         );
         assert!(FieldQuery::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn field_selectors_on_unsupported_fields_are_refused_like_the_real_server() {
+        let pods =
+            FieldQuery::parse("spec.nodeName=n1,status.phase=Running,metadata.name=a").unwrap();
+        assert_eq!(pods.check_supported(Kind::Pod), Ok(()));
+        let foo = FieldQuery::parse("metadata.name=a,spec.foo=bar").unwrap();
+        assert_eq!(
+            foo.check_supported(Kind::Pod),
+            Err("field label not supported: spec.foo".to_string())
+        );
+        let phase = FieldQuery::parse("status.phase=Running").unwrap();
+        assert!(phase.check_supported(Kind::Deployment).is_err());
+        assert_eq!(
+            FieldQuery::parse("metadata.namespace!=kube-system")
+                .unwrap()
+                .check_supported(Kind::Deployment),
+            Ok(())
+        );
     }
 }

@@ -16,6 +16,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::defaults::normalize;
 use super::kinds::Kind;
+use super::managed_fields::Write;
 use super::status::ApiError;
 
 /// `(namespace, name)`; the namespace is empty for cluster-scoped objects.
@@ -281,8 +282,21 @@ impl Store {
         &mut self,
         kind: Kind,
         namespace: &str,
+        object: Value,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
+        self.create_managed(kind, namespace, object, dry_run, None)
+    }
+
+    /// Creates an object, recording `write` in its managedFields (API
+    /// writes; the controller's own objects have none).
+    pub fn create_managed(
+        &mut self,
+        kind: Kind,
+        namespace: &str,
         mut object: Value,
         dry_run: bool,
+        write: Option<&Write>,
     ) -> Result<Arc<Value>, ApiError> {
         if !object.is_object() {
             return Err(ApiError::bad_request("the object must be a JSON object"));
@@ -343,6 +357,9 @@ impl Store {
         }
         if self.get(kind, namespace, &name).is_some() {
             return Err(ApiError::already_exists(kind, &name));
+        }
+        if let Some(write) = write {
+            object["metadata"]["managedFields"] = write.managed_fields(kind, None, &object)?;
         }
         let meta = &mut object["metadata"];
         meta["uid"] = new_uid().into();
@@ -419,9 +436,25 @@ impl Store {
         kind: Kind,
         namespace: &str,
         name: &str,
+        object: Value,
+        part: Part,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
+        self.update_managed(kind, namespace, name, object, part, dry_run, None)
+    }
+
+    /// Replaces an object, recording `write` in its managedFields; without
+    /// one, the managedFields stay as stored (controller writes, scale).
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_managed(
+        &mut self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
         mut object: Value,
         part: Part,
         dry_run: bool,
+        write: Option<&Write>,
     ) -> Result<Arc<Value>, ApiError> {
         let existing = self
             .get_shared(kind, namespace, name)
@@ -506,6 +539,20 @@ impl Store {
         } else {
             normalize(kind, object)?
         };
+        match write {
+            Some(write) => {
+                object["metadata"]["managedFields"] =
+                    write.managed_fields(kind, Some(&existing), &object)?;
+            }
+            None => match existing["metadata"].get("managedFields") {
+                Some(managed) => object["metadata"]["managedFields"] = managed.clone(),
+                None => {
+                    if let Some(meta) = object["metadata"].as_object_mut() {
+                        meta.remove("managedFields");
+                    }
+                }
+            },
+        }
         let spec_changed = object.get("spec") != existing.get("spec");
         if kind.has_generation() && spec_changed {
             let generation = existing["metadata"]["generation"].as_i64().unwrap_or(1);

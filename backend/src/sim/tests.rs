@@ -828,3 +828,452 @@ async fn sim_stores_events_of_both_apis() {
             .is_empty()
     );
 }
+
+/// Dry runs, field ownership, field validation and field selectors, as a
+/// real API server answers them, over raw HTTP so bodies and headers are
+/// exactly what a client sends and sees.
+mod honesty {
+    use axum::body::Body;
+    use axum::http::{HeaderMap, Request, header};
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    use super::fast;
+    use crate::sim::{Kind, Sim};
+
+    struct Answer {
+        status: u16,
+        headers: HeaderMap,
+        body: Value,
+    }
+
+    async fn call(sim: &Sim, method: &str, uri: &str, content_type: &str, body: &str) -> Answer {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(
+                header::USER_AGENT,
+                "kubectl/v1.33.0 (linux/amd64) kubernetes/abcdef0",
+            )
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = sim.router().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    const JSON: &str = "application/json";
+
+    fn service(name: &str) -> String {
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}
+        })
+        .to_string()
+    }
+
+    const SERVICES: &str = "/api/v1/namespaces/prod/services";
+
+    fn sim_with_service() -> Sim {
+        let sim = Sim::new(fast());
+        sim.create_namespace("prod");
+        sim
+    }
+
+    fn warnings(answer: &Answer) -> Vec<String> {
+        answer
+            .headers
+            .get_all(header::WARNING)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sim_dry_run_in_delete_options_deletes_nothing_and_records_no_event() {
+        let sim = sim_with_service();
+        assert_eq!(
+            call(&sim, "POST", SERVICES, JSON, &service("web"))
+                .await
+                .status,
+            201
+        );
+        let rv = sim.resource_version();
+
+        let dry = call(&sim, "DELETE", &format!("{SERVICES}/web"), JSON,
+            r#"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Background","dryRun":["All"]}"#).await;
+        assert_eq!(dry.status, 200, "{}", dry.body);
+        assert_eq!(dry.body["status"], "Success");
+        // A namespace too: nothing it holds goes either.
+        let ns = call(
+            &sim,
+            "DELETE",
+            "/api/v1/namespaces/prod",
+            JSON,
+            r#"{"dryRun":["All"]}"#,
+        )
+        .await;
+        assert_eq!(ns.status, 200, "{}", ns.body);
+        let collection = call(
+            &sim,
+            "DELETE",
+            &format!("{SERVICES}?labelSelector=app%3Dweb"),
+            JSON,
+            r#"{"dryRun":["All"],"propagationPolicy":"Foreground"}"#,
+        )
+        .await;
+        assert_eq!(collection.status, 200, "{}", collection.body);
+        assert_eq!(collection.body["items"][0]["metadata"]["name"], "web");
+        assert_eq!(sim.resource_version(), rv, "no write, so no watch event");
+        assert!(sim.get::<Value>(Kind::Service, "prod", "web").is_some());
+        assert!(sim.get::<Value>(Kind::Namespace, "", "prod").is_some());
+
+        let bad = call(
+            &sim,
+            "DELETE",
+            &format!("{SERVICES}/web"),
+            JSON,
+            r#"{"dryRun":["Server"]}"#,
+        )
+        .await;
+        assert_eq!(bad.status, 422);
+        assert_eq!(bad.body["reason"], "Invalid");
+        assert_eq!(
+            bad.body["message"],
+            r#"DeleteOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"Server"}: supported values: "All""#
+        );
+        assert_eq!(bad.body["details"]["causes"][0]["field"], "dryRun");
+        let bad_query = call(
+            &sim,
+            "DELETE",
+            &format!("{SERVICES}/web?dryRun=true"),
+            JSON,
+            "",
+        )
+        .await;
+        assert_eq!(bad_query.status, 422);
+        assert!(sim.get::<Value>(Kind::Service, "prod", "web").is_some());
+
+        let real = call(
+            &sim,
+            "DELETE",
+            &format!("{SERVICES}/web"),
+            JSON,
+            r#"{"propagationPolicy":"Background"}"#,
+        )
+        .await;
+        assert_eq!(real.status, 200);
+        assert!(sim.get::<Value>(Kind::Service, "prod", "web").is_none());
+    }
+
+    #[tokio::test]
+    async fn sim_dry_run_writes_answer_the_object_as_it_would_be_and_store_nothing() {
+        let sim = sim_with_service();
+        let created = call(
+            &sim,
+            "POST",
+            &format!("{SERVICES}?dryRun=All"),
+            JSON,
+            &service("web"),
+        )
+        .await;
+        assert_eq!(created.status, 201);
+        assert_eq!(
+            created.body["spec"]["ports"][0]["protocol"], "TCP",
+            "defaulted"
+        );
+        assert!(created.body["metadata"].get("resourceVersion").is_none());
+        assert!(sim.get::<Value>(Kind::Service, "prod", "web").is_none());
+
+        let stored = call(&sim, "POST", SERVICES, JSON, &service("web"))
+            .await
+            .body;
+        let rv = sim.resource_version();
+        let url = format!("{SERVICES}/web");
+        let merge = call(
+            &sim,
+            "PATCH",
+            &format!("{url}?dryRun=All"),
+            "application/merge-patch+json",
+            r#"{"metadata":{"labels":{"tier":"front"}}}"#,
+        )
+        .await;
+        assert_eq!(merge.status, 200);
+        assert_eq!(merge.body["metadata"]["labels"]["tier"], "front");
+        let mut replaced = stored.clone();
+        replaced["spec"]["selector"] = json!({"app": "other"});
+        let put = call(
+            &sim,
+            "PUT",
+            &format!("{url}?dryRun=All"),
+            JSON,
+            &replaced.to_string(),
+        )
+        .await;
+        assert_eq!(put.status, 200);
+        assert_eq!(put.body["spec"]["selector"]["app"], "other");
+        let apply = call(
+            &sim,
+            "PATCH",
+            &format!("{url}?dryRun=All&fieldManager=deployer"),
+            "application/apply-patch+yaml",
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations: {note: applied}\n",
+        )
+        .await;
+        assert_eq!(apply.status, 200, "{}", apply.body);
+        assert_eq!(apply.body["metadata"]["annotations"]["note"], "applied");
+        assert_eq!(entry(&apply.body, "deployer")["operation"], "Apply");
+        assert_eq!(sim.resource_version(), rv);
+        let now: Value = sim.get(Kind::Service, "prod", "web").unwrap();
+        assert_eq!(now, stored, "nothing changed");
+    }
+
+    fn entry<'a>(object: &'a Value, manager: &str) -> &'a Value {
+        object["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["manager"] == manager)
+            .unwrap_or_else(|| panic!("no {manager} in {}", object["metadata"]["managedFields"]))
+    }
+
+    #[tokio::test]
+    async fn sim_managed_fields_record_writers_and_applies_conflict_until_forced() {
+        let sim = sim_with_service();
+        let url = format!("{SERVICES}/web");
+        let created = call(
+            &sim,
+            "POST",
+            &format!("{SERVICES}?fieldManager=creator"),
+            JSON,
+            &service("web"),
+        )
+        .await;
+        let creator = entry(&created.body, "creator");
+        assert_eq!(creator["operation"], "Update");
+        assert_eq!(creator["apiVersion"], "v1");
+        assert_eq!(creator["fieldsType"], "FieldsV1");
+        assert_eq!(
+            creator["fieldsV1"]["f:spec"]["f:ports"][r#"k:{"port":80,"protocol":"TCP"}"#]["f:targetPort"],
+            json!({})
+        );
+        assert_eq!(
+            creator["fieldsV1"]["f:metadata"]["f:labels"]["."],
+            json!({})
+        );
+
+        // Without fieldManager the user agent names the manager.
+        let patched = call(
+            &sim,
+            "PATCH",
+            &url,
+            "application/strategic-merge-patch+json",
+            r#"{"spec":{"selector":{"app":"v2"}}}"#,
+        )
+        .await
+        .body;
+        let kubectl = entry(&patched, "kubectl");
+        assert_eq!(
+            kubectl["fieldsV1"],
+            json!({"f:spec": {"f:selector": {"f:app": {}}}})
+        );
+        assert!(
+            entry(&patched, "creator")["fieldsV1"]["f:spec"]["f:selector"]
+                .get("f:app")
+                .is_none()
+        );
+
+        let apply = |force: bool, body: &'static str| {
+            let sim = sim.clone();
+            let url = format!(
+                "{url}?fieldManager=deployer{}",
+                if force { "&force=true" } else { "" }
+            );
+            async move { call(&sim, "PATCH", &url, "application/apply-patch+yaml", body).await }
+        };
+        let config = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  labels: {team: a}\nspec:\n  selector: {app: web}\n";
+        let conflict = apply(false, config).await;
+        assert_eq!(conflict.status, 409, "{}", conflict.body);
+        assert_eq!(conflict.body["reason"], "Conflict");
+        assert_eq!(
+            conflict.body["message"],
+            r#"Apply failed with 1 conflict: conflict with "kubectl" using v1: .spec.selector.app"#
+        );
+        assert_eq!(
+            conflict.body["details"]["causes"],
+            json!([{"reason": "FieldManagerConflict", "message": "conflict with \"kubectl\"", "field": ".spec.selector.app"}])
+        );
+        let forced = apply(true, config).await;
+        assert_eq!(forced.status, 200, "{}", forced.body);
+        assert_eq!(forced.body["spec"]["selector"]["app"], "web");
+        let deployer = entry(&forced.body, "deployer");
+        assert_eq!(deployer["operation"], "Apply");
+        assert_eq!(
+            deployer["fieldsV1"],
+            json!({"f:metadata": {"f:labels": {"f:team": {}}}, "f:spec": {"f:selector": {"f:app": {}}}})
+        );
+        assert!(
+            forced.body["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["manager"] != "kubectl"),
+            "kubectl owned nothing else"
+        );
+
+        // A field dropped from the configuration goes; one another manager
+        // also owns stays.
+        let dropped = apply(
+            false,
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n",
+        )
+        .await;
+        assert_eq!(dropped.status, 200, "{}", dropped.body);
+        assert!(
+            dropped.body["metadata"]["labels"].get("team").is_none(),
+            "{}",
+            dropped.body
+        );
+        assert_eq!(dropped.body["metadata"]["labels"]["app"], "web");
+
+        let nameless = call(&sim, "PATCH", &url, "application/apply-patch+yaml", config).await;
+        assert_eq!(nameless.status, 422);
+        assert_eq!(
+            nameless.body["message"],
+            r#"PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch"#
+        );
+        // A write that changes nothing stores nothing, managedFields included.
+        let rv = sim.resource_version();
+        let again = apply(
+            false,
+            "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n",
+        )
+        .await;
+        assert_eq!(again.status, 200);
+        assert_eq!(sim.resource_version(), rv);
+    }
+
+    #[tokio::test]
+    async fn sim_field_validation_refuses_warns_or_ignores_unknown_fields() {
+        let sim = sim_with_service();
+        let odd = |name: &str| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                   "spec": {"foo": 1, "ports": [{"port": 80, "bar": true}]}})
+            .to_string()
+        };
+        let strict = call(
+            &sim,
+            "POST",
+            &format!("{SERVICES}?fieldValidation=Strict"),
+            JSON,
+            &odd("a"),
+        )
+        .await;
+        assert_eq!(strict.status, 400);
+        assert_eq!(strict.body["reason"], "BadRequest");
+        assert_eq!(
+            strict.body["message"],
+            r#"Service in version "v1" cannot be handled as a Service: strict decoding error: unknown field "spec.foo", unknown field "spec.ports[0].bar""#
+        );
+        assert!(sim.get::<Value>(Kind::Service, "prod", "a").is_none());
+
+        let warned = call(&sim, "POST", SERVICES, JSON, &odd("b")).await;
+        assert_eq!(warned.status, 201);
+        assert_eq!(
+            warnings(&warned),
+            [
+                r#"299 - "unknown field \"spec.foo\"""#,
+                r#"299 - "unknown field \"spec.ports[0].bar\"""#
+            ]
+        );
+        assert!(warned.body["spec"].get("foo").is_none());
+
+        let ignored = call(
+            &sim,
+            "POST",
+            &format!("{SERVICES}?fieldValidation=Ignore"),
+            JSON,
+            &odd("c"),
+        )
+        .await;
+        assert_eq!(ignored.status, 201);
+        assert!(warnings(&ignored).is_empty());
+
+        let patch = call(
+            &sim,
+            "PATCH",
+            &format!("{SERVICES}/b?fieldValidation=Strict"),
+            "application/merge-patch+json",
+            r#"{"spec":{"baz":1}}"#,
+        )
+        .await;
+        assert_eq!(patch.status, 400);
+        assert_eq!(
+            patch.body["message"],
+            r#"strict decoding error: unknown field "spec.baz""#
+        );
+
+        let bad = call(
+            &sim,
+            "POST",
+            &format!("{SERVICES}?fieldValidation=Loose"),
+            JSON,
+            &service("d"),
+        )
+        .await;
+        assert_eq!(bad.status, 422);
+        assert_eq!(
+            bad.body["message"],
+            r#"CreateOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "Loose": supported values: "", "Ignore", "Strict", "Warn""#
+        );
+    }
+
+    #[tokio::test]
+    async fn sim_unsupported_field_selectors_answer_400_everywhere() {
+        let sim = sim_with_service();
+        call(&sim, "POST", SERVICES, JSON, &service("web")).await;
+        for (method, uri) in [
+            (
+                "GET",
+                "/api/v1/namespaces/prod/pods?fieldSelector=spec.foo%3Dbar",
+            ),
+            (
+                "GET",
+                "/api/v1/pods?watch=true&fieldSelector=spec.foo%3Dbar",
+            ),
+            (
+                "DELETE",
+                "/api/v1/namespaces/prod/services?fieldSelector=spec.foo%3Dbar",
+            ),
+        ] {
+            let answer = call(&sim, method, uri, JSON, "").await;
+            assert_eq!(answer.status, 400, "{method} {uri}");
+            assert_eq!(
+                answer.body["message"],
+                "field label not supported: spec.foo"
+            );
+        }
+        assert!(sim.get::<Value>(Kind::Service, "prod", "web").is_some());
+        let listed = call(
+            &sim,
+            "GET",
+            &format!("{SERVICES}?fieldSelector=metadata.name%3Dweb,spec.type%3DClusterIP"),
+            JSON,
+            "",
+        )
+        .await;
+        assert_eq!(listed.status, 200);
+        assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    }
+}

@@ -123,7 +123,7 @@ pub fn serve(
     query: &Query,
     as_table: bool,
 ) -> Result<Response, ApiError> {
-    let (labels, fields) = selectors(query)?;
+    let (labels, fields) = selectors(kind, query)?;
     let filter = Filter {
         kind,
         namespace: namespace.filter(|_| kind.namespaced()).map(String::from),
