@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use rollway::sim::Kind;
 use serde_json::Value;
 
-use crate::common::kubectl::{Kubectl, start};
+use crate::common::kubectl::{Binary, Kubectl, every_kubectl, start};
 
 const APP: &str = r#"
 apiVersion: v1
@@ -110,9 +110,13 @@ fn ready_ips(pods: &[Pod]) -> Vec<String> {
 
 #[tokio::test]
 async fn kubectl_applies_an_app_manifest_and_endpoints_list_the_ready_pods() {
+    every_kubectl(applies_an_app_manifest_and_endpoints_list_the_ready_pods).await;
+}
+
+async fn applies_an_app_manifest_and_endpoints_list_the_ready_pods(binary: Binary) {
     let running = start().await;
     let sim = running.sim.clone();
-    let kubectl = Kubectl::new(&running);
+    let kubectl = Kubectl::with_binary(&running, &binary);
     let manifest = kubectl.write("app.yaml", APP);
     let out = kubectl
         .run(&["apply", "-f", manifest.to_str().unwrap()])
@@ -232,8 +236,12 @@ async fn kubectl_applies_an_app_manifest_and_endpoints_list_the_ready_pods() {
 
 #[tokio::test]
 async fn kubectl_get_nodes_shows_sim_node_1_ready() {
+    every_kubectl(get_nodes_shows_sim_node_1_ready).await;
+}
+
+async fn get_nodes_shows_sim_node_1_ready(binary: Binary) {
     let running = start().await;
-    let kubectl = Kubectl::new(&running);
+    let kubectl = Kubectl::with_binary(&running, &binary);
     let nodes = eventually("the node to register", || {
         let kubectl = &kubectl;
         async move {
@@ -278,9 +286,13 @@ async fn kubectl_get_nodes_shows_sim_node_1_ready() {
 
 #[tokio::test]
 async fn kubectl_applies_a_crd_then_its_resource_until_the_crd_is_deleted() {
+    every_kubectl(applies_a_crd_then_its_resource_until_the_crd_is_deleted).await;
+}
+
+async fn applies_a_crd_then_its_resource_until_the_crd_is_deleted(binary: Binary) {
     let running = start().await;
     let sim = running.sim.clone();
-    let kubectl = Kubectl::new(&running);
+    let kubectl = Kubectl::with_binary(&running, &binary);
     let crd = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/fixtures/sim/rollouts-crd.yaml"
@@ -311,17 +323,33 @@ async fn kubectl_applies_a_crd_then_its_resource_until_the_crd_is_deleted() {
         out.contains("rollout.rollouts.kruise.io/web created"),
         "{out}"
     );
-    kubectl
-        .run(&[
-            "patch",
-            "rollouts.rollouts.kruise.io",
-            "web",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"phase":"Healthy","canaryStatus":{"currentStepIndex":2},"conditions":[{"type":"Progressing","status":"False"},{"type":"Ready","status":"True"}]}}"#,
-        ])
-        .await;
+    let status = r#"{"status":{"phase":"Healthy","canaryStatus":{"currentStepIndex":2},"conditions":[{"type":"Progressing","status":"False"},{"type":"Ready","status":"True"}]}}"#;
+    if binary.minor() >= (1, 24) {
+        kubectl
+            .run(&[
+                "patch",
+                "rollouts.rollouts.kruise.io",
+                "web",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                status,
+            ])
+            .await;
+    } else {
+        // Older kubectls cannot patch a subresource: the API directly.
+        let answer = reqwest::Client::new()
+            .patch(format!(
+                "{}/apis/rollouts.kruise.io/v1beta1/namespaces/default/rollouts/web/status",
+                running.url()
+            ))
+            .header("content-type", "application/merge-patch+json")
+            .body(status)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{}", answer.status());
+    }
     // The definition's printer columns.
     let listed = kubectl.run(&["get", "rollouts.rollouts.kruise.io"]).await;
     let mut lines = listed.lines();
@@ -375,7 +403,9 @@ async fn kubectl_applies_a_crd_then_its_resource_until_the_crd_is_deleted() {
         .await;
     assert!(!refused.ok);
     assert!(
-        refused.stderr.contains("strategic-merge-patch"),
+        refused
+            .stderr
+            .contains("the body of the request was in an unknown format"),
         "{}",
         refused.stderr
     );
@@ -433,8 +463,12 @@ async fn kubectl_applies_a_crd_then_its_resource_until_the_crd_is_deleted() {
 
 #[tokio::test]
 async fn kubectl_auth_can_i_answers_yes() {
+    every_kubectl(auth_can_i_answers_yes).await;
+}
+
+async fn auth_can_i_answers_yes(binary: Binary) {
     let running = start().await;
-    let kubectl = Kubectl::new(&running);
+    let kubectl = Kubectl::with_binary(&running, &binary);
     assert_eq!(
         kubectl.run(&["auth", "can-i", "get", "pods"]).await.trim(),
         "yes"

@@ -308,6 +308,10 @@ pub fn field_problems(kind: Kind, object: &Value, body: Option<&[u8]>) -> Vec<St
     };
     let mut out = Vec::new();
     walk_shape(&shape, &decoded, "", &mut out);
+    if kind == Kind::Secret {
+        // Merged into `data` on write, never stored: known, not kept.
+        out.retain(|p| p != "unknown field \"stringData\"");
+    }
     out
 }
 
