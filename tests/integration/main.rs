@@ -13,6 +13,7 @@ mod fake_gitlab;
 mod fuzz;
 mod gitlab;
 mod kubectl;
+mod kubectl_explain;
 mod ops;
 mod rbac;
 mod read_scope;

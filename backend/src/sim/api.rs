@@ -17,6 +17,7 @@ use super::Sim;
 use super::discovery;
 use super::faults::intercept;
 use super::kinds::Kind;
+use super::openapi;
 use super::patch::{self, PatchKind};
 use super::selector::{FieldQuery, LabelQuery};
 use super::status::{ApiError, success_status};
@@ -34,10 +35,7 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route("/apis/{group}/{version}", get(group_resources))
         .route("/api/v1/{*rest}", any(resource_request))
         .route("/apis/{group}/{version}/{*rest}", any(resource_request))
-        .route(
-            "/openapi/v3",
-            get(|| async { json_ok(&discovery::openapi_root()) }),
-        )
+        .route("/openapi/v3", get(openapi_v3_index))
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3/{*path}", get(openapi_group))
         .route("/healthz", get(|| async { "ok" }))
@@ -76,28 +74,47 @@ async fn api_group(axum::extract::Path(group): axum::extract::Path<String>) -> R
     }
 }
 
+/// `/openapi/v2`: protobuf when the client asks for it (kubectl), else JSON.
 async fn openapi_v2(headers: HeaderMap) -> Response {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if accept.contains("protobuf") {
-        // An empty protobuf message: a Document with nothing in it.
-        return (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            Vec::<u8>::new(),
+    let documents = openapi::documents();
+    let (content_type, body) = if accept.contains("protobuf") {
+        (
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            &documents.v2_protobuf,
         )
-            .into_response();
-    }
-    json_ok(&discovery::openapi_v2())
+    } else {
+        ("application/json", &documents.v2_json)
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        body.clone(),
+    )
+        .into_response()
+}
+
+async fn openapi_v3_index() -> Response {
+    raw_json(openapi::documents().v3_index.clone())
 }
 
 async fn openapi_group(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
-    match discovery::openapi_group(path.trim_matches('/')) {
-        Some(doc) => json_ok(&doc),
+    match openapi::documents().v3(&path) {
+        Some(doc) => raw_json(doc.to_vec()),
         None => ApiError::not_found_path().into_response(),
     }
+}
+
+fn raw_json(body: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 async fn group_resources(

@@ -26,6 +26,7 @@
 //! | `selector` | label and field selectors |
 //! | `patch` | merge, strategic merge, JSON patch, apply |
 //! | `api`, `discovery`, `watch`, `logs`, `table` | the HTTP surface |
+//! | `openapi` | OpenAPI v2 (JSON, protobuf) and v3 documents, Kubernetes' schemas |
 //! | `controller`, `kubelet` | Deployments, ReplicaSets, pods over time |
 //! | `faults` | fault injection and the request log |
 //! | `status` | `Status` error bodies |
@@ -38,6 +39,7 @@ mod faults;
 mod kinds;
 mod kubelet;
 mod logs;
+mod openapi;
 mod patch;
 mod selector;
 mod status;
