@@ -82,8 +82,10 @@ async fn openapi_v2(headers: HeaderMap) -> Response {
         .unwrap_or_default();
     let documents = openapi::documents();
     let (content_type, body) = if accept.contains("protobuf") {
+        // The type Kubernetes answers; the `…spec.v2@v1.0+protobuf` kubectl
+        // asks for is not a valid media type to Go's parser.
         (
-            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
             &documents.v2_protobuf,
         )
     } else {

@@ -346,7 +346,7 @@ fn default_container_handlers(container: &mut Container) {
 /// fills in for pods only (`SetDefaults_Pod`: requests from limits,
 /// service links) and what its default admission plugins add: the
 /// `default` service account, priority 0, five minutes of toleration of
-/// a not-ready or unreachable node, and the QoS class.
+/// a not-ready or unreachable node.
 fn default_pod(pod: &mut Pod, causes: &mut Causes) {
     let Some(spec) = pod.spec.as_mut() else {
         causes.push(("spec.containers".into(), "Required value".into()));
@@ -402,17 +402,12 @@ fn default_pod(pod: &mut Pod, causes: &mut Causes) {
             });
         }
     }
-    let qos = qos_class(spec);
-    pod.status
-        .get_or_insert_with(Default::default)
-        .qos_class
-        .get_or_insert(qos);
 }
 
-/// `Guaranteed` when every container's CPU and memory requests equal its
-/// limits, `BestEffort` when no container asks for or limits anything,
-/// else `Burstable`.
-fn qos_class(spec: &PodSpec) -> String {
+/// A pod's QoS class: `Guaranteed` when every container's CPU and memory
+/// requests equal its limits, `BestEffort` when no container asks for or
+/// limits anything, else `Burstable`.
+pub fn qos_class(spec: &PodSpec) -> String {
     let containers: Vec<&Container> = spec
         .containers
         .iter()
@@ -588,7 +583,10 @@ mod tests {
             tolerations[0],
             json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300})
         );
-        assert_eq!(pod["status"]["qosClass"], "Guaranteed");
+        assert_eq!(
+            qos_class(&serde_json::from_value(pod["spec"].clone()).unwrap()),
+            "Guaranteed"
+        );
         // Defaulting twice changes nothing (a re-applied manifest is no change).
         assert_eq!(normalize(Kind::Pod, pod.clone()).unwrap(), pod);
     }

@@ -86,8 +86,7 @@ pub fn sync_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, k
         status.pod_ip = Some(pod_ip.clone());
         status.pod_ips = Some(vec![PodIP { ip: pod_ip }]);
         status.start_time = Some(now.clone());
-        // The API server set the QoS class when the pod was created.
-        status.qos_class.get_or_insert_with(|| "BestEffort".into());
+        status.qos_class = Some(super::defaults::qos_class(&spec));
         let names: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
         let unready = Some(format!(
             "containers with unready status: [{}]",
