@@ -426,7 +426,7 @@ pub fn qos_class(spec: &PodSpec) -> String {
         let (requests, limits) = (r.requests.unwrap_or_default(), r.limits.unwrap_or_default());
         ["cpu", "memory"]
             .iter()
-            .all(|k| limits.get(*k).is_some() && limits.get(*k) == requests.get(*k))
+            .all(|k| limits.contains_key(*k) && limits.get(*k) == requests.get(*k))
     });
     if guaranteed {
         "Guaranteed"
