@@ -86,35 +86,36 @@ async fn openapi_v2(headers: HeaderMap) -> Response {
         // asks for is not a valid media type to Go's parser.
         (
             "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
-            &documents.v2_protobuf,
+            &documents.v2_protobuf[..],
         )
     } else {
-        ("application/json", &documents.v2_json)
+        ("application/json", &documents.v2_json[..])
     };
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, content_type)],
-        body.clone(),
+        Bytes::from_static(body),
     )
         .into_response()
 }
 
 async fn openapi_v3_index() -> Response {
-    raw_json(openapi::documents().v3_index.clone())
+    raw_json(&openapi::documents().v3_index)
 }
 
 async fn openapi_group(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
     match openapi::documents().v3(&path) {
-        Some(doc) => raw_json(doc.to_vec()),
+        Some(doc) => raw_json(doc),
         None => ApiError::not_found_path().into_response(),
     }
 }
 
-fn raw_json(body: Vec<u8>) -> Response {
+/// A JSON document built once (no copy per request).
+fn raw_json(body: &'static [u8]) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        body,
+        Bytes::from_static(body),
     )
         .into_response()
 }
