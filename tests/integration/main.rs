@@ -14,6 +14,7 @@ mod fake_gitlab;
 mod fuzz;
 mod gitlab;
 mod kubectl;
+mod kubectl_explain;
 mod kubectl_kinds;
 mod ops;
 mod rbac;

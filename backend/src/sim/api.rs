@@ -18,6 +18,7 @@ use super::discovery;
 use super::faults::intercept;
 use super::kinds::Kind;
 use super::managed_fields::{self, Operation, Write};
+use super::openapi;
 use super::options::{Verb, WriteOptions, add_warnings, check_unknown_fields};
 use super::patch::{self, PatchKind};
 use super::selector::{FieldQuery, LabelQuery};
@@ -37,10 +38,7 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route("/apis/{group}/{version}", get(group_resources))
         .route("/api/v1/{*rest}", any(resource_request))
         .route("/apis/{group}/{version}/{*rest}", any(resource_request))
-        .route(
-            "/openapi/v3",
-            get(|| async { json_ok(&discovery::openapi_root()) }),
-        )
+        .route("/openapi/v3", get(openapi_v3_index))
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3/{*path}", get(openapi_group))
         .route("/healthz", get(|| async { "ok" }))
@@ -81,28 +79,50 @@ async fn api_group(axum::extract::Path(group): axum::extract::Path<String>) -> R
     }
 }
 
+/// `/openapi/v2`: protobuf when the client asks for it (kubectl), else JSON.
 async fn openapi_v2(headers: HeaderMap) -> Response {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if accept.contains("protobuf") {
-        // What older kubectls read to learn that dry run is supported.
-        return (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            super::openapi_proto::document(),
+    let documents = openapi::documents();
+    let (content_type, body) = if accept.contains("protobuf") {
+        // The type Kubernetes answers; the `…spec.v2@v1.0+protobuf` kubectl
+        // asks for is not a valid media type to Go's parser.
+        (
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            &documents.v2_protobuf[..],
         )
-            .into_response();
-    }
-    json_ok(&discovery::openapi_v2())
+    } else {
+        ("application/json", &documents.v2_json[..])
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        Bytes::from_static(body),
+    )
+        .into_response()
+}
+
+async fn openapi_v3_index() -> Response {
+    raw_json(&openapi::documents().v3_index)
 }
 
 async fn openapi_group(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
-    match discovery::openapi_group(path.trim_matches('/')) {
-        Some(doc) => json_ok(&doc),
+    match openapi::documents().v3(&path) {
+        Some(doc) => raw_json(doc),
         None => ApiError::not_found_path().into_response(),
     }
+}
+
+/// A JSON document built once (no copy per request).
+fn raw_json(body: &'static [u8]) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::from_static(body),
+    )
+        .into_response()
 }
 
 async fn group_resources(

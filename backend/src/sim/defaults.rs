@@ -7,7 +7,8 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentStrategy, ReplicaSet, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Namespace, NamespaceSpec, Pod, PodSpec, PodTemplateSpec, ResourceRequirements, Service,
+    Container, HTTPGetAction, Namespace, NamespaceSpec, Pod, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, Service, Toleration,
 };
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -286,14 +287,173 @@ pub fn default_pod_spec(spec: &mut PodSpec, field: &str, causes: &mut Causes) {
         for port in container.ports.iter_mut().flatten() {
             port.protocol.get_or_insert_with(|| "TCP".into());
         }
+        default_container_handlers(container);
+    }
+    for volume in spec.volumes.iter_mut().flatten() {
+        // A volume without a source is an emptyDir; projected files get
+        // mode 0644 unless told otherwise.
+        let has_source = serde_json::to_value(&*volume)
+            .ok()
+            .and_then(|v| v.as_object().map(|m| m.len() > 1))
+            .unwrap_or(true);
+        if !has_source {
+            volume.empty_dir = Some(Default::default());
+        }
+        if let Some(secret) = volume.secret.as_mut() {
+            secret.default_mode.get_or_insert(0o644);
+        }
+        if let Some(config_map) = volume.config_map.as_mut() {
+            config_map.default_mode.get_or_insert(0o644);
+        }
+        if let Some(projected) = volume.projected.as_mut() {
+            projected.default_mode.get_or_insert(0o644);
+        }
+        if let Some(downward) = volume.downward_api.as_mut() {
+            downward.default_mode.get_or_insert(0o644);
+        }
     }
 }
 
-fn default_pod(pod: &mut Pod, causes: &mut Causes) {
-    match pod.spec.as_mut() {
-        Some(spec) => default_pod_spec(spec, "spec", causes),
-        None => causes.push(("spec.containers".into(), "Required value".into())),
+/// Probe and lifecycle-hook defaults (Kubernetes' `SetDefaults_Probe`,
+/// `SetDefaults_HTTPGetAction`, `SetDefaults_ObjectFieldSelector`): what
+/// `kubectl describe` shows as `delay=0s timeout=1s period=10s #success=1
+/// #failure=3`.
+fn default_container_handlers(container: &mut Container) {
+    fn http_get(action: &mut HTTPGetAction) {
+        action.path.get_or_insert_with(|| "/".into());
+        action.scheme.get_or_insert_with(|| "HTTP".into());
     }
+    fn probe(probe: &mut Probe) {
+        probe.timeout_seconds.get_or_insert(1);
+        probe.period_seconds.get_or_insert(10);
+        probe.success_threshold.get_or_insert(1);
+        probe.failure_threshold.get_or_insert(3);
+        if let Some(action) = probe.http_get.as_mut() {
+            http_get(action);
+        }
+        if let Some(grpc) = probe.grpc.as_mut() {
+            grpc.service.get_or_insert_with(String::new);
+        }
+    }
+    for p in [
+        container.liveness_probe.as_mut(),
+        container.readiness_probe.as_mut(),
+        container.startup_probe.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        probe(p);
+    }
+    if let Some(lifecycle) = container.lifecycle.as_mut() {
+        for handler in [lifecycle.post_start.as_mut(), lifecycle.pre_stop.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(action) = handler.http_get.as_mut() {
+                http_get(action);
+            }
+        }
+    }
+    for env in container.env.iter_mut().flatten() {
+        if let Some(field) = env.value_from.as_mut().and_then(|v| v.field_ref.as_mut()) {
+            field.api_version.get_or_insert_with(|| "v1".into());
+        }
+    }
+}
+
+/// A pod gets, besides the defaults of every pod spec, what Kubernetes
+/// fills in for pods only (`SetDefaults_Pod`: requests from limits,
+/// service links) and what its default admission plugins add: the
+/// `default` service account, priority 0, five minutes of toleration of
+/// a not-ready or unreachable node.
+fn default_pod(pod: &mut Pod, causes: &mut Causes) {
+    let Some(spec) = pod.spec.as_mut() else {
+        causes.push(("spec.containers".into(), "Required value".into()));
+        return;
+    };
+    default_pod_spec(spec, "spec", causes);
+    let containers = spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten());
+    for container in containers {
+        let resources = container
+            .resources
+            .get_or_insert_with(ResourceRequirements::default);
+        if let Some(limits) = resources.limits.clone() {
+            let requests = resources.requests.get_or_insert_default();
+            for (name, quantity) in limits {
+                requests.entry(name).or_insert(quantity);
+            }
+        }
+    }
+    spec.enable_service_links.get_or_insert(true);
+    if spec.service_account_name.is_none() {
+        spec.service_account_name = Some(
+            spec.service_account
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+        );
+    }
+    spec.service_account
+        .get_or_insert_with(|| spec.service_account_name.clone().unwrap_or_default());
+    if spec.priority_class_name.is_none() {
+        spec.priority.get_or_insert(0);
+    }
+    spec.preemption_policy
+        .get_or_insert_with(|| "PreemptLowerPriority".into());
+    let tolerations = spec.tolerations.get_or_insert_default();
+    for taint in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let tolerated = tolerations.iter().any(|t| {
+            t.key.as_deref() == Some(taint)
+                && matches!(t.effect.as_deref(), None | Some("" | "NoExecute"))
+        });
+        if !tolerated {
+            tolerations.push(Toleration {
+                key: Some(taint.into()),
+                operator: Some("Exists".into()),
+                effect: Some("NoExecute".into()),
+                toleration_seconds: Some(300),
+                ..Default::default()
+            });
+        }
+    }
+}
+
+/// A pod's QoS class: `Guaranteed` when every container's CPU and memory
+/// requests equal its limits, `BestEffort` when no container asks for or
+/// limits anything, else `Burstable`.
+pub fn qos_class(spec: &PodSpec) -> String {
+    let containers: Vec<&Container> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect();
+    let resources = |c: &Container| c.resources.clone().unwrap_or_default();
+    let empty = containers.iter().all(|c| {
+        let r = resources(c);
+        r.requests.unwrap_or_default().is_empty() && r.limits.unwrap_or_default().is_empty()
+    });
+    if empty {
+        return "BestEffort".into();
+    }
+    let guaranteed = containers.iter().all(|c| {
+        let r = resources(c);
+        let (requests, limits) = (r.requests.unwrap_or_default(), r.limits.unwrap_or_default());
+        ["cpu", "memory"]
+            .iter()
+            .all(|k| limits.contains_key(*k) && limits.get(*k) == requests.get(*k))
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+    .into()
 }
 
 fn default_service(service: &mut Service, _: &mut Causes) {
@@ -390,5 +550,99 @@ mod tests {
         let mut bad = deployment(json!({"app": "web"}));
         bad["metadata"]["name"] = json!("Web_1");
         assert_eq!(normalize(Kind::Deployment, bad).unwrap_err().code, 422);
+    }
+
+    #[test]
+    fn probes_hooks_and_volumes_get_the_api_server_defaults() {
+        let pod = json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{
+                    "name": "app", "image": "web:1",
+                    "readinessProbe": {"httpGet": {"port": 8080}},
+                    "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 5},
+                    "startupProbe": {"grpc": {"port": 9000}},
+                    "lifecycle": {"preStop": {"httpGet": {"port": 80, "path": "/stop"}}},
+                    "env": [{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                    "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+                }],
+                "volumes": [{"name": "scratch"}, {"name": "config", "configMap": {"name": "c"}}],
+            }
+        });
+        let pod = normalize(Kind::Pod, pod).unwrap();
+        let c = &pod["spec"]["containers"][0];
+        assert_eq!(
+            c["readinessProbe"],
+            json!({"httpGet": {"port": 8080, "path": "/", "scheme": "HTTP"},
+                   "timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3})
+        );
+        assert_eq!(c["livenessProbe"]["periodSeconds"], 5);
+        assert_eq!(c["livenessProbe"]["timeoutSeconds"], 1);
+        assert_eq!(c["startupProbe"]["grpc"]["service"], "");
+        assert_eq!(c["lifecycle"]["preStop"]["httpGet"]["scheme"], "HTTP");
+        assert_eq!(c["lifecycle"]["preStop"]["httpGet"]["path"], "/stop");
+        assert_eq!(c["env"][0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
+        assert_eq!(
+            c["resources"]["requests"],
+            json!({"cpu": "1", "memory": "1Gi"})
+        );
+        assert_eq!(pod["spec"]["volumes"][0]["emptyDir"], json!({}));
+        assert_eq!(pod["spec"]["volumes"][1]["configMap"]["defaultMode"], 420);
+        let spec = &pod["spec"];
+        assert_eq!(spec["enableServiceLinks"], true);
+        assert_eq!(spec["serviceAccountName"], "default");
+        assert_eq!(spec["priority"], 0);
+        assert_eq!(spec["preemptionPolicy"], "PreemptLowerPriority");
+        assert_eq!(spec["dnsPolicy"], "ClusterFirst");
+        assert_eq!(spec["schedulerName"], "default-scheduler");
+        assert_eq!(spec["terminationGracePeriodSeconds"], 30);
+        assert_eq!(spec["securityContext"], json!({}));
+        let tolerations = spec["tolerations"].as_array().unwrap();
+        assert_eq!(tolerations.len(), 2);
+        assert_eq!(
+            tolerations[0],
+            json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300})
+        );
+        assert_eq!(
+            qos_class(&serde_json::from_value(pod["spec"].clone()).unwrap()),
+            "Guaranteed"
+        );
+        // Defaulting twice changes nothing (a re-applied manifest is no change).
+        assert_eq!(normalize(Kind::Pod, pod.clone()).unwrap(), pod);
+    }
+
+    #[test]
+    fn templates_get_probe_defaults_but_not_the_pod_only_ones() {
+        let mut d = deployment(json!({"app": "web"}));
+        d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] =
+            json!({"httpGet": {"port": 80}});
+        let d = normalize(Kind::Deployment, d).unwrap();
+        let spec = &d["spec"]["template"]["spec"];
+        assert_eq!(
+            spec["containers"][0]["readinessProbe"]["failureThreshold"],
+            3
+        );
+        assert!(spec.get("tolerations").is_none());
+        assert!(spec.get("enableServiceLinks").is_none());
+        assert!(spec.get("serviceAccountName").is_none());
+    }
+
+    #[test]
+    fn qos_classes_follow_requests_and_limits() {
+        let spec = |resources: Value| -> PodSpec {
+            serde_json::from_value(json!({"containers": [{"name": "a", "resources": resources}]}))
+                .unwrap()
+        };
+        assert_eq!(qos_class(&spec(json!({}))), "BestEffort");
+        assert_eq!(
+            qos_class(&spec(json!({"requests": {"cpu": "1"}}))),
+            "Burstable"
+        );
+        assert_eq!(
+            qos_class(&spec(
+                json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+            )),
+            "Guaranteed"
+        );
     }
 }

@@ -174,7 +174,7 @@ pub fn sync_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, k
         status.pod_ip = Some(pod_ip.clone());
         status.pod_ips = Some(vec![PodIP { ip: pod_ip }]);
         status.start_time = Some(now.clone());
-        status.qos_class = Some("BestEffort".into());
+        status.qos_class = Some(super::defaults::qos_class(&spec));
         let names: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
         let unready = Some(format!(
             "containers with unready status: [{}]",

@@ -27,8 +27,8 @@
 //! | `patch` | merge, strategic merge, JSON patch, apply |
 //! | `managed_fields` | field ownership (`managedFields`), apply conflicts and pruning |
 //! | `options` | write options: dryRun, fieldManager, force, fieldValidation |
-//! | `openapi_proto` | the protobuf OpenAPI v2 paths older kubectls check dry-run support in |
 //! | `api`, `discovery`, `watch`, `logs`, `table` | the HTTP surface |
+//! | `openapi` | OpenAPI v2 (JSON, protobuf) and v3 documents, Kubernetes' schemas |
 //! | `controller`, `kubelet` | Deployments, ReplicaSets, pods over time |
 //! | `endpoints` | Endpoints and EndpointSlices of Services |
 //! | `core_kinds` | ConfigMaps, Secrets, ServiceAccounts; each namespace's defaults |
@@ -54,7 +54,7 @@ mod kinds_tests;
 mod kubelet;
 mod logs;
 mod managed_fields;
-mod openapi_proto;
+mod openapi;
 mod options;
 mod patch;
 mod selector;

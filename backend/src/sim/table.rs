@@ -1,6 +1,8 @@
 //! Server-side printing: the `meta.k8s.io/v1` Table kubectl asks for when
 //! it shows `kubectl get` output, with the columns the real API server
-//! prints for each kind.
+//! prints for each kind (Kubernetes' `pkg/printers/internalversion`). As
+//! there, every row carries the wide columns too (priority 1), which
+//! kubectl shows only with `-o wide`.
 
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
@@ -24,6 +26,9 @@ pub fn for_objects(objects: &[Value], resource_version: Option<u64>) -> Option<V
             ("Up-to-date", "integer"),
             ("Available", "integer"),
             ("Age", "string"),
+            ("Containers", "string"),
+            ("Images", "string"),
+            ("Selector", "string"),
         ],
         Some("ReplicaSet") => &[
             ("Name", "string"),
@@ -31,6 +36,9 @@ pub fn for_objects(objects: &[Value], resource_version: Option<u64>) -> Option<V
             ("Current", "integer"),
             ("Ready", "integer"),
             ("Age", "string"),
+            ("Containers", "string"),
+            ("Images", "string"),
+            ("Selector", "string"),
         ],
         Some("Pod") => &[
             ("Name", "string"),
@@ -38,6 +46,10 @@ pub fn for_objects(objects: &[Value], resource_version: Option<u64>) -> Option<V
             ("Status", "string"),
             ("Restarts", "string"),
             ("Age", "string"),
+            ("IP", "string"),
+            ("Node", "string"),
+            ("Nominated Node", "string"),
+            ("Readiness Gates", "string"),
         ],
         Some("Service") => &[
             ("Name", "string"),
@@ -46,6 +58,7 @@ pub fn for_objects(objects: &[Value], resource_version: Option<u64>) -> Option<V
             ("External-IP", "string"),
             ("Port(s)", "string"),
             ("Age", "string"),
+            ("Selector", "string"),
         ],
         Some("Ingress") => &[
             ("Name", "string"),
@@ -61,21 +74,28 @@ pub fn for_objects(objects: &[Value], resource_version: Option<u64>) -> Option<V
             ("Type", "string"),
             ("Reason", "string"),
             ("Object", "string"),
+            ("Subobject", "string"),
+            ("Source", "string"),
             ("Message", "string"),
+            ("First Seen", "string"),
+            ("Count", "string"),
+            ("Name", "string"),
         ],
         // An empty list: kubectl prints "No resources found" from any table.
         None => &[("Name", "string"), ("Age", "string")],
         Some(_) => return None,
     };
+    let wide = wide_columns(kind.as_deref());
     let column_definitions: Vec<Value> = columns
         .iter()
-        .map(|(name, type_)| {
+        .enumerate()
+        .map(|(i, (name, type_))| {
             json!({
                 "name": name,
                 "type": type_,
                 "format": if *name == "Name" { "name" } else { "" },
                 "description": "",
-                "priority": 0,
+                "priority": i32::from(wide.contains(&i)),
             })
         })
         .collect();
@@ -94,6 +114,71 @@ pub fn for_objects(objects: &[Value], resource_version: Option<u64>) -> Option<V
         "columnDefinitions": column_definitions,
         "rows": rows,
     }))
+}
+
+/// The positions of the columns `kubectl get` shows only with `-o wide`.
+fn wide_columns(kind: Option<&str>) -> &'static [usize] {
+    match kind {
+        Some("Deployment" | "ReplicaSet") => &[5, 6, 7],
+        Some("Pod") => &[5, 6, 7, 8],
+        Some("Service") => &[6],
+        Some("Event") => &[4, 5, 7, 8, 9],
+        _ => &[],
+    }
+}
+
+/// `CONTAINERS` and `IMAGES` of a pod template: names and images, each
+/// joined with commas.
+fn template_containers(o: &Value) -> (String, String) {
+    let containers = o
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let join = |field: &str| {
+        containers
+            .iter()
+            .map(|c| c[field].as_str().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    (join("name"), join("image"))
+}
+
+/// A label selector as `kubectl` prints it: `app=web,tier in (a,b)`, or
+/// `<none>` for an empty one.
+fn selector(o: &Value) -> String {
+    let parsed = o
+        .pointer("/spec/selector")
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .map(|s| super::api::selector_string(&s))
+        .unwrap_or_default();
+    if parsed.is_empty() {
+        "<none>".into()
+    } else {
+        parsed
+    }
+}
+
+/// `key=value,…` of a plain label map (a Service's selector), sorted by
+/// key; `<none>` when empty.
+fn label_map(map: Option<&Value>) -> String {
+    let mut pairs: Vec<String> = map
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    pairs.sort();
+    if pairs.is_empty() {
+        "<none>".into()
+    } else {
+        pairs.join(",")
+    }
+}
+
+fn or_none(value: &str) -> Value {
+    if value.is_empty() { "<none>" } else { value }.into()
 }
 
 fn partial_metadata(object: &Value) -> Value {
@@ -132,6 +217,9 @@ fn cells(o: &Value) -> Vec<Value> {
             int(o, "/status/updatedReplicas").into(),
             int(o, "/status/availableReplicas").into(),
             age.into(),
+            template_containers(o).0.into(),
+            template_containers(o).1.into(),
+            selector(o).into(),
         ],
         "ReplicaSet" => vec![
             name.into(),
@@ -142,6 +230,9 @@ fn cells(o: &Value) -> Vec<Value> {
             int(o, "/status/replicas").into(),
             int(o, "/status/readyReplicas").into(),
             age.into(),
+            template_containers(o).0.into(),
+            template_containers(o).1.into(),
+            selector(o).into(),
         ],
         "Pod" => {
             let statuses = o
@@ -159,12 +250,21 @@ fn cells(o: &Value) -> Vec<Value> {
             });
             let phase = text(o, "/status/phase");
             let status = if phase.is_empty() { "Pending" } else { phase };
+            let ip = o
+                .pointer("/status/podIPs/0/ip")
+                .or_else(|| o.pointer("/status/podIP"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             vec![
                 name.into(),
                 format!("{ready}/{total}").into(),
                 status.into(),
                 restarts.to_string().into(),
                 age.into(),
+                or_none(ip),
+                or_none(text(o, "/spec/nodeName")),
+                or_none(text(o, "/status/nominatedNodeName")),
+                readiness_gates(o).into(),
             ]
         }
         "Service" => {
@@ -198,6 +298,7 @@ fn cells(o: &Value) -> Vec<Value> {
                 }
                 .into(),
                 age.into(),
+                label_map(o.pointer("/spec/selector")).into(),
             ]
         }
         "Ingress" => {
@@ -242,6 +343,45 @@ fn cells(o: &Value) -> Vec<Value> {
                 .or_else(|| o.get("note"))
                 .and_then(Value::as_str)
                 .unwrap_or_default();
+            let first_seen = [
+                "/firstTimestamp",
+                "/eventTime",
+                "/metadata/creationTimestamp",
+            ]
+            .iter()
+            .map(|p| text(o, p))
+            .find(|t| !t.is_empty())
+            .unwrap_or_default();
+            let component = [
+                "/source/component",
+                "/deprecatedSource/component",
+                "/reportingController",
+            ]
+            .iter()
+            .map(|p| text(o, p))
+            .find(|t| !t.is_empty())
+            .unwrap_or_default();
+            let host = [
+                "/source/host",
+                "/deprecatedSource/host",
+                "/reportingInstance",
+            ]
+            .iter()
+            .map(|p| text(o, p))
+            .find(|t| !t.is_empty())
+            .unwrap_or_default();
+            let source = if host.is_empty() {
+                component.to_string()
+            } else {
+                format!("{component}, {host}")
+            };
+            let count = o
+                .pointer("/series/count")
+                .or_else(|| o.get("count"))
+                .or_else(|| o.get("deprecatedCount"))
+                .and_then(Value::as_i64)
+                .filter(|c| *c > 0)
+                .unwrap_or(1);
             vec![
                 self::age(seen).into(),
                 text(o, "/type").into(),
@@ -252,11 +392,44 @@ fn cells(o: &Value) -> Vec<Value> {
                     object["name"].as_str().unwrap_or_default()
                 )
                 .into(),
-                message.into(),
+                object["fieldPath"].as_str().unwrap_or_default().into(),
+                source.into(),
+                message.trim().into(),
+                self::age(first_seen).into(),
+                count.into(),
+                name.into(),
             ]
         }
         _ => vec![name.into(), text(o, "/status/phase").into(), age.into()],
     }
+}
+
+/// `READINESS GATES`: how many of the pod's readiness gates have a True
+/// condition, as `1/2`; `<none>` without gates.
+fn readiness_gates(o: &Value) -> String {
+    let gates = o
+        .pointer("/spec/readinessGates")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if gates.is_empty() {
+        return "<none>".into();
+    }
+    let conditions = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let met = gates
+        .iter()
+        .filter(|g| {
+            conditions
+                .iter()
+                .find(|c| c["type"] == g["conditionType"])
+                .is_some_and(|c| c["status"] == "True")
+        })
+        .count();
+    format!("{met}/{}", gates.len())
 }
 
 /// `5s`, `3m`, `2h`, `4d` since an RFC 3339 time.
@@ -290,6 +463,66 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .ends_with('d')
+        );
+    }
+
+    #[test]
+    fn wide_columns_are_priority_one_and_carry_pod_ip_node_and_images() {
+        let pod = json!({"kind": "Pod", "metadata": {"name": "web-1"},
+                         "spec": {"nodeName": "sim-node-1", "containers": [{"name": "app"}],
+                                  "readinessGates": [{"conditionType": "example.com/ok"}]},
+                         "status": {"phase": "Running", "podIP": "10.1.0.5", "podIPs": [{"ip": "10.1.0.5"}],
+                                    "conditions": [{"type": "example.com/ok", "status": "True"}]}});
+        let table = for_objects(&[pod], None).unwrap();
+        let names: Vec<(&str, i64)> = table["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap(), c["priority"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(
+            names[4..],
+            [
+                ("Age", 0),
+                ("IP", 1),
+                ("Node", 1),
+                ("Nominated Node", 1),
+                ("Readiness Gates", 1)
+            ]
+        );
+        let cells = &table["rows"][0]["cells"];
+        assert_eq!(cells[5], "10.1.0.5");
+        assert_eq!(cells[6], "sim-node-1");
+        assert_eq!(cells[7], "<none>");
+        assert_eq!(cells[8], "1/1");
+
+        let d = json!({"kind": "Deployment", "metadata": {"name": "web"},
+                       "spec": {"selector": {"matchLabels": {"tier": "a", "app": "web"}},
+                                "template": {"spec": {"containers": [
+                                    {"name": "app", "image": "web:1"}, {"name": "proxy", "image": "envoy:2"}]}}}});
+        let table = for_objects(&[d], None).unwrap();
+        let cells = &table["rows"][0]["cells"];
+        assert_eq!(cells[5], "app,proxy");
+        assert_eq!(cells[6], "web:1,envoy:2");
+        assert_eq!(cells[7], "app=web,tier=a");
+        assert_eq!(table["columnDefinitions"][6]["name"], "Images");
+        assert_eq!(table["columnDefinitions"][6]["priority"], 1);
+        assert_eq!(table["columnDefinitions"][4]["priority"], 0);
+
+        let svc = json!({"kind": "Service", "metadata": {"name": "web"},
+                         "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "selector": {"app": "web"}}});
+        let table = for_objects(&[svc], None).unwrap();
+        assert_eq!(table["rows"][0]["cells"][6], "app=web");
+        assert_eq!(table["columnDefinitions"][6]["name"], "Selector");
+
+        let ns = json!({"kind": "Namespace", "metadata": {"name": "prod"}, "status": {"phase": "Active"}});
+        let table = for_objects(&[ns], None).unwrap();
+        assert!(
+            table["columnDefinitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["priority"] == 0)
         );
     }
 }
