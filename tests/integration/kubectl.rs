@@ -672,8 +672,20 @@ async fn field_validation_refuses_or_warns_about_unknown_fields(binary: Binary) 
         assert!(sim.pods("default").is_empty());
         Some("--validate=warn")
     } else {
-        // Older kubectls send no fieldValidation: the server warns.
-        None
+        // Older kubectls validate on the client against the served OpenAPI
+        // schema (Kubernetes' own), as against a real cluster...
+        let client_side = kubectl.try_run(&["create", "-f", manifest]).await;
+        assert!(!client_side.ok);
+        assert!(
+            client_side
+                .stderr
+                .contains(r#"unknown field "foo" in io.k8s.api.core.v1.PodSpec"#),
+            "{}",
+            client_side.stderr
+        );
+        assert!(sim.pods("default").is_empty());
+        // ...and send no fieldValidation: with that off, the server warns.
+        Some("--validate=false")
     };
     let mut create = vec!["create", "-f", manifest];
     create.extend(warn_flag);

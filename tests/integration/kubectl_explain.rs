@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::kubectl::{Kubectl, start};
+use crate::common::kubectl::{Binary, Kubectl, every_kubectl, start};
 
 async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -64,8 +64,12 @@ fn cell<'a>(header: &[String], row: &'a [String], column: &str) -> &'a str {
 
 #[tokio::test]
 async fn kubectl_explain_prints_the_published_field_documentation() {
+    every_kubectl(explain_prints_the_published_field_documentation).await;
+}
+
+async fn explain_prints_the_published_field_documentation(binary: Binary) {
     let running = start().await;
-    let kubectl = Kubectl::new(&running);
+    let kubectl = Kubectl::with_binary(&running, &binary);
     let minor = client_minor(&kubectl).await;
     // kubectl 1.27 and later read OpenAPI v3 and can be told to read v2;
     // older ones read only v2, as protobuf.
@@ -131,6 +135,10 @@ async fn kubectl_explain_prints_the_published_field_documentation() {
 
 #[tokio::test]
 async fn kubectl_get_wide_shows_ip_node_containers_images_and_selector() {
+    every_kubectl(get_wide_shows_ip_node_containers_images_and_selector).await;
+}
+
+async fn get_wide_shows_ip_node_containers_images_and_selector(binary: Binary) {
     let running = start().await;
     let sim = running.sim.clone();
     sim.create_deployment("default", "web", "app", "registry.example/web:1", 2, 600);
@@ -143,7 +151,7 @@ async fn kubectl_get_wide_shows_ip_node_containers_images_and_selector() {
         (running == 2).then_some(pods)
     })
     .await;
-    let kubectl = Kubectl::new(&running);
+    let kubectl = Kubectl::with_binary(&running, &binary);
 
     let (header, rows) = table(&kubectl.run(&["get", "pods", "-o", "wide"]).await);
     assert_eq!(
@@ -235,9 +243,13 @@ spec:
 
 #[tokio::test]
 async fn kubectl_describe_shows_the_defaults_a_real_api_server_fills_in() {
+    every_kubectl(describe_shows_the_defaults_a_real_api_server_fills_in).await;
+}
+
+async fn describe_shows_the_defaults_a_real_api_server_fills_in(binary: Binary) {
     let running = start().await;
     let sim = running.sim.clone();
-    let kubectl = Kubectl::new(&running);
+    let kubectl = Kubectl::with_binary(&running, &binary);
     let manifest = kubectl.write("probed.yaml", PROBED);
     kubectl
         .run(&["apply", "-f", manifest.to_str().unwrap()])
@@ -250,14 +262,23 @@ async fn kubectl_describe_shows_the_defaults_a_real_api_server_fills_in() {
     .await;
 
     let pod = words(&kubectl.run(&["describe", "pod", "-l", "app=probed"]).await);
+    // Newer kubectls spell the thresholds out (1.37 does; 1.33 and older,
+    // all checked, print the short form).
+    let thresholds = if binary.minor() >= (1, 34) {
+        "successThreshold=1 failureThreshold=3"
+    } else {
+        "#success=1 #failure=3"
+    };
     assert!(
-        pod.contains("Readiness: http-get http://:8080/healthz delay=0s timeout=1s period=10s #success=1 #failure=3"),
+        pod.contains(&format!(
+            "Readiness: http-get http://:8080/healthz delay=0s timeout=1s period=10s {thresholds}"
+        )),
         "{pod}"
     );
     assert!(
-        pod.contains(
-            "Liveness: tcp-socket :8080 delay=5s timeout=1s period=10s #success=1 #failure=3"
-        ),
+        pod.contains(&format!(
+            "Liveness: tcp-socket :8080 delay=5s timeout=1s period=10s {thresholds}"
+        )),
         "{pod}"
     );
     // Requests default to the limits, which makes the pod Guaranteed.
@@ -290,7 +311,9 @@ async fn kubectl_describe_shows_the_defaults_a_real_api_server_fills_in() {
         "{deployment}"
     );
     assert!(
-        deployment.contains("Readiness: http-get http://:8080/healthz delay=0s timeout=1s period=10s #success=1 #failure=3"),
+        deployment.contains(&format!(
+            "Readiness: http-get http://:8080/healthz delay=0s timeout=1s period=10s {thresholds}"
+        )),
         "{deployment}"
     );
 }

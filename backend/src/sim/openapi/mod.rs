@@ -534,7 +534,9 @@ mod tests {
         let doc = v2();
         let all = definitions();
         let definitions = doc["definitions"].as_object().unwrap();
-        for kind in Kind::ALL {
+        // The access reviews are create-only requests, not objects anyone
+        // explains or stores; the vendored definitions leave them out.
+        for kind in Kind::ALL.into_iter().filter(|k| k.verbs() != ["create"]) {
             let name = definition_of(&all, kind).unwrap_or_else(|| panic!("{kind:?}"));
             assert!(definitions.contains_key(&name), "{name}");
         }
