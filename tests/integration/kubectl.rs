@@ -14,7 +14,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 use crate::common::bin;
-use crate::common::kubectl::{Binary, Kubectl, every_kubectl, start};
+use crate::common::kubectl::{Binary, Kubectl, eventually_now, every_kubectl, start};
 use serde_json::Value;
 
 /// kube-rs through the same kubeconfig (over TCP, with its token).
@@ -24,20 +24,6 @@ async fn kube_client(kubeconfig: &Path) -> Client {
         .await
         .expect("kube config");
     Client::try_from(config).expect("kube client")
-}
-
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn image(d: &Deployment) -> String {
@@ -73,7 +59,7 @@ async fn gets_sets_image_rolls_out_and_undoes(binary: Binary) {
     let running = start().await;
     let sim = running.sim.clone();
     sim.create_deployment("default", "web", "app", "registry.example/web:1", 2, 600);
-    eventually("web to roll out", || {
+    eventually_now("web to roll out", || {
         sim.deployment("default", "web").filter(rolled_out)
     })
     .await;
@@ -175,7 +161,7 @@ async fn gets_sets_image_rolls_out_and_undoes(binary: Binary) {
     );
 
     // pods by label, as names and as the table kubectl prints.
-    let pods = eventually("the old pods to go", || {
+    let pods = eventually_now("the old pods to go", || {
         let pods = sim.pods("default");
         (pods.len() == 2).then_some(pods)
     })
@@ -464,7 +450,7 @@ async fn server_dry_runs_change_nothing(binary: Binary) {
         .expect("kubectl created the deployment");
     assert_eq!(post.content_type.as_deref(), Some("application/json"));
     assert_eq!(post.status, 201);
-    let before = eventually("web to roll out", || {
+    let before = eventually_now("web to roll out", || {
         sim.deployment("default", "web").filter(rolled_out)
     })
     .await;
@@ -712,7 +698,7 @@ async fn field_selectors_the_server_does_not_support_fail(binary: Binary) {
     let running = start().await;
     let sim = running.sim.clone();
     sim.create_deployment("default", "web", "app", "registry.example/web:1", 2, 600);
-    eventually("web to roll out", || {
+    eventually_now("web to roll out", || {
         sim.deployment("default", "web").filter(rolled_out)
     })
     .await;

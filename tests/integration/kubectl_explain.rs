@@ -3,25 +3,9 @@
 //! older kubectl, v2 protobuf), `get -o wide` and `describe` with the
 //! defaults a real API server fills in.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
-use crate::common::kubectl::{Binary, Kubectl, every_kubectl, start};
-
-async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use crate::common::kubectl::{Binary, Kubectl, eventually_now, every_kubectl, start};
 
 /// kubectl wraps descriptions at its terminal width: compare words.
 fn words(text: &str) -> String {
@@ -142,7 +126,7 @@ async fn get_wide_shows_ip_node_containers_images_and_selector(binary: Binary) {
     let running = start().await;
     let sim = running.sim.clone();
     sim.create_deployment("default", "web", "app", "registry.example/web:1", 2, 600);
-    let pods = eventually("two running pods", || {
+    let pods = eventually_now("two running pods", || {
         let pods = sim.pods("default");
         let running = pods
             .iter()
@@ -254,7 +238,7 @@ async fn describe_shows_the_defaults_a_real_api_server_fills_in(binary: Binary) 
     kubectl
         .run(&["apply", "-f", manifest.to_str().unwrap()])
         .await;
-    eventually("the probed pod", || {
+    eventually_now("the probed pod", || {
         sim.pods("default")
             .into_iter()
             .find(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some())

@@ -3,13 +3,11 @@
 //! applied with a Deployment and a Service, the Service's endpoints, the
 //! node, a CustomResourceDefinition and its resource, and `auth can-i`.
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::Pod;
 use rollway::sim::Kind;
 use serde_json::Value;
 
-use crate::common::kubectl::{Binary, Kubectl, every_kubectl, start};
+use crate::common::kubectl::{Binary, Kubectl, eventually, every_kubectl, start};
 
 const APP: &str = r#"
 apiVersion: v1
@@ -73,25 +71,6 @@ metadata:
 spec:
   workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web}
 "#;
-
-/// Polls `check` (which may run kubectl) until it answers `Some`, failing
-/// after 30 seconds.
-async fn eventually<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn ready_ips(pods: &[Pod]) -> Vec<String> {
     let mut ips: Vec<String> = pods

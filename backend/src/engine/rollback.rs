@@ -37,7 +37,7 @@ impl Kind for Rollback {
         stage.check_deadline()?;
         let client = stage.client(ctx).await?;
         let live = stage.read(&client).await?;
-        if let Some(reason) = stage::replaced(target.deployment_uid.as_deref(), &live) {
+        if let Some(reason) = deployment::replaced(target.deployment_uid.as_deref(), &live) {
             return refused(ctx, job, &stage, format!("{}: {reason}", stage.name())).await;
         }
         let Some(replaced_image) = target.replaced_image.clone() else {

@@ -100,7 +100,7 @@ impl Stage {
     /// Fails the job when `live` is not the object this stage's deploy
     /// wrote to (same name, other uid).
     pub fn check_same_object(&self, live: &Deployment) -> Result<(), Error> {
-        match replaced(self.target.deployment_uid.as_deref(), live) {
+        match deployment::replaced(self.target.deployment_uid.as_deref(), live) {
             Some(message) => Err(Error::Fail(format!("{}: {message}", self.name()))),
             None => Ok(()),
         }
@@ -214,7 +214,7 @@ impl Stage {
                     in_watch = true;
                     if seen.metadata.resource_version != watched {
                         watched = seen.metadata.resource_version.clone();
-                        if let Some(message) = replaced(uid.as_deref(), &seen) {
+                        if let Some(message) = deployment::replaced(uid.as_deref(), &seen) {
                             return Ok(self.lost(message));
                         }
                         if later_or_same(&seen, &live) {
@@ -231,7 +231,7 @@ impl Stage {
                     {
                         Ok(None) => return Ok(self.deleted()),
                         Ok(Some(d)) => {
-                            if let Some(message) = replaced(uid.as_deref(), &d) {
+                            if let Some(message) = deployment::replaced(uid.as_deref(), &d) {
                                 return Ok(self.lost(message));
                             }
                             live = d;
@@ -305,7 +305,7 @@ impl Stage {
                     match client.deployment(&target.namespace, &target.deployment).await {
                         Ok(Some(d)) => {
                             unreachable_since = None;
-                            if let Some(message) = replaced(uid.as_deref(), &d) {
+                            if let Some(message) = deployment::replaced(uid.as_deref(), &d) {
                                 return Ok(self.lost(message));
                             }
                             if later_or_same(&d, &live) {
@@ -435,19 +435,6 @@ pub(super) async fn fail(ctx: &Context, job: &Job, message: String) -> Result<Do
     }
 }
 
-/// Why `live` is not the object of uid `uid` (it was deleted and created
-/// again under the same name), if it is not.
-pub(super) fn replaced(uid: Option<&str>, live: &Deployment) -> Option<String> {
-    let now = live.metadata.uid.as_deref();
-    match (uid, now) {
-        (Some(was), Some(now)) if was != now => Some(format!(
-            "the Deployment was replaced: it was deleted and created again (uid {was} is now {now}); \
-             this stage's rollout cannot be followed on another object"
-        )),
-        _ => None,
-    }
-}
-
 /// Whether `a` is the same version of the object as `b` or a later one,
 /// by `metadata.generation` (a sequence number of the object's spec;
 /// resourceVersions are opaque and never ordered). Status changes keep the
@@ -476,12 +463,12 @@ mod tests {
     #[test]
     fn another_uid_is_another_object_whatever_its_version() {
         let ours = deployment("a", 3, "900");
-        assert!(replaced(Some("a"), &ours).is_none());
+        assert!(deployment::replaced(Some("a"), &ours).is_none());
         let again = deployment("b", 1, "99999");
-        let message = replaced(Some("a"), &again).unwrap();
+        let message = deployment::replaced(Some("a"), &again).unwrap();
         assert!(message.contains("replaced") && message.contains("uid a is now b"));
         // Nothing recorded yet: nothing to compare.
-        assert!(replaced(None, &again).is_none());
+        assert!(deployment::replaced(None, &again).is_none());
     }
 
     #[test]

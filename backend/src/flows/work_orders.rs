@@ -362,14 +362,9 @@ async fn rollback_preflight(
             target.cluster
         ))
     })?;
-    if let (Some(was), Some(now)) = (
-        target.deployment_uid.as_deref(),
-        live.metadata.uid.as_deref(),
-    ) && was != now
-    {
+    if let Some(reason) = deployment::replaced(target.deployment_uid.as_deref(), &live) {
         return Err(Error::Conflict(format!(
-            "Deployment {name} in cluster {} was replaced (deleted and created again) since this \
-             stage deployed; nothing of this stage runs there to roll back",
+            "{name} in cluster {}: {reason}; nothing of this stage runs there to roll back",
             target.cluster
         )));
     }

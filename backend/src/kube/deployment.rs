@@ -101,6 +101,20 @@ pub fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
     normal(a) == normal(b)
 }
 
+/// Why `live` is not the object of uid `uid` (it was deleted and created
+/// again under the same name), if it is not: a stage follows and writes
+/// one object only.
+pub fn replaced(uid: Option<&str>, live: &Deployment) -> Option<String> {
+    let now = live.metadata.uid.as_deref();
+    match (uid, now) {
+        (Some(was), Some(now)) if was != now => Some(format!(
+            "the Deployment was replaced: it was deleted and created again (uid {was} is now {now}); \
+             this stage's rollout cannot be followed on another object"
+        )),
+        _ => None,
+    }
+}
+
 /// Kubernetes' default `spec.progressDeadlineSeconds`.
 pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
 

@@ -200,6 +200,16 @@ fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
         .unwrap_or_default()
 }
 
+/// The first of `pointers` that holds non-empty text (Event fields moved
+/// between the two Event APIs).
+fn first_text<'a>(object: &'a Value, pointers: &[&str]) -> &'a str {
+    pointers
+        .iter()
+        .map(|p| text(object, p))
+        .find(|t| !t.is_empty())
+        .unwrap_or_default()
+}
+
 fn cells(o: &Value) -> Vec<Value> {
     let name = text(o, "/metadata/name");
     let age = age(text(o, "/metadata/creationTimestamp"));
@@ -329,47 +339,43 @@ fn cells(o: &Value) -> Vec<Value> {
                 .get("involvedObject")
                 .or_else(|| o.get("regarding"))
                 .unwrap_or(&Value::Null);
-            let seen = [
-                "/lastTimestamp",
-                "/eventTime",
-                "/metadata/creationTimestamp",
-            ]
-            .iter()
-            .map(|p| text(o, p))
-            .find(|t| !t.is_empty())
-            .unwrap_or_default();
+            let seen = first_text(
+                o,
+                &[
+                    "/lastTimestamp",
+                    "/eventTime",
+                    "/metadata/creationTimestamp",
+                ],
+            );
             let message = o
                 .get("message")
                 .or_else(|| o.get("note"))
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let first_seen = [
-                "/firstTimestamp",
-                "/eventTime",
-                "/metadata/creationTimestamp",
-            ]
-            .iter()
-            .map(|p| text(o, p))
-            .find(|t| !t.is_empty())
-            .unwrap_or_default();
-            let component = [
-                "/source/component",
-                "/deprecatedSource/component",
-                "/reportingController",
-            ]
-            .iter()
-            .map(|p| text(o, p))
-            .find(|t| !t.is_empty())
-            .unwrap_or_default();
-            let host = [
-                "/source/host",
-                "/deprecatedSource/host",
-                "/reportingInstance",
-            ]
-            .iter()
-            .map(|p| text(o, p))
-            .find(|t| !t.is_empty())
-            .unwrap_or_default();
+            let first_seen = first_text(
+                o,
+                &[
+                    "/firstTimestamp",
+                    "/eventTime",
+                    "/metadata/creationTimestamp",
+                ],
+            );
+            let component = first_text(
+                o,
+                &[
+                    "/source/component",
+                    "/deprecatedSource/component",
+                    "/reportingController",
+                ],
+            );
+            let host = first_text(
+                o,
+                &[
+                    "/source/host",
+                    "/deprecatedSource/host",
+                    "/reportingInstance",
+                ],
+            );
             let source = if host.is_empty() {
                 component.to_string()
             } else {

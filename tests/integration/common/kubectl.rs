@@ -239,3 +239,27 @@ pub async fn start() -> RunningSim {
         .await
         .expect("start the simulated cluster")
 }
+
+/// Polls `check` (which may run kubectl) until it answers `Some`, failing
+/// after 30 seconds.
+pub async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`eventually`] for a check that does not wait.
+pub async fn eventually_now<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    eventually(what, || std::future::ready(check())).await
+}
