@@ -497,14 +497,20 @@ db_test!(
     |backend| async move {
         let app = TestApp::start_with(backend, engine_start()).await;
         let (r, id) = stuck(&app).await;
-        // Someone renames the container mid-rollout.
+        // Someone renames the container mid-rollout (reading again when
+        // the controller's status writes get in between, as kubectl would).
         let api = kube(&r.sim.sim);
-        let mut d = api.get("checkout").await.unwrap();
-        d.spec.template.spec.as_mut().unwrap().containers[0].name = "main".into();
-        d.metadata.managed_fields = None;
-        api.replace("checkout", &Default::default(), &d)
-            .await
-            .unwrap();
+        let mut attempts = 0;
+        loop {
+            let mut d = api.get("checkout").await.unwrap();
+            d.spec.template.spec.as_mut().unwrap().containers[0].name = "main".into();
+            d.metadata.managed_fields = None;
+            match api.replace("checkout", &Default::default(), &d).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(e)) if e.code == 409 && attempts < 20 => attempts += 1,
+                Err(e) => panic!("rename the container: {e}"),
+            }
+        }
         wait_stage(&r.eric, id, 1, "failed").await;
         let message = stage(&r.eric, id, 1).await["message"]
             .as_str()
