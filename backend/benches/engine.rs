@@ -13,8 +13,6 @@
 //! `BENCH_DATABASE_URL=postgres://…` (an empty database). `BENCH_ROLLOUTS`
 //! (default 1000) and `BENCH_LATENCY_SAMPLES` (default 50) scale it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,117 +20,10 @@ use rollway::config::DatabaseConfig;
 use rollway::db::{Db, now_ms};
 use rollway::sim::{Sim, SimConfig};
 
-const SECRET_KEY: &str = "bench-secret-key-0123456789abcdef0123456789";
-const ADMIN_PASSWORD: &str = "bench-admin-password";
+mod common;
+use common::{cli, cpu_time, env_num, insert_rows, ms, percentile, rss_mib, start_rollway};
+
 const IMAGE: &str = "registry.example.com/bench/svc";
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(url: &str, dir: &std::path::Path, max_jobs: usize) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rollway"))
-        .args(["--database-url", url, "serve", "--listen", "127.0.0.1:0"])
-        .args(["--engine-max-jobs", &max_jobs.to_string()])
-        .env("ROLLWAY_SECRET_KEY", SECRET_KEY)
-        .env("ROLLWAY_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("ROLLWAY_LOG", "warn")
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start rollway");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let base = loop {
-        let line = lines.next().expect("server output").unwrap();
-        if let Some(addr) = line.strip_prefix("Rollway listening on ") {
-            break addr.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, base }
-}
-
-fn cli(url: &str, dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_rollway"))
-        .args(["--database-url", url])
-        .args(args)
-        .env("ROLLWAY_SECRET_KEY", SECRET_KEY)
-        .current_dir(dir)
-        .output()
-        .expect("run rollway");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Resident set size now and at its peak, in MiB.
-fn rss_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// User + system CPU time of a process.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the name).
-    let hz = 100.0;
-    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / hz)
-}
-
-async fn insert_rows(db: &Db, head: &str, rows: impl Iterator<Item = String>) {
-    let mut tx = db.begin_write().await.unwrap();
-    let mut batch = Vec::with_capacity(500);
-    for row in rows {
-        batch.push(row);
-        if batch.len() == 500 {
-            let sql = format!("{head} VALUES {}", batch.join(","));
-            sqlx::query(&sql).execute(&mut *tx).await.unwrap();
-            batch.clear();
-        }
-    }
-    if !batch.is_empty() {
-        let sql = format!("{head} VALUES {}", batch.join(","));
-        sqlx::query(&sql).execute(&mut *tx).await.unwrap();
-    }
-    tx.commit().await.unwrap();
-}
 
 /// Starts stage 1 of `order` through the API (client, base URL, token).
 async fn deploy(target: &(reqwest::Client, String, String), order: i64) {
@@ -145,14 +36,6 @@ async fn deploy(target: &(reqwest::Client, String, String), order: i64) {
         .unwrap();
     let status = resp.status().as_u16();
     assert_eq!(status, 202, "{}", resp.text().await.unwrap());
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 #[tokio::main]
@@ -188,7 +71,11 @@ async fn main() {
         );
     }
 
-    let server = start_server(&url, dir.path(), total.max(1000));
+    let server = start_rollway(
+        &url,
+        dir.path(),
+        &["--engine-max-jobs", &total.max(1000).to_string()],
+    );
     let pid = server.child.id();
     let token = cli(
         &url,
@@ -218,7 +105,7 @@ async fn main() {
     assert!(resp.status().is_success(), "node: {}", resp.status());
 
     // Apps, items, stages and approved orders straight into the database.
-    let key = rollway::secret::SecretKey::new(SECRET_KEY.as_bytes()).audit_key();
+    let key = rollway::secret::SecretKey::new(common::SECRET_KEY.as_bytes()).audit_key();
     let db = Db::connect(&DatabaseConfig::from_url(&url).unwrap(), key)
         .await
         .unwrap();

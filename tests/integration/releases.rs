@@ -831,3 +831,85 @@ db_test!(
         assert_eq!(listed, open);
     }
 );
+
+db_test!(
+    answers_cached_by_one_replica_follow_changes_made_through_another,
+    |backend| async move {
+        // Replica B caches Olivia's inbox count and the approvers of the
+        // order's node; every change made through replica A shows on B's
+        // next page.
+        let a = TestApp::start(backend).await;
+        let r = Release::create(&a, false).await;
+        let b = TestApp::start_on(a.db.shared(), crate::common::Start::default());
+        let eric = a.browser_as("eric", USER_PASSWORD).await;
+        let olivia_a = a.browser_as("olivia", USER_PASSWORD).await;
+        let olivia_b = b.browser_as("olivia", USER_PASSWORD).await;
+        let (_, html) = olivia_b.get("/approvals").await;
+        assert!(!html.contains(" waiting\""), "nothing waits yet");
+        let item = r.item.to_string();
+        let (s, _, location) = eric
+            .submit(
+                "/work-orders",
+                &[
+                    ("item", item.as_str()),
+                    ("version", "v1.42.0"),
+                    ("title", "Ship 1.42"),
+                    ("description", ""),
+                ],
+            )
+            .await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        let order_page = location.unwrap();
+        let (_, html) = olivia_b.get("/tree").await;
+        assert!(
+            html.contains("aria-label=\"1 waiting\""),
+            "B counts the order filed through A"
+        );
+        let (_, html) = olivia_b.get(&order_page).await;
+        assert!(html.contains("data-approver=\"olivia\""));
+        assert!(!html.contains("data-approver=\"owen\""));
+        let (s, _, _) = olivia_a
+            .submit(&format!("{order_page}/approve"), &[("comment", "")])
+            .await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        let (_, html) = olivia_b.get("/tree").await;
+        assert!(
+            !html.contains("aria-label=\"1 waiting\""),
+            "B sees the approval made through A"
+        );
+        // A second owner, added through A, approves on B's page too.
+        let (_, owen) = r
+            .org
+            .admin
+            .post(
+                "/api/v1/users",
+                json!({"name": "owen", "password": USER_PASSWORD}),
+            )
+            .await;
+        r.org
+            .admin
+            .post(
+                &format!("/api/v1/nodes/{}/members", r.org.pay),
+                json!({"account": "owen", "role": "owner"}),
+            )
+            .await;
+        let (_, html) = olivia_b.get(&order_page).await;
+        assert!(html.contains("data-approver=\"owen\""), "new owner shown");
+        // Disabling him through A takes him off B's approvers.
+        let (s, _) = r
+            .org
+            .admin
+            .patch(
+                &format!("/api/v1/users/{}", owen["user"]["id"]),
+                json!({"disabled": true}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (_, html) = olivia_b.get(&order_page).await;
+        assert!(
+            !html.contains("data-approver=\"owen\""),
+            "a disabled owner approves nothing"
+        );
+        assert!(html.contains("data-approver=\"olivia\""));
+    }
+);

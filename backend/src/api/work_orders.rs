@@ -388,9 +388,7 @@ async fn get_work_order(
     ApiActor(actor, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<WorkOrderDetail>> {
-    let detail = state
-        .policy
-        .visible(&actor, views::detail(&state.db.pool, id).await)?;
+    let detail = flows::work_orders::detail(&state, &actor, id).await?;
     Ok(Json(detail.into()))
 }
 
@@ -599,6 +597,7 @@ mod tests {
             },
             approvers_node: Some("acme".into()),
             approvers: vec!["olga".into()],
+            auto_rollback: true,
             decisions: vec![views::Decision {
                 account: "olga".into(),
                 decision: "approved".into(),
@@ -624,6 +623,7 @@ mod tests {
                 started_at: Some(1),
                 finished_at: None,
                 message: String::new(),
+                rollback_from: Some(StageStatus::Succeeded),
             }],
             timeline: vec![views::TimelineEvent {
                 id: 1,

@@ -13,7 +13,7 @@
 //! ([`Policy::visible`]), and lists keep the reader's [`Scope`]
 //! ([`Policy::read_scope`]), which the database applies in SQL.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
@@ -199,17 +199,49 @@ fn outermost(paths: &[String]) -> Vec<String> {
 pub struct Policy {
     current: RwLock<Arc<Loaded>>,
     reload: tokio::sync::Mutex<()>,
-    /// Per account, the nodes where it is an effective approver, for the
-    /// policy version they were computed at (the tree and its grants only
-    /// change with a version bump).
-    approver_nodes: std::sync::Mutex<ApproverCache>,
-    /// Per account, what it may read, for the policy version it was
-    /// computed at.
-    scopes: std::sync::Mutex<HashMap<i64, (i64, Scope)>>,
+    /// Per account, the nodes where it is an effective approver (the tree,
+    /// its grants and which accounts are enabled only change with a
+    /// policy version bump).
+    approver_nodes: VersionedCache<i64, i64, Arc<Vec<i64>>>,
+    /// Per account, what it may read.
+    scopes: VersionedCache<i64, i64, Scope>,
+    /// Per node path, its effective approvers and the node they come from.
+    approvers: VersionedCache<String, i64, Approvers>,
+    /// Per account, how many orders wait for its approval, for the policy
+    /// and inbox versions it was counted at (`db::sessions`).
+    awaiting: VersionedCache<i64, (i64, i64), i64>,
 }
 
-/// account id → (policy version, node ids where it approves)
-type ApproverCache = HashMap<i64, (i64, Arc<Vec<i64>>)>;
+/// The effective approvers at a node: the node they come from and their
+/// names (`db::approvers::approvers_of`); `None` when no node above has
+/// owners.
+pub type Approvers = Arc<Option<(String, BTreeSet<String>)>>;
+
+/// Values worked out from the grants (or other versioned data), each kept
+/// for the version it was computed at: a lookup at another version
+/// misses, and storing at a new version drops every entry of older ones.
+struct VersionedCache<K, V, T>(std::sync::Mutex<HashMap<K, (V, T)>>);
+
+impl<K: std::hash::Hash + Eq, V: PartialEq + Copy, T: Clone> VersionedCache<K, V, T> {
+    fn new() -> Self {
+        Self(std::sync::Mutex::new(HashMap::new()))
+    }
+
+    fn get(&self, key: &K, version: V) -> Option<T> {
+        let cache = self.0.lock().ok()?;
+        cache
+            .get(key)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, value)| value.clone())
+    }
+
+    fn put(&self, key: K, version: V, value: T) {
+        if let Ok(mut cache) = self.0.lock() {
+            cache.retain(|_, (v, _)| *v == version);
+            cache.insert(key, (version, value));
+        }
+    }
+}
 
 /// Builds an enforcer from the static role rules and the given grants.
 async fn build_enforcer(
@@ -252,8 +284,10 @@ impl Policy {
         Ok(Self {
             current: RwLock::new(Arc::new(loaded)),
             reload: tokio::sync::Mutex::new(()),
-            approver_nodes: std::sync::Mutex::new(HashMap::new()),
-            scopes: std::sync::Mutex::new(HashMap::new()),
+            approver_nodes: VersionedCache::new(),
+            scopes: VersionedCache::new(),
+            approvers: VersionedCache::new(),
+            awaiting: VersionedCache::new(),
         })
     }
 
@@ -309,18 +343,52 @@ impl Policy {
     /// (owners of the nearest node with owners), cached per policy version.
     pub async fn approver_nodes(&self, db: &Db, account_id: i64) -> Result<Arc<Vec<i64>>> {
         let version = self.snapshot().version;
-        if let Ok(cache) = self.approver_nodes.lock()
-            && let Some((v, nodes)) = cache.get(&account_id)
-            && *v == version
-        {
-            return Ok(nodes.clone());
+        if let Some(nodes) = self.approver_nodes.get(&account_id, version) {
+            return Ok(nodes);
         }
         let nodes = Arc::new(db::approvers::approver_nodes(&db.pool, account_id).await?);
-        if let Ok(mut cache) = self.approver_nodes.lock() {
-            cache.retain(|_, (v, _)| *v == version);
-            cache.insert(account_id, (version, nodes.clone()));
-        }
+        self.approver_nodes.put(account_id, version, nodes.clone());
         Ok(nodes)
+    }
+
+    /// The effective approvers at the node with `path`, cached per policy
+    /// version.
+    pub async fn approvers_at(&self, db: &Db, path: &str) -> Result<Approvers> {
+        let version = self.snapshot().version;
+        if let Some(found) = self.approvers.get(&path.to_string(), version) {
+            return Ok(found);
+        }
+        let found = Arc::new(db::approvers::approvers_at(&db.pool, path).await?);
+        self.approvers.put(path.to_string(), version, found.clone());
+        Ok(found)
+    }
+
+    /// How many orders wait for `actor`'s approval (the header badge):
+    /// orders on the nodes where it approves that it may also read,
+    /// counted again only when the policy or the inbox version
+    /// (`inbox_version`, read with the session) moved on.
+    pub async fn awaiting_count(
+        &self,
+        db: &Db,
+        actor: &Account,
+        inbox_version: i64,
+    ) -> Result<i64> {
+        let versions = (self.snapshot().version, inbox_version);
+        if let Some(count) = self.awaiting.get(&actor.id, versions) {
+            return Ok(count);
+        }
+        let approves = self.approver_nodes(db, actor.id).await?;
+        let scope = self.read_scope(db, actor).await?;
+        // Approvers own a node above the orders they approve, so they may
+        // see them; the badge still counts only what its holder may open.
+        let approves: Vec<i64> = approves
+            .iter()
+            .copied()
+            .filter(|node| scope.covers_node(*node))
+            .collect();
+        let count = db::work_order_views::awaiting_count(&db.pool, actor.id, &approves).await?;
+        self.awaiting.put(actor.id, versions, count);
+        Ok(count)
     }
 
     /// May `actor` do `action` at the node with `path` (`/` for global
@@ -392,11 +460,8 @@ impl Policy {
             return Ok(Scope::nothing());
         }
         let version = self.snapshot().version;
-        if let Ok(cache) = self.scopes.lock()
-            && let Some((v, scope)) = cache.get(&actor.id)
-            && *v == version
-        {
-            return Ok(scope.clone());
+        if let Some(scope) = self.scopes.get(&actor.id, version) {
+            return Ok(scope);
         }
         let (subtrees, everything) = db::tree::subtrees(&db.pool, roots).await?;
         let scope = if everything {
@@ -404,10 +469,7 @@ impl Policy {
         } else {
             Scope::Under(Arc::new(subtrees))
         };
-        if let Ok(mut cache) = self.scopes.lock() {
-            cache.retain(|_, (v, _)| *v == version);
-            cache.insert(actor.id, (version, scope.clone()));
-        }
+        self.scopes.put(actor.id, version, scope.clone());
         Ok(scope)
     }
 
@@ -475,8 +537,10 @@ mod tests {
                 granted: granted_paths(memberships),
             })),
             reload: tokio::sync::Mutex::new(()),
-            approver_nodes: std::sync::Mutex::new(HashMap::new()),
-            scopes: std::sync::Mutex::new(HashMap::new()),
+            approver_nodes: VersionedCache::new(),
+            scopes: VersionedCache::new(),
+            approvers: VersionedCache::new(),
+            awaiting: VersionedCache::new(),
         }
     }
 

@@ -309,6 +309,9 @@ pub async fn set_disabled(db: &Db, id: i64, disabled: bool, who: &AuditActor) ->
             .execute(&mut *tx)
             .await?;
     }
+    // Who approves where counts enabled owners only: what is worked out
+    // from the grants and cached per policy version changes with it.
+    super::tree::bump_policy_version(&mut tx).await?;
     let after = get_in(&mut tx, id).await?;
     audit::record(
         &mut tx,

@@ -6,48 +6,59 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::AnyPool;
+use sqlx::{Any, AnyPool};
 
 use super::Tx;
 use super::error::Result;
 use crate::domain::tree::{self as rules, Membership, Role};
 
-/// Owners on the chain from the root to `path`, as the tree rules take them.
-async fn owners_on_chain(tx: &mut Tx, path: &str) -> Result<Vec<Membership<String>>> {
-    let mut out = Vec::new();
-    for node_path in rules::ancestor_chain(path) {
-        let names: Vec<String> = sqlx::query_scalar(
-            "SELECT a.name FROM node_members m JOIN nodes n ON n.id = m.node_id JOIN accounts a ON a.id = m.account_id \
-             WHERE n.path = $1 AND m.role = 'owner' AND a.disabled_at IS NULL",
-        )
-        .bind(&node_path)
-        .fetch_all(&mut **tx)
-        .await?;
-        out.extend(names.into_iter().map(|account| Membership {
-            account,
-            path: node_path.clone(),
-            role: Role::Owner,
-        }));
+/// Owners on the chain from the root to `path`, as the tree rules take
+/// them, in one query.
+async fn owners_on_chain<'c, E>(db: E, path: &str) -> Result<Vec<Membership<String>>>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let chain = rules::ancestor_chain(path);
+    if chain.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    let placeholders: Vec<String> = (1..=chain.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT n.path, a.name FROM node_members m JOIN nodes n ON n.id = m.node_id JOIN accounts a ON a.id = m.account_id \
+         WHERE n.path IN ({}) AND m.role = 'owner' AND a.disabled_at IS NULL",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+    for node_path in &chain {
+        query = query.bind(node_path);
+    }
+    Ok(query
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(|(path, account)| Membership {
+            account,
+            path,
+            role: Role::Owner,
+        })
+        .collect())
 }
 
 /// The effective approvers at `path` (owners of the nearest node with
 /// owners, disabled accounts excluded) and the node they come from.
 pub async fn approvers_of(tx: &mut Tx, path: &str) -> Result<Option<(String, BTreeSet<String>)>> {
-    let owners = owners_on_chain(tx, path).await?;
+    let owners = owners_on_chain(&mut **tx, path).await?;
     Ok(rules::effective_approvers(path, &owners))
 }
 
-/// [`approvers_of`] in a read transaction of its own.
+/// [`approvers_of`] outside a transaction. Pages and the API read it
+/// through `Policy::approvers_at`, which caches it per policy version.
 pub async fn approvers_at(
     pool: &AnyPool,
     path: &str,
 ) -> Result<Option<(String, BTreeSet<String>)>> {
-    let mut tx = Tx::begin_read(pool).await?;
-    let approvers = approvers_of(&mut tx, path).await?;
-    tx.rollback().await?;
-    Ok(approvers)
+    let owners = owners_on_chain(pool, path).await?;
+    Ok(rules::effective_approvers(path, &owners))
 }
 
 /// The ids of the nodes where `account_id` is an effective approver.

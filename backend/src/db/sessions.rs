@@ -20,6 +20,9 @@ pub struct SessionAccount {
     pub account: Account,
     /// The policy version, read in the same query.
     pub policy_version: i64,
+    /// The inbox version (`inbox_state`), read in the same query: it
+    /// changes whenever any account's "waiting for my approval" may have.
+    pub inbox_version: i64,
 }
 
 /// Creates a session and returns the cookie token (shown only to the browser).
@@ -60,7 +63,8 @@ pub async fn authenticate(db: &Db, token: &str, idle_ms: i64) -> Result<Option<S
     let now = now_ms();
     let row = sqlx::query(&format!(
         "SELECT s.id AS session_id, s.created_at AS session_created_at, s.last_seen_at, \
-         (SELECT version FROM policy_state WHERE id = 1) AS policy_version, {} \
+         (SELECT version FROM policy_state WHERE id = 1) AS policy_version, \
+         (SELECT version FROM inbox_state WHERE id = 1) AS inbox_version, {} \
          FROM sessions s JOIN accounts a ON a.id = s.account_id \
          WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.disabled_at IS NULL",
         accounts::COLUMNS
@@ -85,6 +89,7 @@ pub async fn authenticate(db: &Db, token: &str, idle_ms: i64) -> Result<Option<S
     Ok(Some(SessionAccount {
         session_id,
         policy_version: row.try_get("policy_version")?,
+        inbox_version: row.try_get("inbox_version")?,
         account: accounts::from_row(&row)?,
     }))
 }
@@ -94,7 +99,8 @@ pub async fn authenticate(db: &Db, token: &str, idle_ms: i64) -> Result<Option<S
 /// long-lived answer (a followed log), which is not activity.
 pub async fn live_account(pool: &AnyPool, session_id: i64) -> Result<Option<SessionAccount>> {
     let row = sqlx::query(&format!(
-        "SELECT s.id AS session_id, (SELECT version FROM policy_state WHERE id = 1) AS policy_version, {} \
+        "SELECT s.id AS session_id, (SELECT version FROM policy_state WHERE id = 1) AS policy_version, \
+         (SELECT version FROM inbox_state WHERE id = 1) AS inbox_version, {} \
          FROM sessions s JOIN accounts a ON a.id = s.account_id \
          WHERE s.id = $1 AND s.expires_at > $2 AND a.disabled_at IS NULL",
         accounts::COLUMNS
@@ -107,6 +113,7 @@ pub async fn live_account(pool: &AnyPool, session_id: i64) -> Result<Option<Sess
     Ok(Some(SessionAccount {
         session_id,
         policy_version: row.try_get("policy_version")?,
+        inbox_version: row.try_get("inbox_version")?,
         account: accounts::from_row(&row)?,
     }))
 }

@@ -5,11 +5,13 @@
 //! `db::work_orders`. The read models carry typed states and statuses; the
 //! API shapes its own JSON from them (`api::work_orders`).
 
+use std::sync::OnceLock;
+
+use serde::Deserialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::Db;
-use super::approvers::approvers_at;
 use super::error::{Error, Result};
 use super::tree::Scope;
 use crate::config::DbKind;
@@ -42,7 +44,7 @@ pub struct WorkOrder {
 }
 
 /// One approver's approval or rejection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Decision {
     pub account: String,
     /// `approved` or `rejected`.
@@ -70,10 +72,12 @@ pub struct StageRun {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub message: String,
+    /// While rolling back: the status the rollback started from.
+    pub rollback_from: Option<StageStatus>,
 }
 
 /// One entry of an order's timeline.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct TimelineEvent {
     pub id: i64,
     pub at: i64,
@@ -89,8 +93,12 @@ pub struct TimelineEvent {
 pub struct WorkOrderDetail {
     pub order: WorkOrder,
     /// The node whose owners approve, and who they are (creator included).
+    /// [`detail`] leaves them empty: they come from the policy's cache
+    /// (`flows::work_orders::detail`).
     pub approvers_node: Option<String>,
     pub approvers: Vec<String>,
+    /// The release item rolls back a failed stage by itself.
+    pub auto_rollback: bool,
     pub decisions: Vec<Decision>,
     pub stage_runs: Vec<StageRun>,
     pub timeline: Vec<TimelineEvent>,
@@ -103,6 +111,72 @@ pub(super) const COLUMNS: &str = "w.id, w.release_item_id, r.name AS release_ite
     w.created_at, w.updated_at";
 pub(super) const FROM: &str = "work_orders w JOIN release_items r ON r.id = w.release_item_id \
     JOIN nodes n ON n.id = w.node_id JOIN accounts a ON a.id = w.creator_id";
+
+/// The names [`COLUMNS`] gives its columns, for reading them as JSON.
+const ORDER_FIELDS: [&str; 16] = [
+    "id",
+    "release_item_id",
+    "release_item",
+    "node_id",
+    "node_path",
+    "version",
+    "image",
+    "title",
+    "description",
+    "state",
+    "creator_id",
+    "creator",
+    "required_approvals",
+    "approvals",
+    "created_at",
+    "updated_at",
+];
+
+/// A work order as a JSON list of [`ORDER_FIELDS`] carries it.
+#[derive(Deserialize)]
+struct WorkOrderJson {
+    id: i64,
+    release_item_id: i64,
+    release_item: String,
+    node_id: i64,
+    node_path: String,
+    version: String,
+    image: String,
+    title: String,
+    description: String,
+    state: String,
+    creator_id: i64,
+    creator: String,
+    required_approvals: i64,
+    approvals: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<WorkOrderJson> for WorkOrder {
+    type Error = sqlx::Error;
+
+    fn try_from(r: WorkOrderJson) -> Result<Self, sqlx::Error> {
+        Ok(WorkOrder {
+            id: r.id,
+            release_item_id: r.release_item_id,
+            release_item: r.release_item,
+            node_id: r.node_id,
+            node_path: r.node_path,
+            version: r.version,
+            image: r.image,
+            title: r.title,
+            description: r.description,
+            state: r.state.parse().map_err(decode)?,
+            creator_id: r.creator_id,
+            creator: r.creator,
+            required_approvals: r.required_approvals,
+            approvals: r.approvals,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
 
 fn decode(e: String) -> sqlx::Error {
     sqlx::Error::Decode(e.into())
@@ -147,89 +221,168 @@ pub async fn get(pool: &AnyPool, id: i64) -> Result<WorkOrder> {
         .ok_or_else(|| not_found(id))
 }
 
-/// An order with its approvers, decisions, stage runs and timeline.
-pub async fn detail(pool: &AnyPool, id: i64) -> Result<WorkOrderDetail> {
-    let order = get(pool, id).await?;
-    let approvers = approvers_at(pool, &order.node_path).await?;
-    let decisions = sqlx::query(
-        "SELECT a.name, ap.decision, ap.comment, ap.at FROM approvals ap JOIN accounts a ON a.id = ap.account_id \
-         WHERE ap.work_order_id = $1 ORDER BY ap.at",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(Decision {
-            account: r.try_get("name")?,
-            decision: r.try_get("decision")?,
-            comment: r.try_get("comment")?,
-            at: r.try_get("at")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let stage_runs = sqlx::query(
-        "SELECT s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, s.strategy, s.canary_json, s.status, \
-         s.replaced_image, s.replaced_revision, s.new_revision, s.restored_revision, s.started_at, s.finished_at, s.message \
-         FROM stage_runs s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
-         WHERE s.work_order_id = $1 ORDER BY s.position",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| {
-        let strategy: String = r.try_get("strategy")?;
-        let status: String = r.try_get("status")?;
-        let canary: Option<String> = r.try_get("canary_json")?;
-        Ok(StageRun {
-            position: r.try_get("position")?,
-            name: r.try_get("name")?,
-            app_id: r.try_get("app_id")?,
-            app: r.try_get("app")?,
-            cluster: r.try_get("cluster")?,
-            strategy: strategy.parse().map_err(decode)?,
-            canary: canary.and_then(|c| serde_json::from_str(&c).ok()),
-            status: status.parse().map_err(decode)?,
-            replaced_image: r.try_get("replaced_image")?,
-            replaced_revision: r.try_get("replaced_revision")?,
-            new_revision: r.try_get("new_revision")?,
-            restored_revision: r.try_get("restored_revision")?,
-            started_at: r.try_get("started_at")?,
-            finished_at: r.try_get("finished_at")?,
-            message: r.try_get("message")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let timeline = sqlx::query(
-        "SELECT id, at, actor, kind, message, stage_position FROM timeline_events WHERE work_order_id = $1 ORDER BY id",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(TimelineEvent {
-            id: r.try_get("id")?,
-            at: r.try_get("at")?,
-            actor: r.try_get("actor")?,
-            kind: r.try_get("kind")?,
-            message: r.try_get("message")?,
-            stage_position: r.try_get("stage_position")?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let (approvers_node, approvers) = match approvers {
-        Some((node, set)) => (Some(node), set.into_iter().collect()),
-        None => (None, Vec::new()),
+/// `fields` (JSON key, SQL expression) of the rows of `from`, ordered by
+/// `order`, as one JSON array in a text column: a subquery for the select
+/// list, so an order and its lists come back in one row.
+fn json_rows(kind: DbKind, fields: &[(&str, &str)], from: &str, order: &str) -> String {
+    let pairs: Vec<String> = fields
+        .iter()
+        .map(|(key, expr)| format!("'{key}', {expr}"))
+        .collect();
+    let pairs = pairs.join(", ");
+    match kind {
+        DbKind::Sqlite => {
+            format!("(SELECT json_group_array(json_object({pairs}) ORDER BY {order}) FROM {from})")
+        }
+        DbKind::Postgres => format!(
+            "(SELECT COALESCE(CAST(json_agg(json_build_object({pairs}) ORDER BY {order}) AS TEXT), '[]') FROM {from})"
+        ),
+    }
+}
+
+/// The statement [`detail`] runs, built once per backend.
+fn detail_sql(kind: DbKind) -> &'static str {
+    static SQLITE: OnceLock<String> = OnceLock::new();
+    static POSTGRES: OnceLock<String> = OnceLock::new();
+    let build = || {
+        let decisions = json_rows(
+            kind,
+            &[
+                ("account", "a.name"),
+                ("decision", "ap.decision"),
+                ("comment", "ap.comment"),
+                ("at", "ap.at"),
+            ],
+            "approvals ap JOIN accounts a ON a.id = ap.account_id WHERE ap.work_order_id = w.id",
+            "ap.at",
+        );
+        let stage_runs = json_rows(
+            kind,
+            &[
+                ("position", "s.position"),
+                ("name", "s.name"),
+                ("app_id", "s.app_id"),
+                ("app", "p.name"),
+                ("cluster", "c.name"),
+                ("strategy", "s.strategy"),
+                ("canary_json", "s.canary_json"),
+                ("status", "s.status"),
+                ("replaced_image", "s.replaced_image"),
+                ("replaced_revision", "s.replaced_revision"),
+                ("new_revision", "s.new_revision"),
+                ("restored_revision", "s.restored_revision"),
+                ("started_at", "s.started_at"),
+                ("finished_at", "s.finished_at"),
+                ("message", "s.message"),
+                ("rollback_from", "s.rollback_from"),
+            ],
+            "stage_runs s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
+             WHERE s.work_order_id = w.id",
+            "s.position",
+        );
+        let timeline = json_rows(
+            kind,
+            &[
+                ("id", "e.id"),
+                ("at", "e.at"),
+                ("actor", "e.actor"),
+                ("kind", "e.kind"),
+                ("message", "e.message"),
+                ("stage_position", "e.stage_position"),
+            ],
+            "timeline_events e WHERE e.work_order_id = w.id",
+            "e.id",
+        );
+        format!(
+            "SELECT {COLUMNS}, r.auto_rollback, {decisions} AS decisions, {stage_runs} AS stage_runs, \
+             {timeline} AS timeline FROM {FROM} WHERE w.id = $1"
+        )
     };
+    match kind {
+        DbKind::Sqlite => SQLITE.get_or_init(build),
+        DbKind::Postgres => POSTGRES.get_or_init(build),
+    }
+}
+
+/// A stage run as [`detail_sql`] returns it.
+#[derive(Deserialize)]
+struct StageRunRow {
+    position: i64,
+    name: String,
+    app_id: i64,
+    app: String,
+    cluster: String,
+    strategy: String,
+    canary_json: Option<String>,
+    status: String,
+    replaced_image: Option<String>,
+    replaced_revision: Option<String>,
+    new_revision: Option<String>,
+    restored_revision: Option<String>,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    message: String,
+    rollback_from: Option<String>,
+}
+
+impl TryFrom<StageRunRow> for StageRun {
+    type Error = sqlx::Error;
+
+    fn try_from(r: StageRunRow) -> Result<Self, sqlx::Error> {
+        Ok(StageRun {
+            position: r.position,
+            name: r.name,
+            app_id: r.app_id,
+            app: r.app,
+            cluster: r.cluster,
+            strategy: r.strategy.parse().map_err(decode)?,
+            canary: r.canary_json.and_then(|c| serde_json::from_str(&c).ok()),
+            status: r.status.parse().map_err(decode)?,
+            replaced_image: r.replaced_image,
+            replaced_revision: r.replaced_revision,
+            new_revision: r.new_revision,
+            restored_revision: r.restored_revision,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            message: r.message,
+            rollback_from: r
+                .rollback_from
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(decode)?,
+        })
+    }
+}
+
+/// Decodes one JSON list column of [`detail_sql`].
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    column: &str,
+) -> Result<T, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| decode(format!("{column}: {e}")))
+}
+
+/// An order with its decisions, stage runs and timeline, in one query.
+/// The approvers are left to the caller (see [`WorkOrderDetail`]).
+pub async fn detail(db: &Db, id: i64) -> Result<WorkOrderDetail> {
+    let row = sqlx::query(detail_sql(db.kind))
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let stage_runs: Vec<StageRunRow> = json_column(&row, "stage_runs")?;
     Ok(WorkOrderDetail {
-        order,
-        approvers_node,
-        approvers,
-        decisions,
-        stage_runs,
-        timeline,
+        order: from_row(&row)?,
+        approvers_node: None,
+        approvers: Vec::new(),
+        auto_rollback: row.try_get::<i64, _>("auto_rollback")? != 0,
+        decisions: json_column(&row, "decisions")?,
+        stage_runs: stage_runs
+            .into_iter()
+            .map(StageRun::try_from)
+            .collect::<Result<_, _>>()?,
+        timeline: json_column(&row, "timeline")?,
     })
 }
 
@@ -425,7 +578,7 @@ pub async fn list(
         }
     }
     let limit_p = next(&mut args, Arg::Int(limit + 1));
-    let sql = format!(
+    let page = format!(
         "SELECT {COLUMNS} FROM {FROM} {} ORDER BY w.id DESC LIMIT {limit_p}",
         if predicates.is_empty() {
             String::new()
@@ -433,15 +586,26 @@ pub async fn list(
             format!("WHERE {}", predicates.join(" AND "))
         }
     );
-    let mut query = sqlx::query(&sql);
+    // The page as one JSON array in one row: a row costs more on its way
+    // through the driver than its columns cost to encode.
+    let fields: Vec<(&str, &str)> = ORDER_FIELDS.iter().map(|f| (*f, *f)).collect();
+    let sql = format!(
+        "SELECT {}",
+        json_rows(db.kind, &fields, &format!("({page}) t"), "id DESC")
+    );
+    let mut query = sqlx::query_scalar::<_, String>(&sql);
     for arg in args {
         query = match arg {
             Arg::Int(v) => query.bind(v),
             Arg::Text(v) => query.bind(v),
         };
     }
-    let rows = query.fetch_all(pool).await?;
-    let mut orders: Vec<WorkOrder> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    let rows: Vec<WorkOrderJson> = serde_json::from_str(&query.fetch_one(pool).await?)
+        .map_err(|e| decode(format!("work order list: {e}")))?;
+    let mut orders: Vec<WorkOrder> = rows
+        .into_iter()
+        .map(WorkOrder::try_from)
+        .collect::<Result<_, _>>()?;
     let more = orders.len() as i64 > limit;
     orders.truncate(limit as usize);
     Ok((orders, more))
@@ -468,6 +632,22 @@ pub async fn awaiting_count(pool: &AnyPool, account_id: i64, nodes: &[i64]) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_json_list_reads_every_column_under_its_own_name() {
+        let columns: Vec<&str> = COLUMNS.split(", ").collect();
+        // The approvals count is a subquery with commas of its own.
+        let names: Vec<&str> = columns
+            .iter()
+            .filter_map(|c| {
+                c.rsplit_once(" AS ")
+                    .map(|(_, alias)| alias)
+                    .or_else(|| c.strip_prefix("w."))
+            })
+            .filter(|name| !name.contains(' '))
+            .collect();
+        assert_eq!(names, ORDER_FIELDS.to_vec());
+    }
 
     #[test]
     fn the_inbox_and_its_badge_share_one_predicate() {

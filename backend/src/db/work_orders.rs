@@ -18,7 +18,7 @@ use super::error::{Error, Result};
 use super::jobs::{self, JobLease, Subject, check_lease};
 use super::release_items::ReleaseItem;
 use super::rollout_locks;
-use super::work_order_views::{COLUMNS, FROM, WorkOrder, from_row, not_found};
+use super::work_order_views::{COLUMNS, FROM, WorkOrder, WorkOrderDetail, from_row, not_found};
 use super::{Db, Tx, now_ms};
 use crate::domain::work_order::{
     Command, Facts, Outcome, StageChange, StageFacts, StageStatus, State, decide, refusal,
@@ -326,49 +326,90 @@ async fn facts(
     actor: Option<&Account>,
     may_act: bool,
 ) -> Result<Facts> {
+    let stages = stage_facts(tx, order.id).await?;
+    let auto_rollback =
+        sqlx::query_scalar::<_, i64>("SELECT auto_rollback FROM release_items WHERE id = $1")
+            .bind(order.release_item_id)
+            .fetch_one(&mut **tx)
+            .await?
+            != 0;
+    let actor = match actor {
+        Some(actor) => {
+            let approvers = approvers_of(tx, &order.node_path).await?;
+            let approved_by_actor: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM approvals WHERE work_order_id = $1 AND account_id = $2 AND decision = 'approved'",
+            )
+            .bind(order.id)
+            .bind(actor.id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            Some(ActorFacts {
+                account: actor,
+                is_approver: approvers.is_some_and(|(_, set)| set.contains(&actor.name)),
+                already_approved: approved_by_actor.is_some(),
+            })
+        }
+        None => None,
+    };
+    Ok(assemble(order, stages, auto_rollback, actor, may_act))
+}
+
+/// What the state machine needs to know about the person sending a
+/// command.
+struct ActorFacts<'a> {
+    account: &'a Account,
+    /// An effective approver of the order's node.
+    is_approver: bool,
+    /// Approved this order already.
+    already_approved: bool,
+}
+
+/// [`Facts`] from what was read, in a transaction or for a page alike.
+fn assemble(
+    order: &WorkOrder,
+    stages: Vec<StageFacts>,
+    auto_rollback: bool,
+    actor: Option<ActorFacts<'_>>,
+    may_act: bool,
+) -> Facts {
     let mut facts = Facts {
         approvals: order.approvals as u32,
         required_approvals: order.required_approvals as u32,
         actor_may_close: may_act,
         actor_may_deploy: may_act,
-        stages: stage_facts(tx, order.id).await?,
-        auto_rollback: sqlx::query_scalar::<_, i64>(
-            "SELECT auto_rollback FROM release_items WHERE id = $1",
-        )
-        .bind(order.release_item_id)
-        .fetch_one(&mut **tx)
-        .await?
-            != 0,
+        stages,
+        auto_rollback,
         ..Facts::default()
     };
     if let Some(actor) = actor {
-        let approvers = approvers_of(tx, &order.node_path).await?;
-        let approved_by_actor: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM approvals WHERE work_order_id = $1 AND account_id = $2 AND decision = 'approved'",
-        )
-        .bind(order.id)
-        .bind(actor.id)
-        .fetch_optional(&mut **tx)
-        .await?;
-        facts.actor_is_creator = order.creator_id == actor.id;
-        facts.actor_is_approver = approvers.is_some_and(|(_, set)| set.contains(&actor.name));
-        facts.actor_is_owner = facts.actor_is_approver || actor.is_admin;
-        facts.actor_already_approved = approved_by_actor.is_some();
+        facts.actor_is_creator = order.creator_id == actor.account.id;
+        facts.actor_is_approver = actor.is_approver;
+        facts.actor_is_owner = actor.is_approver || actor.account.is_admin;
+        facts.actor_already_approved = actor.already_approved;
     }
-    Ok(facts)
+    facts
 }
 
-/// The facts for showing buttons (no lock; the POST decides again).
-pub async fn facts_for(
-    db: &Db,
-    order: &WorkOrder,
-    actor: &Account,
-    may_act: bool,
-) -> Result<Facts> {
-    let mut tx = Tx::begin_read(&db.pool).await?;
-    let f = facts(&mut tx, order, Some(actor), may_act).await?;
-    tx.rollback().await?;
-    Ok(f)
+/// The facts for showing buttons, from what the order's page already read
+/// (its approvers filled in): no query, no lock; the POST decides again.
+pub fn facts_for(d: &WorkOrderDetail, actor: &Account, may_act: bool) -> Facts {
+    let stages = d
+        .stage_runs
+        .iter()
+        .map(|s| StageFacts {
+            rollback_from: s.rollback_from,
+            ..StageFacts::new(s.status, s.replaced_image.is_some())
+        })
+        .collect();
+    let actor = ActorFacts {
+        account: actor,
+        is_approver: d.approvers.iter().any(|name| *name == actor.name),
+        already_approved: d
+            .decisions
+            .iter()
+            .any(|x| x.account == actor.name && x.decision == "approved"),
+    };
+    assemble(&d.order, stages, d.auto_rollback, Some(actor), may_act)
 }
 
 /// Takes order `id`'s row lock inside `tx` (an UPDATE is portable where

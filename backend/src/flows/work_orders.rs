@@ -12,7 +12,7 @@ use crate::db::accounts::Account;
 use crate::db::approvers::approvers_at;
 use crate::db::audit::AuditActor;
 use crate::db::release_items::{self, ReleaseItem};
-use crate::db::work_order_views::{self, WorkOrder};
+use crate::db::work_order_views::{self, WorkOrder, WorkOrderDetail};
 use crate::db::work_orders::{
     self, Filing, NewWorkOrder, OpenOrder, Source, StageRecord, StageTarget,
 };
@@ -23,6 +23,24 @@ use crate::error::{Error, Result};
 
 use crate::kube::deployment::{self, Progress};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+
+/// Order `id` with its decisions, stage runs, timeline and approvers, if
+/// `actor` may see it (the 404 of a missing order otherwise). The
+/// approvers come from the policy's cache.
+pub async fn detail(state: &AppState, actor: &Account, id: i64) -> Result<WorkOrderDetail> {
+    let mut d = state
+        .policy
+        .visible(actor, work_order_views::detail(&state.db, id).await)?;
+    let approvers = state
+        .policy
+        .approvers_at(&state.db, &d.order.node_path)
+        .await?;
+    if let Some((node, names)) = approvers.as_ref() {
+        d.approvers_node = Some(node.clone());
+        d.approvers = names.iter().cloned().collect();
+    }
+    Ok(d)
+}
 
 /// Files a work order: the actor must be engineer or owner on the item's
 /// node, the item must have no open order (rule 1), enough approvers must
@@ -222,13 +240,12 @@ pub async fn drive_stage(
         | Command::Cancel { stage, .. } => *stage,
         _ => return decide_on_work_order(state, actor, who, id, command).await,
     };
-    let order = state
-        .policy
-        .visible(actor, work_order_views::get(&state.db.pool, id).await)?;
+    let d = detail(state, actor, id).await?;
     let may_act = state
         .policy
-        .may(actor, Action::FileWorkOrder, &order.node_path);
-    let facts = work_orders::facts_for(&state.db, &order, actor, may_act).await?;
+        .may(actor, Action::FileWorkOrder, &d.order.node_path);
+    let facts = work_orders::facts_for(&d, actor, may_act);
+    let order = d.order;
     decide(order.state, &command, &facts).map_err(|r| refusal(&command, r))?;
     let target = work_orders::stage_target(&state.db.pool, id, i64::from(stage)).await?;
     let (command, record) = match command {

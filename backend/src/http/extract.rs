@@ -30,6 +30,8 @@ pub struct PageActor {
     pub account: Account,
     pub session_id: i64,
     pub ip: IpAddr,
+    /// The inbox version read with the session (`db::sessions`).
+    pub inbox_version: i64,
 }
 
 impl PageActor {
@@ -58,6 +60,7 @@ impl PageActor {
         Ok(Some(Self {
             account: found.account,
             session_id: found.session_id,
+            inbox_version: found.inbox_version,
             ip: client_ip(parts, &state.config.trusted_proxies),
         }))
     }

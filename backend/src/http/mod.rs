@@ -306,30 +306,16 @@ impl FromRequestParts<AppState> for PageCtx {
             .await
             .map_err(IntoResponse::into_response)?;
         let flash = read_flash(&parts.headers, state.config.secure_cookies());
-        let approves = state
-            .policy
-            .approver_nodes(&state.db, actor.account.id)
-            .await
-            .map_err(|e| page_error(&e))?;
         let scope = state
             .policy
             .read_scope(&state.db, &actor.account)
             .await
             .map_err(|e| page_error(&e))?;
-        // Approvers own a node above the orders they approve, so they may
-        // see them; the badge still counts only what its holder may open.
-        let approves: Vec<i64> = approves
-            .iter()
-            .copied()
-            .filter(|node| scope.covers_node(*node))
-            .collect();
-        let awaiting = crate::db::work_order_views::awaiting_count(
-            &state.db.pool,
-            actor.account.id,
-            &approves,
-        )
-        .await
-        .map_err(|e| page_error(&e))?;
+        let awaiting = state
+            .policy
+            .awaiting_count(&state.db, &actor.account, actor.inbox_version)
+            .await
+            .map_err(|e| page_error(&e))?;
         Ok(Self {
             actor,
             state: state.clone(),

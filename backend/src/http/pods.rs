@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::{Layout, PageCtx, PageRoutes, page_error};
 use crate::app::AppState;
-use crate::db::work_order_views::{self, StageRun, WorkOrderDetail};
+use crate::db::work_order_views::{StageRun, WorkOrderDetail};
 use crate::db::work_orders::{self, StageTarget};
 use crate::db::{now_ms, sessions};
 use crate::domain::work_order::StageStatus;
@@ -75,7 +75,7 @@ struct PodsPage {
 
 /// The order, if the viewer may see its node (404 otherwise).
 async fn visible_order(ctx: &PageCtx, id: i64) -> Result<WorkOrderDetail> {
-    ctx.visible(work_order_views::detail(&ctx.state.db.pool, id).await)
+    crate::flows::work_orders::detail(&ctx.state, &ctx.actor.account, id).await
 }
 
 /// The pods of the old and new versions of every stage that has started:

@@ -256,10 +256,9 @@ async fn render_order(
     notice: Option<Notice>,
 ) -> Response {
     let result = async {
-        let d = ctx.visible(work_order_views::detail(&ctx.state.db.pool, id).await)?;
+        let d = flows::work_orders::detail(&ctx.state, &ctx.actor.account, id).await?;
         let may_close = ctx.may(Action::FileWorkOrder, &d.order.node_path);
-        let facts =
-            work_orders::facts_for(&ctx.state.db, &d.order, &ctx.actor.account, may_close).await?;
+        let facts = work_orders::facts_for(&d, &ctx.actor.account, may_close);
         let allowed = |c: Command| decide(d.order.state, &c, &facts).is_ok();
         // The stages on which `command` would be taken now.
         let stages_where = |command: fn(u32) -> Command| -> Vec<i64> {
