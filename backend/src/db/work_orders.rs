@@ -403,7 +403,7 @@ pub fn facts_for(d: &WorkOrderDetail, actor: &Account, may_act: bool) -> Facts {
         .collect();
     let actor = ActorFacts {
         account: actor,
-        is_approver: d.approvers.iter().any(|name| *name == actor.name),
+        is_approver: d.approvers.contains(&actor.name),
         already_approved: d
             .decisions
             .iter()
