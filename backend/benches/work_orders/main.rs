@@ -19,7 +19,9 @@
 //! the benchmark may create and drop the databases `rollway_bench_<size>`.
 //! `BENCH_SIZES` (comma-separated order counts), `BENCH_ITEMS` and
 //! `BENCH_REQUESTS` (per row; sizes from 1M on use half) scale it;
-//! `BENCH_ROWS` (comma-separated parts of row names) picks rows.
+//! `BENCH_ROWS` (comma-separated parts of row names) picks rows;
+//! `BENCH_KEEP=<dir>` keeps the databases (the SQLite files in that
+//! directory; the PostgreSQL ones are not dropped) for a closer look.
 
 mod baseline;
 #[path = "../common/mod.rs"]
@@ -271,6 +273,9 @@ async fn fresh_database(dir: &std::path::Path, size: usize) -> Target {
 
 impl Target {
     async fn drop_database(&self) {
+        if std::env::var("BENCH_KEEP").is_ok() {
+            return;
+        }
         if let Some((server, name)) = &self.drop {
             let mut admin = sqlx::PgConnection::connect(server).await.unwrap();
             admin
@@ -327,8 +332,9 @@ async fn bench_size(
     let t = Instant::now();
     let (bencher, _) = seed(&db, orders, items).await;
     if url.starts_with("postgres") {
-        // What autovacuum would do shortly after a bulk load.
-        exec(&db, "ANALYZE").await;
+        // What autovacuum does soon after a bulk load (statistics, the
+        // visibility map), done now so it does not run during the rows.
+        exec(&db, "VACUUM ANALYZE").await;
     }
     eprintln!(
         "seeded {orders} work orders across {items} items in {:.1} s",
@@ -575,7 +581,10 @@ async fn run() {
         .collect();
     let items = env_num("BENCH_ITEMS", 1_000);
     let requests = env_num("BENCH_REQUESTS", 4_000);
-    let dir = tempfile::tempdir().unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = std::env::var("BENCH_KEEP")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| temp.path().to_path_buf());
     let mut results = Vec::new();
     for &size in &sizes {
         let n = if size >= 1_000_000 {
@@ -583,7 +592,7 @@ async fn run() {
         } else {
             requests
         };
-        results.push(bench_size(dir.path(), size, items.min(size), n).await);
+        results.push(bench_size(&dir, size, items.min(size), n).await);
     }
     if results.len() < 2 {
         return;

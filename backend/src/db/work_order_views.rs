@@ -402,17 +402,28 @@ pub struct Filter {
     pub before_id: Option<i64>,
 }
 
+/// Node ids as an SQL list of integer literals. They come from the
+/// database, never from a request, and an `i64` prints only digits; as
+/// literals, a statement holding them has no parameters to plan for, so
+/// PostgreSQL plans it once per connection instead of on every request
+/// (an `IN` list of bound parameters is planned again each time, for
+/// milliseconds, whenever its generic plan looks costlier).
+fn id_list(ids: &[i64]) -> String {
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    ids.join(", ")
+}
+
 /// The one definition of "waiting for my approval": an order waiting for
 /// approval on a node where I approve, filed by someone else, on which I
-/// have not decided yet. `me` and `nodes` are placeholders (`$n`) bound by
-/// the caller to the account id and the ids of its approver nodes
+/// have not decided yet. `me` is a placeholder (`$n`) bound by the caller
+/// to the account id; `nodes` the ids of its approver nodes
 /// (`db::approvers::approver_nodes`).
-fn awaiting_predicate(me: &str, nodes: &[String]) -> String {
+fn awaiting_predicate(me: &str, nodes: &[i64]) -> String {
     format!(
         "w.state = '{pending}' AND w.creator_id <> {me} AND w.node_id IN ({nodes}) \
          AND NOT EXISTS (SELECT 1 FROM approvals ap WHERE ap.work_order_id = w.id AND ap.account_id = {me})",
         pending = State::PendingApproval.as_str(),
-        nodes = nodes.join(", "),
+        nodes = id_list(nodes),
     )
 }
 
@@ -461,16 +472,15 @@ async fn scope_plan(db: &Db, scope: &Scope) -> Result<ScopePlan> {
     if db.kind == DbKind::Postgres {
         return Ok(ScopePlan::FewOrders(ids.clone()));
     }
-    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
     let sql = format!(
         "SELECT COUNT(*) FROM (SELECT 1 FROM work_orders WHERE node_id IN ({}) LIMIT {SPARSE_ORDERS}) t",
-        placeholders.join(", ")
+        id_list(ids)
     );
-    let mut count = sqlx::query_scalar::<_, i64>(&sql);
-    for id in ids {
-        count = count.bind(*id);
-    }
-    if count.fetch_one(&db.pool).await? < SPARSE_ORDERS {
+    if sqlx::query_scalar::<_, i64>(&sql)
+        .fetch_one(&db.pool)
+        .await?
+        < SPARSE_ORDERS
+    {
         Ok(ScopePlan::FewOrders(ids.clone()))
     } else {
         Ok(ScopePlan::ManyOrders(ids.clone()))
@@ -502,13 +512,18 @@ pub async fn list(
         let p = next(&mut args, Arg::Text(state.as_str().into()));
         predicates.push(format!("w.state = {p}"));
     }
-    if !filter.items.is_empty() {
-        let ps: Vec<String> = filter
-            .items
-            .iter()
-            .map(|i| next(&mut args, Arg::Int(*i)))
-            .collect();
-        predicates.push(format!("w.release_item_id IN ({})", ps.join(", ")));
+    match filter.items.as_slice() {
+        [] => {}
+        // One item is an equality, so its (item, state, id) or (item, id)
+        // index yields the page newest first without a sort.
+        [one] => {
+            let p = next(&mut args, Arg::Int(*one));
+            predicates.push(format!("w.release_item_id = {p}"));
+        }
+        many => {
+            let ps: Vec<String> = many.iter().map(|i| next(&mut args, Arg::Int(*i))).collect();
+            predicates.push(format!("w.release_item_id IN ({})", ps.join(", ")));
+        }
     }
     if let Some(node) = &filter.node {
         // A leaf node is a plain equality on (node_id, id); a subtree is an
@@ -525,13 +540,7 @@ pub async fn list(
                 let p = next(&mut args, Arg::Int(*one));
                 predicates.push(format!("w.node_id = {p}"));
             }
-            many => {
-                let ps: Vec<String> = many
-                    .iter()
-                    .map(|id| next(&mut args, Arg::Int(*id)))
-                    .collect();
-                predicates.push(format!("w.node_id IN ({})", ps.join(", ")));
-            }
+            many => predicates.push(format!("w.node_id IN ({})", id_list(many))),
         }
     }
     if let Some(creator) = filter.creator {
@@ -543,11 +552,7 @@ pub async fn list(
             return Ok((Vec::new(), false));
         }
         let me_p = next(&mut args, Arg::Int(*me));
-        let node_ps: Vec<String> = nodes
-            .iter()
-            .map(|n| next(&mut args, Arg::Int(*n)))
-            .collect();
-        predicates.push(awaiting_predicate(&me_p, &node_ps));
+        predicates.push(awaiting_predicate(&me_p, nodes));
     }
     if let Some(before) = filter.before_id {
         let p = next(&mut args, Arg::Int(before));
@@ -557,18 +562,10 @@ pub async fn list(
         ScopePlan::Everything => {}
         ScopePlan::Nothing => return Ok((Vec::new(), false)),
         ScopePlan::FewOrders(ids) => {
-            let ps: Vec<String> = ids
-                .iter()
-                .map(|id| next(&mut args, Arg::Int(*id)))
-                .collect();
-            predicates.push(format!("w.node_id IN ({})", ps.join(", ")));
+            predicates.push(format!("w.node_id IN ({})", id_list(&ids)));
         }
         ScopePlan::ManyOrders(ids) => {
-            let ps: Vec<String> = ids
-                .iter()
-                .map(|id| next(&mut args, Arg::Int(*id)))
-                .collect();
-            predicates.push(format!("+w.node_id IN ({})", ps.join(", ")));
+            predicates.push(format!("+w.node_id IN ({})", id_list(&ids)));
         }
         ScopePlan::ManyNodes => {
             if let Some((p, roots)) = scope.predicate("n.path", args.len() + 1) {
@@ -577,14 +574,16 @@ pub async fn list(
             }
         }
     }
-    let limit_p = next(&mut args, Arg::Int(limit + 1));
+    // The limit is a literal: planned with a parameter, PostgreSQL's
+    // generic plan guesses a tenth of the table and joins every row.
     let page = format!(
-        "SELECT {COLUMNS} FROM {FROM} {} ORDER BY w.id DESC LIMIT {limit_p}",
+        "SELECT {COLUMNS} FROM {FROM} {} ORDER BY w.id DESC LIMIT {}",
         if predicates.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", predicates.join(" AND "))
-        }
+        },
+        limit + 1
     );
     // The page as one JSON array in one row: a row costs more on its way
     // through the driver than its columns cost to encode.
@@ -617,16 +616,14 @@ pub async fn awaiting_count(pool: &AnyPool, account_id: i64, nodes: &[i64]) -> R
     if nodes.is_empty() {
         return Ok(0);
     }
-    let placeholders: Vec<String> = (0..nodes.len()).map(|i| format!("${}", i + 2)).collect();
     let sql = format!(
         "SELECT COUNT(*) FROM work_orders w WHERE {}",
-        awaiting_predicate("$1", &placeholders)
+        awaiting_predicate("$1", nodes)
     );
-    let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(account_id);
-    for node in nodes {
-        query = query.bind(*node);
-    }
-    Ok(query.fetch_one(pool).await?)
+    Ok(sqlx::query_scalar::<_, i64>(&sql)
+        .bind(account_id)
+        .fetch_one(pool)
+        .await?)
 }
 
 #[cfg(test)]
@@ -651,9 +648,9 @@ mod tests {
 
     #[test]
     fn the_inbox_and_its_badge_share_one_predicate() {
-        let p = awaiting_predicate("$1", &["$2".into(), "$3".into()]);
+        let p = awaiting_predicate("$1", &[2, 3]);
         assert!(p.starts_with("w.state = 'pending_approval' AND w.creator_id <> $1"));
-        assert!(p.contains("w.node_id IN ($2, $3)"));
+        assert!(p.contains("w.node_id IN (2, 3)"));
         assert!(p.contains("ap.account_id = $1)"));
     }
 }
