@@ -65,6 +65,14 @@ pub fn start_rollway(url: &str, dir: &Path, extra: &[&str]) -> Server {
         .env("ROLLWAY_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("ROLLWAY_LOG", "warn")
         .current_dir(dir);
+    // `BENCH_SERVER_ENV="K=V,K2=V2"`: environment for the server alone
+    // (allocator settings and the like, for experiments).
+    if let Ok(pairs) = std::env::var("BENCH_SERVER_ENV") {
+        for pair in pairs.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').expect("BENCH_SERVER_ENV: K=V,…");
+            command.env(k, v);
+        }
+    }
     start(command, "Rollway listening on ")
 }
 

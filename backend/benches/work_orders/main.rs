@@ -42,6 +42,11 @@ use common::{
     Server, cpu_time, env_num, insert_rows, ms, percentile, rss_mib, start, start_rollway,
 };
 
+/// The allocator Rollway runs with (its `main.rs`), for the baseline and
+/// the load generator too, so the comparison is of the work alone.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 async fn exec(db: &Db, sql: &str) {
     sqlx::query(sql)
         .execute(&db.pool)
