@@ -561,9 +561,12 @@ pub async fn list(
     match scope_plan(db, scope).await? {
         ScopePlan::Everything => {}
         ScopePlan::Nothing => return Ok((Vec::new(), false)),
-        ScopePlan::FewOrders(ids) => {
-            predicates.push(format!("w.node_id IN ({})", id_list(&ids)));
-        }
+        // One node is an equality, so its (node_id, id) index yields the
+        // page newest first without a sort.
+        ScopePlan::FewOrders(ids) => predicates.push(match ids.as_slice() {
+            [one] => format!("w.node_id = {one}"),
+            many => format!("w.node_id IN ({})", id_list(many)),
+        }),
         ScopePlan::ManyOrders(ids) => {
             predicates.push(format!("+w.node_id IN ({})", id_list(&ids)));
         }
