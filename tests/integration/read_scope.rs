@@ -539,3 +539,93 @@ db_test!(
         first_line(&mut control).await;
     }
 );
+
+db_test!(
+    a_reader_of_more_nodes_than_a_statement_lists_sees_their_subtrees_only,
+    |backend| async move {
+        // 510 nodes below /acme/pay: eric's scope holds more node ids than
+        // a statement lists, so his lists keep the rows whose node path
+        // lies in it (and pick the page's ids before joining names).
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        let org = &r.org;
+        let (s, payroll_item) = org
+            .admin
+            .post(
+                "/api/v1/release-items",
+                json!({"node_id": org.payroll, "name": "payroll", "gitlab_project": "acme/payroll",
+                       "image_repository": "registry.example.com/acme/payroll",
+                       "stages": [{"name": "prod", "app_id": r.payroll_app, "strategy": "rolling"}]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{payroll_item}");
+        let payroll_item = payroll_item["id"].as_i64().unwrap();
+        let t = 1_700_000_000_000_i64;
+        let nodes: Vec<String> = (0..510)
+            .map(|i| {
+                format!(
+                    "({}, 'n-{i}', 'N {i}', '/acme/pay/n-{i}', {t}, {t})",
+                    org.pay
+                )
+            })
+            .collect();
+        app.db
+            .execute(&format!(
+                "INSERT INTO nodes (parent_id, name, title, path, created_at, updated_at) VALUES {}",
+                nodes.join(", ")
+            ))
+            .await;
+        // Nodes written behind the server's back: say the grants moved.
+        app.db
+            .execute("UPDATE policy_state SET version = version + 1 WHERE id = 1")
+            .await;
+        let deep = "(SELECT id FROM nodes WHERE path = '/acme/pay/n-7')";
+        let rows: Vec<String> = (0..90)
+            .map(|n| {
+                let (item, node) = match n % 3 {
+                    0 => (r.item, org.pay.to_string()),
+                    1 => (payroll_item, org.payroll.to_string()),
+                    _ => (r.item, deep.to_string()),
+                };
+                format!(
+                    "({item}, {node}, 'v1.{n}.0', 'img:v1.{n}.0', 'Order {n}', '', 'closed', 1, 1, {t}, {t})"
+                )
+            })
+            .collect();
+        app.db
+            .execute(&format!(
+                "INSERT INTO work_orders (release_item_id, node_id, version, image, title, description, state, \
+                 creator_id, required_approvals, created_at, updated_at) VALUES {}",
+                rows.join(", ")
+            ))
+            .await;
+        let eric = app.api(Some(&app.token_for("eric")));
+        for filter in ["", "?state=closed"] {
+            let (s, first) = eric.get(&format!("/api/v1/work-orders{filter}")).await;
+            assert_eq!(s, StatusCode::OK, "{first}");
+            let cursor = first["next_cursor"].as_i64().expect("a second page");
+            let sep = if filter.is_empty() { "?" } else { "&" };
+            let (_, second) = eric
+                .get(&format!("/api/v1/work-orders{filter}{sep}cursor={cursor}"))
+                .await;
+            assert!(second["next_cursor"].is_null(), "{second}");
+            let mut seen = paths_of(&first["items"], "node_path");
+            seen.extend(paths_of(&second["items"], "node_path"));
+            assert_eq!(seen.len(), 60, "{filter}: every visible order, once");
+            assert_eq!(
+                seen.iter().filter(|p| *p == "/acme/pay/n-7").count(),
+                30,
+                "{filter}: the orders deep in his subtree"
+            );
+            assert!(
+                seen.iter()
+                    .all(|p| p == "/acme/pay" || p.starts_with("/acme/pay/")),
+                "{filter}: nothing outside /acme/pay: {seen:?}"
+            );
+        }
+        let browser: Browser = app.browser_as("eric", USER_PASSWORD).await;
+        let (s, html) = browser.get("/work-orders").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(html.contains("/acme/pay/n-7") && !html.contains("acme/payroll"));
+    }
+);
