@@ -544,6 +544,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_versioned_cache_answers_only_for_the_version_it_was_filled_at() {
+        let cache: VersionedCache<i64, (i64, i64), i64> = VersionedCache::new();
+        cache.put(1, (7, 3), 10);
+        cache.put(2, (7, 3), 20);
+        assert_eq!(cache.get(&1, (7, 3)), Some(10));
+        // The inbox moved on: the count is worked out again.
+        assert_eq!(cache.get(&1, (7, 4)), None);
+        assert_eq!(cache.get(&1, (8, 3)), None);
+        // Storing at the new version drops what older ones left.
+        cache.put(1, (7, 4), 11);
+        assert_eq!(cache.get(&1, (7, 4)), Some(11));
+        assert_eq!(cache.get(&2, (7, 3)), None);
+        assert_eq!(cache.0.lock().unwrap().len(), 1);
+    }
+
     #[tokio::test]
     async fn roles_cover_descendants_and_not_lookalike_siblings() {
         let policy = policy_of(

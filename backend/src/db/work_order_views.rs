@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, FromRow, Row};
 
 use super::Db;
 use super::error::{Error, Result};
@@ -132,9 +132,10 @@ const ORDER_FIELDS: [&str; 16] = [
     "updated_at",
 ];
 
-/// A work order as a JSON list of [`ORDER_FIELDS`] carries it.
-#[derive(Deserialize)]
-struct WorkOrderJson {
+/// A work order as [`COLUMNS`] read it: from a row, or from an element
+/// of a JSON list of [`ORDER_FIELDS`].
+#[derive(Deserialize, sqlx::FromRow)]
+struct WorkOrderRow {
     id: i64,
     release_item_id: i64,
     release_item: String,
@@ -153,10 +154,10 @@ struct WorkOrderJson {
     updated_at: i64,
 }
 
-impl TryFrom<WorkOrderJson> for WorkOrder {
+impl TryFrom<WorkOrderRow> for WorkOrder {
     type Error = sqlx::Error;
 
-    fn try_from(r: WorkOrderJson) -> Result<Self, sqlx::Error> {
+    fn try_from(r: WorkOrderRow) -> Result<Self, sqlx::Error> {
         Ok(WorkOrder {
             id: r.id,
             release_item_id: r.release_item_id,
@@ -183,25 +184,7 @@ fn decode(e: String) -> sqlx::Error {
 }
 
 pub(super) fn from_row(row: &AnyRow) -> Result<WorkOrder, sqlx::Error> {
-    let state: String = row.try_get("state")?;
-    Ok(WorkOrder {
-        id: row.try_get("id")?,
-        release_item_id: row.try_get("release_item_id")?,
-        release_item: row.try_get("release_item")?,
-        node_id: row.try_get("node_id")?,
-        node_path: row.try_get("node_path")?,
-        version: row.try_get("version")?,
-        image: row.try_get("image")?,
-        title: row.try_get("title")?,
-        description: row.try_get("description")?,
-        state: state.parse().map_err(decode)?,
-        creator_id: row.try_get("creator_id")?,
-        creator: row.try_get("creator")?,
-        required_approvals: row.try_get("required_approvals")?,
-        approvals: row.try_get("approvals")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+    WorkOrderRow::from_row(row)?.try_into()
 }
 
 /// What a missing order answers; an order the reader may not see answers
@@ -468,8 +451,10 @@ async fn scope_plan(db: &Db, scope: &Scope) -> Result<ScopePlan> {
         return Ok(ScopePlan::ManyNodes);
     }
     // PostgreSQL plans an id list from its statistics of `node_id` and
-    // picks the right way by itself; SQLite needs to be told.
-    if db.kind == DbKind::Postgres {
+    // picks the right way by itself; SQLite needs to be told, except for
+    // one node, whose equality reads its index newest first whatever the
+    // count.
+    if db.kind == DbKind::Postgres || ids.len() == 1 {
         return Ok(ScopePlan::FewOrders(ids.clone()));
     }
     let sql = format!(
@@ -608,7 +593,7 @@ pub async fn list(
             Arg::Text(v) => query.bind(v),
         };
     }
-    let rows: Vec<WorkOrderJson> = serde_json::from_str(&query.fetch_one(pool).await?)
+    let rows: Vec<WorkOrderRow> = serde_json::from_str(&query.fetch_one(pool).await?)
         .map_err(|e| decode(format!("work order list: {e}")))?;
     let mut orders: Vec<WorkOrder> = rows
         .into_iter()
