@@ -314,6 +314,22 @@ db_test!(
     }
 );
 
+/// A release item `payroll` on /acme/payroll (otto's team), by id.
+async fn payroll_item(r: &Release) -> i64 {
+    let org = &r.org;
+    let (s, item) = org
+        .admin
+        .post(
+            "/api/v1/release-items",
+            json!({"node_id": org.payroll, "name": "payroll", "gitlab_project": "acme/payroll",
+                   "image_repository": "registry.example.com/acme/payroll",
+                   "stages": [{"name": "prod", "app_id": r.payroll_app, "strategy": "rolling"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{item}");
+    item["id"].as_i64().unwrap()
+}
+
 async fn otto_browser_get(app: &TestApp, path: &str) -> (StatusCode, String) {
     app.browser_as("otto", USER_PASSWORD).await.get(path).await
 }
@@ -324,17 +340,7 @@ db_test!(
         let app = TestApp::start(backend).await;
         let r = Release::create(&app, false).await;
         let org = &r.org;
-        let (s, payroll_item) = org
-            .admin
-            .post(
-                "/api/v1/release-items",
-                json!({"node_id": org.payroll, "name": "payroll", "gitlab_project": "acme/payroll",
-                       "image_repository": "registry.example.com/acme/payroll",
-                       "stages": [{"name": "prod", "app_id": r.payroll_app, "strategy": "rolling"}]}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{payroll_item}");
-        let payroll_item = payroll_item["id"].as_i64().unwrap();
+        let payroll_item = payroll_item(&r).await;
         // 2,100 closed orders of /acme/pay, then 120 alternating between
         // the teams, so that the newest 50 of all hold 25 of each. eric's
         // team has many orders (its list is read newest first, filtered by
@@ -549,17 +555,7 @@ db_test!(
         let app = TestApp::start(backend).await;
         let r = Release::create(&app, false).await;
         let org = &r.org;
-        let (s, payroll_item) = org
-            .admin
-            .post(
-                "/api/v1/release-items",
-                json!({"node_id": org.payroll, "name": "payroll", "gitlab_project": "acme/payroll",
-                       "image_repository": "registry.example.com/acme/payroll",
-                       "stages": [{"name": "prod", "app_id": r.payroll_app, "strategy": "rolling"}]}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{payroll_item}");
-        let payroll_item = payroll_item["id"].as_i64().unwrap();
+        let payroll_item = payroll_item(&r).await;
         let t = 1_700_000_000_000_i64;
         let nodes: Vec<String> = (0..510)
             .map(|i| {
