@@ -358,19 +358,20 @@ impl Policy {
         if let Some(found) = self.approvers.get(&path.to_string(), version) {
             return Ok(found);
         }
-        let found = Arc::new(db::approvers::approvers_at(&db.pool, path).await?);
+        let found = Arc::new(db::approvers::approvers_of(&db.pool, path).await?);
         self.approvers.put(path.to_string(), version, found.clone());
         Ok(found)
     }
 
     /// How many orders wait for `actor`'s approval (the header badge):
-    /// orders on the nodes where it approves that it may also read,
-    /// counted again only when the policy or the inbox version
-    /// (`inbox_version`, read with the session) moved on.
+    /// orders on the nodes where it approves that it may also read (`scope`,
+    /// its [`Policy::read_scope`]), counted again only when the policy or
+    /// the inbox version (`inbox_version`, read with the session) moved on.
     pub async fn awaiting_count(
         &self,
         db: &Db,
         actor: &Account,
+        scope: &Scope,
         inbox_version: i64,
     ) -> Result<i64> {
         let versions = (self.snapshot().version, inbox_version);
@@ -378,7 +379,6 @@ impl Policy {
             return Ok(count);
         }
         let approves = self.approver_nodes(db, actor.id).await?;
-        let scope = self.read_scope(db, actor).await?;
         // Approvers own a node above the orders they approve, so they may
         // see them; the badge still counts only what its holder may open.
         let approves: Vec<i64> = approves

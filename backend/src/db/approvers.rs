@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 
 use sqlx::{Any, AnyPool};
 
-use super::Tx;
 use super::error::Result;
 use crate::domain::tree::{self as rules, Membership, Role};
 
@@ -45,19 +44,14 @@ where
 }
 
 /// The effective approvers at `path` (owners of the nearest node with
-/// owners, disabled accounts excluded) and the node they come from.
-pub async fn approvers_of(tx: &mut Tx, path: &str) -> Result<Option<(String, BTreeSet<String>)>> {
-    let owners = owners_on_chain(&mut **tx, path).await?;
-    Ok(rules::effective_approvers(path, &owners))
-}
-
-/// [`approvers_of`] outside a transaction. Pages and the API read it
-/// through `Policy::approvers_at`, which caches it per policy version.
-pub async fn approvers_at(
-    pool: &AnyPool,
-    path: &str,
-) -> Result<Option<(String, BTreeSet<String>)>> {
-    let owners = owners_on_chain(pool, path).await?;
+/// owners, disabled accounts excluded) and the node they come from, read
+/// in a transaction (`&mut **tx`) or from the pool. Pages and the API read
+/// it through `Policy::approvers_at`, which caches it per policy version.
+pub async fn approvers_of<'c, E>(db: E, path: &str) -> Result<Option<(String, BTreeSet<String>)>>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let owners = owners_on_chain(db, path).await?;
     Ok(rules::effective_approvers(path, &owners))
 }
 

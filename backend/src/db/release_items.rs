@@ -179,7 +179,7 @@ async fn check_plan(tx: &mut Tx, fields: &ItemFields) -> Result<String> {
             app_paths.insert(stage.app_id, p);
         }
     }
-    let approvers = approvers_of(tx, &node_path)
+    let approvers = approvers_of(&mut **tx, &node_path)
         .await?
         .map(|(_, set)| set.len())
         .unwrap_or(0);

@@ -335,7 +335,7 @@ async fn facts(
             != 0;
     let actor = match actor {
         Some(actor) => {
-            let approvers = approvers_of(tx, &order.node_path).await?;
+            let approvers = approvers_of(&mut **tx, &order.node_path).await?;
             let approved_by_actor: Option<i64> = sqlx::query_scalar(
                 "SELECT 1 FROM approvals WHERE work_order_id = $1 AND account_id = $2 AND decision = 'approved'",
             )

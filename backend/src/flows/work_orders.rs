@@ -9,7 +9,7 @@ use super::clusters::stage_deployment;
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::db::accounts::Account;
-use crate::db::approvers::approvers_at;
+use crate::db::approvers::approvers_of;
 use crate::db::audit::AuditActor;
 use crate::db::release_items::{self, ReleaseItem};
 use crate::db::work_order_views::{self, WorkOrder, WorkOrderDetail};
@@ -120,7 +120,7 @@ async fn check_filing(state: &AppState, new: &NewWorkOrder<'_>, creator: &Accoun
             new.item.name
         )));
     }
-    let approvers = approvers_at(&state.db.pool, &new.item.node_path).await?;
+    let approvers = approvers_of(&state.db.pool, &new.item.node_path).await?;
     let (from, owners) = approvers.unwrap_or_default();
     let remaining = owners.iter().filter(|o| **o != creator.name).count() as i64;
     if remaining < new.item.required_approvals {

@@ -313,7 +313,7 @@ impl FromRequestParts<AppState> for PageCtx {
             .map_err(|e| page_error(&e))?;
         let awaiting = state
             .policy
-            .awaiting_count(&state.db, &actor.account, actor.inbox_version)
+            .awaiting_count(&state.db, &actor.account, &scope, actor.inbox_version)
             .await
             .map_err(|e| page_error(&e))?;
         Ok(Self {
