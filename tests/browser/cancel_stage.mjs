@@ -32,12 +32,13 @@ await journey('cancel-stage', async (newPage) => {
   page.once('dialog', (d) => d.accept());
   await stage1.locator('button[data-action="cancel-stage"]').click();
   await page.waitForSelector('.notice-success');
-  assert.match(await page.locator('.notice-success').innerText(), /Stage 1 cancelled\. The order is now failed\./);
+  assert.match(await page.locator('.notice-success').innerText(), /^Stage 1 cancelled: roll it back or close the order\.$/);
   assert.equal(await page.locator('#stage-runs tr[data-stage="1"] [data-status]').getAttribute('data-status'), 'failed');
   assert.match(await page.locator('#stage-runs tr[data-stage="1"] .detail').innerText(),
     /pods never get ready; investigating the image — staging\/checkout when cancelled:/);
   assert.match(await page.locator('#timeline').innerText(), /stage cancelled/);
   assert.ok(await page.locator('#stage-runs tr[data-stage="1"] button[data-action="rollback"]').isVisible(),
     'rollback offered once the stage is cancelled');
+  assert.match(await page.locator('#next').innerText(), /Roll it back, or close the order/, 'the next step is spelt out');
   await shot(page, 'stage-cancelled.png');
 });

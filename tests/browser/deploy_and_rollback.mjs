@@ -60,12 +60,22 @@ await journey('deploy-and-rollback', async (newPage) => {
   page.once('dialog', (d) => d.accept());
   await page.locator('#stage-runs tr[data-stage="1"] button[data-action="rollback"]').click();
   await page.waitForSelector('.notice-success');
+  assert.equal((await page.locator('.notice-success').innerText()).trim(), 'Rollback of stage 1 started.');
   await page.evaluate(() => { window.__sameDocument = true; });
   await page.waitForFunction(
     () => document.querySelector('#stage-runs tr[data-stage="1"] [data-status]')?.dataset.status === 'rolled_back',
     null, { timeout: 30000 });
   assert.equal(await page.evaluate(() => window.__sameDocument), true, 'rolled back without a reload');
-  assert.equal((await page.locator('#order-state').innerText()).trim(), 'Failed');
+  assert.equal((await page.locator('#order-state').innerText()).trim(), 'Rolled back',
+    'the badge follows the rollback without a reload');
   assert.match(await page.locator('#timeline').innerText(), /rolled back/);
   await shot(page, 'stage-rolled-back.png');
+  // Once the rollback ends the page stops refreshing; a reload offers the next step.
+  await page.reload();
+  assert.equal((await page.locator('#stage-runs tr[data-stage="2"] .badge').innerText()).trim(), 'not run',
+    'stage 2 of a finished order will not run');
+  assert.equal(await page.locator('#next a[data-action="file-again"]').innerText(), 'File v1.1.0 again');
+  await shot(page, 'order-rolled-back-next.png');
+  await page.click('#next a[data-action="file-newer"]');
+  await page.waitForURL(/\/work-orders\/new\?item=\d+$/);
 });

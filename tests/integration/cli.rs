@@ -285,6 +285,13 @@ async fn sqlite_database_and_key_file_are_created_on_first_start() {
 /// The database of `db` opened and migrated through the library, for
 /// tests that call the `db` layer directly.
 pub(crate) async fn open_db(db: &TestDb) -> rollway::db::Db {
+    let opened = connect_db(db).await;
+    opened.migrate().await.expect("migrate the test database");
+    opened
+}
+
+/// The database of `db` opened through the library, not migrated.
+pub(crate) async fn connect_db(db: &TestDb) -> rollway::db::Db {
     let config = rollway::config::DatabaseConfig {
         url: rollway::secret::Secret::new(db.url.clone()),
         kind: match db.backend {
@@ -294,11 +301,9 @@ pub(crate) async fn open_db(db: &TestDb) -> rollway::db::Db {
         sqlite_file: None,
     };
     let key = rollway::secret::SecretKey::new(SECRET_KEY.as_bytes()).audit_key();
-    let opened = rollway::db::Db::connect(&config, key)
+    rollway::db::Db::connect(&config, key)
         .await
-        .expect("open the test database");
-    opened.migrate().await.expect("migrate the test database");
-    opened
+        .expect("open the test database")
 }
 
 db_test!(

@@ -339,7 +339,11 @@ db_test!(
             .await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         wait_stage(&r.eric, id, 1, "rolled_back").await;
-        assert_eq!(order_state(&r.eric, id).await, "failed");
+        assert_eq!(
+            order_state(&r.eric, id).await,
+            "rolled_back",
+            "nothing of the order runs any more"
+        );
         assert_eq!(r.image("staging"), format!("{IMAGE}:v1.0.0"));
         let live = r.sim.sim.deployment("staging", "checkout").unwrap();
         let status = live.status.unwrap();
@@ -373,7 +377,7 @@ db_test!(
             )
             .await;
         assert_eq!(s, StatusCode::CONFLICT);
-        // A failed order can be closed now that nothing is rolling.
+        // The order is over: nothing to close, and the item takes a new one.
         let (s, v) = r
             .eric
             .post(
@@ -381,7 +385,83 @@ db_test!(
                 json!({"reason": "bad build"}),
             )
             .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        r.approved_order("v1.3.0").await;
+    }
+);
+
+db_test!(
+    a_finished_order_rolled_back_stage_by_stage_says_what_still_runs,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        let id = r.approved_order("v1.1.0").await;
+        let post = |path: String| {
+            let api = r.eric.clone();
+            async move { api.post(&path, json!({})).await }
+        };
+        for n in [1, 2] {
+            let (s, v) = post(format!("/api/v1/work-orders/{id}/stages/{n}/deploy")).await;
+            assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+            wait_stage(&r.eric, id, n, "succeeded").await;
+        }
+        assert_eq!(order_state(&r.eric, id).await, "succeeded");
+        let browser = app.browser_as("eric", USER_PASSWORD).await;
+
+        // Prod goes back; staging still runs v1.1.0.
+        let (s, v) = post(format!("/api/v1/work-orders/{id}/stages/2/rollback")).await;
+        assert_eq!(
+            (s, v["state"].as_str()),
+            (StatusCode::ACCEPTED, Some("succeeded")),
+            "{v}"
+        );
+        wait_stage(&r.eric, id, 2, "rolled_back").await;
+        assert_eq!(order_state(&r.eric, id).await, "partially_rolled_back");
+        assert_eq!(r.image("prod"), format!("{IMAGE}:v1.0.0"));
+        assert_eq!(r.image("staging"), format!("{IMAGE}:v1.1.0"));
+        let (_, list) = r
+            .eric
+            .get("/api/v1/work-orders?state=partially_rolled_back")
+            .await;
+        let ids: Vec<i64> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ids, [id], "the state filters the list");
+        let (_, page) = browser.get(&format!("/work-orders/{id}")).await;
+        assert!(page.contains(">Partially rolled back</span>"), "{page}");
+
+        // Staging goes back too: nothing of the order runs.
+        let (s, _) = post(format!("/api/v1/work-orders/{id}/stages/1/rollback")).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        wait_stage(&r.eric, id, 1, "rolled_back").await;
+        assert_eq!(order_state(&r.eric, id).await, "rolled_back");
+        let (_, page) = browser.get(&format!("/work-orders/{id}")).await;
+        assert!(page.contains(">Rolled back</span>"), "{page}");
+        assert!(
+            !page.contains(">Succeeded</span>"),
+            "the order no longer says succeeded"
+        );
+        // It offers to file the item again, with this version or a newer one.
+        assert!(
+            page.contains(&format!(
+                "href=\"/work-orders/new?item={}&amp;version=v1.1.0\"",
+                r.item
+            )),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!("href=\"/work-orders/new?item={}\"", r.item)),
+            "{page}"
+        );
+        let (s, _) = post(format!("/api/v1/work-orders/{id}/stages/2/deploy")).await;
+        assert_eq!(
+            s,
+            StatusCode::CONFLICT,
+            "a finished order deploys nothing more"
+        );
     }
 );
 
@@ -436,7 +516,11 @@ db_test!(
             "3",
             "the old ReplicaSet comes back as revision 3, as kubectl rollout undo does"
         );
-        assert_eq!(order_state(&r.eric, id).await, "failed");
+        assert_eq!(
+            order_state(&r.eric, id).await,
+            "rolled_back",
+            "stage 2 never ran and never will"
+        );
         let s1 = stage(&r.eric, id, 1).await;
         assert_eq!(s1["restored_revision"], "1");
         let (s, _) = r

@@ -347,7 +347,7 @@ db_test!(
             ),
             "{failed}"
         );
-        assert_eq!(order_state(&r.eric, id).await, "failed");
+        assert_eq!(order_state(&r.eric, id).await, "rolled_back");
         assert_eq!(r.image("staging"), format!("{IMAGE}:v1.0.0"));
     }
 );
@@ -417,13 +417,14 @@ db_test!(
             !kinds.contains(&"stage_succeeded") && !kinds.contains(&"stage_failed"),
             "the cancelled job reported nothing after the cancel: {kinds:?}"
         );
+        assert_eq!(order_state(&r.eric, id).await, "rolled_back");
         let (s, v) = post(
             &r.eric,
             &format!("/api/v1/work-orders/{id}/close"),
             json!({"reason": "bad build"}),
         )
         .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(s, StatusCode::CONFLICT, "nothing left to close: {v}");
     }
 );
 

@@ -24,3 +24,4 @@ mod release_pages;
 mod releases;
 mod tokens;
 mod tree;
+mod upgrade;

@@ -45,7 +45,10 @@ pub struct WorkOrder {
     pub image: String,
     pub title: String,
     pub description: String,
-    /// `pending_approval`, `approved`, `in_progress`, `succeeded`, `failed`, `rejected` or `closed`.
+    /// `pending_approval`, `approved`, `in_progress`, `succeeded`, `failed`,
+    /// `rolled_back` (every stage that deployed was rolled back),
+    /// `partially_rolled_back` (some stage still runs this version),
+    /// `rejected` or `closed`.
     pub state: String,
     pub creator_id: i64,
     pub creator: String,

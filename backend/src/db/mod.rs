@@ -162,14 +162,50 @@ impl Db {
 
     /// Applies every migration not yet applied.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        let migrator = match self.kind {
+        self.migrate_through(i64::MAX).await
+    }
+
+    /// Applies the migrations up to and including `version` not yet
+    /// applied (upgrade tests start from an older schema).
+    ///
+    /// SQLite changes a constraint only by rebuilding the table, and a
+    /// table others refer to can be dropped and rebuilt only with foreign
+    /// keys off (SQLite's "other kinds of table schema changes"): its
+    /// migrations run on one connection with foreign keys off, every
+    /// reference is checked after, and that connection is closed rather
+    /// than returned to the pool.
+    pub async fn migrate_through(&self, version: i64) -> anyhow::Result<()> {
+        let context = "applying database migrations";
+        let all = match self.kind {
             DbKind::Sqlite => &SQLITE_MIGRATIONS,
             DbKind::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator
-            .run(&self.pool)
-            .await
-            .context("applying database migrations")
+        let migrator = Migrator {
+            migrations: all
+                .iter()
+                .filter(|m| m.version <= version)
+                .cloned()
+                .collect(),
+            ..Migrator::DEFAULT
+        };
+        if self.kind == DbKind::Postgres {
+            return migrator.run(&self.pool).await.context(context);
+        }
+        let mut conn = self.pool.acquire().await.context(context)?.detach();
+        conn.execute("PRAGMA foreign_keys = OFF").await?;
+        migrator.run(&mut conn).await.context(context)?;
+        let broken: Vec<(String, Option<i64>, String)> =
+            sqlx::query_as("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check")
+                .fetch_all(&mut conn)
+                .await?;
+        if let Some((table, row, parent)) = broken.first() {
+            anyhow::bail!(
+                "{context}: {} row(s) refer to rows that do not exist (first: {table} row {row:?} → {parent})",
+                broken.len()
+            );
+        }
+        sqlx::Connection::close(conn).await?;
+        Ok(())
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write

@@ -11,6 +11,9 @@
 //! in_progress: each stage run: pending -> deploying -> verifying -> succeeded | failed
 //!              succeeded | failed --rollback--> rolling_back -> rolled_back | failed
 //! all stages succeeded --> succeeded ; any stage failed --> failed
+//! a rollback finished --> rolled_back (no stage runs the new version)
+//!                       | partially_rolled_back (some stage still does)
+//!                       | failed (another stage failed and still needs a decision)
 //! any open state --close--> closed (refused while a stage is mid-rollout)
 //! ```
 //!
@@ -22,7 +25,11 @@
 //!
 //! Open states are `pending_approval`, `approved`, `in_progress` and
 //! `failed` (a failed release still needs a decision: roll back or close);
-//! `succeeded`, `rejected` and `closed` are terminal.
+//! `succeeded`, `rolled_back`, `partially_rolled_back`, `rejected` and
+//! `closed` are terminal. A finished order's deployed stages can still be
+//! rolled back; that moves it between the terminal states `succeeded`,
+//! `partially_rolled_back` and `rolled_back`, never back to an open one (a
+//! newer order may be open for the item by then).
 
 use std::fmt;
 use std::str::FromStr;
@@ -38,17 +45,23 @@ pub enum State {
     InProgress,
     Succeeded,
     Failed,
+    /// Every stage that deployed was rolled back: nothing of the order runs.
+    RolledBack,
+    /// Some stages were rolled back, others still run the order's version.
+    PartiallyRolledBack,
     Rejected,
     Closed,
 }
 
 impl State {
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 9] = [
         State::PendingApproval,
         State::Approved,
         State::InProgress,
         State::Succeeded,
         State::Failed,
+        State::RolledBack,
+        State::PartiallyRolledBack,
         State::Rejected,
         State::Closed,
     ];
@@ -68,6 +81,8 @@ impl State {
             State::InProgress => "in_progress",
             State::Succeeded => "succeeded",
             State::Failed => "failed",
+            State::RolledBack => "rolled_back",
+            State::PartiallyRolledBack => "partially_rolled_back",
             State::Rejected => "rejected",
             State::Closed => "closed",
         }
@@ -81,6 +96,8 @@ impl State {
             State::InProgress => "In progress",
             State::Succeeded => "Succeeded",
             State::Failed => "Failed",
+            State::RolledBack => "Rolled back",
+            State::PartiallyRolledBack => "Partially rolled back",
             State::Rejected => "Rejected",
             State::Closed => "Closed",
         }
@@ -699,7 +716,14 @@ fn rollback(
             "only owners of this release item's node may restore the whole pod template",
         ));
     }
-    if !matches!(state, State::InProgress | State::Failed | State::Succeeded) {
+    if !matches!(
+        state,
+        State::InProgress
+            | State::Failed
+            | State::Succeeded
+            | State::PartiallyRolledBack
+            | State::RolledBack
+    ) {
         return Err(refuse(
             Conflict,
             format!(
@@ -854,11 +878,7 @@ fn report(
             stage: change(StageStatus::RolledBack),
             ..Transition::order(
                 state,
-                if state == State::InProgress {
-                    State::Failed
-                } else {
-                    state
-                },
+                after_rollback(state, position, facts),
                 "rolled_back",
                 note,
             )
@@ -882,6 +902,30 @@ fn report(
             )
         }),
         _ => Err(stale()),
+    }
+}
+
+/// The order's state once stage `position` is rolled back. An open order
+/// with another failed stage stays failed: that stage still needs a
+/// decision. Otherwise the order is over: partially rolled back while some
+/// other stage still runs its version, rolled back when none does. Stages
+/// not run yet never will (a stage deploys only after the one before it
+/// succeeded, and the order is finished).
+fn after_rollback(state: State, position: u32, facts: &Facts) -> State {
+    let others = || {
+        facts
+            .stages
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| i + 1 != position as usize)
+            .map(|(_, s)| s.status)
+    };
+    if state.is_open() && others().any(|s| s == StageStatus::Failed) {
+        State::Failed
+    } else if others().any(|s| s == StageStatus::Succeeded) {
+        State::PartiallyRolledBack
+    } else {
+        State::RolledBack
     }
 }
 
@@ -1033,9 +1077,10 @@ mod tests {
                 _ => Err(Conflict),
             },
             (Command::Rollback { .. }, Who::Approver) => match (state, stage) {
-                (InProgress | Failed | Succeeded, S::Succeeded | S::Failed) => {
-                    Ok((state, Some(S::RollingBack)))
-                }
+                (
+                    InProgress | Failed | Succeeded | PartiallyRolledBack | RolledBack,
+                    S::Succeeded | S::Failed,
+                ) => Ok((state, Some(S::RollingBack))),
                 _ => Err(Conflict),
             },
             // Cancel: any stage the engine works on; the order fails with it.
@@ -1053,7 +1098,8 @@ mod tests {
                     Some(S::Succeeded),
                 )),
                 (S::Deploying | S::Verifying, O::Failed) => Ok((failing, Some(S::RollingBack))),
-                (S::RollingBack, O::Succeeded) => Ok((failing, Some(S::RolledBack))),
+                // The order's only stage is rolled back: nothing of it runs.
+                (S::RollingBack, O::Succeeded) => Ok((RolledBack, Some(S::RolledBack))),
                 (S::RollingBack, O::Failed) => Ok((failing, Some(S::Failed))),
                 // A refused rollback leaves the order; the stage goes back
                 // to where it was (failed when unknown).
@@ -1090,7 +1136,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cases, 2 * 7 * 8 * 11);
+        assert_eq!(cases, 2 * 9 * 8 * 11);
     }
 
     #[test]
@@ -1455,18 +1501,21 @@ mod tests {
                 "{state}"
             );
         }
-        // A finished release can be rolled back; it stays succeeded.
+        // A finished release can be rolled back; it stays succeeded until
+        // the rollback is done.
         let t = decide(Succeeded, &roll_back(1), &facts).unwrap();
         assert_eq!(t.to, Succeeded);
     }
 
     #[test]
     fn rollback_outcomes() {
+        // Stage 1 rolled back before stage 2 ran: nothing of the order runs,
+        // and stage 2 never will.
         let facts = deployer(&[S::RollingBack, S::Pending]);
         let t = decide(InProgress, &report(1, Outcome::Succeeded), &facts).unwrap();
         assert_eq!(
             (t.to, t.event, t.stage.unwrap().to),
-            (Failed, "rolled_back", S::RolledBack)
+            (RolledBack, "rolled_back", S::RolledBack)
         );
         let t = decide(Failed, &report(1, Outcome::Failed), &facts).unwrap();
         assert_eq!(
@@ -1474,7 +1523,80 @@ mod tests {
             (Failed, "rollback_failed", S::Failed)
         );
         let t = decide(Succeeded, &report(1, Outcome::Succeeded), &facts).unwrap();
+        assert_eq!(t.to, RolledBack);
+        // A failed rollback of a finished order leaves it finished.
+        let t = decide(Succeeded, &report(1, Outcome::Failed), &facts).unwrap();
         assert_eq!(t.to, Succeeded);
+    }
+
+    #[test]
+    fn a_rollback_of_some_stages_leaves_the_order_partially_rolled_back() {
+        use State::*;
+        // (order state, stage statuses with stage 2 rolling back, expected)
+        let cases = [
+            // Stage 1 still runs the new version.
+            (
+                Succeeded,
+                [S::Succeeded, S::RollingBack, S::Succeeded],
+                PartiallyRolledBack,
+            ),
+            (
+                InProgress,
+                [S::Succeeded, S::RollingBack, S::Pending],
+                PartiallyRolledBack,
+            ),
+            (
+                Failed,
+                [S::Succeeded, S::RollingBack, S::Pending],
+                PartiallyRolledBack,
+            ),
+            // The last stage still running the version is rolled back.
+            (
+                PartiallyRolledBack,
+                [S::RolledBack, S::RollingBack, S::RolledBack],
+                RolledBack,
+            ),
+            (
+                PartiallyRolledBack,
+                [S::Succeeded, S::RollingBack, S::RolledBack],
+                PartiallyRolledBack,
+            ),
+            // Another stage failed and is not dealt with yet: still failed.
+            (Failed, [S::Failed, S::RollingBack, S::Pending], Failed),
+            // A finished order never opens again, whatever its stages.
+            (
+                Succeeded,
+                [S::Failed, S::RollingBack, S::Succeeded],
+                PartiallyRolledBack,
+            ),
+            (
+                PartiallyRolledBack,
+                [S::Failed, S::RollingBack, S::RolledBack],
+                RolledBack,
+            ),
+        ];
+        for (state, stages, expected) in cases {
+            let facts = deployer(&stages);
+            let t = decide(state, &report(2, Outcome::Succeeded), &facts).unwrap();
+            assert_eq!(t.to, expected, "{state} {stages:?}");
+            assert!(
+                state.is_open() || !t.to.is_open(),
+                "{state} {stages:?} must stay finished"
+            );
+        }
+        // Nothing more deploys once the order is over.
+        let facts = deployer(&[S::Succeeded, S::RolledBack, S::Pending]);
+        for state in [PartiallyRolledBack, RolledBack] {
+            assert_eq!(
+                decide(state, &Command::Deploy { stage: 3 }, &facts)
+                    .unwrap_err()
+                    .kind,
+                Conflict
+            );
+        }
+        // Its other stages can still be rolled back.
+        let t = decide(PartiallyRolledBack, &roll_back(1), &facts).unwrap();
+        assert_eq!(t.stage.unwrap().to, S::RollingBack);
     }
 
     #[test]
@@ -1508,5 +1630,6 @@ mod tests {
         }
         assert!("open".parse::<State>().is_err());
         assert!(!Succeeded.is_open() && !Rejected.is_open() && !Closed.is_open());
+        assert!(!RolledBack.is_open() && !PartiallyRolledBack.is_open());
     }
 }

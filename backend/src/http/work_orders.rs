@@ -222,6 +222,21 @@ struct OrderActions {
     live: bool,
     /// Some stage has touched its Deployment: there are pods to show.
     has_pods: bool,
+    /// What comes after this order, for people who may file orders.
+    next: Option<Next>,
+}
+
+/// The next step once an order failed or is over.
+enum Next {
+    /// A failed order still needs a decision: roll back or close. The item
+    /// takes no new order until then.
+    Decide,
+    /// The order is over: file the item again, with this version (unless it
+    /// shipped) or a newer one, or go to the order already open for it.
+    FileAgain {
+        same_version: bool,
+        open: Option<work_orders::OpenOrder>,
+    },
 }
 
 impl OrderActions {
@@ -294,6 +309,16 @@ async fn render_order(
                 .stage_runs
                 .iter()
                 .any(|s| s.status != StageStatus::Pending),
+            next: match d.order.state {
+                _ if !may_close => None,
+                State::Failed => Some(Next::Decide),
+                state if !state.is_open() => Some(Next::FileAgain {
+                    same_version: state != State::Succeeded,
+                    open: work_orders::open_order_of(&ctx.state.db.pool, d.order.release_item_id)
+                        .await?,
+                }),
+                _ => None,
+            },
         };
         let mut times = HashMap::new();
         for e in &d.timeline {
@@ -335,8 +360,35 @@ struct DecisionForm {
 }
 
 pub(super) async fn decide_from_page(ctx: PageCtx, id: i64, command: Command) -> Response {
-    let done = match &command {
-        Command::Approve { .. } => "Approved.".to_string(),
+    match flows::drive_stage(
+        &ctx.state,
+        &ctx.actor.account,
+        &ctx.who(),
+        id,
+        command.clone(),
+    )
+    .await
+    {
+        Ok(order) => redirect_with(
+            &format!("/work-orders/{id}"),
+            Notice::success(done_notice(&command, &order)),
+        ),
+        Err(e @ Error::NotFound(_)) => page_error(&e),
+        Err(e) => render_order(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
+    }
+}
+
+/// What a command from the page did, in one sentence that does not repeat
+/// the order's state badge.
+fn done_notice(command: &Command, order: &WorkOrder) -> String {
+    match command {
+        Command::Approve { .. } if order.state == State::Approved => {
+            "Approved: the order may deploy now.".to_string()
+        }
+        Command::Approve { .. } => format!(
+            "Your approval is recorded: {} of {} so far.",
+            order.approvals, order.required_approvals
+        ),
         Command::Reject { .. } => "Rejected.".to_string(),
         Command::Close { .. } => "Closed.".to_string(),
         Command::Deploy { stage } => format!("Deploy of stage {stage} started."),
@@ -348,19 +400,10 @@ pub(super) async fn decide_from_page(ctx: PageCtx, id: i64, command: Command) ->
             stage,
             whole_template: true,
         } => format!("Rollback of stage {stage} to its whole replaced template started."),
-        Command::Cancel { stage, .. } => format!("Stage {stage} cancelled."),
+        Command::Cancel { stage, .. } => {
+            format!("Stage {stage} cancelled: roll it back or close the order.")
+        }
         Command::Report { .. } => "Recorded.".to_string(),
-    };
-    match flows::drive_stage(&ctx.state, &ctx.actor.account, &ctx.who(), id, command).await {
-        Ok(order) => redirect_with(
-            &format!("/work-orders/{id}"),
-            Notice::success(format!(
-                "{done} The order is now {}.",
-                order.state.label().to_lowercase()
-            )),
-        ),
-        Err(e @ Error::NotFound(_)) => page_error(&e),
-        Err(e) => render_order(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
     }
 }
 
@@ -415,7 +458,7 @@ struct ListPage {
     action: &'static str,
     rows: Vec<WorkOrderRow>,
     query: ListQuery,
-    states: [State; 7],
+    states: [State; 9],
     older: Option<String>,
     inbox: bool,
 }

@@ -1,0 +1,170 @@
+//! Upgrades: a database written by an older Rollway is migrated with its
+//! data, on both backends.
+
+use crate::cli::connect_db;
+use crate::common::{Backend, TestDb};
+use crate::db_test;
+
+/// Runs `sql` statements one by one.
+async fn exec(db: &rollway::db::Db, statements: &[&str]) {
+    for sql in statements {
+        sqlx::query(sql)
+            .execute(&db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+}
+
+async fn text(db: &rollway::db::Db, sql: &str) -> Vec<String> {
+    sqlx::query_scalar::<_, String>(sql)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+async fn one(db: &rollway::db::Db, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+db_test!(
+    orders_rolled_back_before_the_upgrade_say_so_after_it,
+    |backend| async move {
+        let test_db = TestDb::new(backend).await;
+        let db = connect_db(&test_db).await;
+        // The schema as Rollway left it before `rolled_back` existed.
+        db.migrate_through(10).await.unwrap();
+        exec(
+            &db,
+            &[
+                "INSERT INTO accounts (id, kind, name, display_name, created_at, updated_at) \
+                 VALUES (1, 'user', 'erin', 'Erin', 0, 0)",
+                "INSERT INTO nodes (id, parent_id, name, title, path, created_at, updated_at) \
+                 VALUES (1, NULL, '', 'Root', '/', 0, 0)",
+                "INSERT INTO clusters (id, name, environment, created_at, updated_at) \
+                 VALUES (1, 'staging', 'staging', 0, 0)",
+                "INSERT INTO apps (id, name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at) \
+                 VALUES (1, 'shop', 1, 'shop', 'shop', 'shop', 1, 0, 0)",
+                "INSERT INTO release_items (id, node_id, name, gitlab_project, image_repository, created_at, updated_at) \
+                 VALUES (1, 1, 'shop', 'g/shop', 'reg/shop', 0, 0)",
+                "INSERT INTO release_items (id, node_id, name, gitlab_project, image_repository, created_at, updated_at) \
+                 VALUES (2, 1, 'cart', 'g/cart', 'reg/cart', 0, 0)",
+            ],
+        )
+        .await;
+        // (id, release item, state, its stages' statuses)
+        let orders: [(i64, i64, &str, &[&str]); 6] = [
+            (1, 1, "succeeded", &["rolled_back"]),
+            (2, 1, "succeeded", &["succeeded", "rolled_back"]),
+            (3, 2, "failed", &["rolled_back", "pending"]),
+            (4, 1, "closed", &["failed", "rolled_back"]),
+            (5, 1, "succeeded", &["succeeded", "succeeded"]),
+            // Still needs a decision: another stage failed.
+            (6, 1, "failed", &["failed", "rolled_back"]),
+        ];
+        for (id, item, state, stages) in orders {
+            exec(
+                &db,
+                &[&format!(
+                    "INSERT INTO work_orders (id, release_item_id, node_id, version, image, title, state, \
+                     creator_id, required_approvals, created_at, updated_at) \
+                     VALUES ({id}, {item}, 1, 'v{id}', 'reg/shop:v{id}', 'Order {id}', '{state}', 1, 1, 0, 0)"
+                )],
+            )
+            .await;
+            for (i, status) in stages.iter().enumerate() {
+                exec(
+                    &db,
+                    &[&format!(
+                        "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, status) \
+                         VALUES ({id}, {}, 's{i}', 1, 'rolling', '{status}')",
+                        i + 1
+                    )],
+                )
+                .await;
+            }
+        }
+        let inbox_before = one(&db, "SELECT version FROM inbox_state").await;
+
+        db.migrate()
+            .await
+            .expect("the upgrade applies to this data");
+
+        assert_eq!(
+            text(&db, "SELECT state FROM work_orders ORDER BY id").await,
+            [
+                "rolled_back",
+                "partially_rolled_back",
+                "rolled_back",
+                "closed",
+                "succeeded",
+                "failed"
+            ]
+        );
+        assert_eq!(
+            text(
+                &db,
+                "SELECT CAST(work_order_id AS TEXT) || ' ' || actor || ': ' || message FROM timeline_events \
+                 WHERE kind = 'state_corrected' ORDER BY work_order_id"
+            )
+            .await,
+            [
+                "1 system: the order said succeeded after its rollback; it is rolled back",
+                "2 system: the order said succeeded after its rollback; it is partially rolled back",
+                "3 system: the order said failed after its rollback; it is rolled back",
+            ],
+            "each changed order says why"
+        );
+        // The rebuilt table keeps what the old one enforced and triggered.
+        let insert = |id: i64, item: i64, state: &str| {
+            format!(
+                "INSERT INTO work_orders (id, release_item_id, node_id, version, image, title, state, \
+                 creator_id, required_approvals, created_at, updated_at) \
+                 VALUES ({id}, {item}, 1, 'v', 'i', 't', '{state}', 1, 1, 0, 0)"
+            )
+        };
+        for refused in [
+            insert(10, 1, "bogus"),
+            insert(11, 1, "pending_approval"), // order 6 is open for item 1
+            insert(12, 999, "closed"),         // no such item
+        ] {
+            assert!(
+                sqlx::query(&refused).execute(&db.pool).await.is_err(),
+                "refused: {refused}"
+            );
+        }
+        exec(&db, &[&insert(13, 1, "rolled_back")]).await;
+        assert!(
+            one(&db, "SELECT version FROM inbox_state").await > inbox_before,
+            "the inbox triggers were rebuilt with the table"
+        );
+        let indexes = text(
+            &db,
+            match backend {
+                Backend::Sqlite => {
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'work_orders' \
+                     AND name LIKE 'work_orders%' ORDER BY name"
+                }
+                Backend::Postgres => {
+                    "SELECT indexname::TEXT FROM pg_indexes WHERE tablename = 'work_orders' \
+                     AND indexname <> 'work_orders_pkey' ORDER BY indexname"
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            indexes,
+            [
+                "work_orders_creator_idx",
+                "work_orders_item_idx",
+                "work_orders_item_state_idx",
+                "work_orders_node_idx",
+                "work_orders_node_state_idx",
+                "work_orders_one_open_per_item",
+                "work_orders_state_idx"
+            ]
+        );
+    }
+);
