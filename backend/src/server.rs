@@ -57,7 +57,11 @@ pub fn router(state: AppState, metrics: Option<&Metrics>) -> Router {
     let mut router = Router::new()
         .merge(http::routes().into_router())
         .merge(api::routes().router)
-        .fallback(http::not_found);
+        .fallback_service(
+            Router::new()
+                .fallback(http::not_found)
+                .with_state(state.clone()),
+        );
     if let Some(metrics) = metrics {
         if metrics.on_main_listener {
             router = router.merge(http::metrics_routes(metrics.handle.clone()).into_router());

@@ -1403,3 +1403,45 @@ db_test!(
         );
     }
 );
+
+db_test!(
+    a_refusal_says_who_may_do_it_and_keeps_the_navigation,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let org = Org::create(&app).await;
+        let eric = app.api(Some(&app.token_for("eric")));
+        let (s, v) = eric
+            .post("/api/v1/release-items", item_body(org.pay, "cart", 1, 2))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(
+            v["error"]["message"],
+            "You need to be an owner of /acme/pay to manage release items."
+        );
+        let page = app.browser_as("eric", USER_PASSWORD).await;
+        for (path, status, says) in [
+            (
+                "/admin/users",
+                StatusCode::FORBIDDEN,
+                "You need to be an admin to manage accounts.",
+            ),
+            (
+                "/no/such/page",
+                StatusCode::NOT_FOUND,
+                "nothing at /no/such/page",
+            ),
+        ] {
+            let (s, html) = page.get(path).await;
+            assert_eq!(s, status, "{path}: {html}");
+            assert!(html.contains(says), "{path}: {html}");
+            assert!(
+                html.contains(r#"<nav class="mainnav""#) && html.contains(r#"href="/approvals""#),
+                "{path} keeps the navigation: {html}"
+            );
+        }
+        // Someone not signed in gets the bare page.
+        let (s, html) = app.browser().get("/no/such/page").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(!html.contains(r#"href="/approvals""#), "{html}");
+    }
+);

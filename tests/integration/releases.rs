@@ -779,6 +779,109 @@ db_test!(
         assert_eq!(ids_of(&by_node).len(), 5);
         let (_, other_node) = eric.get("/api/v1/work-orders?node=/acme/payroll").await;
         assert_eq!(ids_of(&other_node), Vec::<i64>::new());
+        // A path as people type it is read as the canonical one.
+        let (_, typed) = eric.get("/api/v1/work-orders?node=Acme//pay/").await;
+        assert_eq!(ids_of(&typed), ids_of(&by_node));
+        let (s, v) = eric.get("/api/v1/work-orders?node=/acme/p%25").await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        // Search: the version, the item's name or a word of the title
+        // starts with it, in any case; wildcards are plain characters.
+        for (q, expected) in [
+            ("svc3", vec![ids[3]]),
+            ("SVC", ids.iter().rev().copied().collect()),
+            ("fix", vec![]),
+            ("ship", ids.iter().rev().copied().collect()),
+            ("v1.0", ids.iter().rev().copied().collect()),
+            ("1.0", vec![]),
+            ("hip", vec![]),
+            ("%25", vec![]),
+            ("s_c", vec![]),
+        ] {
+            let (s, v) = eric.get(&format!("/api/v1/work-orders?q={q}")).await;
+            assert_eq!((s, ids_of(&v)), (StatusCode::OK, expected), "q={q}");
+        }
+        let long = "x".repeat(101);
+        let (s, _) = eric.get(&format!("/api/v1/work-orders?q={long}")).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+        // The page reads its filters leniently and says why nothing matches,
+        // keeping the filters and the navigation.
+        let page = app.browser_as("eric", USER_PASSWORD).await;
+        let rows = |html: &str| -> Vec<i64> {
+            ids.iter()
+                .rev()
+                .copied()
+                .filter(|id| html.contains(&format!("data-order=\"{id}\"")))
+                .collect()
+        };
+        for (path, expected) in [
+            (
+                "/work-orders?item=svc",
+                ids.iter().rev().copied().collect::<Vec<_>>(),
+            ),
+            ("/work-orders?item=SVC1", vec![ids[1]]),
+            (
+                "/work-orders?node=acme/pay",
+                ids.iter().rev().copied().collect(),
+            ),
+            ("/work-orders?q=svc2", vec![ids[2]]),
+        ] {
+            let (s, html) = page.get(path).await;
+            assert_eq!((s, rows(&html)), (StatusCode::OK, expected), "{path}");
+        }
+        let (_, html) = page.get("/work-orders?node=acme/pay").await;
+        assert!(
+            html.contains(r#"name="node" value="/acme/pay""#),
+            "the path is shown canonical"
+        );
+        assert!(
+            html.contains(r#"<option value="/acme/pay">"#),
+            "the node picker offers it"
+        );
+        assert!(
+            html.contains(r#"<option value="svc0">"#),
+            "the item picker offers it"
+        );
+        for (path, why, kept) in [
+            (
+                "/work-orders?item=car&state=approved",
+                "no release item you can see is called “car…”",
+                r#"name="item" value="car""#,
+            ),
+            (
+                "/work-orders?creator=nobody",
+                "nobody is called “nobody”",
+                r#"name="creator" value="nobody""#,
+            ),
+            (
+                "/work-orders?state=open",
+                "there is no state “open”",
+                r#"name="state""#,
+            ),
+            (
+                "/work-orders?node=%2Fa%25",
+                "is not a node path",
+                r#"name="node" value="/a%""#,
+            ),
+        ] {
+            let (s, html) = page.get(path).await;
+            assert_eq!(s, StatusCode::OK, "{path}: {html}");
+            assert!(
+                html.contains(&format!("No work orders match: ")) && html.contains(why),
+                "{path}: {html}"
+            );
+            assert!(html.contains(kept), "{path} keeps its filters: {html}");
+            assert!(
+                html.contains(r#"href="/approvals""#),
+                "{path} keeps the navigation"
+            );
+            assert!(rows(&html).is_empty());
+        }
+        let (_, html) = page.get("/work-orders?item=car&state=approved").await;
+        assert!(
+            html.contains(r#"<option value="approved" selected>"#),
+            "the state stays picked"
+        );
         let (_, by_item) = eric
             .get(&format!("/api/v1/work-orders?item={}", r.item))
             .await;

@@ -11,9 +11,10 @@ use utoipa_axum::routes;
 use super::extract::ApiActor;
 use super::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::app::AppState;
-use crate::db::work_order_views::{self as views, Filter};
+use crate::db::work_order_views::{self as views, Filter, MAX_SEARCH_LEN};
 use crate::db::{accounts, tree as tree_db};
 use crate::domain::release_item::{Canary, Strategy};
+use crate::domain::tree::normalize_path;
 use crate::domain::work_order::{Command, State as OrderState};
 use crate::error::{Error, ErrorBody, Result};
 use crate::flows;
@@ -251,7 +252,8 @@ pub struct ListQuery {
     state: Option<String>,
     /// A release item id.
     item: Option<i64>,
-    /// A tree node (id or path): orders of items at or below it.
+    /// A tree node (id or path; `shop/cart` is read as `/shop/cart`):
+    /// orders of items at or below it.
     node: Option<String>,
     /// The creator's account name.
     creator: Option<String>,
@@ -261,6 +263,9 @@ pub struct ListQuery {
     cursor: Option<i64>,
     /// Orders per page, 1–200 (default 50).
     limit: Option<i64>,
+    /// Search: orders whose version, release item name or a word of whose
+    /// title starts with this, ignoring case (at most 100 characters).
+    q: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -313,21 +318,31 @@ async fn resolve_filter(
     };
     let node = match q.node.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(raw) => Some(match raw.parse::<i64>() {
+        Some(raw) => match raw.parse::<i64>() {
             // A node the caller may not see is refused like a missing one.
             Ok(id) => match state
                 .policy
                 .visible(actor, tree_db::get(&state.db.pool, id).await)
             {
-                Ok(node) => node.path,
+                Ok(node) => Some(node.path),
                 Err(Error::NotFound(_)) => {
                     return Err(Error::validation("node", format!("no tree node {raw}")));
                 }
                 Err(e) => return Err(e),
             },
-            Err(_) => raw.trim_end_matches('/').to_string(),
-        }),
+            Err(_) => normalize_path(raw).map_err(|m| Error::validation("node", m))?,
+        },
     };
+    let search = q.q.map(|q| q.trim().to_string()).filter(|q| !q.is_empty());
+    if search
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_SEARCH_LEN)
+    {
+        return Err(Error::validation(
+            "q",
+            format!("search for at most {MAX_SEARCH_LEN} characters"),
+        ));
+    }
     let creator = match q.creator.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(name) => Some(
@@ -350,6 +365,7 @@ async fn resolve_filter(
             false => None,
         },
         before_id: q.cursor,
+        search,
     })
 }
 

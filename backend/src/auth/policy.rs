@@ -478,14 +478,26 @@ impl Policy {
         if self.may(actor, action, path) {
             Ok(())
         } else {
-            Err(Error::Forbidden(format!(
-                "{} may not {} at {}",
-                actor.name,
-                describe(action),
-                path
-            )))
+            Err(Error::Forbidden(refusal(action, path)))
         }
     }
+}
+
+/// Why `action` at `path` was refused, in the words of who may do it.
+fn refusal(action: Action, path: &str) -> String {
+    let who = match action {
+        Action::ManageAccounts | Action::ManageRegistry => {
+            return format!("You need to be an admin to {}.", describe(action));
+        }
+        Action::ViewNode => "a member (viewer, engineer or owner)",
+        Action::FileWorkOrder => "an engineer or owner",
+        Action::CreateChildNode
+        | Action::EditNode
+        | Action::DeleteNode
+        | Action::ManageMembers
+        | Action::ManageReleaseItems => "an owner",
+    };
+    format!("You need to be {who} of {path} to {}.", describe(action))
 }
 
 fn describe(action: Action) -> &'static str {
@@ -506,6 +518,22 @@ fn describe(action: Action) -> &'static str {
 mod tests {
     use super::*;
     use crate::db::accounts::AccountKind;
+
+    #[test]
+    fn a_refusal_names_who_may_do_it() {
+        assert_eq!(
+            refusal(Action::ManageReleaseItems, "/shop"),
+            "You need to be an owner of /shop to manage release items."
+        );
+        assert_eq!(
+            refusal(Action::FileWorkOrder, "/shop/cart"),
+            "You need to be an engineer or owner of /shop/cart to file or drive work orders."
+        );
+        assert_eq!(
+            refusal(Action::ManageAccounts, "/"),
+            "You need to be an admin to manage accounts."
+        );
+    }
 
     fn account(id: i64) -> Account {
         Account {

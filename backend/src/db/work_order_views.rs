@@ -383,6 +383,26 @@ pub struct Filter {
     pub awaiting: Option<(i64, std::sync::Arc<Vec<i64>>)>,
     /// Only orders with an id below this (keyset pages, newest first).
     pub before_id: Option<i64>,
+    /// Search: orders whose version, release item name or a word of whose
+    /// title starts with this, ignoring case.
+    pub search: Option<String>,
+}
+
+/// Longest search accepted, in characters.
+pub const MAX_SEARCH_LEN: usize = 100;
+
+/// `prefix` as a LIKE pattern matching what starts with it, its `%`, `_`
+/// and `\` escaped (the statement says `ESCAPE '\'`), lowercased.
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// Node ids as an SQL list of integer literals. They come from the
@@ -514,9 +534,9 @@ pub async fn list(
         // A leaf node is a plain equality on (node_id, id); a subtree is an
         // IN list of the nodes below.
         let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM nodes WHERE path = $1 OR path LIKE $2")
+            sqlx::query_scalar("SELECT id FROM nodes WHERE path = $1 OR path LIKE $2 ESCAPE '\\'")
                 .bind(node)
-                .bind(format!("{node}/%"))
+                .bind(like_prefix(&format!("{node}/")))
                 .fetch_all(pool)
                 .await?;
         match ids.as_slice() {
@@ -542,6 +562,20 @@ pub async fn list(
     if let Some(before) = filter.before_id {
         let p = next(&mut args, Arg::Int(before));
         predicates.push(format!("w.id < {p}"));
+    }
+    if let Some(search) = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let starts = next(&mut args, Arg::Text(like_prefix(search)));
+        let word = next(&mut args, Arg::Text(format!("% {}", like_prefix(search))));
+        predicates.push(format!(
+            "(lower(w.version) LIKE {starts} ESCAPE '\\' \
+              OR lower(w.title) LIKE {starts} ESCAPE '\\' OR lower(w.title) LIKE {word} ESCAPE '\\' \
+              OR w.release_item_id IN (SELECT ri.id FROM release_items ri WHERE lower(ri.name) LIKE {starts} ESCAPE '\\'))"
+        ));
     }
     let mut nodes_join = "";
     match scope_plan(db, scope).await? {
@@ -623,6 +657,12 @@ pub async fn awaiting_count(pool: &AnyPool, account_id: i64, nodes: &[i64]) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_search_is_a_prefix_with_like_wildcards_escaped() {
+        assert_eq!(like_prefix("Car"), "car%");
+        assert_eq!(like_prefix("50%_off\\"), "50\\%\\_off\\\\%");
+    }
 
     #[test]
     fn the_json_list_reads_every_column_under_its_own_name() {

@@ -120,6 +120,29 @@ pub fn path_covers(path: &str, granted: &str) -> bool {
     }
 }
 
+/// A node path as people type it, made canonical: the leading slash
+/// added, empty segments and a trailing slash dropped, letters lowercased
+/// (`shop/Cart/` is `/shop/cart`). `None` for the whole tree (blank or
+/// `/`); an error naming the input when a segment is no node name.
+pub fn normalize_path(raw: &str) -> Result<Option<String>, String> {
+    let segments: Vec<String> = raw
+        .trim()
+        .split('/')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().to_lowercase())
+        .collect();
+    if segments.is_empty() {
+        return Ok(None);
+    }
+    if segments.iter().any(|s| validate_name(s).is_err()) {
+        return Err(format!(
+            "'{}' is not a node path: node names are lowercase letters, digits and dashes, as in /shop/cart",
+            raw.trim()
+        ));
+    }
+    Ok(Some(format!("/{}", segments.join("/"))))
+}
+
 /// The path of the parent of the node at `path`; `/` for a root node.
 pub fn parent_path(path: &str) -> &str {
     match path.rsplit_once('/') {
@@ -182,6 +205,27 @@ pub fn effective_approvers<A: Clone + Ord>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn typed_paths_are_made_canonical() {
+        for (typed, canonical) in [
+            ("shop/cart", Some("/shop/cart")),
+            ("/shop/cart/", Some("/shop/cart")),
+            (" //Shop//cart ", Some("/shop/cart")),
+            ("/", None),
+            ("", None),
+        ] {
+            assert_eq!(
+                super::normalize_path(typed),
+                Ok(canonical.map(String::from)),
+                "{typed:?}"
+            );
+        }
+        for bad in ["/shop/%", "/shop/c_rt", "/a/b c"] {
+            let message = super::normalize_path(bad).unwrap_err();
+            assert!(message.contains("is not a node path"), "{bad}: {message}");
+        }
+    }
+
     use super::*;
 
     fn m(account: &'static str, path: &str, role: Role) -> Membership<&'static str> {

@@ -9,8 +9,7 @@ use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields};
 use super::{
-    Layout, Notice, PageCtx, PageRoutes, format_opt_time, format_time, page_error, page_status,
-    redirect_with,
+    Layout, Notice, PageCtx, PageRoutes, format_opt_time, format_time, page_status, redirect_with,
 };
 use crate::auth::{Action, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
@@ -100,11 +99,11 @@ async fn render_users(
     mut form: NewUserForm,
 ) -> Response {
     if let Err(e) = require_admin(ctx) {
-        return page_error(&e);
+        return ctx.error_page(&e);
     }
     let users = match accounts::list(&ctx.state.db.pool, AccountKind::User).await {
         Ok(u) => u,
-        Err(e) => return page_error(&e),
+        Err(e) => return ctx.error_page(&e),
     };
     form.password.clear();
     let page = UsersPage {
@@ -211,7 +210,7 @@ fn disabled_notice(account: &Account, disabled: bool) -> Notice {
 async fn toggle_user(ctx: PageCtx, id: i64, disabled: bool) -> Response {
     match set_disabled(&ctx, id, AccountKind::User, disabled).await {
         Ok(account) => redirect_with("/admin/users", disabled_notice(&account, disabled)),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
         Err(e) => {
             render_users(
                 &ctx,
@@ -272,7 +271,7 @@ async fn reset_user_password(
             )
             .await
         }
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -306,11 +305,11 @@ async fn render_service_accounts(
     form: NewServiceAccountForm,
 ) -> Response {
     if let Err(e) = require_admin(ctx) {
-        return page_error(&e);
+        return ctx.error_page(&e);
     }
     let list = match accounts::list(&ctx.state.db.pool, AccountKind::ServiceAccount).await {
         Ok(l) => l,
-        Err(e) => return page_error(&e),
+        Err(e) => return ctx.error_page(&e),
     };
     let page = ServiceAccountsPage {
         layout: ctx.layout("Service accounts", "admin-service-accounts", notice),
@@ -433,7 +432,7 @@ async fn render_service_account(
     .await;
     match result {
         Ok(page) => ctx.render(status, &page),
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -448,7 +447,7 @@ async fn toggle_service_account(ctx: PageCtx, id: i64, disabled: bool) -> Respon
             &format!("/admin/service-accounts/{id}"),
             disabled_notice(&account, disabled),
         ),
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -510,7 +509,7 @@ async fn create_service_account_token(
             )
             .await
         }
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
         Err(e) => {
             render_service_account(
                 &ctx,
@@ -540,7 +539,7 @@ async fn revoke_token(
             &format!("/admin/service-accounts/{}", info.account_id),
             Notice::success(format!("Revoked token '{}'.", info.name)),
         ),
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -565,7 +564,7 @@ async fn render_my_account(ctx: &PageCtx, status: StatusCode, notice: Option<Not
             };
             ctx.render(status, &page)
         }
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 

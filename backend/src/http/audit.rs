@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{Layout, PageCtx, PageRoutes, format_time, page_error};
+use super::{Layout, PageCtx, PageRoutes, format_time};
 use crate::auth::Action;
 use crate::db::audit::{self, AuditEntry, Filter};
 
@@ -54,7 +54,7 @@ async fn show_audit_log(ctx: PageCtx, Query(query): Query<AuditQuery>) -> Respon
         .policy
         .require(&ctx.actor.account, Action::ManageAccounts, "/")
     {
-        return page_error(&e);
+        return ctx.error_page(&e);
     }
     let filter = Filter {
         actor: non_empty(&query.actor),
@@ -64,7 +64,7 @@ async fn show_audit_log(ctx: PageCtx, Query(query): Query<AuditQuery>) -> Respon
     };
     let (entries, more) = match audit::list(&ctx.state.db.pool, &filter, PAGE_SIZE).await {
         Ok(found) => found,
-        Err(e) => return page_error(&e),
+        Err(e) => return ctx.error_page(&e),
     };
     let older = match (more, entries.last()) {
         (true, Some(last)) => {

@@ -405,8 +405,19 @@ pub fn page_status(err: &impl Shown) -> StatusCode {
     StatusCode::from_u16(err.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
-/// A standalone error page for a failed request.
+/// A standalone error page for a failed request, for requests with no
+/// signed-in person to show the navigation to.
 pub fn page_error(err: &impl Shown) -> Response {
+    let (status, page) = error_page(err, None);
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(_) => (status, page.message).into_response(),
+    }
+}
+
+/// The error page for `err`, with `layout` (the navigation of a signed-in
+/// person) or a bare one.
+fn error_page(err: &impl Shown, layout: Option<Layout>) -> (StatusCode, ErrorPage) {
     let err = err.shown();
     let err = err.as_ref();
     err.log_if_internal();
@@ -418,31 +429,46 @@ pub fn page_error(err: &impl Shown) -> Response {
         s if s.is_server_error() => "Something went wrong",
         _ => "That did not work",
     };
-    let page = ErrorPage {
-        layout: Layout {
+    let layout = match layout {
+        Some(layout) => Layout {
+            title: heading.into(),
+            notice: None,
+            ..layout
+        },
+        None => Layout {
             title: heading.into(),
             section: "",
             user: None,
             csrf: String::new(),
             notice: None,
         },
+    };
+    let page = ErrorPage {
+        layout,
         status: status.as_u16(),
         heading,
         message: err.public_message(),
     };
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(_) => (status, err.public_message()).into_response(),
+    (status, page)
+}
+
+impl PageCtx {
+    /// The error page for `err` with this person's navigation, so they can
+    /// go on from it.
+    pub fn error_page(&self, err: &impl Shown) -> Response {
+        let (status, page) = error_page(err, Some(self.layout("", "", None)));
+        self.render(status, &page)
     }
 }
 
-/// Unknown paths: JSON under `/api`, a page elsewhere.
-pub async fn not_found(uri: axum::http::Uri) -> Response {
+/// Unknown paths: JSON under `/api`, a page elsewhere (with the
+/// navigation, for someone signed in).
+pub async fn not_found(uri: axum::http::Uri, ctx: Result<PageCtx, Response>) -> Response {
     let err = Error::NotFound(format!("nothing at {}", uri.path()));
-    if uri.path().starts_with("/api/") {
-        err.into_response()
-    } else {
-        page_error(&err)
+    match ctx {
+        _ if uri.path().starts_with("/api/") => err.into_response(),
+        Ok(ctx) => ctx.error_page(&err),
+        Err(_) => page_error(&err),
     }
 }
 

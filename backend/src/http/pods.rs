@@ -17,7 +17,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 
-use super::{Layout, PageCtx, PageRoutes, page_error};
+use super::{Layout, PageCtx, PageRoutes};
 use crate::app::AppState;
 use crate::db::work_order_views::{StageRun, WorkOrderDetail};
 use crate::db::work_orders::{self, StageTarget};
@@ -83,7 +83,7 @@ async fn visible_order(ctx: &PageCtx, id: i64) -> Result<WorkOrderDetail> {
 async fn pods(ctx: PageCtx, Path(id): Path<i64>, headers: axum::http::HeaderMap) -> Response {
     let d = match visible_order(&ctx, id).await {
         Ok(d) => d,
-        Err(e) => return page_error(&e),
+        Err(e) => return ctx.error_page(&e),
     };
     let mut stages = Vec::new();
     for run in d
@@ -100,7 +100,7 @@ async fn pods(ctx: PageCtx, Path(id): Path<i64>, headers: axum::http::HeaderMap)
         };
         return match fragment.render() {
             Ok(html) => Html(html).into_response(),
-            Err(e) => page_error(&Error::Internal(e.into())),
+            Err(e) => ctx.error_page(&Error::Internal(e.into())),
         };
     }
     let page = PodsPage {
@@ -313,7 +313,7 @@ async fn logs(
     .await;
     match result {
         Ok(page) => ctx.render(StatusCode::OK, &page),
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 

@@ -7,9 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields};
-use super::{
-    Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_error, page_status, redirect_with,
-};
+use super::{Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_status, redirect_with};
 use crate::auth::Action;
 use crate::db::apps::{self, App, AppFields, AppFilter};
 use crate::db::clusters::{self, Cluster, ClusterUpdate, Connection};
@@ -108,7 +106,7 @@ async fn render_clusters(
     mut form: ClusterForm,
 ) -> Response {
     if let Err(e) = require_admin(ctx) {
-        return page_error(&e);
+        return ctx.error_page(&e);
     }
     match clusters::list(&ctx.state.db.pool).await {
         Ok(list) => {
@@ -122,7 +120,7 @@ async fn render_clusters(
             };
             ctx.render(status, &page)
         }
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -205,7 +203,7 @@ async fn render_cluster(
     .await;
     match result {
         Ok(page) => ctx.render(status, &page),
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -244,7 +242,7 @@ async fn update_cluster(
             &format!("/admin/clusters/{id}"),
             Notice::success(format!("Saved cluster {}.", c.name)),
         ),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
         Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
     }
 }
@@ -265,7 +263,7 @@ async fn delete_cluster(
             "/admin/clusters",
             Notice::success(format!("Removed cluster {}.", c.name)),
         ),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
         Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
     }
 }
@@ -315,7 +313,7 @@ async fn render_apps(
     .await;
     match result {
         Ok(page) => ctx.render(status, &page),
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -374,7 +372,7 @@ async fn delete_app(
             "/admin/apps",
             Notice::success(format!("Removed app {}.", app.name)),
         ),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
         Err(e) => {
             render_apps(
                 &ctx,
@@ -405,7 +403,7 @@ async fn test_cluster(
             &format!("/admin/clusters/{id}"),
             Notice::success(format!("Connected to {name}: Kubernetes {version}.")),
         ),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
         Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
     }
 }

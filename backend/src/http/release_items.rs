@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::extract::CsrfForm;
 use super::work_orders::WorkOrderRow;
-use super::{Layout, Notice, PageCtx, PageRoutes, page_error, page_status, redirect_with};
+use super::{Layout, Notice, PageCtx, PageRoutes, page_status, redirect_with};
 use crate::auth::Action;
 use crate::db::apps::{self, App, AppFilter};
 use crate::db::release_items::{self, ItemFields, ReleaseItem};
@@ -283,7 +283,7 @@ async fn render_item_page(
     .await;
     match result {
         Ok(page) => ctx.render(status, &page),
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -296,13 +296,13 @@ async fn new_release_item(ctx: PageCtx, Query(q): Query<NodeQuery>) -> Response 
     };
     match ctx.visible(tree_db::get(&ctx.state.db.pool, q.node).await) {
         Ok(node) if !ctx.may(Action::ManageReleaseItems, &node.path) => {
-            page_error(&Error::Forbidden(format!(
+            ctx.error_page(&Error::Forbidden(format!(
                 "{} may not manage release items at {}",
                 ctx.actor.account.name, node.path
             )))
         }
         Ok(_) => render_item_page(&ctx, StatusCode::OK, None, q.node, None, form).await,
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -314,7 +314,7 @@ async fn create_release_item(
     let form = ItemForm::from_map(&map);
     let node_id = match map.get("node_id").and_then(|n| n.parse::<i64>().ok()) {
         Some(n) => n,
-        None => return page_error(&Error::BadRequest("node_id is missing".into())),
+        None => return ctx.error_page(&Error::BadRequest("node_id is missing".into())),
     };
     let result = async {
         let node = ctx.visible(tree_db::get(&ctx.state.db.pool, node_id).await)?;
@@ -331,7 +331,7 @@ async fn create_release_item(
             &format!("/release-items/{}", item.id),
             Notice::success(format!("Created release item {}.", item.name)),
         ),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
         Err(e) => {
             render_item_page(
                 &ctx,
@@ -353,7 +353,7 @@ async fn show_release_item(ctx: PageCtx, Path(id): Path<i64>) -> Response {
             let form = ItemForm::from_item(&item);
             render_item_page(&ctx, StatusCode::OK, None, item.node_id, Some(item), form).await
         }
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -365,7 +365,7 @@ async fn save_release_item(
 ) -> Response {
     let item = match ctx.visible(release_items::get(&ctx.state.db.pool, id).await) {
         Ok(i) => i,
-        Err(e) => return page_error(&e),
+        Err(e) => return ctx.error_page(&e),
     };
     let form = ItemForm::from_map(&map);
     let result = async {
@@ -390,7 +390,7 @@ async fn save_release_item(
             &format!("/release-items/{id}"),
             Notice::success(format!("Saved {}.", saved.name)),
         ),
-        Err(e @ Error::Forbidden(_)) => page_error(&e),
+        Err(e @ Error::Forbidden(_)) => ctx.error_page(&e),
         Err(e) => {
             render_item_page(
                 &ctx,
@@ -426,7 +426,7 @@ async fn delete_release_item(
             &format!("/tree/nodes/{}", item.node_id),
             Notice::success(format!("Deleted release item {}.", item.name)),
         ),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => page_error(&e),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
         Err(e) => match release_items::get(&ctx.state.db.pool, id).await {
             Ok(item) => {
                 let form = ItemForm::from_item(&item);
@@ -440,7 +440,7 @@ async fn delete_release_item(
                 )
                 .await
             }
-            _ => page_error(&e),
+            _ => ctx.error_page(&e),
         },
     }
 }

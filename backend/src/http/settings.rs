@@ -6,9 +6,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::extract::CsrfForm;
-use super::{
-    Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_error, page_status, redirect_with,
-};
+use super::{Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_status, redirect_with};
 use crate::auth::Action;
 use crate::error::Result;
 use crate::gitlab::{GitlabClient, GitlabSettings};
@@ -43,7 +41,7 @@ async fn render(ctx: &PageCtx, status: StatusCode, notice: Option<Notice>) -> Re
     .await;
     match result {
         Ok(page) => ctx.render(status, &page),
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 

@@ -7,9 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields};
-use super::{
-    Layout, Notice, PageCtx, PageRoutes, format_time, page_error, page_status, redirect_with,
-};
+use super::{Layout, Notice, PageCtx, PageRoutes, format_time, page_status, redirect_with};
 use crate::auth::Action;
 use crate::db::tree::{self as tree_db, Member, Node};
 use crate::domain::tree::{self, Role};
@@ -55,7 +53,7 @@ async fn render_tree(
 ) -> Response {
     let nodes = match tree_db::list_all(&ctx.state.db.pool, ctx.read_scope()).await {
         Ok(n) => n,
-        Err(e) => return page_error(&e),
+        Err(e) => return ctx.error_page(&e),
     };
     let page = TreePage {
         layout: ctx.layout("Service tree", "tree", notice),
@@ -184,7 +182,7 @@ async fn render_node(
 ) -> Response {
     match load_node_page(ctx, id, notice, form).await {
         Ok(page) => ctx.render(status, &page),
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -213,7 +211,7 @@ async fn create_node(ctx: PageCtx, CsrfForm(form): CsrfForm<CreateNodeForm>) -> 
         Some(raw) => match raw.parse::<i64>() {
             Ok(id) => Some(id),
             Err(_) => {
-                return page_error(&Error::BadRequest(format!(
+                return ctx.error_page(&Error::BadRequest(format!(
                     "parent_id '{raw}' is not a number"
                 )));
             }
@@ -255,7 +253,7 @@ async fn create_node(ctx: PageCtx, CsrfForm(form): CsrfForm<CreateNodeForm>) -> 
             )
             .await
         }
-        (Err(e @ Error::NotFound(_)), Some(_)) => page_error(&e),
+        (Err(e @ Error::NotFound(_)), Some(_)) => ctx.error_page(&e),
         (Err(e), Some(parent)) => {
             let forms = NodeForms {
                 child_name: name,
@@ -298,7 +296,7 @@ async fn edit_node_title(
             &format!("/tree/nodes/{id}"),
             Notice::success("Title saved."),
         ),
-        Err(e @ Error::NotFound(_)) => page_error(&e),
+        Err(e @ Error::NotFound(_)) => ctx.error_page(&e),
         Err(e) => {
             render_node(
                 &ctx,
@@ -334,7 +332,7 @@ async fn delete_node(
                 .unwrap_or_else(|| "/tree".into());
             redirect_with(&to, Notice::success(format!("Deleted {}.", node.path)))
         }
-        Err(e @ Error::NotFound(_)) => page_error(&e),
+        Err(e @ Error::NotFound(_)) => ctx.error_page(&e),
         Err(e) => {
             render_node(
                 &ctx,
@@ -390,7 +388,7 @@ async fn add_member(
                 format!("{} is now {}.", member.account, member.role)
             }),
         ),
-        Err(e @ Error::NotFound(_)) => page_error(&e),
+        Err(e @ Error::NotFound(_)) => ctx.error_page(&e),
         Err(e) => {
             let forms = NodeForms {
                 member_account: account,
@@ -428,7 +426,7 @@ async fn remove_member(
             &format!("/tree/nodes/{id}"),
             Notice::success("Member removed."),
         ),
-        Err(e @ Error::NotFound(_)) => page_error(&e),
+        Err(e @ Error::NotFound(_)) => ctx.error_page(&e),
         Err(e) => {
             render_node(
                 &ctx,

@@ -11,14 +11,13 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::extract::CsrfForm;
-use super::{
-    Layout, Notice, PageCtx, PageRoutes, format_time, page_error, page_status, redirect_with,
-};
+use super::{Layout, Notice, PageCtx, PageRoutes, format_time, page_status, redirect_with};
 use crate::auth::Action;
 use crate::db::accounts;
 use crate::db::release_items::{self, ReleaseItem};
-use crate::db::work_order_views::{self, Filter, WorkOrder, WorkOrderDetail};
+use crate::db::work_order_views::{self, Filter, MAX_SEARCH_LEN, WorkOrder, WorkOrderDetail};
 use crate::db::work_orders;
+use crate::domain::tree::{ancestor_chain, normalize_path};
 use crate::domain::work_order::{Command, StageStatus, State, decide};
 use crate::error::{Error, Result};
 use crate::flows;
@@ -128,7 +127,7 @@ async fn render_new_order(
     .await;
     match result {
         Ok(page) => ctx.render(status, &page),
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -148,7 +147,7 @@ struct VersionOptions {
 async fn version_options(ctx: PageCtx, Query(form): Query<OrderForm>) -> Response {
     let items = match fileable_items(&ctx).await {
         Ok(i) => i,
-        Err(e) => return page_error(&e),
+        Err(e) => return ctx.error_page(&e),
     };
     let versions = match form
         .item
@@ -164,7 +163,7 @@ async fn version_options(ctx: PageCtx, Query(form): Query<OrderForm>) -> Respons
     .render()
     {
         Ok(html) => Html(html).into_response(),
-        Err(e) => page_error(&Error::Internal(e.into())),
+        Err(e) => ctx.error_page(&Error::Internal(e.into())),
     }
 }
 
@@ -342,7 +341,7 @@ async fn render_order(
     .await;
     match result {
         Ok(page) => ctx.render(status, &page),
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
@@ -373,7 +372,7 @@ pub(super) async fn decide_from_page(ctx: PageCtx, id: i64, command: Command) ->
             &format!("/work-orders/{id}"),
             Notice::success(done_notice(&command, &order)),
         ),
-        Err(e @ Error::NotFound(_)) => page_error(&e),
+        Err(e @ Error::NotFound(_)) => ctx.error_page(&e),
         Err(e) => render_order(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
     }
 }
@@ -448,6 +447,9 @@ struct ListQuery {
     awaiting_me: Option<String>,
     #[serde(default)]
     before: Option<i64>,
+    /// Search: version, item name or a word of the title starts with it.
+    #[serde(default)]
+    q: String,
 }
 
 #[derive(Template)]
@@ -461,6 +463,13 @@ struct ListPage {
     states: [State; 9],
     older: Option<String>,
     inbox: bool,
+    /// Why the filters cannot match anything, in the user's words.
+    problem: Option<String>,
+    /// Type-ahead for the item filter: each visible item name once.
+    item_names: Vec<String>,
+    /// Type-ahead for the node filter: the nodes holding visible items and
+    /// the nodes above them.
+    node_paths: Vec<String>,
 }
 
 const PAGE_SIZE: i64 = 50;
@@ -470,45 +479,65 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
         query.awaiting_me = Some("1".into());
     }
     let result = async {
+        // The filters as typed, read leniently; what cannot match anything
+        // says why instead of failing the page.
+        let mut problem = None;
         let state = match query.state.as_str() {
             "" => None,
-            s => Some(
-                s.parse::<State>()
-                    .map_err(|m| Error::validation("state", m))?,
-            ),
+            s => match s.parse::<State>() {
+                Ok(state) => Some(state),
+                Err(_) => {
+                    problem = Some(format!("there is no state “{s}”"));
+                    None
+                }
+            },
         };
         let creator = match query.creator.trim() {
             "" => None,
-            name => Some(
-                accounts::find_by_name(&ctx.state.db.pool, name)
-                    .await?
-                    .ok_or_else(|| {
-                        Error::validation("creator", format!("no account named '{name}'"))
-                    })?
-                    .id,
-            ),
+            name => match accounts::find_by_name(&ctx.state.db.pool, name).await? {
+                Some(account) => Some(account.id),
+                None => {
+                    problem = Some(format!("nobody is called “{name}”"));
+                    None
+                }
+            },
         };
-        // The page filters by item name (an item per node may share it).
-        let item_ids: Vec<i64> = match query.item.trim() {
-            "" => Vec::new(),
-            name => release_items::refs(&ctx.state.db.pool, ctx.read_scope())
-                .await?
-                .into_iter()
-                .filter(|i| i.name == name)
-                .map(|i| i.id)
-                .collect(),
+        let items = if inbox {
+            Vec::new()
+        } else {
+            release_items::refs(&ctx.state.db.pool, ctx.read_scope()).await?
         };
-        if !query.item.trim().is_empty() && item_ids.is_empty() {
-            return Err(Error::validation(
-                "item",
-                format!("no release item named '{}'", query.item.trim()),
+        // The item filter takes items whose name starts with what was typed.
+        let typed_item = query.item.trim().to_lowercase();
+        let item_ids: Vec<i64> = items
+            .iter()
+            .filter(|i| !typed_item.is_empty() && i.name.to_lowercase().starts_with(&typed_item))
+            .map(|i| i.id)
+            .collect();
+        if !typed_item.is_empty() && item_ids.is_empty() {
+            problem = Some(format!(
+                "no release item you can see is called “{}…”",
+                query.item.trim()
             ));
+        }
+        let node = match normalize_path(&query.node) {
+            Ok(path) => path,
+            Err(message) => {
+                problem = Some(message);
+                None
+            }
+        };
+        if let Some(path) = &node {
+            query.node = path.clone();
+        }
+        let search = query.q.trim().to_string();
+        if search.chars().count() > MAX_SEARCH_LEN {
+            problem = Some(format!("search for at most {MAX_SEARCH_LEN} characters"));
         }
         let filter = Filter {
             state,
             items: item_ids,
-            node: Some(query.node.trim().trim_end_matches('/').to_string())
-                .filter(|n| !n.is_empty()),
+            node,
             creator,
             awaiting: match query.awaiting_me {
                 Some(_) => Some((
@@ -521,16 +550,28 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
                 None => None,
             },
             before_id: query.before,
+            search: Some(search).filter(|s| !s.is_empty()),
         };
-        let (orders, more) =
-            work_order_views::list(&ctx.state.db, &filter, ctx.read_scope(), PAGE_SIZE).await?;
+        let (orders, more) = match problem {
+            Some(_) => (Vec::new(), false),
+            None => {
+                work_order_views::list(&ctx.state.db, &filter, ctx.read_scope(), PAGE_SIZE).await?
+            }
+        };
         let older = match (more, orders.last()) {
             (true, Some(last)) => {
                 let mut q = url::form_urlencoded::Serializer::new(String::new());
-                q.append_pair("state", &query.state);
-                q.append_pair("item", &query.item);
-                q.append_pair("node", &query.node);
-                q.append_pair("creator", &query.creator);
+                for (name, value) in [
+                    ("q", &query.q),
+                    ("state", &query.state),
+                    ("item", &query.item),
+                    ("node", &query.node),
+                    ("creator", &query.creator),
+                ] {
+                    if !value.trim().is_empty() {
+                        q.append_pair(name, value);
+                    }
+                }
                 if query.awaiting_me.is_some() {
                     q.append_pair("awaiting_me", "1");
                 }
@@ -539,6 +580,15 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
             }
             _ => None,
         };
+        let mut item_names: Vec<String> = items.iter().map(|i| i.name.clone()).collect();
+        item_names.sort();
+        item_names.dedup();
+        let mut node_paths: Vec<String> = items
+            .iter()
+            .flat_map(|i| ancestor_chain(&i.node_path))
+            .collect();
+        node_paths.sort();
+        node_paths.dedup();
         Ok::<_, Error>(ListPage {
             layout: ctx.layout(
                 if inbox { "My approvals" } else { "Work orders" },
@@ -556,12 +606,15 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
             query,
             older,
             inbox,
+            problem,
+            item_names,
+            node_paths,
         })
     }
     .await;
     match result {
         Ok(page) => ctx.render(StatusCode::OK, &page),
-        Err(e) => page_error(&e),
+        Err(e) => ctx.error_page(&e),
     }
 }
 
