@@ -15,11 +15,21 @@ await journey('deploy-and-rollback', async (newPage) => {
   const stage1 = page.locator('#stage-runs tr[data-stage="1"]');
   const status1 = stage1.locator('[data-status]');
   assert.equal(await status1.getAttribute('data-status'), 'pending');
-  assert.equal(await page.locator('#stage-runs tr[data-stage="2"] button[data-action="deploy"]').count(), 0,
+  assert.equal(await page.locator('#stage-runs tr[data-stage="2"] [data-action="deploy"]').count(), 0,
     'stage 2 cannot start before stage 1');
   await shot(page, 'stage-before-deploy.png');
 
-  await stage1.locator('button[data-action="deploy"]').click();
+  // Deploy first says what changes, read from the cluster.
+  await stage1.locator('[data-action="deploy"]').click();
+  await page.waitForSelector('#confirm-form');
+  const fact = async (label) => (await page.locator(`#confirm dd[data-fact="${label}"]`).innerText()).trim();
+  assert.match(await fact('Runs now'), /checkout:v1\.0\.0$/, 'the image running now, from the cluster');
+  assert.match(await fact('Becomes'), /checkout:v1\.1\.0$/);
+  assert.equal(await fact('Environment'), 'staging');
+  assert.equal(await page.locator('#confirm dd[data-fact="Environment"]').getAttribute('class'), 'danger-text',
+    'staging and prod are in red');
+  await shot(page, 'deploy-confirm.png');
+  await page.click('#confirm-form button[data-action="confirm"]');
   await page.waitForSelector('.notice-success');
   // From here on the page is not reloaded: htmx refreshes the stage table.
   await page.evaluate(() => { window.__sameDocument = true; });
@@ -31,7 +41,7 @@ await journey('deploy-and-rollback', async (newPage) => {
     () => document.querySelector('#stage-runs tr[data-stage="1"] [data-status]')?.dataset.status === 'succeeded',
     null, { timeout: 30000 });
   assert.equal(await page.evaluate(() => window.__sameDocument), true, 'status changed without a reload');
-  assert.ok(await page.locator('#stage-runs tr[data-stage="2"] button[data-action="deploy"]').isVisible(),
+  assert.ok(await page.locator('#stage-runs tr[data-stage="2"] [data-action="deploy"]').isVisible(),
     'stage 2 can start now');
   assert.ok(await stage1.locator('button[data-action="rollback"]').isVisible(), 'rollback offered');
   assert.match(await page.locator('#timeline').innerText(), /stage succeeded/);

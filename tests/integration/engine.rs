@@ -408,6 +408,19 @@ db_test!(
         assert_eq!(order_state(&r.eric, id).await, "succeeded");
         let browser = app.browser_as("eric", USER_PASSWORD).await;
 
+        // Without JavaScript a rollback button first gets a confirmation
+        // page that says what comes back, and changes nothing.
+        let (s, html, _) = browser
+            .submit(&format!("/work-orders/{id}/stages/2/rollback"), &[])
+            .await;
+        assert_eq!(s, StatusCode::OK, "{html}");
+        assert!(html.contains("Roll stage 2 (prod) back?"), "{html}");
+        assert!(html.contains(r#"name="confirmed" value="yes""#), "{html}");
+        assert!(
+            html.contains(&format!("{IMAGE}:v1.0.0")),
+            "what comes back: {html}"
+        );
+        assert_eq!(stage(&r.eric, id, 2).await["status"], "succeeded");
         // Prod goes back; staging still runs v1.1.0.
         let (s, v) = post(format!("/api/v1/work-orders/{id}/stages/2/rollback")).await;
         assert_eq!(

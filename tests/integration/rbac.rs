@@ -289,6 +289,7 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     row("POST /work-orders/{id}/approve", APPROVERS, NotFound),
     row("POST /work-orders/{id}/reject", APPROVERS, NotFound),
     row("POST /work-orders/{id}/close", FILERS, NotFound),
+    row("GET /work-orders/{id}/stages/{n}/deploy", FILERS, NotFound),
     row("POST /work-orders/{id}/stages/{n}/deploy", FILERS, NotFound),
     row(
         "POST /work-orders/{id}/stages/{n}/rollback",
@@ -415,6 +416,7 @@ const PAST_THE_ROLE_CHECK: &[&str] = &[
     "POST /api/v1/work-orders/{id}/stages/{n}/rollback",
     "POST /api/v1/work-orders/{id}/stages/{n}/cancel",
     "POST /api/v1/clusters/{id}/test",
+    "GET /work-orders/{id}/stages/{n}/deploy",
     "POST /work-orders/{id}/stages/{n}/deploy",
     "POST /work-orders/{id}/stages/{n}/rollback",
     "POST /work-orders/{id}/stages/{n}/cancel",
@@ -564,6 +566,9 @@ fn page_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
         ),
         "GET /work-orders/{id}" => (format!("/work-orders/{order}"), None),
         "GET /work-orders/{id}/pods" => (format!("/work-orders/{order}/pods"), None),
+        "GET /work-orders/{id}/stages/{n}/deploy" => {
+            (format!("/work-orders/{order}/stages/1/deploy"), None)
+        }
         "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs" => (
             format!("/work-orders/{order}/stages/1/pods/checkout-1/logs"),
             None,
@@ -935,7 +940,7 @@ async fn api_write(route: &str, f: &Fixtures<'_>) -> ApiCall {
         "POST /api/v1/work-orders/{id}/reject" => call(
             Method::POST,
             format!("/api/v1/work-orders/{}/reject", f.order().await),
-            Some(json!({})),
+            Some(json!({"comment": "not now"})),
         ),
         "POST /api/v1/work-orders/{id}/close" => call(
             Method::POST,
@@ -1130,9 +1135,10 @@ pub(crate) async fn page_call(
         "POST /work-orders/{id}/approve" => {
             (format!("/work-orders/{}/approve", f.order().await), vec![])
         }
-        "POST /work-orders/{id}/reject" => {
-            (format!("/work-orders/{}/reject", f.order().await), vec![])
-        }
+        "POST /work-orders/{id}/reject" => (
+            format!("/work-orders/{}/reject", f.order().await),
+            vec![("reason".to_string(), "not now".to_string())],
+        ),
         "POST /work-orders/{id}/close" => (
             format!("/work-orders/{}/close", f.order().await),
             kv(&[("reason", "test")]),

@@ -264,8 +264,15 @@ db_test!(
         assert!(
             html.contains("id=\"decision-form\"")
                 && html.contains(">Approve<")
-                && html.contains(">Reject<")
+                && html.contains(">Reject work order<")
         );
+        // Rejecting asks why, in the form and behind it.
+        assert!(html.contains(r#"<textarea name="reason" required"#), "{html}");
+        let (s, page, _) = olivia
+            .submit(&format!("/work-orders/{id}/reject"), &[("reason", " ")])
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(page.contains("give a reason"), "{page}");
         assert!(html.contains("aria-label=\"1 waiting\""), "inbox badge");
         let (_, inbox) = olivia.get("/approvals").await;
         assert!(inbox.contains(&format!("data-order=\"{id}\"")));
@@ -283,7 +290,9 @@ db_test!(
         assert!(!html.contains("aria-label=\"1 waiting\""), "badge cleared");
         assert!(!html.contains("id=\"decision-form\""));
         // The engineer cannot approve by posting anyway.
-        let (s, _, _) = eric.submit(&format!("/work-orders/{id}/reject"), &[]).await;
+        let (s, _, _) = eric
+            .submit(&format!("/work-orders/{id}/reject"), &[("reason", "no")])
+            .await;
         assert_eq!(s, StatusCode::CONFLICT);
         // The list shows it under its filters.
         let (_, list) = eric.get("/work-orders?state=approved").await;

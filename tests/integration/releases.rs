@@ -600,12 +600,15 @@ db_test!(
         assert_eq!(detail["decisions"].as_array().unwrap().len(), 2);
         // Approving or rejecting an approved order is a conflict.
         assert_eq!(
-            owen.post(&format!("/api/v1/work-orders/{id}/reject"), json!({}))
-                .await
-                .0,
+            owen.post(
+                &format!("/api/v1/work-orders/{id}/reject"),
+                json!({"comment": "too late"})
+            )
+            .await
+            .0,
             StatusCode::CONFLICT
         );
-        // No body at all is fine for approve/reject.
+        // No body at all is fine for approve.
         let resp = reqwest::Client::new()
             .post(app.url(&format!("/api/v1/work-orders/{id}/approve")))
             .bearer_auth(app.token_for("owen"))
@@ -627,6 +630,17 @@ db_test!(
             .post("/api/v1/work-orders", order_body(r.item, "v1.2.0"))
             .await;
         let id = order["id"].as_i64().unwrap();
+        // A rejection says why.
+        for body in [json!({}), json!({"comment": " "})] {
+            let (s, v) = olivia
+                .post(&format!("/api/v1/work-orders/{id}/reject"), body)
+                .await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        }
+        assert_eq!(
+            eric.get(&format!("/api/v1/work-orders/{id}")).await.1["state"],
+            "pending_approval"
+        );
         let (s, v) = olivia
             .post(
                 &format!("/api/v1/work-orders/{id}/reject"),
@@ -750,7 +764,10 @@ db_test!(
             )
             .await;
         olivia
-            .post(&format!("/api/v1/work-orders/{}/reject", ids[1]), json!({}))
+            .post(
+                &format!("/api/v1/work-orders/{}/reject", ids[1]),
+                json!({"comment": "not now"}),
+            )
             .await;
         let ids_of = |v: &Value| -> Vec<i64> {
             v["items"]
@@ -867,7 +884,7 @@ db_test!(
             let (s, html) = page.get(path).await;
             assert_eq!(s, StatusCode::OK, "{path}: {html}");
             assert!(
-                html.contains(&format!("No work orders match: ")) && html.contains(why),
+                html.contains("No work orders match: ") && html.contains(why),
                 "{path}: {html}"
             );
             assert!(html.contains(kept), "{path} keeps its filters: {html}");

@@ -1,9 +1,20 @@
 // Small progressive enhancements; every page works without this file.
 document.addEventListener("click", (event) => {
   const confirmer = event.target.closest("[data-confirm]");
-  if (confirmer && !window.confirm(confirmer.dataset.confirm)) {
-    event.preventDefault();
-    return;
+  if (confirmer) {
+    if (!window.confirm(confirmer.dataset.confirm)) {
+      event.preventDefault();
+      return;
+    }
+    // Confirmed here: the server skips its own confirmation page.
+    const form = confirmer.form;
+    if (form && !form.querySelector('input[name="confirmed"]')) {
+      const confirmed = document.createElement("input");
+      confirmed.type = "hidden";
+      confirmed.name = "confirmed";
+      confirmed.value = "yes";
+      form.appendChild(confirmed);
+    }
   }
   const copier = event.target.closest("[data-copy]");
   if (copier) {

@@ -234,6 +234,19 @@ pub struct Comment {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct RejectBody {
+    /// Why: free text (tabs and line breaks, no other control
+    /// characters), not blank.
+    #[schema(
+        pattern = r"^([^\u0000-\u0008\u000b-\u001f\u007f-\u009f]|\r\n)*$",
+        min_length = 1,
+        max_length = 2000
+    )]
+    pub comment: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CloseBody {
     /// Free text (tabs and line breaks, no other control characters), not
     /// blank.
@@ -430,18 +443,19 @@ async fn approve_work_order(
     Ok(Json(order.into()))
 }
 
-/// Rejects as the token's account; one rejection ends the order.
+/// Rejects as the token's account, with a reason; one rejection ends the
+/// order.
 #[utoipa::path(
     post, path = "/api/v1/work-orders/{id}/reject", tag = "work orders", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Work order id")),
-    request_body(content = Option<Comment>, content_type = "application/json", description = "Optional: an empty body is no comment"),
-    responses((status = 200, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+    request_body = RejectBody,
+    responses((status = 200, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
 )]
 async fn reject_work_order(
     State(state): State<AppState>,
     ApiActor(actor, who): ApiActor,
     ApiPath(id): ApiPath<i64>,
-    ApiJsonOrEmpty(body): ApiJsonOrEmpty<Comment>,
+    ApiJson(body): ApiJson<RejectBody>,
 ) -> Result<Json<WorkOrder>> {
     let comment = body.comment;
     let order =

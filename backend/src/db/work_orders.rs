@@ -211,6 +211,8 @@ pub struct StageTarget {
     pub app: String,
     pub cluster_id: i64,
     pub cluster: String,
+    /// The cluster's environment: `dev`, `test`, `staging` or `prod`.
+    pub environment: String,
     pub namespace: String,
     pub deployment: String,
     pub container: String,
@@ -245,7 +247,7 @@ pub struct StageTarget {
 /// The app, cluster and Deployment of stage `position` of order `id`.
 pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<StageTarget> {
     let row = sqlx::query(
-        "SELECT s.strategy, p.name AS app, p.cluster_id, c.name AS cluster, p.namespace, p.deployment, p.container, \
+        "SELECT s.strategy, p.name AS app, p.cluster_id, c.name AS cluster, c.environment, p.namespace, p.deployment, p.container, \
          w.image, s.status, s.replaced_image, s.replaced_revision, s.replaced_template, \
          s.deployment_uid, s.replaced_failing, s.deadline_at, s.rollback_from, s.rollback_whole_template, s.message, \
          s.deadline_minutes, i.refuse_zero_replicas \
@@ -265,6 +267,7 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
         app: row.try_get("app")?,
         cluster_id: row.try_get("cluster_id")?,
         cluster: row.try_get("cluster")?,
+        environment: row.try_get("environment")?,
         namespace: row.try_get("namespace")?,
         deployment: row.try_get("deployment")?,
         container: row.try_get("container")?,

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! pending_approval --approve (enough approvals)--> approved --deploy stage 1--> in_progress
-//! pending_approval --reject--> rejected
+//! pending_approval --reject (with a reason)--> rejected
 //! in_progress: each stage run: pending -> deploying -> verifying -> succeeded | failed
 //!              succeeded | failed --rollback--> rolling_back -> rolled_back | failed
 //! all stages succeeded --> succeeded ; any stage failed --> failed
@@ -498,8 +498,12 @@ pub const MAX_NOTE_LEN: usize = 2000;
 pub fn decide(state: State, command: &Command, facts: &Facts) -> Result<Transition, Refusal> {
     use RefusalKind::*;
     match command {
+        Command::Approve { comment } => check_note("the comment", comment, false)?,
+        Command::Reject { comment } => check_note("the reason", comment, true)?,
+        _ => {}
+    }
+    match command {
         Command::Approve { comment } | Command::Reject { comment } => {
-            check_note("the comment", comment, false)?;
             if state != State::PendingApproval {
                 return Err(refuse(
                     Conflict,
@@ -1209,6 +1213,32 @@ mod tests {
                 .kind,
             Conflict
         );
+    }
+
+    #[test]
+    fn a_rejection_needs_a_reason() {
+        for blank in ["", "  \n "] {
+            let refused = decide(
+                PendingApproval,
+                &Command::Reject {
+                    comment: blank.into(),
+                },
+                &approver(),
+            )
+            .unwrap_err();
+            assert_eq!(
+                (refused.kind, refused.reason.as_str()),
+                (Invalid, "give a reason")
+            );
+        }
+        let approved = decide(
+            PendingApproval,
+            &Command::Approve {
+                comment: String::new(),
+            },
+            &approver(),
+        );
+        assert!(approved.is_ok(), "approving needs no comment");
     }
 
     #[test]

@@ -287,7 +287,7 @@ async fn render_order(
                 comment: String::new(),
             }),
             reject: allowed(Command::Reject {
-                comment: String::new(),
+                comment: "-".into(),
             }),
             close: allowed(Command::Close { reason: "-".into() }),
             deploy: stages_where(|stage| Command::Deploy { stage }),
@@ -421,7 +421,13 @@ async fn reject_work_order(
     Path(id): Path<i64>,
     CsrfForm(f): CsrfForm<DecisionForm>,
 ) -> Response {
-    decide_from_page(ctx, id, Command::Reject { comment: f.comment }).await
+    // The page's reject form asks for a reason; a comment is one too.
+    let comment = if f.reason.trim().is_empty() {
+        f.comment
+    } else {
+        f.reason
+    };
+    decide_from_page(ctx, id, Command::Reject { comment }).await
 }
 
 /// Closes with a reason.
