@@ -13,6 +13,7 @@ use crate::config::ServeConfig;
 use crate::db::Db;
 use crate::engine::{Engine, EngineSettings};
 use crate::gitlab::GitlabClient;
+use crate::kube::live::LiveDeployments;
 use crate::kube::{KubeDriver, KubeSettings};
 use crate::secret::{Sealer, SecretKey};
 
@@ -30,6 +31,8 @@ pub struct App {
     pub kube: Arc<KubeDriver>,
     /// This server's deploy engine.
     pub engine: Arc<Engine>,
+    /// What runs where: the watched Deployments of every app's namespace.
+    pub live: Arc<LiveDeployments>,
 }
 
 /// Cheap-to-clone handle on [`App`], passed with axum's `State`.
@@ -85,6 +88,7 @@ impl AppState {
             gitlab: GitlabClient::new(Duration::from_secs(u64::from(config_timeout))),
             kube,
             engine,
+            live: Arc::new(LiveDeployments::new()),
         })))
     }
 }

@@ -207,6 +207,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         }
     };
     let engine = state.engine.start();
+    let live = crate::flows::live::start(state.clone());
     let app = router(state.clone(), Some(&metrics));
     // Printed on stdout (not only logged) so scripts and tests can find
     // the port when listening on port 0.
@@ -220,6 +221,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     .await
     .context("serving")?;
     housekeeping.abort();
+    live.abort();
     if let Some(server) = metrics_server {
         server.abort();
     }

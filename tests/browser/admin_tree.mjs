@@ -9,7 +9,9 @@ await journey('admin-tree', async (newPage) => {
   await page.goto(`${base}/login`);
   await shot(page, 'login.png');
   await login(page, 'admin', adminPassword);
-  assert.match(page.url(), /\/tree$/);
+  assert.match(page.url(), /\/$/, 'people land on the dashboard');
+  assert.match(await page.locator('main').innerText(), /no release item you can see yet/);
+  await shot(page, 'dashboard-empty.png');
 
   await page.goto(`${base}/admin/users`);
   await page.fill('#new-user-form input[name="name"]', 'olivia');

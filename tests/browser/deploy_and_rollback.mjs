@@ -88,4 +88,19 @@ await journey('deploy-and-rollback', async (newPage) => {
   await shot(page, 'order-rolled-back-next.png');
   await page.click('#next a[data-action="file-newer"]');
   await page.waitForURL(/\/work-orders\/new\?item=\d+$/);
+
+  // The dashboard says what each cluster runs now.
+  await page.goto(`${base}/`);
+  const row = page.locator('#dashboard tbody tr').first();
+  // The first look asks for the clusters' watches; they answer within moments.
+  for (let i = 0; i < 60 && await row.locator('td[data-stage="1"] [data-live="running"]').count() === 0; i++) {
+    await page.waitForTimeout(250);
+    await page.reload();
+  }
+  assert.equal((await row.locator('td[data-stage="1"] [data-live="running"]').innerText()).trim(), 'v1.0.0',
+    'staging runs the old tag again after the rollback');
+  assert.match(await row.locator('td[data-stage="1"]').innerText(), /Last: #\d+ v1\.1\.0\s+Rolled back/);
+  await shot(page, 'dashboard.png');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot(page, 'dashboard-phone.png');
 });

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod browser;
 mod cli;
+mod dashboard;
 mod engine;
 mod engine_safety;
 mod fake_gitlab;

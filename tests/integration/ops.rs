@@ -65,6 +65,7 @@ const API_ROUTES: &[&str] = &[
     "GET /api/v1/nodes/{id}/members",
     "GET /api/v1/release-items",
     "GET /api/v1/release-items/{id}",
+    "GET /api/v1/release-items/{id}/status",
     "GET /api/v1/release-items/{id}/versions",
     "GET /api/v1/service-accounts",
     "GET /api/v1/service-accounts/{id}",

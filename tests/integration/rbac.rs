@@ -238,6 +238,7 @@ pub(crate) const API_ROUTES: &[Row] = &[
     row("GET /api/v1/apps/{id}", VIEWERS, NotFound),
     list("GET /api/v1/release-items", VIEWERS),
     row("GET /api/v1/release-items/{id}", VIEWERS, NotFound),
+    row("GET /api/v1/release-items/{id}/status", VIEWERS, NotFound),
     row("GET /api/v1/release-items/{id}/versions", VIEWERS, NotFound),
     list("GET /api/v1/work-orders", VIEWERS),
     list("GET /api/v1/work-orders (awaiting_me)", APPROVERS),
@@ -508,6 +509,10 @@ fn api_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
             Some(format!("\"id\":{item},")),
         ),
         "GET /api/v1/release-items/{id}" => (format!("/api/v1/release-items/{item}"), None),
+        "GET /api/v1/release-items/{id}/status" => (
+            format!("/api/v1/release-items/{item}/status"),
+            Some(format!("\"release_item_id\":{item},")),
+        ),
         "GET /api/v1/release-items/{id}/versions" => {
             (format!("/api/v1/release-items/{item}/versions"), None)
         }

@@ -267,7 +267,10 @@ db_test!(
                 && html.contains(">Reject work order<")
         );
         // Rejecting asks why, in the form and behind it.
-        assert!(html.contains(r#"<textarea name="reason" required"#), "{html}");
+        assert!(
+            html.contains(r#"<textarea name="reason" required"#),
+            "{html}"
+        );
         let (s, page, _) = olivia
             .submit(&format!("/work-orders/{id}/reject"), &[("reason", " ")])
             .await;

@@ -17,7 +17,9 @@ use crate::db::release_items as items;
 use crate::db::tree as tree_db;
 use crate::domain::release_item::{Canary, StageSpec, Strategy};
 use crate::error::{Error, ErrorBody, Result};
+use crate::flows::live::{ItemLive, items_live};
 use crate::gitlab::Tag;
+use crate::kube::live::LiveRead;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -28,6 +30,144 @@ pub fn router() -> OpenApiRouter<AppState> {
             delete_release_item
         ))
         .routes(routes!(list_versions))
+        .routes(routes!(release_item_status))
+}
+
+/// What one stage runs now, as its cluster reports it.
+#[derive(Serialize, ToSchema)]
+pub struct StageStatus {
+    pub position: i64,
+    pub name: String,
+    pub app_id: i64,
+    pub app: String,
+    pub cluster: String,
+    pub environment: String,
+    pub namespace: String,
+    pub deployment: String,
+    /// `running` (the Deployment is there), `missing` (the namespace was
+    /// read and it is not) or `unknown` (not read yet, or the cluster
+    /// cannot be read: see `unknown_reason`).
+    pub live: String,
+    /// The app container's image.
+    pub image: Option<String>,
+    /// The image's tag when it is of the item's repository, else the image.
+    pub running: Option<String>,
+    pub ready_replicas: Option<i32>,
+    pub desired_replicas: Option<i32>,
+    pub updated_replicas: Option<i32>,
+    pub revision: Option<String>,
+    pub unknown_reason: Option<String>,
+    /// Unix ms when the cluster last answered the watch.
+    pub as_of: Option<i64>,
+    /// The watch's failure since `as_of`: what is shown may be stale.
+    pub stale_because: Option<String>,
+    /// The last order that did something on this stage.
+    pub last_order: Option<StageOrder>,
+}
+
+/// The last order that touched a stage.
+#[derive(Serialize, ToSchema)]
+pub struct StageOrder {
+    pub id: i64,
+    pub version: String,
+    /// The order's state.
+    pub state: String,
+    /// How far this stage got in it.
+    pub stage_status: String,
+}
+
+/// An order waiting for approval.
+#[derive(Serialize, ToSchema)]
+pub struct WaitingOrder {
+    pub id: i64,
+    pub version: String,
+}
+
+/// A release item's stages as their clusters report them.
+#[derive(Serialize, ToSchema)]
+pub struct ReleaseItemStatus {
+    pub release_item_id: i64,
+    pub stages: Vec<StageStatus>,
+    pub waiting_for_approval: Option<WaitingOrder>,
+}
+
+impl From<ItemLive> for ReleaseItemStatus {
+    fn from(live: ItemLive) -> Self {
+        Self {
+            release_item_id: live.item.id,
+            waiting_for_approval: live.waiting.map(|w| WaitingOrder {
+                id: w.order_id,
+                version: w.version,
+            }),
+            stages: live
+                .stages
+                .into_iter()
+                .map(|s| {
+                    let found = match &s.live.read {
+                        LiveRead::Found(d) => Some(d.clone()),
+                        _ => None,
+                    };
+                    StageStatus {
+                        position: s.position,
+                        name: s.name,
+                        app_id: s.app_id,
+                        app: s.app,
+                        cluster: s.cluster,
+                        environment: s.environment,
+                        namespace: s.namespace,
+                        deployment: s.deployment,
+                        live: match &s.live.read {
+                            LiveRead::Found(_) => "running",
+                            LiveRead::Missing => "missing",
+                            LiveRead::Unknown(_) => "unknown",
+                        }
+                        .to_string(),
+                        unknown_reason: match &s.live.read {
+                            LiveRead::Unknown(why) => Some(why.clone()),
+                            _ => None,
+                        },
+                        image: found.as_ref().and_then(|d| d.image.clone()),
+                        running: s.running,
+                        ready_replicas: found.as_ref().map(|d| d.ready),
+                        desired_replicas: found.as_ref().map(|d| d.desired),
+                        updated_replicas: found.as_ref().map(|d| d.updated),
+                        revision: found.and_then(|d| d.revision),
+                        as_of: s.live.as_of,
+                        stale_because: s.live.stale_because,
+                        last_order: s.last.map(|t| StageOrder {
+                            id: t.order_id,
+                            version: t.version,
+                            state: t.state.as_str().to_string(),
+                            stage_status: t.stage_status.as_str().to_string(),
+                        }),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What each stage of a release item runs now (read from the cluster's
+/// Deployment watch, with how fresh it is), the last order that touched
+/// it, and the order waiting for approval.
+#[utoipa::path(
+    get, path = "/api/v1/release-items/{id}/status", tag = "release items", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Release item id")),
+    responses((status = 200, body = ReleaseItemStatus), (status = 404, body = ErrorBody))
+)]
+async fn release_item_status(
+    State(state): State<AppState>,
+    ApiActor(actor, _): ApiActor,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<ReleaseItemStatus>> {
+    let item = visible_item(&state, &actor, id).await?;
+    let live = items_live(&state, vec![item]).await?;
+    let status = live
+        .into_iter()
+        .next()
+        .map(Into::into)
+        .ok_or_else(|| Error::NotFound(format!("release item {id} not found")))?;
+    Ok(Json(status))
 }
 
 /// A stage as stored, with what it targets.

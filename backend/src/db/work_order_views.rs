@@ -654,6 +654,90 @@ pub async fn awaiting_count(pool: &AnyPool, account_id: i64, nodes: &[i64]) -> R
         .await?)
 }
 
+/// The last order that touched a stage: its id, version, state and how
+/// far that stage got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageTouch {
+    pub order_id: i64,
+    pub version: String,
+    pub state: State,
+    pub stage_status: StageStatus,
+}
+
+/// An order waiting for approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub order_id: i64,
+    pub version: String,
+}
+
+/// For items `item_ids` (read from the database, printed as literals):
+/// the last order of each item that did something on each of its stages'
+/// apps, keyed by (item, app), and each item's order waiting for approval.
+pub async fn stage_history(
+    pool: &AnyPool,
+    item_ids: &[i64],
+) -> Result<(
+    std::collections::HashMap<(i64, i64), StageTouch>,
+    std::collections::HashMap<i64, Waiting>,
+)> {
+    let mut touched = std::collections::HashMap::new();
+    let mut waiting = std::collections::HashMap::new();
+    if item_ids.is_empty() {
+        return Ok((touched, waiting));
+    }
+    let items = id_list(item_ids);
+    // Each stage's newest order whose run on that app started, walking the
+    // item's orders newest first; then those orders' rows.
+    let rows = sqlx::query(&format!(
+        "SELECT w.release_item_id, s.app_id, w.id, w.version, w.state, s.status \
+         FROM (SELECT rs.release_item_id AS item_id, rs.app_id, \
+                 (SELECT sr.work_order_id FROM work_orders wo \
+                  JOIN stage_runs sr ON sr.work_order_id = wo.id \
+                  WHERE wo.release_item_id = rs.release_item_id AND sr.app_id = rs.app_id \
+                    AND sr.status <> 'pending' \
+                  ORDER BY wo.id DESC LIMIT 1) AS order_id \
+               FROM release_stages rs WHERE rs.release_item_id IN ({items})) t \
+         JOIN work_orders w ON w.id = t.order_id \
+         JOIN stage_runs s ON s.work_order_id = w.id AND s.app_id = t.app_id"
+    ))
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        let state: String = row.try_get("state")?;
+        let status: String = row.try_get("status")?;
+        touched.insert(
+            (row.try_get("release_item_id")?, row.try_get("app_id")?),
+            StageTouch {
+                order_id: row.try_get("id")?,
+                version: row.try_get("version")?,
+                state: state
+                    .parse()
+                    .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?,
+                stage_status: status
+                    .parse()
+                    .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?,
+            },
+        );
+    }
+    let rows = sqlx::query(&format!(
+        "SELECT id, release_item_id, version FROM work_orders \
+         WHERE state = 'pending_approval' AND release_item_id IN ({items})"
+    ))
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        waiting.insert(
+            row.try_get("release_item_id")?,
+            Waiting {
+                order_id: row.try_get("id")?,
+                version: row.try_get("version")?,
+            },
+        );
+    }
+    Ok((touched, waiting))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! door a request comes in by.
 
 pub mod clusters;
+pub mod live;
 pub mod work_orders;
 
 pub use clusters::{cluster_client, kube_error, stage_deployment, test_connection};

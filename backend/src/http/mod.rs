@@ -11,6 +11,7 @@ pub mod extract;
 pub use extract::{CsrfForm, NoFields, PageActor};
 mod assets;
 mod audit;
+mod dashboard;
 mod health;
 pub use health::metrics_routes;
 mod pods;
@@ -41,6 +42,7 @@ use crate::error::{Error, Shown};
 pub fn routes() -> PageRoutes {
     PageRoutes::new()
         .merge(session::routes())
+        .merge(dashboard::routes())
         .merge(tree::routes())
         .merge(accounts::routes())
         .merge(assets::routes())
@@ -136,6 +138,19 @@ pub fn format_time(ms: i64) -> String {
         .ok()
         .and_then(|t| t.format(format).ok())
         .unwrap_or_else(|| "-".into())
+}
+
+/// How long ago `ms` was, in words ("12 s ago", "3 min ago"), for times
+/// shown beside their exact value.
+pub fn ago(ms: i64) -> String {
+    let seconds = (crate::db::now_ms() - ms).max(0) / 1000;
+    match seconds {
+        0..=4 => "just now".into(),
+        5..=59 => format!("{seconds} s ago"),
+        60..=3599 => format!("{} min ago", seconds / 60),
+        3600..=86_399 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} days ago", seconds / 86_400),
+    }
 }
 
 /// An optional time, `—` when absent.

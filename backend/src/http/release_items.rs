@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::dashboard::Row;
 use super::extract::CsrfForm;
 use super::work_orders::WorkOrderRow;
 use super::{Layout, Notice, PageCtx, PageRoutes, page_status, redirect_with};
@@ -22,6 +23,7 @@ use crate::domain::release_item::{
 };
 use crate::domain::tree::path_covers;
 use crate::error::{Error, Result};
+use crate::flows::live::items_live;
 
 pub fn routes() -> PageRoutes {
     PageRoutes::new()
@@ -228,6 +230,8 @@ struct ItemFormPage {
     can_edit: bool,
     can_file: bool,
     recent: Vec<WorkOrderRow>,
+    /// What each stage runs now.
+    live: Option<Row>,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +267,14 @@ async fn render_item_page(
             .collect(),
             None => Vec::new(),
         };
+        let live = match &item {
+            Some(i) => items_live(&ctx.state, vec![i.clone()])
+                .await?
+                .into_iter()
+                .next()
+                .map(Row::of),
+            None => None,
+        };
         let title = match &item {
             Some(i) => format!("Release item {}", i.name),
             None => "New release item".to_string(),
@@ -278,6 +290,7 @@ async fn render_item_page(
             form,
             apps,
             recent,
+            live,
         })
     }
     .await;
@@ -297,8 +310,8 @@ async fn new_release_item(ctx: PageCtx, Query(q): Query<NodeQuery>) -> Response 
     match ctx.visible(tree_db::get(&ctx.state.db.pool, q.node).await) {
         Ok(node) if !ctx.may(Action::ManageReleaseItems, &node.path) => {
             ctx.error_page(&Error::Forbidden(format!(
-                "{} may not manage release items at {}",
-                ctx.actor.account.name, node.path
+                "You need to be an owner of {} to manage release items.",
+                node.path
             )))
         }
         Ok(_) => render_item_page(&ctx, StatusCode::OK, None, q.node, None, form).await,

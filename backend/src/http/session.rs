@@ -21,15 +21,9 @@ use crate::error::Error;
 
 pub fn routes() -> PageRoutes {
     PageRoutes::new()
-        .get("/", home)
         .get("/login", show_login)
         .post("/login", log_in)
         .post("/logout", log_out)
-}
-
-/// The start page is the service tree, for now.
-async fn home(_ctx: PageCtx) -> Redirect {
-    Redirect::to("/tree")
 }
 
 #[derive(Template)]

@@ -8,6 +8,7 @@
 //! rollout status` reads it.
 
 pub mod deployment;
+pub mod live;
 pub mod pods;
 
 use std::collections::HashMap;
@@ -260,7 +261,27 @@ pub struct DeploymentWatch {
     namespace: String,
     store: Store<Deployment>,
     changes: watch::Receiver<u64>,
+    health: Arc<Mutex<WatchHealth>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// When a watch last heard from its cluster, and its last failure.
+#[derive(Debug, Clone, Default)]
+pub struct WatchHealth {
+    /// Unix ms of the last event or (re)list; `None` before the first.
+    pub last_ok: Option<i64>,
+    /// The namespace was listed in full at least once: a Deployment the
+    /// store lacks does not exist.
+    pub listed: bool,
+    /// Unix ms and message of the last failure (the watch retries).
+    pub last_error: Option<(i64, String)>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 impl DeploymentWatch {
@@ -268,6 +289,8 @@ impl DeploymentWatch {
         let api: Api<Deployment> = Api::namespaced(client, namespace);
         let (store, writer) = reflector::store();
         let (tx, changes) = watch::channel(0u64);
+        let health = Arc::new(Mutex::new(WatchHealth::default()));
+        let seen = health.clone();
         let task = tokio::spawn(
             async move {
                 // The server ends each watch after 50 s; the watcher resumes from
@@ -280,8 +303,16 @@ impl DeploymentWatch {
                 ));
                 while let Some(event) = stream.next().await {
                     match event {
-                        Ok(_) => tx.send_modify(|n| *n += 1),
+                        Ok(event) => {
+                            let mut health = seen.lock().expect("watch health");
+                            health.last_ok = Some(now_ms());
+                            health.listed |= matches!(event, watcher::Event::InitDone);
+                            drop(health);
+                            tx.send_modify(|n| *n += 1)
+                        }
                         Err(e) => {
+                            seen.lock().expect("watch health").last_error =
+                                Some((now_ms(), e.to_string()));
                             tracing::debug!(error = %e, "deployment watch interrupted")
                         }
                     }
@@ -293,8 +324,14 @@ impl DeploymentWatch {
             namespace: namespace.to_string(),
             store,
             changes,
+            health,
             task,
         }
+    }
+
+    /// When the watch last heard from the cluster, and its last failure.
+    pub fn health(&self) -> WatchHealth {
+        self.health.lock().expect("watch health").clone()
     }
 
     /// The Deployment as last seen by the watch.

@@ -1,0 +1,194 @@
+//! What runs where, for the dashboard, the release item and app pages and
+//! `GET /api/v1/release-items/{id}/status`: each stage of an item as its
+//! cluster reports it (the image tag running, ready and desired pods, read
+//! from a held Deployment watch, with how fresh it is), the last order that
+//! touched the stage and the order waiting for approval. The cluster is
+//! never asked on the request path: [`run`] keeps a watch on every
+//! namespace some app lives in.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use crate::app::AppState;
+use crate::db::apps::{self, App, AppFilter};
+use crate::db::release_items::ReleaseItem;
+use crate::db::tree::Scope;
+use crate::db::work_order_views::{self, StageTouch, Waiting};
+use crate::error::Result;
+use crate::kube::live::{LiveRead, LiveStatus};
+
+use super::clusters::cluster_client;
+
+/// How often the set of watched namespaces follows the apps.
+const REFRESH: Duration = Duration::from_secs(30);
+
+/// One stage of an item, live.
+#[derive(Debug, Clone)]
+pub struct StageLive {
+    pub position: i64,
+    pub name: String,
+    pub app_id: i64,
+    pub app: String,
+    pub cluster: String,
+    pub environment: String,
+    pub namespace: String,
+    pub deployment: String,
+    /// What the cluster reports.
+    pub live: LiveStatus,
+    /// The running image's tag when it is of the item's repository, else
+    /// the whole image.
+    pub running: Option<String>,
+    /// The last order that touched the stage.
+    pub last: Option<StageTouch>,
+}
+
+/// A release item and its stages, live.
+#[derive(Debug, Clone)]
+pub struct ItemLive {
+    pub item: ReleaseItem,
+    pub stages: Vec<StageLive>,
+    pub waiting: Option<Waiting>,
+}
+
+/// The image `image` as a row shows it: its tag when it is of
+/// `repository`, else in full.
+pub fn shown_image(image: &str, repository: &str) -> String {
+    match image
+        .strip_prefix(repository)
+        .and_then(|t| t.strip_prefix(':'))
+    {
+        Some(tag) if !tag.is_empty() => tag.to_string(),
+        _ => image.to_string(),
+    }
+}
+
+/// The live status of `items` (already scoped to the reader).
+pub async fn items_live(state: &AppState, items: Vec<ReleaseItem>) -> Result<Vec<ItemLive>> {
+    let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
+    let (mut touched, mut waiting) = work_order_views::stage_history(&state.db.pool, &ids).await?;
+    let apps: HashMap<i64, App> = if items.iter().any(|i| !i.stages.is_empty()) {
+        apps::list(&state.db.pool, &AppFilter::default(), &Scope::All)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| {
+            let stages = item
+                .stages
+                .iter()
+                .map(|stage| {
+                    let app = apps.get(&stage.app_id);
+                    let live = match app {
+                        Some(a) => {
+                            state
+                                .live
+                                .read(a.cluster_id, &a.namespace, &a.deployment, &a.container)
+                        }
+                        None => LiveStatus {
+                            read: LiveRead::Unknown("the app was deleted".into()),
+                            as_of: None,
+                            stale_because: None,
+                        },
+                    };
+                    let running = match &live.read {
+                        LiveRead::Found(d) => d
+                            .image
+                            .as_deref()
+                            .map(|i| shown_image(i, &item.image_repository)),
+                        _ => None,
+                    };
+                    StageLive {
+                        position: stage.position,
+                        name: stage.name.clone(),
+                        app_id: stage.app_id,
+                        app: stage.app.clone(),
+                        cluster: stage.cluster.clone(),
+                        environment: stage.environment.clone(),
+                        namespace: app.map(|a| a.namespace.clone()).unwrap_or_default(),
+                        deployment: app.map(|a| a.deployment.clone()).unwrap_or_default(),
+                        live,
+                        running,
+                        last: touched.remove(&(item.id, stage.app_id)),
+                    }
+                })
+                .collect();
+            ItemLive {
+                waiting: waiting.remove(&item.id),
+                stages,
+                item,
+            }
+        })
+        .collect())
+}
+
+/// Watches every namespace some app lives in, following the apps: now,
+/// every [`REFRESH`], and as soon as a page asks for one not watched yet.
+pub async fn run(state: AppState) {
+    loop {
+        if let Err(e) = refresh(&state).await {
+            tracing::warn!(error = %e, "live status: cannot list the apps");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REFRESH) => {}
+            _ = state.live.wanted() => {
+                // Pages asking together are answered by one refresh.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Holds a watch on each app namespace and lets the others go.
+pub async fn refresh(state: &AppState) -> Result<()> {
+    let apps = apps::list(&state.db.pool, &AppFilter::default(), &Scope::All).await?;
+    let namespaces: BTreeSet<(i64, String, String)> = apps
+        .into_iter()
+        .map(|a| (a.cluster_id, a.cluster, a.namespace))
+        .collect();
+    let mut held = Vec::new();
+    for (cluster_id, cluster, namespace) in namespaces {
+        let client = cluster_client(state, cluster_id, &cluster)
+            .await
+            .map_err(|e| e.public_message());
+        held.push(((cluster_id, namespace), client));
+    }
+    state.live.hold(&state.kube, held);
+    Ok(())
+}
+
+/// Keeps [`run`] alive as a task of its own.
+pub fn start(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(state))
+}
+
+/// Whether `read` says the Deployment exists.
+pub fn exists(read: &LiveRead) -> Option<bool> {
+    match read {
+        LiveRead::Found(_) => Some(true),
+        LiveRead::Missing => Some(false),
+        LiveRead::Unknown(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_image_shows_its_tag_when_it_is_the_items() {
+        assert_eq!(
+            shown_image("reg/shop/cart:v1.2.0", "reg/shop/cart"),
+            "v1.2.0"
+        );
+        assert_eq!(
+            shown_image("reg/shop/cart-canary:v1", "reg/shop/cart"),
+            "reg/shop/cart-canary:v1"
+        );
+        assert_eq!(shown_image("nginx:1.27", "reg/shop/cart"), "nginx:1.27");
+    }
+}

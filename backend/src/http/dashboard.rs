@@ -1,0 +1,112 @@
+//! The start page: what runs where. One row per release item the reader
+//! can see, one cell per stage with the tag its cluster runs, its pods, the
+//! last order that touched it and the order waiting for approval — read
+//! from the held Deployment watches, never from the cluster on the way.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::{Layout, PageCtx, PageRoutes, ago, format_time};
+use crate::db::release_items;
+use crate::error::Error;
+use crate::flows::live::{self, ItemLive, StageLive};
+use crate::kube::live::LiveRead;
+
+pub fn routes() -> PageRoutes {
+    PageRoutes::new().get("/", dashboard)
+}
+
+/// One stage's cell, ready to show.
+pub(super) struct Cell {
+    pub stage: StageLive,
+    /// The tag (or image) running, or what stands in for it.
+    pub running: String,
+    /// `ready/desired`, and whether every replica is on the new template
+    /// and ready.
+    pub pods: Option<(String, bool)>,
+    /// The Deployment is not there.
+    pub missing: bool,
+    /// Why nothing is known.
+    pub unknown: Option<String>,
+    /// "as of 12 s ago" and the exact time.
+    pub age: Option<(String, String)>,
+    /// The cluster cannot be read now: the cell may be stale.
+    pub stale: Option<String>,
+}
+
+impl Cell {
+    pub fn of(stage: StageLive) -> Self {
+        let (running, pods, missing, unknown) = match &stage.live.read {
+            LiveRead::Found(d) => (
+                stage
+                    .running
+                    .clone()
+                    .unwrap_or_else(|| "no such container".into()),
+                Some((
+                    format!("{}/{}", d.ready, d.desired),
+                    d.ready == d.desired && d.updated == d.desired,
+                )),
+                false,
+                None,
+            ),
+            LiveRead::Missing => ("—".into(), None, true, None),
+            LiveRead::Unknown(why) => ("—".into(), None, false, Some(why.clone())),
+        };
+        Cell {
+            age: stage.live.as_of.map(|t| (ago(t), format_time(t))),
+            stale: stage.live.stale_because.clone(),
+            running,
+            pods,
+            missing,
+            unknown,
+            stage,
+        }
+    }
+}
+
+/// One item's row.
+pub(super) struct Row {
+    pub live: ItemLive,
+    pub cells: Vec<Cell>,
+}
+
+impl Row {
+    pub fn of(mut live: ItemLive) -> Self {
+        let cells = std::mem::take(&mut live.stages)
+            .into_iter()
+            .map(Cell::of)
+            .collect();
+        Row { live, cells }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    layout: Layout,
+    rows: Vec<Row>,
+    /// The most stages any row has: the table's columns.
+    columns: usize,
+}
+
+async fn dashboard(ctx: PageCtx) -> Response {
+    let result = async {
+        let items = release_items::list(&ctx.state.db.pool, None, ctx.read_scope()).await?;
+        let rows: Vec<Row> = live::items_live(&ctx.state, items)
+            .await?
+            .into_iter()
+            .map(Row::of)
+            .collect();
+        Ok::<_, Error>(DashboardPage {
+            layout: ctx.layout("What runs where", "dashboard", None),
+            columns: rows.iter().map(|r| r.cells.len()).max().unwrap_or(0),
+            rows,
+        })
+    }
+    .await;
+    match result {
+        Ok(page) => ctx.render(StatusCode::OK, &page),
+        Err(e) => ctx.error_page(&e),
+    }
+}

@@ -1,0 +1,174 @@
+//! What runs where: the dashboard, the release item's "Running now" and
+//! `GET /api/v1/release-items/{id}/status` read each stage from its
+//! cluster's Deployment watch (not from Rollway's records), with the last
+//! order that touched it and the order waiting for approval.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Client;
+use kube::api::{Api as KubeApi, Patch, PatchParams};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, USER_PASSWORD, eventually};
+use crate::db_test;
+use crate::engine::{IMAGE, Rollout, engine_start, stage, wait_stage};
+
+/// The item's status once `check` holds for it (the watch warms up on
+/// the first read).
+async fn status_when(r: &Rollout, check: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/api/v1/release-items/{}/status", r.item);
+    let check = &check;
+    let ok = eventually(Duration::from_secs(30), || {
+        let api = r.eric.clone();
+        let path = path.clone();
+        async move { check(&api.get(&path).await.1) }
+    })
+    .await;
+    let last = r.eric.get(&path).await.1;
+    assert!(ok, "the status never got there: {last:#}");
+    last
+}
+
+db_test!(
+    the_dashboard_shows_what_each_cluster_runs_and_who_changed_it,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        // Before any order: what the clusters run, read from them.
+        let v = status_when(&r, |v| {
+            v["stages"].as_array().is_some_and(|s| {
+                s.iter()
+                    .all(|s| s["live"] == "running" && s["ready_replicas"] == 2)
+            })
+        })
+        .await;
+        let staging = &v["stages"][0];
+        assert_eq!(staging["running"], "v1.0.0", "{v}");
+        assert_eq!(staging["image"], format!("{IMAGE}:v1.0.0"));
+        assert_eq!(staging["desired_replicas"], 2);
+        assert_eq!(
+            (staging["cluster"].as_str(), staging["environment"].as_str()),
+            (Some("staging"), Some("staging"))
+        );
+        assert!(staging["last_order"].is_null() && v["waiting_for_approval"].is_null());
+        assert!(staging["as_of"].as_i64().is_some(), "says how fresh it is");
+
+        // An order waiting for approval shows on the item's row.
+        let (_, order) = r
+            .eric
+            .post(
+                "/api/v1/work-orders",
+                json!({"release_item_id": r.item, "version": "v1.1.0", "title": "Ship"}),
+            )
+            .await;
+        let id = order["id"].as_i64().unwrap();
+        let (_, v) = r
+            .eric
+            .get(&format!("/api/v1/release-items/{}/status", r.item))
+            .await;
+        assert_eq!(v["waiting_for_approval"]["id"], id);
+        let browser = app.browser_as("eric", USER_PASSWORD).await;
+        let (s, html) = browser.get("/").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(html.contains(&format!("data-waiting=\"{id}\"")), "{html}");
+        assert!(
+            html.contains(r#"<code class="tag" data-live="running">v1.0.0</code>"#),
+            "{html}"
+        );
+        assert!(html.contains("2/2 ready"), "{html}");
+
+        // Deployed: the cluster runs the new tag, and the stage names its order.
+        r.olivia
+            .post(&format!("/api/v1/work-orders/{id}/approve"), json!({}))
+            .await;
+        r.eric
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+                json!({}),
+            )
+            .await;
+        wait_stage(&r.eric, id, 1, "succeeded").await;
+        let v = status_when(&r, |v| v["stages"][0]["running"] == "v1.1.0").await;
+        assert_eq!(v["stages"][0]["last_order"]["id"], id);
+        assert_eq!(v["stages"][0]["last_order"]["state"], "in_progress");
+        assert_eq!(v["stages"][0]["last_order"]["stage_status"], "succeeded");
+        assert_eq!(v["stages"][1]["running"], "v1.0.0", "prod untouched");
+        assert!(v["stages"][1]["last_order"].is_null());
+        assert!(v["waiting_for_approval"].is_null());
+        assert_eq!(stage(&r.eric, id, 1).await["status"], "succeeded");
+
+        // Changed behind Rollway's back: the dashboard follows the cluster.
+        KubeApi::<Deployment>::namespaced(Client::new(r.sim.sim.router(), "default"), "prod")
+            .patch(
+                "checkout",
+                &PatchParams::default(),
+                &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                    {"name": "app", "image": "nginx:1.27"}
+                ]}}}})),
+            )
+            .await
+            .unwrap();
+        let v = status_when(&r, |v| v["stages"][1]["running"] == "nginx:1.27").await;
+        assert_eq!(v["stages"][1]["image"], "nginx:1.27");
+        let (_, html) = browser.get(&format!("/release-items/{}", r.item)).await;
+        assert!(
+            html.contains("id=\"running-now\"") && html.contains("nginx:1.27"),
+            "{html}"
+        );
+
+        // Someone who may not see the item sees neither it nor its status.
+        let otto = app.api(Some(&app.token_for("otto")));
+        let (s, _) = otto
+            .get(&format!("/api/v1/release-items/{}/status", r.item))
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let otto_page = app.browser_as("otto", USER_PASSWORD).await;
+        let (_, html) = otto_page.get("/").await;
+        assert!(
+            !html.contains(&format!("data-item=\"{}\"", r.item)),
+            "{html}"
+        );
+    }
+);
+
+db_test!(
+    an_app_whose_deployment_does_not_exist_is_flagged,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        let (s, a) = r
+            .org
+            .admin
+            .post(
+                "/api/v1/apps",
+                json!({"name": "ghost", "cluster_id": r.staging_cluster, "namespace": "staging",
+                       "deployment": "ghost", "container": "app", "node_id": r.org.pay_api}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{a}");
+        let (s, item) = r
+            .org
+            .admin
+            .post(
+                "/api/v1/release-items",
+                json!({"node_id": r.org.pay, "name": "ghost", "gitlab_project": "acme/checkout",
+                       "image_repository": IMAGE, "required_approvals": 1,
+                       "stages": [{"name": "staging", "app_id": a["id"], "strategy": "rolling"}]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{item}");
+        let path = format!("/api/v1/release-items/{}/status", item["id"]);
+        let missing = eventually(Duration::from_secs(30), || {
+            let api = r.eric.clone();
+            let path = path.clone();
+            async move { api.get(&path).await.1["stages"][0]["live"] == "missing" }
+        })
+        .await;
+        assert!(missing, "{}", r.eric.get(&path).await.1);
+        let browser = app.browser_as("eric", USER_PASSWORD).await;
+        let (_, html) = browser.get("/").await;
+        assert!(html.contains("Deployment missing"), "{html}");
+    }
+);
