@@ -148,6 +148,45 @@ db_test!(
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{a}");
+        assert_eq!(
+            a["warnings"],
+            json!([
+                "Deployment staging/ghost does not exist in cluster staging: deploys to this app fail until it does."
+            ]),
+            "saved, with a warning"
+        );
+        // A container the Deployment lacks is said too; a right app has no warning.
+        let (s, wrong) = r
+            .org
+            .admin
+            .patch(
+                &format!("/api/v1/apps/{}", a["id"]),
+                json!({"name": "ghost", "cluster_id": r.staging_cluster, "namespace": "staging",
+                       "deployment": "checkout", "container": "nope", "node_id": r.org.pay_api}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{wrong}");
+        assert!(
+            wrong["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("has no container nope (it has app)"),
+            "{wrong}"
+        );
+        let (_, right) = r
+            .org
+            .admin
+            .patch(
+                &format!("/api/v1/apps/{}", a["id"]),
+                json!({"name": "ghost", "cluster_id": r.staging_cluster, "namespace": "staging",
+                       "deployment": "ghost", "container": "app", "node_id": r.org.pay_api}),
+            )
+            .await;
+        assert_eq!(
+            right["warnings"].as_array().map(Vec::len),
+            Some(1),
+            "ghost again: {right}"
+        );
         let (s, item) = r
             .org
             .admin

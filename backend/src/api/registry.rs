@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -277,20 +277,40 @@ async fn list_apps(
     Ok(Json(apps::list(&state.db.pool, &filter, &scope).await?))
 }
 
-/// Registers an app.
+/// An app as saved, with what its cluster says about its Deployment.
+#[derive(Serialize, ToSchema)]
+pub struct SavedApp {
+    #[serde(flatten)]
+    pub app: App,
+    /// What is wrong with the app's Deployment now (it does not exist, lacks
+    /// the container, or could not be checked); saving is not refused for
+    /// it. Empty when the Deployment is as the app says.
+    pub warnings: Vec<String>,
+}
+
+async fn saved(state: &AppState, app: App) -> SavedApp {
+    let warnings = crate::flows::clusters::app_warning(state, &app)
+        .await
+        .into_iter()
+        .collect();
+    SavedApp { app, warnings }
+}
+
+/// Registers an app; `warnings` says when its Deployment is not (yet) in
+/// the cluster.
 #[utoipa::path(
     post, path = "/api/v1/apps", tag = "registry", security(("bearer" = [])),
     request_body = AppBody,
-    responses((status = 201, body = App), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
+    responses((status = 201, body = SavedApp), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
 )]
 async fn create_app(
     State(state): State<AppState>,
     ApiActor(actor, who): ApiActor,
     ApiJson(body): ApiJson<AppBody>,
-) -> Result<(StatusCode, Json<App>)> {
+) -> Result<(StatusCode, Json<SavedApp>)> {
     state.policy.require(&actor, Action::ManageRegistry, "/")?;
     let app = apps::create(&state.db, &body.into(), &who).await?;
-    Ok((StatusCode::CREATED, Json(app)))
+    Ok((StatusCode::CREATED, Json(saved(&state, app).await)))
 }
 
 /// One app.
@@ -311,22 +331,23 @@ async fn get_app(
     ))
 }
 
-/// Replaces an app's fields.
+/// Replaces an app's fields; `warnings` as when it is registered.
 #[utoipa::path(
     patch, path = "/api/v1/apps/{id}", tag = "registry", security(("bearer" = [])),
     params(("id" = i64, Path, description = "App id")),
     request_body = AppBody,
-    responses((status = 200, body = App), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
+    responses((status = 200, body = SavedApp), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
 )]
 async fn update_app(
     State(state): State<AppState>,
     ApiActor(actor, who): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<AppBody>,
-) -> Result<Json<App>> {
+) -> Result<Json<SavedApp>> {
     state.policy.require(&actor, Action::ManageRegistry, "/")?;
     apps::get(&state.db.pool, id).await?;
-    Ok(Json(apps::update(&state.db, id, &body.into(), &who).await?))
+    let app = apps::update(&state.db, id, &body.into(), &who).await?;
+    Ok(Json(saved(&state, app).await))
 }
 
 /// Removes an app no release stage targets (409 naming the items otherwise).

@@ -4,9 +4,11 @@
 use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::app::AppState;
+use crate::db::apps::App;
 use crate::db::clusters::{self, Cluster};
 use crate::db::work_orders::StageTarget;
 use crate::error::{Error, Result};
+use crate::kube::deployment::{container_image, container_names};
 use crate::kube::{ClusterClient, KubeError};
 
 /// The client of cluster `id` (named `name` in errors): its credentials
@@ -32,6 +34,44 @@ pub async fn stage_deployment(
         .await
         .map_err(|e| kube_error(&target.cluster, e))?;
     Ok((client, deployment))
+}
+
+/// How long saving an app waits for its cluster to say whether the
+/// Deployment is there.
+const APP_CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// What is wrong with `app`'s Deployment as its cluster sees it now, if
+/// anything. Saving an app does not wait for the Deployment to exist (it
+/// may be created after); this is the warning the person saving it sees.
+pub async fn app_warning(state: &AppState, app: &App) -> Option<String> {
+    let cant_check = |why: String| Some(format!("The Deployment could not be checked: {why}."));
+    let client = match cluster_client(state, app.cluster_id, &app.cluster).await {
+        Ok(client) => client,
+        Err(e) => return cant_check(e.public_message()),
+    };
+    match tokio::time::timeout(
+        APP_CHECK_DEADLINE,
+        client.deployment(&app.namespace, &app.deployment),
+    )
+    .await
+    {
+        Err(_) => cant_check(format!("cluster {} did not answer in time", app.cluster)),
+        Ok(Err(e)) => cant_check(kube_error(&app.cluster, e).public_message()),
+        Ok(Ok(None)) => Some(format!(
+            "Deployment {}/{} does not exist in cluster {}: deploys to this app fail until it does.",
+            app.namespace, app.deployment, app.cluster
+        )),
+        Ok(Ok(Some(deployment))) if container_image(&deployment, &app.container).is_none() => {
+            Some(format!(
+                "Deployment {}/{} has no container {} (it has {}): deploys to this app fail until it does.",
+                app.namespace,
+                app.deployment,
+                app.container,
+                container_names(&deployment).join(", ")
+            ))
+        }
+        Ok(Ok(Some(_))) => None,
+    }
 }
 
 /// A Kubernetes failure as the API reports it: 502 naming the cluster.

@@ -161,7 +161,7 @@ pub fn format_opt_time(ms: &Option<i64>) -> String {
 /// A message shown at the top of the next page.
 #[derive(Debug, Clone)]
 pub struct Notice {
-    /// `success` or `error`.
+    /// `success`, `warning` (done, but look) or `error`.
     pub kind: &'static str,
     pub message: String,
     /// A link to follow up with: (href, text).
@@ -179,6 +179,13 @@ impl Notice {
     pub fn error(message: impl Into<String>) -> Self {
         Self {
             kind: "error",
+            message: message.into(),
+            link: None,
+        }
+    }
+    pub fn warning(message: impl Into<String>) -> Self {
+        Self {
+            kind: "warning",
             message: message.into(),
             link: None,
         }
@@ -242,7 +249,11 @@ pub async fn write_flash(
 fn encode_flash(notice: &Notice) -> String {
     let raw = format!(
         "{}:{}",
-        if notice.kind == "error" { 'e' } else { 's' },
+        match notice.kind {
+            "error" => 'e',
+            "warning" => 'w',
+            _ => 's',
+        },
         notice.message
     );
     url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
@@ -256,6 +267,7 @@ fn decode_flash(value: &str) -> Option<Notice> {
     let message: String = message.chars().take(500).collect();
     match kind {
         "e" => Some(Notice::error(message)),
+        "w" => Some(Notice::warning(message)),
         "s" => Some(Notice::success(message)),
         _ => None,
     }
@@ -498,6 +510,13 @@ mod tests {
         assert_eq!(back.kind, "error");
         assert_eq!(back.message, n.message);
         assert!(decode_flash("garbage").is_none());
+        for kind in ["success", "warning", "error"] {
+            let n = Notice {
+                kind,
+                ..Notice::success("done")
+            };
+            assert_eq!(decode_flash(&encode_flash(&n)).unwrap().kind, kind);
+        }
     }
 
     #[test]

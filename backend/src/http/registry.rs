@@ -348,10 +348,14 @@ async fn create_app(ctx: PageCtx, CsrfForm(form): CsrfForm<AppForm>) -> Response
     }
     .await;
     match result {
-        Ok(app) => redirect_with(
-            "/admin/apps",
-            Notice::success(format!("Registered app {} in {}.", app.name, app.cluster)),
-        ),
+        Ok(app) => {
+            let done = format!("Registered app {} in {}.", app.name, app.cluster);
+            let notice = match crate::flows::clusters::app_warning(&ctx.state, &app).await {
+                Some(warning) => Notice::warning(format!("{done} {warning}")),
+                None => Notice::success(done),
+            };
+            redirect_with("/admin/apps", notice)
+        }
         Err(e) => render_apps(&ctx, page_status(&e), Some(Notice::from_error(&e)), form).await,
     }
 }
