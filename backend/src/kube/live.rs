@@ -177,7 +177,7 @@ mod tests {
     #[test]
     fn a_cluster_that_cannot_be_read_says_why() {
         let live = LiveDeployments::new();
-        let driver = KubeDriver::new(super::super::KubeSettings::default());
+        let driver = KubeDriver::new(crate::kube::KubeSettings::default());
         live.hold(
             &driver,
             vec![(
