@@ -211,3 +211,48 @@ db_test!(
         assert!(html.contains("Deployment missing"), "{html}");
     }
 );
+
+db_test!(
+    the_dashboard_pages_and_filters_the_items,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        // One item ("checkout") comes with the release; fifty more.
+        let r = crate::releases::Release::create(&app, false).await;
+        for n in 0..50 {
+            let (s, v) = r
+                .org
+                .admin
+                .post(
+                    "/api/v1/release-items",
+                    crate::releases::item_body(
+                        r.org.pay,
+                        &format!("svc-{n:02}"),
+                        r.staging_app,
+                        r.prod_app,
+                    ),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+        }
+        let browser = app.browser_as("eric", USER_PASSWORD).await;
+        let rows = |html: &str| html.matches("<tr data-item=").count();
+        let (_, first) = browser.get("/").await;
+        assert_eq!(rows(&first), 50, "fifty items a page");
+        assert!(first.contains("Page 1 of 2") && first.contains(r#"rel="next""#));
+        let (_, second) = browser.get("/?page=2").await;
+        assert_eq!(rows(&second), 1);
+        assert!(second.contains(">svc-49<"), "by node and name: {second}");
+        let (_, filtered) = browser.get("/?q=SVC-4").await;
+        assert_eq!(rows(&filtered), 10, "svc-40 … svc-49");
+        let (_, by_node) = browser.get("/?q=acme/pay").await;
+        assert_eq!(rows(&by_node), 50);
+        let (s, none) = browser.get("/?q=nothing").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(
+            none.contains("No release item you can see starts with “nothing”"),
+            "{none}"
+        );
+        let (s, _) = browser.get("/?page=99").await;
+        assert_eq!(s, StatusCode::OK, "a page past the end shows the last");
+    }
+);

@@ -4,8 +4,10 @@
 //! from the held Deployment watches, never from the cluster on the way.
 
 use askama::Template;
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::Response;
+use serde::Deserialize;
 
 use super::{Layout, PageCtx, PageRoutes, ago, format_time};
 use crate::db::release_items;
@@ -88,12 +90,44 @@ struct DashboardPage {
     rows: Vec<Row>,
     /// The most stages any row has: the table's columns.
     columns: usize,
+    /// This page (1-based), and whether there are pages before and after.
+    page: usize,
+    pages: usize,
+    /// What the item filter holds.
+    q: String,
 }
 
-async fn dashboard(ctx: PageCtx) -> Response {
+/// Items per page.
+const PER_PAGE: usize = 50;
+
+#[derive(Deserialize, Default)]
+struct DashboardQuery {
+    #[serde(default)]
+    page: Option<usize>,
+    /// Items whose name or node path starts with this.
+    #[serde(default)]
+    q: String,
+}
+
+async fn dashboard(ctx: PageCtx, Query(query): Query<DashboardQuery>) -> Response {
     let result = async {
-        let items = release_items::list(&ctx.state.db.pool, None, ctx.read_scope()).await?;
-        let rows: Vec<Row> = live::items_live(&ctx.state, items)
+        let q = query.q.trim().to_lowercase();
+        let mut items = release_items::list(&ctx.state.db.pool, None, ctx.read_scope()).await?;
+        if !q.is_empty() {
+            items.retain(|i| {
+                i.name.to_lowercase().starts_with(&q)
+                    || i.node_path.starts_with(&q)
+                    || i.node_path.starts_with(&format!("/{q}"))
+            });
+        }
+        let pages = items.len().div_ceil(PER_PAGE).max(1);
+        let page = query.page.unwrap_or(1).clamp(1, pages);
+        let shown: Vec<_> = items
+            .into_iter()
+            .skip((page - 1) * PER_PAGE)
+            .take(PER_PAGE)
+            .collect();
+        let rows: Vec<Row> = live::items_live(&ctx.state, shown)
             .await?
             .into_iter()
             .map(Row::of)
@@ -102,6 +136,9 @@ async fn dashboard(ctx: PageCtx) -> Response {
             layout: ctx.layout("What runs where", "dashboard", None),
             columns: rows.iter().map(|r| r.cells.len()).max().unwrap_or(0),
             rows,
+            page,
+            pages,
+            q: query.q.trim().to_string(),
         })
     }
     .await;
