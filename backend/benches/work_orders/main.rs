@@ -105,17 +105,22 @@ async fn seed(db: &Db, orders: usize, items: usize) -> (i64, usize) {
         "succeeded",
         "failed",
     ];
-    let order_rows = (0..orders).map(|n| {
+    let state_of = |n: usize| {
         let item = n % items;
         let round = n / items;
         // The newest order of half the items is still waiting for approval.
         let newest = round == per_item - 1;
-        let state = match (newest, item.is_multiple_of(2)) {
+        match (newest, item.is_multiple_of(2)) {
             (true, true) => "pending_approval",
             (true, false) => "succeeded",
             _ if states[n % states.len()] == "failed" => "closed",
             _ => states[n % states.len()],
-        };
+        }
+    };
+    let order_rows = (0..orders).map(|n| {
+        let item = n % items;
+        let round = n / items;
+        let state = state_of(n);
         format!(
             "({}, {}, 'v1.{round}.0', 'registry/bench/item-{item}:v1.{round}.0', 'Release {round} of item {item}', '', '{state}', 2, 1, {t}, {t})",
             item + 1, item % teams + 2, t = now - ((orders - n) as i64) * 1000
@@ -123,7 +128,9 @@ async fn seed(db: &Db, orders: usize, items: usize) -> (i64, usize) {
     });
     insert_rows(db, "INSERT INTO work_orders (release_item_id, node_id, version, image, title, description, state, creator_id, required_approvals, created_at, updated_at)", order_rows).await;
     insert_rows(db, "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, canary_json, status)",
-        (0..orders).map(|n| format!("({}, 1, 'prod', {}, 'rolling', NULL, 'pending')", n + 1, (n % items) % teams + 1))).await;
+        // A succeeded order's stage ran; the others' never did.
+        (0..orders).map(|n| format!("({}, 1, 'prod', {}, 'rolling', NULL, '{}')", n + 1, (n % items) % teams + 1,
+            if state_of(n) == "succeeded" { "succeeded" } else { "pending" }))).await;
     insert_rows(db, "INSERT INTO timeline_events (work_order_id, at, actor_id, actor, kind, message, stage_position)",
         (0..orders).flat_map(|n| [
             format!("({}, {now}, 2, 'filer', 'filed', 'item v1', NULL)", n + 1),
@@ -451,6 +458,18 @@ async fn bench_size(
                         (i * 5) % items + 1
                     )
                 })
+                .collect(),
+        ),
+        (
+            "dashboard (what runs where, 50 items a page)",
+            &browser,
+            (1..=20).map(|p| format!("{base}/?page={p}")).collect(),
+        ),
+        (
+            "GET /api/v1/release-items/{id}/status",
+            &api,
+            (0..200)
+                .map(|i| format!("{base}/api/v1/release-items/{}/status", (i * 7) % items + 1))
                 .collect(),
         ),
         (

@@ -231,11 +231,9 @@ enum Next {
     /// takes no new order until then.
     Decide,
     /// The order is over: file the item again, with this version (unless it
-    /// shipped) or a newer one, or go to the order already open for it.
-    FileAgain {
-        same_version: bool,
-        open: Option<work_orders::OpenOrder>,
-    },
+    /// shipped) or a newer one. (The page reads nothing more for it: should
+    /// another order be open for the item, the form says so and links it.)
+    FileAgain { same_version: bool },
 }
 
 impl OrderActions {
@@ -313,8 +311,6 @@ async fn render_order(
                 State::Failed => Some(Next::Decide),
                 state if !state.is_open() => Some(Next::FileAgain {
                     same_version: state != State::Succeeded,
-                    open: work_orders::open_order_of(&ctx.state.db.pool, d.order.release_item_id)
-                        .await?,
                 }),
                 _ => None,
             },
