@@ -2,7 +2,7 @@
 // adds the user as owner of the child, and checks the result at desktop and
 // phone width.
 import assert from 'node:assert/strict';
-import { base, adminPassword, journey, login, shot } from './lib.mjs';
+import { base, adminPassword, contrast, journey, login, shot } from './lib.mjs';
 
 await journey('admin-tree', async (newPage) => {
   const page = await newPage();
@@ -12,6 +12,33 @@ await journey('admin-tree', async (newPage) => {
   assert.match(page.url(), /\/$/, 'people land on the dashboard');
   assert.match(await page.locator('main').innerText(), /no release item you can see yet/);
   await shot(page, 'dashboard-empty.png');
+
+  // Keyboard first: the first Tab reaches "Skip to content", shown, with a
+  // focus ring of at least 3:1 against the page.
+  await page.keyboard.press('Tab');
+  const focused = await page.evaluate(() => {
+    const el = document.activeElement;
+    const style = getComputedStyle(el);
+    return { cls: el.className, top: el.getBoundingClientRect().top, outline: style.outlineColor,
+      width: style.outlineWidth, page: getComputedStyle(document.body).backgroundColor };
+  });
+  assert.equal(focused.cls, 'skip-link');
+  assert.ok(focused.top >= 0, 'the skip link shows when focused');
+  assert.ok(contrast(focused.outline, focused.page) >= 3, `focus ring contrast ${JSON.stringify(focused)}`);
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'main');
+  // Links in running text are underlined; placeholders do not look like values.
+  assert.equal(await page.locator('main p.empty a').evaluate((a) => getComputedStyle(a).textDecorationLine), 'underline');
+  await page.goto(`${base}/work-orders`);
+  assert.equal(await page.locator('input[name="q"]').evaluate((i) => getComputedStyle(i, '::placeholder').fontStyle), 'italic');
+  // The theme follows the system's dark setting.
+  await page.emulateMedia({ colorScheme: 'dark' });
+  const dark = await page.evaluate(() => ({ bg: getComputedStyle(document.body).backgroundColor,
+    text: getComputedStyle(document.body).color }));
+  assert.ok(contrast(dark.bg, 'rgb(0, 0, 0)') < 1.3, `a dark page: ${dark.bg}`);
+  assert.ok(contrast(dark.bg, dark.text) >= 7, `readable text: ${JSON.stringify(dark)}`);
+  await shot(page, 'work-orders-dark.png');
+  await page.emulateMedia({ colorScheme: 'light' });
 
   await page.goto(`${base}/admin/users`);
   await page.fill('#new-user-form input[name="name"]', 'olivia');
