@@ -300,6 +300,9 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     row("POST /work-orders/{id}/stages/{n}/cancel", OWNERS, NotFound),
     row("POST /admin/clusters/{id}/test", ADMINS, Forbidden),
     row("POST /account/password", SIGNED_IN, Forbidden),
+    row("POST /account/tokens", SIGNED_IN, Forbidden),
+    // Only one's own token: the fixture's is a service account's.
+    row("POST /account/tokens/{id}/revoke", &[], NotFound),
     row("POST /logout", SIGNED_IN, Forbidden),
     // Reads.
     row("GET /", SIGNED_IN, Forbidden),
@@ -453,12 +456,15 @@ fn as_listed(row: &Row, who: Who, status: StatusCode, body: &str, marker: Option
             (Some(_), None) => panic!("{}: a list row needs a marker", row.route),
         };
         let_in && sees_right
-    } else if who == Who::Outsider {
+    } else if who == Who::Outsider || OWN_ONLY.contains(&row.route) {
         status == row.hidden.status()
     } else {
         status == StatusCode::FORBIDDEN
     }
 }
+
+/// Routes on one's own things: anyone else's answers as a missing one.
+const OWN_ONLY: &[&str] = &["POST /account/tokens/{id}/revoke"];
 
 /// One API request to make.
 struct ApiCall {
@@ -1075,6 +1081,11 @@ pub(crate) async fn page_call(
         "POST /admin/tokens/{id}/revoke" => {
             (format!("/admin/tokens/{}/revoke", f.token().await), vec![])
         }
+        "POST /account/tokens" => ("/account/tokens".into(), kv(&[("name", "laptop")])),
+        "POST /account/tokens/{id}/revoke" => (
+            format!("/account/tokens/{}/revoke", f.token().await),
+            vec![],
+        ),
         "POST /admin/clusters" => {
             let yaml = crate::registry::kubeconfig();
             (

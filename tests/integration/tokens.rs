@@ -179,3 +179,71 @@ db_test!(token_expiry_and_names_are_validated, |backend| async move {
     let (s, _) = admin.delete("/api/v1/tokens/999999").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 });
+
+db_test!(
+    a_person_makes_and_revokes_their_own_api_tokens,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        crate::common::Org::create(&app).await;
+        let eric = app.browser_as("eric", crate::common::USER_PASSWORD).await;
+        let (s, html, _) = eric
+            .submit(
+                "/account/tokens",
+                &[("name", "laptop"), ("expires_in_days", "30")],
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{html}");
+        let token = html
+            .split(r#"<code class="secret" id="new-token">"#)
+            .nth(1)
+            .and_then(|rest| rest.split('<').next())
+            .expect("the token, shown once")
+            .to_string();
+        // It acts as eric, with eric's roles.
+        let api = app.api(Some(&token));
+        let (s, me) = api.get("/api/v1/me").await;
+        assert_eq!(
+            (s, me["account"]["name"].as_str()),
+            (StatusCode::OK, Some("eric")),
+            "{me}"
+        );
+        assert!(
+            me["roles"].as_array().is_some_and(|r| !r.is_empty()),
+            "with his roles: {me}"
+        );
+        let (_, page) = eric.get("/account").await;
+        assert!(
+            page.contains("laptop") && !page.contains(&token),
+            "listed, never shown again"
+        );
+        let id: i64 = page
+            .split("data-token-id=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|id| id.parse().ok())
+            .expect("a token row");
+        // Same rules as service-account tokens.
+        let (s, _, _) = eric
+            .submit(
+                "/account/tokens",
+                &[("name", "x"), ("expires_in_days", "0")],
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        // Nobody else revokes it from their account page.
+        let olivia = app.browser_as("olivia", crate::common::USER_PASSWORD).await;
+        let (s, _, _) = olivia
+            .submit(&format!("/account/tokens/{id}/revoke"), &[])
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(api.get("/api/v1/me").await.0, StatusCode::OK);
+        let (s, _, location) = eric
+            .submit(&format!("/account/tokens/{id}/revoke"), &[])
+            .await;
+        assert_eq!(
+            (s, location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/account"))
+        );
+        assert_eq!(api.get("/api/v1/me").await.0, StatusCode::UNAUTHORIZED);
+    }
+);

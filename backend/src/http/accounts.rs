@@ -44,6 +44,8 @@ pub fn routes() -> PageRoutes {
         .post("/admin/tokens/{id}/revoke", revoke_token)
         .get("/account", show_my_account)
         .post("/account/password", change_my_password)
+        .post("/account/tokens", create_my_token)
+        .post("/account/tokens/{id}/revoke", revoke_my_token)
 }
 
 fn require_admin(ctx: &PageCtx) -> Result<()> {
@@ -402,6 +404,10 @@ struct ServiceAccountPage {
     bindings: Vec<(Node, Role)>,
     tokens: Vec<TokenRow>,
     new_token: Option<String>,
+    /// Where the token form posts, where revoking posts, and a label idea.
+    create_action: String,
+    revoke_base: &'static str,
+    token_example: &'static str,
 }
 
 async fn render_service_account(
@@ -423,6 +429,9 @@ async fn render_service_account(
                 "admin-service-accounts",
                 notice,
             ),
+            create_action: format!("/admin/service-accounts/{}/tokens", account.id),
+            revoke_base: "/admin/tokens",
+            token_example: "gitlab-ci",
             account,
             bindings,
             tokens,
@@ -486,15 +495,7 @@ async fn create_service_account_token(
     let result = async {
         require_admin(&ctx)?;
         accounts::get_of_kind(&ctx.state.db.pool, id, AccountKind::ServiceAccount).await?;
-        let expires = match form.expires_in_days.trim() {
-            "" => None,
-            raw => Some(raw.parse::<u32>().map_err(|_| {
-                Error::validation(
-                    "expires_in_days",
-                    format!("'{raw}' is not a whole number of days"),
-                )
-            })?),
-        };
+        let expires = expiry_days(&form.expires_in_days)?;
         Ok::<_, Error>(tokens::create(&ctx.state.db, id, &form.name, expires, &ctx.who()).await?)
     }
     .await;
@@ -551,19 +552,114 @@ struct MyAccountPage {
     layout: Layout,
     account: Account,
     memberships: Vec<(Node, Role)>,
+    /// Personal API tokens: they act as this person.
+    tokens: Vec<TokenRow>,
+    new_token: Option<String>,
+    create_action: String,
+    revoke_base: &'static str,
+    token_example: &'static str,
 }
 
 async fn render_my_account(ctx: &PageCtx, status: StatusCode, notice: Option<Notice>) -> Response {
+    render_my_account_with(ctx, status, notice, None).await
+}
+
+async fn render_my_account_with(
+    ctx: &PageCtx,
+    status: StatusCode,
+    notice: Option<Notice>,
+    new_token: Option<String>,
+) -> Response {
     let account = ctx.actor.account.clone();
-    match tree_db::memberships_of(&ctx.state.db.pool, account.id).await {
-        Ok(memberships) => {
+    let pool = &ctx.state.db.pool;
+    let result = async {
+        Ok::<_, Error>((
+            tree_db::memberships_of(pool, account.id).await?,
+            token_rows(tokens::list(pool, Some(account.id)).await?),
+        ))
+    }
+    .await;
+    match result {
+        Ok((memberships, tokens)) => {
             let page = MyAccountPage {
                 layout: ctx.layout("My account", "account", notice),
                 account,
                 memberships,
+                tokens,
+                new_token,
+                create_action: "/account/tokens".into(),
+                revoke_base: "/account/tokens",
+                token_example: "my laptop",
             };
             ctx.render(status, &page)
         }
+        Err(e) => ctx.error_page(&e),
+    }
+}
+
+/// A whole number of days from a form field, blank for none.
+fn expiry_days(raw: &str) -> Result<Option<u32>> {
+    match raw.trim() {
+        "" => Ok(None),
+        raw => raw.parse::<u32>().map(Some).map_err(|_| {
+            Error::validation(
+                "expires_in_days",
+                format!("'{raw}' is not a whole number of days"),
+            )
+        }),
+    }
+}
+
+/// Creates a personal token for the signed-in person and shows it once.
+async fn create_my_token(ctx: PageCtx, CsrfForm(form): CsrfForm<NewTokenForm>) -> Response {
+    let result = async {
+        let expires = expiry_days(&form.expires_in_days)?;
+        Ok::<_, Error>(
+            tokens::create(
+                &ctx.state.db,
+                ctx.actor.account.id,
+                &form.name,
+                expires,
+                &ctx.who(),
+            )
+            .await?,
+        )
+    }
+    .await;
+    match result {
+        Ok((info, secret)) => {
+            render_my_account_with(
+                &ctx,
+                StatusCode::CREATED,
+                Some(Notice::success(format!("Created token '{}'.", info.name))),
+                Some(secret.expose().clone()),
+            )
+            .await
+        }
+        Err(e) => render_my_account(&ctx, page_status(&e), Some(Notice::from_error(&e))).await,
+    }
+}
+
+/// Revokes one of the signed-in person's own tokens (anyone else's answers
+/// as a missing one).
+async fn revoke_my_token(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_f): CsrfForm<NoFields>,
+) -> Response {
+    let result = async {
+        match tokens::get(&ctx.state.db.pool, id).await? {
+            Some(t) if t.account_id == ctx.actor.account.id => {}
+            _ => return Err(Error::NotFound(format!("token {id} not found"))),
+        }
+        Ok(tokens::revoke(&ctx.state.db, id, &ctx.who()).await?)
+    }
+    .await;
+    match result {
+        Ok(info) => redirect_with(
+            "/account",
+            Notice::success(format!("Revoked token '{}'.", info.name)),
+        ),
         Err(e) => ctx.error_page(&e),
     }
 }
