@@ -317,6 +317,7 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     row("GET /admin/audit", ADMINS, Forbidden),
     row("GET /admin/settings", ADMINS, Forbidden),
     row("GET /account", SIGNED_IN, Forbidden),
+    list("GET /release-items", VIEWERS),
     row("GET /release-items/new", OWNERS, NotFound),
     row("GET /release-items/{id}", VIEWERS, NotFound),
     list("GET /work-orders", VIEWERS),
@@ -561,6 +562,10 @@ fn page_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
         "GET /account" => ("/account".into(), None),
         "GET /release-items/new" => (format!("/release-items/new?node={}", org.pay), None),
         "GET /release-items/{id}" => (format!("/release-items/{item}"), None),
+        "GET /release-items" => (
+            "/release-items".into(),
+            Some(format!("data-item=\"{item}\"")),
+        ),
         "GET /work-orders" => (
             "/work-orders".into(),
             Some(format!("href=\"/work-orders/{order}\"")),

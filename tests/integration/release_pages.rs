@@ -317,3 +317,54 @@ db_test!(
         assert!(html.contains("GitLab answered 500"), "{html}");
     }
 );
+
+db_test!(
+    release_items_have_a_list_page_and_lists_link_their_nodes,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        let eric = app.browser_as("eric", USER_PASSWORD).await;
+        let (s, html) = eric.get("/release-items").await;
+        assert_eq!(s, StatusCode::OK, "a page, not a 405");
+        assert!(
+            html.contains(&format!(
+                r#"<a href="/release-items/{}">checkout</a>"#,
+                r.item
+            )),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!(
+                r#"<a href="/tree/nodes/{}"><code class="path">/acme/pay</code></a>"#,
+                r.org.pay
+            )),
+            "{html}"
+        );
+        let otto = app.browser_as("otto", USER_PASSWORD).await;
+        let (_, html) = otto.get("/release-items").await;
+        assert!(
+            !html.contains(&format!("data-item=\"{}\"", r.item)),
+            "scoped: {html}"
+        );
+        let api = app.api(Some(&app.token_for("eric")));
+        let (_, order) = api
+            .post(
+                "/api/v1/work-orders",
+                crate::releases::order_body(r.item, "v1.1.0"),
+            )
+            .await;
+        let (_, list) = eric.get("/work-orders").await;
+        assert!(
+            list.contains(&format!(
+                r#"<a href="/tree/nodes/{}"><code class="path">/acme/pay</code></a>"#,
+                r.org.pay
+            )),
+            "{list}"
+        );
+        let (_, page) = eric.get(&format!("/work-orders/{}", order["id"])).await;
+        assert!(
+            page.contains(&format!(r#"on <a href="/tree/nodes/{}">"#, r.org.pay)),
+            "{page}"
+        );
+    }
+);

@@ -27,6 +27,7 @@ use crate::flows::live::items_live;
 
 pub fn routes() -> PageRoutes {
     PageRoutes::new()
+        .get("/release-items", list_release_items)
         .get("/release-items/new", new_release_item)
         .post("/release-items", create_release_item)
         .get("/release-items/{id}", show_release_item)
@@ -296,6 +297,27 @@ async fn render_item_page(
     .await;
     match result {
         Ok(page) => ctx.render(status, &page),
+        Err(e) => ctx.error_page(&e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "release_items.html")]
+struct ItemsPage {
+    layout: Layout,
+    items: Vec<ReleaseItem>,
+}
+
+/// Every release item the reader can see.
+async fn list_release_items(ctx: PageCtx) -> Response {
+    match release_items::list(&ctx.state.db.pool, None, ctx.read_scope()).await {
+        Ok(items) => ctx.render(
+            StatusCode::OK,
+            &ItemsPage {
+                layout: ctx.layout("Release items", "release-items", None),
+                items,
+            },
+        ),
         Err(e) => ctx.error_page(&e),
     }
 }
