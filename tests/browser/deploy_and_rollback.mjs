@@ -101,6 +101,12 @@ await journey('deploy-and-rollback', async (newPage) => {
     'staging runs the old tag again after the rollback');
   assert.match(await row.locator('td[data-stage="1"]').innerText(), /Last: #\d+ v1\.1\.0\s+Rolled back/);
   await shot(page, 'dashboard.png');
+  // The list's item picker offers the items once focused.
+  await page.goto(`${base}/work-orders`);
+  await page.focus('#filter-item');
+  await page.waitForFunction(() => document.querySelectorAll('#item-options option').length > 0);
+  assert.equal(await page.locator('#item-options option').first().getAttribute('value'), 'checkout');
+  await page.goto(`${base}/`);
   await page.setViewportSize({ width: 390, height: 844 });
   await shot(page, 'dashboard-phone.png');
 });

@@ -321,6 +321,7 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     row("GET /release-items/new", OWNERS, NotFound),
     row("GET /release-items/{id}", VIEWERS, NotFound),
     list("GET /work-orders", VIEWERS),
+    list("GET /work-orders/filter-options", VIEWERS),
     list("GET /work-orders/new", FILERS),
     list("GET /work-orders/new/versions", FILERS),
     row("GET /work-orders/{id}", VIEWERS, NotFound),
@@ -562,6 +563,10 @@ fn page_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
         "GET /account" => ("/account".into(), None),
         "GET /release-items/new" => (format!("/release-items/new?node={}", org.pay), None),
         "GET /release-items/{id}" => (format!("/release-items/{item}"), None),
+        "GET /work-orders/filter-options" => (
+            "/work-orders/filter-options?list=items".into(),
+            Some("<option value=\"checkout\">".into()),
+        ),
         "GET /release-items" => (
             "/release-items".into(),
             Some(format!("data-item=\"{item}\"")),

@@ -851,13 +851,21 @@ db_test!(
             html.contains(r#"name="node" value="/acme/pay""#),
             "the path is shown canonical"
         );
+        // The pickers' options come when first focused, not with each page.
+        assert!(html.contains(r#"hx-get="/work-orders/filter-options?list=nodes""#));
+        let (_, nodes) = page.get("/work-orders/filter-options?list=nodes").await;
         assert!(
-            html.contains(r#"<option value="/acme/pay">"#),
-            "the node picker offers it"
+            nodes.contains(r#"<option value="/acme/pay">"#),
+            "the node picker offers it: {nodes}"
         );
+        let (_, items) = page.get("/work-orders/filter-options?list=items").await;
         assert!(
-            html.contains(r#"<option value="svc0">"#),
-            "the item picker offers it"
+            items.contains(r#"<option value="svc0">"#),
+            "the item picker offers it: {items}"
+        );
+        assert_eq!(
+            page.get("/work-orders/filter-options?list=x").await.0,
+            StatusCode::UNPROCESSABLE_ENTITY
         );
         for (path, why, kept) in [
             (

@@ -267,6 +267,46 @@ pub struct AppFilter {
     pub node_id: Option<i64>,
 }
 
+/// Where an app's Deployment is: its cluster, namespace, name and container.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub cluster_id: i64,
+    pub namespace: String,
+    pub deployment: String,
+    pub container: String,
+}
+
+/// The locations of apps `ids` (read from the database, written as integer
+/// literals), by app id.
+pub async fn locations(
+    pool: &AnyPool,
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, Location>> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    let rows = sqlx::query(&format!(
+        "SELECT id, cluster_id, namespace, deployment, container FROM apps WHERE id IN ({})",
+        ids.join(", ")
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                Location {
+                    cluster_id: r.try_get("cluster_id")?,
+                    namespace: r.try_get("namespace")?,
+                    deployment: r.try_get("deployment")?,
+                    container: r.try_get("container")?,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// The apps in `scope` that match `filter`, by cluster and name.
 pub async fn list(pool: &AnyPool, filter: &AppFilter, scope: &Scope) -> Result<Vec<App>> {
     let (in_scope, roots) = match scope.predicate("n.path", 4) {

@@ -464,6 +464,43 @@ pub async fn list(pool: &AnyPool, node_id: Option<i64>, scope: &Scope) -> Result
     Ok(items)
 }
 
+/// The items with ids `ids` (read from the database, written as integer
+/// literals), by path and name, with their stages.
+pub async fn list_ids(pool: &AnyPool, ids: &[i64]) -> Result<Vec<ReleaseItem>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    let ids = ids.join(", ");
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM release_items r JOIN nodes n ON n.id = r.node_id \
+         WHERE r.id IN ({ids}) ORDER BY n.path, r.name"
+    ))
+    .fetch_all(pool)
+    .await?;
+    let mut items: Vec<ReleaseItem> = rows.iter().map(item_from_row).collect::<Result<_, _>>()?;
+    let stage_rows = sqlx::query(&format!(
+        "SELECT s.release_item_id, s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, c.environment, \
+         s.strategy, s.canary_json, s.deadline_minutes FROM release_stages s \
+         JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
+         WHERE s.release_item_id IN ({ids}) ORDER BY s.release_item_id, s.position"
+    ))
+    .fetch_all(pool)
+    .await?;
+    let mut by_item: std::collections::HashMap<i64, Vec<Stage>> = std::collections::HashMap::new();
+    for row in &stage_rows {
+        let item_id: i64 = row.try_get("release_item_id")?;
+        by_item
+            .entry(item_id)
+            .or_default()
+            .push(stage_from_row(row)?);
+    }
+    for item in &mut items {
+        item.stages = by_item.remove(&item.id).unwrap_or_default();
+    }
+    Ok(items)
+}
+
 /// A release item's id, name and node, for pickers and filters.
 #[derive(Debug, Clone)]
 pub struct ItemRef {

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::app::AppState;
-use crate::db::apps::{self, App, AppFilter};
+use crate::db::apps::{self, AppFilter, Location};
 use crate::db::release_items::ReleaseItem;
 use crate::db::tree::Scope;
 use crate::db::work_order_views::{self, StageTouch, Waiting};
@@ -66,15 +66,12 @@ pub fn shown_image(image: &str, repository: &str) -> String {
 pub async fn items_live(state: &AppState, items: Vec<ReleaseItem>) -> Result<Vec<ItemLive>> {
     let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
     let (mut touched, mut waiting) = work_order_views::stage_history(&state.db.pool, &ids).await?;
-    let apps: HashMap<i64, App> = if items.iter().any(|i| !i.stages.is_empty()) {
-        apps::list(&state.db.pool, &AppFilter::default(), &Scope::All)
-            .await?
-            .into_iter()
-            .map(|a| (a.id, a))
-            .collect()
-    } else {
-        HashMap::new()
-    };
+    let app_ids: BTreeSet<i64> = items
+        .iter()
+        .flat_map(|i| i.stages.iter().map(|s| s.app_id))
+        .collect();
+    let apps: HashMap<i64, Location> =
+        apps::locations(&state.db.pool, &app_ids.into_iter().collect::<Vec<_>>()).await?;
     Ok(items
         .into_iter()
         .map(|item| {

@@ -112,7 +112,10 @@ struct DashboardQuery {
 async fn dashboard(ctx: PageCtx, Query(query): Query<DashboardQuery>) -> Response {
     let result = async {
         let q = query.q.trim().to_lowercase();
-        let mut items = release_items::list(&ctx.state.db.pool, None, ctx.read_scope()).await?;
+        // The light list pages and filters; only the page's items are read
+        // in full.
+        let mut items = release_items::refs(&ctx.state.db.pool, ctx.read_scope()).await?;
+        items.sort_by(|a, b| (&a.node_path, &a.name).cmp(&(&b.node_path, &b.name)));
         if !q.is_empty() {
             items.retain(|i| {
                 i.name.to_lowercase().starts_with(&q)
@@ -122,11 +125,13 @@ async fn dashboard(ctx: PageCtx, Query(query): Query<DashboardQuery>) -> Respons
         }
         let pages = items.len().div_ceil(PER_PAGE).max(1);
         let page = query.page.unwrap_or(1).clamp(1, pages);
-        let shown: Vec<_> = items
-            .into_iter()
+        let ids: Vec<i64> = items
+            .iter()
             .skip((page - 1) * PER_PAGE)
             .take(PER_PAGE)
+            .map(|i| i.id)
             .collect();
+        let shown = release_items::list_ids(&ctx.state.db.pool, &ids).await?;
         let rows: Vec<Row> = live::items_live(&ctx.state, shown)
             .await?
             .into_iter()

@@ -26,6 +26,7 @@ use crate::gitlab::Tag;
 pub fn routes() -> PageRoutes {
     PageRoutes::new()
         .get("/work-orders", list_work_orders)
+        .get("/work-orders/filter-options", filter_options)
         .post("/work-orders", file_work_order)
         .get("/work-orders/new", new_work_order)
         .get("/work-orders/new/versions", version_options)
@@ -467,11 +468,46 @@ struct ListPage {
     inbox: bool,
     /// Why the filters cannot match anything, in the user's words.
     problem: Option<String>,
-    /// Type-ahead for the item filter: each visible item name once.
-    item_names: Vec<String>,
-    /// Type-ahead for the node filter: the nodes holding visible items and
-    /// the nodes above them.
-    node_paths: Vec<String>,
+}
+
+/// The type-ahead options of the list's item and node filters, fetched
+/// when the person first focuses one (not with every list page: a reader
+/// of a thousand items would carry them all on each page).
+#[derive(Template)]
+#[template(path = "filter_options.html")]
+struct FilterOptions {
+    options: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct OptionsQuery {
+    /// `items` or `nodes`.
+    list: String,
+}
+
+/// Each visible item name once, or the nodes holding visible items and
+/// the nodes above them.
+async fn filter_options(ctx: PageCtx, Query(q): Query<OptionsQuery>) -> Response {
+    let items = match release_items::refs(&ctx.state.db.pool, ctx.read_scope()).await {
+        Ok(items) => items,
+        Err(e) => return ctx.error_page(&e),
+    };
+    let mut options: Vec<String> = match q.list.as_str() {
+        "items" => items.into_iter().map(|i| i.name).collect(),
+        "nodes" => items
+            .iter()
+            .flat_map(|i| ancestor_chain(&i.node_path))
+            .collect(),
+        other => {
+            return ctx.error_page(&Error::validation(
+                "list",
+                format!("'{other}' is neither items nor nodes"),
+            ));
+        }
+    };
+    options.sort();
+    options.dedup();
+    ctx.render(StatusCode::OK, &FilterOptions { options })
 }
 
 const PAGE_SIZE: i64 = 50;
@@ -504,18 +540,18 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
                 }
             },
         };
-        let items = if inbox {
-            Vec::new()
-        } else {
-            release_items::refs(&ctx.state.db.pool, ctx.read_scope()).await?
-        };
         // The item filter takes items whose name starts with what was typed.
         let typed_item = query.item.trim().to_lowercase();
-        let item_ids: Vec<i64> = items
-            .iter()
-            .filter(|i| !typed_item.is_empty() && i.name.to_lowercase().starts_with(&typed_item))
-            .map(|i| i.id)
-            .collect();
+        let item_ids: Vec<i64> = if typed_item.is_empty() {
+            Vec::new()
+        } else {
+            release_items::refs(&ctx.state.db.pool, ctx.read_scope())
+                .await?
+                .into_iter()
+                .filter(|i| i.name.to_lowercase().starts_with(&typed_item))
+                .map(|i| i.id)
+                .collect()
+        };
         if !typed_item.is_empty() && item_ids.is_empty() {
             problem = Some(format!(
                 "no release item you can see is called “{}…”",
@@ -582,15 +618,6 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
             }
             _ => None,
         };
-        let mut item_names: Vec<String> = items.iter().map(|i| i.name.clone()).collect();
-        item_names.sort();
-        item_names.dedup();
-        let mut node_paths: Vec<String> = items
-            .iter()
-            .flat_map(|i| ancestor_chain(&i.node_path))
-            .collect();
-        node_paths.sort();
-        node_paths.dedup();
         Ok::<_, Error>(ListPage {
             layout: ctx.layout(
                 if inbox { "My approvals" } else { "Work orders" },
@@ -609,8 +636,6 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
             older,
             inbox,
             problem,
-            item_names,
-            node_paths,
         })
     }
     .await;
