@@ -464,6 +464,59 @@ pub async fn list(pool: &AnyPool, node_id: Option<i64>, scope: &Scope) -> Result
     Ok(items)
 }
 
+/// One page of the items in `scope` by path and name — those whose name
+/// or node path starts with `search` when given — as ids, and how many
+/// there are in all.
+pub async fn page_ids(
+    pool: &AnyPool,
+    scope: &Scope,
+    search: Option<&str>,
+    offset: usize,
+    limit: usize,
+) -> Result<(Vec<i64>, usize)> {
+    let (filter, roots) = scoped(scope);
+    let mut binds: Vec<String> = roots;
+    let search_sql = match search {
+        Some(q) => {
+            let first = binds.len() + 2;
+            binds.push(super::work_order_views::like_prefix(q));
+            binds.push(super::work_order_views::like_prefix(
+                q.trim_start_matches('/'),
+            ));
+            format!(
+                " AND (lower(r.name) LIKE ${first} ESCAPE '\\' OR n.path LIKE ${} ESCAPE '\\' \
+                 OR n.path LIKE '/' || ${} ESCAPE '\\')",
+                first,
+                first + 1
+            )
+        }
+        None => String::new(),
+    };
+    let from =
+        format!("FROM release_items r JOIN nodes n ON n.id = r.node_id WHERE {filter}{search_sql}");
+    let total: i64 = bind_scoped(
+        sqlx::query(&format!("SELECT COUNT(*) AS n {from}")),
+        None,
+        binds.clone(),
+    )
+    .fetch_one(pool)
+    .await?
+    .try_get("n")?;
+    let ids = bind_scoped(
+        sqlx::query(&format!(
+            "SELECT r.id {from} ORDER BY n.path, r.name LIMIT {limit} OFFSET {offset}"
+        )),
+        None,
+        binds,
+    )
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| r.try_get("id"))
+    .collect::<Result<Vec<i64>, _>>()?;
+    Ok((ids, total.max(0) as usize))
+}
+
 /// The items with ids `ids` (read from the database, written as integer
 /// literals), by path and name, with their stages.
 pub async fn list_ids(pool: &AnyPool, ids: &[i64]) -> Result<Vec<ReleaseItem>> {

@@ -393,7 +393,7 @@ pub const MAX_SEARCH_LEN: usize = 100;
 
 /// `prefix` as a LIKE pattern matching what starts with it, its `%`, `_`
 /// and `\` escaped (the statement says `ESCAPE '\'`), lowercased.
-fn like_prefix(prefix: &str) -> String {
+pub(super) fn like_prefix(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 1);
     for c in prefix.to_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -112,25 +112,30 @@ struct DashboardQuery {
 async fn dashboard(ctx: PageCtx, Query(query): Query<DashboardQuery>) -> Response {
     let result = async {
         let q = query.q.trim().to_lowercase();
-        // The light list pages and filters; only the page's items are read
-        // in full.
-        let mut items = release_items::refs(&ctx.state.db.pool, ctx.read_scope()).await?;
-        items.sort_by(|a, b| (&a.node_path, &a.name).cmp(&(&b.node_path, &b.name)));
-        if !q.is_empty() {
-            items.retain(|i| {
-                i.name.to_lowercase().starts_with(&q)
-                    || i.node_path.starts_with(&q)
-                    || i.node_path.starts_with(&format!("/{q}"))
-            });
+        let search = Some(q.as_str()).filter(|q| !q.is_empty());
+        // Pages by id first; only the page's items are read in full.
+        let wanted = query.page.unwrap_or(1).max(1);
+        let pool = &ctx.state.db.pool;
+        let (mut ids, total) = release_items::page_ids(
+            pool,
+            ctx.read_scope(),
+            search,
+            (wanted - 1) * PER_PAGE,
+            PER_PAGE,
+        )
+        .await?;
+        let pages = total.div_ceil(PER_PAGE).max(1);
+        let page = wanted.min(pages);
+        if page != wanted {
+            (ids, _) = release_items::page_ids(
+                pool,
+                ctx.read_scope(),
+                search,
+                (page - 1) * PER_PAGE,
+                PER_PAGE,
+            )
+            .await?;
         }
-        let pages = items.len().div_ceil(PER_PAGE).max(1);
-        let page = query.page.unwrap_or(1).clamp(1, pages);
-        let ids: Vec<i64> = items
-            .iter()
-            .skip((page - 1) * PER_PAGE)
-            .take(PER_PAGE)
-            .map(|i| i.id)
-            .collect();
         let shown = release_items::list_ids(&ctx.state.db.pool, &ids).await?;
         let rows: Vec<Row> = live::items_live(&ctx.state, shown)
             .await?
