@@ -688,16 +688,15 @@ pub async fn stage_history(
     }
     let items = id_list(item_ids);
     // Each stage's newest order whose run on that app started, walking the
-    // app's stage runs newest first (stage_runs_app_idx); then those
-    // orders' rows.
+    // item's orders newest first; then those orders' rows.
     let rows = sqlx::query(&format!(
         "SELECT w.release_item_id, s.app_id, w.id, w.version, w.state, s.status \
          FROM (SELECT rs.release_item_id AS item_id, rs.app_id, \
-                 (SELECT sr.work_order_id FROM stage_runs sr \
-                  JOIN work_orders wo ON wo.id = sr.work_order_id \
-                  WHERE sr.app_id = rs.app_id AND wo.release_item_id = rs.release_item_id \
+                 (SELECT sr.work_order_id FROM work_orders wo \
+                  JOIN stage_runs sr ON sr.work_order_id = wo.id \
+                  WHERE wo.release_item_id = rs.release_item_id AND sr.app_id = rs.app_id \
                     AND sr.status <> 'pending' \
-                  ORDER BY sr.app_id DESC, sr.work_order_id DESC LIMIT 1) AS order_id \
+                  ORDER BY wo.id DESC LIMIT 1) AS order_id \
                FROM release_stages rs WHERE rs.release_item_id IN ({items})) t \
          JOIN work_orders w ON w.id = t.order_id \
          JOIN stage_runs s ON s.work_order_id = w.id AND s.app_id = t.app_id"
