@@ -450,18 +450,25 @@ pub async fn list(pool: &AnyPool, node_id: Option<i64>, scope: &Scope) -> Result
     let stage_rows = bind_scoped(sqlx::query(&sql), node_id, roots)
         .fetch_all(pool)
         .await?;
+    attach_stages(&mut items, &stage_rows)?;
+    Ok(items)
+}
+
+/// Gives each item its stages from `stage_rows` (rows of any items, by
+/// item and position).
+fn attach_stages(items: &mut [ReleaseItem], stage_rows: &[sqlx::any::AnyRow]) -> Result<()> {
     let mut by_item: std::collections::HashMap<i64, Vec<Stage>> = std::collections::HashMap::new();
-    for row in &stage_rows {
+    for row in stage_rows {
         let item_id: i64 = row.try_get("release_item_id")?;
         by_item
             .entry(item_id)
             .or_default()
             .push(stage_from_row(row)?);
     }
-    for item in &mut items {
+    for item in items {
         item.stages = by_item.remove(&item.id).unwrap_or_default();
     }
-    Ok(items)
+    Ok(())
 }
 
 /// One page of the items in `scope` by path and name — those whose name
@@ -540,17 +547,7 @@ pub async fn list_ids(pool: &AnyPool, ids: &[i64]) -> Result<Vec<ReleaseItem>> {
     ))
     .fetch_all(pool)
     .await?;
-    let mut by_item: std::collections::HashMap<i64, Vec<Stage>> = std::collections::HashMap::new();
-    for row in &stage_rows {
-        let item_id: i64 = row.try_get("release_item_id")?;
-        by_item
-            .entry(item_id)
-            .or_default()
-            .push(stage_from_row(row)?);
-    }
-    for item in &mut items {
-        item.stages = by_item.remove(&item.id).unwrap_or_default();
-    }
+    attach_stages(&mut items, &stage_rows)?;
     Ok(items)
 }
 
