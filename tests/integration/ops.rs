@@ -203,14 +203,20 @@ async fn pages_and_assets_render() {
     let app = TestApp::start(Backend::Sqlite).await;
     let browser = app.browser_as("admin", crate::common::ADMIN_PASSWORD).await;
     for page in [
+        "/",
         "/tree",
+        "/release-items",
         "/admin/users",
         "/admin/service-accounts",
         "/account",
     ] {
         let (s, html) = browser.get(page).await;
         assert_eq!(s, StatusCode::OK, "{page}");
-        assert!(html.contains("<main class=\"page\">"), "{page}");
+        assert!(html.contains(r#"<main class="page" id="main""#), "{page}");
+        assert!(
+            html.contains(r##"<a class="skip-link" href="#main">"##),
+            "{page}"
+        );
     }
     for asset in [
         "/static/app.css",
