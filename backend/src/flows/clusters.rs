@@ -36,32 +36,49 @@ pub async fn stage_deployment(
     Ok((client, deployment))
 }
 
-/// How long saving an app waits for its cluster to say whether the
-/// Deployment is there.
-const APP_CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a page waits for a cluster to say what a Deployment is (the
+/// deploy confirmation, the check when an app is saved).
+pub const LOOK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Deployment `namespace/name` of cluster `cluster_id` (named `cluster`),
+/// asked with [`LOOK_DEADLINE`]: `Ok(None)` when it does not exist, `Err`
+/// saying in words why it could not be read.
+pub async fn look_at_deployment(
+    state: &AppState,
+    cluster_id: i64,
+    cluster: &str,
+    namespace: &str,
+    name: &str,
+) -> std::result::Result<Option<Deployment>, String> {
+    let client = cluster_client(state, cluster_id, cluster)
+        .await
+        .map_err(|e| e.public_message())?;
+    match tokio::time::timeout(LOOK_DEADLINE, client.deployment(namespace, name)).await {
+        Err(_) => Err(format!("cluster {cluster} did not answer in time")),
+        Ok(Err(e)) => Err(kube_error(cluster, e).public_message()),
+        Ok(Ok(found)) => Ok(found),
+    }
+}
 
 /// What is wrong with `app`'s Deployment as its cluster sees it now, if
 /// anything. Saving an app does not wait for the Deployment to exist (it
 /// may be created after); this is the warning the person saving it sees.
 pub async fn app_warning(state: &AppState, app: &App) -> Option<String> {
-    let cant_check = |why: String| Some(format!("The Deployment could not be checked: {why}."));
-    let client = match cluster_client(state, app.cluster_id, &app.cluster).await {
-        Ok(client) => client,
-        Err(e) => return cant_check(e.public_message()),
-    };
-    match tokio::time::timeout(
-        APP_CHECK_DEADLINE,
-        client.deployment(&app.namespace, &app.deployment),
+    match look_at_deployment(
+        state,
+        app.cluster_id,
+        &app.cluster,
+        &app.namespace,
+        &app.deployment,
     )
     .await
     {
-        Err(_) => cant_check(format!("cluster {} did not answer in time", app.cluster)),
-        Ok(Err(e)) => cant_check(kube_error(&app.cluster, e).public_message()),
-        Ok(Ok(None)) => Some(format!(
+        Err(why) => Some(format!("The Deployment could not be checked: {why}.")),
+        Ok(None) => Some(format!(
             "Deployment {}/{} does not exist in cluster {}: deploys to this app fail until it does.",
             app.namespace, app.deployment, app.cluster
         )),
-        Ok(Ok(Some(deployment))) if container_image(&deployment, &app.container).is_none() => {
+        Ok(Some(deployment)) if container_image(&deployment, &app.container).is_none() => {
             Some(format!(
                 "Deployment {}/{} has no container {} (it has {}): deploys to this app fail until it does.",
                 app.namespace,
@@ -70,7 +87,7 @@ pub async fn app_warning(state: &AppState, app: &App) -> Option<String> {
                 container_names(&deployment).join(", ")
             ))
         }
-        Ok(Ok(Some(_))) => None,
+        Ok(Some(_)) => None,
     }
 }
 

@@ -163,15 +163,6 @@ pub fn start(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(run(state))
 }
 
-/// Whether `read` says the Deployment exists.
-pub fn exists(read: &LiveRead) -> Option<bool> {
-    match read {
-        LiveRead::Found(_) => Some(true),
-        LiveRead::Missing => Some(false),
-        LiveRead::Unknown(_) => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,6 @@
 //! posted without that confirmation (no JavaScript) gets the same
 //! confirmation page first.
 
-use std::time::Duration;
-
 use askama::Template;
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -24,7 +22,7 @@ use crate::db::work_orders::{self, StageTarget};
 use crate::domain::work_order::{Command, decide, refusal};
 use crate::error::Result;
 use crate::flows;
-use crate::flows::clusters::stage_deployment;
+use crate::flows::clusters::look_at_deployment;
 use crate::kube::deployment::container_image;
 
 pub fn routes() -> PageRoutes {
@@ -34,9 +32,6 @@ pub fn routes() -> PageRoutes {
         .post("/work-orders/{id}/stages/{n}/rollback", rollback_stage)
         .post("/work-orders/{id}/stages/{n}/cancel", cancel_stage)
 }
-
-/// How long the confirmation page waits for the cluster to say what runs.
-const LIVE_IMAGE_DEADLINE: Duration = Duration::from_secs(3);
 
 /// One line of what a command changes.
 struct Fact {
@@ -77,14 +72,21 @@ impl Confirmed {
 /// The image stage `target` runs now, read from its cluster with a
 /// deadline, or what stands in its way.
 async fn live_image(ctx: &PageCtx, target: &StageTarget) -> String {
-    match tokio::time::timeout(LIVE_IMAGE_DEADLINE, stage_deployment(&ctx.state, target)).await {
-        Err(_) => "unknown: the cluster did not answer in time".into(),
-        Ok(Err(e)) => format!("unknown: {}", e.public_message()),
-        Ok(Ok((_, None))) => format!(
+    let found = look_at_deployment(
+        &ctx.state,
+        target.cluster_id,
+        &target.cluster,
+        &target.namespace,
+        &target.deployment,
+    )
+    .await;
+    match found {
+        Err(why) => format!("unknown: {why}"),
+        Ok(None) => format!(
             "nothing: Deployment {}/{} does not exist",
             target.namespace, target.deployment
         ),
-        Ok(Ok((_, Some(deployment)))) => container_image(&deployment, &target.container)
+        Ok(Some(deployment)) => container_image(&deployment, &target.container)
             .map(str::to_string)
             .unwrap_or_else(|| format!("nothing: no container {}", target.container)),
     }
