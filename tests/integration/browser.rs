@@ -167,3 +167,30 @@ async fn browser_owner_cancels_a_stuck_stage() {
     let stage = crate::engine::stage(&rollout.eric, id, 1).await;
     assert_eq!(stage["status"], "failed", "{stage}");
 }
+
+#[tokio::test]
+async fn browser_every_page_fits_a_phone() {
+    let app = TestApp::start_with(Backend::Sqlite, crate::engine::engine_start()).await;
+    let rollout = crate::engine::Rollout::create(&app).await;
+    // A deployed stage: pods, logs and a Deploy… for the next stage.
+    let id = rollout.approved_order("v1.1.0").await;
+    let (s, v) = rollout
+        .eric
+        .post(
+            &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::ACCEPTED, "{v}");
+    crate::engine::wait_stage(&rollout.eric, id, 1, "succeeded").await;
+    run_script(&app, "phone_width.mjs", &[]).await;
+    for shot in ["phone-menu-open.png", "phone-work-orders-N.png"] {
+        assert!(
+            repo_root()
+                .join("target/test-artifacts")
+                .join(shot)
+                .exists(),
+            "{shot} saved"
+        );
+    }
+}

@@ -47,6 +47,7 @@ impl FakeGitlab {
             .route("/api/v4/user", get(user))
             .route("/api/v4/projects/{id}", get(project))
             .route("/api/v4/projects/{id}/repository/tags", get(tags))
+            .route("/api/v4/projects/{id}/repository/commits", get(commits))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -155,6 +156,106 @@ async fn project(
         )
             .into_response(),
     }
+}
+
+/// The commits each tag added over the one before it, newest first: two
+/// per tag, the second made a minute after the first.
+pub fn commits_of(tag: &str) -> [String; 2] {
+    [format!("Polish {tag}"), format!("Build {tag}")]
+}
+
+/// `GET …/repository/commits?ref_name=<from>..<to>`: the commits of the
+/// tags after `from` up to `to` ([`commits_of`] each, newest first), paged
+/// as GitLab pages.
+async fn commits(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let page: usize = q
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let per_page: usize = q
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(20)
+        .clamp(1, 100);
+    let range = q.get("ref_name").cloned().unwrap_or_default();
+    log(
+        &inner,
+        format!(
+            "GET /projects/{id}/repository/commits ref_name={range} page={page} per_page={per_page}"
+        ),
+    );
+    if let Some(r) = gate(&inner, &headers).await {
+        return r;
+    }
+    let Some((pid, path, tags)) = find(&inner.lock().unwrap(), &id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "404 Project Not Found"})),
+        )
+            .into_response();
+    };
+    let index = |name: &str| tags.iter().position(|t| t == name);
+    let Some((from, to)) = range
+        .split_once("..")
+        .and_then(|(a, b)| Some((index(a)?, index(b)?)))
+    else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"message": "404 Ref Not Found"})),
+        )
+            .into_response();
+    };
+    // Tags are newest first: `to` is newer when its index is smaller.
+    let all: Vec<Value> = (to..from.max(to))
+        .flat_map(|i| {
+            let tag = &tags[i];
+            let minute = tags.len() - i;
+            let path = path.clone();
+            commits_of(tag).into_iter().enumerate().map(move |(k, title)| {
+                let sha = format!("{:032x}{:08x}", minute, k);
+                json!({
+                    "id": sha, "short_id": &sha[..8], "title": title, "message": title,
+                    "author_name": "Dana Developer", "author_email": "dana@example.com",
+                    "created_at": format!("2026-11-01T10:{:02}:{:02}.000Z", minute % 60, 30 - k),
+                    "web_url": format!("http://gitlab.example/{path}/-/commit/{sha}")
+                })
+            })
+        })
+        .collect();
+    let total = all.len();
+    let pages = total.div_ceil(per_page).max(1);
+    let body: Vec<Value> = all
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    let mut response = axum::Json(body).into_response();
+    let h = response.headers_mut();
+    h.insert("x-page", HeaderValue::from(page));
+    h.insert("x-per-page", HeaderValue::from(per_page));
+    h.insert("x-total", HeaderValue::from(total));
+    h.insert("x-total-pages", HeaderValue::from(pages));
+    let next = if page < pages {
+        (page + 1).to_string()
+    } else {
+        String::new()
+    };
+    h.insert("x-next-page", HeaderValue::from_str(&next).unwrap());
+    if page < pages {
+        let link = format!(
+            "<{}/api/v4/projects/{pid}/repository/commits?ref_name={range}&per_page={per_page}&page={}>; rel=\"next\"",
+            "http://gitlab.example",
+            page + 1
+        );
+        h.insert("link", HeaderValue::from_str(&link).unwrap());
+    }
+    response
 }
 
 async fn tags(

@@ -18,6 +18,7 @@ mod kubectl;
 mod kubectl_explain;
 mod kubectl_kinds;
 mod ops;
+mod order_page;
 mod rbac;
 mod read_scope;
 mod registry;

@@ -326,6 +326,7 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     list("GET /work-orders/new/versions", FILERS),
     row("GET /work-orders/{id}", VIEWERS, NotFound),
     row("GET /work-orders/{id}/pods", VIEWERS, NotFound),
+    row("GET /work-orders/{id}/changes", VIEWERS, NotFound),
     row(
         "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs",
         VIEWERS,
@@ -587,6 +588,7 @@ fn page_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
         ),
         "GET /work-orders/{id}" => (format!("/work-orders/{order}"), None),
         "GET /work-orders/{id}/pods" => (format!("/work-orders/{order}/pods"), None),
+        "GET /work-orders/{id}/changes" => (format!("/work-orders/{order}/changes"), None),
         "GET /work-orders/{id}/stages/{n}/deploy" => {
             (format!("/work-orders/{order}/stages/1/deploy"), None)
         }

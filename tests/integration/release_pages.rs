@@ -209,9 +209,7 @@ db_test!(
         let (_, fragment) = eric
             .get(&format!("/work-orders/new/versions?item={}", r.item))
             .await;
-        assert!(
-            fragment.starts_with("<label id=\"version-picker\"") && fragment.contains("v1.42.0")
-        );
+        assert!(fragment.starts_with("<div id=\"version-picker\"") && fragment.contains("v1.42.0"));
         let item = r.item.to_string();
         let (s, html, _) = eric
             .submit(

@@ -136,6 +136,38 @@ db_test!(
             );
         }
         exec(&db, &[&insert(13, 1, "rolled_back")]).await;
+        // The dashboard's stage heads: filled from the history, then kept
+        // by the triggers as runs leave `pending`, only ever moving to a
+        // newer order.
+        let heads = "SELECT CAST(release_item_id AS TEXT) || ':' || CAST(app_id AS TEXT) || ' ' \
+                     || CAST(work_order_id AS TEXT) FROM stage_heads ORDER BY release_item_id, app_id";
+        assert_eq!(text(&db, heads).await, ["1:1 6", "2:1 3"]);
+        exec(
+            &db,
+            &[
+                "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, status) \
+               VALUES (13, 1, 's', 1, 'rolling', 'pending')",
+            ],
+        )
+        .await;
+        assert_eq!(
+            text(&db, heads).await,
+            ["1:1 6", "2:1 3"],
+            "pending touches nothing"
+        );
+        exec(
+            &db,
+            &[
+                "UPDATE stage_runs SET status = 'deploying' WHERE work_order_id = 13",
+                "UPDATE stage_runs SET status = 'succeeded' WHERE work_order_id = 5 AND position = 1",
+            ],
+        )
+        .await;
+        assert_eq!(
+            text(&db, heads).await,
+            ["1:1 13", "2:1 3"],
+            "an older order's change leaves the head"
+        );
         assert!(
             one(&db, "SELECT version FROM inbox_state").await > inbox_before,
             "the inbox triggers were rebuilt with the table"

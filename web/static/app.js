@@ -67,3 +67,41 @@ document.addEventListener("htmx:beforeRequest", (event) => {
     event.preventDefault();
   }
 });
+
+// At phone width the main menu folds behind a Menu button. Without this
+// script the button stays hidden and the menu wraps instead.
+(() => {
+  const button = document.getElementById("menu-button");
+  const panel = document.getElementById("mainnav");
+  if (!button || !panel) return;
+  button.hidden = false;
+  document.documentElement.classList.add("menu-folds");
+  button.addEventListener("click", () => {
+    const open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", String(open));
+    panel.classList.toggle("open", open);
+  });
+})();
+
+// The version picker: a filter box over its options (name, date, message).
+// The picker is swapped in by htmx, so this listens on the document.
+const showVersionFilter = () => {
+  const filter = document.getElementById("version-filter");
+  if (filter) filter.hidden = false;
+};
+document.addEventListener("DOMContentLoaded", showVersionFilter);
+document.addEventListener("htmx:afterSwap", showVersionFilter);
+document.addEventListener("input", (event) => {
+  if (event.target.id !== "version-filter") return;
+  const select = document.getElementById("version-select");
+  if (!select) return;
+  const words = event.target.value.toLowerCase().split(/\s+/).filter(Boolean);
+  let first = null;
+  for (const option of select.options) {
+    const text = option.textContent.toLowerCase();
+    option.hidden = !words.every((w) => text.includes(w));
+    if (!option.hidden && !first) first = option;
+  }
+  // The selection follows the filter when it no longer matches.
+  if (first && select.selectedOptions[0]?.hidden) select.value = first.value;
+});

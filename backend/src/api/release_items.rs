@@ -57,7 +57,9 @@ pub struct StageStatus {
     pub updated_replicas: Option<i32>,
     pub revision: Option<String>,
     pub unknown_reason: Option<String>,
-    /// Unix ms when the cluster last answered the watch.
+    /// Unix ms up to which the reading is known to be current: the time of
+    /// the answer while the watch is connected, else when the cluster last
+    /// answered it.
     pub as_of: Option<i64>,
     /// The watch's failure since `as_of`: what is shown may be stale.
     pub stale_because: Option<String>,

@@ -687,19 +687,13 @@ pub async fn stage_history(
         return Ok((touched, waiting));
     }
     let items = id_list(item_ids);
-    // Each stage's newest order whose run on that app started, walking the
-    // item's orders newest first; then those orders' rows.
+    // Each stage's head (kept by triggers: the newest order whose run on
+    // that app left `pending`), then that order's row and run.
     let rows = sqlx::query(&format!(
-        "SELECT w.release_item_id, s.app_id, w.id, w.version, w.state, s.status \
-         FROM (SELECT rs.release_item_id AS item_id, rs.app_id, \
-                 (SELECT sr.work_order_id FROM work_orders wo \
-                  JOIN stage_runs sr ON sr.work_order_id = wo.id \
-                  WHERE wo.release_item_id = rs.release_item_id AND sr.app_id = rs.app_id \
-                    AND sr.status <> 'pending' \
-                  ORDER BY wo.id DESC LIMIT 1) AS order_id \
-               FROM release_stages rs WHERE rs.release_item_id IN ({items})) t \
-         JOIN work_orders w ON w.id = t.order_id \
-         JOIN stage_runs s ON s.work_order_id = w.id AND s.app_id = t.app_id"
+        "SELECT h.release_item_id, h.app_id, w.id, w.version, w.state, s.status \
+         FROM stage_heads h JOIN work_orders w ON w.id = h.work_order_id \
+         JOIN stage_runs s ON s.work_order_id = w.id AND s.app_id = h.app_id \
+         WHERE h.release_item_id IN ({items})"
     ))
     .fetch_all(pool)
     .await?;

@@ -123,6 +123,22 @@ pub async fn items_live(state: &AppState, items: Vec<ReleaseItem>) -> Result<Vec
         .collect())
 }
 
+/// What the held watches report now for the Deployments of apps
+/// `app_ids` (read from the database), by app id; a deleted app is left
+/// out.
+pub async fn apps_live(state: &AppState, app_ids: &[i64]) -> Result<HashMap<i64, LiveStatus>> {
+    let apps = apps::locations(&state.db.pool, app_ids).await?;
+    Ok(apps
+        .into_iter()
+        .map(|(id, a)| {
+            let live = state
+                .live
+                .read(a.cluster_id, &a.namespace, &a.deployment, &a.container);
+            (id, live)
+        })
+        .collect())
+}
+
 /// Watches every namespace some app lives in, following the apps: now,
 /// every [`REFRESH`], and as soon as a page asks for one not watched yet.
 pub async fn run(state: AppState) {

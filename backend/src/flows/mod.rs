@@ -3,6 +3,7 @@
 //! and the API both call these, so a rule is checked the same way whichever
 //! door a request comes in by.
 
+pub mod changes;
 pub mod clusters;
 pub mod live;
 pub mod work_orders;

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use gitlab::api::projects::repository::commits::Commits;
 use gitlab::api::projects::repository::tags::{Tags, TagsOrderBy};
 use gitlab::api::{self, AsyncQuery, Pagination, common::SortOrder};
 use gitlab::{AsyncGitlab, GitlabBuilder};
@@ -39,6 +40,19 @@ pub struct Tag {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TagCommit {
     pub id: String,
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+/// A commit, as a list of changes shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Commit {
+    pub id: String,
+    pub short_id: String,
+    pub title: String,
+    #[serde(default)]
+    pub author_name: Option<String>,
+    /// When it was made (RFC 3339).
     #[serde(default)]
     pub created_at: Option<String>,
 }
@@ -325,6 +339,65 @@ impl GitlabClient {
     }
 }
 
+impl GitlabClient {
+    /// The commits `to` has and `from` lacks (GitLab's `from..to`), newest
+    /// first: at most `limit`, and whether there are more. Read a page at
+    /// a time from the commits list with a revision range, which carries
+    /// no diffs (the compare endpoint returns every diff with them).
+    #[tracing::instrument(name = "gitlab", skip_all, fields(call = "commits", project = %project))]
+    pub async fn commits_between(
+        &self,
+        db: &Db,
+        sealer: &Sealer,
+        project: &str,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<(Vec<Commit>, bool)> {
+        for reference in [from, to] {
+            check_ref(reference)?;
+        }
+        let client = self.client(db, sealer).await?;
+        let what = format!("listing the commits of {project} from {from} to {to}");
+        let range = format!("{from}..{to}");
+        let mut commits: Vec<Commit> = self
+            .with_deadline(&what, async {
+                let endpoint = Commits::builder()
+                    .project(project_ref(project))
+                    .ref_name(range.as_str())
+                    .build()
+                    .map_err(|e| Error::validation("gitlab_project", e.to_string()))?;
+                api::paged(endpoint, Pagination::Limit(limit + 1))
+                    .query_async(&client)
+                    .await
+                    .map_err(|e| api_error(&what, e))
+            })
+            .await?;
+        let more = commits.len() > limit;
+        commits.truncate(limit);
+        Ok((commits, more))
+    }
+}
+
+/// A tag or branch name as git allows it, checked before it goes into a
+/// revision range: no `..`, no spaces or control characters, not empty.
+fn check_ref(reference: &str) -> Result<()> {
+    let bad = reference.is_empty()
+        || reference.len() > 255
+        || reference.contains("..")
+        || reference.starts_with('-')
+        || reference
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
+    if bad {
+        return Err(Error::validation(
+            "version",
+            format!("{reference:?} is not a tag name"),
+        ));
+    }
+    Ok(())
+}
+
 fn project_ref(project: &str) -> gitlab::api::common::NameOrId<'_> {
     match project.parse::<u64>() {
         Ok(id) => id.into(),
@@ -352,5 +425,15 @@ mod tests {
         );
         assert!(host_of("ftp://x").is_err());
         assert!(host_of("not a url").is_err());
+    }
+
+    #[test]
+    fn only_plain_ref_names_go_into_a_range() {
+        for good in ["v1.2.0", "release/2026-12", "1.0.0-rc.1"] {
+            assert!(check_ref(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a..b", "-x", "v1 2", "v1\n", "v1:2", "v~1", "a^", "x*"] {
+            assert!(check_ref(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -8,9 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields};
-use super::{
-    Layout, Notice, PageCtx, PageRoutes, format_opt_time, format_time, page_status, redirect_with,
-};
+use super::{Layout, Moment, Notice, PageCtx, PageRoutes, page_status, redirect_with};
 use crate::auth::{Action, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
 use crate::db::now_ms;
@@ -56,13 +54,13 @@ fn require_admin(ctx: &PageCtx) -> Result<()> {
 
 struct AccountRow {
     account: Account,
-    created: String,
+    created: Moment,
 }
 
 fn rows(list: Vec<Account>) -> Vec<AccountRow> {
     list.into_iter()
         .map(|account| AccountRow {
-            created: format_time(account.created_at),
+            created: Moment::at(account.created_at),
             account,
         })
         .collect()
@@ -378,9 +376,9 @@ async fn create_service_account(
 struct TokenRow {
     token: TokenInfo,
     state: &'static str,
-    created: String,
-    expires: String,
-    last_used: String,
+    created: Moment,
+    expires: Moment,
+    last_used: Moment,
 }
 
 fn token_rows(list: Vec<TokenInfo>) -> Vec<TokenRow> {
@@ -388,9 +386,9 @@ fn token_rows(list: Vec<TokenInfo>) -> Vec<TokenRow> {
     list.into_iter()
         .map(|token| TokenRow {
             state: token.state(now),
-            created: format_time(token.created_at),
-            expires: format_opt_time(&token.expires_at),
-            last_used: format_opt_time(&token.last_used_at),
+            created: Moment::at(token.created_at),
+            expires: Moment(token.expires_at),
+            last_used: Moment(token.last_used_at),
             token,
         })
         .collect()

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{Layout, PageCtx, PageRoutes, format_time};
+use super::{Layout, Moment, PageCtx, PageRoutes};
 use crate::auth::Action;
 use crate::db::audit::{self, AuditEntry, Filter};
 
@@ -29,7 +29,7 @@ pub struct AuditQuery {
 
 struct Row {
     entry: AuditEntry,
-    at: String,
+    at: Moment,
 }
 
 #[derive(Template)]
@@ -80,7 +80,7 @@ async fn show_audit_log(ctx: PageCtx, Query(query): Query<AuditQuery>) -> Respon
     let rows = entries
         .into_iter()
         .map(|entry| Row {
-            at: format_time(entry.at),
+            at: Moment::at(entry.at),
             entry,
         })
         .collect();

@@ -9,19 +9,18 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{Layout, PageCtx, PageRoutes, ago, format_time};
+use super::{Layout, Moment, PageCtx, PageRoutes};
 use crate::db::release_items;
 use crate::error::Error;
 use crate::flows::live::{self, ItemLive, StageLive};
-use crate::kube::live::LiveRead;
+use crate::kube::live::{LiveRead, LiveStatus};
 
 pub fn routes() -> PageRoutes {
     PageRoutes::new().get("/", dashboard)
 }
 
-/// One stage's cell, ready to show.
-pub(super) struct Cell {
-    pub stage: StageLive,
+/// What a held watch says of one Deployment, ready to show.
+pub(super) struct Reading {
     /// The tag (or image) running, or what stands in for it.
     pub running: String,
     /// `ready/desired`, and whether every replica is on the new template
@@ -31,20 +30,21 @@ pub(super) struct Cell {
     pub missing: bool,
     /// Why nothing is known.
     pub unknown: Option<String>,
-    /// "as of 12 s ago" and the exact time.
-    pub age: Option<(String, String)>,
-    /// The cluster cannot be read now: the cell may be stale.
+    /// When the watch last heard from the cluster.
+    pub age: Option<Moment>,
+    /// The cluster cannot be read now: the reading may be stale.
     pub stale: Option<String>,
+    /// `namespace/deployment`.
+    pub location: String,
 }
 
-impl Cell {
-    pub fn of(stage: StageLive) -> Self {
-        let (running, pods, missing, unknown) = match &stage.live.read {
+impl Reading {
+    /// `running`: the image as the row shows it (a tag of the item's
+    /// repository, or the whole image).
+    pub fn of(live: &LiveStatus, running: Option<String>, location: String) -> Self {
+        let (running, pods, missing, unknown) = match &live.read {
             LiveRead::Found(d) => (
-                stage
-                    .running
-                    .clone()
-                    .unwrap_or_else(|| "no such container".into()),
+                running.unwrap_or_else(|| "no such container".into()),
                 Some((
                     format!("{}/{}", d.ready, d.desired),
                     d.ready == d.desired && d.updated == d.desired,
@@ -55,15 +55,32 @@ impl Cell {
             LiveRead::Missing => ("—".into(), None, true, None),
             LiveRead::Unknown(why) => ("—".into(), None, false, Some(why.clone())),
         };
-        Cell {
-            age: stage.live.as_of.map(|t| (ago(t), format_time(t))),
-            stale: stage.live.stale_because.clone(),
+        Reading {
+            age: live.as_of.map(Moment::at),
+            stale: live.stale_because.clone(),
             running,
             pods,
             missing,
             unknown,
-            stage,
+            location,
         }
+    }
+}
+
+/// One stage's cell, ready to show.
+pub(super) struct Cell {
+    pub stage: StageLive,
+    pub live: Reading,
+}
+
+impl Cell {
+    pub fn of(stage: StageLive) -> Self {
+        let live = Reading::of(
+            &stage.live,
+            stage.running.clone(),
+            format!("{}/{}", stage.namespace, stage.deployment),
+        );
+        Cell { stage, live }
     }
 }
 

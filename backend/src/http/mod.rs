@@ -11,9 +11,12 @@ pub mod extract;
 pub use extract::{CsrfForm, NoFields, PageActor};
 mod assets;
 mod audit;
+mod changes;
 mod dashboard;
 mod health;
+mod moments;
 pub use health::metrics_routes;
+pub use moments::{Moment, ago, duration, format_time};
 mod pods;
 mod registry;
 mod release_items;
@@ -51,6 +54,7 @@ pub fn routes() -> PageRoutes {
         .merge(settings::routes())
         .merge(release_items::routes())
         .merge(work_orders::routes())
+        .merge(changes::routes())
         .merge(stages::routes())
         .merge(pods::routes())
         .merge(health::routes())
@@ -129,33 +133,6 @@ impl PageRoutes {
     pub fn into_router(self) -> Router<AppState> {
         self.router
     }
-}
-
-/// `2026-11-23 07:33 UTC` from unix milliseconds.
-pub fn format_time(ms: i64) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(format).ok())
-        .unwrap_or_else(|| "-".into())
-}
-
-/// How long ago `ms` was, in words ("12 s ago", "3 min ago"), for times
-/// shown beside their exact value.
-pub fn ago(ms: i64) -> String {
-    let seconds = (crate::db::now_ms() - ms).max(0) / 1000;
-    match seconds {
-        0..=4 => "just now".into(),
-        5..=59 => format!("{seconds} s ago"),
-        60..=3599 => format!("{} min ago", seconds / 60),
-        3600..=86_399 => format!("{} h ago", seconds / 3600),
-        _ => format!("{} days ago", seconds / 86_400),
-    }
-}
-
-/// An optional time, `—` when absent.
-pub fn format_opt_time(ms: &Option<i64>) -> String {
-    ms.map(format_time).unwrap_or_else(|| "—".into())
 }
 
 /// A message shown at the top of the next page.
@@ -517,10 +494,5 @@ mod tests {
             };
             assert_eq!(decode_flash(&encode_flash(&n)).unwrap().kind, kind);
         }
-    }
-
-    #[test]
-    fn times_render_in_utc() {
-        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
     }
 }

@@ -62,6 +62,8 @@ pub struct StagePods {
 struct PodsFragment {
     order_id: i64,
     stages: Vec<StagePods>,
+    /// How often the section asks again: `None` once the order is over.
+    poll: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -94,9 +96,17 @@ async fn pods(ctx: PageCtx, Path(id): Path<i64>, headers: axum::http::HeaderMap)
         stages.push(stage_pods(&ctx.state, &d, run).await);
     }
     if headers.contains_key("hx-request") {
+        let poll = if !d.order.state.is_open() {
+            None
+        } else if d.stage_runs.iter().any(|s| s.status.is_mid_rollout()) {
+            Some("2s")
+        } else {
+            Some("15s")
+        };
         let fragment = PodsFragment {
             order_id: id,
             stages,
+            poll,
         };
         return match fragment.render() {
             Ok(html) => Html(html).into_response(),

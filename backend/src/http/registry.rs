@@ -6,14 +6,17 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::dashboard::Reading;
 use super::extract::{CsrfForm, NoFields};
-use super::{Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_status, redirect_with};
+use super::{Layout, Moment, Notice, PageCtx, PageRoutes, page_status, redirect_with};
 use crate::auth::Action;
 use crate::db::apps::{self, App, AppFields, AppFilter};
 use crate::db::clusters::{self, Cluster, ClusterUpdate, Connection};
 use crate::db::tree as tree_db;
 use crate::domain::cluster::Environment;
 use crate::error::{Error, Result};
+use crate::flows;
+use crate::kube::live::LiveRead;
 use crate::secret::Secret;
 
 pub fn routes() -> PageRoutes {
@@ -46,7 +49,7 @@ fn cluster_row(cluster: Cluster) -> ClusterRow {
     } else if cluster.has_kubeconfig {
         format!(
             "kubeconfig set on {} by {}",
-            format_opt_time(&cluster.credentials_set_at),
+            Moment(cluster.credentials_set_at).exact(),
             cluster.credentials_set_by.as_deref().unwrap_or("?")
         )
     } else {
@@ -272,9 +275,15 @@ async fn delete_cluster(
 #[template(path = "apps.html")]
 struct AppsPage {
     layout: Layout,
-    apps: Vec<App>,
+    apps: Vec<AppRow>,
     clusters: Vec<Cluster>,
     form: AppForm,
+}
+
+/// An app and what its Deployment runs, from the held watch.
+struct AppRow {
+    app: App,
+    live: Reading,
 }
 
 #[derive(Deserialize, Default)]
@@ -302,6 +311,23 @@ async fn render_apps(
     let result = async {
         require_admin(ctx)?;
         let apps = apps::list(&ctx.state.db.pool, &AppFilter::default(), ctx.read_scope()).await?;
+        let ids: Vec<i64> = apps.iter().map(|a| a.id).collect();
+        let mut live = flows::live::apps_live(&ctx.state, &ids).await?;
+        let apps = apps
+            .into_iter()
+            .filter_map(|app| {
+                let status = live.remove(&app.id)?;
+                let running = match &status.read {
+                    LiveRead::Found(d) => d.image.clone(),
+                    _ => None,
+                };
+                let location = format!("{}/{}", app.namespace, app.deployment);
+                Some(AppRow {
+                    live: Reading::of(&status, running, location),
+                    app,
+                })
+            })
+            .collect();
         let clusters = clusters::list(&ctx.state.db.pool).await?;
         Ok::<_, Error>(AppsPage {
             layout: ctx.layout("Apps", "admin-apps", notice),

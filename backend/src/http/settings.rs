@@ -6,7 +6,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::extract::CsrfForm;
-use super::{Layout, Notice, PageCtx, PageRoutes, format_opt_time, page_status, redirect_with};
+use super::{Layout, Moment, Notice, PageCtx, PageRoutes, page_status, redirect_with};
 use crate::auth::Action;
 use crate::error::Result;
 use crate::gitlab::{GitlabClient, GitlabSettings};
@@ -23,7 +23,7 @@ pub fn routes() -> PageRoutes {
 struct SettingsPage {
     layout: Layout,
     gitlab: GitlabSettings,
-    updated: String,
+    updated: Moment,
 }
 
 async fn render(ctx: &PageCtx, status: StatusCode, notice: Option<Notice>) -> Response {
@@ -34,7 +34,7 @@ async fn render(ctx: &PageCtx, status: StatusCode, notice: Option<Notice>) -> Re
         let gitlab = GitlabClient::settings(&ctx.state.db).await?;
         Ok(SettingsPage {
             layout: ctx.layout("Settings", "admin-settings", notice),
-            updated: format_opt_time(&gitlab.updated_at),
+            updated: Moment(gitlab.updated_at),
             gitlab,
         })
     }

@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields};
-use super::{Layout, Notice, PageCtx, PageRoutes, format_time, page_status, redirect_with};
+use super::{Layout, Moment, Notice, PageCtx, PageRoutes, page_status, redirect_with};
 use crate::auth::Action;
 use crate::db::tree::{self as tree_db, Member, Node};
 use crate::domain::tree::{self, Role};
@@ -76,7 +76,7 @@ struct Crumb {
 /// A member row with what the viewer may do with it.
 struct MemberRow {
     member: Member,
-    added: String,
+    added: Moment,
 }
 
 #[derive(Template)]
@@ -133,7 +133,7 @@ async fn load_node_page(
         .await?
         .into_iter()
         .map(|member| MemberRow {
-            added: format_time(member.created_at),
+            added: Moment::at(member.created_at),
             member,
         })
         .collect();

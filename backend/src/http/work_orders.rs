@@ -11,17 +11,22 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::extract::CsrfForm;
-use super::{Layout, Notice, PageCtx, PageRoutes, format_time, page_status, redirect_with};
+use super::{Layout, Moment, Notice, PageCtx, PageRoutes, duration, page_status, redirect_with};
 use crate::auth::Action;
 use crate::db::accounts;
+use crate::db::now_ms;
 use crate::db::release_items::{self, ReleaseItem};
-use crate::db::work_order_views::{self, Filter, MAX_SEARCH_LEN, WorkOrder, WorkOrderDetail};
+use crate::db::work_order_views::{
+    self, Filter, MAX_SEARCH_LEN, StageRun, WorkOrder, WorkOrderDetail,
+};
 use crate::db::work_orders;
 use crate::domain::tree::{ancestor_chain, normalize_path};
 use crate::domain::work_order::{Command, StageStatus, State, decide};
 use crate::error::{Error, Result};
 use crate::flows;
+use crate::flows::changes::StageFrom;
 use crate::gitlab::Tag;
+use crate::kube::live::{LiveRead, LiveStatus};
 
 pub fn routes() -> PageRoutes {
     PageRoutes::new()
@@ -40,13 +45,13 @@ pub fn routes() -> PageRoutes {
 /// A row of a work order list.
 pub(super) struct WorkOrderRow {
     pub(super) order: WorkOrder,
-    pub(super) created: String,
+    pub(super) created: Moment,
 }
 
 impl From<WorkOrder> for WorkOrderRow {
     fn from(order: WorkOrder) -> Self {
         Self {
-            created: format_time(order.created_at),
+            created: Moment::at(order.created_at),
             order,
         }
     }
@@ -58,7 +63,7 @@ struct NewOrderPage {
     layout: Layout,
     items: Vec<ReleaseItem>,
     item: Option<ReleaseItem>,
-    versions: std::result::Result<Vec<Tag>, String>,
+    versions: std::result::Result<Vec<VersionChoice>, String>,
     /// The version picked so far (the version picker reads it).
     selected: String,
     form: OrderForm,
@@ -93,12 +98,80 @@ async fn fileable_items(ctx: &PageCtx) -> Result<Vec<ReleaseItem>> {
     )
 }
 
-async fn load_versions(ctx: &PageCtx, item: &ReleaseItem) -> std::result::Result<Vec<Tag>, String> {
-    ctx.state
+/// A tag as the version picker offers it.
+struct VersionChoice {
+    name: String,
+    /// The name, when it was tagged, its message's first line and the
+    /// stages that run it now.
+    label: String,
+    /// Stages running it now.
+    running: Vec<String>,
+}
+
+impl VersionChoice {
+    fn of(tag: Tag, running: Vec<String>) -> Self {
+        let mut label = tag.name.clone();
+        let made = tag
+            .created_at
+            .as_deref()
+            .or(tag.commit.as_ref().and_then(|c| c.created_at.as_deref()))
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            });
+        if let Some(t) = made {
+            let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
+            label.push_str(&format!(" · {} ({})", t.date(), super::ago(ms)));
+        }
+        if let Some(first) = tag.message.as_deref().and_then(|m| m.lines().next()) {
+            let first = first.trim();
+            if !first.is_empty() {
+                let short: String = first.chars().take(80).collect();
+                label.push_str(" · ");
+                label.push_str(&short);
+                if short.len() < first.len() {
+                    label.push('…');
+                }
+            }
+        }
+        if !running.is_empty() {
+            label.push_str(&format!(" · running on {}", running.join(", ")));
+        }
+        VersionChoice {
+            name: tag.name,
+            label,
+            running,
+        }
+    }
+}
+
+/// The item's tags, newest first, each marked with the stages that run it
+/// now (read from the held watches).
+async fn load_versions(
+    ctx: &PageCtx,
+    item: &ReleaseItem,
+) -> std::result::Result<Vec<VersionChoice>, String> {
+    let tags = ctx
+        .state
         .gitlab
         .tags(&ctx.state.db, &ctx.state.sealer, &item.gitlab_project)
         .await
-        .map_err(|e| e.public_message())
+        .map_err(|e| e.public_message())?;
+    let mut running: HashMap<String, Vec<String>> = HashMap::new();
+    let live = flows::live::items_live(&ctx.state, vec![item.clone()])
+        .await
+        .map_err(|e| e.public_message())?;
+    for stage in live.into_iter().flat_map(|i| i.stages) {
+        if let Some(tag) = stage.running {
+            running.entry(tag).or_default().push(stage.name);
+        }
+    }
+    Ok(tags
+        .into_iter()
+        .map(|t| {
+            let on = running.remove(&t.name).unwrap_or_default();
+            VersionChoice::of(t, on)
+        })
+        .collect())
 }
 
 async fn render_new_order(
@@ -140,7 +213,7 @@ async fn new_work_order(ctx: PageCtx, Query(form): Query<OrderForm>) -> Response
 #[derive(Template)]
 #[template(path = "version_options.html")]
 struct VersionOptions {
-    versions: std::result::Result<Vec<Tag>, String>,
+    versions: std::result::Result<Vec<VersionChoice>, String>,
     selected: String,
 }
 
@@ -257,9 +330,76 @@ impl OrderActions {
 struct OrderPage {
     layout: Layout,
     d: WorkOrderDetail,
-    created: String,
+    created: Moment,
     actions: OrderActions,
-    times: HashMap<i64, String>,
+    times: HashMap<i64, Moment>,
+    /// Stages rolling out now, by position: how far their Deployment is,
+    /// from the held watch.
+    progress: HashMap<i64, Progress>,
+    /// What each stage runs now, or ran before this order deployed it.
+    froms: Vec<StageFrom>,
+}
+
+/// How far a stage's rollout is, as its Deployment reports it.
+struct Progress {
+    updated: i32,
+    ready: i32,
+    desired: i32,
+    /// The revision the stage replaced and the Deployment's revision now
+    /// (the new one, once the controller made it).
+    revision: Option<String>,
+    /// Why the numbers may be stale (empty while the watch is connected).
+    note: String,
+}
+
+impl Progress {
+    fn of(live: &LiveStatus, stage: &StageRun) -> Option<Progress> {
+        let note = match (&live.stale_because, live.as_of) {
+            (Some(why), Some(at)) => format!(
+                "as of {}; the cluster is unreachable: {why}",
+                super::ago(at)
+            ),
+            (Some(why), None) => format!("the cluster is unreachable: {why}"),
+            (None, _) => String::new(),
+        };
+        match &live.read {
+            LiveRead::Found(d) => Some(Progress {
+                updated: d.updated,
+                ready: d.ready,
+                desired: d.desired,
+                revision: match (&stage.replaced_revision, &d.revision) {
+                    (Some(old), Some(now)) if old != now => Some(format!("{old} → {now}")),
+                    (Some(old), _) => Some(format!("{old} (the new one is not created yet)")),
+                    (None, now) => now.clone(),
+                },
+                note,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl OrderPage {
+    /// How long a stage took, or has been going.
+    fn stage_time(&self, s: &StageRun) -> String {
+        match (s.started_at, s.finished_at) {
+            (Some(start), Some(end)) => format!("took {}", duration(end - start)),
+            (Some(start), None) if s.status.is_mid_rollout() => {
+                format!("for {}", duration(now_ms() - start))
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// How long the order has been open, or was.
+    fn order_time(&self) -> String {
+        let o = &self.d.order;
+        if o.state.is_open() {
+            format!("open for {}", duration(now_ms() - o.created_at))
+        } else {
+            format!("finished after {}", duration(o.updated_at - o.created_at))
+        }
+    }
 }
 
 async fn render_order(
@@ -316,12 +456,23 @@ async fn render_order(
                 _ => None,
             },
         };
+        // Every stage's Deployment as the held watches see it: what each
+        // runs now, and how far a rollout is.
+        let ids: Vec<i64> = d.stage_runs.iter().map(|s| s.app_id).collect();
+        let live = flows::live::apps_live(&ctx.state, &ids).await?;
+        let progress = d
+            .stage_runs
+            .iter()
+            .filter(|s| s.status.is_mid_rollout())
+            .filter_map(|s| Some((s.position, Progress::of(live.get(&s.app_id)?, s)?)))
+            .collect();
+        let froms = flows::changes::froms(&d, &live);
         let mut times = HashMap::new();
         for e in &d.timeline {
-            times.insert(e.at, format_time(e.at));
+            times.insert(e.at, Moment::at(e.at));
         }
         for dec in &d.decisions {
-            times.insert(dec.at, format_time(dec.at));
+            times.insert(dec.at, Moment::at(dec.at));
         }
         Ok::<_, Error>(OrderPage {
             layout: ctx.layout(
@@ -329,10 +480,12 @@ async fn render_order(
                 "work-orders",
                 notice,
             ),
-            created: format_time(d.order.created_at),
+            created: Moment::at(d.order.created_at),
             d,
             actions,
             times,
+            progress,
+            froms,
         })
     }
     .await;

@@ -45,7 +45,8 @@ pub enum LiveRead {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveStatus {
     pub read: LiveRead,
-    /// Unix ms when the watch last heard from the cluster.
+    /// Unix ms up to which the reading is known to be current: now while
+    /// the watch is connected, else when it last heard from the cluster.
     pub as_of: Option<i64>,
     /// The watch's last failure since then, if any: the read may be stale.
     pub stale_because: Option<String>,
@@ -138,9 +139,15 @@ impl LiveDeployments {
                             .unwrap_or_else(|| "not read yet".to_string()),
                     ),
                 };
+                // A watch that has not failed since it last heard from the
+                // cluster is connected: its reading is current now.
+                let as_of = match (&stale_because, health.last_ok) {
+                    (None, Some(_)) => Some(super::now_ms()),
+                    (_, last) => last,
+                };
                 LiveStatus {
                     read,
-                    as_of: health.last_ok,
+                    as_of,
                     stale_because,
                 }
             }

@@ -492,6 +492,19 @@ impl Browser {
         (status, resp.text().await.unwrap_or_default())
     }
 
+    /// A GET as htmx sends it (the fragment, not the page).
+    pub async fn get_htmx(&self, path: &str) -> (StatusCode, String) {
+        let resp = self
+            .client
+            .get(format!("{}{}", self.base, path))
+            .header("hx-request", "true")
+            .send()
+            .await
+            .expect("GET");
+        let status = resp.status();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
     /// Where a redirect answer points.
     pub async fn location_of(&self, path: &str) -> Option<String> {
         let resp = self
