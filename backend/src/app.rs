@@ -11,6 +11,7 @@ use crate::auth::Policy;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::config::ServeConfig;
 use crate::db::Db;
+use crate::db::board::BoardCache;
 use crate::engine::{Engine, EngineSettings};
 use crate::gitlab::GitlabClient;
 use crate::kube::live::LiveDeployments;
@@ -33,6 +34,8 @@ pub struct App {
     pub engine: Arc<Engine>,
     /// What runs where: the watched Deployments of every app's namespace.
     pub live: Arc<LiveDeployments>,
+    /// Dashboard pages read from the database, by board version.
+    pub board: BoardCache,
 }
 
 /// Cheap-to-clone handle on [`App`], passed with axum's `State`.
@@ -89,6 +92,7 @@ impl AppState {
             kube,
             engine,
             live: Arc::new(LiveDeployments::new()),
+            board: BoardCache::default(),
         })))
     }
 }

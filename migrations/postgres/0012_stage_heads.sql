@@ -31,3 +31,38 @@ SELECT w.release_item_id, s.app_id, MAX(w.id)
 FROM stage_runs s JOIN work_orders w ON w.id = s.work_order_id
 WHERE s.status <> 'pending'
 GROUP BY w.release_item_id, s.app_id;
+
+-- board_state.version changes whenever anything the dashboard reads from
+-- the database may have: release items and their stages, apps, clusters,
+-- node paths, stage heads, stage statuses, orders filed or changing state.
+-- Sessions read it with their own row; a dashboard page read under one
+-- version is served again until it moves on. Triggers keep it, so no
+-- write path can forget it.
+CREATE TABLE board_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL
+);
+INSERT INTO board_state (id, version) VALUES (1, 0);
+
+CREATE FUNCTION board_state_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER release_items_board AFTER INSERT OR UPDATE OR DELETE ON release_items
+    FOR EACH STATEMENT EXECUTE FUNCTION board_state_bump();
+CREATE TRIGGER release_stages_board AFTER INSERT OR UPDATE OR DELETE ON release_stages
+    FOR EACH STATEMENT EXECUTE FUNCTION board_state_bump();
+CREATE TRIGGER apps_board AFTER INSERT OR UPDATE OR DELETE ON apps
+    FOR EACH STATEMENT EXECUTE FUNCTION board_state_bump();
+CREATE TRIGGER clusters_board AFTER UPDATE OR DELETE ON clusters
+    FOR EACH STATEMENT EXECUTE FUNCTION board_state_bump();
+CREATE TRIGGER nodes_board AFTER UPDATE OF path OR DELETE ON nodes
+    FOR EACH STATEMENT EXECUTE FUNCTION board_state_bump();
+CREATE TRIGGER stage_heads_board AFTER INSERT OR UPDATE OR DELETE ON stage_heads
+    FOR EACH STATEMENT EXECUTE FUNCTION board_state_bump();
+CREATE TRIGGER stage_runs_board AFTER UPDATE OF status ON stage_runs
+    FOR EACH STATEMENT EXECUTE FUNCTION board_state_bump();
+CREATE TRIGGER work_orders_board AFTER INSERT OR DELETE OR UPDATE OF state, version ON work_orders
+    FOR EACH STATEMENT EXECUTE FUNCTION board_state_bump();

@@ -35,3 +35,98 @@ SELECT w.release_item_id, s.app_id, MAX(w.id)
 FROM stage_runs s JOIN work_orders w ON w.id = s.work_order_id
 WHERE s.status <> 'pending'
 GROUP BY w.release_item_id, s.app_id;
+
+-- board_state.version changes whenever anything the dashboard reads from
+-- the database may have: release items and their stages, apps, clusters,
+-- node paths, stage heads, stage statuses, orders filed or changing state.
+-- Sessions read it with their own row; a dashboard page read under one
+-- version is served again until it moves on. Triggers keep it, so no
+-- write path can forget it.
+CREATE TABLE board_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO board_state (id, version) VALUES (1, 0);
+
+CREATE TRIGGER release_items_board_insert AFTER INSERT ON release_items
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER release_items_board_update AFTER UPDATE ON release_items
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER release_items_board_delete AFTER DELETE ON release_items
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER release_stages_board_insert AFTER INSERT ON release_stages
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER release_stages_board_update AFTER UPDATE ON release_stages
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER release_stages_board_delete AFTER DELETE ON release_stages
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER apps_board_insert AFTER INSERT ON apps
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER apps_board_update AFTER UPDATE ON apps
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER apps_board_delete AFTER DELETE ON apps
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER clusters_board_update AFTER UPDATE ON clusters
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER clusters_board_delete AFTER DELETE ON clusters
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER nodes_board_update AFTER UPDATE OF path ON nodes
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER nodes_board_delete AFTER DELETE ON nodes
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER stage_heads_board_insert AFTER INSERT ON stage_heads
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER stage_heads_board_update AFTER UPDATE ON stage_heads
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER stage_heads_board_delete AFTER DELETE ON stage_heads
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER stage_runs_board_update AFTER UPDATE OF status ON stage_runs
+WHEN OLD.status IS NOT NEW.status
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER work_orders_board_insert AFTER INSERT ON work_orders
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER work_orders_board_delete AFTER DELETE ON work_orders
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER work_orders_board_update AFTER UPDATE OF state, version ON work_orders
+WHEN OLD.state IS NOT NEW.state OR OLD.version IS NOT NEW.version
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;

@@ -52,7 +52,7 @@ await journey('deploy-and-rollback', async (newPage) => {
     () => [...document.querySelectorAll('#pods table[data-role="new"] tr[data-pod]')]
       .filter((row) => row.textContent.includes('1/1')).length === 2,
     null, { timeout: 20000 });
-  assert.match(await page.locator('#pods table[data-role="new"]').innerText(), /checkout:v1\.1\.0/);
+  assert.match(await page.locator('#pods [data-group="new"]').innerText(), /checkout:v1\.1\.0/, 'the new version is v1.1.0');
   await shot(page, 'stage-succeeded-with-pods.png');
 
   // A pod's log, then follow it.

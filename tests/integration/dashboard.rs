@@ -256,3 +256,93 @@ db_test!(
         assert_eq!(s, StatusCode::OK, "a page past the end shows the last");
     }
 );
+
+db_test!(
+    the_dashboard_follows_every_change_it_shows,
+    |backend| async move {
+        // Pages are kept between requests while nothing they show changed:
+        // each change below must show on the next request.
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        let browser = app.browser_as("eric", USER_PASSWORD).await;
+        let page_when = |needle: String| {
+            let browser = &browser;
+            async move {
+                let ok = eventually(Duration::from_secs(30), || async {
+                    browser.get("/").await.1.contains(&needle)
+                })
+                .await;
+                let html = browser.get("/").await.1;
+                assert!(ok, "the dashboard never showed {needle:?}:\n{html}");
+                html
+            }
+        };
+        page_when(r#"<code class="tag" data-live="running">v1.0.0</code>"#.into()).await;
+        // The same page again, unchanged.
+        assert!(
+            browser
+                .get("/")
+                .await
+                .1
+                .contains("No order has deployed here yet.")
+        );
+
+        let id = crate::engine::approved_order(&r.eric, &r.olivia, r.item, "v1.1.0").await;
+        let html = browser.get("/").await.1;
+        assert!(
+            !html.contains("data-waiting"),
+            "approved, not waiting: {html}"
+        );
+        assert!(
+            html.contains("No order has deployed here yet."),
+            "nothing deployed yet: {html}"
+        );
+        r.eric
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+                json!({}),
+            )
+            .await;
+        wait_stage(&r.eric, id, 1, "succeeded").await;
+        let html = browser.get("/").await.1;
+        assert!(
+            html.contains(&format!("<a href=\"/work-orders/{id}\">#{id} v1.1.0</a>")),
+            "the stage's last order: {html}"
+        );
+
+        // The item renamed, through the API.
+        let (_, item) = r
+            .eric
+            .get(&format!("/api/v1/release-items/{}", r.item))
+            .await;
+        let stages: Vec<Value> = item["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| json!({"name": s["name"], "app_id": s["app_id"], "strategy": s["strategy"]}))
+            .collect();
+        let body = json!({
+            "node_id": item["node_id"], "name": "checkout-renamed",
+            "gitlab_project": item["gitlab_project"], "image_repository": item["image_repository"],
+            "required_approvals": item["required_approvals"], "stages": stages
+        });
+        let (s, v) = r
+            .olivia
+            .put(&format!("/api/v1/release-items/{}", r.item), body)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert!(browser.get("/").await.1.contains(">checkout-renamed</a>"));
+
+        // A cluster's environment changed by an admin.
+        let (s, v) = r
+            .org
+            .admin
+            .patch(
+                &format!("/api/v1/clusters/{}", r.prod_cluster),
+                json!({"environment": "test"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert!(browser.get("/").await.1.contains("on prod (test)"));
+    }
+);

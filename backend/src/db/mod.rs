@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod approvers;
 pub mod apps;
 pub mod audit;
+pub mod board;
 pub mod clusters;
 pub mod constraint;
 pub mod error;

@@ -23,6 +23,9 @@ pub struct SessionAccount {
     /// The inbox version (`inbox_state`), read in the same query: it
     /// changes whenever any account's "waiting for my approval" may have.
     pub inbox_version: i64,
+    /// The dashboard's version (`board_state`), read in the same query: it
+    /// changes whenever anything the dashboard reads may have.
+    pub board_version: i64,
 }
 
 /// Creates a session and returns the cookie token (shown only to the browser).
@@ -64,7 +67,8 @@ pub async fn authenticate(db: &Db, token: &str, idle_ms: i64) -> Result<Option<S
     let row = sqlx::query(&format!(
         "SELECT s.id AS session_id, s.created_at AS session_created_at, s.last_seen_at, \
          (SELECT version FROM policy_state WHERE id = 1) AS policy_version, \
-         (SELECT version FROM inbox_state WHERE id = 1) AS inbox_version, {} \
+         (SELECT version FROM inbox_state WHERE id = 1) AS inbox_version, \
+         (SELECT version FROM board_state WHERE id = 1) AS board_version, {} \
          FROM sessions s JOIN accounts a ON a.id = s.account_id \
          WHERE s.token_hash = $1 AND s.expires_at > $2 AND a.disabled_at IS NULL",
         accounts::COLUMNS
@@ -90,6 +94,7 @@ pub async fn authenticate(db: &Db, token: &str, idle_ms: i64) -> Result<Option<S
         session_id,
         policy_version: row.try_get("policy_version")?,
         inbox_version: row.try_get("inbox_version")?,
+        board_version: row.try_get("board_version")?,
         account: accounts::from_row(&row)?,
     }))
 }
@@ -100,7 +105,8 @@ pub async fn authenticate(db: &Db, token: &str, idle_ms: i64) -> Result<Option<S
 pub async fn live_account(pool: &AnyPool, session_id: i64) -> Result<Option<SessionAccount>> {
     let row = sqlx::query(&format!(
         "SELECT s.id AS session_id, (SELECT version FROM policy_state WHERE id = 1) AS policy_version, \
-         (SELECT version FROM inbox_state WHERE id = 1) AS inbox_version, {} \
+         (SELECT version FROM inbox_state WHERE id = 1) AS inbox_version, \
+         (SELECT version FROM board_state WHERE id = 1) AS board_version, {} \
          FROM sessions s JOIN accounts a ON a.id = s.account_id \
          WHERE s.id = $1 AND s.expires_at > $2 AND a.disabled_at IS NULL",
         accounts::COLUMNS
@@ -114,6 +120,7 @@ pub async fn live_account(pool: &AnyPool, session_id: i64) -> Result<Option<Sess
         session_id,
         policy_version: row.try_get("policy_version")?,
         inbox_version: row.try_get("inbox_version")?,
+        board_version: row.try_get("board_version")?,
         account: accounts::from_row(&row)?,
     }))
 }

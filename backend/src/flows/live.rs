@@ -10,7 +10,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::app::AppState;
-use crate::db::apps::{self, AppFilter, Location};
+use crate::db::apps::{self, AppFilter};
+use crate::db::board::ItemsRecord;
 use crate::db::release_items::ReleaseItem;
 use crate::db::tree::Scope;
 use crate::db::work_order_views::{self, StageTouch, Waiting};
@@ -62,24 +63,40 @@ pub fn shown_image(image: &str, repository: &str) -> String {
     }
 }
 
-/// The live status of `items` (already scoped to the reader).
-pub async fn items_live(state: &AppState, items: Vec<ReleaseItem>) -> Result<Vec<ItemLive>> {
+/// What the database says of `items` (already scoped to the reader) for
+/// their live status: cacheable while the board version holds.
+pub async fn items_record(state: &AppState, items: Vec<ReleaseItem>) -> Result<ItemsRecord> {
     let ids: Vec<i64> = items.iter().map(|i| i.id).collect();
-    let (mut touched, mut waiting) = work_order_views::stage_history(&state.db.pool, &ids).await?;
+    let (touched, waiting) = work_order_views::stage_history(&state.db.pool, &ids).await?;
     let app_ids: BTreeSet<i64> = items
         .iter()
         .flat_map(|i| i.stages.iter().map(|s| s.app_id))
         .collect();
-    let apps: HashMap<i64, Location> =
-        apps::locations(&state.db.pool, &app_ids.into_iter().collect::<Vec<_>>()).await?;
-    Ok(items
-        .into_iter()
+    let apps = apps::locations(&state.db.pool, &app_ids.into_iter().collect::<Vec<_>>()).await?;
+    Ok(ItemsRecord {
+        items,
+        touched,
+        waiting,
+        apps,
+    })
+}
+
+/// The live status of `items` (already scoped to the reader).
+pub async fn items_live(state: &AppState, items: Vec<ReleaseItem>) -> Result<Vec<ItemLive>> {
+    Ok(compose(state, &items_record(state, items).await?))
+}
+
+/// `record` with what the held watches report now.
+pub fn compose(state: &AppState, record: &ItemsRecord) -> Vec<ItemLive> {
+    record
+        .items
+        .iter()
         .map(|item| {
             let stages = item
                 .stages
                 .iter()
                 .map(|stage| {
-                    let app = apps.get(&stage.app_id);
+                    let app = record.apps.get(&stage.app_id);
                     let live = match app {
                         Some(a) => {
                             state
@@ -110,17 +127,17 @@ pub async fn items_live(state: &AppState, items: Vec<ReleaseItem>) -> Result<Vec
                         deployment: app.map(|a| a.deployment.clone()).unwrap_or_default(),
                         live,
                         running,
-                        last: touched.remove(&(item.id, stage.app_id)),
+                        last: record.touched.get(&(item.id, stage.app_id)).cloned(),
                     }
                 })
                 .collect();
             ItemLive {
-                waiting: waiting.remove(&item.id),
+                waiting: record.waiting.get(&item.id).cloned(),
                 stages,
-                item,
+                item: item.clone(),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// What the held watches report now for the Deployments of apps

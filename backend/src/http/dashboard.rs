@@ -3,6 +3,8 @@
 //! last order that touched it and the order waiting for approval — read
 //! from the held Deployment watches, never from the cluster on the way.
 
+use std::sync::Arc;
+
 use askama::Template;
 use axum::extract::Query;
 use axum::http::StatusCode;
@@ -10,7 +12,9 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::{Layout, Moment, PageCtx, PageRoutes};
+use crate::db::board::BoardPage;
 use crate::db::release_items;
+use crate::db::tree::Scope;
 use crate::error::Error;
 use crate::flows::live::{self, ItemLive, StageLive};
 use crate::kube::live::{LiveRead, LiveStatus};
@@ -126,36 +130,56 @@ struct DashboardQuery {
     q: String,
 }
 
-async fn dashboard(ctx: PageCtx, Query(query): Query<DashboardQuery>) -> Response {
-    let result = async {
-        let q = query.q.trim().to_lowercase();
-        let search = Some(q.as_str()).filter(|q| !q.is_empty());
-        // Pages by id first; only the page's items are read in full.
-        let wanted = query.page.unwrap_or(1).max(1);
-        let pool = &ctx.state.db.pool;
-        let (mut ids, total) = release_items::page_ids(
+/// What the reader's dashboard page `wanted` (filtered by `q`) shows from
+/// the database, from the board cache when the board has not changed.
+async fn board_page(ctx: &PageCtx, q: &str, wanted: usize) -> Result<Arc<BoardPage>, Error> {
+    let version = ctx.actor.board_version;
+    let scope = match ctx.read_scope() {
+        Scope::All => "*".to_string(),
+        Scope::Under(subtrees) => subtrees.roots.join("\n"),
+    };
+    let key = format!("{scope}\u{0}{q}\u{0}{wanted}");
+    if let Some(page) = ctx.state.board.get(version, &key) {
+        return Ok(page);
+    }
+    let search = Some(q).filter(|q| !q.is_empty());
+    // Pages by id first; only the page's items are read in full.
+    let pool = &ctx.state.db.pool;
+    let (mut ids, total) = release_items::page_ids(
+        pool,
+        ctx.read_scope(),
+        search,
+        (wanted - 1) * PER_PAGE,
+        PER_PAGE,
+    )
+    .await?;
+    let pages = total.div_ceil(PER_PAGE).max(1);
+    let page = wanted.min(pages);
+    if page != wanted {
+        (ids, _) = release_items::page_ids(
             pool,
             ctx.read_scope(),
             search,
-            (wanted - 1) * PER_PAGE,
+            (page - 1) * PER_PAGE,
             PER_PAGE,
         )
         .await?;
-        let pages = total.div_ceil(PER_PAGE).max(1);
-        let page = wanted.min(pages);
-        if page != wanted {
-            (ids, _) = release_items::page_ids(
-                pool,
-                ctx.read_scope(),
-                search,
-                (page - 1) * PER_PAGE,
-                PER_PAGE,
-            )
-            .await?;
-        }
-        let shown = release_items::list_ids(&ctx.state.db.pool, &ids).await?;
-        let rows: Vec<Row> = live::items_live(&ctx.state, shown)
-            .await?
+    }
+    let shown = release_items::list_ids(pool, &ids).await?;
+    let board = Arc::new(BoardPage {
+        page,
+        pages,
+        record: live::items_record(&ctx.state, shown).await?,
+    });
+    ctx.state.board.put(version, key, board.clone());
+    Ok(board)
+}
+
+async fn dashboard(ctx: PageCtx, Query(query): Query<DashboardQuery>) -> Response {
+    let result = async {
+        let q = query.q.trim().to_lowercase();
+        let board = board_page(&ctx, &q, query.page.unwrap_or(1).max(1)).await?;
+        let rows: Vec<Row> = live::compose(&ctx.state, &board.record)
             .into_iter()
             .map(Row::of)
             .collect();
@@ -163,8 +187,8 @@ async fn dashboard(ctx: PageCtx, Query(query): Query<DashboardQuery>) -> Respons
             layout: ctx.layout("What runs where", "dashboard", None),
             columns: rows.iter().map(|r| r.cells.len()).max().unwrap_or(0),
             rows,
-            page,
-            pages,
+            page: board.page,
+            pages: board.pages,
             q: query.q.trim().to_string(),
         })
     }

@@ -32,6 +32,8 @@ pub struct PageActor {
     pub ip: IpAddr,
     /// The inbox version read with the session (`db::sessions`).
     pub inbox_version: i64,
+    /// The dashboard's version, read with the session.
+    pub board_version: i64,
 }
 
 impl PageActor {
@@ -61,6 +63,7 @@ impl PageActor {
             account: found.account,
             session_id: found.session_id,
             inbox_version: found.inbox_version,
+            board_version: found.board_version,
             ip: client_ip(parts, &state.config.trusted_proxies),
         }))
     }
