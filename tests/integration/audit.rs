@@ -432,6 +432,15 @@ db_test!(
             !html.contains("node.create"),
             "filtered to olivia's changes"
         );
+        // The row links its object and shows what changed, field by field.
+        assert!(
+            html.contains("<a href=\"/tree/nodes/2\">vera is engineer on /acme/pay</a>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<dt>role</dt><dd><del title="before">viewer</del> → <ins title="after">engineer</ins></dd>"#),
+            "{html}"
+        );
         assert_eq!(olivia.get("/admin/audit").await.0, StatusCode::FORBIDDEN);
     }
 );

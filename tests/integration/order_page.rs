@@ -89,6 +89,13 @@ db_test!(
         assert_eq!(s, StatusCode::OK);
         assert!(page.contains("<nav class=\"mainnav\"") && page.contains(&compare));
 
+        // The item's page links its GitLab project.
+        let (_, item_page) = olivia.get(&format!("/release-items/{}", r.item)).await;
+        assert!(
+            item_page.contains(&format!("<a href=\"{}/acme/checkout\" rel=\"noopener noreferrer\" target=\"_blank\" data-gitlab-project>", r.gitlab.url)),
+            "{item_page}"
+        );
+
         // The version picker: dates, messages, and where each tag runs.
         let eric = app.browser_as("eric", USER_PASSWORD).await;
         let (_, picker) = eric

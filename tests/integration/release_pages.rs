@@ -230,7 +230,8 @@ db_test!(
                 &[
                     ("item", item.as_str()),
                     ("version", "v1.42.0"),
-                    ("title", "Ship 1.42"),
+                    // Left blank: the item and version.
+                    ("title", " "),
                     ("description", "Faster checkout"),
                 ],
             )
@@ -257,6 +258,10 @@ db_test!(
         );
         // The engineer sees no decision buttons; the owner does, and a badge.
         let (_, html) = eric.get(&order_page).await;
+        assert!(
+            html.contains(&format!("#{id} checkout v1.42.0 <span")),
+            "default title: {html}"
+        );
         assert!(!html.contains("id=\"decision-form\"") && html.contains("id=\"close-form\""));
         let (_, html) = olivia.get(&order_page).await;
         assert!(

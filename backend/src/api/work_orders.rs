@@ -643,6 +643,7 @@ mod tests {
                 app_id: 5,
                 app: "shop-web".into(),
                 cluster: "staging".into(),
+                cluster_id: 2,
                 strategy: Strategy::Canary,
                 canary: Some(Canary {
                     steps: Vec::new(),

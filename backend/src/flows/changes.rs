@@ -113,8 +113,9 @@ pub fn froms(d: &WorkOrderDetail, live: &HashMap<i64, LiveStatus>) -> Vec<StageF
         .collect()
 }
 
-/// GitLab's compare page of `project` (a path) at `base`.
-pub fn compare_url(base: &str, project_path: &str, from: &str, to: &str) -> Option<String> {
+/// The page of GitLab project `project` (a path, or a numeric id, which
+/// GitLab resolves at `/projects/<id>`) at `base`.
+pub fn project_url(base: &str, project: &str) -> Option<String> {
     let mut url = Url::parse(base).ok()?;
     if !matches!(url.scheme(), "http" | "https") {
         return None;
@@ -122,17 +123,28 @@ pub fn compare_url(base: &str, project_path: &str, from: &str, to: &str) -> Opti
     {
         let mut segments = url.path_segments_mut().ok()?;
         segments.pop_if_empty();
-        for part in project_path.split('/').filter(|p| !p.is_empty()) {
-            if part == "." || part == ".." {
-                return None;
+        if project.parse::<u64>().is_ok() {
+            segments.push("projects").push(project);
+        } else {
+            for part in project.split('/').filter(|p| !p.is_empty()) {
+                if part == "." || part == ".." {
+                    return None;
+                }
+                segments.push(part);
             }
-            segments.push(part);
         }
-        segments
-            .push("-")
-            .push("compare")
-            .push(&format!("{from}...{to}"));
     }
+    Some(url.to_string())
+}
+
+/// GitLab's compare page of `project` (a path) at `base`.
+pub fn compare_url(base: &str, project_path: &str, from: &str, to: &str) -> Option<String> {
+    let mut url = Url::parse(&project_url(base, project_path)?).ok()?;
+    url.path_segments_mut()
+        .ok()?
+        .push("-")
+        .push("compare")
+        .push(&format!("{from}...{to}"));
     Some(url.to_string())
 }
 
@@ -245,5 +257,19 @@ mod tests {
         );
         assert!(compare_url("https://gl.example", "g/../admin", "a", "b").is_none());
         assert!(compare_url("javascript:alert(1)", "g/p", "a", "b").is_none());
+    }
+
+    #[test]
+    fn a_project_links_by_path_or_by_id() {
+        assert_eq!(
+            project_url("https://gl.example/", "acme/shop").unwrap(),
+            "https://gl.example/acme/shop"
+        );
+        assert_eq!(
+            project_url("https://gl.example", "42").unwrap(),
+            "https://gl.example/projects/42"
+        );
+        assert!(project_url("https://gl.example", "a/../../x").is_none());
+        assert!(project_url("file:///etc", "a").is_none());
     }
 }

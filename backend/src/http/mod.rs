@@ -290,6 +290,13 @@ pub struct Layout {
     pub notice: Option<Notice>,
 }
 
+impl Layout {
+    /// The reader is an admin: admin pages may be linked.
+    pub fn is_admin(&self) -> bool {
+        self.user.as_ref().is_some_and(|u| u.is_admin)
+    }
+}
+
 /// Everything a signed-in page handler needs: who, the CSRF token for its
 /// forms, and the notice left by the previous request.
 pub struct PageCtx {

@@ -23,7 +23,9 @@ use crate::domain::release_item::{
 };
 use crate::domain::tree::path_covers;
 use crate::error::{Error, Result};
+use crate::flows::changes::project_url;
 use crate::flows::live::items_live;
+use crate::gitlab::GitlabClient;
 
 pub fn routes() -> PageRoutes {
     PageRoutes::new()
@@ -233,6 +235,8 @@ struct ItemFormPage {
     recent: Vec<WorkOrderRow>,
     /// What each stage runs now.
     live: Option<Row>,
+    /// The item's GitLab project page, when GitLab is set up.
+    gitlab_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -276,6 +280,13 @@ async fn render_item_page(
                 .map(Row::of),
             None => None,
         };
+        let gitlab_url = match &item {
+            Some(i) => GitlabClient::settings(&ctx.state.db)
+                .await?
+                .url
+                .and_then(|base| project_url(&base, &i.gitlab_project)),
+            None => None,
+        };
         let title = match &item {
             Some(i) => format!("Release item {}", i.name),
             None => "New release item".to_string(),
@@ -292,6 +303,7 @@ async fn render_item_page(
             apps,
             recent,
             live,
+            gitlab_url,
         })
     }
     .await;

@@ -247,13 +247,21 @@ async fn file_work_order(ctx: PageCtx, CsrfForm(form): CsrfForm<OrderForm>) -> R
         let e = Error::validation("release_item_id", "pick a release item");
         return render_new_order(&ctx, page_status(&e), Some(Notice::from_error(&e)), form).await;
     };
+    // A blank title becomes the item and version (the form says so).
+    let title = match form.title.trim() {
+        "" => match release_items::get(&ctx.state.db.pool, item_id).await {
+            Ok(item) => format!("{} {}", item.name, form.version.trim()),
+            Err(_) => String::new(),
+        },
+        given => given.to_string(),
+    };
     let result = flows::file_work_order(
         &ctx.state,
         &ctx.actor.account,
         &ctx.who(),
         item_id,
         &form.version,
-        &form.title,
+        &title,
         &form.description,
     )
     .await;
