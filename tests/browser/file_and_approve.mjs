@@ -19,7 +19,13 @@ await journey('file-and-approve', async (newPage) => {
   assert.match(engineer.url(), /item=\d+/, 'the picked item is in the address');
   const versions = await engineer.locator('select[name="version"] option').allInnerTexts();
   assert.ok(versions.length >= 3, `tags listed: ${versions}`);
-  assert.match(versions[0], /^v1\.2\.0/, 'newest first');
+  assert.match(versions[0], /^v1\.2\.0 · \d{4}-\d\d-\d\d \(/, 'newest first, with the date it was tagged');
+  // Typing filters the versions, and the selection follows.
+  await engineer.fill('#version-filter', '1.1');
+  const shown = await engineer.$$eval('#version-select option', (os) => os.filter((o) => !o.hidden).map((o) => o.value));
+  assert.deepEqual(shown, ['v1.1.0'], 'only the matching tag');
+  assert.equal(await engineer.inputValue('#version-select'), 'v1.1.0');
+  await engineer.fill('#version-filter', '');
   await engineer.selectOption('select[name="version"]', 'v1.2.0');
   await engineer.fill('#new-work-order-form input[name="title"]', 'Ship checkout 1.2.0');
   await engineer.fill('#new-work-order-form textarea[name="description"]', 'Faster payment page.\nRollback: previous tag.');
