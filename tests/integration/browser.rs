@@ -174,14 +174,7 @@ async fn browser_every_page_fits_a_phone() {
     let rollout = crate::engine::Rollout::create(&app).await;
     // A deployed stage: pods, logs and a Deploy… for the next stage.
     let id = rollout.approved_order("v1.1.0").await;
-    let (s, v) = rollout
-        .eric
-        .post(
-            &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
-            serde_json::json!({}),
-        )
-        .await;
-    assert_eq!(s, reqwest::StatusCode::ACCEPTED, "{v}");
+    rollout.deploy(id, 1).await;
     crate::engine::wait_stage(&rollout.eric, id, 1, "succeeded").await;
     run_script(&app, "phone_width.mjs", &[]).await;
     for shot in ["phone-menu-open.png", "phone-work-orders-N.png"] {

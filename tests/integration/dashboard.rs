@@ -297,12 +297,7 @@ db_test!(
             html.contains("No order has deployed here yet."),
             "nothing deployed yet: {html}"
         );
-        r.eric
-            .post(
-                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
-                json!({}),
-            )
-            .await;
+        r.deploy(id, 1).await;
         wait_stage(&r.eric, id, 1, "succeeded").await;
         let html = browser.get("/").await.1;
         assert!(

@@ -145,6 +145,18 @@ impl Rollout {
         approved_order(&self.eric, &self.olivia, self.item, version).await
     }
 
+    /// Starts stage `stage` of order `id` as eric (202 expected).
+    pub async fn deploy(&self, id: i64, stage: u32) {
+        let (s, v) = self
+            .eric
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/{stage}/deploy"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    }
+
     /// Image PATCHes of Deployment `ns/checkout` the cluster received.
     pub fn image_patches(&self, ns: &str) -> usize {
         image_patches(&self.sim.sim, ns, "checkout")
@@ -155,7 +167,8 @@ impl Rollout {
     }
 }
 
-pub async fn approved_order(eric: &Api, olivia: &Api, item: i64, version: &str) -> i64 {
+/// Files an order for `version` of `item` (201 expected): its id.
+pub async fn file_order(eric: &Api, item: i64, version: &str) -> i64 {
     let (s, order) = eric
         .post(
             "/api/v1/work-orders",
@@ -163,7 +176,11 @@ pub async fn approved_order(eric: &Api, olivia: &Api, item: i64, version: &str) 
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{order}");
-    let id = order["id"].as_i64().unwrap();
+    order["id"].as_i64().unwrap()
+}
+
+pub async fn approved_order(eric: &Api, olivia: &Api, item: i64, version: &str) -> i64 {
+    let id = file_order(eric, item, version).await;
     let (s, v) = olivia
         .post(&format!("/api/v1/work-orders/{id}/approve"), json!({}))
         .await;

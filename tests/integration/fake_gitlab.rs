@@ -158,6 +158,16 @@ async fn project(
     }
 }
 
+/// The page asked for and its size, as GitLab reads them (20 a page by
+/// default, at most 100).
+fn paging(q: &HashMap<String, String>) -> (usize, usize) {
+    let number = |k: &str, default: usize| q.get(k).and_then(|p| p.parse().ok()).unwrap_or(default);
+    (
+        number("page", 1).max(1),
+        number("per_page", 20).clamp(1, 100),
+    )
+}
+
 /// The commits each tag added over the one before it, newest first: two
 /// per tag, the second made a minute after the first.
 pub fn commits_of(tag: &str) -> [String; 2] {
@@ -173,16 +183,7 @@ async fn commits(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let page: usize = q
-        .get("page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let per_page: usize = q
-        .get("per_page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(20)
-        .clamp(1, 100);
+    let (page, per_page) = paging(&q);
     let range = q.get("ref_name").cloned().unwrap_or_default();
     log(
         &inner,
@@ -218,7 +219,7 @@ async fn commits(
             let minute = tags.len() - i;
             let path = path.clone();
             commits_of(tag).into_iter().enumerate().map(move |(k, title)| {
-                let sha = format!("{:032x}{:08x}", minute, k);
+                let sha = format!("{:08x}{:032x}", 0xc0ffee00 + minute * 2 + k, minute);
                 json!({
                     "id": sha, "short_id": &sha[..8], "title": title, "message": title,
                     "author_name": "Dana Developer", "author_email": "dana@example.com",
@@ -228,34 +229,14 @@ async fn commits(
             })
         })
         .collect();
-    let total = all.len();
-    let pages = total.div_ceil(per_page).max(1);
-    let body: Vec<Value> = all
-        .into_iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .collect();
-    let mut response = axum::Json(body).into_response();
-    let h = response.headers_mut();
-    h.insert("x-page", HeaderValue::from(page));
-    h.insert("x-per-page", HeaderValue::from(per_page));
-    h.insert("x-total", HeaderValue::from(total));
-    h.insert("x-total-pages", HeaderValue::from(pages));
-    let next = if page < pages {
-        (page + 1).to_string()
-    } else {
-        String::new()
-    };
-    h.insert("x-next-page", HeaderValue::from_str(&next).unwrap());
-    if page < pages {
-        let link = format!(
-            "<{}/api/v4/projects/{pid}/repository/commits?ref_name={range}&per_page={per_page}&page={}>; rel=\"next\"",
-            "http://gitlab.example",
-            page + 1
-        );
-        h.insert("link", HeaderValue::from_str(&link).unwrap());
-    }
-    response
+    paged(
+        all,
+        page,
+        per_page,
+        &format!(
+            "http://gitlab.example/api/v4/projects/{pid}/repository/commits?ref_name={range}&per_page={per_page}"
+        ),
+    )
 }
 
 async fn tags(
@@ -264,16 +245,7 @@ async fn tags(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let page: usize = q
-        .get("page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let per_page: usize = q
-        .get("per_page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(20)
-        .clamp(1, 100);
+    let (page, per_page) = paging(&q);
     log(
         &inner,
         format!("GET /projects/{id}/repository/tags page={page} per_page={per_page}"),
@@ -294,13 +266,9 @@ async fn tags(
         ordered.reverse();
     }
     let total = ordered.len();
-    let pages = total.div_ceil(per_page).max(1);
-    let start = (page - 1) * per_page;
-    let body: Vec<Value> = ordered
+    let all: Vec<Value> = ordered
         .iter()
         .enumerate()
-        .skip(start)
-        .take(per_page)
         .map(|(i, name)| {
             // Newer tags get later times.
             let minute = total - i;
@@ -315,6 +283,24 @@ async fn tags(
             })
         })
         .collect();
+    paged(
+        all,
+        page,
+        per_page,
+        &format!("http://gitlab.example/api/v4/projects/{pid}/repository/tags?per_page={per_page}"),
+    )
+}
+
+/// Page `page` of `all`, with GitLab's pagination headers; `base` is the
+/// list's URL without its page.
+fn paged(all: Vec<Value>, page: usize, per_page: usize, base: &str) -> Response {
+    let total = all.len();
+    let pages = total.div_ceil(per_page).max(1);
+    let body: Vec<Value> = all
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
     let mut response = axum::Json(body).into_response();
     let h = response.headers_mut();
     let set = |h: &mut HeaderMap, k: &'static str, v: String| {
@@ -324,26 +310,18 @@ async fn tags(
     set(h, "x-per-page", per_page.to_string());
     set(h, "x-total", total.to_string());
     set(h, "x-total-pages", pages.to_string());
-    set(
-        h,
-        "x-next-page",
-        if page < pages {
-            (page + 1).to_string()
-        } else {
-            String::new()
-        },
-    );
-    set(
-        h,
-        "x-prev-page",
-        if page > 1 {
-            (page - 1).to_string()
-        } else {
-            String::new()
-        },
-    );
-    let base =
-        format!("http://gitlab.example/api/v4/projects/{pid}/repository/tags?per_page={per_page}");
+    let next = if page < pages {
+        (page + 1).to_string()
+    } else {
+        String::new()
+    };
+    let prev = if page > 1 {
+        (page - 1).to_string()
+    } else {
+        String::new()
+    };
+    set(h, "x-next-page", next);
+    set(h, "x-prev-page", prev);
     let mut links = vec![
         format!("<{base}&page=1>; rel=\"first\""),
         format!("<{base}&page={pages}>; rel=\"last\""),

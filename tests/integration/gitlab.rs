@@ -37,7 +37,7 @@ db_test!(
             .get("/admin/settings")
             .await
             .1;
-        assert!(page.contains("Token set on"));
+        assert!(page.contains("Token set <time datetime="), "{page}");
         for text in [
             v.to_string(),
             got.to_string(),

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::common::{Browser, TestApp, USER_PASSWORD, eventually};
 use crate::db_test;
-use crate::engine::{Rollout, engine_start, wait_stage};
+use crate::engine::{Rollout, engine_start, file_order, wait_stage};
 use crate::fake_gitlab::{Mode, commits_of};
 
 /// The page at `path` once it contains `needle` (the watches warm up on
@@ -26,15 +26,7 @@ async fn page_with(browser: &Browser, path: &str, needle: &str) -> String {
 }
 
 async fn file(r: &Rollout, version: &str) -> i64 {
-    let (s, order) = r
-        .eric
-        .post(
-            "/api/v1/work-orders",
-            json!({"release_item_id": r.item, "version": version, "title": format!("Ship {version}")}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{order}");
-    order["id"].as_i64().unwrap()
+    file_order(&r.eric, r.item, version).await
 }
 
 db_test!(
@@ -136,14 +128,7 @@ async fn an_order_going_back_lists_the_commits_it_removes() {
     let app = TestApp::start_with(crate::common::Backend::Sqlite, engine_start()).await;
     let r = Rollout::create(&app).await;
     let id = r.approved_order("v1.2.0").await;
-    let (s, v) = r
-        .eric
-        .post(
-            &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    r.deploy(id, 1).await;
     wait_stage(&r.eric, id, 1, "succeeded").await;
     let (s, v) = r
         .eric
@@ -197,14 +182,7 @@ async fn a_rollout_shows_its_progress_and_every_time_reads_relative() {
     crate::engine_safety::slow_deadline(&r.sim.sim).await;
     r.sim.sim.faults().never_ready(":v1.1.0");
     let id = r.approved_order("v1.1.0").await;
-    let (s, v) = r
-        .eric
-        .post(
-            &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    r.deploy(id, 1).await;
     let eric = app.browser_as("eric", USER_PASSWORD).await;
     let order = format!("/work-orders/{id}");
     // Replicas from the watch, and the new revision next to the old one.

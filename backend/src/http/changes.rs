@@ -7,7 +7,7 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
-use super::{Layout, Moment, PageCtx, PageRoutes};
+use super::{Layout, Moment, PageCtx, PageRoutes, parse_rfc3339};
 use crate::error::Error;
 use crate::flows::changes::{self, Comparison, MAX_COMMITS};
 use crate::gitlab::Commit;
@@ -47,11 +47,7 @@ impl ChangesPage {
 
 /// When a commit was made, as GitLab says (RFC 3339).
 fn commit_time(c: &Commit) -> Moment {
-    Moment(c.created_at.as_deref().and_then(|t| {
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            .ok()
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-    }))
+    Moment(c.created_at.as_deref().and_then(parse_rfc3339))
 }
 
 async fn changes(ctx: PageCtx, Path(id): Path<i64>, headers: HeaderMap) -> Response {

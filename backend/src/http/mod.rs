@@ -16,7 +16,7 @@ mod dashboard;
 mod health;
 mod moments;
 pub use health::metrics_routes;
-pub use moments::{Moment, ago, duration, format_time};
+pub use moments::{Moment, ago, duration, format_date, format_time, parse_rfc3339};
 mod pods;
 mod registry;
 mod release_items;

@@ -23,6 +23,20 @@ fn machine_time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// An RFC 3339 time (as GitLab writes them) in unix milliseconds.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// `ms` as a date, `2026-11-23` (UTC).
+pub fn format_date(ms: i64) -> String {
+    let mut day = format_time(ms);
+    day.truncate(10);
+    day
+}
+
 /// How long ago `ms` was, in words ("12 s ago", "3 min ago"), for times
 /// shown beside their exact value.
 pub fn ago(ms: i64) -> String {
@@ -113,6 +127,18 @@ mod tests {
     fn times_render_in_utc() {
         assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
         assert_eq!(machine_time(1_500), "1970-01-01T00:00:01.5Z");
+    }
+
+    #[test]
+    fn gitlab_times_are_read() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01.500Z"), Some(1_500));
+        assert_eq!(
+            parse_rfc3339("2026-11-01T10:00:00+01:00")
+                .map(format_date)
+                .as_deref(),
+            Some("2026-11-01")
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 
     #[test]

@@ -115,12 +115,13 @@ impl VersionChoice {
             .created_at
             .as_deref()
             .or(tag.commit.as_ref().and_then(|c| c.created_at.as_deref()))
-            .and_then(|t| {
-                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-            });
-        if let Some(t) = made {
-            let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
-            label.push_str(&format!(" · {} ({})", t.date(), super::ago(ms)));
+            .and_then(super::parse_rfc3339);
+        if let Some(ms) = made {
+            label.push_str(&format!(
+                " · {} ({})",
+                super::format_date(ms),
+                super::ago(ms)
+            ));
         }
         if let Some(first) = tag.message.as_deref().and_then(|m| m.lines().next()) {
             let first = first.trim();
