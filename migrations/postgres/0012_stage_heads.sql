@@ -66,3 +66,6 @@ CREATE TRIGGER stage_runs_board AFTER UPDATE OF status ON stage_runs
     FOR EACH STATEMENT EXECUTE FUNCTION board_state_bump();
 CREATE TRIGGER work_orders_board AFTER INSERT OR DELETE OR UPDATE OF state, version ON work_orders
     FOR EACH STATEMENT EXECUTE FUNCTION board_state_bump();
+-- The GitLab URL: the dashboard links each running tag to its tag page.
+CREATE TRIGGER settings_board AFTER INSERT OR UPDATE OR DELETE ON settings
+    FOR EACH STATEMENT EXECUTE FUNCTION board_state_bump();

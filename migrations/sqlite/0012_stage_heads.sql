@@ -130,3 +130,16 @@ WHEN OLD.state IS NOT NEW.state OR OLD.version IS NOT NEW.version
 BEGIN
     UPDATE board_state SET version = version + 1 WHERE id = 1;
 END;
+-- The GitLab URL: the dashboard links each running tag to its tag page.
+CREATE TRIGGER settings_board_insert AFTER INSERT ON settings
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER settings_board_update AFTER UPDATE ON settings
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;
+CREATE TRIGGER settings_board_delete AFTER DELETE ON settings
+BEGIN
+    UPDATE board_state SET version = version + 1 WHERE id = 1;
+END;

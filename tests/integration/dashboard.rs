@@ -277,7 +277,10 @@ db_test!(
                 html
             }
         };
-        page_when(r#"<code class="tag" data-live="running">v1.0.0</code>"#.into()).await;
+        let html = page_when(r#"<code class="tag" data-live="running">v1.0.0</code>"#.into()).await;
+        // The running tag links to its page in GitLab.
+        let tag_link = |base: &str| format!("<a href=\"{base}/acme/checkout/-/tags/v1.0.0\"");
+        assert!(html.contains(&tag_link(&r.gitlab.url)), "{html}");
         // The same page again, unchanged.
         assert!(
             browser
@@ -339,5 +342,20 @@ db_test!(
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert!(browser.get("/").await.1.contains("on prod (test)"));
+
+        // GitLab moved: the tag links follow.
+        let moved = crate::fake_gitlab::FakeGitlab::start().await;
+        moved.add_project(42, "acme/checkout", &["v1.0.0"]);
+        let (s, v) = r
+            .org
+            .admin
+            .put(
+                "/api/v1/settings/gitlab",
+                json!({"url": moved.url, "token": crate::fake_gitlab::TOKEN}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let html = browser.get("/").await.1;
+        assert!(html.contains(&tag_link(&moved.url)), "{html}");
     }
 );

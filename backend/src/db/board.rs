@@ -32,6 +32,8 @@ pub struct BoardPage {
     pub page: usize,
     pub pages: usize,
     pub record: ItemsRecord,
+    /// GitLab's address, for links to the running tags.
+    pub gitlab_url: Option<String>,
 }
 
 /// Pages kept at most; the cache empties when it would hold more.

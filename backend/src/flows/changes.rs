@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::gitlab::{Commit, GitlabClient};
 use crate::kube::live::{LiveRead, LiveStatus};
 
-use super::live::{apps_live, shown_image};
+use super::live::{apps_live, shown_image, tag_of};
 
 /// How long the commits may take before the page shows the link alone.
 const DEADLINE: Duration = Duration::from_secs(3);
@@ -62,15 +62,6 @@ fn repository(d: &WorkOrderDetail) -> &str {
         .image
         .strip_suffix(&format!(":{}", d.order.version))
         .unwrap_or(&d.order.image)
-}
-
-/// The tag of `image` when it is of `repository`.
-fn tag_of(image: &str, repository: &str) -> Option<String> {
-    image
-        .strip_prefix(repository)?
-        .strip_prefix(':')
-        .filter(|t| !t.is_empty() && !t.contains('@'))
-        .map(str::to_string)
 }
 
 /// What each stage of `d` starts from: the image it replaced when it
@@ -134,6 +125,21 @@ pub fn project_url(base: &str, project: &str) -> Option<String> {
             }
         }
     }
+    Some(url.to_string())
+}
+
+/// GitLab's page of tag `tag` of `project` (a path; `None` for a
+/// numeric id, which has no such page) at `base`.
+pub fn tag_url(base: &str, project: &str, tag: &str) -> Option<String> {
+    if project.parse::<u64>().is_ok() {
+        return None;
+    }
+    let mut url = Url::parse(&project_url(base, project)?).ok()?;
+    url.path_segments_mut()
+        .ok()?
+        .push("-")
+        .push("tags")
+        .push(tag);
     Some(url.to_string())
 }
 
@@ -271,5 +277,10 @@ mod tests {
         );
         assert!(project_url("https://gl.example", "a/../../x").is_none());
         assert!(project_url("file:///etc", "a").is_none());
+        assert_eq!(
+            tag_url("https://gl.example", "acme/shop", "v1.2.0").unwrap(),
+            "https://gl.example/acme/shop/-/tags/v1.2.0"
+        );
+        assert!(tag_url("https://gl.example", "42", "v1").is_none());
     }
 }

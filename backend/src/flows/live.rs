@@ -39,6 +39,8 @@ pub struct StageLive {
     /// The running image's tag when it is of the item's repository, else
     /// the whole image.
     pub running: Option<String>,
+    /// The running image's tag, when it is of the item's repository.
+    pub tag: Option<String>,
     /// The last order that touched the stage.
     pub last: Option<StageTouch>,
 }
@@ -51,16 +53,19 @@ pub struct ItemLive {
     pub waiting: Option<Waiting>,
 }
 
+/// The tag of `image` when it is of `repository` (not a digest).
+pub fn tag_of(image: &str, repository: &str) -> Option<String> {
+    image
+        .strip_prefix(repository)?
+        .strip_prefix(':')
+        .filter(|t| !t.is_empty() && !t.contains('@'))
+        .map(str::to_string)
+}
+
 /// The image `image` as a row shows it: its tag when it is of
 /// `repository`, else in full.
 pub fn shown_image(image: &str, repository: &str) -> String {
-    match image
-        .strip_prefix(repository)
-        .and_then(|t| t.strip_prefix(':'))
-    {
-        Some(tag) if !tag.is_empty() => tag.to_string(),
-        _ => image.to_string(),
-    }
+    tag_of(image, repository).unwrap_or_else(|| image.to_string())
 }
 
 /// What the database says of `items` (already scoped to the reader) for
@@ -109,13 +114,12 @@ pub fn compose(state: &AppState, record: &ItemsRecord) -> Vec<ItemLive> {
                             stale_because: None,
                         },
                     };
-                    let running = match &live.read {
-                        LiveRead::Found(d) => d
-                            .image
-                            .as_deref()
-                            .map(|i| shown_image(i, &item.image_repository)),
+                    let image = match &live.read {
+                        LiveRead::Found(d) => d.image.as_deref(),
                         _ => None,
                     };
+                    let running = image.map(|i| shown_image(i, &item.image_repository));
+                    let tag = image.and_then(|i| tag_of(i, &item.image_repository));
                     StageLive {
                         position: stage.position,
                         name: stage.name.clone(),
@@ -127,6 +131,7 @@ pub fn compose(state: &AppState, record: &ItemsRecord) -> Vec<ItemLive> {
                         deployment: app.map(|a| a.deployment.clone()).unwrap_or_default(),
                         live,
                         running,
+                        tag,
                         last: record.touched.get(&(item.id, stage.app_id)).cloned(),
                     }
                 })

@@ -16,7 +16,9 @@ use crate::db::board::BoardPage;
 use crate::db::release_items;
 use crate::db::tree::Scope;
 use crate::error::Error;
+use crate::flows::changes::tag_url;
 use crate::flows::live::{self, ItemLive, StageLive};
+use crate::gitlab::GitlabClient;
 use crate::kube::live::{LiveRead, LiveStatus};
 
 pub fn routes() -> PageRoutes {
@@ -40,6 +42,8 @@ pub(super) struct Reading {
     pub stale: Option<String>,
     /// `namespace/deployment`.
     pub location: String,
+    /// GitLab's page of the running tag.
+    pub href: Option<String>,
 }
 
 impl Reading {
@@ -67,6 +71,7 @@ impl Reading {
             missing,
             unknown,
             location,
+            href: None,
         }
     }
 }
@@ -78,12 +83,18 @@ pub(super) struct Cell {
 }
 
 impl Cell {
-    pub fn of(stage: StageLive) -> Self {
-        let live = Reading::of(
+    /// `gitlab`: GitLab's address and the item's project, for a link to
+    /// the running tag.
+    pub fn of(stage: StageLive, gitlab: Option<(&str, &str)>) -> Self {
+        let mut live = Reading::of(
             &stage.live,
             stage.running.clone(),
             format!("{}/{}", stage.namespace, stage.deployment),
         );
+        live.href = match (gitlab, &stage.tag) {
+            (Some((base, project)), Some(tag)) => tag_url(base, project, tag),
+            _ => None,
+        };
         Cell { stage, live }
     }
 }
@@ -95,10 +106,12 @@ pub(super) struct Row {
 }
 
 impl Row {
-    pub fn of(mut live: ItemLive) -> Self {
+    /// `gitlab_url`: GitLab's address, when it is set up.
+    pub fn of(mut live: ItemLive, gitlab_url: Option<&str>) -> Self {
+        let project = live.item.gitlab_project.clone();
         let cells = std::mem::take(&mut live.stages)
             .into_iter()
-            .map(Cell::of)
+            .map(|s| Cell::of(s, gitlab_url.map(|base| (base, project.as_str()))))
             .collect();
         Row { live, cells }
     }
@@ -170,6 +183,7 @@ async fn board_page(ctx: &PageCtx, q: &str, wanted: usize) -> Result<Arc<BoardPa
         page,
         pages,
         record: live::items_record(&ctx.state, shown).await?,
+        gitlab_url: GitlabClient::settings(&ctx.state.db).await?.url,
     });
     ctx.state.board.put(version, key, board.clone());
     Ok(board)
@@ -181,7 +195,7 @@ async fn dashboard(ctx: PageCtx, Query(query): Query<DashboardQuery>) -> Respons
         let board = board_page(&ctx, &q, query.page.unwrap_or(1).max(1)).await?;
         let rows: Vec<Row> = live::compose(&ctx.state, &board.record)
             .into_iter()
-            .map(Row::of)
+            .map(|live| Row::of(live, board.gitlab_url.as_deref()))
             .collect();
         Ok::<_, Error>(DashboardPage {
             layout: ctx.layout("What runs where", "dashboard", None),

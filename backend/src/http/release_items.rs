@@ -272,20 +272,18 @@ async fn render_item_page(
             .collect(),
             None => Vec::new(),
         };
+        let gitlab_base = GitlabClient::settings(&ctx.state.db).await?.url;
         let live = match &item {
             Some(i) => items_live(&ctx.state, vec![i.clone()])
                 .await?
                 .into_iter()
                 .next()
-                .map(Row::of),
+                .map(|live| Row::of(live, gitlab_base.as_deref())),
             None => None,
         };
-        let gitlab_url = match &item {
-            Some(i) => GitlabClient::settings(&ctx.state.db)
-                .await?
-                .url
-                .and_then(|base| project_url(&base, &i.gitlab_project)),
-            None => None,
+        let gitlab_url = match (&item, &gitlab_base) {
+            (Some(i), Some(base)) => project_url(base, &i.gitlab_project),
+            _ => None,
         };
         let title = match &item {
             Some(i) => format!("Release item {}", i.name),
