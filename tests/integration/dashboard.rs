@@ -357,5 +357,13 @@ db_test!(
         assert_eq!(s, StatusCode::OK, "{v}");
         let html = browser.get("/").await.1;
         assert!(html.contains(&tag_link(&moved.url)), "{html}");
+        // Admins may open a cluster: its name links to its page.
+        let cluster_link = format!(
+            "<a href=\"/admin/clusters/{}\">staging</a>",
+            r.staging_cluster
+        );
+        assert!(!html.contains(&cluster_link), "not for engineers");
+        let admin = app.browser_as("admin", crate::common::ADMIN_PASSWORD).await;
+        assert!(admin.get("/").await.1.contains(&cluster_link));
     }
 );

@@ -465,6 +465,7 @@ mod tests {
                 app_id: 3,
                 app: "checkout-web".into(),
                 cluster: "prod".into(),
+                cluster_id: 1,
                 environment: "production".into(),
                 strategy: Strategy::Canary,
                 canary: Some(Canary {

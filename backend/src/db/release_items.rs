@@ -23,6 +23,9 @@ pub struct Stage {
     pub app_id: i64,
     pub app: String,
     pub cluster: String,
+    /// The cluster's id (pages link it; not in the audit snapshots).
+    #[serde(skip)]
+    pub cluster_id: i64,
     pub environment: String,
     pub strategy: Strategy,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,6 +100,7 @@ fn stage_from_row(row: &AnyRow) -> Result<Stage, sqlx::Error> {
         app_id: row.try_get("app_id")?,
         app: row.try_get("app")?,
         cluster: row.try_get("cluster")?,
+        cluster_id: row.try_get("cluster_id")?,
         environment: row.try_get("environment")?,
         strategy: strategy
             .parse()
@@ -109,15 +113,19 @@ fn stage_from_row(row: &AnyRow) -> Result<Stage, sqlx::Error> {
     })
 }
 
+/// The columns of a [`Stage`] (from `release_stages s`, `apps p` and
+/// `clusters c`), read by [`stage_from_row`].
+const STAGE_COLUMNS: &str = "s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, p.cluster_id, \
+    c.environment, s.strategy, s.canary_json, s.deadline_minutes";
+
 async fn load_stages(
     executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
     item_id: i64,
 ) -> Result<Vec<Stage>> {
-    let rows = sqlx::query(
-        "SELECT s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, c.environment, s.strategy, s.canary_json, \
-         s.deadline_minutes FROM release_stages s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
-         WHERE s.release_item_id = $1 ORDER BY s.position",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {STAGE_COLUMNS} FROM release_stages s JOIN apps p ON p.id = s.app_id \
+         JOIN clusters c ON c.id = p.cluster_id WHERE s.release_item_id = $1 ORDER BY s.position"
+    ))
     .bind(item_id)
     .fetch_all(executor)
     .await?;
@@ -442,8 +450,7 @@ pub async fn list(pool: &AnyPool, node_id: Option<i64>, scope: &Scope) -> Result
         .await?;
     let mut items: Vec<ReleaseItem> = rows.iter().map(item_from_row).collect::<Result<_, _>>()?;
     let sql = format!(
-        "SELECT s.release_item_id, s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, c.environment, \
-         s.strategy, s.canary_json, s.deadline_minutes FROM release_stages s JOIN release_items r ON r.id = s.release_item_id \
+        "SELECT s.release_item_id, {STAGE_COLUMNS} FROM release_stages s JOIN release_items r ON r.id = s.release_item_id \
          JOIN nodes n ON n.id = r.node_id JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
          WHERE {filter} ORDER BY s.release_item_id, s.position"
     );
@@ -540,8 +547,7 @@ pub async fn list_ids(pool: &AnyPool, ids: &[i64]) -> Result<Vec<ReleaseItem>> {
     .await?;
     let mut items: Vec<ReleaseItem> = rows.iter().map(item_from_row).collect::<Result<_, _>>()?;
     let stage_rows = sqlx::query(&format!(
-        "SELECT s.release_item_id, s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, c.environment, \
-         s.strategy, s.canary_json, s.deadline_minutes FROM release_stages s \
+        "SELECT s.release_item_id, {STAGE_COLUMNS} FROM release_stages s \
          JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
          WHERE s.release_item_id IN ({ids}) ORDER BY s.release_item_id, s.position"
     ))
