@@ -169,6 +169,24 @@ async fn an_order_going_back_lists_the_commits_it_removes() {
         !from_prod.contains("goes back") && from_prod.contains("2 commits:"),
         "{from_prod}"
     );
+    // A GitLab that hangs is waited for once, not once per comparison.
+    r.gitlab.set_mode(Mode::Hang);
+    let asked = || {
+        r.gitlab
+            .requests()
+            .iter()
+            .filter(|q| q.contains("/repository/commits"))
+            .count()
+    };
+    let before = asked();
+    let (_, fragment) = eric.get_htmx(&format!("/work-orders/{back}/changes")).await;
+    assert_eq!(asked() - before, 1, "{:?}", r.gitlab.requests());
+    assert_eq!(
+        fragment.matches("did not answer within 3 s").count(),
+        2,
+        "both comparisons say why: {fragment}"
+    );
+    r.gitlab.set_mode(Mode::Normal);
     // The order that deployed staging shows what the stage replaced.
     let (_, html) = eric.get(&format!("/work-orders/{id}")).await;
     assert!(html.contains("ran <code data-from>v1.0.0</code>"), "{html}");

@@ -182,6 +182,12 @@ pub async fn comparisons(state: &AppState, d: &WorkOrderDetail) -> Result<Vec<Co
         .map(|p| p.path_with_namespace),
     };
     let mut out = Vec::new();
+    // Once GitLab failed to answer, the other comparisons do not wait for
+    // it again: the page gets its links at most one deadline late.
+    let mut unreachable: Option<String> = match &path {
+        Err(e @ Error::Upstream(_)) => Some(e.public_message()),
+        _ => None,
+    };
     for from in tags {
         let url = match (&base, &path) {
             (Some(base), Ok(path)) => compare_url(base, path, &from, &to),
@@ -189,7 +195,20 @@ pub async fn comparisons(state: &AppState, d: &WorkOrderDetail) -> Result<Vec<Co
         };
         let project = item.gitlab_project.as_str();
         let mut backwards = false;
+        if let Some(why) = &unreachable {
+            out.push(Comparison {
+                from,
+                to: to.clone(),
+                url,
+                commits: Err(why.clone()),
+                backwards,
+            });
+            continue;
+        }
         let mut commits = commits_within(state, project, &from, &to).await;
+        if let Err(e @ Error::Upstream(_)) = &commits {
+            unreachable = Some(e.public_message());
+        }
         if matches!(&commits, Ok((c, _)) if c.is_empty()) {
             // Nothing new: perhaps the order goes back to an older tag.
             let back = commits_within(state, project, &to, &from).await;
