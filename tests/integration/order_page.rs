@@ -56,6 +56,13 @@ db_test!(
             fragment.contains(&format!("href=\"{compare}\"")),
             "{fragment}"
         );
+        for tag in ["v1.0.0", "v1.2.0"] {
+            let page = format!("href=\"{}/acme/checkout/-/tags/{tag}\"", r.gitlab.url);
+            assert!(
+                fragment.contains(&page),
+                "{tag} links its GitLab page: {fragment}"
+            );
+        }
         let titles: Vec<String> = ["v1.2.0", "v1.1.0"]
             .iter()
             .flat_map(|t| commits_of(t))

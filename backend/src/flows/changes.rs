@@ -48,6 +48,9 @@ pub struct Comparison {
     pub to: String,
     /// GitLab's compare page.
     pub url: Option<String>,
+    /// GitLab's pages of the two tags.
+    pub from_url: Option<String>,
+    pub to_url: Option<String>,
     /// The commits `to` adds over `from` (or, going back, the ones it
     /// takes away), newest first, and whether there are more than shown;
     /// or why they could not be read.
@@ -189,9 +192,13 @@ pub async fn comparisons(state: &AppState, d: &WorkOrderDetail) -> Result<Vec<Co
         _ => None,
     };
     for from in tags {
-        let url = match (&base, &path) {
-            (Some(base), Ok(path)) => compare_url(base, path, &from, &to),
-            _ => None,
+        let (url, from_url, to_url) = match (&base, &path) {
+            (Some(base), Ok(path)) => (
+                compare_url(base, path, &from, &to),
+                tag_url(base, path, &from),
+                tag_url(base, path, &to),
+            ),
+            _ => (None, None, None),
         };
         let project = item.gitlab_project.as_str();
         let mut backwards = false;
@@ -200,6 +207,8 @@ pub async fn comparisons(state: &AppState, d: &WorkOrderDetail) -> Result<Vec<Co
                 from,
                 to: to.clone(),
                 url,
+                from_url,
+                to_url,
                 commits: Err(why.clone()),
                 backwards,
             });
@@ -221,6 +230,8 @@ pub async fn comparisons(state: &AppState, d: &WorkOrderDetail) -> Result<Vec<Co
             from,
             to: to.clone(),
             url,
+            from_url,
+            to_url,
             commits: commits.map_err(|e| e.public_message()),
             backwards,
         });
