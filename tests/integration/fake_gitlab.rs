@@ -129,6 +129,15 @@ fn find(inner: &Inner, id: &str) -> Option<(u64, String, Vec<String>)> {
     })
 }
 
+/// GitLab's 404 for a missing `what` ("Project", "Ref").
+fn not_found(what: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"message": format!("404 {what} Not Found")})),
+    )
+        .into_response()
+}
+
 fn project_json(id: u64, path: &str) -> Value {
     let name = path.rsplit('/').next().unwrap_or(path);
     json!({
@@ -150,11 +159,7 @@ async fn project(
     let found = find(&inner.lock().unwrap(), &id);
     match found {
         Some((pid, path, _)) => axum::Json(project_json(pid, &path)).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"message": "404 Project Not Found"})),
-        )
-            .into_response(),
+        None => not_found("Project"),
     }
 }
 
@@ -195,22 +200,14 @@ async fn commits(
         return r;
     }
     let Some((pid, path, tags)) = find(&inner.lock().unwrap(), &id) else {
-        return (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"message": "404 Project Not Found"})),
-        )
-            .into_response();
+        return not_found("Project");
     };
     let index = |name: &str| tags.iter().position(|t| t == name);
     let Some((from, to)) = range
         .split_once("..")
         .and_then(|(a, b)| Some((index(a)?, index(b)?)))
     else {
-        return (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"message": "404 Ref Not Found"})),
-        )
-            .into_response();
+        return not_found("Ref");
     };
     // Tags are newest first: `to` is newer when its index is smaller.
     let all: Vec<Value> = (to..from.max(to))
@@ -254,11 +251,7 @@ async fn tags(
         return r;
     }
     let Some((pid, _, tags)) = find(&inner.lock().unwrap(), &id) else {
-        return (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"message": "404 Project Not Found"})),
-        )
-            .into_response();
+        return not_found("Project");
     };
     // Newest first is the stored order; honour an explicit ascending sort.
     let mut ordered = tags.clone();

@@ -29,17 +29,11 @@ struct ChangesPage {
     layout: Layout,
     order_id: i64,
     title: String,
-    comparisons: Vec<Comparison>,
-    max: usize,
+    /// The comparisons, as the fragment shows them.
+    list: ChangesFragment,
 }
 
 impl ChangesFragment {
-    fn when(&self, c: &Commit) -> Moment {
-        commit_time(c)
-    }
-}
-
-impl ChangesPage {
     fn when(&self, c: &Commit) -> Moment {
         commit_time(c)
     }
@@ -61,13 +55,12 @@ async fn changes(ctx: PageCtx, Path(id): Path<i64>, headers: HeaderMap) -> Respo
         Ok(found) => found,
         Err(e) => return ctx.error_page(&e),
     };
+    let list = ChangesFragment {
+        comparisons,
+        max: MAX_COMMITS,
+    };
     if headers.contains_key("hx-request") {
-        return match (ChangesFragment {
-            comparisons,
-            max: MAX_COMMITS,
-        })
-        .render()
-        {
+        return match list.render() {
             Ok(html) => Html(html).into_response(),
             Err(e) => ctx.error_page(&Error::Internal(e.into())),
         };
@@ -76,8 +69,7 @@ async fn changes(ctx: PageCtx, Path(id): Path<i64>, headers: HeaderMap) -> Respo
         layout: ctx.layout(format!("Changes of #{id}"), "work-orders", None),
         order_id: id,
         title: d.order.title,
-        comparisons,
-        max: MAX_COMMITS,
+        list,
     };
     ctx.render(StatusCode::OK, &page)
 }
