@@ -11,7 +11,8 @@ use crate::auth::Policy;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::config::ServeConfig;
 use crate::db::Db;
-use crate::db::board::BoardCache;
+use crate::db::board::{BoardCache, board_cache};
+use crate::db::work_order_views::OrderReads;
 use crate::engine::{Engine, EngineSettings};
 use crate::gitlab::GitlabClient;
 use crate::kube::live::LiveDeployments;
@@ -36,6 +37,9 @@ pub struct App {
     pub live: Arc<LiveDeployments>,
     /// Dashboard pages read from the database, by board version.
     pub board: BoardCache,
+    /// Order details and list pages read from the database, by board
+    /// version.
+    pub orders: OrderReads,
 }
 
 /// Cheap-to-clone handle on [`App`], passed with axum's `State`.
@@ -92,7 +96,8 @@ impl AppState {
             kube,
             engine,
             live: Arc::new(LiveDeployments::new()),
-            board: BoardCache::default(),
+            board: board_cache(),
+            orders: OrderReads::default(),
         })))
     }
 }

@@ -1041,3 +1041,103 @@ db_test!(
         assert!(html.contains("data-approver=\"olivia\""));
     }
 );
+
+db_test!(
+    orders_read_by_one_replica_follow_every_change_made_elsewhere,
+    |backend| async move {
+        // Replica B serves an order's page, the lists and the API from what
+        // it read under one board version. Every change to what they show —
+        // through replica A, or written by an engine straight to the
+        // database — shows on B's next answer.
+        let a = TestApp::start(backend).await;
+        let r = Release::create(&a, false).await;
+        let b = TestApp::start_on(a.db.shared(), crate::common::Start::default());
+        let eric_a = a.api(Some(&a.token_for("eric")));
+        let olivia_token = a.token_for("olivia");
+        let olivia_a = a.api(Some(&olivia_token));
+        let olivia_b = b.api(Some(&olivia_token));
+        let olivia_page = b.browser_as("olivia", USER_PASSWORD).await;
+        let (s, order) = eric_a
+            .post(
+                "/api/v1/work-orders",
+                json!({"release_item_id": r.item, "version": "v1.42.0", "title": "Ship 1.42"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{order}");
+        let id = order["id"].as_i64().unwrap();
+        let path = format!("/api/v1/work-orders/{id}");
+        let page = format!("/work-orders/{id}");
+        let state_in_list = |list: &Value| {
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["id"] == id)
+                .map(|o| o["state"].clone())
+        };
+        // B reads everything once (and keeps it).
+        assert_eq!(olivia_b.get(&path).await.1["state"], "pending_approval");
+        let (_, list) = olivia_b.get("/api/v1/work-orders").await;
+        assert_eq!(state_in_list(&list), Some(json!("pending_approval")));
+        let (_, inbox) = olivia_page.get("/approvals").await;
+        assert!(inbox.contains(&format!("href=\"{page}\"")), "{inbox}");
+        let (_, html) = olivia_page.get(&page).await;
+        assert!(html.contains("0 of 1 approval") && html.contains("id=\"decision-form\""));
+
+        // An approval through A.
+        let (s, v) = olivia_a.post(&format!("{path}/approve"), json!({})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (_, d) = olivia_b.get(&path).await;
+        assert_eq!(d["state"], "approved", "{d}");
+        assert_eq!(d["decisions"].as_array().unwrap().len(), 1, "{d}");
+        let (_, list) = olivia_b.get("/api/v1/work-orders").await;
+        assert_eq!(state_in_list(&list), Some(json!("approved")));
+        let (_, inbox) = olivia_page.get("/approvals").await;
+        assert!(!inbox.contains(&format!("href=\"{page}\"")), "approved");
+        let (_, html) = olivia_page.get(&page).await;
+        assert!(
+            html.contains("1 of 1 approval") && !html.contains("id=\"decision-form\""),
+            "B's page shows the approval"
+        );
+
+        // What an engine writes: a stage's message, a timeline entry.
+        let version = || async {
+            a.db.query_text("SELECT CAST(version AS TEXT) FROM board_state WHERE id = 1")
+                .await
+                .unwrap()
+        };
+        a.db.execute(&format!(
+            "UPDATE stage_runs SET message = 'halfway there' WHERE work_order_id = {id} AND position = 1"
+        ))
+        .await;
+        let (_, d) = olivia_b.get(&path).await;
+        assert_eq!(d["stage_runs"][0]["message"], "halfway there", "{d}");
+        a.db.execute(&format!(
+            "INSERT INTO timeline_events (work_order_id, at, actor, kind, message) \
+             VALUES ({id}, 1, 'engine', 'note', 'a note from elsewhere')"
+        ))
+        .await;
+        let (_, html) = olivia_page.get(&page).await;
+        assert!(html.contains("a note from elsewhere"), "B's timeline");
+        // The state machine's row lock changes nothing shown, and keeps
+        // what B read; a stage's engine-only columns too.
+        let before = version().await;
+        a.db.execute(&format!(
+            "UPDATE work_orders SET updated_at = updated_at WHERE id = {id}"
+        ))
+        .await;
+        a.db.execute(&format!(
+            "UPDATE stage_runs SET deadline_at = 12345 WHERE work_order_id = {id}"
+        ))
+        .await;
+        assert_eq!(version().await, before);
+        // A title changed in the database shows too.
+        a.db.execute(&format!(
+            "UPDATE work_orders SET title = 'Ship 1.42 now' WHERE id = {id}"
+        ))
+        .await;
+        assert_ne!(version().await, before);
+        let (_, list) = olivia_b.get("/api/v1/work-orders").await;
+        assert_eq!(list["items"][0]["title"], "Ship 1.42 now", "{list}");
+    }
+);

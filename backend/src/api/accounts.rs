@@ -121,7 +121,7 @@ pub struct CreatedToken {
 )]
 async fn list_users(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
 ) -> Result<Json<Vec<Account>>> {
     require_admin(&state, &actor)?;
     Ok(Json(
@@ -137,7 +137,7 @@ async fn list_users(
 )]
 async fn create_user(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<CreatedUser>)> {
     require_admin(&state, &actor)?;
@@ -182,7 +182,7 @@ async fn create_user(
 )]
 async fn get_user(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Account>> {
     require_admin(&state, &actor)?;
@@ -221,7 +221,7 @@ async fn update_account(
 )]
 async fn update_user(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateAccount>,
 ) -> Result<Json<Account>> {
@@ -238,7 +238,7 @@ async fn update_user(
 )]
 async fn reset_user_password(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<NewPassword>> {
     require_admin(&state, &actor)?;
@@ -256,7 +256,7 @@ async fn reset_user_password(
 )]
 async fn list_service_accounts(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
 ) -> Result<Json<Vec<Account>>> {
     require_admin(&state, &actor)?;
     Ok(Json(
@@ -272,7 +272,7 @@ async fn list_service_accounts(
 )]
 async fn create_service_account(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiJson(body): ApiJson<CreateServiceAccount>,
 ) -> Result<(StatusCode, Json<Account>)> {
     require_admin(&state, &actor)?;
@@ -314,7 +314,7 @@ async fn create_service_account(
 )]
 async fn get_service_account(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Account>> {
     require_admin(&state, &actor)?;
@@ -332,7 +332,7 @@ async fn get_service_account(
 )]
 async fn update_service_account(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateAccount>,
 ) -> Result<Json<Account>> {
@@ -349,7 +349,7 @@ async fn update_service_account(
 )]
 async fn list_service_account_tokens(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<TokenInfo>>> {
     require_admin(&state, &actor)?;
@@ -366,7 +366,7 @@ async fn list_service_account_tokens(
 )]
 async fn create_service_account_token(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>)> {
@@ -391,7 +391,7 @@ async fn create_service_account_token(
 )]
 async fn revoke_token(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<TokenInfo>> {
     require_admin(&state, &actor)?;

@@ -49,7 +49,7 @@ pub struct AuditPage {
 )]
 async fn list_audit_log(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>> {
     state.policy.require(&actor, Action::ManageAccounts, "/")?;

@@ -12,10 +12,11 @@ use crate::db::audit::AuditActor;
 use crate::db::tokens;
 use crate::error::Error;
 
-/// An API caller, from `Authorization: Bearer rwy_…`, and the same caller
-/// as the audit log records it.
+/// An API caller, from `Authorization: Bearer rwy_…`, the same caller as
+/// the audit log records it, and the board version read with the token
+/// (for cached reads, `db::board::VersionedCache`).
 #[derive(Clone)]
-pub struct ApiActor(pub Account, pub AuditActor);
+pub struct ApiActor(pub Account, pub AuditActor, pub i64);
 
 impl FromRequestParts<AppState> for ApiActor {
     type Rejection = Error;
@@ -37,10 +38,14 @@ impl FromRequestParts<AppState> for ApiActor {
                 Error::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
             })?;
         match tokens::authenticate(&state.db, presented).await? {
-            Ok((account, policy_version)) => {
+            Ok(tokens::TokenAccount {
+                account,
+                policy_version,
+                board_version,
+            }) => {
                 state.policy.refresh_to(&state.db, policy_version).await?;
                 let who = AuditActor::of(&account, client_ip(parts, &state.config.trusted_proxies));
-                Ok(ApiActor(account, who))
+                Ok(ApiActor(account, who, board_version))
             }
             Err(refusal) => Err(Error::Unauthorized(
                 match refusal {

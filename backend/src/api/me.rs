@@ -44,7 +44,10 @@ pub struct Me {
         (status = 401, body = crate::error::ErrorBody),
     )
 )]
-async fn get_me(State(state): State<AppState>, ApiActor(actor, _): ApiActor) -> Result<Json<Me>> {
+async fn get_me(
+    State(state): State<AppState>,
+    ApiActor(actor, _, _): ApiActor,
+) -> Result<Json<Me>> {
     let roles = tree_db::memberships_of(&state.db.pool, actor.id)
         .await?
         .into_iter()

@@ -70,7 +70,7 @@ pub struct AddMember {
 )]
 async fn list_nodes(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
 ) -> Result<Json<Vec<Node>>> {
     let scope = state.policy.read_scope(&state.db, &actor).await?;
     Ok(Json(tree_db::list_all(&state.db.pool, &scope).await?))
@@ -94,7 +94,7 @@ async fn visible_node(state: &AppState, actor: &Account, id: i64) -> Result<Node
 )]
 async fn create_node(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiJson(body): ApiJson<CreateNode>,
 ) -> Result<(StatusCode, Json<Node>)> {
     let parent_path = match body.parent_id {
@@ -133,7 +133,7 @@ async fn create_node(
 )]
 async fn get_node(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Node>> {
     Ok(Json(visible_node(&state, &actor, id).await?))
@@ -148,7 +148,7 @@ async fn get_node(
 )]
 async fn update_node(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateNode>,
 ) -> Result<Json<Node>> {
@@ -167,7 +167,7 @@ async fn update_node(
 )]
 async fn delete_node(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode> {
     let node = visible_node(&state, &actor, id).await?;
@@ -186,7 +186,7 @@ async fn delete_node(
 )]
 async fn list_members(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<Member>>> {
     visible_node(&state, &actor, id).await?;
@@ -202,7 +202,7 @@ async fn list_members(
 )]
 async fn add_member(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<(StatusCode, Json<Member>)> {
@@ -232,7 +232,7 @@ async fn add_member(
 )]
 async fn remove_member(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath((id, account_id)): ApiPath<(i64, i64)>,
 ) -> Result<StatusCode> {
     let node = visible_node(&state, &actor, id).await?;

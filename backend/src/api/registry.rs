@@ -92,7 +92,7 @@ fn connection(
 )]
 async fn list_clusters(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
 ) -> Result<Json<Vec<Cluster>>> {
     state.policy.require(&actor, Action::ManageRegistry, "/")?;
     Ok(Json(clusters::list(&state.db.pool).await?))
@@ -106,7 +106,7 @@ async fn list_clusters(
 )]
 async fn create_cluster(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiJson(body): ApiJson<CreateCluster>,
 ) -> Result<(StatusCode, Json<Cluster>)> {
     state.policy.require(&actor, Action::ManageRegistry, "/")?;
@@ -126,7 +126,7 @@ async fn create_cluster(
 )]
 async fn get_cluster(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Cluster>> {
     state.policy.require(&actor, Action::ManageRegistry, "/")?;
@@ -150,7 +150,7 @@ pub struct ConnectionTest {
 )]
 async fn test_cluster(
     State(state): State<AppState>,
-    ApiActor(actor, _who): ApiActor,
+    ApiActor(actor, _who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ConnectionTest>> {
     state.policy.require(&actor, Action::ManageRegistry, "/")?;
@@ -171,7 +171,7 @@ async fn test_cluster(
 )]
 async fn update_cluster(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateCluster>,
 ) -> Result<Json<Cluster>> {
@@ -198,7 +198,7 @@ async fn update_cluster(
 )]
 async fn delete_cluster(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode> {
     state.policy.require(&actor, Action::ManageRegistry, "/")?;
@@ -265,7 +265,7 @@ impl From<AppBody> for AppFields {
 )]
 async fn list_apps(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiQuery(q): ApiQuery<AppQuery>,
 ) -> Result<Json<Vec<App>>> {
     let filter = AppFilter {
@@ -305,7 +305,7 @@ async fn saved(state: &AppState, app: App) -> SavedApp {
 )]
 async fn create_app(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiJson(body): ApiJson<AppBody>,
 ) -> Result<(StatusCode, Json<SavedApp>)> {
     state.policy.require(&actor, Action::ManageRegistry, "/")?;
@@ -321,7 +321,7 @@ async fn create_app(
 )]
 async fn get_app(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<App>> {
     Ok(Json(
@@ -340,7 +340,7 @@ async fn get_app(
 )]
 async fn update_app(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<AppBody>,
 ) -> Result<Json<SavedApp>> {
@@ -358,7 +358,7 @@ async fn update_app(
 )]
 async fn delete_app(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode> {
     state.policy.require(&actor, Action::ManageRegistry, "/")?;

@@ -159,7 +159,7 @@ impl From<ItemLive> for ReleaseItemStatus {
 )]
 async fn release_item_status(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ReleaseItemStatus>> {
     let item = visible_item(&state, &actor, id).await?;
@@ -305,7 +305,7 @@ pub struct ItemQuery {
 )]
 async fn list_release_items(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiQuery(q): ApiQuery<ItemQuery>,
 ) -> Result<Json<Vec<ReleaseItem>>> {
     let scope = state.policy.read_scope(&state.db, &actor).await?;
@@ -344,7 +344,7 @@ async fn visible_item(state: &AppState, actor: &Account, id: i64) -> Result<item
 )]
 async fn create_release_item(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiJson(body): ApiJson<ItemFields>,
 ) -> Result<(StatusCode, Json<ReleaseItem>)> {
     let path = node_path(&state, &actor, body.node_id).await?;
@@ -363,7 +363,7 @@ async fn create_release_item(
 )]
 async fn get_release_item(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ReleaseItem>> {
     Ok(Json(visible_item(&state, &actor, id).await?.into()))
@@ -378,7 +378,7 @@ async fn get_release_item(
 )]
 async fn replace_release_item(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ItemFields>,
 ) -> Result<Json<ReleaseItem>> {
@@ -398,7 +398,7 @@ async fn replace_release_item(
 )]
 async fn delete_release_item(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode> {
     let item = visible_item(&state, &actor, id).await?;
@@ -419,7 +419,7 @@ async fn delete_release_item(
 )]
 async fn list_versions(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<Tag>>> {
     let item = visible_item(&state, &actor, id).await?;

@@ -50,7 +50,7 @@ pub struct GitlabStatus {
 )]
 async fn get_gitlab_settings(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, _): ApiActor,
 ) -> Result<Json<GitlabSettings>> {
     state.policy.require(&actor, Action::ManageRegistry, "/")?;
     Ok(Json(GitlabClient::settings(&state.db).await?))
@@ -64,7 +64,7 @@ async fn get_gitlab_settings(
 )]
 async fn put_gitlab_settings(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiJson(body): ApiJson<PutGitlab>,
 ) -> Result<Json<GitlabStatus>> {
     state.policy.require(&actor, Action::ManageRegistry, "/")?;

@@ -297,7 +297,7 @@ pub struct WorkOrderPage {
 )]
 async fn list_work_orders(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, board_version): ApiActor,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<WorkOrderPage>> {
     let limit = q.limit.unwrap_or(50);
@@ -309,10 +309,14 @@ async fn list_work_orders(
     }
     let filter = resolve_filter(&state, &actor, q).await?;
     let scope = state.policy.read_scope(&state.db, &actor).await?;
-    let (orders, more) = views::list(&state.db, &filter, &scope, limit).await?;
+    let page = state
+        .orders
+        .list(&state.db, board_version, &filter, &scope, limit)
+        .await?;
+    let (orders, more) = (&page.0, page.1);
     let next_cursor = more.then(|| orders.last().map(|o| o.id)).flatten();
     Ok(Json(WorkOrderPage {
-        items: orders.into_iter().map(Into::into).collect(),
+        items: orders.iter().cloned().map(Into::into).collect(),
         next_cursor,
     }))
 }
@@ -393,7 +397,7 @@ async fn resolve_filter(
 )]
 async fn file_work_order(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiJson(body): ApiJson<FileWorkOrder>,
 ) -> Result<(StatusCode, Json<WorkOrder>)> {
     let order = flows::file_work_order(
@@ -417,10 +421,10 @@ async fn file_work_order(
 )]
 async fn get_work_order(
     State(state): State<AppState>,
-    ApiActor(actor, _): ApiActor,
+    ApiActor(actor, _, board_version): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<WorkOrderDetail>> {
-    let detail = flows::work_orders::detail(&state, &actor, id).await?;
+    let detail = flows::work_orders::detail(&state, &actor, Some(board_version), id).await?;
     Ok(Json(detail.into()))
 }
 
@@ -433,7 +437,7 @@ async fn get_work_order(
 )]
 async fn approve_work_order(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<Comment>,
 ) -> Result<Json<WorkOrder>> {
@@ -453,7 +457,7 @@ async fn approve_work_order(
 )]
 async fn reject_work_order(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<RejectBody>,
 ) -> Result<Json<WorkOrder>> {
@@ -472,7 +476,7 @@ async fn reject_work_order(
 )]
 async fn close_work_order(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<CloseBody>,
 ) -> Result<Json<WorkOrder>> {
@@ -502,7 +506,7 @@ async fn close_work_order(
 )]
 async fn deploy_stage(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath((id, stage)): ApiPath<(i64, u32)>,
 ) -> Result<(StatusCode, Json<WorkOrder>)> {
     let order = flows::drive_stage(&state, &actor, &who, id, Command::Deploy { stage }).await?;
@@ -539,7 +543,7 @@ pub struct RollbackBody {
 )]
 async fn rollback_stage(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath((id, stage)): ApiPath<(i64, u32)>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<RollbackBody>,
 ) -> Result<(StatusCode, Json<WorkOrder>)> {
@@ -566,7 +570,7 @@ async fn rollback_stage(
 )]
 async fn cancel_stage(
     State(state): State<AppState>,
-    ApiActor(actor, who): ApiActor,
+    ApiActor(actor, who, _): ApiActor,
     ApiPath((id, stage)): ApiPath<(i64, u32)>,
     ApiJson(body): ApiJson<CloseBody>,
 ) -> Result<Json<WorkOrder>> {

@@ -19,6 +19,7 @@ use std::sync::{Arc, RwLock};
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi};
 
 use crate::db::apps::App;
+use crate::db::cache::VersionedCache;
 use crate::db::release_items::ReleaseItem;
 use crate::db::tree::{Node, Scope};
 use crate::db::work_order_views::{WorkOrder, WorkOrderDetail};
@@ -196,52 +197,30 @@ fn outermost(paths: &[String]) -> Vec<String> {
     roots
 }
 
+/// Entries each of the policy's caches keeps at most (one per account or
+/// node path).
+const POLICY_CACHE_LIMIT: usize = 100_000;
+
 pub struct Policy {
     current: RwLock<Arc<Loaded>>,
     reload: tokio::sync::Mutex<()>,
     /// Per account, the nodes where it is an effective approver (the tree,
     /// its grants and which accounts are enabled only change with a
     /// policy version bump).
-    approver_nodes: VersionedCache<i64, i64, Arc<Vec<i64>>>,
+    approver_nodes: VersionedCache<i64, Arc<Vec<i64>>>,
     /// Per account, what it may read.
-    scopes: VersionedCache<i64, i64, Scope>,
+    scopes: VersionedCache<i64, Scope>,
     /// Per node path, its effective approvers and the node they come from.
-    approvers: VersionedCache<String, i64, Approvers>,
+    approvers: VersionedCache<String, Approvers>,
     /// Per account, how many orders wait for its approval, for the policy
     /// and inbox versions it was counted at (`db::sessions`).
-    awaiting: VersionedCache<i64, (i64, i64), i64>,
+    awaiting: VersionedCache<i64, i64, (i64, i64)>,
 }
 
 /// The effective approvers at a node: the node they come from and their
 /// names (`db::approvers::approvers_of`); `None` when no node above has
 /// owners.
 pub type Approvers = Arc<Option<(String, BTreeSet<String>)>>;
-
-/// Values worked out from the grants (or other versioned data), each kept
-/// for the version it was computed at: a lookup at another version
-/// misses, and storing at a new version drops every entry of older ones.
-struct VersionedCache<K, V, T>(std::sync::Mutex<HashMap<K, (V, T)>>);
-
-impl<K: std::hash::Hash + Eq, V: PartialEq + Copy, T: Clone> VersionedCache<K, V, T> {
-    fn new() -> Self {
-        Self(std::sync::Mutex::new(HashMap::new()))
-    }
-
-    fn get(&self, key: &K, version: V) -> Option<T> {
-        let cache = self.0.lock().ok()?;
-        cache
-            .get(key)
-            .filter(|(v, _)| *v == version)
-            .map(|(_, value)| value.clone())
-    }
-
-    fn put(&self, key: K, version: V, value: T) {
-        if let Ok(mut cache) = self.0.lock() {
-            cache.retain(|_, (v, _)| *v == version);
-            cache.insert(key, (version, value));
-        }
-    }
-}
 
 /// Builds an enforcer from the static role rules and the given grants.
 async fn build_enforcer(
@@ -284,10 +263,10 @@ impl Policy {
         Ok(Self {
             current: RwLock::new(Arc::new(loaded)),
             reload: tokio::sync::Mutex::new(()),
-            approver_nodes: VersionedCache::new(),
-            scopes: VersionedCache::new(),
-            approvers: VersionedCache::new(),
-            awaiting: VersionedCache::new(),
+            approver_nodes: VersionedCache::new(POLICY_CACHE_LIMIT),
+            scopes: VersionedCache::new(POLICY_CACHE_LIMIT),
+            approvers: VersionedCache::new(POLICY_CACHE_LIMIT),
+            awaiting: VersionedCache::new(POLICY_CACHE_LIMIT),
         })
     }
 
@@ -343,11 +322,11 @@ impl Policy {
     /// (owners of the nearest node with owners), cached per policy version.
     pub async fn approver_nodes(&self, db: &Db, account_id: i64) -> Result<Arc<Vec<i64>>> {
         let version = self.snapshot().version;
-        if let Some(nodes) = self.approver_nodes.get(&account_id, version) {
+        if let Some(nodes) = self.approver_nodes.get(version, &account_id) {
             return Ok(nodes);
         }
         let nodes = Arc::new(db::approvers::approver_nodes(&db.pool, account_id).await?);
-        self.approver_nodes.put(account_id, version, nodes.clone());
+        self.approver_nodes.put(version, account_id, nodes.clone());
         Ok(nodes)
     }
 
@@ -355,11 +334,11 @@ impl Policy {
     /// version.
     pub async fn approvers_at(&self, db: &Db, path: &str) -> Result<Approvers> {
         let version = self.snapshot().version;
-        if let Some(found) = self.approvers.get(&path.to_string(), version) {
+        if let Some(found) = self.approvers.get(version, path) {
             return Ok(found);
         }
         let found = Arc::new(db::approvers::approvers_of(&db.pool, path).await?);
-        self.approvers.put(path.to_string(), version, found.clone());
+        self.approvers.put(version, path.to_string(), found.clone());
         Ok(found)
     }
 
@@ -375,7 +354,7 @@ impl Policy {
         inbox_version: i64,
     ) -> Result<i64> {
         let versions = (self.snapshot().version, inbox_version);
-        if let Some(count) = self.awaiting.get(&actor.id, versions) {
+        if let Some(count) = self.awaiting.get(versions, &actor.id) {
             return Ok(count);
         }
         let approves = self.approver_nodes(db, actor.id).await?;
@@ -387,7 +366,7 @@ impl Policy {
             .filter(|node| scope.covers_node(*node))
             .collect();
         let count = db::work_order_views::awaiting_count(&db.pool, actor.id, &approves).await?;
-        self.awaiting.put(actor.id, versions, count);
+        self.awaiting.put(versions, actor.id, count);
         Ok(count)
     }
 
@@ -460,7 +439,7 @@ impl Policy {
             return Ok(Scope::nothing());
         }
         let version = self.snapshot().version;
-        if let Some(scope) = self.scopes.get(&actor.id, version) {
+        if let Some(scope) = self.scopes.get(version, &actor.id) {
             return Ok(scope);
         }
         let (subtrees, everything) = db::tree::subtrees(&db.pool, roots).await?;
@@ -469,7 +448,7 @@ impl Policy {
         } else {
             Scope::Under(Arc::new(subtrees))
         };
-        self.scopes.put(actor.id, version, scope.clone());
+        self.scopes.put(version, actor.id, scope.clone());
         Ok(scope)
     }
 
@@ -565,27 +544,11 @@ mod tests {
                 granted: granted_paths(memberships),
             })),
             reload: tokio::sync::Mutex::new(()),
-            approver_nodes: VersionedCache::new(),
-            scopes: VersionedCache::new(),
-            approvers: VersionedCache::new(),
-            awaiting: VersionedCache::new(),
+            approver_nodes: VersionedCache::new(POLICY_CACHE_LIMIT),
+            scopes: VersionedCache::new(POLICY_CACHE_LIMIT),
+            approvers: VersionedCache::new(POLICY_CACHE_LIMIT),
+            awaiting: VersionedCache::new(POLICY_CACHE_LIMIT),
         }
-    }
-
-    #[test]
-    fn a_versioned_cache_answers_only_for_the_version_it_was_filled_at() {
-        let cache: VersionedCache<i64, (i64, i64), i64> = VersionedCache::new();
-        cache.put(1, (7, 3), 10);
-        cache.put(2, (7, 3), 20);
-        assert_eq!(cache.get(&1, (7, 3)), Some(10));
-        // The inbox moved on: the count is worked out again.
-        assert_eq!(cache.get(&1, (7, 4)), None);
-        assert_eq!(cache.get(&1, (8, 3)), None);
-        // Storing at the new version drops what older ones left.
-        cache.put(1, (7, 4), 11);
-        assert_eq!(cache.get(&1, (7, 4)), Some(11));
-        assert_eq!(cache.get(&2, (7, 3)), None);
-        assert_eq!(cache.0.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

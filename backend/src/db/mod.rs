@@ -7,6 +7,7 @@ pub mod approvers;
 pub mod apps;
 pub mod audit;
 pub mod board;
+pub mod cache;
 pub mod clusters;
 pub mod constraint;
 pub mod error;

@@ -212,16 +212,24 @@ pub enum TokenRefusal {
 /// The account behind a presented token, checking revocation, expiry and
 /// the account's state on every call. Records the last use.
 /// On success also the policy version, read in the same query.
-pub async fn authenticate(
-    db: &Db,
-    presented: &str,
-) -> Result<Result<(Account, i64), TokenRefusal>> {
+/// A live token's account, with the versions read in the same query.
+pub struct TokenAccount {
+    pub account: Account,
+    /// The policy version (`policy_state`).
+    pub policy_version: i64,
+    /// The board version (`board_state`): cached reads are current while
+    /// it holds (`db::board::VersionedCache`).
+    pub board_version: i64,
+}
+
+pub async fn authenticate(db: &Db, presented: &str) -> Result<Result<TokenAccount, TokenRefusal>> {
     if !presented.starts_with(TOKEN_PREFIX) {
         return Ok(Err(TokenRefusal::Unknown));
     }
     let row = sqlx::query(&format!(
         "SELECT t.id AS token_id, t.expires_at, t.revoked_at, t.last_used_at, \
-         (SELECT version FROM policy_state WHERE id = 1) AS policy_version, {} \
+         (SELECT version FROM policy_state WHERE id = 1) AS policy_version, \
+         (SELECT version FROM board_state WHERE id = 1) AS board_version, {} \
          FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1",
         accounts::COLUMNS
     ))
@@ -253,5 +261,9 @@ pub async fn authenticate(
             .execute(&db.pool)
             .await?;
     }
-    Ok(Ok((account, row.try_get("policy_version")?)))
+    Ok(Ok(TokenAccount {
+        account,
+        policy_version: row.try_get("policy_version")?,
+        board_version: row.try_get("board_version")?,
+    }))
 }

@@ -153,6 +153,17 @@ impl Scope {
         Scope::Under(Arc::new(Subtrees::default()))
     }
 
+    /// What tells this scope from another in a cache key: its roots (and
+    /// how many nodes lie under them, should a node be added since).
+    pub fn cache_key(&self) -> String {
+        match self {
+            Scope::All => "*".to_string(),
+            Scope::Under(subtrees) => {
+                format!("{}\n{}", subtrees.nodes.len(), subtrees.roots.join("\n"))
+            }
+        }
+    }
+
     /// Whether node `id` is in the scope.
     pub fn covers_node(&self, id: i64) -> bool {
         match self {

@@ -5,13 +5,14 @@
 //! `db::work_orders`. The read models carry typed states and statuses; the
 //! API shapes its own JSON from them (`api::work_orders`).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, FromRow, Row};
 
 use super::Db;
+use super::cache::VersionedCache;
 use super::error::{Error, Result};
 use super::tree::Scope;
 use crate::config::DbKind;
@@ -371,6 +372,72 @@ pub async fn detail(db: &Db, id: i64) -> Result<WorkOrderDetail> {
             .collect::<Result<_, _>>()?,
         timeline: json_column(&row, "timeline")?,
     })
+}
+
+/// A page of a list of orders, newest first, and whether more follow.
+pub type OrderPage = (Vec<WorkOrder>, bool);
+
+/// Order details kept at most (a few kB each).
+const MAX_DETAILS: usize = 1024;
+/// List pages kept at most (up to 200 orders each).
+const MAX_LISTS: usize = 256;
+
+/// Orders as read under one `board_state` version (migration 0013):
+/// details by id, list pages by the filter, scope and size that asked.
+/// Who may see them is checked on every request, after the cache.
+pub struct OrderReads {
+    details: VersionedCache<i64, Arc<WorkOrderDetail>>,
+    lists: VersionedCache<String, Arc<OrderPage>>,
+}
+
+impl Default for OrderReads {
+    fn default() -> Self {
+        Self {
+            details: VersionedCache::new(MAX_DETAILS),
+            lists: VersionedCache::new(MAX_LISTS),
+        }
+    }
+}
+
+impl OrderReads {
+    /// [`detail`], served from the cache while `version` (read with the
+    /// caller's session or token, before this) holds; `None` reads the
+    /// database and keeps nothing (for a caller that may have changed the
+    /// order since it read its version).
+    pub async fn detail(
+        &self,
+        db: &Db,
+        version: Option<i64>,
+        id: i64,
+    ) -> Result<Arc<WorkOrderDetail>> {
+        let Some(version) = version else {
+            return Ok(Arc::new(detail(db, id).await?));
+        };
+        if let Some(found) = self.details.get(version, &id) {
+            return Ok(found);
+        }
+        let found = Arc::new(detail(db, id).await?);
+        self.details.put(version, id, found.clone());
+        Ok(found)
+    }
+
+    /// [`list`], served from the cache while `version` holds.
+    pub async fn list(
+        &self,
+        db: &Db,
+        version: i64,
+        filter: &Filter,
+        scope: &Scope,
+        limit: i64,
+    ) -> Result<Arc<OrderPage>> {
+        let key = format!("{filter:?}\u{0}{}\u{0}{limit}", scope.cache_key());
+        if let Some(found) = self.lists.get(version, &key) {
+            return Ok(found);
+        }
+        let found = Arc::new(list(db, filter, scope, limit).await?);
+        self.lists.put(version, key, found.clone());
+        Ok(found)
+    }
 }
 
 /// List filters; all optional.

@@ -25,12 +25,20 @@ use crate::kube::deployment::{self, Progress};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
 /// Order `id` with its decisions, stage runs, timeline and approvers, if
-/// `actor` may see it (the 404 of a missing order otherwise). The
-/// approvers come from the policy's cache.
-pub async fn detail(state: &AppState, actor: &Account, id: i64) -> Result<WorkOrderDetail> {
+/// `actor` may see it (the 404 of a missing order otherwise). The order is
+/// read once per `board_version` (read with the actor's session or token;
+/// `None` reads it afresh, see `OrderReads::detail`) and the approvers
+/// come from the policy's cache.
+pub async fn detail(
+    state: &AppState,
+    actor: &Account,
+    board_version: Option<i64>,
+    id: i64,
+) -> Result<WorkOrderDetail> {
+    let found = state.orders.detail(&state.db, board_version, id).await;
     let mut d = state
         .policy
-        .visible(actor, work_order_views::detail(&state.db, id).await)?;
+        .visible(actor, found.map(|d| WorkOrderDetail::clone(&d)))?;
     let approvers = state
         .policy
         .approvers_at(&state.db, &d.order.node_path)
@@ -240,7 +248,8 @@ pub async fn drive_stage(
         | Command::Cancel { stage, .. } => *stage,
         _ => return decide_on_work_order(state, actor, who, id, command).await,
     };
-    let d = detail(state, actor, id).await?;
+    // A write decides on the order as it is now, never on a cached read.
+    let d = detail(state, actor, None, id).await?;
     let may_act = state
         .policy
         .may(actor, Action::FileWorkOrder, &d.order.node_path);

@@ -46,7 +46,13 @@ fn commit_time(c: &Commit) -> Moment {
 
 async fn changes(ctx: PageCtx, Path(id): Path<i64>, headers: HeaderMap) -> Response {
     let result = async {
-        let d = crate::flows::work_orders::detail(&ctx.state, &ctx.actor.account, id).await?;
+        let d = crate::flows::work_orders::detail(
+            &ctx.state,
+            &ctx.actor.account,
+            Some(ctx.actor.board_version),
+            id,
+        )
+        .await?;
         let comparisons = changes::comparisons(&ctx.state, &d).await?;
         Ok::<_, Error>((d, comparisons))
     }

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use super::{Layout, Moment, PageCtx, PageRoutes};
 use crate::db::board::BoardPage;
 use crate::db::release_items;
-use crate::db::tree::Scope;
 use crate::error::Error;
 use crate::flows::changes::tag_url;
 use crate::flows::live::{self, ItemLive, StageLive};
@@ -147,11 +146,7 @@ struct DashboardQuery {
 /// the database, from the board cache when the board has not changed.
 async fn board_page(ctx: &PageCtx, q: &str, wanted: usize) -> Result<Arc<BoardPage>, Error> {
     let version = ctx.actor.board_version;
-    let scope = match ctx.read_scope() {
-        Scope::All => "*".to_string(),
-        Scope::Under(subtrees) => subtrees.roots.join("\n"),
-    };
-    let key = format!("{scope}\u{0}{q}\u{0}{wanted}");
+    let key = format!("{}\u{0}{q}\u{0}{wanted}", ctx.read_scope().cache_key());
     if let Some(page) = ctx.state.board.get(version, &key) {
         return Ok(page);
     }

@@ -77,7 +77,13 @@ struct PodsPage {
 
 /// The order, if the viewer may see its node (404 otherwise).
 async fn visible_order(ctx: &PageCtx, id: i64) -> Result<WorkOrderDetail> {
-    crate::flows::work_orders::detail(&ctx.state, &ctx.actor.account, id).await
+    crate::flows::work_orders::detail(
+        &ctx.state,
+        &ctx.actor.account,
+        Some(ctx.actor.board_version),
+        id,
+    )
+    .await
 }
 
 /// The pods of the old and new versions of every stage that has started:

@@ -17,7 +17,7 @@ use crate::auth::Action;
 use crate::db::apps::{self, App, AppFilter};
 use crate::db::release_items::{self, ItemFields, ReleaseItem};
 use crate::db::tree as tree_db;
-use crate::db::work_order_views::{self, Filter};
+use crate::db::work_order_views::Filter;
 use crate::domain::release_item::{
     Canary, HeaderMatch, MAX_STAGES, StageSpec, Strategy, format_steps, parse_steps,
 };
@@ -256,20 +256,25 @@ async fn render_item_page(
         let node = ctx.visible(tree_db::get(&ctx.state.db.pool, node_id).await)?;
         let apps = apps_below(ctx, &node.path).await?;
         let recent = match &item {
-            Some(i) => work_order_views::list(
-                &ctx.state.db,
-                &Filter {
-                    items: vec![i.id],
-                    ..Filter::default()
-                },
-                ctx.read_scope(),
-                10,
-            )
-            .await?
-            .0
-            .into_iter()
-            .map(WorkOrderRow::from)
-            .collect(),
+            Some(i) => ctx
+                .state
+                .orders
+                .list(
+                    &ctx.state.db,
+                    ctx.actor.board_version,
+                    &Filter {
+                        items: vec![i.id],
+                        ..Filter::default()
+                    },
+                    ctx.read_scope(),
+                    10,
+                )
+                .await?
+                .0
+                .iter()
+                .cloned()
+                .map(WorkOrderRow::from)
+                .collect(),
             None => Vec::new(),
         };
         let gitlab_base = GitlabClient::settings(&ctx.state.db).await?.url;

@@ -100,7 +100,13 @@ async fn confirm_page(
     command: Command,
     fields: Vec<(&'static str, String)>,
 ) -> Result<ConfirmPage> {
-    let d = flows::work_orders::detail(&ctx.state, &ctx.actor.account, id).await?;
+    let d = flows::work_orders::detail(
+        &ctx.state,
+        &ctx.actor.account,
+        Some(ctx.actor.board_version),
+        id,
+    )
+    .await?;
     let target = work_orders::stage_target(&ctx.state.db.pool, id, i64::from(stage)).await?;
     let may_close = ctx.may(Action::FileWorkOrder, &d.order.node_path);
     let facts = work_orders::facts_for(&d, &ctx.actor.account, may_close);

@@ -16,9 +16,7 @@ use crate::auth::Action;
 use crate::db::accounts;
 use crate::db::now_ms;
 use crate::db::release_items::{self, ReleaseItem};
-use crate::db::work_order_views::{
-    self, Filter, MAX_SEARCH_LEN, StageRun, WorkOrder, WorkOrderDetail,
-};
+use crate::db::work_order_views::{Filter, MAX_SEARCH_LEN, StageRun, WorkOrder, WorkOrderDetail};
 use crate::db::work_orders;
 use crate::domain::tree::{ancestor_chain, normalize_path};
 use crate::domain::work_order::{Command, StageStatus, State, decide};
@@ -418,7 +416,10 @@ async fn render_order(
     notice: Option<Notice>,
 ) -> Response {
     let result = async {
-        let d = flows::work_orders::detail(&ctx.state, &ctx.actor.account, id).await?;
+        // After a refused POST, the order as it is now (it may have been
+        // changed since this request read its version: a conflict).
+        let version = notice.is_none().then_some(ctx.actor.board_version);
+        let d = flows::work_orders::detail(&ctx.state, &ctx.actor.account, version, id).await?;
         let may_close = ctx.may(Action::FileWorkOrder, &d.order.node_path);
         let facts = work_orders::facts_for(&d, &ctx.actor.account, may_close);
         let allowed = |c: Command| decide(d.order.state, &c, &facts).is_ok();
@@ -752,12 +753,22 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
             before_id: query.before,
             search: Some(search).filter(|s| !s.is_empty()),
         };
-        let (orders, more) = match problem {
-            Some(_) => (Vec::new(), false),
+        let page = match problem {
+            Some(_) => Default::default(),
             None => {
-                work_order_views::list(&ctx.state.db, &filter, ctx.read_scope(), PAGE_SIZE).await?
+                ctx.state
+                    .orders
+                    .list(
+                        &ctx.state.db,
+                        ctx.actor.board_version,
+                        &filter,
+                        ctx.read_scope(),
+                        PAGE_SIZE,
+                    )
+                    .await?
             }
         };
+        let (orders, more) = (&page.0, page.1);
         let older = match (more, orders.last()) {
             (true, Some(last)) => {
                 let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -792,7 +803,7 @@ async fn render_list(ctx: &PageCtx, mut query: ListQuery, inbox: bool) -> Respon
                 "Work orders"
             },
             action: if inbox { "/approvals" } else { "/work-orders" },
-            rows: orders.into_iter().map(WorkOrderRow::from).collect(),
+            rows: orders.iter().cloned().map(WorkOrderRow::from).collect(),
             states: State::ALL,
             query,
             older,
