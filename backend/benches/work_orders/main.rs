@@ -21,7 +21,11 @@
 //! `BENCH_REQUESTS` (per row; sizes from 1M on use half) scale it;
 //! `BENCH_ROWS` (comma-separated parts of row names) picks rows;
 //! `BENCH_KEEP=<dir>` keeps the databases (the SQLite files in that
-//! directory; the PostgreSQL ones are not dropped) for a closer look.
+//! directory; the PostgreSQL ones are not dropped) for a closer look;
+//! `BENCH_CHURN_MS=<n>` moves the board version every n ms while the rows
+//! run, as changes to orders do, so cached reads keep going out of date
+//! (without it, the bench changes nothing and every repeated read is a
+//! hit).
 
 mod baseline;
 #[path = "../common/mod.rs"]
@@ -319,6 +323,30 @@ struct SizeResult {
     p99: Vec<(String, Duration)>,
 }
 
+/// With `BENCH_CHURN_MS=<n>`: a task moving the board version every n ms
+/// (what a change to any order does), until aborted.
+async fn churn(url: &str, key: &SecretKey) -> Option<tokio::task::JoinHandle<()>> {
+    let every = env_num("BENCH_CHURN_MS", 0);
+    if every == 0 {
+        return None;
+    }
+    println!("(the board version moves every {every} ms while the rows run)\n");
+    let db = Db::connect(&DatabaseConfig::from_url(url).unwrap(), key.audit_key())
+        .await
+        .unwrap();
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(every as u64));
+        loop {
+            tick.tick().await;
+            exec(
+                &db,
+                "UPDATE board_state SET version = version + 1 WHERE id = 1",
+            )
+            .await;
+        }
+    }))
+}
+
 fn size_label(n: usize) -> String {
     match n {
         n if n >= 1_000_000 && n.is_multiple_of(1_000_000) => format!("{}M", n / 1_000_000),
@@ -514,6 +542,7 @@ async fn bench_size(
     );
     println!("| request | p50 | p90 | p99 | max | req/s |");
     println!("|---|---|---|---|---|---|");
+    let churn = churn(&url, &key).await;
     let cpu_before = cpu_time(pid);
     let mut served = 0usize;
     let mut results: Vec<(String, Stats)> = Vec::new();
@@ -539,6 +568,9 @@ async fn bench_size(
         results.push((name.to_string(), s));
     }
     let cpu = cpu_time(pid).saturating_sub(cpu_before);
+    if let Some(task) = churn {
+        task.abort();
+    }
     let (rss, hwm) = rss_mib(pid);
     println!();
     let rps = |name: &str| results.iter().find(|(n, _)| n == name).map(|(_, s)| s.rps);

@@ -647,7 +647,12 @@ mod tests {
                 app_id: 5,
                 app: "shop-web".into(),
                 cluster: "staging".into(),
-                cluster_id: 2,
+                location: crate::db::apps::Location {
+                    cluster_id: 2,
+                    namespace: "shop".into(),
+                    deployment: "shop-web".into(),
+                    container: "app".into(),
+                },
                 strategy: Strategy::Canary,
                 canary: Some(Canary {
                     steps: Vec::new(),

@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, FromRow, Row};
 
 use super::Db;
+use super::apps::Location;
 use super::cache::VersionedCache;
 use super::error::{Error, Result};
 use super::tree::Scope;
@@ -62,7 +63,8 @@ pub struct StageRun {
     pub app_id: i64,
     pub app: String,
     pub cluster: String,
-    pub cluster_id: i64,
+    /// Where the app's Deployment is (its cluster's id among them).
+    pub location: Location,
     pub strategy: Strategy,
     pub canary: Option<Canary>,
     pub status: StageStatus,
@@ -250,6 +252,9 @@ fn detail_sql(kind: DbKind) -> &'static str {
                 ("app", "p.name"),
                 ("cluster", "c.name"),
                 ("cluster_id", "c.id"),
+                ("namespace", "p.namespace"),
+                ("deployment", "p.deployment"),
+                ("container", "p.container"),
                 ("strategy", "s.strategy"),
                 ("canary_json", "s.canary_json"),
                 ("status", "s.status"),
@@ -299,6 +304,9 @@ struct StageRunRow {
     app: String,
     cluster: String,
     cluster_id: i64,
+    namespace: String,
+    deployment: String,
+    container: String,
     strategy: String,
     canary_json: Option<String>,
     status: String,
@@ -322,7 +330,12 @@ impl TryFrom<StageRunRow> for StageRun {
             app_id: r.app_id,
             app: r.app,
             cluster: r.cluster,
-            cluster_id: r.cluster_id,
+            location: Location {
+                cluster_id: r.cluster_id,
+                namespace: r.namespace,
+                deployment: r.deployment,
+                container: r.container,
+            },
             strategy: r.strategy.parse().map_err(decode)?,
             canary: r.canary_json.and_then(|c| serde_json::from_str(&c).ok()),
             status: r.status.parse().map_err(decode)?,

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::gitlab::{Commit, GitlabClient};
 use crate::kube::live::{LiveRead, LiveStatus};
 
-use super::live::{apps_live, shown_image, tag_of};
+use super::live::{shown_image, stages_live, tag_of};
 
 /// How long the commits may take before the page shows the link alone.
 const DEADLINE: Duration = Duration::from_secs(3);
@@ -69,9 +69,8 @@ fn repository(d: &WorkOrderDetail) -> &str {
 
 /// What each stage of `d` starts from: the image it replaced when it
 /// deployed, else what its Deployment runs now (from the held watch).
-pub async fn stage_froms(state: &AppState, d: &WorkOrderDetail) -> Result<Vec<StageFrom>> {
-    let ids: Vec<i64> = d.stage_runs.iter().map(|s| s.app_id).collect();
-    Ok(froms(d, &apps_live(state, &ids).await?))
+pub fn stage_froms(state: &AppState, d: &WorkOrderDetail) -> Vec<StageFrom> {
+    froms(d, &stages_live(state, &d.stage_runs))
 }
 
 /// [`stage_froms`] with the watches already read (`live`, by app id).
@@ -160,7 +159,7 @@ pub fn compare_url(base: &str, project_path: &str, from: &str, to: &str) -> Opti
 /// The comparisons an order's page shows: one per distinct tag its stages
 /// start from (other than the order's own), with the commits in between.
 pub async fn comparisons(state: &AppState, d: &WorkOrderDetail) -> Result<Vec<Comparison>> {
-    let froms = stage_froms(state, d).await?;
+    let froms = stage_froms(state, d);
     let to = d.order.version.clone();
     // Only tags of the item's repository can be compared.
     let tags: BTreeSet<String> = froms

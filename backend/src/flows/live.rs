@@ -14,7 +14,7 @@ use crate::db::apps::{self, AppFilter};
 use crate::db::board::ItemsRecord;
 use crate::db::release_items::ReleaseItem;
 use crate::db::tree::Scope;
-use crate::db::work_order_views::{self, StageTouch, Waiting};
+use crate::db::work_order_views::{self, StageRun, StageTouch, Waiting};
 use crate::error::Result;
 use crate::kube::live::{LiveRead, LiveStatus};
 
@@ -161,6 +161,21 @@ pub async fn apps_live(state: &AppState, app_ids: &[i64]) -> Result<HashMap<i64,
             (id, live)
         })
         .collect())
+}
+
+/// What the held watches report for the stages of an order, by app id
+/// (their locations come with the order: no query).
+pub fn stages_live(state: &AppState, stages: &[StageRun]) -> HashMap<i64, LiveStatus> {
+    stages
+        .iter()
+        .map(|s| {
+            let at = &s.location;
+            let live = state
+                .live
+                .read(at.cluster_id, &at.namespace, &at.deployment, &at.container);
+            (s.app_id, live)
+        })
+        .collect()
 }
 
 /// Watches every namespace some app lives in, following the apps: now,

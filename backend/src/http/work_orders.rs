@@ -468,8 +468,7 @@ async fn render_order(
         };
         // Every stage's Deployment as the held watches see it: what each
         // runs now, and how far a rollout is.
-        let ids: Vec<i64> = d.stage_runs.iter().map(|s| s.app_id).collect();
-        let live = flows::live::apps_live(&ctx.state, &ids).await?;
+        let live = flows::live::stages_live(&ctx.state, &d.stage_runs);
         let progress = d
             .stage_runs
             .iter()
