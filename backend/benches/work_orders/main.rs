@@ -559,9 +559,9 @@ async fn bench_size(
             "PostgreSQL"
         }
     );
+    let churn = churn(&url, &key).await;
     println!("| request | p50 | p90 | p99 | max | req/s |");
     println!("|---|---|---|---|---|---|");
-    let churn = churn(&url, &key).await;
     let cpu_before = cpu_time(pid);
     let mut served = 0usize;
     let mut results: Vec<(String, Stats)> = Vec::new();
