@@ -347,14 +347,7 @@ db_test!(
         let r = Rollout::create(&app).await;
         r.sim.sim.faults().never_ready(":v1.2.0");
         let id = r.approved_order("v1.2.0").await;
-        let (s, v) = r
-            .eric
-            .post(
-                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        r.deploy(id, 1).await;
         wait_stage(&r.eric, id, 1, "rolled_back").await;
         assert_eq!(
             order_state(&r.eric, id).await,
@@ -688,14 +681,7 @@ db_test!(
         faults.fail_next(2, Some("PATCH"), "/namespaces/staging/deployments/checkout");
         faults.hang_next(1, Some("GET"), "/namespaces/staging/deployments");
         faults.conflict_next(1, Some("PATCH"), "/namespaces/staging/deployments/checkout");
-        let (s, v) = r
-            .eric
-            .post(
-                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        r.deploy(id, 1).await;
         assert!(
             eventually(Duration::from_secs(30), || async {
                 r.image("staging") == format!("{IMAGE}:v1.5.0")
@@ -1391,14 +1377,7 @@ db_test!(
             .sim
             .faults()
             .fail_next(1, Some("PATCH"), "/namespaces/staging/deployments/checkout");
-        let (s, v) = r
-            .eric
-            .post(
-                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        r.deploy(id, 1).await;
         wait_stage(&r.eric, id, 1, "succeeded").await;
         let job_span = format!("kind=deploy work_order={id} stage=1");
         let log = without_colours(&app.output());

@@ -201,37 +201,31 @@ pub async fn comparisons(state: &AppState, d: &WorkOrderDetail) -> Result<Vec<Co
         };
         let project = item.gitlab_project.as_str();
         let mut backwards = false;
-        if let Some(why) = &unreachable {
-            out.push(Comparison {
-                from,
-                to: to.clone(),
-                url,
-                from_url,
-                to_url,
-                commits: Err(why.clone()),
-                backwards,
-            });
-            continue;
-        }
-        let mut commits = commits_within(state, project, &from, &to).await;
-        if let Err(e @ Error::Upstream(_)) = &commits {
-            unreachable = Some(e.public_message());
-        }
-        if matches!(&commits, Ok((c, _)) if c.is_empty()) {
-            // Nothing new: perhaps the order goes back to an older tag.
-            let back = commits_within(state, project, &to, &from).await;
-            if matches!(&back, Ok((c, _)) if !c.is_empty()) {
-                backwards = true;
-                commits = back;
+        let commits = match unreachable.clone() {
+            Some(why) => Err(why),
+            None => {
+                let mut commits = commits_within(state, project, &from, &to).await;
+                if let Err(e @ Error::Upstream(_)) = &commits {
+                    unreachable = Some(e.public_message());
+                }
+                if matches!(&commits, Ok((c, _)) if c.is_empty()) {
+                    // Nothing new: perhaps the order goes back to an older tag.
+                    let back = commits_within(state, project, &to, &from).await;
+                    if matches!(&back, Ok((c, _)) if !c.is_empty()) {
+                        backwards = true;
+                        commits = back;
+                    }
+                }
+                commits.map_err(|e| e.public_message())
             }
-        }
+        };
         out.push(Comparison {
             from,
             to: to.clone(),
             url,
             from_url,
             to_url,
-            commits: commits.map_err(|e| e.public_message()),
+            commits,
             backwards,
         });
     }
