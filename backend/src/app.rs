@@ -11,7 +11,7 @@ use crate::auth::Policy;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::config::ServeConfig;
 use crate::db::Db;
-use crate::db::board::{BoardCache, board_cache};
+use crate::db::board::{BoardCache, ItemCache, board_cache, item_cache};
 use crate::db::work_order_views::OrderReads;
 use crate::engine::{Engine, EngineSettings};
 use crate::gitlab::GitlabClient;
@@ -37,6 +37,8 @@ pub struct App {
     pub live: Arc<LiveDeployments>,
     /// Dashboard pages read from the database, by board version.
     pub board: BoardCache,
+    /// Single items' records read from the database, by board version.
+    pub items: ItemCache,
     /// Order details and list pages read from the database, by board
     /// version.
     pub orders: OrderReads,
@@ -97,6 +99,7 @@ impl AppState {
             engine,
             live: Arc::new(LiveDeployments::new()),
             board: board_cache(),
+            items: item_cache(),
             orders: OrderReads::default(),
         })))
     }

@@ -278,6 +278,15 @@ db_test!(
             }
         };
         let html = page_when(r#"<code class="tag" data-live="running">v1.0.0</code>"#.into()).await;
+        // The item's status API is kept the same way, and follows the same
+        // changes.
+        let status_path = format!("/api/v1/release-items/{}/status", r.item);
+        let status = || async {
+            let (s, v) = r.eric.get(&status_path).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v
+        };
+        assert_eq!(status().await["stages"][0]["last_order"], Value::Null);
         // The running tag links to its page in GitLab.
         let tag_link = |base: &str| format!("<a href=\"{base}/acme/checkout/-/tags/v1.0.0\"");
         assert!(html.contains(&tag_link(&r.gitlab.url)), "{html}");
@@ -289,6 +298,29 @@ db_test!(
                 .1
                 .contains("No order has deployed here yet.")
         );
+
+        let (s, v) = r
+            .eric
+            .post(
+                "/api/v1/work-orders",
+                crate::releases::order_body(r.item, "v1.1.0"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_eq!(
+            status().await["waiting_for_approval"]["id"],
+            v["id"],
+            "the order waiting for approval"
+        );
+        let (s, v) = r
+            .eric
+            .post(
+                &format!("/api/v1/work-orders/{}/close", v["id"]),
+                json!({"reason": "not this one"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(status().await["waiting_for_approval"], Value::Null);
 
         let id = crate::engine::approved_order(&r.eric, &r.olivia, r.item, "v1.1.0").await;
         let html = browser.get("/").await.1;
@@ -306,6 +338,11 @@ db_test!(
         assert!(
             html.contains(&format!("<a href=\"/work-orders/{id}\">#{id} v1.1.0</a>")),
             "the stage's last order: {html}"
+        );
+        let last = &status().await["stages"][0]["last_order"];
+        assert_eq!(
+            (&last["id"], &last["stage_status"]),
+            (&json!(id), &json!("succeeded"))
         );
 
         // The item renamed, through the API.
@@ -342,6 +379,15 @@ db_test!(
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert!(browser.get("/").await.1.contains("on prod (test)"));
+        let stages = status().await["stages"].clone();
+        assert!(
+            stages
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["environment"] == "test"),
+            "{stages}"
+        );
 
         // GitLab moved: the tag links follow.
         let moved = crate::fake_gitlab::FakeGitlab::start().await;
@@ -365,5 +411,14 @@ db_test!(
         assert!(!html.contains(&cluster_link), "not for engineers");
         let admin = app.browser_as("admin", crate::common::ADMIN_PASSWORD).await;
         assert!(admin.get("/").await.1.contains(&cluster_link));
+
+        // Who may read the item is checked on every request, kept or not.
+        let otto = app.api(Some(&app.token_for("otto")));
+        let (s, _) = otto.get(&status_path).await;
+        assert_eq!(
+            s,
+            StatusCode::NOT_FOUND,
+            "kept, yet not for readers outside"
+        );
     }
 );

@@ -17,7 +17,7 @@ use crate::db::release_items as items;
 use crate::db::tree as tree_db;
 use crate::domain::release_item::{Canary, StageSpec, Strategy};
 use crate::error::{Error, ErrorBody, Result};
-use crate::flows::live::{ItemLive, items_live};
+use crate::flows::live::{ItemLive, item_live};
 use crate::gitlab::Tag;
 use crate::kube::live::LiveRead;
 
@@ -159,17 +159,11 @@ impl From<ItemLive> for ReleaseItemStatus {
 )]
 async fn release_item_status(
     State(state): State<AppState>,
-    ApiActor(actor, _, _): ApiActor,
+    ApiActor(actor, _, board_version): ApiActor,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ReleaseItemStatus>> {
-    let item = visible_item(&state, &actor, id).await?;
-    let live = items_live(&state, vec![item]).await?;
-    let status = live
-        .into_iter()
-        .next()
-        .map(Into::into)
-        .ok_or_else(|| Error::NotFound(format!("release item {id} not found")))?;
-    Ok(Json(status))
+    let live = item_live(&state, &actor, board_version, id).await?;
+    Ok(Json(live.into()))
 }
 
 /// A stage as stored, with what it targets.

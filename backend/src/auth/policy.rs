@@ -322,24 +322,24 @@ impl Policy {
     /// (owners of the nearest node with owners), cached per policy version.
     pub async fn approver_nodes(&self, db: &Db, account_id: i64) -> Result<Arc<Vec<i64>>> {
         let version = self.snapshot().version;
-        if let Some(nodes) = self.approver_nodes.get(version, &account_id) {
-            return Ok(nodes);
-        }
-        let nodes = Arc::new(db::approvers::approver_nodes(&db.pool, account_id).await?);
-        self.approver_nodes.put(version, account_id, nodes.clone());
-        Ok(nodes)
+        self.approver_nodes
+            .get_or_load(version, &account_id, || async {
+                Ok(Arc::new(
+                    db::approvers::approver_nodes(&db.pool, account_id).await?,
+                ))
+            })
+            .await
     }
 
     /// The effective approvers at the node with `path`, cached per policy
     /// version.
     pub async fn approvers_at(&self, db: &Db, path: &str) -> Result<Approvers> {
         let version = self.snapshot().version;
-        if let Some(found) = self.approvers.get(version, path) {
-            return Ok(found);
-        }
-        let found = Arc::new(db::approvers::approvers_of(&db.pool, path).await?);
-        self.approvers.put(version, path.to_string(), found.clone());
-        Ok(found)
+        self.approvers
+            .get_or_load(version, path, || async {
+                Ok(Arc::new(db::approvers::approvers_of(&db.pool, path).await?))
+            })
+            .await
     }
 
     /// How many orders wait for `actor`'s approval (the header badge):
@@ -354,20 +354,20 @@ impl Policy {
         inbox_version: i64,
     ) -> Result<i64> {
         let versions = (self.snapshot().version, inbox_version);
-        if let Some(count) = self.awaiting.get(versions, &actor.id) {
-            return Ok(count);
-        }
-        let approves = self.approver_nodes(db, actor.id).await?;
-        // Approvers own a node above the orders they approve, so they may
-        // see them; the badge still counts only what its holder may open.
-        let approves: Vec<i64> = approves
-            .iter()
-            .copied()
-            .filter(|node| scope.covers_node(*node))
-            .collect();
-        let count = db::work_order_views::awaiting_count(&db.pool, actor.id, &approves).await?;
-        self.awaiting.put(versions, actor.id, count);
-        Ok(count)
+        self.awaiting
+            .get_or_load(versions, &actor.id, || async {
+                let approves = self.approver_nodes(db, actor.id).await?;
+                // Approvers own a node above the orders they approve, so
+                // they may see them; the badge still counts only what its
+                // holder may open.
+                let approves: Vec<i64> = approves
+                    .iter()
+                    .copied()
+                    .filter(|node| scope.covers_node(*node))
+                    .collect();
+                Ok(db::work_order_views::awaiting_count(&db.pool, actor.id, &approves).await?)
+            })
+            .await
     }
 
     /// May `actor` do `action` at the node with `path` (`/` for global
@@ -439,17 +439,16 @@ impl Policy {
             return Ok(Scope::nothing());
         }
         let version = self.snapshot().version;
-        if let Some(scope) = self.scopes.get(version, &actor.id) {
-            return Ok(scope);
-        }
-        let (subtrees, everything) = db::tree::subtrees(&db.pool, roots).await?;
-        let scope = if everything {
-            Scope::All
-        } else {
-            Scope::Under(Arc::new(subtrees))
-        };
-        self.scopes.put(version, actor.id, scope.clone());
-        Ok(scope)
+        self.scopes
+            .get_or_load(version, &actor.id, || async {
+                let (subtrees, everything) = db::tree::subtrees(&db.pool, roots).await?;
+                Ok(if everything {
+                    Scope::All
+                } else {
+                    Scope::Under(Arc::new(subtrees))
+                })
+            })
+            .await
     }
 
     /// [`Policy::may`], as a 403 naming what was refused.

@@ -48,3 +48,15 @@ pub type BoardCache = VersionedCache<String, Arc<BoardPage>>;
 pub fn board_cache() -> BoardCache {
     VersionedCache::new(MAX_PAGES)
 }
+
+/// Items' records kept at most.
+const MAX_ITEMS: usize = 4096;
+
+/// One item's record by item id (`GET /api/v1/release-items/{id}/status`),
+/// for one `board_state` version.
+pub type ItemCache = VersionedCache<i64, Arc<ItemsRecord>>;
+
+/// An empty [`ItemCache`].
+pub fn item_cache() -> ItemCache {
+    VersionedCache::new(MAX_ITEMS)
+}

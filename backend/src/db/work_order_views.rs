@@ -426,12 +426,11 @@ impl OrderReads {
         let Some(version) = version else {
             return Ok(Arc::new(detail(db, id).await?));
         };
-        if let Some(found) = self.details.get(version, &id) {
-            return Ok(found);
-        }
-        let found = Arc::new(detail(db, id).await?);
-        self.details.put(version, id, found.clone());
-        Ok(found)
+        self.details
+            .get_or_load(version, &id, || async {
+                Ok(Arc::new(detail(db, id).await?))
+            })
+            .await
     }
 
     /// [`list`], served from the cache while `version` holds.
@@ -444,12 +443,11 @@ impl OrderReads {
         limit: i64,
     ) -> Result<Arc<OrderPage>> {
         let key = format!("{filter:?}\u{0}{}\u{0}{limit}", scope.cache_key());
-        if let Some(found) = self.lists.get(version, &key) {
-            return Ok(found);
-        }
-        let found = Arc::new(list(db, filter, scope, limit).await?);
-        self.lists.put(version, key, found.clone());
-        Ok(found)
+        self.lists
+            .get_or_load(version, key.as_str(), || async {
+                Ok(Arc::new(list(db, filter, scope, limit).await?))
+            })
+            .await
     }
 }
 

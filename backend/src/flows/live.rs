@@ -7,15 +7,17 @@
 //! namespace some app lives in.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::AppState;
+use crate::db::accounts::Account;
 use crate::db::apps::{self, AppFilter};
 use crate::db::board::ItemsRecord;
-use crate::db::release_items::ReleaseItem;
+use crate::db::release_items::{self, ReleaseItem};
 use crate::db::tree::Scope;
 use crate::db::work_order_views::{self, StageRun, StageTouch, Waiting};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kube::live::{LiveRead, LiveStatus};
 
 use super::clusters::cluster_client;
@@ -85,6 +87,33 @@ pub async fn items_record(state: &AppState, items: Vec<ReleaseItem>) -> Result<I
         waiting,
         apps,
     })
+}
+
+/// The live status of the item `id` as `actor` may see it (not found when
+/// it may not), its database part served from the item cache while
+/// `board_version` (read with the actor's token or session) holds.
+pub async fn item_live(
+    state: &AppState,
+    actor: &Account,
+    board_version: i64,
+    id: i64,
+) -> Result<ItemLive> {
+    let record = state
+        .items
+        .get_or_load(board_version, &id, || async {
+            let item = release_items::get(&state.db.pool, id).await?;
+            Ok::<_, Error>(Arc::new(items_record(state, vec![item]).await?))
+        })
+        .await?;
+    let not_found = || Error::from(release_items::not_found(id));
+    let item = record.items.first().ok_or_else(not_found)?;
+    if !state.policy.may_view(actor, &item.node_path) {
+        return Err(not_found());
+    }
+    compose(state, &record)
+        .into_iter()
+        .next()
+        .ok_or_else(not_found)
 }
 
 /// The live status of `items` (already scoped to the reader).

@@ -147,9 +147,14 @@ struct DashboardQuery {
 async fn board_page(ctx: &PageCtx, q: &str, wanted: usize) -> Result<Arc<BoardPage>, Error> {
     let version = ctx.actor.board_version;
     let key = format!("{}\u{0}{q}\u{0}{wanted}", ctx.read_scope().cache_key());
-    if let Some(page) = ctx.state.board.get(version, &key) {
-        return Ok(page);
-    }
+    ctx.state
+        .board
+        .get_or_load(version, key.as_str(), || read_board_page(ctx, q, wanted))
+        .await
+}
+
+/// [`board_page`] read from the database.
+async fn read_board_page(ctx: &PageCtx, q: &str, wanted: usize) -> Result<Arc<BoardPage>, Error> {
     let search = Some(q).filter(|q| !q.is_empty());
     // Pages by id first; only the page's items are read in full.
     let pool = &ctx.state.db.pool;
@@ -174,14 +179,12 @@ async fn board_page(ctx: &PageCtx, q: &str, wanted: usize) -> Result<Arc<BoardPa
         .await?;
     }
     let shown = release_items::list_ids(pool, &ids).await?;
-    let board = Arc::new(BoardPage {
+    Ok(Arc::new(BoardPage {
         page,
         pages,
         record: live::items_record(&ctx.state, shown).await?,
         gitlab_url: GitlabClient::settings(&ctx.state.db).await?.url,
-    });
-    ctx.state.board.put(version, key, board.clone());
-    Ok(board)
+    }))
 }
 
 async fn dashboard(ctx: PageCtx, Query(query): Query<DashboardQuery>) -> Response {
