@@ -122,6 +122,9 @@ async fn serve_sim(args: &SimArgs) -> Result<(), Failure> {
         ..SimConfig::default()
     };
     let running = Sim::start(config, listen).await?;
+    if args.kruise {
+        running.sim.install_kruise();
+    }
     println!("Rollway simulated cluster listening on {}", running.url());
     if let Some(path) = &args.kubeconfig_out {
         write_kubeconfig(path, &running.kubeconfig())

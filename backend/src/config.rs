@@ -81,6 +81,11 @@ pub struct SimArgs {
     /// Milliseconds a started pod takes to become Ready.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub ready_delay_ms: u64,
+
+    /// Serve OpenKruise Rollout (`rollouts.kruise.io`) too, for canary
+    /// stages: its definition, workload webhook and controller.
+    #[arg(long)]
+    pub kruise: bool,
 }
 
 impl SimArgs {

@@ -683,7 +683,12 @@ async fn run() {
         println!(
             "| {name} | {} | {growth:.2}×{} |",
             cells.join(" | "),
-            if growth > 1.5 { " — MISSED" } else { "" }
+            // The target is Rollway's; the baseline is only a reference.
+            if growth > 1.5 && !name.starts_with("baseline") {
+                " — MISSED"
+            } else {
+                ""
+            }
         );
     }
 }

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::kinds::Kind;
 use super::store::{Key, Part, Propagation, Store, random_suffix};
-use super::{core_kinds, endpoints, kubelet};
+use super::{core_kinds, endpoints, kruise, kubelet};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
@@ -57,6 +57,8 @@ pub struct ControllerState {
     /// uid → (generation, hash of the pod template): templates are
     /// compared on every Deployment sync, computed once per generation.
     fingerprints: HashMap<String, (i64, u64)>,
+    /// OpenKruise Rollout's memory.
+    pub(super) kruise: kruise::KruiseState,
 }
 
 impl ControllerState {
@@ -93,7 +95,13 @@ pub fn work(store: &mut Store, state: &mut ControllerState, ctx: &Context, budge
             break;
         };
         match kind {
-            Kind::Deployment => sync_deployment(store, state, ctx, &key),
+            Kind::Deployment => {
+                sync_deployment(store, state, ctx, &key);
+                kruise::workload_changed(store, &key);
+            }
+            Kind::Custom(_) if kruise::is_rollout(kind) => {
+                kruise::sync_rollout(store, state, ctx, kind, &key);
+            }
             Kind::ReplicaSet => sync_replica_set(store, &key),
             Kind::Pod => {
                 kubelet::sync_pod(store, state, ctx, &key);
@@ -260,7 +268,7 @@ pub fn revision_of(rs: &ReplicaSet) -> i64 {
         .unwrap_or(0)
 }
 
-fn scaled_value(value: Option<&IntOrString>, total: i32, round_up: bool) -> i32 {
+pub(super) fn scaled_value(value: Option<&IntOrString>, total: i32, round_up: bool) -> i32 {
     match value {
         None => 0,
         Some(IntOrString::Int(n)) => *n,
@@ -497,6 +505,10 @@ fn sync_deployment(store: &mut Store, state: &mut ControllerState, ctx: &Context
 
     let paused = d.spec.paused == Some(true);
     check_paused_conditions(&mut d, state, ctx, key);
+    if paused && let Some(partition) = kruise::partition_of(&d) {
+        rollout_partition(store, state, ctx, key, d, &stored_before, rss, &partition);
+        return;
+    }
     if paused {
         let new_index = find_new(state, &rss, &d);
         let new_rs = new_index.map(|i| rss[i].clone());
@@ -527,6 +539,55 @@ fn sync_deployment(store: &mut Store, state: &mut ControllerState, ctx: &Context
     } else {
         rollout_recreate(store, state, ctx, key, d, &stored_before, new_rs, old_rss);
     }
+}
+
+/// A paused Deployment under a partition-style Rollout, as Kruise's
+/// advanced Deployment controller runs it: `partition` of its pods run its
+/// template (the new ReplicaSet, created when missing), the rest stay on
+/// the newest old one.
+#[allow(clippy::too_many_arguments)]
+fn rollout_partition(
+    store: &mut Store,
+    state: &mut ControllerState,
+    ctx: &Context,
+    key: &Key,
+    mut d: Deployment,
+    stored_before: &Deployment,
+    rss: Vec<ReplicaSet>,
+    partition: &IntOrString,
+) {
+    let Some((new_rs, mut old_rss)) = new_and_old(store, state, ctx, &mut d, rss, true) else {
+        if d != *stored_before {
+            put(store, Kind::Deployment, key, &d);
+        }
+        store.dirty.insert((Kind::Deployment, key.clone()));
+        return;
+    };
+    let Some(mut new_rs) = new_rs else {
+        return;
+    };
+    let total = replicas(&d);
+    let wanted = scaled_value(Some(partition), total, true).clamp(0, total);
+    scale(store, &d, &mut new_rs, wanted);
+    old_rss.sort_by_key(|rs| std::cmp::Reverse(revision_of(rs)));
+    let mut left = total - wanted;
+    for rs in old_rss.iter_mut() {
+        let count = left.min(total);
+        scale(store, &d, rs, count);
+        left -= count;
+    }
+    let mut all = old_rss;
+    all.push(new_rs.clone());
+    sync_rollout_status(
+        store,
+        state,
+        ctx,
+        key,
+        &mut d,
+        stored_before,
+        &all,
+        Some(&new_rs),
+    );
 }
 
 /// The oldest ReplicaSet whose template is the Deployment's (ignoring the

@@ -31,6 +31,7 @@
 //! | `openapi` | OpenAPI v2 (JSON, protobuf) and v3 documents, Kubernetes' schemas |
 //! | `controller`, `kubelet` | Deployments, ReplicaSets, pods over time |
 //! | `endpoints` | Endpoints and EndpointSlices of Services |
+//! | `kruise` | OpenKruise Rollout: its definition, webhook and controller |
 //! | `core_kinds` | ConfigMaps, Secrets, ServiceAccounts; each namespace's defaults |
 //! | `crd` | CustomResourceDefinitions and the resources they define |
 //! | `access` | SelfSubjectAccessReview / RulesReview (`kubectl auth can-i`) |
@@ -51,6 +52,9 @@ mod kinds;
 mod kinds_table;
 #[cfg(test)]
 mod kinds_tests;
+mod kruise;
+#[cfg(test)]
+mod kruise_tests;
 mod kubelet;
 mod logs;
 mod managed_fields;
@@ -352,6 +356,12 @@ preferences: {{}}
 
     pub fn faults(&self) -> &Faults {
         &self.inner.faults
+    }
+
+    /// Serves OpenKruise Rollout (`rollouts.kruise.io`): its definition,
+    /// workload webhook and controller.
+    pub fn install_kruise(&self) {
+        kruise::install(&mut self.world().store);
     }
 
     /// Runs one controller pass now, on the caller's thread (tests that

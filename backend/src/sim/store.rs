@@ -134,6 +134,9 @@ pub struct Store {
     watchers: HashMap<Interest, Vec<Weak<WatchQueue>>>,
     next_pod_ip: u32,
     next_cluster_ip: u32,
+    /// OpenKruise Rollout runs here (its webhook and controller): set by
+    /// `kruise::install`, not by a definition alone.
+    pub kruise: bool,
 }
 
 /// Now, as Kubernetes writes times (RFC 3339, whole seconds).
@@ -220,6 +223,7 @@ impl Store {
             watchers: HashMap::new(),
             next_pod_ip: 0,
             next_cluster_ip: 0,
+            kruise: false,
         }
     }
 
@@ -539,6 +543,10 @@ impl Store {
         } else {
             normalize(kind, object)?
         };
+        // Admission of a client's write (controllers write past it).
+        if kind == Kind::Deployment && part == Part::Main {
+            super::kruise::admit_deployment(self, &existing, &mut object);
+        }
         match write {
             Some(write) => {
                 object["metadata"]["managedFields"] =
@@ -698,10 +706,10 @@ impl Store {
     ) {
         let key = self.key_of(kind, &object);
         if mark_self
-            && matches!(
+            && (matches!(
                 kind,
                 Kind::Deployment | Kind::ReplicaSet | Kind::Pod | Kind::Service | Kind::Namespace
-            )
+            ) || super::kruise::is_rollout(kind))
         {
             self.dirty.insert((kind, key.clone()));
         }
