@@ -7,6 +7,7 @@ mod api_errors;
 mod audit;
 mod auth;
 mod browser;
+mod canary;
 mod cli;
 mod dashboard;
 mod engine;

@@ -10,6 +10,7 @@
 pub mod deployment;
 pub mod live;
 pub mod pods;
+pub mod rollout;
 
 use std::collections::HashMap;
 use std::future::Future;
