@@ -1,19 +1,24 @@
-//! Canary stages through OpenKruise Rollout on the simulated cluster (run
-//! with `--kruise`): the Kubernetes driver's part — whether a cluster
+//! Canary stages through OpenKruise Rollout on the simulated cluster (with
+//! Kruise installed): the Kubernetes driver's part — whether a cluster
 //! serves Rollouts, the Rollout a plan becomes, its pauses as Rollway reads
-//! them, and a step approved with exactly one status patch.
+//! them, a step approved with exactly one status patch — and the stage end
+//! to end through the API: paused at each step, approved by owners only,
+//! timed pauses, and the refusal of a cluster without Kruise.
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use rollway::domain::cluster::{ClusterAccess, ClusterCredentials};
 use rollway::domain::release_item::{Canary, CanaryStep};
 use rollway::kube::rollout::{self, RolloutView};
 use rollway::kube::{ClusterClient, KubeDriver, KubeError, KubeSettings};
 use rollway::secret::Secret;
 use rollway::sim::{RunningSim, Sim};
+use serde_json::{Value, json};
 
-use crate::common::eventually;
-use crate::engine::sim_config;
+use crate::common::{Api, TestApp, eventually};
+use crate::db_test;
+use crate::engine::{IMAGE, Rollout, engine_start, sim_config};
 
 async fn sim_and_client() -> (RunningSim, ClusterClient) {
     let sim = Sim::start(sim_config(), "127.0.0.1:0".parse().unwrap())
@@ -156,3 +161,226 @@ async fn the_driver_puts_a_rollout_follows_its_pause_and_approves_a_step_with_on
     let d = sim.sim.deployment("prod", "web").unwrap();
     assert_eq!(d.spec.paused, None, "resumed");
 }
+
+/// Makes stage 1 (staging) of the fixture's item a canary of `canary`.
+async fn make_canary(r: &Rollout, canary: Value) {
+    let (_, item) = r
+        .olivia
+        .get(&format!("/api/v1/release-items/{}", r.item))
+        .await;
+    let mut stages: Vec<Value> = item["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| json!({"name": s["name"], "app_id": s["app_id"], "strategy": s["strategy"]}))
+        .collect();
+    stages[0]["strategy"] = json!("canary");
+    stages[0]["canary"] = canary;
+    let body = json!({
+        "node_id": item["node_id"], "name": item["name"],
+        "gitlab_project": item["gitlab_project"], "image_repository": item["image_repository"],
+        "required_approvals": item["required_approvals"], "stages": stages
+    });
+    let (s, v) = r
+        .olivia
+        .put(&format!("/api/v1/release-items/{}", r.item), body)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// Stage 1 of order `id` once `check` holds for it.
+async fn stage_when(api: &Api, id: i64, check: impl Fn(&Value) -> bool) -> Value {
+    let ok = eventually(Duration::from_secs(30), || async {
+        check(&crate::engine::stage(api, id, 1).await)
+    })
+    .await;
+    let now = crate::engine::stage(api, id, 1).await;
+    assert!(ok, "stage 1 of #{id} never got there: {now:#}");
+    now
+}
+
+fn paused_at(step: u64) -> impl Fn(&Value) -> bool {
+    move |s| s["status"] == "paused" && s["paused_step"] == step
+}
+
+/// Successful status PATCHes of the staging Rollout.
+fn status_patches(r: &Rollout) -> usize {
+    r.sim
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|q| {
+            q.method == "PATCH"
+                && q.path
+                    .ends_with("/namespaces/staging/rollouts/checkout/status")
+                && q.status == 200
+        })
+        .count()
+}
+
+db_test!(
+    a_canary_stage_pauses_at_each_step_until_an_owner_approves_it,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create_with(&app, sim_config(), 4).await;
+        r.sim.sim.install_kruise();
+        make_canary(
+            &r,
+            json!({"steps": [{"replicas": 1}, {"weight": 50}, {"weight": 100, "pause_seconds": 0}]}),
+        )
+        .await;
+        let id = r.approved_order("v1.1.0").await;
+        r.deploy(id, 1).await;
+        let stage = stage_when(&r.eric, id, paused_at(1)).await;
+        let message = stage["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("paused at step 1 of 3: 1 pod, 1 of 4 pods on the new version"),
+            "{message}"
+        );
+        assert_eq!(
+            r.image_patches("staging"),
+            1,
+            "one template change for the stage"
+        );
+
+        let approve = |api: &Api, step: u64| {
+            let api = api.clone();
+            async move {
+                api.post(
+                    &format!("/api/v1/work-orders/{id}/stages/1/approve-step"),
+                    json!({"step": step}),
+                )
+                .await
+            }
+        };
+        // Engineers may deploy, not approve a step.
+        let (s, v) = approve(&r.eric, 1).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        // A step it is not paused at.
+        let (s, v) = approve(&r.olivia, 2).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert_eq!(status_patches(&r), 0);
+
+        // Twice at once (a double click): one approval, one patch.
+        let (a, b) = tokio::join!(approve(&r.olivia, 1), approve(&r.olivia, 1));
+        let mut statuses = [a.0, b.0];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "{} {}",
+            a.1,
+            b.1
+        );
+        let stage = stage_when(&r.eric, id, paused_at(2)).await;
+        assert!(
+            stage["message"]
+                .as_str()
+                .unwrap()
+                .contains("step 2 of 3: 50% traffic"),
+            "{stage}"
+        );
+        assert_eq!(
+            status_patches(&r),
+            1,
+            "exactly one status patch per approval"
+        );
+
+        let (s, v) = approve(&r.olivia, 2).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let stage = stage_when(&r.eric, id, |s| s["status"] == "succeeded").await;
+        assert!(
+            stage["message"]
+                .as_str()
+                .unwrap()
+                .contains("after 3 canary steps"),
+            "{stage}"
+        );
+        assert_eq!(status_patches(&r), 2);
+        assert_eq!(r.image_patches("staging"), 1, "still one template change");
+        assert_eq!(r.image("staging"), format!("{IMAGE}:v1.1.0"));
+        let (_, order) = r.eric.get(&format!("/api/v1/work-orders/{id}")).await;
+        let approvals: Vec<(&str, &str)> = order["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "step_approved")
+            .map(|e| (e["actor"].as_str().unwrap(), e["message"].as_str().unwrap()))
+            .collect();
+        assert_eq!(approvals, [("olivia", "step 1"), ("olivia", "step 2")]);
+    }
+);
+
+db_test!(a_timed_pause_goes_on_by_itself, |backend| async move {
+    let app = TestApp::start_with(backend, engine_start()).await;
+    let r = Rollout::create(&app).await;
+    r.sim.sim.install_kruise();
+    make_canary(
+            &r,
+            json!({"steps": [{"replicas": 1, "pause_seconds": 1}, {"weight": 100, "pause_seconds": 0}]}),
+        )
+        .await;
+    let id = r.approved_order("v1.1.0").await;
+    r.deploy(id, 1).await;
+    stage_when(&r.eric, id, |s| s["status"] == "succeeded").await;
+    assert_eq!(status_patches(&r), 0, "nobody approved anything");
+    let (_, order) = r.eric.get(&format!("/api/v1/work-orders/{id}")).await;
+    assert_eq!(order["state"], "in_progress", "stage 2 is still to deploy");
+    let kinds: Vec<&str> = order["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        // Verifying shows only when the engine looks while pods start.
+        .filter(|k| k.starts_with("stage_") && *k != "stage_verifying")
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "stage_deploy_started",
+            "stage_paused",
+            "stage_resumed",
+            "stage_succeeded"
+        ],
+        "it paused at step 1, then went on by itself"
+    );
+});
+
+db_test!(
+    a_cluster_without_openkruise_rollout_refuses_a_canary_stage_and_nothing_is_written,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        make_canary(&r, json!({"steps": [{"replicas": 1}]})).await;
+        let id = r.approved_order("v1.1.0").await;
+        r.sim.sim.clear_requests();
+        let (s, v) = r
+            .eric
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("does not serve rollouts.kruise.io/v1beta1")
+                && message.contains("install OpenKruise Rollout"),
+            "{message}"
+        );
+        let writes: Vec<String> = r
+            .sim
+            .sim
+            .requests()
+            .into_iter()
+            .filter(|q| q.method != "GET")
+            .map(|q| format!("{} {}", q.method, q.path))
+            .collect();
+        assert!(writes.is_empty(), "nothing written: {writes:?}");
+        assert_eq!(
+            crate::engine::stage(&r.eric, id, 1).await["status"],
+            "pending"
+        );
+        assert_eq!(crate::engine::order_state(&r.eric, id).await, "approved");
+    }
+);

@@ -94,6 +94,7 @@ const API_ROUTES: &[&str] = &[
     "POST /api/v1/work-orders/{id}/approve",
     "POST /api/v1/work-orders/{id}/close",
     "POST /api/v1/work-orders/{id}/reject",
+    "POST /api/v1/work-orders/{id}/stages/{n}/approve-step",
     "POST /api/v1/work-orders/{id}/stages/{n}/cancel",
     "POST /api/v1/work-orders/{id}/stages/{n}/deploy",
     "POST /api/v1/work-orders/{id}/stages/{n}/rollback",

@@ -215,6 +215,11 @@ pub(crate) const API_ROUTES: &[Row] = &[
         OWNERS,
         NotFound,
     ),
+    row(
+        "POST /api/v1/work-orders/{id}/stages/{n}/approve-step",
+        OWNERS,
+        NotFound,
+    ),
     row("POST /api/v1/clusters/{id}/test", ADMINS, Forbidden),
     // Reads.
     row("GET /api/v1/me", SIGNED_IN, Forbidden),
@@ -422,6 +427,7 @@ const PAST_THE_ROLE_CHECK: &[&str] = &[
     "POST /api/v1/work-orders/{id}/stages/{n}/deploy",
     "POST /api/v1/work-orders/{id}/stages/{n}/rollback",
     "POST /api/v1/work-orders/{id}/stages/{n}/cancel",
+    "POST /api/v1/work-orders/{id}/stages/{n}/approve-step",
     "POST /api/v1/clusters/{id}/test",
     "GET /work-orders/{id}/stages/{n}/deploy",
     "POST /work-orders/{id}/stages/{n}/deploy",
@@ -993,6 +999,14 @@ async fn api_write(route: &str, f: &Fixtures<'_>) -> ApiCall {
                 f.approved_order().await
             ),
             Some(json!({"reason": "test"})),
+        ),
+        "POST /api/v1/work-orders/{id}/stages/{n}/approve-step" => call(
+            Method::POST,
+            format!(
+                "/api/v1/work-orders/{}/stages/1/approve-step",
+                f.approved_order().await
+            ),
+            Some(json!({"step": 1})),
         ),
         "POST /api/v1/clusters/{id}/test" => call(
             Method::POST,

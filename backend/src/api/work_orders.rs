@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(deploy_stage))
         .routes(routes!(rollback_stage))
         .routes(routes!(cancel_stage))
+        .routes(routes!(approve_step))
 }
 
 // A work order in the API (its doc would become the schema's description).
@@ -122,6 +123,9 @@ pub struct StageRun {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub message: String,
+    /// A canary stage's step it last paused at (1-based): the step it waits
+    /// at while `paused`, the one it last went on from otherwise.
+    pub paused_step: Option<u32>,
 }
 
 impl From<views::StageRun> for StageRun {
@@ -142,6 +146,7 @@ impl From<views::StageRun> for StageRun {
             started_at: r.started_at,
             finished_at: r.finished_at,
             message: r.message,
+            paused_step: r.paused_step,
         }
     }
 }
@@ -582,6 +587,42 @@ async fn cancel_stage(
     Ok(Json(order.into()))
 }
 
+/// Which canary step an approval is for.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepBody {
+    /// The step the stage is paused at, as the approver saw it (1-based).
+    #[schema(minimum = 1, maximum = 21)]
+    pub step: u32,
+}
+
+/// Lets canary stage `n`, paused at `step`, go on to its next step (owners
+/// of the item's node): the approval is recorded with the stage's change,
+/// then the Rollout's status is patched as `kubectl-kruise rollout
+/// approve` does, only while it is still paused at that step. A stage not
+/// paused at `step` (the rollout moved on, or someone approved it first)
+/// is a 409 and patches nothing.
+#[utoipa::path(
+    post, path = "/api/v1/work-orders/{id}/stages/{n}/approve-step", tag = "work orders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Work order id"), ("n" = u32, Path, description = "Stage position, from 1")),
+    request_body = StepBody,
+    responses((status = 200, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn approve_step(
+    State(state): State<AppState>,
+    ApiActor(actor, who, _): ApiActor,
+    ApiPath((id, stage)): ApiPath<(i64, u32)>,
+    ApiJson(body): ApiJson<StepBody>,
+) -> Result<Json<WorkOrder>> {
+    let command = Command::ApproveStep {
+        stage,
+        step: body.step,
+    };
+    let order = flows::drive_stage(&state, &actor, &who, id, command).await?;
+    Ok(Json(order.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -667,6 +708,7 @@ mod tests {
                 finished_at: None,
                 message: String::new(),
                 rollback_from: Some(StageStatus::Succeeded),
+                paused_step: None,
             }],
             timeline: vec![views::TimelineEvent {
                 id: 1,

@@ -78,6 +78,8 @@ pub struct StageRun {
     pub message: String,
     /// While rolling back: the status the rollback started from.
     pub rollback_from: Option<StageStatus>,
+    /// While paused: the canary step it waits at (1-based).
+    pub paused_step: Option<u32>,
 }
 
 /// One entry of an order's timeline.
@@ -266,6 +268,7 @@ fn detail_sql(kind: DbKind) -> &'static str {
                 ("finished_at", "s.finished_at"),
                 ("message", "s.message"),
                 ("rollback_from", "s.rollback_from"),
+                ("paused_step", "s.paused_step"),
             ],
             "stage_runs s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
              WHERE s.work_order_id = w.id",
@@ -318,6 +321,7 @@ struct StageRunRow {
     finished_at: Option<i64>,
     message: String,
     rollback_from: Option<String>,
+    paused_step: Option<i64>,
 }
 
 impl TryFrom<StageRunRow> for StageRun {
@@ -351,6 +355,7 @@ impl TryFrom<StageRunRow> for StageRun {
                 .map(|s| s.parse())
                 .transpose()
                 .map_err(decode)?,
+            paused_step: r.paused_step.map(|s| s as u32),
         })
     }
 }

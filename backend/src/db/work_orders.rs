@@ -20,6 +20,7 @@ use super::release_items::ReleaseItem;
 use super::rollout_locks;
 use super::work_order_views::{COLUMNS, FROM, WorkOrder, WorkOrderDetail, from_row, not_found};
 use super::{Db, Tx, now_ms};
+use crate::domain::release_item::Canary;
 use crate::domain::work_order::{
     Command, Facts, Outcome, StageChange, StageFacts, StageStatus, State, decide, refusal,
 };
@@ -242,6 +243,10 @@ pub struct StageTarget {
     pub deadline_minutes: Option<i64>,
     /// The release item refuses to deploy a Deployment scaled to zero.
     pub refuse_zero_replicas: bool,
+    /// A canary stage's plan, as it was when the order was filed.
+    pub canary: Option<Canary>,
+    /// The canary step the stage last paused at (1-based).
+    pub paused_step: Option<u32>,
 }
 
 /// The app, cluster and Deployment of stage `position` of order `id`.
@@ -250,7 +255,7 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
         "SELECT s.strategy, p.name AS app, p.cluster_id, c.name AS cluster, c.environment, p.namespace, p.deployment, p.container, \
          w.image, s.status, s.replaced_image, s.replaced_revision, s.replaced_template, \
          s.deployment_uid, s.replaced_failing, s.deadline_at, s.rollback_from, s.rollback_whole_template, s.message, \
-         s.deadline_minutes, i.refuse_zero_replicas \
+         s.deadline_minutes, i.refuse_zero_replicas, s.canary_json, s.paused_step \
          FROM stage_runs s JOIN work_orders w ON w.id = s.work_order_id \
          JOIN release_items i ON i.id = w.release_item_id \
          JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
@@ -286,6 +291,14 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
         message: row.try_get("message")?,
         deadline_minutes: row.try_get("deadline_minutes")?,
         refuse_zero_replicas: row.try_get::<i64, _>("refuse_zero_replicas")? != 0,
+        canary: row
+            .try_get::<Option<String>, _>("canary_json")?
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| Error::Internal(anyhow::anyhow!("a stored canary plan: {e}")))?,
+        paused_step: row
+            .try_get::<Option<i64>, _>("paused_step")?
+            .map(|s| s as u32),
     })
 }
 
@@ -299,20 +312,22 @@ fn parse_status(status: Option<String>) -> Result<Option<StageStatus>> {
 
 /// The stage runs of order `id` as the state machine sees them.
 async fn stage_facts(tx: &mut Tx, id: i64) -> Result<Vec<StageFacts>> {
-    let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
-        "SELECT status, CAST(CASE WHEN replaced_image IS NULL THEN 0 ELSE 1 END AS BIGINT), rollback_from \
-         FROM stage_runs WHERE work_order_id = $1 ORDER BY position",
+    type Row = (String, i64, Option<String>, String, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT status, CAST(CASE WHEN replaced_image IS NULL THEN 0 ELSE 1 END AS BIGINT), rollback_from, \
+         strategy, paused_step FROM stage_runs WHERE work_order_id = $1 ORDER BY position",
     )
     .bind(id)
     .fetch_all(&mut **tx)
     .await?;
+    let internal = |e: String| Error::Internal(anyhow::anyhow!(e));
     rows.into_iter()
-        .map(|(status, deployed, rollback_from)| {
-            let status: StageStatus = status
-                .parse()
-                .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?;
+        .map(|(status, deployed, rollback_from, strategy, paused_step)| {
+            let status: StageStatus = status.parse().map_err(internal)?;
             Ok(StageFacts {
                 rollback_from: parse_status(rollback_from)?,
+                strategy: strategy.parse().map_err(internal)?,
+                paused_step: paused_step.map(|s| s as u32),
                 ..StageFacts::new(status, deployed != 0)
             })
         })
@@ -401,6 +416,8 @@ pub fn facts_for(d: &WorkOrderDetail, actor: &Account, may_act: bool) -> Facts {
         .iter()
         .map(|s| StageFacts {
             rollback_from: s.rollback_from,
+            strategy: s.strategy,
+            paused_step: s.paused_step,
             ..StageFacts::new(s.status, s.replaced_image.is_some())
         })
         .collect();
@@ -558,7 +575,7 @@ pub async fn apply(
         && !matches!(
             command,
             Command::Report {
-                outcome: Outcome::Verifying,
+                outcome: Outcome::Verifying | Outcome::Paused { .. } | Outcome::Resumed { .. },
                 ..
             }
         )
@@ -603,6 +620,7 @@ pub async fn apply(
                     Command::Rollback { .. } => "work_order.rollback",
                     Command::Cancel { .. } => "work_order.cancel_stage",
                     Command::Report { .. } => "work_order.report",
+                    Command::ApproveStep { .. } => "work_order.approve_step",
                 },
                 target_type: "work_order",
                 target_id: Some(id),
@@ -711,12 +729,16 @@ async fn write_stage(
          new_revision = COALESCE($6, new_revision), restored_revision = COALESCE($7, restored_revision), \
          deadline_at = CASE WHEN $11 = 1 THEN $12 ELSE deadline_at END, \
          rollback_from = CASE WHEN $13 = 1 THEN $15 ELSE rollback_from END, \
-         rollback_whole_template = CASE WHEN $13 = 1 THEN $14 ELSE rollback_whole_template END \
+         rollback_whole_template = CASE WHEN $13 = 1 THEN $14 ELSE rollback_whole_template END, \
+         paused_step = COALESCE($16, paused_step) \
          WHERE work_order_id = $8 AND position = $9 AND status = $10",
     )
     .bind(change.to.as_str())
     .bind(note)
-    .bind(i64::from(change.to == StageStatus::Deploying))
+    // Started once: a canary going on after a pause keeps its start.
+    .bind(i64::from(
+        change.to == StageStatus::Deploying && change.from == StageStatus::Pending,
+    ))
     .bind(now)
     .bind(i64::from(finished))
     .bind(record.new_revision.as_deref())
@@ -729,6 +751,7 @@ async fn write_stage(
     .bind(i64::from(rolls_back))
     .bind(i64::from(whole_template))
     .bind(rollback_from.as_str())
+    .bind(change.paused_step.map(i64::from))
     .execute(&mut **tx)
     .await?
     .rows_affected();

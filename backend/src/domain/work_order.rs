@@ -9,6 +9,8 @@
 //! pending_approval --approve (enough approvals)--> approved --deploy stage 1--> in_progress
 //! pending_approval --reject (with a reason)--> rejected
 //! in_progress: each stage run: pending -> deploying -> verifying -> succeeded | failed
+//!              a canary stage: deploying <-> paused (at step N; an owner's
+//!              approve-step, or the end of a timed pause, moves it on)
 //!              succeeded | failed --rollback--> rolling_back -> rolled_back | failed
 //! all stages succeeded --> succeeded ; any stage failed --> failed
 //! a rollback finished --> rolled_back (no stage runs the new version)
@@ -217,6 +219,13 @@ pub enum Outcome {
     /// A rollback found the Deployment changed by someone else since the
     /// stage deployed and wrote nothing: the stage returns to where it was.
     Refused,
+    /// A canary's Rollout paused at `step` (1-based), for an owner's
+    /// approval or for its time.
+    Paused { step: u32 },
+    /// A canary's Rollout left its pause at `step` without an approval
+    /// through Rollway (its time ran out, or someone approved it in the
+    /// cluster).
+    Resumed { step: u32 },
 }
 
 /// Something someone (or the engine) asks of a work order.
@@ -254,6 +263,11 @@ pub enum Command {
         outcome: Outcome,
         message: String,
     },
+    /// Let canary stage `stage`, paused at `step`, go on (owners only).
+    ApproveStep {
+        stage: u32,
+        step: u32,
+    },
 }
 
 impl Command {
@@ -266,6 +280,7 @@ impl Command {
             Command::Rollback { .. } => "rollback",
             Command::Cancel { .. } => "cancel",
             Command::Report { .. } => "report",
+            Command::ApproveStep { .. } => "approve_step",
         }
     }
 
@@ -276,6 +291,7 @@ impl Command {
             Command::Approve { .. } | Command::Reject { .. } => "comment",
             Command::Close { .. } | Command::Cancel { .. } => "reason",
             Command::Deploy { .. } | Command::Rollback { .. } | Command::Report { .. } => "stage",
+            Command::ApproveStep { .. } => "step",
         }
     }
 }
@@ -289,6 +305,11 @@ pub struct StageFacts {
     pub deployed: bool,
     /// While rolling back: the status the rollback started from.
     pub rollback_from: Option<StageStatus>,
+    /// How the stage rolls out.
+    pub strategy: Strategy,
+    /// The canary step it last paused at (1-based): where it waits while
+    /// paused.
+    pub paused_step: Option<u32>,
 }
 
 impl StageFacts {
@@ -297,6 +318,8 @@ impl StageFacts {
             status,
             deployed,
             rollback_from: None,
+            strategy: Strategy::Rolling,
+            paused_step: None,
         }
     }
 }
@@ -304,19 +327,31 @@ impl StageFacts {
 /// Work the shell queues for the engine in the same transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
+    /// A rolling stage's deploy.
     Deploy,
+    /// A canary stage's deploy through OpenKruise Rollout.
+    Canary,
     Rollback,
 }
 
 impl JobKind {
     /// Every kind of work the state machine asks for.
-    pub const ALL: [JobKind; 2] = [JobKind::Deploy, JobKind::Rollback];
+    pub const ALL: [JobKind; 3] = [JobKind::Deploy, JobKind::Canary, JobKind::Rollback];
 
     /// The name of the engine's job kind that does this work (`jobs.kind`).
     pub const fn as_str(self) -> &'static str {
         match self {
             JobKind::Deploy => "deploy",
+            JobKind::Canary => "canary",
             JobKind::Rollback => "rollback",
+        }
+    }
+
+    /// The deploy of a stage of `strategy`.
+    pub const fn deploy(strategy: Strategy) -> JobKind {
+        match strategy {
+            Strategy::Rolling => JobKind::Deploy,
+            Strategy::Canary => JobKind::Canary,
         }
     }
 }
@@ -326,6 +361,7 @@ impl FromStr for JobKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "deploy" => Ok(JobKind::Deploy),
+            "canary" => Ok(JobKind::Canary),
             "rollback" => Ok(JobKind::Rollback),
             _ => Err(format!("unknown job kind '{s}'")),
         }
@@ -338,6 +374,20 @@ pub struct StageChange {
     pub position: u32,
     pub from: StageStatus,
     pub to: StageStatus,
+    /// The canary step the stage pauses at with the change (none keeps
+    /// the step it last paused at).
+    pub paused_step: Option<u32>,
+}
+
+impl StageChange {
+    fn to(position: u32, from: StageStatus, to: StageStatus) -> Self {
+        StageChange {
+            position,
+            from,
+            to,
+            paused_step: None,
+        }
+    }
 }
 
 /// What the shell knows about the actor and the order when a command
@@ -428,21 +478,6 @@ pub fn refusal(command: &Command, refusal: Refusal) -> Refused {
     Refused {
         input: command.input(),
         refusal,
-    }
-}
-
-/// Whether a stage of `strategy` can be deployed by this version: canary
-/// stages go through OpenKruise Rollout, which is not driven yet.
-pub fn check_strategy(stage: u32, strategy: Strategy) -> Result<(), Refusal> {
-    match strategy {
-        Strategy::Rolling => Ok(()),
-        Strategy::Canary => Err(refuse(
-            RefusalKind::Conflict,
-            format!(
-                "stage {stage} is a canary stage; canary rollouts go through OpenKruise Rollout, which this \
-                 version of Rollway does not drive yet: make it a rolling stage to deploy it"
-            ),
-        )),
     }
 }
 
@@ -605,6 +640,61 @@ pub fn decide(state: State, command: &Command, facts: &Facts) -> Result<Transiti
             outcome,
             message,
         } => report(state, *stage, outcome, message, facts),
+        Command::ApproveStep { stage, step } => approve_step(state, *stage, *step, facts),
+    }
+}
+
+fn approve_step(
+    state: State,
+    position: u32,
+    step: u32,
+    facts: &Facts,
+) -> Result<Transition, Refusal> {
+    use RefusalKind::*;
+    let stage = stage_at(facts, position)?;
+    if !facts.actor_is_owner {
+        return Err(refuse(
+            NotAllowed,
+            "only owners of this release item's node may approve a canary step",
+        ));
+    }
+    if state != State::InProgress {
+        return Err(refuse(
+            Conflict,
+            format!(
+                "this work order is {}; no stage of it is paused",
+                state.label().to_lowercase()
+            ),
+        ));
+    }
+    match (stage.status, stage.paused_step) {
+        (StageStatus::Paused, Some(paused)) if paused == step => Ok(Transition {
+            stage: Some(StageChange::to(
+                position,
+                stage.status,
+                StageStatus::Deploying,
+            )),
+            ..Transition::order(state, state, "step_approved", format!("step {step}"))
+        }),
+        (StageStatus::Paused, Some(paused)) if paused > step => Err(refuse(
+            Conflict,
+            format!("the rollout moved on to step {paused}"),
+        )),
+        (StageStatus::Paused, Some(paused)) => Err(refuse(
+            Conflict,
+            format!("stage {position} is paused at step {paused}, not at step {step}"),
+        )),
+        (StageStatus::Deploying | StageStatus::Verifying, _) => Err(refuse(
+            Conflict,
+            format!("the rollout moved on from step {step}; it is not paused"),
+        )),
+        (status, _) => Err(refuse(
+            Conflict,
+            format!(
+                "stage {position} is {}; it is not paused at a step",
+                status.label().to_lowercase()
+            ),
+        )),
     }
 }
 
@@ -685,12 +775,12 @@ fn deploy(state: State, position: u32, facts: &Facts) -> Result<Transition, Refu
         ));
     }
     Ok(Transition {
-        stage: Some(StageChange {
+        stage: Some(StageChange::to(
             position,
-            from: stage.status,
-            to: StageStatus::Deploying,
-        }),
-        job: Some(JobKind::Deploy),
+            stage.status,
+            StageStatus::Deploying,
+        )),
+        job: Some(JobKind::deploy(stage.strategy)),
         ..Transition::order(
             state,
             State::InProgress,
@@ -757,11 +847,11 @@ fn rollback(
         ));
     }
     Ok(Transition {
-        stage: Some(StageChange {
+        stage: Some(StageChange::to(
             position,
-            from: stage.status,
-            to: StageStatus::RollingBack,
-        }),
+            stage.status,
+            StageStatus::RollingBack,
+        )),
         job: Some(JobKind::Rollback),
         ..Transition::order(state, state, "rollback_started", String::new())
     })
@@ -787,11 +877,7 @@ fn cancel(state: State, position: u32, reason: &str, facts: &Facts) -> Result<Tr
         ));
     }
     Ok(Transition {
-        stage: Some(StageChange {
-            position,
-            from: stage.status,
-            to: StageStatus::Failed,
-        }),
+        stage: Some(StageChange::to(position, stage.status, StageStatus::Failed)),
         cancels_job: true,
         ..Transition::order(
             state,
@@ -815,13 +901,7 @@ fn report(
 ) -> Result<Transition, Refusal> {
     use RefusalKind::*;
     let stage = stage_at(facts, position)?;
-    let change = |to| {
-        Some(StageChange {
-            position,
-            from: stage.status,
-            to,
-        })
-    };
+    let change = |to| Some(StageChange::to(position, stage.status, to));
     let stale = || {
         refuse(
             Conflict,
@@ -877,6 +957,21 @@ fn report(
                     ..Transition::order(state, to, "stage_failed", note)
                 })
             }
+        }
+        (StageStatus::Deploying | StageStatus::Paused, Outcome::Paused { step }) => {
+            Ok(Transition {
+                stage: Some(StageChange {
+                    paused_step: Some(*step),
+                    ..StageChange::to(position, stage.status, StageStatus::Paused)
+                }),
+                ..Transition::order(state, state, "stage_paused", note)
+            })
+        }
+        (StageStatus::Paused, Outcome::Resumed { step }) if stage.paused_step == Some(*step) => {
+            Ok(Transition {
+                stage: change(StageStatus::Deploying),
+                ..Transition::order(state, state, "stage_resumed", note)
+            })
         }
         (StageStatus::RollingBack, Outcome::Succeeded) => Ok(Transition {
             stage: change(StageStatus::RolledBack),
@@ -1040,6 +1135,9 @@ mod tests {
             report(1, Outcome::Succeeded),
             report(1, Outcome::Failed),
             report(1, Outcome::Refused),
+            report(1, Outcome::Paused { step: 1 }),
+            report(1, Outcome::Resumed { step: 1 }),
+            Command::ApproveStep { stage: 1, step: 1 },
         ]
     }
 
@@ -1090,8 +1188,17 @@ mod tests {
             // Cancel: any stage the engine works on; the order fails with it.
             (Command::Cancel { .. }, Who::Approver) if busy => Ok((failing, Some(S::Failed))),
             (Command::Cancel { .. }, Who::Approver) => Err(Conflict),
+            // A canary step: owners, while the order runs and the stage is
+            // paused at it.
+            (Command::ApproveStep { .. }, Who::Viewer) => Err(NotAllowed),
+            (Command::ApproveStep { .. }, Who::Approver) => match (state, stage) {
+                (InProgress, S::Paused) => Ok((InProgress, Some(S::Deploying))),
+                _ => Err(Conflict),
+            },
             // Engine reports: decided by the stage's status alone.
             (Command::Report { outcome, .. }, _) => match (stage, outcome) {
+                (S::Deploying | S::Paused, O::Paused { .. }) => Ok((state, Some(S::Paused))),
+                (S::Paused, O::Resumed { .. }) => Ok((state, Some(S::Deploying))),
                 (S::Deploying, O::Verifying) => Ok((state, Some(S::Verifying))),
                 (S::Deploying | S::Verifying, O::Succeeded) => Ok((
                     if state == InProgress {
@@ -1140,7 +1247,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cases, 2 * 9 * 8 * 11);
+        assert_eq!(cases, 2 * 9 * 8 * 14);
     }
 
     #[test]
@@ -1150,6 +1257,7 @@ mod tests {
             let input = match command {
                 Command::Approve { .. } | Command::Reject { .. } => "comment",
                 Command::Close { .. } | Command::Cancel { .. } => "reason",
+                Command::ApproveStep { .. } => "step",
                 _ => "stage",
             };
             assert_eq!(refused.input, input, "{command:?}");
@@ -1157,11 +1265,66 @@ mod tests {
     }
 
     #[test]
-    fn only_rolling_stages_deploy_in_this_version() {
-        assert_eq!(check_strategy(1, Strategy::Rolling), Ok(()));
-        let refusal = check_strategy(2, Strategy::Canary).unwrap_err();
+    fn a_canary_stage_deploys_through_its_own_job_and_pauses_at_its_steps() {
+        let mut facts = deployer(&[S::Pending]);
+        facts.stages[0].strategy = Strategy::Canary;
+        let t = decide(Approved, &Command::Deploy { stage: 1 }, &facts).unwrap();
+        assert_eq!(t.job, Some(JobKind::Canary));
+
+        facts.stages[0].status = S::Deploying;
+        let t = decide(InProgress, &report(1, Outcome::Paused { step: 2 }), &facts).unwrap();
+        assert_eq!(t.event, "stage_paused");
+        assert_eq!(
+            t.stage.map(|c| (c.to, c.paused_step)),
+            Some((S::Paused, Some(2)))
+        );
+
+        facts.stages[0].status = S::Paused;
+        facts.stages[0].paused_step = Some(2);
+        let approve = |step| Command::ApproveStep { stage: 1, step };
+        let t = decide(InProgress, &approve(2), &facts).unwrap();
+        assert_eq!((t.event, t.note.as_str()), ("step_approved", "step 2"));
+        assert_eq!(
+            t.stage.map(|c| (c.to, c.paused_step)),
+            Some((S::Deploying, None))
+        );
+        assert_eq!(t.job, None, "the running job follows; nothing is queued");
+        // The page showed step 1, the rollout is at step 2 by now.
+        let refusal = decide(InProgress, &approve(1), &facts).unwrap_err();
+        assert_eq!(
+            (refusal.kind, refusal.reason.as_str()),
+            (Conflict, "the rollout moved on to step 2")
+        );
+        let refusal = decide(InProgress, &approve(3), &facts).unwrap_err();
         assert_eq!(refusal.kind, Conflict);
-        assert!(refusal.reason.starts_with("stage 2 is a canary stage"));
+        // Approved already (a double click): not paused any more.
+        facts.stages[0].status = S::Deploying;
+        facts.stages[0].paused_step = None;
+        let refusal = decide(InProgress, &approve(2), &facts).unwrap_err();
+        assert_eq!(refusal.kind, Conflict);
+        assert!(
+            refusal.reason.contains("moved on from step 2"),
+            "{refusal:?}"
+        );
+        // An engineer who may deploy is no owner.
+        facts.stages[0].status = S::Paused;
+        facts.stages[0].paused_step = Some(2);
+        facts.actor_is_owner = false;
+        let refusal = decide(InProgress, &approve(2), &facts).unwrap_err();
+        assert_eq!(refusal.kind, NotAllowed);
+        // A timed pause that ran out, reported for the step it was at.
+        let t = decide(InProgress, &report(1, Outcome::Resumed { step: 2 }), &facts).unwrap();
+        assert_eq!(
+            (t.event, t.stage.map(|c| c.to)),
+            ("stage_resumed", Some(S::Deploying))
+        );
+        assert_eq!(
+            decide(InProgress, &report(1, Outcome::Resumed { step: 1 }), &facts)
+                .unwrap_err()
+                .kind,
+            Conflict,
+            "a stale resume"
+        );
     }
 
     #[test]
@@ -1313,7 +1476,11 @@ mod tests {
             auto_rollback: true,
             stages: stages
                 .iter()
-                .map(|&s| StageFacts::new(s, s != S::Pending))
+                .map(|&s| StageFacts {
+                    // A paused stage is paused at its first step.
+                    paused_step: (s == S::Paused).then_some(1),
+                    ..StageFacts::new(s, s != S::Pending)
+                })
                 .collect(),
             ..approver()
         }
@@ -1399,14 +1566,7 @@ mod tests {
         let t = decide(Approved, &Command::Deploy { stage: 1 }, &facts).unwrap();
         assert_eq!(t.to, InProgress);
         assert_eq!(t.job, Some(JobKind::Deploy));
-        assert_eq!(
-            t.stage,
-            Some(StageChange {
-                position: 1,
-                from: S::Pending,
-                to: S::Deploying
-            })
-        );
+        assert_eq!(t.stage, Some(StageChange::to(1, S::Pending, S::Deploying)));
         // Stage 2 before stage 1 succeeded.
         let refusal = decide(Approved, &Command::Deploy { stage: 2 }, &facts).unwrap_err();
         assert_eq!(refusal.kind, Conflict);

@@ -11,6 +11,7 @@
 //!
 //! Each kind of job is a module implementing [`Kind`] and registered in
 //! [`kinds`]: `rolling.rs` deploys a stage's image and follows the rollout,
+//! `canary.rs` does it through OpenKruise Rollout's steps and pauses,
 //! `rollback.rs` restores what a stage replaced. What the stage-run kinds
 //! share (reading the stage, writing only when the live template differs,
 //! following the rollout on the shared watch, reporting through the state
@@ -22,6 +23,7 @@
 //! `db::jobs::enqueue` in the transaction that asks for the work. No other
 //! kind changes.
 
+mod canary;
 mod rollback;
 mod rolling;
 mod runner;
@@ -39,6 +41,7 @@ use crate::db::jobs::Job;
 use crate::kube::{KubeDriver, KubeError};
 use crate::secret::Sealer;
 
+pub use canary::not_served as rollouts_not_served;
 pub use runner::{Engine, EngineSettings};
 
 /// Why a job's work stopped before it was done.
@@ -186,6 +189,7 @@ impl Registry {
 pub fn kinds() -> Registry {
     Registry::default()
         .with(rolling::RollingDeploy)
+        .with(canary::CanaryDeploy)
         .with(rollback::Rollback)
 }
 

@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use super::stage::{self, Followed, Stage, Written};
 use super::{Context, Done, Error, Kind};
 use crate::db::jobs::Job;
-use crate::db::work_orders::{self, Replaced, StageRecord};
+use crate::db::work_orders::StageRecord;
 use crate::domain::work_order::{JobKind, Outcome, StageStatus};
 use crate::kube::deployment;
 
@@ -43,44 +43,7 @@ impl Kind for RollingDeploy {
                 deployment::container_names(&live).join(", ")
             )));
         };
-        if target.replaced_image.is_none() {
-            // Recorded before the write, so a resumed job knows what was
-            // there and a rollback has something to restore.
-            let revision = deployment::revision(&live.metadata);
-            let template = serde_json::to_string(&live.spec.template).unwrap_or_default();
-            let failing = deployment::past_progress_deadline(&live);
-            let message = format!(
-                "{} in {}: {image}{} → {}{}",
-                stage.name(),
-                target.cluster,
-                revision
-                    .as_deref()
-                    .map(|r| format!(" (revision {r})"))
-                    .unwrap_or_default(),
-                target.image,
-                if failing {
-                    "; note: its last rollout had already passed its progress deadline"
-                } else {
-                    ""
-                }
-            );
-            let replaced = Replaced {
-                image: &image,
-                revision: revision.as_deref(),
-                template: &template,
-                uid: live.metadata.uid.as_deref(),
-                failing,
-            };
-            work_orders::record_replaced(
-                &ctx.db,
-                &job.lease,
-                stage.order_id,
-                stage.position,
-                &replaced,
-                &message,
-            )
-            .await?;
-        }
+        stage.remember_replaced(ctx, job, &live, &image).await?;
         // Write only when the live template differs from the wanted one.
         let wanted = |d: &Deployment| {
             deployment::container_image(d, &target.container) == Some(target.image.as_str())

@@ -19,7 +19,7 @@ use super::{Context, Done, Error};
 use crate::db::audit::AuditActor;
 use crate::db::jobs::Job;
 use crate::db::now_ms;
-use crate::db::work_orders::{self, Source, StageRecord, StageTarget};
+use crate::db::work_orders::{self, Replaced, Source, StageRecord, StageTarget};
 use crate::db::{clusters, error as db_error};
 use crate::domain::work_order::{Command, Outcome, Refusal, RefusalKind, Refused};
 use crate::kube::deployment::{self, Progress};
@@ -138,6 +138,58 @@ impl Stage {
                     self.target.cluster
                 ))
             })
+    }
+
+    /// Records what the deploy replaces (`live`, whose container runs
+    /// `image`) and the Deployment's uid, once, before the first write: a
+    /// resumed job then knows what was there, follows that object only, and
+    /// a rollback has something to restore.
+    pub async fn remember_replaced(
+        &self,
+        ctx: &Context,
+        job: &Job,
+        live: &Deployment,
+        image: &str,
+    ) -> Result<(), Error> {
+        let target = &self.target;
+        if target.replaced_image.is_some() {
+            return Ok(());
+        }
+        let revision = deployment::revision(&live.metadata);
+        let template = serde_json::to_string(&live.spec.template).unwrap_or_default();
+        let failing = deployment::past_progress_deadline(live);
+        let message = format!(
+            "{} in {}: {image}{} → {}{}",
+            self.name(),
+            target.cluster,
+            revision
+                .as_deref()
+                .map(|r| format!(" (revision {r})"))
+                .unwrap_or_default(),
+            target.image,
+            if failing {
+                "; note: its last rollout had already passed its progress deadline"
+            } else {
+                ""
+            }
+        );
+        let replaced = Replaced {
+            image,
+            revision: revision.as_deref(),
+            template: &template,
+            uid: live.metadata.uid.as_deref(),
+            failing,
+        };
+        work_orders::record_replaced(
+            &ctx.db,
+            &job.lease,
+            self.order_id,
+            self.position,
+            &replaced,
+            &message,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Writes with `write` until `done` holds for the live Deployment. A

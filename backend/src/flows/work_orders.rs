@@ -5,7 +5,7 @@
 //! does what a refusal of the state machine means at the edge (403, 409 or
 //! 422 naming the input).
 
-use super::clusters::stage_deployment;
+use super::clusters::{LOOK_DEADLINE, cluster_client, kube_error, stage_deployment};
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::db::accounts::Account;
@@ -18,8 +18,10 @@ use crate::db::work_orders::{
 };
 use crate::domain::release_item::Strategy;
 use crate::domain::text::{check_free_form, check_single_line};
-use crate::domain::work_order::{Command, MAX_NOTE_LEN, check_strategy, decide, refusal};
+use crate::domain::work_order::{Command, MAX_NOTE_LEN, decide, refusal};
+use crate::engine::rollouts_not_served;
 use crate::error::{Error, Result};
+use crate::kube::KubeError;
 
 use crate::kube::deployment::{self, Progress};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
@@ -245,7 +247,8 @@ pub async fn drive_stage(
     let stage = match &command {
         Command::Deploy { stage }
         | Command::Rollback { stage, .. }
-        | Command::Cancel { stage, .. } => *stage,
+        | Command::Cancel { stage, .. }
+        | Command::ApproveStep { stage, .. } => *stage,
         _ => return decide_on_work_order(state, actor, who, id, command).await,
     };
     // A write decides on the order as it is now, never on a cached read.
@@ -259,7 +262,7 @@ pub async fn drive_stage(
     let target = work_orders::stage_target(&state.db.pool, id, i64::from(stage)).await?;
     let (command, record) = match command {
         Command::Deploy { .. } => {
-            let record = preflight(state, &target, &command, stage).await?;
+            let record = preflight(state, &target, stage).await?;
             (command, record)
         }
         Command::Rollback { whole_template, .. } => {
@@ -284,26 +287,61 @@ pub async fn drive_stage(
     if matches!(command, Command::Cancel { .. }) {
         state.engine.check_leases();
     }
+    if let Command::ApproveStep { step, .. } = command {
+        approve_in_cluster(state, &target, step).await;
+    }
     state.engine.wake();
     Ok(order)
+}
+
+/// Lets the canary of `target` go on from `step` in its cluster, now that
+/// the approval is recorded: the status patch of `kubectl-kruise rollout
+/// approve`, on the Rollout as read, only while it is paused at `step`.
+/// Best effort: when the cluster does not answer in time, the stage's job
+/// (which follows the Rollout) makes the same patch.
+async fn approve_in_cluster(state: &AppState, target: &StageTarget, step: u32) {
+    let (namespace, name) = (&target.namespace, &target.deployment);
+    let approve = async {
+        let client = cluster_client(state, target.cluster_id, &target.cluster).await?;
+        match client.rollout(namespace, name).await {
+            Ok(Some(view)) if view.paused_at(step) => {
+                match client.approve_step(namespace, &view).await {
+                    Ok(_) | Err(KubeError::Conflict(_)) => Ok(()),
+                    Err(e) => Err(kube_error(&target.cluster, e)),
+                }
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(kube_error(&target.cluster, e)),
+        }
+    };
+    match tokio::time::timeout(LOOK_DEADLINE, approve).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::info!(error = %e, "approving the canary step is left to its job"),
+        Err(_) => tracing::info!("the cluster did not answer in time; the job approves the step"),
+    }
 }
 
 /// Checks that this version can deploy stage `stage`'s strategy, that its
 /// cluster answers and its Deployment and container exist, and that the
 /// Deployment can roll out (not paused; not scaled to zero when the item
 /// refuses that). What the deploy starts with: its overall deadline.
-async fn preflight(
-    state: &AppState,
-    target: &StageTarget,
-    command: &Command,
-    stage: u32,
-) -> Result<StageRecord> {
+async fn preflight(state: &AppState, target: &StageTarget, stage: u32) -> Result<StageRecord> {
     let strategy: Strategy = target
         .strategy
         .parse()
         .map_err(|e: String| Error::Internal(anyhow::anyhow!(e)))?;
-    check_strategy(stage, strategy).map_err(|r| refusal(command, r))?;
-    let (_, deployment) = stage_deployment(state, target).await?;
+    let (client, deployment) = stage_deployment(state, target).await?;
+    if strategy == Strategy::Canary
+        && !client
+            .serves_rollouts()
+            .await
+            .map_err(|e| kube_error(&target.cluster, e))?
+    {
+        return Err(Error::Conflict(format!(
+            "stage {stage}: {}",
+            rollouts_not_served(&target.cluster)
+        )));
+    }
     let deployment = deployment.ok_or_else(|| {
         Error::validation(
             "stage",

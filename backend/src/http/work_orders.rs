@@ -562,6 +562,9 @@ fn done_notice(command: &Command, order: &WorkOrder) -> String {
             format!("Stage {stage} cancelled: roll it back or close the order.")
         }
         Command::Report { .. } => "Recorded.".to_string(),
+        Command::ApproveStep { stage, step } => {
+            format!("Step {step} of stage {stage} approved: the canary moves on.")
+        }
     }
 }
 

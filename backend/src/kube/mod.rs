@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -120,11 +120,15 @@ pub struct ClusterClient {
 
 type WatchKey = (i64, String, String);
 
+/// Shared watches of one kind of object, by cluster and namespace.
+type Watches<K> = Mutex<HashMap<WatchKey, Weak<NamespaceWatch<K>>>>;
+
 /// The clients of every cluster in use and their shared watches.
 pub struct KubeDriver {
     settings: KubeSettings,
     clients: Mutex<HashMap<i64, ClusterClient>>,
-    watches: Mutex<HashMap<WatchKey, Weak<DeploymentWatch>>>,
+    watches: Watches<Deployment>,
+    rollout_watches: Watches<DynamicObject>,
 }
 
 impl KubeDriver {
@@ -133,6 +137,7 @@ impl KubeDriver {
             settings,
             clients: Mutex::new(HashMap::new()),
             watches: Mutex::new(HashMap::new()),
+            rollout_watches: Mutex::new(HashMap::new()),
         }
     }
 
@@ -227,40 +232,99 @@ impl KubeDriver {
     /// The shared watch of Deployments in `namespace` of the client's
     /// cluster; it runs while someone holds it.
     pub fn watch(&self, cluster: &ClusterClient, namespace: &str) -> Arc<DeploymentWatch> {
-        let key = (
-            cluster.cluster_id,
-            cluster.fingerprint.clone(),
-            namespace.to_string(),
-        );
-        let mut watches = self.watches.lock().expect("watches lock");
-        if let Some(existing) = watches.get(&key).and_then(Weak::upgrade) {
-            return existing;
-        }
-        watches.retain(|_, w| w.strong_count() > 0);
-        // Shared by every rollout in the namespace, so no job's span is its parent.
-        let span = tracing::info_span!(
-            parent: None,
-            "kube",
-            cluster = %cluster.cluster,
-            verb = "watch",
-            resource = "deployments",
+        let api = Api::namespaced(cluster.client.clone(), namespace);
+        shared_watch(&self.watches, cluster, namespace, "deployments", api, ())
+    }
+
+    /// The shared watch of OpenKruise Rollouts in `namespace` of the
+    /// client's cluster; it runs while someone holds it.
+    pub fn rollout_watch(
+        &self,
+        cluster: &ClusterClient,
+        namespace: &str,
+    ) -> Arc<NamespaceWatch<DynamicObject>> {
+        let resource = rollout::resource();
+        let api = Api::namespaced_with(cluster.client.clone(), namespace, &resource);
+        shared_watch(
+            &self.rollout_watches,
+            cluster,
             namespace,
-        );
-        let started = Arc::new(DeploymentWatch::start(
-            cluster.client.clone(),
-            namespace,
-            span,
-        ));
-        watches.insert(key, Arc::downgrade(&started));
-        started
+            "rollouts",
+            api,
+            resource,
+        )
     }
 }
 
-/// A namespace's Deployments as the watch last saw them, and a counter
-/// that moves on every change.
-pub struct DeploymentWatch {
+/// The watch of `resource` in `namespace` kept in `watches`, started when
+/// nobody holds one.
+fn shared_watch<K>(
+    watches: &Watches<K>,
+    cluster: &ClusterClient,
+    namespace: &str,
+    resource: &'static str,
+    api: Api<K>,
+    dyntype: K::DynamicType,
+) -> Arc<NamespaceWatch<K>>
+where
+    K: Watched,
+{
+    let key = (
+        cluster.cluster_id,
+        cluster.fingerprint.clone(),
+        namespace.to_string(),
+    );
+    let mut watches = watches.lock().expect("watches lock");
+    if let Some(existing) = watches.get(&key).and_then(Weak::upgrade) {
+        return existing;
+    }
+    watches.retain(|_, w| w.strong_count() > 0);
+    // Shared by every rollout in the namespace, so no job's span is its parent.
+    let span = tracing::info_span!(
+        parent: None,
+        "kube",
+        cluster = %cluster.cluster,
+        verb = "watch",
+        resource,
+        namespace,
+    );
+    let started = Arc::new(NamespaceWatch::start(api, dyntype, namespace, span));
+    watches.insert(key, Arc::downgrade(&started));
+    started
+}
+
+/// What a [`NamespaceWatch`] can hold.
+pub trait Watched:
+    kube::Resource<DynamicType: Clone + Eq + std::hash::Hash + Send + Sync>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: kube::Resource<DynamicType: Clone + Eq + std::hash::Hash + Send + Sync>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The Deployments of a namespace as its watch last saw them.
+pub type DeploymentWatch = NamespaceWatch<Deployment>;
+
+/// A namespace's objects of one kind as the watch last saw them, and a
+/// counter that moves on every change.
+pub struct NamespaceWatch<K: Watched> {
     namespace: String,
-    store: Store<Deployment>,
+    dyntype: K::DynamicType,
+    store: Store<K>,
     changes: watch::Receiver<u64>,
     health: Arc<Mutex<WatchHealth>>,
     task: tokio::task::JoinHandle<()>,
@@ -285,10 +349,10 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-impl DeploymentWatch {
-    fn start(client: kube::Client, namespace: &str, span: tracing::Span) -> Self {
-        let api: Api<Deployment> = Api::namespaced(client, namespace);
-        let (store, writer) = reflector::store();
+impl<K: Watched> NamespaceWatch<K> {
+    fn start(api: Api<K>, dyntype: K::DynamicType, namespace: &str, span: tracing::Span) -> Self {
+        let writer = reflector::store::Writer::new(dyntype.clone());
+        let store = writer.as_reader();
         let (tx, changes) = watch::channel(0u64);
         let health = Arc::new(Mutex::new(WatchHealth::default()));
         let seen = health.clone();
@@ -314,7 +378,7 @@ impl DeploymentWatch {
                         Err(e) => {
                             seen.lock().expect("watch health").last_error =
                                 Some((now_ms(), e.to_string()));
-                            tracing::debug!(error = %e, "deployment watch interrupted")
+                            tracing::debug!(error = %e, "watch interrupted")
                         }
                     }
                 }
@@ -323,6 +387,7 @@ impl DeploymentWatch {
         );
         Self {
             namespace: namespace.to_string(),
+            dyntype,
             store,
             changes,
             health,
@@ -335,10 +400,10 @@ impl DeploymentWatch {
         self.health.lock().expect("watch health").clone()
     }
 
-    /// The Deployment as last seen by the watch.
-    pub fn get(&self, name: &str) -> Option<Arc<Deployment>> {
+    /// The object as last seen by the watch.
+    pub fn get(&self, name: &str) -> Option<Arc<K>> {
         self.store
-            .get(&ObjectRef::new(name).within(&self.namespace))
+            .get(&ObjectRef::new_with(name, self.dyntype.clone()).within(&self.namespace))
     }
 
     /// A receiver that wakes on every change seen.
@@ -347,7 +412,7 @@ impl DeploymentWatch {
     }
 }
 
-impl Drop for DeploymentWatch {
+impl<K: Watched> Drop for NamespaceWatch<K> {
     fn drop(&mut self) {
         self.task.abort();
     }

@@ -24,7 +24,7 @@ pub const STEP_PAUSED: &str = "StepPaused";
 pub const STEP_READY: &str = "StepReady";
 pub const COMPLETED: &str = "Completed";
 
-fn resource() -> ApiResource {
+pub(super) fn resource() -> ApiResource {
     ApiResource {
         group: GROUP.into(),
         version: VERSION.into(),
@@ -118,7 +118,7 @@ pub struct RolloutView {
 }
 
 impl RolloutView {
-    fn of(object: &DynamicObject) -> RolloutView {
+    pub fn of(object: &DynamicObject) -> RolloutView {
         let data = &object.data;
         let status = &data["status"];
         let canary = &status["canaryStatus"];
