@@ -208,7 +208,7 @@ mod tests {
                 kind.as_str()
             );
         }
-        assert_eq!(registry.names(), ["deploy", "rollback"]);
+        assert_eq!(registry.names(), ["canary", "deploy", "rollback"]);
     }
 
     struct Twin;
