@@ -384,3 +384,79 @@ db_test!(
         assert_eq!(crate::engine::order_state(&r.eric, id).await, "approved");
     }
 );
+
+db_test!(
+    a_finished_canary_rolls_back_natively_and_a_stuck_one_after_a_cancel,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        r.sim.sim.install_kruise();
+        make_canary(
+            &r,
+            json!({"steps": [{"replicas": 1, "pause_seconds": 0}, {"weight": 100, "pause_seconds": 0}]}),
+        )
+        .await;
+        let id = r.approved_order("v1.1.0").await;
+        r.deploy(id, 1).await;
+        stage_when(&r.eric, id, |s| s["status"] == "succeeded").await;
+
+        // After the canary: the rollback restores the image directly, not
+        // as a new canary from step 1.
+        let (s, v) = r
+            .eric
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/rollback"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        stage_when(&r.eric, id, |s| s["status"] == "rolled_back").await;
+        assert_eq!(r.image("staging"), format!("{IMAGE}:v1.0.0"));
+        let d = r.sim.sim.deployment("staging", "checkout").unwrap();
+        assert_eq!(d.spec.paused, None, "no canary ran the rollback");
+
+        // The next order's canary enables the Rollout again and pauses.
+        make_canary(&r, json!({"steps": [{"replicas": 1}, {"weight": 100}]})).await;
+        let next = r.approved_order("v1.2.0").await;
+        r.deploy(next, 1).await;
+        stage_when(&r.eric, next, paused_at(1)).await;
+        // Stuck at a pause: an owner cancels, then rolls back; Kruise
+        // rolls back directly and nothing canary-made is left.
+        let (s, v) = r
+            .olivia
+            .post(
+                &format!("/api/v1/work-orders/{next}/stages/1/cancel"),
+                json!({"reason": "wrong build"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, v) = r
+            .olivia
+            .post(
+                &format!("/api/v1/work-orders/{next}/stages/1/rollback"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        stage_when(&r.eric, next, |s| s["status"] == "rolled_back").await;
+        assert_eq!(r.image("staging"), format!("{IMAGE}:v1.0.0"));
+        let d = r.sim.sim.deployment("staging", "checkout").unwrap();
+        assert_eq!(d.spec.paused, None);
+        let annotations = d.metadata.annotations.unwrap_or_default();
+        assert!(
+            !annotations
+                .keys()
+                .any(|k| k.starts_with("rollouts.kruise.io/")),
+            "{annotations:?}"
+        );
+        let pods = r.sim.sim.pods("staging");
+        assert!(
+            pods.iter().all(|p| {
+                p.spec.as_ref().unwrap().containers[0].image.as_deref()
+                    == Some(&format!("{IMAGE}:v1.0.0"))
+                    || p.metadata.deletion_timestamp.is_some()
+            }),
+            "every pod runs the old version again"
+        );
+    }
+);

@@ -25,6 +25,31 @@ use crate::kube::{ClusterClient, KubeError, deployment};
 /// Rolls a stage's Deployment back to what its deploy replaced.
 pub(super) struct Rollback;
 
+/// Before a canary stage's rollback writes: its Rollout, unless it is in
+/// the middle of a canary (where restoring the template is Kruise's own
+/// direct rollback), is disabled, so the restored template rolls natively
+/// rather than as a new canary from step 1.
+async fn step_aside(stage: &Stage, client: &ClusterClient) -> Result<(), Error> {
+    let target = &stage.target;
+    if !client.serves_rollouts().await? {
+        return Ok(());
+    }
+    let Some(view) = client
+        .rollout(&target.namespace, &target.deployment)
+        .await?
+    else {
+        return Ok(());
+    };
+    if !view.managed_by_rollway || view.disabled || view.phase == "Progressing" {
+        return Ok(());
+    }
+    match client.disable_rollout(&target.namespace, &view).await {
+        Ok(_) => Ok(()),
+        Err(KubeError::Conflict(m)) => Err(Error::Retry(m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Kind for Rollback {
     const NAME: &'static str = JobKind::Rollback.as_str();
 
@@ -50,6 +75,9 @@ impl Kind for Rollback {
         } else {
             Restore::Image(replaced_image)
         };
+        if target.canary.is_some() {
+            step_aside(&stage, &client).await?;
+        }
         let restored = |d: &Deployment| restore.done(d, &target.container);
         let write_back = |mut next: Deployment| {
             let client = &client;

@@ -82,6 +82,9 @@ pub fn spec(deployment: &str, canary: &Canary, routing: Option<&Routing>) -> Val
     json!({
         "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
         "strategy": {"canary": canary_spec},
+        // A rollback after a finished canary disables the Rollout (see
+        // `ClusterClient::disable_rollout`); the next canary enables it.
+        "disabled": false,
     })
 }
 
@@ -115,6 +118,8 @@ pub struct RolloutView {
     pub progressing: String,
     /// The `Succeeded` condition's status, once there is one.
     pub succeeded: Option<bool>,
+    /// `spec.disabled`: Kruise leaves the workload alone.
+    pub disabled: bool,
 }
 
 impl RolloutView {
@@ -161,6 +166,7 @@ impl RolloutView {
                 .map(|c| text(&c["reason"]))
                 .unwrap_or_default(),
             succeeded: condition("Succeeded").map(|c| c["status"] == "True"),
+            disabled: data["spec"]["disabled"] == true,
         }
     }
 
@@ -265,6 +271,23 @@ impl ClusterClient {
             }
         };
         Ok(RolloutView::of(&written))
+    }
+
+    /// Disables the Rollout `view` read (its spec's `disabled`), so that a
+    /// change of the Deployment's template rolls natively instead of as a
+    /// new canary: what a rollback after a finished canary needs.
+    pub async fn disable_rollout(
+        &self,
+        namespace: &str,
+        view: &RolloutView,
+    ) -> Result<RolloutView, KubeError> {
+        self.put_rollout(
+            namespace,
+            &view.name,
+            &json!({"disabled": true}),
+            Some(view),
+        )
+        .await
     }
 
     /// Approves the step `view` is paused on: its state becomes
