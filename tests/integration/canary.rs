@@ -460,3 +460,48 @@ db_test!(
         );
     }
 );
+
+db_test!(
+    pauses_survive_a_restart_of_the_server,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        r.sim.sim.install_kruise();
+        make_canary(
+            &r,
+            json!({"steps": [{"replicas": 1}, {"weight": 50, "pause_seconds": 3}, {"weight": 100, "pause_seconds": 0}]}),
+        )
+        .await;
+        let id = r.approved_order("v1.1.0").await;
+        r.deploy(id, 1).await;
+        stage_when(&r.eric, id, paused_at(1)).await;
+
+        // Killed while paused for an owner (no graceful shutdown): the
+        // next server takes the job over when its lease runs out.
+        let db = app.stop();
+        let app = TestApp::start_on(db, engine_start());
+        let olivia = app.api(Some(&app.token_for("olivia")));
+        let eric = app.api(Some(&app.token_for("eric")));
+        let (s, v) = olivia
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/approve-step"),
+                json!({"step": 1}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        stage_when(&eric, id, paused_at(2)).await;
+
+        // Killed again during a timed pause: it still goes on by itself.
+        let db = app.stop();
+        let app = TestApp::start_on(db, engine_start());
+        let eric = app.api(Some(&app.token_for("eric")));
+        stage_when(&eric, id, |s| s["status"] == "succeeded").await;
+        assert_eq!(status_patches(&r), 1, "one approval, one patch");
+        assert_eq!(r.image_patches("staging"), 1, "the template changed once");
+        let attempts = app
+            .db
+            .query_text("SELECT CAST(attempts AS TEXT) FROM jobs WHERE kind = 'canary'")
+            .await;
+        assert_eq!(attempts.as_deref(), Some("3"), "claimed by each server");
+    }
+);

@@ -313,6 +313,28 @@ async fn follow(
                 .annotations
                 .as_ref()
                 .is_some_and(|a| a.contains_key("rollouts.kruise.io/in-progressing"));
+        // A pause the Rollout left without Rollway (its time ran out, it was
+        // approved in the cluster, or it went on while no server followed
+        // it): the stage goes on first, whatever comes next.
+        if let (StageStatus::Paused, Some(p)) = (status, paused_step)
+            && !view.paused_at(p)
+        {
+            let message =
+                format!("step {p} went on without an approval through Rollway (its pause ended)");
+            let reported = stage
+                .report(
+                    ctx,
+                    job,
+                    Outcome::Resumed { step: p },
+                    message,
+                    StageRecord::default(),
+                )
+                .await?;
+            if let Done::Moot(note) = reported {
+                return Ok(Done::Moot(note));
+            }
+            continue;
+        }
         let mut paused_now = false;
         if kruise_let_go && view.phase != "Progressing" {
             // The steps are over and the Deployment rolls on its own.
@@ -391,24 +413,6 @@ async fn follow(
                         return Ok(Done::Moot(note));
                     }
                 }
-            }
-        } else if let (StageStatus::Paused, Some(p)) = (status, paused_step)
-            && view.phase == "Progressing"
-            && (view.step > p || view.step_state != rollout::STEP_PAUSED)
-        {
-            let message =
-                format!("step {p} went on without an approval through Rollway (its pause ended)");
-            let reported = stage
-                .report(
-                    ctx,
-                    job,
-                    Outcome::Resumed { step: p },
-                    message,
-                    StageRecord::default(),
-                )
-                .await?;
-            if let Done::Moot(note) = reported {
-                return Ok(Done::Moot(note));
             }
         }
         let deadline =
