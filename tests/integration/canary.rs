@@ -3,7 +3,9 @@
 //! serves Rollouts, the Rollout a plan becomes, its pauses as Rollway reads
 //! them, a step approved with exactly one status patch — and the stage end
 //! to end through the API: paused at each step, approved by owners only,
-//! timed pauses, and the refusal of a cluster without Kruise.
+//! timed pauses, pauses across restarts, rollbacks, the refusal of a
+//! cluster without Kruise — and every kubectl seeing and approving a
+//! paused canary as Rollway does.
 
 use std::time::Duration;
 
@@ -16,6 +18,9 @@ use rollway::secret::Secret;
 use rollway::sim::{RunningSim, Sim};
 use serde_json::{Value, json};
 
+use crate::common::kubectl::{
+    Binary, Kubectl, eventually as kube_eventually, every_kubectl, start as kubectl_sim,
+};
 use crate::common::{Api, TestApp, eventually};
 use crate::db_test;
 use crate::engine::{IMAGE, Rollout, engine_start, sim_config};
@@ -505,3 +510,162 @@ db_test!(
         assert_eq!(attempts.as_deref(), Some("3"), "claimed by each server");
     }
 );
+
+#[tokio::test]
+async fn kubectl_sees_and_approves_a_paused_canary_as_rollway_does() {
+    every_kubectl(sees_and_approves_a_paused_canary).await;
+}
+
+/// `kubectl get`, `-o json` and a merge patch of the status subresource
+/// against the Rollout the driver wrote and reads.
+async fn sees_and_approves_a_paused_canary(binary: Binary) {
+    let running = kubectl_sim().await;
+    running.sim.install_kruise();
+    running.sim.create_deployment(
+        "default",
+        "web",
+        "app",
+        "registry.example.com/web:1",
+        2,
+        600,
+    );
+    let kubectl = Kubectl::with_binary(&running, &binary);
+    let client = client_of(&running).await;
+    let plan = Canary {
+        steps: vec![step(Some(1), None, None), step(None, Some(100), None)],
+        header_match: None,
+    };
+    client
+        .put_rollout("default", "web", &rollout::spec("web", &plan, None), None)
+        .await
+        .unwrap();
+    kube_eventually("web ready", || async {
+        (running
+            .sim
+            .deployment("default", "web")
+            .and_then(|d| d.status?.ready_replicas)
+            == Some(2))
+        .then_some(())
+    })
+    .await;
+    kubectl
+        .run(&[
+            "set",
+            "image",
+            "deployment/web",
+            "app=registry.example.com/web:2",
+        ])
+        .await;
+    let paused = kube_eventually("paused at step 1", || async {
+        client
+            .rollout("default", "web")
+            .await
+            .ok()
+            .flatten()
+            .filter(|v| v.paused_at(1))
+    })
+    .await;
+
+    // What kubectl lists and prints is what the driver read.
+    let listed = kubectl.run(&["get", "rollouts.rollouts.kruise.io"]).await;
+    let mut lines = listed.lines();
+    assert!(
+        lines.next().unwrap().split_whitespace().eq([
+            "NAME",
+            "STATUS",
+            "CANARY_STEP",
+            "CANARY_STATE",
+            "MESSAGE",
+            "AGE"
+        ]),
+        "{listed}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..4],
+        ["web", "Progressing", "1", "StepPaused"],
+        "{listed}"
+    );
+    let json: Value = serde_json::from_str(
+        &kubectl
+            .run(&["get", "rollouts.rollouts.kruise.io", "web", "-o", "json"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(
+        json["metadata"]["resourceVersion"],
+        paused.resource_version.as_str()
+    );
+    assert_eq!(
+        json["status"]["canaryStatus"]["currentStepIndex"],
+        paused.step
+    );
+    assert_eq!(
+        json["status"]["canaryStatus"]["canaryReadyReplicas"],
+        paused.canary_ready_replicas
+    );
+    assert_eq!(
+        json["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "rollway"
+    );
+
+    // Approved with kubectl, as `kubectl-kruise rollout approve` does: the
+    // driver sees the canary move on.
+    let approve = r#"{"status":{"canaryStatus":{"currentStepState":"StepReady"}}}"#;
+    if binary.minor() >= (1, 24) {
+        kubectl
+            .run(&[
+                "patch",
+                "rollouts.rollouts.kruise.io",
+                "web",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                approve,
+            ])
+            .await;
+    } else {
+        // Older kubectls cannot patch a subresource: the API directly.
+        let answer = reqwest::Client::new()
+            .patch(format!(
+                "{}/apis/rollouts.kruise.io/v1beta1/namespaces/default/rollouts/web/status",
+                running.url()
+            ))
+            .header("content-type", "application/merge-patch+json")
+            .body(approve)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{}", answer.status());
+    }
+    kube_eventually("paused at step 2", || async {
+        client
+            .rollout("default", "web")
+            .await
+            .ok()
+            .flatten()
+            .filter(|v| v.paused_at(2))
+    })
+    .await;
+    // The driver's own approval of that view now finds it changed.
+    assert!(matches!(
+        client.approve_step("default", &paused).await,
+        Err(KubeError::Conflict(_))
+    ));
+}
+
+async fn client_of(running: &RunningSim) -> ClusterClient {
+    let credentials = ClusterCredentials {
+        id: 1,
+        name: "sim".into(),
+        access: ClusterAccess::Kubeconfig {
+            yaml: Secret::new(running.kubeconfig()),
+            context: None,
+        },
+        fingerprint: "sim".into(),
+    };
+    KubeDriver::new(KubeSettings::default())
+        .client(&credentials)
+        .await
+        .expect("a client of the simulated cluster")
+}
