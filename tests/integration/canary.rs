@@ -169,6 +169,13 @@ async fn the_driver_puts_a_rollout_follows_its_pause_and_approves_a_step_with_on
 
 /// Makes stage 1 (staging) of the fixture's item a canary of `canary`.
 async fn make_canary(r: &Rollout, canary: Value) {
+    let (s, v) = put_canary(r, canary).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// Asks to make stage 1 (staging) of the fixture's item a canary of
+/// `canary`: the answer.
+async fn put_canary(r: &Rollout, canary: Value) -> (StatusCode, Value) {
     let (_, item) = r
         .olivia
         .get(&format!("/api/v1/release-items/{}", r.item))
@@ -186,11 +193,9 @@ async fn make_canary(r: &Rollout, canary: Value) {
         "gitlab_project": item["gitlab_project"], "image_repository": item["image_repository"],
         "required_approvals": item["required_approvals"], "stages": stages
     });
-    let (s, v) = r
-        .olivia
+    r.olivia
         .put(&format!("/api/v1/release-items/{}", r.item), body)
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+        .await
 }
 
 /// Stage 1 of order `id` once `check` holds for it.
@@ -356,7 +361,26 @@ db_test!(
     |backend| async move {
         let app = TestApp::start_with(backend, engine_start()).await;
         let r = Rollout::create(&app).await;
+        // Saving a canary stage for that cluster is refused.
+        let (s, v) = put_canary(&r, json!({"steps": [{"replicas": 1}]})).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(
+            v["error"]["message"],
+            "stage 1 (staging) is a canary stage: cluster staging does not serve \
+             rollouts.kruise.io/v1beta1 — install OpenKruise Rollout"
+        );
+        // Saved while Kruise was there, deployed after it was removed.
+        r.sim.sim.install_kruise();
         make_canary(&r, json!({"steps": [{"replicas": 1}]})).await;
+        let removed = reqwest::Client::new()
+            .delete(format!(
+                "{}/apis/apiextensions.k8s.io/v1/customresourcedefinitions/rollouts.rollouts.kruise.io",
+                r.sim.url()
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(removed.status().is_success(), "{}", removed.status());
         let id = r.approved_order("v1.1.0").await;
         r.sim.sim.clear_requests();
         let (s, v) = r

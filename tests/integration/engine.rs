@@ -1345,7 +1345,7 @@ db_test!(
         for _ in 0..2 {
             let insert = sqlx::query(
                 "INSERT INTO jobs (kind, subject_kind, subject_id, work_order_id, stage_position, state, run_at, \
-                 created_at, updated_at) VALUES ('canary', 'stage_run', 1, 1, 1, 'queued', 0, 0, 0)",
+                 created_at, updated_at) VALUES ('verify', 'stage_run', 1, 1, 1, 'queued', 0, 0, 0)",
             )
             .execute(&mut conn)
             .await;

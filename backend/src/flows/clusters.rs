@@ -1,12 +1,16 @@
 //! Cluster flows: a cluster's client from its stored credentials, a
-//! stage's live Deployment, and Kubernetes failures as the API reports them.
+//! stage's live Deployment, whether canary stages' clusters run OpenKruise
+//! Rollout, and Kubernetes failures as the API reports them.
 
 use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::app::AppState;
-use crate::db::apps::App;
+use crate::db::apps::{self, App};
 use crate::db::clusters::{self, Cluster};
+use crate::db::release_items::Stage;
 use crate::db::work_orders::StageTarget;
+use crate::domain::release_item::{StageSpec, Strategy};
+use crate::engine::rollouts_not_served;
 use crate::error::{Error, Result};
 use crate::kube::deployment::{container_image, container_names};
 use crate::kube::{ClusterClient, KubeError};
@@ -20,6 +24,49 @@ pub async fn cluster_client(state: &AppState, id: i64, name: &str) -> Result<Clu
         .client(&credentials)
         .await
         .map_err(|e| kube_error(name, e))
+}
+
+/// Refuses (422 on `stages`) a plan with a canary stage whose app's
+/// cluster answers that it does not serve OpenKruise Rollout; the apps of
+/// the item's canary stages as stored (`saved`) are not asked about again.
+/// A cluster that cannot be asked (one try, within [`LOOK_DEADLINE`]) does
+/// not stop the save: the deploy asks again.
+pub async fn check_canary_clusters(
+    state: &AppState,
+    stages: &[StageSpec],
+    saved: &[Stage],
+) -> Result<()> {
+    for (i, stage) in stages.iter().enumerate() {
+        let saved = saved
+            .iter()
+            .any(|b| b.strategy == Strategy::Canary && b.app_id == stage.app_id);
+        if stage.strategy != Strategy::Canary || saved {
+            continue;
+        }
+        let Ok(app) = apps::get(&state.db.pool, stage.app_id).await else {
+            continue;
+        };
+        let asked = async {
+            let client = cluster_client(state, app.cluster_id, &app.cluster).await?;
+            client
+                .trying_once()
+                .serves_rollouts()
+                .await
+                .map_err(|e| kube_error(&app.cluster, e))
+        };
+        if let Ok(Ok(false)) = tokio::time::timeout(LOOK_DEADLINE, asked).await {
+            return Err(Error::validation(
+                "stages",
+                format!(
+                    "stage {} ({}) is a canary stage: {}",
+                    i + 1,
+                    stage.name,
+                    rollouts_not_served(&app.cluster)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A stage's cluster client and its live Deployment (`None` when the

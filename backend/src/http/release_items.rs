@@ -24,6 +24,7 @@ use crate::domain::release_item::{
 use crate::domain::tree::path_covers;
 use crate::error::{Error, Result};
 use crate::flows::changes::project_url;
+use crate::flows::clusters::check_canary_clusters;
 use crate::flows::live::items_live;
 use crate::gitlab::GitlabClient;
 
@@ -371,9 +372,9 @@ async fn create_release_item(
         ctx.state
             .policy
             .require(&ctx.actor.account, Action::ManageReleaseItems, &node.path)?;
-        Ok::<_, Error>(
-            release_items::create(&ctx.state.db, &form.to_fields(node_id)?, &ctx.who()).await?,
-        )
+        let fields = form.to_fields(node_id)?;
+        check_canary_clusters(&ctx.state, &fields.stages, &[]).await?;
+        Ok::<_, Error>(release_items::create(&ctx.state.db, &fields, &ctx.who()).await?)
     }
     .await;
     match result {
@@ -424,15 +425,9 @@ async fn save_release_item(
             Action::ManageReleaseItems,
             &item.node_path,
         )?;
-        Ok::<_, Error>(
-            release_items::update(
-                &ctx.state.db,
-                id,
-                &form.to_fields(item.node_id)?,
-                &ctx.who(),
-            )
-            .await?,
-        )
+        let fields = form.to_fields(item.node_id)?;
+        check_canary_clusters(&ctx.state, &fields.stages, &item.stages).await?;
+        Ok::<_, Error>(release_items::update(&ctx.state.db, id, &fields, &ctx.who()).await?)
     }
     .await;
     match result {

@@ -453,6 +453,14 @@ impl<'a> Target<'a> {
 }
 
 impl ClusterClient {
+    /// This client trying each call once: for a question a page asks on
+    /// the way (a failure is an answer there, not worth waiting for).
+    pub fn trying_once(&self) -> ClusterClient {
+        let mut once = self.clone();
+        once.settings.attempts = 1;
+        once
+    }
+
     /// The span of one call, so its retries and failures (and what the
     /// server logs meanwhile) can be told apart in the log.
     fn span(&self, target: Target<'_>) -> tracing::Span {
