@@ -26,7 +26,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::Value;
 
-use super::stage::{self, Stage, Written};
+use super::stage::{self, Stage};
 use super::{Context, Done, Error, Kind};
 use crate::db::jobs::Job;
 use crate::db::work_orders::{self, StageRecord};
@@ -74,42 +74,10 @@ impl Kind for CanaryDeploy {
         }
         let live = stage.read(&client).await?;
         stage.check_same_object(&live)?;
-        let Some(image) = deployment::container_image(&live, &target.container).map(str::to_string)
-        else {
-            return Err(Error::Fail(format!(
-                "Deployment {} has no container {} (it has {})",
-                stage.name(),
-                target.container,
-                deployment::container_names(&live).join(", ")
-            )));
-        };
+        let image = stage.current_image(&live)?;
         stage.remember_replaced(ctx, job, &live, &image).await?;
         put_rollout(ctx, &stage, &client, &plan).await?;
-        let wanted = |d: &Deployment| {
-            deployment::container_image(d, &target.container) == Some(target.image.as_str())
-        };
-        let patch = |d: Deployment| {
-            let client = &client;
-            async move {
-                let version = d.metadata.resource_version.unwrap_or_default();
-                client
-                    .patch_image(
-                        &target.namespace,
-                        &target.deployment,
-                        &target.container,
-                        &target.image,
-                        &version,
-                    )
-                    .await
-            }
-        };
-        let live = match stage
-            .write_until(&client, live, wanted, |_| None, patch)
-            .await?
-        {
-            Written::Done(live) => *live,
-            Written::Refused(reason) => return Err(Error::Fail(reason)),
-        };
+        let live = stage.set_image(&client, live).await?;
         follow(ctx, job, &stage, &client, &plan, live).await
     }
 

@@ -6,9 +6,7 @@
 //! the stage's overall deadline, and reports `verifying`, then `succeeded`
 //! (for a Deployment scaled to zero: that nothing ran) or `failed`.
 
-use k8s_openapi::api::apps::v1::Deployment;
-
-use super::stage::{self, Followed, Stage, Written};
+use super::stage::{self, Followed, Stage};
 use super::{Context, Done, Error, Kind};
 use crate::db::jobs::Job;
 use crate::db::work_orders::StageRecord;
@@ -34,42 +32,9 @@ impl Kind for RollingDeploy {
         let client = stage.client(ctx).await?;
         let live = stage.read(&client).await?;
         stage.check_same_object(&live)?;
-        let Some(image) = deployment::container_image(&live, &target.container).map(str::to_string)
-        else {
-            return Err(Error::Fail(format!(
-                "Deployment {} has no container {} (it has {})",
-                stage.name(),
-                target.container,
-                deployment::container_names(&live).join(", ")
-            )));
-        };
+        let image = stage.current_image(&live)?;
         stage.remember_replaced(ctx, job, &live, &image).await?;
-        // Write only when the live template differs from the wanted one.
-        let wanted = |d: &Deployment| {
-            deployment::container_image(d, &target.container) == Some(target.image.as_str())
-        };
-        let patch = |d: Deployment| {
-            let client = &client;
-            async move {
-                let version = d.metadata.resource_version.unwrap_or_default();
-                client
-                    .patch_image(
-                        &target.namespace,
-                        &target.deployment,
-                        &target.container,
-                        &target.image,
-                        &version,
-                    )
-                    .await
-            }
-        };
-        let live = match stage
-            .write_until(&client, live, wanted, |_| None, patch)
-            .await?
-        {
-            Written::Done(live) => *live,
-            Written::Refused(reason) => return Err(Error::Fail(reason)),
-        };
+        let live = stage.set_image(&client, live).await?;
         let followed = stage
             .follow(
                 ctx,
@@ -77,7 +42,7 @@ impl Kind for RollingDeploy {
                 &client,
                 live,
                 target.status != StageStatus::Verifying,
-                wanted,
+                |d| stage.runs_image(d),
                 |_| false,
             )
             .await?;

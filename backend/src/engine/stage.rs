@@ -140,6 +140,56 @@ impl Stage {
             })
     }
 
+    /// The image the stage's container runs in `live`; fails the job when
+    /// the Deployment has no such container.
+    pub fn current_image(&self, live: &Deployment) -> Result<String, Error> {
+        deployment::container_image(live, &self.target.container)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::Fail(format!(
+                    "Deployment {} has no container {} (it has {})",
+                    self.name(),
+                    self.target.container,
+                    deployment::container_names(live).join(", ")
+                ))
+            })
+    }
+
+    /// `d`'s container runs the order's image.
+    pub fn runs_image(&self, d: &Deployment) -> bool {
+        deployment::container_image(d, &self.target.container) == Some(self.target.image.as_str())
+    }
+
+    /// Sets the container's image to the order's, writing only while the
+    /// live template differs (so a resumed job never writes twice); the
+    /// Deployment as written.
+    pub async fn set_image(
+        &self,
+        client: &ClusterClient,
+        live: Deployment,
+    ) -> Result<Deployment, Error> {
+        let target = &self.target;
+        let patch = |d: Deployment| async move {
+            let version = d.metadata.resource_version.unwrap_or_default();
+            client
+                .patch_image(
+                    &target.namespace,
+                    &target.deployment,
+                    &target.container,
+                    &target.image,
+                    &version,
+                )
+                .await
+        };
+        match self
+            .write_until(client, live, |d| self.runs_image(d), |_| None, patch)
+            .await?
+        {
+            Written::Done(live) => Ok(*live),
+            Written::Refused(reason) => Err(Error::Fail(reason)),
+        }
+    }
+
     /// Records what the deploy replaces (`live`, whose container runs
     /// `image`) and the Deployment's uid, once, before the first write: a
     /// resumed job then knows what was there, follows that object only, and
