@@ -826,7 +826,12 @@ fn rollback(
             ),
         ));
     }
-    if !matches!(stage.status, StageStatus::Succeeded | StageStatus::Failed) || !stage.deployed {
+    // A canary paused at a step rolls back from there: its job stops and
+    // the rollback restores the template (Kruise's direct rollback).
+    let paused = stage.status == StageStatus::Paused;
+    if !(matches!(stage.status, StageStatus::Succeeded | StageStatus::Failed) || paused)
+        || !stage.deployed
+    {
         return Err(refuse(
             Conflict,
             format!(
@@ -839,7 +844,7 @@ fn rollback(
         .stages
         .iter()
         .enumerate()
-        .find(|(_, s)| s.status.is_mid_rollout())
+        .find(|(i, s)| s.status.is_mid_rollout() && (*i + 1 != position as usize || !paused))
     {
         return Err(refuse(
             Conflict,
@@ -853,6 +858,7 @@ fn rollback(
             StageStatus::RollingBack,
         )),
         job: Some(JobKind::Rollback),
+        cancels_job: paused,
         ..Transition::order(state, state, "rollback_started", String::new())
     })
 }
@@ -1181,7 +1187,7 @@ mod tests {
             (Command::Rollback { .. }, Who::Approver) => match (state, stage) {
                 (
                     InProgress | Failed | Succeeded | PartiallyRolledBack | RolledBack,
-                    S::Succeeded | S::Failed,
+                    S::Succeeded | S::Failed | S::Paused,
                 ) => Ok((state, Some(S::RollingBack))),
                 _ => Err(Conflict),
             },

@@ -284,7 +284,8 @@ pub async fn drive_stage(
         other => (other, StageRecord::default()),
     };
     let order = apply(state, actor, who, id, &command, &record).await?;
-    if matches!(command, Command::Cancel { .. }) {
+    if matches!(command, Command::Cancel { .. } | Command::Rollback { .. }) {
+        // A cancel, or a rollback from a paused canary, ends a running job.
         state.engine.check_leases();
     }
     if let Command::ApproveStep { step, .. } = command {
