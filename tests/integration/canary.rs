@@ -628,32 +628,9 @@ async fn sees_and_approves_a_paused_canary(binary: Binary) {
     // Approved with kubectl, as `kubectl-kruise rollout approve` does: the
     // driver sees the canary move on.
     let approve = r#"{"status":{"canaryStatus":{"currentStepState":"StepReady"}}}"#;
-    if binary.minor() >= (1, 24) {
-        kubectl
-            .run(&[
-                "patch",
-                "rollouts.rollouts.kruise.io",
-                "web",
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                approve,
-            ])
-            .await;
-    } else {
-        // Older kubectls cannot patch a subresource: the API directly.
-        let answer = reqwest::Client::new()
-            .patch(format!(
-                "{}/apis/rollouts.kruise.io/v1beta1/namespaces/default/rollouts/web/status",
-                running.url()
-            ))
-            .header("content-type", "application/merge-patch+json")
-            .body(approve)
-            .send()
-            .await
-            .unwrap();
-        assert!(answer.status().is_success(), "{}", answer.status());
-    }
+    kubectl
+        .patch_rollout_status(&running, &binary, approve)
+        .await;
     kube_eventually("paused at step 2", || async {
         client
             .rollout("default", "web")

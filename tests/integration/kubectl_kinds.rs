@@ -303,32 +303,9 @@ async fn applies_a_crd_then_its_resource_until_the_crd_is_deleted(binary: Binary
         "{out}"
     );
     let status = r#"{"status":{"phase":"Healthy","canaryStatus":{"currentStepIndex":2},"conditions":[{"type":"Progressing","status":"False"},{"type":"Ready","status":"True"}]}}"#;
-    if binary.minor() >= (1, 24) {
-        kubectl
-            .run(&[
-                "patch",
-                "rollouts.rollouts.kruise.io",
-                "web",
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                status,
-            ])
-            .await;
-    } else {
-        // Older kubectls cannot patch a subresource: the API directly.
-        let answer = reqwest::Client::new()
-            .patch(format!(
-                "{}/apis/rollouts.kruise.io/v1beta1/namespaces/default/rollouts/web/status",
-                running.url()
-            ))
-            .header("content-type", "application/merge-patch+json")
-            .body(status)
-            .send()
-            .await
-            .unwrap();
-        assert!(answer.status().is_success(), "{}", answer.status());
-    }
+    kubectl
+        .patch_rollout_status(&running, &binary, status)
+        .await;
     // The definition's printer columns.
     let listed = kubectl.run(&["get", "rollouts.rollouts.kruise.io"]).await;
     let mut lines = listed.lines();

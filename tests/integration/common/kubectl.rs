@@ -222,6 +222,36 @@ impl Kubectl {
         run.stdout
     }
 
+    /// Merge-patches the status subresource of Rollout `default/web` with
+    /// `body`: `kubectl patch --subresource=status`, or the API directly
+    /// for kubectls older than 1.24, which cannot patch a subresource.
+    pub async fn patch_rollout_status(&self, running: &RunningSim, binary: &Binary, body: &str) {
+        if binary.minor() >= (1, 24) {
+            self.run(&[
+                "patch",
+                "rollouts.rollouts.kruise.io",
+                "web",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                body,
+            ])
+            .await;
+            return;
+        }
+        let answer = reqwest::Client::new()
+            .patch(format!(
+                "{}/apis/rollouts.kruise.io/v1beta1/namespaces/default/rollouts/web/status",
+                running.url()
+            ))
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{}", answer.status());
+    }
+
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).expect("write manifest");
