@@ -309,6 +309,8 @@ async fn admin(db: &Db, key: &SecretKey, command: AdminCommand) -> Result<(), Fa
             namespace,
             deployment,
             container,
+            service,
+            ingress,
             node,
         } => {
             let cluster = db::clusters::find_by_name(&db.pool, &cluster)
@@ -325,6 +327,8 @@ async fn admin(db: &Db, key: &SecretKey, command: AdminCommand) -> Result<(), Fa
                 namespace,
                 deployment,
                 container,
+                service,
+                ingress,
                 node_id: node.id,
             };
             let app = db::apps::create(db, &fields, &AuditActor::cli()).await?;

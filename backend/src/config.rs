@@ -244,6 +244,13 @@ pub enum AdminCommand {
         deployment: String,
         #[arg(long)]
         container: String,
+        /// The Service canary stages route requests through (give
+        /// `--ingress` too); without them canaries shift pods, not traffic.
+        #[arg(long, requires = "ingress")]
+        service: Option<String>,
+        /// The nginx Ingress in front of `--service`.
+        #[arg(long, requires = "service")]
+        ingress: Option<String>,
         /// Tree node path, e.g. `/acme/payments`.
         #[arg(long)]
         node: String,

@@ -140,6 +140,49 @@ async fn browser_engineer_deploys_watches_reads_logs_and_rolls_back() {
 }
 
 #[tokio::test]
+async fn browser_canary_is_approved_step_by_step_from_the_order_page() {
+    let app = TestApp::start_with(Backend::Sqlite, crate::engine::engine_start()).await;
+    let rollout = crate::engine::Rollout::create_with(&app, crate::engine::sim_config(), 4).await;
+    rollout.sim.sim.install_kruise();
+    crate::canary::make_canary(
+        &rollout,
+        serde_json::json!({"header_match": {"name": "x-canary", "value": "yes"},
+                           "steps": [{"weight": 50}, {"weight": 100, "pause_seconds": 0}]}),
+    )
+    .await;
+    run_script(
+        &app,
+        "canary.mjs",
+        &[("ROLLWAY_USER_PASSWORD", USER_PASSWORD)],
+    )
+    .await;
+    assert_eq!(
+        rollout.image("staging"),
+        format!("{}:v1.0.0", crate::engine::IMAGE),
+        "the rollback really restored the old image"
+    );
+    assert_eq!(
+        crate::canary::status_patches(&rollout),
+        2,
+        "one status patch per approval from the page"
+    );
+    for shot in [
+        "canary-paused-step-1.png",
+        "canary-paused-step-2.png",
+        "canary-succeeded.png",
+        "canary-rolled-back.png",
+    ] {
+        assert!(
+            repo_root()
+                .join("target/test-artifacts")
+                .join(shot)
+                .exists(),
+            "{shot} saved"
+        );
+    }
+}
+
+#[tokio::test]
 async fn browser_owner_cancels_a_stuck_stage() {
     let app = TestApp::start_with(Backend::Sqlite, crate::engine::engine_start()).await;
     let rollout = crate::engine::Rollout::create(&app).await;

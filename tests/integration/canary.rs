@@ -15,7 +15,7 @@ use rollway::domain::release_item::{Canary, CanaryStep};
 use rollway::kube::rollout::{self, RolloutView};
 use rollway::kube::{ClusterClient, KubeDriver, KubeError, KubeSettings};
 use rollway::secret::Secret;
-use rollway::sim::{RunningSim, Sim};
+use rollway::sim::{Kind, RunningSim, Sim};
 use serde_json::{Value, json};
 
 use crate::common::kubectl::{
@@ -167,10 +167,77 @@ async fn the_driver_puts_a_rollout_follows_its_pause_and_approves_a_step_with_on
     assert_eq!(d.spec.paused, None, "resumed");
 }
 
-/// Makes stage 1 (staging) of the fixture's item a canary of `canary`.
-async fn make_canary(r: &Rollout, canary: Value) {
+/// Makes stage 1 (staging) of the fixture's item a canary of `canary`,
+/// its traffic routed through the app's Service and Ingress.
+pub async fn make_canary(r: &Rollout, canary: Value) {
+    route_through(r).await;
     let (s, v) = put_canary(r, canary).await;
     assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// Creates Service and Ingress `checkout` in the staging namespace of the
+/// simulated cluster (once) and names them on the staging app: where a
+/// canary's traffic goes through.
+async fn route_through(r: &Rollout) {
+    let http = reqwest::Client::new();
+    let objects = [
+        (
+            "/api/v1/namespaces/staging/services",
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "checkout"},
+                   "spec": {"selector": {"app": "checkout"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+        ),
+        (
+            "/apis/networking.k8s.io/v1/namespaces/staging/ingresses",
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "checkout"},
+                   "spec": {"ingressClassName": "nginx", "rules": [{"host": "checkout.example.com", "http": {"paths": [
+                       {"path": "/", "pathType": "Prefix",
+                        "backend": {"service": {"name": "checkout", "port": {"number": 80}}}}]}}]}}),
+        ),
+    ];
+    for (path, object) in objects {
+        let resp = http
+            .post(format!("{}{path}", r.sim.url()))
+            .json(&object)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        assert!(
+            status.is_success() || status == StatusCode::CONFLICT,
+            "{path}: {status}"
+        );
+    }
+    set_routing(r, json!("checkout"), json!("checkout")).await;
+}
+
+/// Names `service` and `ingress` (JSON strings or null) on the staging
+/// app.
+async fn set_routing(r: &Rollout, service: Value, ingress: Value) {
+    let (s, v) = patch_routing(r, service, ingress).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+async fn patch_routing(r: &Rollout, service: Value, ingress: Value) -> (StatusCode, Value) {
+    let (_, item) = r
+        .olivia
+        .get(&format!("/api/v1/release-items/{}", r.item))
+        .await;
+    let id = item["stages"][0]["app_id"].as_i64().unwrap();
+    let (_, a) = r.org.admin.get(&format!("/api/v1/apps/{id}")).await;
+    let body = json!({
+        "name": a["name"], "cluster_id": a["cluster_id"], "namespace": a["namespace"],
+        "deployment": a["deployment"], "container": a["container"], "node_id": a["node_id"],
+        "service": service, "ingress": ingress,
+    });
+    r.org.admin.patch(&format!("/api/v1/apps/{id}"), body).await
+}
+
+/// The object `kind/name` in the staging namespace, or null.
+fn staging_object(r: &Rollout, kind: Kind, name: &str) -> Value {
+    r.sim
+        .sim
+        .get::<Value>(kind, "staging", name)
+        .unwrap_or(Value::Null)
 }
 
 /// Asks to make stage 1 (staging) of the fixture's item a canary of
@@ -214,7 +281,7 @@ fn paused_at(step: u64) -> impl Fn(&Value) -> bool {
 }
 
 /// Successful status PATCHes of the staging Rollout.
-fn status_patches(r: &Rollout) -> usize {
+pub fn status_patches(r: &Rollout) -> usize {
     r.sim
         .sim
         .requests()
@@ -479,6 +546,164 @@ db_test!(
             }),
             "every pod runs the old version again"
         );
+    }
+);
+
+db_test!(
+    a_header_step_sends_only_that_header_to_the_canary_and_a_rollback_leaves_nothing_canary_named,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create_with(&app, sim_config(), 4).await;
+        r.sim.sim.install_kruise();
+        make_canary(
+            &r,
+            json!({"header_match": {"name": "x-canary", "value": "yes"},
+                   "steps": [{"weight": 25}, {"weight": 100}]}),
+        )
+        .await;
+        let id = r.approved_order("v1.1.0").await;
+        r.deploy(id, 1).await;
+        let stage = stage_when(&r.eric, id, paused_at(1)).await;
+        let message = stage["message"].as_str().unwrap();
+        assert!(message.starts_with("paused at step 1 of 3"), "{message}");
+
+        // Step 1: only requests with the header reach the canary, through
+        // the canary Ingress and Service; no weight yet.
+        let ingress = staging_object(&r, Kind::Ingress, "checkout-canary");
+        let nginx = |key: &str| {
+            ingress["metadata"]["annotations"][format!("nginx.ingress.kubernetes.io/{key}")].clone()
+        };
+        assert_eq!(nginx("canary"), "true", "{ingress:#}");
+        assert_eq!(nginx("canary-by-header"), "x-canary", "{ingress:#}");
+        assert_eq!(nginx("canary-by-header-value"), "yes", "{ingress:#}");
+        assert_eq!(nginx("canary-weight"), Value::Null, "{ingress:#}");
+        assert_eq!(
+            ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+            "checkout-canary",
+            "{ingress:#}"
+        );
+        let canary_service = staging_object(&r, Kind::Service, "checkout-canary");
+        assert!(
+            canary_service["spec"]["selector"]["pod-template-hash"].is_string(),
+            "the canary Service selects the new pods: {canary_service:#}"
+        );
+
+        // Step 2: a weight, no header.
+        let (s, v) = r
+            .olivia
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/approve-step"),
+                json!({"step": 1}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        stage_when(&r.eric, id, paused_at(2)).await;
+        let ingress = staging_object(&r, Kind::Ingress, "checkout-canary");
+        let nginx = |key: &str| {
+            ingress["metadata"]["annotations"][format!("nginx.ingress.kubernetes.io/{key}")].clone()
+        };
+        assert_eq!(nginx("canary-weight"), "25", "{ingress:#}");
+        assert_eq!(nginx("canary-by-header"), Value::Null, "{ingress:#}");
+
+        // Rolled back from step 2: the old template and nothing canary-named.
+        let (s, v) = r
+            .eric
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/rollback"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        stage_when(&r.eric, id, |s| s["status"] == "rolled_back").await;
+        assert_eq!(r.image("staging"), format!("{IMAGE}:v1.0.0"));
+        let gone = eventually(Duration::from_secs(10), || async {
+            staging_object(&r, Kind::Ingress, "checkout-canary").is_null()
+                && staging_object(&r, Kind::Service, "checkout-canary").is_null()
+        })
+        .await;
+        assert!(gone, "the canary Ingress and Service are removed");
+        let names: Vec<String> = [Kind::Deployment, Kind::Service, Kind::Ingress]
+            .into_iter()
+            .flat_map(|kind| r.sim.sim.list::<Value>(kind, "staging"))
+            .map(|o| {
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["checkout", "checkout", "checkout"],
+            "one Deployment, Service and Ingress each, nothing canary-named"
+        );
+        let stable = staging_object(&r, Kind::Service, "checkout");
+        assert_eq!(
+            stable["spec"]["selector"],
+            json!({"app": "checkout"}),
+            "the stable Service selects every pod again"
+        );
+    }
+);
+
+db_test!(
+    a_canary_that_shifts_traffic_needs_the_apps_service_and_ingress,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        r.sim.sim.install_kruise();
+        // Half a routing is refused.
+        let (s, v) = patch_routing(&r, json!("checkout"), Value::Null).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["error"]["field"], "ingress", "{v}");
+        // Weights and headers need one; replica counts do not.
+        for plan in [
+            json!({"steps": [{"weight": 50}]}),
+            json!({"steps": [{"replicas": 1}], "header_match": {"name": "x-canary", "value": "yes"}}),
+        ] {
+            let (s, v) = put_canary(&r, plan).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("stage 1 (staging) is a canary stage: its steps shift traffic")
+                    && message.contains("app checkout-staging names no Service and Ingress"),
+                "{message}"
+            );
+        }
+        let (s, v) = put_canary(&r, json!({"steps": [{"replicas": 1}]})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+
+        // Named on the app but missing in the cluster: the deploy is
+        // refused and nothing is written.
+        set_routing(&r, json!("checkout"), json!("checkout")).await;
+        let (s, v) = put_canary(&r, json!({"steps": [{"weight": 50}]})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let id = r.approved_order("v1.1.0").await;
+        r.sim.sim.clear_requests();
+        let (s, v) = r
+            .eric
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/deploy"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{v}");
+        assert_eq!(
+            v["error"]["message"],
+            "stage 1: the canary routes traffic through Service checkout and Ingress checkout, \
+             which do not exist in namespace staging of cluster staging; create them or fix app \
+             checkout-staging"
+        );
+        let writes: Vec<String> = r
+            .sim
+            .sim
+            .requests()
+            .into_iter()
+            .filter(|q| q.method != "GET")
+            .map(|q| format!("{} {}", q.method, q.path))
+            .collect();
+        assert!(writes.is_empty(), "nothing written: {writes:?}");
+        assert_eq!(crate::engine::order_state(&r.eric, id).await, "approved");
     }
 );
 

@@ -303,6 +303,11 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
         NotFound,
     ),
     row("POST /work-orders/{id}/stages/{n}/cancel", OWNERS, NotFound),
+    row(
+        "POST /work-orders/{id}/stages/{n}/approve-step",
+        OWNERS,
+        NotFound,
+    ),
     row("POST /admin/clusters/{id}/test", ADMINS, Forbidden),
     row("POST /account/password", SIGNED_IN, Forbidden),
     row("POST /account/tokens", SIGNED_IN, Forbidden),
@@ -433,6 +438,7 @@ const PAST_THE_ROLE_CHECK: &[&str] = &[
     "POST /work-orders/{id}/stages/{n}/deploy",
     "POST /work-orders/{id}/stages/{n}/rollback",
     "POST /work-orders/{id}/stages/{n}/cancel",
+    "POST /work-orders/{id}/stages/{n}/approve-step",
     "POST /admin/clusters/{id}/test",
     "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs",
     "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs/stream",
@@ -1199,6 +1205,13 @@ pub(crate) async fn page_call(
         "POST /work-orders/{id}/stages/{n}/cancel" => (
             format!("/work-orders/{}/stages/1/cancel", f.approved_order().await),
             kv(&[("reason", "test")]),
+        ),
+        "POST /work-orders/{id}/stages/{n}/approve-step" => (
+            format!(
+                "/work-orders/{}/stages/1/approve-step",
+                f.approved_order().await
+            ),
+            kv(&[("step", "1"), ("confirmed", "yes")]),
         ),
         "POST /admin/clusters/{id}/test" => (
             format!("/admin/clusters/{}/test", f.cluster().await),

@@ -66,7 +66,9 @@ impl Release {
                 json!({"name": "prod", "environment": "prod", "kubeconfig": kubeconfig}),
             )
             .await;
-        let app_in = |cluster: &Value, node: i64, name: &str| json!({"name": name, "cluster_id": cluster["id"], "namespace": "shop", "deployment": name, "container": "app", "node_id": node});
+        // Each app names its Service and Ingress: the item's canary stage
+        // routes traffic.
+        let app_in = |cluster: &Value, node: i64, name: &str| json!({"name": name, "cluster_id": cluster["id"], "namespace": "shop", "deployment": name, "container": "app", "service": name, "ingress": name, "node_id": node});
         let staging_app = org
             .admin
             .post("/api/v1/apps", app_in(&staging, org.pay_api, "checkout"))

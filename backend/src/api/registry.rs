@@ -241,7 +241,29 @@ pub struct AppBody {
         max_length = 63
     )]
     pub container: String,
+    /// The Service canary stages route requests through; give `ingress`
+    /// too, or neither (then canaries shift pods, not traffic).
+    #[serde(default)]
+    #[schema(
+        pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
+        min_length = 1,
+        max_length = 56
+    )]
+    pub service: Option<String>,
+    /// The nginx Ingress in front of `service`.
+    #[serde(default)]
+    #[schema(
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        min_length = 1,
+        max_length = 246
+    )]
+    pub ingress: Option<String>,
     pub node_id: i64,
+}
+
+/// A name given or not: blank is not given.
+fn named(name: Option<String>) -> Option<String> {
+    name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty())
 }
 
 impl From<AppBody> for AppFields {
@@ -252,6 +274,8 @@ impl From<AppBody> for AppFields {
             namespace: b.namespace.trim().to_string(),
             deployment: b.deployment.trim().to_string(),
             container: b.container.trim().to_string(),
+            service: named(b.service),
+            ingress: named(b.ingress),
             node_id: b.node_id,
         }
     }

@@ -17,7 +17,7 @@ use crate::db::release_items as items;
 use crate::db::tree as tree_db;
 use crate::domain::release_item::{Canary, StageSpec, Strategy};
 use crate::error::{Error, ErrorBody, Result};
-use crate::flows::clusters::check_canary_clusters;
+use crate::flows::clusters::check_canary_stages;
 use crate::flows::live::{ItemLive, item_live};
 use crate::gitlab::Tag;
 use crate::kube::live::LiveRead;
@@ -346,7 +346,7 @@ async fn create_release_item(
     state
         .policy
         .require(&actor, Action::ManageReleaseItems, &path)?;
-    check_canary_clusters(&state, &body.stages, &[]).await?;
+    check_canary_stages(&state, &body.stages, &[]).await?;
     let item = items::create(&state.db, &body.into(), &who).await?;
     Ok((StatusCode::CREATED, Json(item.into())))
 }
@@ -382,7 +382,7 @@ async fn replace_release_item(
     state
         .policy
         .require(&actor, Action::ManageReleaseItems, &item.node_path)?;
-    check_canary_clusters(&state, &body.stages, &item.stages).await?;
+    check_canary_stages(&state, &body.stages, &item.stages).await?;
     let item = items::update(&state.db, id, &body.into(), &who).await?;
     Ok(Json(item.into()))
 }

@@ -11,7 +11,7 @@ use super::constraint::{Constraint, violated};
 use super::error::{Error, Result};
 use super::tree::Scope;
 use super::{Db, Tx, now_ms};
-use crate::domain::cluster::validate_k8s_name;
+use crate::domain::cluster::{validate_ingress_name, validate_k8s_name, validate_service_name};
 use crate::domain::tree::validate_name;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -26,6 +26,11 @@ pub struct App {
     pub namespace: String,
     pub deployment: String,
     pub container: String,
+    /// The Service a canary stage of this app routes requests through
+    /// (with `ingress`); absent: its canaries shift pods, not traffic.
+    pub service: Option<String>,
+    /// The nginx Ingress in front of `service`.
+    pub ingress: Option<String>,
     pub node_id: i64,
     /// The tree path of the app's node.
     pub node_path: String,
@@ -41,11 +46,14 @@ pub struct AppFields {
     pub namespace: String,
     pub deployment: String,
     pub container: String,
+    /// Both or neither: where a canary's traffic goes through.
+    pub service: Option<String>,
+    pub ingress: Option<String>,
     pub node_id: i64,
 }
 
 const COLUMNS: &str = "p.id, p.name, p.cluster_id, c.name AS cluster, c.environment, p.namespace, \
-    p.deployment, p.container, p.node_id, n.path AS node_path, p.created_at, p.updated_at";
+    p.deployment, p.container, p.service, p.ingress, p.node_id, n.path AS node_path, p.created_at, p.updated_at";
 const FROM: &str = "apps p JOIN clusters c ON c.id = p.cluster_id JOIN nodes n ON n.id = p.node_id";
 
 fn from_row(row: &AnyRow) -> Result<App, sqlx::Error> {
@@ -58,6 +66,8 @@ fn from_row(row: &AnyRow) -> Result<App, sqlx::Error> {
         namespace: row.try_get("namespace")?,
         deployment: row.try_get("deployment")?,
         container: row.try_get("container")?,
+        service: row.try_get("service")?,
+        ingress: row.try_get("ingress")?,
         node_id: row.try_get("node_id")?,
         node_path: row.try_get("node_path")?,
         created_at: row.try_get("created_at")?,
@@ -73,6 +83,25 @@ fn validate(fields: &AppFields) -> Result<()> {
         .map_err(|m| Error::validation("deployment", m))?;
     validate_k8s_name("container", &fields.container)
         .map_err(|m| Error::validation("container", m))?;
+    match (&fields.service, &fields.ingress) {
+        (None, None) => {}
+        (Some(service), Some(ingress)) => {
+            validate_service_name(service).map_err(|m| Error::validation("service", m))?;
+            validate_ingress_name(ingress).map_err(|m| Error::validation("ingress", m))?;
+        }
+        (None, Some(_)) => {
+            return Err(Error::validation(
+                "service",
+                "name the Service the Ingress sends to as well, or neither",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(Error::validation(
+                "ingress",
+                "name the Ingress in front of the Service as well, or neither",
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -137,14 +166,16 @@ pub async fn create(db: &Db, fields: &AppFields, who: &AuditActor) -> Result<App
     let mut tx = db.begin_write().await?;
     check_refs(&mut tx, fields).await?;
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO apps (name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+        "INSERT INTO apps (name, cluster_id, namespace, deployment, container, service, ingress, node_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
     )
     .bind(&fields.name)
     .bind(fields.cluster_id)
     .bind(&fields.namespace)
     .bind(&fields.deployment)
     .bind(&fields.container)
+    .bind(&fields.service)
+    .bind(&fields.ingress)
     .bind(fields.node_id)
     .bind(now)
     .fetch_one(&mut *tx)
@@ -178,13 +209,15 @@ pub async fn update(db: &Db, id: i64, fields: &AppFields, who: &AuditActor) -> R
     check_refs(&mut tx, fields).await?;
     sqlx::query(
         "UPDATE apps SET name = $1, cluster_id = $2, namespace = $3, deployment = $4, container = $5, \
-         node_id = $6, updated_at = $7 WHERE id = $8",
+         service = $6, ingress = $7, node_id = $8, updated_at = $9 WHERE id = $10",
     )
     .bind(&fields.name)
     .bind(fields.cluster_id)
     .bind(&fields.namespace)
     .bind(&fields.deployment)
     .bind(&fields.container)
+    .bind(&fields.service)
+    .bind(&fields.ingress)
     .bind(fields.node_id)
     .bind(now_ms())
     .bind(id)

@@ -217,6 +217,9 @@ pub struct StageTarget {
     pub namespace: String,
     pub deployment: String,
     pub container: String,
+    /// The app's Service and Ingress a canary routes traffic through.
+    pub service: Option<String>,
+    pub ingress: Option<String>,
     /// The image the order releases (`image_repository:version`).
     pub image: String,
     pub status: StageStatus,
@@ -253,7 +256,7 @@ pub struct StageTarget {
 pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<StageTarget> {
     let row = sqlx::query(
         "SELECT s.strategy, p.name AS app, p.cluster_id, c.name AS cluster, c.environment, p.namespace, p.deployment, p.container, \
-         w.image, s.status, s.replaced_image, s.replaced_revision, s.replaced_template, \
+         p.service, p.ingress, w.image, s.status, s.replaced_image, s.replaced_revision, s.replaced_template, \
          s.deployment_uid, s.replaced_failing, s.deadline_at, s.rollback_from, s.rollback_whole_template, s.message, \
          s.deadline_minutes, i.refuse_zero_replicas, s.canary_json, s.paused_step \
          FROM stage_runs s JOIN work_orders w ON w.id = s.work_order_id \
@@ -276,6 +279,8 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
         namespace: row.try_get("namespace")?,
         deployment: row.try_get("deployment")?,
         container: row.try_get("container")?,
+        service: row.try_get("service")?,
+        ingress: row.try_get("ingress")?,
         image: row.try_get("image")?,
         status: status
             .parse()

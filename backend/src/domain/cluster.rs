@@ -217,6 +217,51 @@ pub fn validate_k8s_name(field: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// Checks the name of an app's Service: a DNS-1035 label, short enough
+/// for the canary Service (`<name>-canary`) to be one too.
+pub fn validate_service_name(value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_ROUTED_NAME
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && value.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "service '{value}' is not a Service name (a lowercase letter first, then lowercase letters, digits and '-', at most {MAX_ROUTED_NAME})"
+        ))
+    }
+}
+
+/// Checks the name of an app's Ingress: a DNS-1123 subdomain, short enough
+/// for the canary Ingress (`<name>-canary`) to be one too.
+pub fn validate_ingress_name(value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 253 - "-canary".len()
+        && value.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && part.ends_with(|c: char| c.is_ascii_alphanumeric())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "ingress '{value}' is not an Ingress name (lowercase letters, digits, '-' and '.')"
+        ))
+    }
+}
+
+/// The longest Service name whose canary Service (`<name>-canary`) is
+/// still a valid name.
+pub const MAX_ROUTED_NAME: usize = 63 - "-canary".len();
+
 /// How to reach a cluster: its stored connection, opened by
 /// `db::clusters::credentials` (the one place that unseals a kubeconfig)
 /// and handed to the Kubernetes driver, which runs no query of its own.
@@ -327,6 +372,22 @@ mod tests {
         }
         for bad in ["", "Default", "-a", "a-", "a_b", &"a".repeat(64)] {
             assert!(validate_k8s_name("namespace", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn service_and_ingress_names_leave_room_for_their_canaries() {
+        for ok in ["web", "web-1", &"a".repeat(56)] {
+            assert!(validate_service_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1web", "Web", "web-", "web.api", &"a".repeat(57)] {
+            assert!(validate_service_name(bad).is_err(), "{bad}");
+        }
+        for ok in ["web", "web.example", "1web", &"a".repeat(246)] {
+            assert!(validate_ingress_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Web", "web..x", ".web", "web-", "a_b", &"a".repeat(247)] {
+            assert!(validate_ingress_name(bad).is_err(), "{bad}");
         }
     }
 

@@ -76,12 +76,57 @@ pub struct HeaderMatch {
 }
 
 /// The canary plan of a stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Canary {
     pub steps: Vec<CanaryStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_match: Option<HeaderMatch>,
+}
+
+impl Canary {
+    /// Whether the canary shifts requests (a header match or a traffic
+    /// weight), which needs the app's Service and Ingress to route through;
+    /// a plan of replica counts alone needs neither.
+    pub fn routes_traffic(&self) -> bool {
+        self.header_match.is_some() || self.steps.iter().any(|s| s.weight.is_some())
+    }
+
+    /// How many steps the canary's Rollout has: a header match is a step
+    /// of its own, before the others.
+    pub fn step_count(&self) -> u32 {
+        (self.steps.len() + usize::from(self.header_match.is_some())) as u32
+    }
+
+    /// The plan's step behind Rollout step `step` (1-based), `None` for the
+    /// header step.
+    fn planned(&self, step: u32) -> Option<&CanaryStep> {
+        let header = usize::from(self.header_match.is_some());
+        (step as usize)
+            .checked_sub(1 + header)
+            .and_then(|i| self.steps.get(i))
+    }
+
+    /// Step `step` (1-based) in words: "20% traffic", "2 pods",
+    /// "requests with header x-canary: yes".
+    pub fn describe_step(&self, step: u32) -> String {
+        if let Some(h) = &self.header_match
+            && step == 1
+        {
+            return format!("requests with header {}: {}", h.name, h.value);
+        }
+        match self.planned(step).map(|s| (s.weight, s.replicas)) {
+            Some((Some(w), _)) => format!("{w}% traffic"),
+            Some((None, Some(r))) => format!("{r} pod{}", if r == 1 { "" } else { "s" }),
+            _ => String::new(),
+        }
+    }
+
+    /// The pause of step `step`: its seconds, or `None` to wait for an
+    /// owner's approval (the header step always waits for one).
+    pub fn pause_of(&self, step: u32) -> Option<u32> {
+        self.planned(step).and_then(|s| s.pause_seconds)
+    }
 }
 
 /// A stage as submitted: which app, how.
@@ -380,6 +425,35 @@ pub fn format_steps(steps: &[CanaryStep]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_are_described_as_a_person_reads_them() {
+        let plan = Canary {
+            steps: vec![
+                CanaryStep {
+                    weight: None,
+                    replicas: Some(1),
+                    pause_seconds: None,
+                },
+                CanaryStep {
+                    weight: Some(20),
+                    replicas: None,
+                    pause_seconds: Some(60),
+                },
+            ],
+            header_match: Some(HeaderMatch {
+                name: "x-canary".into(),
+                value: "yes".into(),
+            }),
+        };
+        assert_eq!(plan.describe_step(1), "requests with header x-canary: yes");
+        assert_eq!(plan.describe_step(2), "1 pod");
+        assert_eq!(plan.describe_step(3), "20% traffic");
+        assert_eq!(plan.pause_of(1), None);
+        assert_eq!(plan.pause_of(3), Some(60));
+        assert_eq!(plan.step_count(), 3);
+        assert_eq!(plan.describe_step(4), "");
+    }
 
     fn steps(text: &str) -> Vec<CanaryStep> {
         parse_steps(text).unwrap()

@@ -29,11 +29,11 @@ use serde_json::Value;
 use super::stage::{self, Stage};
 use super::{Context, Done, Error, Kind};
 use crate::db::jobs::Job;
-use crate::db::work_orders::{self, StageRecord};
+use crate::db::work_orders::{self, StageRecord, StageTarget};
 use crate::domain::release_item::Canary;
 use crate::domain::work_order::{JobKind, Outcome, StageStatus};
 use crate::kube::deployment::{self, Progress};
-use crate::kube::rollout::{self, RolloutView};
+use crate::kube::rollout::{self, RolloutView, Routing};
 use crate::kube::{ClusterClient, KubeError};
 
 /// How long Kruise may take to read a Rollout's new spec.
@@ -86,6 +86,20 @@ impl Kind for CanaryDeploy {
     }
 }
 
+/// Where the canary of stage `target` routes traffic through (see
+/// [`Routing::of`]); `Ok(None)` when it routes none.
+pub fn routing(target: &StageTarget) -> Result<Option<Routing>, String> {
+    match &target.canary {
+        Some(plan) => Routing::of(
+            plan,
+            &target.app,
+            target.service.as_deref(),
+            target.ingress.as_deref(),
+        ),
+        None => Ok(None),
+    }
+}
+
 /// Whether `have` holds everything `want` says (objects compared key by
 /// key, so what Kruise's defaulting adds does not count as a difference).
 fn holds(have: &Value, want: &Value) -> bool {
@@ -111,7 +125,9 @@ async fn put_rollout(
 ) -> Result<(), Error> {
     let target = &stage.target;
     let (namespace, name) = (target.namespace.as_str(), target.deployment.as_str());
-    let spec = rollout::spec(name, plan, None);
+    let routing =
+        routing(target).map_err(|m| Error::Fail(format!("stage {}: {m}", stage.position)))?;
+    let spec = rollout::spec(name, plan, routing.as_ref());
     let existing = client.rollout(namespace, name).await?;
     if let Some(view) = &existing {
         if !view.managed_by_rollway {
@@ -173,35 +189,6 @@ async fn put_rollout(
     }
 }
 
-/// Step `step` (1-based) of `plan` in words: "20% traffic", "2 pods",
-/// "requests with header x-canary: yes".
-fn describe_step(plan: &Canary, step: u32) -> String {
-    let index = step as usize - 1;
-    let (header, steps) = match &plan.header_match {
-        Some(h) if index == 0 => return format!("requests with header {}: {}", h.name, h.value),
-        Some(_) => (1, &plan.steps),
-        None => (0, &plan.steps),
-    };
-    match steps.get(index - header) {
-        Some(s) => match (s.weight, s.replicas) {
-            (Some(w), _) => format!("{w}% traffic"),
-            (None, Some(r)) => format!("{r} pod{}", if r == 1 { "" } else { "s" }),
-            (None, None) => String::new(),
-        },
-        None => String::new(),
-    }
-}
-
-/// The pause of step `step`: its seconds, or none for an owner's approval.
-fn pause_of(plan: &Canary, step: u32) -> Option<u32> {
-    let index = step as usize - 1;
-    let header = usize::from(plan.header_match.is_some());
-    if index < header {
-        return None;
-    }
-    plan.steps.get(index - header).and_then(|s| s.pause_seconds)
-}
-
 /// The stage's status and last paused step, fresh from the database.
 async fn stage_now(ctx: &Context, stage: &Stage) -> Result<(StageStatus, Option<u32>), Error> {
     let target = work_orders::stage_target(&ctx.db.pool, stage.order_id, stage.position).await?;
@@ -223,7 +210,7 @@ async fn follow(
     let rollouts = ctx.kube.rollout_watch(client, namespace);
     let mut deployment_changes = deployments.changes();
     let mut rollout_changes = rollouts.changes();
-    let steps = rollout::step_count(plan);
+    let steps = plan.step_count();
     let budget = Duration::from_millis(stage.deadline_ms(&live).max(0) as u64);
     // Progress between pauses is timed; a pause waits as long as it takes.
     let mut moving_since = tokio::time::Instant::now();
@@ -358,8 +345,8 @@ async fn follow(
                 }
                 _ => {
                     let pods = live.spec.replicas.unwrap_or(1);
-                    let what = describe_step(plan, step);
-                    let wait = match pause_of(plan, step) {
+                    let what = plan.describe_step(step);
+                    let wait = match plan.pause_of(step) {
                         Some(seconds) => format!("; it goes on by itself after {seconds} s"),
                         None => "; an owner approves the next step".to_string(),
                     };
@@ -451,7 +438,6 @@ async fn failed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::release_item::{CanaryStep, HeaderMatch};
     use serde_json::json;
 
     #[test]
@@ -464,35 +450,5 @@ mod tests {
         assert!(!holds(&other, &want));
         let longer = json!({"strategy": {"canary": {"steps": [{"replicas": 1, "pause": {}}, {}]}}});
         assert!(!holds(&longer, &want));
-    }
-
-    #[test]
-    fn steps_are_described_as_a_person_reads_them() {
-        let plan = Canary {
-            steps: vec![
-                CanaryStep {
-                    weight: None,
-                    replicas: Some(1),
-                    pause_seconds: None,
-                },
-                CanaryStep {
-                    weight: Some(20),
-                    replicas: None,
-                    pause_seconds: Some(60),
-                },
-            ],
-            header_match: Some(HeaderMatch {
-                name: "x-canary".into(),
-                value: "yes".into(),
-            }),
-        };
-        assert_eq!(
-            describe_step(&plan, 1),
-            "requests with header x-canary: yes"
-        );
-        assert_eq!(describe_step(&plan, 2), "1 pod");
-        assert_eq!(describe_step(&plan, 3), "20% traffic");
-        assert_eq!(pause_of(&plan, 1), None);
-        assert_eq!(pause_of(&plan, 3), Some(60));
     }
 }

@@ -41,7 +41,7 @@ use crate::db::jobs::Job;
 use crate::kube::{KubeDriver, KubeError};
 use crate::secret::Sealer;
 
-pub use canary::not_served as rollouts_not_served;
+pub use canary::{not_served as rollouts_not_served, routing as canary_routing};
 pub use runner::{Engine, EngineSettings};
 
 /// Why a job's work stopped before it was done.

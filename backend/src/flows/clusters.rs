@@ -1,6 +1,7 @@
 //! Cluster flows: a cluster's client from its stored credentials, a
-//! stage's live Deployment, whether canary stages' clusters run OpenKruise
-//! Rollout, and Kubernetes failures as the API reports them.
+//! stage's live Deployment, whether canary stages can run (their clusters
+//! serve OpenKruise Rollout, their apps name where traffic goes), and
+//! Kubernetes failures as the API reports them.
 
 use k8s_openapi::api::apps::v1::Deployment;
 
@@ -13,6 +14,7 @@ use crate::domain::release_item::{StageSpec, Strategy};
 use crate::engine::rollouts_not_served;
 use crate::error::{Error, Result};
 use crate::kube::deployment::{container_image, container_names};
+use crate::kube::rollout::Routing;
 use crate::kube::{ClusterClient, KubeError};
 
 /// The client of cluster `id` (named `name` in errors): its credentials
@@ -26,26 +28,47 @@ pub async fn cluster_client(state: &AppState, id: i64, name: &str) -> Result<Clu
         .map_err(|e| kube_error(name, e))
 }
 
-/// Refuses (422 on `stages`) a plan with a canary stage whose app's
-/// cluster answers that it does not serve OpenKruise Rollout; the apps of
-/// the item's canary stages as stored (`saved`) are not asked about again.
-/// A cluster that cannot be asked (one try, within [`LOOK_DEADLINE`]) does
-/// not stop the save: the deploy asks again.
-pub async fn check_canary_clusters(
+/// Refuses (422 on `stages`) a plan with a canary stage that shifts
+/// traffic on an app naming no Service and Ingress to route it through, or
+/// whose app's cluster answers that it does not serve OpenKruise Rollout;
+/// the clusters of the item's canary stages as stored (`saved`) are not
+/// asked about again. A cluster that cannot be asked (one try, within
+/// [`LOOK_DEADLINE`]) does not stop the save: the deploy asks again.
+pub async fn check_canary_stages(
     state: &AppState,
     stages: &[StageSpec],
     saved: &[Stage],
 ) -> Result<()> {
     for (i, stage) in stages.iter().enumerate() {
-        let saved = saved
-            .iter()
-            .any(|b| b.strategy == Strategy::Canary && b.app_id == stage.app_id);
-        if stage.strategy != Strategy::Canary || saved {
+        let Some(plan) = stage
+            .canary
+            .as_ref()
+            .filter(|_| stage.strategy == Strategy::Canary)
+        else {
             continue;
-        }
+        };
         let Ok(app) = apps::get(&state.db.pool, stage.app_id).await else {
             continue;
         };
+        let refused = |why: String| {
+            Error::validation(
+                "stages",
+                format!("stage {} ({}) is a canary stage: {why}", i + 1, stage.name),
+            )
+        };
+        Routing::of(
+            plan,
+            &app.name,
+            app.service.as_deref(),
+            app.ingress.as_deref(),
+        )
+        .map_err(refused)?;
+        let saved = saved
+            .iter()
+            .any(|b| b.strategy == Strategy::Canary && b.app_id == stage.app_id);
+        if saved {
+            continue;
+        }
         let asked = async {
             let client = cluster_client(state, app.cluster_id, &app.cluster).await?;
             client
@@ -55,15 +78,7 @@ pub async fn check_canary_clusters(
                 .map_err(|e| kube_error(&app.cluster, e))
         };
         if let Ok(Ok(false)) = tokio::time::timeout(LOOK_DEADLINE, asked).await {
-            return Err(Error::validation(
-                "stages",
-                format!(
-                    "stage {} ({}) is a canary stage: {}",
-                    i + 1,
-                    stage.name,
-                    rollouts_not_served(&app.cluster)
-                ),
-            ));
+            return Err(refused(rollouts_not_served(&app.cluster)));
         }
     }
     Ok(())

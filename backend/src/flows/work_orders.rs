@@ -19,9 +19,9 @@ use crate::db::work_orders::{
 use crate::domain::release_item::Strategy;
 use crate::domain::text::{check_free_form, check_single_line};
 use crate::domain::work_order::{Command, MAX_NOTE_LEN, decide, refusal};
-use crate::engine::rollouts_not_served;
+use crate::engine::{canary_routing, rollouts_not_served};
 use crate::error::{Error, Result};
-use crate::kube::KubeError;
+use crate::kube::{ClusterClient, KubeError};
 
 use crate::kube::deployment::{self, Progress};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
@@ -322,6 +322,34 @@ async fn approve_in_cluster(state: &AppState, target: &StageTarget, step: u32) {
     }
 }
 
+/// Checks that the canary of stage `stage` has somewhere to route its
+/// traffic: the app names a Service and an Ingress when the steps shift
+/// traffic, and both exist in the Deployment's namespace.
+async fn check_routing(target: &StageTarget, stage: u32, client: &ClusterClient) -> Result<()> {
+    let routing =
+        canary_routing(target).map_err(|m| Error::Conflict(format!("stage {stage}: {m}")))?;
+    let Some(routing) = routing else {
+        return Ok(());
+    };
+    let missing = client
+        .missing_routing(&target.namespace, &routing)
+        .await
+        .map_err(|e| kube_error(&target.cluster, e))?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Conflict(format!(
+        "stage {stage}: the canary routes traffic through {}, which {} not exist in namespace {} \
+         of cluster {}; create {} or fix app {}",
+        missing.join(" and "),
+        if missing.len() == 1 { "does" } else { "do" },
+        target.namespace,
+        target.cluster,
+        if missing.len() == 1 { "it" } else { "them" },
+        target.app
+    )))
+}
+
 /// Checks that this version can deploy stage `stage`'s strategy, that its
 /// cluster answers and its Deployment and container exist, and that the
 /// Deployment can roll out (not paused; not scaled to zero when the item
@@ -342,6 +370,9 @@ async fn preflight(state: &AppState, target: &StageTarget, stage: u32) -> Result
             "stage {stage}: {}",
             rollouts_not_served(&target.cluster)
         )));
+    }
+    if strategy == Strategy::Canary {
+        check_routing(target, stage, &client).await?;
     }
     let deployment = deployment.ok_or_else(|| {
         Error::validation(

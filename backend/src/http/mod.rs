@@ -11,6 +11,7 @@ pub mod extract;
 pub use extract::{CsrfForm, NoFields, PageActor};
 mod assets;
 mod audit;
+mod canary;
 mod changes;
 mod dashboard;
 mod health;

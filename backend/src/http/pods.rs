@@ -55,6 +55,8 @@ pub struct StagePods {
     pub target: String,
     pub groups: Vec<PodGroup>,
     pub error: Option<String>,
+    /// A canary stage: its new pods are the canary, the old ones stable.
+    pub canary: bool,
 }
 
 #[derive(Template)]
@@ -135,6 +137,7 @@ async fn stage_pods(state: &AppState, d: &WorkOrderDetail, run: &StageRun) -> St
         target: String::new(),
         groups: Vec::new(),
         error: None,
+        canary: run.canary.is_some(),
     };
     let found = async {
         let (target, client, deployment) = open_stage(state, d.order.id, run.position).await?;

@@ -299,6 +299,10 @@ struct AppForm {
     #[serde(default)]
     container: String,
     #[serde(default)]
+    service: String,
+    #[serde(default)]
+    ingress: String,
+    #[serde(default)]
     node: String,
 }
 
@@ -368,6 +372,8 @@ async fn create_app(ctx: PageCtx, CsrfForm(form): CsrfForm<AppForm>) -> Response
             namespace: form.namespace.trim().to_string(),
             deployment: form.deployment.trim().to_string(),
             container: form.container.trim().to_string(),
+            service: Some(form.service.trim().to_string()).filter(|s| !s.is_empty()),
+            ingress: Some(form.ingress.trim().to_string()).filter(|s| !s.is_empty()),
             node_id: node.id,
         };
         Ok::<_, Error>(apps::create(&ctx.state.db, &fields, &ctx.who()).await?)

@@ -24,7 +24,7 @@ use crate::domain::release_item::{
 use crate::domain::tree::path_covers;
 use crate::error::{Error, Result};
 use crate::flows::changes::project_url;
-use crate::flows::clusters::check_canary_clusters;
+use crate::flows::clusters::check_canary_stages;
 use crate::flows::live::items_live;
 use crate::gitlab::GitlabClient;
 
@@ -373,7 +373,7 @@ async fn create_release_item(
             .policy
             .require(&ctx.actor.account, Action::ManageReleaseItems, &node.path)?;
         let fields = form.to_fields(node_id)?;
-        check_canary_clusters(&ctx.state, &fields.stages, &[]).await?;
+        check_canary_stages(&ctx.state, &fields.stages, &[]).await?;
         Ok::<_, Error>(release_items::create(&ctx.state.db, &fields, &ctx.who()).await?)
     }
     .await;
@@ -426,7 +426,7 @@ async fn save_release_item(
             &item.node_path,
         )?;
         let fields = form.to_fields(item.node_id)?;
-        check_canary_clusters(&ctx.state, &fields.stages, &item.stages).await?;
+        check_canary_stages(&ctx.state, &fields.stages, &item.stages).await?;
         Ok::<_, Error>(release_items::update(&ctx.state.db, id, &fields, &ctx.who()).await?)
     }
     .await;

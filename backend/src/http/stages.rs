@@ -1,6 +1,7 @@
 //! Driving stages from the work order page: Deploy, Roll back (this
-//! stage's image, or for owners the whole replaced template) and Cancel go
-//! through the same state machine call as every other decision on an order.
+//! stage's image, or for owners the whole replaced template), Cancel and a
+//! canary's Approve step go through the same state machine call as every
+//! other decision on an order.
 //!
 //! None of them happens on one click. Deploy opens a page saying what
 //! changes (the image running now and the one it becomes, the cluster, the
@@ -20,7 +21,7 @@ use super::{Layout, PageCtx, PageRoutes};
 use crate::auth::Action;
 use crate::db::work_orders::{self, StageTarget};
 use crate::domain::work_order::{Command, decide, refusal};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::flows;
 use crate::flows::clusters::look_at_deployment;
 use crate::kube::deployment::container_image;
@@ -31,6 +32,7 @@ pub fn routes() -> PageRoutes {
         .post("/work-orders/{id}/stages/{n}/deploy", deploy_stage)
         .post("/work-orders/{id}/stages/{n}/rollback", rollback_stage)
         .post("/work-orders/{id}/stages/{n}/cancel", cancel_stage)
+        .post("/work-orders/{id}/stages/{n}/approve-step", approve_step)
 }
 
 /// One line of what a command changes.
@@ -143,7 +145,39 @@ async fn confirm_page(
             ..place("Environment")
         },
     ];
+    let plan = d
+        .stage_runs
+        .iter()
+        .find(|s| s.position == i64::from(stage))
+        .and_then(|s| s.canary.clone());
     let (heading, note, button, class) = match &command {
+        Command::ApproveStep { step, .. } => {
+            let plan = plan.unwrap_or_default();
+            lines.push(Fact {
+                value: format!(
+                    "{step} of {}: {}",
+                    plan.step_count(),
+                    plan.describe_step(*step)
+                ),
+                ..place("Paused at step")
+            });
+            lines.push(Fact {
+                value: if *step < plan.step_count() {
+                    format!("step {}: {}", step + 1, plan.describe_step(step + 1))
+                } else {
+                    "the rollout finishes: every pod runs the new version".to_string()
+                },
+                danger: sensitive,
+                ..place("Goes on to")
+            });
+            (
+                format!("Approve step {step} of stage {stage} ({stage_name})?"),
+                "OpenKruise lets the canary go on from this step; the order page follows it live."
+                    .to_string(),
+                format!("Approve step {step}"),
+                "primary",
+            )
+        }
         Command::Deploy { .. } => {
             lines.push(Fact {
                 value: live_image(ctx, &target).await,
@@ -203,6 +237,7 @@ async fn confirm_page(
     let action = match command {
         Command::Deploy { .. } => "deploy",
         Command::Rollback { .. } => "rollback",
+        Command::ApproveStep { .. } => "approve-step",
         _ => "cancel",
     };
     Ok(ConfirmPage {
@@ -293,6 +328,34 @@ async fn cancel_stage(
     };
     if !form.confirmed.yes() {
         let fields = vec![("reason", form.reason)];
+        return show_confirmation(&ctx, id, stage, command, fields).await;
+    }
+    decide_from_page(ctx, id, command).await
+}
+
+#[derive(Deserialize)]
+struct StepForm {
+    #[serde(default)]
+    step: String,
+    #[serde(flatten)]
+    confirmed: Confirmed,
+}
+
+/// Approves the canary step the stage is paused at (owners).
+async fn approve_step(
+    ctx: PageCtx,
+    Path((id, stage)): Path<(i64, u32)>,
+    CsrfForm(form): CsrfForm<StepForm>,
+) -> Response {
+    let Ok(step) = form.step.trim().parse::<u32>() else {
+        return ctx.error_page(&Error::validation(
+            "step",
+            "say which step to approve (its number)",
+        ));
+    };
+    let command = Command::ApproveStep { stage, step };
+    if !form.confirmed.yes() {
+        let fields = vec![("step", step.to_string())];
         return show_confirmation(&ctx, id, stage, command, fields).await;
     }
     decide_from_page(ctx, id, command).await

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
+use super::canary::{CanarySteps, canary_steps};
 use super::extract::CsrfForm;
 use super::{Layout, Moment, Notice, PageCtx, PageRoutes, duration, page_status, redirect_with};
 use crate::auth::Action;
@@ -345,6 +346,8 @@ struct OrderPage {
     progress: HashMap<i64, Progress>,
     /// What each stage runs now, or ran before this order deployed it.
     froms: Vec<StageFrom>,
+    /// The steps of the canary stages.
+    canaries: Vec<CanarySteps>,
 }
 
 /// How far a stage's rollout is, as its Deployment reports it.
@@ -431,6 +434,9 @@ async fn render_order(
                 .map(|s| s.position)
                 .collect()
         };
+        let canaries = canary_steps(&d.stage_runs, &d.timeline, |stage, step| {
+            allowed(Command::ApproveStep { stage, step })
+        });
         let actions = OrderActions {
             approve: allowed(Command::Approve {
                 comment: String::new(),
@@ -495,6 +501,7 @@ async fn render_order(
             times,
             progress,
             froms,
+            canaries,
         })
     }
     .await;

@@ -7,6 +7,8 @@
 //! patch carries the resourceVersion it was read at, so two approvals of
 //! one pause make one patch and a 409).
 
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
@@ -40,6 +42,33 @@ pub(super) fn resource() -> ApiResource {
 pub struct Routing {
     pub service: String,
     pub ingress: String,
+}
+
+impl Routing {
+    /// Where `canary`'s traffic goes through: the app's `service` and
+    /// `ingress`; `Ok(None)` for a plan of replica counts, which routes no
+    /// traffic. A plan that routes traffic on an app without them is
+    /// refused (the message says so).
+    pub fn of(
+        canary: &Canary,
+        app: &str,
+        service: Option<&str>,
+        ingress: Option<&str>,
+    ) -> Result<Option<Routing>, String> {
+        if !canary.routes_traffic() {
+            return Ok(None);
+        }
+        match (service, ingress) {
+            (Some(service), Some(ingress)) => Ok(Some(Routing {
+                service: service.to_string(),
+                ingress: ingress.to_string(),
+            })),
+            _ => Err(format!(
+                "its steps shift traffic (a weight or a header), but app {app} names no Service \
+                 and Ingress to route it through: name them on the app, or use replica counts only"
+            )),
+        }
+    }
 }
 
 /// The Rollout `spec` of a canary stage on Deployment `deployment`: its
@@ -86,11 +115,6 @@ pub fn spec(deployment: &str, canary: &Canary, routing: Option<&Routing>) -> Val
         // `ClusterClient::disable_rollout`); the next canary enables it.
         "disabled": false,
     })
-}
-
-/// How many steps a Rollout of `canary` has (the header step included).
-pub fn step_count(canary: &Canary) -> u32 {
-    (canary.steps.len() + usize::from(canary.header_match.is_some())) as u32
 }
 
 /// What Rollway reads of a Rollout.
@@ -200,6 +224,45 @@ impl ClusterClient {
             Err(KubeError::NotFound(_)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// What of `routing` is not in `namespace` ("Service web", "Ingress
+    /// web"): empty when both are there. A cluster that does not let
+    /// Rollway read them answers the error.
+    pub async fn missing_routing(
+        &self,
+        namespace: &str,
+        routing: &Routing,
+    ) -> Result<Vec<String>, KubeError> {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        let ingresses: Api<Ingress> = Api::namespaced(self.client.clone(), namespace);
+        let (service, ingress) = (routing.service.as_str(), routing.ingress.as_str());
+        let mut missing = Vec::new();
+        let found = self
+            .call(
+                Target::new("get", "services")
+                    .within(namespace)
+                    .named(service),
+                &format!("reading Service {namespace}/{service}"),
+                || services.get_opt(service),
+            )
+            .await?;
+        if found.is_none() {
+            missing.push(format!("Service {service}"));
+        }
+        let found = self
+            .call(
+                Target::new("get", "ingresses")
+                    .within(namespace)
+                    .named(ingress),
+                &format!("reading Ingress {namespace}/{ingress}"),
+                || ingresses.get_opt(ingress),
+            )
+            .await?;
+        if found.is_none() {
+            missing.push(format!("Ingress {ingress}"));
+        }
+        Ok(missing)
     }
 
     fn rollouts(&self, namespace: &str) -> Api<DynamicObject> {
@@ -353,7 +416,7 @@ mod tests {
             ])
         );
         assert_eq!(spec["strategy"]["canary"].get("trafficRoutings"), None);
-        assert_eq!(step_count(&canary), 3);
+        assert_eq!(canary.step_count(), 3);
     }
 
     #[test]
@@ -382,7 +445,7 @@ mod tests {
             json!([{"service": "web", "ingress": {"classType": "nginx", "name": "web-ing"},
                     "gracePeriodSeconds": 0}])
         );
-        assert_eq!(step_count(&canary), 3);
+        assert_eq!(canary.step_count(), 3);
     }
 
     #[test]
