@@ -288,6 +288,10 @@ db_test!(
             "web",
             "--node",
             "/acme/pay",
+            "--service",
+            "web",
+            "--ingress",
+            "web",
         ]);
         assert!(
             out.status.success(),
@@ -299,6 +303,30 @@ db_test!(
             .get("/api/v1/apps?cluster=sim")
             .await;
         assert_eq!(apps[0]["name"], "web");
+        assert_eq!(
+            (&apps[0]["service"], &apps[0]["ingress"]),
+            (&json!("web"), &json!("web"))
+        );
+        // A Service without its Ingress is a usage error.
+        let out = app.cli(&[
+            "admin",
+            "add-app",
+            "api",
+            "--cluster",
+            "sim",
+            "--namespace",
+            "shop",
+            "--deployment",
+            "api",
+            "--container",
+            "api",
+            "--node",
+            "/acme/pay",
+            "--service",
+            "api",
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--ingress"));
         let out = app.cli(&[
             "admin",
             "add-cluster",
@@ -317,7 +345,7 @@ db_test!(
     admin_pages_register_clusters_and_apps,
     |backend| async move {
         let app = TestApp::start(backend).await;
-        let _org = Org::create(&app).await;
+        let org = Org::create(&app).await;
         let admin = app.browser_as("admin", ADMIN_PASSWORD).await;
         let yaml = kubeconfig();
         let (s, html, _) = admin
@@ -363,6 +391,37 @@ db_test!(
         assert_eq!(s, StatusCode::SEE_OTHER);
         let (_, page) = admin.get("/admin/apps").await;
         assert!(page.contains("data-app=\"web\"") && page.contains("/acme/pay"));
+        assert!(!page.contains("canary traffic via"), "web names no Service");
+
+        // Canary traffic: a Service and an Ingress, both or neither.
+        let api_app = [
+            ("name", "api"),
+            ("cluster_id", "1"),
+            ("namespace", "shop"),
+            ("deployment", "api"),
+            ("container", "api"),
+            ("node", "/acme/pay"),
+        ];
+        let half = [&api_app[..], &[("service", "api")]].concat();
+        let (s, page, _) = admin.submit("/admin/apps", &half).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            page.contains("name the Ingress in front of the Service as well, or neither")
+                && page.contains("value=\"api\""),
+            "says what is missing and keeps what was typed"
+        );
+        let both = [&api_app[..], &[("service", "api"), ("ingress", "api.shop")]].concat();
+        let (s, _, _) = admin.submit("/admin/apps", &both).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        let (_, page) = admin.get("/admin/apps").await;
+        assert!(
+            page.contains("canary traffic via Service</span> <code>api</code>")
+                && page.contains("<code>api.shop</code>"),
+            "{page}"
+        );
+        let (_, apps) = org.admin.get("/api/v1/apps?name=api").await;
+        assert_eq!(apps[0]["service"], "api");
+        assert_eq!(apps[0]["ingress"], "api.shop");
     }
 );
 
