@@ -708,6 +708,46 @@ db_test!(
 );
 
 db_test!(
+    a_canary_that_stops_progressing_fails_and_rolls_back_by_itself,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        r.sim.sim.install_kruise();
+        // The canary's pods never become ready: Kruise never reaches the
+        // pause, and the stage's overall deadline (twice the Deployment's
+        // 3 s progress deadline) runs out.
+        r.sim.sim.faults().never_ready(":v1.1.0");
+        make_canary(&r, json!({"steps": [{"weight": 50}, {"weight": 100}]})).await;
+        let id = r.approved_order("v1.1.0").await;
+        r.deploy(id, 1).await;
+        let stage = stage_when(&r.eric, id, |s| s["status"] == "rolled_back").await;
+        assert_eq!(crate::engine::order_state(&r.eric, id).await, "rolled_back");
+        let (_, order) = r.eric.get(&format!("/api/v1/work-orders/{id}")).await;
+        let failure = order["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "stage_failed")
+            .unwrap_or_else(|| panic!("the stage failed first: {stage}"));
+        assert!(
+            failure["message"]
+                .as_str()
+                .unwrap()
+                .contains("made no progress for 6 s (step 1 of 2"),
+            "{failure}"
+        );
+        assert_eq!(r.image("staging"), format!("{IMAGE}:v1.0.0"));
+        let gone = eventually(Duration::from_secs(10), || async {
+            staging_object(&r, Kind::Ingress, "checkout-canary").is_null()
+                && staging_object(&r, Kind::Service, "checkout-canary").is_null()
+        })
+        .await;
+        assert!(gone, "the canary Ingress and Service are removed");
+        assert_eq!(status_patches(&r), 0, "nobody approved anything");
+    }
+);
+
+db_test!(
     pauses_survive_a_restart_of_the_server,
     |backend| async move {
         let app = TestApp::start_with(backend, engine_start()).await;

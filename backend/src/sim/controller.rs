@@ -1191,8 +1191,12 @@ fn sync_rollout_status(
             d.metadata.name.as_deref().unwrap_or_default()
         ),
     };
+    // A paused Deployment (by hand, or by OpenKruise at a canary step)
+    // has no progress to estimate: its condition stays `DeploymentPaused`
+    // however long the pause (Kubernetes syncs only its counts).
     if let Some(deadline) = deadline
         && !complete_before
+        && d.spec.paused != Some(true)
     {
         if deployment_complete(d, &status) {
             if set_condition(

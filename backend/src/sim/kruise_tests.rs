@@ -20,6 +20,8 @@ struct Harness {
     store: Store,
     state: ControllerState,
     now: Instant,
+    /// Image substrings whose pods never become ready.
+    never_ready: Vec<String>,
 }
 
 impl Harness {
@@ -40,6 +42,7 @@ impl Harness {
             store,
             state: ControllerState::default(),
             now: Instant::now(),
+            never_ready: Vec::new(),
         };
         let d = json!({
             "metadata": {"name": "web", "labels": {"app": "web"}},
@@ -123,7 +126,7 @@ impl Harness {
         let ctx = Context {
             now: self.now,
             ready_delay: READY,
-            never_ready: &[],
+            never_ready: &self.never_ready,
         };
         run_once(&mut self.store, &mut self.state, &ctx);
     }
@@ -413,4 +416,51 @@ fn a_deployment_without_a_rollout_rolls_as_usual() {
     assert!(!paused(&h));
     h.settle();
     assert_eq!(h.images(), ["web:2"; 4]);
+}
+
+/// The Deployment's `Progressing` condition reason.
+fn progressing(h: &Harness) -> String {
+    h.deployment()
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_.as_deref() == Some("Progressing"))
+        .and_then(|c| c.reason)
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_canary_stuck_before_its_first_pause_rolls_back_within_the_progress_deadline() {
+    let mut h = Harness::new();
+    let mut d = h.object(Kind::Deployment, "web");
+    // Longer than a pod takes to start (5 s), shorter than the canary waits.
+    d["spec"]["progressDeadlineSeconds"] = json!(8);
+    h.store
+        .update(Kind::Deployment, "prod", "web", d, Part::Main, false)
+        .unwrap();
+    h.settle();
+    h.create_rollout(json!({"steps": [{"replicas": 1}, {"replicas": "100%"}]}));
+    h.never_ready.push("web:2".into());
+    h.set_image("web:2");
+    // Paused by Kruise, the Deployment does not time out however long the
+    // canary pod takes.
+    for _ in 0..30 {
+        h.advance(Duration::from_millis(500));
+        assert_ne!(
+            h.step(),
+            step(1, "StepPaused"),
+            "the canary pod is not ready"
+        );
+        assert_eq!(progressing(&h), "DeploymentPaused");
+    }
+    // Restored: Kruise rolls back directly, and the Deployment counts its
+    // progress deadline from the resume, not from before the pause.
+    h.set_image("web:1");
+    for _ in 0..60 {
+        h.advance(Duration::from_millis(250));
+        assert_ne!(progressing(&h), "ProgressDeadlineExceeded");
+    }
+    assert_eq!(progressing(&h), "NewReplicaSetAvailable");
+    assert_eq!(h.images(), ["web:1"; 4]);
 }
