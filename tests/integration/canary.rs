@@ -276,6 +276,43 @@ async fn stage_when(api: &Api, id: i64, check: impl Fn(&Value) -> bool) -> Value
     now
 }
 
+/// Approves step `step` of stage 1 of order `id` as `api`'s caller.
+async fn approve_step(api: &Api, id: i64, step: u64) -> (StatusCode, Value) {
+    api.post(
+        &format!("/api/v1/work-orders/{id}/stages/1/approve-step"),
+        json!({"step": step}),
+    )
+    .await
+}
+
+/// Rolls stage 1 of order `id` back and waits until it is rolled back.
+async fn roll_back(r: &Rollout, id: i64) {
+    let (s, v) = r
+        .eric
+        .post(
+            &format!("/api/v1/work-orders/{id}/stages/1/rollback"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    stage_when(&r.eric, id, |s| s["status"] == "rolled_back").await;
+}
+
+/// Waits until Kruise removed the canary Ingress and Service.
+async fn assert_canary_routing_gone(r: &Rollout) {
+    let gone = eventually(Duration::from_secs(10), || async {
+        staging_object(r, Kind::Ingress, "checkout-canary").is_null()
+            && staging_object(r, Kind::Service, "checkout-canary").is_null()
+    })
+    .await;
+    assert!(gone, "the canary Ingress and Service are removed");
+}
+
+/// The nginx annotation `key` of an Ingress (null when absent).
+fn nginx(ingress: &Value, key: &str) -> Value {
+    ingress["metadata"]["annotations"][format!("nginx.ingress.kubernetes.io/{key}")].clone()
+}
+
 fn paused_at(step: u64) -> impl Fn(&Value) -> bool {
     move |s| s["status"] == "paused" && s["paused_step"] == step
 }
@@ -320,26 +357,19 @@ db_test!(
             "one template change for the stage"
         );
 
-        let approve = |api: &Api, step: u64| {
-            let api = api.clone();
-            async move {
-                api.post(
-                    &format!("/api/v1/work-orders/{id}/stages/1/approve-step"),
-                    json!({"step": step}),
-                )
-                .await
-            }
-        };
         // Engineers may deploy, not approve a step.
-        let (s, v) = approve(&r.eric, 1).await;
+        let (s, v) = approve_step(&r.eric, id, 1).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
         // A step it is not paused at.
-        let (s, v) = approve(&r.olivia, 2).await;
+        let (s, v) = approve_step(&r.olivia, id, 2).await;
         assert_eq!(s, StatusCode::CONFLICT, "{v}");
         assert_eq!(status_patches(&r), 0);
 
         // Twice at once (a double click): one approval, one patch.
-        let (a, b) = tokio::join!(approve(&r.olivia, 1), approve(&r.olivia, 1));
+        let (a, b) = tokio::join!(
+            approve_step(&r.olivia, id, 1),
+            approve_step(&r.olivia, id, 1)
+        );
         let mut statuses = [a.0, b.0];
         statuses.sort();
         assert_eq!(
@@ -363,7 +393,7 @@ db_test!(
             "exactly one status patch per approval"
         );
 
-        let (s, v) = approve(&r.olivia, 2).await;
+        let (s, v) = approve_step(&r.olivia, id, 2).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let stage = stage_when(&r.eric, id, |s| s["status"] == "succeeded").await;
         assert!(
@@ -498,15 +528,7 @@ db_test!(
 
         // After the canary: the rollback restores the image directly, not
         // as a new canary from step 1.
-        let (s, v) = r
-            .eric
-            .post(
-                &format!("/api/v1/work-orders/{id}/stages/1/rollback"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        stage_when(&r.eric, id, |s| s["status"] == "rolled_back").await;
+        roll_back(&r, id).await;
         assert_eq!(r.image("staging"), format!("{IMAGE}:v1.0.0"));
         let d = r.sim.sim.deployment("staging", "checkout").unwrap();
         assert_eq!(d.spec.paused, None, "no canary ran the rollback");
@@ -518,15 +540,7 @@ db_test!(
         stage_when(&r.eric, next, paused_at(1)).await;
         // Rolled back at a pause: the canary's job stops, Kruise rolls
         // back directly and nothing canary-made is left.
-        let (s, v) = r
-            .eric
-            .post(
-                &format!("/api/v1/work-orders/{next}/stages/1/rollback"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        stage_when(&r.eric, next, |s| s["status"] == "rolled_back").await;
+        roll_back(&r, next).await;
         assert_eq!(r.image("staging"), format!("{IMAGE}:v1.0.0"));
         let d = r.sim.sim.deployment("staging", "checkout").unwrap();
         assert_eq!(d.spec.paused, None);
@@ -570,13 +584,18 @@ db_test!(
         // Step 1: only requests with the header reach the canary, through
         // the canary Ingress and Service; no weight yet.
         let ingress = staging_object(&r, Kind::Ingress, "checkout-canary");
-        let nginx = |key: &str| {
-            ingress["metadata"]["annotations"][format!("nginx.ingress.kubernetes.io/{key}")].clone()
-        };
-        assert_eq!(nginx("canary"), "true", "{ingress:#}");
-        assert_eq!(nginx("canary-by-header"), "x-canary", "{ingress:#}");
-        assert_eq!(nginx("canary-by-header-value"), "yes", "{ingress:#}");
-        assert_eq!(nginx("canary-weight"), Value::Null, "{ingress:#}");
+        assert_eq!(nginx(&ingress, "canary"), "true", "{ingress:#}");
+        assert_eq!(
+            nginx(&ingress, "canary-by-header"),
+            "x-canary",
+            "{ingress:#}"
+        );
+        assert_eq!(
+            nginx(&ingress, "canary-by-header-value"),
+            "yes",
+            "{ingress:#}"
+        );
+        assert_eq!(nginx(&ingress, "canary-weight"), Value::Null, "{ingress:#}");
         assert_eq!(
             ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
             "checkout-canary",
@@ -589,39 +608,21 @@ db_test!(
         );
 
         // Step 2: a weight, no header.
-        let (s, v) = r
-            .olivia
-            .post(
-                &format!("/api/v1/work-orders/{id}/stages/1/approve-step"),
-                json!({"step": 1}),
-            )
-            .await;
+        let (s, v) = approve_step(&r.olivia, id, 1).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         stage_when(&r.eric, id, paused_at(2)).await;
         let ingress = staging_object(&r, Kind::Ingress, "checkout-canary");
-        let nginx = |key: &str| {
-            ingress["metadata"]["annotations"][format!("nginx.ingress.kubernetes.io/{key}")].clone()
-        };
-        assert_eq!(nginx("canary-weight"), "25", "{ingress:#}");
-        assert_eq!(nginx("canary-by-header"), Value::Null, "{ingress:#}");
+        assert_eq!(nginx(&ingress, "canary-weight"), "25", "{ingress:#}");
+        assert_eq!(
+            nginx(&ingress, "canary-by-header"),
+            Value::Null,
+            "{ingress:#}"
+        );
 
         // Rolled back from step 2: the old template and nothing canary-named.
-        let (s, v) = r
-            .eric
-            .post(
-                &format!("/api/v1/work-orders/{id}/stages/1/rollback"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        stage_when(&r.eric, id, |s| s["status"] == "rolled_back").await;
+        roll_back(&r, id).await;
         assert_eq!(r.image("staging"), format!("{IMAGE}:v1.0.0"));
-        let gone = eventually(Duration::from_secs(10), || async {
-            staging_object(&r, Kind::Ingress, "checkout-canary").is_null()
-                && staging_object(&r, Kind::Service, "checkout-canary").is_null()
-        })
-        .await;
-        assert!(gone, "the canary Ingress and Service are removed");
+        assert_canary_routing_gone(&r).await;
         let names: Vec<String> = [Kind::Deployment, Kind::Service, Kind::Ingress]
             .into_iter()
             .flat_map(|kind| r.sim.sim.list::<Value>(kind, "staging"))
@@ -737,12 +738,7 @@ db_test!(
             "{failure}"
         );
         assert_eq!(r.image("staging"), format!("{IMAGE}:v1.0.0"));
-        let gone = eventually(Duration::from_secs(10), || async {
-            staging_object(&r, Kind::Ingress, "checkout-canary").is_null()
-                && staging_object(&r, Kind::Service, "checkout-canary").is_null()
-        })
-        .await;
-        assert!(gone, "the canary Ingress and Service are removed");
+        assert_canary_routing_gone(&r).await;
         assert_eq!(status_patches(&r), 0, "nobody approved anything");
     }
 );
@@ -768,12 +764,7 @@ db_test!(
         let app = TestApp::start_on(db, engine_start());
         let olivia = app.api(Some(&app.token_for("olivia")));
         let eric = app.api(Some(&app.token_for("eric")));
-        let (s, v) = olivia
-            .post(
-                &format!("/api/v1/work-orders/{id}/stages/1/approve-step"),
-                json!({"step": 1}),
-            )
-            .await;
+        let (s, v) = approve_step(&olivia, id, 1).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         stage_when(&eric, id, paused_at(2)).await;
 

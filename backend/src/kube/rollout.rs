@@ -7,9 +7,12 @@
 //! patch carries the resourceVersion it was read at, so two approvals of
 //! one pause make one patch and a 409).
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
+use kube::Resource;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{ClusterClient, KubeError, Target};
@@ -234,35 +237,44 @@ impl ClusterClient {
         namespace: &str,
         routing: &Routing,
     ) -> Result<Vec<String>, KubeError> {
-        let services: Api<Service> = Api::namespaced(self.client.clone(), namespace);
-        let ingresses: Api<Ingress> = Api::namespaced(self.client.clone(), namespace);
-        let (service, ingress) = (routing.service.as_str(), routing.ingress.as_str());
         let mut missing = Vec::new();
-        let found = self
-            .call(
-                Target::new("get", "services")
-                    .within(namespace)
-                    .named(service),
-                &format!("reading Service {namespace}/{service}"),
-                || services.get_opt(service),
-            )
-            .await?;
-        if found.is_none() {
-            missing.push(format!("Service {service}"));
+        if !self
+            .exists::<Service>("services", namespace, &routing.service)
+            .await?
+        {
+            missing.push(format!("Service {}", routing.service));
         }
-        let found = self
-            .call(
-                Target::new("get", "ingresses")
-                    .within(namespace)
-                    .named(ingress),
-                &format!("reading Ingress {namespace}/{ingress}"),
-                || ingresses.get_opt(ingress),
-            )
-            .await?;
-        if found.is_none() {
-            missing.push(format!("Ingress {ingress}"));
+        if !self
+            .exists::<Ingress>("ingresses", namespace, &routing.ingress)
+            .await?
+        {
+            missing.push(format!("Ingress {}", routing.ingress));
         }
         Ok(missing)
+    }
+
+    /// Whether the `K` (`plural`) named `name` is in `namespace`.
+    async fn exists<K>(
+        &self,
+        plural: &'static str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<bool, KubeError>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let found = self
+            .call(
+                Target::new("get", plural).within(namespace).named(name),
+                &format!("reading {} {namespace}/{name}", K::kind(&())),
+                || api.get_opt(name),
+            )
+            .await?;
+        Ok(found.is_some())
     }
 
     fn rollouts(&self, namespace: &str) -> Api<DynamicObject> {
