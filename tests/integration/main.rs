@@ -28,3 +28,4 @@ mod releases;
 mod tokens;
 mod tree;
 mod upgrade;
+mod verify;

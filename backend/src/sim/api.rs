@@ -48,7 +48,25 @@ pub(crate) fn router(sim: Sim) -> Router {
         .layer(from_fn_with_state(sim.clone(), crd::layer))
         .layer(from_fn_with_state(sim.clone(), access::layer))
         .layer(from_fn_with_state(sim.clone(), intercept))
-        .with_state(sim)
+        .with_state(sim.clone())
+        // The pods' synthetic metrics, for Prometheus to scrape: outside the
+        // API's layers, so scrapes stay out of the request log.
+        .merge(
+            Router::new()
+                .route("/sim/metrics", get(pod_metrics))
+                .with_state(sim),
+        )
+}
+
+async fn pod_metrics(State(sim): State<Sim>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        super::metrics::exposition(&sim),
+    )
+        .into_response()
 }
 
 fn json_ok(value: &Value) -> Response {

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::Sim;
 use super::api::parse_resource_path;
 use super::kinds::Kind;
+use super::metrics::Serving;
 use super::status::ApiError;
 
 /// Requests kept in the log (the oldest are dropped beyond this).
@@ -72,6 +73,7 @@ impl Rule {
 struct Rules {
     never_ready: Vec<String>,
     requests: Vec<Rule>,
+    serving: Vec<(String, Serving)>,
 }
 
 /// The faults a test can inject. Request filters match the HTTP method
@@ -166,6 +168,19 @@ impl Faults {
             rules.requests.remove(index);
         }
         Some(action)
+    }
+
+    /// Pods with a container image containing `image_pattern` serve their
+    /// synthetic requests as `serving` says (the first matching pattern
+    /// wins over what the image's tag says; see `sim::metrics`).
+    pub fn serve(&self, image_pattern: &str, serving: Serving) {
+        self.rules()
+            .serving
+            .push((image_pattern.to_string(), serving));
+    }
+
+    pub(crate) fn serving_profiles(&self) -> Vec<(String, Serving)> {
+        self.rules().serving.clone()
     }
 
     pub(crate) fn never_ready_patterns(&self) -> Vec<String> {

@@ -58,6 +58,7 @@ mod kruise_tests;
 mod kubelet;
 mod logs;
 mod managed_fields;
+mod metrics;
 mod openapi;
 mod options;
 mod patch;
@@ -84,6 +85,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 pub use faults::{Faults, REQUEST_LOG_LIMIT, RequestRecord};
 pub use kinds::Kind;
+pub use metrics::{REQUEST_RATE, Serving};
 pub use status::ApiError;
 pub use store::HISTORY_LIMIT;
 

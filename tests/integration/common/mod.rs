@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod kubectl;
+pub mod prometheus;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
