@@ -34,7 +34,8 @@ use crate::domain::release_item::Canary;
 use crate::domain::work_order::{JobKind, Outcome, StageStatus};
 use crate::kube::deployment::{self, Progress};
 use crate::kube::rollout::{self, RolloutView, Routing};
-use crate::kube::{ClusterClient, KubeError};
+use crate::kube::{ClusterClient, DeploymentWatch, KubeError, NamespaceWatch};
+use kube::api::DynamicObject;
 
 /// How long Kruise may take to read a Rollout's new spec.
 const OBSERVE_WITHIN: Duration = Duration::from_secs(60);
@@ -217,6 +218,9 @@ async fn follow(
     let mut last_step = (0, String::new());
     let mut reported_verifying = target.status == StageStatus::Verifying;
     loop {
+        // What this pass reads of the watches: a change after it wakes the
+        // next pass.
+        let seen = own_versions(&deployments, &rollouts, name);
         let (status, paused_step) = stage_now(ctx, stage).await?;
         if !matches!(
             status,
@@ -394,27 +398,58 @@ async fn follow(
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            changed = deployment_changes.changed() => {
-                if changed.is_err() { tokio::time::sleep(ctx.settings.recheck).await; }
-            }
-            changed = rollout_changes.changed() => {
-                if changed.is_err() { tokio::time::sleep(ctx.settings.recheck).await; }
-            }
-            _ = passed => {}
-            _ = tokio::time::sleep(ctx.settings.recheck) => {
-                match client.deployment(namespace, name).await {
-                    Ok(Some(d)) if d.metadata.generation >= live.metadata.generation => live = d,
-                    Ok(Some(_)) => {}
-                    Ok(None) => {
-                        let message = format!("Deployment {} was deleted during the canary", stage.name());
-                        return failed(ctx, job, stage, None, message).await;
-                    }
-                    Err(e) => tracing::info!(error = %e, "cannot read the Deployment; still waiting"),
+        tokio::pin!(passed);
+        let recheck = tokio::time::sleep(ctx.settings.recheck);
+        tokio::pin!(recheck);
+        // Wait for what concerns this stage: its own Deployment or Rollout
+        // changing (every other object of the namespace wakes the watches
+        // too, and is not worth a look at the database), a deadline, or
+        // the periodic re-check (which also catches an approval whose
+        // status patch did not land).
+        loop {
+            tokio::select! {
+                changed = deployment_changes.changed() => {
+                    if changed.is_err() { tokio::time::sleep(ctx.settings.recheck).await; break; }
                 }
+                changed = rollout_changes.changed() => {
+                    if changed.is_err() { tokio::time::sleep(ctx.settings.recheck).await; break; }
+                }
+                _ = &mut passed => break,
+                _ = &mut recheck => {
+                    match client.deployment(namespace, name).await {
+                        Ok(Some(d)) if d.metadata.generation >= live.metadata.generation => live = d,
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            let message = format!("Deployment {} was deleted during the canary", stage.name());
+                            return failed(ctx, job, stage, None, message).await;
+                        }
+                        Err(e) => tracing::info!(error = %e, "cannot read the Deployment; still waiting"),
+                    }
+                    break;
+                }
+            }
+            if own_versions(&deployments, &rollouts, name) != seen {
+                break;
             }
         }
     }
+}
+
+/// The resourceVersions of Deployment and Rollout `name` in the held
+/// watches (`None` for one not seen).
+fn own_versions(
+    deployments: &DeploymentWatch,
+    rollouts: &NamespaceWatch<DynamicObject>,
+    name: &str,
+) -> (Option<String>, Option<String>) {
+    (
+        deployments
+            .get(name)
+            .and_then(|d| d.metadata.resource_version.clone()),
+        rollouts
+            .get(name)
+            .and_then(|r| r.metadata.resource_version.clone()),
+    )
 }
 
 /// Fails the stage with `message` (its rollback's deadline from `live`).
