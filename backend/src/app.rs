@@ -17,6 +17,7 @@ use crate::engine::{Engine, EngineSettings};
 use crate::gitlab::GitlabClient;
 use crate::kube::live::LiveDeployments;
 use crate::kube::{KubeDriver, KubeSettings};
+use crate::prometheus::PrometheusClient;
 use crate::secret::{Sealer, SecretKey};
 
 /// Everything a request handler may need, shared behind an `Arc`.
@@ -29,6 +30,7 @@ pub struct App {
     /// Seals and opens stored credentials.
     pub sealer: Sealer,
     pub gitlab: GitlabClient,
+    pub prometheus: PrometheusClient,
     /// Kubernetes clients of the clusters in use.
     pub kube: Arc<KubeDriver>,
     /// This server's deploy engine.
@@ -71,6 +73,7 @@ impl AppState {
             .with_prefix_with_host(secure)
             .with_lifetime(time::Duration::hours(12));
         let config_timeout = config.gitlab_timeout_seconds;
+        let prometheus_timeout = Duration::from_secs(u64::from(config.prometheus_timeout_seconds));
         let login_limiter =
             LoginLimiter::new(config.login_attempts_per_user, config.login_attempts_per_ip);
         let kube = Arc::new(KubeDriver::new(KubeSettings {
@@ -95,6 +98,7 @@ impl AppState {
             csrf,
             sealer: key.sealer(),
             gitlab: GitlabClient::new(Duration::from_secs(u64::from(config_timeout))),
+            prometheus: PrometheusClient::new(prometheus_timeout),
             kube,
             engine,
             live: Arc::new(LiveDeployments::new()),

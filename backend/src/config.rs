@@ -147,6 +147,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLLWAY_GITLAB_TIMEOUT_SECONDS", default_value = "10")]
     pub gitlab_timeout_seconds: String,
 
+    /// Seconds a Prometheus query may take, tries included, before it
+    /// counts as unanswered.
+    #[arg(long, env = "ROLLWAY_PROMETHEUS_TIMEOUT_SECONDS", default_value = "10")]
+    pub prometheus_timeout_seconds: String,
+
     /// Seconds a Kubernetes call may take before it is tried again (up to
     /// four tries with backoff); watches are not limited.
     #[arg(long, env = "ROLLWAY_KUBE_TIMEOUT_SECONDS", default_value = "10")]
@@ -398,6 +403,7 @@ pub struct ServeConfig {
     pub login_attempts_per_ip: u32,
     pub session_idle_hours: u32,
     pub gitlab_timeout_seconds: u32,
+    pub prometheus_timeout_seconds: u32,
     pub kube_timeout_seconds: u32,
     pub engine_lease_seconds: u32,
     pub engine_max_jobs: u32,
@@ -489,6 +495,11 @@ impl ServeConfig {
                 "--gitlab-timeout-seconds",
                 "ROLLWAY_GITLAB_TIMEOUT_SECONDS",
             )?,
+            prometheus_timeout_seconds: positive(
+                &args.prometheus_timeout_seconds,
+                "--prometheus-timeout-seconds",
+                "ROLLWAY_PROMETHEUS_TIMEOUT_SECONDS",
+            )?,
             kube_timeout_seconds: positive(
                 &args.kube_timeout_seconds,
                 "--kube-timeout-seconds",
@@ -523,6 +534,7 @@ mod tests {
             login_attempts_per_ip: "20".into(),
             session_idle_hours: "12".into(),
             gitlab_timeout_seconds: "10".into(),
+            prometheus_timeout_seconds: "10".into(),
             kube_timeout_seconds: "10".into(),
             engine_lease_seconds: "15".into(),
             engine_max_jobs: "1000".into(),

@@ -14,7 +14,7 @@
 //! flows
 //! app                        the state
 //! engine
-//! auth, gitlab, kube         siblings
+//! auth, gitlab, kube, prometheus   siblings
 //! db
 //! config, domain            siblings
 //! secret, error              siblings
@@ -39,6 +39,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("auth", 3),
     ("gitlab", 3),
     ("kube", 3),
+    ("prometheus", 3),
     ("db", 2),
     // config and domain hold secrets wrapped (`Secret<String>`: settings,
     // a cluster's opened credentials): they sit just above the leaves.

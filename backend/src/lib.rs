@@ -16,6 +16,7 @@ pub mod http;
 pub mod kube;
 #[cfg(test)]
 mod layering;
+pub mod prometheus;
 pub mod secret;
 pub mod server;
 pub mod sim;

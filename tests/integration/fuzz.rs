@@ -70,13 +70,15 @@ db_test!(
     |backend| async move {
         let exe = schemathesis();
         let mut start = Start::default();
-        // GitLab and Kubernetes calls to whatever the fuzzer points them at
-        // fail fast (502), so the run stays bounded.
+        // GitLab, Kubernetes and Prometheus calls to whatever the fuzzer
+        // points them at fail fast (502), so the run stays bounded.
         start.args.extend(
             [
                 "--gitlab-timeout-seconds",
                 "1",
                 "--kube-timeout-seconds",
+                "1",
+                "--prometheus-timeout-seconds",
                 "1",
             ]
             .map(String::from),

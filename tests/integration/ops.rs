@@ -50,6 +50,7 @@ async fn metrics_count_requests_per_route_with_latency_histograms() {
 const API_ROUTES: &[&str] = &[
     "DELETE /api/v1/apps/{id}",
     "DELETE /api/v1/clusters/{id}",
+    "DELETE /api/v1/clusters/{id}/prometheus",
     "DELETE /api/v1/nodes/{id}",
     "DELETE /api/v1/nodes/{id}/members/{account_id}",
     "DELETE /api/v1/release-items/{id}",
@@ -82,6 +83,7 @@ const API_ROUTES: &[&str] = &[
     "PATCH /api/v1/users/{id}",
     "POST /api/v1/apps",
     "POST /api/v1/clusters",
+    "POST /api/v1/clusters/{id}/prometheus/test",
     "POST /api/v1/clusters/{id}/test",
     "POST /api/v1/nodes",
     "POST /api/v1/nodes/{id}/members",
@@ -98,6 +100,7 @@ const API_ROUTES: &[&str] = &[
     "POST /api/v1/work-orders/{id}/stages/{n}/cancel",
     "POST /api/v1/work-orders/{id}/stages/{n}/deploy",
     "POST /api/v1/work-orders/{id}/stages/{n}/rollback",
+    "PUT /api/v1/clusters/{id}/prometheus",
     "PUT /api/v1/release-items/{id}",
     "PUT /api/v1/settings/gitlab",
 ];

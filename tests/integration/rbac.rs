@@ -221,6 +221,13 @@ pub(crate) const API_ROUTES: &[Row] = &[
         NotFound,
     ),
     row("POST /api/v1/clusters/{id}/test", ADMINS, Forbidden),
+    row("PUT /api/v1/clusters/{id}/prometheus", ADMINS, Forbidden),
+    row("DELETE /api/v1/clusters/{id}/prometheus", ADMINS, Forbidden),
+    row(
+        "POST /api/v1/clusters/{id}/prometheus/test",
+        ADMINS,
+        Forbidden,
+    ),
     // Reads.
     row("GET /api/v1/me", SIGNED_IN, Forbidden),
     list("GET /api/v1/nodes", VIEWERS),
@@ -309,6 +316,12 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
         NotFound,
     ),
     row("POST /admin/clusters/{id}/test", ADMINS, Forbidden),
+    row("POST /admin/clusters/{id}/prometheus", ADMINS, Forbidden),
+    row(
+        "POST /admin/clusters/{id}/prometheus/test",
+        ADMINS,
+        Forbidden,
+    ),
     row("POST /account/password", SIGNED_IN, Forbidden),
     row("POST /account/tokens", SIGNED_IN, Forbidden),
     // Only one's own token: the fixture's is a service account's.
@@ -434,12 +447,14 @@ const PAST_THE_ROLE_CHECK: &[&str] = &[
     "POST /api/v1/work-orders/{id}/stages/{n}/cancel",
     "POST /api/v1/work-orders/{id}/stages/{n}/approve-step",
     "POST /api/v1/clusters/{id}/test",
+    "POST /api/v1/clusters/{id}/prometheus/test",
     "GET /work-orders/{id}/stages/{n}/deploy",
     "POST /work-orders/{id}/stages/{n}/deploy",
     "POST /work-orders/{id}/stages/{n}/rollback",
     "POST /work-orders/{id}/stages/{n}/cancel",
     "POST /work-orders/{id}/stages/{n}/approve-step",
     "POST /admin/clusters/{id}/test",
+    "POST /admin/clusters/{id}/prometheus/test",
     "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs",
     "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs/stream",
 ];
@@ -1019,6 +1034,21 @@ async fn api_write(route: &str, f: &Fixtures<'_>) -> ApiCall {
             format!("/api/v1/clusters/{}/test", f.cluster().await),
             None,
         ),
+        "PUT /api/v1/clusters/{id}/prometheus" => call(
+            Method::PUT,
+            format!("/api/v1/clusters/{}/prometheus", f.cluster().await),
+            Some(json!({"url": "http://127.0.0.1:9/prometheus", "token": "t"})),
+        ),
+        "DELETE /api/v1/clusters/{id}/prometheus" => call(
+            Method::DELETE,
+            format!("/api/v1/clusters/{}/prometheus", f.cluster().await),
+            None,
+        ),
+        "POST /api/v1/clusters/{id}/prometheus/test" => call(
+            Method::POST,
+            format!("/api/v1/clusters/{}/prometheus/test", f.cluster().await),
+            None,
+        ),
         other => panic!("no fixture for {other}"),
     }
 }
@@ -1215,6 +1245,14 @@ pub(crate) async fn page_call(
         ),
         "POST /admin/clusters/{id}/test" => (
             format!("/admin/clusters/{}/test", f.cluster().await),
+            vec![],
+        ),
+        "POST /admin/clusters/{id}/prometheus" => (
+            format!("/admin/clusters/{}/prometheus", f.cluster().await),
+            kv(&[("url", "http://127.0.0.1:9/prometheus")]),
+        ),
+        "POST /admin/clusters/{id}/prometheus/test" => (
+            format!("/admin/clusters/{}/prometheus/test", f.cluster().await),
             vec![],
         ),
         // A wrong current password is refused by validation (422), which

@@ -16,7 +16,7 @@ use super::{ApiJson, ApiPath, ApiQuery};
 use crate::app::AppState;
 use crate::auth::Action;
 use crate::db::apps::{self, App, AppFields, AppFilter};
-use crate::db::clusters::{self, Cluster, ClusterUpdate, Connection};
+use crate::db::clusters::{self, Cluster, ClusterUpdate, Connection, TokenChange};
 use crate::domain::cluster::Environment;
 use crate::error::{Error, ErrorBody, Result};
 use crate::secret::Secret;
@@ -26,6 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_clusters, create_cluster))
         .routes(routes!(get_cluster, update_cluster, delete_cluster))
         .routes(routes!(test_cluster))
+        .routes(routes!(set_prometheus, remove_prometheus))
+        .routes(routes!(test_prometheus))
         .routes(routes!(list_apps, create_app))
         .routes(routes!(get_app, update_app, delete_app))
 }
@@ -159,6 +161,102 @@ async fn test_cluster(
     Ok(Json(ConnectionTest {
         cluster: cluster.name,
         version,
+    }))
+}
+
+/// A cluster's Prometheus, for verification gates.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusBody {
+    /// Base URL, e.g. `http://prometheus.monitoring:9090` (http or https;
+    /// no credentials, query or fragment).
+    #[schema(min_length = 1, max_length = 2000, pattern = r"^https?://[^\s]*$")]
+    pub url: String,
+    /// A bearer token to send (write-only: never shown). Absent: the stored
+    /// one is kept.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 4096)]
+    pub token: Option<String>,
+    /// Remove the stored token.
+    #[serde(default)]
+    pub clear_token: bool,
+}
+
+/// Sets the Prometheus verification gates query for this cluster.
+#[utoipa::path(
+    put, path = "/api/v1/clusters/{id}/prometheus", tag = "registry", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Cluster id")),
+    request_body = PrometheusBody,
+    responses((status = 200, body = Cluster), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn set_prometheus(
+    State(state): State<AppState>,
+    ApiActor(actor, who, _): ApiActor,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<PrometheusBody>,
+) -> Result<Json<Cluster>> {
+    state.policy.require(&actor, Action::ManageRegistry, "/")?;
+    let token = match (body.token, body.clear_token) {
+        (Some(_), true) => {
+            return Err(Error::validation(
+                "token",
+                "give a token or clear it, not both",
+            ));
+        }
+        (Some(t), false) => TokenChange::Set(Secret::new(t)),
+        (None, true) => TokenChange::Clear,
+        (None, false) => TokenChange::Keep,
+    };
+    Ok(Json(
+        clusters::set_prometheus(&state.db, &state.sealer, id, Some((&body.url, token)), &who)
+            .await?,
+    ))
+}
+
+/// Removes the cluster's Prometheus (its URL and token).
+#[utoipa::path(
+    delete, path = "/api/v1/clusters/{id}/prometheus", tag = "registry", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Cluster id")),
+    responses((status = 200, body = Cluster), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+async fn remove_prometheus(
+    State(state): State<AppState>,
+    ApiActor(actor, who, _): ApiActor,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Cluster>> {
+    state.policy.require(&actor, Action::ManageRegistry, "/")?;
+    Ok(Json(
+        clusters::set_prometheus(&state.db, &state.sealer, id, None, &who).await?,
+    ))
+}
+
+/// What a Prometheus test found.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct PrometheusTest {
+    pub cluster: String,
+    /// Prometheus' answer to `1+1`.
+    pub result: f64,
+}
+
+/// Asks the cluster's Prometheus `1+1` with the stored URL and token: 200
+/// when it answers 2, 409 when the cluster has no Prometheus, 502 naming
+/// Prometheus' error (`errorType`, `error`) or why it did not answer.
+#[utoipa::path(
+    post, path = "/api/v1/clusters/{id}/prometheus/test", tag = "registry", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Cluster id")),
+    responses((status = 200, body = PrometheusTest), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody))
+)]
+async fn test_prometheus(
+    State(state): State<AppState>,
+    ApiActor(actor, _who, _): ApiActor,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<PrometheusTest>> {
+    state.policy.require(&actor, Action::ManageRegistry, "/")?;
+    let cluster = clusters::get(&state.db.pool, id).await?;
+    let result = crate::flows::clusters::test_prometheus(&state, id).await?;
+    Ok(Json(PrometheusTest {
+        cluster: cluster.name,
+        result,
     }))
 }
 

@@ -12,7 +12,10 @@ use super::audit::{self, AuditActor, Change, snapshot};
 use super::constraint::{Constraint, violated};
 use super::error::{Error, Result};
 use super::{Db, Tx, now_ms};
-use crate::domain::cluster::{ClusterAccess, ClusterCredentials, Environment, validate_kubeconfig};
+use crate::domain::cluster::{
+    ClusterAccess, ClusterCredentials, Environment, PrometheusAccess, validate_kubeconfig,
+    validate_prometheus_url,
+};
 use crate::domain::tree::validate_name;
 use crate::secret::{Sealer, Secret, sha256_hex};
 
@@ -32,6 +35,10 @@ pub struct Cluster {
     pub has_kubeconfig: bool,
     pub credentials_set_at: Option<i64>,
     pub credentials_set_by: Option<String>,
+    /// The Prometheus verification gates query, when one is set.
+    pub prometheus_url: Option<String>,
+    /// Whether a Prometheus bearer token is stored (it is never shown).
+    pub has_prometheus_token: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -51,7 +58,9 @@ pub enum Connection {
 
 const COLUMNS: &str = "c.id, c.name, c.environment, c.in_cluster, c.kube_context, \
     CAST(CASE WHEN c.kubeconfig_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_kubeconfig, \
-    c.credentials_set_at, c.credentials_set_by, c.created_at, c.updated_at";
+    c.credentials_set_at, c.credentials_set_by, c.prometheus_url, \
+    CAST(CASE WHEN c.prometheus_token_sealed IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_prometheus_token, \
+    c.created_at, c.updated_at";
 
 fn from_row(row: &AnyRow) -> Result<Cluster, sqlx::Error> {
     let env: String = row.try_get("environment")?;
@@ -66,6 +75,8 @@ fn from_row(row: &AnyRow) -> Result<Cluster, sqlx::Error> {
         has_kubeconfig: row.try_get::<i64, _>("has_kubeconfig")? != 0,
         credentials_set_at: row.try_get("credentials_set_at")?,
         credentials_set_by: row.try_get("credentials_set_by")?,
+        prometheus_url: row.try_get("prometheus_url")?,
+        has_prometheus_token: row.try_get::<i64, _>("has_prometheus_token")? != 0,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -73,6 +84,10 @@ fn from_row(row: &AnyRow) -> Result<Cluster, sqlx::Error> {
 
 fn aad(id: i64) -> String {
     format!("cluster:{id}")
+}
+
+fn prometheus_aad(id: i64) -> String {
+    format!("cluster-prometheus:{id}")
 }
 
 fn check_connection(connection: &Connection) -> Result<()> {
@@ -343,4 +358,121 @@ pub async fn credentials(pool: &AnyPool, sealer: &Sealer, id: i64) -> Result<Clu
         access,
         fingerprint,
     })
+}
+
+/// What to do with a cluster's Prometheus bearer token.
+pub enum TokenChange {
+    Keep,
+    Set(Secret<String>),
+    Clear,
+}
+
+/// Sets (or, with `None`, removes) the Prometheus of cluster `id`: its URL
+/// and bearer token, the token sealed.
+pub async fn set_prometheus(
+    db: &Db,
+    sealer: &Sealer,
+    id: i64,
+    settings: Option<(&str, TokenChange)>,
+    who: &AuditActor,
+) -> Result<Cluster> {
+    let (url, token) = match settings {
+        Some((url, token)) => {
+            let url = url.trim();
+            validate_prometheus_url(url).map_err(|m| Error::validation("url", m))?;
+            if let TokenChange::Set(t) = &token
+                && (t.expose().trim().is_empty() || t.expose().chars().any(char::is_control))
+            {
+                return Err(Error::validation(
+                    "token",
+                    "the token is empty or has control characters",
+                ));
+            }
+            (Some(url.trim_end_matches('/').to_string()), token)
+        }
+        None => (None, TokenChange::Clear),
+    };
+    let mut tx = db.begin_write().await?;
+    let before = get_in(&mut tx, id).await?;
+    let sealed = match &token {
+        TokenChange::Set(t) => Some(
+            sealer
+                .seal(t.expose(), &prometheus_aad(id))
+                .map_err(|e| Error::Internal(anyhow::anyhow!(e)))?,
+        ),
+        _ => None,
+    };
+    sqlx::query(
+        "UPDATE clusters SET prometheus_url = $1, \
+         prometheus_token_sealed = CASE WHEN $2 = 1 THEN prometheus_token_sealed ELSE $3 END, \
+         updated_at = $4 WHERE id = $5",
+    )
+    .bind(&url)
+    .bind(i64::from(matches!(token, TokenChange::Keep)))
+    .bind(sealed)
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let after = get_in(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "cluster.prometheus",
+            target_type: "cluster",
+            target_id: Some(id),
+            summary: match &after.prometheus_url {
+                Some(url) => format!(
+                    "cluster {}: Prometheus {url}{}",
+                    after.name,
+                    match token {
+                        TokenChange::Set(_) => " with a new token",
+                        TokenChange::Clear => " without a token",
+                        TokenChange::Keep => "",
+                    }
+                ),
+                None => format!("cluster {}: Prometheus removed", after.name),
+            },
+            before: snapshot(&before),
+            after: snapshot(&after),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Cluster `id`'s Prometheus with its token opened, for the Prometheus
+/// client; `None` when the cluster has none. The one place the token is
+/// unsealed.
+pub async fn prometheus_access(
+    pool: &AnyPool,
+    sealer: &Sealer,
+    id: i64,
+) -> Result<Option<PrometheusAccess>> {
+    let row = sqlx::query(
+        "SELECT name, prometheus_url, prometheus_token_sealed FROM clusters WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| Error::NotFound(format!("no cluster with id {id}")))?;
+    let name: String = row.try_get("name")?;
+    let Some(url) = row.try_get::<Option<String>, _>("prometheus_url")? else {
+        return Ok(None);
+    };
+    let token = match row.try_get::<Option<String>, _>("prometheus_token_sealed")? {
+        Some(sealed) => Some(sealer.open(&sealed, &prometheus_aad(id)).map_err(|_| {
+            Error::Conflict(format!(
+                "the Prometheus token of cluster {name} cannot be opened with this server's key; set it again"
+            ))
+        })?),
+        None => None,
+    };
+    Ok(Some(PrometheusAccess {
+        cluster: name,
+        url,
+        token,
+    }))
 }

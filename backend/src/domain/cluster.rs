@@ -262,6 +262,44 @@ pub fn validate_ingress_name(value: &str) -> Result<(), String> {
 /// still a valid name.
 pub const MAX_ROUTED_NAME: usize = 63 - "-canary".len();
 
+/// How to reach a cluster's Prometheus: its URL and, when it wants one,
+/// the bearer token (opened by `db::clusters::prometheus_access`, the one
+/// place it is unsealed, and handed to the Prometheus client).
+#[derive(Debug, Clone)]
+pub struct PrometheusAccess {
+    pub cluster: String,
+    pub url: String,
+    pub token: Option<Secret<String>>,
+}
+
+/// Checks a Prometheus base URL: http or https, a host, no credentials in
+/// it (the token has its own field), no query or fragment, one line.
+pub fn validate_prometheus_url(url: &str) -> Result<(), String> {
+    if url.chars().any(char::is_control) {
+        return Err("the Prometheus URL must be one line without control characters".into());
+    }
+    let parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "the Prometheus URL must be http or https, not {}",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("the Prometheus URL has no host".into());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("put no credentials in the Prometheus URL; give a bearer token instead".into());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("the Prometheus URL takes no query or fragment".into());
+    }
+    if url.len() > 2000 {
+        return Err("the Prometheus URL is longer than 2000 characters".into());
+    }
+    Ok(())
+}
+
 /// How to reach a cluster: its stored connection, opened by
 /// `db::clusters::credentials` (the one place that unseals a kubeconfig)
 /// and handed to the Kubernetes driver, which runs no query of its own.
@@ -372,6 +410,27 @@ mod tests {
         }
         for bad in ["", "Default", "-a", "a-", "a_b", &"a".repeat(64)] {
             assert!(validate_k8s_name("namespace", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prometheus_urls_are_plain_http_bases() {
+        for ok in [
+            "http://prometheus.monitoring:9090",
+            "https://prom.example.com/prometheus/",
+        ] {
+            assert!(validate_prometheus_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "prometheus:9090",
+            "file:///etc/passwd",
+            "ftp://prom",
+            "http://user:pw@prom:9090",
+            "http://prom:9090/?q=1",
+            "http://prom:9090/\nx",
+        ] {
+            assert!(validate_prometheus_url(bad).is_err(), "{bad}");
         }
     }
 

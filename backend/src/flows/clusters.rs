@@ -167,3 +167,35 @@ pub async fn test_connection(state: &AppState, cluster: &Cluster) -> Result<Stri
         .await
         .map_err(|e| kube_error(&cluster.name, e))
 }
+
+/// Runs `query` on the Prometheus of cluster `cluster_id`: its samples,
+/// 409 when the cluster has none, 502 naming Prometheus' refusal or why it
+/// did not answer.
+pub async fn prometheus_query(
+    state: &AppState,
+    cluster_id: i64,
+    query: &str,
+) -> Result<Vec<crate::prometheus::Sample>> {
+    let access = clusters::prometheus_access(&state.db.pool, &state.sealer, cluster_id)
+        .await?
+        .ok_or_else(|| {
+            Error::Conflict("this cluster has no Prometheus: set its URL first".into())
+        })?;
+    state
+        .prometheus
+        .query(&access, query)
+        .await
+        .map_err(|e| Error::Upstream(e.to_string()))
+}
+
+/// Asks the cluster's Prometheus `1+1`: its answer (2), or why not.
+pub async fn test_prometheus(state: &AppState, cluster_id: i64) -> Result<f64> {
+    let samples = prometheus_query(state, cluster_id, "1+1").await?;
+    match samples.as_slice() {
+        [one] if one.value == 2.0 => Ok(one.value),
+        _ => Err(Error::Upstream(format!(
+            "Prometheus answered 1+1 with {:?}, not 2",
+            samples.iter().map(|s| s.value).collect::<Vec<_>>()
+        ))),
+    }
+}

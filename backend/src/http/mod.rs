@@ -234,13 +234,13 @@ fn encode_flash(notice: &Notice) -> String {
         },
         notice.message
     );
-    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
+    // Hex: no character a cookie layer may encode or decode on its way
+    // (`+`, `%`, spaces), so the message comes back exactly.
+    hex::encode(raw.as_bytes())
 }
 
 fn decode_flash(value: &str) -> Option<Notice> {
-    let decoded: String = url::form_urlencoded::parse(format!("m={value}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())?;
+    let decoded = String::from_utf8(hex::decode(value).ok()?).ok()?;
     let (kind, message) = decoded.split_once(':')?;
     let message: String = message.chars().take(500).collect();
     match kind {
@@ -490,7 +490,7 @@ mod tests {
 
     #[test]
     fn flash_survives_the_cookie_round_trip() {
-        let n = Notice::error("Node 'a b' & <c> deleted; 100%");
+        let n = Notice::error("Node 'a b' & <c> deleted; 100% of 1+1 %2B");
         let back = decode_flash(&encode_flash(&n)).unwrap();
         assert_eq!(back.kind, "error");
         assert_eq!(back.message, n.message);

@@ -11,7 +11,7 @@ use super::extract::{CsrfForm, NoFields};
 use super::{Layout, Moment, Notice, PageCtx, PageRoutes, page_status, redirect_with};
 use crate::auth::Action;
 use crate::db::apps::{self, App, AppFields, AppFilter};
-use crate::db::clusters::{self, Cluster, ClusterUpdate, Connection};
+use crate::db::clusters::{self, Cluster, ClusterUpdate, Connection, TokenChange};
 use crate::db::tree as tree_db;
 use crate::domain::cluster::Environment;
 use crate::error::{Error, Result};
@@ -26,6 +26,8 @@ pub fn routes() -> PageRoutes {
         .get("/admin/clusters/{id}", show_cluster)
         .post("/admin/clusters/{id}/update", update_cluster)
         .post("/admin/clusters/{id}/test", test_cluster)
+        .post("/admin/clusters/{id}/prometheus", save_prometheus)
+        .post("/admin/clusters/{id}/prometheus/test", test_prometheus)
         .post("/admin/clusters/{id}/delete", delete_cluster)
         .get("/admin/apps", list_apps)
         .post("/admin/apps", create_app)
@@ -438,6 +440,81 @@ async fn test_cluster(
         Ok((name, version)) => redirect_with(
             &format!("/admin/clusters/{id}"),
             Notice::success(format!("Connected to {name}: Kubernetes {version}.")),
+        ),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
+        Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct PrometheusForm {
+    #[serde(default)]
+    url: String,
+    /// Write-only; empty keeps the stored one.
+    #[serde(default)]
+    token: String,
+    /// "on": remove the stored token.
+    #[serde(default)]
+    clear_token: String,
+    /// "on": remove the Prometheus altogether.
+    #[serde(default)]
+    remove: String,
+}
+
+/// Sets, changes or removes the cluster's Prometheus.
+async fn save_prometheus(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(form): CsrfForm<PrometheusForm>,
+) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        let settings = if form.remove == "on" {
+            None
+        } else {
+            let token = match (form.token.trim().is_empty(), form.clear_token == "on") {
+                (false, _) => TokenChange::Set(Secret::new(form.token.trim().to_string())),
+                (true, true) => TokenChange::Clear,
+                (true, false) => TokenChange::Keep,
+            };
+            Some((form.url.as_str(), token))
+        };
+        Ok::<_, Error>(
+            clusters::set_prometheus(&ctx.state.db, &ctx.state.sealer, id, settings, &ctx.who())
+                .await?,
+        )
+    }
+    .await;
+    match result {
+        Ok(c) => redirect_with(
+            &format!("/admin/clusters/{id}"),
+            Notice::success(match c.prometheus_url {
+                Some(url) => format!("Saved: verification gates of {} query {url}.", c.name),
+                None => format!("Removed the Prometheus of {}.", c.name),
+            }),
+        ),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
+        Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
+    }
+}
+
+/// Asks the cluster's Prometheus `1+1`.
+async fn test_prometheus(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_): CsrfForm<super::extract::NoFields>,
+) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        let cluster = clusters::get(&ctx.state.db.pool, id).await?;
+        flows::clusters::test_prometheus(&ctx.state, id).await?;
+        Ok::<_, Error>(cluster.name)
+    }
+    .await;
+    match result {
+        Ok(name) => redirect_with(
+            &format!("/admin/clusters/{id}"),
+            Notice::success(format!("The Prometheus of {name} answers: 1+1 = 2.")),
         ),
         Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
         Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
