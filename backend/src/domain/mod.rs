@@ -6,4 +6,5 @@ pub mod cluster;
 pub mod release_item;
 pub mod text;
 pub mod tree;
+pub mod verify;
 pub mod work_order;

@@ -1,0 +1,503 @@
+//! A stage's verification plan and the rules that judge it (issue 15):
+//! metric gates (a Prometheus query, a condition on every sample, taken
+//! `count` times `interval_seconds` apart, failing past `failure_limit`
+//! failed measurements and handed to a person past `inconclusive_limit`
+//! inconclusive ones), HTTP smoke checks, a soak time and an owner's
+//! sign-off. Pure: templating, validation and verdicts; the engine runs
+//! the plan.
+//!
+//! Queries and URLs are templates over the stage's values:
+//! `{{namespace}}`, `{{deployment}}`, `{{container}}`, `{{new_hash}}` and
+//! `{{old_hash}}` (the pod-template hashes of the new and old pods). Every
+//! value is a Kubernetes name or hash — lowercase letters, digits, `-` and
+//! `.` — so it can stand in a PromQL label matcher or a URL as it is.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::text::check_single_line;
+
+/// Most gates a stage may have.
+pub const MAX_GATES: usize = 10;
+/// Most smoke checks a stage may have.
+pub const MAX_SMOKE: usize = 5;
+/// The longest soak: a day.
+pub const MAX_SOAK_SECONDS: u32 = 86_400;
+
+/// What verifies a stage once its new version runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyPlan {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<MetricGate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub smoke: Vec<SmokeCheck>,
+    /// The least time the stage stays `verifying`, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 86400)]
+    pub soak_seconds: Option<u32>,
+    /// The stage waits for an owner's "verified".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sign_off: bool,
+}
+
+/// A comparison a sample must pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum Op {
+    #[serde(rename = "<")]
+    Below,
+    #[serde(rename = "<=")]
+    AtMost,
+    #[serde(rename = ">")]
+    Above,
+    #[serde(rename = ">=")]
+    AtLeast,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Below => "<",
+            Op::AtMost => "<=",
+            Op::Above => ">",
+            Op::AtLeast => ">=",
+        }
+    }
+
+    /// Whether `value` passes `value OP threshold` (NaN never does).
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Op::Below => value < threshold,
+            Op::AtMost => value <= threshold,
+            Op::Above => value > threshold,
+            Op::AtLeast => value >= threshold,
+        }
+    }
+}
+
+/// A Prometheus query judged `count` times.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricGate {
+    /// What the gate watches, e.g. `error ratio`.
+    #[schema(min_length = 1, max_length = 60)]
+    pub name: String,
+    /// PromQL, templated (see the module's placeholders).
+    #[schema(min_length = 1, max_length = 2000)]
+    pub query: String,
+    pub op: Op,
+    /// Every sample of the result must pass `sample op threshold`.
+    pub threshold: f64,
+    #[serde(default = "default_interval")]
+    #[schema(minimum = 5, maximum = 3600)]
+    pub interval_seconds: u32,
+    /// Measurements to take.
+    #[serde(default = "default_count")]
+    #[schema(minimum = 1, maximum = 100)]
+    pub count: u32,
+    /// Failed measurements tolerated; one more fails the stage.
+    #[serde(default)]
+    pub failure_limit: u32,
+    /// Inconclusive measurements (no data, Prometheus unreachable)
+    /// tolerated; one more pauses the stage for a person.
+    #[serde(default = "default_inconclusive_limit")]
+    pub inconclusive_limit: u32,
+}
+
+fn default_interval() -> u32 {
+    30
+}
+fn default_count() -> u32 {
+    5
+}
+fn default_inconclusive_limit() -> u32 {
+    1
+}
+
+/// An HTTP request whose answer must have the expected status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeCheck {
+    /// http or https, templated.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub url: String,
+    #[serde(default = "default_status")]
+    #[schema(minimum = 100, maximum = 599)]
+    pub expect_status: u16,
+    #[serde(default = "default_timeout")]
+    #[schema(minimum = 1, maximum = 60)]
+    pub timeout_seconds: u32,
+    /// Tries before the check fails.
+    #[serde(default = "default_attempts")]
+    #[schema(minimum = 1, maximum = 10)]
+    pub attempts: u32,
+}
+
+fn default_status() -> u16 {
+    200
+}
+fn default_timeout() -> u32 {
+    5
+}
+fn default_attempts() -> u32 {
+    3
+}
+
+/// The values a template may use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Values {
+    pub namespace: String,
+    pub deployment: String,
+    pub container: String,
+    pub new_hash: String,
+    pub old_hash: String,
+}
+
+const PLACEHOLDERS: [&str; 5] = [
+    "namespace",
+    "deployment",
+    "container",
+    "new_hash",
+    "old_hash",
+];
+
+/// `template` with its placeholders replaced by `values`; an unknown or
+/// unclosed placeholder is an error naming it.
+pub fn fill(template: &str, values: &Values) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| "a '{{' without its '}}'".to_string())?;
+        let name = after[..end].trim();
+        out.push_str(match name {
+            "namespace" => &values.namespace,
+            "deployment" => &values.deployment,
+            "container" => &values.container,
+            "new_hash" => &values.new_hash,
+            "old_hash" => &values.old_hash,
+            other => {
+                return Err(format!(
+                    "unknown placeholder {{{{{other}}}}}; use {}",
+                    PLACEHOLDERS.map(|p| format!("{{{{{p}}}}}")).join(", ")
+                ));
+            }
+        });
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Values that fill every placeholder, for checking a template on save.
+fn sample_values() -> Values {
+    Values {
+        namespace: "ns".into(),
+        deployment: "web".into(),
+        container: "app".into(),
+        new_hash: "abc123".into(),
+        old_hash: "def456".into(),
+    }
+}
+
+impl VerifyPlan {
+    /// Whether the plan asks for anything.
+    pub fn is_empty(&self) -> bool {
+        self.gates.is_empty()
+            && self.smoke.is_empty()
+            && self.soak_seconds.unwrap_or(0) == 0
+            && !self.sign_off
+    }
+
+    /// Checks the plan; the error names what is wrong, as a person reads it.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.gates.len() > MAX_GATES {
+            return Err(format!("at most {MAX_GATES} metric gates"));
+        }
+        if self.smoke.len() > MAX_SMOKE {
+            return Err(format!("at most {MAX_SMOKE} smoke checks"));
+        }
+        if self.soak_seconds.is_some_and(|s| s > MAX_SOAK_SECONDS) {
+            return Err(format!(
+                "a soak time is at most a day ({MAX_SOAK_SECONDS} s)"
+            ));
+        }
+        for (i, g) in self.gates.iter().enumerate() {
+            let n = i + 1;
+            let name = g.name.trim();
+            if name.is_empty() || name.chars().count() > 60 {
+                return Err(format!("gate {n}: a name of 1 to 60 characters"));
+            }
+            check_single_line("a gate's name", name).map_err(|m| format!("gate {n}: {m}"))?;
+            if g.query.trim().is_empty() || g.query.len() > 2000 {
+                return Err(format!(
+                    "gate {n} ({name}): a query of 1 to 2000 characters"
+                ));
+            }
+            if g.query
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t')
+            {
+                return Err(format!(
+                    "gate {n} ({name}): the query has control characters"
+                ));
+            }
+            fill(&g.query, &sample_values()).map_err(|m| format!("gate {n} ({name}): {m}"))?;
+            if !g.threshold.is_finite() {
+                return Err(format!("gate {n} ({name}): the threshold must be a number"));
+            }
+            if !(5..=3600).contains(&g.interval_seconds) {
+                return Err(format!(
+                    "gate {n} ({name}): an interval of 5 to 3600 seconds"
+                ));
+            }
+            if !(1..=100).contains(&g.count) {
+                return Err(format!("gate {n} ({name}): 1 to 100 measurements"));
+            }
+            if g.failure_limit >= g.count {
+                return Err(format!(
+                    "gate {n} ({name}): the failure limit ({}) must be below the count ({}), or the gate could never fail",
+                    g.failure_limit, g.count
+                ));
+            }
+            if g.inconclusive_limit > g.count {
+                return Err(format!(
+                    "gate {n} ({name}): the inconclusive limit ({}) is above the count ({})",
+                    g.inconclusive_limit, g.count
+                ));
+            }
+        }
+        for (i, s) in self.smoke.iter().enumerate() {
+            let n = i + 1;
+            check_single_line("a smoke check's URL", &s.url)
+                .map_err(|m| format!("smoke check {n}: {m}"))?;
+            let url = fill(s.url.trim(), &sample_values())
+                .map_err(|m| format!("smoke check {n}: {m}"))?;
+            let parsed =
+                url::Url::parse(&url).map_err(|e| format!("smoke check {n}: not a URL: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(format!("smoke check {n}: an http or https URL with a host"));
+            }
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err(format!("smoke check {n}: put no credentials in the URL"));
+            }
+            if s.url.len() > 2000 {
+                return Err(format!("smoke check {n}: a URL of at most 2000 characters"));
+            }
+            if !(100..=599).contains(&s.expect_status) {
+                return Err(format!("smoke check {n}: an expected status of 100 to 599"));
+            }
+            if !(1..=60).contains(&s.timeout_seconds) {
+                return Err(format!("smoke check {n}: a timeout of 1 to 60 seconds"));
+            }
+            if !(1..=10).contains(&s.attempts) {
+                return Err(format!("smoke check {n}: 1 to 10 attempts"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one measurement of a gate found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// No samples, a value that is not a number, or no answer.
+    Inconclusive,
+}
+
+impl MetricGate {
+    /// Judges one measurement: every sample must pass; none is
+    /// inconclusive, not a pass.
+    pub fn judge(&self, samples: &[f64]) -> Verdict {
+        if samples.is_empty() || samples.iter().any(|v| v.is_nan()) {
+            return Verdict::Inconclusive;
+        }
+        if samples.iter().all(|v| self.op.holds(*v, self.threshold)) {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        }
+    }
+
+    /// Where the gate stands after `verdicts` (oldest first).
+    pub fn standing(&self, verdicts: &[Verdict]) -> Standing {
+        let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count() as u32;
+        if count(Verdict::Fail) > self.failure_limit {
+            Standing::Failed
+        } else if count(Verdict::Inconclusive) > self.inconclusive_limit {
+            Standing::Inconclusive
+        } else if verdicts.len() as u32 >= self.count {
+            Standing::Passed
+        } else {
+            Standing::Measuring
+        }
+    }
+}
+
+/// Where a gate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// More measurements to take.
+    Measuring,
+    Passed,
+    /// Past its failure limit: the stage fails (and rolls back).
+    Failed,
+    /// Past its inconclusive limit: the stage waits for a person.
+    Inconclusive,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate() -> MetricGate {
+        MetricGate {
+            name: "error ratio".into(),
+            query: r#"sum(rate(http_requests_total{namespace="{{namespace}}",pod_template_hash="{{new_hash}}",code=~"5.."}[1m]))"#.into(),
+            op: Op::Below,
+            threshold: 0.05,
+            interval_seconds: 30,
+            count: 5,
+            failure_limit: 1,
+            inconclusive_limit: 1,
+        }
+    }
+
+    #[test]
+    fn templates_fill_known_placeholders_and_name_unknown_ones() {
+        let values = Values {
+            namespace: "prod".into(),
+            deployment: "web".into(),
+            container: "app".into(),
+            new_hash: "7d9f".into(),
+            old_hash: "5c2a".into(),
+        };
+        assert_eq!(
+            fill(
+                "{{namespace}}/{{ deployment }}:{{new_hash}}-{{old_hash}} {{container}}",
+                &values
+            )
+            .unwrap(),
+            "prod/web:7d9f-5c2a app"
+        );
+        assert!(
+            fill("{{pod}}", &values)
+                .unwrap_err()
+                .contains("unknown placeholder {{pod}}")
+        );
+        assert!(
+            fill("{{namespace", &values)
+                .unwrap_err()
+                .contains("without its")
+        );
+        assert_eq!(fill("no placeholders", &values).unwrap(), "no placeholders");
+    }
+
+    #[test]
+    fn a_measurement_passes_only_when_every_sample_does() {
+        let g = gate();
+        assert_eq!(g.judge(&[0.01, 0.02]), Verdict::Pass);
+        assert_eq!(g.judge(&[0.01, 0.2]), Verdict::Fail);
+        assert_eq!(
+            g.judge(&[]),
+            Verdict::Inconclusive,
+            "no data is not success"
+        );
+        assert_eq!(g.judge(&[f64::NAN]), Verdict::Inconclusive);
+        assert!(Op::AtMost.holds(0.05, 0.05) && !Op::Below.holds(0.05, 0.05));
+        assert!(Op::AtLeast.holds(1.0, 1.0) && !Op::Above.holds(1.0, 1.0));
+    }
+
+    #[test]
+    fn a_gate_fails_past_its_failure_limit_and_waits_past_its_inconclusive_limit() {
+        use Verdict::*;
+        let g = gate();
+        assert_eq!(g.standing(&[]), Standing::Measuring);
+        assert_eq!(
+            g.standing(&[Pass, Fail]),
+            Standing::Measuring,
+            "one failure tolerated"
+        );
+        assert_eq!(
+            g.standing(&[Fail, Pass, Fail]),
+            Standing::Failed,
+            "failure_limit + 1"
+        );
+        assert_eq!(g.standing(&[Inconclusive, Pass]), Standing::Measuring);
+        assert_eq!(
+            g.standing(&[Inconclusive, Inconclusive]),
+            Standing::Inconclusive
+        );
+        assert_eq!(
+            g.standing(&[Pass, Fail, Pass, Inconclusive, Pass]),
+            Standing::Passed
+        );
+        assert_eq!(
+            g.standing(&[Fail, Fail, Inconclusive, Inconclusive]),
+            Standing::Failed,
+            "a failure outweighs an inconclusive"
+        );
+    }
+
+    #[test]
+    fn plans_are_checked_as_a_person_reads_them() {
+        let ok = VerifyPlan {
+            gates: vec![gate()],
+            smoke: vec![SmokeCheck {
+                url: "http://{{deployment}}.{{namespace}}.svc:8080/healthz".into(),
+                expect_status: 200,
+                timeout_seconds: 5,
+                attempts: 3,
+            }],
+            soak_seconds: Some(300),
+            sign_off: true,
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        assert!(!ok.is_empty());
+        assert!(VerifyPlan::default().is_empty());
+        let refused = |change: fn(&mut VerifyPlan), says: &str| {
+            let mut plan = ok.clone();
+            change(&mut plan);
+            let message = plan.validate().unwrap_err();
+            assert!(message.contains(says), "{message}");
+        };
+        refused(|p| p.gates[0].failure_limit = 5, "could never fail");
+        refused(
+            |p| p.gates[0].query = "up{pod=\"{{pod}}\"}".into(),
+            "unknown placeholder",
+        );
+        refused(|p| p.gates[0].threshold = f64::INFINITY, "must be a number");
+        refused(|p| p.gates[0].interval_seconds = 1, "5 to 3600");
+        refused(|p| p.gates[0].name = " ".into(), "1 to 60");
+        refused(
+            |p| p.smoke[0].url = "file:///etc/passwd".into(),
+            "http or https",
+        );
+        refused(
+            |p| p.smoke[0].url = "http://u:p@web/".into(),
+            "no credentials",
+        );
+        refused(|p| p.smoke[0].attempts = 0, "1 to 10 attempts");
+        refused(|p| p.soak_seconds = Some(90_000), "at most a day");
+        let json: VerifyPlan = serde_json::from_value(serde_json::json!({
+            "gates": [{"name": "p99", "query": "q", "op": "<=", "threshold": 0.5}]
+        }))
+        .unwrap();
+        assert_eq!(
+            (
+                json.gates[0].interval_seconds,
+                json.gates[0].count,
+                json.gates[0].inconclusive_limit
+            ),
+            (30, 5, 1),
+            "defaults"
+        );
+        assert!(serde_json::from_value::<VerifyPlan>(serde_json::json!({"gates": [{"name": "x", "query": "q", "op": "=", "threshold": 1}]})).is_err());
+    }
+}
