@@ -16,12 +16,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rollway::config::DatabaseConfig;
-use rollway::db::{Db, now_ms};
 use rollway::sim::{Sim, SimConfig};
 
 mod common;
-use common::{cli, cpu_time, env_num, insert_rows, ms, percentile, rss_mib, start_rollway};
+use common::{
+    Batch, Seeded, cpu_time, env_num, ms, percentile, rss_mib, seed_orders, start_rollway,
+};
 
 const IMAGE: &str = "registry.example.com/bench/svc";
 
@@ -77,87 +77,23 @@ async fn main() {
         &["--engine-max-jobs", &total.max(1000).to_string()],
     );
     let pid = server.child.id();
-    let token = cli(
+    let Seeded {
+        client,
+        token,
+        db,
+        base_order,
+    } = seed_orders(
+        &server,
         &url,
         dir.path(),
-        &["admin", "create-token", "admin", "--name", "bench"],
-    );
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(32)
-        .build()
-        .unwrap();
-    let api = |path: &str| format!("{}{path}", server.base);
-    let resp = client
-        .post(api("/api/v1/clusters"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"name": "sim", "environment": "prod", "kubeconfig": sim.kubeconfig()}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "cluster: {}", resp.status());
-    let resp = client
-        .post(api("/api/v1/nodes"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"name": "bench", "title": "Bench"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "node: {}", resp.status());
-
-    // Apps, items, stages and approved orders straight into the database.
-    let key = rollway::secret::SecretKey::new(common::SECRET_KEY.as_bytes()).audit_key();
-    let db = Db::connect(&DatabaseConfig::from_url(&url).unwrap(), key)
-        .await
-        .unwrap();
-    let now = now_ms();
-    let node: i64 = sqlx::query_scalar("SELECT id FROM nodes WHERE path = '/bench'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let cluster: i64 = sqlx::query_scalar("SELECT id FROM clusters WHERE name = 'sim'")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let base_app: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM apps")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let base_item: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM release_items")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    let base_order: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM work_orders")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-    insert_rows(&db, "INSERT INTO apps (name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at)",
-        (0..total).map(|i| format!("('svc-{i}', {cluster}, 'bench-{}', 'svc-{i}', 'app', {node}, {now}, {now})", i % namespaces))).await;
-    insert_rows(&db, "INSERT INTO release_items (node_id, name, gitlab_project, image_repository, required_approvals, auto_rollback, created_at, updated_at)",
-        (0..total).map(|i| format!("({node}, 'svc-{i}', 'bench/svc-{i}', '{IMAGE}-{i}', 1, 1, {now}, {now})"))).await;
-    insert_rows(
-        &db,
-        "INSERT INTO release_stages (release_item_id, position, name, app_id, strategy, canary_json)",
-        (0..total as i64).map(|i| {
-            format!(
-                "({}, 1, 'prod', {}, 'rolling', NULL)",
-                base_item + i + 1,
-                base_app + i + 1
-            )
-        }),
-    )
-    .await;
-    insert_rows(&db, "INSERT INTO work_orders (release_item_id, node_id, version, image, title, description, state, creator_id, required_approvals, created_at, updated_at)",
-        (0..total as i64).map(|i| format!("({}, {node}, 'v2', '{IMAGE}-{i}:v2', 'Ship svc-{i} v2', '', 'approved', 1, 1, {now}, {now})", base_item + i + 1))).await;
-    insert_rows(
-        &db,
-        "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, canary_json, status)",
-        (0..total as i64).map(|i| {
-            format!(
-                "({}, 1, 'prod', {}, 'rolling', NULL, 'pending')",
-                base_order + i + 1,
-                base_app + i + 1
-            )
-        }),
+        sim.kubeconfig(),
+        Batch {
+            count: total,
+            namespaces,
+            image: IMAGE,
+            strategy: "rolling",
+            canary_json: "NULL",
+        },
     )
     .await;
     let target = Arc::new((client.clone(), server.base.clone(), token.clone()));

@@ -150,3 +150,127 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
+
+/// The orders [`seed_orders`] writes.
+pub struct Batch<'a> {
+    pub count: usize,
+    pub namespaces: usize,
+    pub image: &'a str,
+    pub strategy: &'a str,
+    /// SQL text: `NULL` or a quoted plan.
+    pub canary_json: &'a str,
+}
+
+/// What [`seed_orders`] made: the HTTP client and admin token of the
+/// server, a connection to its database, and the id before the first order.
+pub struct Seeded {
+    pub client: reqwest::Client,
+    pub token: String,
+    pub db: Db,
+    pub base_order: i64,
+}
+
+/// Registers the simulated cluster (`kubeconfig`) and a node `/bench`
+/// through the API of `server`, then writes straight into the database
+/// `count` apps (`svc-N` in namespace `bench-{N % namespaces}`), release
+/// items with one stage `prod` of `strategy` (and `canary_json`, SQL text:
+/// `NULL` or a quoted plan), and approved orders of `image-N:v2`.
+pub async fn seed_orders(
+    server: &Server,
+    url: &str,
+    dir: &Path,
+    kubeconfig: String,
+    batch: Batch<'_>,
+) -> Seeded {
+    use rollway::config::DatabaseConfig;
+    let Batch {
+        count,
+        namespaces,
+        image,
+        strategy,
+        canary_json,
+    } = batch;
+    let token = cli(
+        url,
+        dir,
+        &["admin", "create-token", "admin", "--name", "bench"],
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(32)
+        .build()
+        .unwrap();
+    for (path, body) in [
+        (
+            "/api/v1/clusters",
+            serde_json::json!({"name": "sim", "environment": "prod", "kubeconfig": kubeconfig}),
+        ),
+        (
+            "/api/v1/nodes",
+            serde_json::json!({"name": "bench", "title": "Bench"}),
+        ),
+    ] {
+        let resp = client
+            .post(format!("{}{path}", server.base))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    }
+    let key = rollway::secret::SecretKey::new(SECRET_KEY.as_bytes()).audit_key();
+    let db = Db::connect(&DatabaseConfig::from_url(url).unwrap(), key)
+        .await
+        .unwrap();
+    let now = rollway::db::now_ms();
+    let scalar = |sql: &'static str| {
+        let db = &db;
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap()
+        }
+    };
+    let node = scalar("SELECT id FROM nodes WHERE path = '/bench'").await;
+    let cluster = scalar("SELECT id FROM clusters WHERE name = 'sim'").await;
+    let base_app = scalar("SELECT COALESCE(MAX(id), 0) FROM apps").await;
+    let base_item = scalar("SELECT COALESCE(MAX(id), 0) FROM release_items").await;
+    let base_order = scalar("SELECT COALESCE(MAX(id), 0) FROM work_orders").await;
+    insert_rows(&db, "INSERT INTO apps (name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at)",
+        (0..count).map(|i| format!("('svc-{i}', {cluster}, 'bench-{}', 'svc-{i}', 'app', {node}, {now}, {now})", i % namespaces))).await;
+    insert_rows(&db, "INSERT INTO release_items (node_id, name, gitlab_project, image_repository, required_approvals, auto_rollback, created_at, updated_at)",
+        (0..count).map(|i| format!("({node}, 'svc-{i}', 'bench/svc-{i}', '{image}-{i}', 1, 1, {now}, {now})"))).await;
+    insert_rows(
+        &db,
+        "INSERT INTO release_stages (release_item_id, position, name, app_id, strategy, canary_json)",
+        (0..count as i64).map(|i| {
+            format!(
+                "({}, 1, 'prod', {}, '{strategy}', {canary_json})",
+                base_item + i + 1,
+                base_app + i + 1
+            )
+        }),
+    )
+    .await;
+    insert_rows(&db, "INSERT INTO work_orders (release_item_id, node_id, version, image, title, description, state, creator_id, required_approvals, created_at, updated_at)",
+        (0..count as i64).map(|i| format!("({}, {node}, 'v2', '{image}-{i}:v2', 'Ship svc-{i} v2', '', 'approved', 1, 1, {now}, {now})", base_item + i + 1))).await;
+    insert_rows(
+        &db,
+        "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, canary_json, status)",
+        (0..count as i64).map(|i| {
+            format!(
+                "({}, 1, 'prod', {}, '{strategy}', {canary_json}, 'pending')",
+                base_order + i + 1,
+                base_app + i + 1
+            )
+        }),
+    )
+    .await;
+    Seeded {
+        client,
+        token,
+        db,
+        base_order,
+    }
+}
