@@ -232,6 +232,18 @@ async fn patch_routing(r: &Rollout, service: Value, ingress: Value) -> (StatusCo
     r.org.admin.patch(&format!("/api/v1/apps/{id}"), body).await
 }
 
+/// Every request but a read the simulated cluster received, as `METHOD
+/// path`.
+fn writes(r: &Rollout) -> Vec<String> {
+    r.sim
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|q| q.method != "GET")
+        .map(|q| format!("{} {}", q.method, q.path))
+        .collect()
+}
+
 /// The object `kind/name` in the staging namespace, or null.
 fn staging_object(r: &Rollout, kind: Kind, name: &str) -> Value {
     r.sim
@@ -494,14 +506,7 @@ db_test!(
                 && message.contains("install OpenKruise Rollout"),
             "{message}"
         );
-        let writes: Vec<String> = r
-            .sim
-            .sim
-            .requests()
-            .into_iter()
-            .filter(|q| q.method != "GET")
-            .map(|q| format!("{} {}", q.method, q.path))
-            .collect();
+        let writes = writes(&r);
         assert!(writes.is_empty(), "nothing written: {writes:?}");
         assert_eq!(
             crate::engine::stage(&r.eric, id, 1).await["status"],
@@ -695,14 +700,7 @@ db_test!(
              which do not exist in namespace staging of cluster staging; create them or fix app \
              checkout-staging"
         );
-        let writes: Vec<String> = r
-            .sim
-            .sim
-            .requests()
-            .into_iter()
-            .filter(|q| q.method != "GET")
-            .map(|q| format!("{} {}", q.method, q.path))
-            .collect();
+        let writes = writes(&r);
         assert!(writes.is_empty(), "nothing written: {writes:?}");
         assert_eq!(crate::engine::order_state(&r.eric, id).await, "approved");
     }

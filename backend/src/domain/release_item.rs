@@ -122,6 +122,16 @@ impl Canary {
         }
     }
 
+    /// Where the canary goes from step `step` once it is approved: "step
+    /// 3: 50% traffic", or the end after the last step.
+    pub fn after(&self, step: u32) -> String {
+        if step < self.step_count() {
+            format!("step {}: {}", step + 1, self.describe_step(step + 1))
+        } else {
+            "the end: every pod runs the new version".to_string()
+        }
+    }
+
     /// The pause of step `step`: its seconds, or `None` to wait for an
     /// owner's approval (the header step always waits for one).
     pub fn pause_of(&self, step: u32) -> Option<u32> {
@@ -452,6 +462,8 @@ mod tests {
         assert_eq!(plan.pause_of(1), None);
         assert_eq!(plan.pause_of(3), Some(60));
         assert_eq!(plan.step_count(), 3);
+        assert_eq!(plan.after(2), "step 3: 20% traffic");
+        assert_eq!(plan.after(3), "the end: every pod runs the new version");
         assert_eq!(plan.describe_step(4), "");
     }
 

@@ -139,11 +139,7 @@ pub fn canary_steps(
                             "Approve step {number} of stage {} ({})? The canary goes on to {}.",
                             run.position,
                             run.name,
-                            if number < of {
-                                format!("step {}: {}", number + 1, plan.describe_step(number + 1))
-                            } else {
-                                "the end: every pod runs the new version".to_string()
-                            }
+                            plan.after(number)
                         ),
                     }
                 })

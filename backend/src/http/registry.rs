@@ -217,6 +217,17 @@ async fn show_cluster(ctx: PageCtx, Path(id): Path<i64>) -> Response {
     render_cluster(&ctx, id, StatusCode::OK, None).await
 }
 
+/// After a POST on cluster `id`'s page: back to it saying what was done,
+/// or the page again with the error (a missing or forbidden cluster is an
+/// error page of its own).
+async fn back_to_cluster(ctx: &PageCtx, id: i64, done: Result<String>) -> Response {
+    match done {
+        Ok(message) => redirect_with(&format!("/admin/clusters/{id}"), Notice::success(message)),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
+        Err(e) => render_cluster(ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
+    }
+}
+
 /// Changes the environment or replaces the credentials.
 async fn update_cluster(
     ctx: PageCtx,
@@ -242,14 +253,12 @@ async fn update_cluster(
         )
     }
     .await;
-    match result {
-        Ok(c) => redirect_with(
-            &format!("/admin/clusters/{id}"),
-            Notice::success(format!("Saved cluster {}.", c.name)),
-        ),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
-        Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
-    }
+    back_to_cluster(
+        &ctx,
+        id,
+        result.map(|c| format!("Saved cluster {}.", c.name)),
+    )
+    .await
 }
 
 /// Removes a cluster without apps.
@@ -436,14 +445,8 @@ async fn test_cluster(
         Ok::<_, Error>((cluster.name, version))
     }
     .await;
-    match result {
-        Ok((name, version)) => redirect_with(
-            &format!("/admin/clusters/{id}"),
-            Notice::success(format!("Connected to {name}: Kubernetes {version}.")),
-        ),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
-        Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
-    }
+    let done = result.map(|(name, version)| format!("Connected to {name}: Kubernetes {version}."));
+    back_to_cluster(&ctx, id, done).await
 }
 
 #[derive(Deserialize, Default)]
@@ -485,17 +488,11 @@ async fn save_prometheus(
         )
     }
     .await;
-    match result {
-        Ok(c) => redirect_with(
-            &format!("/admin/clusters/{id}"),
-            Notice::success(match c.prometheus_url {
-                Some(url) => format!("Saved: verification gates of {} query {url}.", c.name),
-                None => format!("Removed the Prometheus of {}.", c.name),
-            }),
-        ),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
-        Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
-    }
+    let done = result.map(|c| match c.prometheus_url {
+        Some(url) => format!("Saved: verification gates of {} query {url}.", c.name),
+        None => format!("Removed the Prometheus of {}.", c.name),
+    });
+    back_to_cluster(&ctx, id, done).await
 }
 
 /// Asks the cluster's Prometheus `1+1`.
@@ -511,12 +508,6 @@ async fn test_prometheus(
         Ok::<_, Error>(cluster.name)
     }
     .await;
-    match result {
-        Ok(name) => redirect_with(
-            &format!("/admin/clusters/{id}"),
-            Notice::success(format!("The Prometheus of {name} answers: 1+1 = 2.")),
-        ),
-        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
-        Err(e) => render_cluster(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await,
-    }
+    let done = result.map(|name| format!("The Prometheus of {name} answers: 1+1 = 2."));
+    back_to_cluster(&ctx, id, done).await
 }

@@ -115,12 +115,8 @@ async fn confirm_page(
     // Refused now: the page says why, with the status the POST would get.
     decide(d.order.state, &command, &facts).map_err(|r| refusal(&command, r))?;
     let sensitive = matches!(target.environment.as_str(), "staging" | "prod");
-    let stage_name = d
-        .stage_runs
-        .iter()
-        .find(|s| s.position == i64::from(stage))
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
+    let run = d.stage_runs.iter().find(|s| s.position == i64::from(stage));
+    let stage_name = run.map(|s| s.name.clone()).unwrap_or_default();
     let place = |label| Fact {
         label,
         value: String::new(),
@@ -145,14 +141,9 @@ async fn confirm_page(
             ..place("Environment")
         },
     ];
-    let plan = d
-        .stage_runs
-        .iter()
-        .find(|s| s.position == i64::from(stage))
-        .and_then(|s| s.canary.clone());
     let (heading, note, button, class) = match &command {
         Command::ApproveStep { step, .. } => {
-            let plan = plan.unwrap_or_default();
+            let plan = run.and_then(|s| s.canary.clone()).unwrap_or_default();
             lines.push(Fact {
                 value: format!(
                     "{step} of {}: {}",
@@ -162,11 +153,7 @@ async fn confirm_page(
                 ..place("Paused at step")
             });
             lines.push(Fact {
-                value: if *step < plan.step_count() {
-                    format!("step {}: {}", step + 1, plan.describe_step(step + 1))
-                } else {
-                    "the rollout finishes: every pod runs the new version".to_string()
-                },
+                value: plan.after(*step),
                 danger: sensitive,
                 ..place("Goes on to")
             });
