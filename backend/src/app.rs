@@ -30,7 +30,7 @@ pub struct App {
     /// Seals and opens stored credentials.
     pub sealer: Sealer,
     pub gitlab: GitlabClient,
-    pub prometheus: PrometheusClient,
+    pub prometheus: Arc<PrometheusClient>,
     /// Kubernetes clients of the clusters in use.
     pub kube: Arc<KubeDriver>,
     /// This server's deploy engine.
@@ -80,10 +80,12 @@ impl AppState {
             call_timeout: Duration::from_secs(u64::from(config.kube_timeout_seconds)),
             ..KubeSettings::default()
         }));
+        let prometheus = Arc::new(PrometheusClient::new(prometheus_timeout));
         let engine = Engine::new(
             db.clone(),
             key.sealer(),
             kube.clone(),
+            prometheus.clone(),
             EngineSettings {
                 lease: Duration::from_secs(u64::from(config.engine_lease_seconds)),
                 max_jobs: config.engine_max_jobs as usize,
@@ -98,7 +100,7 @@ impl AppState {
             csrf,
             sealer: key.sealer(),
             gitlab: GitlabClient::new(Duration::from_secs(u64::from(config_timeout))),
-            prometheus: PrometheusClient::new(prometheus_timeout),
+            prometheus,
             kube,
             engine,
             live: Arc::new(LiveDeployments::new()),

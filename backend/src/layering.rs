@@ -40,6 +40,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("gitlab", 3),
     ("kube", 3),
     ("prometheus", 3),
+    ("smoke", 3),
     ("db", 2),
     // config and domain hold secrets wrapped (`Secret<String>`: settings,
     // a cluster's opened credentials): they sit just above the leaves.

@@ -20,3 +20,4 @@ pub mod prometheus;
 pub mod secret;
 pub mod server;
 pub mod sim;
+pub mod smoke;

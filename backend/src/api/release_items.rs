@@ -16,8 +16,9 @@ use crate::db::accounts::Account;
 use crate::db::release_items as items;
 use crate::db::tree as tree_db;
 use crate::domain::release_item::{Canary, StageSpec, Strategy};
+use crate::domain::verify::VerifyPlan;
 use crate::error::{Error, ErrorBody, Result};
-use crate::flows::clusters::check_canary_stages;
+use crate::flows::clusters::check_stages;
 use crate::flows::live::{ItemLive, item_live};
 use crate::gitlab::Tag;
 use crate::kube::live::LiveRead;
@@ -184,6 +185,9 @@ pub struct Stage {
     /// Kubernetes default of 600 s).
     #[schema(minimum = 1, maximum = 1440)]
     pub deadline_minutes: Option<i64>,
+    /// What verifies the stage once its new version runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyPlan>,
 }
 
 impl From<items::Stage> for Stage {
@@ -198,6 +202,7 @@ impl From<items::Stage> for Stage {
             strategy: s.strategy,
             canary: s.canary,
             deadline_minutes: s.deadline_minutes,
+            verify: s.verify,
         }
     }
 }
@@ -346,7 +351,7 @@ async fn create_release_item(
     state
         .policy
         .require(&actor, Action::ManageReleaseItems, &path)?;
-    check_canary_stages(&state, &body.stages, &[]).await?;
+    check_stages(&state, &body.stages, &[]).await?;
     let item = items::create(&state.db, &body.into(), &who).await?;
     Ok((StatusCode::CREATED, Json(item.into())))
 }
@@ -382,7 +387,7 @@ async fn replace_release_item(
     state
         .policy
         .require(&actor, Action::ManageReleaseItems, &item.node_path)?;
-    check_canary_stages(&state, &body.stages, &item.stages).await?;
+    check_stages(&state, &body.stages, &item.stages).await?;
     let item = items::update(&state.db, id, &body.into(), &who).await?;
     Ok(Json(item.into()))
 }
@@ -470,6 +475,10 @@ mod tests {
                     header_match: None,
                 }),
                 deadline_minutes: None,
+                verify: Some(VerifyPlan {
+                    sign_off: true,
+                    ..VerifyPlan::default()
+                }),
             }],
             created_at: 1,
             updated_at: 2,

@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::db::work_order_views::{self as views, Filter, MAX_SEARCH_LEN};
 use crate::db::{accounts, tree as tree_db};
 use crate::domain::release_item::{Canary, Strategy};
+use crate::domain::verify::VerifyPlan;
 use crate::domain::tree::normalize_path;
 use crate::domain::work_order::{Command, State as OrderState};
 use crate::error::{Error, ErrorBody, Result};
@@ -30,6 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rollback_stage))
         .routes(routes!(cancel_stage))
         .routes(routes!(approve_step))
+        .routes(routes!(sign_off))
+        .routes(routes!(go_on))
 }
 
 // A work order in the API (its doc would become the schema's description).
@@ -126,6 +129,81 @@ pub struct StageRun {
     /// A canary stage's step it last paused at (1-based): the step it waits
     /// at while `paused`, the one it last went on from otherwise.
     pub paused_step: Option<u32>,
+    /// What verifies the stage once its new version runs, as filed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyPlan>,
+    /// Where its verification is; absent until it starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// Where a stage's verification is.
+#[derive(Serialize, ToSchema)]
+pub struct Verification {
+    /// When it started: the rollout was available.
+    pub started_at: i64,
+    /// When an owner signed the stage off.
+    pub signed_off_at: Option<i64>,
+    /// When a person last let it go on past an inconclusive gate.
+    pub continued_at: Option<i64>,
+    /// Every measurement of a gate and attempt of a smoke check, in the
+    /// order taken.
+    pub results: Vec<VerifyResult>,
+}
+
+/// One measurement of a gate or one attempt of a smoke check.
+#[derive(Serialize, ToSchema)]
+pub struct VerifyResult {
+    /// `gate` or `smoke`.
+    pub check: String,
+    /// Which gate or smoke check of the plan (0-based).
+    pub index: i64,
+    /// The canary step it belongs to; 0 after the rollout.
+    pub step: i64,
+    /// The measurement or attempt (1-based).
+    pub seq: i64,
+    pub at: i64,
+    /// `pass`, `fail` or `inconclusive`.
+    pub verdict: String,
+    /// A gate: the sample furthest on the wrong side of its threshold; a
+    /// smoke check: the HTTP status.
+    pub value: Option<f64>,
+    /// What came back, in words.
+    pub detail: String,
+}
+
+impl From<&views::VerifyResult> for VerifyResult {
+    fn from(v: &views::VerifyResult) -> Self {
+        Self {
+            check: v.check_kind.clone(),
+            index: v.check_index,
+            step: v.step,
+            seq: v.seq,
+            at: v.at,
+            verdict: v.verdict.clone(),
+            value: v.value,
+            detail: v.detail.clone(),
+        }
+    }
+}
+
+impl StageRun {
+    fn of(r: views::StageRun, results: &[views::VerifyResult]) -> Self {
+        let verification = r.verify_started_at.map(|started_at| Verification {
+            started_at,
+            signed_off_at: r.signed_off_at,
+            continued_at: r.verify_continued_at,
+            results: results
+                .iter()
+                .filter(|v| v.position == r.position)
+                .map(Into::into)
+                .collect(),
+        });
+        Self {
+            verification,
+            ..r.into()
+        }
+    }
 }
 
 impl From<views::StageRun> for StageRun {
@@ -147,6 +225,8 @@ impl From<views::StageRun> for StageRun {
             finished_at: r.finished_at,
             message: r.message,
             paused_step: r.paused_step,
+            verify: r.verify,
+            verification: None,
         }
     }
 }
@@ -195,7 +275,11 @@ impl From<views::WorkOrderDetail> for WorkOrderDetail {
             approvers_node: d.approvers_node,
             approvers: d.approvers,
             decisions: d.decisions.into_iter().map(Into::into).collect(),
-            stage_runs: d.stage_runs.into_iter().map(Into::into).collect(),
+            stage_runs: d
+                .stage_runs
+                .into_iter()
+                .map(|r| StageRun::of(r, &d.verify_results))
+                .collect(),
             timeline: d.timeline.into_iter().map(Into::into).collect(),
         }
     }
@@ -623,6 +707,45 @@ async fn approve_step(
     Ok(Json(order.into()))
 }
 
+/// An owner's "verified" on stage `n`, whose verification plan asks for
+/// a sign-off (owners of the item's node and admins). Allowed once the
+/// stage's verification runs (its rollout is available); the stage
+/// succeeds when the rest of its plan has passed too.
+#[utoipa::path(
+    post, path = "/api/v1/work-orders/{id}/stages/{n}/sign-off", tag = "work orders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Work order id"), ("n" = u32, Path, description = "Stage position, from 1")),
+    responses((status = 200, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn sign_off(
+    State(state): State<AppState>,
+    ApiActor(actor, who, _): ApiActor,
+    ApiPath((id, stage)): ApiPath<(i64, u32)>,
+) -> Result<Json<WorkOrder>> {
+    let order = flows::drive_stage(&state, &actor, &who, id, Command::SignOff { stage }).await?;
+    Ok(Json(order.into()))
+}
+
+/// Lets stage `n` go on with its verification after a gate could not be
+/// judged past its inconclusive limit (the stage is `paused` for a
+/// person's decision; owners of the item's node and admins). The gate
+/// counts as passed by that person; the rest of the plan runs. The other
+/// decision is a rollback (`…/rollback`).
+#[utoipa::path(
+    post, path = "/api/v1/work-orders/{id}/stages/{n}/continue", tag = "work orders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Work order id"), ("n" = u32, Path, description = "Stage position, from 1")),
+    responses((status = 200, body = WorkOrder), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody))
+)]
+async fn go_on(
+    State(state): State<AppState>,
+    ApiActor(actor, who, _): ApiActor,
+    ApiPath((id, stage)): ApiPath<(i64, u32)>,
+) -> Result<Json<WorkOrder>> {
+    let order = flows::drive_stage(&state, &actor, &who, id, Command::GoOn { stage }).await?;
+    Ok(Json(order.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -709,6 +832,13 @@ mod tests {
                 message: String::new(),
                 rollback_from: Some(StageStatus::Succeeded),
                 paused_step: None,
+                verify: Some(VerifyPlan {
+                    soak_seconds: Some(60),
+                    ..VerifyPlan::default()
+                }),
+                verify_started_at: Some(2),
+                signed_off_at: None,
+                verify_continued_at: None,
             }],
             timeline: vec![views::TimelineEvent {
                 id: 1,
@@ -717,6 +847,17 @@ mod tests {
                 kind: "filed".into(),
                 message: "shop v1.2.0".into(),
                 stage_position: None,
+            }],
+            verify_results: vec![views::VerifyResult {
+                position: 1,
+                step: 0,
+                check_kind: "gate".into(),
+                check_index: 0,
+                seq: 1,
+                at: 3,
+                verdict: "pass".into(),
+                value: Some(0.01),
+                detail: "0.01 < 0.05".into(),
             }],
         }
     }

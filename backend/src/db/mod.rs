@@ -17,6 +17,7 @@ pub mod rollout_locks;
 pub mod sessions;
 pub mod tokens;
 pub mod tree;
+pub mod verify;
 pub mod work_order_views;
 pub mod work_orders;
 

@@ -13,6 +13,7 @@ use super::error::{Error, Result};
 use super::tree::Scope;
 use super::{Db, Tx, now_ms};
 use crate::domain::release_item::{Canary, PlanFacts, StageSpec, Strategy, validate_plan};
+use crate::domain::verify::VerifyPlan;
 use crate::domain::tree::validate_name;
 
 /// A stage as stored, with what it targets.
@@ -33,6 +34,9 @@ pub struct Stage {
     /// Minutes the stage may run in all; `None`: twice the Deployment's
     /// progress deadline.
     pub deadline_minutes: Option<i64>,
+    /// What verifies the stage once its new version runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyPlan>,
 }
 
 /// A release item with its stages (in the audit log's snapshots as
@@ -110,13 +114,27 @@ fn stage_from_row(row: &AnyRow) -> Result<Stage, sqlx::Error> {
             .transpose()
             .map_err(|e| sqlx::Error::Decode(e.into()))?,
         deadline_minutes: row.try_get("deadline_minutes")?,
+        verify: verify_plan(row.try_get("verify_json")?)?,
     })
+}
+
+/// A stored verification plan (NULL: none).
+pub fn verify_plan(json: Option<String>) -> Result<Option<VerifyPlan>, sqlx::Error> {
+    json.map(|v| serde_json::from_str(&v))
+        .transpose()
+        .map_err(|e| sqlx::Error::Decode(e.into()))
+}
+
+/// A verification plan as stored: NULL when it asks for nothing.
+pub fn verify_json(plan: Option<&VerifyPlan>) -> Option<String> {
+    plan.filter(|p| !p.is_empty())
+        .and_then(|p| serde_json::to_string(p).ok())
 }
 
 /// The columns of a [`Stage`] (from `release_stages s`, `apps p` and
 /// `clusters c`), read by [`stage_from_row`].
 const STAGE_COLUMNS: &str = "s.position, s.name, s.app_id, p.name AS app, c.name AS cluster, p.cluster_id, \
-    c.environment, s.strategy, s.canary_json, s.deadline_minutes";
+    c.environment, s.strategy, s.canary_json, s.deadline_minutes, s.verify_json";
 
 async fn load_stages(
     executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
@@ -212,8 +230,8 @@ async fn write_stages(tx: &mut Tx, item_id: i64, stages: &[StageSpec]) -> Result
         .await?;
     for (i, stage) in stages.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO release_stages (release_item_id, position, name, app_id, strategy, canary_json, deadline_minutes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO release_stages (release_item_id, position, name, app_id, strategy, canary_json, deadline_minutes, verify_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(item_id)
         .bind(i as i64 + 1)
@@ -222,6 +240,7 @@ async fn write_stages(tx: &mut Tx, item_id: i64, stages: &[StageSpec]) -> Result
         .bind(stage.strategy.as_str())
         .bind(stage.canary.as_ref().and_then(|c| serde_json::to_string(c).ok()))
         .bind(stage.deadline_minutes)
+        .bind(verify_json(stage.verify.as_ref()))
         .execute(&mut **tx)
         .await?;
     }

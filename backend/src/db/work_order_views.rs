@@ -18,6 +18,7 @@ use super::error::{Error, Result};
 use super::tree::Scope;
 use crate::config::DbKind;
 use crate::domain::release_item::{Canary, Strategy};
+use crate::domain::verify::VerifyPlan;
 use crate::domain::work_order::{StageStatus, State};
 
 /// A work order as lists and pages show it.
@@ -80,6 +81,34 @@ pub struct StageRun {
     pub rollback_from: Option<StageStatus>,
     /// While paused: the canary step it waits at (1-based).
     pub paused_step: Option<u32>,
+    /// Its verification plan, as filed.
+    pub verify: Option<VerifyPlan>,
+    /// When its verification started, when an owner signed it off, when
+    /// a person last let it go on past an inconclusive gate (Unix ms).
+    pub verify_started_at: Option<i64>,
+    pub signed_off_at: Option<i64>,
+    pub verify_continued_at: Option<i64>,
+}
+
+/// One measurement of a gate or one attempt of a smoke check.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VerifyResult {
+    pub position: i64,
+    /// The canary step it belongs to; 0 after the rollout.
+    pub step: i64,
+    /// `gate` or `smoke`.
+    pub check_kind: String,
+    /// Which gate or smoke check of the plan (0-based).
+    pub check_index: i64,
+    /// The measurement or attempt (1-based).
+    pub seq: i64,
+    pub at: i64,
+    /// `pass`, `fail` or `inconclusive`.
+    pub verdict: String,
+    /// A gate: the sample furthest on the wrong side; a smoke check: the
+    /// HTTP status.
+    pub value: Option<f64>,
+    pub detail: String,
 }
 
 /// One entry of an order's timeline.
@@ -108,6 +137,8 @@ pub struct WorkOrderDetail {
     pub decisions: Vec<Decision>,
     pub stage_runs: Vec<StageRun>,
     pub timeline: Vec<TimelineEvent>,
+    /// Every verification result, in the order taken.
+    pub verify_results: Vec<VerifyResult>,
 }
 
 /// The columns of a [`WorkOrder`], read from [`FROM`] by [`from_row`].
@@ -269,6 +300,10 @@ fn detail_sql(kind: DbKind) -> &'static str {
                 ("message", "s.message"),
                 ("rollback_from", "s.rollback_from"),
                 ("paused_step", "s.paused_step"),
+                ("verify_json", "s.verify_json"),
+                ("verify_started_at", "s.verify_started_at"),
+                ("signed_off_at", "s.signed_off_at"),
+                ("verify_continued_at", "s.verify_continued_at"),
             ],
             "stage_runs s JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
              WHERE s.work_order_id = w.id",
@@ -287,9 +322,25 @@ fn detail_sql(kind: DbKind) -> &'static str {
             "timeline_events e WHERE e.work_order_id = w.id",
             "e.id",
         );
+        let verify_results = json_rows(
+            kind,
+            &[
+                ("position", "v.position"),
+                ("step", "v.step"),
+                ("check_kind", "v.check_kind"),
+                ("check_index", "v.check_index"),
+                ("seq", "v.seq"),
+                ("at", "v.at"),
+                ("verdict", "v.verdict"),
+                ("value", "v.value"),
+                ("detail", "v.detail"),
+            ],
+            "verify_results v WHERE v.work_order_id = w.id",
+            "v.id",
+        );
         format!(
             "SELECT {COLUMNS}, r.auto_rollback, {decisions} AS decisions, {stage_runs} AS stage_runs, \
-             {timeline} AS timeline FROM {FROM} WHERE w.id = $1"
+             {timeline} AS timeline, {verify_results} AS verify_results FROM {FROM} WHERE w.id = $1"
         )
     };
     match kind {
@@ -322,6 +373,10 @@ struct StageRunRow {
     message: String,
     rollback_from: Option<String>,
     paused_step: Option<i64>,
+    verify_json: Option<String>,
+    verify_started_at: Option<i64>,
+    signed_off_at: Option<i64>,
+    verify_continued_at: Option<i64>,
 }
 
 impl TryFrom<StageRunRow> for StageRun {
@@ -356,6 +411,10 @@ impl TryFrom<StageRunRow> for StageRun {
                 .transpose()
                 .map_err(decode)?,
             paused_step: r.paused_step.map(|s| s as u32),
+            verify: super::release_items::verify_plan(r.verify_json)?,
+            verify_started_at: r.verify_started_at,
+            signed_off_at: r.signed_off_at,
+            verify_continued_at: r.verify_continued_at,
         })
     }
 }
@@ -389,6 +448,7 @@ pub async fn detail(db: &Db, id: i64) -> Result<WorkOrderDetail> {
             .map(StageRun::try_from)
             .collect::<Result<_, _>>()?,
         timeline: json_column(&row, "timeline")?,
+        verify_results: json_column(&row, "verify_results")?,
     })
 }
 

@@ -21,8 +21,10 @@ use super::rollout_locks;
 use super::work_order_views::{COLUMNS, FROM, WorkOrder, WorkOrderDetail, from_row, not_found};
 use super::{Db, Tx, now_ms};
 use crate::domain::release_item::Canary;
+use crate::domain::verify::VerifyPlan;
 use crate::domain::work_order::{
-    Command, Facts, Outcome, StageChange, StageFacts, StageStatus, State, decide, refusal,
+    Command, Facts, Outcome, StageChange, StageFacts, StageStatus, State, VerifyMark, decide,
+    refusal,
 };
 
 /// The partial unique index on `work_orders (release_item_id)` that keeps
@@ -158,8 +160,8 @@ pub async fn file(
     };
     for stage in &item.stages {
         sqlx::query(
-            "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, canary_json, status, deadline_minutes) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)",
+            "INSERT INTO stage_runs (work_order_id, position, name, app_id, strategy, canary_json, status, deadline_minutes, \
+             verify_json) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
         )
         .bind(id)
         .bind(stage.position)
@@ -168,6 +170,7 @@ pub async fn file(
         .bind(stage.strategy.as_str())
         .bind(stage.canary.as_ref().and_then(|c| serde_json::to_string(c).ok()))
         .bind(stage.deadline_minutes)
+        .bind(super::release_items::verify_json(stage.verify.as_ref()))
         .execute(&mut *tx)
         .await?;
     }
@@ -250,6 +253,15 @@ pub struct StageTarget {
     pub canary: Option<Canary>,
     /// The canary step the stage last paused at (1-based).
     pub paused_step: Option<u32>,
+    /// The stage's verification plan, as it was when the order was filed.
+    pub verify: Option<VerifyPlan>,
+    /// When its verification started (Unix ms).
+    pub verify_started_at: Option<i64>,
+    /// When an owner signed it off (Unix ms).
+    pub signed_off_at: Option<i64>,
+    /// When a person last let its verification go on past an inconclusive
+    /// gate (Unix ms).
+    pub verify_continued_at: Option<i64>,
 }
 
 /// The app, cluster and Deployment of stage `position` of order `id`.
@@ -258,7 +270,8 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
         "SELECT s.strategy, p.name AS app, p.cluster_id, c.name AS cluster, c.environment, p.namespace, p.deployment, p.container, \
          p.service, p.ingress, w.image, s.status, s.replaced_image, s.replaced_revision, s.replaced_template, \
          s.deployment_uid, s.replaced_failing, s.deadline_at, s.rollback_from, s.rollback_whole_template, s.message, \
-         s.deadline_minutes, i.refuse_zero_replicas, s.canary_json, s.paused_step \
+         s.deadline_minutes, i.refuse_zero_replicas, s.canary_json, s.paused_step, s.verify_json, \
+         s.verify_started_at, s.signed_off_at, s.verify_continued_at \
          FROM stage_runs s JOIN work_orders w ON w.id = s.work_order_id \
          JOIN release_items i ON i.id = w.release_item_id \
          JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
@@ -304,6 +317,10 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
         paused_step: row
             .try_get::<Option<i64>, _>("paused_step")?
             .map(|s| s as u32),
+        verify: super::release_items::verify_plan(row.try_get("verify_json")?)?,
+        verify_started_at: row.try_get("verify_started_at")?,
+        signed_off_at: row.try_get("signed_off_at")?,
+        verify_continued_at: row.try_get("verify_continued_at")?,
     })
 }
 
@@ -317,23 +334,28 @@ fn parse_status(status: Option<String>) -> Result<Option<StageStatus>> {
 
 /// The stage runs of order `id` as the state machine sees them.
 async fn stage_facts(tx: &mut Tx, id: i64) -> Result<Vec<StageFacts>> {
-    type Row = (String, i64, Option<String>, String, Option<i64>);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT status, CAST(CASE WHEN replaced_image IS NULL THEN 0 ELSE 1 END AS BIGINT), rollback_from, \
-         strategy, paused_step FROM stage_runs WHERE work_order_id = $1 ORDER BY position",
+    let rows = sqlx::query(
+        "SELECT status, replaced_image, rollback_from, strategy, paused_step, verify_json, verify_started_at, \
+         signed_off_at FROM stage_runs WHERE work_order_id = $1 ORDER BY position",
     )
     .bind(id)
     .fetch_all(&mut **tx)
     .await?;
     let internal = |e: String| Error::Internal(anyhow::anyhow!(e));
-    rows.into_iter()
-        .map(|(status, deployed, rollback_from, strategy, paused_step)| {
-            let status: StageStatus = status.parse().map_err(internal)?;
+    rows.iter()
+        .map(|row| {
+            let status: StageStatus = row.try_get::<String, _>("status")?.parse().map_err(internal)?;
+            let plan = super::release_items::verify_plan(row.try_get("verify_json")?)?;
             Ok(StageFacts {
-                rollback_from: parse_status(rollback_from)?,
-                strategy: strategy.parse().map_err(internal)?,
-                paused_step: paused_step.map(|s| s as u32),
-                ..StageFacts::new(status, deployed != 0)
+                rollback_from: parse_status(row.try_get("rollback_from")?)?,
+                strategy: row.try_get::<String, _>("strategy")?.parse().map_err(internal)?,
+                paused_step: row.try_get::<Option<i64>, _>("paused_step")?.map(|s| s as u32),
+                ..StageFacts::new(status, row.try_get::<Option<String>, _>("replaced_image")?.is_some())
+                    .verifying(
+                        plan.as_ref(),
+                        row.try_get::<Option<i64>, _>("verify_started_at")?.is_some(),
+                        row.try_get::<Option<i64>, _>("signed_off_at")?.is_some(),
+                    )
             })
         })
         .collect()
@@ -423,7 +445,11 @@ pub fn facts_for(d: &WorkOrderDetail, actor: &Account, may_act: bool) -> Facts {
             rollback_from: s.rollback_from,
             strategy: s.strategy,
             paused_step: s.paused_step,
-            ..StageFacts::new(s.status, s.replaced_image.is_some())
+            ..StageFacts::new(s.status, s.replaced_image.is_some()).verifying(
+                s.verify.as_ref(),
+                s.verify_started_at.is_some(),
+                s.signed_off_at.is_some(),
+            )
         })
         .collect();
     let actor = ActorFacts {
@@ -626,6 +652,8 @@ pub async fn apply(
                     Command::Cancel { .. } => "work_order.cancel_stage",
                     Command::Report { .. } => "work_order.report",
                     Command::ApproveStep { .. } => "work_order.approve_step",
+                    Command::SignOff { .. } => "work_order.sign_off",
+                    Command::GoOn { .. } => "work_order.go_on",
                 },
                 target_type: "work_order",
                 target_id: Some(id),
@@ -735,7 +763,10 @@ async fn write_stage(
          deadline_at = CASE WHEN $11 = 1 THEN $12 ELSE deadline_at END, \
          rollback_from = CASE WHEN $13 = 1 THEN $15 ELSE rollback_from END, \
          rollback_whole_template = CASE WHEN $13 = 1 THEN $14 ELSE rollback_whole_template END, \
-         paused_step = COALESCE($16, paused_step) \
+         paused_step = COALESCE($16, paused_step), \
+         verify_started_at = CASE WHEN $17 = 'started' THEN $4 ELSE verify_started_at END, \
+         signed_off_at = CASE WHEN $17 = 'signed_off' THEN $4 ELSE signed_off_at END, \
+         verify_continued_at = CASE WHEN $17 = 'went_on' THEN $4 ELSE verify_continued_at END \
          WHERE work_order_id = $8 AND position = $9 AND status = $10",
     )
     .bind(change.to.as_str())
@@ -757,6 +788,12 @@ async fn write_stage(
     .bind(i64::from(whole_template))
     .bind(rollback_from.as_str())
     .bind(change.paused_step.map(i64::from))
+    .bind(match change.verification {
+        None => "",
+        Some(VerifyMark::Started) => "started",
+        Some(VerifyMark::SignedOff) => "signed_off",
+        Some(VerifyMark::WentOn) => "went_on",
+    })
     .execute(&mut **tx)
     .await?
     .rows_affected();

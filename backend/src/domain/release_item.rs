@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::domain::text::check_single_line;
 use crate::domain::tree::path_covers;
+use crate::domain::verify::VerifyPlan;
 
 /// Most stages an item may have.
 pub const MAX_STAGES: usize = 20;
@@ -140,7 +141,7 @@ impl Canary {
 }
 
 /// A stage as submitted: which app, how.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
     pub name: String,
@@ -155,6 +156,11 @@ pub struct StageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 1440)]
     pub deadline_minutes: Option<i64>,
+    /// What verifies the stage once its new version runs: metric gates,
+    /// smoke checks, a soak time, an owner's sign-off. Absent: the stage
+    /// succeeds once the rollout is available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyPlan>,
 }
 
 /// A problem with a plan: which field (`stages[0].deadline_minutes` for
@@ -284,6 +290,14 @@ pub fn validate_plan(
                 validate_canary(canary)
                     .map_err(|m| err("stages", format!("stage {n} ({name}): {m}")))?;
             }
+        }
+        if let Some(plan) = &stage.verify {
+            plan.validate().map_err(|m| {
+                err(
+                    format!("stages[{i}].verify"),
+                    format!("stage {n} ({name}): {m}"),
+                )
+            })?;
         }
     }
     Ok(())
@@ -481,6 +495,7 @@ mod tests {
                 header_match: None,
             }),
             deadline_minutes: None,
+            verify: None,
         }
     }
 
@@ -491,6 +506,7 @@ mod tests {
             strategy: Strategy::Rolling,
             canary: None,
             deadline_minutes: None,
+            verify: None,
         }
     }
 

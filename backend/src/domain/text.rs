@@ -48,6 +48,24 @@ fn describe(c: char) -> String {
     format!("U+{:04X}", u32::from(c))
 }
 
+/// How long something took, to the second below an hour: "45 s",
+/// "4 min 12 s", "2 h 5 min", "3 days 4 h".
+pub fn duration(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec} s"),
+        (0, 0, _) if sec == 0 => format!("{m} min"),
+        (0, 0, _) => format!("{m} min {sec} s"),
+        (0, _, _) if m == 0 => format!("{h} h"),
+        (0, _, _) => format!("{h} h {m} min"),
+        (1, _, _) if h == 0 => "1 day".into(),
+        (1, _, _) => format!("1 day {h} h"),
+        _ if h == 0 => format!("{d} days"),
+        _ => format!("{d} days {h} h"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

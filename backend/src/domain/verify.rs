@@ -301,6 +301,146 @@ impl VerifyPlan {
     }
 }
 
+/// Parses the gates of the stages editor, one per line:
+/// `name | query | op threshold [| interval=30s count=5 failures=0 inconclusive=1]`.
+/// The query may hold `|` itself (a PromQL regex): the name is up to the
+/// first `|`, the condition and the settings are taken from the end.
+pub fn parse_gates(text: &str) -> Result<Vec<MetricGate>, String> {
+    let mut gates = Vec::new();
+    for (n, line) in text.lines().map(str::trim).enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let n = n + 1;
+        let bad = |why: &str| {
+            format!(
+                "gate line {n}: {why}; write `name | query | < 0.05` and optionally \
+                 `| interval=30s count=5 failures=0 inconclusive=1`"
+            )
+        };
+        let (name, rest) = line.split_once('|').ok_or_else(|| bad("no query"))?;
+        let mut parts: Vec<&str> = rest.split('|').collect();
+        let mut gate = MetricGate {
+            name: name.trim().to_string(),
+            query: String::new(),
+            op: Op::Below,
+            threshold: 0.0,
+            interval_seconds: default_interval(),
+            count: default_count(),
+            failure_limit: 0,
+            inconclusive_limit: default_inconclusive_limit(),
+        };
+        let last = parts.last().map(|p| p.trim()).unwrap_or("");
+        if parts.len() > 2 && last.split_whitespace().all(|t| t.contains('=')) {
+            for token in last.split_whitespace() {
+                let (key, value) = token.split_once('=').unwrap_or((token, ""));
+                let number = |v: &str| {
+                    v.trim_end_matches('s')
+                        .parse::<u32>()
+                        .map_err(|_| bad(&format!("'{token}' is not a whole number")))
+                };
+                match key {
+                    "interval" => gate.interval_seconds = number(value)?,
+                    "count" => gate.count = number(value)?,
+                    "failures" => gate.failure_limit = number(value)?,
+                    "inconclusive" => gate.inconclusive_limit = number(value)?,
+                    other => return Err(bad(&format!("unknown setting '{other}'"))),
+                }
+            }
+            parts.pop();
+        }
+        if parts.len() < 2 {
+            return Err(bad("no condition"));
+        }
+        let condition = parts.pop().unwrap_or("").trim();
+        let (op, threshold) = ["<=", ">=", "<", ">"]
+            .iter()
+            .find_map(|op| condition.strip_prefix(op).map(|t| (*op, t.trim())))
+            .ok_or_else(|| bad(&format!("'{condition}' is not a condition like '< 0.05'")))?;
+        gate.op = match op {
+            "<=" => Op::AtMost,
+            ">=" => Op::AtLeast,
+            ">" => Op::Above,
+            _ => Op::Below,
+        };
+        gate.threshold = threshold
+            .parse::<f64>()
+            .map_err(|_| bad(&format!("'{threshold}' is not a number")))?;
+        gate.query = parts.join("|").trim().to_string();
+        gates.push(gate);
+    }
+    Ok(gates)
+}
+
+/// The editor notation of gates (the inverse of [`parse_gates`]).
+pub fn format_gates(gates: &[MetricGate]) -> String {
+    gates
+        .iter()
+        .map(|g| {
+            format!(
+                "{} | {} | {} {} | interval={}s count={} failures={} inconclusive={}",
+                g.name,
+                g.query.replace('\n', " "),
+                g.op.as_str(),
+                g.threshold,
+                g.interval_seconds,
+                g.count,
+                g.failure_limit,
+                g.inconclusive_limit
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Parses the smoke checks of the stages editor, one per line:
+/// `URL [expect=200] [timeout=5s] [attempts=3]`.
+pub fn parse_smoke(text: &str) -> Result<Vec<SmokeCheck>, String> {
+    let mut checks = Vec::new();
+    for (n, line) in text.lines().map(str::trim).enumerate() {
+        let mut tokens = line.split_whitespace();
+        let Some(url) = tokens.next() else { continue };
+        let mut check = SmokeCheck {
+            url: url.to_string(),
+            expect_status: default_status(),
+            timeout_seconds: default_timeout(),
+            attempts: default_attempts(),
+        };
+        for token in tokens {
+            let bad = || {
+                format!(
+                    "smoke line {}: '{token}'; write `URL expect=200 timeout=5s attempts=3`",
+                    n + 1
+                )
+            };
+            let (key, value) = token.split_once('=').ok_or_else(bad)?;
+            let value = value.trim_end_matches('s');
+            match key {
+                "expect" => check.expect_status = value.parse().map_err(|_| bad())?,
+                "timeout" => check.timeout_seconds = value.parse().map_err(|_| bad())?,
+                "attempts" => check.attempts = value.parse().map_err(|_| bad())?,
+                _ => return Err(bad()),
+            }
+        }
+        checks.push(check);
+    }
+    Ok(checks)
+}
+
+/// The editor notation of smoke checks (the inverse of [`parse_smoke`]).
+pub fn format_smoke(checks: &[SmokeCheck]) -> String {
+    checks
+        .iter()
+        .map(|c| {
+            format!(
+                "{} expect={} timeout={}s attempts={}",
+                c.url, c.expect_status, c.timeout_seconds, c.attempts
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// What one measurement of a gate found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -325,12 +465,25 @@ impl MetricGate {
         }
     }
 
-    /// Where the gate stands after `verdicts` (oldest first).
-    pub fn standing(&self, verdicts: &[Verdict]) -> Standing {
+    /// The sample furthest on the wrong side of the threshold (the largest
+    /// for `<` and `<=`, the smallest for `>` and `>=`): the one a chart
+    /// shows and a failure names.
+    pub fn worst(&self, samples: &[f64]) -> Option<f64> {
+        let numbers = samples.iter().copied().filter(|v| !v.is_nan());
+        match self.op {
+            Op::Below | Op::AtMost => numbers.reduce(f64::max),
+            Op::Above | Op::AtLeast => numbers.reduce(f64::min),
+        }
+    }
+
+    /// Where the gate stands after `verdicts` (oldest first), the first
+    /// `forgiven` inconclusive ones not counted against its limit (a person
+    /// let the verification go on past them).
+    pub fn standing(&self, verdicts: &[Verdict], forgiven: u32) -> Standing {
         let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count() as u32;
         if count(Verdict::Fail) > self.failure_limit {
             Standing::Failed
-        } else if count(Verdict::Inconclusive) > self.inconclusive_limit {
+        } else if count(Verdict::Inconclusive).saturating_sub(forgiven) > self.inconclusive_limit {
             Standing::Inconclusive
         } else if verdicts.len() as u32 >= self.count {
             Standing::Passed
@@ -338,6 +491,32 @@ impl MetricGate {
             Standing::Measuring
         }
     }
+}
+
+/// A measured value for people: up to four significant digits, no
+/// trailing zeros ("0.05", "0.2134", "812", "1.5e-5").
+pub fn number(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let trim = |text: String| {
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
+    };
+    if !(-4..=9).contains(&magnitude) {
+        let text = format!("{v:.3e}");
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        return format!("{}e{exponent}", trim(mantissa.to_string()));
+    }
+    let decimals = (3 - magnitude).max(0) as usize;
+    trim(format!("{v:.decimals$}"))
 }
 
 /// Where a gate stands.
@@ -367,6 +546,38 @@ mod tests {
             failure_limit: 1,
             inconclusive_limit: 1,
         }
+    }
+
+    #[test]
+    fn the_editor_notation_reads_back_what_it_writes() {
+        let mut g = gate();
+        g.query = r#"sum(rate(x{code=~"500|503"}[1m]))"#.into();
+        let text = format_gates(std::slice::from_ref(&g));
+        assert_eq!(parse_gates(&text).unwrap(), vec![g.clone()]);
+        let short = parse_gates("p99 | histogram_quantile(0.99, x) | <= 0.5").unwrap();
+        assert_eq!(
+            (short[0].op, short[0].threshold, short[0].count, short[0].query.as_str()),
+            (Op::AtMost, 0.5, 5, "histogram_quantile(0.99, x)")
+        );
+        for bad in ["no pipes", "name | query", "n | q | = 1", "n | q | < x", "n | q | < 1 | colour=red"] {
+            assert!(parse_gates(bad).is_err(), "{bad}");
+        }
+        let checks = parse_smoke("http://web.ns.svc/healthz expect=204 timeout=2s\n\nhttps://x/ attempts=1").unwrap();
+        assert_eq!(checks.len(), 2);
+        assert_eq!((checks[0].expect_status, checks[0].timeout_seconds, checks[0].attempts), (204, 2, 3));
+        assert_eq!(parse_smoke(&format_smoke(&checks)).unwrap(), checks);
+        assert!(parse_smoke("http://x/ expect").is_err());
+    }
+
+    #[test]
+    fn numbers_read_as_people_write_them() {
+        assert_eq!(number(0.05), "0.05");
+        assert_eq!(number(0.213_456), "0.2135");
+        assert_eq!(number(812.0), "812");
+        assert_eq!(number(0.2), "0.2");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(1234.5678), "1235");
+        assert_eq!(number(0.000_015), "1.5e-5");
     }
 
     #[test]
@@ -418,31 +629,48 @@ mod tests {
     fn a_gate_fails_past_its_failure_limit_and_waits_past_its_inconclusive_limit() {
         use Verdict::*;
         let g = gate();
-        assert_eq!(g.standing(&[]), Standing::Measuring);
+        assert_eq!(g.standing(&[], 0), Standing::Measuring);
         assert_eq!(
-            g.standing(&[Pass, Fail]),
+            g.standing(&[Pass, Fail], 0),
             Standing::Measuring,
             "one failure tolerated"
         );
         assert_eq!(
-            g.standing(&[Fail, Pass, Fail]),
+            g.standing(&[Fail, Pass, Fail], 0),
             Standing::Failed,
             "failure_limit + 1"
         );
-        assert_eq!(g.standing(&[Inconclusive, Pass]), Standing::Measuring);
+        assert_eq!(g.standing(&[Inconclusive, Pass], 0), Standing::Measuring);
         assert_eq!(
-            g.standing(&[Inconclusive, Inconclusive]),
+            g.standing(&[Inconclusive, Inconclusive], 0),
             Standing::Inconclusive
         );
         assert_eq!(
-            g.standing(&[Pass, Fail, Pass, Inconclusive, Pass]),
+            g.standing(&[Pass, Fail, Pass, Inconclusive, Pass], 0),
             Standing::Passed
         );
         assert_eq!(
-            g.standing(&[Fail, Fail, Inconclusive, Inconclusive]),
+            g.standing(&[Fail, Fail, Inconclusive, Inconclusive], 0),
             Standing::Failed,
             "a failure outweighs an inconclusive"
         );
+        assert_eq!(
+            g.standing(&[Pass, Inconclusive, Inconclusive], 2),
+            Standing::Measuring,
+            "inconclusives a person let go past no longer count"
+        );
+        assert_eq!(
+            g.standing(&[Inconclusive, Inconclusive, Inconclusive, Inconclusive], 2),
+            Standing::Inconclusive,
+            "new ones do"
+        );
+        assert_eq!(g.worst(&[0.01, 0.3, 0.2]), Some(0.3));
+        let floor = MetricGate {
+            op: Op::AtLeast,
+            ..gate()
+        };
+        assert_eq!(floor.worst(&[0.9, 0.5, f64::NAN]), Some(0.5));
+        assert_eq!(g.worst(&[]), None);
     }
 
     #[test]

@@ -37,6 +37,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::domain::release_item::Strategy;
+use crate::domain::verify::VerifyPlan;
 use crate::domain::text::check_free_form;
 
 /// Where a work order is in its life.
@@ -226,6 +227,11 @@ pub enum Outcome {
     /// through Rollway (its time ran out, or someone approved it in the
     /// cluster).
     Resumed { step: u32 },
+    /// The stage's verification plan passed.
+    Verified,
+    /// A gate of the verification plan could not be judged past its
+    /// inconclusive limit: a person decides.
+    Inconclusive,
 }
 
 /// Something someone (or the engine) asks of a work order.
@@ -268,6 +274,16 @@ pub enum Command {
         stage: u32,
         step: u32,
     },
+    /// An owner's "verified" on stage `stage`, whose plan asks for it.
+    SignOff {
+        stage: u32,
+    },
+    /// Let stage `stage`, paused because a gate could not be judged, go
+    /// on with its verification (owners only); the inconclusive gate
+    /// counts as passed by that person.
+    GoOn {
+        stage: u32,
+    },
 }
 
 impl Command {
@@ -281,6 +297,8 @@ impl Command {
             Command::Cancel { .. } => "cancel",
             Command::Report { .. } => "report",
             Command::ApproveStep { .. } => "approve_step",
+            Command::SignOff { .. } => "sign_off",
+            Command::GoOn { .. } => "go_on",
         }
     }
 
@@ -290,7 +308,11 @@ impl Command {
         match self {
             Command::Approve { .. } | Command::Reject { .. } => "comment",
             Command::Close { .. } | Command::Cancel { .. } => "reason",
-            Command::Deploy { .. } | Command::Rollback { .. } | Command::Report { .. } => "stage",
+            Command::Deploy { .. }
+            | Command::Rollback { .. }
+            | Command::Report { .. }
+            | Command::SignOff { .. }
+            | Command::GoOn { .. } => "stage",
             Command::ApproveStep { .. } => "step",
         }
     }
@@ -310,6 +332,14 @@ pub struct StageFacts {
     /// The canary step it last paused at (1-based): where it waits while
     /// paused.
     pub paused_step: Option<u32>,
+    /// Its verification plan asks for something (gates, smoke checks, a
+    /// soak time or a sign-off).
+    pub verifies: bool,
+    /// Its verification has started (the rollout was available); a pause
+    /// from then on waits for a person's decision, not at a canary step.
+    pub verification_started: bool,
+    /// Its plan asks for an owner's sign-off, not given yet.
+    pub awaits_sign_off: bool,
 }
 
 impl StageFacts {
@@ -320,6 +350,21 @@ impl StageFacts {
             rollback_from: None,
             strategy: Strategy::Rolling,
             paused_step: None,
+            verifies: false,
+            verification_started: false,
+            awaits_sign_off: false,
+        }
+    }
+
+    /// With what the stage's verification `plan` asks for, whether it has
+    /// started and whether an owner signed it off.
+    pub fn verifying(self, plan: Option<&VerifyPlan>, started: bool, signed_off: bool) -> Self {
+        let plan = plan.filter(|p| !p.is_empty());
+        Self {
+            verifies: plan.is_some(),
+            verification_started: started,
+            awaits_sign_off: plan.is_some_and(|p| p.sign_off) && !signed_off,
+            ..self
         }
     }
 }
@@ -332,11 +377,18 @@ pub enum JobKind {
     /// A canary stage's deploy through OpenKruise Rollout.
     Canary,
     Rollback,
+    /// A stage's verification plan, once its rollout is available.
+    Verify,
 }
 
 impl JobKind {
     /// Every kind of work the state machine asks for.
-    pub const ALL: [JobKind; 3] = [JobKind::Deploy, JobKind::Canary, JobKind::Rollback];
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Deploy,
+        JobKind::Canary,
+        JobKind::Rollback,
+        JobKind::Verify,
+    ];
 
     /// The name of the engine's job kind that does this work (`jobs.kind`).
     pub const fn as_str(self) -> &'static str {
@@ -344,6 +396,7 @@ impl JobKind {
             JobKind::Deploy => "deploy",
             JobKind::Canary => "canary",
             JobKind::Rollback => "rollback",
+            JobKind::Verify => "verify",
         }
     }
 
@@ -363,6 +416,7 @@ impl FromStr for JobKind {
             "deploy" => Ok(JobKind::Deploy),
             "canary" => Ok(JobKind::Canary),
             "rollback" => Ok(JobKind::Rollback),
+            "verify" => Ok(JobKind::Verify),
             _ => Err(format!("unknown job kind '{s}'")),
         }
     }
@@ -377,6 +431,20 @@ pub struct StageChange {
     /// The canary step the stage pauses at with the change (none keeps
     /// the step it last paused at).
     pub paused_step: Option<u32>,
+    /// What the change records about the stage's verification.
+    pub verification: Option<VerifyMark>,
+}
+
+/// A moment of a stage's verification the stage run records (with the
+/// time of the change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyMark {
+    /// The rollout is available; the plan starts.
+    Started,
+    /// An owner signed the stage off.
+    SignedOff,
+    /// A person let the verification go on past an inconclusive gate.
+    WentOn,
 }
 
 impl StageChange {
@@ -386,6 +454,14 @@ impl StageChange {
             from,
             to,
             paused_step: None,
+            verification: None,
+        }
+    }
+
+    fn marking(self, mark: VerifyMark) -> Self {
+        StageChange {
+            verification: Some(mark),
+            ..self
         }
     }
 }
@@ -641,7 +717,83 @@ pub fn decide(state: State, command: &Command, facts: &Facts) -> Result<Transiti
             message,
         } => report(state, *stage, outcome, message, facts),
         Command::ApproveStep { stage, step } => approve_step(state, *stage, *step, facts),
+        Command::SignOff { stage } => sign_off(state, *stage, facts),
+        Command::GoOn { stage } => go_on(state, *stage, facts),
     }
+}
+
+fn sign_off(state: State, position: u32, facts: &Facts) -> Result<Transition, Refusal> {
+    use RefusalKind::*;
+    let stage = stage_at(facts, position)?;
+    if !facts.actor_is_owner {
+        return Err(refuse(
+            NotAllowed,
+            "only owners of this release item's node may sign a stage off",
+        ));
+    }
+    match stage.status {
+        StageStatus::Verifying if stage.verification_started && stage.awaits_sign_off => {
+            Ok(Transition {
+                stage: Some(
+                    StageChange::to(position, stage.status, stage.status)
+                        .marking(VerifyMark::SignedOff),
+                ),
+                ..Transition::order(state, state, "signed_off", String::new())
+            })
+        }
+        StageStatus::Verifying if stage.verification_started => Err(refuse(
+            Conflict,
+            format!("stage {position} waits for no sign-off (signed off already, or its plan asks for none)"),
+        )),
+        StageStatus::Deploying | StageStatus::Verifying => Err(refuse(
+            Conflict,
+            format!("stage {position} is still rolling out; sign it off once its verification runs"),
+        )),
+        status => Err(refuse(
+            Conflict,
+            format!(
+                "stage {position} is {}; only a stage being verified can be signed off",
+                status.label().to_lowercase()
+            ),
+        )),
+    }
+}
+
+fn go_on(state: State, position: u32, facts: &Facts) -> Result<Transition, Refusal> {
+    use RefusalKind::*;
+    let stage = stage_at(facts, position)?;
+    if !facts.actor_is_owner {
+        return Err(refuse(
+            NotAllowed,
+            "only owners of this release item's node may let a verification go on",
+        ));
+    }
+    if state != State::InProgress {
+        return Err(refuse(
+            Conflict,
+            format!(
+                "this work order is {}; no stage of it waits for a decision",
+                state.label().to_lowercase()
+            ),
+        ));
+    }
+    if stage.status == StageStatus::Paused && stage.verification_started {
+        return Ok(Transition {
+            stage: Some(
+                StageChange::to(position, stage.status, StageStatus::Verifying)
+                    .marking(VerifyMark::WentOn),
+            ),
+            job: Some(JobKind::Verify),
+            ..Transition::order(state, state, "verification_went_on", String::new())
+        });
+    }
+    Err(refuse(
+        Conflict,
+        format!(
+            "stage {position} is {}; it is not waiting for a decision on its verification",
+            stage.status.label().to_lowercase()
+        ),
+    ))
 }
 
 fn approve_step(
@@ -664,6 +816,19 @@ fn approve_step(
             format!(
                 "this work order is {}; no stage of it is paused",
                 state.label().to_lowercase()
+            ),
+        ));
+    }
+    if stage.verification_started {
+        return Err(refuse(
+            Conflict,
+            format!(
+                "stage {position} went through every step; it is {} its verification",
+                if stage.status == StageStatus::Paused {
+                    "waiting for a decision on"
+                } else {
+                    "in"
+                }
             ),
         ));
     }
@@ -919,28 +1084,44 @@ fn report(
     };
     let note = message.to_string();
     match (stage.status, outcome) {
+        // The rollout is available and the plan asks for more: the stage
+        // stays verifying and its verification starts.
+        (StageStatus::Deploying | StageStatus::Verifying, Outcome::Succeeded)
+            if stage.verifies && !stage.verification_started =>
+        {
+            Ok(Transition {
+                stage: Some(
+                    StageChange::to(position, stage.status, StageStatus::Verifying)
+                        .marking(VerifyMark::Started),
+                ),
+                job: Some(JobKind::Verify),
+                ..Transition::order(state, state, "verification_started", note)
+            })
+        }
+        // Only the verification's own report ends a verified stage.
+        (_, Outcome::Succeeded) if stage.verification_started && stage.status != StageStatus::RollingBack => {
+            Err(stale())
+        }
+        (StageStatus::Verifying, Outcome::Verified) if stage.verification_started => {
+            Ok(succeeded(state, position, note, facts, change(StageStatus::Succeeded)))
+        }
+        (StageStatus::Verifying, Outcome::Inconclusive) if stage.verification_started => {
+            Ok(Transition {
+                stage: change(StageStatus::Paused),
+                ..Transition::order(state, state, "verification_paused", note)
+            })
+        }
         (StageStatus::Deploying, Outcome::Verifying) => Ok(Transition {
             stage: change(StageStatus::Verifying),
             ..Transition::order(state, state, "stage_verifying", note)
         }),
-        (StageStatus::Deploying | StageStatus::Verifying, Outcome::Succeeded) => {
-            let last = facts
-                .stages
-                .iter()
-                .enumerate()
-                .all(|(i, s)| i + 1 == position as usize || s.status == StageStatus::Succeeded);
-            let to = if last && state == State::InProgress {
-                State::Succeeded
-            } else {
-                state
-            };
-            Ok(Transition {
-                stage: change(StageStatus::Succeeded),
-                then: (to == State::Succeeded)
-                    .then(|| ("succeeded", "every stage succeeded".to_string())),
-                ..Transition::order(state, to, "stage_succeeded", note)
-            })
-        }
+        (StageStatus::Deploying | StageStatus::Verifying, Outcome::Succeeded) => Ok(succeeded(
+            state,
+            position,
+            note,
+            facts,
+            change(StageStatus::Succeeded),
+        )),
         (StageStatus::Deploying | StageStatus::Verifying, Outcome::Failed) => {
             let to = if state == State::InProgress {
                 State::Failed
@@ -1007,6 +1188,32 @@ fn report(
             )
         }),
         _ => Err(stale()),
+    }
+}
+
+/// Stage `position` succeeded (`change`): the order succeeds with its last
+/// stage.
+fn succeeded(
+    state: State,
+    position: u32,
+    note: String,
+    facts: &Facts,
+    change: Option<StageChange>,
+) -> Transition {
+    let last = facts
+        .stages
+        .iter()
+        .enumerate()
+        .all(|(i, s)| i + 1 == position as usize || s.status == StageStatus::Succeeded);
+    let to = if last && state == State::InProgress {
+        State::Succeeded
+    } else {
+        state
+    };
+    Transition {
+        stage: change,
+        then: (to == State::Succeeded).then(|| ("succeeded", "every stage succeeded".to_string())),
+        ..Transition::order(state, to, "stage_succeeded", note)
     }
 }
 
@@ -1143,7 +1350,11 @@ mod tests {
             report(1, Outcome::Refused),
             report(1, Outcome::Paused { step: 1 }),
             report(1, Outcome::Resumed { step: 1 }),
+            report(1, Outcome::Verified),
+            report(1, Outcome::Inconclusive),
             Command::ApproveStep { stage: 1, step: 1 },
+            Command::SignOff { stage: 1 },
+            Command::GoOn { stage: 1 },
         ]
     }
 
@@ -1201,6 +1412,10 @@ mod tests {
                 (InProgress, S::Paused) => Ok((InProgress, Some(S::Deploying))),
                 _ => Err(Conflict),
             },
+            // Verification decisions: owners, and only once a plan runs
+            // (none does in this table; see the verification test).
+            (Command::SignOff { .. } | Command::GoOn { .. }, Who::Viewer) => Err(NotAllowed),
+            (Command::SignOff { .. } | Command::GoOn { .. }, Who::Approver) => Err(Conflict),
             // Engine reports: decided by the stage's status alone.
             (Command::Report { outcome, .. }, _) => match (stage, outcome) {
                 (S::Deploying | S::Paused, O::Paused { .. }) => Ok((state, Some(S::Paused))),
@@ -1253,7 +1468,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cases, 2 * 9 * 8 * 14);
+        assert_eq!(cases, 2 * 9 * 8 * 18);
     }
 
     #[test]
@@ -1564,6 +1779,107 @@ mod tests {
             outcome,
             message: "seen".into(),
         }
+    }
+
+    /// A stage whose plan asks for a sign-off, verifying or not yet.
+    fn verifying(status: StageStatus, started: bool, signed_off: bool) -> Facts {
+        let plan = VerifyPlan {
+            sign_off: true,
+            ..VerifyPlan::default()
+        };
+        let mut facts = deployer(&[status]);
+        facts.stages[0] = facts.stages[0].verifying(Some(&plan), started, signed_off);
+        facts
+    }
+
+    #[test]
+    fn a_verified_stage_succeeds_only_through_its_verification() {
+        let decided = |facts: &Facts, command: Command| {
+            decide(InProgress, &command, facts)
+                .map(|t| (t.stage.map(|c| (c.to, c.verification)), t.job, t.event))
+                .map_err(|r| r.kind)
+        };
+        // The rollout is available: verification starts, the stage stays
+        // verifying and a verify job is queued.
+        assert_eq!(
+            decided(&verifying(S::Verifying, false, false), report(1, Outcome::Succeeded)),
+            Ok((
+                Some((S::Verifying, Some(VerifyMark::Started))),
+                Some(JobKind::Verify),
+                "verification_started"
+            ))
+        );
+        let running = verifying(S::Verifying, true, false);
+        // Only the verification's own report ends it.
+        assert_eq!(decided(&running, report(1, Outcome::Succeeded)), Err(Conflict));
+        assert_eq!(
+            decided(&running, report(1, Outcome::Verified)),
+            Ok((Some((S::Succeeded, None)), None, "stage_succeeded"))
+        );
+        assert_eq!(
+            decided(&running, report(1, Outcome::Failed)),
+            Ok((Some((S::RollingBack, None)), Some(JobKind::Rollback), "stage_failed")),
+            "a failed gate rolls back by itself"
+        );
+        assert_eq!(
+            decided(&running, report(1, Outcome::Inconclusive)),
+            Ok((Some((S::Paused, None)), None, "verification_paused"))
+        );
+        // Sign-off: owners, once, while it verifies.
+        assert_eq!(
+            decided(&running, Command::SignOff { stage: 1 }),
+            Ok((
+                Some((S::Verifying, Some(VerifyMark::SignedOff))),
+                None,
+                "signed_off"
+            ))
+        );
+        let mut engineer = running.clone();
+        engineer.actor_is_owner = false;
+        assert_eq!(decided(&engineer, Command::SignOff { stage: 1 }), Err(NotAllowed));
+        assert_eq!(
+            decided(&verifying(S::Verifying, true, true), Command::SignOff { stage: 1 }),
+            Err(Conflict),
+            "signed off already"
+        );
+        assert_eq!(
+            decided(&verifying(S::Deploying, false, false), Command::SignOff { stage: 1 }),
+            Err(Conflict),
+            "not before the rollout is available"
+        );
+        // Paused for a person: continue (owners) or roll back.
+        let paused = verifying(S::Paused, true, false);
+        assert_eq!(
+            decided(&paused, Command::GoOn { stage: 1 }),
+            Ok((
+                Some((S::Verifying, Some(VerifyMark::WentOn))),
+                Some(JobKind::Verify),
+                "verification_went_on"
+            ))
+        );
+        let mut engineer = paused.clone();
+        engineer.actor_is_owner = false;
+        assert_eq!(decided(&engineer, Command::GoOn { stage: 1 }), Err(NotAllowed));
+        assert!(
+            decided(
+                &paused,
+                Command::Rollback {
+                    stage: 1,
+                    whole_template: false
+                }
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            decided(&paused, Command::ApproveStep { stage: 1, step: 1 }),
+            Err(Conflict),
+            "a verification pause is not a canary step"
+        );
+        assert_eq!(
+            decided(&verifying(S::Paused, false, false), Command::GoOn { stage: 1 }),
+            Err(Conflict),
+            "a canary pause is not a verification's"
+        );
     }
 
     #[test]

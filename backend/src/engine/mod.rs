@@ -12,7 +12,8 @@
 //! Each kind of job is a module implementing [`Kind`] and registered in
 //! [`kinds`]: `rolling.rs` deploys a stage's image and follows the rollout,
 //! `canary.rs` does it through OpenKruise Rollout's steps and pauses,
-//! `rollback.rs` restores what a stage replaced. What the stage-run kinds
+//! `rollback.rs` restores what a stage replaced, `verify.rs` runs a
+//! stage's verification plan once its rollout is available. What the stage-run kinds
 //! share (reading the stage, writing only when the live template differs,
 //! following the rollout on the shared watch, reporting through the state
 //! machine) is in `stage.rs`.
@@ -28,6 +29,7 @@ mod rollback;
 mod rolling;
 mod runner;
 mod stage;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -39,7 +41,9 @@ use tokio::sync::Notify;
 use crate::db::Db;
 use crate::db::jobs::Job;
 use crate::kube::{KubeDriver, KubeError};
+use crate::prometheus::PrometheusClient;
 use crate::secret::Sealer;
+use crate::smoke::SmokeClient;
 
 pub use canary::{not_served as rollouts_not_served, routing as canary_routing};
 pub use runner::{Engine, EngineSettings};
@@ -94,11 +98,14 @@ pub enum Done {
 }
 
 /// What every job works with: the database, the sealer that opens stored
-/// credentials, the Kubernetes driver and the engine's pacing.
+/// credentials, the Kubernetes driver, the clients verification asks
+/// (Prometheus, smoke checks) and the engine's pacing.
 pub struct Context {
     pub db: Db,
     pub sealer: Sealer,
     pub kube: Arc<KubeDriver>,
+    pub prometheus: Arc<PrometheusClient>,
+    pub smoke: SmokeClient,
     pub settings: EngineSettings,
     wake: Notify,
 }
@@ -191,6 +198,7 @@ pub fn kinds() -> Registry {
         .with(rolling::RollingDeploy)
         .with(canary::CanaryDeploy)
         .with(rollback::Rollback)
+        .with(verify::Verify)
 }
 
 #[cfg(test)]
@@ -208,7 +216,7 @@ mod tests {
                 kind.as_str()
             );
         }
-        assert_eq!(registry.names(), ["canary", "deploy", "rollback"]);
+        assert_eq!(registry.names(), ["canary", "deploy", "rollback", "verify"]);
     }
 
     struct Twin;

@@ -16,7 +16,9 @@ use super::{Context, Done, Error, Registered, Registry, kinds};
 use crate::db::jobs::{self, Job};
 use crate::db::{Db, now_ms};
 use crate::kube::KubeDriver;
+use crate::prometheus::PrometheusClient;
 use crate::secret::Sealer;
+use crate::smoke::SmokeClient;
 
 /// How the engine paces itself.
 #[derive(Debug, Clone, Copy)]
@@ -79,9 +81,10 @@ impl Engine {
         db: Db,
         sealer: Sealer,
         kube: Arc<KubeDriver>,
+        prometheus: Arc<PrometheusClient>,
         settings: EngineSettings,
     ) -> Arc<Self> {
-        Self::with_kinds(db, sealer, kube, settings, kinds())
+        Self::with_kinds(db, sealer, kube, prometheus, settings, kinds())
     }
 
     /// An engine running the kinds of `registry` only.
@@ -89,6 +92,7 @@ impl Engine {
         db: Db,
         sealer: Sealer,
         kube: Arc<KubeDriver>,
+        prometheus: Arc<PrometheusClient>,
         settings: EngineSettings,
         registry: Registry,
     ) -> Arc<Self> {
@@ -103,6 +107,8 @@ impl Engine {
                 db,
                 sealer,
                 kube,
+                prometheus,
+                smoke: SmokeClient::new(),
                 settings,
                 wake: Notify::new(),
             },

@@ -28,18 +28,33 @@ pub async fn cluster_client(state: &AppState, id: i64, name: &str) -> Result<Clu
         .map_err(|e| kube_error(name, e))
 }
 
-/// Refuses (422 on `stages`) a plan with a canary stage that shifts
-/// traffic on an app naming no Service and Ingress to route it through, or
-/// whose app's cluster answers that it does not serve OpenKruise Rollout;
-/// the clusters of the item's canary stages as stored (`saved`) are not
-/// asked about again. A cluster that cannot be asked (one try, within
-/// [`LOOK_DEADLINE`]) does not stop the save: the deploy asks again.
-pub async fn check_canary_stages(
-    state: &AppState,
-    stages: &[StageSpec],
-    saved: &[Stage],
-) -> Result<()> {
+/// Refuses (422) a plan with a stage its cluster cannot run: metric gates
+/// on a cluster without a Prometheus (`stages[i].verify`), a canary stage
+/// that shifts traffic on an app naming no Service and Ingress to route it
+/// through, or whose app's cluster answers that it does not serve
+/// OpenKruise Rollout (`stages`); the clusters of the item's canary stages
+/// as stored (`saved`) are not asked about again. A cluster that cannot be
+/// asked (one try, within [`LOOK_DEADLINE`]) does not stop the save: the
+/// deploy asks again.
+pub async fn check_stages(state: &AppState, stages: &[StageSpec], saved: &[Stage]) -> Result<()> {
     for (i, stage) in stages.iter().enumerate() {
+        if stage.verify.as_ref().is_some_and(|v| !v.gates.is_empty())
+            && let Ok(app) = apps::get(&state.db.pool, stage.app_id).await
+            && clusters::get(&state.db.pool, app.cluster_id)
+                .await
+                .is_ok_and(|c| c.prometheus_url.is_none())
+        {
+            return Err(Error::validation(
+                format!("stages[{i}].verify"),
+                format!(
+                    "stage {} ({}) has metric gates, but cluster {} has no Prometheus to ask: \
+                     an admin sets its URL on the cluster's page first",
+                    i + 1,
+                    stage.name,
+                    app.cluster
+                ),
+            ));
+        }
         let Some(plan) = stage
             .canary
             .as_ref()

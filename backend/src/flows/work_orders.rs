@@ -248,7 +248,9 @@ pub async fn drive_stage(
         Command::Deploy { stage }
         | Command::Rollback { stage, .. }
         | Command::Cancel { stage, .. }
-        | Command::ApproveStep { stage, .. } => *stage,
+        | Command::ApproveStep { stage, .. }
+        | Command::SignOff { stage }
+        | Command::GoOn { stage } => *stage,
         _ => return decide_on_work_order(state, actor, who, id, command).await,
     };
     // A write decides on the order as it is now, never on a cached read.

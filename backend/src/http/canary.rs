@@ -112,8 +112,10 @@ pub fn canary_steps(
             let left_last = run
                 .paused_step
                 .is_some_and(|last| went_on.contains_key(&last));
-            // A stage rolled back after it succeeded went through every step.
+            // A stage rolled back after it succeeded, or whose verification
+            // started, went through every step.
             let status = match (run.status, run.rollback_from) {
+                _ if run.verify_started_at.is_some() => StageStatus::Succeeded,
                 (
                     StageStatus::RollingBack | StageStatus::RolledBack,
                     Some(StageStatus::Succeeded),

@@ -25,6 +25,7 @@ mod session;
 mod settings;
 mod stages;
 mod tree;
+mod verification;
 mod work_orders;
 
 use askama::Template;

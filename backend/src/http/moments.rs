@@ -1,6 +1,7 @@
 //! Times as pages show them: relative ("3 min ago", "in 29 days") with
 //! the exact UTC time on hover, and durations ("4 min 12 s").
 
+pub use crate::domain::text::duration;
 use std::fmt;
 
 /// `2026-11-23 07:33 UTC` from unix milliseconds.
@@ -66,24 +67,6 @@ fn rough(ms: i64) -> String {
         3600..=86_399 => format!("{} h", seconds / 3600),
         86_400..=172_799 => "1 day".into(),
         _ => format!("{} days", seconds / 86_400),
-    }
-}
-
-/// How long something took, to the second below an hour: "45 s",
-/// "4 min 12 s", "2 h 5 min", "3 days 4 h".
-pub fn duration(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{sec} s"),
-        (0, 0, _) if sec == 0 => format!("{m} min"),
-        (0, 0, _) => format!("{m} min {sec} s"),
-        (0, _, _) if m == 0 => format!("{h} h"),
-        (0, _, _) => format!("{h} h {m} min"),
-        (1, _, _) if h == 0 => "1 day".into(),
-        (1, _, _) => format!("1 day {h} h"),
-        _ if h == 0 => format!("{d} days"),
-        _ => format!("{d} days {h} h"),
     }
 }
 

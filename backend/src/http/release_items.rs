@@ -22,9 +22,10 @@ use crate::domain::release_item::{
     Canary, HeaderMatch, MAX_STAGES, StageSpec, Strategy, format_steps, parse_steps,
 };
 use crate::domain::tree::path_covers;
+use crate::domain::verify::{VerifyPlan, format_gates, format_smoke, parse_gates, parse_smoke};
 use crate::error::{Error, Result};
 use crate::flows::changes::project_url;
-use crate::flows::clusters::check_canary_stages;
+use crate::flows::clusters::check_stages;
 use crate::flows::live::items_live;
 use crate::gitlab::GitlabClient;
 
@@ -49,6 +50,22 @@ struct StageRow {
     header_value: String,
     /// Minutes, or empty for the default.
     deadline: String,
+    /// Verification: gates one per line, smoke checks one per line, soak
+    /// seconds, sign-off.
+    gates: String,
+    smoke: String,
+    soak: String,
+    sign_off: bool,
+}
+
+impl StageRow {
+    /// The row asks for some verification.
+    fn verifies(&self) -> bool {
+        !self.gates.trim().is_empty()
+            || !self.smoke.trim().is_empty()
+            || !self.soak.trim().is_empty()
+            || self.sign_off
+    }
 }
 
 /// The item form as typed.
@@ -100,6 +117,23 @@ impl ItemForm {
                         .deadline_minutes
                         .map(|m| m.to_string())
                         .unwrap_or_default(),
+                    gates: s
+                        .verify
+                        .as_ref()
+                        .map(|v| format_gates(&v.gates))
+                        .unwrap_or_default(),
+                    smoke: s
+                        .verify
+                        .as_ref()
+                        .map(|v| format_smoke(&v.smoke))
+                        .unwrap_or_default(),
+                    soak: s
+                        .verify
+                        .as_ref()
+                        .and_then(|v| v.soak_seconds)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                    sign_off: s.verify.as_ref().is_some_and(|v| v.sign_off),
                 })
                 .collect(),
         }
@@ -116,6 +150,10 @@ impl ItemForm {
                 header_name: get(&format!("stage_{i}_header_name")),
                 header_value: get(&format!("stage_{i}_header_value")),
                 deadline: get(&format!("stage_{i}_deadline")),
+                gates: get(&format!("stage_{i}_gates")),
+                smoke: get(&format!("stage_{i}_smoke")),
+                soak: get(&format!("stage_{i}_soak")),
+                sign_off: map.contains_key(&format!("stage_{i}_sign_off")),
             })
             .filter(|row| !row.name.trim().is_empty())
             .collect();
@@ -173,12 +211,31 @@ impl ItemForm {
                     )
                 })?)
             };
+            let in_stage = |m: String| Error::validation(format!("stages[{i}].verify"), format!("stage {n}: {m}"));
+            let verify = if row.verifies() {
+                let soak = row.soak.trim();
+                Some(VerifyPlan {
+                    gates: parse_gates(&row.gates).map_err(in_stage)?,
+                    smoke: parse_smoke(&row.smoke).map_err(in_stage)?,
+                    soak_seconds: if soak.is_empty() {
+                        None
+                    } else {
+                        Some(soak.trim_end_matches('s').trim().parse::<u32>().map_err(|_| {
+                            in_stage(format!("the soak time '{soak}' is not a whole number of seconds"))
+                        })?)
+                    },
+                    sign_off: row.sign_off,
+                })
+            } else {
+                None
+            };
             stages.push(StageSpec {
                 name: row.name.trim().to_string(),
                 app_id,
                 strategy,
                 canary,
                 deadline_minutes,
+                verify,
             });
         }
         Ok(ItemFields {
@@ -373,7 +430,7 @@ async fn create_release_item(
             .policy
             .require(&ctx.actor.account, Action::ManageReleaseItems, &node.path)?;
         let fields = form.to_fields(node_id)?;
-        check_canary_stages(&ctx.state, &fields.stages, &[]).await?;
+        check_stages(&ctx.state, &fields.stages, &[]).await?;
         Ok::<_, Error>(release_items::create(&ctx.state.db, &fields, &ctx.who()).await?)
     }
     .await;
@@ -426,7 +483,7 @@ async fn save_release_item(
             &item.node_path,
         )?;
         let fields = form.to_fields(item.node_id)?;
-        check_canary_stages(&ctx.state, &fields.stages, &item.stages).await?;
+        check_stages(&ctx.state, &fields.stages, &item.stages).await?;
         Ok::<_, Error>(release_items::update(&ctx.state.db, id, &fields, &ctx.who()).await?)
     }
     .await;

@@ -1,7 +1,8 @@
 //! Driving stages from the work order page: Deploy, Roll back (this
 //! stage's image, or for owners the whole replaced template), Cancel and a
-//! canary's Approve step go through the same state machine call as every
-//! other decision on an order.
+//! canary's Approve step, a verification's Sign off and Continue go
+//! through the same state machine call as every other decision on an
+//! order.
 //!
 //! None of them happens on one click. Deploy opens a page saying what
 //! changes (the image running now and the one it becomes, the cluster, the
@@ -33,6 +34,8 @@ pub fn routes() -> PageRoutes {
         .post("/work-orders/{id}/stages/{n}/rollback", rollback_stage)
         .post("/work-orders/{id}/stages/{n}/cancel", cancel_stage)
         .post("/work-orders/{id}/stages/{n}/approve-step", approve_step)
+        .post("/work-orders/{id}/stages/{n}/sign-off", sign_off)
+        .post("/work-orders/{id}/stages/{n}/continue", go_on)
 }
 
 /// One line of what a command changes.
@@ -213,6 +216,24 @@ async fn confirm_page(
                 "danger",
             )
         }
+        Command::SignOff { .. } => (
+            format!("Sign stage {stage} ({stage_name}) off as verified?"),
+            "You vouch that the new version works here. The stage succeeds once the rest of its \
+             verification (gates, smoke checks, soak time) has passed too."
+                .to_string(),
+            "Sign off".to_string(),
+            "primary",
+        ),
+        Command::GoOn { .. } => (
+            format!("Let the verification of stage {stage} ({stage_name}) go on?"),
+            format!(
+                "{} The measurements that could not be judged no longer count against the gate's \
+                 limit; the gate goes on measuring and the rest of the plan runs.",
+                run.map(|s| s.message.as_str()).unwrap_or_default()
+            ),
+            "Continue verification".to_string(),
+            "primary",
+        ),
         _ => (
             format!("Cancel stage {stage} ({stage_name})?"),
             "The engine stops; the stage fails where it is, and then you can roll it back or close the order."
@@ -225,6 +246,8 @@ async fn confirm_page(
         Command::Deploy { .. } => "deploy",
         Command::Rollback { .. } => "rollback",
         Command::ApproveStep { .. } => "approve-step",
+        Command::SignOff { .. } => "sign-off",
+        Command::GoOn { .. } => "continue",
         _ => "cancel",
     };
     Ok(ConfirmPage {
@@ -344,6 +367,32 @@ async fn approve_step(
     if !form.confirmed.yes() {
         let fields = vec![("step", step.to_string())];
         return show_confirmation(&ctx, id, stage, command, fields).await;
+    }
+    decide_from_page(ctx, id, command).await
+}
+
+/// An owner's "verified" on a stage whose plan asks for it.
+async fn sign_off(
+    ctx: PageCtx,
+    Path((id, stage)): Path<(i64, u32)>,
+    CsrfForm(form): CsrfForm<Confirmed>,
+) -> Response {
+    let command = Command::SignOff { stage };
+    if !form.yes() {
+        return show_confirmation(&ctx, id, stage, command, Vec::new()).await;
+    }
+    decide_from_page(ctx, id, command).await
+}
+
+/// Lets a verification paused on an inconclusive gate go on (owners).
+async fn go_on(
+    ctx: PageCtx,
+    Path((id, stage)): Path<(i64, u32)>,
+    CsrfForm(form): CsrfForm<Confirmed>,
+) -> Response {
+    let command = Command::GoOn { stage };
+    if !form.yes() {
+        return show_confirmation(&ctx, id, stage, command, Vec::new()).await;
     }
     decide_from_page(ctx, id, command).await
 }

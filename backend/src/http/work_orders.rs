@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::canary::{CanarySteps, canary_steps};
+use super::verification::{VerifyCard, verify_cards};
 use super::extract::CsrfForm;
 use super::{Layout, Moment, Notice, PageCtx, PageRoutes, duration, page_status, redirect_with};
 use crate::auth::Action;
@@ -348,6 +349,8 @@ struct OrderPage {
     froms: Vec<StageFrom>,
     /// The steps of the canary stages.
     canaries: Vec<CanarySteps>,
+    /// The verification of the stages that have a plan.
+    verifications: Vec<VerifyCard>,
 }
 
 /// How far a stage's rollout is, as its Deployment reports it.
@@ -437,6 +440,12 @@ async fn render_order(
         let canaries = canary_steps(&d.stage_runs, &d.timeline, |stage, step| {
             allowed(Command::ApproveStep { stage, step })
         });
+        let verifications = verify_cards(
+            &d.stage_runs,
+            &d.verify_results,
+            |stage| allowed(Command::SignOff { stage }),
+            |stage| allowed(Command::GoOn { stage }),
+        );
         let actions = OrderActions {
             approve: allowed(Command::Approve {
                 comment: String::new(),
@@ -502,6 +511,7 @@ async fn render_order(
             progress,
             froms,
             canaries,
+            verifications,
         })
     }
     .await;
@@ -572,6 +582,8 @@ fn done_notice(command: &Command, order: &WorkOrder) -> String {
         Command::ApproveStep { stage, step } => {
             format!("Step {step} of stage {stage} approved: the canary moves on.")
         }
+        Command::SignOff { stage } => format!("Stage {stage} signed off."),
+        Command::GoOn { stage } => format!("The verification of stage {stage} goes on."),
     }
 }
 

@@ -1,0 +1,137 @@
+//! What a stage's verification measured: one row per measurement of a
+//! metric gate and per attempt of a smoke check, written by the verify job
+//! fenced on its lease and at most once (the row's key is the stage run,
+//! the canary step, the check and the measurement's number), so a job that
+//! resumes after a restart counts nothing twice.
+
+use sqlx::AnyPool;
+
+use super::error::Result;
+use super::jobs::{JobLease, check_lease};
+use super::work_order_views::VerifyResult;
+use super::{Db, Tx};
+use crate::domain::verify::Verdict;
+
+/// Which check of a plan a result is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Metric gate `n` (0-based).
+    Gate(usize),
+    /// Smoke check `n` (0-based).
+    Smoke(usize),
+}
+
+impl Check {
+    fn kind(self) -> &'static str {
+        match self {
+            Check::Gate(_) => "gate",
+            Check::Smoke(_) => "smoke",
+        }
+    }
+
+    fn index(self) -> i64 {
+        match self {
+            Check::Gate(i) | Check::Smoke(i) => i as i64,
+        }
+    }
+
+    /// Whether `result` is one of this check's.
+    pub fn owns(self, result: &VerifyResult) -> bool {
+        result.check_kind == self.kind() && result.check_index == self.index()
+    }
+}
+
+/// One result to record.
+pub struct NewResult<'a> {
+    pub order_id: i64,
+    pub position: i64,
+    /// The canary step; 0 after the rollout.
+    pub step: i64,
+    pub check: Check,
+    /// The measurement or attempt (1-based).
+    pub seq: i64,
+    pub at: i64,
+    pub verdict: Verdict,
+    pub value: Option<f64>,
+    pub detail: &'a str,
+}
+
+fn verdict_str(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Inconclusive => "inconclusive",
+    }
+}
+
+/// Records `result` while `lease` holds; `false` when a result with its
+/// number was recorded already (by this job before a restart), in which
+/// case nothing is written.
+pub async fn record(db: &Db, lease: &JobLease, result: &NewResult<'_>) -> Result<bool> {
+    let mut tx: Tx = db.begin_write().await?;
+    check_lease(&mut tx, lease).await?;
+    let inserted = sqlx::query(
+        "INSERT INTO verify_results (work_order_id, position, step, check_kind, check_index, seq, at, verdict, value, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (work_order_id, position, step, check_kind, check_index, seq) DO NOTHING",
+    )
+    .bind(result.order_id)
+    .bind(result.position)
+    .bind(result.step)
+    .bind(result.check.kind())
+    .bind(result.check.index())
+    .bind(result.seq)
+    .bind(result.at)
+    .bind(verdict_str(result.verdict))
+    .bind(result.value.filter(|v| v.is_finite()))
+    .bind(result.detail)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(inserted == 1)
+}
+
+/// The results of stage `position` of order `order_id` at canary step
+/// `step` (0: after the rollout), in the order taken.
+pub async fn results(
+    pool: &AnyPool,
+    order_id: i64,
+    position: i64,
+    step: i64,
+) -> Result<Vec<VerifyResult>> {
+    let rows: Vec<(i64, String, i64, i64, i64, String, Option<f64>, String)> = sqlx::query_as(
+        "SELECT step, check_kind, check_index, seq, at, verdict, value, detail FROM verify_results \
+         WHERE work_order_id = $1 AND position = $2 AND step = $3 ORDER BY id",
+    )
+    .bind(order_id)
+    .bind(position)
+    .bind(step)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(step, check_kind, check_index, seq, at, verdict, value, detail)| VerifyResult {
+                position,
+                step,
+                check_kind,
+                check_index,
+                seq,
+                at,
+                verdict,
+                value,
+                detail,
+            },
+        )
+        .collect())
+}
+
+/// `result`'s verdict.
+pub fn verdict_of(result: &VerifyResult) -> Verdict {
+    match result.verdict.as_str() {
+        "pass" => Verdict::Pass,
+        "fail" => Verdict::Fail,
+        _ => Verdict::Inconclusive,
+    }
+}
