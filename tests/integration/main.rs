@@ -28,4 +28,5 @@ mod releases;
 mod tokens;
 mod tree;
 mod upgrade;
+mod verification;
 mod verify;

@@ -220,6 +220,16 @@ pub(crate) const API_ROUTES: &[Row] = &[
         OWNERS,
         NotFound,
     ),
+    row(
+        "POST /api/v1/work-orders/{id}/stages/{n}/sign-off",
+        OWNERS,
+        NotFound,
+    ),
+    row(
+        "POST /api/v1/work-orders/{id}/stages/{n}/continue",
+        OWNERS,
+        NotFound,
+    ),
     row("POST /api/v1/clusters/{id}/test", ADMINS, Forbidden),
     row("PUT /api/v1/clusters/{id}/prometheus", ADMINS, Forbidden),
     row("DELETE /api/v1/clusters/{id}/prometheus", ADMINS, Forbidden),
@@ -312,6 +322,16 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     row("POST /work-orders/{id}/stages/{n}/cancel", OWNERS, NotFound),
     row(
         "POST /work-orders/{id}/stages/{n}/approve-step",
+        OWNERS,
+        NotFound,
+    ),
+    row(
+        "POST /work-orders/{id}/stages/{n}/sign-off",
+        OWNERS,
+        NotFound,
+    ),
+    row(
+        "POST /work-orders/{id}/stages/{n}/continue",
         OWNERS,
         NotFound,
     ),
@@ -446,6 +466,8 @@ const PAST_THE_ROLE_CHECK: &[&str] = &[
     "POST /api/v1/work-orders/{id}/stages/{n}/rollback",
     "POST /api/v1/work-orders/{id}/stages/{n}/cancel",
     "POST /api/v1/work-orders/{id}/stages/{n}/approve-step",
+    "POST /api/v1/work-orders/{id}/stages/{n}/sign-off",
+    "POST /api/v1/work-orders/{id}/stages/{n}/continue",
     "POST /api/v1/clusters/{id}/test",
     "POST /api/v1/clusters/{id}/prometheus/test",
     "GET /work-orders/{id}/stages/{n}/deploy",
@@ -453,6 +475,8 @@ const PAST_THE_ROLE_CHECK: &[&str] = &[
     "POST /work-orders/{id}/stages/{n}/rollback",
     "POST /work-orders/{id}/stages/{n}/cancel",
     "POST /work-orders/{id}/stages/{n}/approve-step",
+    "POST /work-orders/{id}/stages/{n}/sign-off",
+    "POST /work-orders/{id}/stages/{n}/continue",
     "POST /admin/clusters/{id}/test",
     "POST /admin/clusters/{id}/prometheus/test",
     "GET /work-orders/{id}/stages/{n}/pods/{pod}/logs",
@@ -1029,6 +1053,22 @@ async fn api_write(route: &str, f: &Fixtures<'_>) -> ApiCall {
             ),
             Some(json!({"step": 1})),
         ),
+        "POST /api/v1/work-orders/{id}/stages/{n}/sign-off" => call(
+            Method::POST,
+            format!(
+                "/api/v1/work-orders/{}/stages/1/sign-off",
+                f.approved_order().await
+            ),
+            None,
+        ),
+        "POST /api/v1/work-orders/{id}/stages/{n}/continue" => call(
+            Method::POST,
+            format!(
+                "/api/v1/work-orders/{}/stages/1/continue",
+                f.approved_order().await
+            ),
+            None,
+        ),
         "POST /api/v1/clusters/{id}/test" => call(
             Method::POST,
             format!("/api/v1/clusters/{}/test", f.cluster().await),
@@ -1242,6 +1282,20 @@ pub(crate) async fn page_call(
                 f.approved_order().await
             ),
             kv(&[("step", "1"), ("confirmed", "yes")]),
+        ),
+        "POST /work-orders/{id}/stages/{n}/sign-off" => (
+            format!(
+                "/work-orders/{}/stages/1/sign-off",
+                f.approved_order().await
+            ),
+            kv(&[("confirmed", "yes")]),
+        ),
+        "POST /work-orders/{id}/stages/{n}/continue" => (
+            format!(
+                "/work-orders/{}/stages/1/continue",
+                f.approved_order().await
+            ),
+            kv(&[("confirmed", "yes")]),
         ),
         "POST /admin/clusters/{id}/test" => (
             format!("/admin/clusters/{}/test", f.cluster().await),

@@ -13,8 +13,8 @@ use super::error::{Error, Result};
 use super::tree::Scope;
 use super::{Db, Tx, now_ms};
 use crate::domain::release_item::{Canary, PlanFacts, StageSpec, Strategy, validate_plan};
-use crate::domain::verify::VerifyPlan;
 use crate::domain::tree::validate_name;
+use crate::domain::verify::VerifyPlan;
 
 /// A stage as stored, with what it targets.
 #[derive(Debug, Clone, Serialize)]

@@ -100,7 +100,8 @@ pub async fn results(
     position: i64,
     step: i64,
 ) -> Result<Vec<VerifyResult>> {
-    let rows: Vec<(i64, String, i64, i64, i64, String, Option<f64>, String)> = sqlx::query_as(
+    type Row = (i64, String, i64, i64, i64, String, Option<f64>, String);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT step, check_kind, check_index, seq, at, verdict, value, detail FROM verify_results \
          WHERE work_order_id = $1 AND position = $2 AND step = $3 ORDER BY id",
     )

@@ -344,18 +344,31 @@ async fn stage_facts(tx: &mut Tx, id: i64) -> Result<Vec<StageFacts>> {
     let internal = |e: String| Error::Internal(anyhow::anyhow!(e));
     rows.iter()
         .map(|row| {
-            let status: StageStatus = row.try_get::<String, _>("status")?.parse().map_err(internal)?;
+            let status: StageStatus = row
+                .try_get::<String, _>("status")?
+                .parse()
+                .map_err(internal)?;
             let plan = super::release_items::verify_plan(row.try_get("verify_json")?)?;
             Ok(StageFacts {
                 rollback_from: parse_status(row.try_get("rollback_from")?)?,
-                strategy: row.try_get::<String, _>("strategy")?.parse().map_err(internal)?,
-                paused_step: row.try_get::<Option<i64>, _>("paused_step")?.map(|s| s as u32),
-                ..StageFacts::new(status, row.try_get::<Option<String>, _>("replaced_image")?.is_some())
-                    .verifying(
-                        plan.as_ref(),
-                        row.try_get::<Option<i64>, _>("verify_started_at")?.is_some(),
-                        row.try_get::<Option<i64>, _>("signed_off_at")?.is_some(),
-                    )
+                strategy: row
+                    .try_get::<String, _>("strategy")?
+                    .parse()
+                    .map_err(internal)?,
+                paused_step: row
+                    .try_get::<Option<i64>, _>("paused_step")?
+                    .map(|s| s as u32),
+                ..StageFacts::new(
+                    status,
+                    row.try_get::<Option<String>, _>("replaced_image")?
+                        .is_some(),
+                )
+                .verifying(
+                    plan.as_ref(),
+                    row.try_get::<Option<i64>, _>("verify_started_at")?
+                        .is_some(),
+                    row.try_get::<Option<i64>, _>("signed_off_at")?.is_some(),
+                )
             })
         })
         .collect()

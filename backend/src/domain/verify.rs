@@ -477,15 +477,16 @@ impl MetricGate {
     }
 
     /// Where the gate stands after `verdicts` (oldest first), the first
-    /// `forgiven` inconclusive ones not counted against its limit (a person
-    /// let the verification go on past them).
+    /// `forgiven` inconclusive ones not counted at all (a person let the
+    /// verification go on past them): neither against its inconclusive
+    /// limit nor as measurements taken.
     pub fn standing(&self, verdicts: &[Verdict], forgiven: u32) -> Standing {
         let count = |v: Verdict| verdicts.iter().filter(|x| **x == v).count() as u32;
         if count(Verdict::Fail) > self.failure_limit {
             Standing::Failed
         } else if count(Verdict::Inconclusive).saturating_sub(forgiven) > self.inconclusive_limit {
             Standing::Inconclusive
-        } else if verdicts.len() as u32 >= self.count {
+        } else if (verdicts.len() as u32).saturating_sub(forgiven) >= self.count {
             Standing::Passed
         } else {
             Standing::Measuring
@@ -556,15 +557,35 @@ mod tests {
         assert_eq!(parse_gates(&text).unwrap(), vec![g.clone()]);
         let short = parse_gates("p99 | histogram_quantile(0.99, x) | <= 0.5").unwrap();
         assert_eq!(
-            (short[0].op, short[0].threshold, short[0].count, short[0].query.as_str()),
+            (
+                short[0].op,
+                short[0].threshold,
+                short[0].count,
+                short[0].query.as_str()
+            ),
             (Op::AtMost, 0.5, 5, "histogram_quantile(0.99, x)")
         );
-        for bad in ["no pipes", "name | query", "n | q | = 1", "n | q | < x", "n | q | < 1 | colour=red"] {
+        for bad in [
+            "no pipes",
+            "name | query",
+            "n | q | = 1",
+            "n | q | < x",
+            "n | q | < 1 | colour=red",
+        ] {
             assert!(parse_gates(bad).is_err(), "{bad}");
         }
-        let checks = parse_smoke("http://web.ns.svc/healthz expect=204 timeout=2s\n\nhttps://x/ attempts=1").unwrap();
+        let checks =
+            parse_smoke("http://web.ns.svc/healthz expect=204 timeout=2s\n\nhttps://x/ attempts=1")
+                .unwrap();
         assert_eq!(checks.len(), 2);
-        assert_eq!((checks[0].expect_status, checks[0].timeout_seconds, checks[0].attempts), (204, 2, 3));
+        assert_eq!(
+            (
+                checks[0].expect_status,
+                checks[0].timeout_seconds,
+                checks[0].attempts
+            ),
+            (204, 2, 3)
+        );
         assert_eq!(parse_smoke(&format_smoke(&checks)).unwrap(), checks);
         assert!(parse_smoke("http://x/ expect").is_err());
     }
@@ -663,6 +684,18 @@ mod tests {
             g.standing(&[Inconclusive, Inconclusive, Inconclusive, Inconclusive], 2),
             Standing::Inconclusive,
             "new ones do"
+        );
+        assert_eq!(
+            g.standing(&[Inconclusive, Inconclusive, Pass, Pass, Pass, Pass], 2),
+            Standing::Measuring,
+            "forgiven ones are not measurements"
+        );
+        assert_eq!(
+            g.standing(
+                &[Inconclusive, Inconclusive, Pass, Pass, Pass, Pass, Pass],
+                2
+            ),
+            Standing::Passed
         );
         assert_eq!(g.worst(&[0.01, 0.3, 0.2]), Some(0.3));
         let floor = MetricGate {

@@ -37,8 +37,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::domain::release_item::Strategy;
-use crate::domain::verify::VerifyPlan;
 use crate::domain::text::check_free_form;
+use crate::domain::verify::VerifyPlan;
 
 /// Where a work order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -743,11 +743,15 @@ fn sign_off(state: State, position: u32, facts: &Facts) -> Result<Transition, Re
         }
         StageStatus::Verifying if stage.verification_started => Err(refuse(
             Conflict,
-            format!("stage {position} waits for no sign-off (signed off already, or its plan asks for none)"),
+            format!(
+                "stage {position} waits for no sign-off (signed off already, or its plan asks for none)"
+            ),
         )),
         StageStatus::Deploying | StageStatus::Verifying => Err(refuse(
             Conflict,
-            format!("stage {position} is still rolling out; sign it off once its verification runs"),
+            format!(
+                "stage {position} is still rolling out; sign it off once its verification runs"
+            ),
         )),
         status => Err(refuse(
             Conflict,
@@ -1099,12 +1103,18 @@ fn report(
             })
         }
         // Only the verification's own report ends a verified stage.
-        (_, Outcome::Succeeded) if stage.verification_started && stage.status != StageStatus::RollingBack => {
+        (_, Outcome::Succeeded)
+            if stage.verification_started && stage.status != StageStatus::RollingBack =>
+        {
             Err(stale())
         }
-        (StageStatus::Verifying, Outcome::Verified) if stage.verification_started => {
-            Ok(succeeded(state, position, note, facts, change(StageStatus::Succeeded)))
-        }
+        (StageStatus::Verifying, Outcome::Verified) if stage.verification_started => Ok(succeeded(
+            state,
+            position,
+            note,
+            facts,
+            change(StageStatus::Succeeded),
+        )),
         (StageStatus::Verifying, Outcome::Inconclusive) if stage.verification_started => {
             Ok(Transition {
                 stage: change(StageStatus::Paused),
@@ -1802,7 +1812,10 @@ mod tests {
         // The rollout is available: verification starts, the stage stays
         // verifying and a verify job is queued.
         assert_eq!(
-            decided(&verifying(S::Verifying, false, false), report(1, Outcome::Succeeded)),
+            decided(
+                &verifying(S::Verifying, false, false),
+                report(1, Outcome::Succeeded)
+            ),
             Ok((
                 Some((S::Verifying, Some(VerifyMark::Started))),
                 Some(JobKind::Verify),
@@ -1811,14 +1824,21 @@ mod tests {
         );
         let running = verifying(S::Verifying, true, false);
         // Only the verification's own report ends it.
-        assert_eq!(decided(&running, report(1, Outcome::Succeeded)), Err(Conflict));
+        assert_eq!(
+            decided(&running, report(1, Outcome::Succeeded)),
+            Err(Conflict)
+        );
         assert_eq!(
             decided(&running, report(1, Outcome::Verified)),
             Ok((Some((S::Succeeded, None)), None, "stage_succeeded"))
         );
         assert_eq!(
             decided(&running, report(1, Outcome::Failed)),
-            Ok((Some((S::RollingBack, None)), Some(JobKind::Rollback), "stage_failed")),
+            Ok((
+                Some((S::RollingBack, None)),
+                Some(JobKind::Rollback),
+                "stage_failed"
+            )),
             "a failed gate rolls back by itself"
         );
         assert_eq!(
@@ -1836,14 +1856,23 @@ mod tests {
         );
         let mut engineer = running.clone();
         engineer.actor_is_owner = false;
-        assert_eq!(decided(&engineer, Command::SignOff { stage: 1 }), Err(NotAllowed));
         assert_eq!(
-            decided(&verifying(S::Verifying, true, true), Command::SignOff { stage: 1 }),
+            decided(&engineer, Command::SignOff { stage: 1 }),
+            Err(NotAllowed)
+        );
+        assert_eq!(
+            decided(
+                &verifying(S::Verifying, true, true),
+                Command::SignOff { stage: 1 }
+            ),
             Err(Conflict),
             "signed off already"
         );
         assert_eq!(
-            decided(&verifying(S::Deploying, false, false), Command::SignOff { stage: 1 }),
+            decided(
+                &verifying(S::Deploying, false, false),
+                Command::SignOff { stage: 1 }
+            ),
             Err(Conflict),
             "not before the rollout is available"
         );
@@ -1859,7 +1888,10 @@ mod tests {
         );
         let mut engineer = paused.clone();
         engineer.actor_is_owner = false;
-        assert_eq!(decided(&engineer, Command::GoOn { stage: 1 }), Err(NotAllowed));
+        assert_eq!(
+            decided(&engineer, Command::GoOn { stage: 1 }),
+            Err(NotAllowed)
+        );
         assert!(
             decided(
                 &paused,
@@ -1876,7 +1908,10 @@ mod tests {
             "a verification pause is not a canary step"
         );
         assert_eq!(
-            decided(&verifying(S::Paused, false, false), Command::GoOn { stage: 1 }),
+            decided(
+                &verifying(S::Paused, false, false),
+                Command::GoOn { stage: 1 }
+            ),
             Err(Conflict),
             "a canary pause is not a verification's"
         );

@@ -134,7 +134,13 @@ async fn values(
                 sets.iter()
                     .find(|rs| deployment::revision(&rs.metadata).as_deref() == Some(rev))
             })
-            .and_then(|rs| rs.metadata.labels.as_ref()?.get("pod-template-hash").cloned())
+            .and_then(|rs| {
+                rs.metadata
+                    .labels
+                    .as_ref()?
+                    .get("pod-template-hash")
+                    .cloned()
+            })
             .unwrap_or_default()
     };
     let target = &stage.target;
@@ -158,12 +164,14 @@ async fn smoke(
     check: &SmokeCheck,
 ) -> Result<Result<String, String>, Error> {
     let check_id = Check::Smoke(index);
-    let url = fill(check.url.trim(), values).map_err(|m| Error::Fail(format!("smoke check {}: {m}", index + 1)))?;
-    let mut past: Vec<VerifyResult> = results::results(&ctx.db.pool, stage.order_id, stage.position, 0)
-        .await?
-        .into_iter()
-        .filter(|r| check_id.owns(r))
-        .collect();
+    let url = fill(check.url.trim(), values)
+        .map_err(|m| Error::Fail(format!("smoke check {}: {m}", index + 1)))?;
+    let mut past: Vec<VerifyResult> =
+        results::results(&ctx.db.pool, stage.order_id, stage.position, 0)
+            .await?
+            .into_iter()
+            .filter(|r| check_id.owns(r))
+            .collect();
     loop {
         if let Some(pass) = past.iter().find(|r| verdict_of(r) == Verdict::Pass) {
             return Ok(Ok(format!("{url} answered {}", pass.detail)));

@@ -211,24 +211,31 @@ impl ItemForm {
                     )
                 })?)
             };
-            let in_stage = |m: String| Error::validation(format!("stages[{i}].verify"), format!("stage {n}: {m}"));
-            let verify = if row.verifies() {
-                let soak = row.soak.trim();
-                Some(VerifyPlan {
-                    gates: parse_gates(&row.gates).map_err(in_stage)?,
-                    smoke: parse_smoke(&row.smoke).map_err(in_stage)?,
-                    soak_seconds: if soak.is_empty() {
-                        None
-                    } else {
-                        Some(soak.trim_end_matches('s').trim().parse::<u32>().map_err(|_| {
-                            in_stage(format!("the soak time '{soak}' is not a whole number of seconds"))
-                        })?)
-                    },
-                    sign_off: row.sign_off,
-                })
-            } else {
-                None
+            let in_stage = |m: String| {
+                Error::validation(format!("stages[{i}].verify"), format!("stage {n}: {m}"))
             };
+            let verify =
+                if row.verifies() {
+                    let soak = row.soak.trim();
+                    Some(VerifyPlan {
+                        gates: parse_gates(&row.gates).map_err(in_stage)?,
+                        smoke: parse_smoke(&row.smoke).map_err(in_stage)?,
+                        soak_seconds: if soak.is_empty() {
+                            None
+                        } else {
+                            Some(soak.trim_end_matches('s').trim().parse::<u32>().map_err(
+                                |_| {
+                                    in_stage(format!(
+                                        "the soak time '{soak}' is not a whole number of seconds"
+                                    ))
+                                },
+                            )?)
+                        },
+                        sign_off: row.sign_off,
+                    })
+                } else {
+                    None
+                };
             stages.push(StageSpec {
                 name: row.name.trim().to_string(),
                 app_id,

@@ -214,7 +214,11 @@ fn chart(gate: &MetricGate, taken: &[&VerifyResult]) -> String {
         .filter_map(|r| r.value.map(|v| format!("{:.1},{:.1}", x(r.seq), y(v))))
         .collect();
     if points.len() > 1 {
-        let _ = write!(svg, r#"<polyline class="trend" points="{}"/>"#, points.join(" "));
+        let _ = write!(
+            svg,
+            r#"<polyline class="trend" points="{}"/>"#,
+            points.join(" ")
+        );
     }
     for r in taken {
         let (cy, class) = match (r.value, r.verdict.as_str()) {
@@ -300,12 +304,16 @@ mod tests {
             let at = svg.find(&format!(r#"<circle class="{class}""#)).unwrap();
             let cy = &svg[at..];
             let start = cy.find("cy=\"").unwrap() + 4;
-            cy[start..start + cy[start..].find('"').unwrap()].parse().unwrap()
+            cy[start..start + cy[start..].find('"').unwrap()]
+                .parse()
+                .unwrap()
         };
         let threshold_at = svg.find(r#"class="threshold""#).unwrap();
         let t = &svg[threshold_at..];
         let start = t.find("y1=\"").unwrap() + 4;
-        let threshold_y: f64 = t[start..start + t[start..].find('"').unwrap()].parse().unwrap();
+        let threshold_y: f64 = t[start..start + t[start..].find('"').unwrap()]
+            .parse()
+            .unwrap();
         assert!(y_of("fail") < threshold_y && y_of("pass") > threshold_y);
     }
 }

@@ -11,8 +11,8 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::canary::{CanarySteps, canary_steps};
-use super::verification::{VerifyCard, verify_cards};
 use super::extract::CsrfForm;
+use super::verification::{VerifyCard, verify_cards};
 use super::{Layout, Moment, Notice, PageCtx, PageRoutes, duration, page_status, redirect_with};
 use crate::auth::Action;
 use crate::db::accounts;
