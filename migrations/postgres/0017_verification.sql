@@ -19,20 +19,20 @@ CREATE TABLE verify_results (
     position BIGINT NOT NULL,
     -- The canary step the result belongs to; 0 after the rollout.
     step BIGINT NOT NULL DEFAULT 0,
-    check_kind TEXT NOT NULL CHECK (check_kind IN ('gate', 'smoke')),
-    -- Which gate or smoke check of the plan (0-based).
-    check_index BIGINT NOT NULL,
-    -- The measurement or attempt (1-based).
+    source TEXT NOT NULL CHECK (source IN ('gate', 'smoke')),
+    -- Which gate or smoke request of the plan, counted from 0.
+    source_index BIGINT NOT NULL,
+    -- The measurement or attempt, counted from 1.
     seq BIGINT NOT NULL,
     at BIGINT NOT NULL,
     verdict TEXT NOT NULL CHECK (verdict IN ('pass', 'fail', 'inconclusive')),
     -- A gate: the sample furthest on the wrong side of the threshold; a
-    -- smoke check: the HTTP status.
+    -- smoke request: the HTTP status.
     value DOUBLE PRECISION,
-    -- What was asked (the filled query or URL) is in the plan; this says
+    -- What was asked, the filled query or URL, is in the plan; this says
     -- what came back.
     detail TEXT NOT NULL DEFAULT '',
-    UNIQUE (work_order_id, position, step, check_kind, check_index, seq)
+    UNIQUE (work_order_id, position, step, source, source_index, seq)
 );
 
 CREATE TRIGGER verify_results_board AFTER INSERT ON verify_results

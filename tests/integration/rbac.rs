@@ -576,8 +576,10 @@ fn api_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
         "GET /api/v1/release-items/{id}/versions" => {
             (format!("/api/v1/release-items/{item}/versions"), None)
         }
+        // Filtered to the fixture's item: the fixtures file more orders
+        // than a page holds.
         "GET /api/v1/work-orders" => (
-            "/api/v1/work-orders".into(),
+            format!("/api/v1/work-orders?item={item}"),
             Some(format!("\"id\":{order},")),
         ),
         "GET /api/v1/work-orders (awaiting_me)" => (
@@ -623,8 +625,10 @@ fn page_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
             "/release-items".into(),
             Some(format!("data-item=\"{item}\"")),
         ),
+        // From the fixture's order on: the fixtures file more orders than
+        // a page holds.
         "GET /work-orders" => (
-            "/work-orders".into(),
+            format!("/work-orders?before={}", order + 1),
             Some(format!("href=\"/work-orders/{order}\"")),
         ),
         "GET /work-orders/new" => (

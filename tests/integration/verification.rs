@@ -23,6 +23,12 @@ const ERROR_RATIO: &str = r#"sum(rate(http_requests_total{namespace="{{namespace
 
 /// Sets stage 1 (staging) of the item's verification plan to `plan`.
 async fn verify_stage_1(r: &Rollout, plan: Value) -> (StatusCode, Value) {
+    put_stage_1(r, None, plan).await
+}
+
+/// Makes stage 1 (staging) a canary stage of `canary` (when given) with
+/// verification plan `plan`.
+async fn put_stage_1(r: &Rollout, canary: Option<Value>, plan: Value) -> (StatusCode, Value) {
     let (_, item) = r
         .olivia
         .get(&format!("/api/v1/release-items/{}", r.item))
@@ -34,6 +40,10 @@ async fn verify_stage_1(r: &Rollout, plan: Value) -> (StatusCode, Value) {
         .map(|s| json!({"name": s["name"], "app_id": s["app_id"], "strategy": s["strategy"]}))
         .collect();
     stages[0]["verify"] = plan;
+    if let Some(canary) = canary {
+        stages[0]["strategy"] = json!("canary");
+        stages[0]["canary"] = canary;
+    }
     let body = json!({
         "node_id": item["node_id"], "name": item["name"],
         "gitlab_project": item["gitlab_project"], "image_repository": item["image_repository"],
@@ -203,6 +213,113 @@ db_test!(
         assert!(
             done["message"].as_str().unwrap().contains("soaked 20 s"),
             "{done:#}"
+        );
+    }
+);
+
+db_test!(
+    a_canary_whose_gate_fails_at_step_2_never_reaches_step_3_and_rolls_back,
+    |backend| async move {
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create_with(&app, crate::engine::sim_config(), 4).await;
+        r.sim.sim.install_kruise();
+        let prometheus = Prometheus::start(r.sim.addr).await;
+        use_prometheus(&r, &prometheus.url).await;
+        let gate = json!({"name": "error ratio", "query": ERROR_RATIO, "op": "<", "threshold": 0.05,
+                          "interval_seconds": 5, "count": 2, "failure_limit": 0, "inconclusive_limit": 2});
+        let canary = json!({"steps": [{"replicas": 1}, {"replicas": 2, "pause_seconds": 1}, {"replicas": 3}]});
+        let (s, v) = put_stage_1(&r, Some(canary), json!({"gates": [gate]})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+
+        let id = r.approved_order("v1.1.0").await;
+        r.deploy(id, 1).await;
+        // Step 1 is judged before it pauses for the owner.
+        let paused = stage_when(&r.eric, id, |s| s["status"] == "paused").await;
+        assert_eq!(paused["paused_step"], 1, "{paused:#}");
+        assert!(
+            paused["message"].as_str().unwrap().contains("gates passed"),
+            "{paused:#}"
+        );
+        // The new version starts failing under more traffic.
+        r.sim.sim.faults().serve(
+            "checkout:v1.1.0",
+            Serving {
+                error_ratio: 0.2,
+                latency: Duration::from_millis(5),
+            },
+        );
+        let (s, v) = r
+            .olivia
+            .post(
+                &format!("/api/v1/work-orders/{id}/stages/1/approve-step"),
+                json!({"step": 1}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        wait_stage(&r.eric, id, 1, "rolled_back").await;
+        let (_, order) = r.eric.get(&format!("/api/v1/work-orders/{id}")).await;
+        let failed = order["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "stage_failed")
+            .unwrap()
+            .clone();
+        assert!(
+            failed["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("step 2 of 3"),
+            "{failed}"
+        );
+        assert!(
+            !order["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["message"].as_str().unwrap_or("").contains("step 3 of 3")),
+            "step 3 never came: {order:#}"
+        );
+        // Gates were measured at steps 1 and 2 only: one failure at step 2
+        // (failure limit 0) was enough.
+        let results = stage(&r.eric, id, 1).await["verification"]["results"].clone();
+        let seen: Vec<(i64, String)> = results
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["step"].as_i64().unwrap(),
+                    r["verdict"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let at = |step: i64, verdict: &str| {
+            seen.iter()
+                .filter(|(s, v)| *s == step && v == verdict)
+                .count()
+        };
+        // (A first measurement may find no data yet: Prometheus scrapes
+        // the new pod a moment after it starts.)
+        assert!(
+            at(1, "pass") >= 1 && at(1, "fail") == 0,
+            "step 1 passed: {results:#}"
+        );
+        assert_eq!(
+            seen.last(),
+            Some(&(2, "fail".to_string())),
+            "step 2 failed: {results:#}"
+        );
+        assert!(seen.iter().all(|(s, _)| *s <= 2), "{results:#}");
+        let html = page(&app, "eric", &format!("/work-orders/{id}")).await;
+        assert!(
+            html.contains("step 1 · #1") && html.contains("step 2 · #1"),
+            "{html}"
+        );
+        assert!(!html.contains("step 3 · #"), "{html}");
+        assert_eq!(
+            r.image("staging"),
+            format!("{}:v1.0.0", crate::engine::IMAGE)
         );
     }
 );
@@ -475,6 +592,7 @@ db_test!(
         r.deploy(id, 1).await;
         let first = stage_when(&r.eric, id, |s| verdicts(s, "gate").len() == 1).await;
         let first_at = first["verification"]["results"][0]["at"].as_i64().unwrap();
+        assert!(first["verification"]["started_at"].is_i64(), "{first:#}");
 
         // Killed mid-measurement: the next server takes the job over.
         let db = app.stop();

@@ -132,7 +132,7 @@ pub struct StageRun {
     /// What verifies the stage once its new version runs, as filed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyPlan>,
-    /// Where its verification is; absent until it starts.
+    /// Where its verification is; absent without a plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
 }
@@ -140,8 +140,9 @@ pub struct StageRun {
 /// Where a stage's verification is.
 #[derive(Serialize, ToSchema)]
 pub struct Verification {
-    /// When it started: the rollout was available.
-    pub started_at: i64,
+    /// When it started (the rollout was available); null before. A canary
+    /// stage's gates are measured at its steps before that.
+    pub started_at: Option<i64>,
     /// When an owner signed the stage off.
     pub signed_off_at: Option<i64>,
     /// When a person last let it go on past an inconclusive gate.
@@ -189,8 +190,8 @@ impl From<&views::VerifyResult> for VerifyResult {
 
 impl StageRun {
     fn of(r: views::StageRun, results: &[views::VerifyResult]) -> Self {
-        let verification = r.verify_started_at.map(|started_at| Verification {
-            started_at,
+        let verification = r.verify.as_ref().map(|_| Verification {
+            started_at: r.verify_started_at,
             signed_off_at: r.signed_off_at,
             continued_at: r.verify_continued_at,
             results: results

@@ -71,9 +71,9 @@ pub async fn record(db: &Db, lease: &JobLease, result: &NewResult<'_>) -> Result
     let mut tx: Tx = db.begin_write().await?;
     check_lease(&mut tx, lease).await?;
     let inserted = sqlx::query(
-        "INSERT INTO verify_results (work_order_id, position, step, check_kind, check_index, seq, at, verdict, value, detail) \
+        "INSERT INTO verify_results (work_order_id, position, step, source, source_index, seq, at, verdict, value, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (work_order_id, position, step, check_kind, check_index, seq) DO NOTHING",
+         ON CONFLICT (work_order_id, position, step, source, source_index, seq) DO NOTHING",
     )
     .bind(result.order_id)
     .bind(result.position)
@@ -102,7 +102,7 @@ pub async fn results(
 ) -> Result<Vec<VerifyResult>> {
     type Row = (i64, String, i64, i64, i64, String, Option<f64>, String);
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT step, check_kind, check_index, seq, at, verdict, value, detail FROM verify_results \
+        "SELECT step, source, source_index, seq, at, verdict, value, detail FROM verify_results \
          WHERE work_order_id = $1 AND position = $2 AND step = $3 ORDER BY id",
     )
     .bind(order_id)

@@ -327,8 +327,8 @@ fn detail_sql(kind: DbKind) -> &'static str {
             &[
                 ("position", "v.position"),
                 ("step", "v.step"),
-                ("check_kind", "v.check_kind"),
-                ("check_index", "v.check_index"),
+                ("check_kind", "v.source"),
+                ("check_index", "v.source_index"),
                 ("seq", "v.seq"),
                 ("at", "v.at"),
                 ("verdict", "v.verdict"),

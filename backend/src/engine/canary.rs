@@ -15,8 +15,15 @@
 //!   it reads it (one patch, whoever is first);
 //! - a pause left without Rollway (its time ran out, or someone approved
 //!   it in the cluster) → the stage is `deploying` again;
+//! - with metric gates in the stage's verification plan, every step is
+//!   judged before it pauses: Rollway writes each step as a pause for an
+//!   approval, measures the gates at it (`verify.rs`), fails the stage
+//!   when one fails (the canary never reaches the next step), pauses it
+//!   for an owner when one cannot be judged, and otherwise lets a timed
+//!   step go on itself once its time is over;
 //! - the Deployment resumed by Kruise after the last step → `verifying`,
-//!   then `succeeded` once it runs the new template everywhere;
+//!   then `succeeded` once it runs the new template everywhere (or the
+//!   rest of the verification plan starts);
 //! - no progress between pauses for the stage's overall deadline, the
 //!   template changed by someone else, the Rollout or Deployment deleted →
 //!   `failed` (and the item's automatic rollback applies).
@@ -27,10 +34,13 @@ use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::Value;
 
 use super::stage::{self, Stage};
+use super::verify::{self, GatesEnd};
 use super::{Context, Done, Error, Kind};
 use crate::db::jobs::Job;
+use crate::db::now_ms;
 use crate::db::work_orders::{self, StageRecord, StageTarget};
-use crate::domain::release_item::Canary;
+use crate::domain::release_item::{Canary, CanaryStep};
+use crate::domain::verify::{MetricGate, Values};
 use crate::domain::work_order::{JobKind, Outcome, StageStatus};
 use crate::kube::deployment::{self, Progress};
 use crate::kube::rollout::{self, RolloutView, Routing};
@@ -101,6 +111,16 @@ pub fn routing(target: &StageTarget) -> Result<Option<Routing>, String> {
     }
 }
 
+/// The metric gates of the stage's verification plan: measured at each
+/// canary step.
+fn gates_of(target: &StageTarget) -> Vec<MetricGate> {
+    target
+        .verify
+        .as_ref()
+        .map(|v| v.gates.clone())
+        .unwrap_or_default()
+}
+
 /// Whether `have` holds everything `want` says (objects compared key by
 /// key, so what Kruise's defaulting adds does not count as a difference).
 fn holds(have: &Value, want: &Value) -> bool {
@@ -128,6 +148,24 @@ async fn put_rollout(
     let (namespace, name) = (target.namespace.as_str(), target.deployment.as_str());
     let routing =
         routing(target).map_err(|m| Error::Fail(format!("stage {}: {m}", stage.position)))?;
+    // Gated steps wait for Rollway: it lets a timed one go on itself.
+    let held;
+    let plan = if gates_of(target).is_empty() {
+        plan
+    } else {
+        held = Canary {
+            steps: plan
+                .steps
+                .iter()
+                .map(|s| CanaryStep {
+                    pause_seconds: None,
+                    ..s.clone()
+                })
+                .collect(),
+            header_match: plan.header_match.clone(),
+        };
+        &held
+    };
     let spec = rollout::spec(name, plan, routing.as_ref());
     let existing = client.rollout(namespace, name).await?;
     if let Some(view) = &existing {
@@ -217,7 +255,11 @@ async fn follow(
     let mut moving_since = tokio::time::Instant::now();
     let mut last_step = (0, String::new());
     let mut reported_verifying = target.status == StageStatus::Verifying;
+    let gates = gates_of(target);
+    let mut values: Option<Values> = None;
     loop {
+        // When a gated timed pause is over and Rollway lets it go on.
+        let mut pause_end: Option<tokio::time::Instant> = None;
         // What this pass reads of the watches: a change after it wakes the
         // next pass.
         let seen = own_versions(&deployments, &rollouts, name);
@@ -338,8 +380,26 @@ async fn follow(
             let step = view.step;
             paused_now = true;
             match (status, paused_step) {
-                // Waiting for an owner, or for its time.
-                (StageStatus::Paused, Some(p)) if p == step => {}
+                // Waiting for an owner, or for its time (Rollway's own
+                // when the step is gated).
+                (StageStatus::Paused, Some(p)) if p == step => {
+                    if let (false, Some(seconds)) = (gates.is_empty(), plan.pause_of(step))
+                        && let Some(at) =
+                            verify::passed_at(ctx, stage, &gates, i64::from(step)).await?
+                    {
+                        let left = at + i64::from(seconds) * 1000 - now_ms();
+                        if left <= 0 {
+                            match client.approve_step(namespace, &view).await {
+                                Ok(_) | Err(KubeError::Conflict(_)) => {}
+                                Err(e) => return Err(e.into()),
+                            }
+                        } else {
+                            pause_end = Some(
+                                tokio::time::Instant::now() + Duration::from_millis(left as u64),
+                            );
+                        }
+                    }
+                }
                 // Approved in Rollway; the request's patch did not land.
                 (StageStatus::Deploying, Some(p)) if p == step => {
                     match client.approve_step(namespace, &view).await {
@@ -350,10 +410,46 @@ async fn follow(
                 _ => {
                     let pods = live.spec.replicas.unwrap_or(1);
                     let what = plan.describe_step(step);
-                    let wait = match plan.pause_of(step) {
+                    let mut wait = match plan.pause_of(step) {
                         Some(seconds) => format!("; it goes on by itself after {seconds} s"),
                         None => "; an owner approves the next step".to_string(),
                     };
+                    if !gates.is_empty() {
+                        let values = match &values {
+                            Some(v) => v.clone(),
+                            None => {
+                                let v = verify::values(stage, client, &live).await?;
+                                values = Some(v.clone());
+                                v
+                            }
+                        };
+                        let judged = verify::gates(
+                            ctx,
+                            job,
+                            stage,
+                            &gates,
+                            &values,
+                            i64::from(step),
+                            now_ms(),
+                        )
+                        .await?;
+                        wait = match judged {
+                            GatesEnd::Passed(lines) => {
+                                format!("; gates passed: {}{wait}", lines.join(", "))
+                            }
+                            GatesEnd::Failed(why) => {
+                                let message = format!("step {step} of {steps} ({what}): {why}");
+                                return failed(ctx, job, stage, Some(&live), message).await;
+                            }
+                            GatesEnd::Inconclusive(why) => format!(
+                                "; {}",
+                                why.replace(
+                                    "an owner lets the verification go on",
+                                    "an owner approves the step"
+                                )
+                            ),
+                        };
+                    }
                     let message = format!(
                         "paused at step {step} of {steps}: {what}, {} of {pods} pod{} on the new version{wait}",
                         view.canary_ready_replicas,
@@ -392,8 +488,12 @@ async fn follow(
             );
             return failed(ctx, job, stage, Some(&live), message).await;
         }
+        let wake = match (deadline, pause_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let passed = async {
-            match deadline {
+            match wake {
                 Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }

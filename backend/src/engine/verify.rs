@@ -26,9 +26,7 @@ use crate::db::verify::{self as results, Check, NewResult, verdict_of};
 use crate::db::work_order_views::VerifyResult;
 use crate::db::work_orders::{StageRecord, stage_target};
 use crate::domain::text::duration;
-use crate::domain::verify::{
-    MetricGate, SmokeCheck, Standing, Values, Verdict, VerifyPlan, fill, number,
-};
+use crate::domain::verify::{MetricGate, SmokeCheck, Standing, Values, Verdict, fill, number};
 use crate::domain::work_order::{JobKind, Outcome, StageStatus};
 use crate::kube::deployment;
 
@@ -68,7 +66,13 @@ impl Kind for Verify {
                 Err(message) => return failed(message).await,
             }
         }
-        match gates(ctx, job, &stage, &plan, &values, started).await? {
+        // A canary's gates ran at each of its steps.
+        let gates_here = if target.strategy == "canary" {
+            &[][..]
+        } else {
+            &plan.gates[..]
+        };
+        match gates(ctx, job, &stage, gates_here, &values, 0, started).await? {
             GatesEnd::Passed(lines) => said.extend(lines),
             GatesEnd::Failed(message) => return failed(message).await,
             GatesEnd::Inconclusive(message) => {
@@ -122,7 +126,7 @@ impl Kind for Verify {
 /// container, and the pod-template hashes of the new pods (the ReplicaSet
 /// of the Deployment's revision) and the old ones (the revision the deploy
 /// replaced).
-async fn values(
+pub(super) async fn values(
     stage: &Stage,
     client: &crate::kube::ClusterClient,
     live: &Deployment,
@@ -233,35 +237,37 @@ async fn smoke(
 }
 
 /// How the gates ended.
-enum GatesEnd {
+pub(super) enum GatesEnd {
     /// Every gate passed: a line each for the stage's message.
     Passed(Vec<String>),
     Failed(String),
     Inconclusive(String),
 }
 
-/// Measures every gate of `plan` on its own interval (the first
-/// measurement one interval after `started`) until each has passed, one
-/// has failed or one cannot be judged.
-async fn gates(
+/// Measures each of `gates` on its own interval (the first measurement
+/// one interval after `started`) until each has passed, one has failed or
+/// one cannot be judged; `step` is the canary step they judge (0 after
+/// the rollout).
+pub(super) async fn gates(
     ctx: &Context,
     job: &Job,
     stage: &Stage,
-    plan: &VerifyPlan,
+    gates: &[MetricGate],
     values: &Values,
+    step: i64,
     started: i64,
 ) -> Result<GatesEnd, Error> {
-    if plan.gates.is_empty() {
+    if gates.is_empty() {
         return Ok(GatesEnd::Passed(Vec::new()));
     }
     let access =
         clusters::prometheus_access(&ctx.db.pool, &ctx.sealer, stage.target.cluster_id).await;
     let continued_at = stage.target.verify_continued_at.unwrap_or(i64::MIN);
     loop {
-        let past = results::results(&ctx.db.pool, stage.order_id, stage.position, 0).await?;
+        let past = results::results(&ctx.db.pool, stage.order_id, stage.position, step).await?;
         let mut next: Option<(i64, usize)> = None;
         let mut lines = Vec::new();
-        for (i, gate) in plan.gates.iter().enumerate() {
+        for (i, gate) in gates.iter().enumerate() {
             let mine: Vec<&VerifyResult> = past.iter().filter(|r| Check::Gate(i).owns(r)).collect();
             let verdicts: Vec<Verdict> = mine.iter().map(|r| verdict_of(r)).collect();
             let forgiven = mine
@@ -287,7 +293,7 @@ async fn gates(
             return Ok(GatesEnd::Passed(lines));
         };
         sleep_until(due).await;
-        let gate = &plan.gates[i];
+        let gate = &gates[i];
         let seq = past.iter().filter(|r| Check::Gate(i).owns(r)).count() as i64 + 1;
         let (verdict, value, detail) = match &access {
             Ok(Some(access)) => measure(ctx, access, gate, values).await,
@@ -301,16 +307,38 @@ async fn gates(
         let result = NewResult {
             order_id: stage.order_id,
             position: stage.position,
-            step: 0,
+
             check: Check::Gate(i),
             seq,
             at: now_ms(),
             verdict,
             value,
             detail: &detail,
+            step,
         };
         results::record(&ctx.db, &job.lease, &result).await?;
     }
+}
+
+/// When the last of `gates` passed at canary `step`, or `None` while one
+/// has not (it is measuring, or stopped on something a person decides).
+pub(super) async fn passed_at(
+    ctx: &Context,
+    stage: &Stage,
+    gates: &[MetricGate],
+    step: i64,
+) -> Result<Option<i64>, Error> {
+    let past = results::results(&ctx.db.pool, stage.order_id, stage.position, step).await?;
+    let mut last = None;
+    for (i, gate) in gates.iter().enumerate() {
+        let mine: Vec<&VerifyResult> = past.iter().filter(|r| Check::Gate(i).owns(r)).collect();
+        let verdicts: Vec<Verdict> = mine.iter().map(|r| verdict_of(r)).collect();
+        if gate.standing(&verdicts, 0) != Standing::Passed {
+            return Ok(None);
+        }
+        last = last.max(mine.last().map(|r| r.at));
+    }
+    Ok(last)
 }
 
 /// One measurement of `gate`: its verdict, the worst sample and what came

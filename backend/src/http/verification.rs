@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use super::Moment;
 use crate::db::work_order_views::{StageRun, VerifyResult};
+use crate::domain::release_item::Strategy;
 use crate::domain::text::duration;
 use crate::domain::verify::{MetricGate, number};
 use crate::domain::work_order::StageStatus;
@@ -43,6 +44,8 @@ pub struct GateRow {
 }
 
 pub struct Measurement {
+    /// "step 2 · #1" at a canary step, "#1" after the rollout.
+    pub label: String,
     pub seq: i64,
     pub verdict: String,
     pub detail: String,
@@ -65,9 +68,11 @@ pub fn verify_cards(
     runs.iter()
         .filter_map(|run| {
             let plan = run.verify.as_ref().filter(|p| !p.is_empty())?;
+            // A canary's gates are measured at each step; everything else
+            // after the rollout (step 0).
             let mine: Vec<&VerifyResult> = results
                 .iter()
-                .filter(|r| r.position == run.position && r.step == 0)
+                .filter(|r| r.position == run.position)
                 .collect();
             let of = |kind: &str, index: usize| -> Vec<&VerifyResult> {
                 mine.iter()
@@ -123,7 +128,11 @@ pub fn verify_cards(
                 (true, Some(at)) => format!("signed off {}", Moment::at(at).exact()),
                 (true, None) => "waits for an owner's sign-off".to_string(),
             };
+            let gated_steps = run.strategy == Strategy::Canary && !plan.gates.is_empty();
             let standing = match (run.status, started) {
+                (StageStatus::Deploying | StageStatus::Paused, None) if gated_steps => {
+                    "gates are measured at each canary step before it pauses".to_string()
+                }
                 (_, None) if run.status == StageStatus::Pending => {
                     "starts once the rollout is available".to_string()
                 }
@@ -159,6 +168,11 @@ fn rows(results: &[&VerifyResult]) -> Vec<Measurement> {
     results
         .iter()
         .map(|r| Measurement {
+            label: if r.step > 0 {
+                format!("step {} · #{}", r.step, r.seq)
+            } else {
+                format!("#{}", r.seq)
+            },
             seq: r.seq,
             verdict: r.verdict.clone(),
             detail: r.detail.clone(),
@@ -172,9 +186,10 @@ const WIDTH: f64 = 240.0;
 const HEIGHT: f64 = 64.0;
 const PAD: f64 = 6.0;
 
-/// The chart of a gate's measurements: x is the measurement's number (1
-/// to the gate's count), y its worst sample, from 0 to a little above the
-/// larger of the threshold and every value.
+/// The chart of a gate's measurements: x is the measurement's place in
+/// order (1 to the gate's count, or further when a canary measured it at
+/// several steps), y its worst sample, from 0 to a little above the larger
+/// of the threshold and every value.
 fn chart(gate: &MetricGate, taken: &[&VerifyResult]) -> String {
     let values = taken.iter().filter_map(|r| r.value);
     let top = values
@@ -186,7 +201,7 @@ fn chart(gate: &MetricGate, taken: &[&VerifyResult]) -> String {
     let bottom = values.chain([gate.threshold]).fold(0.0_f64, f64::min);
     let span = (top - bottom).max(f64::MIN_POSITIVE);
     let count = gate.count.max(taken.len() as u32).max(2);
-    let x = |seq: i64| PAD + (seq - 1) as f64 * (WIDTH - 2.0 * PAD) / f64::from(count - 1);
+    let x = |place: usize| PAD + place as f64 * (WIDTH - 2.0 * PAD) / f64::from(count - 1);
     let y = |v: f64| HEIGHT - PAD - (v - bottom) / span * (HEIGHT - 2.0 * PAD);
     let mut svg = String::new();
     let _ = write!(
@@ -211,7 +226,8 @@ fn chart(gate: &MetricGate, taken: &[&VerifyResult]) -> String {
     );
     let points: Vec<String> = taken
         .iter()
-        .filter_map(|r| r.value.map(|v| format!("{:.1},{:.1}", x(r.seq), y(v))))
+        .enumerate()
+        .filter_map(|(i, r)| r.value.map(|v| format!("{:.1},{:.1}", x(i), y(v))))
         .collect();
     if points.len() > 1 {
         let _ = write!(
@@ -220,7 +236,7 @@ fn chart(gate: &MetricGate, taken: &[&VerifyResult]) -> String {
             points.join(" ")
         );
     }
-    for r in taken {
+    for (i, r) in taken.iter().enumerate() {
         let (cy, class) = match (r.value, r.verdict.as_str()) {
             (Some(v), "fail") => (y(v), "fail"),
             (Some(v), "pass") => (y(v), "pass"),
@@ -228,8 +244,13 @@ fn chart(gate: &MetricGate, taken: &[&VerifyResult]) -> String {
         };
         let _ = write!(
             svg,
-            r#"<circle class="{class}" cx="{:.1}" cy="{cy:.1}" r="3.5"><title>#{} {}: {}</title></circle>"#,
-            x(r.seq),
+            r#"<circle class="{class}" cx="{:.1}" cy="{cy:.1}" r="3.5"><title>{}#{} {}: {}</title></circle>"#,
+            x(i),
+            if r.step > 0 {
+                format!("step {} ", r.step)
+            } else {
+                String::new()
+            },
             r.seq,
             class,
             html_escape(&r.detail)
