@@ -20,6 +20,8 @@ use crate::error::Error;
 use crate::secret::{SecretKey, load_secret_key};
 use crate::server;
 
+mod demo;
+
 /// A failure, and whether it was bad configuration (exit 2).
 enum Failure {
     Config(String),
@@ -110,6 +112,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             admin(&db, &key, command).await
         }
         Command::Sim(args) => serve_sim(&args).await,
+        Command::Demo(args) => demo::run(&args).await,
     }
 }
 

@@ -66,6 +66,24 @@ pub enum Command {
     /// Serve a simulated Kubernetes cluster (no database), to try Rollway
     /// and kubectl without a real cluster.
     Sim(SimArgs),
+    /// Try Rollway with nothing else installed: a throw-away SQLite
+    /// database seeded with two teams, four services, demo users and
+    /// release items, an in-process simulated cluster (OpenKruise Rollout
+    /// included) with a good and a bad tag, a stand-in GitLab, and time
+    /// sped up so a rollout takes seconds. Prints the URL and logins.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its database and kubeconfig (created if
+    /// missing; a new temporary directory when not given). Run it again on
+    /// the same directory to start afresh.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -407,6 +425,8 @@ pub struct ServeConfig {
     pub kube_timeout_seconds: u32,
     pub engine_lease_seconds: u32,
     pub engine_max_jobs: u32,
+    /// Serving `rollway demo`: pages say the clusters are simulated.
+    pub demo: bool,
 }
 
 impl ServeConfig {
@@ -515,6 +535,7 @@ impl ServeConfig {
                 "--engine-max-jobs",
                 "ROLLWAY_ENGINE_MAX_JOBS",
             )?,
+            demo: false,
         })
     }
 }

@@ -10,6 +10,7 @@ mod browser;
 mod canary;
 mod cli;
 mod dashboard;
+mod demo;
 mod engine;
 mod engine_safety;
 mod fake_gitlab;

@@ -290,6 +290,8 @@ pub struct Layout {
     pub user: Option<NavUser>,
     pub csrf: String,
     pub notice: Option<Notice>,
+    /// Served by `rollway demo`: its clusters are simulated.
+    pub demo: bool,
 }
 
 impl Layout {
@@ -381,6 +383,7 @@ impl PageCtx {
             }),
             csrf: self.csrf.authenticity_token().unwrap_or_default(),
             notice: notice.or_else(|| self.flash.clone()),
+            demo: self.state.config.demo,
         }
     }
 
@@ -454,6 +457,7 @@ fn error_page(err: &impl Shown, layout: Option<Layout>) -> (StatusCode, ErrorPag
             user: None,
             csrf: String::new(),
             notice: None,
+            demo: false,
         },
     };
     let page = ErrorPage {

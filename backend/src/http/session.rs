@@ -80,6 +80,7 @@ fn render_login(
             user: None,
             csrf: csrf.authenticity_token().unwrap_or_default(),
             notice,
+            demo: false,
         },
         username,
         next,

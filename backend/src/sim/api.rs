@@ -54,8 +54,23 @@ pub(crate) fn router(sim: Sim) -> Router {
         .merge(
             Router::new()
                 .route("/sim/metrics", get(pod_metrics))
+                .route("/sim/prometheus/api/v1/query", get(prometheus_query))
                 .with_state(sim),
         )
+}
+
+/// The simulated cluster's stand-in for a Prometheus query API
+/// (`metrics::instant_query`), for clusters set up without one.
+async fn prometheus_query(
+    State(sim): State<Sim>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let (status, answer) =
+        super::metrics::instant_query(&sim, q.get("query").map(String::as_str).unwrap_or(""));
+    json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        &answer,
+    )
 }
 
 async fn pod_metrics(State(sim): State<Sim>) -> Response {

@@ -202,6 +202,93 @@ pub fn exposition(sim: &Sim) -> String {
     render(&serving_pods(sim, Timestamp::now()))
 }
 
+/// The gauges the simulated cluster answers instant queries for (see
+/// [`instant_query`]).
+pub const QUERY_METRICS: [&str; 2] = ["sim_error_ratio", "sim_latency_seconds"];
+
+/// An instant query against the simulated pods, for clusters without a
+/// Prometheus (`rollway demo`): the answer of Prometheus' query API
+/// (`/api/v1/query`) for a selector of one of two gauges per group of Ready
+/// pods of one pod-template hash — `sim_error_ratio` (the share of their
+/// requests answered 500) and `sim_latency_seconds` (how long a request
+/// takes) — with `=` matchers on `namespace`, `deployment` and
+/// `pod_template_hash`, e.g.
+/// `sim_error_ratio{namespace="prod",pod_template_hash="7d9f"}`. Anything
+/// else is answered with Prometheus' error envelope: this is not PromQL.
+pub fn instant_query(sim: &Sim, query: &str) -> (u16, serde_json::Value) {
+    let refuse = |why: String| {
+        (
+            400,
+            serde_json::json!({"status": "error", "errorType": "bad_data", "error": why}),
+        )
+    };
+    let query = query.trim();
+    let (name, matchers) = match query.split_once('{') {
+        Some((name, rest)) => match rest.strip_suffix('}') {
+            Some(m) => (name.trim(), m),
+            None => return refuse(format!("1:{}: unclosed selector", query.len())),
+        },
+        None => (query, ""),
+    };
+    if !QUERY_METRICS.contains(&name) {
+        return refuse(format!(
+            "the simulated cluster answers selectors of {} only, not '{name}'",
+            QUERY_METRICS.join(" and ")
+        ));
+    }
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for matcher in matchers.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let Some((label, value)) = matcher.split_once('=') else {
+            return refuse(format!("'{matcher}' is not a label matcher"));
+        };
+        let value = value.trim();
+        let (label, value) = (label.trim(), value.trim_matches('"'));
+        if label.ends_with('!') || value.starts_with('~') {
+            return refuse(format!("only = matchers are answered, not '{matcher}'"));
+        }
+        if !["namespace", "deployment", "pod_template_hash"].contains(&label) {
+            return refuse(format!("unknown label '{label}'"));
+        }
+        wanted.push((label.to_string(), value.to_string()));
+    }
+    let mut groups: std::collections::BTreeMap<(String, String, String), Vec<Serving>> =
+        std::collections::BTreeMap::new();
+    for p in serving_pods(sim, Timestamp::now()) {
+        let of = |label: &str| match label {
+            "namespace" => &p.namespace,
+            "deployment" => &p.deployment,
+            _ => &p.hash,
+        };
+        if wanted.iter().all(|(l, v)| of(l) == v) {
+            groups
+                .entry((p.namespace.clone(), p.deployment.clone(), p.hash.clone()))
+                .or_default()
+                .push(p.serving);
+        }
+    }
+    let now = Timestamp::now().as_millisecond() as f64 / 1000.0;
+    let result: Vec<serde_json::Value> = groups
+        .into_iter()
+        .map(|((namespace, deployment, hash), pods)| {
+            let n = pods.len() as f64;
+            let value = if name == "sim_error_ratio" {
+                pods.iter().map(|s| s.error_ratio).sum::<f64>() / n
+            } else {
+                pods.iter().map(|s| s.latency.as_secs_f64()).sum::<f64>() / n
+            };
+            serde_json::json!({
+                "metric": {"__name__": name, "namespace": namespace, "deployment": deployment,
+                           "pod_template_hash": hash},
+                "value": [now, value.to_string()],
+            })
+        })
+        .collect();
+    (
+        200,
+        serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}}),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +301,32 @@ mod tests {
             hash: "abc".into(),
             serving_for: seconds,
             serving,
+        }
+    }
+
+    #[test]
+    fn instant_queries_answer_selectors_of_the_two_gauges_and_refuse_the_rest() {
+        let sim = Sim::new(crate::sim::SimConfig::default());
+        let (status, answer) = instant_query(&sim, r#"sim_error_ratio{namespace="prod"}"#);
+        assert_eq!((status, answer["status"].as_str()), (200, Some("success")));
+        assert_eq!(
+            answer["data"]["result"],
+            serde_json::json!([]),
+            "no pod serves"
+        );
+        for bad in [
+            "rate(http_requests_total[1m])",
+            r#"sim_error_ratio{namespace=~"p.*"}"#,
+            r#"sim_error_ratio{pod="x"}"#,
+            r#"sim_error_ratio{namespace="prod""#,
+        ] {
+            let (status, answer) = instant_query(&sim, bad);
+            assert_eq!(
+                (status, answer["status"].as_str()),
+                (400, Some("error")),
+                "{bad}"
+            );
+            assert_eq!(answer["errorType"], "bad_data");
         }
     }
 

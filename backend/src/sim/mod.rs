@@ -48,6 +48,7 @@ mod defaults;
 mod discovery;
 mod endpoints;
 mod faults;
+mod gitlab;
 mod kinds;
 mod kinds_table;
 #[cfg(test)]
@@ -84,6 +85,7 @@ use tokio::sync::{oneshot, watch as channel};
 use tokio::task::{AbortHandle, JoinHandle};
 
 pub use faults::{Faults, REQUEST_LOG_LIMIT, RequestRecord};
+pub use gitlab::{DemoGitlab, DemoProject};
 pub use kinds::Kind;
 pub use metrics::{REQUEST_RATE, Serving};
 pub use status::ApiError;

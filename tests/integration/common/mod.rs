@@ -394,6 +394,15 @@ pub struct Api {
 }
 
 impl Api {
+    /// A client of the API of a server at `base` (`http://host:port`).
+    pub fn at(base: &str, token: Option<&str>) -> Api {
+        Api {
+            base: base.to_string(),
+            token: token.map(str::to_string),
+            client: reqwest::Client::new(),
+        }
+    }
+
     pub async fn request(
         &self,
         method: Method,
