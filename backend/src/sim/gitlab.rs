@@ -63,16 +63,25 @@ fn message(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(json!({ "message": text }))).into_response()
 }
 
+/// Why a project is not answered: GitLab's status and message.
+struct Refusal(StatusCode, &'static str);
+
+impl Refusal {
+    fn answer(self) -> Response {
+        message(self.0, self.1)
+    }
+}
+
 /// The project `id` (number or path) when the request carries the token.
-fn find<'a>(p: &'a Projects, headers: &HeaderMap, id: &str) -> Result<&'a DemoProject, Response> {
+fn find<'a>(p: &'a Projects, headers: &HeaderMap, id: &str) -> Result<&'a DemoProject, Refusal> {
     let token = headers.get("private-token").and_then(|v| v.to_str().ok());
     if token != Some(p.token.as_str()) {
-        return Err(message(StatusCode::UNAUTHORIZED, "401 Unauthorized"));
+        return Err(Refusal(StatusCode::UNAUTHORIZED, "401 Unauthorized"));
     }
     p.projects
         .iter()
         .find(|project| project.id.to_string() == id || project.path == id)
-        .ok_or_else(|| message(StatusCode::NOT_FOUND, "404 Project Not Found"))
+        .ok_or(Refusal(StatusCode::NOT_FOUND, "404 Project Not Found"))
 }
 
 async fn user(State(p): State<Arc<Projects>>, headers: HeaderMap) -> Response {
@@ -102,7 +111,7 @@ async fn project(
             }))
             .into_response()
         }
-        Err(response) => response,
+        Err(refusal) => refusal.answer(),
     }
 }
 
@@ -133,7 +142,7 @@ async fn tags(
 ) -> Response {
     let project = match find(&p, &headers, &id) {
         Ok(project) => project,
-        Err(response) => return response,
+        Err(refusal) => return refusal.answer(),
     };
     let mut names = project.tags.clone();
     if q.get("sort").map(String::as_str) == Some("asc") {
@@ -165,7 +174,7 @@ async fn commits(
 ) -> Response {
     let project = match find(&p, &headers, &id) {
         Ok(project) => project,
-        Err(response) => return response,
+        Err(refusal) => return refusal.answer(),
     };
     let range = q.get("ref_name").cloned().unwrap_or_default();
     let index = |name: &str| project.tags.iter().position(|t| t == name);
