@@ -13,6 +13,19 @@ fn repo_root() -> PathBuf {
 }
 
 async fn run_script(app: &TestApp, script: &str, env: &[(&str, &str)]) {
+    let mut all = vec![("ROLLWAY_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    all.extend_from_slice(env);
+    run_node(&app.base, script, &all, || app.output()).await;
+}
+
+/// Runs browser script `script` against the server at `base` with `env`;
+/// on failure the panic shows `server_output()`.
+pub async fn run_node(
+    base: &str,
+    script: &str,
+    env: &[(&str, &str)],
+    server_output: impl FnOnce() -> String,
+) {
     let root = repo_root();
     let browser_dir = root.join("tests/browser");
     assert!(
@@ -27,8 +40,7 @@ async fn run_script(app: &TestApp, script: &str, env: &[(&str, &str)]) {
     std::fs::create_dir_all(&artifacts).unwrap();
     let mut cmd = Command::new("node");
     cmd.arg(browser_dir.join(script))
-        .env("ROLLWAY_BASE_URL", &app.base)
-        .env("ROLLWAY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("ROLLWAY_BASE_URL", base)
         .env("ROLLWAY_ARTIFACTS", &artifacts)
         .current_dir(&browser_dir);
     for (k, v) in env {
@@ -44,7 +56,7 @@ async fn run_script(app: &TestApp, script: &str, env: &[(&str, &str)]) {
     assert!(
         out.status.success(),
         "{script} failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- server\n{}",
-        app.output()
+        server_output()
     );
 }
 
@@ -221,6 +233,41 @@ async fn browser_every_page_fits_a_phone() {
     crate::engine::wait_stage(&rollout.eric, id, 1, "succeeded").await;
     run_script(&app, "phone_width.mjs", &[]).await;
     for shot in ["phone-menu-open.png", "phone-work-orders-N.png"] {
+        assert!(
+            repo_root()
+                .join("target/test-artifacts")
+                .join(shot)
+                .exists(),
+            "{shot} saved"
+        );
+    }
+}
+
+/// The tour `rollway demo` prints, clicked through in the browser on the
+/// demo itself.
+#[tokio::test]
+async fn browser_the_demo_tour_ships_a_good_tag_and_its_gate_rolls_back_the_bad_one() {
+    let demo = crate::demo::Demo::start();
+    run_node(
+        &demo.url,
+        "demo_tour.mjs",
+        &[
+            ("ROLLWAY_ADMIN_PASSWORD", demo.passwords["admin"].as_str()),
+            (
+                "DEMO_ENGINEER_PASSWORD",
+                demo.passwords["engineer"].as_str(),
+            ),
+            ("DEMO_OWNER_PASSWORD", demo.passwords["owner"].as_str()),
+        ],
+        String::new,
+    )
+    .await;
+    for shot in [
+        "demo-staging-verified.png",
+        "demo-prod-waits-for-sign-off.png",
+        "demo-prod-succeeded.png",
+        "demo-bad-rolled-back.png",
+    ] {
         assert!(
             repo_root()
                 .join("target/test-artifacts")

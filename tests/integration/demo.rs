@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 use crate::common::{Api, bin, eventually};
 
 /// A running `rollway demo`, killed when dropped.
-struct Demo {
+pub struct Demo {
     child: Child,
-    url: String,
+    pub url: String,
     dir: tempfile::TempDir,
-    passwords: std::collections::HashMap<String, String>,
+    pub passwords: std::collections::HashMap<String, String>,
     /// Seconds from the start of the process to its "listening" line.
     started_in: f64,
 }
@@ -31,7 +31,7 @@ impl Drop for Demo {
 }
 
 impl Demo {
-    fn start() -> Demo {
+    pub fn start() -> Demo {
         let dir = tempfile::tempdir().unwrap();
         let began = Instant::now();
         let mut child = Command::new(bin())

@@ -320,8 +320,11 @@ async fn follow(
         if let (StageStatus::Paused, Some(p)) = (status, paused_step)
             && !view.paused_at(p)
         {
-            let message =
-                format!("step {p} went on without an approval through Rollway (its pause ended)");
+            let message = if gates.is_empty() {
+                format!("step {p} went on without an approval through Rollway (its pause ended)")
+            } else {
+                format!("step {p} went on: its gates passed and its pause ended")
+            };
             let reported = stage
                 .report(
                     ctx,

@@ -102,6 +102,9 @@ pub fn canary_steps(
             {
                 let who = match e.kind.as_str() {
                     "step_approved" => format!("approved by {}", e.actor),
+                    "stage_resumed" if e.message.contains("gates passed") => {
+                        "went on once its gates passed".to_string()
+                    }
                     "stage_resumed" => "went on by itself".to_string(),
                     _ => continue,
                 };

@@ -62,6 +62,7 @@ pub struct SmokeRow {
 pub fn verify_cards(
     runs: &[StageRun],
     results: &[VerifyResult],
+    order_open: bool,
     may_sign_off: impl Fn(u32) -> bool,
     may_go_on: impl Fn(u32) -> bool,
 ) -> Vec<VerifyCard> {
@@ -130,6 +131,7 @@ pub fn verify_cards(
             };
             let gated_steps = run.strategy == Strategy::Canary && !plan.gates.is_empty();
             let standing = match (run.status, started) {
+                (StageStatus::Pending, _) if !order_open => "not run".to_string(),
                 (StageStatus::Deploying | StageStatus::Paused, None) if gated_steps => {
                     "gates are measured at each canary step before it pauses".to_string()
                 }

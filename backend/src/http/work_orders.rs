@@ -443,6 +443,7 @@ async fn render_order(
         let verifications = verify_cards(
             &d.stage_runs,
             &d.verify_results,
+            d.order.state.is_open(),
             |stage| allowed(Command::SignOff { stage }),
             |stage| allowed(Command::GoOn { stage }),
         );
