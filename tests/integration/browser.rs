@@ -18,6 +18,14 @@ async fn run_script(app: &TestApp, script: &str, env: &[(&str, &str)]) {
     run_node(&app.base, script, &all, || app.output()).await;
 }
 
+/// Fails unless every screenshot of `shots` was saved.
+fn assert_saved(shots: &[&str]) {
+    let dir = repo_root().join("target/test-artifacts");
+    for shot in shots {
+        assert!(dir.join(shot).exists(), "{shot} saved");
+    }
+}
+
 /// Runs browser script `script` against the server at `base` with `env`;
 /// on failure the panic shows `server_output()`.
 pub async fn run_node(
@@ -136,19 +144,11 @@ async fn browser_engineer_deploys_watches_reads_logs_and_rolls_back() {
         format!("{}:v1.0.0", crate::engine::IMAGE),
         "the rollback really restored the old image"
     );
-    for shot in [
+    assert_saved(&[
         "stage-succeeded-with-pods.png",
         "pod-log.png",
         "stage-rolled-back.png",
-    ] {
-        assert!(
-            repo_root()
-                .join("target/test-artifacts")
-                .join(shot)
-                .exists(),
-            "{shot} saved"
-        );
-    }
+    ]);
 }
 
 #[tokio::test]
@@ -178,20 +178,12 @@ async fn browser_canary_is_approved_step_by_step_from_the_order_page() {
         2,
         "one status patch per approval from the page"
     );
-    for shot in [
+    assert_saved(&[
         "canary-paused-step-1.png",
         "canary-paused-step-2.png",
         "canary-succeeded.png",
         "canary-rolled-back.png",
-    ] {
-        assert!(
-            repo_root()
-                .join("target/test-artifacts")
-                .join(shot)
-                .exists(),
-            "{shot} saved"
-        );
-    }
+    ]);
 }
 
 #[tokio::test]
@@ -232,15 +224,7 @@ async fn browser_every_page_fits_a_phone() {
     rollout.deploy(id, 1).await;
     crate::engine::wait_stage(&rollout.eric, id, 1, "succeeded").await;
     run_script(&app, "phone_width.mjs", &[]).await;
-    for shot in ["phone-menu-open.png", "phone-work-orders-N.png"] {
-        assert!(
-            repo_root()
-                .join("target/test-artifacts")
-                .join(shot)
-                .exists(),
-            "{shot} saved"
-        );
-    }
+    assert_saved(&["phone-menu-open.png", "phone-work-orders-N.png"]);
 }
 
 /// The tour `rollway demo` prints, clicked through in the browser on the
@@ -262,18 +246,10 @@ async fn browser_the_demo_tour_ships_a_good_tag_and_its_gate_rolls_back_the_bad_
         String::new,
     )
     .await;
-    for shot in [
+    assert_saved(&[
         "demo-staging-verified.png",
         "demo-prod-waits-for-sign-off.png",
         "demo-prod-succeeded.png",
         "demo-bad-rolled-back.png",
-    ] {
-        assert!(
-            repo_root()
-                .join("target/test-artifacts")
-                .join(shot)
-                .exists(),
-            "{shot} saved"
-        );
-    }
+    ]);
 }

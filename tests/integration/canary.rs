@@ -255,26 +255,7 @@ fn staging_object(r: &Rollout, kind: Kind, name: &str) -> Value {
 /// Asks to make stage 1 (staging) of the fixture's item a canary of
 /// `canary`: the answer.
 async fn put_canary(r: &Rollout, canary: Value) -> (StatusCode, Value) {
-    let (_, item) = r
-        .olivia
-        .get(&format!("/api/v1/release-items/{}", r.item))
-        .await;
-    let mut stages: Vec<Value> = item["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| json!({"name": s["name"], "app_id": s["app_id"], "strategy": s["strategy"]}))
-        .collect();
-    stages[0]["strategy"] = json!("canary");
-    stages[0]["canary"] = canary;
-    let body = json!({
-        "node_id": item["node_id"], "name": item["name"],
-        "gitlab_project": item["gitlab_project"], "image_repository": item["image_repository"],
-        "required_approvals": item["required_approvals"], "stages": stages
-    });
-    r.olivia
-        .put(&format!("/api/v1/release-items/{}", r.item), body)
-        .await
+    r.put_stage_1(Some(canary), None).await
 }
 
 /// Stage 1 of order `id` once `check` holds for it.

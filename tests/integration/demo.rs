@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Api, bin, eventually};
+use crate::common::{Api, Browser, bin, eventually};
 
 /// A running `rollway demo`, killed when dropped.
 pub struct Demo {
@@ -117,29 +117,17 @@ async fn the_demo_starts_in_one_command_and_its_tour_ships_a_good_tag_and_rolls_
     let demo = Demo::start();
     eprintln!("rollway demo listening after {:.2} s", demo.started_in);
     // Its logins work, and its pages say the clusters are simulated.
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = browser
-        .get(format!("{}/login", demo.url))
-        .send()
-        .await
-        .unwrap();
-    let html = login.text().await.unwrap();
-    let csrf = crate::common::csrf_from(&html).expect("a login form");
-    let answer = browser
-        .post(format!("{}/login", demo.url))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("username", "owner"),
-            ("password", demo.passwords["owner"].as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    let signed_in = |user: &'static str| {
+        let demo = &demo;
+        async move {
+            let browser = Browser::at(&demo.url);
+            let (status, _) = browser.login(user, &demo.passwords[user]).await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "{user} logs in");
+            browser
+        }
+    };
+    let (_, page) = signed_in("owner").await.get("/work-orders").await;
+    assert!(page.contains("Demo · simulated cluster"), "{page}");
     let admin = Api::at(&demo.url, Some(&demo.token("admin")));
     let (_, clusters) = admin.get("/api/v1/clusters").await;
     let staging = clusters
@@ -150,47 +138,10 @@ async fn the_demo_starts_in_one_command_and_its_tour_ships_a_good_tag_and_rolls_
         .find(|c| c["name"] == "staging")
         .unwrap()["id"]
         .clone();
-    let page = browser
-        .get(format!("{}/work-orders", demo.url))
-        .send()
+    let (_, cluster_page) = signed_in("admin")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("Demo · simulated cluster"), "{page}");
-    let admin_browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let html = admin_browser
-        .get(format!("{}/login", demo.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = crate::common::csrf_from(&html).unwrap();
-    admin_browser
-        .post(format!("{}/login", demo.url))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("username", "admin"),
-            ("password", demo.passwords["admin"].as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let cluster_page = admin_browser
-        .get(format!("{}/admin/clusters/{staging}", demo.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get(&format!("/admin/clusters/{staging}"))
+        .await;
     assert!(cluster_page.contains("data-simulated"), "{cluster_page}");
 
     // The tour: file, approve, a verified rolling stage, a canary with a

@@ -157,6 +157,37 @@ impl Rollout {
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     }
 
+    /// Replaces stage 1 (staging) of the item, as olivia: a canary stage
+    /// of plan `canary` when given, verified by `verify` when given; the
+    /// other stages as they are.
+    pub async fn put_stage_1(
+        &self,
+        canary: Option<Value>,
+        verify: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let path = format!("/api/v1/release-items/{}", self.item);
+        let (_, item) = self.olivia.get(&path).await;
+        let mut stages: Vec<Value> = item["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| json!({"name": s["name"], "app_id": s["app_id"], "strategy": s["strategy"]}))
+            .collect();
+        if let Some(canary) = canary {
+            stages[0]["strategy"] = json!("canary");
+            stages[0]["canary"] = canary;
+        }
+        if let Some(verify) = verify {
+            stages[0]["verify"] = verify;
+        }
+        let body = json!({
+            "node_id": item["node_id"], "name": item["name"],
+            "gitlab_project": item["gitlab_project"], "image_repository": item["image_repository"],
+            "required_approvals": item["required_approvals"], "stages": stages
+        });
+        self.olivia.put(&path, body).await
+    }
+
     /// Image PATCHes of Deployment `ns/checkout` the cluster received.
     pub fn image_patches(&self, ns: &str) -> usize {
         image_patches(&self.sim.sim, ns, "checkout")
@@ -247,7 +278,7 @@ pub async fn order_state(api: &Api, id: i64) -> String {
     order["state"].as_str().unwrap_or_default().to_string()
 }
 
-async fn timeline_kinds(api: &Api, id: i64) -> Vec<String> {
+pub async fn timeline_kinds(api: &Api, id: i64) -> Vec<String> {
     let (_, order) = api.get(&format!("/api/v1/work-orders/{id}")).await;
     order["timeline"]
         .as_array()

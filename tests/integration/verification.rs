@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::common::prometheus::Prometheus;
 use crate::common::{Api, TestApp, USER_PASSWORD, eventually};
 use crate::db_test;
-use crate::engine::{Rollout, engine_start, order_state, stage, wait_stage};
+use crate::engine::{Rollout, engine_start, order_state, stage, timeline_kinds, wait_stage};
 
 /// The error ratio of the new pods of the stage's Deployment over the
 /// last 5 s.
@@ -23,35 +23,7 @@ const ERROR_RATIO: &str = r#"sum(rate(http_requests_total{namespace="{{namespace
 
 /// Sets stage 1 (staging) of the item's verification plan to `plan`.
 async fn verify_stage_1(r: &Rollout, plan: Value) -> (StatusCode, Value) {
-    put_stage_1(r, None, plan).await
-}
-
-/// Makes stage 1 (staging) a canary stage of `canary` (when given) with
-/// verification plan `plan`.
-async fn put_stage_1(r: &Rollout, canary: Option<Value>, plan: Value) -> (StatusCode, Value) {
-    let (_, item) = r
-        .olivia
-        .get(&format!("/api/v1/release-items/{}", r.item))
-        .await;
-    let mut stages: Vec<Value> = item["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| json!({"name": s["name"], "app_id": s["app_id"], "strategy": s["strategy"]}))
-        .collect();
-    stages[0]["verify"] = plan;
-    if let Some(canary) = canary {
-        stages[0]["strategy"] = json!("canary");
-        stages[0]["canary"] = canary;
-    }
-    let body = json!({
-        "node_id": item["node_id"], "name": item["name"],
-        "gitlab_project": item["gitlab_project"], "image_repository": item["image_repository"],
-        "required_approvals": item["required_approvals"], "stages": stages
-    });
-    r.olivia
-        .put(&format!("/api/v1/release-items/{}", r.item), body)
-        .await
+    r.put_stage_1(None, Some(plan)).await
 }
 
 /// Points the staging cluster at the Prometheus at `url`.
@@ -99,14 +71,18 @@ async fn page(app: &TestApp, user: &str, path: &str) -> String {
     html
 }
 
-async fn timeline(api: &Api, id: i64) -> Vec<String> {
+/// The message of the first `kind` event on order `id`'s timeline.
+async fn event_message(api: &Api, id: i64, kind: &str) -> String {
     let (_, order) = api.get(&format!("/api/v1/work-orders/{id}")).await;
     order["timeline"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_string())
-        .collect()
+        .find(|e| e["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} on #{id}: {order:#}"))["message"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 db_test!(
@@ -150,7 +126,7 @@ db_test!(
             "failure_limit + 1 failed measurements: {rolled_back:#}"
         );
         assert!(!gates.iter().any(|v| v == "pass"), "{rolled_back:#}");
-        let kinds = timeline(&r.eric, bad).await;
+        let kinds = timeline_kinds(&r.eric, bad).await;
         for kind in [
             "verification_started",
             "stage_failed",
@@ -159,18 +135,9 @@ db_test!(
         ] {
             assert!(kinds.contains(&kind.to_string()), "{kind}: {kinds:?}");
         }
-        let (_, order) = r.eric.get(&format!("/api/v1/work-orders/{bad}")).await;
-        let failed = order["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["kind"] == "stage_failed")
-            .unwrap();
+        let failed = event_message(&r.eric, bad, "stage_failed").await;
         assert!(
-            failed["message"]
-                .as_str()
-                .unwrap()
-                .contains("gate 1 (error ratio) failed: 2 of"),
+            failed.contains("gate 1 (error ratio) failed: 2 of"),
             "{failed}"
         );
         assert_eq!(
@@ -228,7 +195,9 @@ db_test!(
         let gate = json!({"name": "error ratio", "query": ERROR_RATIO, "op": "<", "threshold": 0.05,
                           "interval_seconds": 5, "count": 2, "failure_limit": 0, "inconclusive_limit": 2});
         let canary = json!({"steps": [{"replicas": 1}, {"replicas": 2, "pause_seconds": 1}, {"replicas": 3}]});
-        let (s, v) = put_stage_1(&r, Some(canary), json!({"gates": [gate]})).await;
+        let (s, v) = r
+            .put_stage_1(Some(canary), Some(json!({"gates": [gate]})))
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
 
         let id = r.approved_order("v1.1.0").await;
@@ -257,21 +226,9 @@ db_test!(
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         wait_stage(&r.eric, id, 1, "rolled_back").await;
+        let failed = event_message(&r.eric, id, "stage_failed").await;
+        assert!(failed.starts_with("step 2 of 3"), "{failed}");
         let (_, order) = r.eric.get(&format!("/api/v1/work-orders/{id}")).await;
-        let failed = order["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["kind"] == "stage_failed")
-            .unwrap()
-            .clone();
-        assert!(
-            failed["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("step 2 of 3"),
-            "{failed}"
-        );
         assert!(
             !order["timeline"]
                 .as_array()
@@ -432,7 +389,7 @@ db_test!(
             "{done:#}"
         );
         assert!(
-            timeline(&r.eric, id)
+            timeline_kinds(&r.eric, id)
                 .await
                 .contains(&"verification_went_on".to_string())
         );
@@ -525,21 +482,8 @@ db_test!(
                 results[2]["detail"].as_str().unwrap().contains(says),
                 "{done:#}"
             );
-            let (_, order) = r.eric.get(&format!("/api/v1/work-orders/{id}")).await;
-            let failed = order["timeline"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|e| e["kind"] == "stage_failed")
-                .unwrap()
-                .clone();
-            assert!(
-                failed["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("smoke check 2 failed"),
-                "{failed}"
-            );
+            let failed = event_message(&r.eric, id, "stage_failed").await;
+            assert!(failed.contains("smoke check 2 failed"), "{failed}");
         }
     }
 );
@@ -574,7 +518,7 @@ db_test!(
             done["message"].as_str().unwrap().contains("signed off"),
             "{done:#}"
         );
-        let kinds = timeline(&r.eric, id).await;
+        let kinds = timeline_kinds(&r.eric, id).await;
         assert!(kinds.contains(&"signed_off".to_string()), "{kinds:?}");
     }
 );

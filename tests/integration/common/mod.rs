@@ -359,14 +359,7 @@ impl TestApp {
 
     /// A browser-like client (cookies kept, redirects not followed).
     pub fn browser(&self) -> Browser {
-        Browser {
-            base: self.base.clone(),
-            client: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(redirect::Policy::none())
-                .build()
-                .expect("client"),
-        }
+        Browser::at(&self.base)
     }
 
     /// A browser logged in as `user`.
@@ -475,6 +468,21 @@ pub struct Browser {
 }
 
 /// Pulls the CSRF token out of a page's first form.
+impl Browser {
+    /// A browser (cookies kept, redirects not followed) of the server at
+    /// `base`.
+    pub fn at(base: &str) -> Browser {
+        Browser {
+            base: base.to_string(),
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(redirect::Policy::none())
+                .build()
+                .expect("client"),
+        }
+    }
+}
+
 pub fn csrf_from(html: &str) -> Option<String> {
     let marker = "name=\"csrf_token\" value=\"";
     let start = html.find(marker)? + marker.len();
