@@ -371,3 +371,137 @@ db_test!(
         );
     }
 );
+
+db_test!(
+    the_stages_editor_keeps_a_verification_plan_and_checks_it,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        let r = Release::create(&app, false).await;
+        let olivia = app.browser_as("olivia", USER_PASSWORD).await;
+        let page = format!("/release-items/{}", r.item);
+        let gate = r#"error ratio | sum(rate(x{code=~"500|503",pod_template_hash="{{new_hash}}"}[1m])) | < 0.05 | interval=10s count=3 failures=1 inconclusive=1"#;
+        let fields = |gates: &str| {
+            vec![
+                ("node_id", r.org.pay.to_string()),
+                ("name", "checkout".to_string()),
+                ("gitlab_project", "acme/checkout".to_string()),
+                (
+                    "image_repository",
+                    "registry.example.com/acme/checkout".to_string(),
+                ),
+                ("required_approvals", "1".to_string()),
+                ("auto_rollback", "on".to_string()),
+                ("stage_1_name", "staging".to_string()),
+                ("stage_1_app", r.staging_app.to_string()),
+                ("stage_1_strategy", "rolling".to_string()),
+                ("stage_1_gates", gates.to_string()),
+                (
+                    "stage_1_smoke",
+                    "http://{{deployment}}.{{namespace}}.svc/healthz expect=204 timeout=2s"
+                        .to_string(),
+                ),
+                ("stage_1_soak", "120".to_string()),
+                ("stage_1_sign_off", "on".to_string()),
+                ("stage_2_name", "prod".to_string()),
+                ("stage_2_app", r.prod_app.to_string()),
+                ("stage_2_strategy", "rolling".to_string()),
+            ]
+        };
+        let submit = |f: Vec<(&'static str, String)>| {
+            let (olivia, page) = (&olivia, page.clone());
+            async move {
+                let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                olivia.submit(&page, &pairs).await
+            }
+        };
+        let plan = || async {
+            let (_, item) = r
+                .org
+                .admin
+                .get(&format!("/api/v1/release-items/{}", r.item))
+                .await;
+            item["stages"][0]["verify"].clone()
+        };
+        // Gates on a cluster without a Prometheus: refused, nothing saved,
+        // what was typed kept.
+        let (s, html, _) = submit(fields(gate)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+        assert!(html.contains("has no Prometheus"), "{html}");
+        assert!(html.contains("interval=10s count=3"), "kept: {html}");
+        assert!(plan().await.is_null());
+        // A line that is not a gate: refused naming it.
+        let (s, html, _) = submit(fields("error ratio | q")).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+        assert!(html.contains("gate line 1"), "{html}");
+
+        let (_, stage_app) = r
+            .org
+            .admin
+            .get(&format!("/api/v1/apps/{}", r.staging_app))
+            .await;
+        let (s, v) = r
+            .org
+            .admin
+            .put(
+                &format!("/api/v1/clusters/{}/prometheus", stage_app["cluster_id"]),
+                serde_json::json!({"url": "http://prometheus.monitoring:9090"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, _, location) = submit(fields(gate)).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        let saved = plan().await;
+        assert_eq!(saved["gates"][0]["op"], "<", "{saved}");
+        assert_eq!(saved["gates"][0]["interval_seconds"], 10, "{saved}");
+        assert_eq!(
+            saved["gates"][0]["query"],
+            r#"sum(rate(x{code=~"500|503",pod_template_hash="{{new_hash}}"}[1m]))"#,
+            "a `|` inside the query stays in it"
+        );
+        assert_eq!(saved["smoke"][0]["expect_status"], 204, "{saved}");
+        assert_eq!(saved["soak_seconds"], 120, "{saved}");
+        assert_eq!(saved["sign_off"], true, "{saved}");
+        // The editor shows the plan as it is, and saving the page as shown
+        // keeps it.
+        let (_, html) = olivia.get(&location.unwrap()).await;
+        assert!(
+            html.contains("name=\"stage_1_soak\" value=\"120\"")
+                && html.contains("name=\"stage_1_sign_off\" value=\"on\" checked")
+                && html.contains("verified by gate <em>error ratio</em>"),
+            "{html}"
+        );
+        let shown = |name: &str| -> String {
+            let at = html
+                .find(&format!("name=\"{name}\""))
+                .unwrap_or_else(|| panic!("{name} on the page"));
+            let start = at + html[at..].find('>').unwrap() + 1;
+            let end = start + html[start..].find("</textarea>").unwrap();
+            html[start..end]
+                .replace("&quot;", "\"")
+                .replace("&#34;", "\"")
+                .replace("&#39;", "'")
+                .replace("&#60;", "<")
+                .replace("&#62;", ">")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&#x27;", "'")
+                .replace("&amp;", "&")
+                .replace("&#38;", "&")
+        };
+        let mut again = fields(&shown("stage_1_gates"));
+        again.retain(|(k, _)| *k != "stage_1_smoke");
+        again.push(("stage_1_smoke", shown("stage_1_smoke")));
+        let (s, html, _) = submit(again).await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{html}");
+        assert_eq!(plan().await, saved, "saved as shown: unchanged");
+        // Without the verification fields, the stage has no plan.
+        let mut none = fields("");
+        none.retain(|(k, _)| {
+            !k.starts_with("stage_1_")
+                || ["stage_1_name", "stage_1_app", "stage_1_strategy"].contains(k)
+        });
+        let (s, _, _) = submit(none).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        assert!(plan().await.is_null());
+    }
+);
