@@ -736,3 +736,50 @@ async fn field_selectors_the_server_does_not_support_fail(binary: Binary) {
     assert!(none.trim().is_empty(), "{none}");
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn kubectl_lists_in_chunks_with_limit_and_continue() {
+    every_kubectl(lists_in_chunks).await;
+}
+
+/// `--chunk-size` makes kubectl list with `limit` and follow `continue`:
+/// every object once, in order, whatever the page size.
+async fn lists_in_chunks(binary: Binary) {
+    let running = start().await;
+    let sim = running.sim.clone();
+    for name in ["a", "b", "c", "d", "e"] {
+        sim.create_deployment("default", name, "app", "registry.example/web:1", 0, 600);
+    }
+    let kubectl = Kubectl::with_binary(&running, &binary);
+    for chunk in ["1", "2", "500"] {
+        let names = kubectl
+            .run(&["get", "deployments", "--chunk-size", chunk, "-o", "name"])
+            .await;
+        assert_eq!(
+            names.lines().collect::<Vec<_>>(),
+            [
+                "deployment.apps/a",
+                "deployment.apps/b",
+                "deployment.apps/c",
+                "deployment.apps/d",
+                "deployment.apps/e"
+            ],
+            "--chunk-size {chunk}"
+        );
+        let table = kubectl
+            .run(&["get", "deployments", "--chunk-size", chunk])
+            .await;
+        assert_eq!(table.lines().count(), 6, "a header and five rows: {table}");
+    }
+    let paged: Vec<u64> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/deployments") && r.query.contains("continue="))
+        .map(|r| u64::from(r.status))
+        .collect();
+    assert!(
+        !paged.is_empty() && paged.iter().all(|s| *s == 200),
+        "kubectl followed continue tokens: {paged:?}"
+    );
+    running.shutdown().await;
+}

@@ -403,27 +403,129 @@ fn list(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(kind, query)?;
+    let page = Page::parse(query)?;
     let world = sim.world();
-    let rv = world.store.resource_version();
-    let items: Vec<Value> = world
+    // A continued list answers the resourceVersion of its first page.
+    let rv = page
+        .after
+        .as_ref()
+        .map_or_else(|| world.store.resource_version(), |a| a.rv);
+    let mut items: Vec<Value> = world
         .store
         .list(kind, namespace)
         .into_iter()
         .filter(|o| labels.matches_object(o) && fields.matches_object(o))
+        .filter(|o| page.after.as_ref().is_none_or(|a| key_of(o) > a.key))
         .cloned()
         .collect();
     drop(world);
-    if wants_table(headers)
-        && let Some(table) = table::for_objects(&items, Some(rv))
+    let mut next = None;
+    if let Some(limit) = page.limit
+        && items.len() > limit
     {
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        let last = items.last().map(key_of).unwrap_or_default();
+        next = Some((Continue { rv, key: last }.token(), remaining));
+    }
+    let paged = |metadata: &mut Value| {
+        if let Some((token, remaining)) = &next {
+            metadata["continue"] = json!(token);
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+    };
+    if wants_table(headers)
+        && let Some(mut table) = table::for_objects(&items, Some(rv))
+    {
+        paged(&mut table["metadata"]);
         return Ok(json_ok(&table));
     }
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    paged(&mut metadata);
     Ok(json_ok(&json!({
         "kind": format!("{}List", kind.kind()),
         "apiVersion": kind.api_version(),
-        "metadata": {"resourceVersion": rv.to_string()},
+        "metadata": metadata,
         "items": items,
     })))
+}
+
+/// Where a list goes on from: the resourceVersion of its first page and
+/// the (namespace, name) of the last object it gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Continue {
+    rv: u64,
+    key: (String, String),
+}
+
+impl Continue {
+    /// The opaque `continue` token of a list page.
+    fn token(&self) -> String {
+        hex::encode(
+            json!({"v": 1, "rv": self.rv, "ns": self.key.0, "name": self.key.1}).to_string(),
+        )
+    }
+
+    fn parse(token: &str) -> Result<Continue, ApiError> {
+        let bad = || {
+            ApiError::bad_request(
+                "continue key is not valid: it was not made by this server".to_string(),
+            )
+        };
+        let bytes = hex::decode(token).map_err(|_| bad())?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        match (
+            value["v"].as_u64(),
+            value["rv"].as_u64(),
+            value["ns"].as_str(),
+            value["name"].as_str(),
+        ) {
+            (Some(1), Some(rv), Some(ns), Some(name)) => Ok(Continue {
+                rv,
+                key: (ns.to_string(), name.to_string()),
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A list's `limit` (absent or 0: everything) and `continue`.
+struct Page {
+    limit: Option<usize>,
+    after: Option<Continue>,
+}
+
+impl Page {
+    fn parse(query: &Query) -> Result<Page, ApiError> {
+        let limit = match query.get("limit").map(String::as_str) {
+            None | Some("") => None,
+            Some(text) => match text.parse::<i64>() {
+                Ok(n) if n > 0 => Some(n as usize),
+                Ok(_) => None,
+                Err(_) => {
+                    return Err(ApiError::bad_request(format!(
+                        "limit: '{text}' is not a whole number"
+                    )));
+                }
+            },
+        };
+        let after = match query.get("continue").map(String::as_str) {
+            None | Some("") => None,
+            Some(token) => Some(Continue::parse(token)?),
+        };
+        Ok(Page { limit, after })
+    }
+}
+
+/// An object's place in a list: (namespace, name).
+fn key_of(object: &Value) -> (String, String) {
+    let text = |field: &str| {
+        object["metadata"][field]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    (text("namespace"), text("name"))
 }
 
 fn create(

@@ -1291,3 +1291,56 @@ mod honesty {
         assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn sim_lists_come_in_pages_with_limit_and_continue() {
+    let sim = Sim::new(fast());
+    for name in ["a", "b", "c", "d", "e"] {
+        sim.create_deployment("prod", name, "app", "web:1", 0, 600);
+    }
+    let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
+    let first = api.list(&ListParams::default().limit(2)).await.unwrap();
+    let names = |list: &kube::core::ObjectList<Deployment>| -> Vec<String> {
+        list.items
+            .iter()
+            .map(|d| d.metadata.name.clone().unwrap())
+            .collect()
+    };
+    assert_eq!(names(&first), ["a", "b"]);
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    // A change between pages: later pages go on after the last name given,
+    // at the first page's resourceVersion.
+    sim.create_deployment("prod", "bb", "app", "web:1", 0, 600);
+    let second = api
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(names(&second), ["bb", "c"]);
+    assert_eq!(
+        second.metadata.resource_version,
+        first.metadata.resource_version
+    );
+    let last = api
+        .list(
+            &ListParams::default()
+                .limit(2)
+                .continue_token(second.metadata.continue_.as_deref().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&last), ["d", "e"]);
+    assert!(last.metadata.continue_.is_none() && last.metadata.remaining_item_count.is_none());
+    // All at once without a limit; a token not made here is refused.
+    assert_eq!(
+        api.list(&ListParams::default()).await.unwrap().items.len(),
+        6
+    );
+    match api
+        .list(&ListParams::default().continue_token("not-ours"))
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 400, "{e:?}"),
+        other => panic!("expected 400, got {other:?}"),
+    }
+}
