@@ -270,7 +270,7 @@ async fn stage_when(api: &Api, id: i64, check: impl Fn(&Value) -> bool) -> Value
 }
 
 /// Approves step `step` of stage 1 of order `id` as `api`'s caller.
-async fn approve_step(api: &Api, id: i64, step: u64) -> (StatusCode, Value) {
+pub async fn approve_step(api: &Api, id: i64, step: u64) -> (StatusCode, Value) {
     api.post(
         &format!("/api/v1/work-orders/{id}/stages/1/approve-step"),
         json!({"step": step}),

@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use rollway::sim::Serving;
 use serde_json::{Value, json};
 
+use crate::canary::approve_step;
 use crate::common::prometheus::Prometheus;
 use crate::common::{Api, TestApp, USER_PASSWORD, eventually};
 use crate::db_test;
@@ -217,13 +218,7 @@ db_test!(
                 latency: Duration::from_millis(5),
             },
         );
-        let (s, v) = r
-            .olivia
-            .post(
-                &format!("/api/v1/work-orders/{id}/stages/1/approve-step"),
-                json!({"step": 1}),
-            )
-            .await;
+        let (s, v) = approve_step(&r.olivia, id, 1).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         wait_stage(&r.eric, id, 1, "rolled_back").await;
         let failed = event_message(&r.eric, id, "stage_failed").await;
@@ -366,13 +361,7 @@ db_test!(
         let path = format!("/api/v1/work-orders/{id}/stages/1/continue");
         let (s, v) = r.eric.post(&path, json!({})).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "engineers do not decide: {v}");
-        let (s, v) = r
-            .olivia
-            .post(
-                &format!("/api/v1/work-orders/{id}/stages/1/approve-step"),
-                json!({"step": 1}),
-            )
-            .await;
+        let (s, v) = approve_step(&r.olivia, id, 1).await;
         assert_eq!(s, StatusCode::CONFLICT, "not a canary step: {v}");
 
         // Prometheus is back: the owner continues, and the gate measures
