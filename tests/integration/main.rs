@@ -17,6 +17,7 @@ mod fake_gitlab;
 mod fuzz;
 mod gitlab;
 mod kubectl;
+mod kubectl_create;
 mod kubectl_explain;
 mod kubectl_kinds;
 mod ops;

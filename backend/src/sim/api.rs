@@ -21,6 +21,7 @@ use super::managed_fields::{self, Operation, Write};
 use super::openapi;
 use super::options::{Verb, WriteOptions, add_warnings, check_unknown_fields};
 use super::patch::{self, PatchKind};
+use super::protobuf;
 use super::selector::{FieldQuery, LabelQuery};
 use super::status::{ApiError, success_status};
 use super::store::{Part, Propagation};
@@ -391,6 +392,10 @@ fn parse_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}"))),
         "application/json" | "" | "*/*" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
+        protobuf::MEDIA_TYPE => protobuf::decode(body).map_err(|e| match e {
+            protobuf::Error::UnknownKind { .. } => ApiError::unsupported(e.to_string()),
+            protobuf::Error::Malformed(_) => ApiError::bad_request(e.to_string()),
+        }),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

@@ -667,7 +667,8 @@ async fn access_reviews_allow_everything_in_json_and_protobuf() {
     assert_eq!(review["spec"]["resourceAttributes"]["resource"], "pods");
 
     // What kubectl sends: a protobuf envelope (magic, runtime.Unknown with
-    // the message in field 2) around spec.resourceAttributes.
+    // apiVersion and kind in field 1, the message in field 2) around
+    // spec.resourceAttributes.
     fn bytes_field(number: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = vec![(number << 3) | 2, u8::try_from(payload.len()).unwrap()];
         out.extend_from_slice(payload);
@@ -675,7 +676,17 @@ async fn access_reviews_allow_everything_in_json_and_protobuf() {
     }
     let attributes = [bytes_field(2, b"delete"), bytes_field(5, b"secrets")].concat();
     let message = bytes_field(2, &bytes_field(1, &attributes));
-    let body = [b"k8s\0".to_vec(), bytes_field(2, &message)].concat();
+    let type_meta = [
+        bytes_field(1, b"authorization.k8s.io/v1"),
+        bytes_field(2, b"SelfSubjectAccessReview"),
+    ]
+    .concat();
+    let body = [
+        b"k8s\0".to_vec(),
+        bytes_field(1, &type_meta),
+        bytes_field(2, &message),
+    ]
+    .concat();
     let (code, review) = raw(
         &sim,
         Method::POST,

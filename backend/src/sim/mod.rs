@@ -34,6 +34,7 @@
 //! | `kruise` | OpenKruise Rollout: its definition, webhook and controller |
 //! | `core_kinds` | ConfigMaps, Secrets, ServiceAccounts; each namespace's defaults |
 //! | `crd` | CustomResourceDefinitions and the resources they define |
+//! | `protobuf` | Kubernetes' protobuf bodies (what kubectl 1.32+ creates with), as JSON |
 //! | `access` | SelfSubjectAccessReview / RulesReview (`kubectl auth can-i`) |
 //! | `kinds_table` | `kubectl get` columns of the kinds besides workloads |
 //! | `faults` | fault injection and the request log |
@@ -63,6 +64,7 @@ mod metrics;
 mod openapi;
 mod options;
 mod patch;
+mod protobuf;
 mod selector;
 mod status;
 mod store;

@@ -114,6 +114,11 @@ impl ApiError {
         )
     }
 
+    /// 415 with a message of its own (a format known, but not for this kind).
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        ApiError::new(415, "UnsupportedMediaType", message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(500, "InternalError", message)
     }
