@@ -1,7 +1,9 @@
 //! kubectl's generators against the simulated cluster: `kubectl create
 //! namespace|deployment|service|configmap|secret|serviceaccount|ingress`,
 //! which kubectl 1.32 and later send as protobuf, with every kubectl the
-//! tests run; what they stored, read back as kubectl reads it.
+//! tests run; what they stored, read back as kubectl reads it; and the
+//! Events the controllers and the kubelet record on the way, as `kubectl
+//! describe` and `kubectl get events` show them.
 
 use crate::common::kubectl::{Binary, Kubectl, every_kubectl, start};
 
@@ -123,6 +125,62 @@ async fn generators_make_what_they_name(binary: Binary) {
     let spec = read("deploy/web", "{.spec}").await;
     assert!(!spec.contains("\"paused\""), "{spec}");
     assert!(!spec.contains("\"minReadySeconds\""), "{spec}");
+
+    // The controllers' and the kubelet's Events, where kubectl shows them.
+    let described = kubectl
+        .run(&["describe", "--namespace", "shop", "deployment", "web"])
+        .await;
+    assert!(
+        described.contains("ScalingReplicaSet")
+            && described.contains("deployment-controller")
+            && described.contains("Scaled up replica set web-")
+            && described.contains("from 0 to 2"),
+        "{described}"
+    );
+    // (By name: kubectl leaves Events out when it describes by selector.)
+    let pod = read("pods", "{.items[0].metadata.name}").await;
+    let described = kubectl
+        .run(&["describe", "--namespace", "shop", "pod", &pod])
+        .await;
+    for shown in [
+        "default-scheduler",
+        "Successfully assigned shop/web-",
+        "to sim-node-1",
+        "Container image \"registry.example/web:1.0\" already present on machine",
+        "Started container web",
+    ] {
+        assert!(described.contains(shown), "{shown} in:\n{described}");
+    }
+    let events = kubectl.run(&["get", "events", "--namespace", "shop"]).await;
+    let header = events.lines().next().unwrap_or_default();
+    for column in ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("SuccessfulCreate") && l.contains("replicaset/web-")),
+        "{events}"
+    );
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("ScalingReplicaSet") && l.contains("deployment/web")),
+        "{events}"
+    );
+    let started = kubectl
+        .run(&[
+            "get",
+            "events",
+            "--namespace",
+            "shop",
+            "--field-selector",
+            "reason=Started",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(started.lines().count(), 2, "{started}");
 
     // kubectl 1.32 and later sent all of that as protobuf.
     let protobuf_creates = sim

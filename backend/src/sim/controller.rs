@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::events::{self, Occurrence, Source};
 use super::kinds::Kind;
 use super::store::{Key, Part, Propagation, Store, random_suffix};
 use super::{core_kinds, endpoints, kruise, kubelet};
@@ -59,6 +60,8 @@ pub struct ControllerState {
     fingerprints: HashMap<String, (i64, u64)>,
     /// OpenKruise Rollout's memory.
     pub(super) kruise: kruise::KruiseState,
+    /// When old Events were last looked for.
+    events_expired: Option<Instant>,
 }
 
 impl ControllerState {
@@ -79,6 +82,13 @@ pub fn run_once(store: &mut Store, state: &mut ControllerState, ctx: &Context) {
 /// node if it is missing, as a kubelet does on start).
 pub fn fire_timers(store: &mut Store, state: &mut ControllerState, now: Instant) {
     kubelet::register_node(store);
+    if state
+        .events_expired
+        .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60))
+    {
+        state.events_expired = Some(now);
+        events::expire(store, Timestamp::now().as_second());
+    }
     let later = state.timers.split_off(&(now + Duration::from_nanos(1)));
     let due = std::mem::replace(&mut state.timers, later);
     for keys in due.into_values() {
@@ -417,7 +427,12 @@ fn sync_replica_set(store: &mut Store, key: &Key) {
         let doomed: Vec<Pod> = pods.drain(..pods.len() - desired).collect();
         for pod in doomed {
             let (ns, name) = key_of(&pod.metadata);
-            let _ = store.delete(Kind::Pod, &ns, &name, Propagation::Cascade, false);
+            if store
+                .delete(Kind::Pod, &ns, &name, Propagation::Cascade, false)
+                .is_ok()
+            {
+                record_on_replica_set(store, &rs, "SuccessfulDelete", "Deleted", &pod);
+            }
         }
     }
     let ready = pods.iter().filter(|p| kubelet::is_ready(p)).count() as i32;
@@ -483,7 +498,35 @@ fn new_pod(store: &mut Store, rs: &ReplicaSet) -> Option<Pod> {
     };
     let value = serde_json::to_value(&pod).ok()?;
     let stored = store.create(Kind::Pod, &namespace, value, false).ok()?;
-    Pod::deserialize(&*stored).ok()
+    let created = Pod::deserialize(&*stored).ok()?;
+    record_on_replica_set(store, rs, "SuccessfulCreate", "Created", &created);
+    Some(created)
+}
+
+/// The ReplicaSet controller's Event about one of its pods.
+fn record_on_replica_set(
+    store: &mut Store,
+    rs: &ReplicaSet,
+    reason: &'static str,
+    verb: &str,
+    pod: &Pod,
+) {
+    let Ok(object) = serde_json::to_value(rs) else {
+        return;
+    };
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    events::record(
+        store,
+        Occurrence {
+            object: &object,
+            kind: Kind::ReplicaSet,
+            warning: false,
+            reason,
+            message: format!("{verb} pod: {pod_name}"),
+            source: Source::ReplicaSet,
+            field_path: None,
+        },
+    );
 }
 
 // ------------------------------------------------------------- deployments
@@ -744,6 +787,10 @@ fn new_and_old(
             return None;
         }
     };
+    let initial = spec_replicas(&created);
+    if initial > 0 {
+        record_scaling(store, d, &created, 0, initial);
+    }
     set_deployment_revision(d, &new_revision);
     if deadline {
         let status = d.status.get_or_insert_with(Default::default);
@@ -852,7 +899,8 @@ fn new_rs_new_replicas(d: &Deployment, all: &[ReplicaSet], new_rs: &ReplicaSet) 
 /// Sets a ReplicaSet's size (and replica annotations); answers whether the
 /// size changed.
 fn scale(store: &mut Store, d: &Deployment, rs: &mut ReplicaSet, count: i32) -> bool {
-    let size_changed = spec_replicas(rs) != count;
+    let from = spec_replicas(rs);
+    let size_changed = from != count;
     let mut copy = rs.clone();
     copy.spec.replicas = Some(count);
     let annotations_changed = set_replicas_annotations(d, &mut copy);
@@ -863,10 +911,34 @@ fn scale(store: &mut Store, d: &Deployment, rs: &mut ReplicaSet, count: i32) -> 
     match put(store, Kind::ReplicaSet, &key, &copy) {
         Some(stored) => {
             *rs = stored;
+            if size_changed {
+                record_scaling(store, d, rs, from, count);
+            }
             size_changed
         }
         None => false,
     }
+}
+
+/// The Deployment controller's `ScalingReplicaSet` Event.
+fn record_scaling(store: &mut Store, d: &Deployment, rs: &ReplicaSet, from: i32, to: i32) {
+    let Ok(object) = serde_json::to_value(d) else {
+        return;
+    };
+    let direction = if to > from { "up" } else { "down" };
+    let rs_name = rs.metadata.name.clone().unwrap_or_default();
+    events::record(
+        store,
+        Occurrence {
+            object: &object,
+            kind: Kind::Deployment,
+            warning: false,
+            reason: "ScalingReplicaSet",
+            message: format!("Scaled {direction} replica set {rs_name} from {from} to {to}"),
+            source: Source::Deployment,
+            field_path: None,
+        },
+    );
 }
 
 #[allow(clippy::too_many_arguments)]

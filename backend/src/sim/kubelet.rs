@@ -7,13 +7,14 @@
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, HostIP, Pod,
-    PodCondition, PodIP,
+    PodCondition, PodIP, PodSpec,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::controller::{Context, ControllerState, get_typed, now_time, put};
 use super::discovery::SERVER_VERSION;
+use super::events::{self, Occurrence, Source};
 use super::kinds::Kind;
 use super::store::{Key, Store, now_timestamp};
 
@@ -258,6 +259,14 @@ pub fn sync_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, k
     let blocked = images(&pod)
         .iter()
         .any(|image| ctx.never_ready.iter().any(|p| image.contains(p.as_str())));
+    if before
+        .status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .is_none()
+    {
+        record_start(store, &pod, &spec, blocked);
+    }
     let due = started + ctx.ready_delay;
     if !is_ready(&pod) && !blocked {
         if ctx.now >= due {
@@ -268,6 +277,63 @@ pub fn sync_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, k
     }
     if pod != before {
         put(store, Kind::Pod, key, &pod);
+    }
+}
+
+/// The Events of a pod's start: scheduled to the node, then each
+/// container's image present, created and started (and its readiness
+/// probe failing, for an image held unready).
+fn record_start(store: &mut Store, pod: &Pod, spec: &PodSpec, unready: bool) {
+    let Ok(object) = serde_json::to_value(pod) else {
+        return;
+    };
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let occurrence = |source, reason, message: String, field_path: Option<String>| Occurrence {
+        object: &object,
+        kind: Kind::Pod,
+        warning: false,
+        reason,
+        message,
+        source,
+        field_path,
+    };
+    events::record(
+        store,
+        occurrence(
+            Source::Scheduler,
+            "Scheduled",
+            format!("Successfully assigned {namespace}/{name} to {NODE_NAME}"),
+            None,
+        ),
+    );
+    for container in &spec.containers {
+        let path = Some(format!("spec.containers{{{}}}", container.name));
+        let image = container.image.clone().unwrap_or_default();
+        let steps = [
+            (
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            ),
+            ("Created", format!("Created container: {}", container.name)),
+            ("Started", format!("Started container {}", container.name)),
+        ];
+        for (reason, message) in steps {
+            events::record(
+                store,
+                occurrence(Source::Kubelet, reason, message, path.clone()),
+            );
+        }
+        if unready {
+            let mut failing = occurrence(
+                Source::Kubelet,
+                "Unhealthy",
+                "Readiness probe failed: HTTP probe failed with statuscode: 503".into(),
+                path,
+            );
+            failing.warning = true;
+            events::record(store, failing);
+        }
     }
 }
 

@@ -30,6 +30,7 @@
 //! | `api`, `discovery`, `watch`, `logs`, `table` | the HTTP surface |
 //! | `openapi` | OpenAPI v2 (JSON, protobuf) and v3 documents, Kubernetes' schemas |
 //! | `controller`, `kubelet` | Deployments, ReplicaSets, pods over time |
+//! | `events` | the Events they record (`kubectl get events`, `describe`) |
 //! | `endpoints` | Endpoints and EndpointSlices of Services |
 //! | `kruise` | OpenKruise Rollout: its definition, webhook and controller |
 //! | `core_kinds` | ConfigMaps, Secrets, ServiceAccounts; each namespace's defaults |
@@ -48,6 +49,7 @@ mod crd;
 mod defaults;
 mod discovery;
 mod endpoints;
+mod events;
 mod faults;
 mod gitlab;
 mod kinds;

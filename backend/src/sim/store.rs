@@ -169,7 +169,7 @@ pub fn random_suffix() -> String {
         .collect()
 }
 
-fn str_at<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
+pub(super) fn str_at<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
     object.pointer(pointer).and_then(Value::as_str)
 }
 
