@@ -308,7 +308,11 @@ spec:
     let out = kubectl.run(&["delete", "-f", manifest]).await;
     assert!(out.contains("deployment.apps \"api\" deleted"), "{out}");
     assert!(sim.deployment("default", "api").is_none());
-    assert!(sim.pods("default").is_empty());
+    // Its pods stop gracefully, then their kubelet removes them.
+    eventually_now("the pods are gone", || {
+        sim.pods("default").is_empty().then_some(())
+    })
+    .await;
     running.shutdown().await;
 }
 

@@ -134,11 +134,15 @@ pub fn pod_row(pod: &Pod, now_ms: i64) -> PodRow {
         .unwrap_or_default();
     PodRow {
         name: pod.metadata.name.clone().unwrap_or_default(),
-        phase: pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_else(|| "Unknown".into()),
+        // Being deleted shows as kubectl shows it.
+        phase: if pod.metadata.deletion_timestamp.is_some() {
+            "Terminating".into()
+        } else {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Unknown".into())
+        },
         ready: format!("{ready}/{total}"),
         all_ready: total > 0 && ready == total,
         restarts: statuses.iter().map(|c| c.restart_count).sum(),
@@ -333,6 +337,9 @@ mod tests {
             (row.phase.as_str(), row.ready.as_str(), row.all_ready),
             ("Unknown", "0/0", false)
         );
+        let mut leaving = pod(json!({"app": "web"}));
+        leaving.metadata.deletion_timestamp = leaving.metadata.creation_timestamp.clone();
+        assert_eq!(pod_row(&leaving, created).phase, "Terminating");
     }
 
     #[test]

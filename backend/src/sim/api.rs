@@ -794,6 +794,8 @@ struct DeleteOptions {
     preconditions: Option<Preconditions>,
     /// `["All"]` from `kubectl delete --dry-run=server`.
     dry_run: Option<Vec<String>>,
+    /// Seconds a pod gets to stop (`kubectl delete --grace-period`).
+    grace_period_seconds: Option<i64>,
 }
 
 impl DeleteOptions {
@@ -805,6 +807,16 @@ impl DeleteOptions {
         }
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))
+    }
+
+    /// The grace period, from the query (first) and the body.
+    fn grace(&self, query: &Query) -> Result<Option<i64>, ApiError> {
+        match query.get("gracePeriodSeconds") {
+            Some(text) => text.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid gracePeriodSeconds: {text:?}"))
+            }),
+            None => Ok(self.grace_period_seconds),
+        }
     }
 
     /// Cascade or orphan, from the query (first) and the body.
@@ -849,6 +861,7 @@ fn delete(
         false,
     )?;
     let propagation = options.propagation(query);
+    let grace = options.grace(query)?;
     let mut world = sim.world();
     let existing = world
         .store
@@ -865,20 +878,30 @@ fn delete(
             return Err(ApiError::conflict(kind, name));
         }
     }
-    let mut deleted = std::sync::Arc::unwrap_or_clone(world.store.delete(
-        kind,
-        namespace,
-        name,
-        propagation,
-        write_options.dry_run,
-    )?);
-    drop(world);
     if kind == Kind::Pod {
-        // Pods answer themselves, marked as being deleted.
-        deleted["metadata"]["deletionTimestamp"] = super::store::now_timestamp().into();
-        deleted["metadata"]["deletionGracePeriodSeconds"] = 0.into();
+        // Pods go gracefully, and answer themselves marked as being deleted.
+        let gone_at_once = world
+            .store
+            .get(kind, namespace, name)
+            .is_some_and(|p| p.pointer("/metadata/deletionTimestamp").is_none());
+        let mut deleted = std::sync::Arc::unwrap_or_clone(world.store.delete_pod(
+            namespace,
+            name,
+            grace,
+            write_options.dry_run,
+        )?);
+        let still_there = world.store.get(kind, namespace, name).is_some();
+        drop(world);
+        if gone_at_once && !still_there {
+            deleted["metadata"]["deletionTimestamp"] = super::store::now_timestamp().into();
+            deleted["metadata"]["deletionGracePeriodSeconds"] = 0.into();
+        }
         return Ok(json_ok(&deleted));
     }
+    let deleted = world
+        .store
+        .delete(kind, namespace, name, propagation, write_options.dry_run)?;
+    drop(world);
     let uid = deleted
         .pointer("/metadata/uid")
         .and_then(Value::as_str)
@@ -922,13 +945,19 @@ fn delete_collection(
             (ns, name)
         })
         .collect();
+    let grace = options.grace(query)?;
     let mut items = Vec::new();
     for (ns, name) in doomed {
-        if let Ok(deleted) =
+        let deleted = if kind == Kind::Pod {
+            world
+                .store
+                .delete_pod(&ns, &name, grace, write_options.dry_run)
+        } else {
             world
                 .store
                 .delete(kind, &ns, &name, propagation, write_options.dry_run)
-        {
+        };
+        if let Ok(deleted) = deleted {
             items.push(deleted);
         }
     }

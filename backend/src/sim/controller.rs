@@ -51,6 +51,8 @@ pub struct Context<'a> {
 pub struct ControllerState {
     /// Pod → (uid, when its containers started).
     pub(super) pod_started: HashMap<Key, (String, Instant)>,
+    /// Pod being deleted → (uid, when the kubelet told its containers to stop).
+    pub(super) pod_stopping: HashMap<Key, (String, Instant)>,
     /// Deployment → (uid, when it last made progress): the precise
     /// instant behind the Progressing condition's lastUpdateTime.
     progress: HashMap<Key, (String, Instant)>,
@@ -427,10 +429,7 @@ fn sync_replica_set(store: &mut Store, key: &Key) {
         let doomed: Vec<Pod> = pods.drain(..pods.len() - desired).collect();
         for pod in doomed {
             let (ns, name) = key_of(&pod.metadata);
-            if store
-                .delete(Kind::Pod, &ns, &name, Propagation::Cascade, false)
-                .is_ok()
-            {
+            if store.delete_pod(&ns, &name, None, false).is_ok() {
                 record_on_replica_set(store, &rs, "SuccessfulDelete", "Deleted", &pod);
             }
         }
@@ -1067,13 +1066,16 @@ fn rollout_recreate(
             scaled_down |= scale(store, &d, rs, 0);
         }
     }
+    // Pods still stopping count too: Recreate starts the new version only
+    // once every old pod is gone.
     let old_pods_running = old_rss.iter().any(|rs| {
-        !owned::<Pod>(
-            store,
-            rs.metadata.uid.as_deref().unwrap_or_default(),
-            Kind::Pod,
-        )
-        .is_empty()
+        let uid = rs.metadata.uid.as_deref().unwrap_or_default();
+        store.owned_by(uid, Kind::Pod).into_iter().any(|p| {
+            !matches!(
+                p.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded" | "Failed")
+            )
+        })
     });
     if scaled_down || old_pods_running {
         let mut all = old_rss.clone();
@@ -1476,11 +1478,13 @@ mod tests {
             rss
         }
 
+        /// The pods not being deleted (those a rollout counts).
         fn pods(&self) -> Vec<Pod> {
             self.store
                 .list(Kind::Pod, Some("prod"))
                 .into_iter()
-                .map(|v| serde_json::from_value(v.clone()).unwrap())
+                .map(|v| serde_json::from_value::<Pod>(v.clone()).unwrap())
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .collect()
         }
 

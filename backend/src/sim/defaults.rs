@@ -465,6 +465,18 @@ fn default_service(service: &mut Service, _: &mut Causes) {
     spec.ip_families.get_or_insert_with(|| vec!["IPv4".into()]);
     spec.ip_family_policy
         .get_or_insert_with(|| "SingleStack".into());
+    if matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer")) {
+        spec.external_traffic_policy
+            .get_or_insert_with(|| "Cluster".into());
+    }
+    if spec.type_.as_deref() == Some("LoadBalancer") {
+        spec.allocate_load_balancer_node_ports.get_or_insert(true);
+    }
+    if spec.type_.as_deref() == Some("ExternalName") {
+        // An ExternalName Service is a DNS name: no cluster IP, no families.
+        spec.ip_families = None;
+        spec.ip_family_policy = None;
+    }
     for port in spec.ports.iter_mut().flatten() {
         port.protocol.get_or_insert_with(|| "TCP".into());
         port.target_port.get_or_insert(IntOrString::Int(port.port));

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::kinds::Kind;
 use super::kubelet::NODE_NAME;
@@ -80,24 +81,26 @@ pub fn record(store: &mut Store, occurrence: Occurrence<'_>) {
     let name = str_at(object, "/metadata/name").unwrap_or_default();
     let uid = str_at(object, "/metadata/uid").unwrap_or_default();
     let now = now_timestamp();
-    let again = store
-        .list(Kind::Event, Some(&namespace))
-        .into_iter()
-        .find(|e| {
-            e["involvedObject"]["uid"] == uid
-                && e["reason"] == occurrence.reason
-                && e["message"] == occurrence.message.as_str()
-                && e["source"]["component"] == occurrence.source.component()
-                && e["involvedObject"]["fieldPath"].as_str() == occurrence.field_path.as_deref()
-        })
-        .cloned();
-    if let Some(mut event) = again {
+    // The name stands for what happened, so the same Event again is found
+    // by name (the recorder's own key: object, reason, message, source).
+    let field_path = occurrence.field_path.as_deref().unwrap_or_default();
+    let digest = Sha256::digest(
+        [
+            uid,
+            occurrence.reason,
+            &occurrence.message,
+            occurrence.source.component(),
+            field_path,
+        ]
+        .join("\u{0}")
+        .as_bytes(),
+    );
+    let event_name = format!("{name}.{}", hex::encode(&digest[..8]));
+    if let Some(again) = store.get(Kind::Event, &namespace, &event_name) {
+        let mut event = again.clone();
         let count = event["count"].as_i64().unwrap_or(1) + 1;
         event["count"] = count.into();
         event["lastTimestamp"] = now.into();
-        let event_name = str_at(&event, "/metadata/name")
-            .unwrap_or_default()
-            .to_string();
         if let Err(e) = store.update(
             Kind::Event,
             &namespace,
@@ -121,14 +124,10 @@ pub fn record(store: &mut Store, occurrence: Occurrence<'_>) {
     if let Some(path) = &occurrence.field_path {
         involved["fieldPath"] = path.clone().into();
     }
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
     let event = json!({
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": format!("{name}.{stamp:x}"), "namespace": namespace},
+        "metadata": {"name": event_name, "namespace": namespace},
         "involvedObject": involved,
         "reason": occurrence.reason,
         "message": occurrence.message,

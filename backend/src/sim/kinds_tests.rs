@@ -748,3 +748,165 @@ fn node_tables_add_wide_columns_at_priority_one() {
         json!(["s", "Opaque", 2, "<unknown>"])
     );
 }
+
+#[tokio::test]
+async fn pods_are_deleted_gracefully_and_removed_by_their_kubelet() {
+    // Containers take a minute to stop on SIGTERM here: only the grace
+    // period ends them sooner.
+    let sim = Sim::new(SimConfig {
+        ready_delay: Duration::from_secs(60),
+        ..fast()
+    });
+    let pods = "/api/v1/namespaces/default/pods";
+    for name in ["slow", "quick"] {
+        let (code, _) = post_json(
+            &sim,
+            pods,
+            json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}),
+        )
+        .await;
+        assert_eq!(code, 201);
+    }
+    let pod = |name: &str| sim.world().store.get(Kind::Pod, "default", name).cloned();
+    eventually("both pods running", || {
+        ["slow", "quick"]
+            .iter()
+            .all(|n| pod(n).is_some_and(|p| p["status"]["phase"] == "Running"))
+            .then_some(())
+    })
+    .await;
+
+    // Deleted: marked with the pod's grace period, still there, stopping.
+    let (code, answered) = raw(
+        &sim,
+        Method::DELETE,
+        &format!("{pods}/slow"),
+        "",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(code, 200, "{answered}");
+    assert_eq!(answered["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert!(answered["metadata"]["deletionTimestamp"].is_string());
+    let killing = eventually("the kubelet stops the containers", || {
+        sim.world()
+            .store
+            .list(Kind::Event, Some("default"))
+            .into_iter()
+            .find(|e| e["reason"] == "Killing" && e["involvedObject"]["name"] == "slow")
+            .cloned()
+    })
+    .await;
+    assert_eq!(killing["message"], "Stopping container app");
+    let stopping = pod("slow").expect("still there while it stops");
+    let table = super::table::for_objects(std::slice::from_ref(&stopping), None).unwrap();
+    assert_eq!(table["rows"][0]["cells"][2], "Terminating");
+    // A second delete may shorten the grace period, not lengthen it.
+    let (_, longer) = raw(
+        &sim,
+        Method::DELETE,
+        &format!("{pods}/slow?gracePeriodSeconds=300"),
+        "",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(longer["metadata"]["deletionGracePeriodSeconds"], 30);
+    let (_, shorter) = raw(
+        &sim,
+        Method::DELETE,
+        &format!("{pods}/slow"),
+        "application/json",
+        br#"{"gracePeriodSeconds": 1}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(shorter["metadata"]["deletionGracePeriodSeconds"], 1);
+    eventually("the kubelet removes it when its grace period ends", || {
+        pod("slow").is_none().then_some(())
+    })
+    .await;
+
+    // A grace period of 0 removes it at once.
+    let (code, _) = raw(
+        &sim,
+        Method::DELETE,
+        &format!("{pods}/quick?gracePeriodSeconds=0"),
+        "",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(pod("quick").is_none());
+    let (code, _) = raw(
+        &sim,
+        Method::DELETE,
+        &format!("{pods}/quick?gracePeriodSeconds=soon"),
+        "",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(
+        code, 400,
+        "a grace period that is no number is refused first"
+    );
+}
+
+#[tokio::test]
+async fn node_port_and_load_balancer_services_get_node_ports_as_kubectl_shows_them() {
+    let sim = Sim::new(fast());
+    let services = "/api/v1/namespaces/default/services";
+    let mut made = Vec::new();
+    for (name, spec) in [
+        (
+            "np",
+            json!({"type": "NodePort", "ports": [{"port": 80}, {"port": 443, "nodePort": 30001}]}),
+        ),
+        (
+            "lb",
+            json!({"type": "LoadBalancer", "ports": [{"port": 8443}]}),
+        ),
+        (
+            "ext",
+            json!({"type": "ExternalName", "externalName": "db.example.com"}),
+        ),
+        ("plain", json!({"ports": [{"port": 80}]})),
+    ] {
+        let (code, service) = post_json(
+            &sim,
+            services,
+            json!({"metadata": {"name": name}, "spec": spec}),
+        )
+        .await;
+        assert_eq!(code, 201, "{service}");
+        made.push(service);
+    }
+    let node_ports: Vec<u64> = made
+        .iter()
+        .flat_map(|s| s["spec"]["ports"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["nodePort"].as_u64())
+        .collect();
+    assert_eq!(node_ports.len(), 3, "{node_ports:?}");
+    assert!(node_ports.contains(&30001), "a node port asked for is kept");
+    assert!(node_ports.iter().all(|p| (30000..=32767).contains(p)));
+    let mut distinct = node_ports.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "{node_ports:?}");
+    assert_eq!(made[0]["spec"]["externalTrafficPolicy"], "Cluster");
+    assert_eq!(made[1]["spec"]["allocateLoadBalancerNodePorts"], true);
+    assert!(made[2]["spec"].get("clusterIP").is_none());
+    assert!(made[3]["spec"]["ports"][0].get("nodePort").is_none());
+
+    let table = super::table::for_objects(&made, None).unwrap();
+    let cells = |row: usize| table["rows"][row]["cells"].clone();
+    assert_eq!(
+        cells(0)[4],
+        format!(
+            "80:{}/TCP,443:30001/TCP",
+            made[0]["spec"]["ports"][0]["nodePort"]
+        )
+    );
+    assert_eq!(cells(1)[3], "<pending>");
+    assert_eq!(cells(2)[3], "db.example.com");
+    assert_eq!(cells(2)[2], "<none>");
+    assert_eq!(cells(3)[3], "<none>");
+}

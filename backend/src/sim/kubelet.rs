@@ -143,9 +143,14 @@ fn pod_condition(
 pub fn sync_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, key: &Key) {
     let Some(mut pod) = get_typed::<Pod>(store, Kind::Pod, key) else {
         state.pod_started.remove(key);
+        state.pod_stopping.remove(key);
         return;
     };
     let uid = pod.metadata.uid.clone().unwrap_or_default();
+    if pod.metadata.deletion_timestamp.is_some() {
+        stop_pod(store, state, ctx, key, pod);
+        return;
+    }
     let Some(spec) = pod.spec.clone() else {
         return;
     };
@@ -277,6 +282,104 @@ pub fn sync_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, k
     }
     if pod != before {
         put(store, Kind::Pod, key, &pod);
+    }
+}
+
+/// A pod being deleted: its containers are sent SIGTERM (`Killing`), it
+/// stops being ready, and once they have stopped — `ready_delay` after,
+/// or at the end of its grace period if that comes first (a second delete
+/// may have shortened it) — the kubelet removes it.
+fn stop_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, key: &Key, pod: Pod) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let told = match state.pod_stopping.get(key) {
+        Some((known, at)) if *known == uid => *at,
+        _ => {
+            state.pod_stopping.insert(key.clone(), (uid, ctx.now));
+            record_stop(store, &pod);
+            let mut stopping = pod.clone();
+            if let Some(status) = stopping.status.as_mut() {
+                for c in status.container_statuses.iter_mut().flatten() {
+                    c.ready = false;
+                }
+                for c in status.conditions.iter_mut().flatten() {
+                    if (c.type_ == "Ready" || c.type_ == "ContainersReady") && c.status == "True" {
+                        c.status = "False".into();
+                        c.reason = Some("PodCompleted".into());
+                        c.last_transition_time = Some(now_time());
+                    }
+                }
+            }
+            if stopping != pod {
+                put(store, Kind::Pod, key, &stopping);
+            }
+            ctx.now
+        }
+    };
+    // What is left of the grace period, by the wall clock.
+    let left = pod
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second() - k8s_openapi::jiff::Timestamp::now().as_second())
+        .and_then(|s| u64::try_from(s.max(0)).ok())
+        .map_or(std::time::Duration::ZERO, std::time::Duration::from_secs);
+    let stopped_at = (told + ctx.ready_delay).min(ctx.now + left);
+    if ctx.now >= stopped_at {
+        state.pod_stopping.remove(key);
+        state.pod_started.remove(key);
+        let _ = store.delete(
+            Kind::Pod,
+            &key.0,
+            &key.1,
+            super::store::Propagation::Cascade,
+            false,
+        );
+        // The Deployment above its ReplicaSet may be waiting for this pod
+        // to be gone (Recreate).
+        if let Some(deployment) = grand_owner(store, &pod) {
+            store.dirty.insert((Kind::Deployment, deployment));
+        }
+    } else {
+        state.wake_at(stopped_at, Kind::Pod, key.clone());
+    }
+}
+
+/// The Deployment whose ReplicaSet controls `pod`.
+fn grand_owner(store: &Store, pod: &Pod) -> Option<Key> {
+    let namespace = pod.metadata.namespace.clone()?;
+    let controller =
+        |refs: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+         kind: &str| {
+            refs?
+                .iter()
+                .find(|r| r.controller == Some(true) && r.kind == kind)
+                .map(|r| r.name.clone())
+        };
+    let rs_name = controller(pod.metadata.owner_references.as_ref(), "ReplicaSet")?;
+    let rs: k8s_openapi::api::apps::v1::ReplicaSet =
+        get_typed(store, Kind::ReplicaSet, &(namespace.clone(), rs_name))?;
+    let deployment = controller(rs.metadata.owner_references.as_ref(), "Deployment")?;
+    Some((namespace, deployment))
+}
+
+/// The kubelet's `Killing` Event of each container of a pod being deleted.
+fn record_stop(store: &mut Store, pod: &Pod) {
+    let Ok(object) = serde_json::to_value(pod) else {
+        return;
+    };
+    for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+        events::record(
+            store,
+            Occurrence {
+                object: &object,
+                kind: Kind::Pod,
+                warning: false,
+                reason: "Killing",
+                message: format!("Stopping container {}", container.name),
+                source: Source::Kubelet,
+                field_path: Some(format!("spec.containers{{{}}}", container.name)),
+            },
+        );
     }
 }
 

@@ -146,6 +146,10 @@ pub fn now_timestamp() -> String {
         .to_string()
 }
 
+/// The node port range Services get their node ports from (the API
+/// server's default `--service-node-port-range`).
+pub const NODE_PORTS: (u16, u16) = (30000, 32767);
+
 /// A random RFC 4122 version-4 uid.
 pub fn new_uid() -> String {
     let bytes: [u8; 16] = rand::rng().random();
@@ -421,8 +425,34 @@ impl Store {
                     spec["clusterIP"] = ip.clone().into();
                     spec["clusterIPs"] = json!([ip]);
                 }
+                let wants_node_ports = matches!(spec["type"].as_str(), Some("NodePort"))
+                    || (spec["type"] == "LoadBalancer"
+                        && spec["allocateLoadBalancerNodePorts"] != false);
+                if wants_node_ports {
+                    let mut taken = self.node_ports_in_use();
+                    for port in spec["ports"].as_array_mut().into_iter().flatten() {
+                        if port["nodePort"].as_u64().is_some_and(|p| p > 0) {
+                            continue;
+                        }
+                        if let Some(free) =
+                            (NODE_PORTS.0..=NODE_PORTS.1).find(|p| !taken.contains(p))
+                        {
+                            taken.push(free);
+                            port["nodePort"] = free.into();
+                        }
+                    }
+                }
             }
         }
+    }
+
+    /// The node ports Services hold.
+    fn node_ports_in_use(&self) -> Vec<u16> {
+        self.list(Kind::Service, None)
+            .iter()
+            .flat_map(|s| s["spec"]["ports"].as_array().into_iter().flatten())
+            .filter_map(|p| p["nodePort"].as_u64().and_then(|n| u16::try_from(n).ok()))
+            .collect()
     }
 
     /// A fresh pod IP.
@@ -594,8 +624,80 @@ impl Store {
         Ok(object)
     }
 
+    /// Deletes a pod gracefully, as the API server does: a pod bound to a
+    /// node is only marked (`deletionTimestamp` = now + its grace period,
+    /// `deletionGracePeriodSeconds`), and the kubelet stops its containers
+    /// and removes it; a pod on no node, a finished one, or a grace period
+    /// of 0 goes at once. A second delete may shorten the grace period,
+    /// never lengthen it. `grace` is the client's `gracePeriodSeconds`
+    /// (else the pod's `terminationGracePeriodSeconds`, else 30). Answers
+    /// the pod as it is after the call.
+    pub fn delete_pod(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        grace: Option<i64>,
+        dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
+        let existing = self
+            .get_shared(Kind::Pod, namespace, name)
+            .ok_or_else(|| ApiError::not_found(Kind::Pod, name))?
+            .clone();
+        let scheduled = str_at(&existing, "/spec/nodeName").is_some_and(|n| !n.is_empty());
+        let finished = matches!(
+            str_at(&existing, "/status/phase"),
+            Some("Succeeded" | "Failed")
+        );
+        let grace = grace
+            .or_else(|| {
+                existing
+                    .pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30)
+            .max(0);
+        if !scheduled || finished || grace == 0 {
+            return self.delete(Kind::Pod, namespace, name, Propagation::Cascade, dry_run);
+        }
+        let now = k8s_openapi::jiff::Timestamp::now().as_second();
+        let deadline = now.saturating_add(grace);
+        let current = str_at(&existing, "/metadata/deletionTimestamp")
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+            .map(|t| t.as_second());
+        if current.is_some_and(|c| c <= deadline) {
+            return Ok(existing);
+        }
+        let Ok(at) = k8s_openapi::jiff::Timestamp::from_second(deadline) else {
+            return self.delete(Kind::Pod, namespace, name, Propagation::Cascade, dry_run);
+        };
+        let mut object = (*existing).clone();
+        object["metadata"]["deletionTimestamp"] =
+            at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string().into();
+        object["metadata"]["deletionGracePeriodSeconds"] = grace.into();
+        if dry_run {
+            return Ok(Arc::new(object));
+        }
+        self.rv += 1;
+        object["metadata"]["resourceVersion"] = self.rv.to_string().into();
+        let key = self.key_of(Kind::Pod, &object);
+        let object = Arc::new(object);
+        self.objects
+            .entry(Kind::Pod)
+            .or_default()
+            .insert(key, object.clone());
+        self.record(
+            Kind::Pod,
+            EventType::Modified,
+            object.clone(),
+            Some(existing),
+            true,
+        );
+        Ok(object)
+    }
+
     /// Deletes an object and, unless orphaned, everything it owns (and a
-    /// namespace's contents). Answers the deleted object.
+    /// namespace's contents; pods a garbage collector deletes go
+    /// gracefully, see [`Store::delete_pod`]). Answers the deleted object.
     pub fn delete(
         &mut self,
         kind: Kind,
@@ -627,6 +729,9 @@ impl Store {
         let dependents = self.owned.remove(&uid).unwrap_or_default();
         for (dep_kind, (dep_ns, dep_name)) in dependents {
             match propagation {
+                Propagation::Cascade if dep_kind == Kind::Pod && kind != Kind::Namespace => {
+                    let _ = self.delete_pod(&dep_ns, &dep_name, None, false);
+                }
                 Propagation::Cascade => {
                     let _ = self.delete(dep_kind, &dep_ns, &dep_name, Propagation::Cascade, false);
                 }

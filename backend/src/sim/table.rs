@@ -259,7 +259,13 @@ fn cells(o: &Value) -> Vec<Value> {
                     .sum()
             });
             let phase = text(o, "/status/phase");
-            let status = if phase.is_empty() { "Pending" } else { phase };
+            let status = if o.pointer("/metadata/deletionTimestamp").is_some() {
+                "Terminating"
+            } else if phase.is_empty() {
+                "Pending"
+            } else {
+                phase
+            };
             let ip = o
                 .pointer("/status/podIPs/0/ip")
                 .or_else(|| o.pointer("/status/podIP"))
@@ -285,12 +291,37 @@ fn cells(o: &Value) -> Vec<Value> {
                     ports
                         .iter()
                         .map(|p| {
-                            format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP"))
+                            let protocol = p["protocol"].as_str().unwrap_or("TCP");
+                            match p["nodePort"].as_u64().filter(|n| *n > 0) {
+                                Some(node) => format!("{}:{node}/{protocol}", p["port"]),
+                                None => format!("{}/{protocol}", p["port"]),
+                            }
                         })
                         .collect()
                 })
                 .unwrap_or_default();
             let cluster_ip = text(o, "/spec/clusterIP");
+            // What kubectl prints as EXTERNAL-IP.
+            let external = match text(o, "/spec/type") {
+                "ExternalName" => or_none(text(o, "/spec/externalName")),
+                "LoadBalancer" => {
+                    let ingress: Vec<&str> = o
+                        .pointer("/status/loadBalancer/ingress")
+                        .and_then(Value::as_array)
+                        .map(|i| {
+                            i.iter()
+                                .filter_map(|e| e["ip"].as_str().or(e["hostname"].as_str()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if ingress.is_empty() {
+                        "<pending>".into()
+                    } else {
+                        ingress.join(",").into()
+                    }
+                }
+                _ => "<none>".into(),
+            };
             vec![
                 name.into(),
                 text(o, "/spec/type").into(),
@@ -300,7 +331,7 @@ fn cells(o: &Value) -> Vec<Value> {
                     cluster_ip
                 }
                 .into(),
-                "<none>".into(),
+                external,
                 if ports.is_empty() {
                     "<none>".to_string()
                 } else {

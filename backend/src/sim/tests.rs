@@ -667,8 +667,15 @@ async fn sim_deleting_a_deployment_collects_its_replica_sets_and_pods() {
     assert_eq!(sim.pods("prod").len(), 2);
     let api: Api<Deployment> = Api::namespaced(client(&sim), "prod");
     api.delete("web", &DeleteParams::default()).await.unwrap();
-    assert!(sim.pods("prod").is_empty());
     assert!(sim.replica_sets("prod").is_empty());
+    // The pods stop gracefully, then their kubelet removes them.
+    let pods = sim.pods("prod");
+    assert_eq!(pods.len(), 2);
+    assert!(pods.iter().all(|p| p.metadata.deletion_timestamp.is_some()));
+    eventually("the pods are gone", || {
+        sim.pods("prod").is_empty().then_some(())
+    })
+    .await;
     let namespaces: Api<Namespace> = Api::all(client(&sim));
     assert!(namespaces.get("prod").await.is_ok());
 }
