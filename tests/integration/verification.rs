@@ -151,6 +151,25 @@ db_test!(
             html.contains("gate-chart") && html.contains(r#"data-verdict="fail""#),
             "{html}"
         );
+        // Each measurement keeps the query it ran, filled in, and the page
+        // links the last one to the cluster's Prometheus.
+        let asked = rolled_back["verification"]["results"][0]["asked"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            asked.contains("namespace=\"staging\"") && !asked.contains("{{"),
+            "{asked}"
+        );
+        let link = format!(
+            "{}/graph?g0.expr={}",
+            prometheus.url.trim_end_matches('/'),
+            url::form_urlencoded::byte_serialize(asked.as_bytes()).collect::<String>()
+        );
+        assert!(
+            html.contains(&link.replace('&', "&amp;")) || html.contains(&link),
+            "{link} in:\n{html}"
+        );
 
         // A good tag passes every measurement and succeeds once the soak
         // time is over.

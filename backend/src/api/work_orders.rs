@@ -171,6 +171,10 @@ pub struct VerifyResult {
     pub value: Option<f64>,
     /// What came back, in words.
     pub detail: String,
+    /// What was asked: the gate's query or the smoke request's URL, with
+    /// the stage's namespace, Deployment, container and pod-template
+    /// hashes filled in.
+    pub asked: String,
 }
 
 impl From<&views::VerifyResult> for VerifyResult {
@@ -184,6 +188,7 @@ impl From<&views::VerifyResult> for VerifyResult {
             verdict: v.verdict.clone(),
             value: v.value,
             detail: v.detail.clone(),
+            asked: v.asked.clone(),
         }
     }
 }
@@ -859,6 +864,7 @@ mod tests {
                 verdict: "pass".into(),
                 value: Some(0.01),
                 detail: "0.01 < 0.05".into(),
+                asked: "sum(rate(errors[1m]))".into(),
             }],
         }
     }

@@ -54,6 +54,8 @@ pub struct NewResult<'a> {
     pub verdict: Verdict,
     pub value: Option<f64>,
     pub detail: &'a str,
+    /// The filled query or URL.
+    pub asked: &'a str,
 }
 
 fn verdict_str(v: Verdict) -> &'static str {
@@ -71,8 +73,8 @@ pub async fn record(db: &Db, lease: &JobLease, result: &NewResult<'_>) -> Result
     let mut tx: Tx = db.begin_write().await?;
     check_lease(&mut tx, lease).await?;
     let inserted = sqlx::query(
-        "INSERT INTO verify_results (work_order_id, position, step, source, source_index, seq, at, verdict, value, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+        "INSERT INTO verify_results (work_order_id, position, step, source, source_index, seq, at, verdict, value, detail, asked) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (work_order_id, position, step, source, source_index, seq) DO NOTHING",
     )
     .bind(result.order_id)
@@ -85,6 +87,7 @@ pub async fn record(db: &Db, lease: &JobLease, result: &NewResult<'_>) -> Result
     .bind(verdict_str(result.verdict))
     .bind(result.value.filter(|v| v.is_finite()))
     .bind(result.detail)
+    .bind(result.asked)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -100,9 +103,19 @@ pub async fn results(
     position: i64,
     step: i64,
 ) -> Result<Vec<VerifyResult>> {
-    type Row = (i64, String, i64, i64, i64, String, Option<f64>, String);
+    type Row = (
+        i64,
+        String,
+        i64,
+        i64,
+        i64,
+        String,
+        Option<f64>,
+        String,
+        String,
+    );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT step, source, source_index, seq, at, verdict, value, detail FROM verify_results \
+        "SELECT step, source, source_index, seq, at, verdict, value, detail, asked FROM verify_results \
          WHERE work_order_id = $1 AND position = $2 AND step = $3 ORDER BY id",
     )
     .bind(order_id)
@@ -113,16 +126,19 @@ pub async fn results(
     Ok(rows
         .into_iter()
         .map(
-            |(step, check_kind, check_index, seq, at, verdict, value, detail)| VerifyResult {
-                position,
-                step,
-                check_kind,
-                check_index,
-                seq,
-                at,
-                verdict,
-                value,
-                detail,
+            |(step, check_kind, check_index, seq, at, verdict, value, detail, asked)| {
+                VerifyResult {
+                    position,
+                    step,
+                    check_kind,
+                    check_index,
+                    seq,
+                    at,
+                    verdict,
+                    value,
+                    detail,
+                    asked,
+                }
             },
         )
         .collect())

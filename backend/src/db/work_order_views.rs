@@ -109,6 +109,9 @@ pub struct VerifyResult {
     /// HTTP status.
     pub value: Option<f64>,
     pub detail: String,
+    /// The filled query or URL (empty in results older than 0018).
+    #[serde(default)]
+    pub asked: String,
 }
 
 /// One entry of an order's timeline.
@@ -334,6 +337,7 @@ fn detail_sql(kind: DbKind) -> &'static str {
                 ("verdict", "v.verdict"),
                 ("value", "v.value"),
                 ("detail", "v.detail"),
+                ("asked", "v.asked"),
             ],
             "verify_results v WHERE v.work_order_id = w.id",
             "v.id",

@@ -217,6 +217,7 @@ async fn smoke(
             verdict,
             value: attempt.status.map(f64::from),
             detail: &detail,
+            asked: &url,
         };
         results::record(&ctx.db, &job.lease, &result).await?;
         past.push(VerifyResult {
@@ -232,6 +233,7 @@ async fn smoke(
             },
             value: result.value,
             detail,
+            asked: url.clone(),
         });
     }
 }
@@ -295,6 +297,7 @@ pub(super) async fn gates(
         sleep_until(due).await;
         let gate = &gates[i];
         let seq = past.iter().filter(|r| Check::Gate(i).owns(r)).count() as i64 + 1;
+        let asked = fill(&gate.query, values).unwrap_or_default();
         let (verdict, value, detail) = match &access {
             Ok(Some(access)) => measure(ctx, access, gate, values).await,
             Ok(None) => (
@@ -314,6 +317,7 @@ pub(super) async fn gates(
             verdict,
             value,
             detail: &detail,
+            asked: &asked,
             step,
         };
         results::record(&ctx.db, &job.lease, &result).await?;

@@ -38,6 +38,9 @@ pub struct GateRow {
     /// `query < 0.05, every 30 s × 5, fails past 1, undecided past 1`.
     pub rule: String,
     pub query: String,
+    /// The last query measured, filled in, on the cluster's Prometheus
+    /// (its graph page); none before a measurement or without one.
+    pub link: Option<String>,
     /// The chart, as SVG markup made here from numbers (render `|safe`).
     pub chart: String,
     pub measurements: Vec<Measurement>,
@@ -58,10 +61,23 @@ pub struct SmokeRow {
     pub attempts: Vec<Measurement>,
 }
 
-/// The cards of every stage with a verification plan.
+/// `query` on the graph page of the Prometheus at `base` (the classic
+/// `/graph` path, which Prometheus 3 forwards to its new one), the last
+/// hour.
+pub fn graph_link(base: &str, query: &str) -> String {
+    let expr: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
+    format!(
+        "{}/graph?g0.expr={expr}&g0.tab=0&g0.range_input=1h",
+        base.trim_end_matches('/')
+    )
+}
+
+/// The cards of every stage with a verification plan; `prometheus` is the
+/// Prometheus URL of a cluster, by id.
 pub fn verify_cards(
     runs: &[StageRun],
     results: &[VerifyResult],
+    prometheus: impl Fn(i64) -> Option<String>,
     order_open: bool,
     may_sign_off: impl Fn(u32) -> bool,
     may_go_on: impl Fn(u32) -> bool,
@@ -99,6 +115,12 @@ pub fn verify_cards(
                             g.inconclusive_limit
                         ),
                         query: g.query.clone(),
+                        link: taken
+                            .iter()
+                            .rev()
+                            .find(|r| !r.asked.is_empty())
+                            .zip(prometheus(run.location.cluster_id))
+                            .map(|(r, base)| graph_link(&base, &r.asked)),
                         chart: chart(g, &taken),
                         measurements: rows(&taken),
                     }
@@ -294,7 +316,19 @@ mod tests {
             verdict: verdict.into(),
             value,
             detail: detail.into(),
+            asked: format!("errors{{seq=\"{seq}\"}}"),
         }
+    }
+
+    #[test]
+    fn a_query_link_opens_the_filled_query_on_the_graph_page() {
+        assert_eq!(
+            graph_link(
+                "https://prom.example/sub/",
+                "sum(rate(x{ns=\"shop\"}[1m])) > 0 & 1"
+            ),
+            "https://prom.example/sub/graph?g0.expr=sum%28rate%28x%7Bns%3D%22shop%22%7D%5B1m%5D%29%29+%3E+0+%26+1&g0.tab=0&g0.range_input=1h"
+        );
     }
 
     #[test]

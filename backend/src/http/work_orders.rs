@@ -440,9 +440,23 @@ async fn render_order(
         let canaries = canary_steps(&d.stage_runs, &d.timeline, |stage, step| {
             allowed(Command::ApproveStep { stage, step })
         });
+        // The Prometheus of each cluster whose stage has gates measured
+        // (the query links).
+        let mut prometheus: HashMap<i64, String> = HashMap::new();
+        for run in &d.stage_runs {
+            let gated = run.verify.as_ref().is_some_and(|p| !p.gates.is_empty());
+            let cluster = run.location.cluster_id;
+            if gated && !prometheus.contains_key(&cluster) {
+                let found = crate::db::clusters::get(&ctx.state.db.pool, cluster).await;
+                if let Some(url) = found.ok().and_then(|c| c.prometheus_url) {
+                    prometheus.insert(cluster, url);
+                }
+            }
+        }
         let verifications = verify_cards(
             &d.stage_runs,
             &d.verify_results,
+            |cluster| prometheus.get(&cluster).cloned(),
             d.order.state.is_open(),
             |stage| allowed(Command::SignOff { stage }),
             |stage| allowed(Command::GoOn { stage }),
