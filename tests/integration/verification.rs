@@ -565,3 +565,69 @@ db_test!(
         assert_eq!(rows.as_deref(), Some("3"));
     }
 );
+
+db_test!(
+    a_measurement_without_a_value_leaves_the_next_one_recordable,
+    |backend| async move {
+        use rollway::db::jobs;
+        use rollway::db::verify::{Check, NewResult, record};
+        use rollway::domain::verify::Verdict;
+
+        let app = TestApp::start_with(backend, engine_start()).await;
+        let r = Rollout::create(&app).await;
+        let order = r.approved_order("v1.1.0").await;
+        // A job of a kind no server runs, on the order's first stage: the
+        // lease the results are fenced on.
+        let db = crate::cli::open_db(&app.db).await;
+        sqlx::query(
+            "INSERT INTO jobs (kind, subject_kind, subject_id, work_order_id, stage_position, state, attempts, \
+             run_at, created_at, updated_at) \
+             SELECT 'regression', 'stage_run', s.id, s.work_order_id, s.position, 'queued', 0, 0, 0, 0 \
+             FROM stage_runs s WHERE s.work_order_id = $1 AND s.position = 1",
+        )
+        .bind(order)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let job = jobs::claim(&db, "test", &["regression"], 60_000, 1)
+            .await
+            .unwrap()
+            .remove(0);
+        // Inconclusive measurements (no value) first, enough for every
+        // pooled connection to have written one, then measurements with a
+        // value. (sqlx 0.8 sent a missing value as a `real`, and
+        // PostgreSQL then refused every later value on that connection.)
+        let values: Vec<Option<f64>> = (1..=40)
+            .map(|seq| (seq > 20).then_some(f64::from(seq) / 100.0))
+            .collect();
+        for (seq, value) in (1..).zip(values.iter().copied()) {
+            let result = NewResult {
+                order_id: order,
+                position: 1,
+                step: 0,
+                check: Check::Gate(0),
+                seq,
+                at: seq,
+                verdict: if value.is_some() {
+                    Verdict::Pass
+                } else {
+                    Verdict::Inconclusive
+                },
+                value,
+                detail: "",
+                asked: "up",
+            };
+            assert!(
+                record(&db, &job.lease, &result).await.unwrap(),
+                "measurement {seq}"
+            );
+        }
+        let stored: Vec<Option<f64>> = rollway::db::verify::results(&db.pool, order, 1, 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.value)
+            .collect();
+        assert_eq!(stored, values);
+    }
+);

@@ -70,11 +70,16 @@ fn verdict_str(v: Verdict) -> &'static str {
 /// number was recorded already (by this job before a restart), in which
 /// case nothing is written.
 pub async fn record(db: &Db, lease: &JobLease, result: &NewResult<'_>) -> Result<bool> {
+    // A missing value is never bound as NULL: sqlx 0.8's Any driver sends
+    // a NULL f64 to PostgreSQL as a `real`, and the statement it prepares
+    // then refuses every later f64 on that connection ("incorrect binary
+    // data format in bind parameter").
+    let value = result.value.filter(|v| v.is_finite());
     let mut tx: Tx = db.begin_write().await?;
     check_lease(&mut tx, lease).await?;
     let inserted = sqlx::query(
         "INSERT INTO verify_results (work_order_id, position, step, source, source_index, seq, at, verdict, value, detail, asked) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $12 THEN $9 END, $10, $11) \
          ON CONFLICT (work_order_id, position, step, source, source_index, seq) DO NOTHING",
     )
     .bind(result.order_id)
@@ -85,9 +90,10 @@ pub async fn record(db: &Db, lease: &JobLease, result: &NewResult<'_>) -> Result
     .bind(result.seq)
     .bind(result.at)
     .bind(verdict_str(result.verdict))
-    .bind(result.value.filter(|v| v.is_finite()))
+    .bind(value.unwrap_or(0.0))
     .bind(result.detail)
     .bind(result.asked)
+    .bind(value.is_some())
     .execute(&mut *tx)
     .await?
     .rows_affected();
