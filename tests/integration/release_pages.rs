@@ -3,10 +3,40 @@
 
 use reqwest::StatusCode;
 
-use crate::common::{TestApp, USER_PASSWORD};
+use crate::common::{Browser, TestApp, USER_PASSWORD};
 use crate::db_test;
 use crate::fake_gitlab::Mode;
 use crate::releases::Release;
+
+/// The item editor's fields for the `checkout` item that every save in
+/// these tests sends: its node, names, approvals and stage 1 (staging,
+/// rolling).
+fn checkout_fields(r: &Release) -> Vec<(&'static str, String)> {
+    vec![
+        ("node_id", r.org.pay.to_string()),
+        ("name", "checkout".to_string()),
+        ("gitlab_project", "acme/checkout".to_string()),
+        (
+            "image_repository",
+            "registry.example.com/acme/checkout".to_string(),
+        ),
+        ("required_approvals", "1".to_string()),
+        ("auto_rollback", "on".to_string()),
+        ("stage_1_name", "staging".to_string()),
+        ("stage_1_app", r.staging_app.to_string()),
+        ("stage_1_strategy", "rolling".to_string()),
+    ]
+}
+
+/// Saves the item editor at `page` with `fields`, as `browser` submits it.
+async fn save(
+    browser: &Browser,
+    page: &str,
+    fields: Vec<(&'static str, String)>,
+) -> (StatusCode, String, Option<String>) {
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    browser.submit(page, &pairs).await
+}
 
 db_test!(
     an_owner_defines_a_release_item_in_the_stages_editor,
@@ -94,42 +124,22 @@ db_test!(
                 && !html.contains("id=\"refuses-zero-replicas\""),
             "the defaults: {html}"
         );
-        let node = r.org.pay.to_string();
-        let staging = r.staging_app.to_string();
         let prod = r.prod_app.to_string();
         let fields = |deadline: &'static str, refuse: bool| {
-            let mut f = vec![
-                ("node_id", node.clone()),
-                ("name", "checkout".to_string()),
-                ("gitlab_project", "acme/checkout".to_string()),
-                (
-                    "image_repository",
-                    "registry.example.com/acme/checkout".to_string(),
-                ),
-                ("required_approvals", "1".to_string()),
-                ("auto_rollback", "on".to_string()),
-                ("stage_1_name", "staging".to_string()),
-                ("stage_1_app", staging.clone()),
-                ("stage_1_strategy", "rolling".to_string()),
+            let mut f = checkout_fields(&r);
+            f.extend([
                 ("stage_2_name", "prod".to_string()),
                 ("stage_2_app", prod.clone()),
                 ("stage_2_strategy", "canary".to_string()),
                 ("stage_2_steps", "10%, 50%:60s, 100%".to_string()),
                 ("stage_2_deadline", deadline.to_string()),
-            ];
+            ]);
             if refuse {
                 f.push(("refuse_zero_replicas", "on".to_string()));
             }
             f
         };
-        let submit = |f: Vec<(&'static str, String)>| {
-            let olivia = &olivia;
-            let page = page.clone();
-            async move {
-                let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                olivia.submit(&page, &pairs).await
-            }
-        };
+        let submit = |f: Vec<(&'static str, String)>| save(&olivia, &page, f);
         let (s, _, location) = submit(fields("45", true)).await;
         assert_eq!(s, StatusCode::SEE_OTHER);
         let (_, html) = olivia.get(&location.unwrap()).await;
@@ -381,19 +391,8 @@ db_test!(
         let page = format!("/release-items/{}", r.item);
         let gate = r#"error ratio | sum(rate(x{code=~"500|503",pod_template_hash="{{new_hash}}"}[1m])) | < 0.05 | interval=10s count=3 failures=1 inconclusive=1"#;
         let fields = |gates: &str| {
-            vec![
-                ("node_id", r.org.pay.to_string()),
-                ("name", "checkout".to_string()),
-                ("gitlab_project", "acme/checkout".to_string()),
-                (
-                    "image_repository",
-                    "registry.example.com/acme/checkout".to_string(),
-                ),
-                ("required_approvals", "1".to_string()),
-                ("auto_rollback", "on".to_string()),
-                ("stage_1_name", "staging".to_string()),
-                ("stage_1_app", r.staging_app.to_string()),
-                ("stage_1_strategy", "rolling".to_string()),
+            let mut f = checkout_fields(&r);
+            f.extend([
                 ("stage_1_gates", gates.to_string()),
                 (
                     "stage_1_smoke",
@@ -405,15 +404,10 @@ db_test!(
                 ("stage_2_name", "prod".to_string()),
                 ("stage_2_app", r.prod_app.to_string()),
                 ("stage_2_strategy", "rolling".to_string()),
-            ]
+            ]);
+            f
         };
-        let submit = |f: Vec<(&'static str, String)>| {
-            let (olivia, page) = (&olivia, page.clone());
-            async move {
-                let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                olivia.submit(&page, &pairs).await
-            }
-        };
+        let submit = |f: Vec<(&'static str, String)>| save(&olivia, &page, f);
         let plan = || async {
             let (_, item) = r
                 .org

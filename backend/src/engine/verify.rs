@@ -297,15 +297,17 @@ pub(super) async fn gates(
         sleep_until(due).await;
         let gate = &gates[i];
         let seq = past.iter().filter(|r| Check::Gate(i).owns(r)).count() as i64 + 1;
-        let asked = fill(&gate.query, values).unwrap_or_default();
-        let (verdict, value, detail) = match &access {
-            Ok(Some(access)) => measure(ctx, access, gate, values).await,
-            Ok(None) => (
+        let query = fill(&gate.query, values);
+        let asked = query.as_deref().unwrap_or_default();
+        let (verdict, value, detail) = match (&access, &query) {
+            (_, Err(m)) => (Verdict::Inconclusive, None, m.clone()),
+            (Ok(Some(access)), Ok(query)) => measure(ctx, access, gate, query).await,
+            (Ok(None), _) => (
                 Verdict::Inconclusive,
                 None,
                 format!("cluster {} has no Prometheus", stage.target.cluster),
             ),
-            Err(e) => (Verdict::Inconclusive, None, e.to_string()),
+            (Err(e), _) => (Verdict::Inconclusive, None, e.to_string()),
         };
         let result = NewResult {
             order_id: stage.order_id,
@@ -317,7 +319,7 @@ pub(super) async fn gates(
             verdict,
             value,
             detail: &detail,
-            asked: &asked,
+            asked,
             step,
         };
         results::record(&ctx.db, &job.lease, &result).await?;
@@ -345,19 +347,15 @@ pub(super) async fn passed_at(
     Ok(last)
 }
 
-/// One measurement of `gate`: its verdict, the worst sample and what came
-/// back in words.
+/// One measurement of `gate` by `query` (its query filled in): its
+/// verdict, the worst sample and what came back in words.
 async fn measure(
     ctx: &Context,
     access: &crate::domain::cluster::PrometheusAccess,
     gate: &MetricGate,
-    values: &Values,
+    query: &str,
 ) -> (Verdict, Option<f64>, String) {
-    let query = match fill(&gate.query, values) {
-        Ok(q) => q,
-        Err(m) => return (Verdict::Inconclusive, None, m),
-    };
-    match ctx.prometheus.query(access, &query).await {
+    match ctx.prometheus.query(access, query).await {
         Err(e) => (Verdict::Inconclusive, None, e.to_string()),
         Ok(samples) => {
             let numbers: Vec<f64> = samples.iter().map(|s| s.value).collect();

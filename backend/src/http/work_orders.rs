@@ -440,13 +440,15 @@ async fn render_order(
         let canaries = canary_steps(&d.stage_runs, &d.timeline, |stage, step| {
             allowed(Command::ApproveStep { stage, step })
         });
-        // The Prometheus of each cluster whose stage has gates measured
-        // (the query links).
+        // The Prometheus of each cluster whose stage has a gate measured
+        // (the query links): no lookup before a measurement.
         let mut prometheus: HashMap<i64, String> = HashMap::new();
         for run in &d.stage_runs {
-            let gated = run.verify.as_ref().is_some_and(|p| !p.gates.is_empty());
+            let measured = d.verify_results.iter().any(|r| {
+                r.position == run.position && r.check_kind == "gate" && !r.asked.is_empty()
+            });
             let cluster = run.location.cluster_id;
-            if gated && !prometheus.contains_key(&cluster) {
+            if measured && !prometheus.contains_key(&cluster) {
                 let found = crate::db::clusters::get(&ctx.state.db.pool, cluster).await;
                 if let Some(url) = found.ok().and_then(|c| c.prometheus_url) {
                     prometheus.insert(cluster, url);

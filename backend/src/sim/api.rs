@@ -880,19 +880,16 @@ fn delete(
     }
     if kind == Kind::Pod {
         // Pods go gracefully, and answer themselves marked as being deleted.
-        let gone_at_once = world
-            .store
-            .get(kind, namespace, name)
-            .is_some_and(|p| p.pointer("/metadata/deletionTimestamp").is_none());
         let mut deleted = std::sync::Arc::unwrap_or_clone(world.store.delete_pod(
             namespace,
             name,
             grace,
             write_options.dry_run,
         )?);
-        let still_there = world.store.get(kind, namespace, name).is_some();
         drop(world);
-        if gone_at_once && !still_there {
+        // One gone at once (or that would be, in a dry run) is answered
+        // as deleted now, with no grace period.
+        if deleted.pointer("/metadata/deletionTimestamp").is_none() {
             deleted["metadata"]["deletionTimestamp"] = super::store::now_timestamp().into();
             deleted["metadata"]["deletionGracePeriodSeconds"] = 0.into();
         }

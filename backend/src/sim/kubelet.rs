@@ -16,7 +16,7 @@ use super::controller::{Context, ControllerState, get_typed, now_time, put};
 use super::discovery::SERVER_VERSION;
 use super::events::{self, Occurrence, Source};
 use super::kinds::Kind;
-use super::store::{Key, Store, now_timestamp};
+use super::store::{Key, Store, controller_owner, now_timestamp};
 
 pub const NODE_NAME: &str = "sim-node-1";
 pub const NODE_IP: &str = "10.0.0.10";
@@ -275,7 +275,7 @@ pub fn sync_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, k
     let due = started + ctx.ready_delay;
     if !is_ready(&pod) && !blocked {
         if ctx.now >= due {
-            mark_ready(&mut pod);
+            set_ready(&mut pod, true);
         } else {
             state.wake_at(due, Kind::Pod, key.clone());
         }
@@ -297,18 +297,7 @@ fn stop_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, key: 
             state.pod_stopping.insert(key.clone(), (uid, ctx.now));
             record_stop(store, &pod);
             let mut stopping = pod.clone();
-            if let Some(status) = stopping.status.as_mut() {
-                for c in status.container_statuses.iter_mut().flatten() {
-                    c.ready = false;
-                }
-                for c in status.conditions.iter_mut().flatten() {
-                    if (c.type_ == "Ready" || c.type_ == "ContainersReady") && c.status == "True" {
-                        c.status = "False".into();
-                        c.reason = Some("PodCompleted".into());
-                        c.last_transition_time = Some(now_time());
-                    }
-                }
-            }
+            set_ready(&mut stopping, false);
             if stopping != pod {
                 put(store, Kind::Pod, key, &stopping);
             }
@@ -327,7 +316,7 @@ fn stop_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, key: 
     if ctx.now >= stopped_at {
         state.pod_stopping.remove(key);
         state.pod_started.remove(key);
-        let _ = store.delete(
+        let removed = store.delete(
             Kind::Pod,
             &key.0,
             &key.1,
@@ -336,7 +325,7 @@ fn stop_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, key: 
         );
         // The Deployment above its ReplicaSet may be waiting for this pod
         // to be gone (Recreate).
-        if let Some(deployment) = grand_owner(store, &pod) {
+        if let Some(deployment) = removed.ok().and_then(|p| grand_owner(store, &p)) {
             store.dirty.insert((Kind::Deployment, deployment));
         }
     } else {
@@ -344,21 +333,16 @@ fn stop_pod(store: &mut Store, state: &mut ControllerState, ctx: &Context, key: 
     }
 }
 
-/// The Deployment whose ReplicaSet controls `pod`.
-fn grand_owner(store: &Store, pod: &Pod) -> Option<Key> {
-    let namespace = pod.metadata.namespace.clone()?;
-    let controller =
-        |refs: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
-         kind: &str| {
-            refs?
-                .iter()
-                .find(|r| r.controller == Some(true) && r.kind == kind)
-                .map(|r| r.name.clone())
-        };
-    let rs_name = controller(pod.metadata.owner_references.as_ref(), "ReplicaSet")?;
-    let rs: k8s_openapi::api::apps::v1::ReplicaSet =
-        get_typed(store, Kind::ReplicaSet, &(namespace.clone(), rs_name))?;
-    let deployment = controller(rs.metadata.owner_references.as_ref(), "Deployment")?;
+/// The Deployment whose ReplicaSet controls `pod` (as stored).
+fn grand_owner(store: &Store, pod: &serde_json::Value) -> Option<Key> {
+    let namespace = pod.pointer("/metadata/namespace")?.as_str()?.to_string();
+    let (Kind::ReplicaSet, rs) = controller_owner(pod)? else {
+        return None;
+    };
+    let rs = store.get(Kind::ReplicaSet, &namespace, &rs)?;
+    let (Kind::Deployment, deployment) = controller_owner(rs)? else {
+        return None;
+    };
     Some((namespace, deployment))
 }
 
@@ -440,17 +424,25 @@ fn record_start(store: &mut Store, pod: &Pod, spec: &PodSpec, unready: bool) {
     }
 }
 
-fn mark_ready(pod: &mut Pod) {
+/// Turns a pod's containers and its Ready and ContainersReady conditions
+/// ready, or not ready as its containers stop (`PodCompleted`); a
+/// condition already so keeps its transition time.
+fn set_ready(pod: &mut Pod, ready: bool) {
     let Some(status) = pod.status.as_mut() else {
         return;
     };
     for c in status.container_statuses.iter_mut().flatten() {
-        c.ready = true;
+        c.ready = ready;
     }
+    let (to, reason) = if ready {
+        ("True", None)
+    } else {
+        ("False", Some("PodCompleted".to_string()))
+    };
     for c in status.conditions.iter_mut().flatten() {
-        if c.type_ == "Ready" || c.type_ == "ContainersReady" {
-            c.status = "True".into();
-            c.reason = None;
+        if (c.type_ == "Ready" || c.type_ == "ContainersReady") && c.status != to {
+            c.status = to.into();
+            c.reason = reason.clone();
             c.message = None;
             c.last_transition_time = Some(now_time());
         }

@@ -191,7 +191,7 @@ fn owner_uids(object: &Value) -> Vec<String> {
 }
 
 /// The controlling owner `(kind, name)` of an object, if it is one we run.
-fn controller_owner(object: &Value) -> Option<(Kind, String)> {
+pub(super) fn controller_owner(object: &Value) -> Option<(Kind, String)> {
     let refs = object.pointer("/metadata/ownerReferences")?.as_array()?;
     refs.iter()
         .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
@@ -602,6 +602,21 @@ impl Store {
         if dry_run {
             return Ok(Arc::new(object));
         }
+        // A controller's own status write needs no second look by the
+        // controller; anything else does.
+        let mark_self = part != Part::All || spec_changed;
+        Ok(self.store_modified(kind, existing, object, mark_self))
+    }
+
+    /// Stores `object` in place of `existing` under a new resourceVersion
+    /// and records the change (marking the object dirty if `mark_self`).
+    fn store_modified(
+        &mut self,
+        kind: Kind,
+        existing: Arc<Value>,
+        mut object: Value,
+        mark_self: bool,
+    ) -> Arc<Value> {
         self.rv += 1;
         object["metadata"]["resourceVersion"] = self.rv.to_string().into();
         let key = self.key_of(kind, &object);
@@ -611,9 +626,6 @@ impl Store {
             .entry(kind)
             .or_default()
             .insert(key, object.clone());
-        // A controller's own status write needs no second look by the
-        // controller; anything else does.
-        let mark_self = part != Part::All || spec_changed;
         self.record(
             kind,
             EventType::Modified,
@@ -621,7 +633,7 @@ impl Store {
             Some(existing),
             mark_self,
         );
-        Ok(object)
+        object
     }
 
     /// Deletes a pod gracefully, as the API server does: a pod bound to a
@@ -677,22 +689,7 @@ impl Store {
         if dry_run {
             return Ok(Arc::new(object));
         }
-        self.rv += 1;
-        object["metadata"]["resourceVersion"] = self.rv.to_string().into();
-        let key = self.key_of(Kind::Pod, &object);
-        let object = Arc::new(object);
-        self.objects
-            .entry(Kind::Pod)
-            .or_default()
-            .insert(key, object.clone());
-        self.record(
-            Kind::Pod,
-            EventType::Modified,
-            object.clone(),
-            Some(existing),
-            true,
-        );
-        Ok(object)
+        Ok(self.store_modified(Kind::Pod, existing, object, true))
     }
 
     /// Deletes an object and, unless orphaned, everything it owns (and a

@@ -86,19 +86,13 @@ pub fn decode(body: &[u8]) -> Result<Value, Error> {
         .expect("runtime.Unknown is in the descriptors");
     let unknown = DynamicMessage::decode(unknown, envelope)
         .map_err(|e| Error::Malformed(format!("runtime.Unknown: {e}")))?;
-    let text = |message: &DynamicMessage, name: &str| {
-        message
-            .get_field_by_name(name)
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    };
     let type_meta = unknown
         .get_field_by_name("typeMeta")
         .and_then(|v| v.as_message().cloned())
         .ok_or_else(|| malformed("runtime.Unknown has no typeMeta"))?;
-    let api_version = text(&type_meta, "apiVersion");
-    let kind = text(&type_meta, "kind");
-    let encoding = text(&unknown, "contentEncoding");
+    let api_version = string(&type_meta, "apiVersion");
+    let kind = string(&type_meta, "kind");
+    let encoding = string(&unknown, "contentEncoding");
     if !encoding.is_empty() {
         return Err(Error::Malformed(format!(
             "content encoding {encoding:?} is not supported"
