@@ -1631,7 +1631,7 @@ mod tests {
         let before = h.store.resource_version();
         h.set_image("web:2");
         h.roll_out();
-        let events = h.store.events_since(before).unwrap();
+        let events = h.store.events_since(Kind::Pod, before).unwrap();
         let last_old_delete = events
             .iter()
             .rposition(|e| e.kind == Kind::Pod && e.event_type == EventType::Deleted)

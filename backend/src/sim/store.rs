@@ -119,14 +119,47 @@ pub struct Interest {
     pub name: Option<String>,
 }
 
+/// The changes a watch may resume from, oldest first.
+#[derive(Default)]
+struct History {
+    events: VecDeque<Arc<Event>>,
+    /// Highest resourceVersion dropped.
+    compacted: u64,
+}
+
+impl History {
+    fn push(&mut self, event: Arc<Event>, limit: usize) {
+        self.events.push_back(event);
+        self.trim(limit);
+    }
+
+    fn trim(&mut self, limit: usize) {
+        while self.events.len() > limit {
+            if let Some(dropped) = self.events.pop_front() {
+                self.compacted = dropped.rv;
+            }
+        }
+    }
+
+    fn since(&self, rv: u64) -> Result<Vec<Arc<Event>>, u64> {
+        if rv < self.compacted {
+            return Err(self.compacted + 1);
+        }
+        let start = self.events.partition_point(|e| e.rv <= rv);
+        Ok(self.events.range(start..).cloned().collect())
+    }
+}
+
 pub struct Store {
     rv: u64,
-    /// Highest resourceVersion dropped from `history`.
-    compacted: u64,
     /// Objects are shared with the event history, never copied into it.
     objects: BTreeMap<Kind, BTreeMap<Key, Arc<Value>>>,
     owned: HashMap<String, BTreeSet<(Kind, Key)>>,
-    history: VecDeque<Arc<Event>>,
+    /// Changes of every kind but Events, which keep their own (as the API
+    /// server keeps a watch cache per resource): the many Events the
+    /// controllers record never push a Deployment's changes out.
+    history: History,
+    event_history: History,
     history_limit: usize,
     /// Objects the controller should reconcile.
     pub dirty: BTreeSet<(Kind, Key)>,
@@ -215,13 +248,13 @@ impl Store {
     pub fn new() -> Store {
         Store {
             rv: 1,
-            compacted: 0,
             objects: Kind::ALL
                 .into_iter()
                 .map(|k| (k, BTreeMap::new()))
                 .collect(),
             owned: HashMap::new(),
-            history: VecDeque::new(),
+            history: History::default(),
+            event_history: History::default(),
             history_limit: HISTORY_LIMIT,
             dirty: BTreeSet::new(),
             watchers: HashMap::new(),
@@ -235,7 +268,8 @@ impl Store {
     /// limit to provoke 410 Gone).
     pub fn set_history_limit(&mut self, limit: usize) {
         self.history_limit = limit.max(1);
-        self.trim_history();
+        self.history.trim(self.history_limit);
+        self.event_history.trim(self.history_limit);
     }
 
     pub fn resource_version(&self) -> u64 {
@@ -763,14 +797,18 @@ impl Store {
         Ok(object)
     }
 
-    /// Events after `rv`, or `Err(oldest resumable version)` when some of
-    /// them were already dropped from the history.
-    pub fn events_since(&self, rv: u64) -> Result<Vec<Arc<Event>>, u64> {
-        if rv < self.compacted {
-            return Err(self.compacted + 1);
+    /// The changes after `rv` in the history `kind` is kept in (Events
+    /// have their own), or `Err(oldest resumable version)` when some of
+    /// them were already dropped from it.
+    pub fn events_since(&self, kind: Kind, rv: u64) -> Result<Vec<Arc<Event>>, u64> {
+        self.history_of(kind).since(rv)
+    }
+
+    fn history_of(&self, kind: Kind) -> &History {
+        match kind {
+            Kind::Event | Kind::EventV1 => &self.event_history,
+            _ => &self.history,
         }
-        let start = self.history.partition_point(|e| e.rv <= rv);
-        Ok(self.history.range(start..).cloned().collect())
     }
 
     fn key_of(&self, kind: Kind, object: &Value) -> Key {
@@ -827,8 +865,11 @@ impl Store {
             object,
             old,
         });
-        self.history.push_back(event.clone());
-        self.trim_history();
+        let limit = self.history_limit;
+        match kind {
+            Kind::Event | Kind::EventV1 => self.event_history.push(event.clone(), limit),
+            _ => self.history.push(event.clone(), limit),
+        }
         self.deliver(kind, &key, &event);
     }
 
@@ -887,14 +928,6 @@ impl Store {
                 if list.is_empty() {
                     self.watchers.remove(&interest);
                 }
-            }
-        }
-    }
-
-    fn trim_history(&mut self) {
-        while self.history.len() > self.history_limit {
-            if let Some(dropped) = self.history.pop_front() {
-                self.compacted = dropped.rv;
             }
         }
     }
@@ -1040,12 +1073,34 @@ mod tests {
                 .create(Kind::Pod, "prod", pod(name, None), false)
                 .unwrap();
         }
-        let events = store.events_since(start).unwrap();
+        let events = store.events_since(Kind::Pod, start).unwrap();
         assert_eq!(events.len(), 3);
         assert_eq!(events[0].event_type, EventType::Added);
         store.set_history_limit(2);
-        assert!(store.events_since(start).is_err());
-        assert_eq!(store.events_since(start + 1).unwrap().len(), 2);
+        assert!(store.events_since(Kind::Pod, start).is_err());
+        assert_eq!(store.events_since(Kind::Pod, start + 1).unwrap().len(), 2);
+        // Events keep a history of their own: however many are recorded,
+        // the pods' changes stay resumable.
+        let before_events = store.resource_version();
+        for n in 0..5 {
+            store
+                .create(
+                    Kind::Event,
+                    "prod",
+                    json!({"metadata": {"name": format!("e{n}")}, "involvedObject": {}}),
+                    false,
+                )
+                .unwrap();
+        }
+        assert_eq!(store.events_since(Kind::Pod, start + 1).unwrap().len(), 2);
+        assert!(store.events_since(Kind::Event, before_events).is_err());
+        assert_eq!(
+            store
+                .events_since(Kind::EventV1, before_events + 3)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]

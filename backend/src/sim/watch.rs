@@ -165,7 +165,7 @@ pub fn serve(
     let current = world.store.resource_version();
     let mut initial: Vec<Bytes> = Vec::new();
     match requested {
-        Some(rv) if !send_initial => match world.store.events_since(rv) {
+        Some(rv) if !send_initial => match world.store.events_since(kind, rv) {
             Ok(events) => {
                 for event in events {
                     if let Some((event_type, object)) = filter.view(&event) {
