@@ -89,6 +89,7 @@ impl AppState {
             EngineSettings {
                 lease: Duration::from_secs(u64::from(config.engine_lease_seconds)),
                 max_jobs: config.engine_max_jobs as usize,
+                lane_ttl: Duration::from_secs(u64::from(config.lane_ttl_seconds)),
                 ..EngineSettings::default()
             },
         );

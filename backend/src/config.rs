@@ -183,6 +183,12 @@ pub struct ServeArgs {
     /// Rollouts this server follows at once.
     #[arg(long, env = "ROLLWAY_ENGINE_MAX_JOBS", default_value = "1000")]
     pub engine_max_jobs: String,
+
+    /// Seconds a lane (a branch's copy of an app, made by a fast-path
+    /// deploy) may go without a deploy before the engine removes it
+    /// (default: 3 days).
+    #[arg(long, env = "ROLLWAY_LANE_TTL_SECONDS", default_value = "259200")]
+    pub lane_ttl_seconds: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -425,6 +431,7 @@ pub struct ServeConfig {
     pub kube_timeout_seconds: u32,
     pub engine_lease_seconds: u32,
     pub engine_max_jobs: u32,
+    pub lane_ttl_seconds: u32,
     /// Serving `rollway demo`: pages say the clusters are simulated.
     pub demo: bool,
 }
@@ -535,6 +542,11 @@ impl ServeConfig {
                 "--engine-max-jobs",
                 "ROLLWAY_ENGINE_MAX_JOBS",
             )?,
+            lane_ttl_seconds: positive(
+                &args.lane_ttl_seconds,
+                "--lane-ttl-seconds",
+                "ROLLWAY_LANE_TTL_SECONDS",
+            )?,
             demo: false,
         })
     }
@@ -559,6 +571,7 @@ mod tests {
             kube_timeout_seconds: "10".into(),
             engine_lease_seconds: "15".into(),
             engine_max_jobs: "1000".into(),
+            lane_ttl_seconds: "259200".into(),
         }
     }
 

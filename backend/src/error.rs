@@ -24,6 +24,10 @@ pub enum Error {
     /// 403: authenticated but not allowed here (also a refused CSRF token).
     #[error("{0}")]
     Forbidden(String),
+    /// 403: the target's environment takes work orders only (a fast-path
+    /// deploy to staging or prod).
+    #[error("{0}")]
+    EnvironmentProtected(String),
     /// 404: the thing named does not exist (or may not be seen).
     #[error("{0}")]
     NotFound(String),
@@ -86,7 +90,7 @@ impl Error {
         match self {
             Error::BadRequest(_) => 400,
             Error::Unauthorized(_) => 401,
-            Error::Forbidden(_) => 403,
+            Error::Forbidden(_) | Error::EnvironmentProtected(_) => 403,
             Error::NotFound(_) => 404,
             Error::Conflict(_) => 409,
             Error::PayloadTooLarge(_) => 413,
@@ -103,6 +107,7 @@ impl Error {
             Error::BadRequest(_) => "bad_request",
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
+            Error::EnvironmentProtected(_) => "environment_protected",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::PayloadTooLarge(_) => "payload_too_large",
@@ -170,6 +175,7 @@ impl Clone for Error {
             Error::BadRequest(m) => Error::BadRequest(m.clone()),
             Error::Unauthorized(m) => Error::Unauthorized(m.clone()),
             Error::Forbidden(m) => Error::Forbidden(m.clone()),
+            Error::EnvironmentProtected(m) => Error::EnvironmentProtected(m.clone()),
             Error::NotFound(m) => Error::NotFound(m.clone()),
             Error::Conflict(m) => Error::Conflict(m.clone()),
             Error::PayloadTooLarge(m) => Error::PayloadTooLarge(m.clone()),

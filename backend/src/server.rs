@@ -182,6 +182,9 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
                 if minutes.is_multiple_of(60) {
                     state.db.optimize().await;
                     crate::db::audit::log_anchor(&state.db).await;
+                    if let Err(e) = crate::db::idempotency::expire(&state.db).await {
+                        tracing::warn!(error = %e, "could not forget old idempotency keys");
+                    }
                 }
                 minutes += 1;
             }

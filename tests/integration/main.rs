@@ -14,6 +14,7 @@ mod demo;
 mod engine;
 mod engine_safety;
 mod fake_gitlab;
+mod fast_path;
 mod fuzz;
 mod gitlab;
 mod kubectl;

@@ -49,6 +49,7 @@ async fn metrics_count_requests_per_route_with_latency_histograms() {
 /// Every API operation that exists, as `METHOD path`.
 const API_ROUTES: &[&str] = &[
     "DELETE /api/v1/apps/{id}",
+    "DELETE /api/v1/apps/{id}/lanes/{lane}",
     "DELETE /api/v1/clusters/{id}",
     "DELETE /api/v1/clusters/{id}/prometheus",
     "DELETE /api/v1/nodes/{id}",
@@ -57,9 +58,12 @@ const API_ROUTES: &[&str] = &[
     "DELETE /api/v1/tokens/{id}",
     "GET /api/v1/apps",
     "GET /api/v1/apps/{id}",
+    "GET /api/v1/apps/{id}/deployments",
+    "GET /api/v1/apps/{id}/lanes",
     "GET /api/v1/audit",
     "GET /api/v1/clusters",
     "GET /api/v1/clusters/{id}",
+    "GET /api/v1/deployments/{id}",
     "GET /api/v1/me",
     "GET /api/v1/nodes",
     "GET /api/v1/nodes/{id}",
@@ -82,6 +86,7 @@ const API_ROUTES: &[&str] = &[
     "PATCH /api/v1/service-accounts/{id}",
     "PATCH /api/v1/users/{id}",
     "POST /api/v1/apps",
+    "POST /api/v1/apps/{id}/deployments",
     "POST /api/v1/clusters",
     "POST /api/v1/clusters/{id}/prometheus/test",
     "POST /api/v1/clusters/{id}/test",
@@ -136,7 +141,8 @@ async fn the_openapi_document_lists_exactly_the_routes_that_exist() {
         let path = path
             .replace("{id}", "1")
             .replace("{account_id}", "1")
-            .replace("{n}", "1");
+            .replace("{n}", "1")
+            .replace("{lane}", "main");
         let resp = client
             .request(
                 Method::from_bytes(method.as_bytes()).unwrap(),

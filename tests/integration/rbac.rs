@@ -230,6 +230,8 @@ pub(crate) const API_ROUTES: &[Row] = &[
         OWNERS,
         NotFound,
     ),
+    row("POST /api/v1/apps/{id}/deployments", FILERS, NotFound),
+    row("DELETE /api/v1/apps/{id}/lanes/{lane}", FILERS, NotFound),
     row("POST /api/v1/clusters/{id}/test", ADMINS, Forbidden),
     row("PUT /api/v1/clusters/{id}/prometheus", ADMINS, Forbidden),
     row("DELETE /api/v1/clusters/{id}/prometheus", ADMINS, Forbidden),
@@ -258,6 +260,9 @@ pub(crate) const API_ROUTES: &[Row] = &[
     row("GET /api/v1/clusters/{id}", ADMINS, Forbidden),
     list("GET /api/v1/apps", VIEWERS),
     row("GET /api/v1/apps/{id}", VIEWERS, NotFound),
+    row("GET /api/v1/apps/{id}/deployments", VIEWERS, NotFound),
+    row("GET /api/v1/apps/{id}/lanes", VIEWERS, NotFound),
+    row("GET /api/v1/deployments/{id}", VIEWERS, NotFound),
     list("GET /api/v1/release-items", VIEWERS),
     row("GET /api/v1/release-items/{id}", VIEWERS, NotFound),
     row("GET /api/v1/release-items/{id}/status", VIEWERS, NotFound),
@@ -304,6 +309,7 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     row("POST /admin/clusters/{id}/delete", ADMINS, Forbidden),
     row("POST /admin/apps", ADMINS, Forbidden),
     row("POST /admin/apps/{id}/delete", ADMINS, Forbidden),
+    row("POST /apps/{id}/lanes/{lane}/delete", FILERS, NotFound),
     row("POST /admin/settings", ADMINS, Forbidden),
     row("POST /release-items", OWNERS, NotFound),
     row("POST /release-items/{id}", OWNERS, NotFound),
@@ -357,6 +363,7 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     row("GET /admin/clusters", ADMINS, Forbidden),
     row("GET /admin/clusters/{id}", ADMINS, Forbidden),
     row("GET /admin/apps", ADMINS, Forbidden),
+    row("GET /apps/{id}", VIEWERS, NotFound),
     row("GET /admin/audit", ADMINS, Forbidden),
     row("GET /admin/settings", ADMINS, Forbidden),
     row("GET /account", SIGNED_IN, Forbidden),
@@ -462,6 +469,9 @@ pub(crate) fn state_changing_page_routes() -> Vec<&'static str> {
 /// clusters (unreachable: 502) or a state rule (nothing deployed: 409):
 /// for these, "allowed" means anything but 401, 403 and 404.
 const PAST_THE_ROLE_CHECK: &[&str] = &[
+    // The fixture's deploy to the lane is still in flight (its cluster is
+    // unreachable): 409.
+    "DELETE /api/v1/apps/{id}/lanes/{lane}",
     "POST /api/v1/work-orders/{id}/stages/{n}/deploy",
     "POST /api/v1/work-orders/{id}/stages/{n}/rollback",
     "POST /api/v1/work-orders/{id}/stages/{n}/cancel",
@@ -564,6 +574,17 @@ fn api_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
             Some(format!("\"id\":{},", f.release.staging_app)),
         ),
         "GET /api/v1/apps/{id}" => (format!("/api/v1/apps/{}", f.release.staging_app), None),
+        "GET /api/v1/apps/{id}/deployments" => (
+            format!("/api/v1/apps/{}/deployments", f.release.staging_app),
+            None,
+        ),
+        "GET /api/v1/apps/{id}/lanes" => (
+            format!("/api/v1/apps/{}/lanes", f.release.staging_app),
+            None,
+        ),
+        "GET /api/v1/deployments/{id}" => {
+            (format!("/api/v1/deployments/{}", f.read_deployment), None)
+        }
         "GET /api/v1/release-items" => (
             "/api/v1/release-items".into(),
             Some(format!("\"id\":{item},")),
@@ -612,6 +633,7 @@ fn page_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
         "GET /admin/clusters" => ("/admin/clusters".into(), None),
         "GET /admin/clusters/{id}" => (format!("/admin/clusters/{}", f.read_cluster), None),
         "GET /admin/apps" => ("/admin/apps".into(), None),
+        "GET /apps/{id}" => (format!("/apps/{}", f.release.staging_app), None),
         "GET /admin/audit" => ("/admin/audit".into(), None),
         "GET /admin/settings" => ("/admin/settings".into(), None),
         "GET /account" => ("/account".into(), None),
@@ -681,6 +703,8 @@ pub(crate) struct Fixtures<'a> {
     read_cluster: i64,
     read_user: i64,
     read_service_account: i64,
+    /// A fast-path deployment to a dev app on /acme/pay.
+    read_deployment: i64,
 }
 
 impl<'a> Fixtures<'a> {
@@ -697,6 +721,7 @@ impl<'a> Fixtures<'a> {
             read_cluster: 0,
             read_user: 0,
             read_service_account: 0,
+            read_deployment: 0,
         };
         f.read_order = f.order().await;
         let (_, order) = f
@@ -708,7 +733,25 @@ impl<'a> Fixtures<'a> {
         f.read_cluster = f.cluster().await;
         f.read_user = f.user().await.0;
         f.read_service_account = f.service_account().await;
+        f.read_deployment = f.fast_deployment(None).await.1;
         f
+    }
+
+    /// A fresh dev app on /acme/pay and an admin's fast-path deploy to it
+    /// (to `lane`, if any): the app and the deployment.
+    async fn fast_deployment(&self, lane: Option<&str>) -> (i64, i64) {
+        let cluster = self.cluster().await;
+        let app = self.app(cluster).await;
+        let (s, v) = self
+            .org
+            .admin
+            .post(
+                &format!("/api/v1/apps/{app}/deployments"),
+                json!({"image": "registry.example.com/acme/x:v1", "lane": lane}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        (app, v["id"].as_i64().unwrap())
     }
 
     async fn leaf_under_pay(&self) -> i64 {
@@ -947,6 +990,22 @@ async fn api_write(route: &str, f: &Fixtures<'_>) -> ApiCall {
             format!("/api/v1/clusters/{}", f.cluster().await),
             None,
         ),
+        "POST /api/v1/apps/{id}/deployments" => {
+            let cluster = f.cluster().await;
+            call(
+                Method::POST,
+                format!("/api/v1/apps/{}/deployments", f.app(cluster).await),
+                Some(json!({"image": "registry.example.com/acme/x:v2"})),
+            )
+        }
+        "DELETE /api/v1/apps/{id}/lanes/{lane}" => {
+            let (app, _) = f.fast_deployment(Some("feature")).await;
+            call(
+                Method::DELETE,
+                format!("/api/v1/apps/{app}/lanes/feature"),
+                None,
+            )
+        }
         "POST /api/v1/apps" => {
             let cluster = f.cluster().await;
             call(
@@ -1224,6 +1283,10 @@ pub(crate) async fn page_call(
                     ("node", "/acme/pay"),
                 ]),
             )
+        }
+        "POST /apps/{id}/lanes/{lane}/delete" => {
+            let (app, _) = f.fast_deployment(Some("feature")).await;
+            (format!("/apps/{app}/lanes/feature/delete"), vec![])
         }
         "POST /admin/apps/{id}/delete" => {
             let cluster = f.cluster().await;

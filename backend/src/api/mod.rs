@@ -5,8 +5,10 @@
 
 mod accounts;
 mod audit;
+mod deployments;
 mod error;
 pub mod extract;
+mod idempotency;
 mod me;
 mod nodes;
 mod registry;
@@ -164,6 +166,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(nodes::router())
         .merge(accounts::router())
         .merge(audit::router())
+        .merge(deployments::router())
         .merge(registry::router())
         .merge(release_items::router())
         .merge(settings::router())

@@ -3,12 +3,14 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::ApiActor;
+use super::idempotency::{self, IdempotencyKey};
 use super::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::app::AppState;
 use crate::db::work_order_views::{self as views, Filter, MAX_SEARCH_LEN};
@@ -291,7 +293,7 @@ impl From<views::WorkOrderDetail> for WorkOrderDetail {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileWorkOrder {
     pub release_item_id: i64,
@@ -484,6 +486,7 @@ async fn resolve_filter(
 /// Files a work order (rules 1–3 checked; the version must be a GitLab tag).
 #[utoipa::path(
     post, path = "/api/v1/work-orders", tag = "work orders", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = idempotency::DESCRIPTION)),
     request_body = FileWorkOrder,
     responses(
         (status = 201, body = WorkOrder), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
@@ -493,19 +496,33 @@ async fn resolve_filter(
 async fn file_work_order(
     State(state): State<AppState>,
     ApiActor(actor, who, _): ApiActor,
+    key: IdempotencyKey,
     ApiJson(body): ApiJson<FileWorkOrder>,
-) -> Result<(StatusCode, Json<WorkOrder>)> {
-    let order = flows::file_work_order(
-        &state,
+) -> Response {
+    idempotency::once(
+        &state.db,
         &actor,
-        &who,
-        body.release_item_id,
-        &body.version,
-        &body.title,
-        &body.description,
+        key,
+        "POST /api/v1/work-orders",
+        &body,
+        async {
+            let filed = flows::file_work_order(
+                &state,
+                &actor,
+                &who,
+                body.release_item_id,
+                &body.version,
+                &body.title,
+                &body.description,
+            )
+            .await;
+            match filed {
+                Ok(order) => (StatusCode::CREATED, Json(WorkOrder::from(order))).into_response(),
+                Err(e) => e.into_response(),
+            }
+        },
     )
-    .await?;
-    Ok((StatusCode::CREATED, Json(order.into())))
+    .await
 }
 
 /// A work order with its approvers, decisions, stage runs and timeline.

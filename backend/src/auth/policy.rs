@@ -49,6 +49,9 @@ pub enum Action {
     ManageReleaseItems,
     /// File work orders on a node's release items and drive their stages.
     FileWorkOrder,
+    /// Deploy an image straight to a node's apps on dev and test clusters
+    /// (the CI fast path), and remove their lanes.
+    FastDeploy,
 }
 
 impl Action {
@@ -63,6 +66,7 @@ impl Action {
             Action::ManageRegistry => "registry.manage",
             Action::ManageReleaseItems => "release_item.manage",
             Action::FileWorkOrder => "work_order.file",
+            Action::FastDeploy => "deployment.fast",
         }
     }
 }
@@ -70,7 +74,10 @@ impl Action {
 /// Which tree role permits which action. Admins may do everything.
 const ROLE_PERMISSIONS: &[(Role, &[Action])] = &[
     (Role::Viewer, &[Action::ViewNode]),
-    (Role::Engineer, &[Action::ViewNode, Action::FileWorkOrder]),
+    (
+        Role::Engineer,
+        &[Action::ViewNode, Action::FileWorkOrder, Action::FastDeploy],
+    ),
     (
         Role::Owner,
         &[
@@ -81,6 +88,7 @@ const ROLE_PERMISSIONS: &[(Role, &[Action])] = &[
             Action::ManageMembers,
             Action::ManageReleaseItems,
             Action::FileWorkOrder,
+            Action::FastDeploy,
         ],
     ),
 ];
@@ -168,6 +176,15 @@ impl OnNode for App {
     }
     fn not_found(&self) -> Error {
         db::apps::not_found(self.id).into()
+    }
+}
+
+impl OnNode for db::deployments::FastDeployment {
+    fn node_path(&self) -> &str {
+        &self.node_path
+    }
+    fn not_found(&self) -> Error {
+        db::deployments::not_found(self.id).into()
     }
 }
 
@@ -468,7 +485,7 @@ fn refusal(action: Action, path: &str) -> String {
             return format!("You need to be an admin to {}.", describe(action));
         }
         Action::ViewNode => "a member (viewer, engineer or owner)",
-        Action::FileWorkOrder => "an engineer or owner",
+        Action::FileWorkOrder | Action::FastDeploy => "an engineer or owner",
         Action::CreateChildNode
         | Action::EditNode
         | Action::DeleteNode
@@ -489,6 +506,7 @@ fn describe(action: Action) -> &'static str {
         Action::ManageRegistry => "manage clusters, apps and settings",
         Action::ManageReleaseItems => "manage release items",
         Action::FileWorkOrder => "file or drive work orders",
+        Action::FastDeploy => "deploy to this node's apps on dev and test clusters",
     }
 }
 

@@ -260,6 +260,41 @@ pub async fn delete(db: &Db, id: i64, who: &AuditActor) -> Result<App> {
             super::name_list(&items)
         )));
     }
+    let lanes: Vec<String> =
+        sqlx::query_scalar("SELECT slug FROM lanes WHERE app_id = $1 ORDER BY slug LIMIT 6")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    if !lanes.is_empty() {
+        return Err(Error::Conflict(format!(
+            "app {} has lanes: {}; remove them first",
+            app.name,
+            super::name_list(&lanes)
+        )));
+    }
+    let busy: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM deployments WHERE app_id = $1 AND status IN ('pending', 'rolling_out') LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(busy) = busy {
+        return Err(Error::Conflict(format!(
+            "fast-path deployment {busy} of app {} is rolling out; wait until it ends",
+            app.name
+        )));
+    }
+    // Its fast-path history goes with it.
+    sqlx::query(
+        "DELETE FROM deployment_events WHERE deployment_id IN (SELECT id FROM deployments WHERE app_id = $1)",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM deployments WHERE app_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM apps WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)

@@ -24,6 +24,7 @@ pub enum Constraint {
     Approval,
     StageRunPosition,
     OneQueuedJobPerSubject,
+    IdempotencyKey,
 }
 
 /// Each constraint with its name in both schemas, its table and its
@@ -107,6 +108,12 @@ pub const CONSTRAINTS: &[(Constraint, &str, &str, &[&str])] = &[
         "jobs_one_queued_per_subject",
         "jobs",
         &["subject_kind", "subject_id"],
+    ),
+    (
+        Constraint::IdempotencyKey,
+        "idempotency_keys_pkey",
+        "idempotency_keys",
+        &["account_id", "key"],
     ),
 ];
 

@@ -24,6 +24,10 @@ use super::{Db, DbKind, Tx, now_ms};
 pub enum Subject {
     /// Stage `position` of work order `work_order_id` (its `stage_runs` row).
     StageRun { work_order_id: i64, position: i64 },
+    /// A fast-path deployment (its `deployments` row).
+    Deployment { id: i64 },
+    /// A lane (its `lanes` row): removed once idle or asked to.
+    Lane { id: i64 },
 }
 
 impl Subject {
@@ -31,6 +35,8 @@ impl Subject {
     pub fn kind(&self) -> &'static str {
         match self {
             Subject::StageRun { .. } => "stage_run",
+            Subject::Deployment { .. } => "deployment",
+            Subject::Lane { .. } => "lane",
         }
     }
 
@@ -38,6 +44,7 @@ impl Subject {
     pub fn work_order_id(&self) -> Option<i64> {
         match self {
             Subject::StageRun { work_order_id, .. } => Some(*work_order_id),
+            Subject::Deployment { .. } | Subject::Lane { .. } => None,
         }
     }
 
@@ -48,6 +55,7 @@ impl Subject {
                 work_order_id,
                 position,
             } => Some((*work_order_id, *position)),
+            Subject::Deployment { .. } | Subject::Lane { .. } => None,
         }
     }
 
@@ -61,6 +69,12 @@ impl Subject {
                 position: row
                     .try_get::<Option<i64>, _>("stage_position")?
                     .unwrap_or_default(),
+            }),
+            "deployment" => Ok(Subject::Deployment {
+                id: row.try_get("subject_id")?,
+            }),
+            "lane" => Ok(Subject::Lane {
+                id: row.try_get("subject_id")?,
             }),
             other => Err(Error::Internal(anyhow::anyhow!(
                 "job of subject type '{other}', which this version does not know"
@@ -143,6 +157,18 @@ pub(crate) async fn cancel(tx: &mut Tx, subject: Subject, note: &str, now: i64) 
             .execute(&mut **tx)
             .await?;
         }
+        Subject::Deployment { id } | Subject::Lane { id } => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = $1, updated_at = $2 \
+                 WHERE subject_kind = $3 AND subject_id = $4 AND state = 'queued'",
+            )
+            .bind(note)
+            .bind(now)
+            .bind(subject.kind())
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        }
     }
     Ok(())
 }
@@ -169,6 +195,18 @@ pub(crate) async fn enqueue(tx: &mut Tx, kind: &str, subject: Subject, now: i64)
             .fetch_one(&mut **tx)
             .await
         }
+        Subject::Deployment { id } | Subject::Lane { id } => {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO jobs (kind, subject_kind, subject_id, state, attempts, run_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'queued', 0, $4, $4, $4) RETURNING id",
+            )
+            .bind(kind)
+            .bind(subject.kind())
+            .bind(id)
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await
+        }
     };
     inserted.map_err(|e| {
         if violated(&e) == Some(Constraint::OneQueuedJobPerSubject) {
@@ -176,11 +214,46 @@ pub(crate) async fn enqueue(tx: &mut Tx, kind: &str, subject: Subject, now: i64)
                 Subject::StageRun { position, .. } => {
                     Error::Conflict(format!("stage {position} is already being worked on"))
                 }
+                Subject::Deployment { id } => {
+                    Error::Conflict(format!("deployment {id} is already being worked on"))
+                }
+                Subject::Lane { id } => {
+                    Error::Conflict(format!("lane {id} is already being worked on"))
+                }
             }
         } else {
             e.into()
         }
     })
+}
+
+/// Queues job `kind` for `subject` (a deployment or a lane) to run at
+/// `run_at` inside the caller's transaction, unless one is queued for it
+/// already.
+pub(crate) async fn enqueue_once(
+    tx: &mut Tx,
+    kind: &str,
+    subject: Subject,
+    run_at: i64,
+) -> Result<()> {
+    let (Subject::Deployment { id } | Subject::Lane { id }) = subject else {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "a {} job is queued with its stage change",
+            subject.kind()
+        )));
+    };
+    sqlx::query(
+        "INSERT INTO jobs (kind, subject_kind, subject_id, state, attempts, run_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'queued', 0, $4, $5, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(kind)
+    .bind(subject.kind())
+    .bind(id)
+    .bind(run_at)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Claims up to `limit` due jobs of the given `kinds` for `owner` with a
@@ -206,7 +279,7 @@ pub async fn claim(
         "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
          WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND run_at <= $3 \
          AND (lease_until IS NULL OR lease_until < $3) AND kind IN ({}) ORDER BY run_at, id LIMIT $4 {lock}) \
-         RETURNING id, kind, subject_kind, work_order_id, stage_position, attempts",
+         RETURNING id, kind, subject_kind, subject_id, work_order_id, stage_position, attempts",
         kind_list.join(", ")
     );
     let mut tx = db.begin_write().await?;
@@ -266,6 +339,23 @@ pub async fn retry_at(db: &Db, lease: &JobLease, run_at: i64, error: &str) -> Re
     )
     .bind(run_at)
     .bind(error)
+    .bind(now_ms())
+    .bind(lease.job_id)
+    .bind(&lease.owner)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Gives the job back to run at `run_at` with its attempts counted afresh
+/// (it waits for a time, it did not fail), noting what it waits for.
+pub async fn later(db: &Db, lease: &JobLease, run_at: i64, note: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, run_at = $1, attempts = 0, \
+         last_error = $2, updated_at = $3 WHERE id = $4 AND lease_owner = $5 AND state = 'queued'",
+    )
+    .bind(run_at)
+    .bind(note)
     .bind(now_ms())
     .bind(lease.job_id)
     .bind(&lease.owner)

@@ -13,7 +13,9 @@
 //! [`kinds`]: `rolling.rs` deploys a stage's image and follows the rollout,
 //! `canary.rs` does it through OpenKruise Rollout's steps and pauses,
 //! `rollback.rs` restores what a stage replaced, `verify.rs` runs a
-//! stage's verification plan once its rollout is available. What the stage-run kinds
+//! stage's verification plan once its rollout is available, `fast_path.rs`
+//! deploys a CI fast-path deployment (its lane first) and removes lanes.
+//! What the stage-run kinds
 //! share (reading the stage, writing only when the live template differs,
 //! following the rollout on the shared watch, reporting through the state
 //! machine) is in `stage.rs`.
@@ -25,6 +27,7 @@
 //! kind changes.
 
 mod canary;
+mod fast_path;
 mod rollback;
 mod rolling;
 mod runner;
@@ -95,6 +98,9 @@ pub enum Done {
     Recorded,
     /// There was nothing (more) to do; the note, kept on the job, says why.
     Moot(String),
+    /// Nothing to do yet: the job runs again at `at` (ms since the epoch),
+    /// its attempts counted afresh; the note says what it waits for.
+    Later { at: i64, note: String },
 }
 
 /// What every job works with: the database, the sealer that opens stored
@@ -199,6 +205,8 @@ pub fn kinds() -> Registry {
         .with(canary::CanaryDeploy)
         .with(rollback::Rollback)
         .with(verify::Verify)
+        .with(fast_path::FastDeploy)
+        .with(fast_path::RemoveLane)
 }
 
 #[cfg(test)]
@@ -216,7 +224,17 @@ mod tests {
                 kind.as_str()
             );
         }
-        assert_eq!(registry.names(), ["canary", "deploy", "rollback", "verify"]);
+        assert_eq!(
+            registry.names(),
+            [
+                "canary",
+                "deploy",
+                "fast_deploy",
+                "remove_lane",
+                "rollback",
+                "verify"
+            ]
+        );
     }
 
     struct Twin;

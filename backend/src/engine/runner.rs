@@ -34,6 +34,8 @@ pub struct EngineSettings {
     /// Claims of a job that keeps failing before its kind records the
     /// failure.
     pub max_attempts: i64,
+    /// How long a lane may go without a deploy before it is removed.
+    pub lane_ttl: Duration,
 }
 
 impl Default for EngineSettings {
@@ -44,6 +46,7 @@ impl Default for EngineSettings {
             poll: Duration::from_secs(1),
             recheck: Duration::from_secs(10),
             max_attempts: 8,
+            lane_ttl: Duration::from_secs(3 * 24 * 3600),
         }
     }
 }
@@ -277,10 +280,16 @@ impl Engine {
             }
         };
         match ended {
+            Ok(Done::Later { at, note }) => {
+                if let Err(e) = jobs::later(&self.ctx.db, &job.lease, at, &note).await {
+                    tracing::warn!(error = %e, "could not put a job off");
+                }
+                tracing::info!(note, at, "job put off");
+            }
             Ok(done) => {
                 let note = match &done {
-                    Done::Recorded => "",
                     Done::Moot(note) => note.as_str(),
+                    _ => "",
                 };
                 // Closes a job its kind's last write did not close.
                 if let Err(e) = jobs::finish(&self.ctx.db, &job.lease, note).await {

@@ -65,9 +65,21 @@ impl Stage {
         })
     }
 
+    /// The Deployment the stage drives, as the shared rollout code sees it.
+    pub fn workload(&self) -> Workload<'_> {
+        Workload {
+            cluster: &self.target.cluster,
+            namespace: &self.target.namespace,
+            deployment: &self.target.deployment,
+            container: &self.target.container,
+            uid: self.target.deployment_uid.as_deref(),
+            deadline_at: self.target.deadline_at,
+        }
+    }
+
     /// `namespace/deployment`.
     pub fn name(&self) -> String {
-        format!("{}/{}", self.target.namespace, self.target.deployment)
+        self.workload().name()
     }
 
     /// The job's work no longer applies to the stage as it stands.
@@ -100,23 +112,13 @@ impl Stage {
     /// Fails the job when `live` is not the object this stage's deploy
     /// wrote to (same name, other uid).
     pub fn check_same_object(&self, live: &Deployment) -> Result<(), Error> {
-        match deployment::replaced(self.target.deployment_uid.as_deref(), live) {
-            Some(message) => Err(Error::Fail(format!("{}: {message}", self.name()))),
-            None => Ok(()),
-        }
+        self.workload().check_same_object(live)
     }
 
     /// What `d` says about the stage's container when it is not the one
     /// the job expects: renamed or removed, else the image it runs.
     pub fn container_now(&self, d: &Deployment) -> String {
-        let container = &self.target.container;
-        match deployment::container_image(d, container) {
-            Some(image) => format!("it now runs {image}"),
-            None => format!(
-                "container {container} is gone (renamed or removed; the Deployment has {})",
-                deployment::container_names(d).join(", ")
-            ),
-        }
+        self.workload().container_now(d)
     }
 
     /// The client of the stage's cluster.
@@ -128,16 +130,7 @@ impl Stage {
 
     /// The stage's Deployment; fails the job when it is gone.
     pub async fn read(&self, client: &ClusterClient) -> Result<Deployment, Error> {
-        client
-            .deployment(&self.target.namespace, &self.target.deployment)
-            .await?
-            .ok_or_else(|| {
-                Error::Fail(format!(
-                    "Deployment {} does not exist in cluster {}",
-                    self.name(),
-                    self.target.cluster
-                ))
-            })
+        self.workload().read(client).await
     }
 
     /// The image the stage's container runs in `live`; fails the job when
@@ -242,6 +235,178 @@ impl Stage {
         Ok(())
     }
 
+    /// Writes with `write` until `done` holds for the live Deployment (see
+    /// [`Workload::write_until`]).
+    pub async fn write_until<Fut>(
+        &self,
+        client: &ClusterClient,
+        live: Deployment,
+        done: impl Fn(&Deployment) -> bool,
+        refuse: impl Fn(&Deployment) -> Option<String>,
+        write: impl Fn(Deployment) -> Fut,
+    ) -> Result<Written, Error>
+    where
+        Fut: Future<Output = Result<Deployment, KubeError>>,
+    {
+        self.workload()
+            .write_until(client, live, done, refuse, write)
+            .await
+    }
+
+    /// Follows the Deployment until its rollout completes or fails, or the
+    /// stage's overall deadline passes (see [`Workload::follow`]); with
+    /// `report_verifying`, the stage is reported `verifying` once all new
+    /// pods are updated.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn follow(
+        &self,
+        ctx: &Context,
+        job: &Job,
+        client: &ClusterClient,
+        live: Deployment,
+        report_verifying: bool,
+        ours: impl Fn(&Deployment) -> bool,
+        enough: impl Fn(&Deployment) -> bool,
+    ) -> Result<Followed, Error> {
+        let verifying = ReportVerifying {
+            stage: self,
+            ctx,
+            job,
+            pending: report_verifying,
+        };
+        self.workload()
+            .follow(ctx, client, live, ours, enough, verifying)
+            .await
+    }
+
+    /// Records the job's finding through the state machine, fenced on its
+    /// lease. A finding the state machine no longer takes (the stage moved
+    /// on) is [`Done::Moot`].
+    pub async fn report(
+        &self,
+        ctx: &Context,
+        job: &Job,
+        outcome: Outcome,
+        message: String,
+        record: StageRecord,
+    ) -> Result<Done, Error> {
+        report(
+            ctx,
+            job,
+            self.order_id,
+            self.position,
+            outcome,
+            message,
+            record,
+        )
+        .await
+    }
+}
+
+/// What following a rollout tells once all new pods are updated.
+pub(super) trait Available: Send {
+    /// All new pods are updated (`message` says so); a note answered ends
+    /// the wait as moot.
+    fn available(
+        &mut self,
+        message: String,
+    ) -> impl Future<Output = Result<Option<String>, Error>> + Send;
+}
+
+/// Nothing to tell.
+impl Available for () {
+    async fn available(&mut self, _: String) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
+}
+
+/// Reports the stage `verifying`, once.
+struct ReportVerifying<'a> {
+    stage: &'a Stage,
+    ctx: &'a Context,
+    job: &'a Job,
+    pending: bool,
+}
+
+impl Available for ReportVerifying<'_> {
+    async fn available(&mut self, message: String) -> Result<Option<String>, Error> {
+        if !self.pending {
+            return Ok(None);
+        }
+        self.pending = false;
+        let reported = self
+            .stage
+            .report(
+                self.ctx,
+                self.job,
+                Outcome::Verifying,
+                message,
+                StageRecord::default(),
+            )
+            .await?;
+        Ok(match reported {
+            Done::Moot(note) => Some(note),
+            _ => None,
+        })
+    }
+}
+
+/// A Deployment a job drives: what the rollout code shared by stages and
+/// fast-path deployments needs to know of it.
+pub(super) struct Workload<'a> {
+    pub cluster: &'a str,
+    pub namespace: &'a str,
+    pub deployment: &'a str,
+    pub container: &'a str,
+    /// The uid the job's first write recorded; another uid under the same
+    /// name is another object.
+    pub uid: Option<&'a str>,
+    /// When the overall deadline passes.
+    pub deadline_at: Option<i64>,
+}
+
+impl Workload<'_> {
+    /// `namespace/deployment`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.namespace, self.deployment)
+    }
+
+    /// Fails the job when `live` is not the object the job wrote to (same
+    /// name, other uid).
+    pub fn check_same_object(&self, live: &Deployment) -> Result<(), Error> {
+        match deployment::replaced(self.uid, live) {
+            Some(message) => Err(Error::Fail(format!("{}: {message}", self.name()))),
+            None => Ok(()),
+        }
+    }
+
+    /// What `d` says about the container when it is not the one the job
+    /// expects: renamed or removed, else the image it runs.
+    pub fn container_now(&self, d: &Deployment) -> String {
+        let container = self.container;
+        match deployment::container_image(d, container) {
+            Some(image) => format!("it now runs {image}"),
+            None => format!(
+                "container {container} is gone (renamed or removed; the Deployment has {})",
+                deployment::container_names(d).join(", ")
+            ),
+        }
+    }
+
+    /// The Deployment; fails the job when it is gone.
+    pub async fn read(&self, client: &ClusterClient) -> Result<Deployment, Error> {
+        client
+            .deployment(self.namespace, self.deployment)
+            .await?
+            .ok_or_else(|| {
+                Error::Fail(format!(
+                    "Deployment {} does not exist in cluster {}",
+                    self.name(),
+                    self.cluster
+                ))
+            })
+    }
+
     /// Writes with `write` until `done` holds for the live Deployment. A
     /// 409 reads it again (five times at most); a transient failure retries
     /// the job later; any other failure fails it; a reason from `refuse`
@@ -277,32 +442,30 @@ impl Stage {
     }
 
     /// Follows the Deployment until its rollout completes or fails, or the
-    /// stage's overall deadline passes. `ours` tells whether the live
-    /// template is still the one this job wrote; with `report_verifying`,
-    /// the stage is reported `verifying` once all new pods are updated;
+    /// overall deadline passes. `ours` tells whether the live template is
+    /// still the one the job wrote; `available` is told each time all new
+    /// pods are seen updated (a note it answers ends the wait as moot);
     /// `enough` (for a rollback onto a template that was failing already)
     /// ends the wait before the rollout completes.
-    #[allow(clippy::too_many_arguments)]
     pub async fn follow(
         &self,
         ctx: &Context,
-        job: &Job,
         client: &ClusterClient,
         mut live: Deployment,
-        mut report_verifying: bool,
         ours: impl Fn(&Deployment) -> bool,
         enough: impl Fn(&Deployment) -> bool,
+        mut available: impl Available,
     ) -> Result<Followed, Error> {
-        let target = &self.target;
+        let target = self;
         let uid = live.metadata.uid.clone();
-        let watch = ctx.kube.watch(client, &target.namespace);
+        let watch = ctx.kube.watch(client, target.namespace);
         let mut changes = watch.changes();
         let mut unreachable_since: Option<i64> = None;
         let recheck = ctx.settings.recheck;
         // The watch's copy is taken when it changes, not compared by
         // resourceVersion: what it holds now may be older than `live`.
         let mut watched = watch
-            .get(&target.deployment)
+            .get(target.deployment)
             .and_then(|d| d.metadata.resource_version.clone());
         let mut in_watch = watched.is_some();
         let deadline = target.deadline_at.map(|at| {
@@ -311,7 +474,7 @@ impl Stage {
         });
         let mut last_seen = String::new();
         loop {
-            match watch.get(&target.deployment) {
+            match watch.get(target.deployment) {
                 Some(seen) => {
                     in_watch = true;
                     if seen.metadata.resource_version != watched {
@@ -327,10 +490,7 @@ impl Stage {
                 // Gone from the watch: deleted (perhaps created again).
                 None if in_watch => {
                     in_watch = false;
-                    match client
-                        .deployment(&target.namespace, &target.deployment)
-                        .await
-                    {
+                    match client.deployment(target.namespace, target.deployment).await {
                         Ok(None) => return Ok(self.deleted()),
                         Ok(Some(d)) => {
                             if let Some(message) = deployment::replaced(uid.as_deref(), &d) {
@@ -363,20 +523,8 @@ impl Stage {
                 Progress::Failed(message) => return Ok(Followed::Failed(Some(live), message)),
                 Progress::Verifying(message) => {
                     last_seen.clone_from(&message);
-                    if report_verifying {
-                        report_verifying = false;
-                        let reported = self
-                            .report(
-                                ctx,
-                                job,
-                                Outcome::Verifying,
-                                message,
-                                StageRecord::default(),
-                            )
-                            .await?;
-                        if let Done::Moot(note) = reported {
-                            return Ok(Followed::Moot(note));
-                        }
+                    if let Some(note) = available.available(message).await? {
+                        return Ok(Followed::Moot(note));
                     }
                 }
                 Progress::Waiting(message) => last_seen = message,
@@ -397,14 +545,14 @@ impl Stage {
                     return Ok(Followed::Failed(
                         Some(live),
                         format!(
-                            "{} did not finish within the stage's overall deadline (last seen: {})",
+                            "{} did not finish within its overall deadline (last seen: {})",
                             self.name(),
                             if last_seen.is_empty() { "no progress reported" } else { last_seen.as_str() }
                         ),
                     ));
                 }
                 _ = tokio::time::sleep(recheck) => {
-                    match client.deployment(&target.namespace, &target.deployment).await {
+                    match client.deployment(target.namespace, target.deployment).await {
                         Ok(Some(d)) => {
                             unreachable_since = None;
                             if let Some(message) = deployment::replaced(uid.as_deref(), &d) {
@@ -439,29 +587,6 @@ impl Stage {
     /// The Deployment was replaced by another object of the same name.
     fn lost(&self, message: String) -> Followed {
         Followed::Failed(None, format!("{}: {message}", self.name()))
-    }
-
-    /// Records the job's finding through the state machine, fenced on its
-    /// lease. A finding the state machine no longer takes (the stage moved
-    /// on) is [`Done::Moot`].
-    pub async fn report(
-        &self,
-        ctx: &Context,
-        job: &Job,
-        outcome: Outcome,
-        message: String,
-        record: StageRecord,
-    ) -> Result<Done, Error> {
-        report(
-            ctx,
-            job,
-            self.order_id,
-            self.position,
-            outcome,
-            message,
-            record,
-        )
-        .await
     }
 }
 

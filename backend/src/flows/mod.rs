@@ -5,6 +5,7 @@
 
 pub mod changes;
 pub mod clusters;
+pub mod fast_path;
 pub mod live;
 pub mod work_orders;
 

@@ -7,6 +7,7 @@
 //! [`Policy::may`]: crate::auth::Policy::may
 
 mod accounts;
+mod apps;
 pub mod extract;
 pub use extract::{CsrfForm, NoFields, PageActor};
 mod assets;
@@ -53,6 +54,7 @@ pub fn routes() -> PageRoutes {
         .merge(assets::routes())
         .merge(audit::routes())
         .merge(registry::routes())
+        .merge(apps::routes())
         .merge(settings::routes())
         .merge(release_items::routes())
         .merge(work_orders::routes())

@@ -8,6 +8,7 @@
 //! rollout status` reads it.
 
 pub mod deployment;
+pub mod lane;
 pub mod live;
 pub mod pods;
 pub mod rollout;

@@ -421,6 +421,23 @@ impl Api {
         };
         (status, json)
     }
+    /// Sends a request shaped by `build` (headers, body) with the token;
+    /// the whole response.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        build(req).send().await.expect("request")
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.request(Method::GET, path, None).await
     }

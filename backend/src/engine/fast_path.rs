@@ -1,0 +1,322 @@
+//! The CI fast path's kinds. `fast_deploy` deploys a fast-path deployment
+//! like a rolling stage: for a lane it first makes the lane's copy of the
+//! app's Deployment (and Service) when it is not there, then records what
+//! it replaces and the Deployment's uid before any write, sets the image
+//! only while the live template differs, follows the rollout on the shared
+//! watch until it completes, fails or passes its overall deadline (twice
+//! the progress deadline), and ends the deployment `succeeded` or
+//! `failed`. `remove_lane` removes a lane once asked to or idle for the
+//! lane TTL: it waits (put off to when the TTL would pass) while the lane
+//! is deployed to, then deletes the copy's Deployment and Service (only
+//! objects carrying the lane label) and forgets the lane.
+
+use k8s_openapi::api::apps::v1::Deployment;
+
+use super::stage::{Followed, Workload, Written};
+use super::{Context, Done, Error, Kind};
+use crate::db::deployments::{self, DEPLOY_JOB, DeployTarget, LANE_JOB, LaneDue, Started};
+use crate::db::jobs::{Job, Subject};
+use crate::db::{clusters, now_ms};
+use crate::domain::fast_path::{DeploymentStatus, LANE_LABEL, lane_name};
+use crate::kube::{ClusterClient, KubeError, deployment, lane};
+
+/// Deploys a fast-path deployment.
+pub(super) struct FastDeploy;
+
+/// Removes a lane asked to go, or idle for the lane TTL.
+pub(super) struct RemoveLane;
+
+async fn client(ctx: &Context, cluster_id: i64) -> Result<ClusterClient, Error> {
+    let credentials = clusters::credentials(&ctx.db.pool, &ctx.sealer, cluster_id).await?;
+    Ok(ctx.kube.client(&credentials).await?)
+}
+
+fn deployment_id(job: &Job) -> Result<i64, Error> {
+    match job.subject {
+        Subject::Deployment { id } => Ok(id),
+        other => Err(Error::Fail(format!(
+            "a {} job works on a deployment, not on a {}",
+            job.kind,
+            other.kind()
+        ))),
+    }
+}
+
+fn workload(t: &DeployTarget) -> Workload<'_> {
+    Workload {
+        cluster: &t.cluster,
+        namespace: &t.namespace,
+        deployment: &t.deployment,
+        container: &t.container,
+        uid: t.deployment_uid.as_deref(),
+        deadline_at: t.deadline_at,
+    }
+}
+
+impl Kind for FastDeploy {
+    const NAME: &'static str = DEPLOY_JOB;
+
+    async fn run(&self, ctx: &Context, job: &Job) -> Result<Done, Error> {
+        let id = deployment_id(job)?;
+        let t = deployments::target(&ctx.db.pool, id).await?;
+        if t.status.is_final() {
+            return Ok(Done::Moot(format!(
+                "deployment is {}; nothing to do",
+                t.status
+            )));
+        }
+        if let Some(at) = t.deadline_at.filter(|at| now_ms() >= *at) {
+            return Err(Error::Fail(format!(
+                "{}/{} passed its overall deadline ({} s ago) before the engine could finish (last seen: {})",
+                t.namespace,
+                t.deployment,
+                (now_ms() - at) / 1000,
+                t.message
+            )));
+        }
+        let client = client(ctx, t.cluster_id).await?;
+        let live = match (&t.lane, t.lane_id) {
+            (Some(slug), Some(lane_id)) => {
+                ensure_lane(ctx, job, &client, &t, slug, lane_id).await?
+            }
+            (Some(slug), None) => {
+                return Err(Error::Fail(format!(
+                    "lane {slug} was removed before the deploy to it began"
+                )));
+            }
+            (None, _) => workload(&t).read(&client).await?,
+        };
+        workload(&t).check_same_object(&live)?;
+        let current = deployment::container_image(&live, &t.container)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::Fail(format!(
+                    "Deployment {}/{} has no container {} (it has {})",
+                    t.namespace,
+                    t.deployment,
+                    t.container,
+                    deployment::container_names(&live).join(", ")
+                ))
+            })?;
+        let deadline_at = t
+            .deadline_at
+            .unwrap_or_else(|| now_ms() + deployment::overall_deadline_ms(&live, None));
+        if t.status == DeploymentStatus::Pending {
+            let revision = deployment::revision(&live.metadata)
+                .map(|r| format!(" (revision {r})"))
+                .unwrap_or_default();
+            deployments::start(
+                &ctx.db,
+                &job.lease,
+                id,
+                &Started {
+                    replaced_image: t.replaced_image.as_deref().unwrap_or(&current),
+                    uid: live.metadata.uid.as_deref(),
+                    deadline_at,
+                    message: format!(
+                        "{}/{} in {}: {current}{revision} → {}",
+                        t.namespace, t.deployment, t.cluster, t.image
+                    ),
+                },
+            )
+            .await?;
+        }
+        let uid = live.metadata.uid.clone();
+        let w = Workload {
+            uid: t.deployment_uid.as_deref().or(uid.as_deref()),
+            deadline_at: Some(deadline_at),
+            ..workload(&t)
+        };
+        let runs_image =
+            |d: &Deployment| deployment::container_image(d, &t.container) == Some(t.image.as_str());
+        let patch = |d: Deployment| {
+            let client = &client;
+            let t = &t;
+            async move {
+                let version = d.metadata.resource_version.unwrap_or_default();
+                client
+                    .patch_image(
+                        &t.namespace,
+                        &t.deployment,
+                        &t.container,
+                        &t.image,
+                        &version,
+                    )
+                    .await
+            }
+        };
+        let live = match w
+            .write_until(&client, live, runs_image, |_| None, patch)
+            .await?
+        {
+            Written::Done(live) => *live,
+            Written::Refused(reason) => return Err(Error::Fail(reason)),
+        };
+        let followed = w
+            .follow(ctx, &client, live, runs_image, |_| false, ())
+            .await?;
+        let (status, message) = match followed {
+            Followed::Complete(d) => {
+                let revision = deployment::revision(&d.metadata)
+                    .map(|r| format!(" (revision {r})"))
+                    .unwrap_or_default();
+                let message = if deployment::scaled_to_zero(&d) {
+                    format!(
+                        "{} is scaled to zero — its template now names {}{revision}, but no pod runs it",
+                        w.name(),
+                        t.image
+                    )
+                } else {
+                    format!("{} runs {}{revision}", w.name(), t.image)
+                };
+                (DeploymentStatus::Succeeded, message)
+            }
+            Followed::Failed(_, message) => (DeploymentStatus::Failed, message),
+            Followed::Moot(note) => return Ok(Done::Moot(note)),
+        };
+        deployments::finish(&ctx.db, &job.lease, id, status, &message).await?;
+        Ok(Done::Recorded)
+    }
+
+    async fn fail(&self, ctx: &Context, job: &Job, message: String) -> Result<Done, Error> {
+        let id = deployment_id(job).map_err(|_| Error::Fail(message.clone()))?;
+        deployments::finish(&ctx.db, &job.lease, id, DeploymentStatus::Failed, &message).await?;
+        Ok(Done::Recorded)
+    }
+}
+
+/// The lane's copy of the app's Deployment, made from the app's when it is
+/// not there yet, with the lane's copy of the app's Service (the app's
+/// `service`, else a Service named like its Deployment, if there is one).
+async fn ensure_lane(
+    ctx: &Context,
+    job: &Job,
+    client: &ClusterClient,
+    t: &DeployTarget,
+    slug: &str,
+    lane_id: i64,
+) -> Result<Deployment, Error> {
+    let existing = client.deployment(&t.namespace, &t.deployment).await?;
+    if let Some(d) = &existing
+        && !d
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(LANE_LABEL))
+    {
+        return Err(Error::Fail(format!(
+            "Deployment {}/{} exists and is not a lane's (it has no {LANE_LABEL} label); \
+             it is left as it is — pick another lane name",
+            t.namespace, t.deployment
+        )));
+    }
+    let base = client
+        .deployment(&t.namespace, &t.base)
+        .await?
+        .ok_or_else(|| {
+            Error::Fail(format!(
+                "the app's Deployment {}/{} does not exist in cluster {}: a lane copies it",
+                t.namespace, t.base, t.cluster
+            ))
+        })?;
+    let service_name = t.base_service.as_deref().unwrap_or(&t.base);
+    let base_service = client.service(&t.namespace, service_name).await?;
+    let live = match existing {
+        Some(d) => d,
+        None => {
+            let copy = lane::lane_deployment(
+                &base,
+                base_service.as_ref(),
+                &t.deployment,
+                slug,
+                &t.container,
+                &t.image,
+            )
+            .ok_or_else(|| {
+                Error::Fail(format!(
+                    "Deployment {}/{} has no container {} to copy into lane {slug}",
+                    t.namespace, t.base, t.container
+                ))
+            })?;
+            match client.create_deployment(&copy).await {
+                Ok(created) => created,
+                // Made meanwhile (a retry after a lost answer): read it.
+                Err(KubeError::Conflict(_)) => workload(t).read(client).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    if let Some(service) = &base_service {
+        let name = lane_name(service_name, slug);
+        client
+            .put_service(&lane::lane_service(&base, service, &name, slug))
+            .await?;
+        deployments::set_lane_service(&ctx.db, &job.lease, lane_id, Some(&name)).await?;
+    }
+    Ok(live)
+}
+
+fn lane_id(job: &Job) -> Result<i64, Error> {
+    match job.subject {
+        Subject::Lane { id } => Ok(id),
+        other => Err(Error::Fail(format!(
+            "a {} job works on a lane, not on a {}",
+            job.kind,
+            other.kind()
+        ))),
+    }
+}
+
+impl Kind for RemoveLane {
+    const NAME: &'static str = LANE_JOB;
+
+    async fn run(&self, ctx: &Context, job: &Job) -> Result<Done, Error> {
+        let id = lane_id(job)?;
+        let ttl_ms = i64::try_from(ctx.settings.lane_ttl.as_millis()).unwrap_or(i64::MAX);
+        let target = match deployments::lane_due(&ctx.db, &job.lease, id, ttl_ms).await? {
+            LaneDue::Gone => return Ok(Done::Moot("the lane is gone already".into())),
+            LaneDue::Later(at) => {
+                return Ok(Done::Later {
+                    at,
+                    note: "waiting until the lane has been idle for the lane TTL".into(),
+                });
+            }
+            LaneDue::Remove(target) => target,
+        };
+        let client = client(ctx, target.cluster_id).await?;
+        let lane = &target.lane;
+        let mut removed = Vec::new();
+        if client
+            .delete_lane_object(&target.namespace, &lane.deployment, false)
+            .await?
+        {
+            removed.push(format!("Deployment {}", lane.deployment));
+        }
+        if let Some(service) = &lane.service
+            && client
+                .delete_lane_object(&target.namespace, service, true)
+                .await?
+        {
+            removed.push(format!("Service {service}"));
+        }
+        let note = if removed.is_empty() {
+            "nothing of it was left in the cluster".to_string()
+        } else {
+            format!("deleted {}", removed.join(" and "))
+        };
+        deployments::lane_removed(&ctx.db, &job.lease, lane, &note).await?;
+        Ok(Done::Recorded)
+    }
+
+    async fn fail(&self, ctx: &Context, job: &Job, message: String) -> Result<Done, Error> {
+        let id = lane_id(job).map_err(|_| Error::Fail(message.clone()))?;
+        match deployments::lane(&ctx.db.pool, id).await? {
+            Some(lane) => {
+                let note = format!("could not remove it from the cluster: {message}");
+                deployments::lane_removed(&ctx.db, &job.lease, &lane, &note).await?;
+                Ok(Done::Recorded)
+            }
+            None => Ok(Done::Moot(message)),
+        }
+    }
+}
