@@ -1,6 +1,7 @@
 //! `deploy/` for Rollway itself: the kustomize overlays render with
 //! `kubectl kustomize` and apply to the simulated cluster with every
-//! kubectl (their pods come up); the Deployment listens and probes where
+//! kubectl (`apply -k`, or `apply -f` of the newest one's rendering for a
+//! kubectl whose kustomize is too old; their pods come up); the Deployment listens and probes where
 //! the binary serves; the ClusterRole grants exactly what the Kubernetes
 //! driver calls; the Containerfile runs `rollway serve` as a non-root user
 //! and exposes the ports it listens on.
@@ -217,9 +218,16 @@ async fn kubectl_applies_every_overlay_to_the_simulated_cluster_and_its_pods_com
 async fn applies_and_comes_up(binary: &Binary, overlay: Overlay, manifest: &str) {
     let running = start().await;
     let kubectl = Kubectl::with_binary(&running, binary);
+    // As the README says (`apply -k`) with a kubectl whose kustomize reads
+    // the overlays; older ones apply what the newest rendered.
     let file = kubectl.write("rollway.yaml", manifest);
-    let file = file.to_str().unwrap();
-    let out = kubectl.run(&["apply", "-f", file]).await;
+    let (_dir, overlay_dir) = prepared(overlay);
+    let apply: Vec<&str> = if binary.minor() >= (1, 27) {
+        vec!["apply", "-k", overlay_dir.to_str().unwrap()]
+    } else {
+        vec!["apply", "-f", file.to_str().unwrap()]
+    };
+    let out = kubectl.run(&apply).await;
     let mut expected = vec![
         "namespace/rollway created",
         "serviceaccount/rollway created",
@@ -246,7 +254,7 @@ async fn applies_and_comes_up(binary: &Binary, overlay: Overlay, manifest: &str)
     // long base64 values kustomize wraps over lines and the API server
     // stores unwrapped, and the PodDisruptionBudget, whose selector's
     // patch strategy is `replace`, which kubectl always sends.
-    let again = kubectl.run(&["apply", "-f", file]).await;
+    let again = kubectl.run(&apply).await;
     assert!(
         again.lines().all(|l| l.ends_with(" unchanged")
             || l.starts_with("secret/")
