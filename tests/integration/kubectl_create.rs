@@ -1,5 +1,6 @@
 //! kubectl's generators against the simulated cluster: `kubectl create
-//! namespace|deployment|service|configmap|secret|serviceaccount|ingress`,
+//! namespace|deployment|service|configmap|secret|serviceaccount|ingress|
+//! clusterrole|clusterrolebinding|poddisruptionbudget`,
 //! which kubectl 1.32 and later send as protobuf, with every kubectl the
 //! tests run; what they stored, read back as kubectl reads it; and the
 //! Events the controllers and the kubelet record on the way, as `kubectl
@@ -63,7 +64,42 @@ async fn generators_make_what_they_name(binary: Binary) {
             vec!["create", "ingress", "web", "--rule=shop.example/*=web:80"],
             "ingress.networking.k8s.io/web created",
         ),
+        (
+            vec![
+                "create",
+                "clusterrole",
+                "reader",
+                "--verb=get,list",
+                "--resource=pods,deployments.apps",
+            ],
+            "clusterrole.rbac.authorization.k8s.io/reader created",
+        ),
+        (
+            vec![
+                "create",
+                "clusterrolebinding",
+                "readers",
+                "--clusterrole=reader",
+                "--serviceaccount=shop:deployer",
+            ],
+            "clusterrolebinding.rbac.authorization.k8s.io/readers created",
+        ),
     ];
+    let mut created = created.to_vec();
+    // Older kubectls make policy/v1beta1 budgets, gone since Kubernetes 1.25.
+    if binary.minor() >= (1, 25) {
+        created.push((
+            vec![
+                "create",
+                "poddisruptionbudget",
+                "web",
+                "--selector=app=web",
+                "--min-available=1",
+            ],
+            "poddisruptionbudget.policy/web created",
+        ));
+    }
+    let created_count = created.len();
     for (args, answer) in created {
         let mut args = args;
         if args[1] != "namespace" {
@@ -121,6 +157,21 @@ async fn generators_make_what_they_name(binary: Binary) {
         "shop.example"
     );
     assert_eq!(read("sa/deployer", "{.metadata.name}").await, "deployer");
+    assert_eq!(
+        read("clusterrole/reader", "{.rules[1].apiGroups[0]}").await,
+        "apps"
+    );
+    assert_eq!(
+        read(
+            "clusterrolebinding/readers",
+            "{.roleRef.name} {.subjects[0].namespace}/{.subjects[0].name}"
+        )
+        .await,
+        "reader shop/deployer"
+    );
+    if binary.minor() >= (1, 25) {
+        assert_eq!(read("pdb/web", "{.spec.minAvailable}").await, "1");
+    }
     // Nothing a generator leaves at Go's zero value shows up as a field.
     let spec = read("deploy/web", "{.spec}").await;
     assert!(!spec.contains("\"paused\""), "{spec}");
@@ -194,7 +245,11 @@ async fn generators_make_what_they_name(binary: Binary) {
         })
         .count();
     if binary.minor() >= (1, 32) {
-        assert_eq!(protobuf_creates, 7, "kubectl {}", binary.version);
+        assert_eq!(
+            protobuf_creates, created_count,
+            "kubectl {}",
+            binary.version
+        );
     }
     running.shutdown().await;
 }

@@ -11,6 +11,7 @@ mod canary;
 mod cli;
 mod dashboard;
 mod demo;
+mod deploy_manifests;
 mod engine;
 mod engine_safety;
 mod fake_gitlab;

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::events::{self, Occurrence, Source};
 use super::kinds::Kind;
 use super::store::{Key, Part, Propagation, Store, random_suffix};
-use super::{core_kinds, endpoints, kruise, kubelet};
+use super::{cluster_kinds, core_kinds, endpoints, kruise, kubelet};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
@@ -118,7 +118,9 @@ pub fn work(store: &mut Store, state: &mut ControllerState, ctx: &Context, budge
             Kind::Pod => {
                 kubelet::sync_pod(store, state, ctx, &key);
                 endpoints::pod_changed(store, &key);
+                cluster_kinds::pod_changed(store, &key);
             }
+            Kind::PodDisruptionBudget => cluster_kinds::sync_budget(store, &key),
             // A Service's key stands for its Endpoints and EndpointSlices.
             Kind::Service | Kind::Endpoints => endpoints::sync(store, &key),
             Kind::Namespace => core_kinds::sync_namespace(store, &key),

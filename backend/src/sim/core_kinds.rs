@@ -28,19 +28,23 @@ const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to veri
 
 /// Where the real API server reports a bad byte in base64: the offset of
 /// the first character outside the alphabet, else where the input ends
-/// short of a whole quantum.
+/// short of a whole quantum. Line breaks are skipped, as Go's decoder skips
+/// them (kustomize wraps long values over lines).
 fn illegal_base64_at(text: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
     let mut padding = 0;
-    for (i, b) in bytes.iter().enumerate() {
+    let mut seen = 0;
+    let significant = text.bytes().filter(|b| !matches!(b, b'\r' | b'\n')).count();
+    for (i, b) in text.bytes().enumerate() {
         match b {
+            b'\r' | b'\n' => continue,
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' if padding == 0 => {}
-            b'=' if i + 2 >= bytes.len() && i % 4 >= 2 => padding += 1,
+            b'=' if seen + 2 >= significant && seen % 4 >= 2 => padding += 1,
             _ => return Some(i),
         }
+        seen += 1;
     }
-    if !bytes.len().is_multiple_of(4) {
-        return Some(bytes.len() / 4 * 4);
+    if !significant.is_multiple_of(4) {
+        return Some(text.len() - (significant % 4));
     }
     None
 }
@@ -54,10 +58,13 @@ pub fn prepare_secret(mut object: Value) -> Result<Value, ApiError> {
             "Secret in version \"v1\" cannot be handled as a Secret: {why}"
         ))
     };
-    if let Some(data) = object.get("data").and_then(Value::as_object) {
-        for value in data.values() {
+    if let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) {
+        for value in data.values_mut() {
             if let Some(at) = value.as_str().and_then(illegal_base64_at) {
                 return Err(cannot(format!("illegal base64 data at input byte {at}")));
+            }
+            if let Some(text) = value.as_str().filter(|t| t.contains(['\r', '\n'])) {
+                *value = text.replace(['\r', '\n'], "").into();
             }
         }
     }

@@ -19,9 +19,12 @@ use serde_json::Value;
 use super::kinds::Kind;
 use super::selector::LabelQuery;
 use super::status::ApiError;
-use super::{core_kinds, crd};
+use super::{cluster_kinds, core_kinds, crd};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Secret, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
 /// Validation failures: `(field path, message)`.
@@ -102,6 +105,21 @@ pub fn normalize(kind: Kind, mut object: Value) -> Result<Value, ApiError> {
             typed::<CustomResourceDefinition>(kind, object, &mut causes, crd::check_definition)
         }
         Kind::SelfSubjectAccessReview | Kind::SelfSubjectRulesReview => Ok(object),
+        Kind::PersistentVolumeClaim => {
+            typed::<PersistentVolumeClaim>(kind, object, &mut causes, cluster_kinds::check_claim)
+        }
+        Kind::ClusterRole => {
+            typed::<ClusterRole>(kind, object, &mut causes, cluster_kinds::check_cluster_role)
+        }
+        Kind::ClusterRoleBinding => typed::<ClusterRoleBinding>(
+            kind,
+            object,
+            &mut causes,
+            cluster_kinds::check_cluster_role_binding,
+        ),
+        Kind::PodDisruptionBudget => {
+            typed::<PodDisruptionBudget>(kind, object, &mut causes, cluster_kinds::check_budget)
+        }
         Kind::Custom(_) => crd::normalize_object(object),
     }?;
     if causes.is_empty() {

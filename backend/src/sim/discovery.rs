@@ -139,7 +139,9 @@ mod tests {
                 "events.k8s.io",
                 "discovery.k8s.io",
                 "apiextensions.k8s.io",
-                "authorization.k8s.io"
+                "authorization.k8s.io",
+                "rbac.authorization.k8s.io",
+                "policy"
             ]
         );
         let apps = resource_list("apps", "v1").unwrap();
@@ -154,5 +156,19 @@ mod tests {
         let core = resource_list("", "v1").unwrap();
         assert_eq!(core["groupVersion"], "v1");
         assert!(resource_list("batch", "v1").is_none());
+        let rbac = resource_list("rbac.authorization.k8s.io", "v1").unwrap();
+        assert_eq!(rbac["resources"][0]["name"], "clusterroles");
+        assert_eq!(rbac["resources"][0]["namespaced"], false);
+        let policy = resource_list("policy", "v1").unwrap();
+        let names: Vec<&str> = policy["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["poddisruptionbudgets", "poddisruptionbudgets/status"]
+        );
     }
 }

@@ -34,6 +34,14 @@ pub enum Kind {
     SelfSubjectAccessReview,
     /// `authorization.k8s.io/v1`, create only: `kubectl auth can-i --list`.
     SelfSubjectRulesReview,
+    /// Bound at once to a volume of the simulated provisioner.
+    PersistentVolumeClaim,
+    /// `rbac.authorization.k8s.io/v1`: stored, not enforced (the simulated
+    /// cluster allows every request).
+    ClusterRole,
+    ClusterRoleBinding,
+    /// `policy/v1`, its status kept from the pods it selects.
+    PodDisruptionBudget,
     /// A resource of a CustomResourceDefinition. Two custom kinds are the
     /// same kind when their group and plural are (whatever else the
     /// definition said when each was made).
@@ -54,7 +62,7 @@ pub const VERBS: &[&str] = &[
 
 impl Kind {
     /// The built-in kinds (custom ones come and go with their definitions).
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 21] = [
         Kind::Namespace,
         Kind::Deployment,
         Kind::ReplicaSet,
@@ -72,6 +80,10 @@ impl Kind {
         Kind::CustomResourceDefinition,
         Kind::SelfSubjectAccessReview,
         Kind::SelfSubjectRulesReview,
+        Kind::PersistentVolumeClaim,
+        Kind::ClusterRole,
+        Kind::ClusterRoleBinding,
+        Kind::PodDisruptionBudget,
     ];
 
     /// API group ("" for the core group).
@@ -85,13 +97,16 @@ impl Kind {
             | Kind::Secret
             | Kind::ServiceAccount
             | Kind::Endpoints
-            | Kind::Node => "",
+            | Kind::Node
+            | Kind::PersistentVolumeClaim => "",
             Kind::Deployment | Kind::ReplicaSet => "apps",
             Kind::Ingress => "networking.k8s.io",
             Kind::EventV1 => "events.k8s.io",
             Kind::EndpointSlice => "discovery.k8s.io",
             Kind::CustomResourceDefinition => "apiextensions.k8s.io",
             Kind::SelfSubjectAccessReview | Kind::SelfSubjectRulesReview => "authorization.k8s.io",
+            Kind::ClusterRole | Kind::ClusterRoleBinding => "rbac.authorization.k8s.io",
+            Kind::PodDisruptionBudget => "policy",
             Kind::Custom(c) => c.group(),
         }
     }
@@ -114,6 +129,8 @@ impl Kind {
             "discovery.k8s.io" => "discovery.k8s.io/v1",
             "apiextensions.k8s.io" => "apiextensions.k8s.io/v1",
             "authorization.k8s.io" => "authorization.k8s.io/v1",
+            "rbac.authorization.k8s.io" => "rbac.authorization.k8s.io/v1",
+            "policy" => "policy/v1",
             _ => match self {
                 Kind::Custom(c) => c.api_version(),
                 _ => "v1",
@@ -139,6 +156,10 @@ impl Kind {
             Kind::CustomResourceDefinition => "CustomResourceDefinition",
             Kind::SelfSubjectAccessReview => "SelfSubjectAccessReview",
             Kind::SelfSubjectRulesReview => "SelfSubjectRulesReview",
+            Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
+            Kind::ClusterRole => "ClusterRole",
+            Kind::ClusterRoleBinding => "ClusterRoleBinding",
+            Kind::PodDisruptionBudget => "PodDisruptionBudget",
             Kind::Custom(c) => c.kind(),
         }
     }
@@ -161,6 +182,10 @@ impl Kind {
             Kind::CustomResourceDefinition => "customresourcedefinitions",
             Kind::SelfSubjectAccessReview => "selfsubjectaccessreviews",
             Kind::SelfSubjectRulesReview => "selfsubjectrulesreviews",
+            Kind::PersistentVolumeClaim => "persistentvolumeclaims",
+            Kind::ClusterRole => "clusterroles",
+            Kind::ClusterRoleBinding => "clusterrolebindings",
+            Kind::PodDisruptionBudget => "poddisruptionbudgets",
             Kind::Custom(c) => c.plural(),
         }
     }
@@ -185,6 +210,10 @@ impl Kind {
             Kind::CustomResourceDefinition => "customresourcedefinition",
             Kind::SelfSubjectAccessReview => "selfsubjectaccessreview",
             Kind::SelfSubjectRulesReview => "selfsubjectrulesreview",
+            Kind::PersistentVolumeClaim => "persistentvolumeclaim",
+            Kind::ClusterRole => "clusterrole",
+            Kind::ClusterRoleBinding => "clusterrolebinding",
+            Kind::PodDisruptionBudget => "poddisruptionbudget",
         }
     }
 
@@ -202,10 +231,14 @@ impl Kind {
             Kind::Endpoints => vec!["ep"],
             Kind::Node => vec!["no"],
             Kind::CustomResourceDefinition => vec!["crd", "crds"],
+            Kind::PersistentVolumeClaim => vec!["pvc"],
+            Kind::PodDisruptionBudget => vec!["pdb"],
             Kind::Secret
             | Kind::EndpointSlice
             | Kind::SelfSubjectAccessReview
-            | Kind::SelfSubjectRulesReview => vec![],
+            | Kind::SelfSubjectRulesReview
+            | Kind::ClusterRole
+            | Kind::ClusterRoleBinding => vec![],
             Kind::Custom(c) => c.short_names(),
         }
     }
@@ -216,7 +249,9 @@ impl Kind {
             | Kind::Node
             | Kind::CustomResourceDefinition
             | Kind::SelfSubjectAccessReview
-            | Kind::SelfSubjectRulesReview => false,
+            | Kind::SelfSubjectRulesReview
+            | Kind::ClusterRole
+            | Kind::ClusterRoleBinding => false,
             Kind::Custom(c) => c.namespaced(),
             _ => true,
         }
@@ -231,7 +266,9 @@ impl Kind {
             | Kind::Service
             | Kind::Ingress
             | Kind::Node
-            | Kind::CustomResourceDefinition => &["status"],
+            | Kind::CustomResourceDefinition
+            | Kind::PersistentVolumeClaim
+            | Kind::PodDisruptionBudget => &["status"],
             Kind::Custom(c) if c.has_status() => &["status"],
             _ => &[],
         }
@@ -265,7 +302,11 @@ impl Kind {
     pub fn has_generation(self) -> bool {
         matches!(
             self,
-            Kind::Deployment | Kind::ReplicaSet | Kind::CustomResourceDefinition | Kind::Custom(_)
+            Kind::Deployment
+                | Kind::ReplicaSet
+                | Kind::PodDisruptionBudget
+                | Kind::CustomResourceDefinition
+                | Kind::Custom(_)
         )
     }
 
@@ -318,5 +359,23 @@ mod tests {
         );
         assert_eq!(Kind::Deployment.qualified(), "deployments.apps");
         assert_eq!(Kind::Pod.qualified(), "pods");
+        assert_eq!(
+            Kind::from_path("rbac.authorization.k8s.io", "v1", "clusterroles"),
+            Some(Kind::ClusterRole)
+        );
+        assert_eq!(
+            Kind::ClusterRoleBinding.api_version(),
+            "rbac.authorization.k8s.io/v1"
+        );
+        assert_eq!(
+            Kind::from_path("policy", "v1", "poddisruptionbudgets"),
+            Some(Kind::PodDisruptionBudget)
+        );
+        assert_eq!(Kind::PodDisruptionBudget.api_version(), "policy/v1");
+        assert_eq!(
+            Kind::from_path("", "v1", "persistentvolumeclaims"),
+            Some(Kind::PersistentVolumeClaim)
+        );
+        assert!(!Kind::ClusterRole.namespaced() && Kind::PersistentVolumeClaim.namespaced());
     }
 }

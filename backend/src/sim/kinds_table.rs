@@ -1,6 +1,7 @@
 //! Server-side printing of the kinds served besides workloads —
-//! ConfigMaps, Secrets, ServiceAccounts, Endpoints, EndpointSlices, Nodes
-//! and CustomResourceDefinitions — with the columns the real API server
+//! ConfigMaps, Secrets, ServiceAccounts, Endpoints, EndpointSlices, Nodes,
+//! CustomResourceDefinitions, PersistentVolumeClaims, ClusterRoles,
+//! ClusterRoleBindings and PodDisruptionBudgets — with the columns the real API server
 //! prints (priority 1: the ones `-o wide` adds). Custom resources are
 //! printed by `crd.rs`, with their definition's columns.
 
@@ -67,7 +68,35 @@ fn columns(kind: &str) -> Option<&'static [(&'static str, &'static str, u8)]> {
             ("Kernel-Version", "string", 1),
             ("Container-Runtime", "string", 1),
         ],
-        "CustomResourceDefinition" => &[("Name", "string", 0), ("Created At", "date", 0)],
+        "CustomResourceDefinition" | "ClusterRole" => {
+            &[("Name", "string", 0), ("Created At", "date", 0)]
+        }
+        "PersistentVolumeClaim" => &[
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Volume", "string", 0),
+            ("Capacity", "string", 0),
+            ("Access Modes", "string", 0),
+            ("StorageClass", "string", 0),
+            ("VolumeAttributesClass", "string", 0),
+            ("Age", "string", 0),
+            ("VolumeMode", "string", 1),
+        ],
+        "ClusterRoleBinding" => &[
+            ("Name", "string", 0),
+            ("Role", "string", 0),
+            ("Age", "string", 0),
+            ("Users", "string", 1),
+            ("Groups", "string", 1),
+            ("ServiceAccounts", "string", 1),
+        ],
+        "PodDisruptionBudget" => &[
+            ("Name", "string", 0),
+            ("Min Available", "string", 0),
+            ("Max Unavailable", "string", 0),
+            ("Allowed Disruptions", "integer", 0),
+            ("Age", "string", 0),
+        ],
         _ => return None,
     })
 }
@@ -119,6 +148,28 @@ fn first_three(items: Vec<String>) -> String {
         n if n > 3 => format!("{} + {} more...", items[..3].join(","), n - 3),
         _ => items.join(","),
     }
+}
+
+/// `RWO,RWX`: access modes as kubectl abbreviates them.
+fn access_modes(modes: &Value) -> String {
+    modes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|m| match m {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn or_unset(value: &str) -> &str {
+    if value.is_empty() { "<unset>" } else { value }
 }
 
 fn cells(kind: &str, o: &Value) -> Vec<Value> {
@@ -238,8 +289,74 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 text(o, "/status/nodeInfo/containerRuntimeVersion").into(),
             ]
         }
-        "CustomResourceDefinition" => {
+        "CustomResourceDefinition" | "ClusterRole" => {
             vec![name.into(), text(o, "/metadata/creationTimestamp").into()]
+        }
+        "PersistentVolumeClaim" => {
+            let bound = o["status"]["phase"] == "Bound";
+            // What is bound shows; a pending claim leaves them empty.
+            let (volume, capacity, modes) = if bound {
+                (
+                    text(o, "/spec/volumeName"),
+                    text(o, "/status/capacity/storage").to_string(),
+                    access_modes(&o["status"]["accessModes"]),
+                )
+            } else {
+                ("", String::new(), String::new())
+            };
+            vec![
+                name.into(),
+                text(o, "/status/phase").into(),
+                volume.into(),
+                capacity.into(),
+                modes.into(),
+                text(o, "/spec/storageClassName").into(),
+                or_unset(text(o, "/spec/volumeAttributesClassName")).into(),
+                age.into(),
+                or_unset(text(o, "/spec/volumeMode")).into(),
+            ]
+        }
+        "ClusterRoleBinding" => {
+            let subjects = |kind: &str| -> String {
+                o["subjects"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s["kind"] == kind)
+                    .map(|s| match s["namespace"].as_str() {
+                        Some(ns) if kind == "ServiceAccount" => {
+                            format!("{ns}/{}", s["name"].as_str().unwrap_or_default())
+                        }
+                        _ => s["name"].as_str().unwrap_or_default().to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            vec![
+                name.into(),
+                format!("{}/{}", text(o, "/roleRef/kind"), text(o, "/roleRef/name")).into(),
+                age.into(),
+                subjects("User").into(),
+                subjects("Group").into(),
+                subjects("ServiceAccount").into(),
+            ]
+        }
+        "PodDisruptionBudget" => {
+            let threshold = |pointer: &str| match o.pointer(pointer) {
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::String(s)) => s.clone(),
+                _ => "N/A".into(),
+            };
+            vec![
+                name.into(),
+                threshold("/spec/minAvailable").into(),
+                threshold("/spec/maxUnavailable").into(),
+                o["status"]["disruptionsAllowed"]
+                    .as_i64()
+                    .unwrap_or(0)
+                    .into(),
+                age.into(),
+            ]
         }
         _ => vec![name.into(), age.into()],
     }

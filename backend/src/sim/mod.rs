@@ -34,6 +34,7 @@
 //! | `endpoints` | Endpoints and EndpointSlices of Services |
 //! | `kruise` | OpenKruise Rollout: its definition, webhook and controller |
 //! | `core_kinds` | ConfigMaps, Secrets, ServiceAccounts; each namespace's defaults |
+//! | `cluster_kinds` | PersistentVolumeClaims (bound at once), ClusterRoles and ClusterRoleBindings (stored, not enforced), PodDisruptionBudgets and their status |
 //! | `crd` | CustomResourceDefinitions and the resources they define |
 //! | `protobuf` | Kubernetes' protobuf bodies (what kubectl 1.32+ creates with), as JSON |
 //! | `access` | SelfSubjectAccessReview / RulesReview (`kubectl auth can-i`) |
@@ -43,6 +44,9 @@
 
 mod access;
 mod api;
+mod cluster_kinds;
+#[cfg(test)]
+mod cluster_kinds_tests;
 mod controller;
 mod core_kinds;
 mod crd;

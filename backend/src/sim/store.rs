@@ -443,7 +443,16 @@ impl Store {
             | Kind::Node
             | Kind::SelfSubjectAccessReview
             | Kind::SelfSubjectRulesReview
+            | Kind::ClusterRole
+            | Kind::ClusterRoleBinding
             | Kind::Custom(_) => {}
+            Kind::PersistentVolumeClaim => super::cluster_kinds::bind_claim(object),
+            Kind::PodDisruptionBudget => {
+                object["status"] = json!({
+                    "disruptionsAllowed": 0, "currentHealthy": 0,
+                    "desiredHealthy": 0, "expectedPods": 0,
+                });
+            }
             Kind::Service => {
                 object["status"] = json!({"loadBalancer": {}});
                 let spec = &mut object["spec"];
@@ -848,7 +857,12 @@ impl Store {
         if mark_self
             && (matches!(
                 kind,
-                Kind::Deployment | Kind::ReplicaSet | Kind::Pod | Kind::Service | Kind::Namespace
+                Kind::Deployment
+                    | Kind::ReplicaSet
+                    | Kind::Pod
+                    | Kind::Service
+                    | Kind::Namespace
+                    | Kind::PodDisruptionBudget
             ) || super::kruise::is_rollout(kind))
         {
             self.dirty.insert((kind, key.clone()));

@@ -172,17 +172,23 @@ fn group_path(kind: Kind) -> String {
     }
 }
 
-/// `CoreV1`, `AppsV1`, `NetworkingV1`, `EventsV1`: as in operation ids.
+/// `CoreV1`, `AppsV1`, `NetworkingV1`, `RbacAuthorizationV1`: as in
+/// operation ids.
 fn operation_prefix(kind: Kind) -> String {
-    let group = kind.group().split('.').next().unwrap_or_default();
+    let group = kind.group().trim_end_matches(".k8s.io");
     let mut prefix = if group.is_empty() {
         "Core".to_string()
     } else {
-        let mut chars = group.chars();
-        chars
-            .next()
-            .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-            .unwrap_or_default()
+        group
+            .split('.')
+            .map(|word| {
+                let mut chars = word.chars();
+                chars
+                    .next()
+                    .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                    .unwrap_or_default()
+            })
+            .collect()
     };
     let version = kind.version();
     prefix.push_str(&version[..1].to_ascii_uppercase());

@@ -121,12 +121,13 @@ pub fn decode(body: &[u8]) -> Result<Value, Error> {
 /// The message of `kind` in `apiVersion`: `apps/v1` Deployment is
 /// `k8s.io.api.apps.v1.Deployment`, `v1` Namespace
 /// `k8s.io.api.core.v1.Namespace`, `networking.k8s.io/v1` Ingress
-/// `k8s.io.api.networking.v1.Ingress`.
+/// `k8s.io.api.networking.v1.Ingress`, `rbac.authorization.k8s.io/v1`
+/// ClusterRole `k8s.io.api.rbac.v1.ClusterRole`.
 fn message_of(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let package = match group {
         "" => "core",
-        group => group.strip_suffix(".k8s.io").unwrap_or(group),
+        group => group.split('.').next().unwrap_or(group),
     };
     if !is_name(package) || !is_name(version) || !is_name(kind) {
         return None;

@@ -192,6 +192,37 @@ fn reviews_and_services_decode_too() {
 }
 
 #[test]
+fn cluster_roles_bindings_and_budgets_decode_from_their_groups() {
+    let role = body(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        "k8s.io.api.rbac.v1.ClusterRole",
+        &json!({"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]}),
+    );
+    assert_eq!(
+        decode(&role).unwrap()["rules"],
+        json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}])
+    );
+    let binding = body(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        "k8s.io.api.rbac.v1.ClusterRoleBinding",
+        &json!({
+            "subjects": [{"kind": "ServiceAccount", "name": "ci", "namespace": "tools"}],
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        }),
+    );
+    assert_eq!(decode(&binding).unwrap()["roleRef"]["name"], "view");
+    let budget = body(
+        "policy/v1",
+        "PodDisruptionBudget",
+        "k8s.io.api.policy.v1.PodDisruptionBudget",
+        &json!({"spec": {"minAvailable": {"type": 0, "intVal": 1}}}),
+    );
+    assert_eq!(decode(&budget).unwrap()["spec"], json!({"minAvailable": 1}));
+}
+
+#[test]
 fn bad_bodies_are_refused_with_a_reason() {
     assert!(matches!(decode(b"{}"), Err(Error::Malformed(_))));
     assert!(matches!(
