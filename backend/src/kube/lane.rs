@@ -235,17 +235,20 @@ impl ClusterClient {
         }
         let params = DeleteParams::background();
         let what = format!("deleting {resource} {namespace}/{name}");
-        let target = Target::new("delete", resource)
-            .within(namespace)
-            .named(name);
         let deleted = if service {
             let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+            let target = Target::new("delete", "services")
+                .within(namespace)
+                .named(name);
             self.call(target, &what, || async {
                 api.delete(name, &params).await.map(|_| ())
             })
             .await
         } else {
             let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+            let target = Target::new("delete", "deployments")
+                .within(namespace)
+                .named(name);
             self.call(target, &what, || async {
                 api.delete(name, &params).await.map(|_| ())
             })
