@@ -5,7 +5,9 @@
 //! approved work orders (one release item, app and Deployment each), then
 //! measures
 //! 1. the time from sending `POST …/stages/1/deploy` to the cluster
-//!    receiving the image PATCH (sequential deploys, loopback);
+//!    receiving the image PATCH (sequential deploys, loopback), and the
+//!    same for the CI fast path's `POST /api/v1/apps/{id}/deployments` on
+//!    a dev cluster;
 //! 2. N rollouts in flight at once: all deploys sent, every stage followed
 //!    to `succeeded`; the server's peak RSS and its CPU time per rollout.
 //!
@@ -60,6 +62,16 @@ async fn main() {
     .await
     .unwrap();
     let namespaces = 10;
+    for i in 0..samples {
+        sim.sim.create_deployment(
+            "bench-fast",
+            &format!("fast-{i}"),
+            "app",
+            &format!("{IMAGE}-fast-{i}:v1"),
+            2,
+            600,
+        );
+    }
     for i in 0..total {
         sim.sim.create_deployment(
             &format!("bench-{}", i % namespaces),
@@ -107,6 +119,50 @@ async fn main() {
             .find(|r| r.method == "PATCH" && r.path == path && r.status == 200)
             .map(|r| r.at)
     };
+
+    // Phase 0: the fast path, request → first Kubernetes write, one
+    // deploy at a time, to apps on the same cluster registered as dev.
+    let fast_apps = fast_path_apps(
+        &client,
+        &server.base,
+        &token,
+        &db,
+        &sim.kubeconfig(),
+        samples,
+    )
+    .await;
+    let mut fast = Vec::new();
+    for (i, app) in fast_apps.iter().enumerate() {
+        let path = format!("/apis/apps/v1/namespaces/bench-fast/deployments/fast-{i}");
+        let sent = Instant::now();
+        let resp = client
+            .post(format!("{}/api/v1/apps/{app}/deployments", server.base))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"image": format!("{IMAGE}-fast-{i}:v2")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            202,
+            "{}",
+            resp.text().await.unwrap()
+        );
+        let at = loop {
+            let seen = sim
+                .sim
+                .requests()
+                .iter()
+                .find(|r| r.method == "PATCH" && r.path == path && r.status == 200)
+                .map(|r| r.at);
+            if let Some(at) = seen {
+                break at;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        fast.push(at.saturating_duration_since(sent));
+    }
+    fast.sort();
 
     // Phase 1: request → first Kubernetes write, one deploy at a time.
     let mut latencies = Vec::new();
@@ -215,6 +271,14 @@ async fn main() {
         ms(*latencies.last().unwrap())
     );
     println!(
+        "fast-path POST /api/v1/apps/{{id}}/deployments → first Kubernetes write ({} samples): p50 {}  p90 {}  p99 {}  max {}",
+        fast.len(),
+        ms(percentile(&fast, 0.5)),
+        ms(percentile(&fast, 0.9)),
+        ms(percentile(&fast, 0.99)),
+        ms(*fast.last().unwrap())
+    );
+    println!(
         "{rollouts} rollouts: deploys sent in {:.1} s, {in_flight} in flight after sending, all succeeded after {:.1} s (pods ready after 10 s)",
         sent_in.as_secs_f64(),
         elapsed.as_secs_f64()
@@ -231,4 +295,47 @@ async fn main() {
         "Deployments not at revision 2 (not exactly one template change): {double_patched}; image PATCHes refused with 409 and retried (in the last {} requests logged): {refused}",
         rollway::sim::REQUEST_LOG_LIMIT
     );
+}
+
+/// Registers the simulated cluster again as `sim-dev` (environment dev)
+/// and `count` apps on it, `fast-N` in namespace `bench-fast`, on node
+/// `/bench`: the fast path's targets. Their ids.
+async fn fast_path_apps(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    db: &rollway::db::Db,
+    kubeconfig: &str,
+    count: usize,
+) -> Vec<i64> {
+    let resp = client
+        .post(format!("{base}/api/v1/clusters"))
+        .bearer_auth(token)
+        .json(
+            &serde_json::json!({"name": "sim-dev", "environment": "dev", "kubeconfig": kubeconfig}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let cluster: i64 = sqlx::query_scalar("SELECT id FROM clusters WHERE name = 'sim-dev'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let node: i64 = sqlx::query_scalar("SELECT id FROM nodes WHERE path = '/bench'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let now = rollway::db::now_ms();
+    let base_app: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM apps")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    common::insert_rows(
+        db,
+        "INSERT INTO apps (name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at)",
+        (0..count).map(|i| format!("('fast-{i}', {cluster}, 'bench-fast', 'fast-{i}', 'app', {node}, {now}, {now})")),
+    )
+    .await;
+    (0..count as i64).map(|i| base_app + i + 1).collect()
 }

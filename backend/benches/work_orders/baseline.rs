@@ -1,8 +1,9 @@
 //! The yardstick: a bare axum server on the same database, with the same
 //! pool size and SQLite settings as Rollway's, doing the least SQL for the
 //! same answers — a token look-up, then one primary-key read of an order
-//! (with the names and the approval count its JSON shows), or one keyset
-//! `LIMIT 50` page of orders. Native sqlx pools, no policy, no scope, no
+//! (with the names and the approval count its JSON shows), one keyset
+//! `LIMIT 50` page of orders, or one primary-key read of a fast-path
+//! deployment (with its app's, cluster's and node's names). Native sqlx pools, no policy, no scope, no
 //! audit: what the hardware gives, so Rollway's share of it can be printed.
 //!
 //! The benchmark runs it as its own process (its binary, with
@@ -50,6 +51,27 @@ struct Order {
     updated_at: i64,
 }
 
+#[derive(sqlx::FromRow, Serialize)]
+struct FastDeployment {
+    id: i64,
+    app_id: i64,
+    app: String,
+    cluster: String,
+    environment: String,
+    namespace: String,
+    lane: Option<String>,
+    deployment: String,
+    image: String,
+    status: String,
+    message: String,
+    replaced_image: Option<String>,
+    created_by: String,
+    created_at: i64,
+    updated_at: i64,
+    finished_at: Option<i64>,
+    node_path: String,
+}
+
 #[derive(sqlx::FromRow)]
 struct Caller {
     #[allow(dead_code)] // read as a real handler would, then unused
@@ -78,6 +100,12 @@ const ORDER: &str = "SELECT w.id, w.release_item_id, r.name AS release_item, w.n
     w.created_at, w.updated_at \
     FROM work_orders w JOIN release_items r ON r.id = w.release_item_id \
     JOIN nodes n ON n.id = w.node_id JOIN accounts a ON a.id = w.creator_id";
+
+const DEPLOYMENT: &str = "SELECT d.id, d.app_id, a.name AS app, c.name AS cluster, c.environment, a.namespace, \
+    d.lane, d.target AS deployment, d.image, d.status, d.message, d.replaced_image, d.created_by, d.created_at, \
+    d.updated_at, d.finished_at, n.path AS node_path \
+    FROM deployments d JOIN apps a ON a.id = d.app_id JOIN clusters c ON c.id = a.cluster_id \
+    JOIN nodes n ON n.id = a.node_id WHERE d.id = $1";
 
 /// Runs one query on whichever pool, as `$method` of sqlx's query_as.
 macro_rules! on_pool {
@@ -117,6 +145,18 @@ async fn one(State(pool): State<Pool>, headers: HeaderMap, Path(id): Path<i64>) 
     let found: Result<Option<Order>, _> = on_pool!(&pool, &sql, fetch_optional, id);
     match found {
         Ok(Some(order)) => Json(order).into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+async fn deployment(State(pool): State<Pool>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    if let Err(refused) = caller(&pool, &headers).await {
+        return refused;
+    }
+    let found: Result<Option<FastDeployment>, _> = on_pool!(&pool, DEPLOYMENT, fetch_optional, id);
+    match found {
+        Ok(Some(d)) => Json(d).into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(e) => failed(e),
     }
@@ -177,6 +217,7 @@ pub fn serve(url: &str) {
         let app = axum::Router::new()
             .route("/api/v1/work-orders", get(list))
             .route("/api/v1/work-orders/{id}", get(one))
+            .route("/api/v1/deployments/{id}", get(deployment))
             .with_state(pool);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{LISTENING}http://{}", listener.local_addr().unwrap());

@@ -96,6 +96,19 @@ async fn seed(db: &Db, orders: usize, items: usize) -> (i64, usize) {
     exec(db, &format!("INSERT INTO clusters (name, environment, in_cluster, created_at, updated_at) VALUES ('bench', 'prod', 1, {now}, {now})")).await;
     insert_rows(db, "INSERT INTO apps (name, cluster_id, namespace, deployment, container, node_id, created_at, updated_at)",
         (0..teams).map(|t| format!("('app-{t}', 1, 'ns', 'app-{t}', 'app', {}, {now}, {now})", t + 2))).await;
+    // Fast-path deployments: ten per app, finished, each with its events.
+    insert_rows(db, "INSERT INTO deployments (app_id, lane, target, image, status, message, created_by_id, created_by, created_at, updated_at, finished_at)",
+        (0..teams * 10).map(|d| format!("({}, NULL, 'app-{}', 'registry/bench/app-{}:v{d}', 'succeeded', 'ns/app-{} runs it', 2, 'filer', {now}, {now}, {now})",
+            d % teams + 1, d % teams, d % teams, d % teams))).await;
+    insert_rows(
+        db,
+        "INSERT INTO deployment_events (deployment_id, at, status, message)",
+        (0..teams * 10).flat_map(|d| {
+            ["pending", "rolling_out", "succeeded"]
+                .map(|s| format!("({}, {now}, '{s}', '')", d + 1))
+        }),
+    )
+    .await;
     insert_rows(db, "INSERT INTO release_items (node_id, name, gitlab_project, image_repository, required_approvals, auto_rollback, created_at, updated_at)",
         (0..items).map(|i| format!("({}, 'item-{i}', 'bench/item-{i}', 'registry/bench/item-{i}', 1, 1, {now}, {now})", i % teams + 2))).await;
     insert_rows(db, "INSERT INTO release_stages (release_item_id, position, name, app_id, strategy, canary_json)",
@@ -323,7 +336,7 @@ impl Target {
 
 /// Rollway's rows compared with the baseline's: (Rollway row, baseline
 /// row, the share of the baseline's req/s Rollway must reach).
-const RATIOS: [(&str, &str, f64); 2] = [
+const RATIOS: [(&str, &str, f64); 3] = [
     (
         "GET /api/v1/work-orders/{id}",
         "baseline: token + primary-key read of one order",
@@ -333,6 +346,11 @@ const RATIOS: [(&str, &str, f64); 2] = [
         "GET /api/v1/work-orders",
         "baseline: token + keyset LIMIT 50",
         0.60,
+    ),
+    (
+        "GET /api/v1/deployments/{id}",
+        "baseline: token + primary-key read of one deployment",
+        0.40,
     ),
 ];
 
@@ -478,6 +496,20 @@ async fn bench_size(
             &api,
             ids.iter()
                 .map(|id| format!("{bare}/api/v1/work-orders/{id}"))
+                .collect(),
+        ),
+        (
+            "GET /api/v1/deployments/{id}",
+            &api,
+            (1..=200)
+                .map(|id| format!("{base}/api/v1/deployments/{}", id * 5 % 1000 + 1))
+                .collect(),
+        ),
+        (
+            "baseline: token + primary-key read of one deployment",
+            &api,
+            (1..=200)
+                .map(|id| format!("{bare}/api/v1/deployments/{}", id * 5 % 1000 + 1))
                 .collect(),
         ),
         (
