@@ -11,6 +11,7 @@ pub mod cache;
 pub mod clusters;
 pub mod constraint;
 pub mod error;
+pub mod id_token_bindings;
 pub mod jobs;
 pub mod release_items;
 pub mod rollout_locks;

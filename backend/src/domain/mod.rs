@@ -3,6 +3,7 @@
 //! loads facts, calls these functions and persists what they decide.
 
 pub mod cluster;
+pub mod id_token;
 pub mod release_item;
 pub mod text;
 pub mod tree;
