@@ -7,6 +7,7 @@ mod accounts;
 mod audit;
 mod error;
 pub mod extract;
+mod id_token_bindings;
 mod me;
 mod nodes;
 mod registry;
@@ -168,6 +169,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(me::router())
         .merge(nodes::router())
         .merge(accounts::router())
+        .merge(id_token_bindings::router())
         .merge(audit::router())
         .merge(registry::router())
         .merge(release_items::router())
