@@ -16,6 +16,7 @@ mod engine_safety;
 mod fake_gitlab;
 mod fuzz;
 mod gitlab;
+mod id_tokens;
 mod kubectl;
 mod kubectl_create;
 mod kubectl_explain;
