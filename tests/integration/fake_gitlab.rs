@@ -37,6 +37,8 @@ struct Inner {
     requests: Vec<String>,
     /// The fixture keys (`a`, `b`) whose public halves the key set holds.
     signing_keys: Vec<String>,
+    /// A body served as the key set instead of the keys.
+    raw_key_set: Option<String>,
 }
 
 #[derive(Clone)]
@@ -78,6 +80,11 @@ impl FakeGitlab {
     /// `/oauth/discovery/keys`; none at first.
     pub fn serve_signing_keys(&self, keys: &[&str]) {
         self.inner.lock().unwrap().signing_keys = keys.iter().map(|k| k.to_string()).collect();
+    }
+
+    /// Serves `body` as the key set (malformed or huge ones).
+    pub fn serve_raw_key_set(&self, body: String) {
+        self.inner.lock().unwrap().raw_key_set = Some(body);
     }
 
     /// How many times the key set was fetched.
@@ -137,13 +144,17 @@ async fn gate(inner: &Arc<Mutex<Inner>>, headers: &HeaderMap) -> Option<Response
 /// GitLab's JWKS: public, no token needed.
 async fn keys(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
     log(&inner, "GET /oauth/discovery/keys".into());
-    let (mode, served) = {
+    let (mode, served, raw) = {
         let inner = inner.lock().unwrap();
         (
             inner.mode.unwrap_or(Mode::Normal),
             inner.signing_keys.clone(),
+            inner.raw_key_set.clone(),
         )
     };
+    if let Some(body) = raw {
+        return ([("content-type", "application/json")], body).into_response();
+    }
     match mode {
         Mode::Hang => std::future::pending::<Response>().await,
         Mode::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),

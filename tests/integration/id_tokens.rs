@@ -575,3 +575,78 @@ async fn a_failing_gitlab_key_set_is_a_502_naming_gitlab() {
     assert_eq!(me(&app, &token).await.0, StatusCode::BAD_GATEWAY);
     assert_eq!(gitlab.key_set_fetches(), fetches);
 }
+
+/// A server with a 1 s GitLab deadline and a bound token for `acme/pay`.
+async fn start_with_short_deadline() -> (TestApp, FakeGitlab, String) {
+    let mut options = Start::default();
+    options
+        .args
+        .extend(["--public-url", AUDIENCE, "--gitlab-timeout-seconds", "1"].map(String::from));
+    let app = TestApp::start_with(Backend::Sqlite, options).await;
+    let gitlab = FakeGitlab::start().await;
+    gitlab.serve_signing_keys(&["a"]);
+    let admin = app.api(Some(&app.admin_token()));
+    let (s, v) = admin
+        .put(
+            "/api/v1/settings/gitlab",
+            json!({"url": gitlab.url, "token": TOKEN}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = admin
+        .post("/api/v1/service-accounts", json!({"name": "deployer"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    bind(
+        &admin,
+        json!({"service_account_id": v["id"], "project_path": "acme/pay"}),
+    )
+    .await;
+    let token = gitlab_token(&claims(&gitlab, "acme/pay", "main"));
+    (app, gitlab, token)
+}
+
+/// Asserts a 502 whose message says `why`.
+async fn assert_keys_unavailable(app: &TestApp, token: &str, why: &str) {
+    let (s, v) = me(app, token).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("GitLab's ID-token signing keys could not be fetched")
+            && message.contains(why),
+        "'{message}' does not say '{why}'"
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_gitlab_key_set_fails_within_the_id_token_deadline() {
+    let (app, gitlab, token) = start_with_short_deadline().await;
+    gitlab.set_mode(crate::fake_gitlab::Mode::Hang);
+    let started = std::time::Instant::now();
+    assert_keys_unavailable(&app, &token, "did not answer within 1 s").await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_redirecting_gitlab_key_set_is_not_followed_for_id_tokens() {
+    let (app, gitlab, token) = start_with_short_deadline().await;
+    gitlab.set_mode(crate::fake_gitlab::Mode::Status(302));
+    assert_keys_unavailable(&app, &token, "a redirect, not followed").await;
+}
+
+#[tokio::test]
+async fn an_oversized_gitlab_key_set_is_not_read_for_id_tokens() {
+    let (app, gitlab, token) = start_with_short_deadline().await;
+    let padding = "x".repeat(300 * 1024);
+    gitlab.serve_raw_key_set(format!(r#"{{"keys": [], "padding": "{padding}"}}"#));
+    assert_keys_unavailable(&app, &token, "larger than 256 KiB").await;
+}
+
+#[tokio::test]
+async fn a_key_set_without_an_rs256_key_verifies_no_id_token() {
+    let (app, gitlab, token) = start_with_short_deadline().await;
+    gitlab.serve_raw_key_set(
+        r#"{"keys": [{"kty": "oct", "kid": "test-key-a", "k": "c2VjcmV0"}]}"#.into(),
+    );
+    assert_keys_unavailable(&app, &token, "no RS256 signing key").await;
+}
