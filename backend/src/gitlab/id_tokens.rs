@@ -99,6 +99,7 @@ fn shown(value: &str) -> String {
 struct RawHeader {
     alg: Option<Value>,
     kid: Option<Value>,
+    crit: Option<Value>,
 }
 
 /// The claims read beyond those `jsonwebtoken` checks.
@@ -485,6 +486,11 @@ fn header_of(token: &str) -> Result<(String, String)> {
         .decode(encoded.trim_end_matches('='))
         .map_err(|_| unreadable())?;
     let header: RawHeader = serde_json::from_slice(&bytes).map_err(|_| unreadable())?;
+    if header.crit.is_some() {
+        // RFC 7515: extensions named critical must be understood; Rollway
+        // understands none (GitLab sends none).
+        return Err(refused("its header names critical extensions (crit)"));
+    }
     let alg = match header.alg {
         Some(Value::String(s)) => s,
         Some(other) => other.to_string(),
@@ -519,6 +525,7 @@ mod tests {
         assert!(header_of(&header(r#"{"alg":"RS256"}"#)).is_err(), "no kid");
         assert!(header_of(&header(r#"{"kid":"k"}"#)).is_err(), "no alg");
         assert!(header_of("%%%.e30.sig").is_err());
+        assert!(header_of(&header(r#"{"alg":"RS256","kid":"k","crit":["b64"]}"#)).is_err());
     }
 
     #[test]
