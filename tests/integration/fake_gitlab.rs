@@ -1,6 +1,9 @@
 //! A fake GitLab: the REST endpoints Rollway uses, with GitLab's JSON shapes
-//! and pagination headers (`x-page`, `x-next-page`, `x-total`, `Link`). It
-//! can be told to answer 401/404/500 or to hang, and logs every request.
+//! and pagination headers (`x-page`, `x-next-page`, `x-total`, `Link`), and
+//! the JSON Web Key Set of its CI ID tokens (`/oauth/discovery/keys`, the
+//! public halves of the test keys in `tests/fixtures/id_tokens`, which keys
+//! chosen by the test). It can be told to answer 401/404/500 or to hang,
+//! and logs every request.
 
 #![allow(dead_code)]
 
@@ -32,6 +35,10 @@ struct Inner {
     projects: HashMap<u64, (String, Vec<String>)>,
     mode: Option<Mode>,
     requests: Vec<String>,
+    /// The fixture keys (`a`, `b`) whose public halves the key set holds.
+    signing_keys: Vec<String>,
+    /// A body served as the key set instead of the keys.
+    raw_key_set: Option<String>,
 }
 
 #[derive(Clone)]
@@ -48,6 +55,7 @@ impl FakeGitlab {
             .route("/api/v4/projects/{id}", get(project))
             .route("/api/v4/projects/{id}/repository/tags", get(tags))
             .route("/api/v4/projects/{id}/repository/commits", get(commits))
+            .route("/oauth/discovery/keys", get(keys))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -66,6 +74,25 @@ impl FakeGitlab {
                 tags_newest_first.iter().map(|t| t.to_string()).collect(),
             ),
         );
+    }
+
+    /// Serves these fixture keys (`"a"`, `"b"`: kids `test-key-a`, …) at
+    /// `/oauth/discovery/keys`; none at first.
+    pub fn serve_signing_keys(&self, keys: &[&str]) {
+        self.inner.lock().unwrap().signing_keys = keys.iter().map(|k| k.to_string()).collect();
+    }
+
+    /// Serves `body` as the key set (malformed or huge ones).
+    pub fn serve_raw_key_set(&self, body: String) {
+        self.inner.lock().unwrap().raw_key_set = Some(body);
+    }
+
+    /// How many times the key set was fetched.
+    pub fn key_set_fetches(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| *r == "GET /oauth/discovery/keys")
+            .count()
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -110,6 +137,39 @@ async fn gate(inner: &Arc<Mutex<Inner>>, headers: &HeaderMap) -> Option<Response
                 );
             }
             None
+        }
+    }
+}
+
+/// GitLab's JWKS: public, no token needed.
+async fn keys(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
+    log(&inner, "GET /oauth/discovery/keys".into());
+    let (mode, served, raw) = {
+        let inner = inner.lock().unwrap();
+        (
+            inner.mode.unwrap_or(Mode::Normal),
+            inner.signing_keys.clone(),
+            inner.raw_key_set.clone(),
+        )
+    };
+    if let Some(body) = raw {
+        return ([("content-type", "application/json")], body).into_response();
+    }
+    match mode {
+        Mode::Hang => std::future::pending::<Response>().await,
+        Mode::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
+        Mode::Normal => {
+            let keys: Vec<Value> = served
+                .iter()
+                .map(|k| {
+                    let path = format!(
+                        "{}/../tests/fixtures/id_tokens/key-{k}.jwk.json",
+                        env!("CARGO_MANIFEST_DIR")
+                    );
+                    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+                })
+                .collect();
+            axum::Json(json!({ "keys": keys })).into_response()
         }
     }
 }

@@ -186,6 +186,8 @@ pub(crate) const API_ROUTES: &[Row] = &[
         Forbidden,
     ),
     row("DELETE /api/v1/tokens/{id}", ADMINS, Forbidden),
+    row("POST /api/v1/id-token-bindings", ADMINS, Forbidden),
+    row("DELETE /api/v1/id-token-bindings/{id}", ADMINS, Forbidden),
     row("POST /api/v1/clusters", ADMINS, Forbidden),
     row("PATCH /api/v1/clusters/{id}", ADMINS, Forbidden),
     row("DELETE /api/v1/clusters/{id}", ADMINS, Forbidden),
@@ -254,6 +256,7 @@ pub(crate) const API_ROUTES: &[Row] = &[
         ADMINS,
         Forbidden,
     ),
+    row("GET /api/v1/id-token-bindings", ADMINS, Forbidden),
     row("GET /api/v1/audit", ADMINS, Forbidden),
     row("GET /api/v1/settings/gitlab", ADMINS, Forbidden),
     row("GET /api/v1/clusters", ADMINS, Forbidden),
@@ -304,6 +307,16 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
         Forbidden,
     ),
     row("POST /admin/tokens/{id}/revoke", ADMINS, Forbidden),
+    row(
+        "POST /admin/service-accounts/{id}/id-token-bindings",
+        ADMINS,
+        Forbidden,
+    ),
+    row(
+        "POST /admin/id-token-bindings/{id}/delete",
+        ADMINS,
+        Forbidden,
+    ),
     row("POST /admin/clusters", ADMINS, Forbidden),
     row("POST /admin/clusters/{id}/update", ADMINS, Forbidden),
     row("POST /admin/clusters/{id}/delete", ADMINS, Forbidden),
@@ -565,6 +578,7 @@ fn api_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
             format!("/api/v1/service-accounts/{}/tokens", f.read_service_account),
             None,
         ),
+        "GET /api/v1/id-token-bindings" => ("/api/v1/id-token-bindings".into(), None),
         "GET /api/v1/audit" => ("/api/v1/audit".into(), None),
         "GET /api/v1/settings/gitlab" => ("/api/v1/settings/gitlab".into(), None),
         "GET /api/v1/clusters" => ("/api/v1/clusters".into(), None),
@@ -809,6 +823,19 @@ impl<'a> Fixtures<'a> {
         assert_eq!(s, StatusCode::CREATED, "{v}");
         v["id"].as_i64().unwrap()
     }
+    async fn id_token_binding(&self) -> i64 {
+        let sa = self.service_account().await;
+        let (s, v) = self
+            .org
+            .admin
+            .post(
+                "/api/v1/id-token-bindings",
+                json!({"service_account_id": sa, "project_path": "acme/pay"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
+    }
     fn cluster_body(&self) -> Value {
         json!({"name": unique("c"), "environment": "dev", "kubeconfig": crate::registry::kubeconfig()})
     }
@@ -973,6 +1000,18 @@ async fn api_write(route: &str, f: &Fixtures<'_>) -> ApiCall {
         "DELETE /api/v1/tokens/{id}" => call(
             Method::DELETE,
             format!("/api/v1/tokens/{}", f.token().await),
+            None,
+        ),
+        "POST /api/v1/id-token-bindings" => call(
+            Method::POST,
+            "/api/v1/id-token-bindings".into(),
+            Some(
+                json!({"service_account_id": f.service_account().await, "project_path": "acme/*"}),
+            ),
+        ),
+        "DELETE /api/v1/id-token-bindings/{id}" => call(
+            Method::DELETE,
+            format!("/api/v1/id-token-bindings/{}", f.id_token_binding().await),
             None,
         ),
         "POST /api/v1/clusters" => call(
@@ -1246,6 +1285,20 @@ pub(crate) async fn page_call(
         "POST /admin/tokens/{id}/revoke" => {
             (format!("/admin/tokens/{}/revoke", f.token().await), vec![])
         }
+        "POST /admin/service-accounts/{id}/id-token-bindings" => (
+            format!(
+                "/admin/service-accounts/{}/id-token-bindings",
+                f.service_account().await
+            ),
+            kv(&[("project_path", "acme/pay"), ("ref", "main")]),
+        ),
+        "POST /admin/id-token-bindings/{id}/delete" => (
+            format!(
+                "/admin/id-token-bindings/{}/delete",
+                f.id_token_binding().await
+            ),
+            vec![],
+        ),
         "POST /account/tokens" => ("/account/tokens".into(), kv(&[("name", "laptop")])),
         "POST /account/tokens/{id}/revoke" => (
             format!("/account/tokens/{}/revoke", f.token().await),

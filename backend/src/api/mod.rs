@@ -8,6 +8,7 @@ mod audit;
 mod deployments;
 mod error;
 pub mod extract;
+mod id_token_bindings;
 mod idempotency;
 mod me;
 mod nodes;
@@ -37,7 +38,7 @@ use crate::error::Error;
 #[openapi(
     info(
         title = "Rollway API",
-        description = "Release tickets, approvals and staged rollouts. Authenticate with `Authorization: Bearer rwy_…`. Every error answers `{\"error\": {\"code\", \"message\"}}` (`application/json`); a 5xx other than 502 is a bug.",
+        description = "Release tickets, approvals and staged rollouts. Authenticate with `Authorization: Bearer rwy_…`, or from GitLab CI with `Authorization: Bearer <ID token>` (the JWT of `id_tokens:` with `aud` set to Rollway's public URL, bound to a service account by an admin). Every error answers `{\"error\": {\"code\", \"message\"}}` (`application/json`); a 5xx other than 502 is a bug.",
     ),
     modifiers(&BearerAuth),
     components(schemas(crate::error::ErrorBody))
@@ -63,7 +64,8 @@ impl Modify for BearerAuth {
 
 /// Documents the errors every operation can answer because of what it
 /// reads, so no `#[utoipa::path]` has to repeat them (and none can forget
-/// one): 401 where a token is needed; 400 and 422 where it reads path or
+/// one): 401 where a token is needed, and 502 there too (a GitLab CI ID
+/// token needs GitLab's keys, which GitLab may fail to give); 400 and 422 where it reads path or
 /// query parameters or a body; 404 where the path names something; 413 and
 /// 415 where it reads a JSON body. The errors that depend on what a handler
 /// does (403, 409, 502) stay on its own `#[utoipa::path]`. Every response
@@ -100,7 +102,7 @@ fn document_errors(operation: &mut Operation) {
     let bearer = operation.security.as_ref().is_some_and(|s| !s.is_empty());
     let mut statuses = Vec::new();
     if bearer {
-        statuses.push("401");
+        statuses.extend(["401", "502"]);
     }
     if in_path || in_query || body {
         statuses.extend(["400", "422"]);
@@ -145,7 +147,9 @@ fn describe_status(status: &str) -> &'static str {
         "400" => {
             "The request cannot be read: malformed JSON, or a path or query parameter of the wrong type"
         }
-        "401" => "No API token, or one that is not valid, revoked or expired",
+        "401" => {
+            "No API token, or one that is not valid, revoked or expired (or a GitLab CI ID token refused, with the reason)"
+        }
         "403" => "The token's account may not do this here",
         "404" => "Nothing with that id (or nothing the caller may see)",
         "409" => "The request breaks a rule given the current state",
@@ -154,7 +158,9 @@ fn describe_status(status: &str) -> &'static str {
         "422" => {
             "Input that fails validation, e.g. a missing or unknown field, or a NUL or control character where text may not hold one; `field` names the input"
         }
-        "502" => "GitLab or a Kubernetes cluster failed or did not answer in time",
+        "502" => {
+            "GitLab or a Kubernetes cluster failed or did not answer in time (also GitLab's ID-token keys, for a request with an ID token)"
+        }
         _ => "See the error's message",
     }
 }
@@ -165,6 +171,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(me::router())
         .merge(nodes::router())
         .merge(accounts::router())
+        .merge(id_token_bindings::router())
         .merge(audit::router())
         .merge(deployments::router())
         .merge(registry::router())

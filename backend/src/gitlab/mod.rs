@@ -5,6 +5,8 @@
 //! Every call has a deadline; any GitLab failure is a 502 whose message
 //! names GitLab and the status it answered with.
 
+pub mod id_tokens;
+
 use std::time::Duration;
 
 use gitlab::api::projects::repository::commits::Commits;
@@ -81,6 +83,8 @@ pub struct GitlabSettings {
 pub struct GitlabClient {
     timeout: Duration,
     cached: Mutex<Option<(String, AsyncGitlab)>>,
+    /// GitLab CI ID tokens: their verifier and GitLab's keys.
+    pub id_tokens: id_tokens::IdTokenVerifier,
 }
 
 fn upstream(what: &str, err: impl std::fmt::Display) -> Error {
@@ -135,6 +139,7 @@ impl GitlabClient {
         Self {
             timeout,
             cached: Mutex::new(None),
+            id_tokens: id_tokens::IdTokenVerifier::new(timeout),
         }
     }
 

@@ -11,6 +11,7 @@ use super::extract::{CsrfForm, NoFields};
 use super::{Layout, Moment, Notice, PageCtx, PageRoutes, page_status, redirect_with};
 use crate::auth::{Action, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
+use crate::db::id_token_bindings::{self, BindingInfo, NewBinding};
 use crate::db::now_ms;
 use crate::db::tokens::{self, TokenInfo};
 use crate::db::tree::{self as tree_db, Node};
@@ -40,6 +41,14 @@ pub fn routes() -> PageRoutes {
             create_service_account_token,
         )
         .post("/admin/tokens/{id}/revoke", revoke_token)
+        .post(
+            "/admin/service-accounts/{id}/id-token-bindings",
+            create_id_token_binding,
+        )
+        .post(
+            "/admin/id-token-bindings/{id}/delete",
+            delete_id_token_binding,
+        )
         .get("/account", show_my_account)
         .post("/account/password", change_my_password)
         .post("/account/tokens", create_my_token)
@@ -406,6 +415,11 @@ struct ServiceAccountPage {
     create_action: String,
     revoke_base: &'static str,
     token_example: &'static str,
+    /// GitLab CI ID tokens bound to this account, and the form to add one.
+    ci_bindings: Vec<BindingInfo>,
+    ci_form: BindingForm,
+    /// The `aud` CI jobs must ask for: Rollway's public URL, when set.
+    audience: Option<String>,
 }
 
 async fn render_service_account(
@@ -415,13 +429,33 @@ async fn render_service_account(
     notice: Option<Notice>,
     new_token: Option<String>,
 ) -> Response {
+    render_service_account_with(ctx, id, status, notice, new_token, BindingForm::default()).await
+}
+
+async fn render_service_account_with(
+    ctx: &PageCtx,
+    id: i64,
+    status: StatusCode,
+    notice: Option<Notice>,
+    new_token: Option<String>,
+    ci_form: BindingForm,
+) -> Response {
     let result = async {
         require_admin(ctx)?;
         let pool = &ctx.state.db.pool;
         let account = accounts::get_of_kind(pool, id, AccountKind::ServiceAccount).await?;
         let bindings = tree_db::memberships_of(pool, id).await?;
         let tokens = token_rows(tokens::list(pool, Some(id)).await?);
+        let ci_bindings = id_token_bindings::list(pool, Some(id)).await?;
         Ok::<_, Error>(ServiceAccountPage {
+            ci_bindings,
+            ci_form,
+            audience: ctx
+                .state
+                .config
+                .public_url
+                .as_ref()
+                .map(|u| u.as_str().trim_end_matches('/').to_string()),
             layout: ctx.layout(
                 format!("Service account {}", account.name),
                 "admin-service-accounts",
@@ -537,6 +571,92 @@ async fn revoke_token(
         Ok(info) => redirect_with(
             &format!("/admin/service-accounts/{}", info.account_id),
             Notice::success(format!("Revoked token '{}'.", info.name)),
+        ),
+        Err(e) => ctx.error_page(&e),
+    }
+}
+
+/// The form binding GitLab CI ID tokens to a service account.
+#[derive(Deserialize, Default)]
+struct BindingForm {
+    #[serde(default)]
+    project_path: String,
+    #[serde(default)]
+    ref_type: String,
+    #[serde(default, rename = "ref")]
+    ref_pattern: String,
+    #[serde(default)]
+    protected_only: Option<String>,
+}
+
+/// Binds GitLab CI ID tokens matching the form's claims to the account.
+async fn create_id_token_binding(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(form): CsrfForm<BindingForm>,
+) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        accounts::get_of_kind(&ctx.state.db.pool, id, AccountKind::ServiceAccount).await?;
+        Ok::<_, Error>(
+            id_token_bindings::create(
+                &ctx.state.db,
+                &NewBinding {
+                    service_account_id: id,
+                    project_path: &form.project_path,
+                    ref_type: Some(form.ref_type.as_str()),
+                    ref_pattern: Some(form.ref_pattern.as_str()),
+                    protected_only: form.protected_only.is_some(),
+                },
+                &ctx.who(),
+            )
+            .await?,
+        )
+    }
+    .await;
+    match result {
+        Ok(info) => redirect_with(
+            &format!("/admin/service-accounts/{id}"),
+            Notice::success(format!(
+                "GitLab CI ID tokens of {} now act as {}.",
+                id_token_bindings::describe(&info),
+                info.service_account
+            )),
+        ),
+        Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
+        Err(e) => {
+            render_service_account_with(
+                &ctx,
+                id,
+                page_status(&e),
+                Some(Notice::from_error(&e)),
+                None,
+                form,
+            )
+            .await
+        }
+    }
+}
+
+/// Removes a binding of GitLab CI ID tokens.
+async fn delete_id_token_binding(
+    ctx: PageCtx,
+    Path(id): Path<i64>,
+    CsrfForm(_f): CsrfForm<NoFields>,
+) -> Response {
+    let result = async {
+        require_admin(&ctx)?;
+        Ok::<_, Error>(id_token_bindings::delete(&ctx.state.db, id, &ctx.who()).await?)
+    }
+    .await;
+    match result {
+        Ok(info) => redirect_with(
+            &format!("/admin/service-accounts/{}", info.service_account_id),
+            Notice::success(format!(
+                "GitLab CI ID tokens of {} no longer act as {}.",
+                id_token_bindings::describe(&info),
+                info.service_account
+            )),
         ),
         Err(e) => ctx.error_page(&e),
     }
