@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use crate::common::{Api, Org, Start, TestApp, USER_PASSWORD, eventually};
 use crate::db_test;
 use crate::engine::{engine_start, sim_config};
+use crate::fake_gitlab::{FakeGitlab, TOKEN};
+use crate::id_tokens::{AUDIENCE, claims, gitlab_token};
 
 const IMAGE: &str = "registry.example.com/acme/checkout";
 
@@ -27,6 +29,8 @@ const IMAGE: &str = "registry.example.com/acme/checkout";
 struct Fixture {
     org: Org,
     ci: Api,
+    /// The service account `ci-bot`.
+    ci_bot: i64,
     sim: RunningSim,
     checkout: i64,
     payroll: i64,
@@ -139,6 +143,7 @@ impl Fixture {
         Fixture {
             org,
             ci,
+            ci_bot: sa["id"].as_i64().unwrap(),
             sim,
             checkout: apps[0],
             payroll: apps[1],
@@ -661,5 +666,91 @@ db_test!(
         let (s, audit) = f.org.admin.get("/api/v1/audit?action=lane.removed").await;
         assert_eq!(s, StatusCode::OK, "{audit}");
         assert!(audit.to_string().contains("short-lived"), "{audit}");
+    }
+);
+
+db_test!(
+    an_id_token_bound_to_the_project_deploys_to_its_nodes_dev_app_and_not_a_siblings,
+    |backend| async move {
+        let mut start = engine_start();
+        start
+            .args
+            .extend(["--public-url".to_string(), AUDIENCE.to_string()]);
+        let app = TestApp::start_with(backend, start).await;
+        let f = Fixture::create(&app).await;
+        let gitlab = FakeGitlab::start().await;
+        gitlab.serve_signing_keys(&["a"]);
+        let (s, v) = f
+            .org
+            .admin
+            .put(
+                "/api/v1/settings/gitlab",
+                json!({"url": gitlab.url, "token": TOKEN}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, v) = f
+            .org
+            .admin
+            .post(
+                "/api/v1/id-token-bindings",
+                json!({"service_account_id": f.ci_bot, "project_path": "acme/checkout",
+                       "ref_type": "branch", "ref_pattern": "*"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let job = app.api(Some(&gitlab_token(&claims(
+            &gitlab,
+            "acme/checkout",
+            "feature-x",
+        ))));
+        let path = |app: i64| format!("/api/v1/apps/{app}/deployments");
+
+        // Its own node's app: 202, then succeeded, by the bound account.
+        let (s, v) = job
+            .post(
+                &path(f.checkout),
+                json!({"image": format!("{IMAGE}:v1.1.0"), "lane": "feature-x"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        assert!(
+            v["created_by"].as_str().unwrap().starts_with("ci-bot"),
+            "{v}"
+        );
+        let done = finished(&job, v["id"].as_i64().unwrap()).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(
+            f.image_of("dev", "checkout--feature-x"),
+            Some(format!("{IMAGE}:v1.1.0"))
+        );
+        // A sibling's app is not there for it; prod is refused.
+        let (s, v) = job
+            .post(
+                &path(f.payroll),
+                json!({"image": "registry.example.com/acme/payroll:v2"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+        let (s, v) = job
+            .post(&path(f.prod), json!({"image": format!("{IMAGE}:v1.1.0")}))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+        assert_eq!(v["error"]["code"], "environment_protected", "{v}");
+        // Another project's token matches no binding: 401, nothing made.
+        let other = app.api(Some(&gitlab_token(&claims(
+            &gitlab,
+            "acme/payroll",
+            "main",
+        ))));
+        let (s, v) = other
+            .post(
+                &path(f.checkout),
+                json!({"image": format!("{IMAGE}:v1.2.0")}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+        assert_eq!(deployments_of(&f.org.admin, f.checkout).await.len(), 1);
+        assert!(deployments_of(&f.org.admin, f.payroll).await.is_empty());
     }
 );

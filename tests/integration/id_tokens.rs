@@ -16,7 +16,7 @@ use crate::db_test;
 use crate::fake_gitlab::{FakeGitlab, TOKEN};
 
 /// Rollway's public URL in these tests: the audience tokens must name.
-const AUDIENCE: &str = "https://rollway.example";
+pub(crate) const AUDIENCE: &str = "https://rollway.example";
 
 fn fixture(name: &str) -> String {
     let path = format!(
@@ -41,7 +41,7 @@ fn now() -> i64 {
 }
 
 /// The claims GitLab puts in a job's ID token, for `project` on `reference`.
-fn claims(gitlab: &FakeGitlab, project: &str, reference: &str) -> Value {
+pub(crate) fn claims(gitlab: &FakeGitlab, project: &str, reference: &str) -> Value {
     let now = now();
     json!({
         "namespace_id": "72", "namespace_path": project.rsplit_once('/').map(|p| p.0).unwrap_or(""),
@@ -64,7 +64,7 @@ fn sign(claims: &Value, k: &str, kid: &str) -> String {
 }
 
 /// A token as GitLab signs it: key `a`, kid `test-key-a`.
-fn gitlab_token(claims: &Value) -> String {
+pub(crate) fn gitlab_token(claims: &Value) -> String {
     sign(claims, "a", "test-key-a")
 }
 
