@@ -270,7 +270,9 @@ db_test!(
         let f = Fixture::create(&app).await;
         let project = Project::new(&test_name("deploy-dev", &app), "main");
         let image = format!("{IMAGE}:v1.1.0");
-        let vars = vars(&app, &f, &image);
+        let mut vars = vars(&app, &f, &image);
+        // jq reads the JSON (python3 does in other tests).
+        vars.push(("ROLLWAY_JSON", "jq"));
 
         // On the default branch: the check and the deploy to the app, no
         // lane, no work order.
@@ -611,6 +613,7 @@ db_test!(
             ("ROLLWAY_URL", app.base.as_str()),
             ("ROLLWAY_TOKEN", f.token.as_str()),
             ("ROLLWAY_RELEASE_ITEM", "checkout"),
+            ("ROLLWAY_JSON", "jq"),
             ("CI_COMMIT_TAG", "v1.1.0"),
             ("CI_COMMIT_TAG_MESSAGE", "Checkout \"one-click\" payments"),
         ];
