@@ -18,7 +18,7 @@ use crate::engine::{engine_start, sim_config};
 use crate::fake_gitlab::{FakeGitlab, TOKEN};
 use crate::id_tokens::{AUDIENCE, claims, gitlab_token};
 
-const IMAGE: &str = "registry.example.com/acme/checkout";
+pub(crate) const IMAGE: &str = "registry.example.com/acme/checkout";
 
 /// A simulated cluster registered as `dev` (namespace `dev`: Deployments
 /// `checkout` with its Service, and `payroll`) and as `prod` (namespace
@@ -26,15 +26,18 @@ const IMAGE: &str = "registry.example.com/acme/checkout";
 /// `/acme/pay/api`, `payroll-dev` on `/acme/payroll`; a release item of
 /// checkout (so its images come from [`IMAGE`]); service account `ci-bot`,
 /// engineer on `/acme/pay`, and its token.
-struct Fixture {
-    org: Org,
-    ci: Api,
+pub(crate) struct Fixture {
+    pub(crate) org: Org,
+    pub(crate) ci: Api,
+    /// `ci-bot`'s token.
+    pub(crate) token: String,
     /// The service account `ci-bot`.
-    ci_bot: i64,
-    sim: RunningSim,
-    checkout: i64,
-    payroll: i64,
-    prod: i64,
+    pub(crate) ci_bot: i64,
+    pub(crate) sim: RunningSim,
+    pub(crate) checkout: i64,
+    pub(crate) payroll: i64,
+    pub(crate) prod: i64,
+    pub(crate) item: i64,
 }
 
 async fn sim_post(sim: &RunningSim, path: &str, body: Value) {
@@ -53,7 +56,7 @@ async fn sim_post(sim: &RunningSim, path: &str, body: Value) {
 }
 
 impl Fixture {
-    async fn create(app: &TestApp) -> Fixture {
+    pub(crate) async fn create(app: &TestApp) -> Fixture {
         let sim = Sim::start(sim_config(), "127.0.0.1:0".parse().unwrap())
             .await
             .expect("start the simulated cluster");
@@ -139,19 +142,22 @@ impl Fixture {
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{token}");
-        let ci = app.api(Some(token["token"].as_str().unwrap()));
+        let token = token["token"].as_str().unwrap().to_string();
+        let ci = app.api(Some(&token));
         Fixture {
             org,
             ci,
+            token,
             ci_bot: sa["id"].as_i64().unwrap(),
             sim,
             checkout: apps[0],
             payroll: apps[1],
             prod: apps[2],
+            item: item["id"].as_i64().unwrap(),
         }
     }
 
-    fn image_of(&self, ns: &str, name: &str) -> Option<String> {
+    pub(crate) fn image_of(&self, ns: &str, name: &str) -> Option<String> {
         let d = self.sim.sim.deployment(ns, name)?;
         d.spec.template.spec?.containers[0].image.clone()
     }
@@ -429,7 +435,7 @@ db_test!(
     }
 );
 
-async fn lanes_of(api: &Api, app: i64) -> Vec<Value> {
+pub(crate) async fn lanes_of(api: &Api, app: i64) -> Vec<Value> {
     let (s, v) = api.get(&format!("/api/v1/apps/{app}/lanes")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     v.as_array().unwrap().clone()

@@ -18,6 +18,7 @@ mod fake_gitlab;
 mod fast_path;
 mod fuzz;
 mod gitlab;
+mod gitlab_ci;
 mod id_tokens;
 mod kubectl;
 mod kubectl_create;
