@@ -701,7 +701,7 @@ db_test!(
             .post(
                 "/api/v1/id-token-bindings",
                 json!({"service_account_id": f.ci_bot, "project_path": "acme/checkout",
-                       "ref_type": "branch", "ref_pattern": "*"}),
+                       "ref_type": "branch", "ref": "*"}),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
