@@ -16,7 +16,7 @@ use super::audit::{self, AuditActor, Change, snapshot};
 use super::error::{Error, Result};
 use super::jobs::{self, JobLease, Subject};
 use super::rollout_locks::{self, Key};
-use super::{Db, Tx, now_ms};
+use super::{Db, DbKind, Tx, now_ms};
 use crate::domain::fast_path::DeploymentStatus;
 
 /// The job kind that deploys a fast-path deployment.
@@ -180,12 +180,14 @@ pub async fn create(db: &Db, new: &NewDeployment<'_>, who: &AuditActor) -> Resul
     let app = new.app;
     let mut tx = db.begin_write().await?;
     if let Some(lane) = new.lane {
-        let removing: Option<String> =
-            sqlx::query_scalar("SELECT state FROM lanes WHERE app_id = $1 AND slug = $2")
-                .bind(app.id)
-                .bind(lane)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let removing: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT state FROM lanes WHERE app_id = $1 AND slug = $2{}",
+            locking(db)
+        ))
+        .bind(app.id)
+        .bind(lane)
+        .fetch_optional(&mut *tx)
+        .await?;
         if removing.as_deref() == Some("removing") {
             return Err(Error::Conflict(format!(
                 "lane {lane} of app {} is being removed; deploy to it again once it is gone",
@@ -514,7 +516,8 @@ pub async fn request_lane_removal(
     let now = now_ms();
     let mut tx = db.begin_write().await?;
     let row = sqlx::query(&format!(
-        "SELECT {LANE_COLUMNS} FROM lanes l WHERE l.app_id = $1 AND l.slug = $2"
+        "SELECT {LANE_COLUMNS} FROM lanes l WHERE l.app_id = $1 AND l.slug = $2{}",
+        locking(db)
     ))
     .bind(app_id)
     .bind(slug)
@@ -585,7 +588,8 @@ pub struct LaneTarget {
 pub enum LaneDue {
     /// The lane is gone already.
     Gone,
-    /// Not idle long enough (or a deploy to it is in flight): run again at.
+    /// Not idle long enough (or a deploy to it is in flight): the job is
+    /// given back already, to run again at.
     Later(i64),
     /// Marked `removing`: remove its objects, then [`lane_removed`].
     Remove(LaneTarget),
@@ -599,7 +603,8 @@ pub async fn lane_due(db: &Db, lease: &JobLease, lane_id: i64, ttl_ms: i64) -> R
     jobs::check_lease(&mut tx, lease).await?;
     let row = sqlx::query(&format!(
         "SELECT {LANE_COLUMNS}, a.cluster_id, a.namespace FROM lanes l JOIN apps a ON a.id = l.app_id \
-         WHERE l.id = $1"
+         WHERE l.id = $1{}",
+        locking(db).replace("UPDATE", "UPDATE OF l")
     ))
     .bind(lane_id)
     .fetch_optional(&mut *tx)
@@ -611,7 +616,7 @@ pub async fn lane_due(db: &Db, lease: &JobLease, lane_id: i64, ttl_ms: i64) -> R
     if lane.state == "active" {
         let idle_at = lane.deployed_at + ttl_ms;
         if now < idle_at {
-            return Ok(LaneDue::Later(idle_at));
+            return put_off(tx, lease, idle_at).await;
         }
         let busy: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM deployments WHERE app_id = $1 AND lane = $2 \
@@ -622,7 +627,7 @@ pub async fn lane_due(db: &Db, lease: &JobLease, lane_id: i64, ttl_ms: i64) -> R
         .fetch_one(&mut *tx)
         .await?;
         if busy > 0 {
-            return Ok(LaneDue::Later(now + 60_000));
+            return put_off(tx, lease, now + 60_000).await;
         }
         sqlx::query("UPDATE lanes SET state = 'removing' WHERE id = $1")
             .bind(lane.id)
@@ -638,6 +643,36 @@ pub async fn lane_due(db: &Db, lease: &JobLease, lane_id: i64, ttl_ms: i64) -> R
             ..lane
         },
     }))
+}
+
+/// Gives the lane's job back to run at `at`, in the transaction that read
+/// the lane (its row locked on PostgreSQL): a removal asked for meanwhile
+/// waits for this to commit, then moves the job to now, and is never
+/// pushed back to `at`.
+async fn put_off(mut tx: Tx, lease: &JobLease, at: i64) -> Result<LaneDue> {
+    sqlx::query(
+        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, run_at = $1, attempts = 0, \
+         last_error = 'waiting until the lane has been idle for the lane TTL', updated_at = $2 \
+         WHERE id = $3 AND lease_owner = $4 AND state = 'queued'",
+    )
+    .bind(at)
+    .bind(now_ms())
+    .bind(lease.job_id)
+    .bind(&lease.owner)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(LaneDue::Later(at))
+}
+
+/// Row locking for a lane read that decides a write: PostgreSQL's `FOR
+/// UPDATE` (SQLite's writer lock, taken by `begin_write`, already
+/// serialises them).
+fn locking(db: &Db) -> &'static str {
+    match db.kind {
+        DbKind::Postgres => " FOR UPDATE",
+        DbKind::Sqlite => "",
+    }
 }
 
 /// Lane `lane` is removed from its cluster: its row deleted, the job
