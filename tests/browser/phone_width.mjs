@@ -105,7 +105,7 @@ await journey('phone-width', async (newPage) => {
   assert.ok(visited >= 20, `the crawl reached ${visited} kinds of page`);
   for (const must of ['/work-orders/N', '/work-orders/N/stages/N/pods/P/logs', '/work-orders/N/pods',
     '/work-orders/N/changes', '/release-items',
-    '/work-orders/N/stages/N/deploy', '/admin/audit', '/release-items/N', '/release-items/new', '/work-orders/new']) {
+    '/work-orders/N/stages/N/deploy', '/admin/audit', '/release-items/N', '/release-items/new', '/work-orders/new', '/apps/N']) {
     assert.ok([...seen].some((k) => k.startsWith(must)), `the crawl reached ${must} (saw ${[...seen].join(' ')})`);
   }
   assert.deepEqual(failures, [], 'every page fits 390 px');

@@ -215,6 +215,50 @@ async fn browser_owner_cancels_a_stuck_stage() {
     assert_eq!(stage["status"], "failed", "{stage}");
 }
 
+/// CI's fast-path deploys on the app's page, and a lane removed there.
+#[tokio::test]
+async fn browser_an_engineer_reads_cis_deploys_on_the_app_page_and_removes_a_lane() {
+    let app = TestApp::start_with(Backend::Sqlite, crate::engine::engine_start()).await;
+    let f = crate::fast_path::Fixture::create(&app).await;
+    let mut ids = Vec::new();
+    for (tag, lane) in [
+        ("v1.1.0", None),
+        ("v1.1.0-a", Some("feat-a")),
+        ("v1.1.0-b", Some("feat-b")),
+    ] {
+        let (s, v) = f
+            .ci
+            .post(
+                &format!("/api/v1/apps/{}/deployments", f.checkout),
+                serde_json::json!({"image": format!("{}:{tag}", crate::fast_path::IMAGE), "lane": lane}),
+            )
+            .await;
+        assert_eq!(s, reqwest::StatusCode::ACCEPTED, "{v}");
+        ids.push(v["id"].as_i64().unwrap());
+    }
+    for id in ids {
+        let done = crate::fast_path::finished(&f.ci, id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    run_script(
+        &app,
+        "app_lanes.mjs",
+        &[
+            ("ROLLWAY_USER_PASSWORD", USER_PASSWORD),
+            ("ROLLWAY_NODE_ID", &f.org.pay_api.to_string()),
+            ("ROLLWAY_APP_ID", &f.checkout.to_string()),
+        ],
+    )
+    .await;
+    assert_saved(&["app-page.png", "app-lane-removed.png"]);
+    let gone = crate::common::eventually(std::time::Duration::from_secs(20), || async {
+        f.sim.sim.deployment("dev", "checkout--feat-a").is_none()
+    })
+    .await;
+    assert!(gone, "the lane's Deployment is deleted");
+    assert!(f.sim.sim.deployment("dev", "checkout--feat-b").is_some());
+}
+
 #[tokio::test]
 async fn browser_every_page_fits_a_phone() {
     let app = TestApp::start_with(Backend::Sqlite, crate::engine::engine_start()).await;

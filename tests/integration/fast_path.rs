@@ -164,7 +164,7 @@ impl Fixture {
 }
 
 /// Waits until deployment `id` ends; its last answer.
-async fn finished(api: &Api, id: i64) -> Value {
+pub(crate) async fn finished(api: &Api, id: i64) -> Value {
     let last = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
     let ended = eventually(Duration::from_secs(30), || {
         let api = api.clone();

@@ -142,7 +142,9 @@ fn describe_status(status: &str) -> &'static str {
     match status {
         "200" => "OK",
         "201" => "Created",
-        "202" => "Accepted: the engine carries on; follow the work order or deployment the answer names",
+        "202" => {
+            "Accepted: the engine carries on; follow the work order or deployment the answer names"
+        }
         "204" => "Done; no content",
         "400" => {
             "The request cannot be read: malformed JSON, or a path or query parameter of the wrong type"
