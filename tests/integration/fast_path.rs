@@ -157,6 +157,16 @@ impl Fixture {
         }
     }
 
+    /// Waits until the checkout app has `count` lanes (the engine removed
+    /// the others).
+    pub(crate) async fn wait_for_lanes(&self, count: usize) {
+        let reached = eventually(Duration::from_secs(30), || async {
+            lanes_of(&self.ci, self.checkout).await.len() == count
+        })
+        .await;
+        assert!(reached, "{:?}", lanes_of(&self.ci, self.checkout).await);
+    }
+
     pub(crate) fn image_of(&self, ns: &str, name: &str) -> Option<String> {
         let d = self.sim.sim.deployment(ns, name)?;
         d.spec.template.spec?.containers[0].image.clone()
@@ -581,13 +591,7 @@ db_test!(
         let (s, v) = f.ci.delete(&lane_path("feat-a")).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
         assert_eq!(v["state"], "removing", "{v}");
-        let gone = eventually(Duration::from_secs(20), || {
-            let ci = f.ci.clone();
-            let checkout = f.checkout;
-            async move { lanes_of(&ci, checkout).await.len() == 1 }
-        })
-        .await;
-        assert!(gone, "{:?}", lanes_of(&f.ci, f.checkout).await);
+        f.wait_for_lanes(1).await;
         assert!(f.sim.sim.deployment("dev", "checkout--feat-a").is_none());
         let services: Vec<k8s_openapi::api::core::v1::Service> =
             f.sim.sim.list(rollway::sim::Kind::Service, "dev");
@@ -624,13 +628,7 @@ db_test!(
             .await;
         assert_eq!(s, StatusCode::SEE_OTHER);
         assert_eq!(to, Some(format!("/apps/{}", f.checkout)));
-        let gone = eventually(Duration::from_secs(20), || {
-            let ci = f.ci.clone();
-            let checkout = f.checkout;
-            async move { lanes_of(&ci, checkout).await.is_empty() }
-        })
-        .await;
-        assert!(gone, "{:?}", lanes_of(&f.ci, f.checkout).await);
+        f.wait_for_lanes(0).await;
         assert!(f.sim.sim.deployment("dev", "checkout--feat-b").is_none());
     }
 );
@@ -655,13 +653,7 @@ db_test!(
             finished(&f.ci, v["id"].as_i64().unwrap()).await["status"],
             "succeeded"
         );
-        let gone = eventually(Duration::from_secs(30), || {
-            let ci = f.ci.clone();
-            let checkout = f.checkout;
-            async move { lanes_of(&ci, checkout).await.is_empty() }
-        })
-        .await;
-        assert!(gone, "{:?}", lanes_of(&f.ci, f.checkout).await);
+        f.wait_for_lanes(0).await;
         assert!(
             f.sim
                 .sim

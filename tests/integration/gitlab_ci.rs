@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, eventually};
+use crate::common::TestApp;
 use crate::db_test;
 use crate::engine::engine_start;
 use crate::fake_gitlab::{FakeGitlab, TOKEN};
@@ -571,13 +571,7 @@ db_test!(
         run.assert_passed("rollway:stop-lane");
         run.assert_says("lane feature-login-form of app");
         run.assert_says("is removing");
-        let gone = eventually(Duration::from_secs(20), || {
-            let ci = f.ci.clone();
-            let checkout = f.checkout;
-            async move { lanes_of(&ci, checkout).await.is_empty() }
-        })
-        .await;
-        assert!(gone, "{:?}", lanes_of(&f.ci, f.checkout).await);
+        f.wait_for_lanes(0).await;
         assert!(
             f.sim
                 .sim
