@@ -50,6 +50,7 @@ fn workload(t: &DeployTarget) -> Workload<'_> {
         container: &t.container,
         uid: t.deployment_uid.as_deref(),
         deadline_at: t.deadline_at,
+        deadline_of: "the deployment's",
     }
 }
 

@@ -74,6 +74,7 @@ impl Stage {
             container: &self.target.container,
             uid: self.target.deployment_uid.as_deref(),
             deadline_at: self.target.deadline_at,
+            deadline_of: "the stage's",
         }
     }
 
@@ -363,6 +364,8 @@ pub(super) struct Workload<'a> {
     pub uid: Option<&'a str>,
     /// When the overall deadline passes.
     pub deadline_at: Option<i64>,
+    /// Whose deadline it is, as a failure says it: "the stage's".
+    pub deadline_of: &'static str,
 }
 
 impl Workload<'_> {
@@ -545,8 +548,9 @@ impl Workload<'_> {
                     return Ok(Followed::Failed(
                         Some(live),
                         format!(
-                            "{} did not finish within its overall deadline (last seen: {})",
+                            "{} did not finish within {} overall deadline (last seen: {})",
                             self.name(),
+                            self.deadline_of,
                             if last_seen.is_empty() { "no progress reported" } else { last_seen.as_str() }
                         ),
                     ));
