@@ -176,7 +176,7 @@ impl Fixture {
 /// Waits until deployment `id` ends; its last answer.
 pub(crate) async fn finished(api: &Api, id: i64) -> Value {
     let last = std::sync::Arc::new(std::sync::Mutex::new(Value::Null));
-    let ended = eventually(Duration::from_secs(30), || {
+    let ended = eventually(Duration::from_secs(120), || {
         let api = api.clone();
         let last = last.clone();
         async move {

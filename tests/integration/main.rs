@@ -16,6 +16,7 @@ mod engine;
 mod engine_safety;
 mod fake_gitlab;
 mod fast_path;
+mod fast_path_verify;
 mod fuzz;
 mod gitlab;
 mod gitlab_ci;

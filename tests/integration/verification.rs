@@ -440,7 +440,7 @@ db_test!(
 
 /// A web server for smoke checks: `/ok` answers 200, `/fail` 500, `/hang`
 /// never answers.
-async fn smoke_target() -> String {
+pub(crate) async fn smoke_target() -> String {
     let app = axum::Router::new()
         .route("/ok", axum::routing::get(|| async { "ok" }))
         .route(
@@ -570,7 +570,7 @@ db_test!(
     a_measurement_without_a_value_leaves_the_next_one_recordable,
     |backend| async move {
         use rollway::db::jobs;
-        use rollway::db::verify::{Check, NewResult, record};
+        use rollway::db::verify::{Check, NewResult, Of, record};
         use rollway::domain::verify::Verdict;
 
         let app = TestApp::start_with(backend, engine_start()).await;
@@ -597,14 +597,17 @@ db_test!(
         // pooled connection to have written one, then measurements with a
         // value. (sqlx 0.8 sent a missing value as a `real`, and
         // PostgreSQL then refused every later value on that connection.)
+        let stage_1 = Of::Stage {
+            order_id: order,
+            position: 1,
+            step: 0,
+        };
         let values: Vec<Option<f64>> = (1..=40)
             .map(|seq| (seq > 20).then_some(f64::from(seq) / 100.0))
             .collect();
         for (seq, value) in (1..).zip(values.iter().copied()) {
             let result = NewResult {
-                order_id: order,
-                position: 1,
-                step: 0,
+                of: stage_1,
                 check: Check::Gate(0),
                 seq,
                 at: seq,
@@ -622,7 +625,7 @@ db_test!(
                 "measurement {seq}"
             );
         }
-        let stored: Vec<Option<f64>> = rollway::db::verify::results(&db.pool, order, 1, 0)
+        let stored: Vec<Option<f64>> = rollway::db::verify::results(&db.pool, stage_1)
             .await
             .unwrap()
             .iter()

@@ -14,9 +14,11 @@ use utoipa_axum::routes;
 use super::extract::ApiActor;
 use super::idempotency::{self, IdempotencyKey};
 use super::{ApiJson, ApiPath};
+use crate::api::work_orders::VerifyResult;
 use crate::app::AppState;
 use crate::db::apps;
 use crate::db::deployments::{self, DeploymentEvent, FastDeployment, Lane};
+use crate::db::verify::{self as results, Of};
 use crate::error::{ErrorBody, Result};
 use crate::flows::fast_path::{self, DeployRequest};
 
@@ -50,6 +52,9 @@ pub struct DeploymentDetail {
     pub deployment: FastDeployment,
     /// Each change of its status, oldest first.
     pub events: Vec<DeploymentEvent>,
+    /// Each measurement of a gate and attempt of a smoke check of its
+    /// verification, in the order taken.
+    pub checks: Vec<VerifyResult>,
 }
 
 /// Deploys an image straight to an app on a `dev` or `test` cluster (the
@@ -110,8 +115,9 @@ async fn list_deployments(
     ))
 }
 
-/// A fast-path deployment: `pending`, `rolling_out`, `succeeded` or
-/// `failed`, with a message and its history.
+/// A fast-path deployment: `pending`, `rolling_out` (its verification
+/// included), `succeeded` or `failed`, with a message, its history and
+/// what its verification measured.
 #[utoipa::path(
     get, path = "/api/v1/deployments/{id}", tag = "deployments", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Deployment id")),
@@ -126,7 +132,16 @@ async fn get_deployment(
         .policy
         .visible(&actor, deployments::get(&state.db.pool, id).await)?;
     let events = deployments::events(&state.db.pool, id).await?;
-    Ok(Json(DeploymentDetail { deployment, events }))
+    let checks = results::results(&state.db.pool, Of::Deployment(id))
+        .await?
+        .iter()
+        .map(VerifyResult::from)
+        .collect();
+    Ok(Json(DeploymentDetail {
+        deployment,
+        events,
+        checks,
+    }))
 }
 
 /// An app's lanes (branches' copies of it), by name.

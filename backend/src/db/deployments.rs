@@ -18,6 +18,7 @@ use super::jobs::{self, JobLease, Subject};
 use super::rollout_locks::{self, Key};
 use super::{Db, DbKind, Tx, now_ms};
 use crate::domain::fast_path::DeploymentStatus;
+use crate::domain::verify::VerifyPlan;
 
 /// The job kind that deploys a fast-path deployment.
 pub const DEPLOY_JOB: &str = "fast_deploy";
@@ -45,6 +46,14 @@ pub struct FastDeployment {
     pub message: String,
     /// The image the deploy replaced, once it is known.
     pub replaced_image: Option<String>,
+    /// What verifies it once its rollout is available: the verification
+    /// plans of the release stages on the app, as one (every gate and
+    /// smoke check, the longest soak; no sign-off), taken when it was
+    /// asked for. Absent: nothing to check. A gate that fails or cannot be
+    /// judged past its limit fails the deployment.
+    pub verify: Option<VerifyPlan>,
+    /// When its verification started; absent before.
+    pub verify_started_at: Option<i64>,
     /// Who asked for it.
     pub created_by: String,
     pub created_at: i64,
@@ -102,7 +111,10 @@ pub struct DeployTarget {
     pub message: String,
     pub deployment_uid: Option<String>,
     pub replaced_image: Option<String>,
+    pub replaced_revision: Option<String>,
     pub deadline_at: Option<i64>,
+    pub verify: Option<VerifyPlan>,
+    pub verify_started_at: Option<i64>,
 }
 
 /// What is asked: `image` on `app` (its lane `lane`, whose Deployment is
@@ -118,8 +130,8 @@ pub struct NewDeployment<'a> {
 }
 
 const COLUMNS: &str = "d.id, d.app_id, a.name AS app, c.name AS cluster, c.environment, a.namespace, \
-    d.lane, d.target, d.image, d.status, d.message, d.replaced_image, d.created_by, d.created_at, \
-    d.updated_at, d.finished_at, n.path AS node_path";
+    d.lane, d.target, d.image, d.status, d.message, d.replaced_image, d.verify_json, d.verify_started_at, \
+    d.created_by, d.created_at, d.updated_at, d.finished_at, n.path AS node_path";
 const FROM: &str = "deployments d JOIN apps a ON a.id = d.app_id JOIN clusters c ON c.id = a.cluster_id \
     JOIN nodes n ON n.id = a.node_id";
 
@@ -143,6 +155,8 @@ fn from_row(row: &AnyRow) -> Result<FastDeployment, sqlx::Error> {
         status: status_of(row, "status")?,
         message: row.try_get("message")?,
         replaced_image: row.try_get("replaced_image")?,
+        verify: super::release_items::verify_plan(row.try_get("verify_json")?)?,
+        verify_started_at: row.try_get("verify_started_at")?,
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -215,9 +229,21 @@ pub async fn create(db: &Db, new: &NewDeployment<'_>, who: &AuditActor) -> Resul
         )
         .await?;
     }
+    let plans: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT verify_json FROM release_stages WHERE app_id = $1 AND verify_json IS NOT NULL \
+         ORDER BY release_item_id, position",
+    )
+    .bind(app.id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let plans = plans
+        .into_iter()
+        .map(super::release_items::verify_plan)
+        .collect::<Result<Vec<_>, _>>()?;
+    let verify = VerifyPlan::for_fast_path(plans.iter().flatten());
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO deployments (app_id, lane, target, image, status, message, created_by_id, created_by, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $8) RETURNING id",
+         created_at, updated_at, verify_json) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $8, $9) RETURNING id",
     )
     .bind(app.id)
     .bind(new.lane)
@@ -227,6 +253,7 @@ pub async fn create(db: &Db, new: &NewDeployment<'_>, who: &AuditActor) -> Resul
     .bind(who.account_id)
     .bind(&who.name)
     .bind(now)
+    .bind(super::release_items::verify_json(verify.as_ref()))
     .fetch_one(&mut *tx)
     .await?;
     event(
@@ -346,7 +373,8 @@ pub async fn target(pool: &AnyPool, id: i64) -> Result<DeployTarget> {
     let row = sqlx::query(
         "SELECT d.id, a.cluster_id, c.name AS cluster, a.namespace, a.deployment AS base, a.container, \
          a.service AS base_service, d.lane, l.id AS lane_id, d.target, d.image, d.status, d.message, \
-         d.deployment_uid, d.replaced_image, d.deadline_at \
+         d.deployment_uid, d.replaced_image, d.replaced_revision, d.deadline_at, d.verify_json, \
+         d.verify_started_at \
          FROM deployments d JOIN apps a ON a.id = d.app_id JOIN clusters c ON c.id = a.cluster_id \
          LEFT JOIN lanes l ON l.app_id = d.app_id AND l.slug = d.lane WHERE d.id = $1",
     )
@@ -370,14 +398,18 @@ pub async fn target(pool: &AnyPool, id: i64) -> Result<DeployTarget> {
         message: row.try_get("message")?,
         deployment_uid: row.try_get("deployment_uid")?,
         replaced_image: row.try_get("replaced_image")?,
+        replaced_revision: row.try_get("replaced_revision")?,
         deadline_at: row.try_get("deadline_at")?,
+        verify: super::release_items::verify_plan(row.try_get("verify_json")?)?,
+        verify_started_at: row.try_get("verify_started_at")?,
     })
 }
 
-/// What a deploy learnt before its first write: the image it replaces,
-/// the Deployment's uid, its overall deadline.
+/// What a deploy learnt before its first write: the image and revision it
+/// replaces, the Deployment's uid, its overall deadline.
 pub struct Started<'a> {
     pub replaced_image: &'a str,
+    pub replaced_revision: Option<&'a str>,
     pub uid: Option<&'a str>,
     pub deadline_at: i64,
     pub message: String,
@@ -397,7 +429,9 @@ pub async fn start(db: &Db, lease: &JobLease, id: i64, started: &Started<'_>) ->
     sqlx::query(
         "UPDATE deployments SET status = 'rolling_out', message = $1, \
          replaced_image = COALESCE(replaced_image, $2), deployment_uid = COALESCE(deployment_uid, $3), \
-         deadline_at = COALESCE(deadline_at, $4), updated_at = $5 WHERE id = $6",
+         deadline_at = COALESCE(deadline_at, $4), updated_at = $5, \
+         replaced_revision = CASE WHEN replaced_image IS NULL THEN $7 ELSE replaced_revision END \
+         WHERE id = $6",
     )
     .bind(&started.message)
     .bind(started.replaced_image)
@@ -405,6 +439,7 @@ pub async fn start(db: &Db, lease: &JobLease, id: i64, started: &Started<'_>) ->
     .bind(started.deadline_at)
     .bind(now)
     .bind(id)
+    .bind(started.replaced_revision)
     .execute(&mut *tx)
     .await?;
     if status != DeploymentStatus::RollingOut.as_str() {
@@ -413,6 +448,37 @@ pub async fn start(db: &Db, lease: &JobLease, id: i64, started: &Started<'_>) ->
             id,
             DeploymentStatus::RollingOut,
             started.message.clone(),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Marks deployment `id`'s verification started (the first time only),
+/// its message saying what it checks, with an event, fenced on `lease`.
+pub async fn verifying(db: &Db, lease: &JobLease, id: i64, message: &str) -> Result<()> {
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    jobs::check_lease(&mut tx, lease).await?;
+    let started = sqlx::query(
+        "UPDATE deployments SET verify_started_at = $1, message = $2, updated_at = $1 \
+         WHERE id = $3 AND verify_started_at IS NULL AND status = 'rolling_out'",
+    )
+    .bind(now)
+    .bind(message)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if started {
+        event(
+            &mut tx,
+            id,
+            DeploymentStatus::RollingOut,
+            message.to_string(),
             now,
         )
         .await?;

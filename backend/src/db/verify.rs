@@ -1,8 +1,9 @@
-//! What a stage's verification measured: one row per measurement of a
-//! metric gate and per attempt of a smoke check, written by the verify job
-//! fenced on its lease and at most once (the row's key is the stage run,
-//! the canary step, the check and the measurement's number), so a job that
-//! resumes after a restart counts nothing twice.
+//! What a verification measured: one row per measurement of a metric gate
+//! and per attempt of a smoke check, written by the job fenced on its
+//! lease and at most once (the row's key is what is verified — a stage run
+//! and its canary step, or a fast-path deployment — the check and the
+//! measurement's number), so a job that resumes after a restart counts
+//! nothing twice.
 
 use sqlx::AnyPool;
 
@@ -41,12 +42,39 @@ impl Check {
     }
 }
 
+/// What is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Of {
+    /// Stage `position` of work order `order_id` at canary step `step` (0:
+    /// after the rollout).
+    Stage {
+        order_id: i64,
+        position: i64,
+        step: i64,
+    },
+    /// Fast-path deployment `id`.
+    Deployment(i64),
+}
+
+impl Of {
+    /// The same stage at canary step `step`; a deployment has no steps.
+    pub fn at_step(self, step: i64) -> Of {
+        match self {
+            Of::Stage {
+                order_id, position, ..
+            } => Of::Stage {
+                order_id,
+                position,
+                step,
+            },
+            other => other,
+        }
+    }
+}
+
 /// One result to record.
 pub struct NewResult<'a> {
-    pub order_id: i64,
-    pub position: i64,
-    /// The canary step; 0 after the rollout.
-    pub step: i64,
+    pub of: Of,
     pub check: Check,
     /// The measurement or attempt (1-based).
     pub seq: i64,
@@ -77,38 +105,46 @@ pub async fn record(db: &Db, lease: &JobLease, result: &NewResult<'_>) -> Result
     let value = result.value.filter(|v| v.is_finite());
     let mut tx: Tx = db.begin_write().await?;
     check_lease(&mut tx, lease).await?;
-    let inserted = sqlx::query(
-        "INSERT INTO verify_results (work_order_id, position, step, source, source_index, seq, at, verdict, value, detail, asked) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $12 THEN $9 END, $10, $11) \
-         ON CONFLICT (work_order_id, position, step, source, source_index, seq) DO NOTHING",
-    )
-    .bind(result.order_id)
-    .bind(result.position)
-    .bind(result.step)
-    .bind(result.check.kind())
-    .bind(result.check.index())
-    .bind(result.seq)
-    .bind(result.at)
-    .bind(verdict_str(result.verdict))
-    .bind(value.unwrap_or(0.0))
-    .bind(result.detail)
-    .bind(result.asked)
-    .bind(value.is_some())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    // What is verified comes first; the rest of the row follows it.
+    let query = match result.of {
+        Of::Stage {
+            order_id,
+            position,
+            step,
+        } => sqlx::query(
+            "INSERT INTO verify_results (work_order_id, position, step, source, source_index, seq, at, verdict, value, detail, asked) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $12 THEN $9 END, $10, $11) \
+             ON CONFLICT (work_order_id, position, step, source, source_index, seq) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(position)
+        .bind(step),
+        Of::Deployment(id) => sqlx::query(
+            "INSERT INTO deployment_checks (deployment_id, source, source_index, seq, at, verdict, value, detail, asked) \
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $10 THEN $7 END, $8, $9) \
+             ON CONFLICT (deployment_id, source, source_index, seq) DO NOTHING",
+        )
+        .bind(id),
+    };
+    let inserted = query
+        .bind(result.check.kind())
+        .bind(result.check.index())
+        .bind(result.seq)
+        .bind(result.at)
+        .bind(verdict_str(result.verdict))
+        .bind(value.unwrap_or(0.0))
+        .bind(result.detail)
+        .bind(result.asked)
+        .bind(value.is_some())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
     Ok(inserted == 1)
 }
 
-/// The results of stage `position` of order `order_id` at canary step
-/// `step` (0: after the rollout), in the order taken.
-pub async fn results(
-    pool: &AnyPool,
-    order_id: i64,
-    position: i64,
-    step: i64,
-) -> Result<Vec<VerifyResult>> {
+/// The results of `of`, in the order taken.
+pub async fn results(pool: &AnyPool, of: Of) -> Result<Vec<VerifyResult>> {
     type Row = (
         i64,
         String,
@@ -120,15 +156,31 @@ pub async fn results(
         String,
         String,
     );
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT step, source, source_index, seq, at, verdict, value, detail, asked FROM verify_results \
-         WHERE work_order_id = $1 AND position = $2 AND step = $3 ORDER BY id",
-    )
-    .bind(order_id)
-    .bind(position)
-    .bind(step)
-    .fetch_all(pool)
-    .await?;
+    let (query, position) = match of {
+        Of::Stage {
+            order_id,
+            position,
+            step,
+        } => (
+            sqlx::query_as(
+                "SELECT step, source, source_index, seq, at, verdict, value, detail, asked FROM verify_results \
+                 WHERE work_order_id = $1 AND position = $2 AND step = $3 ORDER BY id",
+            )
+            .bind(order_id)
+            .bind(position)
+            .bind(step),
+            position,
+        ),
+        Of::Deployment(id) => (
+            sqlx::query_as(
+                "SELECT CAST(0 AS BIGINT) AS step, source, source_index, seq, at, verdict, value, detail, asked \
+                 FROM deployment_checks WHERE deployment_id = $1 ORDER BY id",
+            )
+            .bind(id),
+            0,
+        ),
+    };
+    let rows: Vec<Row> = query.fetch_all(pool).await?;
     Ok(rows
         .into_iter()
         .map(

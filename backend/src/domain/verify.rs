@@ -204,6 +204,59 @@ fn sample_values() -> Values {
 }
 
 impl VerifyPlan {
+    /// What verifies a fast-path deployment to an app: the plans of the
+    /// release stages on it as one — every gate and smoke check (each
+    /// once) and the longest soak. A sign-off is left out: a deploy from
+    /// CI has no owner in the loop to give it. `None` when nothing is left
+    /// to check.
+    pub fn for_fast_path<'a>(
+        plans: impl IntoIterator<Item = &'a VerifyPlan>,
+    ) -> Option<VerifyPlan> {
+        let mut merged = VerifyPlan::default();
+        for plan in plans {
+            for gate in &plan.gates {
+                if !merged.gates.contains(gate) {
+                    merged.gates.push(gate.clone());
+                }
+            }
+            for check in &plan.smoke {
+                if !merged.smoke.contains(check) {
+                    merged.smoke.push(check.clone());
+                }
+            }
+            merged.soak_seconds = merged
+                .soak_seconds
+                .max(plan.soak_seconds.filter(|s| *s > 0));
+        }
+        (!merged.is_empty()).then_some(merged)
+    }
+
+    /// What the plan checks, in a line: "2 gates, 1 smoke check, a 60 s
+    /// soak".
+    pub fn summary(&self) -> String {
+        let plural = |n: usize, one: &str| match n {
+            1 => format!("1 {one}"),
+            n => format!("{n} {one}s"),
+        };
+        let mut parts = Vec::new();
+        if !self.gates.is_empty() {
+            parts.push(plural(self.gates.len(), "metric gate"));
+        }
+        if !self.smoke.is_empty() {
+            parts.push(plural(self.smoke.len(), "smoke check"));
+        }
+        if let Some(soak) = self.soak_seconds.filter(|s| *s > 0) {
+            parts.push(format!(
+                "a soak of {}",
+                crate::domain::text::duration(i64::from(soak) * 1000)
+            ));
+        }
+        if self.sign_off {
+            parts.push("an owner's sign-off".into());
+        }
+        parts.join(", ")
+    }
+
     /// Whether the plan asks for anything.
     pub fn is_empty(&self) -> bool {
         self.gates.is_empty()
@@ -476,7 +529,8 @@ impl MetricGate {
         }
     }
 
-    /// Where the gate stands after `verdicts` (oldest first), the first
+    /// Where the gate stands after `verdicts` (oldest first): passed once
+    /// `count` measurements are taken and one of them passed, the first
     /// `forgiven` inconclusive ones not counted at all (a person let the
     /// verification go on past them): neither against its inconclusive
     /// limit nor as measurements taken.
@@ -486,7 +540,11 @@ impl MetricGate {
             Standing::Failed
         } else if count(Verdict::Inconclusive).saturating_sub(forgiven) > self.inconclusive_limit {
             Standing::Inconclusive
-        } else if (verdicts.len() as u32).saturating_sub(forgiven) >= self.count {
+        } else if (verdicts.len() as u32).saturating_sub(forgiven) >= self.count
+            // Measurements that could not be judged are taken, up to the
+            // limit, but never pass a gate alone.
+            && count(Verdict::Pass) > 0
+        {
             Standing::Passed
         } else {
             Standing::Measuring
@@ -547,6 +605,54 @@ mod tests {
             failure_limit: 1,
             inconclusive_limit: 1,
         }
+    }
+
+    #[test]
+    fn a_fast_path_deploy_checks_every_gate_and_smoke_check_of_the_apps_stages_once_without_a_sign_off()
+     {
+        let smoke = |url: &str| SmokeCheck {
+            url: url.into(),
+            expect_status: 200,
+            timeout_seconds: 5,
+            attempts: 3,
+        };
+        let mut latency = gate();
+        latency.name = "p99".into();
+        let dev = VerifyPlan {
+            gates: vec![gate()],
+            smoke: vec![smoke("http://web/healthz")],
+            soak_seconds: Some(30),
+            sign_off: true,
+        };
+        let other = VerifyPlan {
+            gates: vec![gate(), latency.clone()],
+            smoke: vec![smoke("http://web/healthz"), smoke("http://web/ready")],
+            soak_seconds: Some(90),
+            sign_off: false,
+        };
+        let merged = VerifyPlan::for_fast_path([&dev, &other]).unwrap();
+        assert_eq!(merged.gates, vec![gate(), latency]);
+        assert_eq!(
+            merged.smoke,
+            vec![smoke("http://web/healthz"), smoke("http://web/ready")]
+        );
+        assert_eq!(merged.soak_seconds, Some(90));
+        assert!(!merged.sign_off);
+        assert_eq!(
+            merged.summary(),
+            "2 metric gates, 2 smoke checks, a soak of 1 min 30 s"
+        );
+        assert_eq!(
+            dev.summary(),
+            "1 metric gate, 1 smoke check, a soak of 30 s, an owner's sign-off"
+        );
+        // A sign-off alone leaves nothing a deploy from CI checks.
+        let sign_off_only = VerifyPlan {
+            sign_off: true,
+            ..VerifyPlan::default()
+        };
+        assert_eq!(VerifyPlan::for_fast_path([&sign_off_only]), None);
+        assert_eq!(VerifyPlan::for_fast_path([]), None);
     }
 
     #[test]
@@ -696,6 +802,24 @@ mod tests {
                 2
             ),
             Standing::Passed
+        );
+        // Measurements that could not be judged never pass a gate alone.
+        let lenient = MetricGate {
+            count: 2,
+            inconclusive_limit: 3,
+            ..gate()
+        };
+        assert_eq!(
+            lenient.standing(&[Inconclusive, Inconclusive], 0),
+            Standing::Measuring
+        );
+        assert_eq!(
+            lenient.standing(&[Inconclusive, Inconclusive, Pass], 0),
+            Standing::Passed
+        );
+        assert_eq!(
+            lenient.standing(&[Inconclusive; 4], 0),
+            Standing::Inconclusive
         );
         assert_eq!(g.worst(&[0.01, 0.3, 0.2]), Some(0.3));
         let floor = MetricGate {

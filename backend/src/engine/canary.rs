@@ -421,7 +421,13 @@ async fn follow(
                         let values = match &values {
                             Some(v) => v.clone(),
                             None => {
-                                let v = verify::values(stage, client, &live).await?;
+                                let v = verify::values(
+                                    &stage.workload(),
+                                    stage.target.replaced_revision.as_deref(),
+                                    client,
+                                    &live,
+                                )
+                                .await?;
                                 values = Some(v.clone());
                                 v
                             }
@@ -429,7 +435,7 @@ async fn follow(
                         let judged = verify::gates(
                             ctx,
                             job,
-                            stage,
+                            &verify::checked(stage),
                             &gates,
                             &values,
                             i64::from(step),
@@ -445,11 +451,7 @@ async fn follow(
                                 return failed(ctx, job, stage, Some(&live), message).await;
                             }
                             GatesEnd::Inconclusive(why) => format!(
-                                "; {}",
-                                why.replace(
-                                    "an owner lets the verification go on",
-                                    "an owner approves the step"
-                                )
+                                "; {why}; an owner approves the step or rolls the stage back"
                             ),
                         };
                     }

@@ -4,8 +4,11 @@
 //! it replaces and the Deployment's uid before any write, sets the image
 //! only while the live template differs, follows the rollout on the shared
 //! watch until it completes, fails or passes its overall deadline (twice
-//! the progress deadline), and ends the deployment `succeeded` or
-//! `failed`. `remove_lane` removes a lane once asked to or idle for the
+//! the progress deadline), then runs the deployment's verification plan
+//! when it has one (the smoke checks, every metric gate, the soak, as a
+//! stage's; a gate that cannot be judged past its limit fails it, for no
+//! one is in the loop to let it go on), and ends the deployment
+//! `succeeded` or `failed`. `remove_lane` removes a lane once asked to or idle for the
 //! lane TTL: it waits (put off to when the TTL would pass) while the lane
 //! is deployed to, then deletes the copy's Deployment and Service (only
 //! objects carrying the lane label) and forgets the lane.
@@ -13,11 +16,15 @@
 use k8s_openapi::api::apps::v1::Deployment;
 
 use super::stage::{Followed, Workload, Written};
+use super::verify::{self, Checked, GatesEnd};
 use super::{Context, Done, Error, Kind};
 use crate::db::deployments::{self, DEPLOY_JOB, DeployTarget, LANE_JOB, LaneDue, Started};
 use crate::db::jobs::{Job, Subject};
+use crate::db::verify::Of;
 use crate::db::{clusters, now_ms};
 use crate::domain::fast_path::{DeploymentStatus, LANE_LABEL, lane_name};
+use crate::domain::text::duration;
+use crate::domain::verify::VerifyPlan;
 use crate::kube::{ClusterClient, KubeError, deployment, lane};
 
 /// Deploys a fast-path deployment.
@@ -66,7 +73,12 @@ impl Kind for FastDeploy {
                 t.status
             )));
         }
-        if let Some(at) = t.deadline_at.filter(|at| now_ms() >= *at) {
+        // The overall deadline is the rollout's; a verification under way
+        // (resumed after a restart) has its own limits.
+        if let Some(at) = t
+            .deadline_at
+            .filter(|at| now_ms() >= *at && t.verify_started_at.is_none())
+        {
             return Err(Error::Fail(format!(
                 "{}/{} passed its overall deadline ({} s ago) before the engine could finish (last seen: {})",
                 t.namespace,
@@ -102,8 +114,10 @@ impl Kind for FastDeploy {
         let deadline_at = t
             .deadline_at
             .unwrap_or_else(|| now_ms() + deployment::overall_deadline_ms(&live, None));
+        let live_revision = deployment::revision(&live.metadata);
         if t.status == DeploymentStatus::Pending {
-            let revision = deployment::revision(&live.metadata)
+            let revision = live_revision
+                .as_deref()
                 .map(|r| format!(" (revision {r})"))
                 .unwrap_or_default();
             deployments::start(
@@ -112,6 +126,7 @@ impl Kind for FastDeploy {
                 id,
                 &Started {
                     replaced_image: t.replaced_image.as_deref().unwrap_or(&current),
+                    replaced_revision: live_revision.as_deref(),
                     uid: live.metadata.uid.as_deref(),
                     deadline_at,
                     message: format!(
@@ -161,16 +176,29 @@ impl Kind for FastDeploy {
                 let revision = deployment::revision(&d.metadata)
                     .map(|r| format!(" (revision {r})"))
                     .unwrap_or_default();
-                let message = if deployment::scaled_to_zero(&d) {
-                    format!(
-                        "{} is scaled to zero — its template now names {}{revision}, but no pod runs it",
-                        w.name(),
-                        t.image
-                    )
-                } else {
-                    format!("{} runs {}{revision}", w.name(), t.image)
-                };
-                (DeploymentStatus::Succeeded, message)
+                match &t.verify {
+                    _ if deployment::scaled_to_zero(&d) => (
+                        DeploymentStatus::Succeeded,
+                        format!(
+                            "{} is scaled to zero — its template now names {}{revision}, but no pod runs it{}",
+                            w.name(),
+                            t.image,
+                            if t.verify.is_some() {
+                                "; nothing to verify"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ),
+                    Some(plan) => {
+                        let runs = format!("{} runs {}{revision}", w.name(), t.image);
+                        verify_deployment(ctx, job, &t, &w, plan, &client, &d, runs).await?
+                    }
+                    None => (
+                        DeploymentStatus::Succeeded,
+                        format!("{} runs {}{revision}", w.name(), t.image),
+                    ),
+                }
             }
             Followed::Failed(_, message) => (DeploymentStatus::Failed, message),
             Followed::Moot(note) => return Ok(Done::Moot(note)),
@@ -184,6 +212,72 @@ impl Kind for FastDeploy {
         deployments::finish(&ctx.db, &job.lease, id, DeploymentStatus::Failed, &message).await?;
         Ok(Done::Recorded)
     }
+}
+
+/// Runs deployment `t`'s verification `plan` on `live` (its rollout
+/// available, `runs` saying so): how the deployment ends. Results are
+/// recorded as they are taken, so a job resumed after a restart goes on
+/// where it was.
+#[allow(clippy::too_many_arguments)]
+async fn verify_deployment(
+    ctx: &Context,
+    job: &Job,
+    t: &DeployTarget,
+    w: &Workload<'_>,
+    plan: &VerifyPlan,
+    client: &ClusterClient,
+    live: &Deployment,
+    runs: String,
+) -> Result<(DeploymentStatus, String), Error> {
+    let started = match t.verify_started_at {
+        Some(at) => at,
+        None => {
+            deployments::verifying(
+                &ctx.db,
+                &job.lease,
+                t.id,
+                &format!("{runs}; verifying: {}", plan.summary()),
+            )
+            .await?;
+            deployments::target(&ctx.db.pool, t.id)
+                .await?
+                .verify_started_at
+                .unwrap_or_else(now_ms)
+        }
+    };
+    let values = verify::values(w, t.replaced_revision.as_deref(), client, live).await?;
+    let checked = Checked {
+        of: Of::Deployment(t.id),
+        cluster_id: t.cluster_id,
+        cluster: &t.cluster,
+        continued_at: None,
+    };
+    let failed = |why: String| (DeploymentStatus::Failed, format!("{runs}, but {why}"));
+    let mut said = Vec::new();
+    for (i, check) in plan.smoke.iter().enumerate() {
+        match verify::smoke(ctx, job, &checked, &values, i, check).await? {
+            Ok(line) => said.push(line),
+            Err(why) => return Ok(failed(why)),
+        }
+    }
+    match verify::gates(ctx, job, &checked, &plan.gates, &values, 0, started).await? {
+        GatesEnd::Passed(lines) => said.extend(lines),
+        GatesEnd::Failed(why) => return Ok(failed(why)),
+        // A stage pauses here for an owner; CI has no one to ask.
+        GatesEnd::Inconclusive(why) => {
+            return Ok(failed(format!(
+                "{why} — a fast-path deploy fails rather than pass unverified"
+            )));
+        }
+    }
+    if let Some(soak) = plan.soak_seconds.filter(|s| *s > 0) {
+        verify::sleep_until(started + i64::from(soak) * 1000).await;
+        said.push(format!("soaked {}", duration(i64::from(soak) * 1000)));
+    }
+    Ok((
+        DeploymentStatus::Succeeded,
+        format!("{runs}; verified: {}", said.join("; ")),
+    ))
 }
 
 /// The lane's copy of the app's Deployment, made from the app's when it is

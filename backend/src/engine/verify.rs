@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 
-use super::stage::Stage;
+use super::stage::{Stage, Workload};
 use super::{Context, Done, Error, Kind};
 use crate::db::clusters;
 use crate::db::jobs::Job;
 use crate::db::now_ms;
-use crate::db::verify::{self as results, Check, NewResult, verdict_of};
+use crate::db::verify::{self as results, Check, NewResult, Of, verdict_of};
 use crate::db::work_order_views::VerifyResult;
 use crate::db::work_orders::{StageRecord, stage_target};
 use crate::domain::text::duration;
@@ -50,7 +50,14 @@ impl Kind for Verify {
         let client = stage.client(ctx).await?;
         let live = stage.read(&client).await?;
         stage.check_same_object(&live)?;
-        let values = values(&stage, &client, &live).await?;
+        let values = values(
+            &stage.workload(),
+            target.replaced_revision.as_deref(),
+            &client,
+            &live,
+        )
+        .await?;
+        let checked = checked(&stage);
         // A failure's automatic rollback gets the Deployment's own deadline.
         let failed = |message: String| {
             let record = StageRecord {
@@ -61,7 +68,7 @@ impl Kind for Verify {
         };
         let mut said = Vec::new();
         for (i, check) in plan.smoke.iter().enumerate() {
-            match smoke(ctx, job, &stage, &values, i, check).await? {
+            match smoke(ctx, job, &checked, &values, i, check).await? {
                 Ok(line) => said.push(line),
                 Err(message) => return failed(message).await,
             }
@@ -72,7 +79,7 @@ impl Kind for Verify {
         } else {
             &plan.gates[..]
         };
-        match gates(ctx, job, &stage, gates_here, &values, 0, started).await? {
+        match gates(ctx, job, &checked, gates_here, &values, 0, started).await? {
             GatesEnd::Passed(lines) => said.extend(lines),
             GatesEnd::Failed(message) => return failed(message).await,
             GatesEnd::Inconclusive(message) => {
@@ -81,7 +88,9 @@ impl Kind for Verify {
                         ctx,
                         job,
                         Outcome::Inconclusive,
-                        message,
+                        format!(
+                            "{message}; an owner lets the verification go on or rolls the stage back"
+                        ),
                         StageRecord::default(),
                     )
                     .await;
@@ -122,12 +131,39 @@ impl Kind for Verify {
     }
 }
 
-/// What a template may use for the stage: its namespace, Deployment,
+/// What a verification checks: whose results they are, and the cluster
+/// whose Prometheus measures its gates.
+pub(super) struct Checked<'a> {
+    /// A stage's results are at canary step 0 (after the rollout) here;
+    /// [`gates`] picks the step.
+    pub of: Of,
+    pub cluster_id: i64,
+    pub cluster: &'a str,
+    /// When a person last let it go on past an inconclusive gate.
+    pub continued_at: Option<i64>,
+}
+
+/// What a stage's verification checks.
+pub(super) fn checked(stage: &Stage) -> Checked<'_> {
+    Checked {
+        of: Of::Stage {
+            order_id: stage.order_id,
+            position: stage.position,
+            step: 0,
+        },
+        cluster_id: stage.target.cluster_id,
+        cluster: &stage.target.cluster,
+        continued_at: stage.target.verify_continued_at,
+    }
+}
+
+/// What a template may use for a workload: its namespace, Deployment,
 /// container, and the pod-template hashes of the new pods (the ReplicaSet
 /// of the Deployment's revision) and the old ones (the revision the deploy
-/// replaced).
+/// replaced, `replaced_revision`).
 pub(super) async fn values(
-    stage: &Stage,
+    workload: &Workload<'_>,
+    replaced_revision: Option<&str>,
     client: &crate::kube::ClusterClient,
     live: &Deployment,
 ) -> Result<Values, Error> {
@@ -147,22 +183,21 @@ pub(super) async fn values(
             })
             .unwrap_or_default()
     };
-    let target = &stage.target;
     Ok(Values {
-        namespace: target.namespace.clone(),
-        deployment: target.deployment.clone(),
-        container: target.container.clone(),
+        namespace: workload.namespace.to_string(),
+        deployment: workload.deployment.to_string(),
+        container: workload.container.to_string(),
         new_hash: hash_of(deployment::revision(&live.metadata).as_deref()),
-        old_hash: hash_of(target.replaced_revision.as_deref()),
+        old_hash: hash_of(replaced_revision),
     })
 }
 
 /// Runs smoke check `index`: the line the stage's message keeps when it
 /// answered as expected, or why the stage fails.
-async fn smoke(
+pub(super) async fn smoke(
     ctx: &Context,
     job: &Job,
-    stage: &Stage,
+    checked: &Checked<'_>,
     values: &Values,
     index: usize,
     check: &SmokeCheck,
@@ -170,12 +205,11 @@ async fn smoke(
     let check_id = Check::Smoke(index);
     let url = fill(check.url.trim(), values)
         .map_err(|m| Error::Fail(format!("smoke check {}: {m}", index + 1)))?;
-    let mut past: Vec<VerifyResult> =
-        results::results(&ctx.db.pool, stage.order_id, stage.position, 0)
-            .await?
-            .into_iter()
-            .filter(|r| check_id.owns(r))
-            .collect();
+    let mut past: Vec<VerifyResult> = results::results(&ctx.db.pool, checked.of)
+        .await?
+        .into_iter()
+        .filter(|r| check_id.owns(r))
+        .collect();
     loop {
         if let Some(pass) = past.iter().find(|r| verdict_of(r) == Verdict::Pass) {
             return Ok(Ok(format!("{url} answered {}", pass.detail)));
@@ -208,9 +242,7 @@ async fn smoke(
             (None, None) => format!("no status after {} ms", attempt.millis),
         };
         let result = NewResult {
-            order_id: stage.order_id,
-            position: stage.position,
-            step: 0,
+            of: checked.of,
             check: check_id,
             seq: past.len() as i64 + 1,
             at: now_ms(),
@@ -221,7 +253,7 @@ async fn smoke(
         };
         results::record(&ctx.db, &job.lease, &result).await?;
         past.push(VerifyResult {
-            position: stage.position,
+            position: 0,
             step: 0,
             check_kind: "smoke".into(),
             check_index: index as i64,
@@ -243,6 +275,7 @@ pub(super) enum GatesEnd {
     /// Every gate passed: a line each for the stage's message.
     Passed(Vec<String>),
     Failed(String),
+    /// A gate could not be judged past its limit: which, and why.
     Inconclusive(String),
 }
 
@@ -253,7 +286,7 @@ pub(super) enum GatesEnd {
 pub(super) async fn gates(
     ctx: &Context,
     job: &Job,
-    stage: &Stage,
+    checked: &Checked<'_>,
     gates: &[MetricGate],
     values: &Values,
     step: i64,
@@ -262,11 +295,11 @@ pub(super) async fn gates(
     if gates.is_empty() {
         return Ok(GatesEnd::Passed(Vec::new()));
     }
-    let access =
-        clusters::prometheus_access(&ctx.db.pool, &ctx.sealer, stage.target.cluster_id).await;
-    let continued_at = stage.target.verify_continued_at.unwrap_or(i64::MIN);
+    let access = clusters::prometheus_access(&ctx.db.pool, &ctx.sealer, checked.cluster_id).await;
+    let continued_at = checked.continued_at.unwrap_or(i64::MIN);
+    let of = checked.of.at_step(step);
     loop {
-        let past = results::results(&ctx.db.pool, stage.order_id, stage.position, step).await?;
+        let past = results::results(&ctx.db.pool, of).await?;
         let mut next: Option<(i64, usize)> = None;
         let mut lines = Vec::new();
         for (i, gate) in gates.iter().enumerate() {
@@ -305,14 +338,12 @@ pub(super) async fn gates(
             (Ok(None), _) => (
                 Verdict::Inconclusive,
                 None,
-                format!("cluster {} has no Prometheus", stage.target.cluster),
+                format!("cluster {} has no Prometheus", checked.cluster),
             ),
             (Err(e), _) => (Verdict::Inconclusive, None, e.to_string()),
         };
         let result = NewResult {
-            order_id: stage.order_id,
-            position: stage.position,
-
+            of,
             check: Check::Gate(i),
             seq,
             at: now_ms(),
@@ -320,7 +351,6 @@ pub(super) async fn gates(
             value,
             detail: &detail,
             asked,
-            step,
         };
         results::record(&ctx.db, &job.lease, &result).await?;
     }
@@ -334,7 +364,7 @@ pub(super) async fn passed_at(
     gates: &[MetricGate],
     step: i64,
 ) -> Result<Option<i64>, Error> {
-    let past = results::results(&ctx.db.pool, stage.order_id, stage.position, step).await?;
+    let past = results::results(&ctx.db.pool, checked(stage).of.at_step(step)).await?;
     let mut last = None;
     for (i, gate) in gates.iter().enumerate() {
         let mine: Vec<&VerifyResult> = past.iter().filter(|r| Check::Gate(i).owns(r)).collect();
@@ -409,7 +439,7 @@ fn failure(i: usize, gate: &MetricGate, mine: &[&VerifyResult]) -> String {
     )
 }
 
-/// Why gate `i` needs a person.
+/// Why gate `i` cannot be judged; who decides is the caller's to say.
 fn undecided(i: usize, gate: &MetricGate, mine: &[&VerifyResult], forgiven: u32) -> String {
     let last = mine
         .iter()
@@ -418,8 +448,7 @@ fn undecided(i: usize, gate: &MetricGate, mine: &[&VerifyResult], forgiven: u32)
         .map(|r| r.detail.as_str())
         .unwrap_or("");
     format!(
-        "gate {} ({}) could not be judged {} times, more than its limit of {} (last: {last}); \
-         an owner lets the verification go on or rolls the stage back",
+        "gate {} ({}) could not be judged {} times, more than its limit of {} (last: {last})",
         i + 1,
         gate.name,
         count_of(mine, Verdict::Inconclusive) - forgiven as usize,
@@ -440,7 +469,7 @@ fn passed(gate: &MetricGate, verdicts: &[Verdict]) -> String {
 }
 
 /// Sleeps until `at` (Unix ms); at once when it has passed.
-async fn sleep_until(at: i64) {
+pub(super) async fn sleep_until(at: i64) {
     let wait = at - now_ms();
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;

@@ -16,7 +16,6 @@ use crate::db::deployments::{self, FastDeployment, Lane, StageOnApp};
 use crate::domain::work_order::StageStatus;
 use crate::error::{Error, Result};
 use crate::flows;
-use crate::kube::live::LiveRead;
 
 pub fn routes() -> PageRoutes {
     PageRoutes::new()
@@ -74,17 +73,7 @@ async fn show_app(ctx: PageCtx, Path(id): Path<i64>) -> Response {
         let pool = &ctx.state.db.pool;
         let mut live = flows::live::apps_live(&ctx.state, &[app.id]).await?;
         let live = match live.remove(&app.id) {
-            Some(status) => {
-                let running = match &status.read {
-                    LiveRead::Found(d) => d.image.clone(),
-                    _ => None,
-                };
-                Reading::of(
-                    &status,
-                    running,
-                    format!("{}/{}", app.namespace, app.deployment),
-                )
-            }
+            Some(status) => Reading::of_app(&status, &app),
             None => return Err(apps::not_found(app.id).into()),
         };
         let deployments = deployments::list_for_app(pool, app.id, SHOWN)

@@ -73,6 +73,19 @@ impl Reading {
             href: None,
         }
     }
+
+    /// What the watch says of `app`'s Deployment: the whole image it runs.
+    pub fn of_app(live: &LiveStatus, app: &crate::db::apps::App) -> Self {
+        let running = match &live.read {
+            LiveRead::Found(d) => d.image.clone(),
+            _ => None,
+        };
+        Reading::of(
+            live,
+            running,
+            format!("{}/{}", app.namespace, app.deployment),
+        )
+    }
 }
 
 /// One stage's cell, ready to show.

@@ -16,7 +16,6 @@ use crate::db::tree as tree_db;
 use crate::domain::cluster::Environment;
 use crate::error::{Error, Result};
 use crate::flows;
-use crate::kube::live::LiveRead;
 use crate::secret::Secret;
 
 pub fn routes() -> PageRoutes {
@@ -332,13 +331,8 @@ async fn render_apps(
             .into_iter()
             .filter_map(|app| {
                 let status = live.remove(&app.id)?;
-                let running = match &status.read {
-                    LiveRead::Found(d) => d.image.clone(),
-                    _ => None,
-                };
-                let location = format!("{}/{}", app.namespace, app.deployment);
                 Some(AppRow {
-                    live: Reading::of(&status, running, location),
+                    live: Reading::of_app(&status, &app),
                     app,
                 })
             })

@@ -143,6 +143,37 @@ pub fn lane_service(
     }
 }
 
+/// Whether `live` already is what [`lane_service`] `wanted` asks for: the
+/// same labels, selector and ports, a port's defaults (protocol TCP, the
+/// target port its port, the node port the cluster gave it) as the API
+/// server fills them in.
+pub fn service_as_wanted(live: &Service, wanted: &Service) -> bool {
+    use k8s_openapi::api::core::v1::ServicePort;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let ports = |s: &Service| -> Vec<(Option<String>, i32, IntOrString, String)> {
+        let mut ports: Vec<_> = s
+            .spec
+            .iter()
+            .flat_map(|spec| spec.ports.iter().flatten())
+            .map(|p: &ServicePort| {
+                (
+                    p.name.clone().filter(|n| !n.is_empty()),
+                    p.port,
+                    p.target_port.clone().unwrap_or(IntOrString::Int(p.port)),
+                    p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                )
+            })
+            .collect();
+        ports.sort_by(|a, b| (&a.0, a.1, &a.3).cmp(&(&b.0, b.1, &b.3)));
+        ports
+    };
+    let selector = |s: &Service| s.spec.as_ref().and_then(|spec| spec.selector.clone());
+    live.metadata.labels.clone().unwrap_or_default()
+        == wanted.metadata.labels.clone().unwrap_or_default()
+        && selector(live) == selector(wanted)
+        && ports(live) == ports(wanted)
+}
+
 impl ClusterClient {
     /// Creates `deployment`; a 409 when one of its name exists.
     pub async fn create_deployment(
@@ -173,7 +204,8 @@ impl ClusterClient {
         .await
     }
 
-    /// Creates `service`, or writes its spec over the one of its name.
+    /// Creates `service`, or writes its labels, selector and ports over the
+    /// one of its name unless it has them already.
     pub async fn put_service(&self, service: &Service) -> Result<Service, KubeError> {
         let namespace = service.metadata.namespace.clone().unwrap_or_default();
         let name = service.metadata.name.clone().unwrap_or_default();
@@ -189,6 +221,7 @@ impl ClusterClient {
                 )
                 .await
             }
+            Some(live) if service_as_wanted(&live, service) => Ok(live),
             Some(live) => {
                 let mut next = live.clone();
                 let mut spec = live.spec.unwrap_or_default();
@@ -270,6 +303,32 @@ mod tests {
         Container, PodSpec, PodTemplateSpec, ServicePort, ServiceSpec,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    #[test]
+    fn a_lane_service_as_the_api_server_fills_it_in_is_as_wanted_and_a_changed_port_is_not() {
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        let wanted = lane_service(&base(), &service(), "web--feat", "feat");
+        let mut live = wanted.clone();
+        let spec = live.spec.as_mut().unwrap();
+        spec.cluster_ip = Some("10.0.0.12".into());
+        for p in spec.ports.iter_mut().flatten() {
+            p.protocol = Some("TCP".into());
+            p.target_port = Some(IntOrString::Int(p.port));
+        }
+        live.metadata.resource_version = Some("12".into());
+        live.metadata.uid = Some("u9".into());
+        assert!(service_as_wanted(&live, &wanted));
+
+        let mut other_port = live.clone();
+        other_port.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = 81;
+        assert!(!service_as_wanted(&other_port, &wanted));
+        let mut other_selector = live.clone();
+        other_selector.spec.as_mut().unwrap().selector = Some(labels(&[("app", "web")]));
+        assert!(!service_as_wanted(&other_selector, &wanted));
+        let mut unlabelled = live;
+        unlabelled.metadata.labels = None;
+        assert!(!service_as_wanted(&unlabelled, &wanted));
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
