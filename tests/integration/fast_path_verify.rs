@@ -12,8 +12,8 @@ use reqwest::StatusCode;
 use rollway::sim::Serving;
 use serde_json::{Value, json};
 
-use crate::common::TestApp;
 use crate::common::prometheus::Prometheus;
+use crate::common::{TestApp, USER_PASSWORD};
 use crate::db_test;
 use crate::engine::engine_start;
 use crate::fast_path::{Fixture, IMAGE, finished};
@@ -148,6 +148,21 @@ db_test!(
         assert_eq!(
             f.image_of("dev", "checkout").unwrap(),
             format!("{IMAGE}:v1.1.0")
+        );
+
+        // The app's page says so.
+        let (s, html) = app
+            .browser_as("eric", USER_PASSWORD)
+            .await
+            .get(&format!("/apps/{}", f.checkout))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let row = format!(r#"data-deployment="{on_app}""#);
+        let row = &html[html.find(&row).expect("the deployment's row")..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(
+            row.contains("Succeeded") && row.contains("verified"),
+            "{row}"
         );
 
         // The lane is verified on its own copy: the query names it.
