@@ -34,6 +34,10 @@ pub enum Error {
     /// 409: the request breaks a rule given the current state.
     #[error("{0}")]
     Conflict(String),
+    /// 409: a freeze window covers the target; the message names it and
+    /// when it ends.
+    #[error("{0}")]
+    Frozen(String),
     /// 413: the body is larger than the server reads.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -92,7 +96,7 @@ impl Error {
             Error::Unauthorized(_) => 401,
             Error::Forbidden(_) | Error::EnvironmentProtected(_) => 403,
             Error::NotFound(_) => 404,
-            Error::Conflict(_) => 409,
+            Error::Conflict(_) | Error::Frozen(_) => 409,
             Error::PayloadTooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
             Error::Validation { .. } => 422,
@@ -110,6 +114,7 @@ impl Error {
             Error::EnvironmentProtected(_) => "environment_protected",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::Frozen(_) => "frozen",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Validation { .. } => "validation_failed",
@@ -178,6 +183,7 @@ impl Clone for Error {
             Error::EnvironmentProtected(m) => Error::EnvironmentProtected(m.clone()),
             Error::NotFound(m) => Error::NotFound(m.clone()),
             Error::Conflict(m) => Error::Conflict(m.clone()),
+            Error::Frozen(m) => Error::Frozen(m.clone()),
             Error::PayloadTooLarge(m) => Error::PayloadTooLarge(m.clone()),
             Error::UnsupportedMediaType(m) => Error::UnsupportedMediaType(m.clone()),
             Error::Validation { field, message } => Error::Validation {

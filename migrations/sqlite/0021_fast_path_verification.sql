@@ -10,22 +10,20 @@
 ALTER TABLE deployments ADD COLUMN verify_json TEXT;
 ALTER TABLE deployments ADD COLUMN verify_started_at INTEGER;
 ALTER TABLE deployments ADD COLUMN replaced_revision TEXT;
-
+-- deployment_checks: source_index is the gate or smoke request of the plan
+-- (from 0), seq the measurement or attempt (from 1), value the sample
+-- furthest on the wrong side of the threshold (a gate) or the HTTP status
+-- (a smoke request), asked the filled query or URL.
 CREATE TABLE deployment_checks (
     id INTEGER PRIMARY KEY,
     deployment_id INTEGER NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
     source TEXT NOT NULL CHECK (source IN ('gate', 'smoke')),
-    -- Which gate or smoke request of the plan, counted from 0.
     source_index INTEGER NOT NULL,
-    -- The measurement or attempt, counted from 1.
     seq INTEGER NOT NULL,
     at INTEGER NOT NULL,
     verdict TEXT NOT NULL CHECK (verdict IN ('pass', 'fail', 'inconclusive')),
-    -- A gate: the sample furthest on the wrong side of the threshold; a
-    -- smoke request: the HTTP status.
     value REAL,
     detail TEXT NOT NULL DEFAULT '',
-    -- The filled query or URL.
     asked TEXT NOT NULL DEFAULT '',
     UNIQUE (deployment_id, source, source_index, seq)
 );

@@ -17,6 +17,7 @@ mod engine_safety;
 mod fake_gitlab;
 mod fast_path;
 mod fast_path_verify;
+mod freezes;
 mod fuzz;
 mod gitlab;
 mod gitlab_ci;

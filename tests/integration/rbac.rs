@@ -234,6 +234,13 @@ pub(crate) const API_ROUTES: &[Row] = &[
     ),
     row("POST /api/v1/apps/{id}/deployments", FILERS, NotFound),
     row("DELETE /api/v1/apps/{id}/lanes/{lane}", FILERS, NotFound),
+    row("POST /api/v1/nodes/{id}/freeze-windows", OWNERS, NotFound),
+    row("DELETE /api/v1/freeze-windows/{id}", OWNERS, NotFound),
+    row(
+        "POST /api/v1/work-orders/{id}/freeze-override",
+        OWNERS,
+        NotFound,
+    ),
     row("POST /api/v1/clusters/{id}/test", ADMINS, Forbidden),
     row("PUT /api/v1/clusters/{id}/prometheus", ADMINS, Forbidden),
     row("DELETE /api/v1/clusters/{id}/prometheus", ADMINS, Forbidden),
@@ -266,6 +273,10 @@ pub(crate) const API_ROUTES: &[Row] = &[
     row("GET /api/v1/apps/{id}/deployments", VIEWERS, NotFound),
     row("GET /api/v1/apps/{id}/lanes", VIEWERS, NotFound),
     row("GET /api/v1/deployments/{id}", VIEWERS, NotFound),
+    row("GET /api/v1/nodes/{id}/freeze-windows", VIEWERS, NotFound),
+    list("GET /api/v1/freeze-windows", VIEWERS),
+    list("GET /api/v1/freeze-windows/calendar", VIEWERS),
+    row("GET /api/v1/freeze-windows/{id}", VIEWERS, NotFound),
     list("GET /api/v1/release-items", VIEWERS),
     row("GET /api/v1/release-items/{id}", VIEWERS, NotFound),
     row("GET /api/v1/release-items/{id}/status", VIEWERS, NotFound),
@@ -599,6 +610,20 @@ fn api_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
         "GET /api/v1/deployments/{id}" => {
             (format!("/api/v1/deployments/{}", f.read_deployment), None)
         }
+        "GET /api/v1/nodes/{id}/freeze-windows" => {
+            (format!("/api/v1/nodes/{}/freeze-windows", org.pay), None)
+        }
+        "GET /api/v1/freeze-windows" => (
+            "/api/v1/freeze-windows".into(),
+            Some(format!("\"id\":{},", f.read_window)),
+        ),
+        "GET /api/v1/freeze-windows/calendar" => (
+            "/api/v1/freeze-windows/calendar".into(),
+            Some(format!("\"window_id\":{}}}", f.read_window)),
+        ),
+        "GET /api/v1/freeze-windows/{id}" => {
+            (format!("/api/v1/freeze-windows/{}", f.read_window), None)
+        }
         "GET /api/v1/release-items" => (
             "/api/v1/release-items".into(),
             Some(format!("\"id\":{item},")),
@@ -719,6 +744,8 @@ pub(crate) struct Fixtures<'a> {
     read_service_account: i64,
     /// A fast-path deployment to a dev app on /acme/pay.
     read_deployment: i64,
+    /// A freeze window on /acme/pay, ten days from now.
+    read_window: i64,
 }
 
 impl<'a> Fixtures<'a> {
@@ -736,6 +763,7 @@ impl<'a> Fixtures<'a> {
             read_user: 0,
             read_service_account: 0,
             read_deployment: 0,
+            read_window: 0,
         };
         f.read_order = f.order().await;
         let (_, order) = f
@@ -748,7 +776,55 @@ impl<'a> Fixtures<'a> {
         f.read_user = f.user().await.0;
         f.read_service_account = f.service_account().await;
         f.read_deployment = f.fast_deployment(None).await.1;
+        let day = 86_400_000;
+        f.read_window = f.window(f.org.pay, 10 * day, 11 * day).await;
         f
+    }
+
+    /// A freeze window on node `node` from `from` to `to` ms from now: its id.
+    async fn window(&self, node: i64, from: i64, to: i64) -> i64 {
+        let now = rollway::db::now_ms();
+        let (s, v) = self
+            .org
+            .admin
+            .post(
+                &format!("/api/v1/nodes/{node}/freeze-windows"),
+                json!({"reason": "fixture freeze", "starts_at": now + from, "ends_at": now + to}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
+    /// A hotfix order eric filed on /acme/pay for a fresh item whose one
+    /// stage's app lives on a fresh leaf a freeze window holds now.
+    async fn frozen_hotfix(&self) -> i64 {
+        let leaf = self.leaf_under_pay().await;
+        self.window(leaf, -60_000, 3_600_000).await;
+        let mut app = self.app_body(self.cluster().await);
+        app["node_id"] = json!(leaf);
+        let (s, app) = self.org.admin.post("/api/v1/apps", app).await;
+        assert_eq!(s, StatusCode::CREATED, "{app}");
+        let (s, item) = self
+            .org
+            .admin
+            .post(
+                "/api/v1/release-items",
+                json!({"node_id": self.org.pay, "name": unique("item"),
+                       "gitlab_project": crate::releases::PROJECT,
+                       "image_repository": "registry.example.com/acme/x", "required_approvals": 1,
+                       "stages": [{"name": "only", "app_id": app["id"], "strategy": "rolling"}]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{item}");
+        let mut body = order_body(item["id"].as_i64().unwrap(), "v1.0.0");
+        body["hotfix_reason"] = json!("checkout charges twice");
+        let (s, v) = self
+            .release_api("eric")
+            .post("/api/v1/work-orders", body)
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
     }
 
     /// A fresh dev app on /acme/pay and an admin's fast-path deploy to it
@@ -1035,6 +1111,30 @@ async fn api_write(route: &str, f: &Fixtures<'_>) -> ApiCall {
                 Method::POST,
                 format!("/api/v1/apps/{}/deployments", f.app(cluster).await),
                 Some(json!({"image": "registry.example.com/acme/x:v2"})),
+            )
+        }
+        "POST /api/v1/nodes/{id}/freeze-windows" => {
+            let now = rollway::db::now_ms();
+            call(
+                Method::POST,
+                format!("/api/v1/nodes/{}/freeze-windows", f.org.pay),
+                Some(
+                    json!({"reason": "a freeze", "starts_at": now + 86_400_000 * 20,
+                            "ends_at": now + 86_400_000 * 21}),
+                ),
+            )
+        }
+        "DELETE /api/v1/freeze-windows/{id}" => {
+            let day = 86_400_000;
+            let id = f.window(f.org.pay, 30 * day, 31 * day).await;
+            call(Method::DELETE, format!("/api/v1/freeze-windows/{id}"), None)
+        }
+        "POST /api/v1/work-orders/{id}/freeze-override" => {
+            let id = f.frozen_hotfix().await;
+            call(
+                Method::POST,
+                format!("/api/v1/work-orders/{id}/freeze-override"),
+                Some(json!({"comment": "go"})),
             )
         }
         "DELETE /api/v1/apps/{id}/lanes/{lane}" => {

@@ -34,6 +34,8 @@ mod tests {
             Error::Forbidden(String::new()),
             Error::NotFound(String::new()),
             Error::Conflict(String::new()),
+            Error::Frozen(String::new()),
+            Error::EnvironmentProtected(String::new()),
             Error::PayloadTooLarge(String::new()),
             Error::UnsupportedMediaType(String::new()),
             Error::validation("f", "m"),

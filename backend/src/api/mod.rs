@@ -8,6 +8,7 @@ mod audit;
 mod deployments;
 mod error;
 pub mod extract;
+mod freezes;
 mod id_token_bindings;
 mod idempotency;
 mod me;
@@ -176,6 +177,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(id_token_bindings::router())
         .merge(audit::router())
         .merge(deployments::router())
+        .merge(freezes::router())
         .merge(registry::router())
         .merge(release_items::router())
         .merge(settings::router())

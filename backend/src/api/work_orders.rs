@@ -63,6 +63,9 @@ pub struct WorkOrder {
     pub approvals: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Filed as a hotfix, with this reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hotfix_reason: Option<String>,
 }
 
 impl From<views::WorkOrder> for WorkOrder {
@@ -84,6 +87,7 @@ impl From<views::WorkOrder> for WorkOrder {
             approvals: o.approvals,
             created_at: o.created_at,
             updated_at: o.updated_at,
+            hotfix_reason: o.hotfix_reason,
         }
     }
 }
@@ -315,6 +319,15 @@ pub struct FileWorkOrder {
         max_length = 20000
     )]
     pub description: String,
+    /// File it as a hotfix, for this reason (one line): it may deploy
+    /// through a freeze window once an owner of the frozen node (or an
+    /// admin) lets it (`POST /api/v1/work-orders/{id}/freeze-override`).
+    #[serde(default)]
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$",
+        max_length = 200
+    )]
+    pub hotfix_reason: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -506,16 +519,14 @@ async fn file_work_order(
         "POST /api/v1/work-orders",
         &body,
         async {
-            let filed = flows::file_work_order(
-                &state,
-                &actor,
-                &who,
-                body.release_item_id,
-                &body.version,
-                &body.title,
-                &body.description,
-            )
-            .await;
+            let asked = flows::OrderRequest {
+                release_item_id: body.release_item_id,
+                version: &body.version,
+                title: &body.title,
+                description: &body.description,
+                hotfix_reason: body.hotfix_reason.as_deref(),
+            };
+            let filed = flows::file_work_order(&state, &actor, &who, &asked).await;
             match filed {
                 Ok(order) => (StatusCode::CREATED, Json(WorkOrder::from(order))).into_response(),
                 Err(e) => e.into_response(),
@@ -818,6 +829,7 @@ mod tests {
                 approvals: 1,
                 created_at: 1,
                 updated_at: 2,
+                hotfix_reason: None,
             },
             approvers_node: Some("acme".into()),
             approvers: vec!["olga".into()],

@@ -52,6 +52,9 @@ pub enum Action {
     /// Deploy an image straight to a node's apps on dev and test clusters
     /// (the CI fast path), and remove their lanes.
     FastDeploy,
+    /// Set and remove freeze windows on a node, and let a hotfix through
+    /// one.
+    ManageFreezes,
 }
 
 impl Action {
@@ -67,6 +70,7 @@ impl Action {
             Action::ManageReleaseItems => "release_item.manage",
             Action::FileWorkOrder => "work_order.file",
             Action::FastDeploy => "deployment.fast",
+            Action::ManageFreezes => "freeze.manage",
         }
     }
 }
@@ -89,6 +93,7 @@ const ROLE_PERMISSIONS: &[(Role, &[Action])] = &[
             Action::ManageReleaseItems,
             Action::FileWorkOrder,
             Action::FastDeploy,
+            Action::ManageFreezes,
         ],
     ),
 ];
@@ -490,7 +495,8 @@ fn refusal(action: Action, path: &str) -> String {
         | Action::EditNode
         | Action::DeleteNode
         | Action::ManageMembers
-        | Action::ManageReleaseItems => "an owner",
+        | Action::ManageReleaseItems
+        | Action::ManageFreezes => "an owner",
     };
     format!("You need to be {who} of {path} to {}.", describe(action))
 }
@@ -507,6 +513,7 @@ fn describe(action: Action) -> &'static str {
         Action::ManageReleaseItems => "manage release items",
         Action::FileWorkOrder => "file or drive work orders",
         Action::FastDeploy => "deploy to this node's apps on dev and test clusters",
+        Action::ManageFreezes => "set or lift freeze windows here",
     }
 }
 
@@ -627,6 +634,7 @@ mod tests {
             approvals: 0,
             created_at: 0,
             updated_at: 0,
+            hotfix_reason: None,
         }
     }
 

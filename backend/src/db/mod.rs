@@ -12,6 +12,7 @@ pub mod clusters;
 pub mod constraint;
 pub mod deployments;
 pub mod error;
+pub mod freezes;
 pub mod id_token_bindings;
 pub mod idempotency;
 pub mod jobs;

@@ -44,6 +44,9 @@ pub struct WorkOrder {
     pub approvals: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Filed as a hotfix, with this reason: it may deploy through a freeze
+    /// once an owner of the frozen node lets it.
+    pub hotfix_reason: Option<String>,
 }
 
 /// One approver's approval or rejection.
@@ -148,12 +151,12 @@ pub struct WorkOrderDetail {
 pub(super) const COLUMNS: &str = "w.id, w.release_item_id, r.name AS release_item, w.node_id, n.path AS node_path, w.version, \
     w.image, w.title, w.description, w.state, w.creator_id, a.name AS creator, w.required_approvals, \
     (SELECT COUNT(*) FROM approvals ap WHERE ap.work_order_id = w.id AND ap.decision = 'approved') AS approvals, \
-    w.created_at, w.updated_at";
+    w.created_at, w.updated_at, w.hotfix_reason";
 pub(super) const FROM: &str = "work_orders w JOIN release_items r ON r.id = w.release_item_id \
     JOIN nodes n ON n.id = w.node_id JOIN accounts a ON a.id = w.creator_id";
 
 /// The names [`COLUMNS`] gives its columns, for reading them as JSON.
-const ORDER_FIELDS: [&str; 16] = [
+const ORDER_FIELDS: [&str; 17] = [
     "id",
     "release_item_id",
     "release_item",
@@ -170,6 +173,7 @@ const ORDER_FIELDS: [&str; 16] = [
     "approvals",
     "created_at",
     "updated_at",
+    "hotfix_reason",
 ];
 
 /// A work order as [`COLUMNS`] read it: from a row, or from an element
@@ -192,6 +196,8 @@ struct WorkOrderRow {
     approvals: i64,
     created_at: i64,
     updated_at: i64,
+    #[serde(default)]
+    hotfix_reason: Option<String>,
 }
 
 impl TryFrom<WorkOrderRow> for WorkOrder {
@@ -215,6 +221,7 @@ impl TryFrom<WorkOrderRow> for WorkOrder {
             approvals: r.approvals,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            hotfix_reason: r.hotfix_reason,
         })
     }
 }

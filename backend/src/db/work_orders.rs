@@ -15,6 +15,7 @@ use super::approvers::approvers_of;
 use super::audit::{self, AuditActor, Change};
 use super::constraint::{Constraint, violated};
 use super::error::{Error, Result};
+use super::freezes;
 use super::jobs::{self, JobLease, Subject, check_lease};
 use super::release_items::ReleaseItem;
 use super::rollout_locks;
@@ -110,6 +111,8 @@ pub struct NewWorkOrder<'a> {
     pub version: &'a str,
     pub title: &'a str,
     pub description: &'a str,
+    /// Filed as a hotfix, for this reason.
+    pub hotfix_reason: Option<&'a str>,
 }
 
 /// What filing did.
@@ -137,7 +140,8 @@ pub async fn file(
     let mut tx = db.begin_write().await?;
     let inserted = sqlx::query_scalar::<_, i64>(
         "INSERT INTO work_orders (release_item_id, node_id, version, image, title, description, state, creator_id, \
-         required_approvals, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+         required_approvals, created_at, updated_at, hotfix_reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING id",
     )
     .bind(item.id)
     .bind(item.node_id)
@@ -149,6 +153,7 @@ pub async fn file(
     .bind(creator.id)
     .bind(item.required_approvals)
     .bind(now)
+    .bind(new.hotfix_reason)
     .fetch_one(&mut *tx)
     .await;
     let id = match inserted {
@@ -179,7 +184,10 @@ pub async fn file(
         id,
         who,
         "filed",
-        &format!("{} {}", item.name, new.version.trim()),
+        &match new.hotfix_reason {
+            Some(reason) => format!("{} {} as a hotfix: {reason}", item.name, new.version.trim()),
+            None => format!("{} {}", item.name, new.version.trim()),
+        },
         None,
     )
     .await?;
@@ -412,6 +420,205 @@ async fn facts(
     Ok(assemble(order, stages, auto_rollback, actor, may_act))
 }
 
+/// A pending stage a freeze window holds.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub position: u32,
+    pub stage: String,
+    pub window: freezes::FreezeWindow,
+    /// When the window's stretch ends (Unix ms).
+    pub until: i64,
+}
+
+/// Order `order`'s pending stages a freeze window covers at `now` (set on
+/// the item's node or the stage app's node, or above either, for the
+/// app's environment class), save the windows a hotfix order was let
+/// through.
+pub async fn held_stages(tx: &mut Tx, order: &WorkOrder, now: i64) -> Result<Vec<Held>> {
+    let pending: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT s.position, s.name, n.path, c.environment FROM stage_runs s \
+         JOIN apps a ON a.id = s.app_id JOIN nodes n ON n.id = a.node_id \
+         JOIN clusters c ON c.id = a.cluster_id \
+         WHERE s.work_order_id = $1 AND s.status = 'pending' ORDER BY s.position",
+    )
+    .bind(order.id)
+    .fetch_all(&mut **tx)
+    .await?;
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let on_item = freezes::covering(&mut **tx, &order.node_path, now).await?;
+    let overridden = match order.hotfix_reason {
+        Some(_) => freezes::overrides_of(&mut **tx, order.id).await?,
+        None => Vec::new(),
+    };
+    let mut held = Vec::new();
+    for (position, stage, app_path, environment) in pending {
+        let mut windows = on_item.clone();
+        for w in freezes::covering(&mut **tx, &app_path, now).await? {
+            if !windows.iter().any(|x| x.id == w.id) {
+                windows.push(w);
+            }
+        }
+        if let Some((window, until)) = freezes::blocking(&windows, &environment, &overridden) {
+            held.push(Held {
+                position: position as u32,
+                stage,
+                window: window.clone(),
+                until,
+            });
+        }
+    }
+    Ok(held)
+}
+
+/// Why each of order `order`'s held stages may not start (see
+/// [`held_stages`]), by position.
+pub async fn frozen_stages(
+    tx: &mut Tx,
+    order: &WorkOrder,
+    now: i64,
+) -> Result<std::collections::BTreeMap<u32, String>> {
+    Ok(held_stages(tx, order, now)
+        .await?
+        .into_iter()
+        .map(|h| {
+            let way = if order.hotfix_reason.is_some() {
+                format!(
+                    "an owner of {} (or an admin) lets this hotfix through it",
+                    h.window.node_path
+                )
+            } else {
+                format!(
+                    "file the release as a hotfix and have an owner of {} (or an admin) let it through",
+                    h.window.node_path
+                )
+            };
+            (
+                h.position,
+                format!(
+                    "stage {} ({}) is frozen by {}; deploy it after the freeze, or {way}",
+                    h.position,
+                    h.stage,
+                    h.window.describe_until(h.until),
+                ),
+            )
+        })
+        .collect())
+}
+
+/// A 403 for a freeze override.
+fn not_allowed(reason: String) -> Error {
+    Error::Refused(crate::domain::work_order::Refused {
+        input: "comment",
+        refusal: crate::domain::work_order::Refusal {
+            kind: crate::domain::work_order::RefusalKind::NotAllowed,
+            reason,
+        },
+    })
+}
+
+/// Lets hotfix order `id` through the windows holding its stages now that
+/// `may_override` allows (the actor owns their node, or is an admin): an
+/// override row per window, the timeline event and the audit row, in one
+/// transaction. The windows let through; refused when the order is no
+/// hotfix, is the actor's own, or nothing the actor may lift holds it.
+pub async fn override_freeze(
+    db: &Db,
+    id: i64,
+    actor: &Account,
+    may_override: &(dyn Fn(&str) -> bool + Sync),
+    comment: &str,
+    who: &AuditActor,
+) -> Result<Vec<freezes::FreezeWindow>> {
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    lock(&mut tx, id).await?;
+    let order = get_in(&mut tx, id).await?;
+    let Some(reason) = order.hotfix_reason.clone() else {
+        return Err(Error::Conflict(format!(
+            "work order #{id} is not a hotfix: only a hotfix may deploy through a freeze"
+        )));
+    };
+    if !order.state.is_open() {
+        return Err(Error::Conflict(format!(
+            "work order #{id} is {}; nothing more deploys",
+            order.state.label().to_lowercase()
+        )));
+    }
+    if order.creator_id == actor.id {
+        return Err(not_allowed(
+            "you filed this hotfix: someone else lets it through a freeze".into(),
+        ));
+    }
+    let held = held_stages(&mut tx, &order, now).await?;
+    if held.is_empty() {
+        return Err(Error::Conflict(format!(
+            "no freeze window holds work order #{id} now"
+        )));
+    }
+    let mut lifted: Vec<freezes::FreezeWindow> = Vec::new();
+    for h in &held {
+        if may_override(&h.window.node_path) && !lifted.iter().any(|w| w.id == h.window.id) {
+            lifted.push(h.window.clone());
+        }
+    }
+    if lifted.is_empty() {
+        let nodes: Vec<&str> = held.iter().map(|h| h.window.node_path.as_str()).collect();
+        return Err(not_allowed(format!(
+            "only an owner of {} (or an admin) may let this hotfix through its freeze",
+            nodes.join(" or ")
+        )));
+    }
+    for w in &lifted {
+        sqlx::query(
+            "INSERT INTO freeze_overrides (work_order_id, window_id, account_id, at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (work_order_id, window_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(w.id)
+        .bind(actor.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let names: Vec<String> = lifted
+        .iter()
+        .map(|w| format!("\"{}\" on {}", w.reason, w.node_path))
+        .collect();
+    let comment = comment.trim();
+    let message = format!(
+        "let hotfix ({reason}) through freeze {}{}",
+        names.join(", "),
+        if comment.is_empty() {
+            String::new()
+        } else {
+            format!(": {comment}")
+        }
+    );
+    add_event(&mut tx, id, who, "freeze_overridden", &message, None).await?;
+    sqlx::query("UPDATE work_orders SET updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        who,
+        Change {
+            action: "work_order.freeze_override",
+            target_type: "work_order",
+            target_id: Some(id),
+            summary: format!("#{id}: {message}"),
+            before: None,
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(lifted)
+}
+
 /// What the state machine needs to know about the person sending a
 /// command.
 struct ActorFacts<'a> {
@@ -538,7 +745,10 @@ pub async fn apply(
             (None, false)
         }
     };
-    let facts = facts(&mut tx, &order, actor, may_act).await?;
+    let mut facts = facts(&mut tx, &order, actor, may_act).await?;
+    if matches!(command, Command::Deploy { .. }) {
+        facts.frozen = frozen_stages(&mut tx, &order, now_ms()).await?;
+    }
     let transition = decide(order.state, command, &facts).map_err(|r| refusal(command, r))?;
     let now = now_ms();
     if transition.to != transition.from {

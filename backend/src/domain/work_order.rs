@@ -493,6 +493,9 @@ pub struct Facts {
     /// The actor owns the item's node (an effective approver) or is an
     /// admin: may cancel a stage and restore a whole template.
     pub actor_is_owner: bool,
+    /// Pending stages (by position) a freeze window covers now, not
+    /// overridden for this order: why each may not start.
+    pub frozen: std::collections::BTreeMap<u32, String>,
 }
 
 impl Facts {
@@ -509,6 +512,8 @@ pub enum RefusalKind {
     NotAllowed,
     /// 409: not in this state (or not again).
     Conflict,
+    /// 409 `frozen`: a freeze window covers the stage.
+    Frozen,
     /// 422: the command itself is incomplete.
     Invalid,
 }
@@ -544,6 +549,7 @@ impl From<Refused> for crate::error::Error {
         match kind {
             RefusalKind::NotAllowed => crate::error::Error::Forbidden(reason),
             RefusalKind::Conflict => crate::error::Error::Conflict(reason),
+            RefusalKind::Frozen => crate::error::Error::Frozen(reason),
             RefusalKind::Invalid => crate::error::Error::validation(input, reason),
         }
     }
@@ -942,6 +948,9 @@ fn deploy(state: State, position: u32, facts: &Facts) -> Result<Transition, Refu
             Conflict,
             format!("stage {} is still rolling out", busy + 1),
         ));
+    }
+    if let Some(why) = facts.frozen.get(&position) {
+        return Err(refuse(Frozen, why.clone()));
     }
     Ok(Transition {
         stage: Some(StageChange::to(

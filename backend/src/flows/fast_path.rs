@@ -2,7 +2,8 @@
 //! test cluster (the app's own Deployment, or a lane's copy of it), and
 //! asking for a lane to be removed. The checks come in the order a caller
 //! fixes them: who may (403), where (403 `environment_protected` for
-//! staging and prod), what (422 naming the field); then one transaction
+//! staging and prod), what (422 naming the field), when (409 `frozen`
+//! while a freeze window covers the app); then one transaction
 //! records the deployment and queues its job, and the engine is woken.
 
 use crate::app::AppState;
@@ -11,6 +12,7 @@ use crate::db::accounts::Account;
 use crate::db::apps;
 use crate::db::audit::AuditActor;
 use crate::db::deployments::{self, FastDeployment, Lane, NewDeployment};
+use crate::db::freezes;
 use crate::db::now_ms;
 use crate::domain::fast_path::{lane_name, open_to_fast_path, parse_image, validate_lane};
 use crate::error::{Error, Result};
@@ -59,6 +61,14 @@ pub async fn deploy(
     }
     if let Some(lane) = request.lane {
         validate_lane(lane).map_err(|m| Error::validation("lane", m))?;
+    }
+    let windows = freezes::covering(&state.db.pool, &app.node_path, now_ms()).await?;
+    if let Some((window, until)) = freezes::blocking(&windows, &app.environment, &[]) {
+        return Err(Error::Frozen(format!(
+            "app {} is frozen by {}; deploy to it once the freeze ends",
+            app.name,
+            window.describe_until(until)
+        )));
     }
     let target = match request.lane {
         Some(lane) => lane_name(&app.deployment, lane),

@@ -6,8 +6,9 @@
 pub mod changes;
 pub mod clusters;
 pub mod fast_path;
+pub mod freezes;
 pub mod live;
 pub mod work_orders;
 
 pub use clusters::{cluster_client, kube_error, stage_deployment, test_connection};
-pub use work_orders::{decide_on_work_order, drive_stage, file_work_order};
+pub use work_orders::{OrderRequest, decide_on_work_order, drive_stage, file_work_order};

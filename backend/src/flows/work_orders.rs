@@ -52,6 +52,17 @@ pub async fn detail(
     Ok(d)
 }
 
+/// What a person or CI asks to file.
+#[derive(Clone, Copy)]
+pub struct OrderRequest<'a> {
+    pub release_item_id: i64,
+    pub version: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+    /// Filed as a hotfix, for this reason (one line).
+    pub hotfix_reason: Option<&'a str>,
+}
+
 /// Files a work order: the actor must be engineer or owner on the item's
 /// node, the item must have no open order (rule 1), enough approvers must
 /// remain once the creator is excluded, and the version must be a tag of
@@ -60,11 +71,15 @@ pub async fn file_work_order(
     state: &AppState,
     actor: &Account,
     who: &AuditActor,
-    release_item_id: i64,
-    version: &str,
-    title: &str,
-    description: &str,
+    asked: &OrderRequest<'_>,
 ) -> Result<WorkOrder> {
+    let OrderRequest {
+        release_item_id,
+        version,
+        title,
+        description,
+        hotfix_reason,
+    } = *asked;
     // An item the actor may not see is refused like a missing one.
     let item = match state.policy.visible(
         actor,
@@ -87,6 +102,7 @@ pub async fn file_work_order(
         version: version.trim(),
         title,
         description,
+        hotfix_reason: hotfix_reason.map(str::trim),
     };
     check_filing(state, &new, actor).await?;
     let tags = state
@@ -176,6 +192,16 @@ fn check_fields(new: &NewWorkOrder<'_>) -> Result<()> {
         ));
     }
     check_single_line("version", new.version).map_err(|m| Error::validation("version", m))?;
+    if let Some(reason) = new.hotfix_reason {
+        if reason.is_empty() || reason.chars().count() > 200 {
+            return Err(Error::validation(
+                "hotfix_reason",
+                "a hotfix needs its reason: one line of at most 200 characters",
+            ));
+        }
+        check_single_line("hotfix_reason", reason)
+            .map_err(|m| Error::validation("hotfix_reason", m))?;
+    }
     check_single_line("title", title).map_err(|m| Error::validation("title", m))?;
     check_free_form("description", new.description)
         .map_err(|m| Error::validation("description", m))?;

@@ -85,6 +85,9 @@ struct OrderForm {
     title: String,
     #[serde(default)]
     description: String,
+    /// Filled in: file it as a hotfix, for this reason.
+    #[serde(default)]
+    hotfix_reason: String,
 }
 
 /// The items this person may file orders for.
@@ -256,16 +259,15 @@ async fn file_work_order(ctx: PageCtx, CsrfForm(form): CsrfForm<OrderForm>) -> R
         },
         given => given.to_string(),
     };
-    let result = flows::file_work_order(
-        &ctx.state,
-        &ctx.actor.account,
-        &ctx.who(),
-        item_id,
-        &form.version,
-        &title,
-        &form.description,
-    )
-    .await;
+    let hotfix = form.hotfix_reason.trim();
+    let asked = flows::OrderRequest {
+        release_item_id: item_id,
+        version: &form.version,
+        title: &title,
+        description: &form.description,
+        hotfix_reason: (!hotfix.is_empty()).then_some(hotfix),
+    };
+    let result = flows::file_work_order(&ctx.state, &ctx.actor.account, &ctx.who(), &asked).await;
     match result {
         Ok(order) => redirect_with(
             &format!("/work-orders/{}", order.id),
