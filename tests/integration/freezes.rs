@@ -9,7 +9,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Org, TestApp};
+use crate::common::{Org, TestApp, USER_PASSWORD};
 use crate::db_test;
 use crate::engine::{IMAGE, Rollout, engine_start, timeline_kinds, wait_stage};
 
@@ -75,6 +75,15 @@ db_test!(
             .await;
         assert_eq!(s, StatusCode::OK, "{listed}");
         assert_eq!(listed[0]["id"], window["id"], "inherited by the subtree");
+        let vera_pages = app.browser_as("vera", USER_PASSWORD).await;
+        let (_, html) = vera_pages
+            .get(&format!("/tree/nodes/{}", r.org.pay_api))
+            .await;
+        let row = format!(r#"data-window="{}""#, window["id"]);
+        assert!(html.contains(&row) && html.contains("frozen now"), "{html}");
+        assert!(!html.contains(r#"id="freeze-form""#), "a viewer sets none");
+        let (_, html) = vera_pages.get("/freezes").await;
+        assert!(html.contains(&row) && html.contains("on now"), "{html}");
 
         // An order: staging is not frozen, prod is — 409 naming the window.
         let order = r.approved_order("v1.1.0").await;
@@ -144,6 +153,26 @@ db_test!(
             message(&v).contains("an owner of /acme/pay (or an admin) lets this hotfix through"),
             "{v}"
         );
+        // Its page says so; its owner gets the button, its filer a hint.
+        let page = |who: &'static str| {
+            let app = &app;
+            async move {
+                let (s, html) = app
+                    .browser_as(who, USER_PASSWORD)
+                    .await
+                    .get(&format!("/work-orders/{id}"))
+                    .await;
+                assert_eq!(s, StatusCode::OK);
+                html
+            }
+        };
+        let html = page("olivia").await;
+        assert!(html.contains(r#"id="hotfix-badge""#), "{html}");
+        assert!(html.contains(r#"data-held="2""#), "{html}");
+        assert!(html.contains(r#"id="freeze-override-form""#), "{html}");
+        let html = page("eric").await;
+        assert!(!html.contains(r#"id="freeze-override-form""#), "{html}");
+        assert!(html.contains("other than who filed it"), "{html}");
         let (s, v) = r.eric.post(&lift(id), json!({})).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "its filer may not: {v}");
         let (s, v) = vera.post(&lift(id), json!({})).await;

@@ -334,6 +334,9 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     row("POST /admin/apps", ADMINS, Forbidden),
     row("POST /admin/apps/{id}/delete", ADMINS, Forbidden),
     row("POST /apps/{id}/lanes/{lane}/delete", FILERS, NotFound),
+    row("POST /tree/nodes/{id}/freeze-windows", OWNERS, NotFound),
+    row("POST /freeze-windows/{id}/delete", OWNERS, NotFound),
+    row("POST /work-orders/{id}/freeze-override", OWNERS, NotFound),
     row("POST /admin/settings", ADMINS, Forbidden),
     row("POST /release-items", OWNERS, NotFound),
     row("POST /release-items/{id}", OWNERS, NotFound),
@@ -388,6 +391,7 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     row("GET /admin/clusters/{id}", ADMINS, Forbidden),
     row("GET /admin/apps", ADMINS, Forbidden),
     row("GET /apps/{id}", VIEWERS, NotFound),
+    list("GET /freezes", VIEWERS),
     row("GET /admin/audit", ADMINS, Forbidden),
     row("GET /admin/settings", ADMINS, Forbidden),
     row("GET /account", SIGNED_IN, Forbidden),
@@ -673,6 +677,10 @@ fn page_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
         "GET /admin/clusters/{id}" => (format!("/admin/clusters/{}", f.read_cluster), None),
         "GET /admin/apps" => ("/admin/apps".into(), None),
         "GET /apps/{id}" => (format!("/apps/{}", f.release.staging_app), None),
+        "GET /freezes" => (
+            "/freezes".into(),
+            Some(format!("data-window=\"{}\"", f.read_window)),
+        ),
         "GET /admin/audit" => ("/admin/audit".into(), None),
         "GET /admin/settings" => ("/admin/settings".into(), None),
         "GET /account" => ("/account".into(), None),
@@ -1440,6 +1448,29 @@ pub(crate) async fn page_call(
         "POST /apps/{id}/lanes/{lane}/delete" => {
             let (app, _) = f.fast_deployment(Some("feature")).await;
             (format!("/apps/{app}/lanes/feature/delete"), vec![])
+        }
+        "POST /tree/nodes/{id}/freeze-windows" => (
+            format!("/tree/nodes/{}/freeze-windows", f.org.pay),
+            kv(&[
+                ("reason", "a freeze"),
+                ("kind", "recurring"),
+                ("cron_start", "0 18 * * 5"),
+                ("cron_end", "0 8 * * 1"),
+                ("time_zone", "Europe/Berlin"),
+                ("env_prod", "on"),
+            ]),
+        ),
+        "POST /freeze-windows/{id}/delete" => {
+            let day = 86_400_000;
+            let id = f.window(f.org.pay, 40 * day, 41 * day).await;
+            (format!("/freeze-windows/{id}/delete"), vec![])
+        }
+        "POST /work-orders/{id}/freeze-override" => {
+            let id = f.frozen_hotfix().await;
+            (
+                format!("/work-orders/{id}/freeze-override"),
+                kv(&[("comment", "go")]),
+            )
         }
         "POST /admin/apps/{id}/delete" => {
             let cluster = f.cluster().await;

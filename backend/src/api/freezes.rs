@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::db::freezes::FreezeWindow;
 use crate::db::now_ms;
 use crate::error::{Error, ErrorBody, Result};
-use crate::flows::freezes::{self, WindowRequest};
+use crate::flows::freezes::{self, CalendarEntry, WindowRequest, calendar_of};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -137,21 +137,6 @@ pub struct CalendarQuery {
     pub days: Option<i64>,
 }
 
-/// One stretch of a window in the calendar.
-#[derive(Serialize, ToSchema)]
-pub struct CalendarEntry {
-    pub window_id: i64,
-    pub node_path: String,
-    pub reason: String,
-    /// Unix ms.
-    pub start: i64,
-    pub end: i64,
-    /// It is on now.
-    pub active: bool,
-    /// The environment classes it freezes; all when empty.
-    pub environments: Vec<String>,
-}
-
 /// The stretches of the windows the caller sees that are on now or start
 /// in the coming `days`, soonest first (at most 500).
 #[utoipa::path(
@@ -170,32 +155,6 @@ async fn calendar(
     }
     let windows = freezes::all_visible(&state, &actor).await?;
     Ok(Json(calendar_of(&windows, now_ms(), days)))
-}
-
-/// The stretches of `windows` on at `now` or starting in the next `days`.
-pub fn calendar_of(windows: &[FreezeWindow], now: i64, days: i64) -> Vec<CalendarEntry> {
-    let until = now + days * 86_400_000;
-    let mut entries: Vec<CalendarEntry> = windows
-        .iter()
-        .filter_map(|w| Some((w, w.schedule()?)))
-        .flat_map(|(w, schedule)| {
-            schedule
-                .upcoming(now, until, 100)
-                .into_iter()
-                .map(move |o| CalendarEntry {
-                    window_id: w.id,
-                    node_path: w.node_path.clone(),
-                    reason: w.reason.clone(),
-                    start: o.start,
-                    end: o.end,
-                    active: o.start <= now,
-                    environments: w.environments.clone(),
-                })
-        })
-        .collect();
-    entries.sort_by_key(|e| (e.start, e.window_id));
-    entries.truncate(500);
-    entries
 }
 
 /// A freeze window.

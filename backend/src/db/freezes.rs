@@ -294,9 +294,9 @@ where
     rows.iter().map(|r| Ok(from_row(r)?.at(now))).collect()
 }
 
-/// The window of `windows` (covering a target of class `environment`)
-/// active at `now` that `overridden` does not name, with the end of its
-/// stretch.
+/// The window of `windows` (covering a target of class `environment`;
+/// empty: every window already freezes it) active now that `overridden`
+/// does not name, with the end of its stretch: the one ending last.
 pub fn blocking<'a>(
     windows: &'a [FreezeWindow],
     environment: &str,
@@ -304,7 +304,9 @@ pub fn blocking<'a>(
 ) -> Option<(&'a FreezeWindow, i64)> {
     windows
         .iter()
-        .filter(|w| w.freezes(environment) && !overridden.contains(&w.id))
+        .filter(|w| {
+            (environment.is_empty() || w.freezes(environment)) && !overridden.contains(&w.id)
+        })
         .filter_map(|w| w.active.map(|a| (w, a.end)))
         .max_by_key(|(_, end)| *end)
 }

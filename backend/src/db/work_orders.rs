@@ -430,11 +430,23 @@ pub struct Held {
     pub until: i64,
 }
 
-/// Order `order`'s pending stages a freeze window covers at `now` (set on
-/// the item's node or the stage app's node, or above either, for the
-/// app's environment class), save the windows a hotfix order was let
-/// through.
-pub async fn held_stages(tx: &mut Tx, order: &WorkOrder, now: i64) -> Result<Vec<Held>> {
+/// A pending stage and the freeze windows covering it.
+#[derive(Debug, Clone)]
+pub struct Coverage {
+    pub position: u32,
+    pub stage: String,
+    /// The windows set on the item's node or the stage app's node, or
+    /// above either, that freeze the app's environment class, as of the
+    /// time asked for.
+    pub windows: Vec<freezes::FreezeWindow>,
+}
+
+/// Order `order`'s pending stages with the windows covering them at `now`.
+pub async fn coverage(
+    conn: &mut sqlx::AnyConnection,
+    order: &WorkOrder,
+    now: i64,
+) -> Result<Vec<Coverage>> {
     let pending: Vec<(i64, String, String, String)> = sqlx::query_as(
         "SELECT s.position, s.name, n.path, c.environment FROM stage_runs s \
          JOIN apps a ON a.id = s.app_id JOIN nodes n ON n.id = a.node_id \
@@ -442,34 +454,57 @@ pub async fn held_stages(tx: &mut Tx, order: &WorkOrder, now: i64) -> Result<Vec
          WHERE s.work_order_id = $1 AND s.status = 'pending' ORDER BY s.position",
     )
     .bind(order.id)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     if pending.is_empty() {
         return Ok(Vec::new());
     }
-    let on_item = freezes::covering(&mut **tx, &order.node_path, now).await?;
-    let overridden = match order.hotfix_reason {
-        Some(_) => freezes::overrides_of(&mut **tx, order.id).await?,
-        None => Vec::new(),
-    };
-    let mut held = Vec::new();
+    let on_item = freezes::covering(&mut *conn, &order.node_path, now).await?;
+    let mut out = Vec::new();
     for (position, stage, app_path, environment) in pending {
         let mut windows = on_item.clone();
-        for w in freezes::covering(&mut **tx, &app_path, now).await? {
+        for w in freezes::covering(&mut *conn, &app_path, now).await? {
             if !windows.iter().any(|x| x.id == w.id) {
                 windows.push(w);
             }
         }
-        if let Some((window, until)) = freezes::blocking(&windows, &environment, &overridden) {
-            held.push(Held {
-                position: position as u32,
-                stage,
+        windows.retain(|w| w.freezes(&environment));
+        out.push(Coverage {
+            position: position as u32,
+            stage,
+            windows,
+        });
+    }
+    Ok(out)
+}
+
+/// Order `order`'s pending stages a freeze window holds at `now` (see
+/// [`coverage`]), save the windows a hotfix order was let through.
+pub async fn held_stages(
+    conn: &mut sqlx::AnyConnection,
+    order: &WorkOrder,
+    now: i64,
+) -> Result<Vec<Held>> {
+    let covered = coverage(&mut *conn, order, now).await?;
+    if covered.iter().all(|c| c.windows.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let overridden = match order.hotfix_reason {
+        Some(_) => freezes::overrides_of(&mut *conn, order.id).await?,
+        None => Vec::new(),
+    };
+    Ok(covered
+        .into_iter()
+        .filter_map(|c| {
+            let (window, until) = freezes::blocking(&c.windows, "", &overridden)?;
+            Some(Held {
+                position: c.position,
+                stage: c.stage,
                 window: window.clone(),
                 until,
-            });
-        }
-    }
-    Ok(held)
+            })
+        })
+        .collect())
 }
 
 /// Why each of order `order`'s held stages may not start (see

@@ -358,6 +358,21 @@ impl Schedule {
     }
 }
 
+/// A local date and time as a form sends it (`2026-12-24T18:00`) in zone
+/// `zone_name`, in Unix ms (a time in a spring gap moves forward).
+pub fn local_ms(text: &str, zone_name: &str) -> Result<i64, String> {
+    let zone = zone(zone_name)?;
+    let civil: DateTime = text.trim().parse().map_err(|_| {
+        format!(
+            "'{}' is not a date and time (2026-12-24T18:00)",
+            text.trim()
+        )
+    })?;
+    place(&zone, civil)
+        .map(ms)
+        .ok_or_else(|| format!("'{}' is out of range", text.trim()))
+}
+
 /// The environment classes a window may be limited to.
 pub const ENVIRONMENTS: [&str; 4] = ["dev", "test", "staging", "prod"];
 
@@ -469,6 +484,20 @@ mod tests {
         let fold = Schedule::recurring("30 1 1 11 *", "0 3 1 11 *", "America/New_York").unwrap();
         let o = fold.active_at(at("2026-11-01T06:00:00Z")).unwrap();
         assert_eq!(iso(o.start), "2026-11-01T05:30:00Z", "01:30 EDT");
+    }
+
+    #[test]
+    fn a_forms_local_time_is_read_in_the_zone_given() {
+        assert_eq!(
+            iso(local_ms("2026-12-24T18:00", "Europe/Berlin").unwrap()),
+            "2026-12-24T17:00:00Z"
+        );
+        assert_eq!(
+            iso(local_ms("2026-07-01T09:30", "America/New_York").unwrap()),
+            "2026-07-01T13:30:00Z"
+        );
+        assert!(local_ms("24.12.2026 18:00", "UTC").is_err());
+        assert!(local_ms("2026-12-24T18:00", "Nowhere/Else").is_err());
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! owner of the frozen node. The checks come in the order a caller fixes
 //! them: who may (403), what (422 naming the field), then one transaction.
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use crate::app::AppState;
 use crate::auth::policy::Action;
 use crate::db::accounts::Account;
@@ -200,4 +203,45 @@ pub async fn override_freeze(
     }
     let may = |path: &str| state.policy.may(actor, Action::ManageFreezes, path);
     Ok(work_orders::override_freeze(&state.db, id, actor, &may, comment, who).await?)
+}
+
+/// One stretch of a window in the calendar.
+#[derive(Serialize, ToSchema)]
+pub struct CalendarEntry {
+    pub window_id: i64,
+    pub node_path: String,
+    pub reason: String,
+    /// Unix ms.
+    pub start: i64,
+    pub end: i64,
+    /// It is on now.
+    pub active: bool,
+    /// The environment classes it freezes; all when empty.
+    pub environments: Vec<String>,
+}
+
+/// The stretches of `windows` on at `now` or starting in the next `days`.
+pub fn calendar_of(windows: &[FreezeWindow], now: i64, days: i64) -> Vec<CalendarEntry> {
+    let until = now + days * 86_400_000;
+    let mut entries: Vec<CalendarEntry> = windows
+        .iter()
+        .filter_map(|w| Some((w, w.schedule()?)))
+        .flat_map(|(w, schedule)| {
+            schedule
+                .upcoming(now, until, 100)
+                .into_iter()
+                .map(move |o| CalendarEntry {
+                    window_id: w.id,
+                    node_path: w.node_path.clone(),
+                    reason: w.reason.clone(),
+                    start: o.start,
+                    end: o.end,
+                    active: o.start <= now,
+                    environments: w.environments.clone(),
+                })
+        })
+        .collect();
+    entries.sort_by_key(|e| (e.start, e.window_id));
+    entries.truncate(500);
+    entries
 }

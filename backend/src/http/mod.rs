@@ -15,6 +15,7 @@ mod audit;
 mod canary;
 mod changes;
 mod dashboard;
+mod freezes;
 mod health;
 mod moments;
 pub use health::metrics_routes;
@@ -55,6 +56,7 @@ pub fn routes() -> PageRoutes {
         .merge(audit::routes())
         .merge(registry::routes())
         .merge(apps::routes())
+        .merge(freezes::routes())
         .merge(settings::routes())
         .merge(release_items::routes())
         .merge(work_orders::routes())

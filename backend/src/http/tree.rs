@@ -99,6 +99,10 @@ struct NodePage {
     is_admin: bool,
     items: Vec<crate::db::release_items::ReleaseItem>,
     apps: Vec<crate::db::apps::App>,
+    /// Freeze windows covering the node, nearest first.
+    freezes: Vec<super::freezes::FreezeRow>,
+    can_manage_freezes: bool,
+    zones: &'static [&'static str],
     form: NodeForms,
 }
 
@@ -109,6 +113,7 @@ struct NodeForms {
     child_title: String,
     member_account: String,
     member_role: String,
+    freeze: super::freezes::FreezeForm,
 }
 
 async fn load_node_page(
@@ -144,7 +149,11 @@ async fn load_node_page(
         .into_iter()
         .map(Role::as_str)
         .collect();
+    let windows = crate::db::freezes::covering(pool, &node.path, crate::db::now_ms()).await?;
     Ok(NodePage {
+        freezes: super::freezes::rows(ctx, windows, &node.path),
+        can_manage_freezes: ctx.may(Action::ManageFreezes, &node.path),
+        zones: &super::freezes::ZONES,
         layout: ctx.layout(node.title.clone(), "tree", notice),
         can_edit: ctx.may(Action::EditNode, &node.path),
         can_add_child: ctx.may(Action::CreateChildNode, &node.path),
@@ -184,6 +193,21 @@ async fn render_node(
         Ok(page) => ctx.render(status, &page),
         Err(e) => ctx.error_page(&e),
     }
+}
+
+/// The node page again after a refused freeze window, its form filled in.
+pub(super) async fn render_node_with_freeze(
+    ctx: &PageCtx,
+    id: i64,
+    status: StatusCode,
+    notice: Option<Notice>,
+    freeze: super::freezes::FreezeForm,
+) -> Response {
+    let form = NodeForms {
+        freeze,
+        ..NodeForms::default()
+    };
+    render_node(ctx, id, status, notice, form).await
 }
 
 /// One node: children, members, approvers.

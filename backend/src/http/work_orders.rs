@@ -353,6 +353,105 @@ struct OrderPage {
     canaries: Vec<CanarySteps>,
     /// The verification of the stages that have a plan.
     verifications: Vec<VerifyCard>,
+    /// Freeze windows holding the order's stages now or starting soon.
+    freeze: Option<FreezeBanner>,
+}
+
+/// What the order page says about freezes.
+struct FreezeBanner {
+    held: Vec<HeldRow>,
+    /// The soonest freeze to start within a week: reason, node, from.
+    coming: Option<ComingRow>,
+    hotfix: bool,
+    /// The reader may let this hotfix through (owns a frozen node, did
+    /// not file it).
+    can_override: bool,
+    /// The nodes whose owners may let it through.
+    owners_of: Vec<String>,
+}
+
+struct HeldRow {
+    position: u32,
+    stage: String,
+    reason: String,
+    node_path: String,
+    until: String,
+    ends: Moment,
+}
+
+struct ComingRow {
+    reason: String,
+    node_path: String,
+    from: String,
+    starts: Moment,
+}
+
+/// How far ahead the order page warns of a freeze.
+const FREEZE_WARNING_MS: i64 = 7 * 86_400_000;
+
+/// The freeze banner of open order `d`, for `ctx`'s reader.
+async fn freeze_banner(ctx: &PageCtx, d: &WorkOrderDetail) -> Result<Option<FreezeBanner>> {
+    if !d.order.state.is_open() {
+        return Ok(None);
+    }
+    let now = crate::db::now_ms();
+    let mut conn = ctx
+        .state
+        .db
+        .pool
+        .acquire()
+        .await
+        .map_err(crate::db::error::Error::from)?;
+    let covered = work_orders::coverage(&mut conn, &d.order, now).await?;
+    if covered.iter().all(|c| c.windows.is_empty()) {
+        return Ok(None);
+    }
+    let held = work_orders::held_stages(&mut conn, &d.order, now).await?;
+    let local = |w: &crate::db::freezes::FreezeWindow, at: i64| {
+        w.schedule()
+            .map(|s| s.local(at))
+            .unwrap_or_else(|| super::moments::format_time(at))
+    };
+    let coming = covered
+        .iter()
+        .flat_map(|c| c.windows.iter())
+        .filter(|w| w.active.is_none())
+        .filter_map(|w| Some((w, w.next?)))
+        .filter(|(_, next)| next.start - now <= FREEZE_WARNING_MS)
+        .min_by_key(|(_, next)| next.start)
+        .map(|(w, next)| ComingRow {
+            reason: w.reason.clone(),
+            node_path: w.node_path.clone(),
+            from: local(w, next.start),
+            starts: Moment::at(next.start),
+        });
+    let hotfix = d.order.hotfix_reason.is_some();
+    let mut owners_of: Vec<String> = held.iter().map(|h| h.window.node_path.clone()).collect();
+    owners_of.dedup();
+    let can_override = hotfix
+        && d.order.creator_id != ctx.actor.account.id
+        && owners_of.iter().any(|p| ctx.may(Action::ManageFreezes, p));
+    let held = held
+        .into_iter()
+        .map(|h| HeldRow {
+            until: local(&h.window, h.until),
+            ends: Moment::at(h.until),
+            position: h.position,
+            stage: h.stage,
+            reason: h.window.reason,
+            node_path: h.window.node_path,
+        })
+        .collect::<Vec<_>>();
+    if held.is_empty() && coming.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(FreezeBanner {
+        held,
+        coming,
+        hotfix,
+        can_override,
+        owners_of,
+    }))
 }
 
 /// How far a stage's rollout is, as its Deployment reports it.
@@ -517,7 +616,9 @@ async fn render_order(
         for dec in &d.decisions {
             times.insert(dec.at, Moment::at(dec.at));
         }
+        let freeze = freeze_banner(ctx, &d).await?;
         Ok::<_, Error>(OrderPage {
+            freeze,
             layout: ctx.layout(
                 format!("#{} {}", d.order.id, d.order.title),
                 "work-orders",
