@@ -259,6 +259,60 @@ async fn browser_an_engineer_reads_cis_deploys_on_the_app_page_and_removes_a_lan
     assert!(f.sim.sim.deployment("dev", "checkout--feat-b").is_some());
 }
 
+/// An owner freezes prod from her node's page and lets a hotfix through
+/// from its order's page.
+#[tokio::test]
+async fn browser_an_owner_freezes_prod_and_lets_a_hotfix_through() {
+    let app = TestApp::start_with(Backend::Sqlite, crate::engine::engine_start()).await;
+    let r = crate::engine::Rollout::create(&app).await;
+    let (s, hotfix) = r
+        .eric
+        .post(
+            "/api/v1/work-orders",
+            serde_json::json!({"release_item_id": r.item, "version": "v1.2.0",
+                               "title": "Stop double charges",
+                               "hotfix_reason": "checkout charges cards twice"}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{hotfix}");
+    let id = hotfix["id"].as_i64().unwrap();
+    let (s, v) = r
+        .olivia
+        .post(
+            &format!("/api/v1/work-orders/{id}/approve"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+    r.deploy(id, 1).await;
+    crate::engine::wait_stage(&r.eric, id, 1, "succeeded").await;
+    run_script(
+        &app,
+        "freeze_hotfix.mjs",
+        &[
+            ("ROLLWAY_USER_PASSWORD", USER_PASSWORD),
+            ("ROLLWAY_NODE_ID", &r.org.pay.to_string()),
+            ("ROLLWAY_ORDER_ID", &id.to_string()),
+        ],
+    )
+    .await;
+    assert_saved(&[
+        "freeze-node.png",
+        "freeze-held-hotfix.png",
+        "freeze-let-through.png",
+        "freeze-calendar.png",
+    ]);
+    let (_, order) = r.eric.get(&format!("/api/v1/work-orders/{id}")).await;
+    assert!(
+        order["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "freeze_overridden" && e["actor"] == "olivia"),
+        "{order:#}"
+    );
+}
+
 #[tokio::test]
 async fn browser_every_page_fits_a_phone() {
     let app = TestApp::start_with(Backend::Sqlite, crate::engine::engine_start()).await;

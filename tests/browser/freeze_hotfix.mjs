@@ -1,0 +1,55 @@
+// Journey: an owner freezes prod on her node from its page (a recurring
+// window in Berlin time); the engineer's hotfix, approved and through
+// staging, shows prod held by the freeze with who may let it through; the
+// owner lets it through from the order's page, and the calendar lists the
+// window as on now.
+import assert from 'node:assert/strict';
+import { base, journey, login, shot } from './lib.mjs';
+
+const password = process.env.ROLLWAY_USER_PASSWORD;
+const node = process.env.ROLLWAY_NODE_ID;
+const order = process.env.ROLLWAY_ORDER_ID;
+
+await journey('freeze-hotfix', async (newPage) => {
+  const olivia = await newPage();
+  await login(olivia, 'olivia', password);
+  await olivia.goto(`${base}/tree/nodes/${node}`);
+  await olivia.locator('#freeze-windows summary').click();
+  const form = olivia.locator('#freeze-form');
+  await form.locator('input[name="reason"]').fill('Year-end freeze');
+  await form.locator('input[name="kind"][value="recurring"]').check();
+  await form.locator('input[name="cron_start"]').fill('* * * * *');
+  await form.locator('input[name="cron_end"]').fill('0 0 1 1 *');
+  await form.locator('input[name="time_zone"]').fill('Europe/Berlin');
+  await form.locator('input[name="env_prod"]').check();
+  await form.locator('button[type="submit"]').click();
+  await olivia.waitForSelector('.notice-success');
+  assert.match(await olivia.locator('.notice-success').innerText(), /Freeze window "Year-end freeze" set on \/acme\/pay\./);
+  const row = olivia.locator('ul.freezes li').first();
+  assert.match(await row.innerText(), /Year-end freeze[\s\S]*frozen now[\s\S]*On now, until \d{4}-01-01 00:00 Europe\/Berlin[\s\S]*only prod/);
+  await shot(olivia, 'freeze-node.png');
+
+  const eric = await newPage();
+  await login(eric, 'eric', password);
+  await eric.goto(`${base}/work-orders/${order}`);
+  assert.equal(await eric.locator('#hotfix-badge').count(), 1);
+  const banner = eric.locator('#freeze');
+  assert.match(await banner.innerText(), /Stage 2 \(prod\) is frozen by “Year-end freeze” on \/acme\/pay until/);
+  assert.match(await banner.innerText(), /once an owner of \/acme\/pay \(or an admin\) other than who filed it lets it through/);
+  assert.equal(await eric.locator('#freeze-override-form').count(), 0);
+  await shot(eric, 'freeze-held-hotfix.png');
+
+  await olivia.goto(`${base}/work-orders/${order}`);
+  await olivia.locator('#freeze-override-form input[name="comment"]').fill('cards are charged twice');
+  olivia.once('dialog', (d) => d.accept());
+  await olivia.locator('#freeze-override-form button').click();
+  await olivia.waitForSelector('.notice-success');
+  assert.match(await olivia.locator('.notice-success').innerText(), /Let this hotfix through "Year-end freeze"\./);
+  assert.equal(await olivia.locator('#freeze [data-held]').count(), 0, 'nothing holds it now');
+  assert.match(await olivia.locator('body').innerText(), /let hotfix \(checkout charges cards twice\) through freeze "Year-end freeze" on \/acme\/pay: cards are charged twice/);
+  await shot(olivia, 'freeze-let-through.png');
+
+  await olivia.goto(`${base}/freezes`);
+  assert.match(await olivia.locator('#calendar').innerText(), /on now[\s\S]*Year-end freeze[\s\S]*\/acme\/pay[\s\S]*prod/);
+  await shot(olivia, 'freeze-calendar.png');
+});
