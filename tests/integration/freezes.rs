@@ -220,6 +220,31 @@ db_test!(
             .post(&fast_path, json!({"image": format!("{IMAGE}:v1.2.0")}))
             .await;
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+
+        // A freeze two hours ahead: the next order's page warns of it.
+        let next = r.approved_order("v1.3.0").await;
+        let now = rollway::db::now_ms();
+        let (s, v) = r
+            .olivia
+            .post(
+                &windows,
+                json!({"reason": "DB migration", "starts_at": now + 2 * 3_600_000 + 60_000,
+                       "ends_at": now + 3 * 3_600_000}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let (_, html) = app
+            .browser_as("eric", USER_PASSWORD)
+            .await
+            .get(&format!("/work-orders/{next}"))
+            .await;
+        let coming = &html[html.find(r#"id="freeze-coming""#).expect("a warning")..];
+        let coming = &coming[..coming.find("</p>").unwrap()];
+        assert!(
+            coming.contains("in 2 h") && coming.contains("DB migration"),
+            "{coming}"
+        );
+        assert!(!html.contains("data-held="), "nothing holds it yet");
     }
 );
 

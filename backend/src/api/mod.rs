@@ -153,9 +153,13 @@ fn describe_status(status: &str) -> &'static str {
         "401" => {
             "No API token, or one that is not valid, revoked or expired (or a GitLab CI ID token refused, with the reason)"
         }
-        "403" => "The token's account may not do this here",
+        "403" => {
+            "The token's account may not do this here (code `environment_protected`: a fast-path deploy to a staging or prod cluster)"
+        }
         "404" => "Nothing with that id (or nothing the caller may see)",
-        "409" => "The request breaks a rule given the current state",
+        "409" => {
+            "The request breaks a rule given the current state (code `frozen`: a freeze window covers the target; the message names it and when it ends)"
+        }
         "413" => "The body is larger than 1 MiB",
         "415" => "The body is not sent as application/json",
         "422" => {

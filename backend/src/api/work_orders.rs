@@ -63,8 +63,7 @@ pub struct WorkOrder {
     pub approvals: i64,
     pub created_at: i64,
     pub updated_at: i64,
-    /// Filed as a hotfix, with this reason.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Filed as a hotfix, with this reason; null for a usual release.
     pub hotfix_reason: Option<String>,
 }
 

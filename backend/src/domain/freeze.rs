@@ -84,7 +84,10 @@ fn field(text: &str, what: &str, lo: u32, hi: u32, names: &[&str]) -> Result<u64
         let mut v = from;
         while v <= to {
             bits |= 1 << v;
-            v += step;
+            match v.checked_add(step) {
+                Some(next) => v = next,
+                None => break,
+            }
         }
     }
     Ok(bits)
@@ -309,7 +312,7 @@ impl Schedule {
                 if *ends_at <= now {
                     return Err("the window is over already: its end has passed".into());
                 }
-                if ends_at - starts_at > i64::from(SEARCH_DAYS / 5) * 86_400_000 {
+                if ends_at.saturating_sub(*starts_at) > i64::from(SEARCH_DAYS / 5) * 86_400_000 {
                     return Err("a one-off window lasts a year at most".into());
                 }
                 Ok(())
@@ -413,6 +416,13 @@ mod tests {
         ] {
             assert!(bad.parse::<Cron>().is_err(), "{bad}");
         }
+        // Steps too large to add up do not overflow.
+        let huge: Cron = "7/4294967295 * * * *".parse().unwrap();
+        assert_eq!(huge.minutes, 1 << 7);
+        assert!(
+            "*/99999999999 * * * *".parse::<Cron>().is_err(),
+            "a step past u32"
+        );
     }
 
     #[test]
@@ -502,6 +512,11 @@ mod tests {
 
     #[test]
     fn a_one_off_window_is_active_from_its_start_until_its_end() {
+        let extreme = Schedule::Once {
+            starts_at: i64::MIN,
+            ends_at: i64::MAX,
+        };
+        assert!(extreme.check(0).is_err(), "longer than a year, no overflow");
         let once = Schedule::Once {
             starts_at: 1_000,
             ends_at: 5_000,
