@@ -165,27 +165,16 @@ impl Rollout {
         canary: Option<Value>,
         verify: Option<Value>,
     ) -> (StatusCode, Value) {
-        let path = format!("/api/v1/release-items/{}", self.item);
-        let (_, item) = self.olivia.get(&path).await;
-        let mut stages: Vec<Value> = item["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| json!({"name": s["name"], "app_id": s["app_id"], "strategy": s["strategy"]}))
-            .collect();
-        if let Some(canary) = canary {
-            stages[0]["strategy"] = json!("canary");
-            stages[0]["canary"] = canary;
-        }
-        if let Some(verify) = verify {
-            stages[0]["verify"] = verify;
-        }
-        let body = json!({
-            "node_id": item["node_id"], "name": item["name"],
-            "gitlab_project": item["gitlab_project"], "image_repository": item["image_repository"],
-            "required_approvals": item["required_approvals"], "stages": stages
-        });
-        self.olivia.put(&path, body).await
+        edit_stages(&self.olivia, self.item, |stages| {
+            if let Some(canary) = canary {
+                stages[0]["strategy"] = json!("canary");
+                stages[0]["canary"] = canary;
+            }
+            if let Some(verify) = verify {
+                stages[0]["verify"] = verify;
+            }
+        })
+        .await
     }
 
     /// Image PATCHes of Deployment `ns/checkout` the cluster received.
@@ -196,6 +185,30 @@ impl Rollout {
     pub fn image(&self, ns: &str) -> String {
         live_image(&self.sim.sim, ns, "checkout")
     }
+}
+
+/// Puts release item `item` back as `api` with its stages as `edit`
+/// leaves them (each read back as its name, app and strategy).
+pub async fn edit_stages(
+    api: &Api,
+    item: i64,
+    edit: impl FnOnce(&mut Vec<Value>),
+) -> (StatusCode, Value) {
+    let path = format!("/api/v1/release-items/{item}");
+    let (_, item) = api.get(&path).await;
+    let mut stages: Vec<Value> = item["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| json!({"name": s["name"], "app_id": s["app_id"], "strategy": s["strategy"]}))
+        .collect();
+    edit(&mut stages);
+    let body = json!({
+        "node_id": item["node_id"], "name": item["name"],
+        "gitlab_project": item["gitlab_project"], "image_repository": item["image_repository"],
+        "required_approvals": item["required_approvals"], "stages": stages
+    });
+    api.put(&path, body).await
 }
 
 /// Files an order for `version` of `item` (201 expected): its id.

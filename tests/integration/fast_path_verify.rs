@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::common::prometheus::Prometheus;
 use crate::common::{TestApp, USER_PASSWORD};
 use crate::db_test;
-use crate::engine::engine_start;
+use crate::engine::{edit_stages, engine_start};
 use crate::fast_path::{Fixture, IMAGE, finished};
 use crate::verification::smoke_target;
 
@@ -91,27 +91,15 @@ db_test!(
         let smoke = smoke_target().await;
         let gate = json!({"name": "error ratio", "query": ERROR_RATIO, "op": "<", "threshold": 0.05,
                           "interval_seconds": 5, "count": 2, "failure_limit": 0, "inconclusive_limit": 2});
-        let path = format!("/api/v1/release-items/{}", f.item);
-        let (_, item) = admin.get(&path).await;
-        let mut stages: Vec<Value> = item["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| json!({"name": s["name"], "app_id": s["app_id"], "strategy": s["strategy"]}))
-            .collect();
-        stages.insert(
-            0,
-            json!({"name": "dev", "app_id": f.checkout, "strategy": "rolling",
-                   "verify": {"gates": [gate], "smoke": [{"url": format!("{smoke}/ok")}], "sign_off": true}}),
-        );
-        let (s, v) = admin
-            .put(
-                &path,
-                json!({"node_id": item["node_id"], "name": item["name"],
-                       "gitlab_project": item["gitlab_project"], "image_repository": item["image_repository"],
-                       "required_approvals": item["required_approvals"], "stages": stages}),
-            )
-            .await;
+        let (s, v) = edit_stages(admin, f.item, |stages| {
+            stages.insert(
+                0,
+                json!({"name": "dev", "app_id": f.checkout, "strategy": "rolling",
+                       "verify": {"gates": [gate], "smoke": [{"url": format!("{smoke}/ok")}],
+                                  "sign_off": true}}),
+            );
+        })
+        .await;
         assert_eq!(s, StatusCode::OK, "{v}");
 
         // A good image, on the app and on a lane at once: verified, then
