@@ -100,6 +100,32 @@ db_test!(
             crate::engine::stage(&r.eric, order, 2).await["status"],
             "pending"
         );
+        // Said before the cluster is asked anything: an unreachable prod
+        // cluster still answers `frozen`.
+        let cluster = format!("/api/v1/clusters/{}", r.prod_cluster);
+        let unreachable = r
+            .sim
+            .kubeconfig()
+            .replace(&r.sim.url(), "http://127.0.0.1:9");
+        assert_ne!(unreachable, r.sim.kubeconfig());
+        let (s, v) = r
+            .org
+            .admin
+            .patch(&cluster, json!({ "kubeconfig": unreachable }))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let (s, v) = deploy(&r, order, 2).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("frozen")),
+            "{v}"
+        );
+        let (s, v) = r
+            .org
+            .admin
+            .patch(&cluster, json!({ "kubeconfig": r.sim.kubeconfig() }))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(r.image("prod"), format!("{IMAGE}:v1.0.0"));
         // CI's fast path to the dev app: refused the same way.
         let (s, v) = r

@@ -510,11 +510,11 @@ pub async fn held_stages(
 /// Why each of order `order`'s held stages may not start (see
 /// [`held_stages`]), by position.
 pub async fn frozen_stages(
-    tx: &mut Tx,
+    conn: &mut sqlx::AnyConnection,
     order: &WorkOrder,
     now: i64,
 ) -> Result<std::collections::BTreeMap<u32, String>> {
-    Ok(held_stages(tx, order, now)
+    Ok(held_stages(conn, order, now)
         .await?
         .into_iter()
         .map(|h| {

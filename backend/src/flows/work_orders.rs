@@ -287,6 +287,22 @@ pub async fn drive_stage(
     let facts = work_orders::facts_for(&d, actor, may_act);
     let order = d.order;
     decide(order.state, &command, &facts).map_err(|r| refusal(&command, r))?;
+    if matches!(command, Command::Deploy { .. }) {
+        // A frozen stage says so before its cluster is asked anything (the
+        // state machine checks again when the deploy is written).
+        let mut conn = state
+            .db
+            .pool
+            .acquire()
+            .await
+            .map_err(crate::db::error::Error::from)?;
+        if let Some(why) = work_orders::frozen_stages(&mut conn, &order, crate::db::now_ms())
+            .await?
+            .remove(&stage)
+        {
+            return Err(Error::Frozen(why));
+        }
+    }
     let target = work_orders::stage_target(&state.db.pool, id, i64::from(stage)).await?;
     let (command, record) = match command {
         Command::Deploy { .. } => {
