@@ -132,11 +132,15 @@ async fn get_deployment(
         .policy
         .visible(&actor, deployments::get(&state.db.pool, id).await)?;
     let events = deployments::events(&state.db.pool, id).await?;
-    let checks = results::results(&state.db.pool, Of::Deployment(id))
-        .await?
-        .iter()
-        .map(VerifyResult::from)
-        .collect();
+    // Only a deployment with a plan has measured anything.
+    let checks = match deployment.verify {
+        Some(_) => results::results(&state.db.pool, Of::Deployment(id))
+            .await?
+            .iter()
+            .map(VerifyResult::from)
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(Json(DeploymentDetail {
         deployment,
         events,
