@@ -195,6 +195,14 @@ db_test!(
         let html = page("olivia").await;
         assert!(html.contains(r#"id="hotfix-badge""#), "{html}");
         assert!(html.contains(r#"data-held="2""#), "{html}");
+        assert!(
+            html.contains("data-frozen"),
+            "the held stage's row says so: {html}"
+        );
+        assert!(
+            !html.contains(&format!("/work-orders/{id}/stages/2/deploy")),
+            "no Deploy… for a held stage: {html}"
+        );
         assert!(html.contains(r#"id="freeze-override-form""#), "{html}");
         let html = page("eric").await;
         assert!(!html.contains(r#"id="freeze-override-form""#), "{html}");

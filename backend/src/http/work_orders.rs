@@ -494,6 +494,13 @@ impl Progress {
 }
 
 impl OrderPage {
+    /// Whether a freeze window holds stage `position` now.
+    fn held(&self, position: &i64) -> bool {
+        self.freeze
+            .as_ref()
+            .is_some_and(|f| f.held.iter().any(|h| i64::from(h.position) == *position))
+    }
+
     /// How long a stage took, or has been going.
     fn stage_time(&self, s: &StageRun) -> String {
         match (s.started_at, s.finished_at) {
