@@ -38,6 +38,10 @@ pub enum Error {
     /// when it ends.
     #[error("{0}")]
     Frozen(String),
+    /// 409: the line is stopped on the target's node or above it; the
+    /// message names the stop, who stopped it and why.
+    #[error("{0}")]
+    LineStopped(String),
     /// 413: the body is larger than the server reads.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -96,7 +100,7 @@ impl Error {
             Error::Unauthorized(_) => 401,
             Error::Forbidden(_) | Error::EnvironmentProtected(_) => 403,
             Error::NotFound(_) => 404,
-            Error::Conflict(_) | Error::Frozen(_) => 409,
+            Error::Conflict(_) | Error::Frozen(_) | Error::LineStopped(_) => 409,
             Error::PayloadTooLarge(_) => 413,
             Error::UnsupportedMediaType(_) => 415,
             Error::Validation { .. } => 422,
@@ -115,6 +119,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::Frozen(_) => "frozen",
+            Error::LineStopped(_) => "line_stopped",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Validation { .. } => "validation_failed",
@@ -184,6 +189,7 @@ impl Clone for Error {
             Error::NotFound(m) => Error::NotFound(m.clone()),
             Error::Conflict(m) => Error::Conflict(m.clone()),
             Error::Frozen(m) => Error::Frozen(m.clone()),
+            Error::LineStopped(m) => Error::LineStopped(m.clone()),
             Error::PayloadTooLarge(m) => Error::PayloadTooLarge(m.clone()),
             Error::UnsupportedMediaType(m) => Error::UnsupportedMediaType(m.clone()),
             Error::Validation { field, message } => Error::Validation {

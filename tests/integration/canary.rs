@@ -259,7 +259,7 @@ async fn put_canary(r: &Rollout, canary: Value) -> (StatusCode, Value) {
 }
 
 /// Stage 1 of order `id` once `check` holds for it.
-async fn stage_when(api: &Api, id: i64, check: impl Fn(&Value) -> bool) -> Value {
+pub async fn stage_when(api: &Api, id: i64, check: impl Fn(&Value) -> bool) -> Value {
     let ok = eventually(Duration::from_secs(30), || async {
         check(&crate::engine::stage(api, id, 1).await)
     })
@@ -306,7 +306,7 @@ fn nginx(ingress: &Value, key: &str) -> Value {
     ingress["metadata"]["annotations"][format!("nginx.ingress.kubernetes.io/{key}")].clone()
 }
 
-fn paused_at(step: u64) -> impl Fn(&Value) -> bool {
+pub fn paused_at(step: u64) -> impl Fn(&Value) -> bool {
     move |s| s["status"] == "paused" && s["paused_step"] == step
 }
 

@@ -26,6 +26,7 @@ mod kubectl;
 mod kubectl_create;
 mod kubectl_explain;
 mod kubectl_kinds;
+mod line_stops;
 mod ops;
 mod order_page;
 mod rbac;

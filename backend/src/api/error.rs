@@ -35,6 +35,7 @@ mod tests {
             Error::NotFound(String::new()),
             Error::Conflict(String::new()),
             Error::Frozen(String::new()),
+            Error::LineStopped(String::new()),
             Error::EnvironmentProtected(String::new()),
             Error::PayloadTooLarge(String::new()),
             Error::UnsupportedMediaType(String::new()),

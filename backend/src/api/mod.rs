@@ -11,6 +11,7 @@ pub mod extract;
 mod freezes;
 mod id_token_bindings;
 mod idempotency;
+mod line_stops;
 mod me;
 mod nodes;
 mod registry;
@@ -158,7 +159,7 @@ fn describe_status(status: &str) -> &'static str {
         }
         "404" => "Nothing with that id (or nothing the caller may see)",
         "409" => {
-            "The request breaks a rule given the current state (code `frozen`: a freeze window covers the target; the message names it and when it ends)"
+            "The request breaks a rule given the current state (code `frozen`: a freeze window covers the target; the message names it and when it ends; code `line_stopped`: the line is stopped on the target's node or above it, with who stopped it and why)"
         }
         "413" => "The body is larger than 1 MiB",
         "415" => "The body is not sent as application/json",
@@ -182,6 +183,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(deployments::router())
         .merge(freezes::router())
+        .merge(line_stops::router())
         .merge(registry::router())
         .merge(release_items::router())
         .merge(settings::router())

@@ -55,6 +55,8 @@ pub enum Action {
     /// Set and remove freeze windows on a node, and let a hotfix through
     /// one.
     ManageFreezes,
+    /// Stop the line on a node (halt its subtree's deploys) and lift it.
+    StopLine,
 }
 
 impl Action {
@@ -71,6 +73,7 @@ impl Action {
             Action::FileWorkOrder => "work_order.file",
             Action::FastDeploy => "deployment.fast",
             Action::ManageFreezes => "freeze.manage",
+            Action::StopLine => "line.stop",
         }
     }
 }
@@ -94,6 +97,7 @@ const ROLE_PERMISSIONS: &[(Role, &[Action])] = &[
             Action::FileWorkOrder,
             Action::FastDeploy,
             Action::ManageFreezes,
+            Action::StopLine,
         ],
     ),
 ];
@@ -496,7 +500,8 @@ fn refusal(action: Action, path: &str) -> String {
         | Action::DeleteNode
         | Action::ManageMembers
         | Action::ManageReleaseItems
-        | Action::ManageFreezes => "an owner",
+        | Action::ManageFreezes
+        | Action::StopLine => "an owner",
     };
     format!("You need to be {who} of {path} to {}.", describe(action))
 }
@@ -514,6 +519,7 @@ fn describe(action: Action) -> &'static str {
         Action::FileWorkOrder => "file or drive work orders",
         Action::FastDeploy => "deploy to this node's apps on dev and test clusters",
         Action::ManageFreezes => "set or lift freeze windows here",
+        Action::StopLine => "stop or restart the line here",
     }
 }
 

@@ -25,6 +25,7 @@ pub enum Constraint {
     StageRunPosition,
     OneQueuedJobPerSubject,
     IdempotencyKey,
+    OneStopPerNode,
 }
 
 /// Each constraint with its name in both schemas, its table and its
@@ -114,6 +115,12 @@ pub const CONSTRAINTS: &[(Constraint, &str, &str, &[&str])] = &[
         "idempotency_keys_pkey",
         "idempotency_keys",
         &["account_id", "key"],
+    ),
+    (
+        Constraint::OneStopPerNode,
+        "line_stops_one_per_node",
+        "line_stops",
+        &["node_id"],
     ),
 ];
 

@@ -112,6 +112,8 @@ pub struct DeployTarget {
     pub deployment_uid: Option<String>,
     pub replaced_image: Option<String>,
     pub replaced_revision: Option<String>,
+    /// The app's node: a line stop there or above holds the deploy.
+    pub app_path: String,
     pub deadline_at: Option<i64>,
     pub verify: Option<VerifyPlan>,
     pub verify_started_at: Option<i64>,
@@ -374,8 +376,9 @@ pub async fn target(pool: &AnyPool, id: i64) -> Result<DeployTarget> {
         "SELECT d.id, a.cluster_id, c.name AS cluster, a.namespace, a.deployment AS base, a.container, \
          a.service AS base_service, d.lane, l.id AS lane_id, d.target, d.image, d.status, d.message, \
          d.deployment_uid, d.replaced_image, d.replaced_revision, d.deadline_at, d.verify_json, \
-         d.verify_started_at \
+         d.verify_started_at, n.path AS app_path \
          FROM deployments d JOIN apps a ON a.id = d.app_id JOIN clusters c ON c.id = a.cluster_id \
+         JOIN nodes n ON n.id = a.node_id \
          LEFT JOIN lanes l ON l.app_id = d.app_id AND l.slug = d.lane WHERE d.id = $1",
     )
     .bind(id)
@@ -399,6 +402,7 @@ pub async fn target(pool: &AnyPool, id: i64) -> Result<DeployTarget> {
         deployment_uid: row.try_get("deployment_uid")?,
         replaced_image: row.try_get("replaced_image")?,
         replaced_revision: row.try_get("replaced_revision")?,
+        app_path: row.try_get("app_path")?,
         deadline_at: row.try_get("deadline_at")?,
         verify: super::release_items::verify_plan(row.try_get("verify_json")?)?,
         verify_started_at: row.try_get("verify_started_at")?,

@@ -333,33 +333,41 @@ pub async fn renew(db: &Db, owner: &str, ids: &[i64], lease_ms: i64) -> Result<V
 
 /// Gives the job back to run again at `run_at`, noting why.
 pub async fn retry_at(db: &Db, lease: &JobLease, run_at: i64, error: &str) -> Result<()> {
-    give_back(db, lease, run_at, error, "attempts").await
+    give_back(db, lease, run_at, error, "attempts", None).await
 }
 
 /// Gives the job back to run at `run_at` with its attempts counted afresh
 /// (it waits for a time, it did not fail), noting what it waits for.
 pub async fn later(db: &Db, lease: &JobLease, run_at: i64, note: &str) -> Result<()> {
-    give_back(db, lease, run_at, note, "0").await
+    give_back(db, lease, run_at, note, "0", None).await
+}
+
+/// Gives the job back held by line stop `stop`: lifting the stop runs it
+/// at once; until then it looks again at `run_at`.
+pub async fn hold(db: &Db, lease: &JobLease, stop: i64, run_at: i64, note: &str) -> Result<()> {
+    give_back(db, lease, run_at, note, "0", Some(stop)).await
 }
 
 /// Releases the job of `lease` to run at `run_at`, its attempts set to
-/// `attempts` (SQL: kept, or counted afresh).
+/// `attempts` (SQL: kept, or counted afresh), held by a line stop or not.
 async fn give_back(
     db: &Db,
     lease: &JobLease,
     run_at: i64,
     note: &str,
     attempts: &'static str,
+    held_by: Option<i64>,
 ) -> Result<()> {
     sqlx::query(&format!(
         "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, run_at = $1, attempts = {attempts}, \
-         last_error = $2, updated_at = $3 WHERE id = $4 AND lease_owner = $5 AND state = 'queued'"
+         last_error = $2, updated_at = $3, held_by = $6 WHERE id = $4 AND lease_owner = $5 AND state = 'queued'"
     ))
     .bind(run_at)
     .bind(note)
     .bind(now_ms())
     .bind(lease.job_id)
     .bind(&lease.owner)
+    .bind(held_by)
     .execute(&db.pool)
     .await?;
     Ok(())

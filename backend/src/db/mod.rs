@@ -16,6 +16,7 @@ pub mod freezes;
 pub mod id_token_bindings;
 pub mod idempotency;
 pub mod jobs;
+pub mod line_stops;
 pub mod release_items;
 pub mod rollout_locks;
 pub mod sessions;

@@ -270,6 +270,13 @@ pub struct StageTarget {
     /// When a person last let its verification go on past an inconclusive
     /// gate (Unix ms).
     pub verify_continued_at: Option<i64>,
+    /// The line stop that paused the stage's Deployment mid-rollout, to be
+    /// resumed once it is lifted.
+    pub paused_by_stop: Option<i64>,
+    /// The node paths of the release item and of the app the stage deploys:
+    /// a line stop on either halts it.
+    pub item_path: String,
+    pub app_path: String,
 }
 
 /// The app, cluster and Deployment of stage `position` of order `id`.
@@ -279,10 +286,12 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
          p.service, p.ingress, w.image, s.status, s.replaced_image, s.replaced_revision, s.replaced_template, \
          s.deployment_uid, s.replaced_failing, s.deadline_at, s.rollback_from, s.rollback_whole_template, s.message, \
          s.deadline_minutes, i.refuse_zero_replicas, s.canary_json, s.paused_step, s.verify_json, \
-         s.verify_started_at, s.signed_off_at, s.verify_continued_at \
+         s.verify_started_at, s.signed_off_at, s.verify_continued_at, s.paused_by_stop, \
+         ni.path AS item_path, np.path AS app_path \
          FROM stage_runs s JOIN work_orders w ON w.id = s.work_order_id \
-         JOIN release_items i ON i.id = w.release_item_id \
+         JOIN release_items i ON i.id = w.release_item_id JOIN nodes ni ON ni.id = i.node_id \
          JOIN apps p ON p.id = s.app_id JOIN clusters c ON c.id = p.cluster_id \
+         JOIN nodes np ON np.id = p.node_id \
          WHERE s.work_order_id = $1 AND s.position = $2",
     )
     .bind(id)
@@ -329,6 +338,9 @@ pub async fn stage_target(pool: &AnyPool, id: i64, position: i64) -> Result<Stag
         verify_started_at: row.try_get("verify_started_at")?,
         signed_off_at: row.try_get("signed_off_at")?,
         verify_continued_at: row.try_get("verify_continued_at")?,
+        paused_by_stop: row.try_get("paused_by_stop")?,
+        item_path: row.try_get("item_path")?,
+        app_path: row.try_get("app_path")?,
     })
 }
 
@@ -536,6 +548,57 @@ pub async fn frozen_stages(
                     h.position,
                     h.stage,
                     h.window.describe_until(h.until),
+                ),
+            )
+        })
+        .collect())
+}
+
+/// Order `order`'s stages a line stop halts now, each with the stop (the
+/// nearest node's when several do), by position. One query when no stop
+/// is in force.
+pub async fn stops_over(
+    conn: &mut sqlx::AnyConnection,
+    order: &WorkOrder,
+) -> Result<Vec<(u32, super::line_stops::LineStop)>> {
+    let stops = super::line_stops::active(&mut *conn).await?;
+    if stops.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stages: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT s.position, n.path FROM stage_runs s JOIN apps a ON a.id = s.app_id \
+         JOIN nodes n ON n.id = a.node_id WHERE s.work_order_id = $1 ORDER BY s.position",
+    )
+    .bind(order.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(stages
+        .into_iter()
+        .filter_map(|(position, app_path)| {
+            let stop = stops
+                .iter()
+                .filter(|s| s.covers(&order.node_path) || s.covers(&app_path))
+                .max_by_key(|s| s.node_path.len())?;
+            Some((position as u32, stop.clone()))
+        })
+        .collect())
+}
+
+/// Why each of order `order`'s stages a line stop halts may neither start
+/// nor go on to a next step (see [`stops_over`]), by position.
+pub async fn stopped_stages(
+    conn: &mut sqlx::AnyConnection,
+    order: &WorkOrder,
+) -> Result<std::collections::BTreeMap<u32, String>> {
+    Ok(stops_over(conn, order)
+        .await?
+        .into_iter()
+        .map(|(position, stop)| {
+            (
+                position,
+                format!(
+                    "stage {position} is held: {}; it goes on once an owner lifts the stop",
+                    stop.describe()
                 ),
             )
         })
@@ -783,6 +846,12 @@ pub async fn apply(
     let mut facts = facts(&mut tx, &order, actor, may_act).await?;
     if matches!(command, Command::Deploy { .. }) {
         facts.frozen = frozen_stages(&mut tx, &order, now_ms()).await?;
+    }
+    if matches!(
+        command,
+        Command::Deploy { .. } | Command::ApproveStep { .. }
+    ) {
+        facts.stopped = stopped_stages(&mut tx, &order).await?;
     }
     let transition = decide(order.state, command, &facts).map_err(|r| refusal(command, r))?;
     let now = now_ms();

@@ -496,6 +496,9 @@ pub struct Facts {
     /// Pending stages (by position) a freeze window covers now, not
     /// overridden for this order: why each may not start.
     pub frozen: std::collections::BTreeMap<u32, String>,
+    /// Stages (by position) a stop of the line covers now: why none of
+    /// them may start or go on to a next canary step.
+    pub stopped: std::collections::BTreeMap<u32, String>,
 }
 
 impl Facts {
@@ -514,6 +517,8 @@ pub enum RefusalKind {
     Conflict,
     /// 409 `frozen`: a freeze window covers the stage.
     Frozen,
+    /// 409 `line_stopped`: the line is stopped above the stage.
+    LineStopped,
     /// 422: the command itself is incomplete.
     Invalid,
 }
@@ -550,6 +555,7 @@ impl From<Refused> for crate::error::Error {
             RefusalKind::NotAllowed => crate::error::Error::Forbidden(reason),
             RefusalKind::Conflict => crate::error::Error::Conflict(reason),
             RefusalKind::Frozen => crate::error::Error::Frozen(reason),
+            RefusalKind::LineStopped => crate::error::Error::LineStopped(reason),
             RefusalKind::Invalid => crate::error::Error::validation(input, reason),
         }
     }
@@ -842,6 +848,9 @@ fn approve_step(
             ),
         ));
     }
+    if let (StageStatus::Paused, Some(why)) = (stage.status, facts.stopped.get(&position)) {
+        return Err(refuse(LineStopped, why.clone()));
+    }
     match (stage.status, stage.paused_step) {
         (StageStatus::Paused, Some(paused)) if paused == step => Ok(Transition {
             stage: Some(StageChange::to(
@@ -948,6 +957,9 @@ fn deploy(state: State, position: u32, facts: &Facts) -> Result<Transition, Refu
             Conflict,
             format!("stage {} is still rolling out", busy + 1),
         ));
+    }
+    if let Some(why) = facts.stopped.get(&position) {
+        return Err(refuse(LineStopped, why.clone()));
     }
     if let Some(why) = facts.frozen.get(&position) {
         return Err(refuse(Frozen, why.clone()));

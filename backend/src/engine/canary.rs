@@ -33,6 +33,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::Value;
 
+use super::hold;
 use super::stage::{self, Stage};
 use super::verify::{self, GatesEnd};
 use super::{Context, Done, Error, Kind};
@@ -72,6 +73,9 @@ impl Kind for CanaryDeploy {
             StageStatus::Deploying | StageStatus::Verifying | StageStatus::Paused
         ) {
             return Ok(stage.nothing_to_do());
+        }
+        if let Some(held) = hold::stage(ctx, job, &stage, false).await? {
+            return Ok(held);
         }
         let Some(plan) = target.canary.clone() else {
             return Err(Error::Fail(format!(

@@ -73,6 +73,9 @@ impl Kind for FastDeploy {
                 t.status
             )));
         }
+        if let Some(held) = super::hold::deployment(ctx, &t).await? {
+            return Ok(held);
+        }
         // The overall deadline is the rollout's; a verification under way
         // (resumed after a restart) has its own limits.
         if let Some(at) = t

@@ -28,6 +28,7 @@
 
 mod canary;
 mod fast_path;
+mod hold;
 mod rollback;
 mod rolling;
 mod runner;
@@ -101,6 +102,9 @@ pub enum Done {
     /// Nothing to do yet: the job runs again at `at` (ms since the epoch),
     /// its attempts counted afresh; the note says what it waits for.
     Later { at: i64, note: String },
+    /// Held by line stop `stop`: the job runs again once the stop is
+    /// lifted (and looks again now and then); the note says why.
+    Held { stop: i64, note: String },
 }
 
 /// What every job works with: the database, the sealer that opens stored

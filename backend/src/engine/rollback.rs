@@ -15,6 +15,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
+use super::hold;
 use super::stage::{self, Followed, Stage, Written};
 use super::{Context, Done, Error, Kind};
 use crate::db::jobs::Job;
@@ -59,6 +60,9 @@ impl Kind for Rollback {
         if target.status != StageStatus::RollingBack {
             return Ok(stage.nothing_to_do());
         }
+        // A rollback is never held; a Deployment a line stop paused rolls
+        // again.
+        hold::resume(ctx, job, &stage).await?;
         stage.check_deadline()?;
         let client = stage.client(ctx).await?;
         let live = stage.read(&client).await?;

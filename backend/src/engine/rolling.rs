@@ -6,6 +6,7 @@
 //! the stage's overall deadline, and reports `verifying`, then `succeeded`
 //! (for a Deployment scaled to zero: that nothing ran) or `failed`.
 
+use super::hold;
 use super::stage::{self, Followed, Stage};
 use super::{Context, Done, Error, Kind};
 use crate::db::jobs::Job;
@@ -27,6 +28,9 @@ impl Kind for RollingDeploy {
             StageStatus::Deploying | StageStatus::Verifying
         ) {
             return Ok(stage.nothing_to_do());
+        }
+        if let Some(held) = hold::stage(ctx, job, &stage, true).await? {
+            return Ok(held);
         }
         stage.check_deadline()?;
         let client = stage.client(ctx).await?;

@@ -286,6 +286,13 @@ impl Engine {
                 }
                 tracing::info!(note, at, "job put off");
             }
+            Ok(Done::Held { stop, note }) => {
+                let at = now_ms() + super::hold::LOOK_AGAIN_MS;
+                if let Err(e) = jobs::hold(&self.ctx.db, &job.lease, stop, at, &note).await {
+                    tracing::warn!(error = %e, "could not hold a job");
+                }
+                tracing::info!(note, stop, "job held by a line stop");
+            }
             Ok(done) => {
                 let note = match &done {
                     Done::Moot(note) => note.as_str(),

@@ -2,8 +2,9 @@
 //! test cluster (the app's own Deployment, or a lane's copy of it), and
 //! asking for a lane to be removed. The checks come in the order a caller
 //! fixes them: who may (403), where (403 `environment_protected` for
-//! staging and prod), what (422 naming the field), when (409 `frozen`
-//! while a freeze window covers the app); then one transaction
+//! staging and prod), what (422 naming the field), when (409
+//! `line_stopped` while the line is stopped above the app, 409 `frozen`
+//! while a freeze window covers it); then one transaction
 //! records the deployment and queues its job, and the engine is woken.
 
 use crate::app::AppState;
@@ -12,8 +13,8 @@ use crate::db::accounts::Account;
 use crate::db::apps;
 use crate::db::audit::AuditActor;
 use crate::db::deployments::{self, FastDeployment, Lane, NewDeployment};
-use crate::db::freezes;
 use crate::db::now_ms;
+use crate::db::{freezes, line_stops};
 use crate::domain::fast_path::{lane_name, open_to_fast_path, parse_image, validate_lane};
 use crate::error::{Error, Result};
 
@@ -61,6 +62,13 @@ pub async fn deploy(
     }
     if let Some(lane) = request.lane {
         validate_lane(lane).map_err(|m| Error::validation("lane", m))?;
+    }
+    if let Some(stop) = line_stops::covering(&state.db.pool, &[&app.node_path]).await? {
+        return Err(Error::LineStopped(format!(
+            "app {} is held: {}; deploy to it once an owner lifts the stop",
+            app.name,
+            stop.describe()
+        )));
     }
     let windows = freezes::covering(&state.db.pool, &app.node_path, now_ms()).await?;
     if let Some((window, until)) = freezes::blocking(&windows, &app.environment, &[]) {

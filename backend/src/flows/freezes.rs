@@ -155,7 +155,7 @@ pub async fn visible(state: &AppState, actor: &Account, id: i64) -> Result<Freez
 
 /// Whether a reader with `scope` sees a window set on `path`: at, below
 /// or above one of the reader's subtrees (a window above covers them).
-fn sees(scope: &Scope, path: &str) -> bool {
+pub(super) fn sees(scope: &Scope, path: &str) -> bool {
     match scope {
         Scope::All => true,
         Scope::Under(subtrees) => subtrees

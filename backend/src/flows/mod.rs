@@ -7,6 +7,7 @@ pub mod changes;
 pub mod clusters;
 pub mod fast_path;
 pub mod freezes;
+pub mod line_stops;
 pub mod live;
 pub mod work_orders;
 

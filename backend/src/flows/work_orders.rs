@@ -288,14 +288,21 @@ pub async fn drive_stage(
     let order = d.order;
     decide(order.state, &command, &facts).map_err(|r| refusal(&command, r))?;
     if matches!(command, Command::Deploy { .. }) {
-        // A frozen stage says so before its cluster is asked anything (the
-        // state machine checks again when the deploy is written).
+        // A stage held or frozen says so before its cluster is asked
+        // anything (the state machine checks again when the deploy is
+        // written).
         let mut conn = state
             .db
             .pool
             .acquire()
             .await
             .map_err(crate::db::error::Error::from)?;
+        if let Some(why) = work_orders::stopped_stages(&mut conn, &order)
+            .await?
+            .remove(&stage)
+        {
+            return Err(Error::LineStopped(why));
+        }
         if let Some(why) = work_orders::frozen_stages(&mut conn, &order, crate::db::now_ms())
             .await?
             .remove(&stage)

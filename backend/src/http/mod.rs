@@ -17,6 +17,7 @@ mod changes;
 mod dashboard;
 mod freezes;
 mod health;
+mod line_stops;
 mod moments;
 pub use health::metrics_routes;
 pub use moments::{Moment, ago, duration, format_date, format_time, parse_rfc3339};
@@ -57,6 +58,7 @@ pub fn routes() -> PageRoutes {
         .merge(registry::routes())
         .merge(apps::routes())
         .merge(freezes::routes())
+        .merge(line_stops::routes())
         .merge(settings::routes())
         .merge(release_items::routes())
         .merge(work_orders::routes())

@@ -103,6 +103,11 @@ struct NodePage {
     freezes: Vec<super::freezes::FreezeRow>,
     can_manage_freezes: bool,
     zones: &'static [&'static str],
+    /// Stops of the line over the node, nearest first.
+    stops: Vec<super::line_stops::StopRow>,
+    /// The reader may stop the line here (and the line is not stopped
+    /// here already).
+    can_stop_line: bool,
     form: NodeForms,
 }
 
@@ -150,7 +155,15 @@ async fn load_node_page(
         .map(Role::as_str)
         .collect();
     let windows = crate::db::freezes::covering(pool, &node.path, crate::db::now_ms()).await?;
+    let stops: Vec<_> = crate::flows::line_stops::over(&ctx.state, &node.path)
+        .await?
+        .into_iter()
+        .map(|s| super::line_stops::StopRow::of(ctx, s))
+        .collect();
     Ok(NodePage {
+        can_stop_line: ctx.may(Action::StopLine, &node.path)
+            && !stops.iter().any(|r| r.s.node_id == node.id),
+        stops,
         freezes: super::freezes::rows(ctx, windows, &node.path),
         can_manage_freezes: ctx.may(Action::ManageFreezes, &node.path),
         zones: &super::freezes::ZONES,

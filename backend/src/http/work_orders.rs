@@ -355,6 +355,44 @@ struct OrderPage {
     verifications: Vec<VerifyCard>,
     /// Freeze windows holding the order's stages now or starting soon.
     freeze: Option<FreezeBanner>,
+    /// Stops of the line holding the order's stages.
+    stop: Option<StopBanner>,
+}
+
+/// What the order page says about stops of the line over the order.
+struct StopBanner {
+    stops: Vec<StopRow>,
+    /// The stages held, by position.
+    held: Vec<u32>,
+}
+
+use super::line_stops::StopRow;
+
+/// The stop banner of open order `d`, for `ctx`'s reader: one query when
+/// no stop is in force.
+async fn stop_banner(ctx: &PageCtx, d: &WorkOrderDetail) -> Result<Option<StopBanner>> {
+    if !d.order.state.is_open() {
+        return Ok(None);
+    }
+    let mut conn = ctx
+        .state
+        .db
+        .pool
+        .acquire()
+        .await
+        .map_err(crate::db::error::Error::from)?;
+    let over = work_orders::stops_over(&mut conn, &d.order).await?;
+    if over.is_empty() {
+        return Ok(None);
+    }
+    let held = over.iter().map(|(p, _)| *p).collect();
+    let mut stops: Vec<StopRow> = Vec::new();
+    for (_, s) in over {
+        if !stops.iter().any(|r| r.s.id == s.id) {
+            stops.push(StopRow::of(ctx, s));
+        }
+    }
+    Ok(Some(StopBanner { stops, held }))
 }
 
 /// What the order page says about freezes.
@@ -494,6 +532,13 @@ impl Progress {
 }
 
 impl OrderPage {
+    /// Whether a stop of the line holds stage `position` now.
+    fn stopped(&self, position: &i64) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|b| b.held.iter().any(|p| i64::from(*p) == *position))
+    }
+
     /// Whether a freeze window holds stage `position` now.
     fn held(&self, position: &i64) -> bool {
         self.freeze
@@ -545,8 +590,10 @@ async fn render_order(
                 .map(|s| s.position)
                 .collect()
         };
+        let stop = stop_banner(ctx, &d).await?;
+        let held = |stage: u32| stop.as_ref().is_some_and(|b| b.held.contains(&stage));
         let canaries = canary_steps(&d.stage_runs, &d.timeline, |stage, step| {
-            allowed(Command::ApproveStep { stage, step })
+            !held(stage) && allowed(Command::ApproveStep { stage, step })
         });
         // The Prometheus of each cluster whose stage has a gate measured
         // (the query links): no lookup before a measurement.
@@ -626,6 +673,7 @@ async fn render_order(
         let freeze = freeze_banner(ctx, &d).await?;
         Ok::<_, Error>(OrderPage {
             freeze,
+            stop,
             layout: ctx.layout(
                 format!("#{} {}", d.order.id, d.order.title),
                 "work-orders",

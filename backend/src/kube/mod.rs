@@ -568,6 +568,36 @@ impl ClusterClient {
         .await
     }
 
+    /// Pauses the Deployment's rollout (`spec.paused`) or resumes it, only
+    /// if it still has the `resource_version` it was read at (a 409
+    /// otherwise).
+    pub async fn set_paused(
+        &self,
+        namespace: &str,
+        name: &str,
+        paused: bool,
+        resource_version: &str,
+    ) -> Result<Deployment, KubeError> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": resource_version },
+            "spec": { "paused": paused }
+        });
+        let params = PatchParams::default();
+        let patch = Patch::Merge(&patch);
+        self.call(
+            Target::new("patch", "deployments")
+                .within(namespace)
+                .named(name),
+            &format!(
+                "{} the rollout of {namespace}/{name}",
+                if paused { "pausing" } else { "resuming" }
+            ),
+            || api.patch(name, &params, &patch),
+        )
+        .await
+    }
+
     /// Writes `deployment` back whole (a 409 when it changed since read).
     pub async fn replace_deployment(
         &self,
