@@ -2,7 +2,9 @@
 // window in Berlin time); the engineer's hotfix, approved and through
 // staging, shows prod held by the freeze with who may let it through; the
 // owner lets it through from the order's page, and the calendar lists the
-// window as on now.
+// window as on now. Then an incident: the owner stops the line on her node;
+// the hotfix's prod stage shows held by the stop, and she lifts the stop
+// from the calendar.
 import assert from 'node:assert/strict';
 import { base, journey, login, shot } from './lib.mjs';
 
@@ -52,4 +54,32 @@ await journey('freeze-hotfix', async (newPage) => {
   await olivia.goto(`${base}/freezes`);
   assert.match(await olivia.locator('#calendar').innerText(), /on now[\s\S]*Year-end freeze[\s\S]*\/acme\/pay[\s\S]*prod/);
   await shot(olivia, 'freeze-calendar.png');
+
+  await olivia.goto(`${base}/tree/nodes/${node}`);
+  await olivia.locator('#stop-line summary').click();
+  const stop = olivia.locator('#stop-line-form');
+  await stop.locator('input[name="reason"]').fill('Incident 42: checkout errors');
+  await stop.locator('input[name="pause_rollouts"]').check();
+  olivia.once('dialog', (d) => d.accept());
+  await stop.locator('button[type="submit"]').click();
+  await olivia.waitForSelector('.notice-success');
+  assert.match(await olivia.locator('.notice-success').innerText(), /Stopped the line at \/acme\/pay: 1 open work order held\./);
+  assert.match(await olivia.locator('#line-stop').innerText(), /The line is stopped here by olivia .*: “Incident 42: checkout errors”\. Deploys and canary steps here and below wait, and rolling updates under way are paused, until it is lifted\./);
+  assert.equal(await olivia.locator('#stop-line-form').count(), 0, 'one stop per node');
+  await shot(olivia, 'line-stop-node.png');
+
+  await eric.goto(`${base}/work-orders/${order}`);
+  assert.match(await eric.locator('#line-stop').innerText(), /The line is stopped at \/acme\/pay by olivia[\s\S]*Stage 2 of this order neither starts nor goes on to a next canary step until the stop is lifted/);
+  assert.equal(await eric.locator('#line-stop [data-action="lift-stop"]').count(), 0, 'an engineer may not lift it');
+  assert.equal(await eric.locator('tr[data-stage="2"] [data-stopped]').count(), 1, 'prod shows held');
+  assert.equal(await eric.locator('tr[data-stage="2"] [data-action="deploy"]').count(), 0);
+  await shot(eric, 'line-stop-order.png');
+
+  await olivia.goto(`${base}/freezes`);
+  olivia.once('dialog', (d) => d.accept());
+  await olivia.locator('#line-stops [data-action="lift-stop"]').click();
+  await olivia.waitForSelector('.notice-success');
+  assert.match(await olivia.locator('.notice-success').innerText(), /Lifted the stop at \/acme\/pay: held work goes on\./);
+  assert.equal(await olivia.locator('#line-stops').count(), 0);
+  assert.equal(new URL(olivia.url()).pathname, '/freezes');
 });

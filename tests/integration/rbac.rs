@@ -241,6 +241,8 @@ pub(crate) const API_ROUTES: &[Row] = &[
         OWNERS,
         NotFound,
     ),
+    row("POST /api/v1/nodes/{id}/line-stops", OWNERS, NotFound),
+    row("POST /api/v1/line-stops/{id}/lift", OWNERS, NotFound),
     row("POST /api/v1/clusters/{id}/test", ADMINS, Forbidden),
     row("PUT /api/v1/clusters/{id}/prometheus", ADMINS, Forbidden),
     row("DELETE /api/v1/clusters/{id}/prometheus", ADMINS, Forbidden),
@@ -277,6 +279,8 @@ pub(crate) const API_ROUTES: &[Row] = &[
     list("GET /api/v1/freeze-windows", VIEWERS),
     list("GET /api/v1/freeze-windows/calendar", VIEWERS),
     row("GET /api/v1/freeze-windows/{id}", VIEWERS, NotFound),
+    list("GET /api/v1/line-stops", VIEWERS),
+    row("GET /api/v1/line-stops/{id}", VIEWERS, NotFound),
     list("GET /api/v1/release-items", VIEWERS),
     row("GET /api/v1/release-items/{id}", VIEWERS, NotFound),
     row("GET /api/v1/release-items/{id}/status", VIEWERS, NotFound),
@@ -337,6 +341,8 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     row("POST /tree/nodes/{id}/freeze-windows", OWNERS, NotFound),
     row("POST /freeze-windows/{id}/delete", OWNERS, NotFound),
     row("POST /work-orders/{id}/freeze-override", OWNERS, NotFound),
+    row("POST /tree/nodes/{id}/line-stops", OWNERS, NotFound),
+    row("POST /line-stops/{id}/lift", OWNERS, NotFound),
     row("POST /admin/settings", ADMINS, Forbidden),
     row("POST /release-items", OWNERS, NotFound),
     row("POST /release-items/{id}", OWNERS, NotFound),
@@ -628,6 +634,11 @@ fn api_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
         "GET /api/v1/freeze-windows/{id}" => {
             (format!("/api/v1/freeze-windows/{}", f.read_window), None)
         }
+        "GET /api/v1/line-stops" => (
+            "/api/v1/line-stops".into(),
+            Some(format!("\"id\":{},", f.read_stop)),
+        ),
+        "GET /api/v1/line-stops/{id}" => (format!("/api/v1/line-stops/{}", f.read_stop), None),
         "GET /api/v1/release-items" => (
             "/api/v1/release-items".into(),
             Some(format!("\"id\":{item},")),
@@ -754,6 +765,8 @@ pub(crate) struct Fixtures<'a> {
     read_deployment: i64,
     /// A freeze window on /acme/pay, ten days from now.
     read_window: i64,
+    /// A stop of the line on a leaf under /acme/pay (nothing deploys there).
+    read_stop: i64,
 }
 
 impl<'a> Fixtures<'a> {
@@ -772,6 +785,7 @@ impl<'a> Fixtures<'a> {
             read_service_account: 0,
             read_deployment: 0,
             read_window: 0,
+            read_stop: 0,
         };
         f.read_order = f.order().await;
         let (_, order) = f
@@ -786,7 +800,23 @@ impl<'a> Fixtures<'a> {
         f.read_deployment = f.fast_deployment(None).await.1;
         let day = 86_400_000;
         f.read_window = f.window(f.org.pay, 10 * day, 11 * day).await;
+        f.read_stop = f.line_stop().await;
         f
+    }
+
+    /// A stop of the line on a fresh leaf under /acme/pay: its id.
+    async fn line_stop(&self) -> i64 {
+        let leaf = self.leaf_under_pay().await;
+        let (s, v) = self
+            .org
+            .admin
+            .post(
+                &format!("/api/v1/nodes/{leaf}/line-stops"),
+                json!({"reason": "fixture stop"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
     }
 
     /// A freeze window on node `node` from `from` to `to` ms from now: its id.
@@ -1132,6 +1162,16 @@ async fn api_write(route: &str, f: &Fixtures<'_>) -> ApiCall {
                 ),
             )
         }
+        "POST /api/v1/nodes/{id}/line-stops" => call(
+            Method::POST,
+            format!("/api/v1/nodes/{}/line-stops", f.leaf_under_pay().await),
+            Some(json!({"reason": "an incident"})),
+        ),
+        "POST /api/v1/line-stops/{id}/lift" => call(
+            Method::POST,
+            format!("/api/v1/line-stops/{}/lift", f.line_stop().await),
+            None,
+        ),
         "DELETE /api/v1/freeze-windows/{id}" => {
             let day = 86_400_000;
             let id = f.window(f.org.pay, 30 * day, 31 * day).await;
@@ -1460,6 +1500,13 @@ pub(crate) async fn page_call(
                 ("env_prod", "on"),
             ]),
         ),
+        "POST /tree/nodes/{id}/line-stops" => (
+            format!("/tree/nodes/{}/line-stops", f.leaf_under_pay().await),
+            kv(&[("reason", "an incident"), ("pause_rollouts", "on")]),
+        ),
+        "POST /line-stops/{id}/lift" => {
+            (format!("/line-stops/{}/lift", f.line_stop().await), vec![])
+        }
         "POST /freeze-windows/{id}/delete" => {
             let day = 86_400_000;
             let id = f.window(f.org.pay, 40 * day, 41 * day).await;

@@ -297,7 +297,10 @@ pub async fn stop(
         &orders,
         who,
         "line_stopped",
-        &format!("{}; {what}", stop.describe()),
+        &format!(
+            "at {} (stop {}): {}; {what}",
+            stop.node_path, stop.id, stop.reason
+        ),
     )
     .await?;
     let interrupted = interrupt(&mut tx, &orders, &deployments, now).await?;
@@ -397,8 +400,8 @@ pub async fn lift(db: &Db, id: i64, who: &AuditActor) -> Result<LineStop> {
         who,
         "line_lifted",
         &format!(
-            "{} lifted the stop at {} ({}): held work goes on",
-            who.name, stop.node_path, stop.reason
+            "at {} (stop {}: {}): held work goes on",
+            stop.node_path, stop.id, stop.reason
         ),
     )
     .await?;

@@ -296,6 +296,8 @@ struct CalendarPage {
     layout: Layout,
     entries: Vec<Entry>,
     days: i64,
+    /// Stops of the line in force that the reader sees.
+    stops: Vec<super::line_stops::StopRow>,
 }
 
 struct Entry {
@@ -333,7 +335,13 @@ async fn calendar(ctx: PageCtx) -> Response {
                 }
             })
             .collect();
+        let stops = crate::flows::line_stops::active_visible(&ctx.state, &ctx.actor.account)
+            .await?
+            .into_iter()
+            .map(|s| super::line_stops::StopRow::of(&ctx, s))
+            .collect();
         Ok::<_, Error>(CalendarPage {
+            stops,
             layout: ctx.layout("Freeze calendar", "tree", None),
             entries,
             days: CALENDAR_DAYS,

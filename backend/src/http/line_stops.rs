@@ -79,7 +79,8 @@ async fn stop_line(
 
 #[derive(Deserialize)]
 struct LiftForm {
-    /// Where the button was: a work order's page, or the node's.
+    /// Where the button was: a work order's page, the calendar, or the
+    /// node's page.
     #[serde(default)]
     back: String,
 }
@@ -92,11 +93,11 @@ async fn lift_stop(
     CsrfForm(form): CsrfForm<LiftForm>,
 ) -> Response {
     let back = |stop_node: i64| {
-        let local = form.back.starts_with("/work-orders/")
-            && form.back[1..]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'-');
-        if local {
+        let order_page = form
+            .back
+            .strip_prefix("/work-orders/")
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
+        if order_page || form.back == "/freezes" {
             form.back.clone()
         } else {
             format!("/tree/nodes/{stop_node}")

@@ -368,6 +368,18 @@ struct StopBanner {
 
 use super::line_stops::StopRow;
 
+impl StopBanner {
+    /// The positions held, as a sentence says them: "2", "1 and 2",
+    /// "1, 2 and 3".
+    fn held_words(&self) -> String {
+        let all: Vec<String> = self.held.iter().map(u32::to_string).collect();
+        match all.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+            _ => all.join(""),
+        }
+    }
+}
+
 /// The stop banner of open order `d`, for `ctx`'s reader: one query when
 /// no stop is in force.
 async fn stop_banner(ctx: &PageCtx, d: &WorkOrderDetail) -> Result<Option<StopBanner>> {
@@ -385,7 +397,20 @@ async fn stop_banner(ctx: &PageCtx, d: &WorkOrderDetail) -> Result<Option<StopBa
     if over.is_empty() {
         return Ok(None);
     }
-    let held = over.iter().map(|(p, _)| *p).collect();
+    // The stages it keeps from starting or going on.
+    let held = over
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| {
+            d.stage_runs.iter().any(|s| {
+                s.position == i64::from(*p)
+                    && matches!(
+                        s.status,
+                        StageStatus::Pending | StageStatus::Deploying | StageStatus::Paused
+                    )
+            })
+        })
+        .collect();
     let mut stops: Vec<StopRow> = Vec::new();
     for (_, s) in over {
         if !stops.iter().any(|r| r.s.id == s.id) {
