@@ -1939,6 +1939,46 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_line_holds_deploys_and_canary_steps_but_not_rollbacks() {
+        let why = "the line is stopped at /acme by olivia (stop 1): incident".to_string();
+        let mut facts = deployer(&[S::Succeeded, S::Pending]);
+        facts.stopped = [(1, why.clone()), (2, why.clone())].into();
+        facts.frozen = [(2, "frozen".to_string())].into();
+        let refused = decide(InProgress, &Command::Deploy { stage: 2 }, &facts).unwrap_err();
+        assert_eq!(
+            (refused.kind, refused.reason.as_str()),
+            (LineStopped, why.as_str()),
+            "a stop is said before a freeze"
+        );
+        let shown: crate::error::Error =
+            super::refusal(&Command::Deploy { stage: 2 }, refused).into();
+        assert_eq!((shown.status_code(), shown.code()), (409, "line_stopped"));
+        // Rolling back is never held.
+        assert!(decide(InProgress, &roll_back(1), &facts).is_ok());
+
+        let mut canary = deployer(&[S::Paused]);
+        canary.actor_is_owner = true;
+        canary.stages[0].strategy = Strategy::Canary;
+        canary.stopped = [(1, why)].into();
+        let step = Command::ApproveStep { stage: 1, step: 1 };
+        assert_eq!(
+            decide(InProgress, &step, &canary).unwrap_err().kind,
+            LineStopped
+        );
+        assert!(decide(InProgress, &roll_back(1), &canary).is_ok());
+        // A refusal for another reason comes first: not paused at a step.
+        canary.stages[0].status = S::Deploying;
+        assert_eq!(
+            decide(InProgress, &step, &canary).unwrap_err().kind,
+            Conflict
+        );
+        // Lifted: the step goes on.
+        canary.stages[0].status = S::Paused;
+        canary.stopped.clear();
+        assert!(decide(InProgress, &step, &canary).is_ok());
+    }
+
+    #[test]
     fn stages_deploy_in_order_once_each() {
         let facts = deployer(&[S::Pending, S::Pending]);
         let t = decide(Approved, &Command::Deploy { stage: 1 }, &facts).unwrap();
