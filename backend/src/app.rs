@@ -90,6 +90,11 @@ impl AppState {
                 lease: Duration::from_secs(u64::from(config.engine_lease_seconds)),
                 max_jobs: config.engine_max_jobs as usize,
                 lane_ttl: Duration::from_secs(u64::from(config.lane_ttl_seconds)),
+                webhook_retry: config.webhook_retry_seconds.clone(),
+                public_url: Some(match &config.public_url {
+                    Some(url) => url.to_string(),
+                    None => format!("http://{}", config.listen),
+                }),
                 ..EngineSettings::default()
             },
         );

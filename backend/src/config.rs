@@ -189,6 +189,16 @@ pub struct ServeArgs {
     /// (default: 3 days).
     #[arg(long, env = "ROLLWAY_LANE_TTL_SECONDS", default_value = "259200")]
     pub lane_ttl_seconds: String,
+
+    /// Seconds between the attempts at a notification, comma-separated
+    /// (up to 8; default: the Standard Webhooks schedule, at once, 5 s,
+    /// 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); it fails after the last.
+    #[arg(
+        long,
+        env = "ROLLWAY_WEBHOOK_RETRY_SECONDS",
+        default_value = "0,5,300,1800,7200,18000,36000,36000"
+    )]
+    pub webhook_retry_seconds: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -432,6 +442,7 @@ pub struct ServeConfig {
     pub engine_lease_seconds: u32,
     pub engine_max_jobs: u32,
     pub lane_ttl_seconds: u32,
+    pub webhook_retry_seconds: Vec<u64>,
     /// Serving `rollway demo`: pages say the clusters are simulated.
     pub demo: bool,
 }
@@ -547,6 +558,16 @@ impl ServeConfig {
                 "--lane-ttl-seconds",
                 "ROLLWAY_LANE_TTL_SECONDS",
             )?,
+            webhook_retry_seconds: crate::domain::notify::parse_schedule(
+                &args.webhook_retry_seconds,
+            )
+            .map_err(|m| {
+                bad(
+                    "--webhook-retry-seconds",
+                    "ROLLWAY_WEBHOOK_RETRY_SECONDS",
+                    format!("'{}': {m}", args.webhook_retry_seconds),
+                )
+            })?,
             demo: false,
         })
     }
@@ -572,6 +593,7 @@ mod tests {
             engine_lease_seconds: "15".into(),
             engine_max_jobs: "1000".into(),
             lane_ttl_seconds: "259200".into(),
+            webhook_retry_seconds: "0,5,300,1800,7200,18000,36000,36000".into(),
         }
     }
 

@@ -27,6 +27,7 @@ mod kubectl_create;
 mod kubectl_explain;
 mod kubectl_kinds;
 mod line_stops;
+mod notifications;
 mod ops;
 mod order_page;
 mod rbac;

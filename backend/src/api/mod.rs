@@ -14,6 +14,7 @@ mod idempotency;
 mod line_stops;
 mod me;
 mod nodes;
+mod notifications;
 mod registry;
 mod release_items;
 mod settings;
@@ -184,6 +185,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(deployments::router())
         .merge(freezes::router())
         .merge(line_stops::router())
+        .merge(notifications::router())
         .merge(registry::router())
         .merge(release_items::router())
         .merge(settings::router())

@@ -57,6 +57,9 @@ pub enum Action {
     ManageFreezes,
     /// Stop the line on a node (halt its subtree's deploys) and lift it.
     StopLine,
+    /// Set and remove a node's notification destinations, read their
+    /// delivery logs and send a delivery again.
+    ManageNotifications,
 }
 
 impl Action {
@@ -74,6 +77,7 @@ impl Action {
             Action::FastDeploy => "deployment.fast",
             Action::ManageFreezes => "freeze.manage",
             Action::StopLine => "line.stop",
+            Action::ManageNotifications => "notification.manage",
         }
     }
 }
@@ -98,6 +102,7 @@ const ROLE_PERMISSIONS: &[(Role, &[Action])] = &[
             Action::FastDeploy,
             Action::ManageFreezes,
             Action::StopLine,
+            Action::ManageNotifications,
         ],
     ),
 ];
@@ -501,7 +506,8 @@ fn refusal(action: Action, path: &str) -> String {
         | Action::ManageMembers
         | Action::ManageReleaseItems
         | Action::ManageFreezes
-        | Action::StopLine => "an owner",
+        | Action::StopLine
+        | Action::ManageNotifications => "an owner",
     };
     format!("You need to be {who} of {path} to {}.", describe(action))
 }
@@ -520,6 +526,7 @@ fn describe(action: Action) -> &'static str {
         Action::FastDeploy => "deploy to this node's apps on dev and test clusters",
         Action::ManageFreezes => "set or lift freeze windows here",
         Action::StopLine => "stop or restart the line here",
+        Action::ManageNotifications => "manage notifications here",
     }
 }
 

@@ -28,6 +28,8 @@ pub enum Subject {
     Deployment { id: i64 },
     /// A lane (its `lanes` row): removed once idle or asked to.
     Lane { id: i64 },
+    /// A notification's delivery (its `notification_deliveries` row).
+    Delivery { id: i64 },
 }
 
 impl Subject {
@@ -37,6 +39,7 @@ impl Subject {
             Subject::StageRun { .. } => "stage_run",
             Subject::Deployment { .. } => "deployment",
             Subject::Lane { .. } => "lane",
+            Subject::Delivery { .. } => "delivery",
         }
     }
 
@@ -44,7 +47,7 @@ impl Subject {
     pub fn work_order_id(&self) -> Option<i64> {
         match self {
             Subject::StageRun { work_order_id, .. } => Some(*work_order_id),
-            Subject::Deployment { .. } | Subject::Lane { .. } => None,
+            Subject::Deployment { .. } | Subject::Lane { .. } | Subject::Delivery { .. } => None,
         }
     }
 
@@ -55,7 +58,7 @@ impl Subject {
                 work_order_id,
                 position,
             } => Some((*work_order_id, *position)),
-            Subject::Deployment { .. } | Subject::Lane { .. } => None,
+            Subject::Deployment { .. } | Subject::Lane { .. } | Subject::Delivery { .. } => None,
         }
     }
 
@@ -74,6 +77,9 @@ impl Subject {
                 id: row.try_get("subject_id")?,
             }),
             "lane" => Ok(Subject::Lane {
+                id: row.try_get("subject_id")?,
+            }),
+            "delivery" => Ok(Subject::Delivery {
                 id: row.try_get("subject_id")?,
             }),
             other => Err(Error::Internal(anyhow::anyhow!(
@@ -157,7 +163,7 @@ pub(crate) async fn cancel(tx: &mut Tx, subject: Subject, note: &str, now: i64) 
             .execute(&mut **tx)
             .await?;
         }
-        Subject::Deployment { id } | Subject::Lane { id } => {
+        Subject::Deployment { id } | Subject::Lane { id } | Subject::Delivery { id } => {
             sqlx::query(
                 "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = $1, updated_at = $2 \
                  WHERE subject_kind = $3 AND subject_id = $4 AND state = 'queued'",
@@ -195,7 +201,7 @@ pub(crate) async fn enqueue(tx: &mut Tx, kind: &str, subject: Subject, now: i64)
             .fetch_one(&mut **tx)
             .await
         }
-        Subject::Deployment { id } | Subject::Lane { id } => {
+        Subject::Deployment { id } | Subject::Lane { id } | Subject::Delivery { id } => {
             sqlx::query_scalar::<_, i64>(
                 "INSERT INTO jobs (kind, subject_kind, subject_id, state, attempts, run_at, created_at, updated_at) \
                  VALUES ($1, $2, $3, 'queued', 0, $4, $4, $4) RETURNING id",
@@ -220,6 +226,9 @@ pub(crate) async fn enqueue(tx: &mut Tx, kind: &str, subject: Subject, now: i64)
                 Subject::Lane { id } => {
                     Error::Conflict(format!("lane {id} is already being worked on"))
                 }
+                Subject::Delivery { id } => {
+                    Error::Conflict(format!("delivery {id} is already being sent"))
+                }
             }
         } else {
             e.into()
@@ -236,7 +245,8 @@ pub(crate) async fn enqueue_once(
     subject: Subject,
     run_at: i64,
 ) -> Result<()> {
-    let (Subject::Deployment { id } | Subject::Lane { id }) = subject else {
+    let (Subject::Deployment { id } | Subject::Lane { id } | Subject::Delivery { id }) = subject
+    else {
         return Err(Error::Internal(anyhow::anyhow!(
             "a {} job is queued with its stage change",
             subject.kind()

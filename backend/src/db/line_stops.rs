@@ -175,18 +175,7 @@ async fn add_events(
 ) -> Result<()> {
     let now = now_ms();
     for id in orders {
-        sqlx::query(
-            "INSERT INTO timeline_events (work_order_id, at, actor_id, actor, kind, message, stage_position) \
-             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(who.account_id)
-        .bind(&who.name)
-        .bind(kind)
-        .bind(message)
-        .execute(&mut **tx)
-        .await?;
+        super::work_orders::add_event(tx, *id, who, kind, message, None).await?;
         sqlx::query("UPDATE work_orders SET updated_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id)

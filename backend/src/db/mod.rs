@@ -17,6 +17,7 @@ pub mod id_token_bindings;
 pub mod idempotency;
 pub mod jobs;
 pub mod line_stops;
+pub mod notifications;
 pub mod release_items;
 pub mod rollout_locks;
 pub mod sessions;

@@ -81,7 +81,7 @@ pub async fn open_order_of(pool: &AnyPool, item_id: i64) -> Result<Option<OpenOr
         .transpose()?)
 }
 
-async fn add_event(
+pub(crate) async fn add_event(
     tx: &mut Tx,
     work_order_id: i64,
     who: &AuditActor,
@@ -89,9 +89,9 @@ async fn add_event(
     message: &str,
     stage_position: Option<i64>,
 ) -> Result<()> {
-    sqlx::query(
+    let id: i64 = sqlx::query_scalar(
         "INSERT INTO timeline_events (work_order_id, at, actor_id, actor, kind, message, stage_position) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(work_order_id)
     .bind(now_ms())
@@ -100,9 +100,10 @@ async fn add_event(
     .bind(kind)
     .bind(message)
     .bind(stage_position)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    Ok(())
+    // The notifications it makes, in its own transaction (the outbox).
+    super::notifications::fan_out(tx, id, work_order_id, kind).await
 }
 
 /// What someone asks to file (checked by `flows::work_orders` first).

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod fast_path;
 pub mod freeze;
 pub mod id_token;
+pub mod notify;
 pub mod release_item;
 pub mod text;
 pub mod tree;

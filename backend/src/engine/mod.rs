@@ -29,6 +29,7 @@
 mod canary;
 mod fast_path;
 mod hold;
+mod notify;
 mod rollback;
 mod rolling;
 mod runner;
@@ -116,6 +117,8 @@ pub struct Context {
     pub kube: Arc<KubeDriver>,
     pub prometheus: Arc<PrometheusClient>,
     pub smoke: SmokeClient,
+    /// The client notifications go out through.
+    pub http: reqwest::Client,
     pub settings: EngineSettings,
     wake: Notify,
 }
@@ -211,6 +214,7 @@ pub fn kinds() -> Registry {
         .with(verify::Verify)
         .with(fast_path::FastDeploy)
         .with(fast_path::RemoveLane)
+        .with(notify::Notify)
 }
 
 #[cfg(test)]
@@ -234,6 +238,7 @@ mod tests {
                 "canary",
                 "deploy",
                 "fast_deploy",
+                "notify",
                 "remove_lane",
                 "rollback",
                 "verify"

@@ -21,7 +21,7 @@ use crate::secret::Sealer;
 use crate::smoke::SmokeClient;
 
 /// How the engine paces itself.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EngineSettings {
     /// How long a claimed job stays this server's without a renewal.
     pub lease: Duration,
@@ -36,6 +36,11 @@ pub struct EngineSettings {
     pub max_attempts: i64,
     /// How long a lane may go without a deploy before it is removed.
     pub lane_ttl: Duration,
+    /// Seconds between a notification's attempts: the first is sent after
+    /// the first entry, and it fails after the last.
+    pub webhook_retry: Vec<u64>,
+    /// The server's public URL, for the links notifications carry.
+    pub public_url: Option<String>,
 }
 
 impl Default for EngineSettings {
@@ -47,6 +52,8 @@ impl Default for EngineSettings {
             recheck: Duration::from_secs(10),
             max_attempts: 8,
             lane_ttl: Duration::from_secs(3 * 24 * 3600),
+            webhook_retry: crate::domain::notify::RETRY_SCHEDULE.to_vec(),
+            public_url: None,
         }
     }
 }
@@ -105,6 +112,7 @@ impl Engine {
             std::process::id(),
             rand::random::<u32>()
         );
+        let max_jobs = settings.max_jobs;
         Arc::new(Self {
             ctx: Context {
                 db,
@@ -112,13 +120,14 @@ impl Engine {
                 kube,
                 prometheus,
                 smoke: SmokeClient::new(),
+                http: super::notify::client(),
                 settings,
                 wake: Notify::new(),
             },
             names: registry.names(),
             kinds: registry,
             owner,
-            slots: Arc::new(Semaphore::new(settings.max_jobs)),
+            slots: Arc::new(Semaphore::new(max_jobs)),
             stop: watch::channel(false).0,
             running: Mutex::new(HashMap::new()),
             check_leases: Notify::new(),

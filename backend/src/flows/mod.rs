@@ -9,6 +9,7 @@ pub mod fast_path;
 pub mod freezes;
 pub mod line_stops;
 pub mod live;
+pub mod notifications;
 pub mod work_orders;
 
 pub use clusters::{cluster_client, kube_error, stage_deployment, test_connection};

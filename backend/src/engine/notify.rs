@@ -1,0 +1,212 @@
+//! The `notify` kind: sends one delivery (`db::notifications`) — a Slack
+//! message, or a webhook signed the Standard Webhooks way with the same
+//! `webhook-id` on every attempt — and records the attempt fenced on the
+//! job's lease, so two servers never both record it. A 2xx delivers it; a
+//! 410 disables the destination; a 429 is tried again after its
+//! `Retry-After`; anything else (an error, a timeout, a redirect, which is
+//! never followed) is tried again on the retry schedule, and fails once
+//! the schedule is over. A server that dies after the destination took a
+//! message but before recording it sends it again on takeover, under the
+//! same `webhook-id`, for the receiver to tell.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+
+use super::{Context, Done, Error, Kind};
+use crate::db::jobs::{Job, Subject};
+use crate::db::notifications::{self, Attempted, NOTIFY_JOB, Outgoing};
+use crate::db::now_ms;
+use crate::domain::notify::{self, DestinationKind};
+
+/// Sends a delivery.
+pub(super) struct Notify;
+
+/// How long a destination may take to answer.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest `Retry-After` honoured.
+const LONGEST_RETRY_AFTER_S: u64 = 86_400;
+
+/// The client deliveries go out through: no redirects followed, a timeout.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(TIMEOUT)
+        .user_agent(concat!("Rollway/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// The body of a webhook: Standard Webhooks' `type`, `timestamp`, `data`.
+fn webhook_body(o: &Outgoing) -> String {
+    let at = jiff::Timestamp::from_millisecond(o.notice.at)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    serde_json::json!({"type": o.notice.event, "timestamp": at, "data": o.notice}).to_string()
+}
+
+/// Seconds a 429's `Retry-After` asks to wait (a number of seconds; an
+/// HTTP date is not read).
+fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| s.min(LONGEST_RETRY_AFTER_S))
+}
+
+/// Sends `o` once: the status, or what went wrong.
+async fn send(ctx: &Context, o: &Outgoing) -> Result<(StatusCode, HeaderMap), String> {
+    let url = o.url.expose().as_str();
+    let request = match o.kind {
+        DestinationKind::Slack => ctx
+            .http
+            .post(url)
+            .json(&serde_json::json!({"text": o.notice.slack_text()})),
+        DestinationKind::Webhook => {
+            let body = webhook_body(o);
+            let timestamp = now_ms() / 1000;
+            let secret = o
+                .secret
+                .as_ref()
+                .ok_or("the destination has no signing secret")?;
+            let signature =
+                notify::sign(secret.expose(), &o.delivery.message_id, timestamp, &body)?;
+            ctx.http
+                .post(url)
+                .header(CONTENT_TYPE, "application/json")
+                .header("webhook-id", &o.delivery.message_id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature)
+                .body(body)
+        }
+    };
+    match request.send().await {
+        Ok(response) => Ok((response.status(), response.headers().clone())),
+        // The error's text may hold the URL (a Slack token): never shown.
+        Err(e) if e.is_timeout() => Err(format!("no answer within {} s", TIMEOUT.as_secs())),
+        Err(e) if e.is_connect() => Err("could not connect".into()),
+        Err(_) => Err("the request failed".into()),
+    }
+}
+
+impl Kind for Notify {
+    const NAME: &'static str = NOTIFY_JOB;
+
+    async fn run(&self, ctx: &Context, job: &Job) -> Result<Done, Error> {
+        let Subject::Delivery { id } = job.subject else {
+            return Err(Error::Fail(format!(
+                "a {} job works on a delivery, not on a {}",
+                job.kind,
+                job.subject.kind()
+            )));
+        };
+        let base = ctx.settings.public_url.as_deref().unwrap_or("");
+        let Some(o) = notifications::outgoing(&ctx.db.pool, &ctx.sealer, id, base).await? else {
+            return Ok(Done::Moot("the delivery is gone".into()));
+        };
+        if o.delivery.status != "pending" {
+            return Ok(Done::Moot(format!("delivery is {}", o.delivery.status)));
+        }
+        if o.disabled {
+            let failed = Attempted::Failed {
+                status: None,
+                error: "the destination is disabled (it answered 410 Gone)".into(),
+            };
+            notifications::record(&ctx.db, &job.lease, id, &failed).await?;
+            return Ok(Done::Recorded);
+        }
+        let attempt = o.delivery.attempts as usize + 1;
+        let schedule = &ctx.settings.webhook_retry;
+        let again = |status: Option<u16>, error: String, wait: Option<u64>| match wait
+            .or_else(|| notify::next_attempt_in(schedule, attempt))
+        {
+            Some(seconds) => (
+                Attempted::Retry { status, error },
+                Some(now_ms() + seconds as i64 * 1000),
+            ),
+            None => (
+                Attempted::Failed {
+                    status,
+                    error: format!("{error} (gave up after {attempt} attempts)"),
+                },
+                None,
+            ),
+        };
+        let (attempted, later) = match send(ctx, &o).await {
+            Ok((status, _)) if status.is_success() => (
+                Attempted::Delivered {
+                    status: status.as_u16(),
+                },
+                None,
+            ),
+            Ok((StatusCode::GONE, _)) => (
+                Attempted::Gone {
+                    error: "the destination answered 410 Gone: it takes nothing more".into(),
+                },
+                None,
+            ),
+            Ok((StatusCode::TOO_MANY_REQUESTS, headers)) => {
+                let wait = retry_after(&headers);
+                let more = notify::next_attempt_in(schedule, attempt).is_some();
+                again(
+                    Some(429),
+                    "429 Too Many Requests".into(),
+                    wait.filter(|_| more),
+                )
+            }
+            Ok((status, _)) if status.is_redirection() => again(
+                Some(status.as_u16()),
+                format!("{status}: redirects are not followed"),
+                None,
+            ),
+            Ok((status, _)) => again(Some(status.as_u16()), status.to_string(), None),
+            Err(error) => again(None, error, None),
+        };
+        notifications::record(&ctx.db, &job.lease, id, &attempted).await?;
+        Ok(match later {
+            Some(at) => Done::Later {
+                at,
+                note: format!("attempt {attempt} failed; trying again"),
+            },
+            None => Done::Recorded,
+        })
+    }
+
+    async fn fail(&self, ctx: &Context, job: &Job, message: String) -> Result<Done, Error> {
+        if let Subject::Delivery { id } = job.subject {
+            let failed = Attempted::Failed {
+                status: None,
+                error: message.clone(),
+            };
+            notifications::record(&ctx.db, &job.lease, id, &failed).await?;
+        }
+        Ok(Done::Moot(message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(7));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("99999999"));
+        assert_eq!(retry_after(&headers), Some(LONGEST_RETRY_AFTER_S));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+}
