@@ -34,12 +34,15 @@ struct Received {
     status: u16,
 }
 
+/// Answers by path: each a status and a `Retry-After`.
+type Scripts = BTreeMap<String, Vec<(u16, Option<&'static str>)>>;
+
 /// A receiver of webhooks: answers each path from a script (the last
 /// answer repeats), or hangs while `hang` is set; records every request.
 #[derive(Clone, Default)]
 struct Receiver {
     log: Arc<Mutex<Vec<Received>>>,
-    scripts: Arc<Mutex<BTreeMap<String, Vec<(u16, Option<&'static str>)>>>>,
+    scripts: Arc<Mutex<Scripts>>,
     hang: Arc<Mutex<bool>>,
 }
 
