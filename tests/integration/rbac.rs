@@ -243,6 +243,26 @@ pub(crate) const API_ROUTES: &[Row] = &[
     ),
     row("POST /api/v1/nodes/{id}/line-stops", OWNERS, NotFound),
     row("POST /api/v1/line-stops/{id}/lift", OWNERS, NotFound),
+    row(
+        "POST /api/v1/nodes/{id}/notification-destinations",
+        OWNERS,
+        NotFound,
+    ),
+    row(
+        "DELETE /api/v1/notification-destinations/{id}",
+        OWNERS,
+        NotFound,
+    ),
+    row(
+        "POST /api/v1/notification-destinations/{id}/enable",
+        OWNERS,
+        NotFound,
+    ),
+    row(
+        "POST /api/v1/notification-deliveries/{id}/send-again",
+        OWNERS,
+        NotFound,
+    ),
     row("POST /api/v1/clusters/{id}/test", ADMINS, Forbidden),
     row("PUT /api/v1/clusters/{id}/prometheus", ADMINS, Forbidden),
     row("DELETE /api/v1/clusters/{id}/prometheus", ADMINS, Forbidden),
@@ -281,6 +301,22 @@ pub(crate) const API_ROUTES: &[Row] = &[
     row("GET /api/v1/freeze-windows/{id}", VIEWERS, NotFound),
     list("GET /api/v1/line-stops", VIEWERS),
     row("GET /api/v1/line-stops/{id}", VIEWERS, NotFound),
+    row(
+        "GET /api/v1/nodes/{id}/notification-destinations",
+        OWNERS,
+        NotFound,
+    ),
+    list("GET /api/v1/notification-destinations", OWNERS),
+    row(
+        "GET /api/v1/notification-destinations/{id}",
+        OWNERS,
+        NotFound,
+    ),
+    row(
+        "GET /api/v1/notification-destinations/{id}/deliveries",
+        OWNERS,
+        NotFound,
+    ),
     list("GET /api/v1/release-items", VIEWERS),
     row("GET /api/v1/release-items/{id}", VIEWERS, NotFound),
     row("GET /api/v1/release-items/{id}/status", VIEWERS, NotFound),
@@ -343,6 +379,26 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     row("POST /work-orders/{id}/freeze-override", OWNERS, NotFound),
     row("POST /tree/nodes/{id}/line-stops", OWNERS, NotFound),
     row("POST /line-stops/{id}/lift", OWNERS, NotFound),
+    row(
+        "POST /tree/nodes/{id}/notification-destinations",
+        OWNERS,
+        NotFound,
+    ),
+    row(
+        "POST /notification-destinations/{id}/delete",
+        OWNERS,
+        NotFound,
+    ),
+    row(
+        "POST /notification-destinations/{id}/enable",
+        OWNERS,
+        NotFound,
+    ),
+    row(
+        "POST /notification-deliveries/{id}/send-again",
+        OWNERS,
+        NotFound,
+    ),
     row("POST /admin/settings", ADMINS, Forbidden),
     row("POST /release-items", OWNERS, NotFound),
     row("POST /release-items/{id}", OWNERS, NotFound),
@@ -398,6 +454,7 @@ pub(crate) const PAGE_ROUTES: &[Row] = &[
     row("GET /admin/apps", ADMINS, Forbidden),
     row("GET /apps/{id}", VIEWERS, NotFound),
     list("GET /freezes", VIEWERS),
+    list("GET /notifications", OWNERS),
     row("GET /admin/audit", ADMINS, Forbidden),
     row("GET /admin/settings", ADMINS, Forbidden),
     row("GET /account", SIGNED_IN, Forbidden),
@@ -639,6 +696,25 @@ fn api_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
             Some(format!("\"id\":{},", f.read_stop)),
         ),
         "GET /api/v1/line-stops/{id}" => (format!("/api/v1/line-stops/{}", f.read_stop), None),
+        "GET /api/v1/nodes/{id}/notification-destinations" => (
+            format!("/api/v1/nodes/{}/notification-destinations", org.pay),
+            None,
+        ),
+        "GET /api/v1/notification-destinations" => (
+            "/api/v1/notification-destinations".into(),
+            Some(format!("\"id\":{},", f.read_destination)),
+        ),
+        "GET /api/v1/notification-destinations/{id}" => (
+            format!("/api/v1/notification-destinations/{}", f.read_destination),
+            None,
+        ),
+        "GET /api/v1/notification-destinations/{id}/deliveries" => (
+            format!(
+                "/api/v1/notification-destinations/{}/deliveries",
+                f.read_destination
+            ),
+            None,
+        ),
         "GET /api/v1/release-items" => (
             "/api/v1/release-items".into(),
             Some(format!("\"id\":{item},")),
@@ -688,6 +764,10 @@ fn page_read(route: &str, f: &Fixtures<'_>) -> (String, Option<String>) {
         "GET /admin/clusters/{id}" => (format!("/admin/clusters/{}", f.read_cluster), None),
         "GET /admin/apps" => ("/admin/apps".into(), None),
         "GET /apps/{id}" => (format!("/apps/{}", f.release.staging_app), None),
+        "GET /notifications" => (
+            "/notifications".into(),
+            Some(format!("data-destination=\"{}\"", f.read_destination)),
+        ),
         "GET /freezes" => (
             "/freezes".into(),
             Some(format!("data-window=\"{}\"", f.read_window)),
@@ -767,6 +847,10 @@ pub(crate) struct Fixtures<'a> {
     read_window: i64,
     /// A stop of the line on a leaf under /acme/pay (nothing deploys there).
     read_stop: i64,
+    /// A notification destination on a leaf under /acme/pay.
+    read_destination: i64,
+    /// The server's database, to arrange what the API cannot.
+    db_url: String,
 }
 
 impl<'a> Fixtures<'a> {
@@ -786,6 +870,8 @@ impl<'a> Fixtures<'a> {
             read_deployment: 0,
             read_window: 0,
             read_stop: 0,
+            read_destination: 0,
+            db_url: app.db.url.clone(),
         };
         f.read_order = f.order().await;
         let (_, order) = f
@@ -801,7 +887,63 @@ impl<'a> Fixtures<'a> {
         let day = 86_400_000;
         f.read_window = f.window(f.org.pay, 10 * day, 11 * day).await;
         f.read_stop = f.line_stop().await;
+        f.read_destination = f.destination(f.leaf_under_pay().await).await;
         f
+    }
+
+    /// A webhook destination on node `node`, told of filed orders, at a
+    /// port nothing listens on: its id.
+    async fn destination(&self, node: i64) -> i64 {
+        let (s, v) = self
+            .org
+            .admin
+            .post(
+                &format!("/api/v1/nodes/{node}/notification-destinations"),
+                json!({"name": unique("hook"), "kind": "webhook",
+                       "url": "http://127.0.0.1:9/hook", "events": ["filed"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
+    /// A delivery that failed, to a destination on a fresh leaf under
+    /// /acme/pay (an order filed for an item there): its id.
+    async fn failed_delivery(&self) -> i64 {
+        let leaf = self.leaf_under_pay().await;
+        let destination = self.destination(leaf).await;
+        let item = self.item_of_leaf_app(leaf, leaf).await;
+        let (s, v) = self
+            .release_api("eric")
+            .post("/api/v1/work-orders", order_body(item, "v1.0.0"))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let (_, log) = self
+            .org
+            .admin
+            .get(&format!(
+                "/api/v1/notification-destinations/{destination}/deliveries"
+            ))
+            .await;
+        let id = log[0]["id"].as_i64().expect("a delivery");
+        // Its attempts are over (the schedule takes hours here).
+        self.sql(&format!(
+            "UPDATE jobs SET state = 'done' WHERE subject_kind = 'delivery' AND subject_id = {id}"
+        ))
+        .await;
+        self.sql(&format!(
+            "UPDATE notification_deliveries SET status = 'failed' WHERE id = {id}"
+        ))
+        .await;
+        id
+    }
+
+    async fn sql(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.db_url)
+            .await
+            .expect("connect to the test database");
+        sqlx::query(sql).execute(&mut conn).await.expect(sql);
     }
 
     /// A stop of the line on a fresh leaf under /acme/pay: its id.
@@ -839,6 +981,20 @@ impl<'a> Fixtures<'a> {
     async fn frozen_hotfix(&self) -> i64 {
         let leaf = self.leaf_under_pay().await;
         self.window(leaf, -60_000, 3_600_000).await;
+        let item = self.item_of_leaf_app(self.org.pay, leaf).await;
+        let mut body = order_body(item, "v1.0.0");
+        body["hotfix_reason"] = json!("checkout charges twice");
+        let (s, v) = self
+            .release_api("eric")
+            .post("/api/v1/work-orders", body)
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
+    /// A fresh item on node `node` whose one stage deploys a fresh app on
+    /// node `leaf`: its id.
+    async fn item_of_leaf_app(&self, node: i64, leaf: i64) -> i64 {
         let mut app = self.app_body(self.cluster().await);
         app["node_id"] = json!(leaf);
         let (s, app) = self.org.admin.post("/api/v1/apps", app).await;
@@ -848,21 +1004,14 @@ impl<'a> Fixtures<'a> {
             .admin
             .post(
                 "/api/v1/release-items",
-                json!({"node_id": self.org.pay, "name": unique("item"),
+                json!({"node_id": node, "name": unique("item"),
                        "gitlab_project": crate::releases::PROJECT,
                        "image_repository": "registry.example.com/acme/x", "required_approvals": 1,
                        "stages": [{"name": "only", "app_id": app["id"], "strategy": "rolling"}]}),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{item}");
-        let mut body = order_body(item["id"].as_i64().unwrap(), "v1.0.0");
-        body["hotfix_reason"] = json!("checkout charges twice");
-        let (s, v) = self
-            .release_api("eric")
-            .post("/api/v1/work-orders", body)
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
-        v["id"].as_i64().unwrap()
+        item["id"].as_i64().unwrap()
     }
 
     /// A fresh dev app on /acme/pay and an admin's fast-path deploy to it
@@ -1170,6 +1319,38 @@ async fn api_write(route: &str, f: &Fixtures<'_>) -> ApiCall {
         "POST /api/v1/line-stops/{id}/lift" => call(
             Method::POST,
             format!("/api/v1/line-stops/{}/lift", f.line_stop().await),
+            None,
+        ),
+        "POST /api/v1/nodes/{id}/notification-destinations" => call(
+            Method::POST,
+            format!(
+                "/api/v1/nodes/{}/notification-destinations",
+                f.leaf_under_pay().await
+            ),
+            Some(json!({"name": "a hook", "kind": "slack", "url": "http://127.0.0.1:9/x"})),
+        ),
+        "DELETE /api/v1/notification-destinations/{id}" => call(
+            Method::DELETE,
+            format!(
+                "/api/v1/notification-destinations/{}",
+                f.destination(f.leaf_under_pay().await).await
+            ),
+            None,
+        ),
+        "POST /api/v1/notification-destinations/{id}/enable" => call(
+            Method::POST,
+            format!(
+                "/api/v1/notification-destinations/{}/enable",
+                f.destination(f.leaf_under_pay().await).await
+            ),
+            None,
+        ),
+        "POST /api/v1/notification-deliveries/{id}/send-again" => call(
+            Method::POST,
+            format!(
+                "/api/v1/notification-deliveries/{}/send-again",
+                f.failed_delivery().await
+            ),
             None,
         ),
         "DELETE /api/v1/freeze-windows/{id}" => {
@@ -1507,6 +1688,39 @@ pub(crate) async fn page_call(
         "POST /line-stops/{id}/lift" => {
             (format!("/line-stops/{}/lift", f.line_stop().await), vec![])
         }
+        "POST /tree/nodes/{id}/notification-destinations" => (
+            format!(
+                "/tree/nodes/{}/notification-destinations",
+                f.leaf_under_pay().await
+            ),
+            kv(&[
+                ("name", "a hook"),
+                ("kind", "webhook"),
+                ("url", "http://127.0.0.1:9/x"),
+                ("ev_filed", "on"),
+            ]),
+        ),
+        "POST /notification-destinations/{id}/delete" => (
+            format!(
+                "/notification-destinations/{}/delete",
+                f.destination(f.leaf_under_pay().await).await
+            ),
+            vec![],
+        ),
+        "POST /notification-destinations/{id}/enable" => (
+            format!(
+                "/notification-destinations/{}/enable",
+                f.destination(f.leaf_under_pay().await).await
+            ),
+            vec![],
+        ),
+        "POST /notification-deliveries/{id}/send-again" => (
+            format!(
+                "/notification-deliveries/{}/send-again",
+                f.failed_delivery().await
+            ),
+            vec![],
+        ),
         "POST /freeze-windows/{id}/delete" => {
             let day = 86_400_000;
             let id = f.window(f.org.pay, 40 * day, 41 * day).await;

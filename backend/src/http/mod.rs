@@ -19,6 +19,7 @@ mod freezes;
 mod health;
 mod line_stops;
 mod moments;
+mod notifications;
 pub use health::metrics_routes;
 pub use moments::{Moment, ago, duration, format_date, format_time, parse_rfc3339};
 mod pods;
@@ -59,6 +60,7 @@ pub fn routes() -> PageRoutes {
         .merge(apps::routes())
         .merge(freezes::routes())
         .merge(line_stops::routes())
+        .merge(notifications::routes())
         .merge(settings::routes())
         .merge(release_items::routes())
         .merge(work_orders::routes())

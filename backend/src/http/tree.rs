@@ -108,6 +108,10 @@ struct NodePage {
     /// The reader may stop the line here (and the line is not stopped
     /// here already).
     can_stop_line: bool,
+    /// Notification destinations covering the node, nearest first (for
+    /// those who manage them).
+    destinations: Vec<crate::db::notifications::Destination>,
+    can_manage_notifications: bool,
     form: NodeForms,
 }
 
@@ -119,6 +123,9 @@ struct NodeForms {
     member_account: String,
     member_role: String,
     freeze: super::freezes::FreezeForm,
+    destination: super::notifications::DestinationForm,
+    /// A destination just set: its name and secret, shown once.
+    new_destination: Option<super::notifications::NewDestination>,
 }
 
 async fn load_node_page(
@@ -160,7 +167,15 @@ async fn load_node_page(
         .into_iter()
         .map(|s| super::line_stops::StopRow::of(ctx, s))
         .collect();
+    let can_manage_notifications = ctx.may(Action::ManageNotifications, &node.path);
+    let destinations = if can_manage_notifications {
+        crate::flows::notifications::of_node(&ctx.state, &ctx.actor.account, node.id).await?
+    } else {
+        Vec::new()
+    };
     Ok(NodePage {
+        destinations,
+        can_manage_notifications,
         can_stop_line: ctx.may(Action::StopLine, &node.path)
             && !stops.iter().any(|r| r.s.node_id == node.id),
         stops,
@@ -218,6 +233,35 @@ pub(super) async fn render_node_with_freeze(
 ) -> Response {
     let form = NodeForms {
         freeze,
+        ..NodeForms::default()
+    };
+    render_node(ctx, id, status, notice, form).await
+}
+
+/// The node page after a destination was set: its secret shown once.
+pub(super) async fn render_node_with_destination(
+    ctx: &PageCtx,
+    id: i64,
+    notice: Option<Notice>,
+    created: super::notifications::NewDestination,
+) -> Response {
+    let form = NodeForms {
+        new_destination: Some(created),
+        ..NodeForms::default()
+    };
+    render_node(ctx, id, StatusCode::OK, notice, form).await
+}
+
+/// The node page again after a refused destination, its form filled in.
+pub(super) async fn render_node_with_destination_form(
+    ctx: &PageCtx,
+    id: i64,
+    status: StatusCode,
+    notice: Option<Notice>,
+    destination: super::notifications::DestinationForm,
+) -> Response {
+    let form = NodeForms {
+        destination,
         ..NodeForms::default()
     };
     render_node(ctx, id, status, notice, form).await
