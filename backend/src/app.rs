@@ -91,6 +91,7 @@ impl AppState {
                 max_jobs: config.engine_max_jobs as usize,
                 lane_ttl: Duration::from_secs(u64::from(config.lane_ttl_seconds)),
                 webhook_retry: config.webhook_retry_seconds.clone(),
+                webhook_local_network: config.webhook_allow_local_network,
                 public_url: Some(match &config.public_url {
                     Some(url) => url.to_string(),
                     None => format!("http://{}", config.listen),

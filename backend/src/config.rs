@@ -199,6 +199,11 @@ pub struct ServeArgs {
         default_value = "0,5,300,1800,7200,18000,36000,36000"
     )]
     pub webhook_retry_seconds: String,
+
+    /// Let notification destinations be on the local network or this host
+    /// (loopback, private and link-local addresses); refused by default.
+    #[arg(long, env = "ROLLWAY_WEBHOOK_ALLOW_LOCAL_NETWORK")]
+    pub webhook_allow_local_network: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -443,6 +448,7 @@ pub struct ServeConfig {
     pub engine_max_jobs: u32,
     pub lane_ttl_seconds: u32,
     pub webhook_retry_seconds: Vec<u64>,
+    pub webhook_allow_local_network: bool,
     /// Serving `rollway demo`: pages say the clusters are simulated.
     pub demo: bool,
 }
@@ -568,6 +574,7 @@ impl ServeConfig {
                     format!("'{}': {m}", args.webhook_retry_seconds),
                 )
             })?,
+            webhook_allow_local_network: args.webhook_allow_local_network,
             demo: false,
         })
     }
@@ -594,6 +601,7 @@ mod tests {
             engine_max_jobs: "1000".into(),
             lane_ttl_seconds: "259200".into(),
             webhook_retry_seconds: "0,5,300,1800,7200,18000,36000,36000".into(),
+            webhook_allow_local_network: false,
         }
     }
 

@@ -117,12 +117,18 @@ async fn receive(
     response
 }
 
-/// Server flags: short leases, and attempts a second apart.
+/// Server flags: short leases, attempts a second apart, and receivers on
+/// this host allowed.
 fn notify_start() -> Start {
     let mut start = engine_start();
-    start
-        .args
-        .extend(["--webhook-retry-seconds", "0,1,1"].map(String::from));
+    start.args.extend(
+        [
+            "--webhook-retry-seconds",
+            "0,1,1",
+            "--webhook-allow-local-network",
+        ]
+        .map(String::from),
+    );
     start
 }
 
@@ -443,3 +449,36 @@ db_test!(
         drop(twin);
     }
 );
+
+#[tokio::test]
+async fn webhooks_to_the_local_network_are_refused_unless_allowed() {
+    let app = TestApp::start(crate::common::Backend::Sqlite).await;
+    let org = Org::create(&app).await;
+    let list = format!("/api/v1/nodes/{}/notification-destinations", org.pay);
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]/x",
+        "http://localhost/x",
+    ] {
+        let (s, v) = org
+            .admin
+            .post(
+                &list,
+                json!({"name": "inside", "kind": "webhook", "url": url}),
+            )
+            .await;
+        assert_eq!(
+            (s, v["error"]["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("url")),
+            "{url}: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--webhook-allow-local-network"),
+            "{v}"
+        );
+    }
+}

@@ -892,7 +892,7 @@ impl<'a> Fixtures<'a> {
     }
 
     /// A webhook destination on node `node`, told of filed orders, at a
-    /// port nothing listens on: its id.
+    /// host that does not exist: its id.
     async fn destination(&self, node: i64) -> i64 {
         let (s, v) = self
             .org
@@ -900,7 +900,7 @@ impl<'a> Fixtures<'a> {
             .post(
                 &format!("/api/v1/nodes/{node}/notification-destinations"),
                 json!({"name": unique("hook"), "kind": "webhook",
-                       "url": "http://127.0.0.1:9/hook", "events": ["filed"]}),
+                       "url": "https://hooks.example.invalid/hook", "events": ["filed"]}),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -1327,7 +1327,9 @@ async fn api_write(route: &str, f: &Fixtures<'_>) -> ApiCall {
                 "/api/v1/nodes/{}/notification-destinations",
                 f.leaf_under_pay().await
             ),
-            Some(json!({"name": "a hook", "kind": "slack", "url": "http://127.0.0.1:9/x"})),
+            Some(
+                json!({"name": "a hook", "kind": "slack", "url": "https://hooks.example.invalid/x"}),
+            ),
         ),
         "DELETE /api/v1/notification-destinations/{id}" => call(
             Method::DELETE,
@@ -1696,7 +1698,7 @@ pub(crate) async fn page_call(
             kv(&[
                 ("name", "a hook"),
                 ("kind", "webhook"),
-                ("url", "http://127.0.0.1:9/x"),
+                ("url", "https://hooks.example.invalid/x"),
                 ("ev_filed", "on"),
             ]),
         ),

@@ -142,6 +142,53 @@ pub fn check_url(text: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+/// Whether `ip` is on the local network or the host itself (loopback,
+/// private, link-local, unique-local, unspecified, broadcast or
+/// multicast): where a webhook may not go unless an admin allows it.
+pub fn local_address(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                // 100.64.0.0/10, carrier-grade NAT (and cloud metadata).
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => local_address(IpAddr::V4(v4)),
+            None => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (v6.segments()[0] & 0xfe00) == 0xfc00
+                    || (v6.segments()[0] & 0xffc0) == 0xfe80
+            }
+        },
+    }
+}
+
+/// Why a webhook may not go to `url` when local addresses are not
+/// allowed: its host is a local IP address. (Names are checked when they
+/// are resolved, at each attempt.)
+pub fn refuse_local_host(url: &url::Url) -> Option<String> {
+    let ip = match url.host()? {
+        url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
+        url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
+        url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        url::Host::Domain(_) => return None,
+    };
+    local_address(ip).then(|| LOCAL_REFUSED.to_string())
+}
+
+/// What a webhook to the local network is told.
+pub const LOCAL_REFUSED: &str = "webhooks may not go to the local network or this host; an admin allows them with --webhook-allow-local-network";
+
 /// What a destination's list shows of its URL: scheme, host and port only
 /// (the rest may hold a token, as Slack's do).
 pub fn url_hint(url: &str) -> String {
@@ -262,6 +309,33 @@ mod tests {
             url_hint("https://hooks.slack.com/services/T0/B0/secret"),
             "https://hooks.slack.com/…"
         );
+    }
+
+    #[test]
+    fn local_addresses_are_told_apart() {
+        for local in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.100.100.200",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(local_address(local.parse().unwrap()), "{local}");
+        }
+        for public in ["93.184.216.34", "2606:2800:220:1::1", "100.128.0.1"] {
+            assert!(!local_address(public.parse().unwrap()), "{public}");
+        }
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        assert!(refuse_local_host(&url("http://127.0.0.1:9/x")).is_some());
+        assert!(refuse_local_host(&url("http://[::1]/x")).is_some());
+        assert!(refuse_local_host(&url("http://LOCALHOST/x")).is_some());
+        assert!(refuse_local_host(&url("https://hooks.slack.com/x")).is_none());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! 410 disables the destination; a 429 is tried again after its
 //! `Retry-After`; anything else (an error, a timeout, a redirect, which is
 //! never followed) is tried again on the retry schedule, and fails once
-//! the schedule is over. A server that dies after the destination took a
+//! the schedule is over. Unless an admin allows it, nothing is sent to a
+//! host that is, or resolves to, an address on the local network. A server that dies after the destination took a
 //! message but before recording it sends it again on takeover, under the
 //! same `webhook-id`, for the receiver to tell.
 
@@ -60,6 +61,24 @@ fn retry_after(headers: &HeaderMap) -> Option<u64> {
         .map(|s| s.min(LONGEST_RETRY_AFTER_S))
 }
 
+/// Why `url` may not be sent to now: its host names (or resolves to) an
+/// address on the local network, which the server does not allow.
+async fn local_network(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    if let Some(why) = notify::refuse_local_host(&parsed) {
+        return Some(why);
+    }
+    let host = parsed.host_str()?;
+    let port = parsed.port_or_known_default()?;
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(mut addrs) => addrs
+            .any(|a| notify::local_address(a.ip()))
+            .then(|| notify::LOCAL_REFUSED.to_string()),
+        // Sending fails the same way, and is tried again.
+        Err(_) => None,
+    }
+}
+
 /// Sends `o` once: the status, or what went wrong.
 async fn send(ctx: &Context, o: &Outgoing) -> Result<(StatusCode, HeaderMap), String> {
     let url = o.url.expose().as_str();
@@ -112,6 +131,16 @@ impl Kind for Notify {
         };
         if o.delivery.status != "pending" {
             return Ok(Done::Moot(format!("delivery is {}", o.delivery.status)));
+        }
+        if !ctx.settings.webhook_local_network
+            && let Some(why) = local_network(o.url.expose()).await
+        {
+            let failed = Attempted::Failed {
+                status: None,
+                error: why,
+            };
+            notifications::record(&ctx.db, &job.lease, id, &failed).await?;
+            return Ok(Done::Recorded);
         }
         if o.disabled {
             let failed = Attempted::Failed {

@@ -39,6 +39,8 @@ pub struct EngineSettings {
     /// Seconds between a notification's attempts: the first is sent after
     /// the first entry, and it fails after the last.
     pub webhook_retry: Vec<u64>,
+    /// Notifications may go to the local network and this host.
+    pub webhook_local_network: bool,
     /// The server's public URL, for the links notifications carry.
     pub public_url: Option<String>,
 }
@@ -53,6 +55,7 @@ impl Default for EngineSettings {
             max_attempts: 8,
             lane_ttl: Duration::from_secs(3 * 24 * 3600),
             webhook_retry: crate::domain::notify::RETRY_SCHEDULE.to_vec(),
+            webhook_local_network: false,
             public_url: None,
         }
     }

@@ -52,6 +52,11 @@ pub async fn create(
     let kind = DestinationKind::parse(asked.kind.trim())
         .ok_or_else(|| Error::validation("kind", "slack or webhook"))?;
     let url = notify::check_url(asked.url).map_err(|m| Error::validation("url", m))?;
+    if !state.config.webhook_allow_local_network
+        && let Some(why) = notify::refuse_local_host(&url)
+    {
+        return Err(Error::validation("url", why));
+    }
     let mut events: Vec<String> = Vec::new();
     for e in asked.events {
         let e = e.trim();
