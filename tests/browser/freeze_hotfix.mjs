@@ -4,7 +4,7 @@
 // owner lets it through from the order's page, and the calendar lists the
 // window as on now. Then an incident: the owner stops the line on her node;
 // the hotfix's prod stage shows held by the stop, and she lifts the stop
-// from the calendar.
+// from the calendar; the webhook she set on the node was told of both.
 import assert from 'node:assert/strict';
 import { base, journey, login, shot } from './lib.mjs';
 
@@ -55,7 +55,23 @@ await journey('freeze-hotfix', async (newPage) => {
   assert.match(await olivia.locator('#calendar').innerText(), /on now[\s\S]*Year-end freeze[\s\S]*\/acme\/pay[\s\S]*prod/);
   await shot(olivia, 'freeze-calendar.png');
 
+  // A signed webhook for the node's events: its secret is shown once.
   await olivia.goto(`${base}/tree/nodes/${node}`);
+  await olivia.locator('#notifications summary').click();
+  const hook = olivia.locator('#destination-form');
+  await hook.locator('input[name="name"]').fill('Release bot');
+  await hook.locator('input[name="kind"][value="webhook"]').check();
+  await hook.locator('input[name="url"]').fill('https://hooks.example.invalid/rollway');
+  await hook.locator('input[name="ev_line_stopped"]').check();
+  await hook.locator('input[name="ev_line_lifted"]').check();
+  await hook.locator('button[type="submit"]').click();
+  await olivia.waitForSelector('.notice-success');
+  assert.match(await olivia.locator('.notice-success').innerText(), /Notification destination "Release bot" set on \/acme\/pay\./);
+  assert.match(await olivia.locator('#new-secret').innerText(), /^whsec_[A-Za-z0-9+/=]{44}$/);
+  assert.match(await olivia.locator('#destinations').innerText(), /Release bot[\s\S]*webhook[\s\S]*https:\/\/hooks\.example\.invalid\/…[\s\S]*line_stopped, line_lifted/);
+  await shot(olivia, 'notifications-node.png');
+  await olivia.goto(`${base}/tree/nodes/${node}`);
+  assert.equal(await olivia.locator('#new-secret').count(), 0, 'shown once');
   await olivia.locator('#stop-line summary').click();
   const stop = olivia.locator('#stop-line-form');
   await stop.locator('input[name="reason"]').fill('Incident 42: checkout errors');
@@ -82,4 +98,11 @@ await journey('freeze-hotfix', async (newPage) => {
   assert.match(await olivia.locator('.notice-success').innerText(), /Lifted the stop at \/acme\/pay: held work goes on\./);
   assert.equal(await olivia.locator('#line-stops').count(), 0);
   assert.equal(new URL(olivia.url()).pathname, '/freezes');
+
+  // Both were told to the webhook: the log lists them, newest first.
+  await olivia.goto(`${base}/notifications`);
+  const log = olivia.locator('table.deliveries');
+  assert.match(await log.innerText(), /line lifted[\s\S]*line stopped/);
+  assert.equal(await olivia.locator('h2', { hasText: 'Release bot' }).count(), 1);
+  await shot(olivia, 'notifications-log.png');
 });

@@ -14,7 +14,9 @@
 //! `canary.rs` does it through OpenKruise Rollout's steps and pauses,
 //! `rollback.rs` restores what a stage replaced, `verify.rs` runs a
 //! stage's verification plan once its rollout is available, `fast_path.rs`
-//! deploys a CI fast-path deployment (its lane first) and removes lanes.
+//! deploys a CI fast-path deployment (its lane first) and removes lanes,
+//! `notify.rs` sends a notification's delivery. What a line stop holds is
+//! `hold.rs`'s.
 //! What the stage-run kinds
 //! share (reading the stage, writing only when the live template differs,
 //! following the rollout on the shared watch, reporting through the state
