@@ -177,6 +177,34 @@ impl Rollout {
         .await
     }
 
+    /// A dev copy of checkout (namespace `dev` of cluster `dev`) as app
+    /// `checkout-dev` on /acme/pay/api, for CI's fast path: its id.
+    pub async fn dev_app(&self) -> i64 {
+        self.sim
+            .sim
+            .create_deployment("dev", "checkout", "app", &format!("{IMAGE}:v1.0.0"), 1, 3);
+        let (s, dev) = self
+            .org
+            .admin
+            .post(
+                "/api/v1/clusters",
+                json!({"name": "dev", "environment": "dev", "kubeconfig": self.sim.kubeconfig()}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{dev}");
+        let (s, app) = self
+            .org
+            .admin
+            .post(
+                "/api/v1/apps",
+                json!({"name": "checkout-dev", "cluster_id": dev["id"], "namespace": "dev",
+                       "deployment": "checkout", "container": "app", "node_id": self.org.pay_api}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{app}");
+        app["id"].as_i64().unwrap()
+    }
+
     /// Image PATCHes of Deployment `ns/checkout` the cluster received.
     pub fn image_patches(&self, ns: &str) -> usize {
         image_patches(&self.sim.sim, ns, "checkout")

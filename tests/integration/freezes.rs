@@ -32,30 +32,7 @@ db_test!(
     |backend| async move {
         let app = TestApp::start_with(backend, engine_start()).await;
         let r = Rollout::create(&app).await;
-        // A dev copy of checkout for CI's fast path.
-        r.sim
-            .sim
-            .create_deployment("dev", "checkout", "app", &format!("{IMAGE}:v1.0.0"), 1, 3);
-        let (s, dev) = r
-            .org
-            .admin
-            .post(
-                "/api/v1/clusters",
-                json!({"name": "dev", "environment": "dev", "kubeconfig": r.sim.kubeconfig()}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{dev}");
-        let (s, dev_app) = r
-            .org
-            .admin
-            .post(
-                "/api/v1/apps",
-                json!({"name": "checkout-dev", "cluster_id": dev["id"], "namespace": "dev",
-                       "deployment": "checkout", "container": "app", "node_id": r.org.pay_api}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{dev_app}");
-        let fast_path = format!("/api/v1/apps/{}/deployments", dev_app["id"]);
+        let fast_path = format!("/api/v1/apps/{}/deployments", r.dev_app().await);
 
         // An owner of /acme/pay freezes its prod and dev targets: from
         // each minute's start until New Year in Berlin, i.e. from now.

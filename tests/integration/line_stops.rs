@@ -67,29 +67,7 @@ db_test!(
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{hotline}");
-        // A dev app for CI's fast path.
-        r.sim
-            .sim
-            .create_deployment("dev", "checkout", "app", &format!("{IMAGE}:v1.0.0"), 1, 3);
-        let (s, dev) = r
-            .org
-            .admin
-            .post(
-                "/api/v1/clusters",
-                json!({"name": "dev", "environment": "dev", "kubeconfig": r.sim.kubeconfig()}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{dev}");
-        let (s, dev_app) = r
-            .org
-            .admin
-            .post(
-                "/api/v1/apps",
-                json!({"name": "checkout-dev", "cluster_id": dev["id"], "namespace": "dev",
-                       "deployment": "checkout", "container": "app", "node_id": r.org.pay_api}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{dev_app}");
+        let dev_app = r.dev_app().await;
 
         // The canary waits for an owner at step 1.
         let canary = r.approved_order("v1.1.0").await;
@@ -147,7 +125,7 @@ db_test!(
         let (s, v) = r
             .eric
             .post(
-                &format!("/api/v1/apps/{}/deployments", dev_app["id"]),
+                &format!("/api/v1/apps/{dev_app}/deployments"),
                 json!({"image": format!("{IMAGE}:v1.1.0")}),
             )
             .await;

@@ -499,6 +499,16 @@ pub async fn held_stages(
     now: i64,
 ) -> Result<Vec<Held>> {
     let covered = coverage(&mut *conn, order, now).await?;
+    held_of(conn, order, covered).await
+}
+
+/// The stages of `covered` (order `order`'s [`coverage`]) a freeze window
+/// holds, save the windows a hotfix order was let through.
+pub async fn held_of(
+    conn: &mut sqlx::AnyConnection,
+    order: &WorkOrder,
+    covered: Vec<Coverage>,
+) -> Result<Vec<Held>> {
     if covered.iter().all(|c| c.windows.is_empty()) {
         return Ok(Vec::new());
     }

@@ -469,7 +469,7 @@ async fn freeze_banner(ctx: &PageCtx, d: &WorkOrderDetail) -> Result<Option<Free
     if covered.iter().all(|c| c.windows.is_empty()) {
         return Ok(None);
     }
-    let held = work_orders::held_stages(&mut conn, &d.order, now).await?;
+    let held = work_orders::held_of(&mut conn, &d.order, covered.clone()).await?;
     let local = |w: &crate::db::freezes::FreezeWindow, at: i64| {
         w.schedule()
             .map(|s| s.local(at))
