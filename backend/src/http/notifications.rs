@@ -183,7 +183,16 @@ async fn list(ctx: PageCtx) -> Response {
             destinations.push(DestinationCard { d, deliveries });
         }
         Ok::<_, Error>(ListPage {
-            layout: ctx.layout("Notifications", "tree", None),
+            // Admins reach it from the administration pages.
+            layout: ctx.layout(
+                "Notifications",
+                if ctx.may(crate::auth::Action::ManageAccounts, "/") {
+                    "admin-notifications"
+                } else {
+                    "tree"
+                },
+                None,
+            ),
             destinations,
         })
     }
