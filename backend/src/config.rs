@@ -453,6 +453,26 @@ pub struct ServeConfig {
     pub demo: bool,
 }
 
+/// A retry schedule as `--webhook-retry-seconds` takes it: up to 8
+/// comma-separated numbers of seconds, each at most a day.
+fn retry_schedule(text: &str) -> Result<Vec<u64>, String> {
+    let schedule: Vec<u64> = text
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("'{}' is not a number of seconds", s.trim()))
+        })
+        .collect::<Result<_, _>>()?;
+    if schedule.is_empty() || schedule.len() > 8 {
+        return Err("give 1 to 8 numbers of seconds".into());
+    }
+    if schedule.iter().any(|s| *s > 86_400) {
+        return Err("at most a day between two attempts".into());
+    }
+    Ok(schedule)
+}
+
 impl ServeConfig {
     /// Whether cookies must be `Secure` with the `__Host-` prefix.
     pub fn secure_cookies(&self) -> bool {
@@ -564,10 +584,7 @@ impl ServeConfig {
                 "--lane-ttl-seconds",
                 "ROLLWAY_LANE_TTL_SECONDS",
             )?,
-            webhook_retry_seconds: crate::domain::notify::parse_schedule(
-                &args.webhook_retry_seconds,
-            )
-            .map_err(|m| {
+            webhook_retry_seconds: retry_schedule(&args.webhook_retry_seconds).map_err(|m| {
                 bad(
                     "--webhook-retry-seconds",
                     "ROLLWAY_WEBHOOK_RETRY_SECONDS",
@@ -603,6 +620,24 @@ mod tests {
             webhook_retry_seconds: "0,5,300,1800,7200,18000,36000,36000".into(),
             webhook_allow_local_network: false,
         }
+    }
+
+    #[test]
+    fn a_retry_schedule_is_1_to_8_numbers_of_seconds() {
+        assert_eq!(retry_schedule("0, 1,1").unwrap(), [0, 1, 1]);
+        for bad in ["", "1,x", "0,0,0,0,0,0,0,0,0", "90000"] {
+            assert!(retry_schedule(bad).is_err(), "{bad}");
+        }
+        let mut args = serve_args();
+        args.webhook_retry_seconds = "5,x".into();
+        let err = ServeConfig::from_args(&args).unwrap_err();
+        assert!(err.to_string().contains("--webhook-retry-seconds"), "{err}");
+        args.webhook_retry_seconds = "0,5,300,1800,7200,18000,36000,36000".into();
+        let config = ServeConfig::from_args(&args).unwrap();
+        assert_eq!(
+            config.webhook_retry_seconds,
+            [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+        );
     }
 
     #[test]

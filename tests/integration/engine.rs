@@ -1374,7 +1374,7 @@ db_test!(
         app.db
             .execute(
                 "INSERT INTO jobs (kind, subject_kind, subject_id, state, run_at, created_at, updated_at) \
-                 VALUES ('notify', 'notification', 42, 'queued', 0, 0, 0)",
+                 VALUES ('digest', 'notification', 42, 'queued', 0, 0, 0)",
             )
             .await;
         let admin = app.api(Some(&app.admin_token()));
@@ -1403,7 +1403,7 @@ db_test!(
             .db
             .query_text(
                 "SELECT state || ' ' || CAST(attempts AS TEXT) || ' ' || COALESCE(lease_owner, 'unclaimed') \
-                 FROM jobs WHERE kind = 'notify'",
+                 FROM jobs WHERE kind = 'digest'",
             )
             .await;
         assert_eq!(unknown.as_deref(), Some("queued 0 unclaimed"));

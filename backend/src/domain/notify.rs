@@ -81,26 +81,6 @@ pub fn next_attempt_in(schedule: &[u64], attempts: usize) -> Option<u64> {
     schedule.get(attempts).copied()
 }
 
-/// Parses a retry schedule as `--webhook-retry-seconds` takes it: up to 8
-/// comma-separated numbers of seconds.
-pub fn parse_schedule(text: &str) -> Result<Vec<u64>, String> {
-    let schedule: Vec<u64> = text
-        .split(',')
-        .map(|s| {
-            s.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("'{}' is not a number of seconds", s.trim()))
-        })
-        .collect::<Result<_, _>>()?;
-    if schedule.is_empty() || schedule.len() > 8 {
-        return Err("give 1 to 8 numbers of seconds".into());
-    }
-    if schedule.iter().any(|s| *s > 86_400) {
-        return Err("at most a day between two attempts".into());
-    }
-    Ok(schedule)
-}
-
 /// A new signing secret: `whsec_` and 32 random bytes in base64.
 pub fn new_secret() -> String {
     let bytes: [u8; 32] = rand::random();
@@ -287,10 +267,6 @@ mod tests {
         assert_eq!(next_attempt_in(&RETRY_SCHEDULE, 1), Some(5));
         assert_eq!(next_attempt_in(&RETRY_SCHEDULE, 7), Some(36000));
         assert_eq!(next_attempt_in(&RETRY_SCHEDULE, 8), None);
-        assert_eq!(parse_schedule("0, 1,1").unwrap(), [0, 1, 1]);
-        assert!(parse_schedule("").is_err());
-        assert!(parse_schedule("1,x").is_err());
-        assert!(parse_schedule("0,0,0,0,0,0,0,0,0").is_err());
     }
 
     #[test]

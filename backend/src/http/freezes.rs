@@ -57,18 +57,20 @@ pub(super) struct FreezeRow {
     pub can_remove: bool,
 }
 
+/// `at` in the time zone of `schedule` (a recurring window's), else UTC.
+pub(super) fn local_time(schedule: Option<&crate::domain::freeze::Schedule>, at: i64) -> String {
+    schedule
+        .map(|s| s.local(at))
+        .unwrap_or_else(|| super::moments::format_time(at))
+}
+
 /// `windows` as rows for a reader on the node at `here`.
 pub(super) fn rows(ctx: &PageCtx, windows: Vec<FreezeWindow>, here: &str) -> Vec<FreezeRow> {
     windows
         .into_iter()
         .map(|w| {
             let schedule = w.schedule();
-            let local = |at: i64| {
-                schedule
-                    .as_ref()
-                    .map(|s| s.local(at))
-                    .unwrap_or_else(|| super::moments::format_time(at))
-            };
+            let local = |at: i64| local_time(schedule.as_ref(), at);
             let when = match (
                 &w.cron_start,
                 &w.cron_end,
@@ -321,12 +323,7 @@ async fn calendar(ctx: PageCtx) -> Response {
         let entries = crate::flows::freezes::calendar_of(&windows, now_ms(), CALENDAR_DAYS)
             .into_iter()
             .map(|e| {
-                let local = |at: i64| {
-                    schedules
-                        .get(&e.window_id)
-                        .map(|s| s.local(at))
-                        .unwrap_or_else(|| super::moments::format_time(at))
-                };
+                let local = |at: i64| local_time(schedules.get(&e.window_id), at);
                 Entry {
                     from: local(e.start),
                     to: local(e.end),

@@ -471,9 +471,7 @@ async fn freeze_banner(ctx: &PageCtx, d: &WorkOrderDetail) -> Result<Option<Free
     }
     let held = work_orders::held_of(&mut conn, &d.order, covered.clone()).await?;
     let local = |w: &crate::db::freezes::FreezeWindow, at: i64| {
-        w.schedule()
-            .map(|s| s.local(at))
-            .unwrap_or_else(|| super::moments::format_time(at))
+        super::freezes::local_time(w.schedule().as_ref(), at)
     };
     let coming = covered
         .iter()
