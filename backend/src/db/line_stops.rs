@@ -185,12 +185,29 @@ async fn add_events(
     Ok(())
 }
 
-/// A list of `$n` placeholders from `first` on.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Runs `sql(list)` for `ids` in statements of up to 500, `list` being
+/// their placeholders (`$2, $3, …`) and `$1` bound to `value`: how many
+/// rows they changed.
+async fn update_for(
+    tx: &mut Tx,
+    ids: &[i64],
+    value: i64,
+    sql: impl Fn(&str) -> String,
+) -> Result<u64> {
+    let mut changed = 0;
+    for chunk in ids.chunks(500) {
+        let list = (2..2 + chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = sql(&list);
+        let mut query = sqlx::query(&sql).bind(value);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        changed += query.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(changed)
 }
 
 /// Takes the jobs of `HELD_KINDS` being worked on for `orders` and
@@ -204,24 +221,17 @@ async fn interrupt(tx: &mut Tx, orders: &[i64], deployments: &[i64], now: i64) -
         .collect::<Vec<_>>()
         .join(", ");
     let mut taken = 0;
-    for (column, ids) in [("work_order_id", orders), ("subject_id", deployments)] {
-        for chunk in ids.chunks(500) {
-            let subject = if column == "subject_id" {
-                "subject_kind = 'deployment' AND "
-            } else {
-                ""
-            };
-            let sql = format!(
+    for (subject, ids) in [
+        ("work_order_id", orders),
+        ("subject_kind = 'deployment' AND subject_id", deployments),
+    ] {
+        taken += update_for(tx, ids, now, |list| {
+            format!(
                 "UPDATE jobs SET lease_owner = NULL, lease_until = NULL, run_at = $1, updated_at = $1 \
-                 WHERE state = 'queued' AND lease_owner IS NOT NULL AND kind IN ({kinds}) AND {subject}{column} IN ({})",
-                placeholders(2, chunk.len())
-            );
-            let mut query = sqlx::query(&sql).bind(now);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            taken += query.execute(&mut **tx).await?.rows_affected();
-        }
+                 WHERE state = 'queued' AND lease_owner IS NOT NULL AND kind IN ({kinds}) AND {subject} IN ({list})"
+            )
+        })
+        .await?;
     }
     Ok(taken)
 }
@@ -351,31 +361,21 @@ pub async fn lift(db: &Db, id: i64, who: &AuditActor) -> Result<LineStop> {
     let orders = open_orders_under(&mut tx, &stop.node_path).await?;
     // The time held does not count against the stages' overall deadlines.
     let held_for = now - stop.stopped_at;
-    for chunk in orders.chunks(500) {
-        let sql = format!(
+    update_for(&mut tx, &orders, held_for, |list| {
+        format!(
             "UPDATE stage_runs SET deadline_at = deadline_at + $1 WHERE deadline_at IS NOT NULL \
-             AND status IN ('deploying', 'verifying') AND work_order_id IN ({})",
-            placeholders(2, chunk.len())
-        );
-        let mut query = sqlx::query(&sql).bind(held_for);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        query.execute(&mut *tx).await?;
-    }
+             AND status IN ('deploying', 'verifying') AND work_order_id IN ({list})"
+        )
+    })
+    .await?;
     let deployments = deployments_under(&mut tx, &stop.node_path).await?;
-    for chunk in deployments.chunks(500) {
-        let sql = format!(
+    update_for(&mut tx, &deployments, held_for, |list| {
+        format!(
             "UPDATE deployments SET deadline_at = deadline_at + $1 WHERE deadline_at IS NOT NULL \
-             AND id IN ({})",
-            placeholders(2, chunk.len())
-        );
-        let mut query = sqlx::query(&sql).bind(held_for);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        query.execute(&mut *tx).await?;
-    }
+             AND id IN ({list})"
+        )
+    })
+    .await?;
     sqlx::query(
         "UPDATE jobs SET run_at = $1, held_by = NULL, updated_at = $1 WHERE held_by = $2 AND state = 'queued'",
     )

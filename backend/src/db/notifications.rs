@@ -141,7 +141,7 @@ pub async fn create(
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    let destination = read(&mut tx, id).await?;
+    let destination = read(&mut *tx, id).await?;
     audit::record(
         &mut tx,
         who,
@@ -165,10 +165,13 @@ pub async fn create(
     Ok((destination, secret.map(Secret::new)))
 }
 
-async fn read(tx: &mut Tx, id: i64) -> Result<Destination> {
+async fn read<'c, E>(db: E, id: i64) -> Result<Destination>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE d.id = $1"))
         .bind(id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(db)
         .await?
         .ok_or_else(|| not_found(id))?;
     from_row(&row)
@@ -176,12 +179,7 @@ async fn read(tx: &mut Tx, id: i64) -> Result<Destination> {
 
 /// Destination `id`.
 pub async fn get(pool: &AnyPool, id: i64) -> Result<Destination> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE d.id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    from_row(&row)
+    read(pool, id).await
 }
 
 /// Every destination, by node path: the caller keeps what the reader may
@@ -198,7 +196,7 @@ pub async fn all(pool: &AnyPool) -> Result<Vec<Destination>> {
 /// Removes destination `id` (its deliveries with it), audited as `who`'s.
 pub async fn delete(db: &Db, id: i64, who: &AuditActor) -> Result<Destination> {
     let mut tx = db.begin_write().await?;
-    let destination = read(&mut tx, id).await?;
+    let destination = read(&mut *tx, id).await?;
     sqlx::query(
         "UPDATE jobs SET state = 'done', lease_until = NULL, last_error = 'destination removed', updated_at = $1 \
          WHERE subject_kind = 'delivery' AND state = 'queued' AND subject_id IN \
@@ -239,12 +237,12 @@ pub async fn delete(db: &Db, id: i64, who: &AuditActor) -> Result<Destination> {
 /// Lets a destination disabled by a 410 receive again, audited.
 pub async fn enable(db: &Db, id: i64, who: &AuditActor) -> Result<Destination> {
     let mut tx = db.begin_write().await?;
-    let before = read(&mut tx, id).await?;
+    let before = read(&mut *tx, id).await?;
     sqlx::query("UPDATE notification_destinations SET disabled_reason = NULL WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    let after = read(&mut tx, id).await?;
+    let after = read(&mut *tx, id).await?;
     audit::record(
         &mut tx,
         who,
@@ -419,13 +417,7 @@ pub async fn send_again(db: &Db, id: i64, who: &AuditActor) -> Result<Delivery> 
     )
     .await?;
     tx.commit().await?;
-    let row = sqlx::query(&format!(
-        "SELECT {DELIVERY_COLUMNS} FROM {DELIVERY_FROM} WHERE x.id = $1"
-    ))
-    .bind(id)
-    .fetch_one(&db.pool)
-    .await?;
-    Ok(delivery_from_row(&row)?)
+    delivery(&db.pool, id).await
 }
 
 /// What the engine needs to send delivery `id`.
