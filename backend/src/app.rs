@@ -8,6 +8,7 @@ use anyhow::Context;
 use axum_csrf::{CsrfConfig, Key, SameSite};
 
 use crate::auth::Policy;
+use crate::auth::oidc::Oidc;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::config::ServeConfig;
 use crate::db::Db;
@@ -44,6 +45,8 @@ pub struct App {
     /// Order details and list pages read from the database, by board
     /// version.
     pub orders: OrderReads,
+    /// Single sign-on, when a provider is configured.
+    pub oidc: Option<Arc<Oidc>>,
 }
 
 /// Cheap-to-clone handle on [`App`], passed with axum's `State`.
@@ -99,7 +102,12 @@ impl AppState {
                 ..EngineSettings::default()
             },
         );
+        let oidc = config
+            .oidc
+            .clone()
+            .map(|c| Arc::new(Oidc::new(c, Duration::from_secs(u64::from(config_timeout)))));
         Ok(AppState(Arc::new(App {
+            oidc,
             db,
             config,
             policy,

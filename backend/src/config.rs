@@ -204,6 +204,298 @@ pub struct ServeArgs {
     /// (loopback, private and link-local addresses); refused by default.
     #[arg(long, env = "ROLLWAY_WEBHOOK_ALLOW_LOCAL_NETWORK")]
     pub webhook_allow_local_network: bool,
+
+    /// Single sign-on: the OpenID Connect provider's issuer URL (e.g.
+    /// `https://login.example.com/realms/acme`). The login page then offers
+    /// "Sign in with …"; needs --public-url and --oidc-client-id, and the
+    /// provider must accept `<public-url>/auth/oidc/callback` as a redirect
+    /// URI.
+    #[arg(
+        long,
+        env = "ROLLWAY_OIDC_ISSUER",
+        value_name = "URL",
+        help_heading = "Single sign-on"
+    )]
+    pub oidc_issuer: Option<String>,
+
+    /// The client id Rollway is registered with at the provider.
+    #[arg(long, env = "ROLLWAY_OIDC_CLIENT_ID", help_heading = "Single sign-on")]
+    pub oidc_client_id: Option<String>,
+
+    /// The client's secret (best given in the environment); a public
+    /// client leaves it out.
+    #[arg(
+        long,
+        env = "ROLLWAY_OIDC_CLIENT_SECRET",
+        hide_env_values = true,
+        value_parser = secret_value,
+        help_heading = "Single sign-on"
+    )]
+    pub oidc_client_secret: Option<Secret<String>>,
+
+    /// The provider's name on the login button.
+    #[arg(
+        long,
+        env = "ROLLWAY_OIDC_NAME",
+        default_value = "single sign-on",
+        help_heading = "Single sign-on"
+    )]
+    pub oidc_name: String,
+
+    /// Scopes asked for, space-separated (`openid` is always asked for).
+    #[arg(
+        long,
+        env = "ROLLWAY_OIDC_SCOPES",
+        default_value = "openid profile email",
+        help_heading = "Single sign-on"
+    )]
+    pub oidc_scopes: String,
+
+    /// The ID-token claim whose value is the Rollway user name: on a
+    /// first sign-in the user of that name is linked to the person (for
+    /// good: later sign-ins match the provider's subject), or created.
+    #[arg(
+        long,
+        env = "ROLLWAY_OIDC_USER_CLAIM",
+        default_value = "preferred_username",
+        help_heading = "Single sign-on"
+    )]
+    pub oidc_user_claim: String,
+
+    /// The ID-token claim listing a person's groups (e.g. `groups`), read
+    /// for --oidc-group-role and --oidc-admin-group.
+    #[arg(
+        long,
+        env = "ROLLWAY_OIDC_GROUPS_CLAIM",
+        help_heading = "Single sign-on"
+    )]
+    pub oidc_groups_claim: Option<String>,
+
+    /// A group's role on a tree node, `GROUP=/path:role` (role: owner,
+    /// engineer or viewer); repeat it, or separate entries with `;` in the
+    /// variable. At each sign-in a person gets the roles of the groups they
+    /// are in and loses those of groups they left; roles given by hand are
+    /// never touched.
+    #[arg(
+        long = "oidc-group-role",
+        env = "ROLLWAY_OIDC_GROUP_ROLES",
+        value_delimiter = ';',
+        value_name = "GROUP=PATH:ROLE",
+        help_heading = "Single sign-on"
+    )]
+    pub oidc_group_roles: Vec<String>,
+
+    /// The group whose members are admins, set at each sign-in (admins
+    /// made by hand stay admins).
+    #[arg(
+        long,
+        env = "ROLLWAY_OIDC_ADMIN_GROUP",
+        value_name = "GROUP",
+        help_heading = "Single sign-on"
+    )]
+    pub oidc_admin_group: Option<String>,
+
+    /// Who may log in with a password: `on` (every user who has one),
+    /// `admins` (only admins, a way in while the provider is away) or
+    /// `off` (people sign in through the provider only). API tokens work
+    /// either way.
+    #[arg(long, env = "ROLLWAY_PASSWORD_LOGIN", value_enum, default_value_t = PasswordLogin::On, help_heading = "Single sign-on")]
+    pub password_login: PasswordLogin,
+}
+
+fn secret_value(raw: &str) -> Result<Secret<String>, String> {
+    Ok(Secret::new(raw.to_string()))
+}
+
+/// Who may log in with a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PasswordLogin {
+    On,
+    Admins,
+    Off,
+}
+
+/// A group's role on a node, as `--oidc-group-role` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRole {
+    pub group: String,
+    pub path: String,
+    /// `owner`, `engineer` or `viewer`.
+    pub role: String,
+}
+
+impl GroupRole {
+    /// Reads `GROUP=/path:role`; the group may hold `=` and `:` itself
+    /// (an LDAP name), the path and role may not.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let shape = || format!("'{raw}' is not GROUP=/path:role");
+        let (group, rest) = raw.rsplit_once('=').ok_or_else(shape)?;
+        let (path, role) = rest.rsplit_once(':').ok_or_else(shape)?;
+        let (group, path, role) = (group.trim(), path.trim(), role.trim());
+        if group.is_empty() || !path.starts_with('/') {
+            return Err(shape());
+        }
+        if !matches!(role, "owner" | "engineer" | "viewer") {
+            return Err(format!(
+                "'{raw}': the role must be owner, engineer or viewer, not '{role}'"
+            ));
+        }
+        Ok(GroupRole {
+            group: group.to_string(),
+            path: path.trim_end_matches('/').to_string(),
+            role: role.to_string(),
+        })
+        .map(|mut g| {
+            if g.path.is_empty() {
+                g.path = "/".into();
+            }
+            g
+        })
+    }
+}
+
+/// Validated single sign-on settings.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The issuer exactly as configured (tokens' `iss` must equal the
+    /// provider's discovery document's, which must equal this).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<Secret<String>>,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub user_claim: String,
+    pub groups_claim: Option<String>,
+    pub group_roles: Vec<GroupRole>,
+    pub admin_group: Option<String>,
+    /// `<public-url>/auth/oidc/callback`.
+    pub redirect_uri: String,
+}
+
+/// Whether `url` may be fetched in the clear: only on this machine.
+pub fn loopback_http(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// Checks a provider's URL: https, or http on this machine only.
+pub fn provider_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("'{raw}' is not a URL ({e})"))?;
+    let ok = match url.scheme() {
+        "https" => true,
+        "http" => loopback_http(&url),
+        _ => false,
+    };
+    if !ok {
+        return Err(format!(
+            "'{raw}' must be an https URL (http only on this machine)"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+        return Err(format!("'{raw}' must hold no user, password or fragment"));
+    }
+    Ok(url)
+}
+
+impl OidcConfig {
+    fn from_args(args: &ServeArgs, public_url: Option<&Url>) -> Result<Option<Self>, ConfigError> {
+        let Some(issuer) = args.oidc_issuer.as_deref().filter(|s| !s.is_empty()) else {
+            let set = args.oidc_client_id.is_some()
+                || !args.oidc_group_roles.is_empty()
+                || args.oidc_admin_group.is_some();
+            if set {
+                return Err(bad(
+                    "--oidc-issuer",
+                    "ROLLWAY_OIDC_ISSUER",
+                    "the other single sign-on settings are given, but not the provider's issuer URL",
+                ));
+            }
+            return Ok(None);
+        };
+        let issuer_bad = |m: String| bad("--oidc-issuer", "ROLLWAY_OIDC_ISSUER", m);
+        let parsed = provider_url(issuer).map_err(issuer_bad)?;
+        if parsed.query().is_some() {
+            return Err(issuer_bad(format!("'{issuer}' must hold no query")));
+        }
+        let public_url = public_url.ok_or_else(|| {
+            bad(
+                "--public-url",
+                "ROLLWAY_PUBLIC_URL",
+                "single sign-on needs the URL people reach Rollway at: the provider sends them back to <public-url>/auth/oidc/callback",
+            )
+        })?;
+        let client_id = args
+            .oidc_client_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                bad(
+                    "--oidc-client-id",
+                    "ROLLWAY_OIDC_CLIENT_ID",
+                    "single sign-on needs the client id Rollway is registered with",
+                )
+            })?;
+        let mut scopes = vec!["openid".to_string()];
+        for scope in args.oidc_scopes.split_whitespace() {
+            if !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_string());
+            }
+        }
+        let user_claim = args.oidc_user_claim.trim();
+        if user_claim.is_empty() {
+            return Err(bad(
+                "--oidc-user-claim",
+                "ROLLWAY_OIDC_USER_CLAIM",
+                "name the claim that holds the user name",
+            ));
+        }
+        let group_roles = args
+            .oidc_group_roles
+            .iter()
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| GroupRole::parse(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| bad("--oidc-group-role", "ROLLWAY_OIDC_GROUP_ROLES", m))?;
+        let groups_claim = args
+            .oidc_groups_claim
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let admin_group = args
+            .oidc_admin_group
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        if groups_claim.is_none() && (!group_roles.is_empty() || admin_group.is_some()) {
+            return Err(bad(
+                "--oidc-groups-claim",
+                "ROLLWAY_OIDC_GROUPS_CLAIM",
+                "group roles and the admin group need the claim that lists a person's groups",
+            ));
+        }
+        let base = public_url.as_str().trim_end_matches('/');
+        Ok(Some(OidcConfig {
+            issuer: issuer.to_string(),
+            client_id: client_id.to_string(),
+            client_secret: args
+                .oidc_client_secret
+                .clone()
+                .filter(|s| !s.expose().is_empty()),
+            name: args.oidc_name.trim().to_string(),
+            scopes,
+            user_claim: user_claim.to_string(),
+            groups_claim: groups_claim.map(str::to_string),
+            group_roles,
+            admin_group: admin_group.map(str::to_string),
+            redirect_uri: format!("{base}/auth/oidc/callback"),
+        }))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -449,6 +741,9 @@ pub struct ServeConfig {
     pub lane_ttl_seconds: u32,
     pub webhook_retry_seconds: Vec<u64>,
     pub webhook_allow_local_network: bool,
+    /// Single sign-on, when a provider is configured.
+    pub oidc: Option<OidcConfig>,
+    pub password_login: PasswordLogin,
     /// Serving `rollway demo`: pages say the clusters are simulated.
     pub demo: bool,
 }
@@ -534,6 +829,14 @@ impl ServeConfig {
                 )
             })?),
         };
+        let oidc = OidcConfig::from_args(args, public_url.as_ref())?;
+        if oidc.is_none() && args.password_login != PasswordLogin::On {
+            return Err(bad(
+                "--password-login",
+                "ROLLWAY_PASSWORD_LOGIN",
+                "without single sign-on (--oidc-issuer) people could not log in",
+            ));
+        }
         Ok(Self {
             listen,
             public_url,
@@ -592,6 +895,8 @@ impl ServeConfig {
                 )
             })?,
             webhook_allow_local_network: args.webhook_allow_local_network,
+            oidc,
+            password_login: args.password_login,
             demo: false,
         })
     }
@@ -619,7 +924,94 @@ mod tests {
             lane_ttl_seconds: "259200".into(),
             webhook_retry_seconds: "0,5,300,1800,7200,18000,36000,36000".into(),
             webhook_allow_local_network: false,
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_name: "single sign-on".into(),
+            oidc_scopes: "openid profile email".into(),
+            oidc_user_claim: "preferred_username".into(),
+            oidc_groups_claim: None,
+            oidc_group_roles: Vec::new(),
+            oidc_admin_group: None,
+            password_login: PasswordLogin::On,
         }
+    }
+
+    #[test]
+    fn single_sign_on_needs_its_issuer_client_and_public_url() {
+        let mut args = serve_args();
+        args.oidc_issuer = Some("https://login.example.com/realms/acme".into());
+        args.oidc_client_id = Some("rollway".into());
+        let err = ServeConfig::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("--public-url"), "{err}");
+        args.public_url = Some("https://rollway.example.com/".into());
+        args.oidc_scopes = "profile openid groups".into();
+        let config = ServeConfig::from_args(&args).unwrap();
+        let oidc = config.oidc.unwrap();
+        assert_eq!(
+            oidc.redirect_uri,
+            "https://rollway.example.com/auth/oidc/callback"
+        );
+        assert_eq!(oidc.scopes, ["openid", "profile", "groups"]);
+        for issuer in [
+            "http://login.example.com",
+            "ftp://login.example.com",
+            "https://u:p@login.example.com",
+            "https://login.example.com/?x=1",
+        ] {
+            args.oidc_issuer = Some(issuer.into());
+            assert!(ServeConfig::from_args(&args).is_err(), "{issuer}");
+        }
+        args.oidc_issuer = Some("http://127.0.0.1:9000".into());
+        assert!(
+            ServeConfig::from_args(&args).is_ok(),
+            "http on this machine"
+        );
+        args.oidc_client_id = None;
+        let err = ServeConfig::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("ROLLWAY_OIDC_CLIENT_ID"), "{err}");
+    }
+
+    #[test]
+    fn group_roles_need_the_groups_claim_and_a_real_role() {
+        assert_eq!(
+            GroupRole::parse("cn=pay,ou=groups=/acme/pay:owner").unwrap(),
+            GroupRole {
+                group: "cn=pay,ou=groups".into(),
+                path: "/acme/pay".into(),
+                role: "owner".into()
+            }
+        );
+        assert_eq!(GroupRole::parse("all=/:viewer").unwrap().path, "/");
+        for bad in [
+            "pay",
+            "pay=/acme",
+            "=/acme:owner",
+            "pay=acme:owner",
+            "pay=/acme:boss",
+        ] {
+            assert!(GroupRole::parse(bad).is_err(), "{bad}");
+        }
+        let mut args = serve_args();
+        args.public_url = Some("https://rollway.example.com".into());
+        args.oidc_issuer = Some("https://login.example.com".into());
+        args.oidc_client_id = Some("rollway".into());
+        args.oidc_group_roles = vec!["pay=/acme/pay:owner".into()];
+        let err = ServeConfig::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("--oidc-groups-claim"), "{err}");
+        args.oidc_groups_claim = Some("groups".into());
+        assert!(ServeConfig::from_args(&args).is_ok());
+    }
+
+    #[test]
+    fn password_login_is_switched_off_only_with_single_sign_on() {
+        let mut args = serve_args();
+        args.password_login = PasswordLogin::Off;
+        let err = ServeConfig::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("--password-login"), "{err}");
+        args.oidc_client_id = Some("rollway".into());
+        let err = ServeConfig::from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("--oidc-issuer"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! app                        the state
 //! engine
 //! auth, gitlab, kube, prometheus   siblings
-//! db
+//! db, jwks                 siblings
 //! config, domain            siblings
 //! secret, error              siblings
 //! ```
@@ -42,6 +42,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("prometheus", 3),
     ("smoke", 3),
     ("db", 2),
+    ("jwks", 2),
     // config and domain hold secrets wrapped (`Secret<String>`: settings,
     // a cluster's opened credentials): they sit just above the leaves.
     ("config", 1),

@@ -13,6 +13,7 @@ pub mod error;
 pub mod flows;
 pub mod gitlab;
 pub mod http;
+pub mod jwks;
 pub mod kube;
 #[cfg(test)]
 mod layering;

@@ -114,7 +114,13 @@ pub fn router(state: AppState, metrics: Option<&Metrics>) -> Router {
         // A panic is a bug, but it still answers 500 with the same
         // generic text as any internal error, not a dropped connection.
         .layer(CatchPanicLayer::custom(answer_panic))
-        .layer(TraceLayer::new_for_http())
+        // Requests are logged by path only: a query may carry a sign-in's
+        // code and state (single sign-on's callback).
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            },
+        ))
         .with_state(state)
 }
 

@@ -18,6 +18,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod line_stops;
 pub mod notifications;
+pub mod oidc;
 pub mod release_items;
 pub mod rollout_locks;
 pub mod sessions;

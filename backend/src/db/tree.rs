@@ -55,6 +55,9 @@ pub struct Member {
     pub role: Role,
     pub disabled: bool,
     pub created_at: i64,
+    /// The single sign-on group this role comes from (set at each of the
+    /// person's sign-ins); `null` when it was given by hand.
+    pub sso_group: Option<String>,
 }
 
 fn serialize_role<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
@@ -75,7 +78,7 @@ fn node_from_row(row: &AnyRow) -> Result<Node, sqlx::Error> {
     })
 }
 
-fn parse_role(raw: &str) -> Result<Role, sqlx::Error> {
+pub(crate) fn parse_role(raw: &str) -> Result<Role, sqlx::Error> {
     raw.parse()
         .map_err(|e: String| sqlx::Error::Decode(e.into()))
 }
@@ -435,7 +438,7 @@ pub async fn delete(db: &Db, id: i64, who: &AuditActor) -> Result<Node> {
 }
 
 const MEMBER_COLUMNS: &str = "m.node_id, m.account_id, a.name AS account, a.display_name, a.kind, \
-                              m.role, a.disabled_at, m.created_at";
+                              m.role, a.disabled_at, m.created_at, m.sso_group";
 
 fn member_from_row(row: &AnyRow) -> Result<Member, sqlx::Error> {
     let kind: String = row.try_get("kind")?;
@@ -453,6 +456,7 @@ fn member_from_row(row: &AnyRow) -> Result<Member, sqlx::Error> {
         role: parse_role(&role)?,
         disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
         created_at: row.try_get("created_at")?,
+        sso_group: row.try_get("sso_group")?,
     })
 }
 
@@ -577,7 +581,11 @@ pub(crate) async fn put_member_in(
     let node_id = node.id;
     let before = member_in(tx, node_id, account.id).await?;
     let updated =
-        sqlx::query("UPDATE node_members SET role = $1 WHERE node_id = $2 AND account_id = $3")
+        // A role given by hand is the person's own from now on: sign-ins
+        // leave it alone.
+        sqlx::query(
+            "UPDATE node_members SET role = $1, sso_group = NULL WHERE node_id = $2 AND account_id = $3",
+        )
             .bind(role.as_str())
             .bind(node_id)
             .bind(account.id)

@@ -27,6 +27,7 @@ mod registry;
 mod release_items;
 mod session;
 mod settings;
+mod sso;
 mod stages;
 mod tree;
 mod verification;
@@ -51,6 +52,7 @@ use crate::error::{Error, Shown};
 pub fn routes() -> PageRoutes {
     PageRoutes::new()
         .merge(session::routes())
+        .merge(sso::routes())
         .merge(dashboard::routes())
         .merge(tree::routes())
         .merge(accounts::routes())

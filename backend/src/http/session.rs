@@ -16,7 +16,9 @@ use super::{
 use crate::app::AppState;
 use crate::auth::client::{client_ip, session_cookie_name};
 use crate::auth::password;
-use crate::db::{accounts, sessions};
+use crate::config::PasswordLogin;
+use crate::db::accounts::{self, Account};
+use crate::db::sessions;
 use crate::error::Error;
 
 pub fn routes() -> PageRoutes {
@@ -32,6 +34,15 @@ struct LoginPage {
     layout: Layout,
     username: String,
     next: String,
+    /// The single sign-on provider's name, when there is one.
+    sso: Option<String>,
+    /// Whether the password form is offered.
+    password_form: bool,
+    /// Whether only admins may use it.
+    admins_only: bool,
+    /// Whether the form shows open beside the sign-on button (after a
+    /// password attempt).
+    open_password: bool,
 }
 
 #[derive(Deserialize)]
@@ -44,7 +55,7 @@ struct NextQuery {
 /// so `/\t/evil.example` or `/\\evil.example` would leave the site: one
 /// leading `/` (so no scheme), no `//`, no `\\`, no control or whitespace
 /// characters, checked on the value and on it percent-decoded once more.
-fn safe_next(next: Option<&str>) -> String {
+pub(super) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if is_local_path(n) => n.to_string(),
         _ => "/".to_string(),
@@ -66,13 +77,15 @@ fn is_local_path(next: &str) -> bool {
     next.len() <= 2048 && plain(next) && plain(&decoded)
 }
 
-fn render_login(
+pub(super) fn render_login(
+    state: &AppState,
     csrf: CsrfToken,
     status: StatusCode,
     username: String,
     next: String,
     notice: Option<Notice>,
 ) -> Response {
+    let open_password = !username.is_empty();
     let page = LoginPage {
         layout: Layout {
             title: "Log in".into(),
@@ -84,6 +97,10 @@ fn render_login(
         },
         username,
         next,
+        sso: state.oidc.as_ref().map(|o| o.name().to_string()),
+        password_form: state.config.password_login != PasswordLogin::Off,
+        admins_only: state.config.password_login == PasswordLogin::Admins,
+        open_password,
     };
     match page.render() {
         Ok(html) => (status, csrf, Html(html)).into_response(),
@@ -106,7 +123,7 @@ async fn show_login(
     let secure = state.config.secure_cookies();
     let flash = read_flash(&parts.headers, secure);
     let shown = flash.is_some();
-    let mut response = render_login(csrf, StatusCode::OK, String::new(), next, flash);
+    let mut response = render_login(&state, csrf, StatusCode::OK, String::new(), next, flash);
     if shown {
         clear_flash(&mut response, secure);
     }
@@ -133,10 +150,28 @@ async fn log_in(
 ) -> Response {
     let next = safe_next(form.next.as_deref());
     let username = form.username.trim().to_string();
+    if state.config.password_login == PasswordLogin::Off {
+        let provider = state
+            .oidc
+            .as_ref()
+            .map(|o| o.name())
+            .unwrap_or("single sign-on");
+        return render_login(
+            &state,
+            csrf,
+            StatusCode::FORBIDDEN,
+            String::new(),
+            next,
+            Some(Notice::error(format!(
+                "Password login is off: sign in with {provider}."
+            ))),
+        );
+    }
     let ip = client_ip(&parts, &state.config.trusted_proxies);
     if let Err(wait) = state.login_limiter.check(&username, ip) {
         let secs = wait.as_secs().max(1);
         let mut response = render_login(
+            &state,
             csrf,
             StatusCode::TOO_MANY_REQUESTS,
             username,
@@ -165,6 +200,7 @@ async fn log_in(
         _ => {
             tracing::info!(%ip, "login refused");
             return render_login(
+                &state,
                 csrf,
                 StatusCode::UNAUTHORIZED,
                 username,
@@ -173,6 +209,36 @@ async fn log_in(
             );
         }
     };
+    if state.config.password_login == PasswordLogin::Admins && !account.is_admin {
+        tracing::info!(account = %account.name, %ip, "password login refused: only admins may use one");
+        let provider = state
+            .oidc
+            .as_ref()
+            .map(|o| o.name())
+            .unwrap_or("single sign-on");
+        return render_login(
+            &state,
+            csrf,
+            StatusCode::FORBIDDEN,
+            username,
+            next,
+            Some(Notice::error(format!(
+                "Only administrators log in with a password here: sign in with {provider}."
+            ))),
+        );
+    }
+    start_session(&state, &account, &parts, &next).await
+}
+
+/// Starts a session for `account` and goes on to `next` (a checked local
+/// path): the end of every way of logging in.
+pub(super) async fn start_session(
+    state: &AppState,
+    account: &Account,
+    parts: &Parts,
+    next: &str,
+) -> Response {
+    let ip = client_ip(parts, &state.config.trusted_proxies);
     let user_agent = parts
         .headers
         .get(header::USER_AGENT)
@@ -192,7 +258,7 @@ async fn log_in(
         .secure(secure)
         .same_site(SameSite::Lax)
         .build();
-    let mut response = Redirect::to(&next).into_response();
+    let mut response = Redirect::to(next).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }

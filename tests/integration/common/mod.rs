@@ -259,11 +259,16 @@ impl TestApp {
     /// Starts a server on an existing database.
     pub fn start_on(db: TestDb, options: Start) -> Self {
         let mut cmd = Command::new(bin());
+        // A random port unless the test chose one.
+        let listen: &[&str] = if options.args.iter().any(|a| a == "--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         cmd.arg("--database-url")
             .arg(&db.url)
             .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
+            .args(listen)
             .args(&options.args)
             .env_remove("ROLLWAY_ADMIN_PASSWORD")
             .env("ROLLWAY_SECRET_KEY", SECRET_KEY)
