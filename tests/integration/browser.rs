@@ -351,3 +351,36 @@ async fn browser_the_demo_tour_ships_a_good_tag_and_its_gate_rolls_back_the_bad_
         "demo-bad-rolled-back.png",
     ]);
 }
+
+#[tokio::test]
+async fn browser_a_person_signs_in_through_single_sign_on() {
+    let provider = crate::fake_oidc::FakeOidc::start().await;
+    provider.interactive();
+    provider.sign_in_as(serde_json::json!({
+        "sub": "u-alice", "preferred_username": "alice", "name": "Alice Liddell",
+        "groups": ["pay-team"],
+    }));
+    let app = crate::sso::start_with_sso(
+        Backend::Sqlite,
+        &provider,
+        &[
+            "--oidc-groups-claim",
+            "groups",
+            "--oidc-group-role",
+            "pay-team=/acme/pay:engineer",
+            "--password-login",
+            "admins",
+        ],
+    )
+    .await;
+    let org = crate::common::Org::create(&app).await;
+    run_script(
+        &app,
+        "sso_login.mjs",
+        &[("ROLLWAY_NODE_ID", &org.pay.to_string())],
+    )
+    .await;
+    assert_saved(&["sso-login.png", "sso-provider.png", "sso-signed-in.png"]);
+    // The browser's sign-in went through the provider's token endpoint.
+    assert!(provider.requests().contains(&"POST token".to_string()));
+}

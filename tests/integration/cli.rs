@@ -58,6 +58,19 @@ fn every_command_has_help() {
     ] {
         assert!(help.contains(flag), "serve --help lacks {flag}");
     }
+    // The README's configuration table has every flag `serve` takes.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let flags: std::collections::BTreeSet<&str> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == '=')
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .filter(|w| !matches!(*w, "--help" | "--version"))
+        .collect();
+    assert!(flags.contains("--oidc-issuer"), "{flags:?}");
+    for flag in flags {
+        assert!(readme.contains(&format!("`{flag}`")), "README lacks {flag}");
+    }
 }
 
 #[test]

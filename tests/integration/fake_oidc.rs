@@ -63,6 +63,8 @@ struct Inner {
     forge: Forge,
     codes: HashMap<String, Code>,
     requests: Vec<String>,
+    /// Show a sign-in page before sending the browser back.
+    interactive: bool,
 }
 
 #[derive(Clone)]
@@ -101,6 +103,7 @@ impl FakeOidc {
             forge: Forge::Good,
             codes: HashMap::new(),
             requests: Vec::new(),
+            interactive: false,
         }));
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -118,6 +121,12 @@ impl FakeOidc {
     /// `name`, `groups`.
     pub fn sign_in_as(&self, claims: Value) {
         self.inner.lock().unwrap().person = claims;
+    }
+
+    /// Shows a sign-in page (for browsers) with a "Continue" link, rather
+    /// than sending the browser back at once.
+    pub fn interactive(&self) {
+        self.inner.lock().unwrap().interactive = true;
     }
 
     pub fn forge(&self, forge: Forge) {
@@ -204,8 +213,26 @@ async fn authorize(
         )
             .into_response();
     }
-    let code = format!("code-{}", rand::random::<u64>());
     let mut inner = inner.lock().unwrap();
+    if inner.interactive && !q.contains_key("approved") {
+        let name = inner.person["preferred_username"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        let mut again = url::Url::parse(&format!("{}/authorize", inner.issuer)).unwrap();
+        again
+            .query_pairs_mut()
+            .extend_pairs(q.iter())
+            .append_pair("approved", "1");
+        let page = format!(
+            "<!doctype html><title>Acme SSO</title><body style=\"font-family:sans-serif;margin:4rem auto;max-width:24rem\">\
+             <h1>Acme SSO</h1><p>Rollway asks who you are.</p>\
+             <p><a id=\"continue\" href=\"{}\">Continue as {name}</a></p></body>",
+            again.as_str().replace('&', "&amp;")
+        );
+        return axum::response::Html(page).into_response();
+    }
+    let code = format!("code-{}", rand::random::<u64>());
     let claims = inner.person.clone();
     inner.codes.insert(
         code.clone(),

@@ -129,6 +129,8 @@ async fn sso_links_people_and_sets_their_groups_roles(backend: Backend) {
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     assert_eq!(done.location.as_deref(), Some("/tree"));
     assert_eq!(who(&browser).await.as_deref(), Some("alice"));
+    let (_, page) = browser.get("/account").await;
+    assert!(page.contains("have no password here"), "{page}");
     let members = members_of(&org, org.pay).await;
     let alice = member(&members, "alice").expect("alice is a member of /acme/pay");
     assert_eq!(alice["role"], "engineer");
@@ -212,6 +214,11 @@ async fn sso_links_people_and_sets_their_groups_roles(backend: Backend) {
     let eric = app.browser();
     assert_eq!(sign_in(&eric, "/").await.status, StatusCode::SEE_OTHER);
     assert_eq!(who(&eric).await.as_deref(), Some("eric"));
+    let (_, page) = eric.get("/account").await;
+    assert!(
+        page.contains("change-password-form"),
+        "eric keeps his password"
+    );
     let (s, v) = org
         .admin
         .post(

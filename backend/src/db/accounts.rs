@@ -275,6 +275,17 @@ pub async fn find_for_login(pool: &AnyPool, name: &str) -> Result<Option<(Accoun
     }
 }
 
+/// Whether the account has a password (people who only sign in through
+/// single sign-on have none).
+pub async fn has_password(pool: &AnyPool, id: i64) -> Result<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1 AND password_hash IS NOT NULL")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.is_some())
+}
+
 /// Every account of a kind, by name.
 pub async fn list(pool: &AnyPool, kind: AccountKind) -> Result<Vec<Account>> {
     let rows = sqlx::query(&format!(

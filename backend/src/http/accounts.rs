@@ -670,6 +670,8 @@ struct MyAccountPage {
     layout: Layout,
     account: Account,
     memberships: Vec<(Node, Role)>,
+    /// Whether they have a password to change.
+    has_password: bool,
     /// Personal API tokens: they act as this person.
     tokens: Vec<TokenRow>,
     new_token: Option<String>,
@@ -694,15 +696,17 @@ async fn render_my_account_with(
         Ok::<_, Error>((
             tree_db::memberships_of(pool, account.id).await?,
             token_rows(tokens::list(pool, Some(account.id)).await?),
+            accounts::has_password(pool, account.id).await?,
         ))
     }
     .await;
     match result {
-        Ok((memberships, tokens)) => {
+        Ok((memberships, tokens, has_password)) => {
             let page = MyAccountPage {
                 layout: ctx.layout("My account", "account", notice),
                 account,
                 memberships,
+                has_password,
                 tokens,
                 new_token,
                 create_action: "/account/tokens".into(),
