@@ -380,7 +380,12 @@ async fn browser_a_person_signs_in_through_single_sign_on() {
         &[("ROLLWAY_NODE_ID", &org.pay.to_string())],
     )
     .await;
-    assert_saved(&["sso-login.png", "sso-provider.png", "sso-signed-in.png"]);
+    assert_saved(&[
+        "sso-login.png",
+        "sso-provider.png",
+        "sso-signed-in.png",
+        "sso-settings.png",
+    ]);
     // The browser's sign-in went through the provider's token endpoint.
     assert!(provider.requests().contains(&"POST token".to_string()));
 }

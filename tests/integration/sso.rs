@@ -121,6 +121,19 @@ async fn sso_links_people_and_sets_their_groups_roles(backend: Backend) {
     // The login page offers the provider.
     let (_, login) = app.browser().get("/login").await;
     assert!(login.contains("Sign in with Acme SSO"), "{login}");
+    // Admins see the settings, the redirect URI to register and a
+    // mapping to a node that does not exist; never the secret.
+    let admin_browser = app.browser_as("admin", crate::common::ADMIN_PASSWORD).await;
+    let (_, settings) = admin_browser.get("/admin/settings").await;
+    assert!(
+        settings.contains(&format!("{}/auth/oidc/callback", app.base)),
+        "{settings}"
+    );
+    assert!(
+        settings.contains("ghosts") && settings.contains("no such node"),
+        "{settings}"
+    );
+    assert!(!settings.contains(CLIENT_SECRET));
 
     // A first sign-in creates alice with the role of her group.
     provider.sign_in_as(json!({"sub": "u-alice", "preferred_username": "Alice", "name": "Alice Liddell", "groups": ["pay-team", "ghosts"]}));

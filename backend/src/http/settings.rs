@@ -1,4 +1,5 @@
-//! The settings page (admins): the GitLab connection.
+//! The settings page (admins): the GitLab connection, and single sign-on
+//! as the server was started with.
 
 use askama::Template;
 use axum::http::StatusCode;
@@ -8,6 +9,8 @@ use serde::Deserialize;
 use super::extract::CsrfForm;
 use super::{Layout, Moment, Notice, PageCtx, PageRoutes, page_status, redirect_with};
 use crate::auth::Action;
+use crate::config::PasswordLogin;
+use crate::db::tree as tree_db;
 use crate::error::Result;
 use crate::gitlab::{GitlabClient, GitlabSettings};
 use crate::secret::Secret;
@@ -24,6 +27,48 @@ struct SettingsPage {
     layout: Layout,
     gitlab: GitlabSettings,
     updated: Moment,
+    /// Single sign-on as configured, when it is.
+    sso: Option<SsoView>,
+    /// Who may log in with a password, in words.
+    password_login: &'static str,
+}
+
+/// Single sign-on's settings as the page shows them (never the secret).
+struct SsoView {
+    name: String,
+    issuer: String,
+    client_id: String,
+    secret_set: bool,
+    redirect_uri: String,
+    user_claim: String,
+    groups_claim: Option<String>,
+    admin_group: Option<String>,
+    /// (group, node path, role, whether the node exists)
+    group_roles: Vec<(String, String, String, bool)>,
+}
+
+async fn sso_view(ctx: &PageCtx) -> Result<Option<SsoView>> {
+    let Some(c) = &ctx.state.config.oidc else {
+        return Ok(None);
+    };
+    let mut group_roles = Vec::new();
+    for g in &c.group_roles {
+        let exists = tree_db::find_by_path(&ctx.state.db.pool, &g.path)
+            .await?
+            .is_some();
+        group_roles.push((g.group.clone(), g.path.clone(), g.role.clone(), exists));
+    }
+    Ok(Some(SsoView {
+        name: c.name.clone(),
+        issuer: c.issuer.clone(),
+        client_id: c.client_id.clone(),
+        secret_set: c.client_secret.is_some(),
+        redirect_uri: c.redirect_uri.clone(),
+        user_claim: c.user_claim.clone(),
+        groups_claim: c.groups_claim.clone(),
+        admin_group: c.admin_group.clone(),
+        group_roles,
+    }))
 }
 
 async fn render(ctx: &PageCtx, status: StatusCode, notice: Option<Notice>) -> Response {
@@ -36,6 +81,12 @@ async fn render(ctx: &PageCtx, status: StatusCode, notice: Option<Notice>) -> Re
             layout: ctx.layout("Settings", "admin-settings", notice),
             updated: Moment(gitlab.updated_at),
             gitlab,
+            sso: sso_view(ctx).await?,
+            password_login: match ctx.state.config.password_login {
+                PasswordLogin::On => "every user who has a password",
+                PasswordLogin::Admins => "administrators only",
+                PasswordLogin::Off => "nobody: people sign in through the provider",
+            },
         })
     }
     .await;
