@@ -48,17 +48,22 @@ fn webhook_body(o: &Outgoing) -> String {
     serde_json::json!({"type": o.notice.event, "timestamp": at, "data": o.notice}).to_string()
 }
 
-/// Seconds a 429's `Retry-After` asks to wait (a number of seconds; an
-/// HTTP date is not read).
+/// Seconds a 429's `Retry-After` asks to wait: a number of seconds or an
+/// HTTP date (RFC 9110; one in the past is no wait), at most
+/// [`LONGEST_RETRY_AFTER_S`].
 fn retry_after(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| s.min(LONGEST_RETRY_AFTER_S))
+    let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let seconds = match raw.parse::<u64>() {
+        Ok(seconds) => seconds,
+        Err(_) => {
+            let at = jiff::fmt::rfc2822::DateTimeParser::new()
+                .parse_timestamp(raw)
+                .ok()?;
+            let left = at.as_second() - jiff::Timestamp::now().as_second();
+            u64::try_from(left.max(0)).unwrap_or(0)
+        }
+    };
+    Some(seconds.min(LONGEST_RETRY_AFTER_S))
 }
 
 /// Why `url` may not be sent to now: its host names (or resolves to) an
@@ -225,17 +230,27 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     #[test]
-    fn retry_after_is_read_in_seconds_and_capped() {
+    fn retry_after_is_read_in_seconds_or_as_a_date_and_capped() {
         let mut headers = HeaderMap::new();
         assert_eq!(retry_after(&headers), None);
         headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
         assert_eq!(retry_after(&headers), Some(7));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("99999999"));
         assert_eq!(retry_after(&headers), Some(LONGEST_RETRY_AFTER_S));
+        // An HTTP date: in the past, no wait; ahead, the time until it.
         headers.insert(
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
+        assert_eq!(retry_after(&headers), Some(0));
+        let ahead = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120);
+        let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&ahead)
+            .unwrap();
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!((115..=120).contains(&wait), "{date}: {wait}");
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
     }
 }
