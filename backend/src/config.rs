@@ -355,6 +355,11 @@ impl GroupRole {
     }
 }
 
+/// An optional flag's value, trimmed; `None` when empty.
+fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
 /// Validated single sign-on settings.
 #[derive(Debug, Clone)]
 pub struct OidcConfig {
@@ -429,18 +434,13 @@ impl OidcConfig {
                 "single sign-on needs the URL people reach Rollway at: the provider sends them back to <public-url>/auth/oidc/callback",
             )
         })?;
-        let client_id = args
-            .oidc_client_id
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                bad(
-                    "--oidc-client-id",
-                    "ROLLWAY_OIDC_CLIENT_ID",
-                    "single sign-on needs the client id Rollway is registered with",
-                )
-            })?;
+        let client_id = given(&args.oidc_client_id).ok_or_else(|| {
+            bad(
+                "--oidc-client-id",
+                "ROLLWAY_OIDC_CLIENT_ID",
+                "single sign-on needs the client id Rollway is registered with",
+            )
+        })?;
         let mut scopes = vec!["openid".to_string()];
         for scope in args.oidc_scopes.split_whitespace() {
             if !scopes.iter().any(|s| s == scope) {
@@ -462,16 +462,8 @@ impl OidcConfig {
             .map(|r| GroupRole::parse(r))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|m| bad("--oidc-group-role", "ROLLWAY_OIDC_GROUP_ROLES", m))?;
-        let groups_claim = args
-            .oidc_groups_claim
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty());
-        let admin_group = args
-            .oidc_admin_group
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty());
+        let groups_claim = given(&args.oidc_groups_claim);
+        let admin_group = given(&args.oidc_admin_group);
         if groups_claim.is_none() && (!group_roles.is_empty() || admin_group.is_some()) {
             return Err(bad(
                 "--oidc-groups-claim",

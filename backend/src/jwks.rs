@@ -111,12 +111,7 @@ pub struct KeyCache {
 
 impl KeyCache {
     pub fn new(deadline: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(deadline)
-            .user_agent(concat!("rollway/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let http = client(deadline);
         let per_minute = NonZeroU32::new(REFRESHES_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(REFRESH_BURST).unwrap_or(NonZeroU32::MIN);
         KeyCache {
@@ -314,6 +309,17 @@ fn usable(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Entry> {
         alg,
         key,
     })
+}
+
+/// An HTTP client for a token issuer: follows no redirect, connects
+/// within `deadline`.
+pub fn client(deadline: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(deadline)
+        .user_agent(concat!("rollway/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
 }
 
 /// The body of a GET of `url`: no redirect followed, within `deadline`, at

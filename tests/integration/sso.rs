@@ -46,9 +46,9 @@ struct SignedIn {
     body: String,
 }
 
-/// Goes through the flow as a browser would: Rollway's start, the
-/// provider's authorize page, Rollway's callback.
-async fn sign_in(browser: &Browser, next: &str) -> SignedIn {
+/// Starts a sign-in going on to `next` and has the provider sign the
+/// chosen person in: the callback URL it sends the browser back to.
+async fn to_callback(browser: &Browser, next: &str) -> String {
     let to_provider = browser
         .location_of(&format!("/auth/oidc/start?next={next}"))
         .await
@@ -61,6 +61,13 @@ async fn sign_in(browser: &Browser, next: &str) -> SignedIn {
     );
     let back = resp.headers()["location"].to_str().unwrap().to_string();
     assert!(back.contains("/auth/oidc/callback?"), "{back}");
+    back
+}
+
+/// Goes through the flow as a browser would: Rollway's start, the
+/// provider's authorize page, Rollway's callback.
+async fn sign_in(browser: &Browser, next: &str) -> SignedIn {
+    let back = to_callback(browser, next).await;
     let resp = browser.client.get(&back).send().await.unwrap();
     SignedIn {
         status: resp.status(),
@@ -343,9 +350,7 @@ async fn every_forged_or_replayed_sign_in_is_refused(backend: Backend) {
     // The callback only finishes a sign-in this browser started, once.
     provider.forge(Forge::Good);
     let started = app.browser();
-    let to_provider = started.location_of("/auth/oidc/start").await.unwrap();
-    let resp = started.client.get(&to_provider).send().await.unwrap();
-    let back = resp.headers()["location"].to_str().unwrap().to_string();
+    let back = to_callback(&started, "/").await;
     // Another browser (an attacker's link) has no sign-in to finish.
     let other = app.browser();
     let resp = other.client.get(&back).send().await.unwrap();
@@ -366,15 +371,11 @@ async fn every_forged_or_replayed_sign_in_is_refused(backend: Backend) {
     assert_eq!(who(&started).await, None);
     // A code used once is refused by the provider when used again.
     let twice = app.browser();
-    let to_provider = twice.location_of("/auth/oidc/start").await.unwrap();
-    let resp = twice.client.get(&to_provider).send().await.unwrap();
-    let back = resp.headers()["location"].to_str().unwrap().to_string();
+    let back = to_callback(&twice, "/").await;
     let resp = twice.client.get(&back).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let again = app.browser();
-    let to_provider = again.location_of("/auth/oidc/start").await.unwrap();
-    let resp = again.client.get(&to_provider).send().await.unwrap();
-    let fresh = resp.headers()["location"].to_str().unwrap().to_string();
+    let fresh = to_callback(&again, "/").await;
     let old_code = back
         .split("code=")
         .nth(1)

@@ -37,6 +37,7 @@ use url::Url;
 
 use crate::config::{OidcConfig, provider_url};
 use crate::db::oidc::{Grant, Person};
+use crate::domain::text::shown;
 use crate::domain::tree::Role;
 use crate::error::{Error, Result};
 use crate::jwks::{self, KeyCache, KeyError};
@@ -130,30 +131,11 @@ fn provider_failed(what: &str, why: impl std::fmt::Display) -> Error {
     Error::Upstream(format!("The sign-in provider's {what} failed: {why}."))
 }
 
-/// A value from the provider, cut short and made printable for a message.
-fn shown(value: &str) -> String {
-    let mut out: String = value
-        .chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if value.chars().count() > 64 {
-        out.push('…');
-    }
-    out
-}
-
 impl Oidc {
     pub fn new(config: OidcConfig, deadline: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(deadline)
-            .user_agent(concat!("rollway/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
         Oidc {
             config,
-            http,
+            http: jwks::client(deadline),
             deadline,
             discovery: tokio::sync::Mutex::new(DiscoveryCache::default()),
             keys: KeyCache::new(deadline),

@@ -24,6 +24,7 @@ use super::audit::{self, AuditActor, Change, snapshot};
 use super::error::{Error, Result};
 use super::tree::bump_policy_version;
 use super::{Db, Tx, now_ms};
+use crate::domain::text::shown;
 use crate::domain::tree::Role;
 
 /// A person as the provider's verified ID token names them.
@@ -406,13 +407,4 @@ async fn set_admin(tx: &mut Tx, account: &Account, admin: bool, who: &AuditActor
     )
     .await?;
     Ok(true)
-}
-
-/// A value from the provider, cut short and made printable.
-fn shown(value: &str) -> String {
-    value
-        .chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }

@@ -11,6 +11,24 @@
 //! because PostgreSQL cannot store it in text; these rules keep terminal
 //! escapes, bells and stray carriage returns out of what people read.
 
+/// A value from outside (a token's claim, a provider's answer) as a
+/// message may quote it: at most [`SHOWN_CHARS`] characters (then `…`),
+/// control characters as `?`.
+pub fn shown(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(SHOWN_CHARS)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if value.chars().count() > SHOWN_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// How much of an outside value a message quotes.
+pub const SHOWN_CHARS: usize = 64;
+
 /// Checks a single-line field: no control characters (Unicode `Cc`).
 pub fn check_single_line(field: &str, value: &str) -> Result<(), String> {
     match value.chars().find(|c| c.is_control()) {
@@ -69,6 +87,15 @@ pub fn duration(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_values_are_quoted_short_and_printable() {
+        assert_eq!(shown("a\u{1b}[31mb"), "a?[31mb");
+        let long = "x".repeat(SHOWN_CHARS + 5);
+        let quoted = shown(&long);
+        assert_eq!(quoted.chars().count(), SHOWN_CHARS + 1);
+        assert!(quoted.ends_with('…'));
+    }
 
     #[test]
     fn single_line_fields_refuse_every_control_character() {

@@ -28,6 +28,7 @@ use crate::db::Db;
 use crate::db::accounts::Account;
 use crate::db::id_token_bindings;
 use crate::domain::id_token::{CiClaims, choose, is_protected};
+use crate::domain::text::shown;
 use crate::error::{Error, Result};
 use crate::jwks::{self, KeyCache, KeyError};
 
@@ -52,19 +53,6 @@ pub struct CiIdentity {
 
 fn refused(why: impl std::fmt::Display) -> Error {
     Error::Unauthorized(format!("ID token refused: {why}"))
-}
-
-/// A value from a token, cut short and made printable for a message.
-fn shown(value: &str) -> String {
-    let mut out: String = value
-        .chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if value.chars().count() > 64 {
-        out.push('…');
-    }
-    out
 }
 
 /// The claims read beyond those `jsonwebtoken` checks.

@@ -151,21 +151,7 @@ async fn log_in(
     let next = safe_next(form.next.as_deref());
     let username = form.username.trim().to_string();
     if state.config.password_login == PasswordLogin::Off {
-        let provider = state
-            .oidc
-            .as_ref()
-            .map(|o| o.name())
-            .unwrap_or("single sign-on");
-        return render_login(
-            &state,
-            csrf,
-            StatusCode::FORBIDDEN,
-            String::new(),
-            next,
-            Some(Notice::error(format!(
-                "Password login is off: sign in with {provider}."
-            ))),
-        );
+        return password_refused(&state, csrf, String::new(), next, "Password login is off");
     }
     let ip = client_ip(&parts, &state.config.trusted_proxies);
     if let Err(wait) = state.login_limiter.check(&username, ip) {
@@ -211,23 +197,39 @@ async fn log_in(
     };
     if state.config.password_login == PasswordLogin::Admins && !account.is_admin {
         tracing::info!(account = %account.name, %ip, "password login refused: only admins may use one");
-        let provider = state
-            .oidc
-            .as_ref()
-            .map(|o| o.name())
-            .unwrap_or("single sign-on");
-        return render_login(
+        return password_refused(
             &state,
             csrf,
-            StatusCode::FORBIDDEN,
             username,
             next,
-            Some(Notice::error(format!(
-                "Only administrators log in with a password here: sign in with {provider}."
-            ))),
+            "Only administrators log in with a password here",
         );
     }
     start_session(&state, &account, &parts, &next).await
+}
+
+/// The login page refusing a password login (403), pointing at single
+/// sign-on.
+fn password_refused(
+    state: &AppState,
+    csrf: CsrfToken,
+    username: String,
+    next: String,
+    why: &str,
+) -> Response {
+    let provider = state
+        .oidc
+        .as_ref()
+        .map(|o| o.name())
+        .unwrap_or("single sign-on");
+    render_login(
+        state,
+        csrf,
+        StatusCode::FORBIDDEN,
+        username,
+        next,
+        Some(Notice::error(format!("{why}: sign in with {provider}."))),
+    )
 }
 
 /// Starts a session for `account` and goes on to `next` (a checked local

@@ -17,6 +17,7 @@ use crate::app::AppState;
 use crate::auth::client::client_ip;
 use crate::auth::oidc::{Pending, SIGN_IN_LIFETIME};
 use crate::db::oidc::{self, Outcome};
+use crate::domain::text::shown;
 use crate::error::Error;
 
 pub fn routes() -> PageRoutes {
@@ -111,15 +112,6 @@ struct CallbackQuery {
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
-}
-
-/// A value from the query, cut short and made printable.
-fn shown(value: &str) -> String {
-    value
-        .chars()
-        .take(200)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 /// Back from the provider: checks the sign-in is this browser's, has the
