@@ -295,15 +295,10 @@ async fn sso_links_people_and_sets_their_groups_roles(backend: Backend) {
     }
 }
 
-#[tokio::test]
-async fn sso_links_people_and_sets_their_groups_roles_sqlite() {
-    sso_links_people_and_sets_their_groups_roles(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn sso_links_people_and_sets_their_groups_roles_postgres() {
-    sso_links_people_and_sets_their_groups_roles(Backend::Postgres).await;
-}
+crate::db_test!(
+    sso_links_people_and_sets_their_groups_roles,
+    sso_links_people_and_sets_their_groups_roles
+);
 
 async fn every_forged_or_replayed_sign_in_is_refused(backend: Backend) {
     let provider = FakeOidc::start().await;
@@ -420,15 +415,10 @@ async fn every_forged_or_replayed_sign_in_is_refused(backend: Backend) {
     assert!(!out.contains(old_code), "a code was logged");
 }
 
-#[tokio::test]
-async fn sso_every_forged_or_replayed_sign_in_is_refused_sqlite() {
-    every_forged_or_replayed_sign_in_is_refused(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn sso_every_forged_or_replayed_sign_in_is_refused_postgres() {
-    every_forged_or_replayed_sign_in_is_refused(Backend::Postgres).await;
-}
+crate::db_test!(
+    sso_every_forged_or_replayed_sign_in_is_refused,
+    every_forged_or_replayed_sign_in_is_refused
+);
 
 #[tokio::test]
 async fn sso_password_login_can_be_off_or_for_admins_only() {
