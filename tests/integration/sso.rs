@@ -247,6 +247,15 @@ async fn sso_links_people_and_sets_their_groups_roles(backend: Backend) {
         )
         .await;
     assert!(s.is_success(), "{v}");
+    // Naming oneself admin at the provider makes nobody an administrator.
+    provider.sign_in_as(json!({"sub": "u-eve", "preferred_username": "admin"}));
+    let done = sign_in(&app.browser(), "/").await;
+    assert_eq!(done.status, StatusCode::FORBIDDEN);
+    assert!(
+        done.body.contains("administrators are not linked"),
+        "{}",
+        done.body
+    );
     provider.sign_in_as(json!({"sub": "u-bot", "preferred_username": "ci-bot"}));
     let done = sign_in(&app.browser(), "/").await;
     assert_eq!(done.status, StatusCode::FORBIDDEN);

@@ -6,7 +6,9 @@
 //! sign-in by their user name (the configured claim), which links that
 //! user to them for good: a later sign-in with another name still finds
 //! them, and another subject claiming a linked name is refused. Service
-//! accounts are never signed in to. A new name creates a user without a
+//! accounts are never signed in to, and an administrator is never linked
+//! at a first sign-in (a name at the provider must not make someone an
+//! admin). A new name creates a user without a
 //! password.
 //!
 //! Roles from groups (`node_members.sso_group`) are set to what the
@@ -145,6 +147,14 @@ async fn link(
             if account.kind == AccountKind::ServiceAccount {
                 return Ok(Err(format!(
                     "'{}' is a service account here; service accounts cannot sign in.",
+                    account.name
+                )));
+            }
+            if account.is_admin {
+                // Whoever can name themselves so at the provider must not
+                // become an administrator here.
+                return Ok(Err(format!(
+                    "The user {} is an administrator here, and administrators are not linked at a first sign-in: log in with the password, or ask another administrator to take the flag away first.",
                     account.name
                 )));
             }
