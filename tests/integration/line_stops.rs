@@ -2,7 +2,8 @@
 //! waits at a step and a rolling update to prod is under way. At once the
 //! step may not be approved and new deploys (CI's fast path too) are
 //! refused with 409 `line_stopped`; the engine holds both jobs and pauses
-//! the rolling update (`spec.paused`). Lifting the stop resumes the
+//! the rolling update (`spec.paused`) and the canary's Rollout
+//! (`strategy.paused`, so that not even a timed step ends). Lifting the stop resumes the
 //! Deployment and runs the held jobs: both stages finish. Both changes
 //! are on the orders' timelines and in the audit log; pages show the stop
 //! and who may lift it.
@@ -27,6 +28,14 @@ fn prod_paused(r: &Rollout) -> bool {
         .sim
         .deployment("prod", "checkout")
         .is_some_and(|d| d.spec.paused == Some(true))
+}
+
+/// Whether the canary's Rollout (staging's `checkout`) is paused.
+fn canary_paused(r: &Rollout) -> bool {
+    r.sim
+        .sim
+        .rollout("staging", "checkout")
+        .is_some_and(|o| o["spec"]["strategy"]["paused"] == true)
 }
 
 /// Jobs held by a line stop now.
@@ -93,6 +102,8 @@ db_test!(
             "deploying"
         );
 
+        assert!(!canary_paused(&r));
+
         // Only owners stop the line.
         let stops = format!("/api/v1/nodes/{}/line-stops", r.org.pay);
         let stop_body = json!({"reason": "Incident 42: checkout errors", "pause_rollouts": true});
@@ -130,9 +141,10 @@ db_test!(
             )
             .await;
         assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "line_stopped"), "{v}");
-        // The engine holds both jobs and pauses the rolling update.
+        // The engine holds both jobs and pauses the rolling update, and the
+        // canary's Rollout: not even a timed step would end.
         let held = eventually(Duration::from_secs(30), || async {
-            prod_paused(&r) && held_jobs(&app).await == 2
+            prod_paused(&r) && canary_paused(&r) && held_jobs(&app).await == 2
         })
         .await;
         assert!(
@@ -190,8 +202,11 @@ db_test!(
         assert_eq!(lifted["lifted_by"], "olivia");
         let (s, v) = r.olivia.post(&lift, json!({})).await;
         assert_eq!(s, StatusCode::CONFLICT, "lifted already: {v}");
-        let resumed = eventually(Duration::from_secs(30), || async { !prod_paused(&r) }).await;
-        assert!(resumed, "prod rolls again");
+        let resumed = eventually(Duration::from_secs(30), || async {
+            !prod_paused(&r) && !canary_paused(&r)
+        })
+        .await;
+        assert!(resumed, "prod rolls again, the canary may step on");
         r.sim.sim.faults().clear_never_ready();
         wait_stage(&r.eric, rolling, 1, "succeeded").await;
         let (s, v) = approve_step(&r.olivia, canary, 1).await;
@@ -212,3 +227,62 @@ db_test!(
         assert_eq!(listed, json!([]));
     }
 );
+
+#[tokio::test]
+async fn a_canary_cancelled_during_a_stop_is_rolled_back_with_its_rollout_resumed() {
+    let app = TestApp::start_with(crate::common::Backend::Sqlite, engine_start()).await;
+    let r = Rollout::create(&app).await;
+    r.sim.sim.install_kruise();
+    make_canary(
+        &r,
+        json!({"steps": [{"replicas": 1}, {"weight": 100, "pause_seconds": 0}]}),
+    )
+    .await;
+    let canary = r.approved_order("v1.1.0").await;
+    r.deploy(canary, 1).await;
+    stage_when(&r.eric, canary, paused_at(1)).await;
+    let (s, stop) = r
+        .olivia
+        .post(
+            &format!("/api/v1/nodes/{}/line-stops", r.org.pay),
+            json!({"reason": "Incident 43", "pause_rollouts": false}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{stop}");
+    // Paused although the stop leaves rolling updates alone: a canary
+    // takes no step during any stop.
+    let paused = eventually(Duration::from_secs(30), || async { canary_paused(&r) }).await;
+    assert!(paused, "the Rollout is paused");
+    let (s, v) = r
+        .olivia
+        .post(
+            &format!("/api/v1/work-orders/{canary}/stages/1/cancel"),
+            json!({"reason": "the incident is this release"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = r
+        .olivia
+        .post(
+            &format!("/api/v1/line-stops/{}/lift", stop["id"]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // The rollback resumes the Rollout it finds paused, then rolls back.
+    let (s, v) = r
+        .eric
+        .post(
+            &format!("/api/v1/work-orders/{canary}/stages/1/rollback"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    wait_stage(&r.eric, canary, 1, "rolled_back").await;
+    assert!(!canary_paused(&r), "no pause is left behind");
+    assert!(
+        r.image("staging").ends_with(":v1.0.0"),
+        "{}",
+        r.image("staging")
+    );
+}

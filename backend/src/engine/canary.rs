@@ -139,6 +139,16 @@ fn holds(have: &Value, want: &Value) -> bool {
     }
 }
 
+/// `spec`, resuming the Rollout when `existing` is paused: a pause a line
+/// stop left on it (its stage cancelled while stopped, and not rolled
+/// back) would hold this canary, which no stop covers now.
+fn clearing_pause(mut spec: Value, existing: Option<&RolloutView>) -> Value {
+    if existing.is_some_and(|v| v.paused) {
+        spec["strategy"]["paused"] = false.into();
+    }
+    spec
+}
+
 /// Writes the stage's Rollout unless it holds the plan already, then waits
 /// until Kruise has read it: the steps must be known before the template
 /// changes.
@@ -188,6 +198,7 @@ async fn put_rollout(
             )));
         }
     }
+    let spec = clearing_pause(spec, existing.as_ref());
     let written = match existing {
         Some(view) if holds(&view.spec, &spec) => view,
         other => match client
@@ -594,5 +605,25 @@ mod tests {
         assert!(!holds(&other, &want));
         let longer = json!({"strategy": {"canary": {"steps": [{"replicas": 1, "pause": {}}, {}]}}});
         assert!(!holds(&longer, &want));
+    }
+
+    #[test]
+    fn a_pause_left_on_the_rollout_is_cleared_by_the_next_canary() {
+        let want = json!({"strategy": {"canary": {"steps": [{"replicas": 1, "pause": {}}]}}});
+        let view = |paused: bool| {
+            let object: kube::api::DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "rollouts.kruise.io/v1beta1", "kind": "Rollout",
+                "metadata": {"name": "web"},
+                "spec": {"strategy": {"paused": paused, "canary": want["strategy"]["canary"]}},
+            }))
+            .unwrap();
+            RolloutView::of(&object)
+        };
+        assert_eq!(clearing_pause(want.clone(), None), want);
+        assert_eq!(clearing_pause(want.clone(), Some(&view(false))), want);
+        let cleared = clearing_pause(want.clone(), Some(&view(true)));
+        assert_eq!(cleared["strategy"]["paused"], false);
+        assert!(!holds(&view(true).spec, &cleared), "so it is written");
+        assert!(holds(&view(false).spec, &cleared));
     }
 }

@@ -7,6 +7,8 @@
 //!   then approved by no one, Rollway included) and a fast-path deploy not
 //!   begun are held ([`Done::Held`]): given back to run once the stop is
 //!   lifted (a verification, a rollback and a lane's removal never are);
+//!   a canary under way has its Rollout paused too (`strategy.paused`), so
+//!   that not even a timed step ends during the stop;
 //! - a rolling deploy under way goes on to its end when the stop leaves
 //!   rolling updates alone; when it pauses them, the Deployment is paused
 //!   (`spec.paused`), the stage marked paused by that stop, and the job
@@ -25,6 +27,7 @@ use crate::db::deployments::DeployTarget;
 use crate::db::jobs::Job;
 use crate::db::line_stops::{self, LineStop};
 use crate::domain::fast_path::DeploymentStatus;
+use crate::kube::KubeError;
 use crate::kube::deployment::{self, Progress};
 
 /// How often a held job looks again by itself (lifting the stop runs it
@@ -57,7 +60,16 @@ pub(super) async fn stage(
         resume(ctx, job, stage).await?;
         return Ok(None);
     };
-    let under_way = rolling && target.replaced_image.is_some();
+    let under_way = target.replaced_image.is_some();
+    if !rolling {
+        // A canary takes no step during a stop, a timed pause's end
+        // included: its Rollout is paused whatever the stop says of
+        // rolling updates.
+        if under_way && target.paused_by_stop != Some(stop.id) {
+            pause_rollout(ctx, job, stage, stop.id).await?;
+        }
+        return Ok(Some(held(&stop)));
+    }
     if !under_way {
         return Ok(Some(held(&stop)));
     }
@@ -88,15 +100,52 @@ pub(super) async fn stage(
     Ok(Some(held(&stop)))
 }
 
-/// Resumes the stage's Deployment when a line stop paused it, and clears
-/// the mark (fenced on the job's lease). Nothing when none did.
+/// Pauses the canary stage's Rollout (when there is one, Rollway's) and
+/// marks the stage paused by stop `stop_id`.
+async fn pause_rollout(ctx: &Context, job: &Job, stage: &Stage, stop_id: i64) -> Result<(), Error> {
+    let target = &stage.target;
+    let client = stage.client(ctx).await?;
+    if let Some(view) = client
+        .rollout(&target.namespace, &target.deployment)
+        .await?
+        && view.managed_by_rollway
+        && !view.paused
+    {
+        set_rollout_paused(&client, &target.namespace, &view, true).await?;
+    }
+    line_stops::mark_paused(
+        &ctx.db,
+        &job.lease,
+        stage.order_id,
+        stage.position,
+        Some(stop_id),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Resumes the stage's Deployment (a canary's: its Rollout) when a line
+/// stop paused it, and clears the mark (fenced on the job's lease).
+/// Nothing when none did.
 pub(super) async fn resume(ctx: &Context, job: &Job, stage: &Stage) -> Result<(), Error> {
     if stage.target.paused_by_stop.is_none() {
         return Ok(());
     }
     let client = stage.client(ctx).await?;
-    if let Some(live) = client
-        .deployment(&stage.target.namespace, &stage.target.deployment)
+    let target = &stage.target;
+    if target.canary.is_some() {
+        // Kruise pauses a canary's Deployment itself: only the Rollout is
+        // Rollway's to resume.
+        if let Some(view) = client
+            .rollout(&target.namespace, &target.deployment)
+            .await?
+            && view.managed_by_rollway
+            && view.paused
+        {
+            set_rollout_paused(&client, &target.namespace, &view, false).await?;
+        }
+    } else if let Some(live) = client
+        .deployment(&target.namespace, &target.deployment)
         .await?
         && paused(&live)
         && stage.check_same_object(&live).is_ok()
@@ -105,6 +154,21 @@ pub(super) async fn resume(ctx: &Context, job: &Job, stage: &Stage) -> Result<()
     }
     line_stops::mark_paused(&ctx.db, &job.lease, stage.order_id, stage.position, None).await?;
     Ok(())
+}
+
+/// Pauses or resumes a Rollout as `view` read it; a Rollout changed since
+/// is read again on the job's next try.
+async fn set_rollout_paused(
+    client: &crate::kube::ClusterClient,
+    namespace: &str,
+    view: &crate::kube::rollout::RolloutView,
+    paused: bool,
+) -> Result<(), Error> {
+    match client.set_rollout_paused(namespace, view, paused).await {
+        Ok(_) => Ok(()),
+        Err(KubeError::Conflict(m)) => Err(Error::Retry(m)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn set_paused(

@@ -147,6 +147,8 @@ pub struct RolloutView {
     pub succeeded: Option<bool>,
     /// `spec.disabled`: Kruise leaves the workload alone.
     pub disabled: bool,
+    /// `spec.strategy.paused`: Kruise takes no step.
+    pub paused: bool,
 }
 
 impl RolloutView {
@@ -194,6 +196,7 @@ impl RolloutView {
                 .unwrap_or_default(),
             succeeded: condition("Succeeded").map(|c| c["status"] == "True"),
             disabled: data["spec"]["disabled"] == true,
+            paused: data["spec"]["strategy"]["paused"] == true,
         }
     }
 
@@ -360,6 +363,24 @@ impl ClusterClient {
             namespace,
             &view.name,
             &json!({"disabled": true}),
+            Some(view),
+        )
+        .await
+    }
+
+    /// Pauses or resumes the Rollout `view` read (its spec's
+    /// `strategy.paused`): while paused, Kruise takes no step, a timed
+    /// pause's end included.
+    pub async fn set_rollout_paused(
+        &self,
+        namespace: &str,
+        view: &RolloutView,
+        paused: bool,
+    ) -> Result<RolloutView, KubeError> {
+        self.put_rollout(
+            namespace,
+            &view.name,
+            &json!({"strategy": {"paused": paused}}),
             Some(view),
         )
         .await

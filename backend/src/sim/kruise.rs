@@ -100,6 +100,8 @@ struct WorkloadRef {
 #[serde(default, rename_all = "camelCase")]
 struct Strategy {
     canary: Option<Canary>,
+    /// Kruise takes no step while it is set.
+    paused: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -406,6 +408,15 @@ pub fn sync_rollout(
             if status["phase"] != "Healthy" {
                 set_phase(&mut status, "Healthy", "Rollout is healthy");
             }
+        }
+        Some(_) if spec.strategy.paused => {
+            set_condition(
+                &mut status,
+                "Progressing",
+                "False",
+                "Paused",
+                "Rollout has been paused, you can resume it by kube-cli",
+            );
         }
         Some(d) => progress(
             store,

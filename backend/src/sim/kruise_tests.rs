@@ -87,6 +87,17 @@ impl Harness {
         self.run();
     }
 
+    /// Sets the Rollout's `spec.strategy.paused`.
+    fn pause_rollout(&mut self, paused: bool) {
+        let kind = self.rollout_kind();
+        let mut r = self.object(kind, "web");
+        r["spec"]["strategy"]["paused"] = json!(paused);
+        self.store
+            .update(kind, "prod", "web", r, Part::Main, false)
+            .unwrap();
+        self.run();
+    }
+
     /// What `kubectl-kruise rollout approve` does: the status patch.
     fn approve(&mut self) {
         let kind = self.rollout_kind();
@@ -272,6 +283,38 @@ fn a_timed_pause_moves_on_by_itself_after_its_duration() {
     h.advance(Duration::from_secs(30));
     h.settle();
     assert_eq!(h.status()["phase"], "Healthy");
+    assert_eq!(h.images(), ["web:2"; 4]);
+}
+
+#[test]
+fn a_paused_rollout_takes_no_step_not_even_when_a_timed_pause_is_over() {
+    let mut h = Harness::new();
+    h.create_rollout(json!({"steps": [
+        {"replicas": 1, "pause": {"duration": 60}},
+        {"replicas": "100%", "pause": {"duration": 0}},
+    ]}));
+    h.set_image("web:2");
+    h.settle();
+    assert_eq!(h.step(), step(1, "StepPaused"));
+    h.pause_rollout(true);
+    h.advance(Duration::from_secs(120));
+    h.settle();
+    assert_eq!(
+        h.step(),
+        step(1, "StepPaused"),
+        "its time is over, but paused"
+    );
+    let progressing = h.status()["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .cloned()
+        .unwrap();
+    assert_eq!(progressing["reason"], "Paused");
+    h.pause_rollout(false);
+    h.settle();
+    assert_eq!(h.status()["phase"], "Healthy", "resumed: it goes on");
     assert_eq!(h.images(), ["web:2"; 4]);
 }
 

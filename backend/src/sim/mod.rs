@@ -335,6 +335,14 @@ preferences: {{}}
         self.list(Kind::ReplicaSet, namespace)
     }
 
+    /// OpenKruise Rollout `namespace/name` as stored (when Kruise is
+    /// installed).
+    pub fn rollout(&self, namespace: &str, name: &str) -> Option<serde_json::Value> {
+        let world = self.world();
+        let kind = kruise::rollout_kind(&world.store)?;
+        world.store.get(kind, namespace, name).cloned()
+    }
+
     /// Any stored object, decoded as `K` (`namespace` is ignored for
     /// cluster-scoped kinds).
     pub fn get<K: DeserializeOwned>(&self, kind: Kind, namespace: &str, name: &str) -> Option<K> {
