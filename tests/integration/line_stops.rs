@@ -286,3 +286,63 @@ async fn a_canary_cancelled_during_a_stop_is_rolled_back_with_its_rollout_resume
         r.image("staging")
     );
 }
+
+#[tokio::test]
+async fn a_stop_that_pauses_rolling_updates_pauses_a_fast_path_deploy_under_way() {
+    let app = TestApp::start_with(crate::common::Backend::Sqlite, engine_start()).await;
+    let r = Rollout::create(&app).await;
+    let dev_app = r.dev_app().await;
+    let dev_paused = || {
+        r.sim
+            .sim
+            .deployment("dev", "checkout")
+            .is_some_and(|d| d.spec.paused == Some(true))
+    };
+    // CI's deploy is under way: its pods never get ready.
+    r.sim.sim.faults().never_ready("v1.3.0");
+    let (s, deploy) = r
+        .eric
+        .post(
+            &format!("/api/v1/apps/{dev_app}/deployments"),
+            json!({"image": format!("{IMAGE}:v1.3.0")}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{deploy}");
+    let id = deploy["id"].as_i64().unwrap();
+    let rolling = eventually(Duration::from_secs(30), || async {
+        let (_, v) = r.eric.get(&format!("/api/v1/deployments/{id}")).await;
+        v["status"] == "rolling_out"
+    })
+    .await;
+    assert!(rolling, "the deploy began");
+    assert!(!dev_paused());
+
+    let (s, stop) = r
+        .olivia
+        .post(
+            &format!("/api/v1/nodes/{}/line-stops", r.org.pay),
+            json!({"reason": "Incident 44", "pause_rollouts": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{stop}");
+    let held = eventually(Duration::from_secs(30), || async {
+        dev_paused() && held_jobs(&app).await == 1
+    })
+    .await;
+    assert!(held, "the deploy's Deployment is paused and its job held");
+
+    let (s, v) = r
+        .olivia
+        .post(
+            &format!("/api/v1/line-stops/{}/lift", stop["id"]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let resumed = eventually(Duration::from_secs(30), || async { !dev_paused() }).await;
+    assert!(resumed, "resumed on lift");
+    r.sim.sim.faults().clear_never_ready();
+    let done = crate::fast_path::finished(&r.eric, id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(held_jobs(&app).await, 0);
+}

@@ -117,6 +117,8 @@ pub struct DeployTarget {
     pub deadline_at: Option<i64>,
     pub verify: Option<VerifyPlan>,
     pub verify_started_at: Option<i64>,
+    /// The line stop that paused its Deployment mid-rollout.
+    pub paused_by_stop: Option<i64>,
 }
 
 /// What is asked: `image` on `app` (its lane `lane`, whose Deployment is
@@ -376,7 +378,7 @@ pub async fn target(pool: &AnyPool, id: i64) -> Result<DeployTarget> {
         "SELECT d.id, a.cluster_id, c.name AS cluster, a.namespace, a.deployment AS base, a.container, \
          a.service AS base_service, d.lane, l.id AS lane_id, d.target, d.image, d.status, d.message, \
          d.deployment_uid, d.replaced_image, d.replaced_revision, d.deadline_at, d.verify_json, \
-         d.verify_started_at, n.path AS app_path \
+         d.verify_started_at, d.paused_by_stop, n.path AS app_path \
          FROM deployments d JOIN apps a ON a.id = d.app_id JOIN clusters c ON c.id = a.cluster_id \
          JOIN nodes n ON n.id = a.node_id \
          LEFT JOIN lanes l ON l.app_id = d.app_id AND l.slug = d.lane WHERE d.id = $1",
@@ -406,6 +408,7 @@ pub async fn target(pool: &AnyPool, id: i64) -> Result<DeployTarget> {
         deadline_at: row.try_get("deadline_at")?,
         verify: super::release_items::verify_plan(row.try_get("verify_json")?)?,
         verify_started_at: row.try_get("verify_started_at")?,
+        paused_by_stop: row.try_get("paused_by_stop")?,
     })
 }
 

@@ -411,26 +411,39 @@ pub async fn lift(db: &Db, id: i64, who: &AuditActor) -> Result<LineStop> {
     Ok(stop)
 }
 
-/// Records, fenced on the job's lease, that stop `stop` paused the
-/// Deployment of stage `position` of order `order_id` (`Some`), or that it
-/// runs again (`None`).
+/// A rollout a line stop may pause mid-way.
+#[derive(Debug, Clone, Copy)]
+pub enum Paused {
+    /// Stage `position` of order `order_id`.
+    Stage { order_id: i64, position: i64 },
+    /// Fast-path deployment `id`.
+    Deployment { id: i64 },
+}
+
+/// Records, fenced on the job's lease, that stop `stop` paused `rollout`'s
+/// Deployment (`Some`), or that it runs again (`None`).
 pub async fn mark_paused(
     db: &Db,
     lease: &super::jobs::JobLease,
-    order_id: i64,
-    position: i64,
+    rollout: Paused,
     stop: Option<i64>,
 ) -> Result<()> {
     let mut tx = db.begin_write().await?;
     super::jobs::check_lease(&mut tx, lease).await?;
-    sqlx::query(
-        "UPDATE stage_runs SET paused_by_stop = $1 WHERE work_order_id = $2 AND position = $3",
-    )
-    .bind(stop)
-    .bind(order_id)
-    .bind(position)
-    .execute(&mut *tx)
-    .await?;
+    let query = match rollout {
+        Paused::Stage { order_id, position } => sqlx::query(
+            "UPDATE stage_runs SET paused_by_stop = $1 WHERE work_order_id = $2 AND position = $3",
+        )
+        .bind(stop)
+        .bind(order_id)
+        .bind(position),
+        Paused::Deployment { id } => {
+            sqlx::query("UPDATE deployments SET paused_by_stop = $1 WHERE id = $2")
+                .bind(stop)
+                .bind(id)
+        }
+    };
+    query.execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -33,7 +33,7 @@ pub(super) struct FastDeploy;
 /// Removes a lane asked to go, or idle for the lane TTL.
 pub(super) struct RemoveLane;
 
-async fn client(ctx: &Context, cluster_id: i64) -> Result<ClusterClient, Error> {
+pub(super) async fn client(ctx: &Context, cluster_id: i64) -> Result<ClusterClient, Error> {
     let credentials = clusters::credentials(&ctx.db.pool, &ctx.sealer, cluster_id).await?;
     Ok(ctx.kube.client(&credentials).await?)
 }
@@ -49,7 +49,7 @@ fn deployment_id(job: &Job) -> Result<i64, Error> {
     }
 }
 
-fn workload(t: &DeployTarget) -> Workload<'_> {
+pub(super) fn workload(t: &DeployTarget) -> Workload<'_> {
     Workload {
         cluster: &t.cluster,
         namespace: &t.namespace,
@@ -73,7 +73,7 @@ impl Kind for FastDeploy {
                 t.status
             )));
         }
-        if let Some(held) = super::hold::deployment(ctx, &t).await? {
+        if let Some(held) = super::hold::deployment(ctx, job, &t).await? {
             return Ok(held);
         }
         // The overall deadline is the rollout's; a verification under way

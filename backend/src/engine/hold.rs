@@ -9,10 +9,11 @@
 //!   lifted (a verification, a rollback and a lane's removal never are);
 //!   a canary under way has its Rollout paused too (`strategy.paused`), so
 //!   that not even a timed step ends during the stop;
-//! - a rolling deploy under way goes on to its end when the stop leaves
-//!   rolling updates alone; when it pauses them, the Deployment is paused
-//!   (`spec.paused`), the stage marked paused by that stop, and the job
-//!   held. Once no pausing stop covers the stage any more, its next run
+//! - a rolling deploy under way (a stage's, or a fast-path deploy's not
+//!   being verified) goes on to its end when the stop leaves rolling
+//!   updates alone; when it pauses them, the Deployment is paused
+//!   (`spec.paused`), the stage or deployment marked paused by that stop,
+//!   and the job held. Once no pausing stop covers the stage any more, its next run
 //!   resumes the Deployment first (so does a rollback of the stage, which
 //!   is never held).
 //!
@@ -21,14 +22,14 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 
-use super::stage::{Stage, Written};
+use super::stage::{Stage, Workload, Written};
 use super::{Context, Done, Error};
 use crate::db::deployments::DeployTarget;
 use crate::db::jobs::Job;
-use crate::db::line_stops::{self, LineStop};
+use crate::db::line_stops::{self, LineStop, Paused};
 use crate::domain::fast_path::DeploymentStatus;
-use crate::kube::KubeError;
 use crate::kube::deployment::{self, Progress};
+use crate::kube::{ClusterClient, KubeError};
 
 /// How often a held job looks again by itself (lifting the stop runs it
 /// at once).
@@ -80,22 +81,15 @@ pub(super) async fn stage(
     }
     if target.paused_by_stop != Some(stop.id) {
         let client = stage.client(ctx).await?;
-        let live = stage.read(&client).await?;
-        stage.check_same_object(&live)?;
-        let done = matches!(deployment::evaluate(&live), Progress::Complete);
-        if !done && !paused(&live) {
-            set_paused(stage, &client, live, true).await?;
-        }
-        if !done || target.paused_by_stop.is_some() {
-            line_stops::mark_paused(
-                &ctx.db,
-                &job.lease,
-                stage.order_id,
-                stage.position,
-                Some(stop.id),
-            )
-            .await?;
-        }
+        pause_rolling(
+            ctx,
+            job,
+            &client,
+            &stage.workload(),
+            (stage_mark(stage), target.paused_by_stop),
+            stop.id,
+        )
+        .await?;
     }
     Ok(Some(held(&stop)))
 }
@@ -113,14 +107,7 @@ async fn pause_rollout(ctx: &Context, job: &Job, stage: &Stage, stop_id: i64) ->
     {
         set_rollout_paused(&client, &target.namespace, &view, true).await?;
     }
-    line_stops::mark_paused(
-        &ctx.db,
-        &job.lease,
-        stage.order_id,
-        stage.position,
-        Some(stop_id),
-    )
-    .await?;
+    line_stops::mark_paused(&ctx.db, &job.lease, stage_mark(stage), Some(stop_id)).await?;
     Ok(())
 }
 
@@ -144,22 +131,17 @@ pub(super) async fn resume(ctx: &Context, job: &Job, stage: &Stage) -> Result<()
         {
             set_rollout_paused(&client, &target.namespace, &view, false).await?;
         }
-    } else if let Some(live) = client
-        .deployment(&target.namespace, &target.deployment)
-        .await?
-        && paused(&live)
-        && stage.check_same_object(&live).is_ok()
-    {
-        set_paused(stage, &client, live, false).await?;
+    } else {
+        resume_rolling(&client, &stage.workload()).await?;
     }
-    line_stops::mark_paused(&ctx.db, &job.lease, stage.order_id, stage.position, None).await?;
+    line_stops::mark_paused(&ctx.db, &job.lease, stage_mark(stage), None).await?;
     Ok(())
 }
 
 /// Pauses or resumes a Rollout as `view` read it; a Rollout changed since
 /// is read again on the job's next try.
 async fn set_rollout_paused(
-    client: &crate::kube::ClusterClient,
+    client: &ClusterClient,
     namespace: &str,
     view: &crate::kube::rollout::RolloutView,
     paused: bool,
@@ -171,20 +153,62 @@ async fn set_rollout_paused(
     }
 }
 
+/// How a stage is named when marked paused.
+fn stage_mark(stage: &Stage) -> Paused {
+    Paused::Stage {
+        order_id: stage.order_id,
+        position: stage.position,
+    }
+}
+
+/// Pauses the rolling update of `w` for stop `stop` unless it is complete,
+/// and marks it paused by the stop (`mark`: the rollout and the stop that
+/// paused it so far).
+async fn pause_rolling(
+    ctx: &Context,
+    job: &Job,
+    client: &ClusterClient,
+    w: &Workload<'_>,
+    mark: (Paused, Option<i64>),
+    stop: i64,
+) -> Result<(), Error> {
+    let live = w.read(client).await?;
+    w.check_same_object(&live)?;
+    let done = matches!(deployment::evaluate(&live), Progress::Complete);
+    if !done && !paused(&live) {
+        set_paused(w, client, live, true).await?;
+    }
+    if !done || mark.1.is_some() {
+        line_stops::mark_paused(&ctx.db, &job.lease, mark.0, Some(stop)).await?;
+    }
+    Ok(())
+}
+
+/// Resumes the rolling update of `w` when its Deployment (still the one
+/// written) is paused.
+async fn resume_rolling(client: &ClusterClient, w: &Workload<'_>) -> Result<(), Error> {
+    if let Some(live) = client.deployment(w.namespace, w.deployment).await?
+        && paused(&live)
+        && w.check_same_object(&live).is_ok()
+    {
+        set_paused(w, client, live, false).await?;
+    }
+    Ok(())
+}
+
 async fn set_paused(
-    stage: &Stage,
-    client: &crate::kube::ClusterClient,
+    w: &Workload<'_>,
+    client: &ClusterClient,
     live: Deployment,
     want: bool,
 ) -> Result<(), Error> {
-    let target = &stage.target;
     let write = |d: Deployment| async move {
         let version = d.metadata.resource_version.unwrap_or_default();
         client
-            .set_paused(&target.namespace, &target.deployment, want, &version)
+            .set_paused(w.namespace, w.deployment, want, &version)
             .await
     };
-    match stage
+    match w
         .write_until(client, live, |d| paused(d) == want, |_| None, write)
         .await?
     {
@@ -194,12 +218,45 @@ async fn set_paused(
 }
 
 /// What a fast-path deploy does about the line stops: held while one
-/// covers its app and it has not begun; one under way goes on.
-pub(super) async fn deployment(ctx: &Context, t: &DeployTarget) -> Result<Option<Done>, Error> {
-    if t.status != DeploymentStatus::Pending {
-        return Ok(None);
+/// covers its app and it has not begun; one under way goes on, or, when
+/// the stop pauses rolling updates, is paused and held (not while it is
+/// verified). Once no pausing stop covers it, it is resumed first.
+pub(super) async fn deployment(
+    ctx: &Context,
+    job: &Job,
+    t: &DeployTarget,
+) -> Result<Option<Done>, Error> {
+    let stop = line_stops::covering(&ctx.db.pool, &[&t.app_path]).await?;
+    let mark = Paused::Deployment { id: t.id };
+    let workload = super::fast_path::workload(t);
+    match stop {
+        Some(stop) if t.status == DeploymentStatus::Pending => Ok(Some(held(&stop))),
+        Some(stop)
+            if stop.pause_rollouts
+                && t.status == DeploymentStatus::RollingOut
+                && t.verify_started_at.is_none() =>
+        {
+            if t.paused_by_stop != Some(stop.id) {
+                let client = super::fast_path::client(ctx, t.cluster_id).await?;
+                pause_rolling(
+                    ctx,
+                    job,
+                    &client,
+                    &workload,
+                    (mark, t.paused_by_stop),
+                    stop.id,
+                )
+                .await?;
+            }
+            Ok(Some(held(&stop)))
+        }
+        _ => {
+            if t.paused_by_stop.is_some() {
+                let client = super::fast_path::client(ctx, t.cluster_id).await?;
+                resume_rolling(&client, &workload).await?;
+                line_stops::mark_paused(&ctx.db, &job.lease, mark, None).await?;
+            }
+            Ok(None)
+        }
     }
-    Ok(line_stops::covering(&ctx.db.pool, &[&t.app_path])
-        .await?
-        .map(|stop| held(&stop)))
 }
