@@ -1901,8 +1901,8 @@ db_test!(
         let app = TestApp::start(backend).await;
         let release = Release::create(&app, true).await;
         let fixtures = Fixtures::new(&app, &release).await;
-        // Reads share one browser per person; writes get a fresh one each
-        // (logout and password changes end the session they run in).
+        // One browser per person; logout and password changes (which end
+        // the session they run in) get a fresh one each.
         let mut readers: Vec<(Who, Browser)> = Vec::new();
         for who in EVERYONE {
             let browser = match user_of(who) {
@@ -1933,10 +1933,17 @@ db_test!(
                     };
                     (status, body, location, marker)
                 } else {
-                    let browser: Browser = match user_of(who) {
-                        Some((name, password)) => app.browser_as(name, password).await,
-                        None => app.browser(),
+                    // Logging out and changing one's password end the
+                    // session: they get a browser of their own.
+                    let fresh = if matches!(row.route, "POST /logout" | "POST /account/password") {
+                        Some(match user_of(who) {
+                            Some((name, password)) => app.browser_as(name, password).await,
+                            None => app.browser(),
+                        })
+                    } else {
+                        None
                     };
+                    let browser = fresh.as_ref().unwrap_or(reader);
                     let (path, fields) = page_call(row.route, &fixtures, who).await;
                     let fields: Vec<(&str, &str)> = fields
                         .iter()
