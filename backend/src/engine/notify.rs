@@ -31,13 +31,40 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const LONGEST_RETRY_AFTER_S: u64 = 86_400;
 
 /// The client deliveries go out through: no redirects followed, a timeout.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+pub fn client(local_network: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(TIMEOUT)
-        .user_agent(concat!("Rollway/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
+        .user_agent(concat!("Rollway/", env!("CARGO_PKG_VERSION")));
+    let builder = if local_network {
+        builder
+    } else {
+        builder.dns_resolver(std::sync::Arc::new(PublicOnly))
+    };
+    builder.build().unwrap_or_default()
+}
+
+/// Resolves names to their addresses off the local network only, at every
+/// connect: a name that resolved to a public address when it was checked
+/// cannot be pointed at this host or the local network just before the
+/// request (DNS rebinding). A name with no other address fails to connect.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let public: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| !notify::local_address(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(notify::LOCAL_REFUSED.into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
 }
 
 /// The body of a webhook: Standard Webhooks' `type`, `timestamp`, `data`.
@@ -228,6 +255,16 @@ impl Kind for Notify {
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[tokio::test]
+    async fn names_resolve_to_public_addresses_only() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        let local = PublicOnly
+            .resolve(reqwest::dns::Name::from_str("localhost").unwrap())
+            .await;
+        assert!(local.is_err(), "localhost has no public address");
+    }
 
     #[test]
     fn retry_after_is_read_in_seconds_or_as_a_date_and_capped() {

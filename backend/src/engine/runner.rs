@@ -123,7 +123,7 @@ impl Engine {
                 kube,
                 prometheus,
                 smoke: SmokeClient::new(),
-                http: super::notify::client(),
+                http: super::notify::client(settings.webhook_local_network),
                 settings,
                 wake: Notify::new(),
             },
