@@ -20,8 +20,8 @@ use super::verify::{self, Checked, GatesEnd};
 use super::{Context, Done, Error, Kind};
 use crate::db::deployments::{self, DEPLOY_JOB, DeployTarget, LANE_JOB, LaneDue, Started};
 use crate::db::jobs::{Job, Subject};
+use crate::db::now_ms;
 use crate::db::verify::Of;
-use crate::db::{clusters, now_ms};
 use crate::domain::fast_path::{DeploymentStatus, LANE_LABEL, lane_name};
 use crate::domain::text::duration;
 use crate::domain::verify::VerifyPlan;
@@ -33,11 +33,6 @@ pub(super) struct FastDeploy;
 /// Removes a lane asked to go, or idle for the lane TTL.
 pub(super) struct RemoveLane;
 
-pub(super) async fn client(ctx: &Context, cluster_id: i64) -> Result<ClusterClient, Error> {
-    let credentials = clusters::credentials(&ctx.db.pool, &ctx.sealer, cluster_id).await?;
-    Ok(ctx.kube.client(&credentials).await?)
-}
-
 fn deployment_id(job: &Job) -> Result<i64, Error> {
     match job.subject {
         Subject::Deployment { id } => Ok(id),
@@ -46,18 +41,6 @@ fn deployment_id(job: &Job) -> Result<i64, Error> {
             job.kind,
             other.kind()
         ))),
-    }
-}
-
-pub(super) fn workload(t: &DeployTarget) -> Workload<'_> {
-    Workload {
-        cluster: &t.cluster,
-        namespace: &t.namespace,
-        deployment: &t.deployment,
-        container: &t.container,
-        uid: t.deployment_uid.as_deref(),
-        deadline_at: t.deadline_at,
-        deadline_of: "the deployment's",
     }
 }
 
@@ -90,7 +73,7 @@ impl Kind for FastDeploy {
                 t.message
             )));
         }
-        let client = client(ctx, t.cluster_id).await?;
+        let client = ctx.cluster_client(t.cluster_id).await?;
         let live = match (&t.lane, t.lane_id) {
             (Some(slug), Some(lane_id)) => {
                 ensure_lane(ctx, job, &client, &t, slug, lane_id).await?
@@ -100,9 +83,9 @@ impl Kind for FastDeploy {
                     "lane {slug} was removed before the deploy to it began"
                 )));
             }
-            (None, _) => workload(&t).read(&client).await?,
+            (None, _) => Workload::of_deployment(&t).read(&client).await?,
         };
-        workload(&t).check_same_object(&live)?;
+        Workload::of_deployment(&t).check_same_object(&live)?;
         let current = deployment::container_image(&live, &t.container)
             .map(str::to_string)
             .ok_or_else(|| {
@@ -144,7 +127,7 @@ impl Kind for FastDeploy {
         let w = Workload {
             uid: t.deployment_uid.as_deref().or(uid.as_deref()),
             deadline_at: Some(deadline_at),
-            ..workload(&t)
+            ..Workload::of_deployment(&t)
         };
         let runs_image =
             |d: &Deployment| deployment::container_image(d, &t.container) == Some(t.image.as_str());
@@ -339,7 +322,7 @@ async fn ensure_lane(
             match client.create_deployment(&copy).await {
                 Ok(created) => created,
                 // Made meanwhile (a retry after a lost answer): read it.
-                Err(KubeError::Conflict(_)) => workload(t).read(client).await?,
+                Err(KubeError::Conflict(_)) => Workload::of_deployment(t).read(client).await?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -381,7 +364,7 @@ impl Kind for RemoveLane {
             }
             LaneDue::Remove(target) => target,
         };
-        let client = client(ctx, target.cluster_id).await?;
+        let client = ctx.cluster_client(target.cluster_id).await?;
         let lane = &target.lane;
         let mut removed = Vec::new();
         if client

@@ -228,7 +228,7 @@ pub(super) async fn deployment(
 ) -> Result<Option<Done>, Error> {
     let stop = line_stops::covering(&ctx.db.pool, &[&t.app_path]).await?;
     let mark = Paused::Deployment { id: t.id };
-    let workload = super::fast_path::workload(t);
+    let workload = Workload::of_deployment(t);
     match stop {
         Some(stop) if t.status == DeploymentStatus::Pending => Ok(Some(held(&stop))),
         Some(stop)
@@ -237,7 +237,7 @@ pub(super) async fn deployment(
                 && t.verify_started_at.is_none() =>
         {
             if t.paused_by_stop != Some(stop.id) {
-                let client = super::fast_path::client(ctx, t.cluster_id).await?;
+                let client = ctx.cluster_client(t.cluster_id).await?;
                 pause_rolling(
                     ctx,
                     job,
@@ -252,7 +252,7 @@ pub(super) async fn deployment(
         }
         _ => {
             if t.paused_by_stop.is_some() {
-                let client = super::fast_path::client(ctx, t.cluster_id).await?;
+                let client = ctx.cluster_client(t.cluster_id).await?;
                 resume_rolling(&client, &workload).await?;
                 line_stops::mark_paused(&ctx.db, &job.lease, mark, None).await?;
             }

@@ -130,6 +130,16 @@ impl Context {
     pub fn wake(&self) {
         self.wake.notify_one();
     }
+
+    /// The client of cluster `cluster_id`.
+    pub async fn cluster_client(
+        &self,
+        cluster_id: i64,
+    ) -> Result<crate::kube::ClusterClient, Error> {
+        let credentials =
+            crate::db::clusters::credentials(&self.db.pool, &self.sealer, cluster_id).await?;
+        Ok(self.kube.client(&credentials).await?)
+    }
 }
 
 /// One kind of job: the name its rows carry, its work, and what it records

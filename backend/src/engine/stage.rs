@@ -17,10 +17,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 
 use super::{Context, Done, Error};
 use crate::db::audit::AuditActor;
+use crate::db::deployments::DeployTarget;
+use crate::db::error as db_error;
 use crate::db::jobs::Job;
 use crate::db::now_ms;
 use crate::db::work_orders::{self, Replaced, Source, StageRecord, StageTarget};
-use crate::db::{clusters, error as db_error};
 use crate::domain::work_order::{Command, Outcome, Refusal, RefusalKind, Refused};
 use crate::kube::deployment::{self, Progress};
 use crate::kube::{ClusterClient, KubeError};
@@ -124,9 +125,7 @@ impl Stage {
 
     /// The client of the stage's cluster.
     pub async fn client(&self, ctx: &Context) -> Result<ClusterClient, Error> {
-        let credentials =
-            clusters::credentials(&ctx.db.pool, &ctx.sealer, self.target.cluster_id).await?;
-        Ok(ctx.kube.client(&credentials).await?)
+        ctx.cluster_client(self.target.cluster_id).await
     }
 
     /// The stage's Deployment; fails the job when it is gone.
@@ -366,6 +365,21 @@ pub(super) struct Workload<'a> {
     pub deadline_at: Option<i64>,
     /// Whose deadline it is, as a failure says it: "the stage's".
     pub deadline_of: &'static str,
+}
+
+impl<'a> Workload<'a> {
+    /// A fast-path deployment's Deployment.
+    pub fn of_deployment(t: &'a DeployTarget) -> Workload<'a> {
+        Workload {
+            cluster: &t.cluster,
+            namespace: &t.namespace,
+            deployment: &t.deployment,
+            container: &t.container,
+            uid: t.deployment_uid.as_deref(),
+            deadline_at: t.deadline_at,
+            deadline_of: "the deployment's",
+        }
+    }
 }
 
 impl Workload<'_> {
