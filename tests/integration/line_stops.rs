@@ -38,6 +38,31 @@ fn canary_paused(r: &Rollout) -> bool {
         .is_some_and(|o| o["spec"]["strategy"]["paused"] == true)
 }
 
+/// Olivia stops the line at /acme/pay; the stop.
+async fn stop_line(r: &Rollout, reason: &str, pause_rollouts: bool) -> Value {
+    let (s, stop) = r
+        .olivia
+        .post(
+            &format!("/api/v1/nodes/{}/line-stops", r.org.pay),
+            json!({"reason": reason, "pause_rollouts": pause_rollouts}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{stop}");
+    stop
+}
+
+/// Olivia lifts `stop`.
+async fn lift(r: &Rollout, stop: &Value) {
+    let (s, v) = r
+        .olivia
+        .post(
+            &format!("/api/v1/line-stops/{}/lift", stop["id"]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
 /// Jobs held by a line stop now.
 async fn held_jobs(app: &TestApp) -> i64 {
     app.db
@@ -241,14 +266,7 @@ async fn a_canary_cancelled_during_a_stop_is_rolled_back_with_its_rollout_resume
     let canary = r.approved_order("v1.1.0").await;
     r.deploy(canary, 1).await;
     stage_when(&r.eric, canary, paused_at(1)).await;
-    let (s, stop) = r
-        .olivia
-        .post(
-            &format!("/api/v1/nodes/{}/line-stops", r.org.pay),
-            json!({"reason": "Incident 43", "pause_rollouts": false}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{stop}");
+    let stop = stop_line(&r, "Incident 43", false).await;
     // Paused although the stop leaves rolling updates alone: a canary
     // takes no step during any stop.
     let paused = eventually(Duration::from_secs(30), || async { canary_paused(&r) }).await;
@@ -261,14 +279,7 @@ async fn a_canary_cancelled_during_a_stop_is_rolled_back_with_its_rollout_resume
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = r
-        .olivia
-        .post(
-            &format!("/api/v1/line-stops/{}/lift", stop["id"]),
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    lift(&r, &stop).await;
     // The rollback resumes the Rollout it finds paused, then rolls back.
     let (s, v) = r
         .eric
@@ -317,28 +328,14 @@ async fn a_stop_that_pauses_rolling_updates_pauses_a_fast_path_deploy_under_way(
     assert!(rolling, "the deploy began");
     assert!(!dev_paused());
 
-    let (s, stop) = r
-        .olivia
-        .post(
-            &format!("/api/v1/nodes/{}/line-stops", r.org.pay),
-            json!({"reason": "Incident 44", "pause_rollouts": true}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{stop}");
+    let stop = stop_line(&r, "Incident 44", true).await;
     let held = eventually(Duration::from_secs(30), || async {
         dev_paused() && held_jobs(&app).await == 1
     })
     .await;
     assert!(held, "the deploy's Deployment is paused and its job held");
 
-    let (s, v) = r
-        .olivia
-        .post(
-            &format!("/api/v1/line-stops/{}/lift", stop["id"]),
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    lift(&r, &stop).await;
     let resumed = eventually(Duration::from_secs(30), || async { !dev_paused() }).await;
     assert!(resumed, "resumed on lift");
     r.sim.sim.faults().clear_never_ready();
