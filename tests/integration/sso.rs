@@ -239,6 +239,17 @@ async fn sso_links_people_and_sets_their_groups_roles(backend: Backend) {
         page.contains("change-password-form"),
         "eric keeps his password"
     );
+    // Admins see who signs in through single sign-on.
+    let admin_pages = app.browser_as("admin", crate::common::ADMIN_PASSWORD).await;
+    let (_, users) = admin_pages.get("/admin/users").await;
+    let row_of = |name: &str| {
+        let at = users
+            .find(&format!("data-account=\"{name}\""))
+            .unwrap_or_else(|| panic!("{name} listed"));
+        users[at..].split("</tr>").next().unwrap().to_string()
+    };
+    assert!(row_of("eric").contains(">SSO<"), "{users}");
+    assert!(!row_of("olivia").contains(">SSO<"), "{users}");
     let (s, v) = org
         .admin
         .post(

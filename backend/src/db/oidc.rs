@@ -223,6 +223,14 @@ async fn link(
     Ok(Ok(account))
 }
 
+/// The accounts linked to a single sign-on identity.
+pub async fn linked(pool: &sqlx::AnyPool) -> Result<std::collections::HashSet<i64>> {
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT account_id FROM oidc_identities")
+        .fetch_all(pool)
+        .await?;
+    Ok(ids.into_iter().collect())
+}
+
 fn is_unique(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::UniqueViolation)

@@ -64,6 +64,8 @@ fn require_admin(ctx: &PageCtx) -> Result<()> {
 struct AccountRow {
     account: Account,
     created: Moment,
+    /// Linked to a single sign-on identity.
+    sso: bool,
 }
 
 fn rows(list: Vec<Account>) -> Vec<AccountRow> {
@@ -71,6 +73,7 @@ fn rows(list: Vec<Account>) -> Vec<AccountRow> {
         .map(|account| AccountRow {
             created: Moment::at(account.created_at),
             account,
+            sso: false,
         })
         .collect()
 }
@@ -110,14 +113,25 @@ async fn render_users(
     if let Err(e) = require_admin(ctx) {
         return ctx.error_page(&e);
     }
-    let users = match accounts::list(&ctx.state.db.pool, AccountKind::User).await {
-        Ok(u) => u,
+    let pool = &ctx.state.db.pool;
+    let read = async {
+        Ok::<_, crate::db::error::Error>((
+            accounts::list(pool, AccountKind::User).await?,
+            crate::db::oidc::linked(pool).await?,
+        ))
+    };
+    let (users, linked) = match read.await {
+        Ok(found) => found,
         Err(e) => return ctx.error_page(&e),
     };
+    let mut users = rows(users);
+    for row in &mut users {
+        row.sso = linked.contains(&row.account.id);
+    }
     form.password.clear();
     let page = UsersPage {
         layout: ctx.layout("Users", "admin-users", notice),
-        users: rows(users),
+        users,
         one_time_password,
         form,
         me: ctx.actor.account.id,
