@@ -632,6 +632,24 @@ db_test!(
         let err = run(&db, &app(902, "b", "web")).await.unwrap_err();
         assert_eq!(violated(&err), Some(Constraint::AppWorkload), "{err}");
 
+        let identity = |subject: &str, account: i64| {
+            format!(
+                "INSERT INTO oidc_identities (issuer, subject, account_id, created_at, last_sign_in_at) \
+                 VALUES ('https://idp', '{subject}', {account}, 0, 0)"
+            )
+        };
+        run(
+            &db,
+            &account.replace("900", "901").replace("'dup'", "'dup2'"),
+        )
+        .await
+        .unwrap();
+        run(&db, &identity("s1", 900)).await.unwrap();
+        let err = run(&db, &identity("s1", 901)).await.unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::OidcSubject), "{err}");
+        let err = run(&db, &identity("s2", 900)).await.unwrap_err();
+        assert_eq!(violated(&err), Some(Constraint::OidcAccount), "{err}");
+
         // Other failures name no constraint.
         let err = run(
             &db,

@@ -349,7 +349,7 @@ pub async fn set_disabled(db: &Db, id: i64, disabled: bool, who: &AuditActor) ->
     Ok(())
 }
 
-async fn get_in(tx: &mut Tx, id: i64) -> Result<Option<Account>> {
+pub(crate) async fn get_in(tx: &mut Tx, id: i64) -> Result<Option<Account>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM accounts a WHERE a.id = $1"))
         .bind(id)
         .fetch_optional(&mut **tx)

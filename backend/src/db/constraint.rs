@@ -26,6 +26,8 @@ pub enum Constraint {
     OneQueuedJobPerSubject,
     IdempotencyKey,
     OneStopPerNode,
+    OidcSubject,
+    OidcAccount,
 }
 
 /// Each constraint with its name in both schemas, its table and its
@@ -121,6 +123,18 @@ pub const CONSTRAINTS: &[(Constraint, &str, &str, &[&str])] = &[
         "line_stops_one_per_node",
         "line_stops",
         &["node_id"],
+    ),
+    (
+        Constraint::OidcSubject,
+        "oidc_identities_pkey",
+        "oidc_identities",
+        &["issuer", "subject"],
+    ),
+    (
+        Constraint::OidcAccount,
+        "oidc_identities_account_idx",
+        "oidc_identities",
+        &["account_id", "issuer"],
     ),
 ];
 

@@ -23,6 +23,7 @@ use sqlx::Row;
 
 use super::accounts::{self, Account, AccountKind, NewAccount};
 use super::audit::{self, AuditActor, Change, snapshot};
+use super::constraint::Constraint;
 use super::error::{Error, Result};
 use super::tree::bump_policy_version;
 use super::{Db, Tx, now_ms};
@@ -201,7 +202,9 @@ async fn link(
     .await
     .map_err(|e| match super::constraint::violated(&e) {
         // Two first sign-ins at once: the other one linked.
-        None if is_unique(&e) => Error::Conflict("you signed in twice at once; try again".into()),
+        Some(Constraint::OidcSubject | Constraint::OidcAccount) => {
+            Error::Conflict("you signed in twice at once; try again".into())
+        }
         _ => e.into(),
     })?;
     audit::record(
@@ -231,20 +234,11 @@ pub async fn linked(pool: &sqlx::AnyPool) -> Result<std::collections::HashSet<i6
     Ok(ids.into_iter().collect())
 }
 
-fn is_unique(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::UniqueViolation)
-}
-
+/// The account `id`, read in the sign-in's transaction.
 async fn account_in(tx: &mut Tx, id: i64) -> Result<Account> {
-    let row = sqlx::query(&format!(
-        "SELECT {} FROM accounts a WHERE a.id = $1",
-        accounts::COLUMNS
-    ))
-    .bind(id)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(accounts::from_row(&row)?)
+    accounts::get_in(tx, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("account {id} is gone")))
 }
 
 /// A role held on a node: whether by hand, and the group otherwise.
