@@ -80,6 +80,17 @@ async fn sign_in(browser: &Browser, next: &str) -> SignedIn {
     }
 }
 
+/// Has the provider sign in the person `claims` name, and expects Rollway
+/// to refuse them (403) saying `why`.
+async fn refused_as(app: &TestApp, provider: &FakeOidc, claims: Value, why: &str) {
+    provider.sign_in_as(claims);
+    let browser = app.browser();
+    let done = sign_in(&browser, "/").await;
+    assert_eq!(done.status, StatusCode::FORBIDDEN, "{}", done.body);
+    assert!(done.body.contains(why), "{why}: {}", done.body);
+    assert_eq!(who(&browser).await, None);
+}
+
 /// The account a browser is signed in as, from its account page.
 async fn who(browser: &Browser) -> Option<String> {
     let (status, html) = browser.get("/account").await;
@@ -217,16 +228,13 @@ async fn sso_links_people_and_sets_their_groups_roles(backend: Backend) {
     assert_eq!(sign_in(&renamed, "/").await.status, StatusCode::SEE_OTHER);
     assert_eq!(who(&renamed).await.as_deref(), Some("alice"));
     // …and another person naming herself alice is refused.
-    provider.sign_in_as(json!({"sub": "u-mallory", "preferred_username": "alice"}));
-    let mallory = app.browser();
-    let done = sign_in(&mallory, "/").await;
-    assert_eq!(done.status, StatusCode::FORBIDDEN);
-    assert!(
-        done.body.contains("already linked to another person"),
-        "{}",
-        done.body
-    );
-    assert_eq!(who(&mallory).await, None);
+    refused_as(
+        &app,
+        &provider,
+        json!({"sub": "u-mallory", "preferred_username": "alice"}),
+        "already linked to another person",
+    )
+    .await;
 
     // An existing password user is linked on her first sign-in; a service
     // account is never signed in to; a name Rollway cannot use is refused.
@@ -259,26 +267,27 @@ async fn sso_links_people_and_sets_their_groups_roles(backend: Backend) {
         .await;
     assert!(s.is_success(), "{v}");
     // Naming oneself admin at the provider makes nobody an administrator.
-    provider.sign_in_as(json!({"sub": "u-eve", "preferred_username": "admin"}));
-    let done = sign_in(&app.browser(), "/").await;
-    assert_eq!(done.status, StatusCode::FORBIDDEN);
-    assert!(
-        done.body.contains("administrators are not linked"),
-        "{}",
-        done.body
-    );
-    provider.sign_in_as(json!({"sub": "u-bot", "preferred_username": "ci-bot"}));
-    let done = sign_in(&app.browser(), "/").await;
-    assert_eq!(done.status, StatusCode::FORBIDDEN);
-    assert!(done.body.contains("service account"), "{}", done.body);
-    provider.sign_in_as(json!({"sub": "u-x", "preferred_username": "x y@example.com"}));
-    let done = sign_in(&app.browser(), "/").await;
-    assert_eq!(done.status, StatusCode::FORBIDDEN);
-    assert!(
-        done.body.contains("is not one Rollway can use"),
-        "{}",
-        done.body
-    );
+    refused_as(
+        &app,
+        &provider,
+        json!({"sub": "u-eve", "preferred_username": "admin"}),
+        "administrators are not linked",
+    )
+    .await;
+    refused_as(
+        &app,
+        &provider,
+        json!({"sub": "u-bot", "preferred_username": "ci-bot"}),
+        "service account",
+    )
+    .await;
+    refused_as(
+        &app,
+        &provider,
+        json!({"sub": "u-x", "preferred_username": "x y@example.com"}),
+        "is not one Rollway can use",
+    )
+    .await;
     // A disabled account is refused.
     let (_, users) = org.admin.get("/api/v1/users").await;
     let alice_id = users
@@ -297,10 +306,13 @@ async fn sso_links_people_and_sets_their_groups_roles(backend: Backend) {
         )
         .await;
     assert!(s.is_success(), "{v}");
-    provider.sign_in_as(json!({"sub": "u-alice", "preferred_username": "alice"}));
-    let done = sign_in(&app.browser(), "/").await;
-    assert_eq!(done.status, StatusCode::FORBIDDEN);
-    assert!(done.body.contains("disabled"), "{}", done.body);
+    refused_as(
+        &app,
+        &provider,
+        json!({"sub": "u-alice", "preferred_username": "alice"}),
+        "disabled",
+    )
+    .await;
 
     // The audit log has the link and the roles' comings and goings.
     let (_, audit) = org.admin.get("/api/v1/audit?limit=200").await;

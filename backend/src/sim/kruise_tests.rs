@@ -262,8 +262,8 @@ fn a_partition_canary_pauses_at_each_step_until_approved_then_completes() {
     assert!(!d.metadata.labels.unwrap().contains_key(STABLE_REVISION));
 }
 
-#[test]
-fn a_timed_pause_moves_on_by_itself_after_its_duration() {
+/// A canary of `web:2` whose first step pauses for 60 s, waiting there.
+fn at_a_timed_pause() -> Harness {
     let mut h = Harness::new();
     h.create_rollout(json!({"steps": [
         {"replicas": 1, "pause": {"duration": 60}},
@@ -272,6 +272,12 @@ fn a_timed_pause_moves_on_by_itself_after_its_duration() {
     h.set_image("web:2");
     h.settle();
     assert_eq!(h.step(), step(1, "StepPaused"));
+    h
+}
+
+#[test]
+fn a_timed_pause_moves_on_by_itself_after_its_duration() {
+    let mut h = at_a_timed_pause();
     assert!(
         h.status()["message"]
             .as_str()
@@ -288,14 +294,7 @@ fn a_timed_pause_moves_on_by_itself_after_its_duration() {
 
 #[test]
 fn a_paused_rollout_takes_no_step_not_even_when_a_timed_pause_is_over() {
-    let mut h = Harness::new();
-    h.create_rollout(json!({"steps": [
-        {"replicas": 1, "pause": {"duration": 60}},
-        {"replicas": "100%", "pause": {"duration": 0}},
-    ]}));
-    h.set_image("web:2");
-    h.settle();
-    assert_eq!(h.step(), step(1, "StepPaused"));
+    let mut h = at_a_timed_pause();
     h.pause_rollout(true);
     h.advance(Duration::from_secs(120));
     h.settle();
