@@ -201,18 +201,29 @@ fn flash_cookie_name(secure: bool) -> &'static str {
     }
 }
 
-/// The flash cookie carrying `value` (empty and expired to clear it).
-fn flash_cookie(secure: bool, value: String) -> Cookie<'static> {
-    let mut cookie = Cookie::build((flash_cookie_name(secure), value))
+/// Sets cookie `name` of this site on `response`: HttpOnly, `Path=/`,
+/// `SameSite=Lax`, and `Secure` when served over https (whose names carry
+/// the `__Host-` prefix). `max_age`: how long it lasts (zero clears it);
+/// `None` for the browser's session.
+pub(crate) fn set_cookie(
+    response: &mut Response,
+    name: &'static str,
+    secure: bool,
+    value: String,
+    max_age: Option<time::Duration>,
+) {
+    let mut cookie = Cookie::build((name, value))
         .path("/")
         .http_only(true)
         .secure(secure)
         .same_site(SameSite::Lax)
         .build();
-    if cookie.value().is_empty() {
-        cookie.set_max_age(time::Duration::ZERO);
+    if let Some(age) = max_age {
+        cookie.set_max_age(age);
     }
-    cookie
+    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
 }
 
 /// A notice waiting to be written as the flash cookie. Handlers that
@@ -227,10 +238,9 @@ pub async fn write_flash(
     mut response: Response,
 ) -> Response {
     if let Some(PendingFlash(notice)) = response.extensions_mut().remove::<PendingFlash>() {
-        let cookie = flash_cookie(state.config.secure_cookies(), encode_flash(&notice));
-        if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
+        let secure = state.config.secure_cookies();
+        let name = flash_cookie_name(secure);
+        set_cookie(&mut response, name, secure, encode_flash(&notice), None);
     }
     response
 }
@@ -271,10 +281,14 @@ pub fn read_flash(headers: &axum::http::HeaderMap, secure: bool) -> Option<Notic
 
 /// Expires the flash cookie once its notice is shown.
 pub fn clear_flash(response: &mut Response, secure: bool) {
-    let clear = flash_cookie(secure, String::new());
-    if let Ok(value) = HeaderValue::from_str(&clear.to_string()) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    let name = flash_cookie_name(secure);
+    set_cookie(
+        response,
+        name,
+        secure,
+        String::new(),
+        Some(time::Duration::ZERO),
+    );
 }
 
 /// 303 to `to`, carrying a notice for the page there (post/redirect/get).

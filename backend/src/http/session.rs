@@ -6,12 +6,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_csrf::CsrfToken;
-use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields, PageActor};
 use super::{
     Layout, Notice, PageCtx, PageRoutes, clear_flash, page_error, read_flash, redirect_with,
+    set_cookie,
 };
 use crate::app::AppState;
 use crate::auth::client::{client_ip, session_cookie_name};
@@ -254,16 +254,14 @@ pub(super) async fn start_session(
         };
     tracing::info!(account = %account.name, %ip, "logged in");
     let secure = state.config.secure_cookies();
-    let cookie = Cookie::build((session_cookie_name(secure), token))
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .build();
     let mut response = Redirect::to(next).into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    set_cookie(
+        &mut response,
+        session_cookie_name(secure),
+        secure,
+        token,
+        None,
+    );
     response
 }
 
@@ -273,17 +271,14 @@ async fn log_out(ctx: PageCtx, CsrfForm(_form): CsrfForm<NoFields>) -> Response 
         return page_error(&e);
     }
     let secure = ctx.state.config.secure_cookies();
-    let clear = Cookie::build((session_cookie_name(secure), ""))
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .max_age(time::Duration::ZERO)
-        .build();
     let mut response = redirect_with("/login", Notice::success("You have logged out."));
-    if let Ok(value) = HeaderValue::from_str(&clear.to_string()) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    set_cookie(
+        &mut response,
+        session_cookie_name(secure),
+        secure,
+        String::new(),
+        Some(time::Duration::ZERO),
+    );
     response
 }
 

@@ -4,15 +4,15 @@
 //! one use.
 
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_csrf::CsrfToken;
-use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
 use super::session::{render_login, safe_next, start_session};
-use super::{Notice, PageRoutes};
+use super::{Notice, PageRoutes, set_cookie};
 use crate::app::AppState;
 use crate::auth::client::client_ip;
 use crate::auth::oidc::{Pending, SIGN_IN_LIFETIME};
@@ -35,19 +35,6 @@ fn cookie_name(secure: bool) -> &'static str {
     } else {
         "rollway_sso"
     }
-}
-
-/// The sign-in cookie: sent back on the provider's top-level redirect
-/// (`SameSite=Lax`), never to scripts.
-fn sign_in_cookie(secure: bool, value: String, max_age: time::Duration) -> HeaderValue {
-    let cookie = Cookie::build((cookie_name(secure), value))
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(SameSite::Lax)
-        .max_age(max_age)
-        .build();
-    HeaderValue::from_str(&cookie.to_string()).unwrap_or(HeaderValue::from_static(""))
 }
 
 #[derive(Deserialize)]
@@ -95,13 +82,14 @@ async fn start(
     };
     let secure = state.config.secure_cookies();
     let mut response = Redirect::to(url.as_str()).into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        sign_in_cookie(
-            secure,
-            sealed,
-            time::Duration::seconds(SIGN_IN_LIFETIME.as_secs() as i64),
-        ),
+    // Sent back on the provider's top-level redirect (`SameSite=Lax`).
+    let lifetime = time::Duration::seconds(SIGN_IN_LIFETIME.as_secs() as i64);
+    set_cookie(
+        &mut response,
+        cookie_name(secure),
+        secure,
+        sealed,
+        Some(lifetime),
     );
     response
 }
@@ -127,9 +115,13 @@ async fn callback(
     let secure = state.config.secure_cookies();
     let mut response = finish(&state, csrf, &jar, &parts, query).await;
     if jar.get(cookie_name(secure)).is_some() {
-        response.headers_mut().append(
-            header::SET_COOKIE,
-            sign_in_cookie(secure, String::new(), time::Duration::ZERO),
+        let name = cookie_name(secure);
+        set_cookie(
+            &mut response,
+            name,
+            secure,
+            String::new(),
+            Some(time::Duration::ZERO),
         );
     }
     response
