@@ -325,12 +325,8 @@ impl Oidc {
             // invalid_grant and friends: the code was used, old or not
             // this client's.
             return Err(refused(format!(
-                "the provider did not accept the sign-in ({}{})",
-                shown(error),
-                error_description
-                    .as_deref()
-                    .map(|d| format!(": {}", shown(d)))
-                    .unwrap_or_default()
+                "the provider did not accept the sign-in ({})",
+                oauth_error(error, error_description.as_deref())
             )));
         }
         if !status.is_success() {
@@ -503,6 +499,15 @@ impl Oidc {
             grants,
             admin,
         })
+    }
+}
+
+/// An OAuth error a provider answered (`error`, `error_description`), as
+/// a message quotes it.
+pub fn oauth_error(error: &str, description: Option<&str>) -> String {
+    match description {
+        Some(d) => format!("{}: {}", shown(error), shown(d)),
+        None => shown(error),
     }
 }
 

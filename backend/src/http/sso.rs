@@ -15,7 +15,7 @@ use super::session::{render_login, safe_next, start_session};
 use super::{Notice, PageRoutes, set_cookie};
 use crate::app::AppState;
 use crate::auth::client::client_ip;
-use crate::auth::oidc::{Pending, SIGN_IN_LIFETIME};
+use crate::auth::oidc::{Pending, SIGN_IN_LIFETIME, oauth_error};
 use crate::db::oidc::{self, Outcome};
 use crate::domain::text::shown;
 use crate::error::Error;
@@ -163,13 +163,8 @@ async fn finish(
     }
     if let Some(error) = &query.error {
         let e = Error::Unauthorized(format!(
-            "The sign-in provider did not sign you in ({}{}).",
-            shown(error),
-            query
-                .error_description
-                .as_deref()
-                .map(|d| format!(": {}", shown(d)))
-                .unwrap_or_default()
+            "The sign-in provider did not sign you in ({}).",
+            oauth_error(error, query.error_description.as_deref())
         ));
         return refused_page(state, csrf, next, &e);
     }
