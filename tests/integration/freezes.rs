@@ -256,6 +256,40 @@ db_test!(
             "{coming}"
         );
         assert!(!html.contains("data-held="), "nothing holds it yet");
+
+        // A window on the apps' own node, below the item's: it holds the
+        // stage whose app it covers, by its environment class.
+        let (s, v) = r
+            .olivia
+            .post(
+                &format!("/api/v1/nodes/{}/freeze-windows", r.org.pay_api),
+                json!({"reason": "API cut-over", "starts_at": now - 60_000,
+                       "ends_at": now + 3_600_000, "environments": ["prod"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let (_, html) = app
+            .browser_as("eric", USER_PASSWORD)
+            .await
+            .get(&format!("/work-orders/{next}"))
+            .await;
+        let held = &html[html.find(r#"data-held="2""#).expect("prod held")..];
+        let held = &held[..held.find("</p>").unwrap()];
+        assert!(
+            held.contains("API cut-over") && held.contains("/acme/pay/api"),
+            "{held}"
+        );
+        assert!(!html.contains(r#"data-held="1""#), "staging is not prod");
+        let (s, v) = deploy(&r, next, 1).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        wait_stage(&r.eric, next, 1, "succeeded").await;
+        let (s, v) = deploy(&r, next, 2).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("frozen")),
+            "{v}"
+        );
+        assert!(message(&v).contains("API cut-over"), "{v}");
     }
 );
 

@@ -12,6 +12,7 @@ use super::audit::{self, AuditActor, Change, snapshot};
 use super::error::{Error, Result};
 use super::{Db, now_ms};
 use crate::domain::freeze::{Occurrence, Schedule};
+use crate::domain::tree::ancestor_chain;
 
 /// One stretch of a window, Unix ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -283,14 +284,32 @@ pub async fn covering<'c, E>(db: E, path: &str, now: i64) -> Result<Vec<FreezeWi
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM {FROM} \
-         WHERE n.path = $1 OR substr($1, 1, length(n.path) + 1) = n.path || '/' \
-         ORDER BY length(n.path) DESC, w.id"
-    ))
-    .bind(path)
-    .fetch_all(db)
-    .await?;
+    covering_any(db, &[path], now).await
+}
+
+/// The windows covering any of `paths` (set on one of their nodes or
+/// above), each once, as of `now`, nearest node first: one query for as
+/// many paths as a caller has (an order's item and every stage's app).
+pub async fn covering_any<'c, E>(db: E, paths: &[&str], now: i64) -> Result<Vec<FreezeWindow>>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let mut nodes: Vec<String> = paths.iter().flat_map(|p| ancestor_chain(p)).collect();
+    nodes.sort();
+    nodes.dedup();
+    if nodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (1..=nodes.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE n.path IN ({}) ORDER BY length(n.path) DESC, w.id",
+        marks.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for node in nodes {
+        query = query.bind(node);
+    }
+    let rows = query.fetch_all(db).await?;
     rows.iter().map(|r| Ok(from_row(r)?.at(now))).collect()
 }
 

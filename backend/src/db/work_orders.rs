@@ -22,6 +22,7 @@ use super::rollout_locks;
 use super::work_order_views::{COLUMNS, FROM, WorkOrder, WorkOrderDetail, from_row, not_found};
 use super::{Db, Tx, now_ms};
 use crate::domain::release_item::Canary;
+use crate::domain::tree::path_covers;
 use crate::domain::verify::VerifyPlan;
 use crate::domain::work_order::{
     Command, Facts, Outcome, StageChange, StageFacts, StageStatus, State, VerifyMark, decide,
@@ -472,11 +473,20 @@ pub async fn coverage(
     if pending.is_empty() {
         return Ok(Vec::new());
     }
-    let on_item = freezes::covering(&mut *conn, &order.node_path, now).await?;
+    let mut paths: Vec<&str> = vec![&order.node_path];
+    paths.extend(pending.iter().map(|(_, _, app_path, _)| app_path.as_str()));
+    let all = freezes::covering_any(&mut *conn, &paths, now).await?;
+    let covers = |path: &str| -> Vec<freezes::FreezeWindow> {
+        all.iter()
+            .filter(|w| path_covers(path, &w.node_path))
+            .cloned()
+            .collect()
+    };
+    let on_item = covers(&order.node_path);
     let mut out = Vec::new();
     for (position, stage, app_path, environment) in pending {
         let mut windows = on_item.clone();
-        for w in freezes::covering(&mut *conn, &app_path, now).await? {
+        for w in covers(&app_path) {
             if !windows.iter().any(|x| x.id == w.id) {
                 windows.push(w);
             }
