@@ -137,12 +137,9 @@ const API_ROUTES: &[&str] = &[
 #[tokio::test]
 async fn the_openapi_document_lists_exactly_the_routes_that_exist() {
     let app = TestApp::start(Backend::Sqlite).await;
-    let doc: serde_json::Value = reqwest::get(app.url("/api/v1/openapi.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = reqwest::get(app.url("/api/v1/openapi.json")).await.unwrap();
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    let doc: serde_json::Value = answer.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     let mut documented = BTreeSet::new();

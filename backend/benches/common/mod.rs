@@ -108,6 +108,26 @@ pub fn rss_mib(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// The server's RSS (MiB) once its start-up work is over: when its CPU
+/// time has not moved for a second (at most 15 s after asking), so what
+/// start-up freed has gone back to the system (jemalloc hands freed pages
+/// back after a second) and the statistics run at start is done.
+pub async fn settled_rss_mib(pid: u32) -> f64 {
+    let quiet_for = Duration::from_secs(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut last = cpu_time(pid);
+    let mut since = std::time::Instant::now();
+    while std::time::Instant::now() < deadline && since.elapsed() < quiet_for {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = cpu_time(pid);
+        if now != last {
+            last = now;
+            since = std::time::Instant::now();
+        }
+    }
+    rss_mib(pid).0
+}
+
 /// User + system CPU time of a process.
 pub fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

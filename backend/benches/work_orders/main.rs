@@ -11,7 +11,8 @@
 //! scope, as an engineer of one team (1 % of the orders visible), a viewer
 //! of half the teams (50 %) and a viewer of a node without orders. It
 //! prints, per size, every row, Rollway's share of the baseline's req/s,
-//! the server's RSS (idle and after the rows) and CPU per request; at the
+//! the server's RSS (as it starts listening, idle once its start-up work
+//! is over, and after the rows) and CPU per request; at the
 //! end, the p99 of every row at every size.
 //!
 //! `cargo bench --bench work_orders` (SQLite in a temp dir), or with
@@ -43,7 +44,8 @@ use rollway::secret::SecretKey;
 use sqlx::{Connection, Executor};
 
 use common::{
-    Server, cpu_time, env_num, insert_rows, ms, percentile, rss_mib, start, start_rollway,
+    Server, cpu_time, env_num, insert_rows, ms, percentile, rss_mib, settled_rss_mib, start,
+    start_rollway,
 };
 
 /// The allocator Rollway runs with (its `main.rs`), for the baseline and
@@ -425,7 +427,8 @@ async fn bench_size(
 
     let server = start_rollway(&url, dir, &[]);
     let pid = server.child.id();
-    let (idle_rss, _) = rss_mib(pid);
+    let (start_rss, _) = rss_mib(pid);
+    let idle_rss = settled_rss_mib(pid).await;
     let mut base_cmd = Command::new(std::env::current_exe().unwrap());
     base_cmd.env(baseline::ENV, &url);
     let baseline: Server = start(base_cmd, baseline::LISTENING);
@@ -651,7 +654,7 @@ async fn bench_size(
         }
     );
     println!(
-        "- server RSS: {idle_rss:.1} MiB idle after start, {rss:.1} MiB after the rows (high-water mark {hwm:.1} MiB); CPU {:.3} ms per request",
+        "- server RSS: {start_rss:.1} MiB as it starts listening, {idle_rss:.1} MiB idle once start-up is over, {rss:.1} MiB after the rows (high-water mark {hwm:.1} MiB); CPU {:.3} ms per request",
         cpu.as_secs_f64() * 1000.0 / served as f64
     );
     drop(server);

@@ -227,12 +227,22 @@ pub fn routes() -> ApiRoutes {
             }
         }
     }
-    let openapi = std::sync::Arc::new(openapi);
+    // Served as written once here: the document's structure is dropped,
+    // and a request neither copies nor encodes it again.
+    let document = Bytes::from(
+        serde_json::to_vec(&openapi).expect("the OpenAPI document is plain JSON (string keys)"),
+    );
+    drop(openapi);
     let router = router.route(
         DOCUMENT_PATH,
         axum::routing::get(move || {
-            let doc = openapi.clone();
-            async move { Json(doc.as_ref().clone()) }
+            let document = document.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    document,
+                )
+            }
         }),
     );
     listed.push((axum::http::Method::GET, DOCUMENT_PATH.to_string()));
