@@ -408,7 +408,7 @@ async fn list_work_orders(
     State(state): State<AppState>,
     ApiActor(actor, _, board_version): ApiActor,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<WorkOrderPage>> {
+) -> Result<Response> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(Error::validation(
@@ -424,10 +424,49 @@ async fn list_work_orders(
         .await?;
     let (orders, more) = (&page.0, page.1);
     let next_cursor = more.then(|| orders.last().map(|o| o.id)).flatten();
-    Ok(Json(WorkOrderPage {
-        items: orders.iter().cloned().map(Into::into).collect(),
+    Ok(Json(PageJson {
+        items: orders.iter().map(OrderJson).collect(),
         next_cursor,
-    }))
+    })
+    .into_response())
+}
+
+/// A [`WorkOrderPage`] written from the cached page it borrows, without
+/// copying its orders.
+#[derive(Serialize)]
+struct PageJson<'a> {
+    items: Vec<OrderJson<'a>>,
+    next_cursor: Option<i64>,
+}
+
+/// An order written as [`WorkOrder`] is, field for field (a test holds
+/// the two to the same JSON), from the order it borrows.
+struct OrderJson<'a>(&'a views::WorkOrder);
+
+impl Serialize for OrderJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let o = self.0;
+        let mut m = s.serialize_struct("WorkOrder", 17)?;
+        m.serialize_field("id", &o.id)?;
+        m.serialize_field("release_item_id", &o.release_item_id)?;
+        m.serialize_field("release_item", &o.release_item)?;
+        m.serialize_field("node_id", &o.node_id)?;
+        m.serialize_field("node_path", &o.node_path)?;
+        m.serialize_field("version", &o.version)?;
+        m.serialize_field("image", &o.image)?;
+        m.serialize_field("title", &o.title)?;
+        m.serialize_field("description", &o.description)?;
+        m.serialize_field("state", o.state.as_str())?;
+        m.serialize_field("creator_id", &o.creator_id)?;
+        m.serialize_field("creator", &o.creator)?;
+        m.serialize_field("required_approvals", &o.required_approvals)?;
+        m.serialize_field("approvals", &o.approvals)?;
+        m.serialize_field("created_at", &o.created_at)?;
+        m.serialize_field("updated_at", &o.updated_at)?;
+        m.serialize_field("hotfix_reason", &o.hotfix_reason)?;
+        m.end()
+    }
 }
 
 async fn resolve_filter(
@@ -917,6 +956,21 @@ mod tests {
         );
         let order = serde_json::to_value(WorkOrder::from(detail().order)).unwrap();
         assert_eq!(keys(&order), properties(schemas, "WorkOrder"));
+        let mut listed = detail().order;
+        listed.hotfix_reason = Some("cards charged twice".into());
+        assert_eq!(
+            serde_json::to_value(OrderJson(&listed)).unwrap(),
+            serde_json::to_value(WorkOrder::from(listed.clone())).unwrap(),
+            "a listed order is written as the schema's WorkOrder"
+        );
+        let page = PageJson {
+            items: vec![OrderJson(&listed)],
+            next_cursor: Some(7),
+        };
+        assert_eq!(
+            keys(&serde_json::to_value(&page).unwrap()),
+            properties(schemas, "WorkOrderPage")
+        );
         assert_eq!(json["state"], "in_progress");
         assert_eq!(json["stage_runs"][0]["status"], "rolling_back");
         assert_eq!(json["stage_runs"][0]["strategy"], "canary");
