@@ -200,3 +200,81 @@ db_test!(
         );
     }
 );
+
+db_test!(
+    approvals_made_before_the_upgrade_are_counted_and_the_count_follows_every_change,
+    |backend| async move {
+        let test_db = TestDb::new(backend).await;
+        let db = connect_db(&test_db).await;
+        // The schema before orders carried their approval count.
+        db.migrate_through(26).await.unwrap();
+        let mut setup = vec![
+            "INSERT INTO nodes (id, parent_id, name, title, path, created_at, updated_at) \
+             VALUES (1, NULL, '', 'Root', '/', 0, 0)"
+                .to_string(),
+            "INSERT INTO release_items (id, node_id, name, gitlab_project, image_repository, created_at, updated_at) \
+             VALUES (1, 1, 'shop', 'g/shop', 'reg/shop', 0, 0)"
+                .to_string(),
+        ];
+        for id in 1..=4 {
+            setup.push(format!(
+                "INSERT INTO accounts (id, kind, name, display_name, created_at, updated_at) \
+                 VALUES ({id}, 'user', 'user{id}', 'User {id}', 0, 0)"
+            ));
+        }
+        for id in 1..=3 {
+            setup.push(format!(
+                "INSERT INTO work_orders (id, release_item_id, node_id, version, image, title, state, \
+                 creator_id, required_approvals, created_at, updated_at) \
+                 VALUES ({id}, 1, 1, 'v{id}', 'reg/shop:v{id}', 'Order {id}', 'closed', 1, 2, 0, 0)"
+            ));
+        }
+        // Order 1: two approvals and a rejection; order 2: a rejection.
+        for (order, account, decision) in [
+            (1, 2, "approved"),
+            (1, 3, "approved"),
+            (1, 4, "rejected"),
+            (2, 2, "rejected"),
+        ] {
+            setup.push(format!(
+                "INSERT INTO approvals (work_order_id, account_id, decision, at) \
+                 VALUES ({order}, {account}, '{decision}', 0)"
+            ));
+        }
+        let setup: Vec<&str> = setup.iter().map(String::as_str).collect();
+        exec(&db, &setup).await;
+
+        db.migrate()
+            .await
+            .expect("the upgrade applies to this data");
+        let counts = || async {
+            text(
+                &db,
+                "SELECT CAST(id AS TEXT) || ':' || CAST(approval_count AS TEXT) FROM work_orders ORDER BY id",
+            )
+            .await
+        };
+        assert_eq!(
+            counts().await,
+            ["1:2", "2:0", "3:0"],
+            "counted at the upgrade"
+        );
+
+        exec(
+            &db,
+            &[
+                "INSERT INTO approvals (work_order_id, account_id, decision, at) VALUES (3, 2, 'approved', 0)",
+                "INSERT INTO approvals (work_order_id, account_id, decision, at) VALUES (3, 3, 'rejected', 0)",
+                "UPDATE approvals SET decision = 'approved' WHERE work_order_id = 2 AND account_id = 2",
+                "UPDATE approvals SET decision = 'rejected' WHERE work_order_id = 1 AND account_id = 3",
+                "DELETE FROM approvals WHERE work_order_id = 1 AND account_id = 2",
+            ],
+        )
+        .await;
+        assert_eq!(
+            counts().await,
+            ["1:0", "2:1", "3:1"],
+            "kept by every insert, change and removal"
+        );
+    }
+);

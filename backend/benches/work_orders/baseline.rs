@@ -96,7 +96,7 @@ const CALLER: &str = "SELECT t.account_id, a.disabled_at, t.revoked_at, t.expire
     FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = $1";
 const ORDER: &str = "SELECT w.id, w.release_item_id, r.name AS release_item, w.node_id, n.path AS node_path, \
     w.version, w.image, w.title, w.description, w.state, w.creator_id, a.name AS creator, w.required_approvals, \
-    (SELECT COUNT(*) FROM approvals ap WHERE ap.work_order_id = w.id AND ap.decision = 'approved') AS approvals, \
+    w.approval_count AS approvals, \
     w.created_at, w.updated_at \
     FROM work_orders w JOIN release_items r ON r.id = w.release_item_id \
     JOIN nodes n ON n.id = w.node_id JOIN accounts a ON a.id = w.creator_id";

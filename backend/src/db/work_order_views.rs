@@ -150,7 +150,7 @@ pub struct WorkOrderDetail {
 /// The columns of a [`WorkOrder`], read from [`FROM`] by [`from_row`].
 pub(super) const COLUMNS: &str = "w.id, w.release_item_id, r.name AS release_item, w.node_id, n.path AS node_path, w.version, \
     w.image, w.title, w.description, w.state, w.creator_id, a.name AS creator, w.required_approvals, \
-    (SELECT COUNT(*) FROM approvals ap WHERE ap.work_order_id = w.id AND ap.decision = 'approved') AS approvals, \
+    w.approval_count AS approvals, \
     w.created_at, w.updated_at, w.hotfix_reason";
 pub(super) const FROM: &str = "work_orders w JOIN release_items r ON r.id = w.release_item_id \
     JOIN nodes n ON n.id = w.node_id JOIN accounts a ON a.id = w.creator_id";
