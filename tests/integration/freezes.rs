@@ -17,6 +17,14 @@ fn message(v: &Value) -> &str {
     v["error"]["message"].as_str().unwrap_or_default()
 }
 
+/// The paragraph of `html` from `marker` on (to its `</p>`).
+fn paragraph<'a>(html: &'a str, marker: &str) -> &'a str {
+    let from = &html[html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker}: {html}"))..];
+    &from[..from.find("</p>").unwrap_or(from.len())]
+}
+
 /// Starts stage `n` of order `id` as eric: the answer.
 async fn deploy(r: &Rollout, id: i64, n: u32) -> (StatusCode, Value) {
     r.eric
@@ -244,13 +252,9 @@ db_test!(
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
-        let (_, html) = app
-            .browser_as("eric", USER_PASSWORD)
-            .await
-            .get(&format!("/work-orders/{next}"))
-            .await;
-        let coming = &html[html.find(r#"id="freeze-coming""#).expect("a warning")..];
-        let coming = &coming[..coming.find("</p>").unwrap()];
+        let eric_pages = app.browser_as("eric", USER_PASSWORD).await;
+        let (_, html) = eric_pages.get(&format!("/work-orders/{next}")).await;
+        let coming = paragraph(&html, r#"id="freeze-coming""#);
         assert!(
             coming.contains("in 2 h") && coming.contains("DB migration"),
             "{coming}"
@@ -268,13 +272,8 @@ db_test!(
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
-        let (_, html) = app
-            .browser_as("eric", USER_PASSWORD)
-            .await
-            .get(&format!("/work-orders/{next}"))
-            .await;
-        let held = &html[html.find(r#"data-held="2""#).expect("prod held")..];
-        let held = &held[..held.find("</p>").unwrap()];
+        let (_, html) = eric_pages.get(&format!("/work-orders/{next}")).await;
+        let held = paragraph(&html, r#"data-held="2""#);
         assert!(
             held.contains("API cut-over") && held.contains("/acme/pay/api"),
             "{held}"
