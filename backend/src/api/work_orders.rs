@@ -390,6 +390,8 @@ pub struct ListQuery {
     q: Option<String>,
 }
 
+// The schema of a page of orders, as documented; `PageJson` writes it
+// (its doc would become the schema's description).
 #[derive(Serialize, ToSchema)]
 pub struct WorkOrderPage {
     pub items: Vec<WorkOrder>,
