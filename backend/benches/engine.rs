@@ -83,10 +83,17 @@ async fn main() {
         );
     }
 
+    // Every job of every phase runs at once: phase 0's fast-path
+    // deployments and phase 1's samples are still following their
+    // rollouts (pods ready after 10 s) when phase 2 sends its deploys, and
+    // a job without a slot waits for one to free up.
     let server = start_rollway(
         &url,
         dir.path(),
-        &["--engine-max-jobs", &total.max(1000).to_string()],
+        &[
+            "--engine-max-jobs",
+            &(total + samples).max(1000).to_string(),
+        ],
     );
     let pid = server.child.id();
     let Seeded {

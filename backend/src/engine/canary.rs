@@ -74,7 +74,7 @@ impl Kind for CanaryDeploy {
         ) {
             return Ok(stage.nothing_to_do());
         }
-        if let Some(held) = hold::stage(ctx, job, &stage, false).await? {
+        if let Some(held) = Box::pin(hold::stage(ctx, job, &stage, false)).await? {
             return Ok(held);
         }
         let Some(plan) = target.canary.clone() else {
@@ -92,8 +92,8 @@ impl Kind for CanaryDeploy {
         let image = stage.current_image(&live)?;
         stage.remember_replaced(ctx, job, &live, &image).await?;
         put_rollout(ctx, &stage, &client, &plan).await?;
-        let live = stage.set_image(&client, live).await?;
-        follow(ctx, job, &stage, &client, &plan, live).await
+        let live = Box::pin(stage.set_image(&client, live)).await?;
+        Box::pin(follow(ctx, job, &stage, &client, &plan, live)).await
     }
 
     async fn fail(&self, ctx: &Context, job: &Job, message: String) -> Result<Done, Error> {

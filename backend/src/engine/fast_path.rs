@@ -56,7 +56,7 @@ impl Kind for FastDeploy {
                 t.status
             )));
         }
-        if let Some(held) = super::hold::deployment(ctx, job, &t).await? {
+        if let Some(held) = Box::pin(super::hold::deployment(ctx, job, &t)).await? {
             return Ok(held);
         }
         // The overall deadline is the rollout's; a verification under way
@@ -76,7 +76,7 @@ impl Kind for FastDeploy {
         let client = ctx.cluster_client(t.cluster_id).await?;
         let live = match (&t.lane, t.lane_id) {
             (Some(slug), Some(lane_id)) => {
-                ensure_lane(ctx, job, &client, &t, slug, lane_id).await?
+                Box::pin(ensure_lane(ctx, job, &client, &t, slug, lane_id)).await?
             }
             (Some(slug), None) => {
                 return Err(Error::Fail(format!(
@@ -147,16 +147,12 @@ impl Kind for FastDeploy {
                     .await
             }
         };
-        let live = match w
-            .write_until(&client, live, runs_image, |_| None, patch)
-            .await?
+        let live = match Box::pin(w.write_until(&client, live, runs_image, |_| None, patch)).await?
         {
             Written::Done(live) => *live,
             Written::Refused(reason) => return Err(Error::Fail(reason)),
         };
-        let followed = w
-            .follow(ctx, &client, live, runs_image, |_| false, ())
-            .await?;
+        let followed = Box::pin(w.follow(ctx, &client, live, runs_image, |_| false, ())).await?;
         let (status, message) = match followed {
             Followed::Complete(d) => {
                 let revision = deployment::revision(&d.metadata)

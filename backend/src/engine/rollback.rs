@@ -62,7 +62,7 @@ impl Kind for Rollback {
         }
         // A rollback is never held; a Deployment a line stop paused rolls
         // again.
-        hold::resume(ctx, job, &stage).await?;
+        Box::pin(hold::resume(ctx, job, &stage)).await?;
         stage.check_deadline()?;
         let client = stage.client(ctx).await?;
         let live = stage.read(&client).await?;
@@ -108,13 +108,11 @@ impl Kind for Rollback {
             }
         };
         let refuse = |d: &Deployment| refusal(&stage, d);
-        let live = match stage
-            .write_until(&client, live, restored, refuse, write_back)
-            .await?
-        {
-            Written::Done(live) => *live,
-            Written::Refused(reason) => return refused(ctx, job, &stage, reason).await,
-        };
+        let live =
+            match Box::pin(stage.write_until(&client, live, restored, refuse, write_back)).await? {
+                Written::Done(live) => *live,
+                Written::Refused(reason) => return refused(ctx, job, &stage, reason).await,
+            };
         // Onto a template that was failing before the deploy, the rollback
         // is over once the controller has taken it: waiting for it to
         // become available would only wait for its old failure again.
@@ -127,9 +125,8 @@ impl Kind for Rollback {
                     .unwrap_or(0)
                     >= d.metadata.generation.unwrap_or(0)
         };
-        let followed = stage
-            .follow(ctx, job, &client, live, false, restored, taken)
-            .await?;
+        let followed =
+            Box::pin(stage.follow(ctx, job, &client, live, false, restored, taken)).await?;
         match followed {
             Followed::Complete(d) => {
                 let now = deployment::revision(&d.metadata);

@@ -29,7 +29,7 @@ impl Kind for RollingDeploy {
         ) {
             return Ok(stage.nothing_to_do());
         }
-        if let Some(held) = hold::stage(ctx, job, &stage, true).await? {
+        if let Some(held) = Box::pin(hold::stage(ctx, job, &stage, true)).await? {
             return Ok(held);
         }
         stage.check_deadline()?;
@@ -38,18 +38,17 @@ impl Kind for RollingDeploy {
         stage.check_same_object(&live)?;
         let image = stage.current_image(&live)?;
         stage.remember_replaced(ctx, job, &live, &image).await?;
-        let live = stage.set_image(&client, live).await?;
-        let followed = stage
-            .follow(
-                ctx,
-                job,
-                &client,
-                live,
-                target.status != StageStatus::Verifying,
-                |d| stage.runs_image(d),
-                |_| false,
-            )
-            .await?;
+        let live = Box::pin(stage.set_image(&client, live)).await?;
+        let followed = Box::pin(stage.follow(
+            ctx,
+            job,
+            &client,
+            live,
+            target.status != StageStatus::Verifying,
+            |d| stage.runs_image(d),
+            |_| false,
+        ))
+        .await?;
         match followed {
             Followed::Complete(d) => {
                 let new_revision = deployment::revision(&d.metadata);

@@ -258,25 +258,29 @@ impl Stage {
     /// `report_verifying`, the stage is reported `verifying` once all new
     /// pods are updated.
     #[allow(clippy::too_many_arguments)]
-    pub async fn follow(
-        &self,
-        ctx: &Context,
-        job: &Job,
-        client: &ClusterClient,
+    pub fn follow<'a>(
+        &'a self,
+        ctx: &'a Context,
+        job: &'a Job,
+        client: &'a ClusterClient,
         live: Deployment,
         report_verifying: bool,
-        ours: impl Fn(&Deployment) -> bool,
-        enough: impl Fn(&Deployment) -> bool,
-    ) -> Result<Followed, Error> {
-        let verifying = ReportVerifying {
-            stage: self,
-            ctx,
-            job,
-            pending: report_verifying,
-        };
-        self.workload()
-            .follow(ctx, client, live, ours, enough, verifying)
-            .await
+        ours: impl Fn(&Deployment) -> bool + 'a,
+        enough: impl Fn(&Deployment) -> bool + 'a,
+    ) -> impl Future<Output = Result<Followed, Error>> + 'a {
+        // Boxed before the future is made (see `Workload::follow`).
+        let live = Box::new(live);
+        async move {
+            let verifying = ReportVerifying {
+                stage: self,
+                ctx,
+                job,
+                pending: report_verifying,
+            };
+            self.workload()
+                .follow_boxed(ctx, client, live, ours, enough, verifying)
+                .await
+        }
     }
 
     /// Records the job's finding through the state machine, fenced on its
@@ -464,11 +468,28 @@ impl Workload<'_> {
     /// pods are seen updated (a note it answers ends the wait as moot);
     /// `enough` (for a rollback onto a template that was failing already)
     /// ends the wait before the rollout completes.
-    pub async fn follow(
+    ///
+    /// A job spends most of its life in this wait, and a thousand of them
+    /// may wait at once, so the Deployment (2.5 KB as a typed object) is
+    /// boxed before the future is made: an async fn's arguments stay in
+    /// its future for the whole of its life, next to the copy it works on.
+    pub fn follow<'a>(
+        &'a self,
+        ctx: &'a Context,
+        client: &'a ClusterClient,
+        live: Deployment,
+        ours: impl Fn(&Deployment) -> bool + 'a,
+        enough: impl Fn(&Deployment) -> bool + 'a,
+        available: impl Available + 'a,
+    ) -> impl Future<Output = Result<Followed, Error>> + 'a {
+        self.follow_boxed(ctx, client, Box::new(live), ours, enough, available)
+    }
+
+    async fn follow_boxed(
         &self,
         ctx: &Context,
         client: &ClusterClient,
-        mut live: Deployment,
+        mut live: Box<Deployment>,
         ours: impl Fn(&Deployment) -> bool,
         enough: impl Fn(&Deployment) -> bool,
         mut available: impl Available,
@@ -500,7 +521,7 @@ impl Workload<'_> {
                             return Ok(self.lost(message));
                         }
                         if later_or_same(&seen, &live) {
-                            live = (*seen).clone();
+                            *live = (*seen).clone();
                         }
                     }
                 }
@@ -513,7 +534,7 @@ impl Workload<'_> {
                             if let Some(message) = deployment::replaced(uid.as_deref(), &d) {
                                 return Ok(self.lost(message));
                             }
-                            live = d;
+                            *live = d;
                         }
                         Err(e) => {
                             tracing::info!(error = %e, "cannot read the Deployment; still waiting")
@@ -524,7 +545,7 @@ impl Workload<'_> {
             }
             if !ours(&live) {
                 return Ok(Followed::Failed(
-                    Some(live.clone()),
+                    Some((*live).clone()),
                     format!(
                         "{} was changed by someone else during the rollout ({})",
                         self.name(),
@@ -533,14 +554,14 @@ impl Workload<'_> {
                 ));
             }
             if enough(&live) {
-                return Ok(Followed::Complete(live));
+                return Ok(Followed::Complete(*live));
             }
             match deployment::evaluate(&live) {
-                Progress::Complete => return Ok(Followed::Complete(live)),
-                Progress::Failed(message) => return Ok(Followed::Failed(Some(live), message)),
+                Progress::Complete => return Ok(Followed::Complete(*live)),
+                Progress::Failed(message) => return Ok(Followed::Failed(Some(*live), message)),
                 Progress::Verifying(message) => {
                     last_seen.clone_from(&message);
-                    if let Some(note) = available.available(message).await? {
+                    if let Some(note) = Box::pin(available.available(message)).await? {
                         return Ok(Followed::Moot(note));
                     }
                 }
@@ -560,7 +581,7 @@ impl Workload<'_> {
                 }
                 _ = passed => {
                     return Ok(Followed::Failed(
-                        Some(live),
+                        Some(*live),
                         format!(
                             "{} did not finish within {} overall deadline (last seen: {})",
                             self.name(),
@@ -577,7 +598,7 @@ impl Workload<'_> {
                                 return Ok(self.lost(message));
                             }
                             if later_or_same(&d, &live) {
-                                live = d;
+                                *live = d;
                             }
                         }
                         Ok(None) => return Ok(self.deleted()),

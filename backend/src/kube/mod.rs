@@ -477,6 +477,12 @@ impl ClusterClient {
 
     /// Runs `call` with the deadline, retrying transient failures with
     /// exponential backoff, in the span of `target`.
+    ///
+    /// The request's future is boxed: kube-rs's request and its timeout
+    /// take about 2 KB, and inline they would be part of every job that
+    /// ever awaits a Kubernetes call, for the job's whole life — a
+    /// thousand rollouts in flight would each carry them while they wait
+    /// on the watch. Boxed, they take memory only while the call runs.
     async fn call<T, F, Fut>(
         &self,
         target: Target<'_>,
@@ -487,28 +493,31 @@ impl ClusterClient {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        async move {
-            let mut pause = self.settings.backoff;
-            let mut attempt = 1;
-            loop {
-                let error = match tokio::time::timeout(self.settings.call_timeout, call()).await {
-                    Ok(Ok(value)) => return Ok(value),
-                    Ok(Err(e)) => classify(what, e),
-                    Err(_) => KubeError::Transient(format!(
-                        "{what}: no answer within {} s",
-                        self.settings.call_timeout.as_secs_f32()
-                    )),
-                };
-                if !error.is_transient() || attempt >= self.settings.attempts {
-                    return Err(error);
+        Box::pin(
+            async move {
+                let mut pause = self.settings.backoff;
+                let mut attempt = 1;
+                loop {
+                    let error = match tokio::time::timeout(self.settings.call_timeout, call()).await
+                    {
+                        Ok(Ok(value)) => return Ok(value),
+                        Ok(Err(e)) => classify(what, e),
+                        Err(_) => KubeError::Transient(format!(
+                            "{what}: no answer within {} s",
+                            self.settings.call_timeout.as_secs_f32()
+                        )),
+                    };
+                    if !error.is_transient() || attempt >= self.settings.attempts {
+                        return Err(error);
+                    }
+                    tracing::info!(error = %error, attempt, "retrying Kubernetes call");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
                 }
-                tracing::info!(error = %error, attempt, "retrying Kubernetes call");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-                attempt += 1;
             }
-        }
-        .instrument(self.span(target))
+            .instrument(self.span(target)),
+        )
         .await
     }
 
