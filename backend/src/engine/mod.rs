@@ -152,6 +152,12 @@ pub trait Kind: Send + Sync + 'static {
     /// Works on `job` to its end. Every write is fenced on `job.lease`.
     /// [`Error::Retry`] has the runner try again later, [`Error::Fail`]
     /// has it call [`Kind::fail`], [`Error::Lost`] lets the job go.
+    ///
+    /// The future lives as long as the job, and a thousand may wait at
+    /// once: a step it awaits once and briefly but whose future is large
+    /// (the hold check, the image write, the follow itself) is awaited as
+    /// `Box::pin(step).await`, so its room is taken only while it runs
+    /// rather than for the job's whole life (docs/benchmarks.md, engine).
     fn run(&self, ctx: &Context, job: &Job) -> impl Future<Output = Result<Done, Error>> + Send;
 
     /// Records on the job's subject that its work failed for good
