@@ -108,20 +108,26 @@ pub fn rss_mib(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// The server's RSS (MiB) once its start-up work is over: when its CPU
-/// time has not moved for a second (at most 15 s after asking), so what
-/// start-up freed has gone back to the system (jemalloc hands freed pages
-/// back after a second) and the statistics run at start is done.
+/// The server's RSS (MiB) once its start-up work is over: when for a
+/// second its CPU time has not moved and its RSS has not fallen (at most
+/// 15 s after asking), so the statistics run at start is done and what
+/// start-up freed has gone back to the system. jemalloc hands freed pages
+/// back over the second after they are freed, from a thread of its own
+/// whose CPU time seldom reaches a clock tick, so a quiet CPU alone can
+/// read the RSS halfway through that.
 pub async fn settled_rss_mib(pid: u32) -> f64 {
     let quiet_for = Duration::from_secs(1);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let mut last = cpu_time(pid);
+    // The CPU time and RSS when the quiet second began.
+    let mut mark = (cpu_time(pid), rss_mib(pid).0);
     let mut since = std::time::Instant::now();
     while std::time::Instant::now() < deadline && since.elapsed() < quiet_for {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = cpu_time(pid);
-        if now != last {
-            last = now;
+        let now = (cpu_time(pid), rss_mib(pid).0);
+        // Falling by more than noise (a page or two of the allocator's own
+        // book-keeping) means memory is still being handed back.
+        if now.0 != mark.0 || now.1 < mark.1 - 0.05 {
+            mark = now;
             since = std::time::Instant::now();
         }
     }
