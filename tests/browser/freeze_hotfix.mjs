@@ -70,8 +70,11 @@ await journey('freeze-hotfix', async (newPage) => {
   assert.match(await olivia.locator('#new-secret').innerText(), /^whsec_[A-Za-z0-9+/=]{44}$/);
   assert.match(await olivia.locator('#destinations').innerText(), /Release bot[\s\S]*webhook[\s\S]*https:\/\/hooks\.example\.invalid\/…[\s\S]*line_stopped, line_lifted/);
   await shot(olivia, 'notifications-node.png');
-  await olivia.goto(`${base}/tree/nodes/${node}`);
+  // The form answered with a redirect: reloading shows the page again
+  // without the secret and without setting a second destination.
+  await olivia.reload();
   assert.equal(await olivia.locator('#new-secret').count(), 0, 'shown once');
+  assert.equal(await olivia.locator('#destinations li').count(), 1, 'set once');
   await olivia.locator('#stop-line summary').click();
   const stop = olivia.locator('#stop-line-form');
   await stop.locator('input[name="reason"]').fill('Incident 42: checkout errors');

@@ -186,13 +186,20 @@ db_test!(
         let app = TestApp::start(backend).await;
         crate::common::Org::create(&app).await;
         let eric = app.browser_as("eric", crate::common::USER_PASSWORD).await;
-        let (s, html, _) = eric
+        let (s, html, location) = eric
             .submit(
                 "/account/tokens",
                 &[("name", "laptop"), ("expires_in_days", "30")],
             )
             .await;
-        assert_eq!(s, StatusCode::CREATED, "{html}");
+        // Post/redirect/get: reloading the page that shows the token does
+        // not post the form again.
+        assert_eq!(
+            (s, location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/account")),
+            "{html}"
+        );
+        let (_, html) = eric.get("/account").await;
         let token = html
             .split(r#"<code class="secret" id="new-token">"#)
             .nth(1)
@@ -215,6 +222,11 @@ db_test!(
         assert!(
             page.contains("laptop") && !page.contains(&token),
             "listed, never shown again"
+        );
+        assert_eq!(
+            page.matches("data-token-id=\"").count(),
+            1,
+            "one token made"
         );
         let id: i64 = page
             .split("data-token-id=\"")
@@ -245,5 +257,142 @@ db_test!(
             (StatusCode::SEE_OTHER, Some("/account"))
         );
         assert_eq!(api.get("/api/v1/me").await.0, StatusCode::UNAUTHORIZED);
+    }
+);
+
+/// The text of the element `<code class="secret" id="{id}">` on `html`.
+fn shown_secret(html: &str, id: &str) -> Option<String> {
+    html.split(&format!(r#"<code class="secret" id="{id}">"#))
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .map(str::to_string)
+}
+
+db_test!(
+    secrets_made_in_the_pages_are_shown_once_after_a_redirect,
+    |backend| async move {
+        // Every form that makes a secret answers 303 (a reload does not
+        // make a second one), and the page it leads to shows the secret
+        // once: the next load of that page no longer does.
+        let app = TestApp::start(backend).await;
+        let api = app.api(Some(&app.admin_token()));
+        let (s, acme) = api
+            .post("/api/v1/nodes", json!({"name": "acme", "title": "Acme"}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{acme}");
+        let node = acme["id"].as_i64().unwrap();
+        let (s, sa) = api
+            .post(
+                "/api/v1/service-accounts",
+                json!({"name": "ci-bot", "node": "/acme", "role": "engineer"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{sa}");
+        let sa = sa["id"].as_i64().unwrap();
+        let admin = app.browser_as("admin", crate::common::ADMIN_PASSWORD).await;
+        // Posts `fields` to `form`, expects 303 to `to`, and returns the
+        // secret `id` on the page there, checking a second load lacks it.
+        let once = async |form: &str, fields: &[(&str, &str)], to: &str, page: &str, id: &str| {
+            let (s, html, location) = admin.submit(form, fields).await;
+            assert_eq!(
+                (s, location.as_deref()),
+                (StatusCode::SEE_OTHER, Some(to)),
+                "{form}: {html}"
+            );
+            let (s, html) = admin.get(page).await;
+            assert_eq!(s, StatusCode::OK, "{page}");
+            let secret =
+                shown_secret(&html, id).unwrap_or_else(|| panic!("{page} shows it: {html}"));
+            let (_, again) = admin.get(page).await;
+            assert_eq!(shown_secret(&again, id), None, "{page} shows it once");
+            assert!(!again.contains(&secret), "{page}: not anywhere");
+            secret
+        };
+
+        // A service account's token: it works, and only one was made.
+        let page = format!("/admin/service-accounts/{sa}");
+        let token = once(
+            &format!("{page}/tokens"),
+            &[("name", "gitlab")],
+            &page,
+            &page,
+            "new-token",
+        )
+        .await;
+        let (s, me) = app.api(Some(&token)).get("/api/v1/me").await;
+        assert_eq!(
+            (s, me["account"]["name"].as_str()),
+            (StatusCode::OK, Some("ci-bot"))
+        );
+        let (_, html) = admin.get(&page).await;
+        assert_eq!(
+            html.matches("data-token-id=\"").count(),
+            1,
+            "one token made"
+        );
+
+        // A user's generated password, and a reset one.
+        let password = once(
+            "/admin/users",
+            &[("name", "nadia"), ("display_name", "Nadia")],
+            "/admin/users",
+            "/admin/users",
+            "one-time-password",
+        )
+        .await;
+        assert_eq!(
+            app.browser().login("nadia", &password).await.0,
+            StatusCode::SEE_OTHER
+        );
+        let (_, users) = api.get("/api/v1/users").await;
+        let nadia = users
+            .as_array()
+            .or_else(|| users["items"].as_array())
+            .and_then(|all| all.iter().find(|u| u["name"] == "nadia"))
+            .and_then(|u| u["id"].as_i64())
+            .unwrap_or_else(|| panic!("nadia listed: {users}"));
+        let reset = once(
+            &format!("/admin/users/{nadia}/reset-password"),
+            &[],
+            "/admin/users",
+            "/admin/users",
+            "one-time-password",
+        )
+        .await;
+        assert_ne!(reset, password);
+        assert_eq!(
+            app.browser().login("nadia", &password).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            app.browser().login("nadia", &reset).await.0,
+            StatusCode::SEE_OTHER
+        );
+
+        // A webhook's signing secret, on the node page; one destination.
+        let page = format!("/tree/nodes/{node}");
+        let secret = once(
+            &format!("{page}/notification-destinations"),
+            &[
+                ("name", "release bot"),
+                ("kind", "webhook"),
+                ("url", "https://hooks.example.invalid/rollway"),
+            ],
+            &format!("{page}#notifications"),
+            &page,
+            "new-secret",
+        )
+        .await;
+        assert!(secret.starts_with("whsec_"), "{secret}");
+        let (_, list) = api
+            .get(&format!("/api/v1/nodes/{node}/notification-destinations"))
+            .await;
+        assert_eq!(
+            list.as_array()
+                .or_else(|| list["items"].as_array())
+                .map(Vec::len),
+            Some(1),
+            "{list}"
+        );
     }
 );

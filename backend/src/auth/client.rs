@@ -1,4 +1,4 @@
-//! Who the client is: the session cookie's name and the client address
+//! Who the client is: this site's cookie names and the client address
 //! (the socket peer, or what the trusted proxies saw). The extractors that
 //! read a request live at the edges (`http::extract`, `api::extract`).
 
@@ -9,12 +9,33 @@ use axum::http::request::Parts;
 
 use crate::config::TrustedProxies;
 
-/// Name of the session cookie (`__Host-` prefixed when served over https).
-pub fn session_cookie_name(secure: bool) -> &'static str {
-    if secure {
-        "__Host-rollway_session"
-    } else {
-        "rollway_session"
+/// The cookies this site sets (besides the CSRF layer's own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiteCookie {
+    /// The signed-in session.
+    Session,
+    /// The notice a redirect leaves for the next page.
+    Flash,
+    /// A single sign-on under way (sealed).
+    Sso,
+    /// A secret the next page shows once (sealed, `http::once`).
+    Once,
+}
+
+impl SiteCookie {
+    /// Its name: `__Host-` prefixed (and so `Secure`, `Path=/` and bound to
+    /// this host) when served over https.
+    pub fn name(self, secure: bool) -> &'static str {
+        match (self, secure) {
+            (Self::Session, true) => "__Host-rollway_session",
+            (Self::Session, false) => "rollway_session",
+            (Self::Flash, true) => "__Host-rollway_flash",
+            (Self::Flash, false) => "rollway_flash",
+            (Self::Sso, true) => "__Host-rollway_sso",
+            (Self::Sso, false) => "rollway_sso",
+            (Self::Once, true) => "__Host-rollway_once",
+            (Self::Once, false) => "rollway_once",
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields};
+use super::once::{self, Shown};
 use super::{Layout, Moment, Notice, PageCtx, PageRoutes, page_status, redirect_with};
 use crate::auth::{Action, password};
 use crate::db::accounts::{self, Account, AccountKind, NewAccount};
@@ -80,6 +81,9 @@ fn rows(list: Vec<Account>) -> Vec<AccountRow> {
 
 // ---------------------------------------------------------------- users
 
+/// The users page.
+const USERS: &str = "/admin/users";
+
 #[derive(Template)]
 #[template(path = "users.html")]
 struct UsersPage {
@@ -107,7 +111,6 @@ async fn render_users(
     ctx: &PageCtx,
     status: StatusCode,
     notice: Option<Notice>,
-    one_time_password: Option<(String, String)>,
     mut form: NewUserForm,
 ) -> Response {
     if let Err(e) = require_admin(ctx) {
@@ -129,6 +132,10 @@ async fn render_users(
         row.sso = linked.contains(&row.account.id);
     }
     form.password.clear();
+    let one_time_password = match ctx.shown_once(USERS) {
+        Some(Shown::Password { user, password }) => Some((user, password)),
+        _ => None,
+    };
     let page = UsersPage {
         layout: ctx.layout("Users", "admin-users", notice),
         users,
@@ -141,7 +148,7 @@ async fn render_users(
 
 /// Every user, and the form to add one.
 async fn list_users(ctx: PageCtx) -> Response {
-    render_users(&ctx, StatusCode::OK, None, None, NewUserForm::default()).await
+    render_users(&ctx, StatusCode::OK, None, NewUserForm::default()).await
 }
 
 /// Creates a user; a generated password is shown once.
@@ -175,30 +182,20 @@ async fn create_user(ctx: PageCtx, CsrfForm(form): CsrfForm<NewUserForm>) -> Res
     }
     .await;
     match result {
-        Ok((account, Some(password))) => {
-            render_users(
-                &ctx,
-                StatusCode::CREATED,
-                Some(Notice::success(format!("Created user {}.", account.name))),
-                Some((account.name, password)),
-                NewUserForm::default(),
-            )
-            .await
-        }
+        Ok((account, Some(password))) => once::redirect(
+            &ctx,
+            USERS,
+            Notice::success(format!("Created user {}.", account.name)),
+            Shown::Password {
+                user: account.name,
+                password,
+            },
+        ),
         Ok((account, None)) => redirect_with(
-            "/admin/users",
+            USERS,
             Notice::success(format!("Created user {}.", account.name)),
         ),
-        Err(e) => {
-            render_users(
-                &ctx,
-                page_status(&e),
-                Some(Notice::from_error(&e)),
-                None,
-                form,
-            )
-            .await
-        }
+        Err(e) => render_users(&ctx, page_status(&e), Some(Notice::from_error(&e)), form).await,
     }
 }
 
@@ -232,14 +229,13 @@ fn disabled_notice(account: &Account, disabled: bool) -> Notice {
 
 async fn toggle_user(ctx: PageCtx, id: i64, disabled: bool) -> Response {
     match set_disabled(&ctx, id, AccountKind::User, disabled).await {
-        Ok(account) => redirect_with("/admin/users", disabled_notice(&account, disabled)),
+        Ok(account) => redirect_with(USERS, disabled_notice(&account, disabled)),
         Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
         Err(e) => {
             render_users(
                 &ctx,
                 page_status(&e),
                 Some(Notice::from_error(&e)),
-                None,
                 NewUserForm::default(),
             )
             .await
@@ -281,19 +277,15 @@ async fn reset_user_password(
     }
     .await;
     match result {
-        Ok((account, password)) => {
-            render_users(
-                &ctx,
-                StatusCode::OK,
-                Some(Notice::success(format!(
-                    "Reset the password of {}.",
-                    account.name
-                ))),
-                Some((account.name, password)),
-                NewUserForm::default(),
-            )
-            .await
-        }
+        Ok((account, password)) => once::redirect(
+            &ctx,
+            USERS,
+            Notice::success(format!("Reset the password of {}.", account.name)),
+            Shown::Password {
+                user: account.name,
+                password,
+            },
+        ),
         Err(e) => ctx.error_page(&e),
     }
 }
@@ -384,7 +376,7 @@ async fn create_service_account(
     .await;
     match result {
         Ok(account) => redirect_with(
-            &format!("/admin/service-accounts/{}", account.id),
+            &service_account_page(account.id),
             Notice::success(format!(
                 "Created service account {}. Create a token for it below.",
                 account.name
@@ -436,14 +428,26 @@ struct ServiceAccountPage {
     audience: Option<String>,
 }
 
+/// A service account's page.
+fn service_account_page(id: i64) -> String {
+    format!("/admin/service-accounts/{id}")
+}
+
+/// A token a form just made, handed to `page` to show once.
+fn new_token(ctx: &PageCtx, page: &str) -> Option<String> {
+    match ctx.shown_once(page) {
+        Some(Shown::Token { token }) => Some(token),
+        _ => None,
+    }
+}
+
 async fn render_service_account(
     ctx: &PageCtx,
     id: i64,
     status: StatusCode,
     notice: Option<Notice>,
-    new_token: Option<String>,
 ) -> Response {
-    render_service_account_with(ctx, id, status, notice, new_token, BindingForm::default()).await
+    render_service_account_with(ctx, id, status, notice, BindingForm::default()).await
 }
 
 async fn render_service_account_with(
@@ -451,7 +455,6 @@ async fn render_service_account_with(
     id: i64,
     status: StatusCode,
     notice: Option<Notice>,
-    new_token: Option<String>,
     ci_form: BindingForm,
 ) -> Response {
     let result = async {
@@ -478,10 +481,10 @@ async fn render_service_account_with(
             create_action: format!("/admin/service-accounts/{}/tokens", account.id),
             revoke_base: "/admin/tokens",
             token_example: "gitlab-ci",
+            new_token: new_token(ctx, &service_account_page(account.id)),
             account,
             bindings,
             tokens,
-            new_token,
         })
     }
     .await;
@@ -493,13 +496,13 @@ async fn render_service_account_with(
 
 /// One service account: where it is bound, its tokens.
 async fn show_service_account(ctx: PageCtx, Path(id): Path<i64>) -> Response {
-    render_service_account(&ctx, id, StatusCode::OK, None, None).await
+    render_service_account(&ctx, id, StatusCode::OK, None).await
 }
 
 async fn toggle_service_account(ctx: PageCtx, id: i64, disabled: bool) -> Response {
     match set_disabled(&ctx, id, AccountKind::ServiceAccount, disabled).await {
         Ok(account) => redirect_with(
-            &format!("/admin/service-accounts/{id}"),
+            &service_account_page(id),
             disabled_notice(&account, disabled),
         ),
         Err(e) => ctx.error_page(&e),
@@ -546,26 +549,17 @@ async fn create_service_account_token(
     }
     .await;
     match result {
-        Ok((info, secret)) => {
-            render_service_account(
-                &ctx,
-                id,
-                StatusCode::CREATED,
-                Some(Notice::success(format!("Created token '{}'.", info.name))),
-                Some(secret.expose().clone()),
-            )
-            .await
-        }
+        Ok((info, secret)) => once::redirect(
+            &ctx,
+            &service_account_page(id),
+            Notice::success(format!("Created token '{}'.", info.name)),
+            Shown::Token {
+                token: secret.expose().clone(),
+            },
+        ),
         Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
         Err(e) => {
-            render_service_account(
-                &ctx,
-                id,
-                page_status(&e),
-                Some(Notice::from_error(&e)),
-                None,
-            )
-            .await
+            render_service_account(&ctx, id, page_status(&e), Some(Notice::from_error(&e))).await
         }
     }
 }
@@ -583,7 +577,7 @@ async fn revoke_token(
     .await;
     match result {
         Ok(info) => redirect_with(
-            &format!("/admin/service-accounts/{}", info.account_id),
+            &service_account_page(info.account_id),
             Notice::success(format!("Revoked token '{}'.", info.name)),
         ),
         Err(e) => ctx.error_page(&e),
@@ -630,7 +624,7 @@ async fn create_id_token_binding(
     .await;
     match result {
         Ok(info) => redirect_with(
-            &format!("/admin/service-accounts/{id}"),
+            &service_account_page(id),
             Notice::success(format!(
                 "GitLab CI ID tokens of {} now act as {}.",
                 id_token_bindings::describe(&info),
@@ -644,7 +638,6 @@ async fn create_id_token_binding(
                 id,
                 page_status(&e),
                 Some(Notice::from_error(&e)),
-                None,
                 form,
             )
             .await
@@ -665,7 +658,7 @@ async fn delete_id_token_binding(
     .await;
     match result {
         Ok(info) => redirect_with(
-            &format!("/admin/service-accounts/{}", info.service_account_id),
+            &service_account_page(info.service_account_id),
             Notice::success(format!(
                 "GitLab CI ID tokens of {} no longer act as {}.",
                 id_token_bindings::describe(&info),
@@ -694,16 +687,10 @@ struct MyAccountPage {
     token_example: &'static str,
 }
 
-async fn render_my_account(ctx: &PageCtx, status: StatusCode, notice: Option<Notice>) -> Response {
-    render_my_account_with(ctx, status, notice, None).await
-}
+/// The signed-in person's own page.
+const MY_ACCOUNT: &str = "/account";
 
-async fn render_my_account_with(
-    ctx: &PageCtx,
-    status: StatusCode,
-    notice: Option<Notice>,
-    new_token: Option<String>,
-) -> Response {
+async fn render_my_account(ctx: &PageCtx, status: StatusCode, notice: Option<Notice>) -> Response {
     let account = ctx.actor.account.clone();
     let pool = &ctx.state.db.pool;
     let result = async {
@@ -722,7 +709,7 @@ async fn render_my_account_with(
                 memberships,
                 has_password,
                 tokens,
-                new_token,
+                new_token: new_token(ctx, MY_ACCOUNT),
                 create_action: "/account/tokens".into(),
                 revoke_base: "/account/tokens",
                 token_example: "my laptop",
@@ -763,15 +750,14 @@ async fn create_my_token(ctx: PageCtx, CsrfForm(form): CsrfForm<NewTokenForm>) -
     }
     .await;
     match result {
-        Ok((info, secret)) => {
-            render_my_account_with(
-                &ctx,
-                StatusCode::CREATED,
-                Some(Notice::success(format!("Created token '{}'.", info.name))),
-                Some(secret.expose().clone()),
-            )
-            .await
-        }
+        Ok((info, secret)) => once::redirect(
+            &ctx,
+            MY_ACCOUNT,
+            Notice::success(format!("Created token '{}'.", info.name)),
+            Shown::Token {
+                token: secret.expose().clone(),
+            },
+        ),
         Err(e) => render_my_account(&ctx, page_status(&e), Some(Notice::from_error(&e))).await,
     }
 }
@@ -793,7 +779,7 @@ async fn revoke_my_token(
     .await;
     match result {
         Ok(info) => redirect_with(
-            "/account",
+            MY_ACCOUNT,
             Notice::success(format!("Revoked token '{}'.", info.name)),
         ),
         Err(e) => ctx.error_page(&e),

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use super::page_error;
 use crate::app::AppState;
-use crate::auth::client::{client_ip, session_cookie_name};
+use crate::auth::client::{SiteCookie, client_ip};
 use crate::db::accounts::Account;
 use crate::db::audit::AuditActor;
 use crate::db::sessions;
@@ -48,7 +48,7 @@ impl PageActor {
     /// the decisions that follow see the latest grants.
     pub async fn from_parts(parts: &Parts, state: &AppState) -> Result<Option<Self>, Error> {
         let jar = CookieJar::from_headers(&parts.headers);
-        let Some(cookie) = jar.get(session_cookie_name(state.config.secure_cookies())) else {
+        let Some(cookie) = jar.get(SiteCookie::Session.name(state.config.secure_cookies())) else {
             return Ok(None);
         };
         let idle_ms = i64::from(state.config.session_idle_hours) * 3600 * 1000;

@@ -20,6 +20,7 @@ mod health;
 mod line_stops;
 mod moments;
 mod notifications;
+mod once;
 pub use health::metrics_routes;
 pub use moments::{Moment, ago, duration, format_date, format_time, parse_rfc3339};
 mod pods;
@@ -45,6 +46,7 @@ use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use crate::app::AppState;
+use crate::auth::client::SiteCookie;
 use crate::auth::{Action, OnNode};
 use crate::error::{Error, Shown};
 
@@ -191,16 +193,6 @@ impl Notice {
     }
 }
 
-/// Name of the flash cookie: `__Host-` prefixed (and `Secure`) when served
-/// over https, like the session cookie.
-fn flash_cookie_name(secure: bool) -> &'static str {
-    if secure {
-        "__Host-rollway_flash"
-    } else {
-        "rollway_flash"
-    }
-}
-
 /// Sets cookie `name` of this site on `response`: HttpOnly, `Path=/`,
 /// `SameSite=Lax`, and `Secure` when served over https (whose names carry
 /// the `__Host-` prefix). `max_age`: how long it lasts (zero clears it);
@@ -239,7 +231,7 @@ pub async fn write_flash(
 ) -> Response {
     if let Some(PendingFlash(notice)) = response.extensions_mut().remove::<PendingFlash>() {
         let secure = state.config.secure_cookies();
-        let name = flash_cookie_name(secure);
+        let name = SiteCookie::Flash.name(secure);
         set_cookie(&mut response, name, secure, encode_flash(&notice), None);
     }
     response
@@ -275,13 +267,13 @@ fn decode_flash(value: &str) -> Option<Notice> {
 /// The notice the previous request left, if any.
 pub fn read_flash(headers: &axum::http::HeaderMap, secure: bool) -> Option<Notice> {
     CookieJar::from_headers(headers)
-        .get(flash_cookie_name(secure))
+        .get(SiteCookie::Flash.name(secure))
         .and_then(|c| decode_flash(c.value()))
 }
 
 /// Expires the flash cookie once its notice is shown.
 pub fn clear_flash(response: &mut Response, secure: bool) {
-    let name = flash_cookie_name(secure);
+    let name = SiteCookie::Flash.name(secure);
     set_cookie(
         response,
         name,
@@ -332,6 +324,9 @@ pub struct PageCtx {
     pub state: AppState,
     csrf: CsrfToken,
     flash: Option<Notice>,
+    /// The sealed secret the previous request left for this page
+    /// ([`once`]).
+    once: Option<String>,
     awaiting: i64,
     scope: crate::db::tree::Scope,
 }
@@ -345,6 +340,7 @@ impl FromRequestParts<AppState> for PageCtx {
             .await
             .map_err(IntoResponse::into_response)?;
         let flash = read_flash(&parts.headers, state.config.secure_cookies());
+        let once = once::read(&parts.headers, state.config.secure_cookies());
         let scope = state
             .policy
             .read_scope(&state.db, &actor.account)
@@ -360,6 +356,7 @@ impl FromRequestParts<AppState> for PageCtx {
             state: state.clone(),
             csrf,
             flash,
+            once,
             awaiting,
             scope,
         })
@@ -411,8 +408,14 @@ impl PageCtx {
         }
     }
 
+    /// The secret the form before handed to `page` (its path) to show
+    /// once: the next render clears it.
+    pub fn shown_once(&self, page: &str) -> Option<once::Shown> {
+        once::open(self, self.once.as_deref()?, page)
+    }
+
     /// Renders a page with `status`, refreshing the CSRF cookie and
-    /// consuming the flash.
+    /// consuming the flash and any secret left to show once.
     pub fn render(&self, status: StatusCode, page: &impl Template) -> Response {
         let html = match page.render() {
             Ok(html) => html,
@@ -425,6 +428,9 @@ impl PageCtx {
         let mut response = (status, self.csrf.clone(), Html(html)).into_response();
         if self.flash.is_some() {
             clear_flash(&mut response, self.state.config.secure_cookies());
+        }
+        if self.once.is_some() {
+            once::clear(&mut response, self.state.config.secure_cookies());
         }
         response
     }

@@ -1,8 +1,8 @@
 //! Notifications in the pages: `/notifications` lists the destinations
 //! the reader manages, each with its delivery log (send again, enable a
 //! disabled one, remove); the node page's card sets one (its form is
-//! handled here, and a webhook's secret is shown on the page that answers,
-//! once).
+//! handled here, and a webhook's secret is handed to the node page to
+//! show once, `super::once`).
 
 use askama::Template;
 use axum::extract::Path;
@@ -11,6 +11,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::extract::CsrfForm;
+use super::once::{self, Shown};
 use super::{Layout, Moment, Notice, PageCtx, PageRoutes, redirect_with};
 use crate::db::notifications::{Delivery, Destination};
 use crate::domain::notify::EVENTS;
@@ -55,11 +56,11 @@ impl DestinationForm {
     }
 }
 
-/// A destination just set, as the node page shows it once.
+/// A webhook destination just set, as the node page shows it once.
 pub(super) struct NewDestination {
     pub name: String,
-    /// A webhook's signing secret.
-    pub secret: Option<String>,
+    /// Its signing secret.
+    pub secret: String,
 }
 
 async fn create(
@@ -80,15 +81,23 @@ async fn create(
     };
     match notifications::create(&ctx.state, &ctx.actor.account, &ctx.who(), id, &asked).await {
         Ok((d, secret)) => {
-            let created = NewDestination {
-                name: d.name.clone(),
-                secret: secret.map(|s| s.expose().clone()),
-            };
             let notice = Notice::success(format!(
                 "Notification destination \"{}\" set on {}.",
                 d.name, d.node_path
             ));
-            super::tree::render_node_with_destination(&ctx, id, Some(notice), created).await
+            let to = format!("{}#notifications", super::tree::node_page(id));
+            match secret {
+                Some(secret) => once::redirect(
+                    &ctx,
+                    &to,
+                    notice,
+                    Shown::SigningSecret {
+                        destination: d.name,
+                        secret: secret.expose().clone(),
+                    },
+                ),
+                None => redirect_with(&to, notice),
+            }
         }
         Err(e @ (Error::NotFound(_) | Error::Forbidden(_))) => ctx.error_page(&e),
         Err(e) => {

@@ -14,7 +14,7 @@ use super::{
     set_cookie,
 };
 use crate::app::AppState;
-use crate::auth::client::{client_ip, session_cookie_name};
+use crate::auth::client::{SiteCookie, client_ip};
 use crate::auth::password;
 use crate::config::PasswordLogin;
 use crate::db::accounts::{self, Account};
@@ -257,7 +257,7 @@ pub(super) async fn start_session(
     let mut response = Redirect::to(next).into_response();
     set_cookie(
         &mut response,
-        session_cookie_name(secure),
+        SiteCookie::Session.name(secure),
         secure,
         token,
         None,
@@ -274,7 +274,7 @@ async fn log_out(ctx: PageCtx, CsrfForm(_form): CsrfForm<NoFields>) -> Response 
     let mut response = redirect_with("/login", Notice::success("You have logged out."));
     set_cookie(
         &mut response,
-        session_cookie_name(secure),
+        SiteCookie::Session.name(secure),
         secure,
         String::new(),
         Some(time::Duration::ZERO),

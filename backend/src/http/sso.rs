@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::session::{render_login, safe_next, start_session};
 use super::{Notice, PageRoutes, set_cookie};
 use crate::app::AppState;
-use crate::auth::client::client_ip;
+use crate::auth::client::{SiteCookie, client_ip};
 use crate::auth::oidc::{Pending, SIGN_IN_LIFETIME, oauth_error};
 use crate::db::oidc::{self, Outcome};
 use crate::domain::text::shown;
@@ -28,14 +28,6 @@ pub fn routes() -> PageRoutes {
 
 /// What the sealed cookie is bound to, so no other sealed value fits.
 const SEAL_PURPOSE: &str = "oidc-sign-in";
-
-fn cookie_name(secure: bool) -> &'static str {
-    if secure {
-        "__Host-rollway_sso"
-    } else {
-        "rollway_sso"
-    }
-}
 
 #[derive(Deserialize)]
 struct StartQuery {
@@ -86,7 +78,7 @@ async fn start(
     let lifetime = time::Duration::seconds(SIGN_IN_LIFETIME.as_secs() as i64);
     set_cookie(
         &mut response,
-        cookie_name(secure),
+        SiteCookie::Sso.name(secure),
         secure,
         sealed,
         Some(lifetime),
@@ -114,8 +106,8 @@ async fn callback(
     let jar = CookieJar::from_headers(&parts.headers);
     let secure = state.config.secure_cookies();
     let mut response = finish(&state, csrf, &jar, &parts, query).await;
-    if jar.get(cookie_name(secure)).is_some() {
-        let name = cookie_name(secure);
+    if jar.get(SiteCookie::Sso.name(secure)).is_some() {
+        let name = SiteCookie::Sso.name(secure);
         set_cookie(
             &mut response,
             name,
@@ -139,7 +131,7 @@ async fn finish(
     };
     let secure = state.config.secure_cookies();
     let pending = jar
-        .get(cookie_name(secure))
+        .get(SiteCookie::Sso.name(secure))
         .and_then(|c| state.sealer.open(c.value(), SEAL_PURPOSE).ok())
         .and_then(|json| serde_json::from_str::<Pending>(json.expose()).ok());
     let again = |why: &str| {

@@ -7,6 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields};
+use super::once::Shown;
 use super::{Layout, Moment, Notice, PageCtx, PageRoutes, page_status, redirect_with};
 use crate::auth::Action;
 use crate::db::tree::{self as tree_db, Member, Node};
@@ -128,11 +129,16 @@ struct NodeForms {
     new_destination: Option<super::notifications::NewDestination>,
 }
 
+/// A node's page.
+pub(super) fn node_page(id: i64) -> String {
+    format!("/tree/nodes/{id}")
+}
+
 async fn load_node_page(
     ctx: &PageCtx,
     id: i64,
     notice: Option<Notice>,
-    form: NodeForms,
+    mut form: NodeForms,
 ) -> Result<NodePage> {
     let pool = &ctx.state.db.pool;
     let node = ctx.visible(tree_db::get(pool, id).await)?;
@@ -173,6 +179,16 @@ async fn load_node_page(
     } else {
         Vec::new()
     };
+    if let Some(Shown::SigningSecret {
+        destination,
+        secret,
+    }) = ctx.shown_once(&node_page(node.id))
+    {
+        form.new_destination = Some(super::notifications::NewDestination {
+            name: destination,
+            secret,
+        });
+    }
     Ok(NodePage {
         destinations,
         can_manage_notifications,
@@ -236,20 +252,6 @@ pub(super) async fn render_node_with_freeze(
         ..NodeForms::default()
     };
     render_node(ctx, id, status, notice, form).await
-}
-
-/// The node page after a destination was set: its secret shown once.
-pub(super) async fn render_node_with_destination(
-    ctx: &PageCtx,
-    id: i64,
-    notice: Option<Notice>,
-    created: super::notifications::NewDestination,
-) -> Response {
-    let form = NodeForms {
-        new_destination: Some(created),
-        ..NodeForms::default()
-    };
-    render_node(ctx, id, StatusCode::OK, notice, form).await
 }
 
 /// The node page again after a refused destination, its form filled in.
