@@ -200,12 +200,7 @@ db_test!(
             "{html}"
         );
         let (_, html) = eric.get("/account").await;
-        let token = html
-            .split(r#"<code class="secret" id="new-token">"#)
-            .nth(1)
-            .and_then(|rest| rest.split('<').next())
-            .expect("the token, shown once")
-            .to_string();
+        let token = shown_secret(&html, "new-token").expect("the token, shown once");
         // It acts as eric, with eric's roles.
         let api = app.api(Some(&token));
         let (s, me) = api.get("/api/v1/me").await;

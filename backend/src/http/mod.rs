@@ -265,18 +265,17 @@ fn decode_flash(value: &str) -> Option<Notice> {
 }
 
 /// The notice the previous request left, if any.
-pub fn read_flash(headers: &axum::http::HeaderMap, secure: bool) -> Option<Notice> {
-    CookieJar::from_headers(headers)
-        .get(SiteCookie::Flash.name(secure))
+pub fn read_flash(jar: &CookieJar, secure: bool) -> Option<Notice> {
+    jar.get(SiteCookie::Flash.name(secure))
         .and_then(|c| decode_flash(c.value()))
 }
 
-/// Expires the flash cookie once its notice is shown.
-pub fn clear_flash(response: &mut Response, secure: bool) {
-    let name = SiteCookie::Flash.name(secure);
+/// Expires `cookie` of this site on `response` (the flash once its notice
+/// is shown, a secret once shown, a single sign-on once back).
+pub(crate) fn clear_cookie(response: &mut Response, cookie: SiteCookie, secure: bool) {
     set_cookie(
         response,
-        name,
+        cookie.name(secure),
         secure,
         String::new(),
         Some(time::Duration::ZERO),
@@ -339,8 +338,9 @@ impl FromRequestParts<AppState> for PageCtx {
         let csrf = CsrfToken::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let flash = read_flash(&parts.headers, state.config.secure_cookies());
-        let once = once::read(&parts.headers, state.config.secure_cookies());
+        let jar = CookieJar::from_headers(&parts.headers);
+        let flash = read_flash(&jar, state.config.secure_cookies());
+        let once = once::read(&jar, state.config.secure_cookies());
         let scope = state
             .policy
             .read_scope(&state.db, &actor.account)
@@ -426,11 +426,12 @@ impl PageCtx {
             }
         };
         let mut response = (status, self.csrf.clone(), Html(html)).into_response();
+        let secure = self.state.config.secure_cookies();
         if self.flash.is_some() {
-            clear_flash(&mut response, self.state.config.secure_cookies());
+            clear_cookie(&mut response, SiteCookie::Flash, secure);
         }
         if self.once.is_some() {
-            once::clear(&mut response, self.state.config.secure_cookies());
+            clear_cookie(&mut response, SiteCookie::Once, secure);
         }
         response
     }

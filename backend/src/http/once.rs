@@ -6,7 +6,6 @@
 //! bound to the person and the page, that lasts five minutes; the page
 //! shows it and clears the cookie, so a reload no longer shows it.
 
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum_extra::extract::CookieJar;
 use serde::{Deserialize, Serialize};
@@ -82,10 +81,10 @@ pub fn redirect(ctx: &PageCtx, to: &str, notice: Notice, shown: Shown) -> Respon
     response
 }
 
-/// The sealed cookie a request carries, if any (opened by [`open`]).
-pub(super) fn read(headers: &HeaderMap, secure: bool) -> Option<String> {
-    CookieJar::from_headers(headers)
-        .get(SiteCookie::Once.name(secure))
+/// The sealed cookie a request carries, if any (opened by [`open`];
+/// [`PageCtx::render`] clears it).
+pub(super) fn read(jar: &CookieJar, secure: bool) -> Option<String> {
+    jar.get(SiteCookie::Once.name(secure))
         .map(|c| c.value().to_string())
 }
 
@@ -105,17 +104,6 @@ fn unseal(sealer: &Sealer, account: i64, sealed: &str, page: &str, now: i64) -> 
     let json = sealer.open(sealed, &bound_to(account, page)).ok()?;
     let sealed: Sealed = serde_json::from_str(json.expose()).ok()?;
     (sealed.until > now).then_some(sealed.shown)
-}
-
-/// Expires the cookie once a page has been rendered.
-pub(super) fn clear(response: &mut Response, secure: bool) {
-    set_cookie(
-        response,
-        SiteCookie::Once.name(secure),
-        secure,
-        String::new(),
-        Some(time::Duration::ZERO),
-    );
 }
 
 #[cfg(test)]

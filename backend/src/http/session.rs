@@ -6,11 +6,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_csrf::CsrfToken;
+use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
 use super::extract::{CsrfForm, NoFields, PageActor};
 use super::{
-    Layout, Notice, PageCtx, PageRoutes, clear_flash, page_error, read_flash, redirect_with,
+    Layout, Notice, PageCtx, PageRoutes, clear_cookie, page_error, read_flash, redirect_with,
     set_cookie,
 };
 use crate::app::AppState;
@@ -121,11 +122,11 @@ async fn show_login(
     }
     // "You have logged out." and the like land here.
     let secure = state.config.secure_cookies();
-    let flash = read_flash(&parts.headers, secure);
+    let flash = read_flash(&CookieJar::from_headers(&parts.headers), secure);
     let shown = flash.is_some();
     let mut response = render_login(&state, csrf, StatusCode::OK, String::new(), next, flash);
     if shown {
-        clear_flash(&mut response, secure);
+        clear_cookie(&mut response, SiteCookie::Flash, secure);
     }
     response
 }
@@ -272,13 +273,7 @@ async fn log_out(ctx: PageCtx, CsrfForm(_form): CsrfForm<NoFields>) -> Response 
     }
     let secure = ctx.state.config.secure_cookies();
     let mut response = redirect_with("/login", Notice::success("You have logged out."));
-    set_cookie(
-        &mut response,
-        SiteCookie::Session.name(secure),
-        secure,
-        String::new(),
-        Some(time::Duration::ZERO),
-    );
+    clear_cookie(&mut response, SiteCookie::Session, secure);
     response
 }
 

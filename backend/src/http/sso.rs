@@ -12,7 +12,7 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
 use super::session::{render_login, safe_next, start_session};
-use super::{Notice, PageRoutes, set_cookie};
+use super::{Notice, PageRoutes, clear_cookie, set_cookie};
 use crate::app::AppState;
 use crate::auth::client::{SiteCookie, client_ip};
 use crate::auth::oidc::{Pending, SIGN_IN_LIFETIME, oauth_error};
@@ -107,14 +107,7 @@ async fn callback(
     let secure = state.config.secure_cookies();
     let mut response = finish(&state, csrf, &jar, &parts, query).await;
     if jar.get(SiteCookie::Sso.name(secure)).is_some() {
-        let name = SiteCookie::Sso.name(secure);
-        set_cookie(
-            &mut response,
-            name,
-            secure,
-            String::new(),
-            Some(time::Duration::ZERO),
-        );
+        clear_cookie(&mut response, SiteCookie::Sso, secure);
     }
     response
 }
